@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# setup.sh - install everything briefd needs to build, run and test on Debian/Ubuntu.
+# Idempotent: safe to run again; it only installs what is missing.
+# Packages come from the distribution's archive only (llhttp from Debian 13 on Debian 12,
+# pinned low so nothing else is pulled from it).
+set -euo pipefail
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+
+BUILD_PKGS="build-essential cmake pkg-config libuv1-dev libcurl4-openssl-dev libcjson-dev libhiredis-dev"
+RUN_PKGS="redis-server redis-tools"
+TEST_PKGS="clang libclang-rt-14-dev curl python3 prometheus"
+
+want=""
+for p in $BUILD_PKGS $RUN_PKGS $TEST_PKGS; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || want="$want $p"
+done
+need_llhttp=0
+[ -f /usr/include/llhttp.h ] || need_llhttp=1
+
+if [ -n "$want" ] || [ "$need_llhttp" = 1 ]; then
+    $SUDO apt-get update -qq
+fi
+if [ -n "$want" ]; then
+    # shellcheck disable=SC2086
+    $SUDO apt-get install -y -qq --no-install-recommends $want
+fi
+
+if [ "$need_llhttp" = 1 ]; then
+    cand=$(apt-cache policy libllhttp-dev 2>/dev/null | awk '/Candidate:/ {print $2}')
+    if [ -z "$cand" ] || [ "$cand" = "(none)" ]; then
+        # Debian 12: take exactly libllhttp-dev from Debian 13 with a low pin.
+        . /etc/os-release
+        if [ "${ID:-}" != "debian" ]; then
+            echo "setup.sh: no libllhttp-dev candidate on ${PRETTY_NAME:-this system}; install llhttp >= 9 by hand" >&2
+            exit 1
+        fi
+        $SUDO tee /etc/apt/sources.list.d/trixie-llhttp.sources >/dev/null <<'SRC'
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: trixie
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+        $SUDO tee /etc/apt/preferences.d/trixie-llhttp >/dev/null <<'PIN'
+Package: *
+Pin: release n=trixie
+Pin-Priority: 100
+PIN
+        $SUDO apt-get update -qq
+        $SUDO apt-get install -y -qq --no-install-recommends -t trixie libllhttp-dev
+    else
+        $SUDO apt-get install -y -qq --no-install-recommends libllhttp-dev
+    fi
+fi
+echo "setup.sh: all dependencies present"

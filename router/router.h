@@ -1,0 +1,75 @@
+/* router.h - the routing decision: runs the configured policy chain over one draft, combines
+ * the verdicts (any / all / score) and applies the guards.
+ *
+ * Pure: no I/O, no clock. The figures the guards need (recent refine rate, today's refine
+ * spend) are measured by the caller and passed in, so a decision is a function of
+ * (draft, request, config, guard figures).
+ *
+ * Ownership: a struct router is built by router_parse() from a cJSON "routing" object the
+ * caller owns (everything needed is copied) and is immutable afterwards, so any number of
+ * jobs may share one (the service refcounts the config that holds it). router_free()
+ * releases it. */
+#ifndef BRIEFD_ROUTER_H
+#define BRIEFD_ROUTER_H
+
+#include "policy.h"
+
+struct cJSON;
+
+enum route_mode { ROUTE_ANY = 0, ROUTE_ALL = 1, ROUTE_SCORE = 2 };
+const char *route_mode_name(enum route_mode m); /* "any" | "all" | "score" */
+
+#define ROUTER_MAX_POLICIES 16
+#define ROUTER_MAX_VERDICTS (ROUTER_MAX_POLICIES + 2) /* + the guards */
+
+struct router;
+
+/* Figures measured by the caller for the guards. A guard whose figure is not known
+ * (have_* = 0) does not hold anything back. */
+struct guard_input {
+    int have_rate;
+    double recent_refine_rate;   /* refined / decided over the guard's window, 0..1 */
+    int have_spend;
+    double spent_today_usd;      /* refine spend so far today (UTC) */
+    double est_refine_cost_usd;  /* what this refinement is expected to cost */
+};
+
+struct route_result {
+    int refine;                  /* the final decision: 1 refine, 0 keep */
+    int policy_refine;           /* what the policies alone decided, before guards */
+    int guarded;                 /* 1: a guard turned refine into keep */
+    enum route_mode mode;
+    double score;                /* score mode: refine weight / voting weight; else 0 */
+    size_t n;                    /* verdicts in v[], policies in chain order, then guards */
+    struct verdict v[ROUTER_MAX_VERDICTS];
+};
+
+/* Parse a "routing" object (NULL means all defaults: mode any, the default policy chain of
+ * SPEC §3 - length 600, topic [legal, security, exec], confidence -0.8 on_missing keep -
+ * and max_refine_rate 0.5, no budget). Keys:
+ *   mode: "any" | "all" | "score"            (default "any")
+ *   threshold: number in [0,1]              (score mode: refine when score >= it; default 0.5)
+ *   policies: array (<= ROUTER_MAX_POLICIES) of {"type": name, "weight": number > 0, ...}
+ *   guards: {"max_refine_rate": number in (0,1] or null,
+ *            "window_s": integer 10..86400 (default 3600),
+ *            "daily_refine_budget_usd": number >= 0 or null}
+ * Returns 0 and sets *out, or -1 with err naming the JSON path ("routing.policies[2].type"). */
+int router_parse(const struct cJSON *routing, struct router **out, struct cfg_err *err);
+void router_free(struct router *r);
+
+/* The effective routing config as JSON (caller frees), for GET /v1/config. */
+struct cJSON *router_describe(const struct router *r);
+
+/* Guard settings, so the caller knows what figures to measure (0 / negative = unset). */
+double router_guard_max_rate(const struct router *r);     /* <= 0: no rate guard */
+int router_guard_window_s(const struct router *r);
+double router_guard_daily_budget(const struct router *r); /* < 0: no budget guard */
+
+/* Decide. g may be NULL (no guard figures). Writes every field of out. */
+void router_decide(const struct router *r, const struct route_input *in,
+                   const struct guard_input *g, struct route_result *out);
+
+/* The route object of SPEC §2 {"decision", "mode", "verdicts": [...]} (caller frees). */
+struct cJSON *route_result_json(const struct route_result *res);
+
+#endif

@@ -1,0 +1,107 @@
+/* config.h - briefd's configuration: load, validate, describe, share.
+ *
+ * One JSON file (SPEC §3); every key optional with a working default; the embedded defaults
+ * alone make a working service (local Redis, Foundry Local's default port for both models).
+ * Validation is declarative (one table of keys: name, type, bounds, default, where it lands)
+ * and strict: unknown keys, wrong types and out-of-range values are refused with the JSON
+ * path of the mistake ("routing.policies[2].min_mean_logprob: expected number").
+ * Secrets (API keys) come from the environment variables the file names; they are read at
+ * load time and never appear in cfg_describe() output or in error messages.
+ *
+ * Ownership and sharing: a struct bd_config is immutable once loaded and reference counted.
+ * The service holds one reference to "the current config"; each job takes its own reference
+ * (cfg_ref) when it starts routing and drops it (cfg_unref) when it ends, so a reload swaps
+ * the current pointer while jobs in flight finish under the config they started with.
+ * Single-threaded (the libuv loop): no atomics needed. */
+#ifndef BRIEFD_CONFIG_H
+#define BRIEFD_CONFIG_H
+
+#include <stddef.h>
+#include "policy.h" /* struct cfg_err */
+
+struct cJSON;
+struct router;
+
+struct model_cfg {
+    char *name;              /* model id sent upstream, e.g. "phi-4-mini" */
+    char *base_url;          /* e.g. "http://127.0.0.1:5273/v1" (no trailing slash) */
+    char *api_key_env;       /* NULL: no key */
+    char *api_key;           /* read from api_key_env at load (secret), or NULL */
+    int timeout_ms;          /* per call, 100..600000 (default 60000) */
+    int max_tokens;          /* 1..32768 (default 300 draft, 600 refine) */
+    double temperature;      /* 0..2 (default 0.4 draft, 0.2 refine) */
+    int stream;              /* bool */
+    int logprobs;            /* bool: ask for logprobs (default 1 draft, 0 refine) */
+    int max_attempts;        /* calls per stage incl. retries, 1..10 (default 3) */
+    int backoff_ms;          /* base of exponential backoff, 1..60000 (default 200) */
+    double price_in_per_mtok;   /* USD per 1M prompt tokens, >= 0 */
+    double price_out_per_mtok;  /* USD per 1M completion tokens, >= 0 */
+    double price_per_hour;      /* USD per hour of busy time (local hardware), >= 0 */
+    char *prompt_system;     /* may be "" (no system message) */
+    char *prompt_user;       /* template with {text} {draft} {max_words} {instructions} */
+};
+
+struct bd_config {
+    int refcount;
+    char *path;              /* file loaded, or NULL for the embedded defaults */
+    char version[17];        /* 16 hex chars: hash of the effective config (secrets excluded) */
+
+    char *listen_host;       /* "127.0.0.1" */
+    int listen_port;         /* 8080 */
+
+    char *redis_url;         /* "redis://127.0.0.1:6379/0" */
+    char *redis_host;        /* parsed from redis_url */
+    int redis_port;
+    int redis_db;
+    char *redis_password;    /* from the URL (secret), or NULL */
+    char *redis_prefix;      /* "briefd:" */
+
+    int concurrency;         /* jobs in flight per worker process, 1..4096 (64) */
+    int max_attempts;        /* deliveries of one job before it fails, 1..100 (3) */
+    int job_timeout_ms;      /* deadline of one job attempt, 1000..3600000 (120000) */
+    long result_ttl_s;       /* finished job records expire after, 60..31536000 (604800) */
+    int claim_idle_ms;       /* workers.claim_idle_ms: reclaim a pending job idle this long;
+                                default job_timeout_ms + 30000; must exceed job_timeout_ms */
+
+    size_t max_text_bytes;   /* 1..16777216 (262144) */
+    long max_queue;          /* 1..10000000 (100000) */
+    int max_wait_s;          /* limits.max_wait_s: cap on ?wait=, 0..60 (60) */
+
+    char *auth_keys_env;     /* "BRIEFD_API_KEYS" */
+    char *admin_keys_env;    /* "BRIEFD_ADMIN_KEYS" */
+    char **api_keys;         /* parsed from the env at load: comma-separated (secret) */
+    size_t n_api_keys;
+    char **admin_keys;
+    size_t n_admin_keys;
+
+    struct model_cfg draft;
+    struct model_cfg refine;
+
+    char *facade_model;      /* facade.model: alias for /v1/chat/completions ("briefd-hybrid") */
+
+    struct router *router;   /* built from "routing" */
+
+    long stats_retention_s;  /* stats.retention_s: 60..31536000 (604800) */
+};
+
+/* Load path (NULL: embedded defaults only). Returns a config with refcount 1, or NULL with
+ * err filled (path "" for file-level errors such as unreadable file or JSON syntax, with the
+ * line and column in msg). Environment variables named by the file are read here. */
+struct bd_config *cfg_load(const char *path, struct cfg_err *err);
+/* The same from an in-memory JSON text (for tests and fuzzing); NULL text = defaults. */
+struct bd_config *cfg_load_string(const char *json, size_t len, struct cfg_err *err);
+
+struct bd_config *cfg_ref(struct bd_config *c);
+void cfg_unref(struct bd_config *c); /* frees at zero */
+
+/* The effective configuration as JSON, secrets redacted ("***" for keys, password removed
+ * from redis.url), with "version" (caller frees). */
+struct cJSON *cfg_describe(const struct bd_config *c);
+
+/* Constant-time key checks. Returns 1 if key matches one of the configured keys. */
+int cfg_is_api_key(const struct bd_config *c, const char *key);
+int cfg_is_admin_key(const struct bd_config *c, const char *key);
+/* 1 if any key is configured (auth on). */
+int cfg_auth_enabled(const struct bd_config *c);
+
+#endif

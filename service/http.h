@@ -1,0 +1,105 @@
+/* http.h - HTTP/1.1 server on libuv + llhttp, shared by briefd and the model simulator.
+ *
+ * One request at a time per connection (pipelining-safe: bytes of a following request are
+ * held, unparsed, until the current response is complete). Keep-alive. Every input is
+ * bounded (struct http_limits): header bytes (431), header count (431), URL length (414),
+ * body bytes (413), connections (past the cap a connection gets a 503 and is closed),
+ * and timeouts for slow headers, slow bodies and idle keep-alive (the connection is closed;
+ * a request timed out mid-headers or mid-body gets a 408 first). Malformed requests get 400
+ * and the connection is closed. Error responses use the JSON envelope of SPEC §2.
+ *
+ * Ownership: a struct http_req and everything reachable from it (method, path, headers,
+ * body, arena allocations) belongs to the server and lives until the response is complete
+ * (http_respond() returned, or http_stream_end()) or the connection dies, whichever comes
+ * later. A handler may answer at once or keep the request and answer later from any loop
+ * callback; if the client goes away first, the abort callback (if set) is called and the
+ * handler must not touch the request after it returns. Strings passed to http_respond()
+ * and friends are copied. */
+#ifndef BRIEFD_HTTP_H
+#define BRIEFD_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+struct http_server;
+struct http_req;
+
+struct http_limits {
+    size_t max_header_bytes;   /* request line + headers; default 16384 -> 431 */
+    size_t max_headers;        /* header fields; default 64 -> 431 */
+    size_t max_url;            /* default 4096 -> 414 */
+    size_t max_body;           /* default 1 MiB -> 413 (checked against Content-Length first) */
+    unsigned max_conns;        /* default 1024 */
+    uint64_t header_timeout_ms;/* first byte of a request to end of headers; default 10000 */
+    uint64_t body_timeout_ms;  /* end of headers to end of body; default 30000 */
+    uint64_t idle_timeout_ms;  /* keep-alive idle; default 60000 */
+};
+/* Fill l with the defaults above. */
+void http_limits_default(struct http_limits *l);
+
+/* Called once per complete request, on the loop thread. */
+typedef void (*http_handler_fn)(struct http_req *req, void *data);
+
+/* Listen on host:port (port 0 = any; see http_server_port()). limits may be NULL
+ * (defaults; copied). Returns 0 or a negative libuv error; nothing is left open on error. */
+int http_server_start(uv_loop_t *loop, const char *host, int port,
+                      const struct http_limits *limits, http_handler_fn handler, void *data,
+                      struct http_server **out);
+int http_server_port(const struct http_server *s);
+/* Stop accepting new connections (the listener closes; open connections go on). */
+void http_server_stop_accepting(struct http_server *s);
+/* Close the listener and every connection (pending requests get their abort callback),
+ * then free the server and call cb(data) once everything is closed. */
+void http_server_close(struct http_server *s, void (*cb)(void *data), void *data);
+/* Counters, for metrics. */
+unsigned http_server_connections(const struct http_server *s);
+
+/* --- the request --- */
+const char *http_req_method(const struct http_req *r);  /* "GET", "POST", ... */
+const char *http_req_path(const struct http_req *r);    /* URL path, without the query */
+const char *http_req_query(const struct http_req *r);   /* after '?', or "" */
+/* Value of query parameter name (first occurrence, percent-decoded, in the arena), or NULL. */
+const char *http_req_query_param(struct http_req *r, const char *name);
+/* Header value by case-insensitive name (first occurrence), or NULL. */
+const char *http_req_header(const struct http_req *r, const char *name);
+const char *http_req_body(const struct http_req *r, size_t *len); /* NUL-terminated too */
+/* The request id: the client's X-Request-Id if it is sane (<= 64 printable chars), else a
+ * generated one ("req_" + 16 hex). Sent back as X-Request-Id on every response. */
+const char *http_req_id(const struct http_req *r);
+const char *http_req_peer(const struct http_req *r);    /* "127.0.0.1:53422" */
+/* Per-request arena: memory freed when the request is done. NULL on OOM. */
+void *http_req_alloc(struct http_req *r, size_t n);
+char *http_req_strdup(struct http_req *r, const char *s);
+/* User pointer for handlers that answer later. */
+void http_req_set_data(struct http_req *r, void *data);
+void *http_req_get_data(const struct http_req *r);
+/* Called if the connection dies before the response is complete. */
+void http_req_on_abort(struct http_req *r, void (*cb)(struct http_req *r, void *data), void *data);
+
+/* --- the response --- */
+/* Add a response header (copied) before http_respond()/http_stream_begin(). */
+void http_resp_header(struct http_req *r, const char *name, const char *value);
+/* Send a complete response (Content-Length, Date, X-Request-Id and Connection added). */
+void http_respond(struct http_req *r, int status, const char *content_type,
+                  const char *body, size_t len);
+/* JSON convenience: serializes body with cJSON (body not freed: the caller owns it). */
+struct cJSON;
+void http_respond_json(struct http_req *r, int status, const struct cJSON *body);
+/* The SPEC §2 error envelope: {"error": {"type", "code", "message", "param"}}; type is
+ * derived from status; param may be NULL (then null). */
+void http_respond_error(struct http_req *r, int status, const char *code, const char *param,
+                        const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/* Streaming (chunked transfer encoding), e.g. Server-Sent Events. */
+void http_stream_begin(struct http_req *r, int status, const char *content_type);
+/* Queue bytes (copied). Returns 0, or -1 if the connection is gone. */
+int http_stream_write(struct http_req *r, const char *data, size_t len);
+void http_stream_end(struct http_req *r);
+
+/* Reason phrase for a status code ("Not Found"). */
+const char *http_status_text(int status);
+/* The error envelope type for a status ("invalid_request_error", ...). */
+const char *http_error_type(int status);
+
+#endif
