@@ -1,1 +1,588 @@
-/* placeholder: being written */
+/* mclient.c - OpenAI-compatible model client on libcurl multi + libuv, with retries. */
+#include "mclient.h"
+
+#include <curl/curl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "bderr.h"
+
+#define MC_MAX_BODY (4u << 20)       /* non-streamed response bound */
+#define MC_MAX_BACKOFF_MS 10000u     /* cap on one backoff delay */
+#define MC_MAX_RETRY_AFTER_S 120.0   /* cap on an honoured Retry-After */
+
+struct mc_ctx {
+    uv_loop_t *loop;
+    CURLM *multi;
+    uv_timer_t timer;
+    struct mc_call *calls;      /* started, not yet called back */
+    unsigned inflight;
+    unsigned rng;
+    void (*close_cb)(void *);
+    void *close_data;
+};
+
+struct mc_sock {
+    uv_poll_t poll;
+    curl_socket_t fd;
+    struct mc_ctx *ctx;
+};
+
+struct mc_attempt {
+    struct mc_call *call;
+    CURL *easy;
+    struct curl_slist *hdrs;
+    char *buf;                  /* raw body (non-stream, or any non-200) */
+    size_t len, cap;
+    struct oai_sse sse;
+    int sse_used;
+    int sse_rc;                 /* first error the SSE parser reported */
+    char sse_msg[200];
+    int too_big;
+    uint64_t t0;                /* uv_hrtime at start */
+    double ttft_ms;
+    double retry_after_s;
+    char errbuf[CURL_ERROR_SIZE];
+};
+
+const char *mc_fail_name(enum mc_fail f)
+{
+    static const char *const names[] = {"ok", "connect", "timeout", "http_4xx", "rate_limit",
+                                        "http_5xx", "bad_body", "too_big", "deadline",
+                                        "canceled"};
+    return (unsigned)f < sizeof(names) / sizeof(names[0]) ? names[f] : "unknown";
+}
+
+static double ms_since(uint64_t t0) { return (double)(uv_hrtime() - t0) / 1e6; }
+
+/* --- the multi <-> libuv glue --- */
+
+static void check_multi_info(struct mc_ctx *ctx);
+
+static void on_poll(uv_poll_t *h, int status, int events)
+{
+    struct mc_sock *s = h->data;
+    int flags = 0, running = 0;
+    if (status < 0)
+        flags = CURL_CSELECT_ERR;
+    else {
+        if (events & UV_READABLE)
+            flags |= CURL_CSELECT_IN;
+        if (events & UV_WRITABLE)
+            flags |= CURL_CSELECT_OUT;
+    }
+    struct mc_ctx *ctx = s->ctx;
+    curl_multi_socket_action(ctx->multi, s->fd, flags, &running);
+    check_multi_info(ctx);
+}
+
+static void on_sock_closed(uv_handle_t *h) { free(h->data); }
+
+static int on_socket(CURL *easy, curl_socket_t fd, int action, void *userp, void *socketp)
+{
+    struct mc_ctx *ctx = userp;
+    struct mc_sock *s = socketp;
+    int events = 0;
+    (void)easy;
+    if (action == CURL_POLL_REMOVE) {
+        if (s) {
+            uv_poll_stop(&s->poll);
+            uv_close((uv_handle_t *)&s->poll, on_sock_closed);
+            curl_multi_assign(ctx->multi, fd, NULL);
+        }
+        return 0;
+    }
+    if (!s) {
+        s = calloc(1, sizeof(*s));
+        if (!s)
+            return -1;
+        s->fd = fd;
+        s->ctx = ctx;
+        if (uv_poll_init_socket(ctx->loop, &s->poll, fd) != 0) {
+            free(s);
+            return -1;
+        }
+        s->poll.data = s;
+        curl_multi_assign(ctx->multi, fd, s);
+    }
+    if (action != CURL_POLL_OUT)
+        events |= UV_READABLE;
+    if (action != CURL_POLL_IN)
+        events |= UV_WRITABLE;
+    uv_poll_start(&s->poll, events, on_poll);
+    return 0;
+}
+
+static void on_timeout(uv_timer_t *t)
+{
+    struct mc_ctx *ctx = t->data;
+    int running = 0;
+    curl_multi_socket_action(ctx->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    check_multi_info(ctx);
+}
+
+/* CURLMOPT_TIMERFUNCTION: only arms the uv timer; libcurl is never called from here. */
+static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
+{
+    struct mc_ctx *ctx = userp;
+    (void)multi;
+    if (timeout_ms < 0)
+        uv_timer_stop(&ctx->timer);
+    else
+        uv_timer_start(&ctx->timer, on_timeout, (uint64_t)timeout_ms, 0);
+    return 0;
+}
+
+int mc_ctx_new(uv_loop_t *loop, struct mc_ctx **out)
+{
+    struct mc_ctx *ctx = calloc(1, sizeof(*ctx));
+    if (!ctx)
+        return BD_ENOMEM;
+    ctx->multi = curl_multi_init();
+    if (!ctx->multi) {
+        free(ctx);
+        return BD_ENOMEM;
+    }
+    ctx->loop = loop;
+    ctx->rng = (unsigned)uv_hrtime() ^ 0x9e3779b9u;
+    uv_timer_init(loop, &ctx->timer);
+    ctx->timer.data = ctx;
+    curl_multi_setopt(ctx->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+    curl_multi_setopt(ctx->multi, CURLMOPT_SOCKETDATA, ctx);
+    curl_multi_setopt(ctx->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
+    curl_multi_setopt(ctx->multi, CURLMOPT_TIMERDATA, ctx);
+    *out = ctx;
+    return 0;
+}
+
+unsigned mc_ctx_inflight(const struct mc_ctx *ctx) { return ctx->inflight; }
+
+/* --- one attempt --- */
+
+static size_t on_header(char *buf, size_t size, size_t n, void *userp)
+{
+    struct mc_attempt *a = userp;
+    size_t len = size * n;
+    static const char name[] = "retry-after:";
+    if (len > sizeof(name) - 1 && strncasecmp(buf, name, sizeof(name) - 1) == 0) {
+        char tmp[64];
+        size_t vlen = len - (sizeof(name) - 1);
+        if (vlen >= sizeof(tmp))
+            vlen = sizeof(tmp) - 1;
+        memcpy(tmp, buf + sizeof(name) - 1, vlen);
+        tmp[vlen] = '\0';
+        char *end;
+        double v = strtod(tmp, &end);
+        if (end != tmp && v >= 0) {
+            a->retry_after_s = v;
+        } else {
+            time_t when = curl_getdate(tmp, NULL);
+            if (when > 0) {
+                double d = difftime(when, time(NULL));
+                a->retry_after_s = d > 0 ? d : 0;
+            }
+        }
+    }
+    return len;
+}
+
+static int append_raw(struct mc_attempt *a, const char *p, size_t len)
+{
+    if (a->len + len > MC_MAX_BODY) {
+        a->too_big = 1;
+        return -1;
+    }
+    if (a->len + len + 1 > a->cap) {
+        size_t cap = a->cap ? a->cap * 2 : 8192;
+        while (cap < a->len + len + 1)
+            cap *= 2;
+        char *nb = realloc(a->buf, cap);
+        if (!nb)
+            return -1;
+        a->buf = nb;
+        a->cap = cap;
+    }
+    memcpy(a->buf + a->len, p, len);
+    a->len += len;
+    a->buf[a->len] = '\0';
+    return 0;
+}
+
+static size_t on_write(char *p, size_t size, size_t n, void *userp)
+{
+    struct mc_attempt *a = userp;
+    size_t len = size * n;
+    long code = 0;
+    curl_easy_getinfo(a->easy, CURLINFO_RESPONSE_CODE, &code);
+    if (a->ttft_ms < 0 && !a->call->stream)
+        a->ttft_ms = ms_since(a->t0);
+    if (code == 200 && a->call->stream) {
+        int rc;
+        if (a->sse_rc)
+            return len; /* drain; the error is reported at the end */
+        rc = oai_sse_feed(&a->sse, p, len, a->sse_msg, sizeof(a->sse_msg));
+        if (rc == 1 && a->ttft_ms < 0)
+            a->ttft_ms = ms_since(a->t0);
+        if (rc < 0)
+            a->sse_rc = rc;
+        return len;
+    }
+    return append_raw(a, p, len) == 0 ? len : 0;
+}
+
+static void attempt_free(struct mc_attempt *a)
+{
+    if (!a)
+        return;
+    if (a->easy)
+        curl_easy_cleanup(a->easy);
+    curl_slist_free_all(a->hdrs);
+    if (a->sse_used)
+        oai_sse_free(&a->sse);
+    free(a->buf);
+    free(a);
+}
+
+static uint64_t now_ms(const struct mc_ctx *ctx) { return uv_now(ctx->loop); }
+
+static int attempt_start(struct mc_call *call)
+{
+    struct mc_ctx *ctx = call->ctx;
+    struct mc_attempt *a = calloc(1, sizeof(*a));
+    long timeout = call->timeout_ms > 0 ? call->timeout_ms : 60000;
+    if (!a)
+        return BD_ENOMEM;
+    if (call->deadline_ms) {
+        uint64_t now = now_ms(ctx);
+        long left = call->deadline_ms > now ? (long)(call->deadline_ms - now) : 0;
+        if (left < timeout)
+            timeout = left;
+        if (timeout < 1) {
+            free(a);
+            return BD_EDEADLINE;
+        }
+    }
+    a->call = call;
+    a->ttft_ms = -1;
+    a->easy = curl_easy_init();
+    if (!a->easy)
+        goto fail;
+    a->hdrs = curl_slist_append(NULL, "Content-Type: application/json");
+    if (call->stream)
+        a->hdrs = curl_slist_append(a->hdrs, "Accept: text/event-stream");
+    if (call->api_key) {
+        char auth[600];
+        snprintf(auth, sizeof(auth), "Authorization: Bearer %s", call->api_key);
+        a->hdrs = curl_slist_append(a->hdrs, auth);
+        explicit_bzero(auth, sizeof(auth));
+    }
+    if (!a->hdrs)
+        goto fail;
+    if (call->stream) {
+        oai_sse_init(&a->sse, call->prompt_chars);
+        a->sse_used = 1;
+    }
+    curl_easy_setopt(a->easy, CURLOPT_URL, call->url);
+    curl_easy_setopt(a->easy, CURLOPT_POST, 1L);
+    curl_easy_setopt(a->easy, CURLOPT_POSTFIELDS, call->body);
+    curl_easy_setopt(a->easy, CURLOPT_POSTFIELDSIZE, (long)strlen(call->body));
+    curl_easy_setopt(a->easy, CURLOPT_HTTPHEADER, a->hdrs);
+    curl_easy_setopt(a->easy, CURLOPT_WRITEFUNCTION, on_write);
+    curl_easy_setopt(a->easy, CURLOPT_WRITEDATA, a);
+    curl_easy_setopt(a->easy, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(a->easy, CURLOPT_HEADERDATA, a);
+    curl_easy_setopt(a->easy, CURLOPT_PRIVATE, a);
+    curl_easy_setopt(a->easy, CURLOPT_ERRORBUFFER, a->errbuf);
+    curl_easy_setopt(a->easy, CURLOPT_TIMEOUT_MS, timeout);
+    curl_easy_setopt(a->easy, CURLOPT_CONNECTTIMEOUT_MS, timeout < 10000 ? timeout : 10000L);
+    curl_easy_setopt(a->easy, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(a->easy, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(a->easy, CURLOPT_USERAGENT, "briefd/0.1");
+    curl_easy_setopt(a->easy, CURLOPT_PROTOCOLS_STR, "http,https");
+    a->t0 = uv_hrtime();
+    if (curl_multi_add_handle(ctx->multi, a->easy) != CURLM_OK)
+        goto fail;
+    call->att = a;
+    call->attempts++;
+    return 0;
+fail:
+    attempt_free(a);
+    return BD_ENOMEM;
+}
+
+/* --- finishing --- */
+
+static void call_done(struct mc_call *call, int status)
+{
+    struct mc_ctx *ctx = call->ctx;
+    if (call->prev)
+        call->prev->next = call->next;
+    else
+        ctx->calls = call->next;
+    if (call->next)
+        call->next->prev = call->prev;
+    call->next = call->prev = NULL;
+    ctx->inflight--;
+    call->fail = status == 0 ? MC_OK : call->fail;
+    call->cb(call, status);
+}
+
+static unsigned rng_next(struct mc_ctx *ctx)
+{
+    ctx->rng ^= ctx->rng << 13;
+    ctx->rng ^= ctx->rng >> 17;
+    ctx->rng ^= ctx->rng << 5;
+    return ctx->rng;
+}
+
+static void on_backoff_closed(uv_handle_t *h) { free(h); }
+
+static void on_backoff(uv_timer_t *t)
+{
+    struct mc_call *call = t->data;
+    int rc;
+    call->backoff = NULL;
+    uv_close((uv_handle_t *)t, on_backoff_closed);
+    rc = attempt_start(call);
+    if (rc != 0) {
+        if (rc == BD_EDEADLINE) {
+            call->fail = MC_FAIL_DEADLINE;
+            snprintf(call->err, sizeof(call->err), "deadline reached after %d attempts",
+                     call->attempts);
+        }
+        call_done(call, rc);
+    }
+}
+
+/* Schedule another attempt if allowed; returns 1 if scheduled. */
+static int maybe_retry(struct mc_call *call, double retry_after_s)
+{
+    struct mc_ctx *ctx = call->ctx;
+    uint64_t delay, cap;
+    if (call->attempts >= call->max_attempts)
+        return 0;
+    cap = (uint64_t)(call->backoff_ms > 0 ? call->backoff_ms : 200) << (call->attempts - 1);
+    if (cap > MC_MAX_BACKOFF_MS)
+        cap = MC_MAX_BACKOFF_MS;
+    delay = cap / 2 + rng_next(ctx) % (cap / 2 + 1); /* jitter in [cap/2, cap] */
+    if (retry_after_s > 0) {
+        if (retry_after_s > MC_MAX_RETRY_AFTER_S)
+            retry_after_s = MC_MAX_RETRY_AFTER_S;
+        if ((uint64_t)(retry_after_s * 1000.0) > delay)
+            delay = (uint64_t)(retry_after_s * 1000.0);
+    }
+    if (call->deadline_ms && now_ms(ctx) + delay + 1 >= call->deadline_ms)
+        return 0;
+    call->backoff = malloc(sizeof(*call->backoff));
+    if (!call->backoff)
+        return 0;
+    uv_timer_init(ctx->loop, call->backoff);
+    call->backoff->data = call;
+    uv_timer_start(call->backoff, on_backoff, delay, 0);
+    return 1;
+}
+
+static enum mc_fail classify_curl(CURLcode cc, const struct mc_attempt *a)
+{
+    if (a->too_big)
+        return MC_FAIL_TOO_BIG;
+    if (cc == CURLE_OPERATION_TIMEDOUT)
+        return MC_FAIL_TIMEOUT;
+    return MC_FAIL_CONNECT;
+}
+
+/* Turn a finished exchange into call->res or call->fail; returns 1 if retryable. */
+static int attempt_outcome(struct mc_call *call, struct mc_attempt *a, CURLcode cc)
+{
+    long code = 0;
+    int rc;
+    curl_easy_getinfo(a->easy, CURLINFO_RESPONSE_CODE, &code);
+    call->http_status = code;
+    if (cc != CURLE_OK) {
+        call->fail = classify_curl(cc, a);
+        snprintf(call->err, sizeof(call->err), "%s", a->errbuf[0] ? a->errbuf
+                                                                   : curl_easy_strerror(cc));
+        if (call->fail == MC_FAIL_TOO_BIG)
+            snprintf(call->err, sizeof(call->err), "response larger than %u bytes",
+                     MC_MAX_BODY);
+        return 1;
+    }
+    if (code != 200) {
+        char msg[200];
+        oai_error_message(a->buf ? a->buf : "", a->len, msg, sizeof(msg));
+        snprintf(call->err, sizeof(call->err), "HTTP %ld: %s", code, msg);
+        if (code == 429) {
+            call->fail = MC_FAIL_RATE_LIMIT;
+            call->retries_429++;
+            return 1;
+        }
+        call->fail = (code >= 500 || code == 408) ? MC_FAIL_HTTP_5XX : MC_FAIL_HTTP_4XX;
+        if (code == 408)
+            call->fail = MC_FAIL_TIMEOUT;
+        return code >= 500 || code == 408;
+    }
+    oai_result_free(&call->res);
+    if (call->stream) {
+        char msg[200], fmsg[200];
+        int frc = oai_sse_finish(&a->sse, &call->res, fmsg, sizeof(fmsg));
+        rc = a->sse_rc ? a->sse_rc : frc;
+        snprintf(msg, sizeof(msg), "%s", a->sse_rc ? a->sse_msg : fmsg);
+        if (rc) {
+            snprintf(call->err, sizeof(call->err), "bad stream: %s", msg);
+            oai_result_free(&call->res);
+        }
+    } else {
+        char msg[200];
+        rc = oai_parse_response(a->buf ? a->buf : "", a->len, call->prompt_chars, &call->res,
+                                msg, sizeof(msg));
+        if (rc) {
+            snprintf(call->err, sizeof(call->err), "bad response body: %s", msg);
+            oai_result_free(&call->res);
+        }
+    }
+    if (rc == OAI_EUPSTREAM) {
+        call->fail = MC_FAIL_HTTP_5XX;
+        return 1;
+    }
+    if (rc == OAI_ETOOBIG) {
+        call->fail = MC_FAIL_TOO_BIG;
+        return 0;
+    }
+    if (rc) {
+        call->fail = MC_FAIL_BAD_BODY;
+        return 1;
+    }
+    call->fail = MC_OK;
+    call->ttft_ms = a->ttft_ms;
+    return 0;
+}
+
+static void attempt_done(struct mc_call *call, CURLcode cc)
+{
+    struct mc_attempt *a = call->att;
+    struct mc_ctx *ctx = call->ctx;
+    double took = ms_since(a->t0);
+    double retry_after;
+    int retryable;
+    curl_multi_remove_handle(ctx->multi, a->easy);
+    call->att = NULL;
+    call->busy_ms += took;
+    retryable = attempt_outcome(call, a, cc);
+    retry_after = a->retry_after_s;
+    attempt_free(a);
+    if (call->fail == MC_OK) {
+        call->elapsed_ms = took;
+        call_done(call, 0);
+        return;
+    }
+    if (retryable && maybe_retry(call, call->fail == MC_FAIL_RATE_LIMIT ? retry_after : 0))
+        return;
+    if (retryable && call->attempts < call->max_attempts) {
+        char prev[256];
+        snprintf(prev, sizeof(prev), "%s", call->err);
+        snprintf(call->err, sizeof(call->err), "deadline reached after %d attempts; last: %.200s",
+                 call->attempts, prev);
+    }
+    switch (call->fail) {
+    case MC_FAIL_TIMEOUT: call_done(call, BD_ETIMEOUT); break;
+    case MC_FAIL_CONNECT: call_done(call, BD_ECONNECT); break;
+    case MC_FAIL_RATE_LIMIT: call_done(call, BD_ERATELIMIT); break;
+    case MC_FAIL_BAD_BODY: call_done(call, BD_EBADBODY); break;
+    case MC_FAIL_TOO_BIG: call_done(call, BD_ETOOBIG); break;
+    default: call_done(call, BD_EUPSTREAM); break;
+    }
+}
+
+static void check_multi_info(struct mc_ctx *ctx)
+{
+    CURLMsg *msg;
+    int left;
+    for (;;) {
+        msg = curl_multi_info_read(ctx->multi, &left);
+        if (!msg)
+            break;
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        struct mc_attempt *a = NULL;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&a);
+        if (a)
+            attempt_done(a->call, msg->data.result);
+    }
+}
+
+/* --- public --- */
+
+int mc_call_start(struct mc_ctx *ctx, struct mc_call *call, mc_cb cb)
+{
+    int rc;
+    if (!call->url || !call->body || call->max_attempts < 1)
+        return BD_EINVAL;
+    mc_call_reset(call);
+    call->ctx = ctx;
+    call->cb = cb;
+    rc = attempt_start(call);
+    if (rc != 0)
+        return rc;
+    call->next = ctx->calls;
+    if (ctx->calls)
+        ctx->calls->prev = call;
+    ctx->calls = call;
+    ctx->inflight++;
+    return 0;
+}
+
+void mc_call_cancel(struct mc_call *call)
+{
+    if (!call->ctx || (!call->att && !call->backoff))
+        return;
+    if (call->att) {
+        curl_multi_remove_handle(call->ctx->multi, call->att->easy);
+        attempt_free(call->att);
+        call->att = NULL;
+    }
+    if (call->backoff) {
+        uv_timer_stop(call->backoff);
+        uv_close((uv_handle_t *)call->backoff, on_backoff_closed);
+        call->backoff = NULL;
+    }
+    call->fail = MC_FAIL_CANCELED;
+    snprintf(call->err, sizeof(call->err), "canceled");
+    call_done(call, BD_ECANCELED);
+}
+
+void mc_call_reset(struct mc_call *call)
+{
+    oai_result_free(&call->res);
+    call->attempts = 0;
+    call->retries_429 = 0;
+    call->http_status = 0;
+    call->fail = MC_OK;
+    call->err[0] = '\0';
+    call->ttft_ms = -1;
+    call->elapsed_ms = 0;
+    call->busy_ms = 0;
+}
+
+static void on_ctx_timer_closed(uv_handle_t *h)
+{
+    struct mc_ctx *ctx = h->data;
+    void (*cb)(void *) = ctx->close_cb;
+    void *data = ctx->close_data;
+    free(ctx);
+    if (cb)
+        cb(data);
+}
+
+void mc_ctx_close(struct mc_ctx *ctx, void (*cb)(void *data), void *data)
+{
+    while (ctx->calls)
+        mc_call_cancel(ctx->calls);
+    ctx->close_cb = cb;
+    ctx->close_data = data;
+    curl_multi_cleanup(ctx->multi); /* closes pooled connections: REMOVE closes their polls */
+    ctx->multi = NULL;
+    uv_timer_stop(&ctx->timer);
+    uv_close((uv_handle_t *)&ctx->timer, on_ctx_timer_closed);
+}

@@ -1,1 +1,688 @@
-/* placeholder: being written */
+/* api.c - HTTP API handlers: jobs, events, health, config, models. */
+#include "api.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "app.h"
+#include "bderr.h"
+#include "http.h"
+#include "rds.h"
+#include "store.h"
+
+#define SSE_MAX_MS (30u * 60u * 1000u)   /* one events stream lives at most 30 minutes */
+#define SSE_POLL_MS 5000u                 /* and re-checks its job this often */
+
+/* A parked request. Freed when the response is done (or the client left) and no Redis
+ * call made for it is still outstanding. */
+struct rctx {
+    struct api *api;
+    struct rctx *next, *prev;
+    struct http_req *req;         /* NULL once answered or aborted */
+    char id[JOB_ID_LEN + 1];
+    int sse;
+    int ops;                      /* Redis calls in flight */
+    int parked;                   /* listening for events on id */
+    int submitted;                /* POST: the job exists */
+    uv_timer_t timer;
+    int timer_open;
+    uint64_t started;
+    int closing;
+    char last[16];                /* events: the last status sent */
+    cJSON *queued;                /* POST: the job object as accepted (status queued) */
+};
+
+struct api {
+    struct app *app;
+    struct rctx *list;
+    unsigned n;
+    int stopping;
+    void (*stop_cb)(void *);
+    void *stop_data;
+};
+
+int api_new(struct app *a, struct api **out)
+{
+    struct api *api = calloc(1, sizeof(*api));
+    if (!api)
+        return BD_ENOMEM;
+    api->app = a;
+    *out = api;
+    return 0;
+}
+
+/* --- request contexts --- */
+
+static void rctx_maybe_free(struct rctx *c);
+
+static void on_rctx_timer_closed(uv_handle_t *h)
+{
+    struct rctx *c = h->data;
+    c->timer_open = 0;
+    rctx_maybe_free(c);
+}
+
+static void rctx_maybe_free(struct rctx *c)
+{
+    struct api *api = c->api;
+    if (c->req || c->ops > 0)
+        return;
+    if (c->timer_open) {
+        if (!c->closing) {
+            c->closing = 1;
+            uv_close((uv_handle_t *)&c->timer, on_rctx_timer_closed);
+        }
+        return;
+    }
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        api->list = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    api->n--;
+    cJSON_Delete(c->queued);
+    free(c);
+    if (api->stopping && api->n == 0 && api->stop_cb) {
+        void (*cb)(void *) = api->stop_cb;
+        api->stop_cb = NULL;
+        cb(api->stop_data);
+    }
+}
+
+static void on_abort(struct http_req *req, void *data)
+{
+    struct rctx *c = data;
+    (void)req;
+    c->req = NULL;
+    rctx_maybe_free(c);
+}
+
+static struct rctx *rctx_new(struct api *api, struct http_req *req, const char *id)
+{
+    struct rctx *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    c->api = api;
+    c->req = req;
+    snprintf(c->id, sizeof(c->id), "%s", id);
+    c->next = api->list;
+    if (api->list)
+        api->list->prev = c;
+    api->list = c;
+    api->n++;
+    uv_timer_init(api->app->loop, &c->timer);
+    c->timer.data = c;
+    c->timer_open = 1;
+    c->started = uv_now(api->app->loop);
+    http_req_on_abort(req, on_abort, c);
+    return c;
+}
+
+/* The response is complete: detach from the request. */
+static void rctx_done(struct rctx *c)
+{
+    if (c->req)
+        http_req_on_abort(c->req, NULL, NULL);
+    c->req = NULL;
+    c->parked = 0;
+    uv_timer_stop(&c->timer);
+    rctx_maybe_free(c);
+}
+
+/* --- helpers --- */
+
+static const char *bearer(struct http_req *req)
+{
+    const char *h = http_req_header(req, "Authorization");
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+        return NULL;
+    h += 7;
+    while (*h == ' ')
+        h++;
+    return h;
+}
+
+/* 0 if allowed, else answered with 401/403. */
+static int check_auth(struct api *api, struct http_req *req, int admin)
+{
+    const struct bd_config *cfg = api->app->cfg;
+    const char *key;
+    if (!cfg_auth_enabled(cfg))
+        return 0;
+    key = bearer(req);
+    if (!key || !*key) {
+        http_resp_header(req, "WWW-Authenticate", "Bearer");
+        http_respond_error(req, 401, "missing_api_key", NULL,
+                           "an API key is required: send 'Authorization: Bearer KEY'");
+        return -1;
+    }
+    if (admin ? cfg_is_admin_key(cfg, key) : cfg_is_api_key(cfg, key))
+        return 0;
+    if (admin && cfg_is_api_key(cfg, key)) {
+        http_respond_error(req, 403, "admin_required", NULL,
+                           "this route needs an admin key");
+        return -1;
+    }
+    http_resp_header(req, "WWW-Authenticate", "Bearer");
+    http_respond_error(req, 401, "invalid_api_key", NULL, "the API key is not valid");
+    return -1;
+}
+
+/* Parse ?wait=S (0..max). Returns seconds (0 when absent) or -1 after answering 400. */
+static double parse_wait(struct http_req *req, int max_s)
+{
+    const char *w = http_req_query_param(req, "wait");
+    char *end;
+    double v;
+    if (!w || !*w)
+        return 0;
+    v = strtod(w, &end);
+    if (*end != '\0' || !(v >= 0) || v > 60) {
+        http_respond_error(req, 400, "invalid_value", "wait",
+                           "query parameter 'wait' must be a number of seconds from 0 to 60");
+        return -1;
+    }
+    return v > max_s ? max_s : v;
+}
+
+static int is_terminal(const char *status)
+{
+    return strcmp(status, "succeeded") == 0 || strcmp(status, "failed") == 0;
+}
+
+static void respond_job(struct http_req *req, cJSON *job)
+{
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(job, "status");
+    int done = cJSON_IsString(st) && is_terminal(st->valuestring);
+    http_respond_json(req, done ? 200 : 202, job);
+}
+
+static void respond_redis_down(struct http_req *req)
+{
+    http_resp_header(req, "Retry-After", "1");
+    http_respond_error(req, 503, "redis_unavailable", NULL,
+                       "the job store is unreachable; nothing was queued, try again");
+}
+
+/* --- fetching a job for a parked request --- */
+
+static void sse_event(struct rctx *c, const char *event, const char *data)
+{
+    char head[64];
+    int n = snprintf(head, sizeof(head), "event: %s\ndata: ", event);
+    http_stream_write(c->req, head, (size_t)n);
+    http_stream_write(c->req, data, strlen(data));
+    http_stream_write(c->req, "\n\n", 2);
+}
+
+/* Send a status event unless it repeats the last one sent. */
+static void sse_status(struct rctx *c, const char *status)
+{
+    char buf[128];
+    if (strcmp(c->last, status) == 0)
+        return;
+    snprintf(c->last, sizeof(c->last), "%s", status);
+    snprintf(buf, sizeof(buf), "{\"id\":\"%s\",\"status\":\"%s\"}", c->id, status);
+    sse_event(c, "status", buf);
+}
+
+static void on_job_for_ctx(void *data, int status, cJSON *job)
+{
+    struct rctx *c = data;
+    c->ops--;
+    if (!c->req) {
+        cJSON_Delete(job);
+        rctx_maybe_free(c);
+        return;
+    }
+    if (c->sse) {
+        const cJSON *st = cJSON_GetObjectItemCaseSensitive(job, "status");
+        if (status != 0 || !cJSON_IsString(st)) {
+            if (status == BD_ENOTFOUND) {
+                sse_event(c, "error", "{\"code\":\"job_not_found\"}");
+                http_stream_end(c->req);
+                rctx_done(c);
+            }
+            cJSON_Delete(job);
+            return;
+        }
+        sse_status(c, st->valuestring);
+        if (is_terminal(st->valuestring)) {
+            char *text = cJSON_PrintUnformatted(job);
+            sse_event(c, "done", text ? text : "{}");
+            free(text);
+            http_stream_end(c->req);
+            rctx_done(c);
+        }
+        cJSON_Delete(job);
+        return;
+    }
+    if (status == BD_ENOTFOUND) {
+        http_respond_error(c->req, 404, "job_not_found", "id", "no job with id '%s'", c->id);
+        rctx_done(c);
+    } else if (status != 0) {
+        respond_redis_down(c->req);
+        rctx_done(c);
+    } else {
+        const cJSON *st = cJSON_GetObjectItemCaseSensitive(job, "status");
+        int done = cJSON_IsString(st) && is_terminal(st->valuestring);
+        /* Still running and still inside the wait: keep waiting. */
+        if (done || !c->parked || !uv_is_active((uv_handle_t *)&c->timer)) {
+            if (c->submitted) {
+                char loc[64];
+                snprintf(loc, sizeof(loc), "/v1/jobs/%s", c->id);
+                http_resp_header(c->req, "Location", loc);
+            }
+            respond_job(c->req, job);
+            rctx_done(c);
+        }
+    }
+    cJSON_Delete(job);
+}
+
+static void ctx_fetch(struct rctx *c)
+{
+    int rc = store_get(c->api->app->cmd, c->api->app->cfg->redis_prefix, c->id, on_job_for_ctx,
+                       c);
+    if (rc == 0) {
+        c->ops++;
+        return;
+    }
+    if (c->req && !c->sse) {
+        respond_redis_down(c->req);
+        rctx_done(c);
+    }
+}
+
+static void on_wait_timer(uv_timer_t *t)
+{
+    struct rctx *c = t->data;
+    if (!c->req)
+        return;
+    c->parked = 0;
+    ctx_fetch(c);
+}
+
+static void on_sse_timer(uv_timer_t *t)
+{
+    struct rctx *c = t->data;
+    if (!c->req)
+        return;
+    if (uv_now(c->api->app->loop) - c->started > SSE_MAX_MS) {
+        sse_event(c, "timeout", "{\"message\":\"events stream closed after 30 minutes\"}");
+        http_stream_end(c->req);
+        rctx_done(c);
+        return;
+    }
+    http_stream_write(c->req, ": keep-alive\n\n", 14);
+    ctx_fetch(c);
+}
+
+void api_on_event(struct api *api, const char *id, const char *status)
+{
+    struct rctx *c = api->list;
+    while (c) {
+        struct rctx *next = c->next;
+        if (c->req && c->parked && strcmp(c->id, id) == 0) {
+            if (c->sse) {
+                if (!is_terminal(status))
+                    sse_status(c, status);
+                else
+                    ctx_fetch(c);
+            } else if (is_terminal(status)) {
+                ctx_fetch(c);
+            }
+        }
+        c = next;
+    }
+}
+
+void api_on_resubscribed(struct api *api)
+{
+    for (struct rctx *c = api->list; c; c = c->next)
+        if (c->req && c->parked)
+            ctx_fetch(c);
+}
+
+/* --- POST /v1/jobs --- */
+
+static void on_submitted(void *data, int status, enum store_submit_rc rc, long depth,
+                         const char *existing)
+{
+    struct rctx *c = data;
+    (void)existing;
+    (void)depth;
+    c->ops--;
+    if (!c->req) {
+        rctx_maybe_free(c);
+        return;
+    }
+    if (status != 0) {
+        respond_redis_down(c->req);
+        rctx_done(c);
+        return;
+    }
+    if (rc == STORE_FULL) {
+        http_resp_header(c->req, "Retry-After", "5");
+        http_respond_error(c->req, 429, "queue_full", NULL,
+                           "the queue is full (limits.max_queue = %ld); try again later",
+                           c->api->app->cfg->max_queue);
+        rctx_done(c);
+        return;
+    }
+    c->submitted = 1;
+    if (c->parked && uv_is_active((uv_handle_t *)&c->timer))
+        return; /* ?wait: the job's events (or the timer) answer */
+    char loc[64];
+    snprintf(loc, sizeof(loc), "/v1/jobs/%s", c->id);
+    http_resp_header(c->req, "Location", loc);
+    http_respond_json(c->req, 202, c->queued);
+    rctx_done(c);
+}
+
+static cJSON *meta_json(const struct job_req *jr, const char *tenant)
+{
+    cJSON *m = cJSON_CreateObject();
+    cJSON_AddStringToObject(m, "priority", job_priority_name(jr->priority));
+    cJSON_AddNumberToObject(m, "max_words", jr->max_words);
+    if (jr->metadata)
+        cJSON_AddItemToObject(m, "metadata", cJSON_Duplicate(jr->metadata, 1));
+    else
+        cJSON_AddItemToObject(m, "metadata", cJSON_CreateObject());
+    if (tenant && *tenant)
+        cJSON_AddStringToObject(m, "tenant", tenant);
+    return m;
+}
+
+static int content_type_json(struct http_req *req)
+{
+    const char *ct = http_req_header(req, "Content-Type");
+    return ct && strncasecmp(ct, "application/json", 16) == 0 &&
+           (ct[16] == '\0' || ct[16] == ';' || ct[16] == ' ');
+}
+
+static void post_job(struct api *api, struct http_req *req)
+{
+    const struct bd_config *cfg = api->app->cfg;
+    struct job_req jr;
+    struct job_verr ve;
+    struct store_submit s;
+    size_t len;
+    const char *body = http_req_body(req, &len);
+    double wait;
+    char id[JOB_ID_LEN + 1];
+    char *req_text = NULL, *meta_text = NULL;
+    cJSON *rj, *mj;
+    struct rctx *c;
+    int rc;
+
+    if (!content_type_json(req)) {
+        http_respond_error(req, 415, "unsupported_media_type", NULL,
+                           "Content-Type must be application/json");
+        return;
+    }
+    wait = parse_wait(req, cfg->max_wait_s);
+    if (wait < 0)
+        return;
+    if (job_req_parse(body, len, cfg->max_text_bytes, &jr, &ve) != 0) {
+        http_respond_error(req, ve.status, ve.code, ve.param[0] ? ve.param : NULL, "%s",
+                           ve.msg);
+        return;
+    }
+    if (rds_state(api->app->cmd) != RDS_CONNECTED) {
+        job_req_free(&jr);
+        respond_redis_down(req);
+        return;
+    }
+    job_new_id(id, job_wall_ms());
+    rj = job_req_to_json(&jr);
+    mj = meta_json(&jr, job_req_meta(&jr, "tenant"));
+    req_text = rj ? cJSON_PrintUnformatted(rj) : NULL;
+    meta_text = mj ? cJSON_PrintUnformatted(mj) : NULL;
+    cJSON_Delete(rj);
+    cJSON_Delete(mj);
+    c = (req_text && meta_text) ? rctx_new(api, req, id) : NULL;
+    if (!c) {
+        http_respond_error(req, 500, "out_of_memory", NULL, "out of memory");
+        goto out;
+    }
+    memset(&s, 0, sizeof(s));
+    s.prefix = cfg->redis_prefix;
+    s.id = id;
+    s.req_json = req_text;
+    s.meta_json = meta_text;
+    s.created_ms = job_wall_ms();
+    s.priority = jr.priority;
+    s.max_queue = cfg->max_queue;
+    s.tenant = job_req_meta(&jr, "tenant");
+    {
+        char created[24];
+        snprintf(created, sizeof(created), "%lld", (long long)s.created_ms);
+        c->queued = store_job_object(id, "queued", created, "0", meta_text, NULL, NULL);
+    }
+    if (wait > 0) {
+        c->parked = 1;
+        uv_timer_start(&c->timer, on_wait_timer, (uint64_t)(wait * 1000.0), 0);
+    }
+    rc = store_submit(api->app->cmd, &s, on_submitted, c);
+    if (rc != 0) {
+        respond_redis_down(req);
+        rctx_done(c);
+    } else {
+        c->ops++;
+    }
+out:
+    free(req_text);
+    free(meta_text);
+    job_req_free(&jr);
+}
+
+/* --- GET /v1/jobs/{id}[/events] --- */
+
+static void get_job(struct api *api, struct http_req *req, const char *id, int events)
+{
+    struct rctx *c;
+    double wait = 0;
+    if (!job_id_valid(id)) {
+        http_respond_error(req, 404, "job_not_found", "id", "no job with id '%.40s'", id);
+        return;
+    }
+    if (!events) {
+        wait = parse_wait(req, api->app->cfg->max_wait_s);
+        if (wait < 0)
+            return;
+    }
+    if (rds_state(api->app->cmd) != RDS_CONNECTED) {
+        respond_redis_down(req);
+        return;
+    }
+    c = rctx_new(api, req, id);
+    if (!c) {
+        http_respond_error(req, 500, "out_of_memory", NULL, "out of memory");
+        return;
+    }
+    if (events) {
+        c->sse = 1;
+        c->parked = 1;
+        http_resp_header(req, "Cache-Control", "no-cache");
+        http_stream_begin(req, 200, "text/event-stream");
+        http_stream_write(req, ": briefd job events\n\n", 21);
+        uv_timer_start(&c->timer, on_sse_timer, SSE_POLL_MS, SSE_POLL_MS);
+    } else if (wait > 0) {
+        c->parked = 1;
+        uv_timer_start(&c->timer, on_wait_timer, (uint64_t)(wait * 1000.0), 0);
+    }
+    ctx_fetch(c);
+}
+
+/* --- small routes --- */
+
+static void get_health(struct api *api, struct http_req *req, int ready)
+{
+    cJSON *o = cJSON_CreateObject();
+    int redis_ok = api->app->cmd && rds_state(api->app->cmd) == RDS_CONNECTED;
+    int ok = !ready || (redis_ok && api->app->cfg);
+    cJSON_AddStringToObject(o, "status", ok ? "ok" : "unavailable");
+    if (ready) {
+        cJSON_AddBoolToObject(o, "redis", redis_ok);
+        cJSON_AddStringToObject(o, "config_version", api->app->cfg->version);
+        cJSON_AddBoolToObject(o, "stopping", api->app->stopping);
+    }
+    if (ready && api->app->stopping)
+        ok = 0;
+    http_respond_json(req, ok ? 200 : 503, o);
+    cJSON_Delete(o);
+}
+
+static void get_models(struct api *api, struct http_req *req)
+{
+    cJSON *o = cJSON_CreateObject(), *arr, *m;
+    cJSON_AddStringToObject(o, "object", "list");
+    arr = cJSON_AddArrayToObject(o, "data");
+    m = cJSON_CreateObject();
+    cJSON_AddStringToObject(m, "id", api->app->cfg->facade_model);
+    cJSON_AddStringToObject(m, "object", "model");
+    cJSON_AddNumberToObject(m, "created", 0);
+    cJSON_AddStringToObject(m, "owned_by", "briefd");
+    cJSON_AddItemToArray(arr, m);
+    http_respond_json(req, 200, o);
+    cJSON_Delete(o);
+}
+
+static void get_config(struct api *api, struct http_req *req)
+{
+    cJSON *o = cfg_describe(api->app->cfg);
+    http_respond_json(req, 200, o);
+    cJSON_Delete(o);
+}
+
+static void post_reload(struct api *api, struct http_req *req)
+{
+    struct cfg_err err;
+    if (app_reload(api->app, &err) != 0) {
+        if (err.path[0])
+            http_respond_error(req, 422, "invalid_config", err.path, "%s: %s", err.path,
+                               err.msg);
+        else
+            http_respond_error(req, 422, "invalid_config", NULL, "%s", err.msg);
+        return;
+    }
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddBoolToObject(o, "reloaded", 1);
+    cJSON_AddStringToObject(o, "version", api->app->cfg->version);
+    http_respond_json(req, 200, o);
+    cJSON_Delete(o);
+}
+
+/* --- routing --- */
+
+static int method_is(struct http_req *req, const char *m)
+{
+    return strcmp(http_req_method(req), m) == 0;
+}
+
+static void bad_method(struct http_req *req, const char *allow)
+{
+    http_resp_header(req, "Allow", allow);
+    http_respond_error(req, 405, "method_not_allowed", NULL, "%s is not allowed here; use %s",
+                       http_req_method(req), allow);
+}
+
+static void route_jobs(struct api *api, struct http_req *req, const char *rest)
+{
+    char id[64];
+    const char *slash;
+    size_t n;
+    if (*rest == '\0') {
+        if (method_is(req, "POST"))
+            post_job(api, req);
+        else
+            bad_method(req, "POST");
+        return;
+    }
+    slash = strchr(rest, '/');
+    n = slash ? (size_t)(slash - rest) : strlen(rest);
+    if (n >= sizeof(id)) {
+        http_respond_error(req, 404, "job_not_found", "id", "no such job");
+        return;
+    }
+    memcpy(id, rest, n);
+    id[n] = '\0';
+    if (slash && strcmp(slash, "/events") != 0) {
+        http_respond_error(req, 404, "not_found", NULL, "no route %s", http_req_path(req));
+        return;
+    }
+    if (!method_is(req, "GET")) {
+        bad_method(req, "GET");
+        return;
+    }
+    get_job(api, req, id, slash != NULL);
+}
+
+void api_handle(struct http_req *req, void *data)
+{
+    struct api *api = data;
+    const char *path = http_req_path(req);
+    if (strcmp(path, "/healthz") == 0) {
+        get_health(api, req, 0);
+        return;
+    }
+    if (strcmp(path, "/readyz") == 0) {
+        get_health(api, req, 1);
+        return;
+    }
+    if (strncmp(path, "/v1/", 4) != 0) {
+        http_respond_error(req, 404, "not_found", NULL, "no route %.200s", path);
+        return;
+    }
+    int admin = strncmp(path, "/v1/config", 10) == 0;
+    if (check_auth(api, req, admin) != 0)
+        return;
+    if (api->app->stopping && strcmp(path, "/v1/jobs") == 0) {
+        http_resp_header(req, "Retry-After", "1");
+        http_respond_error(req, 503, "shutting_down", NULL, "this briefd is shutting down");
+        return;
+    }
+    if (strcmp(path, "/v1/jobs") == 0)
+        route_jobs(api, req, "");
+    else if (strncmp(path, "/v1/jobs/", 9) == 0)
+        route_jobs(api, req, path + 9);
+    else if (strcmp(path, "/v1/models") == 0)
+        method_is(req, "GET") ? get_models(api, req) : bad_method(req, "GET");
+    else if (strcmp(path, "/v1/config") == 0)
+        method_is(req, "GET") ? get_config(api, req) : bad_method(req, "GET");
+    else if (strcmp(path, "/v1/config/reload") == 0)
+        method_is(req, "POST") ? post_reload(api, req) : bad_method(req, "POST");
+    else
+        http_respond_error(req, 404, "not_found", NULL, "no route %.200s", path);
+}
+
+void api_stop(struct api *api, void (*cb)(void *data), void *data)
+{
+    struct rctx *c = api->list;
+    api->stopping = 1;
+    api->stop_cb = cb;
+    api->stop_data = data;
+    while (c) {
+        struct rctx *next = c->next;
+        if (c->req) {
+            if (c->sse) {
+                http_stream_end(c->req);
+            } else {
+                http_resp_header(c->req, "Retry-After", "1");
+                http_respond_error(c->req, 503, "shutting_down", NULL,
+                                   "briefd is shutting down; GET the job later");
+            }
+            rctx_done(c);
+        }
+        c = next;
+    }
+    if (api->n == 0 && api->stop_cb) {
+        api->stop_cb = NULL;
+        cb(data);
+    }
+}

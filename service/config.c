@@ -1,1 +1,1184 @@
-/* placeholder: being written */
+/* config.c - briefd's configuration: one key table drives defaults, validation, describe, free. */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cJSON.h"
+#include "router.h"
+
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define NOFF ((size_t)-1) /* the key lands nowhere directly: its set()/show() handle it */
+#define PATH_MAX_LEN sizeof(((struct cfg_err *)0)->path)
+
+/* ---- the key table ------------------------------------------------------------------- */
+
+enum ktype {
+    K_OBJ,     /* nested object: its keys are sub[], relative to base + off */
+    K_STR,     /* string, length lo..hi */
+    K_STRN,    /* string (length lo..hi) or null */
+    K_INT,     /* integer in lo..hi, lands in an int */
+    K_LONG,    /* integer in lo..hi, lands in a long */
+    K_SIZE,    /* integer in lo..hi, lands in a size_t */
+    K_DBL,     /* number in lo..hi (hi = INFINITY: no upper bound), lands in a double */
+    K_BOOL,    /* true/false, lands in an int */
+    K_ROUTING, /* object handed whole to router_parse() */
+};
+
+/* A default, per role: role 0 is everything but models.refine, which is role 1. */
+struct kdef {
+    double num;
+    const char *str;
+};
+
+struct key;
+/* Validate and store a string value (replacing the plain copy into base + off). */
+typedef int (*key_set_fn)(char *base, const struct key *k, const char *s, const char *path,
+                          struct cfg_err *err);
+/* The value to show in cfg_describe() (malloc'd), for keys that land in several fields. */
+typedef char *(*key_show_fn)(const char *base);
+
+struct key {
+    const char *name;       /* JSON key */
+    enum ktype type;
+    size_t off;             /* offset from the section's base (NOFF: see set/show) */
+    double lo, hi;          /* bounds: value for numbers, length for strings */
+    struct kdef def[2];     /* default for role 0 / role 1 */
+    const struct key *sub;  /* K_OBJ: the section's keys */
+    size_t nsub;
+    int role;               /* K_OBJ: role of the section (-1: the parent's) */
+    key_set_fn set;         /* strings: custom validation / conversion, or NULL */
+    key_show_fn show;       /* strings: custom describe, or NULL */
+};
+
+#define O(f) offsetof(struct bd_config, f)
+#define M(f) offsetof(struct model_cfg, f)
+#define NUM(n, t, o, l, h, d) {n, t, o, l, h, {{d, NULL}, {d, NULL}}, NULL, 0, -1, NULL, NULL}
+#define NUM2(n, t, o, l, h, d0, d1) \
+    {n, t, o, l, h, {{d0, NULL}, {d1, NULL}}, NULL, 0, -1, NULL, NULL}
+#define STR(n, t, o, l, h, d, set, show) {n, t, o, l, h, {{0, d}, {0, d}}, NULL, 0, -1, set, show}
+#define STR2(n, t, o, l, h, d0, d1) {n, t, o, l, h, {{0, d0}, {0, d1}}, NULL, 0, -1, NULL, NULL}
+#define OBJ(n, o, s, r) {n, K_OBJ, o, 0, 0, {{0, NULL}, {0, NULL}}, s, ARRAY_LEN(s), r, NULL, NULL}
+
+static int set_listen(char *, const struct key *, const char *, const char *, struct cfg_err *);
+static int set_redis_url(char *, const struct key *, const char *, const char *,
+                         struct cfg_err *);
+static int set_base_url(char *, const struct key *, const char *, const char *,
+                        struct cfg_err *);
+static int set_env_name(char *, const struct key *, const char *, const char *,
+                        struct cfg_err *);
+static char *show_listen(const char *base);
+static char *show_redis_url(const char *base);
+
+#define DRAFT_SYSTEM "You are a precise analyst who writes executive briefs. Use only facts " \
+    "stated in the document; never invent names, numbers or dates. Reply with the brief only."
+#define DRAFT_USER "Summarize the following document as an executive brief of at most " \
+    "{max_words} words.{instructions}\n\n{text}"
+#define REFINE_SYSTEM "You are a careful editor of executive briefs. Use only facts stated in " \
+    "the source document; never invent anything. Reply with the final brief only, without " \
+    "commentary."
+#define REFINE_USER "Rewrite the draft brief below into a clear, accurate executive brief of " \
+    "at most {max_words} words. Keep every fact; fix omissions using the source document." \
+    "{instructions}\n\nSource document:\n{text}\n\nDraft brief:\n{draft}"
+#define DEFAULT_BASE_URL "http://127.0.0.1:5273/v1"
+
+static const struct key price_keys[] = {
+    NUM("input_per_mtok", K_DBL, M(price_in_per_mtok), 0, INFINITY, 0),
+    NUM("output_per_mtok", K_DBL, M(price_out_per_mtok), 0, INFINITY, 0),
+    NUM("per_hour", K_DBL, M(price_per_hour), 0, INFINITY, 0),
+};
+
+static const struct key prompt_keys[] = {
+    STR2("system", K_STR, M(prompt_system), 0, 65536, DRAFT_SYSTEM, REFINE_SYSTEM),
+    STR2("user", K_STR, M(prompt_user), 1, 65536, DRAFT_USER, REFINE_USER),
+};
+
+/* One table for both models; models.draft applies it with role 0, models.refine role 1. */
+static const struct key model_keys[] = {
+    STR2("name", K_STR, M(name), 1, 256, "phi-4-mini", "gpt-oss-20b"),
+    STR("base_url", K_STR, M(base_url), 1, 2048, DEFAULT_BASE_URL, set_base_url, NULL),
+    STR("api_key_env", K_STRN, M(api_key_env), 1, 128, NULL, set_env_name, NULL),
+    NUM("timeout_ms", K_INT, M(timeout_ms), 100, 600000, 60000),
+    NUM2("max_tokens", K_INT, M(max_tokens), 1, 32768, 300, 600),
+    NUM2("temperature", K_DBL, M(temperature), 0, 2, 0.4, 0.2),
+    NUM("stream", K_BOOL, M(stream), 0, 1, 0),
+    NUM2("logprobs", K_BOOL, M(logprobs), 0, 1, 1, 0),
+    NUM("max_attempts", K_INT, M(max_attempts), 1, 10, 3),
+    NUM("backoff_ms", K_INT, M(backoff_ms), 1, 60000, 200),
+    OBJ("price", 0, price_keys, -1),
+    OBJ("prompt", 0, prompt_keys, -1),
+};
+
+static const struct key models_keys[] = {
+    OBJ("draft", O(draft), model_keys, 0),
+    OBJ("refine", O(refine), model_keys, 1),
+};
+
+static const struct key redis_keys[] = {
+    STR("url", K_STR, O(redis_url), 1, 4096, "redis://127.0.0.1:6379/0", set_redis_url,
+        show_redis_url),
+    STR("prefix", K_STR, O(redis_prefix), 1, 64, "briefd:", NULL, NULL),
+};
+
+/* claim_idle_ms: default 0 means "job_timeout_ms + 30000", derived after parsing. */
+static const struct key workers_keys[] = {
+    NUM("concurrency", K_INT, O(concurrency), 1, 4096, 64),
+    NUM("max_attempts", K_INT, O(max_attempts), 1, 100, 3),
+    NUM("job_timeout_ms", K_INT, O(job_timeout_ms), 1000, 3600000, 120000),
+    NUM("result_ttl_s", K_LONG, O(result_ttl_s), 60, 31536000, 604800),
+    NUM("claim_idle_ms", K_INT, O(claim_idle_ms), 1000, 86400000, 0),
+};
+
+static const struct key limits_keys[] = {
+    NUM("max_text_bytes", K_SIZE, O(max_text_bytes), 1, 16777216, 262144),
+    NUM("max_queue", K_LONG, O(max_queue), 1, 10000000, 100000),
+    NUM("max_wait_s", K_INT, O(max_wait_s), 0, 60, 60),
+};
+
+static const struct key auth_keys[] = {
+    STR("keys_env", K_STRN, O(auth_keys_env), 1, 128, "BRIEFD_API_KEYS", set_env_name, NULL),
+    STR("admin_keys_env", K_STRN, O(admin_keys_env), 1, 128, "BRIEFD_ADMIN_KEYS",
+        set_env_name, NULL),
+};
+
+static const struct key facade_keys[] = {
+    STR("model", K_STR, O(facade_model), 1, 128, "briefd-hybrid", NULL, NULL),
+};
+
+static const struct key stats_keys[] = {
+    NUM("retention_s", K_LONG, O(stats_retention_s), 60, 31536000, 604800),
+};
+
+static const struct key top_keys[] = {
+    STR("listen", K_STR, NOFF, 1, 300, "127.0.0.1:8080", set_listen, show_listen),
+    OBJ("redis", 0, redis_keys, -1),
+    OBJ("workers", 0, workers_keys, -1),
+    OBJ("limits", 0, limits_keys, -1),
+    OBJ("auth", 0, auth_keys, -1),
+    OBJ("models", 0, models_keys, -1),
+    OBJ("facade", 0, facade_keys, -1),
+    OBJ("stats", 0, stats_keys, -1),
+    {"routing", K_ROUTING, O(router), 0, 0, {{0, NULL}, {0, NULL}}, NULL, 0, -1, NULL, NULL},
+};
+
+/* ---- small helpers ------------------------------------------------------------------- */
+
+static int oom(struct cfg_err *err)
+{
+    return cfg_fail(err, "", "out of memory");
+}
+
+static void wipe_free(char *s)
+{
+    if (s) {
+        explicit_bzero(s, strlen(s));
+        free(s);
+    }
+}
+
+static int store_str(char **slot, const char *s, size_t len, struct cfg_err *err)
+{
+    char *dup = strndup(s, len);
+
+    if (!dup)
+        return oom(err);
+    wipe_free(*slot);
+    *slot = dup;
+    return 0;
+}
+
+static void join_path(char *out, const char *parent, const char *name)
+{
+    if (parent[0])
+        snprintf(out, PATH_MAX_LEN, "%s.%s", parent, name);
+    else
+        snprintf(out, PATH_MAX_LEN, "%s", name);
+}
+
+static int sub_role(const struct key *k, int role)
+{
+    return k->role >= 0 ? k->role : role;
+}
+
+static int is_integral(double d)
+{
+    return isfinite(d) && floor(d) == d;
+}
+
+static int parse_port(const char *s, size_t len, int *port)
+{
+    long v = 0;
+
+    if (len == 0 || len > 5)
+        return -1;
+    for (size_t i = 0; i < len; i++) {
+        if (!isdigit((unsigned char)s[i]))
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    if (v < 1 || v > 65535)
+        return -1;
+    *port = (int)v;
+    return 0;
+}
+
+static int host_char_ok(int ch, int bracketed)
+{
+    if (isalnum(ch) || ch == '.' || ch == '-' || ch == '_')
+        return 1;
+    return bracketed && (ch == ':' || ch == '%');
+}
+
+/* Split "host[:port]" or "[v6][:port]" (s, len). port_req: the port must be present.
+ * Returns NULL and sets *host / *port, or a description of the mistake. */
+static const char *split_hostport(const char *s, size_t len, int port_req, char **host,
+                                  int *port)
+{
+    const char *h = s, *colon = NULL;
+    size_t hlen;
+    int br = len > 0 && s[0] == '[';
+
+    if (br) {
+        const char *close = memchr(s, ']', len);
+        if (!close)
+            return "missing ']' after an IPv6 address";
+        h = s + 1;
+        hlen = (size_t)(close - h);
+        if (close + 1 < s + len && close[1] != ':')
+            return "expected ':' after ']'";
+        colon = close + 1 < s + len ? close + 1 : NULL;
+    } else {
+        colon = memchr(s, ':', len);
+        hlen = colon ? (size_t)(colon - s) : len;
+        if (colon && memchr(colon + 1, ':', len - hlen - 1))
+            return "IPv6 addresses must be written in brackets, e.g. [::1]:8080";
+    }
+    if (hlen == 0)
+        return "missing host";
+    for (size_t i = 0; i < hlen; i++)
+        if (!host_char_ok((unsigned char)h[i], br))
+            return "invalid character in host";
+    if (!colon && port_req)
+        return "expected \"host:port\"";
+    if (colon && parse_port(colon + 1, len - (size_t)(colon + 1 - s), port) < 0)
+        return "port must be between 1 and 65535";
+    *host = strndup(h, hlen);
+    return *host ? NULL : "out of memory";
+}
+
+static char *fmt_hostport(const char *host, int port)
+{
+    char buf[320];
+    int br = strchr(host, ':') != NULL;
+
+    snprintf(buf, sizeof buf, "%s%s%s:%d", br ? "[" : "", host, br ? "]" : "", port);
+    return strdup(buf);
+}
+
+/* ---- custom string keys -------------------------------------------------------------- */
+
+static int set_listen(char *base, const struct key *k, const char *s, const char *path,
+                      struct cfg_err *err)
+{
+    struct bd_config *c = (struct bd_config *)(void *)base;
+    char *host = NULL;
+    int port = 0;
+    const char *why = split_hostport(s, strlen(s), 1, &host, &port);
+
+    (void)k;
+    if (why)
+        return cfg_fail(err, path, "%s", why);
+    wipe_free(c->listen_host);
+    c->listen_host = host;
+    c->listen_port = port;
+    return 0;
+}
+
+static char *show_listen(const char *base)
+{
+    const struct bd_config *c = (const struct bd_config *)(const void *)base;
+
+    return fmt_hostport(c->listen_host, c->listen_port);
+}
+
+static int hexval(int ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    ch = tolower(ch);
+    return ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+}
+
+/* Percent-decode s (len bytes) into a new string; NULL with *why on a malformed escape. */
+static char *pct_decode(const char *s, size_t len, const char **why)
+{
+    char *out = malloc(len + 1);
+    size_t n = 0;
+
+    if (!out) {
+        *why = "out of memory";
+        return NULL;
+    }
+    for (size_t i = 0; i < len; i++) {
+        int hi, lo;
+        if (s[i] != '%') {
+            out[n++] = s[i];
+            continue;
+        }
+        hi = i + 2 < len ? hexval((unsigned char)s[i + 1]) : -1;
+        lo = i + 2 < len ? hexval((unsigned char)s[i + 2]) : -1;
+        if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
+            explicit_bzero(out, n);
+            free(out);
+            *why = "invalid percent-encoding in the password";
+            return NULL;
+        }
+        out[n++] = (char)(hi * 16 + lo);
+        i += 2;
+    }
+    out[n] = '\0';
+    return out;
+}
+
+struct redis_parts {
+    char *host;
+    int port;
+    int db;
+    char *password;
+};
+
+/* userinfo (before the last '@'): "[user]:password"; only the password is kept. */
+static const char *redis_userinfo(const char *s, size_t len, struct redis_parts *p)
+{
+    const char *colon = memchr(s, ':', len);
+    const char *why = NULL;
+
+    if (!colon)
+        return "expected \":password@\" or \"user:password@\" before the host";
+    if (colon + 1 == s + len)
+        return NULL; /* empty password: none */
+    p->password = pct_decode(colon + 1, len - (size_t)(colon + 1 - s), &why);
+    return why;
+}
+
+static const char *redis_db(const char *s, struct redis_parts *p)
+{
+    long v = 0;
+    size_t n = strlen(s);
+
+    if (n > 9)
+        return "database must be an integer between 0 and 999999999";
+    for (size_t i = 0; i < n; i++) {
+        if (!isdigit((unsigned char)s[i]))
+            return "database must be an integer between 0 and 999999999";
+        v = v * 10 + (s[i] - '0');
+    }
+    p->db = (int)v;
+    return NULL;
+}
+
+static const char *redis_split(const char *url, struct redis_parts *p)
+{
+    const char *rest, *at, *slash;
+    const char *why = NULL;
+
+    if (strncasecmp(url, "rediss://", 9) == 0)
+        return "TLS (rediss://) is not supported; expected redis://[:password@]host[:port][/db]";
+    if (strncasecmp(url, "redis://", 8) != 0)
+        return "unsupported scheme; expected redis://[:password@]host[:port][/db]";
+    rest = url + 8;
+    if (strpbrk(rest, "?#"))
+        return "query and fragment parts are not supported (percent-encode '?' and '#' "
+               "in a password)";
+    at = strrchr(rest, '@');
+    if (at) {
+        why = redis_userinfo(rest, (size_t)(at - rest), p);
+        if (why)
+            return why;
+        rest = at + 1;
+    }
+    slash = strchr(rest, '/');
+    p->port = 6379;
+    why = split_hostport(rest, slash ? (size_t)(slash - rest) : strlen(rest), 0, &p->host,
+                         &p->port);
+    if (why || !slash)
+        return why;
+    return redis_db(slash + 1, p);
+}
+
+static void redis_parts_clear(struct redis_parts *p)
+{
+    wipe_free(p->host);
+    wipe_free(p->password);
+    memset(p, 0, sizeof *p);
+}
+
+static int set_redis_url(char *base, const struct key *k, const char *s, const char *path,
+                         struct cfg_err *err)
+{
+    struct bd_config *c = (struct bd_config *)(void *)base;
+    struct redis_parts p = {0};
+    const char *why = redis_split(s, &p);
+
+    (void)k;
+    if (why) {
+        redis_parts_clear(&p);
+        return cfg_fail(err, path, "%s", why);
+    }
+    if (store_str(&c->redis_url, s, strlen(s), err) < 0) {
+        redis_parts_clear(&p);
+        return -1;
+    }
+    wipe_free(c->redis_host);
+    wipe_free(c->redis_password);
+    c->redis_host = p.host;
+    c->redis_port = p.port;
+    c->redis_db = p.db;
+    c->redis_password = p.password;
+    return 0;
+}
+
+static char *show_redis_url(const char *base)
+{
+    const struct bd_config *c = (const struct bd_config *)(const void *)base;
+    char *hp = fmt_hostport(c->redis_host, c->redis_port);
+    char buf[400];
+
+    if (!hp)
+        return NULL;
+    snprintf(buf, sizeof buf, "redis://%s%s/%d", c->redis_password ? ":***@" : "", hp,
+             c->redis_db);
+    free(hp);
+    return strdup(buf);
+}
+
+static int set_base_url(char *base, const struct key *k, const char *s, const char *path,
+                        struct cfg_err *err)
+{
+    size_t len = strlen(s);
+    size_t skip = strncasecmp(s, "https://", 8) == 0 ? 8 : 7;
+
+    if (strncasecmp(s, "http://", 7) != 0 && strncasecmp(s, "https://", 8) != 0)
+        return cfg_fail(err, path, "expected an http:// or https:// URL");
+    while (len > skip && s[len - 1] == '/')
+        len--;
+    if (len == skip)
+        return cfg_fail(err, path, "missing host");
+    for (size_t i = 0; i < len; i++)
+        if (!isgraph((unsigned char)s[i]))
+            return cfg_fail(err, path, "URL must not contain spaces or control characters");
+    return store_str((char **)(void *)(base + k->off), s, len, err);
+}
+
+static int set_env_name(char *base, const struct key *k, const char *s, const char *path,
+                        struct cfg_err *err)
+{
+    int ok = isalpha((unsigned char)s[0]) || s[0] == '_';
+
+    for (size_t i = 1; ok && s[i]; i++)
+        ok = isalnum((unsigned char)s[i]) || s[i] == '_';
+    if (!ok)
+        return cfg_fail(err, path,
+                        "expected an environment variable name ([A-Za-z_][A-Za-z0-9_]*)");
+    return store_str((char **)(void *)(base + k->off), s, strlen(s), err);
+}
+
+/* ---- applying the table: defaults, then the JSON ------------------------------------- */
+
+static int apply_string(const struct key *k, char *base, const char *s, const char *path,
+                        struct cfg_err *err)
+{
+    size_t len = strlen(s);
+
+    if (len < k->lo) /* lo is 0 or 1 */
+        return cfg_fail(err, path, "must not be empty");
+    if (len > k->hi)
+        return cfg_fail(err, path, "must be at most %.0f characters long", k->hi);
+    if (k->set)
+        return k->set(base, k, s, path, err);
+    return store_str((char **)(void *)(base + k->off), s, len, err);
+}
+
+static void store_num(const struct key *k, char *base, double v)
+{
+    void *slot = base + k->off;
+
+    switch (k->type) {
+    case K_INT:
+    case K_BOOL:
+        *(int *)slot = (int)v;
+        break;
+    case K_LONG:
+        *(long *)slot = (long)v;
+        break;
+    case K_SIZE:
+        *(size_t *)slot = (size_t)v;
+        break;
+    default:
+        *(double *)slot = v;
+        break;
+    }
+}
+
+static int apply_defaults(const struct key *keys, size_t n, char *base, int role,
+                          const char *parent, struct cfg_err *err)
+{
+    char path[PATH_MAX_LEN];
+
+    for (size_t i = 0; i < n; i++) {
+        const struct key *k = &keys[i];
+        const struct kdef *d = &k->def[role];
+        int rc = 0;
+
+        join_path(path, parent, k->name);
+        if (k->type == K_OBJ)
+            rc = apply_defaults(k->sub, k->nsub, base + k->off, sub_role(k, role), path, err);
+        else if (k->type == K_STR || k->type == K_STRN)
+            rc = d->str ? apply_string(k, base, d->str, path, err) : 0;
+        else if (k->type != K_ROUTING)
+            store_num(k, base, d->num);
+        if (rc < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int range_fail(const struct key *k, const char *path, struct cfg_err *err)
+{
+    if (isinf(k->hi))
+        return cfg_fail(err, path, "must be >= %.15g", k->lo);
+    return cfg_fail(err, path, "must be between %.15g and %.15g", k->lo, k->hi);
+}
+
+static int apply_number(const cJSON *v, const struct key *k, char *base, const char *path,
+                        struct cfg_err *err)
+{
+    int integral = k->type != K_DBL;
+    double d;
+
+    if (!cJSON_IsNumber(v) || (integral && !is_integral(v->valuedouble)))
+        return cfg_fail(err, path, integral ? "expected integer" : "expected number");
+    d = v->valuedouble;
+    if (!(d >= k->lo && d <= k->hi))
+        return range_fail(k, path, err);
+    store_num(k, base, d);
+    return 0;
+}
+
+static int apply_object(const cJSON *obj, const struct key *keys, size_t n, char *base,
+                        int role, const char *parent, struct cfg_err *err);
+
+static int apply_value(const cJSON *v, const struct key *k, char *base, int role,
+                       const char *path, struct cfg_err *err)
+{
+    switch (k->type) {
+    case K_OBJ:
+        if (!cJSON_IsObject(v))
+            return cfg_fail(err, path, "expected object");
+        return apply_object(v, k->sub, k->nsub, base + k->off, sub_role(k, role), path, err);
+    case K_ROUTING: /* parsed whole by router_parse() once the walk is done */
+        return cJSON_IsObject(v) ? 0 : cfg_fail(err, path, "expected object");
+    case K_STRN:
+        if (cJSON_IsNull(v)) {
+            wipe_free(*(char **)(void *)(base + k->off));
+            *(char **)(void *)(base + k->off) = NULL;
+            return 0;
+        }
+        if (!cJSON_IsString(v))
+            return cfg_fail(err, path, "expected string or null");
+        return apply_string(k, base, v->valuestring, path, err);
+    case K_STR:
+        if (!cJSON_IsString(v))
+            return cfg_fail(err, path, "expected string");
+        return apply_string(k, base, v->valuestring, path, err);
+    case K_BOOL:
+        if (!cJSON_IsBool(v))
+            return cfg_fail(err, path, "expected boolean");
+        store_num(k, base, cJSON_IsTrue(v) ? 1 : 0);
+        return 0;
+    default:
+        return apply_number(v, k, base, path, err);
+    }
+}
+
+static const struct key *find_key(const struct key *keys, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(keys[i].name, name) == 0)
+            return &keys[i];
+    return NULL;
+}
+
+static int is_duplicate(const cJSON *obj, const cJSON *item)
+{
+    for (const cJSON *p = obj->child; p && p != item; p = p->next)
+        if (strcmp(p->string, item->string) == 0)
+            return 1;
+    return 0;
+}
+
+static int apply_object(const cJSON *obj, const struct key *keys, size_t n, char *base,
+                        int role, const char *parent, struct cfg_err *err)
+{
+    char path[PATH_MAX_LEN];
+
+    for (const cJSON *item = obj->child; item; item = item->next) {
+        const struct key *k = find_key(keys, n, item->string);
+
+        join_path(path, parent, item->string);
+        if (!k)
+            return cfg_fail(err, path, "unknown key");
+        if (is_duplicate(obj, item))
+            return cfg_fail(err, path, "duplicate key");
+        if (apply_value(item, k, base, role, path, err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* ---- parsing the text ---------------------------------------------------------------- */
+
+static void line_col(const char *s, size_t off, int *line, int *col)
+{
+    *line = 1;
+    *col = 1;
+    for (size_t i = 0; i < off; i++) {
+        if (s[i] == '\n') {
+            (*line)++;
+            *col = 1;
+        } else {
+            (*col)++;
+        }
+    }
+}
+
+static int is_blank(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (!isspace((unsigned char)s[i]))
+            return 0;
+    return 1;
+}
+
+static int syntax_fail(const char *buf, size_t len, size_t off, const char *what,
+                       struct cfg_err *err)
+{
+    int line, col;
+
+    line_col(buf, off > len ? len : off, &line, &col);
+    return cfg_fail(err, "", "%s at line %d, column %d", what, line, col);
+}
+
+/* Parse json (len bytes, not necessarily NUL-terminated) into *root, an object. */
+static int parse_json(const char *json, size_t len, cJSON **root, struct cfg_err *err)
+{
+    const char *nul = memchr(json, '\0', len);
+    const char *end = NULL;
+    char *buf;
+
+    if (len > CFG_MAX_FILE_BYTES)
+        return cfg_fail(err, "", "config too large (max %u bytes)", CFG_MAX_FILE_BYTES);
+    if (nul)
+        return syntax_fail(json, len, (size_t)(nul - json), "NUL byte in config", err);
+    if (is_blank(json, len))
+        return cfg_fail(err, "", "config is empty (expected a JSON object)");
+    buf = strndup(json, len);
+    if (!buf)
+        return oom(err);
+    *root = cJSON_ParseWithLengthOpts(buf, len + 1, &end, 1);
+    if (!*root)
+        syntax_fail(buf, len, end ? (size_t)(end - buf) : len, "invalid JSON", err);
+    else if (!cJSON_IsObject(*root))
+        cfg_fail(err, "", "top level must be a JSON object");
+    explicit_bzero(buf, len);
+    free(buf);
+    return *root && cJSON_IsObject(*root) ? 0 : -1;
+}
+
+static void wipe_tree(cJSON *item)
+{
+    for (; item; item = item->next) {
+        if (cJSON_IsString(item) && item->valuestring)
+            explicit_bzero(item->valuestring, strlen(item->valuestring));
+        wipe_tree(item->child);
+    }
+}
+
+/* ---- after the walk: derived values, secrets, version -------------------------------- */
+
+static int derive(struct bd_config *c, struct cfg_err *err)
+{
+    if (c->claim_idle_ms == 0)
+        c->claim_idle_ms = c->job_timeout_ms + 30000;
+    if (c->claim_idle_ms <= c->job_timeout_ms)
+        return cfg_fail(err, "workers.claim_idle_ms", "must exceed workers.job_timeout_ms");
+    return 0;
+}
+
+static void trim(const char **s, size_t *len)
+{
+    while (*len && isspace((unsigned char)(*s)[0])) {
+        (*s)++;
+        (*len)--;
+    }
+    while (*len && isspace((unsigned char)(*s)[*len - 1]))
+        (*len)--;
+}
+
+static int key_ok(const char *s, size_t len)
+{
+    if (len < CFG_KEY_MIN || len > CFG_KEY_MAX)
+        return 0;
+    for (size_t i = 0; i < len; i++)
+        if (s[i] < 0x21 || s[i] > 0x7e)
+            return 0;
+    return 1;
+}
+
+static void free_keys(char **keys, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (keys[i])
+            explicit_bzero(keys[i], CFG_KEY_MAX + 1);
+        free(keys[i]);
+    }
+    free(keys);
+}
+
+/* Add one trimmed entry (s, len) of $env to keys[*n]; empty entries are skipped. */
+static int add_key(char **keys, size_t *n, const char *s, size_t len, size_t idx,
+                   const char *env, const char *path, struct cfg_err *err)
+{
+    trim(&s, &len);
+    if (len == 0)
+        return 0;
+    if (!key_ok(s, len))
+        return cfg_fail(err, path, "$%s entry %zu: a key must be %d to %d printable ASCII "
+                        "characters without spaces", env, idx, CFG_KEY_MIN, CFG_KEY_MAX);
+    if (*n >= CFG_MAX_KEYS)
+        return cfg_fail(err, path, "$%s: too many keys (at most %d)", env, CFG_MAX_KEYS);
+    keys[*n] = calloc(1, CFG_KEY_MAX + 1);
+    if (!keys[*n])
+        return oom(err);
+    memcpy(keys[*n], s, len);
+    (*n)++;
+    return 0;
+}
+
+/* Read $env (comma-separated keys) into *out / *nout. Unset or empty: no keys. */
+static int load_keys(const char *env, const char *path, char ***out, size_t *nout,
+                     struct cfg_err *err)
+{
+    const char *val = env ? getenv(env) : NULL;
+    const char *p = val;
+    size_t cap = 1, n = 0, idx = 1;
+    char **keys;
+
+    if (!val || !*val)
+        return 0;
+    for (const char *q = val; *q; q++)
+        cap += *q == ',';
+    keys = calloc(cap, sizeof *keys);
+    if (!keys)
+        return oom(err);
+    for (;;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        if (add_key(keys, &n, p, len, idx++, env, path, err) < 0)
+            goto fail;
+        if (!comma)
+            break;
+        p = comma + 1;
+    }
+    *out = keys;
+    *nout = n;
+    return 0;
+fail:
+    free_keys(keys, cap);
+    return -1;
+}
+
+static int load_model_key(struct model_cfg *m, const char *path, struct cfg_err *err)
+{
+    const char *val = m->api_key_env ? getenv(m->api_key_env) : NULL;
+    size_t len = val ? strlen(val) : 0;
+
+    trim(&val, &len);
+    if (len == 0)
+        return 0;
+    for (size_t i = 0; i < len; i++)
+        if (iscntrl((unsigned char)val[i]))
+            return cfg_fail(err, path, "$%s contains control characters", m->api_key_env);
+    return store_str(&m->api_key, val, len, err);
+}
+
+static int load_secrets(struct bd_config *c, struct cfg_err *err)
+{
+    if (load_keys(c->auth_keys_env, "auth.keys_env", &c->api_keys, &c->n_api_keys, err) < 0)
+        return -1;
+    if (load_keys(c->admin_keys_env, "auth.admin_keys_env", &c->admin_keys,
+                  &c->n_admin_keys, err) < 0)
+        return -1;
+    if (load_model_key(&c->draft, "models.draft.api_key_env", err) < 0)
+        return -1;
+    return load_model_key(&c->refine, "models.refine.api_key_env", err);
+}
+
+static uint64_t fnv1a64(const char *s)
+{
+    uint64_t h = 14695981039346656037ULL;
+
+    for (; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+static cJSON *describe_core(const struct bd_config *c);
+
+static int compute_version(struct bd_config *c, struct cfg_err *err)
+{
+    cJSON *d = describe_core(c);
+    char *text = d ? cJSON_PrintUnformatted(d) : NULL;
+
+    cJSON_Delete(d);
+    if (!text)
+        return oom(err);
+    snprintf(c->version, sizeof c->version, "%016" PRIx64, fnv1a64(text));
+    free(text);
+    return 0;
+}
+
+/* ---- describe ------------------------------------------------------------------------ */
+
+static int describe_str(const struct key *k, const char *base, cJSON *out)
+{
+    char *shown = k->show ? k->show(base) : NULL;
+    const char *s = k->show ? shown : *(char *const *)(const void *)(base + k->off);
+    cJSON *item;
+
+    if (k->show && !shown)
+        return -1;
+    item = s ? cJSON_AddStringToObject(out, k->name, s) : cJSON_AddNullToObject(out, k->name);
+    free(shown);
+    return item ? 0 : -1;
+}
+
+static int describe_num(const struct key *k, const char *base, cJSON *out)
+{
+    const void *slot = base + k->off;
+    double v;
+
+    switch (k->type) {
+    case K_BOOL:
+        return cJSON_AddBoolToObject(out, k->name, *(const int *)slot) ? 0 : -1;
+    case K_INT:
+        v = *(const int *)slot;
+        break;
+    case K_LONG:
+        v = (double)*(const long *)slot;
+        break;
+    case K_SIZE:
+        v = (double)*(const size_t *)slot;
+        break;
+    default:
+        v = *(const double *)slot;
+        break;
+    }
+    return cJSON_AddNumberToObject(out, k->name, v) ? 0 : -1;
+}
+
+static int describe_keys(const struct bd_config *c, const struct key *keys, size_t n,
+                         const char *base, cJSON *out)
+{
+    for (size_t i = 0; i < n; i++) {
+        const struct key *k = &keys[i];
+        cJSON *sub;
+        int rc;
+
+        if (k->type == K_OBJ) {
+            sub = cJSON_AddObjectToObject(out, k->name);
+            rc = sub ? describe_keys(c, k->sub, k->nsub, base + k->off, sub) : -1;
+        } else if (k->type == K_ROUTING) {
+            sub = router_describe(c->router);
+            rc = sub && cJSON_AddItemToObject(out, k->name, sub) ? 0 : -1;
+            if (rc < 0)
+                cJSON_Delete(sub);
+        } else if (k->type == K_STR || k->type == K_STRN) {
+            rc = describe_str(k, base, out);
+        } else {
+            rc = describe_num(k, base, out);
+        }
+        if (rc < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* What the table does not hold: how many keys are set, never their values. */
+static int describe_secrets(const struct bd_config *c, cJSON *d)
+{
+    cJSON *auth = cJSON_GetObjectItemCaseSensitive(d, "auth");
+    cJSON *models = cJSON_GetObjectItemCaseSensitive(d, "models");
+    cJSON *draft = cJSON_GetObjectItemCaseSensitive(models, "draft");
+    cJSON *refine = cJSON_GetObjectItemCaseSensitive(models, "refine");
+
+    if (!cJSON_AddNumberToObject(auth, "api_keys", (double)c->n_api_keys) ||
+        !cJSON_AddNumberToObject(auth, "admin_keys", (double)c->n_admin_keys))
+        return -1;
+    if (!(c->draft.api_key ? cJSON_AddStringToObject(draft, "api_key", "***")
+                           : cJSON_AddNullToObject(draft, "api_key")))
+        return -1;
+    if (!(c->refine.api_key ? cJSON_AddStringToObject(refine, "api_key", "***")
+                            : cJSON_AddNullToObject(refine, "api_key")))
+        return -1;
+    return 0;
+}
+
+static cJSON *describe_core(const struct bd_config *c)
+{
+    cJSON *d = cJSON_CreateObject();
+
+    if (!d)
+        return NULL;
+    if (describe_keys(c, top_keys, ARRAY_LEN(top_keys), (const char *)c, d) < 0 ||
+        describe_secrets(c, d) < 0) {
+        cJSON_Delete(d);
+        return NULL;
+    }
+    return d;
+}
+
+cJSON *cfg_describe(const struct bd_config *c)
+{
+    cJSON *d = c ? describe_core(c) : NULL;
+
+    if (d && !cJSON_AddStringToObject(d, "version", c->version)) {
+        cJSON_Delete(d);
+        return NULL;
+    }
+    return d;
+}
+
+/* ---- load / free --------------------------------------------------------------------- */
+
+static void free_strings(const struct key *keys, size_t n, char *base)
+{
+    for (size_t i = 0; i < n; i++) {
+        const struct key *k = &keys[i];
+        char **slot = (char **)(void *)(base + k->off);
+
+        if (k->type == K_OBJ) {
+            free_strings(k->sub, k->nsub, base + k->off);
+        } else if ((k->type == K_STR || k->type == K_STRN) && k->off != NOFF) {
+            wipe_free(*slot);
+            *slot = NULL;
+        }
+    }
+}
+
+static void cfg_free(struct bd_config *c)
+{
+    if (!c)
+        return;
+    free_strings(top_keys, ARRAY_LEN(top_keys), (char *)c);
+    wipe_free(c->listen_host);
+    wipe_free(c->redis_host);
+    wipe_free(c->redis_password);
+    wipe_free(c->draft.api_key);
+    wipe_free(c->refine.api_key);
+    free_keys(c->api_keys, c->n_api_keys);
+    free_keys(c->admin_keys, c->n_admin_keys);
+    free(c->path);
+    if (c->router)
+        router_free(c->router);
+    explicit_bzero(c, sizeof *c);
+    free(c);
+}
+
+struct bd_config *cfg_load_string(const char *json, size_t len, struct cfg_err *err)
+{
+    struct cfg_err scratch;
+    struct bd_config *c = calloc(1, sizeof *c);
+    cJSON *root = NULL;
+
+    if (!err)
+        err = &scratch;
+    memset(err, 0, sizeof *err);
+    if (!c) {
+        oom(err);
+        return NULL;
+    }
+    c->refcount = 1;
+    if (apply_defaults(top_keys, ARRAY_LEN(top_keys), (char *)c, 0, "", err) < 0)
+        goto fail;
+    if (json && parse_json(json, len, &root, err) < 0)
+        goto fail;
+    if (root && apply_object(root, top_keys, ARRAY_LEN(top_keys), (char *)c, 0, "", err) < 0)
+        goto fail;
+    if (router_parse(cJSON_GetObjectItemCaseSensitive(root, "routing"), &c->router, err) < 0)
+        goto fail;
+    if (derive(c, err) < 0 || load_secrets(c, err) < 0 || compute_version(c, err) < 0)
+        goto fail;
+    wipe_tree(root);
+    cJSON_Delete(root);
+    return c;
+fail:
+    wipe_tree(root);
+    cJSON_Delete(root);
+    cfg_free(c);
+    return NULL;
+}
+
+/* Read at most CFG_MAX_FILE_BYTES of path into *out (malloc'd) / *len. */
+static int read_file(const char *path, char **out, size_t *len, struct cfg_err *err)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    size_t n;
+
+    if (!f)
+        return cfg_fail(err, "", "cannot open %s: %s", path, strerror(errno));
+    buf = malloc(CFG_MAX_FILE_BYTES + 1);
+    if (!buf) {
+        oom(err);
+        goto fail;
+    }
+    n = fread(buf, 1, CFG_MAX_FILE_BYTES + 1, f);
+    if (ferror(f)) {
+        cfg_fail(err, "", "cannot read %s: %s", path, strerror(errno));
+        goto fail;
+    }
+    if (n > CFG_MAX_FILE_BYTES) {
+        cfg_fail(err, "", "%s: too large (max %u bytes)", path, CFG_MAX_FILE_BYTES);
+        goto fail;
+    }
+    fclose(f);
+    *out = buf;
+    *len = n;
+    return 0;
+fail:
+    if (buf)
+        explicit_bzero(buf, CFG_MAX_FILE_BYTES + 1);
+    free(buf);
+    fclose(f);
+    return -1;
+}
+
+struct bd_config *cfg_load(const char *path, struct cfg_err *err)
+{
+    struct cfg_err scratch;
+    struct bd_config *c;
+    char *buf = NULL;
+    size_t len = 0;
+
+    if (!err)
+        err = &scratch;
+    memset(err, 0, sizeof *err);
+    if (!path)
+        return cfg_load_string(NULL, 0, err);
+    if (read_file(path, &buf, &len, err) < 0)
+        return NULL;
+    c = cfg_load_string(buf, len, err);
+    explicit_bzero(buf, len);
+    free(buf);
+    if (!c)
+        return NULL;
+    c->path = strdup(path);
+    if (!c->path) {
+        cfg_unref(c);
+        oom(err);
+        return NULL;
+    }
+    return c;
+}
+
+struct bd_config *cfg_ref(struct bd_config *c)
+{
+    if (c)
+        c->refcount++;
+    return c;
+}
+
+void cfg_unref(struct bd_config *c)
+{
+    if (!c)
+        return;
+    c->refcount--;
+    if (c->refcount > 0)
+        return;
+    cfg_free(c);
+}
+
+/* ---- keys ---------------------------------------------------------------------------- */
+
+/* 1 if the zero-padded buffers a and b (CFG_KEY_MAX + 1 bytes) are equal. Constant time:
+ * every byte is read, no data-dependent branch. Two NUL-free strings padded with zeros are
+ * equal exactly when their buffers are, so lengths need no separate compare. */
+static unsigned ct_equal(const unsigned char *a, const unsigned char *b)
+{
+    unsigned diff = 0;
+
+    for (size_t i = 0; i < CFG_KEY_MAX + 1; i++)
+        diff |= (unsigned)(a[i] ^ b[i]);
+    return 1u & ((diff - 1u) >> (sizeof diff * CHAR_BIT - 1));
+}
+
+/* 1 if cand (zero-padded) equals any of keys[0..n): all keys are compared, no early exit. */
+static unsigned ct_any(char *const *keys, size_t n, const unsigned char *cand)
+{
+    volatile unsigned match = 0;
+
+    for (size_t i = 0; i < n; i++)
+        match |= ct_equal((const unsigned char *)keys[i], cand);
+    return match;
+}
+
+/* Copy key into the zero-padded buf. A key too long to match stays all zeros, which no
+ * configured key (at least CFG_KEY_MIN bytes) equals. */
+static void pad_key(const char *key, unsigned char *buf)
+{
+    size_t len = strnlen(key, CFG_KEY_MAX + 1);
+
+    memset(buf, 0, CFG_KEY_MAX + 1);
+    if (len <= CFG_KEY_MAX)
+        memcpy(buf, key, len);
+}
+
+static int check_key(const struct bd_config *c, const char *key, int admin_only)
+{
+    unsigned char cand[CFG_KEY_MAX + 1];
+    unsigned match;
+
+    if (!c || !key)
+        return 0;
+    pad_key(key, cand);
+    match = ct_any(c->admin_keys, c->n_admin_keys, cand);
+    if (!admin_only)
+        match |= ct_any(c->api_keys, c->n_api_keys, cand);
+    explicit_bzero(cand, sizeof cand);
+    return (int)match;
+}
+
+int cfg_is_api_key(const struct bd_config *c, const char *key)
+{
+    return check_key(c, key, 0);
+}
+
+int cfg_is_admin_key(const struct bd_config *c, const char *key)
+{
+    return check_key(c, key, 1);
+}
+
+int cfg_auth_enabled(const struct bd_config *c)
+{
+    return c && (c->n_api_keys + c->n_admin_keys) > 0;
+}

@@ -22,6 +22,11 @@
 struct cJSON;
 struct router;
 
+#define CFG_MAX_FILE_BYTES (1u << 20) /* a config file larger than this is refused */
+#define CFG_KEY_MIN 8                 /* API/admin key length bounds (bytes, printable ASCII) */
+#define CFG_KEY_MAX 256
+#define CFG_MAX_KEYS 1024             /* keys per environment variable */
+
 struct model_cfg {
     char *name;              /* model id sent upstream, e.g. "phi-4-mini" */
     char *base_url;          /* e.g. "http://127.0.0.1:5273/v1" (no trailing slash) */
@@ -69,7 +74,9 @@ struct bd_config {
 
     char *auth_keys_env;     /* "BRIEFD_API_KEYS" */
     char *admin_keys_env;    /* "BRIEFD_ADMIN_KEYS" */
-    char **api_keys;         /* parsed from the env at load: comma-separated (secret) */
+    char **api_keys;         /* parsed from the env at load: comma-separated (secret); each
+                                entry is a CFG_KEY_MAX + 1 byte buffer, zero-padded, so the
+                                constant-time compare always reads the same number of bytes */
     size_t n_api_keys;
     char **admin_keys;
     size_t n_admin_keys;

@@ -1,1 +1,459 @@
-/* placeholder: being written */
+/* job.c - brief job requests: validation, normalization, ids, timestamps, prompts. */
+#include "job.h"
+
+#include <cjson/cJSON.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+const char *job_priority_name(enum job_priority p)
+{
+    switch (p) {
+    case PRIO_LOW: return "low";
+    case PRIO_HIGH: return "high";
+    default: return "normal";
+    }
+}
+
+static int verr(struct job_verr *e, int status, const char *code, const char *param,
+                const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static int verr(struct job_verr *e, int status, const char *code, const char *param,
+                const char *fmt, ...)
+{
+    va_list ap;
+    e->status = status;
+    e->code = code;
+    snprintf(e->param, sizeof(e->param), "%s", param ? param : "");
+    va_start(ap, fmt);
+    vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* Strict UTF-8 check (no overlongs, no surrogates, <= U+10FFFF). */
+static int utf8_valid(const unsigned char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        unsigned c = s[i];
+        size_t k;
+        unsigned cp, min;
+        if (c < 0x80) { i++; continue; }
+        if ((c & 0xE0) == 0xC0) { k = 1; cp = c & 0x1F; min = 0x80; }
+        else if ((c & 0xF0) == 0xE0) { k = 2; cp = c & 0x0F; min = 0x800; }
+        else if ((c & 0xF8) == 0xF0) { k = 3; cp = c & 0x07; min = 0x10000; }
+        else return 0;
+        for (size_t j = 1; j <= k; j++) {
+            if (i + j >= n || (s[i + j] & 0xC0) != 0x80)
+                return 0;
+            cp = (cp << 6) | (s[i + j] & 0x3F);
+        }
+        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+            return 0;
+        i += k + 1;
+    }
+    return 1;
+}
+
+static int all_space(const char *s)
+{
+    for (; *s; s++)
+        if (*s != ' ' && *s != '\t' && *s != '\n' && *s != '\r')
+            return 0;
+    return 1;
+}
+
+static int printable_ascii(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || (unsigned char)*s > 0x7e)
+            return 0;
+    return 1;
+}
+
+static int parse_text(const cJSON *v, size_t max, struct job_req *out, struct job_verr *e)
+{
+    size_t len;
+    if (!v)
+        return verr(e, 400, "text_required", "text", "field 'text' is required");
+    if (!cJSON_IsString(v))
+        return verr(e, 400, "invalid_type", "text", "field 'text' must be a string");
+    len = strlen(v->valuestring);
+    if (len == 0 || all_space(v->valuestring))
+        return verr(e, 400, "text_required", "text", "field 'text' must not be empty");
+    if (len > max)
+        return verr(e, 413, "text_too_large", "text",
+                    "field 'text' is %zu bytes; the limit is %zu (limits.max_text_bytes)", len,
+                    max);
+    if (!utf8_valid((const unsigned char *)v->valuestring, len))
+        return verr(e, 400, "invalid_utf8", "text", "field 'text' is not valid UTF-8");
+    out->text = strdup(v->valuestring);
+    out->text_len = len;
+    return out->text ? 0 : verr(e, 500, "out_of_memory", NULL, "out of memory");
+}
+
+static int parse_instructions(const cJSON *v, struct job_req *out, struct job_verr *e)
+{
+    size_t len;
+    if (!v || cJSON_IsNull(v))
+        return 0;
+    if (!cJSON_IsString(v))
+        return verr(e, 400, "invalid_type", "instructions",
+                    "field 'instructions' must be a string");
+    len = strlen(v->valuestring);
+    if (len > JOB_MAX_INSTRUCTIONS)
+        return verr(e, 422, "invalid_value", "instructions",
+                    "field 'instructions' is %zu bytes; at most %d allowed", len,
+                    JOB_MAX_INSTRUCTIONS);
+    if (!utf8_valid((const unsigned char *)v->valuestring, len))
+        return verr(e, 400, "invalid_utf8", "instructions",
+                    "field 'instructions' is not valid UTF-8");
+    out->instructions = strdup(v->valuestring);
+    return out->instructions ? 0 : verr(e, 500, "out_of_memory", NULL, "out of memory");
+}
+
+static int parse_max_words(const cJSON *v, struct job_req *out, struct job_verr *e)
+{
+    double d;
+    out->max_words = JOB_DEFAULT_MAX_WORDS;
+    if (!v || cJSON_IsNull(v))
+        return 0;
+    if (!cJSON_IsNumber(v))
+        return verr(e, 400, "invalid_type", "max_words", "field 'max_words' must be an integer");
+    d = v->valuedouble;
+    if (d != (double)(long long)d)
+        return verr(e, 400, "invalid_type", "max_words", "field 'max_words' must be an integer");
+    if (d < 10 || d > 2000)
+        return verr(e, 422, "invalid_value", "max_words",
+                    "field 'max_words' must be between 10 and 2000");
+    out->max_words = (int)d;
+    return 0;
+}
+
+static int parse_flags(const cJSON *v, struct job_req *out, struct job_verr *e)
+{
+    const cJSON *it;
+    size_t n = 0;
+    if (!v || cJSON_IsNull(v))
+        return 0;
+    if (!cJSON_IsArray(v))
+        return verr(e, 400, "invalid_type", "topic_flags",
+                    "field 'topic_flags' must be an array of strings");
+    if (cJSON_GetArraySize(v) > JOB_MAX_FLAGS)
+        return verr(e, 422, "invalid_value", "topic_flags",
+                    "field 'topic_flags' has more than %d entries", JOB_MAX_FLAGS);
+    out->topic_flags = calloc((size_t)cJSON_GetArraySize(v) + 1, sizeof(char *));
+    if (!out->topic_flags)
+        return verr(e, 500, "out_of_memory", NULL, "out of memory");
+    cJSON_ArrayForEach(it, v) {
+        char param[40];
+        snprintf(param, sizeof(param), "topic_flags[%zu]", n);
+        if (!cJSON_IsString(it))
+            return verr(e, 400, "invalid_type", param, "field '%s' must be a string", param);
+        size_t len = strlen(it->valuestring);
+        if (len == 0 || len > JOB_MAX_FLAG_LEN || !printable_ascii(it->valuestring))
+            return verr(e, 422, "invalid_value", param,
+                        "field '%s' must be 1 to %d printable ASCII characters", param,
+                        JOB_MAX_FLAG_LEN);
+        out->topic_flags[n] = strdup(it->valuestring);
+        if (!out->topic_flags[n])
+            return verr(e, 500, "out_of_memory", NULL, "out of memory");
+        out->n_topic_flags = ++n;
+    }
+    return 0;
+}
+
+static int parse_priority(const cJSON *v, struct job_req *out, struct job_verr *e)
+{
+    out->priority = PRIO_NORMAL;
+    if (!v || cJSON_IsNull(v))
+        return 0;
+    if (!cJSON_IsString(v))
+        return verr(e, 400, "invalid_type", "priority", "field 'priority' must be a string");
+    if (strcmp(v->valuestring, "low") == 0)
+        out->priority = PRIO_LOW;
+    else if (strcmp(v->valuestring, "high") == 0)
+        out->priority = PRIO_HIGH;
+    else if (strcmp(v->valuestring, "normal") != 0)
+        return verr(e, 422, "invalid_value", "priority",
+                    "field 'priority' must be one of low, normal, high");
+    return 0;
+}
+
+static int parse_metadata(const cJSON *v, struct job_req *out, struct job_verr *e)
+{
+    const cJSON *it;
+    if (!v || cJSON_IsNull(v))
+        return 0;
+    if (!cJSON_IsObject(v))
+        return verr(e, 400, "invalid_type", "metadata",
+                    "field 'metadata' must be an object of strings");
+    if (cJSON_GetArraySize(v) > JOB_MAX_META)
+        return verr(e, 422, "invalid_value", "metadata",
+                    "field 'metadata' has more than %d keys", JOB_MAX_META);
+    cJSON_ArrayForEach(it, v) {
+        char param[96];
+        size_t klen = strlen(it->string);
+        snprintf(param, sizeof(param), "metadata.%.64s", it->string);
+        if (klen == 0 || klen > JOB_MAX_META_KEY || !printable_ascii(it->string))
+            return verr(e, 422, "invalid_value", "metadata",
+                        "metadata keys must be 1 to %d printable ASCII characters",
+                        JOB_MAX_META_KEY);
+        if (!cJSON_IsString(it))
+            return verr(e, 400, "invalid_type", param, "field '%s' must be a string", param);
+        size_t vlen = strlen(it->valuestring);
+        if (vlen > JOB_MAX_META_VALUE ||
+            !utf8_valid((const unsigned char *)it->valuestring, vlen))
+            return verr(e, 422, "invalid_value", param,
+                        "field '%s' must be valid UTF-8 of at most %d bytes", param,
+                        JOB_MAX_META_VALUE);
+    }
+    out->metadata = cJSON_Duplicate(v, 1);
+    return out->metadata ? 0 : verr(e, 500, "out_of_memory", NULL, "out of memory");
+}
+
+static int parse_callback(const cJSON *v, struct job_req *out, struct job_verr *e)
+{
+    const char *s;
+    if (!v || cJSON_IsNull(v))
+        return 0;
+    if (!cJSON_IsString(v))
+        return verr(e, 400, "invalid_type", "callback_url",
+                    "field 'callback_url' must be a string");
+    s = v->valuestring;
+    if (strlen(s) > JOB_MAX_URL || !printable_ascii(s) || strchr(s, ' ') ||
+        (strncmp(s, "http://", 7) != 0 && strncmp(s, "https://", 8) != 0) ||
+        strlen(s) < 10)
+        return verr(e, 422, "invalid_value", "callback_url",
+                    "field 'callback_url' must be an http:// or https:// URL of at most %d "
+                    "characters",
+                    JOB_MAX_URL);
+    out->callback_url = strdup(s);
+    return out->callback_url ? 0 : verr(e, 500, "out_of_memory", NULL, "out of memory");
+}
+
+static const char *const known_fields[] = {"text", "instructions", "max_words", "topic_flags",
+                                           "priority", "metadata", "callback_url", NULL};
+
+static int check_unknown(const cJSON *root, struct job_verr *e)
+{
+    const cJSON *it;
+    cJSON_ArrayForEach(it, root) {
+        int known = 0;
+        for (size_t i = 0; known_fields[i]; i++)
+            if (strcmp(it->string, known_fields[i]) == 0)
+                known = 1;
+        if (!known) {
+            char name[72];
+            snprintf(name, sizeof(name), "%.64s", it->string);
+            return verr(e, 400, "unknown_parameter", name, "unknown field '%s'", name);
+        }
+    }
+    return 0;
+}
+
+int job_req_parse(const char *body, size_t len, size_t max_text_bytes, struct job_req *out,
+                  struct job_verr *err)
+{
+    cJSON *root;
+    int rc = -1;
+    memset(out, 0, sizeof(*out));
+    if (len == 0)
+        return verr(err, 400, "invalid_json", NULL, "request body is empty; expected a JSON "
+                                                    "object");
+    root = cJSON_ParseWithLength(body, len);
+    if (!root)
+        return verr(err, 400, "invalid_json", NULL, "request body is not valid JSON");
+    if (!cJSON_IsObject(root)) {
+        verr(err, 400, "invalid_json", NULL, "request body must be a JSON object");
+        goto out;
+    }
+    if (check_unknown(root, err) != 0 ||
+        parse_text(cJSON_GetObjectItemCaseSensitive(root, "text"), max_text_bytes, out, err) ||
+        parse_instructions(cJSON_GetObjectItemCaseSensitive(root, "instructions"), out, err) ||
+        parse_max_words(cJSON_GetObjectItemCaseSensitive(root, "max_words"), out, err) ||
+        parse_flags(cJSON_GetObjectItemCaseSensitive(root, "topic_flags"), out, err) ||
+        parse_priority(cJSON_GetObjectItemCaseSensitive(root, "priority"), out, err) ||
+        parse_metadata(cJSON_GetObjectItemCaseSensitive(root, "metadata"), out, err) ||
+        parse_callback(cJSON_GetObjectItemCaseSensitive(root, "callback_url"), out, err))
+        goto out;
+    rc = 0;
+out:
+    cJSON_Delete(root);
+    if (rc != 0)
+        job_req_free(out);
+    return rc;
+}
+
+void job_req_free(struct job_req *r)
+{
+    free(r->text);
+    free(r->instructions);
+    for (size_t i = 0; r->topic_flags && i < r->n_topic_flags; i++)
+        free(r->topic_flags[i]);
+    free(r->topic_flags);
+    cJSON_Delete(r->metadata);
+    free(r->callback_url);
+    memset(r, 0, sizeof(*r));
+}
+
+cJSON *job_req_to_json(const struct job_req *r)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON *flags;
+    if (!o)
+        return NULL;
+    cJSON_AddStringToObject(o, "text", r->text ? r->text : "");
+    if (r->instructions)
+        cJSON_AddStringToObject(o, "instructions", r->instructions);
+    cJSON_AddNumberToObject(o, "max_words", r->max_words);
+    flags = cJSON_AddArrayToObject(o, "topic_flags");
+    for (size_t i = 0; flags && i < r->n_topic_flags; i++)
+        cJSON_AddItemToArray(flags, cJSON_CreateString(r->topic_flags[i]));
+    cJSON_AddStringToObject(o, "priority", job_priority_name(r->priority));
+    if (r->metadata)
+        cJSON_AddItemToObject(o, "metadata", cJSON_Duplicate(r->metadata, 1));
+    if (r->callback_url)
+        cJSON_AddStringToObject(o, "callback_url", r->callback_url);
+    return o;
+}
+
+int job_req_from_json(const char *json, size_t len, struct job_req *out)
+{
+    struct job_verr e;
+    /* The stored form is a validated request; re-validate with no text bound beyond the
+     * hard ceiling so a stored job is never refused by a later, smaller limit. */
+    return job_req_parse(json, len, (size_t)1 << 30, out, &e);
+}
+
+const char *job_req_meta(const struct job_req *r, const char *key)
+{
+    const cJSON *v = r->metadata ? cJSON_GetObjectItemCaseSensitive(r->metadata, key) : NULL;
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+void job_new_id(char *out, int64_t now_ms)
+{
+    static const char b32[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    unsigned char rnd[10];
+    uint64_t t = (uint64_t)now_ms;
+    int i;
+    if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
+        uint64_t x = (uint64_t)now_ms ^ (uint64_t)clock();
+        for (i = 0; i < 10; i++) {
+            x = x * 6364136223846793005ull + 1442695040888963407ull;
+            rnd[i] = (unsigned char)(x >> 56);
+        }
+    }
+    memcpy(out, "job_", 4);
+    for (i = 9; i >= 0; i--) { /* 10 chars of time, 5 bits each */
+        out[4 + i] = b32[t & 31];
+        t >>= 5;
+    }
+    /* 80 random bits -> 16 chars */
+    for (i = 0; i < 16; i++) {
+        int bit = i * 5, byte = bit / 8, off = bit % 8;
+        unsigned v = (unsigned)rnd[byte] << 8 | (byte + 1 < 10 ? rnd[byte + 1] : 0);
+        out[14 + i] = b32[(v >> (11 - off)) & 31];
+    }
+    out[JOB_ID_LEN] = '\0';
+}
+
+int job_id_valid(const char *s)
+{
+    if (!s || strlen(s) != JOB_ID_LEN || strncmp(s, "job_", 4) != 0)
+        return 0;
+    for (size_t i = 4; i < JOB_ID_LEN; i++)
+        if (!strchr("0123456789ABCDEFGHJKMNPQRSTVWXYZ", s[i]) || s[i] == '\0')
+            return 0;
+    return 1;
+}
+
+void job_iso8601(int64_t unix_ms, char *out, size_t outlen)
+{
+    time_t secs = (time_t)(unix_ms / 1000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    snprintf(out, outlen, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+             (int)(unix_ms % 1000));
+}
+
+int64_t job_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+struct sbuf {
+    char *p;
+    size_t len, cap;
+    int oom;
+};
+
+static void sb_add(struct sbuf *b, const char *s, size_t n)
+{
+    if (b->oom)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *np = realloc(b->p, cap);
+        if (!np) {
+            b->oom = 1;
+            return;
+        }
+        b->p = np;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+char *job_render_prompt(const char *tmpl, const struct job_req *r, const char *draft)
+{
+    struct sbuf b = {0};
+    const char *p = tmpl;
+    sb_add(&b, "", 0);
+    while (*p) {
+        const char *open = strchr(p, '{');
+        if (!open) {
+            sb_add(&b, p, strlen(p));
+            break;
+        }
+        sb_add(&b, p, (size_t)(open - p));
+        if (strncmp(open, "{text}", 6) == 0) {
+            sb_add(&b, r->text, r->text_len);
+            p = open + 6;
+        } else if (strncmp(open, "{draft}", 7) == 0) {
+            sb_add(&b, draft ? draft : "", draft ? strlen(draft) : 0);
+            p = open + 7;
+        } else if (strncmp(open, "{max_words}", 11) == 0) {
+            char num[16];
+            int n = snprintf(num, sizeof(num), "%d", r->max_words);
+            sb_add(&b, num, (size_t)n);
+            p = open + 11;
+        } else if (strncmp(open, "{instructions}", 14) == 0) {
+            if (r->instructions && r->instructions[0]) {
+                sb_add(&b, "\n\nInstructions: ", 16);
+                sb_add(&b, r->instructions, strlen(r->instructions));
+            }
+            p = open + 14;
+        } else {
+            sb_add(&b, "{", 1);
+            p = open + 1;
+        }
+    }
+    if (b.oom) {
+        free(b.p);
+        return NULL;
+    }
+    return b.p;
+}

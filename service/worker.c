@@ -1,1 +1,727 @@
-/* placeholder: being written */
+/* worker.c - the job pipeline: fetch, draft, route, refine, account, finish. */
+#include "worker.h"
+
+#include <cjson/cJSON.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "acct.h"
+#include "app.h"
+#include "bderr.h"
+#include "mclient.h"
+#include "rds.h"
+#include "router.h"
+#include "store.h"
+
+#define WORKER_TICK_MS 500
+#define WORKER_BLOCK_MS 1000
+
+struct wjob {
+    struct worker *w;
+    struct wjob *next, *prev;
+    char id[JOB_ID_LEN + 1];
+    char stream[160];
+    char entry[48];
+    int attempt;
+    struct bd_config *cfg;        /* the config this job runs under (a reference) */
+    struct job_req req;
+    int64_t created_ms;
+    uint64_t t_start;             /* uv_hrtime at begin */
+    uint64_t t_stage;             /* uv_hrtime at the current stage's start */
+    uint64_t deadline_ms;         /* uv_now based */
+    struct mc_call call;
+    char *url;
+    char *body;
+    int refining;
+    char *draft;
+    int draft_truncated;
+    struct lp_summary lp;
+    struct route_result route;
+    int routed;
+    struct job_acct acct;
+    char *brief;
+    int refined, degraded;
+    char refine_err[300];
+    int finishing;
+};
+
+struct worker {
+    struct app *app;
+    struct rds *blk;              /* blocking reads */
+    uv_timer_t tick;
+    uv_timer_t grace;
+    struct wjob *jobs;
+    unsigned inflight;
+    int fetching;
+    int stopping;
+    uint64_t last_claim_ms;
+    char claim_cursor[3][48];
+    int pending_closes;
+    void (*stop_cb)(void *);
+    void *stop_data;
+};
+
+static void fetch(struct worker *w);
+static void job_finish(struct wjob *j, const char *status, cJSON *error);
+
+static double ms_since(uint64_t t0) { return (double)(uv_hrtime() - t0) / 1e6; }
+
+unsigned worker_inflight(const struct worker *w) { return w->inflight; }
+
+static unsigned free_slots(const struct worker *w)
+{
+    unsigned conc = (unsigned)w->app->cfg->concurrency;
+    return w->inflight >= conc ? 0 : conc - w->inflight;
+}
+
+/* --- job lifetime --- */
+
+static struct wjob *job_new(struct worker *w, const char *stream, const char *entry,
+                            const char *id)
+{
+    struct wjob *j = calloc(1, sizeof(*j));
+    if (!j)
+        return NULL;
+    j->w = w;
+    snprintf(j->id, sizeof(j->id), "%s", id);
+    snprintf(j->stream, sizeof(j->stream), "%s", stream);
+    snprintf(j->entry, sizeof(j->entry), "%s", entry);
+    j->cfg = cfg_ref(w->app->cfg);
+    acct_init(&j->acct);
+    j->call.data = j;
+    j->call.ttft_ms = -1;
+    j->next = w->jobs;
+    if (w->jobs)
+        w->jobs->prev = j;
+    w->jobs = j;
+    w->inflight++;
+    return j;
+}
+
+static void job_free(struct wjob *j)
+{
+    struct worker *w = j->w;
+    if (j->prev)
+        j->prev->next = j->next;
+    else
+        w->jobs = j->next;
+    if (j->next)
+        j->next->prev = j->prev;
+    w->inflight--;
+    mc_call_reset(&j->call);
+    job_req_free(&j->req);
+    free(j->url);
+    free(j->body);
+    free(j->draft);
+    free(j->brief);
+    cfg_unref(j->cfg);
+    free(j);
+    if (!w->stopping)
+        fetch(w);
+}
+
+static const char *prefix_of(const struct wjob *j) { return j->cfg->redis_prefix; }
+
+static void transition(struct wjob *j, const char *status)
+{
+    store_transition(j->w->app->cmd, prefix_of(j), j->id, status, j->attempt, NULL, NULL);
+}
+
+static cJSON *make_error(const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static cJSON *make_error(const char *code, const char *fmt, ...)
+{
+    cJSON *e = cJSON_CreateObject();
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    cJSON_AddStringToObject(e, "code", code);
+    cJSON_AddStringToObject(e, "message", msg);
+    return e;
+}
+
+/* --- model calls --- */
+
+static int call_model(struct wjob *j, const struct model_cfg *m, const char *draft,
+                      mc_cb cb)
+{
+    char *user = job_render_prompt(m->prompt_user, &j->req, draft);
+    size_t ulen;
+    int rc;
+    if (!user)
+        return BD_ENOMEM;
+    ulen = strlen(user) + (m->prompt_system ? strlen(m->prompt_system) : 0);
+    free(j->body);
+    free(j->url);
+    j->body = oai_build_request(m->name, m->prompt_system, user, m->max_tokens, m->temperature,
+                                m->stream, m->logprobs);
+    free(user);
+    if (asprintf(&j->url, "%s/chat/completions", m->base_url) < 0)
+        j->url = NULL;
+    if (!j->body || !j->url)
+        return BD_ENOMEM;
+    j->call.url = j->url;
+    j->call.body = j->body;
+    j->call.api_key = m->api_key;
+    j->call.prompt_chars = ulen;
+    j->call.stream = m->stream;
+    j->call.timeout_ms = m->timeout_ms;
+    j->call.max_attempts = m->max_attempts;
+    j->call.backoff_ms = m->backoff_ms;
+    j->call.deadline_ms = j->deadline_ms;
+    j->t_stage = uv_hrtime();
+    rc = mc_call_start(j->w->app->mc, &j->call, cb);
+    return rc;
+}
+
+static void take_usage(struct stage_usage *u, const struct mc_call *c)
+{
+    u->present = 1;
+    u->prompt_tokens = c->res.prompt_tokens;
+    u->completion_tokens = c->res.completion_tokens;
+    u->estimated = c->res.usage_estimated;
+}
+
+static void abandon(struct wjob *j)
+{
+    /* Shutdown or lost Redis: leave the entry pending (or hand it back) for another worker. */
+    if (j->w->stopping)
+        store_handback(j->w->app->cmd, prefix_of(j), j->stream, j->entry, j->id, NULL, NULL);
+    job_free(j);
+}
+
+static void on_refine(struct mc_call *c, int status)
+{
+    struct wjob *j = c->data;
+    j->acct.refine_ms = ms_since(j->t_stage);
+    j->acct.refine_busy_ms = c->busy_ms;
+    if (status == BD_ECANCELED) {
+        abandon(j);
+        return;
+    }
+    if (c->attempts > 0 && (status == 0 || c->http_status != 0))
+        take_usage(&j->acct.refine, c);
+    if (status == 0 && c->res.content && c->res.content[0]) {
+        j->acct.refine_ttft_ms = c->ttft_ms;
+        j->brief = strdup(c->res.content);
+        j->refined = 1;
+    } else {
+        j->degraded = 1;
+        snprintf(j->refine_err, sizeof(j->refine_err), "%s (%s after %d attempts)",
+                 status == 0 ? "refine model returned an empty brief" : c->err,
+                 mc_fail_name(c->fail), c->attempts);
+        if (status != 0 && c->http_status == 0)
+            j->acct.refine.present = 0;
+    }
+    job_finish(j, "succeeded", NULL);
+}
+
+static void start_refine(struct wjob *j)
+{
+    int rc;
+    j->refining = 1;
+    transition(j, "refining");
+    mc_call_reset(&j->call);
+    rc = call_model(j, &j->cfg->refine, j->draft, on_refine);
+    if (rc != 0) {
+        j->degraded = 1;
+        snprintf(j->refine_err, sizeof(j->refine_err), "could not start refine call: %s",
+                 bd_strerror(rc));
+        job_finish(j, "succeeded", NULL);
+    }
+}
+
+static void route(struct wjob *j)
+{
+    struct route_input in;
+    uint64_t t0;
+    memset(&in, 0, sizeof(in));
+    in.text = j->req.text;
+    in.text_len = j->req.text_len;
+    in.draft = j->draft;
+    in.draft_len = strlen(j->draft);
+    in.topic_flags = (const char *const *)j->req.topic_flags;
+    in.n_topic_flags = j->req.n_topic_flags;
+    in.lp = j->lp;
+    in.truncated = j->draft_truncated;
+    t0 = uv_hrtime();
+    router_decide(j->cfg->router, &in, NULL, &j->route);
+    j->acct.route_ms = ms_since(t0);
+    j->routed = 1;
+}
+
+static void on_draft(struct mc_call *c, int status)
+{
+    struct wjob *j = c->data;
+    j->acct.draft_ms = ms_since(j->t_stage);
+    j->acct.draft_busy_ms = c->busy_ms;
+    if (status == BD_ECANCELED) {
+        abandon(j);
+        return;
+    }
+    if (status != 0) {
+        char msg[400];
+        snprintf(msg, sizeof(msg), "draft model '%.60s' failed after %d attempts: %.250s",
+                 j->cfg->draft.name, c->attempts, c->err);
+        cJSON *e = make_error("draft_failed", "%s", msg);
+        cJSON_AddStringToObject(e, "reason", mc_fail_name(c->fail));
+        job_finish(j, "failed", e);
+        return;
+    }
+    take_usage(&j->acct.draft, c);
+    j->acct.draft_ttft_ms = c->ttft_ms;
+    if (!c->res.content || !c->res.content[0]) {
+        job_finish(j, "failed", make_error("draft_empty",
+                                           "draft model '%s' returned an empty brief",
+                                           j->cfg->draft.name));
+        return;
+    }
+    j->draft = strdup(c->res.content);
+    j->draft_truncated = c->res.truncated;
+    lp_summarize(c->res.logprobs, c->res.has_logprobs ? c->res.n_logprobs : 0, &j->lp);
+    if (!j->draft) {
+        job_finish(j, "failed", make_error("internal", "%s", "out of memory"));
+        return;
+    }
+    transition(j, "routing");
+    route(j);
+    if (j->route.refine)
+        start_refine(j);
+    else
+        job_finish(j, "succeeded", NULL);
+}
+
+/* --- begin / finish --- */
+
+static void on_begin(void *data, int status, const char *what, int attempt,
+                     const char *req_json, size_t req_len, int64_t created_ms)
+{
+    struct wjob *j = data;
+    int rc;
+    if (status != 0 || strcmp(what, "ok") != 0) {
+        if (status != 0)
+            app_log("worker: could not begin %s: %s", j->id, bd_strerror(status));
+        job_free(j);
+        return;
+    }
+    j->attempt = attempt;
+    j->created_ms = created_ms;
+    j->t_start = uv_hrtime();
+    j->deadline_ms = uv_now(j->w->app->loop) + (uint64_t)j->cfg->job_timeout_ms;
+    j->acct.queue_ms = (double)(job_wall_ms() - created_ms);
+    if (j->acct.queue_ms < 0)
+        j->acct.queue_ms = 0;
+    if (job_req_from_json(req_json, req_len, &j->req) != 0) {
+        job_finish(j, "failed", make_error("corrupt_job", "%s",
+                                           "the stored request could not be read"));
+        return;
+    }
+    rc = call_model(j, &j->cfg->draft, NULL, on_draft);
+    if (rc != 0) {
+        cJSON *e = make_error("draft_failed", "could not start the draft call: %s",
+                              bd_strerror(rc));
+        job_finish(j, "failed", e);
+    }
+}
+
+static cJSON *result_json(const struct wjob *j)
+{
+    cJSON *r = cJSON_CreateObject();
+    const char *brief = j->refined ? j->brief : j->draft;
+    cJSON_AddStringToObject(r, "brief", brief ? brief : "");
+    cJSON_AddStringToObject(r, "model", j->refined ? j->cfg->refine.name : j->cfg->draft.name);
+    cJSON_AddBoolToObject(r, "refined", j->refined);
+    cJSON_AddBoolToObject(r, "degraded", j->degraded);
+    cJSON_AddStringToObject(r, "draft", j->draft ? j->draft : "");
+    if (j->degraded)
+        cJSON_AddStringToObject(r, "refine_error", j->refine_err);
+    return r;
+}
+
+/* What replay needs to re-run routing without calling a model. */
+static cJSON *signals_json(const struct wjob *j)
+{
+    cJSON *s = cJSON_CreateObject(), *lp;
+    cJSON_AddBoolToObject(s, "truncated", j->draft_truncated);
+    lp = cJSON_AddObjectToObject(s, "logprobs");
+    cJSON_AddBoolToObject(lp, "present", j->lp.present);
+    if (j->lp.present) {
+        cJSON_AddNumberToObject(lp, "n", (double)j->lp.n);
+        cJSON_AddNumberToObject(lp, "mean", j->lp.mean);
+        cJSON_AddNumberToObject(lp, "p10", j->lp.p10);
+        cJSON_AddNumberToObject(lp, "min", j->lp.min);
+    }
+    return s;
+}
+
+static void on_finished(void *data, int status, int applied)
+{
+    struct wjob *j = data;
+    if (status != 0)
+        app_log("worker: could not store the result of %s: %s (it stays pending and will be "
+                "retried)", j->id, bd_strerror(status));
+    else if (!applied)
+        app_log("worker: %s had already ended; this delivery's result was discarded", j->id);
+    job_free(j);
+}
+
+static void job_finish(struct wjob *j, const char *status, cJSON *error)
+{
+    cJSON *out = cJSON_CreateObject();
+    char *text;
+    int rc;
+    j->finishing = 1;
+    j->acct.total_ms = (j->acct.queue_ms > 0 ? j->acct.queue_ms : 0) + ms_since(j->t_start);
+    acct_price(&j->acct, &j->cfg->draft, &j->cfg->refine);
+    if (strcmp(status, "succeeded") == 0)
+        cJSON_AddItemToObject(out, "result", result_json(j));
+    if (j->routed)
+        cJSON_AddItemToObject(out, "route", route_result_json(&j->route));
+    acct_to_json(&j->acct, out);
+    if (error)
+        cJSON_AddItemToObject(out, "error", error);
+    cJSON_AddStringToObject(out, "config_version", j->cfg->version);
+    if (j->draft)
+        cJSON_AddItemToObject(out, "signals", signals_json(j));
+    text = cJSON_PrintUnformatted(out);
+    cJSON_Delete(out);
+    if (!text) {
+        job_free(j);
+        return;
+    }
+    rc = store_finish(j->w->app->cmd, prefix_of(j), j->stream, j->entry, j->id, status, text,
+                      job_wall_ms(), j->cfg->result_ttl_s, on_finished, j);
+    free(text);
+    if (rc != 0) {
+        app_log("worker: could not store the result of %s: %s", j->id, bd_strerror(rc));
+        job_free(j);
+    }
+}
+
+static void start_job(struct worker *w, const char *stream, const char *entry, const char *id)
+{
+    struct wjob *j;
+    int rc;
+    if (!job_id_valid(id)) {
+        /* not ours: ack it away so it never blocks the group */
+        rds_cmd(w->app->cmd, NULL, NULL, "XACK %s %s %s", stream, STORE_GROUP, entry);
+        return;
+    }
+    j = job_new(w, stream, entry, id);
+    if (!j)
+        return;
+    rc = store_begin(w->app->cmd, prefix_of(j), stream, entry, id, j->cfg->max_attempts,
+                     j->cfg->result_ttl_s, on_begin, j);
+    if (rc != 0)
+        job_free(j);
+}
+
+/* --- fetching --- */
+
+/* entries: [[entry_id, [field, value, ...]], ...] */
+static unsigned take_entries(struct worker *w, const char *stream, struct rds_reply *entries)
+{
+    unsigned n = 0;
+    for (size_t i = 0; i < rds_reply_len(entries); i++) {
+        struct rds_reply *e = rds_reply_elem(entries, i);
+        struct rds_reply *fields = rds_reply_elem(e, 1);
+        size_t elen;
+        const char *eid = rds_reply_str(rds_reply_elem(e, 0), &elen);
+        char entry[48], id[64] = "";
+        if (!eid || elen >= sizeof(entry))
+            continue;
+        memcpy(entry, eid, elen);
+        entry[elen] = '\0';
+        for (size_t k = 0; k + 1 < rds_reply_len(fields); k += 2) {
+            if (rds_reply_is(rds_reply_elem(fields, k), "id")) {
+                size_t l;
+                const char *v = rds_reply_str(rds_reply_elem(fields, k + 1), &l);
+                if (v && l < sizeof(id)) {
+                    memcpy(id, v, l);
+                    id[l] = '\0';
+                }
+            }
+        }
+        start_job(w, stream, entry, id);
+        n++;
+    }
+    return n;
+}
+
+/* XREADGROUP reply: [[stream, entries], ...] or nil */
+static unsigned take_streams(struct worker *w, struct rds_reply *x)
+{
+    unsigned n = 0;
+    for (size_t i = 0; i < rds_reply_len(x); i++) {
+        struct rds_reply *s = rds_reply_elem(x, i);
+        size_t l;
+        const char *name = rds_reply_str(rds_reply_elem(s, 0), &l);
+        char stream[160];
+        if (!name || l >= sizeof(stream))
+            continue;
+        memcpy(stream, name, l);
+        stream[l] = '\0';
+        n += take_entries(w, stream, rds_reply_elem(s, 1));
+    }
+    return n;
+}
+
+struct fetch_step {
+    struct worker *w;
+    int prio;                    /* next priority to poll without blocking; -1: blocking */
+    unsigned got;
+};
+
+static void fetch_next(struct fetch_step *f);
+
+static void on_read(struct rds *r, struct rds_reply *x, void *data)
+{
+    struct fetch_step *f = data;
+    (void)r;
+    if (!x || rds_reply_type(x) == RDS_ERROR) {
+        if (x) {
+            size_t l;
+            const char *s = rds_reply_str(x, &l);
+            app_log("worker: XREADGROUP failed: %.*s", (int)l, s ? s : "");
+            if (s && strncmp(s, "NOGROUP", 7) == 0)
+                store_ensure_groups(f->w->app->cmd, f->w->app->cfg->redis_prefix);
+        }
+        f->w->fetching = 0;
+        free(f);
+        return;
+    }
+    f->got += take_streams(f->w, x);
+    fetch_next(f);
+}
+
+static void fetch_next(struct fetch_step *f)
+{
+    struct worker *w = f->w;
+    const char *prefix = w->app->cfg->redis_prefix;
+    char count[16], block[16];
+    unsigned slots = free_slots(w);
+    int rc;
+    if (w->stopping || slots == 0 || f->prio < -1 || (f->prio == -1 && f->got > 0)) {
+        w->fetching = 0;
+        free(f);
+        if (!w->stopping && slots > 0)
+            fetch(w); /* got some: poll again from the top */
+        return;
+    }
+    snprintf(count, sizeof(count), "%u", slots);
+    snprintf(block, sizeof(block), "%d", WORKER_BLOCK_MS);
+    if (f->prio >= 0) {
+        char q[160];
+        store_queue_key(prefix, (enum job_priority)f->prio, q, sizeof(q));
+        f->prio--;
+        rc = rds_cmd(w->blk, on_read, f, "XREADGROUP GROUP %s %s COUNT %s STREAMS %s >",
+                     STORE_GROUP, w->app->instance, count, q);
+    } else {
+        char qh[160], qn[160], ql[160];
+        store_queue_key(prefix, PRIO_HIGH, qh, sizeof(qh));
+        store_queue_key(prefix, PRIO_NORMAL, qn, sizeof(qn));
+        store_queue_key(prefix, PRIO_LOW, ql, sizeof(ql));
+        f->prio = -2;
+        rc = rds_cmd(w->blk, on_read, f,
+                     "XREADGROUP GROUP %s %s COUNT 1 BLOCK %s STREAMS %s %s %s > > >",
+                     STORE_GROUP, w->app->instance, block, qh, qn, ql);
+    }
+    if (rc != 0) {
+        w->fetching = 0;
+        free(f);
+    }
+}
+
+static void fetch(struct worker *w)
+{
+    struct fetch_step *f;
+    if (w->fetching || w->stopping || free_slots(w) == 0 || rds_state(w->blk) != RDS_CONNECTED)
+        return;
+    f = calloc(1, sizeof(*f));
+    if (!f)
+        return;
+    f->w = w;
+    f->prio = PRIO_HIGH;
+    w->fetching = 1;
+    fetch_next(f);
+}
+
+/* --- reclaiming jobs of dead workers --- */
+
+struct claim_op {
+    struct worker *w;
+    int prio;
+};
+
+static void on_claim(struct rds *r, struct rds_reply *x, void *data)
+{
+    struct claim_op *c = data;
+    struct worker *w = c->w;
+    char stream[160];
+    (void)r;
+    if (x && rds_reply_type(x) == RDS_ARRAY && rds_reply_len(x) >= 2 && !w->stopping) {
+        size_t l;
+        const char *cur = rds_reply_str(rds_reply_elem(x, 0), &l);
+        if (cur && l < sizeof(w->claim_cursor[0])) {
+            memcpy(w->claim_cursor[c->prio], cur, l);
+            w->claim_cursor[c->prio][l] = '\0';
+        }
+        store_queue_key(w->app->cfg->redis_prefix, (enum job_priority)c->prio, stream,
+                        sizeof(stream));
+        unsigned n = take_entries(w, stream, rds_reply_elem(x, 1));
+        if (n)
+            app_log("worker: reclaimed %u job(s) idle > %d ms from %s", n,
+                    w->app->cfg->claim_idle_ms, stream);
+    }
+    free(c);
+}
+
+static void reclaim(struct worker *w)
+{
+    const struct bd_config *cfg = w->app->cfg;
+    for (int p = PRIO_LOW; p <= PRIO_HIGH; p++) {
+        char q[160], count[16], idle[16];
+        unsigned slots = free_slots(w);
+        struct claim_op *c;
+        if (slots == 0)
+            return;
+        c = malloc(sizeof(*c));
+        if (!c)
+            return;
+        c->w = w;
+        c->prio = p;
+        store_queue_key(cfg->redis_prefix, (enum job_priority)p, q, sizeof(q));
+        snprintf(count, sizeof(count), "%u", slots < 100 ? slots : 100);
+        snprintf(idle, sizeof(idle), "%d", cfg->claim_idle_ms);
+        if (rds_cmd(w->app->cmd, on_claim, c, "XAUTOCLAIM %s %s %s %s %s COUNT %s", q,
+                    STORE_GROUP, w->app->instance, idle,
+                    w->claim_cursor[p][0] ? w->claim_cursor[p] : "0-0", count) != 0)
+            free(c);
+    }
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    struct worker *w = t->data;
+    uint64_t now = uv_now(w->app->loop);
+    uint64_t every = (uint64_t)w->app->cfg->claim_idle_ms / 4;
+    if (every < 1000)
+        every = 1000;
+    if (w->stopping)
+        return;
+    if (now - w->last_claim_ms >= every && rds_state(w->app->cmd) == RDS_CONNECTED) {
+        w->last_claim_ms = now;
+        reclaim(w);
+    }
+    fetch(w);
+}
+
+static void on_blk_state(struct rds *r, enum rds_state s, void *data)
+{
+    struct worker *w = data;
+    (void)r;
+    if (s == RDS_CONNECTED) {
+        store_ensure_groups(w->blk, w->app->cfg->redis_prefix);
+        fetch(w);
+    }
+}
+
+int worker_start(struct app *a, struct worker **out)
+{
+    struct worker *w = calloc(1, sizeof(*w));
+    struct rds_opts o;
+    int rc;
+    if (!w)
+        return BD_ENOMEM;
+    w->app = a;
+    memset(&o, 0, sizeof(o));
+    o.host = a->cfg->redis_host;
+    o.port = a->cfg->redis_port;
+    o.db = a->cfg->redis_db;
+    o.password = a->cfg->redis_password;
+    o.name = "worker";
+    uv_timer_init(a->loop, &w->tick);
+    w->tick.data = w;
+    uv_timer_init(a->loop, &w->grace);
+    w->grace.data = w;
+    w->last_claim_ms = uv_now(a->loop);
+    rc = rds_open(a->loop, &o, on_blk_state, w, &w->blk);
+    if (rc != 0) {
+        free(w);
+        return rc;
+    }
+    uv_timer_start(&w->tick, on_tick, WORKER_TICK_MS, WORKER_TICK_MS);
+    *out = w;
+    return 0;
+}
+
+/* --- stopping --- */
+
+static void stop_closed(void *data)
+{
+    struct worker *w = data;
+    if (--w->pending_closes > 0)
+        return;
+    void (*cb)(void *) = w->stop_cb;
+    void *cbdata = w->stop_data;
+    free(w);
+    if (cb)
+        cb(cbdata);
+}
+
+static void on_handle_closed(uv_handle_t *h) { stop_closed(h->data); }
+
+static void close_handles(struct worker *w)
+{
+    w->pending_closes = 3;
+    uv_close((uv_handle_t *)&w->tick, on_handle_closed);
+    uv_close((uv_handle_t *)&w->grace, on_handle_closed);
+    rds_close(w->blk, stop_closed, w);
+}
+
+/* Cancel the model calls still running: their callbacks hand the jobs back to the queue. */
+static void cancel_calls(struct worker *w)
+{
+    struct wjob *j = w->jobs;
+    while (j) {
+        struct wjob *next = j->next;
+        if (j->call.att || j->call.backoff)
+            mc_call_cancel(&j->call); /* frees j */
+        j = next;
+    }
+}
+
+static void on_grace(uv_timer_t *t)
+{
+    struct worker *w = t->data;
+    if (w->inflight)
+        app_log("worker: grace period over; handing %u job(s) back to the queue",
+                w->inflight);
+    cancel_calls(w);
+}
+
+/* Jobs waiting on a Redis reply end when it comes (or when the connection drops). */
+static void on_drain_tick(uv_timer_t *t)
+{
+    struct worker *w = t->data;
+    if (w->inflight > 0)
+        return;
+    uv_timer_stop(&w->tick);
+    uv_timer_stop(&w->grace);
+    close_handles(w);
+}
+
+void worker_stop(struct worker *w, unsigned grace_ms, void (*cb)(void *data), void *data)
+{
+    w->stopping = 1;
+    w->stop_cb = cb;
+    w->stop_data = data;
+    uv_timer_stop(&w->tick);
+    uv_timer_start(&w->grace, on_grace, grace_ms, 0);
+    uv_timer_start(&w->tick, on_drain_tick, 0, 50);
+}

@@ -1,0 +1,93 @@
+/* mclient.h - model client: OpenAI-compatible Chat Completions over libcurl's multi
+ * interface, driven by libuv (curl's docs/examples/multi-uv.c pattern: CURLMOPT_SOCKETFUNCTION
+ * -> uv_poll, CURLMOPT_TIMERFUNCTION -> one uv_timer). Connections are reused across calls
+ * (one CURLM keeps the pool). Each call has a per-attempt timeout; failed attempts are
+ * retried with exponential backoff and full jitter, bounded by max_attempts and the call's
+ * deadline; a 429's Retry-After is honoured when it fits before the deadline.
+ *
+ * What is retried: connection failures, timeouts, 408, 429, 5xx, and 200s whose body is
+ * not a valid completion (non-JSON, truncated, truncated stream). What is not: other 4xx
+ * (the request itself is wrong) - those fail at once.
+ *
+ * Ownership: struct mc_call is caller-owned and must stay valid until its callback has run.
+ * Input strings (url, api_key, body) are borrowed until then too. The result (call->res)
+ * belongs to the call: release with mc_call_reset() (also safe on a never-started call). */
+#ifndef BRIEFD_MCLIENT_H
+#define BRIEFD_MCLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "oai.h"
+
+struct mc_ctx;
+struct mc_call;
+struct mc_attempt; /* internal: one HTTP exchange */
+
+typedef void (*mc_cb)(struct mc_call *call, int status);
+
+/* Why the last attempt failed (for errors, metrics and retry decisions). */
+enum mc_fail {
+    MC_OK = 0,
+    MC_FAIL_CONNECT,      /* connection refused / DNS / reset */
+    MC_FAIL_TIMEOUT,      /* the attempt's timeout passed */
+    MC_FAIL_HTTP_4XX,     /* not retried */
+    MC_FAIL_RATE_LIMIT,   /* 429 */
+    MC_FAIL_HTTP_5XX,
+    MC_FAIL_BAD_BODY,     /* non-JSON, truncated, wrong shape */
+    MC_FAIL_TOO_BIG,      /* the body exceeded the response bound */
+    MC_FAIL_DEADLINE,     /* no time left for another attempt */
+    MC_FAIL_CANCELED
+};
+const char *mc_fail_name(enum mc_fail f); /* "connect", "timeout", "http_4xx", ... */
+
+struct mc_call {
+    void *data;                 /* the caller's */
+    /* inputs */
+    const char *url;            /* full URL: base_url + "/chat/completions" */
+    const char *api_key;        /* NULL: no Authorization header */
+    const char *body;           /* request JSON (see oai_build_request) */
+    size_t prompt_chars;        /* for usage estimates */
+    int stream;                 /* the body asks for stream: parse SSE, measure TTFT */
+    long timeout_ms;            /* per attempt */
+    int max_attempts;           /* >= 1 */
+    int backoff_ms;             /* base delay; attempt k waits rand(0, base * 2^(k-1)), capped */
+    uint64_t deadline_ms;       /* absolute, on uv_now(); 0 = none */
+    /* outputs, valid in the callback */
+    struct oai_result res;
+    int attempts;               /* attempts made */
+    int retries_429;            /* of which answered 429 */
+    long http_status;           /* of the last attempt (0: none) */
+    enum mc_fail fail;          /* MC_OK on success */
+    char err[256];              /* human-readable reason of the failure */
+    double ttft_ms;             /* successful attempt: start to first content token (stream),
+                                   or to first response byte (non-stream); -1 if unknown */
+    double elapsed_ms;          /* successful attempt's duration */
+    double busy_ms;             /* all attempts' durations summed (busy-time pricing) */
+    /* internal */
+    struct mc_ctx *ctx;
+    mc_cb cb;
+    struct mc_attempt *att;
+    uv_timer_t *backoff;
+    struct mc_call *next, *prev; /* the client's list of started calls */
+};
+
+/* Create a client on loop. Returns 0 or BD_ENOMEM. curl_global_init is the caller's. */
+int mc_ctx_new(uv_loop_t *loop, struct mc_ctx **out);
+/* Cancel every call in flight (their callbacks run with BD_ECANCELED), close the handles,
+ * free the client, then cb(data). */
+void mc_ctx_close(struct mc_ctx *ctx, void (*cb)(void *data), void *data);
+/* Calls in flight. */
+unsigned mc_ctx_inflight(const struct mc_ctx *ctx);
+
+/* Start call (inputs filled). Returns 0 (cb will run exactly once, never from inside this
+ * function) or a negative error (cb will not run). On success status 0; on failure a
+ * negative BD_E* code and call->fail / call->err say why. */
+int mc_call_start(struct mc_ctx *ctx, struct mc_call *call, mc_cb cb);
+/* Cancel a started call: its callback runs with BD_ECANCELED before this returns. */
+void mc_call_cancel(struct mc_call *call);
+/* Free the call's result and reset outputs (inputs are kept). */
+void mc_call_reset(struct mc_call *call);
+
+#endif

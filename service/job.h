@@ -1,0 +1,75 @@
+/* job.h - the brief job: request validation, ids, timestamps, the job object's JSON.
+ * Pure (no I/O); the request parser is a fuzz target.
+ *
+ * Ownership: struct job_req owns every pointer in it (malloc'd); job_req_free() releases
+ * them and zeroes the struct. Functions returning cJSON* hand the tree to the caller. */
+#ifndef BRIEFD_JOB_H
+#define BRIEFD_JOB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct cJSON;
+
+#define JOB_MAX_INSTRUCTIONS 4096
+#define JOB_MAX_FLAGS 32
+#define JOB_MAX_FLAG_LEN 64
+#define JOB_MAX_META 32
+#define JOB_MAX_META_KEY 64
+#define JOB_MAX_META_VALUE 256
+#define JOB_MAX_URL 2048
+#define JOB_DEFAULT_MAX_WORDS 120
+#define JOB_ID_LEN 30 /* "job_" + 26-char ULID */
+
+enum job_priority { PRIO_LOW = 0, PRIO_NORMAL = 1, PRIO_HIGH = 2 };
+const char *job_priority_name(enum job_priority p);
+
+struct job_req {
+    char *text;
+    size_t text_len;
+    char *instructions;          /* NULL when absent */
+    int max_words;
+    char **topic_flags;
+    size_t n_topic_flags;
+    enum job_priority priority;
+    struct cJSON *metadata;      /* object of strings, or NULL */
+    char *callback_url;          /* NULL when absent */
+};
+
+/* A validation failure: the HTTP status, the envelope's code and param, and a message. */
+struct job_verr {
+    int status;                  /* 400, 413, 415, 422 */
+    const char *code;            /* static: "text_required", "invalid_type", ... */
+    char param[80];              /* "" when not about one field */
+    char msg[256];
+};
+
+/* Validate a POST /v1/jobs body (len bytes, need not be NUL-terminated). Every field of
+ * SPEC §2 is checked; unknown fields are refused (code unknown_parameter). Returns 0 and
+ * fills out, or -1 with err filled and out left zeroed. */
+int job_req_parse(const char *body, size_t len, size_t max_text_bytes, struct job_req *out,
+                  struct job_verr *err);
+void job_req_free(struct job_req *r);
+/* The normalized request as JSON (what is stored and what the worker reads back). */
+struct cJSON *job_req_to_json(const struct job_req *r);
+/* Read a stored normalized request back (trusted input, still checked). 0 or -1. */
+int job_req_from_json(const char *json, size_t len, struct job_req *out);
+/* metadata[key] if it is a string, else NULL (borrowed). */
+const char *job_req_meta(const struct job_req *r, const char *key);
+
+/* A new job id "job_" + ULID (48-bit ms time + 80 random bits, Crockford base32):
+ * sortable by creation time. out must hold JOB_ID_LEN + 1 bytes. */
+void job_new_id(char *out, int64_t now_ms);
+/* 1 if s looks like a job id (so lookups of garbage never reach Redis keys). */
+int job_id_valid(const char *s);
+
+/* "2026-11-25T12:00:00.123Z" into out (>= 32 bytes). */
+void job_iso8601(int64_t unix_ms, char *out, size_t outlen);
+/* Wall-clock milliseconds since the epoch. */
+int64_t job_wall_ms(void);
+
+/* Substitute {text} {draft} {max_words} {instructions} in tmpl. instructions is inserted
+ * as "\n\nInstructions: ..." when non-empty, else as "". Returns a malloc'd string or NULL. */
+char *job_render_prompt(const char *tmpl, const struct job_req *r, const char *draft);
+
+#endif

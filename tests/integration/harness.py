@@ -1,0 +1,306 @@
+"""harness.py - start real peers for briefd's integration tests.
+
+Each test class gets: a real redis-server on a free port with a temporary data dir, the
+project's model simulator (briefd-modelsim) on a free port, and one or more briefd processes
+with a generated config, all over real sockets. Binaries come from the environment
+(BRIEFD_BIN, BRIEFD_SIM_BIN, set by ctest) or the default build dir.
+"""
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+BRIEFD = os.environ.get("BRIEFD_BIN", os.path.join(ROOT, "build", "briefd"))
+SIM = os.environ.get("BRIEFD_SIM_BIN", os.path.join(ROOT, "build", "briefd-modelsim"))
+REDIS = os.environ.get("REDIS_SERVER", "redis-server")
+
+# Sanitizer builds: fail on leaks and UB; keep symbolized reports in the logs.
+os.environ.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0:exitcode=23")
+os.environ.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1:exitcode=24")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=15.0, proc=None, log=None):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError("process exited early (%s); log:\n%s" % (proc.returncode, _tail(log)))
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("port %d did not open; log:\n%s" % (port, _tail(log)))
+
+
+def _tail(path, n=4000):
+    if not path or not os.path.exists(path):
+        return ""
+    with open(path, "rb") as f:
+        data = f.read()
+    return data[-n:].decode("utf-8", "replace")
+
+
+class Redis:
+    def __init__(self, tmp, appendonly=False, port=None):
+        self.port = port or free_port()
+        self.dir = os.path.join(tmp, "redis-%d" % self.port)
+        os.makedirs(self.dir, exist_ok=True)
+        self.log = os.path.join(self.dir, "redis.log")
+        self.appendonly = appendonly
+        self.proc = None
+
+    def start(self):
+        args = [REDIS, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
+                "--save", "", "--appendonly", "yes" if self.appendonly else "no",
+                "--appendfsync", "always", "--logfile", self.log]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(self.port, proc=self.proc, log=self.log)
+        return self
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def cmd(self, *args):
+        """One command over RESP on a fresh socket; returns the decoded reply."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
+            out = b"*%d\r\n" % len(args)
+            for a in args:
+                a = a if isinstance(a, bytes) else str(a).encode()
+                out += b"$%d\r\n%s\r\n" % (len(a), a)
+            s.sendall(out)
+            f = s.makefile("rb")
+            return _resp(f)
+
+
+def _resp(f):
+    line = f.readline()
+    if not line:
+        raise ConnectionError("redis closed the connection")
+    t, rest = line[:1], line[1:-2]
+    if t == b"+":
+        return rest.decode()
+    if t == b"-":
+        raise RuntimeError(rest.decode())
+    if t == b":":
+        return int(rest)
+    if t == b"$":
+        n = int(rest)
+        if n < 0:
+            return None
+        data = f.read(n + 2)[:-2]
+        return data.decode("utf-8", "replace")
+    if t == b"*":
+        n = int(rest)
+        return None if n < 0 else [_resp(f) for _ in range(n)]
+    raise RuntimeError("bad RESP type %r" % t)
+
+
+class Sim:
+    def __init__(self, tmp, profile="fast", extra=()):
+        self.port = free_port()
+        self.log = os.path.join(tmp, "sim-%d.log" % self.port)
+        self.args = [SIM, "--listen", "127.0.0.1:%d" % self.port, "--profile", profile] + list(extra)
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen(self.args, stdout=open(self.log, "ab"),
+                                     stderr=subprocess.STDOUT)
+        wait_port(self.port, proc=self.proc, log=self.log)
+        return self
+
+    @property
+    def base_url(self):
+        return "http://127.0.0.1:%d/v1" % self.port
+
+    def faults(self, **kw):
+        st, body, _ = request("127.0.0.1", self.port, "POST", "/sim/faults", kw)
+        assert st == 200, body
+        return body
+
+    def stats(self):
+        return request("127.0.0.1", self.port, "GET", "/sim/stats")[1]
+
+    def reset(self):
+        request("127.0.0.1", self.port, "POST", "/sim/reset", {})
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class Briefd:
+    def __init__(self, tmp, config, role="all", env=None, name="briefd"):
+        self.port = free_port()
+        self.tmp = tmp
+        config = json.loads(json.dumps(config))
+        if role in ("all", "api"):
+            config["listen"] = "127.0.0.1:%d" % self.port
+        self.config_path = os.path.join(tmp, "%s-%d.json" % (name, self.port))
+        self.write_config(config)
+        self.log = os.path.join(tmp, "%s-%d.log" % (name, self.port))
+        self.role = role
+        self.env = dict(os.environ)
+        self.env.update(env or {})
+        self.proc = None
+
+    def write_config(self, config):
+        self.config = config
+        with open(self.config_path, "w") as f:
+            json.dump(config, f)
+
+    def start(self):
+        args = [BRIEFD, "serve", "--config", self.config_path, "--role", self.role]
+        if self.role == "worker":
+            args += ["--listen", "127.0.0.1:%d" % self.port]
+        self.proc = subprocess.Popen(args, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT,
+                                     env=self.env)
+        wait_port(self.port, proc=self.proc, log=self.log)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            st, _, _ = self.get("/readyz")
+            if st == 200:
+                return self
+            time.sleep(0.05)
+        raise RuntimeError("briefd not ready:\n" + _tail(self.log))
+
+    def request(self, method, path, body=None, headers=None, raw=None):
+        return request("127.0.0.1", self.port, method, path, body, headers, raw)
+
+    def get(self, path, headers=None):
+        return self.request("GET", path, headers=headers)
+
+    def post_job(self, body, wait=None, headers=None):
+        path = "/v1/jobs" + ("?wait=%s" % wait if wait is not None else "")
+        return self.request("POST", path, body, headers)
+
+    def wait_job(self, job_id, timeout=30.0):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            st, job, _ = self.get("/v1/jobs/%s?wait=5" % job_id)
+            if st == 200 and job["status"] in ("succeeded", "failed"):
+                return job
+            time.sleep(0.05)
+        raise AssertionError("job %s did not finish; log:\n%s" % (job_id, _tail(self.log)))
+
+    def stop(self, timeout=40):
+        """SIGTERM; returns the exit code (sanitizer findings make it non-zero)."""
+        if not self.proc or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            return -9
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def request(host, port, method, path, body=None, headers=None, raw=None, timeout=70):
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    hdrs = {}
+    data = None
+    if raw is not None:
+        data = raw
+    elif body is not None:
+        data = json.dumps(body).encode()
+        hdrs["Content-Type"] = "application/json"
+    hdrs.update(headers or {})
+    try:
+        conn.request(method, path, body=data, headers=hdrs)
+        resp = conn.getresponse()
+        payload = resp.read()
+        ctype = resp.getheader("Content-Type", "")
+        out = payload
+        if "json" in ctype and payload:
+            out = json.loads(payload)
+        return resp.status, out, dict((k.lower(), v) for k, v in resp.getheaders())
+    finally:
+        conn.close()
+
+
+def base_config(redis, sim, **over):
+    """A config pointing at this test's Redis and simulator, with a test prefix."""
+    cfg = {
+        "redis": {"url": "redis://127.0.0.1:%d/0" % redis.port, "prefix": "t%d:" % redis.port},
+        "workers": {"concurrency": 16, "max_attempts": 3, "job_timeout_ms": 20000,
+                    "result_ttl_s": 3600},
+        "models": {
+            "draft": {"base_url": sim.base_url, "timeout_ms": 5000, "max_attempts": 3,
+                      "backoff_ms": 50},
+            "refine": {"base_url": sim.base_url, "timeout_ms": 5000, "max_attempts": 3,
+                       "backoff_ms": 50},
+        },
+    }
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(cfg.get(k), dict):
+            merged = dict(cfg[k])
+            for k2, v2 in v.items():
+                if isinstance(v2, dict) and isinstance(merged.get(k2), dict):
+                    m2 = dict(merged[k2])
+                    m2.update(v2)
+                    merged[k2] = m2
+                else:
+                    merged[k2] = v2
+            cfg[k] = merged
+        else:
+            cfg[k] = v
+    return cfg
+
+
+class Stack(unittest.TestCase):
+    """A test case class with Redis + simulator + one briefd, shared by its tests."""
+    sim_profile = "fast"
+    sim_args = ()
+    config_over = {}
+    appendonly = False
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmpdir = tempfile.TemporaryDirectory(prefix="briefd-it-")
+        cls.tmp = cls.tmpdir.name
+        cls.redis = Redis(cls.tmp, appendonly=cls.appendonly).start()
+        cls.sim = Sim(cls.tmp, cls.sim_profile, cls.sim_args).start()
+        cls.briefd = Briefd(cls.tmp, base_config(cls.redis, cls.sim, **cls.config_over)).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        rc = cls.briefd.stop()
+        cls.sim.stop()
+        cls.redis.stop()
+        log = _tail(cls.briefd.log, 20000)
+        cls.tmpdir.cleanup()
+        if rc != 0:
+            raise AssertionError("briefd exited %s on SIGTERM (sanitizer finding?):\n%s" % (rc, log))
+
+    def setUp(self):
+        self.sim.faults()  # all faults off

@@ -1,0 +1,347 @@
+"""Integration: the whole job path over real HTTP, real Redis and the model simulator."""
+import json
+import os
+import socket
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Stack, request  # noqa: E402
+
+SHORT = ("Revenue grew 12 percent in the third quarter. Costs were flat. "
+         "The board approved a new data center in Ohio.")
+LONG = " ".join(
+    "Sentence %d describes the regional sales programme, its budget of %d million dollars, "
+    "the partners involved and the milestones planned for the coming quarters." % (i, i * 3)
+    for i in range(40))
+
+
+def verdict(job, policy):
+    for v in job["route"]["verdicts"]:
+        if v["policy"] == policy:
+            return v
+    raise AssertionError("no verdict for %s in %s" % (policy, job["route"]))
+
+
+class JobPath(Stack):
+    config_over = {
+        "routing": {"mode": "any", "policies": [
+            {"type": "length", "min_chars": 400},
+            {"type": "topic", "flags": ["legal"], "keywords": ["lawsuit"]},
+            {"type": "confidence", "min_mean_logprob": -0.8, "on_missing": "keep"}],
+            "guards": {"max_refine_rate": None}},
+    }
+
+    def submit(self, body, wait=30):
+        st, job, hdrs = self.briefd.post_job(body, wait=wait)
+        self.assertIn(st, (200, 202), job)
+        if job["status"] not in ("succeeded", "failed"):
+            job = self.briefd.wait_job(job["id"])
+        return job
+
+    def test_kept_draft(self):
+        job = self.submit({"text": SHORT + " [[sim:highconf]]", "max_words": 40})
+        self.assertEqual(job["status"], "succeeded")
+        self.assertEqual(job["route"]["decision"], "keep")
+        self.assertEqual(job["route"]["mode"], "any")
+        self.assertEqual([v["verdict"] for v in job["route"]["verdicts"]], ["keep"] * 3)
+        res = job["result"]
+        self.assertFalse(res["refined"])
+        self.assertFalse(res["degraded"])
+        self.assertEqual(res["model"], "phi-4-mini")
+        self.assertEqual(res["brief"], res["draft"])
+        self.assertIn("Revenue grew", res["brief"])
+        self.assertNotIn("refine", job["usage"])
+        self.assertGreater(job["usage"]["draft"]["prompt_tokens"], 0)
+        self.assertGreater(job["usage"]["draft"]["completion_tokens"], 0)
+        self.assertFalse(job["usage"]["draft"]["estimated"])
+        lat = job["latency_ms"]
+        for k in ("queue", "draft", "route", "total"):
+            self.assertIn(k, lat)
+            self.assertGreaterEqual(lat[k], 0)
+        self.assertNotIn("refine", lat)
+        self.assertGreaterEqual(lat["total"], lat["draft"])
+        self.assertEqual(job["attempts"], 1)
+        self.assertIsNone(job["error"])
+        self.assertTrue(job["created_at"].endswith("Z"))
+        self.assertTrue(job["finished_at"] >= job["created_at"])
+
+    def test_refine_by_length_alone(self):
+        job = self.submit({"text": LONG + " [[sim:highconf]]", "max_words": 100})
+        self.assertEqual(verdict(job, "length")["verdict"], "refine")
+        self.assertEqual(verdict(job, "topic")["verdict"], "keep")
+        self.assertEqual(verdict(job, "confidence")["verdict"], "keep")
+        self.assertGreaterEqual(verdict(job, "length")["score"], 400)
+        self.assertEqual(job["route"]["decision"], "refine")
+        self.assertTrue(job["result"]["refined"])
+        self.assertEqual(job["result"]["model"], "gpt-oss-20b")
+        self.assertNotEqual(job["result"]["brief"], job["result"]["draft"])
+        self.assertIn("refine", job["usage"])
+        self.assertIn("refine", job["latency_ms"])
+
+    def test_refine_by_topic_flag_alone(self):
+        job = self.submit({"text": SHORT + " [[sim:highconf]]", "topic_flags": ["Legal"]})
+        self.assertEqual(verdict(job, "length")["verdict"], "keep")
+        self.assertEqual(verdict(job, "topic")["verdict"], "refine")
+        self.assertIn("legal", verdict(job, "topic")["detail"])
+        self.assertEqual(verdict(job, "confidence")["verdict"], "keep")
+        self.assertTrue(job["result"]["refined"])
+
+    def test_refine_by_topic_keyword_alone(self):
+        job = self.submit({"text": SHORT + " A supplier filed a Lawsuit. [[sim:highconf]]"})
+        self.assertEqual(verdict(job, "topic")["verdict"], "refine")
+        self.assertIn("lawsuit", verdict(job, "topic")["detail"])
+        self.assertTrue(job["result"]["refined"])
+
+    def test_refine_by_confidence_alone(self):
+        job = self.submit({"text": SHORT + " [[sim:lowconf]]"})
+        self.assertEqual(verdict(job, "length")["verdict"], "keep")
+        self.assertEqual(verdict(job, "topic")["verdict"], "keep")
+        v = verdict(job, "confidence")
+        self.assertEqual(v["verdict"], "refine")
+        self.assertLess(v["score"], -0.8)
+        self.assertAlmostEqual(v["score"], job["signals"]["logprobs"]["mean"], places=9)
+        self.assertTrue(job["result"]["refined"])
+
+    def test_truncated_draft_counts_as_low_confidence(self):
+        job = self.submit({"text": SHORT + " [[sim:length]] [[sim:highconf]]"})
+        v = verdict(job, "confidence")
+        self.assertEqual(v["verdict"], "refine")
+        self.assertIn("length", v["detail"])
+        self.assertTrue(job["signals"]["truncated"])
+
+    def test_degraded_refinement_keeps_draft(self):
+        job = self.submit({"text": SHORT + " [[sim:fail-refine]] [[sim:highconf]]",
+                           "topic_flags": ["legal"]})
+        self.assertEqual(job["status"], "succeeded")
+        self.assertEqual(job["route"]["decision"], "refine")
+        res = job["result"]
+        self.assertTrue(res["degraded"])
+        self.assertFalse(res["refined"])
+        self.assertEqual(res["brief"], res["draft"])
+        self.assertEqual(res["model"], "phi-4-mini")
+        self.assertIn("refine_error", res)
+        self.assertIn("500", res["refine_error"])
+
+    def test_draft_failure_fails_job_with_clear_error(self):
+        job = self.submit({"text": SHORT + " [[sim:fail]]"})
+        self.assertEqual(job["status"], "failed")
+        self.assertEqual(job["error"]["code"], "draft_failed")
+        self.assertIn("3 attempts", job["error"]["message"])
+        self.assertIsNone(job["result"])
+
+    def test_429_is_retried(self):
+        self.sim.reset()
+        job = self.submit({"text": SHORT + " [[sim:429-once]] [[sim:highconf]]"})
+        self.assertEqual(job["status"], "succeeded")
+        stats = self.sim.stats()
+        phi = stats["by_model"]["phi-4-mini"]["by_outcome"]
+        self.assertEqual(phi["rate_limited"], 1, stats)
+        self.assertEqual(phi["ok"], 1, stats)
+
+    def test_5xx_then_success_is_retried(self):
+        self.sim.faults(fail_next=2, fail_model="phi-4-mini")
+        job = self.submit({"text": SHORT + " [[sim:highconf]]"})
+        self.assertEqual(job["status"], "succeeded")
+
+    def test_garbage_body_is_retried_then_fails_clearly(self):
+        self.sim.faults(garbage_rate=1.0, fail_model="phi-4-mini")
+        job = self.submit({"text": SHORT})
+        self.assertEqual(job["status"], "failed")
+        self.assertEqual(job["error"]["reason"], "bad_body")
+
+    def test_missing_usage_is_estimated(self):
+        self.sim.faults(no_usage=True)
+        job = self.submit({"text": SHORT + " [[sim:highconf]]"})
+        self.assertTrue(job["usage"]["draft"]["estimated"])
+        self.assertGreater(job["usage"]["draft"]["completion_tokens"], 0)
+
+    def test_missing_logprobs_follow_on_missing(self):
+        self.sim.faults(null_logprobs=True)
+        job = self.submit({"text": SHORT})
+        v = verdict(job, "confidence")
+        self.assertEqual(v["verdict"], "keep")
+        self.assertIn("on_missing=keep", v["detail"])
+        self.assertFalse(job["signals"]["logprobs"]["present"])
+
+    def test_wait_zero_returns_202_with_location(self):
+        st, job, hdrs = self.briefd.post_job({"text": SHORT})
+        self.assertEqual(st, 202)
+        self.assertEqual(job["status"], "queued")
+        self.assertEqual(hdrs["location"], "/v1/jobs/" + job["id"])
+        self.assertTrue(job["id"].startswith("job_"))
+        done = self.briefd.wait_job(job["id"])
+        self.assertEqual(done["status"], "succeeded")
+
+    def test_events_stream(self):
+        st, job, _ = self.briefd.post_job({"text": SHORT + " [[sim:lowconf]]"})
+        self.assertEqual(st, 202)
+        conn = socket.create_connection(("127.0.0.1", self.briefd.port), timeout=20)
+        conn.sendall(("GET /v1/jobs/%s/events HTTP/1.1\r\nHost: x\r\n\r\n" % job["id"]).encode())
+        data = b""
+        while b"event: done" not in data or not data.endswith(b"0\r\n\r\n"):
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        conn.close()
+        text = data.decode()
+        self.assertIn("text/event-stream", text)
+        self.assertIn("event: done", text)
+        self.assertIn('"status":"succeeded"', text)
+        # the terminal status event comes before the done event
+        self.assertLess(text.index('event: status'), text.index("event: done"))
+
+    def test_unknown_job_404(self):
+        st, body, _ = self.briefd.get("/v1/jobs/job_01M899CZYDCP5YQKTPHM9B7QDC")
+        self.assertEqual(st, 404)
+        self.assertEqual(body["error"]["code"], "job_not_found")
+        st, body, _ = self.briefd.get("/v1/jobs/../../etc/passwd")
+        self.assertEqual(st, 404)
+
+    def test_method_not_allowed(self):
+        st, body, hdrs = self.briefd.request("DELETE", "/v1/jobs")
+        self.assertEqual(st, 405)
+        self.assertEqual(hdrs["allow"], "POST")
+        self.assertEqual(body["error"]["type"], "invalid_request_error")
+
+    def test_priority_and_metadata_are_kept(self):
+        job = self.submit({"text": SHORT, "priority": "high",
+                           "metadata": {"source": "crm", "tenant": "acme"}})
+        self.assertEqual(job["priority"], "high")
+        self.assertEqual(job["metadata"], {"source": "crm", "tenant": "acme"})
+
+
+class BadInput(Stack):
+    """Every bad input of SPEC §2 gets its status and envelope, and nothing is queued."""
+    config_over = {"limits": {"max_text_bytes": 1000}}
+
+    CASES = [
+        ({"raw": b"{not json"}, 400, "invalid_json", None),
+        ({"raw": b""}, 400, "invalid_json", None),
+        ({"raw": b"[1,2]"}, 400, "invalid_json", None),
+        ({"body": {}}, 400, "text_required", "text"),
+        ({"body": {"text": ""}}, 400, "text_required", "text"),
+        ({"body": {"text": "   \n"}}, 400, "text_required", "text"),
+        ({"body": {"text": 5}}, 400, "invalid_type", "text"),
+        ({"body": {"text": "x" * 1001}}, 413, "text_too_large", "text"),
+        ({"raw": b'{"text":"\xff\xfe bad utf8"}'}, 400, "invalid_utf8", "text"),
+        ({"body": {"text": "ok", "max_words": 5}}, 422, "invalid_value", "max_words"),
+        ({"body": {"text": "ok", "max_words": 2001}}, 422, "invalid_value", "max_words"),
+        ({"body": {"text": "ok", "max_words": 12.5}}, 400, "invalid_type", "max_words"),
+        ({"body": {"text": "ok", "max_words": "50"}}, 400, "invalid_type", "max_words"),
+        ({"body": {"text": "ok", "topic_flags": "legal"}}, 400, "invalid_type", "topic_flags"),
+        ({"body": {"text": "ok", "topic_flags": [1]}}, 400, "invalid_type", "topic_flags[0]"),
+        ({"body": {"text": "ok", "topic_flags": ["x"] * 33}}, 422, "invalid_value", "topic_flags"),
+        ({"body": {"text": "ok", "priority": "urgent"}}, 422, "invalid_value", "priority"),
+        ({"body": {"text": "ok", "metadata": {"source": 1}}}, 400, "invalid_type", "metadata.source"),
+        ({"body": {"text": "ok", "metadata": []}}, 400, "invalid_type", "metadata"),
+        ({"body": {"text": "ok", "callback_url": "ftp://x/y"}}, 422, "invalid_value", "callback_url"),
+        ({"body": {"text": "ok", "instructions": 7}}, 400, "invalid_type", "instructions"),
+        ({"body": {"text": "ok", "instructions": "i" * 5000}}, 422, "invalid_value", "instructions"),
+        ({"body": {"text": "ok", "surprise": True}}, 400, "unknown_parameter", "surprise"),
+        ({"body": {"text": "ok"}, "ctype": "text/plain"}, 415, "unsupported_media_type", None),
+        ({"body": {"text": "ok"}, "query": "?wait=61"}, 400, "invalid_value", "wait"),
+        ({"body": {"text": "ok"}, "query": "?wait=abc"}, 400, "invalid_value", "wait"),
+    ]
+
+    def queued(self):
+        p = "t%d:" % self.redis.port
+        total = sum(self.redis.cmd("XLEN", p + "q:" + q) for q in ("high", "normal", "low"))
+        keys = self.redis.cmd("KEYS", p + "job:*")
+        return total, len(keys)
+
+    def test_every_bad_input(self):
+        before = self.queued()
+        for case, status, code, param in self.CASES:
+            with self.subTest(case=str(case)[:80]):
+                raw = case.get("raw")
+                if raw is None:
+                    raw = json.dumps(case["body"]).encode()
+                hdrs = {"Content-Type": case.get("ctype", "application/json")}
+                st, body, h = request("127.0.0.1", self.briefd.port, "POST",
+                                      "/v1/jobs" + case.get("query", ""), raw=raw, headers=hdrs)
+                self.assertEqual(st, status, body)
+                err = body["error"]
+                self.assertEqual(set(err), {"type", "code", "message", "param"})
+                self.assertEqual(err["type"], "invalid_request_error")
+                self.assertEqual(err["code"], code)
+                self.assertEqual(err["param"], param)
+                self.assertTrue(err["message"])
+                self.assertIn("x-request-id", h)
+        self.assertEqual(self.queued(), before, "a bad request queued something")
+
+    def test_oversized_body_413(self):
+        st, body, _ = request("127.0.0.1", self.briefd.port, "POST", "/v1/jobs",
+                              raw=b'{"text":"' + b"a" * 200000 + b'"}',
+                              headers={"Content-Type": "application/json"})
+        self.assertEqual(st, 413)
+        self.assertEqual(body["error"]["type"], "invalid_request_error")
+
+    def test_garbage_http_400(self):
+        s = socket.create_connection(("127.0.0.1", self.briefd.port), timeout=5)
+        s.sendall(b"BLAH / NOPE\r\n\r\n")
+        data = s.recv(4096)
+        s.close()
+        self.assertTrue(data.startswith(b"HTTP/1.1 400"), data)
+        st, _, _ = self.briefd.get("/healthz")  # still up
+        self.assertEqual(st, 200)
+
+
+class Costs(Stack):
+    """Cost arithmetic to the last digit: token prices for the draft, per-hour for refine."""
+    config_over = {
+        "models": {
+            "draft": {"price": {"input_per_mtok": 0.07, "output_per_mtok": 0.35}},
+            "refine": {"price": {"input_per_mtok": 0.5, "output_per_mtok": 1.5,
+                                 "per_hour": 1.2}},
+        },
+        "routing": {"policies": [{"type": "topic", "flags": ["exec"]}]},
+    }
+
+    def test_cost_arithmetic_exact(self):
+        st, job, _ = self.briefd.post_job({"text": SHORT, "topic_flags": ["exec"]}, wait=30)
+        self.assertEqual(st, 200, job)
+        d, r = job["usage"]["draft"], job["usage"]["refine"]
+        want_d = (d["prompt_tokens"] * 0.07 + d["completion_tokens"] * 0.35) / 1e6
+        want_r = (r["prompt_tokens"] * 0.5 + r["completion_tokens"] * 1.5) / 1e6 \
+            + 1.2 * r["busy_ms"] / 3.6e6
+        self.assertEqual(job["cost_usd"]["draft"], want_d)
+        self.assertEqual(job["cost_usd"]["refine"], want_r)
+        self.assertEqual(job["cost_usd"]["total"], want_d + want_r)
+        self.assertGreater(want_d, 0)
+        self.assertGreater(r["busy_ms"], 0)
+
+    def test_usage_matches_simulator_formula(self):
+        # The simulator reports prompt_tokens = ceil(prompt chars / 4): briefd passes it through.
+        st, job, _ = self.briefd.post_job({"text": SHORT}, wait=30)
+        self.assertEqual(st, 200, job)
+        d = job["usage"]["draft"]
+        self.assertEqual(d["completion_tokens"], -(-len(job["result"]["draft"].encode()) // 4))
+
+
+class Streaming(Stack):
+    """Streaming draft and refine: time-to-first-token is measured."""
+    sim_profile = "realistic"
+    config_over = {
+        "models": {"draft": {"stream": True}, "refine": {"stream": True}},
+        "routing": {"policies": [{"type": "topic", "flags": ["exec"]}]},
+    }
+
+    def test_stream_ttft(self):
+        st, job, _ = self.briefd.post_job({"text": SHORT, "topic_flags": ["exec"]}, wait=30)
+        self.assertEqual(st, 200, job)
+        lat = job["latency_ms"]
+        self.assertGreater(lat["draft_ttft"], 50)      # realistic profile: ttft 80 ms
+        self.assertLess(lat["draft_ttft"], lat["draft"])
+        self.assertGreater(lat["refine_ttft"], 250)    # 350 ms for gpt-oss-20b
+        self.assertLess(lat["refine_ttft"], lat["refine"])
+        self.assertTrue(job["result"]["refined"])
+        self.assertFalse(job["usage"]["draft"]["estimated"])
+        # gpt-oss's reasoning_content never becomes the brief
+        self.assertNotIn("analysis", job["result"]["brief"].lower()[:40])
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
