@@ -3,8 +3,27 @@
 
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 
 #include "config.h"
+
+void acct_json_number(cJSON *obj, const char *name, double v)
+{
+    char buf[40];
+    if (!isfinite(v)) {
+        cJSON_AddNullToObject(obj, name);
+        return;
+    }
+    /* the shortest of %.15g..%.17g that reads back as exactly v (cJSON's own printer
+     * only checks its round trip approximately) */
+    for (int prec = 15; prec <= 17; prec++) {
+        snprintf(buf, sizeof(buf), "%.*g", prec, v);
+        if (strtod(buf, NULL) == v)
+            break;
+    }
+    cJSON_AddRawToObject(obj, name, buf);
+}
 
 void acct_init(struct job_acct *a)
 {
@@ -49,7 +68,7 @@ static void add_usage(cJSON *usage, const char *name, const struct stage_usage *
     cJSON_AddNumberToObject(o, "prompt_tokens", (double)u->prompt_tokens);
     cJSON_AddNumberToObject(o, "completion_tokens", (double)u->completion_tokens);
     cJSON_AddBoolToObject(o, "estimated", u->estimated);
-    cJSON_AddNumberToObject(o, "busy_ms", busy_ms);
+    acct_json_number(o, "busy_ms", busy_ms);
 }
 
 static void add_ms(cJSON *o, const char *name, double ms)
@@ -70,10 +89,10 @@ void acct_to_json(const struct job_acct *a, cJSON *obj)
     }
     if (cost) {
         if (a->draft.present)
-            cJSON_AddNumberToObject(cost, "draft", a->cost_draft);
+            acct_json_number(cost, "draft", a->cost_draft);
         if (a->refine.present)
-            cJSON_AddNumberToObject(cost, "refine", a->cost_refine);
-        cJSON_AddNumberToObject(cost, "total", a->cost_draft + a->cost_refine);
+            acct_json_number(cost, "refine", a->cost_refine);
+        acct_json_number(cost, "total", a->cost_draft + a->cost_refine);
     }
     if (lat) {
         add_ms(lat, "queue", a->queue_ms);

@@ -125,11 +125,11 @@ static int parse_max_words(const cJSON *v, struct job_req *out, struct job_verr 
     if (!cJSON_IsNumber(v))
         return verr(e, 400, "invalid_type", "max_words", "field 'max_words' must be an integer");
     d = v->valuedouble;
-    if (d != (double)(long long)d)
-        return verr(e, 400, "invalid_type", "max_words", "field 'max_words' must be an integer");
-    if (d < 10 || d > 2000)
+    if (!(d >= 10 && d <= 2000)) /* range first: the cast below needs it */
         return verr(e, 422, "invalid_value", "max_words",
                     "field 'max_words' must be between 10 and 2000");
+    if (d != (double)(int)d)
+        return verr(e, 400, "invalid_type", "max_words", "field 'max_words' must be an integer");
     out->max_words = (int)d;
     return 0;
 }

@@ -123,8 +123,8 @@ class Sim:
         self.proc = None
 
     def start(self):
-        self.proc = subprocess.Popen(self.args, stdout=open(self.log, "ab"),
-                                     stderr=subprocess.STDOUT)
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(self.args, stdout=out, stderr=subprocess.STDOUT)
         wait_port(self.port, proc=self.proc, log=self.log)
         return self
 
@@ -177,8 +177,8 @@ class Briefd:
         args = [BRIEFD, "serve", "--config", self.config_path, "--role", self.role]
         if self.role == "worker":
             args += ["--listen", "127.0.0.1:%d" % self.port]
-        self.proc = subprocess.Popen(args, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT,
-                                     env=self.env)
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=self.env)
         wait_port(self.port, proc=self.proc, log=self.log)
         deadline = time.time() + 10
         while time.time() < deadline:

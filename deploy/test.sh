@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# test.sh - set up, build and run every test: unit tests and integration tests (real
+# redis-server, the model simulator, briefd over real HTTP), first in a normal build, then
+# in an AddressSanitizer + UndefinedBehaviorSanitizer build. Exits non-zero if any fails.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+JOBS=$(nproc)
+
+bash deploy/setup.sh
+
+echo "== build (RelWithDebInfo) and test"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build -j"$JOBS"
+(cd build && ctest --output-on-failure -j"$JOBS")
+
+echo "== build (ASan + UBSan) and test"
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DBRIEFD_SANITIZE=ON >/dev/null
+cmake --build build-asan -j"$JOBS"
+(cd build-asan && ctest --output-on-failure -j"$JOBS")

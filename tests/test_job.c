@@ -1,0 +1,189 @@
+/* test_job.c - job request validation, ids, timestamps and prompt rendering. */
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "acct.h"
+#include "config.h"
+#include "job.h"
+#include "store.h"
+#include "tcheck.h"
+
+static int parse(const char *body, struct job_req *r, struct job_verr *e)
+{
+    return job_req_parse(body, strlen(body), 1000, r, e);
+}
+
+static void expect_err(const char *body, int status, const char *code, const char *param)
+{
+    struct job_req r;
+    struct job_verr e;
+    CHECK(parse(body, &r, &e) == -1);
+    CHECK(e.status == status);
+    CHECK_STR(e.code, code);
+    CHECK_STR(e.param, param);
+    CHECK(e.msg[0] != '\0');
+    CHECK(r.text == NULL); /* nothing left allocated */
+}
+
+static void test_valid(void)
+{
+    struct job_req r;
+    struct job_verr e;
+    const char *body = "{\"text\":\"Hello world\",\"instructions\":\"be brief\",\"max_words\":50,"
+                       "\"topic_flags\":[\"legal\",\"exec\"],\"priority\":\"high\","
+                       "\"metadata\":{\"source\":\"crm\",\"tenant\":\"acme\"},"
+                       "\"callback_url\":\"https://example.test/hook\"}";
+    CHECK(parse(body, &r, &e) == 0);
+    CHECK_STR(r.text, "Hello world");
+    CHECK(r.text_len == 11);
+    CHECK_STR(r.instructions, "be brief");
+    CHECK(r.max_words == 50);
+    CHECK(r.n_topic_flags == 2);
+    CHECK_STR(r.topic_flags[1], "exec");
+    CHECK(r.priority == PRIO_HIGH);
+    CHECK_STR(job_req_meta(&r, "tenant"), "acme");
+    CHECK(job_req_meta(&r, "nope") == NULL);
+    CHECK_STR(r.callback_url, "https://example.test/hook");
+
+    /* round trip through the stored form */
+    cJSON *j = job_req_to_json(&r);
+    char *s = cJSON_PrintUnformatted(j);
+    struct job_req back;
+    CHECK(job_req_from_json(s, strlen(s), &back) == 0);
+    CHECK_STR(back.text, r.text);
+    CHECK(back.max_words == 50);
+    CHECK(back.priority == PRIO_HIGH);
+    CHECK(back.n_topic_flags == 2);
+    job_req_free(&back);
+    free(s);
+    cJSON_Delete(j);
+    job_req_free(&r);
+    CHECK(r.text == NULL);
+
+    CHECK(parse("{\"text\":\"x\"}", &r, &e) == 0);
+    CHECK(r.max_words == JOB_DEFAULT_MAX_WORDS);
+    CHECK(r.priority == PRIO_NORMAL);
+    CHECK(r.instructions == NULL && r.metadata == NULL && r.callback_url == NULL);
+    job_req_free(&r);
+}
+
+static void test_errors(void)
+{
+    char big[1100];
+    expect_err("", 400, "invalid_json", "");
+    expect_err("{", 400, "invalid_json", "");
+    expect_err("\"text\"", 400, "invalid_json", "");
+    expect_err("{}", 400, "text_required", "text");
+    expect_err("{\"text\":\"\"}", 400, "text_required", "text");
+    expect_err("{\"text\":null}", 400, "invalid_type", "text");
+    expect_err("{\"text\":\"\\t \\n\"}", 400, "text_required", "text");
+    expect_err("{\"text\":[]}", 400, "invalid_type", "text");
+    memset(big, 'a', sizeof(big));
+    memcpy(big, "{\"text\":\"", 9);
+    memcpy(big + sizeof(big) - 3, "\"}", 3);
+    expect_err(big, 413, "text_too_large", "text");
+    expect_err("{\"text\":\"\xc3\x28\"}", 400, "invalid_utf8", "text");
+    expect_err("{\"text\":\"\xed\xa0\x80\"}", 400, "invalid_utf8", "text"); /* surrogate */
+    expect_err("{\"text\":\"\xc0\xaf\"}", 400, "invalid_utf8", "text");     /* overlong */
+    expect_err("{\"text\":\"x\",\"max_words\":9}", 422, "invalid_value", "max_words");
+    expect_err("{\"text\":\"x\",\"max_words\":2001}", 422, "invalid_value", "max_words");
+    expect_err("{\"text\":\"x\",\"max_words\":1e300}", 422, "invalid_value", "max_words");
+    expect_err("{\"text\":\"x\",\"max_words\":10.5}", 400, "invalid_type", "max_words");
+    expect_err("{\"text\":\"x\",\"topic_flags\":[\"\"]}", 422, "invalid_value", "topic_flags[0]");
+    expect_err("{\"text\":\"x\",\"topic_flags\":[\"a\",2]}", 400, "invalid_type", "topic_flags[1]");
+    expect_err("{\"text\":\"x\",\"priority\":\"HIGH\"}", 422, "invalid_value", "priority");
+    expect_err("{\"text\":\"x\",\"metadata\":{\"a\":{}}}", 400, "invalid_type", "metadata.a");
+    expect_err("{\"text\":\"x\",\"callback_url\":\"javascript:alert(1)\"}", 422, "invalid_value",
+               "callback_url");
+    expect_err("{\"text\":\"x\",\"extra\":1}", 400, "unknown_parameter", "extra");
+
+    /* valid multi-byte UTF-8 passes */
+    struct job_req r;
+    struct job_verr e;
+    CHECK(parse("{\"text\":\"Gr\xc3\xbc\xc3\x9f \xe2\x82\xac \xf0\x9f\x98\x80\"}", &r, &e) == 0);
+    job_req_free(&r);
+}
+
+static void test_ids(void)
+{
+    char a[JOB_ID_LEN + 1], b[JOB_ID_LEN + 1];
+    job_new_id(a, 1764072000123LL);
+    job_new_id(b, 1764072000124LL);
+    CHECK(strlen(a) == JOB_ID_LEN);
+    CHECK(strncmp(a, "job_", 4) == 0);
+    CHECK(job_id_valid(a));
+    CHECK(job_id_valid(b));
+    CHECK(strcmp(a, b) < 0); /* sortable by time */
+    CHECK(!job_id_valid("job_../../../etc/passwd"));
+    CHECK(!job_id_valid("job_01M899CZYDCP5YQKTPHM9B7QD"));   /* one short */
+    CHECK(!job_id_valid("job_01M899CZYDCP5YQKTPHM9B7QDI"));  /* I is not Crockford */
+    CHECK(!job_id_valid(NULL));
+}
+
+static void test_time(void)
+{
+    char ts[40];
+    job_iso8601(1764072000123LL, ts, sizeof(ts));
+    CHECK_STR(ts, "2025-11-25T12:00:00.123Z");
+    job_iso8601(0, ts, sizeof(ts));
+    CHECK_STR(ts, "1970-01-01T00:00:00.000Z");
+}
+
+static void test_prompt(void)
+{
+    struct job_req r;
+    struct job_verr e;
+    char *p;
+    CHECK(parse("{\"text\":\"DOC {draft}\",\"max_words\":42,\"instructions\":\"risks\"}", &r,
+                &e) == 0);
+    p = job_render_prompt("At most {max_words} words.{instructions}\n{text}\n[{draft}] {x", &r,
+                          "DRAFT");
+    CHECK_STR(p, "At most 42 words.\n\nInstructions: risks\nDOC {draft}\n[DRAFT] {x");
+    free(p);
+    free(r.instructions);
+    r.instructions = NULL;
+    p = job_render_prompt("{instructions}{text}", &r, NULL);
+    CHECK_STR(p, "DOC {draft}");
+    free(p);
+    job_req_free(&r);
+}
+
+static void test_job_object(void)
+{
+    cJSON *j = store_job_object("job_X", "succeeded", "1764072000123", "2",
+                                "{\"priority\":\"low\",\"max_words\":50,\"metadata\":{}}",
+                                "{\"result\":{\"brief\":\"b\"},\"error\":null}", "1764072001000");
+    char *s = cJSON_PrintUnformatted(j);
+    CHECK_STR(s, "{\"id\":\"job_X\",\"object\":\"brief.job\",\"status\":\"succeeded\","
+                 "\"created_at\":\"2025-11-25T12:00:00.123Z\","
+                 "\"finished_at\":\"2025-11-25T12:00:01.000Z\",\"attempts\":2,"
+                 "\"priority\":\"low\",\"max_words\":50,\"metadata\":{},"
+                 "\"result\":{\"brief\":\"b\"},\"error\":null}");
+    free(s);
+    cJSON_Delete(j);
+}
+
+static void test_cost(void)
+{
+    struct model_cfg m;
+    memset(&m, 0, sizeof(m));
+    m.price_in_per_mtok = 0.07;
+    m.price_out_per_mtok = 0.35;
+    CHECK(acct_cost(&m, 512, 180, 1000) == (512 * 0.07 + 180 * 0.35) / 1e6);
+    m.price_per_hour = 1.2;
+    CHECK(acct_cost(&m, 512, 180, 1800) == (512 * 0.07 + 180 * 0.35) / 1e6 + 1.2 * 1800 / 3.6e6);
+    CHECK_NEAR(acct_cost(&m, 0, 0, 3.6e6), 1.2, 1e-12);
+}
+
+int main(void)
+{
+    test_valid();
+    test_errors();
+    test_ids();
+    test_time();
+    test_prompt();
+    test_job_object();
+    test_cost();
+    return tcheck_summary("test_job");
+}
