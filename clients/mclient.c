@@ -472,6 +472,8 @@ static void attempt_done(struct mc_call *call, CURLcode cc)
     retryable = attempt_outcome(call, a, cc);
     retry_after = a->retry_after_s;
     attempt_free(a);
+    if (call->fail != MC_OK)
+        call->fails[call->fail]++;
     if (call->fail == MC_OK) {
         call->elapsed_ms = took;
         call_done(call, 0);
@@ -563,6 +565,7 @@ void mc_call_reset(struct mc_call *call)
     call->ttft_ms = -1;
     call->elapsed_ms = 0;
     call->busy_ms = 0;
+    memset(call->fails, 0, sizeof(call->fails));
 }
 
 static void on_ctx_timer_closed(uv_handle_t *h)

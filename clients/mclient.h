@@ -65,6 +65,7 @@ struct mc_call {
                                    or to first response byte (non-stream); -1 if unknown */
     double elapsed_ms;          /* successful attempt's duration */
     double busy_ms;             /* all attempts' durations summed (busy-time pricing) */
+    int fails[MC_FAIL_CANCELED + 1]; /* failed attempts by reason (for metrics) */
     /* internal */
     struct mc_ctx *ctx;
     mc_cb cb;

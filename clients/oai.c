@@ -100,19 +100,25 @@ static const char *get_str(const cJSON *o, const char *key)
     return cJSON_IsString(it) ? it->valuestring : NULL;
 }
 
+static char *dup_bytes(const char *s, size_t n)
+{
+    char *p = malloc(n + 1);
+
+    if (p == NULL)
+        return NULL;
+    if (n > 0)
+        memcpy(p, s, n);
+    p[n] = '\0';
+    return p;
+}
+
 static char *dup_short(const char *s)
 {
     size_t n = strnlen(s, MAX_SHORT_STRING + 1);
-    char *p;
 
     if (n > MAX_SHORT_STRING)
         n = utf8_cut(s, MAX_SHORT_STRING);
-    p = malloc(n + 1);
-    if (p == NULL)
-        return NULL;
-    memcpy(p, s, n);
-    p[n] = '\0';
-    return p;
+    return dup_bytes(s, n);
 }
 
 static const char *last_memmem(const char *s, size_t n, const char *needle)
@@ -136,19 +142,12 @@ static int contains(const char *s, size_t n, const char *needle)
 
 static char *dup_trimmed(const char *b, const char *e, size_t *out_len)
 {
-    char *p;
-
     while (b < e && is_space((unsigned char)*b))
         b++;
     while (e > b && is_space((unsigned char)e[-1]))
         e--;
-    p = malloc((size_t)(e - b) + 1);
-    if (p == NULL)
-        return NULL;
-    memcpy(p, b, (size_t)(e - b));
-    p[e - b] = '\0';
     *out_len = (size_t)(e - b);
-    return p;
+    return dup_bytes(b, (size_t)(e - b));
 }
 
 /* ---------- public small functions ---------- */
@@ -171,38 +170,38 @@ long oai_estimate_tokens(size_t bytes)
     return t > (size_t)LONG_MAX ? LONG_MAX : (long)t;
 }
 
-char *oai_harmony_final(const char *s, size_t len, size_t *out_len, int *found)
+/* Where a harmony message starting at b ends: its first end-of-message token, or e. */
+static const char *harmony_end(const char *b, const char *e)
 {
     static const char *const stops[] = {"<|end|>", "<|return|>", "<|start|>", "<|call|>"};
-    const char *b, *e;
-    size_t i, n = 0;
+    size_t i;
+
+    for (i = 0; i < sizeof stops / sizeof stops[0]; i++) {
+        const char *q = memmem(b, (size_t)(e - b), stops[i], strlen(stops[i]));
+        if (q != NULL)
+            e = q;
+    }
+    return e;
+}
+
+char *oai_harmony_final(const char *s, size_t len, size_t *out_len, int *found)
+{
+    const char *b;
+    size_t n = len;
     char *p;
 
     if (s == NULL || len == 0) {
         s = "";
-        len = 0;
+        n = len = 0;
     }
     b = len ? last_memmem(s, len, HARMONY_FINAL) : NULL;
     if (found != NULL)
         *found = b != NULL;
     if (b == NULL) {
-        b = s;
-        e = s + len;
-        p = malloc(len + 1);
-        if (p != NULL) {
-            memcpy(p, s, len);
-            p[len] = '\0';
-        }
-        n = len;
+        p = dup_bytes(s, len);
     } else {
         b += strlen(HARMONY_FINAL);
-        e = s + len;
-        for (i = 0; i < sizeof stops / sizeof stops[0]; i++) {
-            const char *q = memmem(b, (size_t)(e - b), stops[i], strlen(stops[i]));
-            if (q != NULL)
-                e = q;
-        }
-        p = dup_trimmed(b, e, &n);
+        p = dup_trimmed(b, harmony_end(b, s + len), &n);
     }
     if (out_len != NULL)
         *out_len = p ? n : 0;
@@ -284,12 +283,26 @@ fail:
 
 /* ---------- JSON and error bodies ---------- */
 
-/* Parse len bytes as one JSON value (trailing whitespace allowed). what names the input. */
+/* One JSON value filling buf[0..len) (NUL-terminated at len), trailing whitespace allowed. */
+static cJSON *parse_whole(const char *buf, size_t len)
+{
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(buf, len, &end, 0);
+
+    while (root != NULL && end < buf + len && (is_space((unsigned char)*end) || *end == 0))
+        end++;
+    if (root != NULL && end < buf + len) {
+        cJSON_Delete(root);
+        return NULL;
+    }
+    return root;
+}
+
+/* Parse len bytes as one JSON value into *root. what names the input in msg. */
 static int parse_json(const char *body, size_t len, cJSON **root, const char *what,
                       char *msg, size_t msglen)
 {
     char preview[PREVIEW_BYTES + 1];
-    const char *end = NULL;
     char *copy;
 
     *root = NULL;
@@ -308,13 +321,7 @@ static int parse_json(const char *body, size_t len, cJSON **root, const char *wh
     }
     memcpy(copy, body, len);
     copy[len] = '\0';
-    *root = cJSON_ParseWithLengthOpts(copy, len, &end, 0);
-    while (*root != NULL && end < copy + len && (is_space((unsigned char)*end) || *end == 0))
-        end++;
-    if (*root != NULL && end < copy + len) {
-        cJSON_Delete(*root);
-        *root = NULL;
-    }
+    *root = parse_whole(copy, len);
     free(copy);
     if (*root != NULL)
         return 0;

@@ -11,6 +11,7 @@
 #include "bderr.h"
 #include "http.h"
 #include "rds.h"
+#include "stats.h"
 #include "store.h"
 
 #define SSE_MAX_MS (30u * 60u * 1000u)   /* one events stream lives at most 30 minutes */
@@ -578,6 +579,114 @@ static void post_reload(struct api *api, struct http_req *req)
     cJSON_Delete(o);
 }
 
+/* --- statistics --- */
+
+static void on_stats(void *data, int status, cJSON *stats)
+{
+    struct rctx *c = data;
+    c->ops--;
+    if (c->req) {
+        if (status != 0)
+            respond_redis_down(c->req);
+        else
+            http_respond_json(c->req, 200, stats);
+        rctx_done(c);
+    } else {
+        rctx_maybe_free(c);
+    }
+    cJSON_Delete(stats);
+}
+
+/* Parse an integer query parameter within [lo, hi]; dflt when absent; -1 after a 400. */
+static long query_long(struct http_req *req, const char *name, long lo, long hi, long dflt)
+{
+    const char *v = http_req_query_param(req, name);
+    char *end;
+    long n;
+    if (!v || !*v)
+        return dflt;
+    n = strtol(v, &end, 10);
+    if (*end != '\0' || n < lo || n > hi) {
+        http_respond_error(req, 400, "invalid_value", name,
+                           "query parameter '%s' must be an integer from %ld to %ld", name, lo,
+                           hi);
+        return -1;
+    }
+    return n;
+}
+
+static void get_stats(struct api *api, struct http_req *req)
+{
+    const struct bd_config *cfg = api->app->cfg;
+    const char *by = http_req_query_param(req, "by");
+    long window = query_long(req, "window", 60, cfg->stats_retention_s, 3600);
+    long step;
+    struct rctx *c;
+    if (window < 0)
+        return;
+    step = query_long(req, "step", 60, window, 60);
+    if (step < 0)
+        return;
+    if (by && *by && strcmp(by, "source") != 0 && strcmp(by, "tenant") != 0) {
+        http_respond_error(req, 400, "invalid_value", "by",
+                           "query parameter 'by' must be 'source' or 'tenant'");
+        return;
+    }
+    if (rds_state(api->app->cmd) != RDS_CONNECTED) {
+        respond_redis_down(req);
+        return;
+    }
+    c = rctx_new(api, req, "");
+    if (!c) {
+        http_respond_error(req, 500, "out_of_memory", NULL, "out of memory");
+        return;
+    }
+    if (stats_query(api->app->cmd, cfg->redis_prefix, window, by ? by : "", step, on_stats,
+                    c) != 0) {
+        respond_redis_down(req);
+        rctx_done(c);
+        return;
+    }
+    c->ops++;
+}
+
+static void on_metrics_text(void *data, int status, char *text)
+{
+    struct rctx *c = data;
+    c->ops--;
+    if (c->req) {
+        if (status != 0 || !text)
+            respond_redis_down(c->req);
+        else
+            http_respond(c->req, 200, "text/plain; version=0.0.4; charset=utf-8", text,
+                         strlen(text));
+        rctx_done(c);
+    } else {
+        rctx_maybe_free(c);
+    }
+    free(text);
+}
+
+static void get_metrics(struct api *api, struct http_req *req)
+{
+    struct rctx *c;
+    if (rds_state(api->app->cmd) != RDS_CONNECTED) {
+        respond_redis_down(req);
+        return;
+    }
+    c = rctx_new(api, req, "");
+    if (!c) {
+        http_respond_error(req, 500, "out_of_memory", NULL, "out of memory");
+        return;
+    }
+    if (stats_metrics(api->app->cmd, api->app->cfg->redis_prefix, on_metrics_text, c) != 0) {
+        respond_redis_down(req);
+        rctx_done(c);
+        return;
+    }
+    c->ops++;
+}
+
 /* --- routing --- */
 
 static int method_is(struct http_req *req, const char *m)
@@ -635,6 +744,10 @@ void api_handle(struct http_req *req, void *data)
         get_health(api, req, 1);
         return;
     }
+    if (strcmp(path, "/metrics") == 0) {
+        method_is(req, "GET") ? get_metrics(api, req) : bad_method(req, "GET");
+        return;
+    }
     if (strncmp(path, "/v1/", 4) != 0) {
         http_respond_error(req, 404, "not_found", NULL, "no route %.200s", path);
         return;
@@ -651,6 +764,8 @@ void api_handle(struct http_req *req, void *data)
         route_jobs(api, req, "");
     else if (strncmp(path, "/v1/jobs/", 9) == 0)
         route_jobs(api, req, path + 9);
+    else if (strcmp(path, "/v1/stats") == 0)
+        method_is(req, "GET") ? get_stats(api, req) : bad_method(req, "GET");
     else if (strcmp(path, "/v1/models") == 0)
         method_is(req, "GET") ? get_models(api, req) : bad_method(req, "GET");
     else if (strcmp(path, "/v1/config") == 0)

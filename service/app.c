@@ -102,8 +102,10 @@ static void on_cmd_state(struct rds *r, enum rds_state s, void *data)
         app_log("redis %s:%d connected", a->cfg->redis_host, a->cfg->redis_port);
         if (a->role != ROLE_API)
             store_ensure_groups(r, a->cfg->redis_prefix);
-    } else if (s == RDS_CONNECTING && !a->stopping) {
+        a->redis_seen = 1;
+    } else if (s == RDS_CONNECTING && !a->stopping && a->redis_seen) {
         app_log("redis %s:%d unreachable; retrying", a->cfg->redis_host, a->cfg->redis_port);
+        a->redis_seen = 0;
     }
 }
 

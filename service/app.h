@@ -38,6 +38,7 @@ struct app {
     int pending_closes;
     char instance[96];          /* host-pid-random: the worker's consumer name */
     unsigned long reloads;
+    int redis_seen;             /* connected since the last loss (for log lines) */
 };
 
 /* Run the service until SIGTERM/SIGINT; returns the process exit code. */

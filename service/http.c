@@ -4,6 +4,7 @@
 #include <cjson/cJSON.h>
 #include <llhttp.h>
 
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -652,8 +653,10 @@ static cJSON *error_envelope(int status, const char *code, const char *param, co
     ok = ok && cJSON_AddStringToObject(e, "type", http_error_type(status));
     ok = ok && cJSON_AddStringToObject(e, "code", code ? code : "error");
     ok = ok && cJSON_AddStringToObject(e, "message", msg);
-    if (ok)
-        ok = (param ? cJSON_AddStringToObject(e, "param", param) : cJSON_AddNullToObject(e, "param")) != NULL;
+    if (ok && param)
+        ok = cJSON_AddStringToObject(e, "param", param) != NULL;
+    else if (ok)
+        ok = cJSON_AddNullToObject(e, "param") != NULL;
     if (!ok) {
         cJSON_Delete(root);
         return NULL;
@@ -1372,6 +1375,15 @@ static void srv_on_handle_closed(uv_handle_t *h)
     srv_maybe_done(s);
 }
 
+/* libuv does not mask SIGPIPE: a write to a peer that reset must fail with EPIPE rather
+ * than kill the process. A disposition the program chose itself is left alone. */
+static void ignore_sigpipe(void)
+{
+    struct sigaction sa;
+    if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL)
+        signal(SIGPIPE, SIG_IGN);
+}
+
 static struct http_server *srv_new(uv_loop_t *loop, const struct http_limits *limits,
                                    http_handler_fn handler, void *data)
 {
@@ -1409,6 +1421,7 @@ int http_server_start(uv_loop_t *loop, const char *host, int port,
     s = srv_new(loop, limits, handler, data);
     if (!s)
         return UV_ENOMEM;
+    ignore_sigpipe();
     rc = uv_tcp_init(loop, &s->listener);
     if (rc < 0) {
         free(s);

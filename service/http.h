@@ -22,6 +22,23 @@
 #include <stdint.h>
 #include <uv.h>
 
+/* Details of this implementation (http.c):
+ * - Request-line + header bytes are counted exactly as fed to the parser; a Content-Length
+ *   over max_body is refused at the end of the headers, before any body byte is read.
+ * - A fresh connection that sends nothing is closed after header_timeout_ms, silently.
+ *   While a response is draining to a slow reader, idle_timeout_ms bounds the wait. During
+ *   a streamed response no timer runs.
+ * - While a request is in flight the socket is still read, so that a client that goes away
+ *   (EOF or reset) is noticed and the request aborted; the bytes that follow (pipelining)
+ *   are held unparsed, up to 64 KiB, beyond which reading pauses until the response is done.
+ *   A client that half-closes after a request whose handler answers later therefore counts
+ *   as gone, as in nginx.
+ * - After a final response (error, Connection: close, HTTP/1.0) the write side is shut
+ *   down and input is discarded until the client's EOF (at most 2 s), so that unread
+ *   request bytes do not turn the close into a reset that destroys the response.
+ * - Expect: 100-continue is answered with "100 Continue" when the body is acceptable.
+ * - HTTP/1.0 clients get streamed responses without chunked coding, ended by the close. */
+
 struct http_server;
 struct http_req;
 
@@ -35,6 +52,7 @@ struct http_limits {
     uint64_t body_timeout_ms;  /* end of headers to end of body; default 30000 */
     uint64_t idle_timeout_ms;  /* keep-alive idle; default 60000 */
 };
+/* A zero size or count takes its default; a zero timeout disables that timeout. */
 /* Fill l with the defaults above. */
 void http_limits_default(struct http_limits *l);
 
@@ -46,9 +64,15 @@ typedef void (*http_handler_fn)(struct http_req *req, void *data);
 int http_server_start(uv_loop_t *loop, const char *host, int port,
                       const struct http_limits *limits, http_handler_fn handler, void *data,
                       struct http_server **out);
+/* host: IPv4 or IPv6 literal ("[::1]" too), "localhost" (127.0.0.1), NULL or "" (0.0.0.0);
+ * SO_REUSEADDR is on (libuv's default). After a bind/listen error the listener handle is
+ * closed, and its memory is released when the loop next runs (run the loop before
+ * uv_loop_close). If SIGPIPE is at its default disposition it is set to SIG_IGN: a write
+ * to a reset peer must fail with EPIPE, not kill the process. */
 int http_server_port(const struct http_server *s);
 /* Stop accepting new connections (the listener closes; open connections go on). */
 void http_server_stop_accepting(struct http_server *s);
+/* Responses sent afterwards say "Connection: close", so keep-alive connections drain. */
 /* Close the listener and every connection (pending requests get their abort callback),
  * then free the server and call cb(data) once everything is closed. */
 void http_server_close(struct http_server *s, void (*cb)(void *data), void *data);
@@ -76,6 +100,11 @@ void http_req_set_data(struct http_req *r, void *data);
 void *http_req_get_data(const struct http_req *r);
 /* Called if the connection dies before the response is complete. */
 void http_req_on_abort(struct http_req *r, void (*cb)(struct http_req *r, void *data), void *data);
+/* A handler that keeps a request past its own return must set an abort callback: without
+ * one, the request is freed silently when the connection dies. The callback runs from the
+ * connection's close callback, never inside an http_* call; it is not called once the
+ * response is complete. Between the connection's death and the callback, http_respond()
+ * and friends are harmless no-ops (http_stream_write() returns -1). */
 
 /* --- the response --- */
 /* Add a response header (copied) before http_respond()/http_stream_begin(). */
@@ -95,6 +124,7 @@ void http_respond_error(struct http_req *r, int status, const char *code, const 
 void http_stream_begin(struct http_req *r, int status, const char *content_type);
 /* Queue bytes (copied). Returns 0, or -1 if the connection is gone. */
 int http_stream_write(struct http_req *r, const char *data, size_t len);
+/* (Zero-length writes are ignored; more than 8 MiB unsent closes the connection: -1.) */
 void http_stream_end(struct http_req *r);
 
 /* Reason phrase for a status code ("Not Found"). */

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "bderr.h"
+#include "stats.h"
 
 static const char *const prio_names[] = {"low", "normal", "high"};
 
@@ -42,8 +43,9 @@ static const char SUBMIT_LUA[] =
     "return {'ok', tostring(depth + 1)}\n";
 
 /* KEYS: job, stream, dead stream. ARGV: group, entry, max_attempts, now_ms, channel, id,
- * out JSON for an exhausted job, ttl */
-static const char BEGIN_LUA[] =
+ * out JSON for an exhausted job, ttl, stats increments for an exhausted job.
+ * Prefixed with STATS_APPLY_LUA. */
+static const char BEGIN_LUA[] = STATS_APPLY_LUA
     "local st = redis.call('HGET', KEYS[1], 'status')\n"
     "if not st then\n"
     "  redis.call('XACK', KEYS[2], ARGV[1], ARGV[2]); redis.call('XDEL', KEYS[2], ARGV[2])\n"
@@ -61,6 +63,7 @@ static const char BEGIN_LUA[] =
     "  redis.call('XACK', KEYS[2], ARGV[1], ARGV[2]); redis.call('XDEL', KEYS[2], ARGV[2])\n"
     "  redis.call('XADD', KEYS[3], 'MAXLEN', '~', '100000', '*', 'id', ARGV[6],"
     " 'reason', 'max_attempts', 'stream', KEYS[2], 'at_ms', ARGV[4])\n"
+    "  if ARGV[9] ~= '' then stats_apply(ARGV[9]) end\n"
     "  redis.call('PUBLISH', ARGV[5], ARGV[6] .. ' failed')\n"
     "  return {'exhausted', tostring(n - 1)}\n"
     "end\n"
@@ -78,13 +81,15 @@ static const char TRANSITION_LUA[] =
     "redis.call('PUBLISH', ARGV[2], ARGV[3] .. ' ' .. ARGV[1])\n"
     "return 1\n";
 
-/* KEYS: job, stream. ARGV: status, out, finished_ms, ttl, group, entry, channel, id */
-static const char FINISH_LUA[] =
+/* KEYS: job, stream. ARGV: status, out, finished_ms, ttl, group, entry, channel, id,
+ * stats increments JSON ('' = none). Prefixed with STATS_APPLY_LUA. */
+static const char FINISH_LUA[] = STATS_APPLY_LUA
     "local st = redis.call('HGET', KEYS[1], 'status')\n"
     "redis.call('XACK', KEYS[2], ARGV[5], ARGV[6]); redis.call('XDEL', KEYS[2], ARGV[6])\n"
     "if not st or st == 'succeeded' or st == 'failed' then return 0 end\n"
     "redis.call('HSET', KEYS[1], 'status', ARGV[1], 'out', ARGV[2], 'finished_ms', ARGV[3])\n"
     "redis.call('EXPIRE', KEYS[1], ARGV[4])\n"
+    "if ARGV[9] ~= '' then stats_apply(ARGV[9]) end\n"
     "redis.call('PUBLISH', ARGV[7], ARGV[8] .. ' ' .. ARGV[1])\n"
     "return 1\n";
 
@@ -303,7 +308,8 @@ static void on_begin(struct rds *r, struct rds_reply *x, void *data)
 }
 
 int store_begin(struct rds *r, const char *prefix, const char *stream, const char *entry,
-                const char *id, int max_attempts, long ttl_s, store_begin_cb cb, void *data)
+                const char *id, int max_attempts, long ttl_s, const char *stats_json,
+                store_begin_cb cb, void *data)
 {
     char kjob[200], kdead[200], chan[200], maxa[16], now[24], ttl[24], out[400];
     struct op *o = op_new((void (*)(void))cb, data);
@@ -320,8 +326,9 @@ int store_begin(struct rds *r, const char *prefix, const char *stream, const cha
              "delivered %d times without finishing (workers.max_attempts); moved to the "
              "dead-letter stream\"}}",
              max_attempts);
-    const char *argv[] = {"EVAL", BEGIN_LUA, "3", kjob, stream, kdead, STORE_GROUP, entry,
-                          maxa, now, chan, id, out, ttl};
+    const char *argv[] = {"EVAL", BEGIN_LUA, "3", kjob, stream, kdead,
+                          STORE_GROUP, entry, maxa, now, chan, id, out, ttl,
+                          stats_json ? stats_json : ""};
     return send_or_free(rds_cmdargv(r, on_begin, o, (int)(sizeof(argv) / sizeof(argv[0])),
                                     argv, NULL),
                         o);
@@ -360,7 +367,7 @@ int store_transition(struct rds *r, const char *prefix, const char *id, const ch
 
 int store_finish(struct rds *r, const char *prefix, const char *stream, const char *entry,
                  const char *id, const char *status, const char *out_json, int64_t finished_ms,
-                 long ttl_s, store_flag_cb cb, void *data)
+                 long ttl_s, const char *stats_json, store_flag_cb cb, void *data)
 {
     char kjob[200], chan[200], fin[24], ttl[24];
     struct op *o = op_new((void (*)(void))cb, data);
@@ -370,8 +377,9 @@ int store_finish(struct rds *r, const char *prefix, const char *stream, const ch
     store_events_key(prefix, chan, sizeof(chan));
     snprintf(fin, sizeof(fin), "%lld", (long long)finished_ms);
     snprintf(ttl, sizeof(ttl), "%ld", ttl_s);
-    const char *argv[] = {"EVAL", FINISH_LUA, "2", kjob, stream, status, out_json, fin, ttl,
-                          STORE_GROUP, entry, chan, id};
+    const char *argv[] = {"EVAL", FINISH_LUA, "2", kjob, stream,
+                          status, out_json, fin, ttl, STORE_GROUP, entry, chan, id,
+                          stats_json ? stats_json : ""};
     return send_or_free(rds_cmdargv(r, on_flag, o, (int)(sizeof(argv) / sizeof(argv[0])), argv,
                                     NULL),
                         o);

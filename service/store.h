@@ -67,11 +67,13 @@ struct cJSON *store_job_object(const char *id, const char *status, const char *c
 /* Begin a delivery: refuses jobs already ended or gone (acks their entry), counts the
  * delivery, fails the job into the dead-letter stream past max_attempts, else marks it
  * drafting. cb(data, status, what, attempt, req_json, created_ms): what is "ok", "gone",
- * "done" or "exhausted"; req_json and created_ms only for "ok". */
+ * "done" or "exhausted"; req_json and created_ms only for "ok". stats_json (may be NULL):
+ * the increments counted if the job fails here for lack of deliveries. */
 typedef void (*store_begin_cb)(void *data, int status, const char *what, int attempt,
                                const char *req_json, size_t req_len, int64_t created_ms);
 int store_begin(struct rds *r, const char *prefix, const char *stream, const char *entry,
-                const char *id, int max_attempts, long ttl_s, store_begin_cb cb, void *data);
+                const char *id, int max_attempts, long ttl_s, const char *stats_json,
+                store_begin_cb cb, void *data);
 
 /* Set a running status (drafting/routing/refining) if attempt is still the job's current
  * delivery and it has not ended. cb may be NULL. cb(data, status, applied). */
@@ -80,10 +82,11 @@ int store_transition(struct rds *r, const char *prefix, const char *id, const ch
                      int attempt, store_flag_cb cb, void *data);
 
 /* End a job: succeeded/failed with its out JSON, unless it already ended (applied = 0);
- * acks and deletes the stream entry, sets the TTL, publishes. */
+ * acks and deletes the stream entry, sets the TTL, applies stats_json (stats.h; NULL for
+ * none) in the same script, publishes. */
 int store_finish(struct rds *r, const char *prefix, const char *stream, const char *entry,
                  const char *id, const char *status, const char *out_json, int64_t finished_ms,
-                 long ttl_s, store_flag_cb cb, void *data);
+                 long ttl_s, const char *stats_json, store_flag_cb cb, void *data);
 
 /* Hand a job back to the queue on graceful shutdown: if it has not ended, it goes back to
  * "queued" with a fresh stream entry and this delivery is not counted. cb may be NULL. */

@@ -13,9 +13,12 @@
 #include "mclient.h"
 #include "rds.h"
 #include "router.h"
+#include "stats.h"
 #include "store.h"
 
 #define WORKER_TICK_MS 500
+#define GUARD_REFRESH_MS 5000   /* guard figures are re-read this often... */
+#define GUARD_STALE_MS 30000    /* ...and not used once this old (then guards do not hold) */
 #define WORKER_BLOCK_MS 1000
 
 struct wjob {
@@ -59,6 +62,11 @@ struct worker {
     uint64_t last_claim_ms;
     char claim_cursor[3][48];
     int pending_closes;
+    struct {                      /* the guards' figures, read from the shared stats */
+        int valid, fetching;
+        uint64_t at_ms;
+        double decided, refined, spent_today, avg_refine_cost;
+    } guard;
     void (*stop_cb)(void *);
     void *stop_data;
 };
@@ -187,6 +195,13 @@ static void take_usage(struct stage_usage *u, const struct mc_call *c)
     u->estimated = c->res.usage_estimated;
 }
 
+static void count_failures(struct wjob *j, const struct mc_call *c, const char *model)
+{
+    for (int f = MC_FAIL_CONNECT; f < MC_FAIL_CANCELED; f++)
+        stats_upstream_error(j->w->app->cmd, prefix_of(j), model, mc_fail_name((enum mc_fail)f),
+                             c->fails[f]);
+}
+
 static void abandon(struct wjob *j)
 {
     /* Shutdown or lost Redis: leave the entry pending (or hand it back) for another worker. */
@@ -204,6 +219,7 @@ static void on_refine(struct mc_call *c, int status)
         abandon(j);
         return;
     }
+    count_failures(j, c, j->cfg->refine.name);
     if (c->attempts > 0 && (status == 0 || c->http_status != 0))
         take_usage(&j->acct.refine, c);
     if (status == 0 && c->res.content && c->res.content[0]) {
@@ -236,8 +252,50 @@ static void start_refine(struct wjob *j)
     }
 }
 
+/* The guard figures if they are fresh enough, else NULL (guards then hold nothing back). */
+static const struct guard_input *guard_figures(const struct worker *w, struct guard_input *g)
+{
+    memset(g, 0, sizeof(*g));
+    if (!w->guard.valid || uv_now(w->app->loop) - w->guard.at_ms > GUARD_STALE_MS)
+        return NULL;
+    g->have_rate = 1;
+    g->recent_refine_rate = w->guard.decided > 0 ? w->guard.refined / w->guard.decided : 0;
+    g->have_spend = 1;
+    g->spent_today_usd = w->guard.spent_today;
+    g->est_refine_cost_usd = w->guard.avg_refine_cost;
+    return g;
+}
+
+static void on_guard_figures(void *data, int status, double decided, double refined,
+                             double spent_today, double avg_refine_cost)
+{
+    struct worker *w = data;
+    w->guard.fetching = 0;
+    if (status != 0)
+        return;
+    w->guard.valid = 1;
+    w->guard.at_ms = uv_now(w->app->loop);
+    w->guard.decided = decided;
+    w->guard.refined = refined;
+    w->guard.spent_today = spent_today;
+    w->guard.avg_refine_cost = avg_refine_cost;
+}
+
+static void refresh_guards(struct worker *w)
+{
+    const struct bd_config *cfg = w->app->cfg;
+    if (w->guard.fetching || uv_now(w->app->loop) - w->guard.at_ms < GUARD_REFRESH_MS)
+        return;
+    if (router_guard_max_rate(cfg->router) <= 0 && router_guard_daily_budget(cfg->router) < 0)
+        return;
+    if (stats_guard_query(w->app->cmd, cfg->redis_prefix, router_guard_window_s(cfg->router),
+                          on_guard_figures, w) == 0)
+        w->guard.fetching = 1;
+}
+
 static void route(struct wjob *j)
 {
+    struct guard_input g;
     struct route_input in;
     uint64_t t0;
     memset(&in, 0, sizeof(in));
@@ -250,7 +308,7 @@ static void route(struct wjob *j)
     in.lp = j->lp;
     in.truncated = j->draft_truncated;
     t0 = uv_hrtime();
-    router_decide(j->cfg->router, &in, NULL, &j->route);
+    router_decide(j->cfg->router, &in, guard_figures(j->w, &g), &j->route);
     j->acct.route_ms = ms_since(t0);
     j->routed = 1;
 }
@@ -264,6 +322,7 @@ static void on_draft(struct mc_call *c, int status)
         abandon(j);
         return;
     }
+    count_failures(j, c, j->cfg->draft.name);
     if (status != 0) {
         char msg[400];
         snprintf(msg, sizeof(msg), "draft model '%.60s' failed after %d attempts: %.250s",
@@ -370,10 +429,29 @@ static void on_finished(void *data, int status, int applied)
     job_free(j);
 }
 
+/* The statistics this job adds (stats.h), as JSON. */
+static char *job_stats(const struct wjob *j, int succeeded)
+{
+    struct stats_job s;
+    memset(&s, 0, sizeof(s));
+    s.succeeded = succeeded;
+    s.decided = j->routed;
+    s.refined = j->refined;
+    s.degraded = j->degraded;
+    s.draft_model = j->cfg->draft.name;
+    s.refine_model = j->cfg->refine.name;
+    s.acct = &j->acct;
+    s.route = j->routed ? &j->route : NULL;
+    s.source = job_req_meta(&j->req, "source");
+    s.tenant = job_req_meta(&j->req, "tenant");
+    s.finished_ms = job_wall_ms();
+    return stats_increments(j->cfg->redis_prefix, j->cfg->stats_retention_s, &s);
+}
+
 static void job_finish(struct wjob *j, const char *status, cJSON *error)
 {
     cJSON *out = cJSON_CreateObject();
-    char *text;
+    char *text, *sj;
     int rc;
     j->finishing = 1;
     j->acct.total_ms = (j->acct.queue_ms > 0 ? j->acct.queue_ms : 0) + ms_since(j->t_start);
@@ -390,13 +468,17 @@ static void job_finish(struct wjob *j, const char *status, cJSON *error)
         cJSON_AddItemToObject(out, "signals", signals_json(j));
     text = cJSON_PrintUnformatted(out);
     cJSON_Delete(out);
-    if (!text) {
+    sj = job_stats(j, strcmp(status, "succeeded") == 0);
+    if (!text || !sj) {
+        free(text);
+        free(sj);
         job_free(j);
         return;
     }
     rc = store_finish(j->w->app->cmd, prefix_of(j), j->stream, j->entry, j->id, status, text,
-                      job_wall_ms(), j->cfg->result_ttl_s, on_finished, j);
+                      job_wall_ms(), j->cfg->result_ttl_s, sj, on_finished, j);
     free(text);
+    free(sj);
     if (rc != 0) {
         app_log("worker: could not store the result of %s: %s", j->id, bd_strerror(rc));
         job_free(j);
@@ -415,8 +497,12 @@ static void start_job(struct worker *w, const char *stream, const char *entry, c
     j = job_new(w, stream, entry, id);
     if (!j)
         return;
+    /* what a job that ran out of deliveries adds: one failed job (its source/tenant are in
+     * the stored request, which begin does not parse; such jobs count without them) */
+    char *sj = job_stats(j, 0);
     rc = store_begin(w->app->cmd, prefix_of(j), stream, entry, id, j->cfg->max_attempts,
-                     j->cfg->result_ttl_s, on_begin, j);
+                     j->cfg->result_ttl_s, sj, on_begin, j);
+    free(sj);
     if (rc != 0)
         job_free(j);
 }
@@ -618,6 +704,8 @@ static void on_tick(uv_timer_t *t)
         w->last_claim_ms = now;
         reclaim(w);
     }
+    if (rds_state(w->app->cmd) == RDS_CONNECTED)
+        refresh_guards(w);
     fetch(w);
 }
 

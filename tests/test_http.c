@@ -150,6 +150,11 @@ static void handler(struct http_req *r, void *data)
     } else if (strcmp(p, "/stream") == 0) {
         http_stream_begin(r, 200, "text/event-stream");
         start_later(r, stream_tick, 1);
+    } else if (strcmp(p, "/burst") == 0) {  /* several writes inside the handler */
+        http_stream_begin(r, 200, "text/plain");
+        http_stream_write(r, "one\n", 4);
+        http_stream_write(r, "two\n", 4);
+        http_stream_end(r);
     } else if (strcmp(p, "/error") == 0) {
         http_respond_error(r, 422, "text_required", "text", "field '%s' is required", "text");
     } else if (strcmp(p, "/ratelimit") == 0) {
@@ -1096,6 +1101,26 @@ static void test_stream_abort_and_drain(void)
     CHECK(atomic_load(&n_closed) == closed + 1);
 }
 
+/* The peer resets while the handler writes: EPIPE must be an error, not a SIGPIPE death. */
+static void test_write_to_reset_peer(void)
+{
+    struct linger lg = {1, 0};
+    int i, before = atomic_load(&n_handled);
+    for (i = 0; i < 20; i++) {
+        struct cli *c = cli_new(port1);
+        CHECK(c && cli_sends(c, "GET /burst HTTP/1.1\r\nHo") == 0);
+        msleep(20);             /* the server holds a partial head */
+        CHECK(c && cli_sends(c, "st: t\r\n\r\n") == 0);
+        if (c)
+            setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        cli_free(c);            /* RST right behind the request */
+    }
+    msleep(100);
+    CHECK(atomic_load(&n_handled) > before);  /* the server processed them and is alive: */
+    struct resp r;
+    CHECK(roundtrip(port1, "GET /echo HTTP/1.1\r\nHost: t\r\n\r\n", &r) == 0 && r.status == 200);
+}
+
 static int start_servers(void)
 {
     struct http_limits l1, l2;
@@ -1163,6 +1188,7 @@ int main(void)
     test_expect_continue();
     test_ipv6();
     test_abort();
+    test_write_to_reset_peer();
     test_pipeline_flood();
     test_stream_abort_and_drain();
     test_timeouts();

@@ -304,3 +304,171 @@ class Stack(unittest.TestCase):
 
     def setUp(self):
         self.sim.faults()  # all faults off
+
+
+# --- chaos-test helpers (tests/integration/test_chaos.py) ----------------------------------
+# Appended: nothing above depends on them.
+
+PRIORITIES = ("high", "normal", "low")
+GROUP = "briefd-workers"
+
+
+def queue_state(redis, prefix):
+    """{"xlen": total XLEN of the three streams, "pending": total XPENDING count,
+    "dead": XLEN of the dead-letter stream, "consumers": {name: pending}}."""
+    out = {"xlen": 0, "pending": 0, "dead": 0, "consumers": {}}
+    for p in PRIORITIES:
+        key = prefix + "q:" + p
+        out["xlen"] += redis.cmd("XLEN", key)
+        try:
+            summary = redis.cmd("XPENDING", key, GROUP)
+        except RuntimeError:  # NOGROUP: the stream or group does not exist yet
+            continue
+        out["pending"] += summary[0] or 0
+        for name, count in summary[3] or []:
+            out["consumers"][name] = out["consumers"].get(name, 0) + int(count)
+    out["dead"] = redis.cmd("XLEN", prefix + "dead")
+    return out
+
+
+def pending_jobs(redis, prefix, consumer):
+    """Job ids of the entries pending for one consumer of the group (all priorities)."""
+    ids = []
+    for p in PRIORITIES:
+        key = prefix + "q:" + p
+        try:
+            rows = redis.cmd("XPENDING", key, GROUP, "-", "+", "1000", consumer)
+        except RuntimeError:
+            continue
+        for entry, _owner, _idle, _deliveries in rows or []:
+            found = redis.cmd("XRANGE", key, entry, entry)
+            for _eid, fields in found or []:
+                kv = dict(zip(fields[::2], fields[1::2]))
+                if "id" in kv:
+                    ids.append(kv["id"])
+    return ids
+
+
+def consumer_of(proc_pid, consumers):
+    """The consumer name (instance "host-PID-xxxx") of a briefd process, or None."""
+    tag = "-%d-" % proc_pid
+    for name in consumers:
+        if tag in name:
+            return name
+    return None
+
+
+def job_record(redis, prefix, job_id):
+    """The raw job hash fields that matter for exactly-once checks (None if missing)."""
+    v = redis.cmd("HMGET", prefix + "job:" + job_id, "status", "out", "finished_ms", "attempts")
+    if v[0] is None:
+        return None
+    return {"status": v[0], "out": v[1], "finished_ms": v[2], "attempts": v[3]}
+
+
+def tail(path, n=4000):
+    """The last n bytes of a log file, decoded."""
+    return _tail(path, n)
+
+
+class EventTally:
+    """Counts the terminal events ("<id> succeeded|failed") published on the job events
+    channel, from a background thread that re-subscribes when Redis goes away. A job that
+    ends twice shows up with a count of 2."""
+
+    def __init__(self, redis, prefix):
+        import threading
+        self.redis = redis
+        self.channel = prefix + "events"
+        self.lock = threading.Lock()
+        self.terminal = {}          # id -> [status, ...]
+        self.seen = 0
+        self.subscribed = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="event-tally", daemon=True)
+
+    def start(self, timeout=5.0):
+        self._thread.start()
+        if not self.subscribed.wait(timeout):
+            raise RuntimeError("could not subscribe to %s" % self.channel)
+        return self
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(5)
+
+    def ends(self, job_id):
+        with self.lock:
+            return list(self.terminal.get(job_id, ()))
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                self._session()
+            except OSError:
+                pass
+            self.subscribed.clear()
+            self._stop.wait(0.1)
+
+    def _session(self):
+        with socket.create_connection(("127.0.0.1", self.redis.port), timeout=1.0) as s:
+            ch = self.channel.encode()
+            s.sendall(b"*2\r\n$9\r\nSUBSCRIBE\r\n$%d\r\n%s\r\n" % (len(ch), ch))
+            buf = b""
+            s.settimeout(0.2)
+            while not self._stop.is_set():
+                try:
+                    data = s.recv(65536)
+                except socket.timeout:
+                    continue
+                if not data:
+                    return
+                buf += data
+                while True:
+                    msg, buf = _resp_take(buf)
+                    if msg is None:
+                        break
+                    self._on_message(msg)
+
+    def _on_message(self, msg):
+        if not isinstance(msg, list) or len(msg) != 3:
+            return
+        kind = msg[0]
+        if kind == "subscribe":
+            self.subscribed.set()
+        elif kind == "message":
+            parts = msg[2].split(" ", 1)
+            if len(parts) == 2 and parts[1] in ("succeeded", "failed"):
+                with self.lock:
+                    self.terminal.setdefault(parts[0], []).append(parts[1])
+            with self.lock:
+                self.seen += 1
+
+
+def _resp_take(buf):
+    """Parse one RESP value from the front of buf: (value, rest) or (None, buf)."""
+    end = buf.find(b"\r\n")
+    if end < 0:
+        return None, buf
+    t, rest, after = buf[:1], buf[1:end], buf[end + 2:]
+    if t in (b"+", b"-"):
+        return rest.decode("utf-8", "replace"), after
+    if t == b":":
+        return int(rest), after
+    if t == b"$":
+        n = int(rest)
+        if n < 0:
+            return "", after
+        if len(after) < n + 2:
+            return None, buf
+        return after[:n].decode("utf-8", "replace"), after[n + 2:]
+    if t == b"*":
+        n = int(rest)
+        items = []
+        for _ in range(max(n, 0)):
+            v, after = _resp_take(after)
+            if v is None:
+                return None, buf
+            items.append(v)
+        return items, after
+    raise ValueError("bad RESP type %r" % t)

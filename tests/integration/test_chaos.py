@@ -1,0 +1,567 @@
+"""Chaos: briefd's guarantees (SPEC §5) under process kills, a Redis restart, upstream faults
+and a frozen worker.
+
+Every scenario runs a real redis-server, the model simulator and separate briefd processes
+(`--role api` and `--role worker`) on 127.0.0.1, and ends with one report line on stdout:
+
+    chaos <scenario>: accepted=N succeeded=N failed=N lost=N duplicated=N
+
+lost = accepted with 202 but never ended; duplicated = a job whose stored result changed after
+it was first seen ended, or that ended (published a terminal event) more than once.
+Both must be 0. Logs stay in the printed tmp dir when a scenario fails.
+"""
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import (Briefd, EventTally, Redis, Sim, base_config, consumer_of,  # noqa: E402
+                     job_record, pending_jobs, queue_state, request, tail)
+
+SHORT = ("Revenue grew 12 percent in the third quarter. Costs were flat. "
+         "The board approved a new data center in Ohio.")
+LONG = " ".join(
+    "Sentence %d describes the regional sales programme, its budget of %d million dollars, "
+    "the partners involved and the milestones planned for the coming quarters." % (i, i * 3)
+    for i in range(30))
+
+TERMINAL = ("succeeded", "failed")
+ROUTING = {"mode": "any", "policies": [
+    {"type": "length", "min_chars": 400},
+    {"type": "topic", "flags": ["legal"], "keywords": ["lawsuit"]},
+    {"type": "confidence", "min_mean_logprob": -0.8, "on_missing": "keep"}],
+    "guards": {"max_refine_rate": None}}
+
+
+def job_body(i):
+    """A mix of kept drafts and refined ones (by length, by topic flag, by confidence)."""
+    kind = i % 4
+    tag = " (job %d)" % i
+    if kind == 0:
+        return {"text": SHORT + tag + " [[sim:highconf]]", "max_words": 40}
+    if kind == 1:
+        return {"text": LONG + tag + " [[sim:highconf]]", "max_words": 50}
+    if kind == 2:
+        return {"text": SHORT + tag + " [[sim:highconf]]", "topic_flags": ["legal"],
+                "max_words": 40}
+    return {"text": SHORT + tag + " [[sim:lowconf]]", "max_words": 40, "priority": "high"}
+
+
+def fingerprint(job):
+    """What must never change once a job has ended."""
+    return json.dumps({k: job.get(k) for k in ("status", "finished_at", "result", "error",
+                                               "route")}, sort_keys=True)
+
+
+class Book:
+    """Accepted jobs, the first ended state seen of each, and every change seen after it."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.accepted = []
+        self.first = {}          # id -> fingerprint via the API
+        self.first_raw = {}      # id -> raw Redis record (status, out, finished_ms)
+        self.final = {}          # id -> last job object seen
+        self.changed = {}        # id -> description of the change
+
+    def accept(self, job_id):
+        with self.lock:
+            self.accepted.append(job_id)
+
+    def observe(self, job):
+        jid = job["id"]
+        with self.lock:
+            self.final[jid] = job
+            if job["status"] in TERMINAL:
+                fp = fingerprint(job)
+                if jid not in self.first:
+                    self.first[jid] = fp
+                elif self.first[jid] != fp:
+                    self.changed.setdefault(jid, "result changed: %s -> %s" % (
+                        self.first[jid][:300], fp[:300]))
+            elif jid in self.first:
+                self.changed.setdefault(jid, "ended job went back to %s" % job["status"])
+
+    def observe_raw(self, jid, rec):
+        if rec is None or rec["status"] not in TERMINAL:
+            if rec is not None and jid in self.first_raw:
+                self.changed.setdefault(jid, "stored status went back to %s" % rec["status"])
+            return
+        key = (rec["status"], rec["out"], rec["finished_ms"])
+        if jid not in self.first_raw:
+            self.first_raw[jid] = key
+        elif self.first_raw[jid] != key:
+            self.changed.setdefault(jid, "stored record replaced (finished_ms %s -> %s)" % (
+                self.first_raw[jid][2], key[2]))
+
+    def open_ids(self):
+        with self.lock:
+            return [j for j in self.accepted if j not in self.first]
+
+
+class ChaosBase(unittest.TestCase):
+    """One fresh stack per scenario: Redis, the simulator, an API process, worker processes."""
+    maxDiff = None
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="briefd-chaos-")
+        self.procs = []          # every briefd started (api and workers)
+        self.killed = set()      # those killed on purpose (no exit code to check)
+        self.redis = None
+        self.sim = None
+        self.tally = None
+        self.passed = False
+        self.t0 = time.time()
+
+    def tearDown(self):
+        bad = []
+        if self.tally:
+            self.tally.stop()
+        for b in self.procs:
+            if b in self.killed:
+                continue
+            if b.proc and b.proc.poll() is None:
+                try:
+                    os.kill(b.proc.pid, signal.SIGCONT)
+                except OSError:
+                    pass
+            rc = b.stop()
+            if rc != 0:
+                bad.append((b, rc))
+        if self.sim:
+            self.sim.stop()
+        if self.redis:
+            self.redis.stop()
+        if bad or not self.passed:
+            print("\n[chaos] %s: logs kept in %s" % (self.id(), self.tmp))
+            for b in self.procs:
+                print("---- %s (%s, pid %s, rc %s) ----\n%s" % (
+                    os.path.basename(b.log), b.role, b.proc.pid if b.proc else None,
+                    b.proc.returncode if b.proc else None, tail(b.log, 3000)))
+        else:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        if bad:
+            raise AssertionError("briefd exited non-zero on SIGTERM (sanitizer finding?): %s" % [
+                (os.path.basename(b.log), rc) for b, rc in bad])
+
+    # --- the stack ---
+
+    def start_stack(self, sim_args=(), appendonly=False, redis_port=None, **config_over):
+        self.redis = Redis(self.tmp, appendonly=appendonly, port=redis_port).start()
+        self.sim = Sim(self.tmp, "realistic", list(sim_args)).start()
+        self.config = base_config(self.redis, self.sim, **config_over)
+        self.prefix = self.config["redis"]["prefix"]
+        self.tally = EventTally(self.redis, self.prefix).start()
+        self.api = self.start_briefd("api")
+        return self.api
+
+    def start_briefd(self, role, config=None, name=None):
+        b = Briefd(self.tmp, config or self.config, role=role, name=name or role)
+        self.procs.append(b)
+        return b.start()
+
+    def kill9(self, b):
+        self.killed.add(b)
+        b.kill()
+
+    def alive(self, b):
+        return b.proc is not None and b.proc.poll() is None
+
+    def elapsed(self):
+        return time.time() - self.t0
+
+    # --- jobs ---
+
+    def submit(self, book, body, expect=(202,)):
+        st, job, hdrs = self.api.post_job(body)
+        self.assertIn(st, expect, job)
+        if st == 202:
+            self.assertEqual(job["status"], "queued")
+            self.assertEqual(hdrs.get("location"), "/v1/jobs/" + job["id"])
+            book.accept(job["id"])
+        return st, job
+
+    def poll_once(self, book, ids=None):
+        """GET every accepted job (and its raw record) once; returns how many are still open."""
+        for jid in list(book.accepted if ids is None else ids):
+            st, job, _ = self.api.get("/v1/jobs/" + jid)
+            if st == 200 or st == 202:
+                book.observe(job)
+            elif st != 503:
+                self.fail("GET /v1/jobs/%s -> %s %s" % (jid, st, job))
+            try:
+                book.observe_raw(jid, job_record(self.redis, self.prefix, jid))
+            except (OSError, RuntimeError, ConnectionError):
+                pass  # Redis restarting
+        return len(book.open_ids())
+
+    def drain(self, book, timeout, during=None):
+        """Poll until every accepted job has ended or timeout passes."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if during:
+                during()
+            if self.poll_once(book, book.open_ids()) == 0:
+                return True
+            time.sleep(0.2)
+        return False
+
+    def settle(self, book, seconds, during=None):
+        """Keep re-reading every ended job for a while: a replaced result shows up here."""
+        deadline = time.time() + seconds
+        while True:
+            if during:
+                during()
+            self.poll_once(book)
+            if time.time() >= deadline:
+                return
+            time.sleep(0.3)
+
+    def report(self, scenario, book, allow_failed=False):
+        ends = {}
+        for jid in book.accepted:
+            ends[jid] = self.tally.ends(jid)
+        final = book.final
+        succeeded = sum(1 for j in book.accepted if final.get(j, {}).get("status") == "succeeded")
+        failed = sum(1 for j in book.accepted if final.get(j, {}).get("status") == "failed")
+        lost = [j for j in book.accepted if final.get(j, {}).get("status") not in TERMINAL]
+        dup = dict(book.changed)
+        for jid, e in ends.items():
+            if len(e) > 1:
+                dup.setdefault(jid, "ended %d times: %s" % (len(e), e))
+        print("chaos %s: accepted=%d succeeded=%d failed=%d lost=%d duplicated=%d (%.1f s)" % (
+            scenario, len(book.accepted), succeeded, failed, len(lost), len(dup), self.elapsed()))
+        sys.stdout.flush()
+        self.assertEqual(lost, [], "accepted jobs that never ended: %s" % [
+            (j, final.get(j, {}).get("status"), job_record(self.redis, self.prefix, j))
+            for j in lost[:5]])
+        self.assertEqual(dup, {}, "jobs ended more than once or whose result changed")
+        # every ended job published exactly one terminal event, matching its status
+        no_event = [j for j, e in ends.items() if not e]
+        self.assertEqual(no_event, [], "ended jobs without a terminal event")
+        for jid, e in ends.items():
+            self.assertEqual(e, [final[jid]["status"]], jid)
+        if not allow_failed:
+            bad = [(j, final[j].get("error")) for j in book.accepted
+                   if final[j]["status"] != "succeeded"]
+            self.assertEqual(bad, [], "jobs that did not succeed")
+        return succeeded, failed
+
+    def assert_queues_empty(self, timeout=10.0):
+        """XLEN 0 and nothing pending in the consumer group (after every job ended)."""
+        deadline = time.time() + timeout
+        while True:
+            q = queue_state(self.redis, self.prefix)
+            if (q["xlen"], q["pending"]) == (0, 0) or time.time() > deadline:
+                break
+            time.sleep(0.2)
+        self.assertEqual(q["pending"], 0, "entries still pending: %s" % q)
+        self.assertEqual(q["xlen"], 0, "entries still in the streams: %s" % q)
+        self.assertEqual(q["dead"], 0, "jobs went to the dead-letter stream: %s" % q)
+
+    def assert_healthy(self, procs):
+        for b in procs:
+            self.assertTrue(self.alive(b), "%s died (rc %s):\n%s" % (
+                b.log, b.proc.returncode, tail(b.log)))
+            st, body, _ = request("127.0.0.1", b.port, "GET", "/healthz", timeout=5)
+            self.assertEqual(st, 200, body)
+
+    def worker_consumer(self, w):
+        return consumer_of(w.proc.pid, queue_state(self.redis, self.prefix)["consumers"])
+
+
+# Simulator speed for the reclaim scenarios: a draft of ~40-70 tokens takes ~0.3-0.5 s and a
+# refine as long again, so a job is in flight for about a second - well inside
+# job_timeout_ms 3000 even under a sanitizer build - and claim_idle_ms 4000 reclaims the jobs
+# of a dead worker quickly.
+SLOWISH = ["--ttft-ms", "150", "--tps", "200"]
+RECLAIM_WORKERS = {"concurrency": 3, "max_attempts": 10, "job_timeout_ms": 3000,
+                   "claim_idle_ms": 4000, "result_ttl_s": 3600}
+
+
+class KillWorkers(ChaosBase):
+    """1. kill -9 a worker with jobs in flight, several times; a new worker each time."""
+    ROUNDS = 4
+    PER_ROUND = 15
+
+    def test_kill9_workers_in_flight(self):
+        self.start_stack(SLOWISH, workers=RECLAIM_WORKERS, routing=ROUTING)
+        workers = [self.start_briefd("worker", name="worker%d" % i) for i in range(2)]
+        book = Book()
+        n = 0
+        held_total = 0
+        for rnd in range(self.ROUNDS):
+            for _ in range(self.PER_ROUND):
+                self.submit(book, job_body(n))
+                n += 1
+            # let the workers take jobs, then kill the one holding the most
+            victim, held = None, []
+            deadline = time.time() + 5
+            while time.time() < deadline:
+                time.sleep(0.4)
+                cons = queue_state(self.redis, self.prefix)["consumers"]
+                ranked = sorted(workers, key=lambda w: -cons.get(
+                    consumer_of(w.proc.pid, cons) or "", 0))
+                c = consumer_of(ranked[0].proc.pid, cons)
+                if c and cons.get(c, 0) > 0:
+                    victim = ranked[0]
+                    held = pending_jobs(self.redis, self.prefix, c)
+                    break
+            self.assertIsNotNone(victim, "round %d: no worker held a job" % rnd)
+            self.kill9(victim)
+            held_total += len(held)
+            print("  round %d: killed worker pid %d holding %d job(s)" % (
+                rnd, victim.proc.pid, len(held)))
+            workers.remove(victim)
+            workers.append(self.start_briefd("worker", name="worker%d" % (rnd + 2)))
+            self.assert_healthy([self.api] + workers)
+        self.assertGreater(held_total, 0)
+        self.drain(book, timeout=60, during=lambda: self.assert_healthy([self.api] + workers))
+        self.settle(book, 2.0)
+        self.report("kill9-workers", book)
+        self.assert_queues_empty()
+        reclaimed = [j for j in book.accepted if book.final[j]["attempts"] > 1]
+        self.assertTrue(reclaimed, "no job was ever re-delivered: the kills hit nothing")
+        self.passed = True
+
+
+class RedisRestart(ChaosBase):
+    """2. Restart Redis (appendonly, kill -9) in the middle of a load."""
+    OUTAGE_S = 3.0
+
+    def test_redis_restart_under_load(self):
+        self.start_stack(SLOWISH, appendonly=True, workers=RECLAIM_WORKERS, routing=ROUTING)
+        workers = [self.start_briefd("worker", name="worker%d" % i) for i in range(2)]
+        procs = [self.api] + workers
+        book = Book()
+        statuses = {}
+        stop_load = threading.Event()
+        load_err = []
+
+        def load():
+            i = 1000
+            while not stop_load.is_set():
+                try:
+                    st, job, hdrs = request("127.0.0.1", self.api.port, "POST", "/v1/jobs",
+                                            body=job_body(i), timeout=10)
+                except Exception as e:  # a hang or a reset is a failure
+                    load_err.append("POST raised %r" % e)
+                    return
+                statuses[st] = statuses.get(st, 0) + 1
+                if st == 202:
+                    book.accept(job["id"])
+                elif st == 503:
+                    err = job.get("error", {}) if isinstance(job, dict) else {}
+                    if err.get("type") != "server_error" or not err.get("code") \
+                            or "retry-after" not in hdrs:
+                        load_err.append("bad 503: %s %s" % (job, hdrs))
+                else:
+                    load_err.append("POST -> %s %s" % (st, job))
+                i += 1
+                stop_load.wait(0.05)
+
+        loader = threading.Thread(target=load, daemon=True)
+        loader.start()
+        time.sleep(2.0)                      # load builds up; jobs are in flight
+        before = len(book.accepted)
+        in_flight = queue_state(self.redis, self.prefix)["pending"]
+        self.redis.kill()                    # crash: appendfsync always keeps acked writes
+        t_down = time.time()
+        outage = {"readyz": {}, "healthz": {}, "post": {}, "get": {}}
+        while time.time() - t_down < self.OUTAGE_S:
+            for b in procs:
+                st, _, _ = request("127.0.0.1", b.port, "GET", "/readyz", timeout=5)
+                outage["readyz"][st] = outage["readyz"].get(st, 0) + 1
+                st, _, _ = request("127.0.0.1", b.port, "GET", "/healthz", timeout=5)
+                outage["healthz"][st] = outage["healthz"].get(st, 0) + 1
+            t = time.time()
+            st, body, hdrs = request("127.0.0.1", self.api.port, "POST", "/v1/jobs",
+                                     body=job_body(1), timeout=5)
+            self.assertLess(time.time() - t, 3.0, "POST during the outage hung")
+            outage["post"][st] = outage["post"].get(st, 0) + 1
+            if time.time() - t_down > 0.5:   # the disconnect has surely been noticed
+                self.assertEqual(st, 503, body)
+                self.assertEqual(body["error"]["type"], "server_error")
+                self.assertEqual(set(body["error"]), {"type", "code", "message", "param"})
+                self.assertIn("retry-after", hdrs)
+                if book.accepted:
+                    st, body, _ = self.api.get("/v1/jobs/" + book.accepted[0])
+                    outage["get"][st] = outage["get"].get(st, 0) + 1
+                    self.assertEqual(st, 503, body)
+                    self.assertEqual(body["error"]["type"], "server_error")
+            time.sleep(0.1)
+        self.redis.start()
+        t_up = time.time()
+        ready_after = None
+        while time.time() - t_up < 20:
+            sts = [request("127.0.0.1", b.port, "GET", "/readyz", timeout=5)[0] for b in procs]
+            if all(s == 200 for s in sts):
+                ready_after = time.time() - t_up
+                break
+            time.sleep(0.1)
+        time.sleep(2.0)                      # load goes on after the restart
+        stop_load.set()
+        loader.join(10)
+        self.assertFalse(loader.is_alive(), "the load thread hung on a POST")
+        print("  accepted %d before the crash (%d in flight), %d in all; outage: %s; "
+              "POST statuses %s; ready %.1f s after restart" % (
+                  before, in_flight, len(book.accepted), outage, statuses,
+                  ready_after if ready_after is not None else -1))
+        self.assertIsNotNone(ready_after, "briefd did not become ready after Redis came back")
+        self.assertEqual(load_err, [])
+        self.assertEqual(set(outage["readyz"]), {503}, outage)
+        self.assertEqual(set(outage["healthz"]), {200}, outage)
+        self.assertIn(503, outage["post"])
+        self.assertGreater(before, 0)
+        self.assertGreater(len(book.accepted), before, "nothing accepted after the restart")
+        self.assert_healthy(procs)
+        self.drain(book, timeout=60, during=lambda: self.assert_healthy(procs))
+        self.settle(book, 1.5)
+        self.report("redis-restart", book)
+        self.assert_queues_empty()
+        self.assert_healthy(procs)
+        self.passed = True
+
+
+class UpstreamFaults(ChaosBase):
+    """3. Simulator faults at rate 0.3: 500, 429 + Retry-After, hangs, garbage, truncation."""
+    PHASES = [
+        ("error", {"error_rate": 0.3}),
+        ("rate_limit", {"rate_limit_rate": 0.3}),
+        ("hang", {"hang_rate": 0.3}),
+        ("garbage", {"garbage_rate": 0.3}),
+        ("truncate", {"truncate_rate": 0.3}),
+        ("mixed", {"error_rate": 0.1, "rate_limit_rate": 0.05, "hang_rate": 0.05,
+                   "garbage_rate": 0.05, "truncate_rate": 0.05}),
+    ]
+    PER_PHASE = 10
+    ERROR_CODES = {"draft_failed", "draft_empty", "max_attempts_exceeded"}
+    REASONS = {"connect", "timeout", "http_4xx", "rate_limit", "http_5xx", "bad_body",
+               "too_big", "deadline"}
+
+    def check_job(self, job):
+        st = job["status"]
+        if st == "succeeded":
+            res = job["result"]
+            self.assertTrue(res["brief"], job)
+            self.assertIsNone(job["error"], job)
+            if res["degraded"]:
+                self.assertFalse(res["refined"], job)
+                self.assertEqual(res["brief"], res["draft"], job)
+                self.assertTrue(res.get("refine_error"), job)
+                self.assertEqual(job["route"]["decision"], "refine", job)
+            return "degraded" if res["degraded"] else "ok"
+        self.assertEqual(st, "failed", job)
+        err = job["error"]
+        self.assertIsInstance(err, dict, job)
+        self.assertIn(err.get("code"), self.ERROR_CODES, job)
+        self.assertTrue(err.get("message"), job)
+        if err["code"] == "draft_failed":
+            self.assertIn(err.get("reason"), self.REASONS, job)
+            self.assertIn("attempts", err["message"])
+        return "failed"
+
+    def test_upstream_faults(self):
+        models = {"timeout_ms": 1000, "max_attempts": 3, "backoff_ms": 50}
+        self.start_stack(["--ttft-ms", "20", "--tps", "2000", "--retry-after", "1"],
+                         workers={"concurrency": 8, "max_attempts": 3, "job_timeout_ms": 20000,
+                                  "result_ttl_s": 3600},
+                         models={"draft": dict(models), "refine": dict(models)},
+                         routing=ROUTING)
+        # one worker calls the models plainly, the other streams (SSE) from both
+        plain = self.start_briefd("worker", name="worker-plain")
+        scfg = json.loads(json.dumps(self.config))
+        scfg["models"]["draft"]["stream"] = True
+        scfg["models"]["refine"]["stream"] = True
+        streaming = self.start_briefd("worker", config=scfg, name="worker-stream")
+        procs = [self.api, plain, streaming]
+        total = Book()
+        outcomes = {}
+        n = 0
+        for name, faults in self.PHASES:
+            self.sim.faults(**faults)
+            book = Book()
+            for _ in range(self.PER_PHASE):
+                st, job = self.submit(book, job_body(n))
+                total.accept(job["id"])
+                n += 1
+            done = self.drain(book, timeout=45, during=lambda: self.assert_healthy(procs))
+            self.assertTrue(done, "phase %s: jobs did not end: %s" % (name, book.open_ids()))
+            counts = {}
+            for jid in book.accepted:
+                total.observe(book.final[jid])
+                kind = self.check_job(book.final[jid])
+                counts[kind] = counts.get(kind, 0) + 1
+            outcomes[name] = counts
+            stats = self.sim.stats()
+            print("  phase %-10s %s  sim outcomes %s" % (name, counts, stats.get("by_outcome",
+                                                                                stats)))
+            self.sim.reset()
+        self.sim.faults()
+        self.settle(total, 1.0)
+        self.report("upstream-faults", total, allow_failed=True)
+        self.assert_healthy(procs)
+        self.assert_queues_empty()
+        # 30 % faults and 3 attempts per call: most jobs still make it
+        ok = sum(c.get("ok", 0) + c.get("degraded", 0) for c in outcomes.values())
+        self.assertGreaterEqual(ok, len(total.accepted) * 0.7, outcomes)
+        self.passed = True
+
+
+class FrozenWorker(ChaosBase):
+    """4. SIGSTOP a worker past the claim time while it holds jobs; SIGCONT it afterwards."""
+
+    def test_sigstop_worker_past_claim(self):
+        self.start_stack(SLOWISH, workers=RECLAIM_WORKERS, routing=ROUTING)
+        a = self.start_briefd("worker", name="worker-a")
+        b = self.start_briefd("worker", name="worker-b")
+        book = Book()
+        for i in range(12):
+            self.submit(book, job_body(i))
+        held, consumer = [], None
+        deadline = time.time() + 5
+        while time.time() < deadline and not held:
+            time.sleep(0.3)
+            consumer = self.worker_consumer(a)
+            held = pending_jobs(self.redis, self.prefix, consumer) if consumer else []
+        self.assertTrue(held, "worker a never held a job")
+        os.kill(a.proc.pid, signal.SIGSTOP)
+        t_stop = time.time()
+        held_now = pending_jobs(self.redis, self.prefix, consumer)
+        print("  SIGSTOP worker a (pid %d) holding %d job(s)" % (a.proc.pid, len(held_now)))
+        # b reclaims a's jobs after claim_idle_ms and finishes everything
+        done = self.drain(book, timeout=40, during=lambda: self.assert_healthy([self.api, b]))
+        self.assertTrue(done, "jobs did not end while a was stopped: %s" % book.open_ids())
+        stopped_for = time.time() - t_stop
+        self.assertGreater(stopped_for, RECLAIM_WORKERS["claim_idle_ms"] / 1000.0)
+        for jid in held_now:
+            self.assertEqual(book.final[jid]["status"], "succeeded", book.final[jid])
+            self.assertGreaterEqual(book.final[jid]["attempts"], 2, book.final[jid])
+        self.settle(book, 0.5)
+        snapshot = dict(book.first_raw)
+        os.kill(a.proc.pid, signal.SIGCONT)
+        # a wakes up with its stale deliveries: their results must be refused
+        time.sleep(1.0)
+        for i in range(12, 18):                # and a keeps working afterwards
+            self.submit(book, job_body(i))
+        self.drain(book, timeout=30, during=lambda: self.assert_healthy([self.api, a, b]))
+        self.settle(book, 3.0, during=lambda: self.assert_healthy([self.api, a, b]))
+        for jid, key in snapshot.items():
+            self.assertEqual(book.first_raw[jid], key, jid)
+            self.assertEqual(job_record(self.redis, self.prefix, jid)["finished_ms"], key[2])
+        print("  worker a stopped %.1f s; its log: %s" % (stopped_for, " | ".join(
+            line.split(": ", 1)[-1] for line in tail(a.log, 20000).splitlines()
+            if "discarded" in line or "reclaimed" in line)[:600]))
+        self.report("sigstop-worker", book)
+        self.assert_queues_empty()
+        self.passed = True
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
