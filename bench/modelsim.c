@@ -846,13 +846,15 @@ static size_t brief_target(const struct chat_req *cr, size_t doc_words, const ch
     return clamp_size(t, SIM_TARGET_MIN, SIM_TARGET_MAX);
 }
 
-static void append_markers(struct sbuf *b, unsigned marks)
+/* phi-4-mini starts its draft with the input's markers (each followed by a space), so that
+ * they reach the refine request even when max_tokens cuts the draft. */
+static void add_markers(struct sbuf *b, unsigned marks)
 {
     for (size_t i = 0; i < N_MARKERS; i++) {
         if (!(marks & k_markers[i].bit))
             continue;
-        sb_addc(b, ' ');
         sb_adds(b, k_markers[i].text);
+        sb_addc(b, ' ');
     }
 }
 
@@ -902,9 +904,9 @@ static int write_brief(const struct chat_req *cr, struct completion *c)
     target = brief_target(cr, count_words(doc, dlen), draft);
     if (gpt)
         sb_adds(&out, "Brief: ");
+    else
+        add_markers(&out, cr->marks);
     rc = summarize(doc, dlen, target, gpt, &out, &info);
-    if (!gpt)
-        append_markers(&out, cr->marks);
     free(doc);
     c->content = sb_take(&out, &c->len);
     if (gpt)
@@ -2332,10 +2334,10 @@ int main(int argc, char **argv)
 
     sim_defaults(&sim);
     rc = parse_args(&sim, argc, argv);
-    if (rc != 0) {
-        usage(rc > 0 ? stdout : stderr);
+    if (rc > 0)
+        usage(stdout);
+    if (rc != 0)
         return rc > 0 ? 0 : 2;
-    }
     sim.rng = sim.seed;
     signal(SIGPIPE, SIG_IGN);
     if (uv_loop_init(&loop) != 0)

@@ -246,7 +246,8 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
     (void)ac;
     if (!p)
         return;
-    p->cb(p->r, reply, p->data);
+    if (p->cb)
+        p->cb(p->r, reply, p->data);
     free(p);
 }
 

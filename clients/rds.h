@@ -44,7 +44,8 @@ typedef void (*rds_cb)(struct rds *r, struct rds_reply *reply, void *data);
 int rds_open(uv_loop_t *loop, const struct rds_opts *o, rds_state_cb cb, void *data,
              struct rds **out);
 enum rds_state rds_state(const struct rds *r);
-/* printf-style hiredis format (%s, %b with pointer+length, %d via %lld etc.). */
+/* printf-style hiredis format (%s, %b with pointer+length, %d via %lld etc.). cb may be
+ * NULL (fire and forget). */
 int rds_cmd(struct rds *r, rds_cb cb, void *data, const char *fmt, ...);
 int rds_cmdargv(struct rds *r, rds_cb cb, void *data, int argc, const char **argv,
                 const size_t *argvlen);

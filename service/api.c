@@ -34,6 +34,8 @@ struct rctx {
     int closing;
     char last[16];                /* events: the last status sent */
     cJSON *queued;                /* POST: the job object as accepted (status queued) */
+    char body_hash[17];           /* POST with Idempotency-Key: hash of the normalized body */
+    int replayed;                 /* answer with Idempotent-Replayed: true */
 };
 
 struct api {
@@ -135,6 +137,19 @@ static void rctx_done(struct rctx *c)
 }
 
 /* --- helpers --- */
+
+static int method_is(struct http_req *req, const char *m)
+{
+    return strcmp(http_req_method(req), m) == 0;
+}
+
+static void bad_method(struct http_req *req, const char *allow)
+{
+    http_resp_header(req, "Allow", allow);
+    http_respond_error(req, 405, "method_not_allowed", NULL, "%s is not allowed here; use %s",
+                       http_req_method(req), allow);
+}
+
 
 static const char *bearer(struct http_req *req)
 {
@@ -278,6 +293,8 @@ static void on_job_for_ctx(void *data, int status, cJSON *job)
                 snprintf(loc, sizeof(loc), "/v1/jobs/%s", c->id);
                 http_resp_header(c->req, "Location", loc);
             }
+            if (c->replayed)
+                http_resp_header(c->req, "Idempotent-Replayed", "true");
             respond_job(c->req, job);
             rctx_done(c);
         }
@@ -351,11 +368,28 @@ void api_on_resubscribed(struct api *api)
 
 /* --- POST /v1/jobs --- */
 
+/* Same key seen before: the same body replays that job, another body is a conflict. */
+static void idempotent_replay(struct rctx *c, const char *existing)
+{
+    const char *sp = strchr(existing, ' ');
+    if (!sp || (size_t)(sp - existing) != JOB_ID_LEN || strcmp(sp + 1, c->body_hash) != 0) {
+        http_respond_error(c->req, 409, "idempotency_conflict", "Idempotency-Key",
+                           "this Idempotency-Key was already used with a different request "
+                           "body");
+        rctx_done(c);
+        return;
+    }
+    memcpy(c->id, existing, JOB_ID_LEN);
+    c->id[JOB_ID_LEN] = '\0';
+    c->submitted = 1;
+    c->replayed = 1;
+    ctx_fetch(c); /* answers now, or keeps waiting (?wait) for that job */
+}
+
 static void on_submitted(void *data, int status, enum store_submit_rc rc, long depth,
                          const char *existing)
 {
     struct rctx *c = data;
-    (void)existing;
     (void)depth;
     c->ops--;
     if (!c->req) {
@@ -375,6 +409,10 @@ static void on_submitted(void *data, int status, enum store_submit_rc rc, long d
         rctx_done(c);
         return;
     }
+    if (rc == STORE_DUPLICATE) {
+        idempotent_replay(c, existing ? existing : "");
+        return;
+    }
     c->submitted = 1;
     if (c->parked && uv_is_active((uv_handle_t *)&c->timer))
         return; /* ?wait: the job's events (or the timer) answer */
@@ -383,6 +421,45 @@ static void on_submitted(void *data, int status, enum store_submit_rc rc, long d
     http_resp_header(c->req, "Location", loc);
     http_respond_json(c->req, 202, c->queued);
     rctx_done(c);
+}
+
+static uint64_t fnv1a(uint64_t h, const char *s)
+{
+    for (; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+/* A fingerprint naming the caller's API key without revealing it ("anon" without auth). */
+static void key_id(struct api *api, struct http_req *req, char *out, size_t len)
+{
+    const char *key = cfg_auth_enabled(api->app->cfg) ? bearer(req) : NULL;
+    if (!key || !*key)
+        snprintf(out, len, "anon");
+    else
+        snprintf(out, len, "key_%08llx",
+                 (unsigned long long)(fnv1a(0xcbf29ce484222325ull, key) >> 32));
+}
+
+/* Idempotency-Key: NULL when absent, "" after answering 400, else the key. */
+static const char *idempotency_key(struct http_req *req)
+{
+    const char *k = http_req_header(req, "Idempotency-Key");
+    size_t n;
+    if (!k)
+        return NULL;
+    n = strlen(k);
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)k[i] < 0x20 || (unsigned char)k[i] > 0x7e)
+            n = 0;
+    if (n < 1 || n > 128) {
+        http_respond_error(req, 400, "invalid_idempotency_key", "Idempotency-Key",
+                           "Idempotency-Key must be 1 to 128 printable ASCII characters");
+        return "";
+    }
+    return k;
 }
 
 static cJSON *meta_json(const struct job_req *jr, const char *tenant)
@@ -417,6 +494,8 @@ static void post_job(struct api *api, struct http_req *req)
     double wait;
     char id[JOB_ID_LEN + 1];
     char *req_text = NULL, *meta_text = NULL;
+    char kid[32], idem_redis_key[300], idem_value[64];
+    const char *idem;
     cJSON *rj, *mj;
     struct rctx *c;
     int rc;
@@ -428,6 +507,9 @@ static void post_job(struct api *api, struct http_req *req)
     }
     wait = parse_wait(req, cfg->max_wait_s);
     if (wait < 0)
+        return;
+    idem = idempotency_key(req);
+    if (idem && !*idem)
         return;
     if (job_req_parse(body, len, cfg->max_text_bytes, &jr, &ve) != 0) {
         http_respond_error(req, ve.status, ve.code, ve.param[0] ? ve.param : NULL, "%s",
@@ -442,6 +524,9 @@ static void post_job(struct api *api, struct http_req *req)
     job_new_id(id, job_wall_ms());
     rj = job_req_to_json(&jr);
     mj = meta_json(&jr, job_req_meta(&jr, "tenant"));
+    key_id(api, req, kid, sizeof(kid));
+    if (mj)
+        cJSON_AddStringToObject(mj, "api_key_id", kid);
     req_text = rj ? cJSON_PrintUnformatted(rj) : NULL;
     meta_text = mj ? cJSON_PrintUnformatted(mj) : NULL;
     cJSON_Delete(rj);
@@ -460,6 +545,18 @@ static void post_job(struct api *api, struct http_req *req)
     s.priority = jr.priority;
     s.max_queue = cfg->max_queue;
     s.tenant = job_req_meta(&jr, "tenant");
+    if (idem) {
+        /* the key is scoped to the caller's API key; the body is compared by the hash of
+         * its normalized form (so whitespace or key order do not matter) */
+        snprintf(c->body_hash, sizeof(c->body_hash), "%016llx",
+                 (unsigned long long)fnv1a(fnv1a(0xcbf29ce484222325ull, req_text), meta_text));
+        snprintf(idem_redis_key, sizeof(idem_redis_key), "%sidem:%s:%s", cfg->redis_prefix, kid,
+                 idem);
+        snprintf(idem_value, sizeof(idem_value), "%s %s", id, c->body_hash);
+        s.idem_key = idem_redis_key;
+        s.idem_value = idem_value;
+        s.idem_ttl_s = cfg->idempotency_ttl_s;
+    }
     {
         char created[24];
         snprintf(created, sizeof(created), "%lld", (long long)s.created_ms);
@@ -687,19 +784,110 @@ static void get_metrics(struct api *api, struct http_req *req)
     c->ops++;
 }
 
+/* --- dead letters (admin) --- */
+
+static void on_dead_list(void *data, int status, cJSON *arr)
+{
+    struct rctx *c = data;
+    c->ops--;
+    if (c->req) {
+        if (status != 0) {
+            respond_redis_down(c->req);
+        } else {
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "object", "list");
+            cJSON_AddItemToObject(o, "data", arr);
+            arr = NULL;
+            http_respond_json(c->req, 200, o);
+            cJSON_Delete(o);
+        }
+        rctx_done(c);
+    } else {
+        rctx_maybe_free(c);
+    }
+    cJSON_Delete(arr);
+}
+
+static void on_requeued(void *data, int status, int applied)
+{
+    struct rctx *c = data;
+    c->ops--;
+    if (!c->req) {
+        rctx_maybe_free(c);
+        return;
+    }
+    if (status == BD_ENOTFOUND) {
+        http_respond_error(c->req, 404, "job_not_found", "id", "no job with id '%s'", c->id);
+    } else if (status != 0) {
+        respond_redis_down(c->req);
+    } else if (!applied) {
+        http_respond_error(c->req, 409, "not_dead_lettered", "id",
+                           "job '%s' is not in the dead-letter stream", c->id);
+    } else {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "id", c->id);
+        cJSON_AddStringToObject(o, "status", "queued");
+        cJSON_AddBoolToObject(o, "requeued", 1);
+        http_respond_json(c->req, 200, o);
+        cJSON_Delete(o);
+    }
+    rctx_done(c);
+}
+
+static void dead_letters(struct api *api, struct http_req *req, const char *rest)
+{
+    const struct bd_config *cfg = api->app->cfg;
+    struct rctx *c;
+    char id[JOB_ID_LEN + 1] = "";
+    int requeue = 0, rc;
+    long limit = 100;
+    if (*rest == '\0') {
+        if (!method_is(req, "GET")) {
+            bad_method(req, "GET");
+            return;
+        }
+        limit = query_long(req, "limit", 1, 1000, 100);
+        if (limit < 0)
+            return;
+    } else {
+        const char *slash = strchr(rest + 1, '/');
+        if (!slash || strcmp(slash, "/requeue") != 0 ||
+            (size_t)(slash - rest - 1) != JOB_ID_LEN) {
+            http_respond_error(req, 404, "not_found", NULL, "no route %.200s",
+                               http_req_path(req));
+            return;
+        }
+        memcpy(id, rest + 1, JOB_ID_LEN);
+        if (!job_id_valid(id)) {
+            http_respond_error(req, 404, "job_not_found", "id", "no job with id '%s'", id);
+            return;
+        }
+        if (!method_is(req, "POST")) {
+            bad_method(req, "POST");
+            return;
+        }
+        requeue = 1;
+    }
+    if (rds_state(api->app->cmd) != RDS_CONNECTED) {
+        respond_redis_down(req);
+        return;
+    }
+    c = rctx_new(api, req, id);
+    if (!c) {
+        http_respond_error(req, 500, "out_of_memory", NULL, "out of memory");
+        return;
+    }
+    rc = requeue ? store_requeue(api->app->cmd, cfg->redis_prefix, id, on_requeued, c)
+                 : store_dead_list(api->app->cmd, cfg->redis_prefix, limit, on_dead_list, c);
+    if (rc != 0) {
+        respond_redis_down(req);
+        rctx_done(c);
+        return;
+    }
+    c->ops++;
+}
+
 /* --- routing --- */
-
-static int method_is(struct http_req *req, const char *m)
-{
-    return strcmp(http_req_method(req), m) == 0;
-}
-
-static void bad_method(struct http_req *req, const char *allow)
-{
-    http_resp_header(req, "Allow", allow);
-    http_respond_error(req, 405, "method_not_allowed", NULL, "%s is not allowed here; use %s",
-                       http_req_method(req), allow);
-}
 
 static void route_jobs(struct api *api, struct http_req *req, const char *rest)
 {
@@ -752,7 +940,8 @@ void api_handle(struct http_req *req, void *data)
         http_respond_error(req, 404, "not_found", NULL, "no route %.200s", path);
         return;
     }
-    int admin = strncmp(path, "/v1/config", 10) == 0;
+    int admin = strncmp(path, "/v1/config", 10) == 0 ||
+                strncmp(path, "/v1/dead-letters", 16) == 0;
     if (check_auth(api, req, admin) != 0)
         return;
     if (api->app->stopping && strcmp(path, "/v1/jobs") == 0) {
@@ -764,6 +953,9 @@ void api_handle(struct http_req *req, void *data)
         route_jobs(api, req, "");
     else if (strncmp(path, "/v1/jobs/", 9) == 0)
         route_jobs(api, req, path + 9);
+    else if (strncmp(path, "/v1/dead-letters", 16) == 0 &&
+             (path[16] == '\0' || path[16] == '/'))
+        dead_letters(api, req, path + 16);
     else if (strcmp(path, "/v1/stats") == 0)
         method_is(req, "GET") ? get_stats(api, req) : bad_method(req, "GET");
     else if (strcmp(path, "/v1/models") == 0)

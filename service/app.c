@@ -19,8 +19,6 @@
 #include "store.h"
 #include "worker.h"
 
-#define SHUTDOWN_GRACE_MS 30000u
-
 void app_log(const char *fmt, ...)
 {
     char ts[40];
@@ -156,14 +154,15 @@ static void app_shutdown(struct app *a)
     if (a->stopping)
         return;
     a->stopping = 1;
-    app_log("shutting down: no new connections; in-flight jobs get %u s", SHUTDOWN_GRACE_MS / 1000);
+    app_log("shutting down: no new connections; in-flight jobs get %d ms",
+            a->cfg->shutdown_grace_ms);
     uv_close((uv_handle_t *)&a->sig_term, on_sig_closed);
     uv_close((uv_handle_t *)&a->sig_int, on_sig_closed);
     uv_close((uv_handle_t *)&a->sig_hup, on_sig_closed);
     if (a->http)
         http_server_stop_accepting(a->http);
     if (a->worker)
-        worker_stop(a->worker, SHUTDOWN_GRACE_MS, on_worker_stopped, a);
+        worker_stop(a->worker, (unsigned)a->cfg->shutdown_grace_ms, on_worker_stopped, a);
     else
         on_worker_stopped(a);
 }

@@ -112,6 +112,8 @@ static const struct key model_keys[] = {
     NUM2("logprobs", K_BOOL, M(logprobs), 0, 1, 1, 0),
     NUM("max_attempts", K_INT, M(max_attempts), 1, 10, 3),
     NUM("backoff_ms", K_INT, M(backoff_ms), 1, 60000, 200),
+    NUM("breaker_failures", K_INT, M(breaker_failures), 1, 1000, 5),
+    NUM("breaker_open_ms", K_INT, M(breaker_open_ms), 100, 3600000, 30000),
     OBJ("price", 0, price_keys, -1),
     OBJ("prompt", 0, prompt_keys, -1),
 };
@@ -134,12 +136,14 @@ static const struct key workers_keys[] = {
     NUM("job_timeout_ms", K_INT, O(job_timeout_ms), 1000, 3600000, 120000),
     NUM("result_ttl_s", K_LONG, O(result_ttl_s), 60, 31536000, 604800),
     NUM("claim_idle_ms", K_INT, O(claim_idle_ms), 1000, 86400000, 0),
+    NUM("shutdown_grace_ms", K_INT, O(shutdown_grace_ms), 0, 3600000, 30000),
 };
 
 static const struct key limits_keys[] = {
     NUM("max_text_bytes", K_SIZE, O(max_text_bytes), 1, 16777216, 262144),
     NUM("max_queue", K_LONG, O(max_queue), 1, 10000000, 100000),
     NUM("max_wait_s", K_INT, O(max_wait_s), 0, 60, 60),
+    NUM("idempotency_ttl_s", K_LONG, O(idempotency_ttl_s), 60, 2592000, 86400),
 };
 
 static const struct key auth_keys[] = {

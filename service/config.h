@@ -39,6 +39,8 @@ struct model_cfg {
     int logprobs;            /* bool: ask for logprobs (default 1 draft, 0 refine) */
     int max_attempts;        /* calls per stage incl. retries, 1..10 (default 3) */
     int backoff_ms;          /* base of exponential backoff, 1..60000 (default 200) */
+    int breaker_failures;    /* consecutive failed calls that open the circuit (5) */
+    int breaker_open_ms;     /* how long it stays open before a probe (30000) */
     double price_in_per_mtok;   /* USD per 1M prompt tokens, >= 0 */
     double price_out_per_mtok;  /* USD per 1M completion tokens, >= 0 */
     double price_per_hour;      /* USD per hour of busy time (local hardware), >= 0 */
@@ -71,6 +73,8 @@ struct bd_config {
     size_t max_text_bytes;   /* 1..16777216 (262144) */
     long max_queue;          /* 1..10000000 (100000) */
     int max_wait_s;          /* limits.max_wait_s: cap on ?wait=, 0..60 (60) */
+    long idempotency_ttl_s;  /* limits.idempotency_ttl_s: keys expire after (86400) */
+    int shutdown_grace_ms;   /* workers.shutdown_grace_ms: SIGTERM grace (30000) */
 
     char *auth_keys_env;     /* "BRIEFD_API_KEYS" */
     char *admin_keys_env;    /* "BRIEFD_ADMIN_KEYS" */

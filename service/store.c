@@ -61,8 +61,9 @@ static const char BEGIN_LUA[] = STATS_APPLY_LUA
     "  redis.call('HINCRBY', KEYS[1], 'attempts', -1)\n"
     "  redis.call('EXPIRE', KEYS[1], ARGV[8])\n"
     "  redis.call('XACK', KEYS[2], ARGV[1], ARGV[2]); redis.call('XDEL', KEYS[2], ARGV[2])\n"
-    "  redis.call('XADD', KEYS[3], 'MAXLEN', '~', '100000', '*', 'id', ARGV[6],"
+    "  local dead = redis.call('XADD', KEYS[3], 'MAXLEN', '~', '100000', '*', 'id', ARGV[6],"
     " 'reason', 'max_attempts', 'stream', KEYS[2], 'at_ms', ARGV[4])\n"
+    "  redis.call('HSET', KEYS[1], 'dead_entry', dead)\n"
     "  if ARGV[9] ~= '' then stats_apply(ARGV[9]) end\n"
     "  redis.call('PUBLISH', ARGV[5], ARGV[6] .. ' failed')\n"
     "  return {'exhausted', tostring(n - 1)}\n"
@@ -407,6 +408,114 @@ int store_handback(struct rds *r, const char *prefix, const char *stream, const 
     store_events_key(prefix, chan, sizeof(chan));
     const char *argv[] = {"EVAL", HANDBACK_LUA, "2", kjob, stream, STORE_GROUP, entry, id, chan};
     return send_or_free(rds_cmdargv(r, on_flag, o, 9, argv, NULL), o);
+}
+
+/* --- dead letters --- */
+
+struct json_op {
+    store_json_cb cb;
+    void *data;
+};
+
+static void on_dead_list(struct rds *r, struct rds_reply *x, void *data)
+{
+    struct json_op *o = data;
+    cJSON *arr;
+    (void)r;
+    if (!x || rds_reply_type(x) != RDS_ARRAY) {
+        o->cb(o->data, x ? BD_EREDIS_REPLY : BD_EREDIS_DOWN, NULL);
+        free(o);
+        return;
+    }
+    arr = cJSON_CreateArray();
+    for (size_t i = 0; i < rds_reply_len(x); i++) {
+        struct rds_reply *e = rds_reply_elem(x, i), *f = rds_reply_elem(e, 1);
+        cJSON *item = cJSON_CreateObject();
+        char *eid = elem_dup(e, 0);
+        cJSON_AddStringToObject(item, "entry", eid ? eid : "");
+        free(eid);
+        for (size_t k = 0; k + 1 < rds_reply_len(f); k += 2) {
+            char *name = elem_dup(f, k), *val = elem_dup(f, k + 1);
+            if (name && val) {
+                if (strcmp(name, "at_ms") == 0) {
+                    char ts[40];
+                    job_iso8601(atoll(val), ts, sizeof(ts));
+                    cJSON_AddStringToObject(item, "dead_at", ts);
+                } else if (strcmp(name, "id") == 0 || strcmp(name, "reason") == 0) {
+                    cJSON_AddStringToObject(item, name, val);
+                }
+            }
+            free(name);
+            free(val);
+        }
+        cJSON_AddItemToArray(arr, item);
+    }
+    o->cb(o->data, 0, arr);
+    free(o);
+}
+
+int store_dead_list(struct rds *r, const char *prefix, long count, store_json_cb cb, void *data)
+{
+    char key[200], n[24];
+    struct json_op *o = malloc(sizeof(*o));
+    int rc;
+    if (!o)
+        return BD_ENOMEM;
+    o->cb = cb;
+    o->data = data;
+    snprintf(key, sizeof(key), "%sdead", prefix);
+    snprintf(n, sizeof(n), "%ld", count);
+    rc = rds_cmd(r, on_dead_list, o, "XREVRANGE %s + - COUNT %s", key, n);
+    if (rc != 0)
+        free(o);
+    return rc;
+}
+
+/* KEYS: job, dead stream. ARGV: prefix, channel, id, now_ms */
+static const char REQUEUE_LUA[] =
+    "local v = redis.call('HMGET', KEYS[1], 'status', 'dead_entry', 'meta')\n"
+    "if not v[1] then return 0 end\n"
+    "if v[1] ~= 'failed' or not v[2] then return -1 end\n"
+    "local prio = 'normal'\n"
+    "local ok, m = pcall(cjson.decode, v[3] or '{}')\n"
+    "if ok and type(m) == 'table' and (m.priority == 'high' or m.priority == 'low') then"
+    " prio = m.priority end\n"
+    "redis.call('XDEL', KEYS[2], v[2])\n"
+    "redis.call('HDEL', KEYS[1], 'dead_entry', 'out', 'finished_ms', 'started_ms')\n"
+    "redis.call('HSET', KEYS[1], 'status', 'queued', 'attempts', '0', 'requeued_ms', ARGV[4])\n"
+    "redis.call('PERSIST', KEYS[1])\n"
+    "redis.call('XADD', ARGV[1] .. 'q:' .. prio, '*', 'id', ARGV[3])\n"
+    "redis.call('PUBLISH', ARGV[2], ARGV[3] .. ' queued')\n"
+    "return 1\n";
+
+static void on_requeue(struct rds *r, struct rds_reply *x, void *data)
+{
+    struct op *o = data;
+    store_flag_cb cb = (store_flag_cb)o->fn;
+    void *udata = o->data;
+    (void)r;
+    free(o);
+    if (!x || rds_reply_type(x) != RDS_INTEGER)
+        cb(udata, x ? BD_EREDIS_REPLY : BD_EREDIS_DOWN, 0);
+    else if (rds_reply_int(x) == 0)
+        cb(udata, BD_ENOTFOUND, 0);
+    else
+        cb(udata, 0, rds_reply_int(x) == 1);
+}
+
+int store_requeue(struct rds *r, const char *prefix, const char *id, store_flag_cb cb,
+                  void *data)
+{
+    char kjob[200], kdead[200], chan[200], now[24];
+    struct op *o = op_new((void (*)(void))cb, data);
+    if (!o)
+        return BD_ENOMEM;
+    store_job_key(prefix, id, kjob, sizeof(kjob));
+    snprintf(kdead, sizeof(kdead), "%sdead", prefix);
+    store_events_key(prefix, chan, sizeof(chan));
+    snprintf(now, sizeof(now), "%lld", (long long)job_wall_ms());
+    const char *argv[] = {"EVAL", REQUEUE_LUA, "2", kjob, kdead, prefix, chan, id, now};
+    return send_or_free(rds_cmdargv(r, on_requeue, o, 9, argv, NULL), o);
 }
 
 /* --- depth, groups --- */

@@ -93,6 +93,15 @@ int store_finish(struct rds *r, const char *prefix, const char *stream, const ch
 int store_handback(struct rds *r, const char *prefix, const char *stream, const char *entry,
                    const char *id, store_flag_cb cb, void *data);
 
+/* Dead letters: the newest count entries [{entry, id, reason, dead_at}] (cb owns the array). */
+typedef void (*store_json_cb)(void *data, int status, struct cJSON *json);
+int store_dead_list(struct rds *r, const char *prefix, long count, store_json_cb cb, void *data);
+/* Requeue a dead-lettered job: back to "queued" with its deliveries reset and a fresh stream
+ * entry. cb(data, status, applied): status BD_ENOTFOUND if there is no such job; applied 0
+ * if the job exists but is not in the dead-letter stream. */
+int store_requeue(struct rds *r, const char *prefix, const char *id, store_flag_cb cb,
+                  void *data);
+
 /* Queue depth (sum of the three streams). cb(data, status, depth). */
 typedef void (*store_depth_cb)(void *data, int status, long depth);
 int store_depth(struct rds *r, const char *prefix, store_depth_cb cb, void *data);

@@ -10,6 +10,7 @@
 #include "acct.h"
 #include "app.h"
 #include "bderr.h"
+#include "breaker.h"
 #include "mclient.h"
 #include "rds.h"
 #include "router.h"
@@ -62,6 +63,8 @@ struct worker {
     uint64_t last_claim_ms;
     char claim_cursor[3][48];
     int pending_closes;
+    struct breaker draft_br;      /* circuit breakers of this process, per model */
+    struct breaker refine_br;
     struct {                      /* the guards' figures, read from the shared stats */
         int valid, fetching;
         uint64_t at_ms;
@@ -202,6 +205,23 @@ static void count_failures(struct wjob *j, const struct mc_call *c, const char *
                              c->fails[f]);
 }
 
+/* Did this call show the upstream unavailable (as opposed to answering, even with a 4xx)? */
+static int upstream_down(int status, const struct mc_call *c)
+{
+    return status != 0 && c->fail != MC_FAIL_HTTP_4XX && c->fail != MC_FAIL_CANCELED;
+}
+
+static void breaker_note(struct wjob *j, struct breaker *b, const struct model_cfg *m,
+                         int down)
+{
+    uint64_t now = uv_now(j->w->app->loop);
+    if (breaker_record(b, !down, now, m->breaker_failures))
+        app_log("circuit breaker for model '%s' is now %s%s", m->name,
+                breaker_state_name(b->state),
+                b->state == BREAKER_OPEN ? " (calls paused; refine jobs keep their drafts)"
+                                         : "");
+}
+
 static void abandon(struct wjob *j)
 {
     /* Shutdown or lost Redis: leave the entry pending (or hand it back) for another worker. */
@@ -220,6 +240,7 @@ static void on_refine(struct mc_call *c, int status)
         return;
     }
     count_failures(j, c, j->cfg->refine.name);
+    breaker_note(j, &j->w->refine_br, &j->cfg->refine, upstream_down(status, c));
     if (c->attempts > 0 && (status == 0 || c->http_status != 0))
         take_usage(&j->acct.refine, c);
     if (status == 0 && c->res.content && c->res.content[0]) {
@@ -241,6 +262,14 @@ static void start_refine(struct wjob *j)
 {
     int rc;
     j->refining = 1;
+    if (!breaker_allow(&j->w->refine_br, uv_now(j->w->app->loop), j->cfg->refine.breaker_open_ms)) {
+        j->degraded = 1;
+        snprintf(j->refine_err, sizeof(j->refine_err),
+                 "circuit breaker open for model '%.100s' after repeated failures; draft kept",
+                 j->cfg->refine.name);
+        job_finish(j, "succeeded", NULL);
+        return;
+    }
     transition(j, "refining");
     mc_call_reset(&j->call);
     rc = call_model(j, &j->cfg->refine, j->draft, on_refine);
@@ -323,6 +352,7 @@ static void on_draft(struct mc_call *c, int status)
         return;
     }
     count_failures(j, c, j->cfg->draft.name);
+    breaker_note(j, &j->w->draft_br, &j->cfg->draft, upstream_down(status, c));
     if (status != 0) {
         char msg[400];
         snprintf(msg, sizeof(msg), "draft model '%.60s' failed after %d attempts: %.250s",
@@ -378,6 +408,12 @@ static void on_begin(void *data, int status, const char *what, int attempt,
     if (job_req_from_json(req_json, req_len, &j->req) != 0) {
         job_finish(j, "failed", make_error("corrupt_job", "%s",
                                            "the stored request could not be read"));
+        return;
+    }
+    if (!breaker_allow(&j->w->draft_br, uv_now(j->w->app->loop), j->cfg->draft.breaker_open_ms)) {
+        /* the draft model is out: give the job back untouched for later */
+        store_handback(j->w->app->cmd, prefix_of(j), j->stream, j->entry, j->id, NULL, NULL);
+        job_free(j);
         return;
     }
     rc = call_model(j, &j->cfg->draft, NULL, on_draft);
@@ -627,6 +663,9 @@ static void fetch(struct worker *w)
 {
     struct fetch_step *f;
     if (w->fetching || w->stopping || free_slots(w) == 0 || rds_state(w->blk) != RDS_CONNECTED)
+        return;
+    /* while the draft model's circuit is open, leave the jobs in the queue */
+    if (!breaker_would_allow(&w->draft_br, uv_now(w->app->loop), w->app->cfg->draft.breaker_open_ms))
         return;
     f = calloc(1, sizeof(*f));
     if (!f)

@@ -222,14 +222,15 @@
 
     setFigure('cost-per-job', fmtUSD(cost.per_job), num(cost.per_job));
     var allPer = isNum(cf.all_refine) && jobs ? cf.all_refine / jobs : null;
-    setText('cost-per-job-sub', allPer !== null ? 'refine-all est. ' + fmtUSD(allPer) + ' / job' : '\u00a0');
+    setText('cost-per-job-sub', allPer !== null ? 'refine-all: ' + fmtUSD(allPer) + ' / job' : '\u00a0');
 
     setFigure('cost-total', fmtUSD(cost.total), num(cost.total));
     setText('cost-total-sub', 'draft ' + fmtUSD(cost.draft) + ' · refine ' + fmtUSD(cost.refine));
 
     setFigure('savings', fmtPct(cf.savings_vs_all_refine), num(cf.savings_vs_all_refine));
     var saved = isNum(cf.all_refine) && isNum(cost.total) ? cf.all_refine - cost.total : null;
-    setText('savings-sub', saved !== null ? fmtUSD(saved) + ' saved of est. ' + fmtUSD(cf.all_refine) : '\u00a0');
+    setText('savings-sub', saved !== null ? fmtUSD(saved) + ' vs refining all' : '\u00a0');
+    $('savings').title = isNum(cf.all_refine) ? 'refining every job would have cost about ' + fmtUSD(cf.all_refine) : '';
 
     setFigure('degraded', fmtInt(s.degraded), num(s.degraded));
     $('degraded-tile').className = 'tile' + (s.degraded > 0 ? ' warn' : '');
@@ -348,10 +349,10 @@
       maintainAspectRatio: false,
       animation: false,
       interaction: { mode: 'index', intersect: false },
-      plugins: { legend: { position: 'bottom', labels: { boxWidth: 12, boxHeight: 12 } } },
+      plugins: { legend: { position: 'bottom', labels: { usePointStyle: true, boxWidth: 8, boxHeight: 8 } } },
       scales: {
         x: { grid: { display: false }, ticks: { maxTicksLimit: 8, maxRotation: 0, autoSkip: true } },
-        y: { beginAtZero: true, grid: { color: '#eef0f3' } }
+        y: { beginAtZero: true, grid: { color: '#eef0f3' }, ticks: { maxTicksLimit: 6 } }
       }
     };
   }
@@ -364,7 +365,7 @@
     Chart.defaults.color = '#667085';
 
     var cost = baseOptions();
-    cost.scales.y.ticks = { callback: function (v) { return fmtUSD(v); } };
+    cost.scales.y.ticks = { maxTicksLimit: 6, callback: function (v) { return fmtUSD(v); } };
     cost.plugins.tooltip = { callbacks: { label: function (c) { return c.dataset.label + ': ' + fmtUSD(c.parsed.y); } } };
     state.charts.cost = new Chart($('chart-cost'), {
       type: 'line',
@@ -372,7 +373,7 @@
         { label: 'Cost per job', data: [], borderColor: COLORS.blue, backgroundColor: COLORS.blueSoft,
           fill: true, tension: 0.25, pointRadius: 2, spanGaps: true },
         { label: 'Refine-all estimate per job', data: [], borderColor: COLORS.gray, borderDash: [5, 4],
-          pointRadius: 0, tension: 0.25, spanGaps: true, fill: false }
+          pointRadius: 0, pointStyle: 'line', tension: 0.25, spanGaps: true, fill: false }
       ] },
       options: cost
     });
@@ -399,7 +400,8 @@
     lat.scales.y = { type: 'logarithmic', grid: { color: '#eef0f3' },
       ticks: { callback: function (v) {
         var l = Math.log10(v);
-        return Math.abs(l - Math.round(l)) < 1e-9 ? fmtMs(v) : '';
+        if (Math.abs(l - Math.round(l)) > 1e-9) return '';
+        return v >= 1 ? Math.round(v).toLocaleString('en-US') : String(v);
       } } };
     lat.plugins.tooltip = { callbacks: { label: function (c) { return c.dataset.label + ': ' + fmtMs(c.parsed.y) + ' ms'; } } };
     state.charts.latency = new Chart($('chart-latency'), {
