@@ -440,7 +440,9 @@ class UpstreamFaults(ChaosBase):
         ("mixed", {"error_rate": 0.1, "rate_limit_rate": 0.05, "hang_rate": 0.05,
                    "garbage_rate": 0.05, "truncate_rate": 0.05}),
     ]
-    PER_PHASE = 10
+    INJECTED = {"error": "error", "rate_limit": "rate_limited", "hang": "hang",
+                "garbage": "garbage", "truncate": "truncated"}
+    PER_PHASE = 12
     ERROR_CODES = {"draft_failed", "draft_empty", "max_attempts_exceeded"}
     REASONS = {"connect", "timeout", "http_4xx", "rate_limit", "http_5xx", "bad_body",
                "too_big", "deadline"}
@@ -469,7 +471,8 @@ class UpstreamFaults(ChaosBase):
 
     def test_upstream_faults(self):
         models = {"timeout_ms": 1000, "max_attempts": 3, "backoff_ms": 50}
-        self.start_stack(["--ttft-ms", "20", "--tps", "2000", "--retry-after", "1"],
+        self.start_stack(["--ttft-ms", "20", "--tps", "2000", "--retry-after", "1",
+                          "--seed", "7"],
                          workers={"concurrency": 8, "max_attempts": 3, "job_timeout_ms": 20000,
                                   "result_ttl_s": 3600},
                          models={"draft": dict(models), "refine": dict(models)},
@@ -484,6 +487,7 @@ class UpstreamFaults(ChaosBase):
         total = Book()
         outcomes = {}
         n = 0
+        seen = {}
         for name, faults in self.PHASES:
             self.sim.faults(**faults)
             book = Book()
@@ -499,10 +503,12 @@ class UpstreamFaults(ChaosBase):
                 kind = self.check_job(book.final[jid])
                 counts[kind] = counts.get(kind, 0) + 1
             outcomes[name] = counts
-            stats = self.sim.stats()
-            print("  phase %-10s %s  sim outcomes %s" % (name, counts, stats.get("by_outcome",
-                                                                                stats)))
-            self.sim.reset()
+            now = self.sim.stats()["by_outcome"]
+            injected = dict((k, v - seen.get(k, 0)) for k, v in now.items() if v - seen.get(k, 0))
+            seen = now
+            print("  phase %-10s jobs %s  upstream answers %s" % (name, counts, injected))
+            if name in self.INJECTED:     # the phase really injected its fault
+                self.assertGreater(injected.get(self.INJECTED[name], 0), 0, injected)
         self.sim.faults()
         self.settle(total, 1.0)
         self.report("upstream-faults", total, allow_failed=True)

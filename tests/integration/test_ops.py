@@ -1,0 +1,376 @@
+"""Integration: idempotency, auth, backpressure, Redis outages, dead letters, shutdown,
+reload, statistics, /metrics and guards - over real HTTP, real Redis and the simulator."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Briefd, Redis, Sim, Stack, base_config, request  # noqa: E402
+
+TEXT = "Revenue grew 12 percent. Costs were flat. The board approved a new data center."
+
+
+class Idempotency(Stack):
+    def test_same_key_same_body_replays(self):
+        h = {"Idempotency-Key": "order-123"}
+        st1, j1, h1 = self.briefd.post_job({"text": TEXT, "max_words": 40}, headers=h)
+        self.assertEqual(st1, 202)
+        self.assertNotIn("idempotent-replayed", h1)
+        # same body with other whitespace and key order is the same request
+        raw = b'{ "max_words" : 40,   "text": "%s" }' % TEXT.encode()
+        st2, j2, h2 = self.briefd.request("POST", "/v1/jobs", raw=raw,
+                                          headers=dict(h, **{"Content-Type": "application/json"}))
+        self.assertIn(st2, (200, 202))
+        self.assertEqual(j2["id"], j1["id"])
+        self.assertEqual(h2["idempotent-replayed"], "true")
+        self.assertEqual(h2["location"], "/v1/jobs/" + j1["id"])
+
+    def test_same_key_other_body_conflicts(self):
+        h = {"Idempotency-Key": "order-456"}
+        st, _, _ = self.briefd.post_job({"text": TEXT}, headers=h)
+        self.assertEqual(st, 202)
+        st, body, _ = self.briefd.post_job({"text": TEXT + " Changed."}, headers=h)
+        self.assertEqual(st, 409)
+        self.assertEqual(body["error"]["code"], "idempotency_conflict")
+
+    def test_concurrent_first_requests_make_one_job(self):
+        h = {"Idempotency-Key": "race-789"}
+        results = []
+
+        def go():
+            results.append(self.briefd.post_job({"text": TEXT + " race"}, headers=h))
+        threads = [threading.Thread(target=go) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        ids = {r[1]["id"] for r in results}
+        self.assertEqual(len(ids), 1, results)
+        self.assertEqual(sum(1 for r in results if "idempotent-replayed" in r[2]), 7)
+        prefix = "t%d:" % self.redis.port
+        jobs = [k for k in self.redis.cmd("KEYS", prefix + "job:*")]
+        self.assertIn(prefix + "job:" + ids.pop(), jobs)
+
+    def test_bad_key_rejected(self):
+        st, body, _ = self.briefd.post_job({"text": TEXT},
+                                           headers={"Idempotency-Key": "x" * 129})
+        self.assertEqual(st, 400)
+        self.assertEqual(body["error"]["code"], "invalid_idempotency_key")
+
+
+class Auth(Stack):
+    @classmethod
+    def setUpClass(cls):
+        os.environ["T_KEYS"] = "user-key-0001, user-key-0002"
+        os.environ["T_ADMIN"] = "admin-key-0001"
+        cls.config_over = {"auth": {"keys_env": "T_KEYS", "admin_keys_env": "T_ADMIN"}}
+        super().setUpClass()
+
+    def test_keys(self):
+        st, body, h = self.briefd.post_job({"text": TEXT})
+        self.assertEqual(st, 401)
+        self.assertEqual(body["error"]["type"], "authentication_error")
+        self.assertEqual(h["www-authenticate"], "Bearer")
+        st, body, _ = self.briefd.post_job({"text": TEXT},
+                                           headers={"Authorization": "Bearer wrong-key-000"})
+        self.assertEqual(st, 401)
+        self.assertNotIn("wrong-key", json.dumps(body))
+        st, job, _ = self.briefd.post_job({"text": TEXT},
+                                          headers={"Authorization": "Bearer user-key-0002"})
+        self.assertEqual(st, 202)
+        self.assertTrue(job["api_key_id"].startswith("key_"))
+        # user key on admin routes: 403; admin key: 200, and no secret in the config
+        st, body, _ = self.briefd.get("/v1/config",
+                                      headers={"Authorization": "Bearer user-key-0001"})
+        self.assertEqual(st, 403)
+        st, cfg, _ = self.briefd.get("/v1/config",
+                                     headers={"Authorization": "Bearer admin-key-0001"})
+        self.assertEqual(st, 200)
+        text = json.dumps(cfg)
+        for secret in ("user-key-0001", "user-key-0002", "admin-key-0001"):
+            self.assertNotIn(secret, text)
+        with open(self.briefd.log) as f:
+            log = f.read()
+        for secret in ("user-key-0001", "user-key-0002", "admin-key-0001"):
+            self.assertNotIn(secret, log)
+        # health stays open
+        self.assertEqual(self.briefd.get("/healthz")[0], 200)
+
+
+class Backpressure(Stack):
+    config_over = {"limits": {"max_queue": 3}}
+    sim_profile = "realistic"
+
+    def test_full_queue_429(self):
+        self.sim.faults(hang_rate=1.0)   # nothing finishes: the queue fills
+        codes = []
+        for i in range(6):
+            st, body, h = self.briefd.post_job({"text": TEXT + " %d" % i})
+            codes.append(st)
+            if st == 429:
+                self.assertEqual(body["error"]["type"], "rate_limit_error")
+                self.assertEqual(body["error"]["code"], "queue_full")
+                self.assertIn("retry-after", h)
+        self.assertEqual(codes[:3], [202, 202, 202])
+        self.assertEqual(codes[3:], [429, 429, 429])
+
+
+class RedisOutage(unittest.TestCase):
+    """Redis down: POST 503 and nothing half-written, /readyz 503; back up: carry on."""
+
+    def test_outage_and_recovery(self):
+        import tempfile
+        with tempfile.TemporaryDirectory(prefix="briefd-it-") as tmp:
+            redis = Redis(tmp, appendonly=True).start()
+            sim = Sim(tmp).start()
+            b = Briefd(tmp, base_config(redis, sim)).start()
+            try:
+                st, job, _ = b.post_job({"text": TEXT}, wait=20)
+                self.assertEqual(st, 200)
+                accepted = []
+                redis.stop()
+                time.sleep(0.3)
+                st, body, h = b.post_job({"text": TEXT + " during"})
+                self.assertEqual(st, 503)
+                self.assertEqual(body["error"]["type"], "server_error")
+                self.assertEqual(body["error"]["code"], "redis_unavailable")
+                self.assertEqual(b.get("/readyz")[0], 503)
+                self.assertEqual(b.get("/healthz")[0], 200)
+                redis2 = Redis(tmp, appendonly=True, port=redis.port)
+                redis2.dir = redis.dir
+                redis2.log = redis.log
+                redis2.start()
+                deadline = time.time() + 15
+                while time.time() < deadline and b.get("/readyz")[0] != 200:
+                    time.sleep(0.1)
+                self.assertEqual(b.get("/readyz")[0], 200)
+                for i in range(5):
+                    st, j, _ = b.post_job({"text": TEXT + " after %d" % i})
+                    self.assertEqual(st, 202)
+                    accepted.append(j["id"])
+                for jid in accepted + [job["id"]]:
+                    self.assertEqual(b.wait_job(jid)["status"], "succeeded")
+                self.assertEqual(b.stop(), 0)
+                redis2.stop()
+            finally:
+                b.kill()
+                sim.stop()
+                redis.kill()
+
+
+class DeadLetters(Stack):
+    config_over = {"workers": {"max_attempts": 1, "job_timeout_ms": 1000,
+                               "claim_idle_ms": 1500}}
+
+    def test_dead_letter_and_requeue(self):
+        os.environ.pop("X", None)
+        # A worker that dies with the job: simulate by making the model hang, then kill -9
+        # and let a new process reclaim it past max_attempts (1).
+        self.sim.faults(hang_rate=1.0)
+        st, job, _ = self.briefd.post_job({"text": TEXT})
+        self.assertEqual(st, 202)
+        time.sleep(0.5)
+        self.briefd.kill()
+        self.sim.faults()
+        self.__class__.briefd = Briefd(self.tmp, self.briefd.config).start()
+        done = self.briefd.wait_job(job["id"], timeout=30)
+        self.assertEqual(done["status"], "failed")
+        self.assertEqual(done["error"]["code"], "max_attempts_exceeded")
+        st, lst, _ = self.briefd.get("/v1/dead-letters")
+        self.assertEqual(st, 200)
+        self.assertEqual([d["id"] for d in lst["data"]], [job["id"]])
+        st, body, _ = self.briefd.request("POST", "/v1/dead-letters/%s/requeue" % job["id"])
+        self.assertEqual(st, 200, body)
+        again = self.briefd.wait_job(job["id"])
+        self.assertEqual(again["status"], "succeeded")
+        self.assertEqual(self.briefd.get("/v1/dead-letters")[1]["data"], [])
+        st, body, _ = self.briefd.request("POST", "/v1/dead-letters/%s/requeue" % job["id"])
+        self.assertEqual(st, 409)
+
+
+class Shutdown(unittest.TestCase):
+    """SIGTERM with jobs in flight: in-flight jobs finish or go back; exit 0, no leaks."""
+
+    def test_sigterm_hands_back(self):
+        import tempfile
+        with tempfile.TemporaryDirectory(prefix="briefd-it-") as tmp:
+            redis = Redis(tmp).start()
+            sim = Sim(tmp, "realistic", ["--ttft-ms", "3000"]).start()
+            cfg = base_config(redis, sim, workers={"shutdown_grace_ms": 500})
+            b = Briefd(tmp, cfg).start()
+            try:
+                ids = [b.post_job({"text": TEXT + " %d" % i})[1]["id"] for i in range(4)]
+                time.sleep(0.5)   # all four are drafting (3 s to first token)
+                t0 = time.time()
+                self.assertEqual(b.stop(), 0)
+                self.assertLess(time.time() - t0, 10)
+                # handed back: queued again, deliveries not counted
+                p = "t%d:" % redis.port
+                for jid in ids:
+                    self.assertEqual(redis.cmd("HGET", p + "job:" + jid, "status"), "queued")
+                    self.assertEqual(redis.cmd("HGET", p + "job:" + jid, "attempts"), "0")
+                sim.stop()
+                fast = Sim(tmp).start()
+                b2 = Briefd(tmp, base_config(redis, fast)).start()
+                for jid in ids:
+                    j = b2.wait_job(jid)
+                    self.assertEqual(j["status"], "succeeded")
+                    self.assertEqual(j["attempts"], 1)
+                self.assertEqual(b2.stop(), 0)
+                fast.stop()
+            finally:
+                b.kill()
+                sim.stop()
+                redis.stop()
+
+
+class StatsAndMetrics(Stack):
+    config_over = {
+        "models": {"draft": {"price": {"input_per_mtok": 0.07, "output_per_mtok": 0.35}},
+                   "refine": {"price": {"input_per_mtok": 0.5, "output_per_mtok": 1.5}}},
+        "routing": {"policies": [{"type": "topic", "flags": ["exec"]}],
+                    "guards": {"max_refine_rate": None}},
+    }
+
+    def test_stats_arithmetic_and_metrics(self):
+        jobs = []
+        for i in range(6):
+            body = {"text": TEXT + " item %d." % i,
+                    "metadata": {"source": "crm" if i % 2 else "wiki", "tenant": "acme"}}
+            if i < 2:
+                body["topic_flags"] = ["exec"]
+            st, j, _ = self.briefd.post_job(body, wait=30)
+            self.assertEqual(st, 200, j)
+            jobs.append(j)
+        st, s, _ = self.briefd.get("/v1/stats?window=3600&by=source")
+        self.assertEqual(st, 200, s)
+        self.assertEqual(s["jobs"], 6)
+        self.assertEqual(s["succeeded"], 6)
+        self.assertEqual(s["refined"], 2)
+        self.assertEqual(s["refine_rate"], 2 / 6)
+        pico = lambda x: round(x * 1e12)
+        cd = sum(pico(j["cost_usd"]["draft"]) for j in jobs)
+        cr = sum(pico(j["cost_usd"].get("refine", 0)) for j in jobs)
+        self.assertEqual(s["cost_usd"]["draft"], cd / 1e12)
+        self.assertEqual(s["cost_usd"]["refine"], cr / 1e12)
+        self.assertEqual(s["cost_usd"]["total"], (cd + cr) / 1e12)
+        self.assertEqual(s["cost_usd"]["per_job"], (cd + cr) / 1e12 / 6)
+        self.assertEqual(s["counterfactual_usd"]["all_draft"], cd / 1e12)
+        dt = lambda j: j["usage"]["draft"]["prompt_tokens"] + j["usage"]["draft"]["completion_tokens"]
+        d_all = sum(dt(j) for j in jobs)
+        d_ref = sum(dt(j) for j in jobs if j["result"]["refined"])
+        all_refine = cd + cr + cr * (d_all - d_ref) / d_ref
+        self.assertEqual(s["counterfactual_usd"]["all_refine"], all_refine / 1e12)
+        self.assertEqual(s["counterfactual_usd"]["savings_vs_all_refine"],
+                         1.0 - (cd + cr) / all_refine)
+        tok = s["tokens"]["phi-4-mini"]
+        self.assertEqual(tok["prompt"], sum(j["usage"]["draft"]["prompt_tokens"] for j in jobs))
+        self.assertEqual(s["by_policy"], {"topic": 2})
+        self.assertEqual(set(s["groups"]), {"crm", "wiki"})
+        self.assertEqual(s["groups"]["crm"]["jobs"], 3)
+        self.assertEqual(s["groups"]["wiki"]["refined"], 1)
+        # percentiles from the histograms are within one bucket (12.5%) of the exact ones
+        totals = sorted(j["latency_ms"]["total"] for j in jobs)
+        p50 = s["latency_ms"]["total"]["p50"]
+        self.assertGreaterEqual(p50, totals[0] / 1.25 - 0.001)
+        self.assertLessEqual(p50, totals[-1] * 1.25 + 0.001)
+        self.assertEqual(s["latency_ms"]["total"]["count"], 6)
+        self.assertEqual(sum(x["jobs"] for x in s["series"]), 6)
+        st, s2, _ = self.briefd.get("/v1/stats?window=3600&by=tenant")
+        self.assertEqual(s2["groups"]["acme"]["jobs"], 6)
+        self.assertEqual(self.briefd.get("/v1/stats?by=colour")[0], 400)
+        self.assertEqual(self.briefd.get("/v1/stats?window=5")[0], 400)
+
+        st, text, h = self.briefd.get("/metrics")
+        self.assertEqual(st, 200)
+        text = text.decode()
+        self.assertIn('briefd_jobs_total{status="succeeded"} 6', text)
+        self.assertIn('briefd_route_decisions_total{decision="refine"} 2', text)
+        self.assertIn('briefd_stage_duration_seconds_count{stage="total"} 6', text)
+        self.assertIn('briefd_model_tokens_total{model="phi-4-mini",kind="prompt"}', text)
+        self.assertIn("briefd_queue_depth 0", text)
+        promtool = shutil.which("promtool")
+        self.assertIsNotNone(promtool, "promtool (package prometheus) is needed")
+        r = subprocess.run([promtool, "check", "metrics"], input=text.encode(),
+                           capture_output=True)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
+    def test_two_processes_share_stats(self):
+        other = Briefd(self.tmp, self.briefd.config, name="second").start()
+        try:
+            st, j, _ = other.post_job({"text": TEXT + " from two",
+                                       "metadata": {"source": "second"}}, wait=30)
+            self.assertEqual(st, 200)
+            st, s, _ = self.briefd.get("/v1/stats?window=3600&by=source")
+            self.assertIn("second", s["groups"])
+            self.assertEqual(s["groups"]["second"]["jobs"], 1)
+        finally:
+            self.assertEqual(other.stop(), 0)
+
+
+class Reload(Stack):
+    config_over = {"routing": {"policies": [{"type": "length", "min_chars": 100000}]}}
+
+    def test_reload_valid_invalid_sighup(self):
+        st, j, _ = self.briefd.post_job({"text": TEXT}, wait=30)
+        self.assertEqual(j["route"]["decision"], "keep")
+        v1 = j["config_version"]
+        cfg = json.loads(json.dumps(self.briefd.config))
+        cfg["routing"] = {"policies": [{"type": "length", "min_chars": 10}]}
+        self.briefd.write_config(cfg)
+        st, body, _ = self.briefd.request("POST", "/v1/config/reload")
+        self.assertEqual(st, 200, body)
+        st, j2, _ = self.briefd.post_job({"text": TEXT}, wait=30)
+        self.assertEqual(j2["route"]["decision"], "refine")
+        self.assertNotEqual(j2["config_version"], v1)
+        self.assertEqual(self.briefd.get("/v1/config")[1]["version"], j2["config_version"])
+        # invalid file: 422 with the path, running config stays
+        bad = json.loads(json.dumps(cfg))
+        bad["routing"]["policies"][0]["min_chars"] = "ten"
+        self.briefd.write_config(bad)
+        st, body, _ = self.briefd.request("POST", "/v1/config/reload")
+        self.assertEqual(st, 422)
+        self.assertEqual(body["error"]["param"], "routing.policies[0].min_chars")
+        self.assertEqual(self.briefd.get("/v1/config")[1]["version"], j2["config_version"])
+        # SIGHUP re-reads too
+        cfg["routing"] = {"policies": [{"type": "length", "min_chars": 100000}]}
+        self.briefd.write_config(cfg)
+        self.briefd.proc.send_signal(1)
+        deadline = time.time() + 5
+        while time.time() < deadline and self.briefd.get("/v1/config")[1]["version"] == j2["config_version"]:
+            time.sleep(0.05)
+        st, j3, _ = self.briefd.post_job({"text": TEXT}, wait=30)
+        self.assertEqual(j3["route"]["decision"], "keep")
+        self.assertEqual(j3["config_version"], v1)
+
+
+class Guards(Stack):
+    config_over = {
+        "routing": {"policies": [{"type": "topic", "flags": ["exec"]}],
+                    "guards": {"max_refine_rate": 0.5, "window_s": 600}},
+    }
+
+    def test_rate_guard_holds_refinement_back(self):
+        results = []
+        for i in range(8):
+            st, j, _ = self.briefd.post_job({"text": TEXT + " %d" % i, "topic_flags": ["exec"]},
+                                            wait=30)
+            results.append(j)
+            time.sleep(0.6)   # let the worker re-read the shared figures (every 5 s at most)
+        guarded = [j for j in results if j["route"].get("guarded")]
+        self.assertTrue(guarded, [j["route"] for j in results])
+        g = guarded[0]
+        self.assertEqual(g["route"]["decision"], "keep")
+        self.assertFalse(g["result"]["refined"])
+        names = [v["policy"] for v in g["route"]["verdicts"]]
+        self.assertIn("guard:max_refine_rate", names)
+        self.assertIn("max 0.5", g["route"]["verdicts"][-1]["detail"])
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
