@@ -875,7 +875,8 @@ static char *reasoning_text(const struct sum_info *info, size_t target)
  * the draft itself when that part is empty), else everything. */
 static char *source_doc(const struct chat_req *cr, const char *draft, size_t *len)
 {
-    size_t n = draft ? (size_t)(draft - cr->input) : strlen(cr->input);
+    /* up to the "Draft brief:" label itself (draft points just past it) */
+    size_t n = draft ? (size_t)(draft - cr->input) - strlen("Draft brief:") : strlen(cr->input);
     char *doc = make_doc(cr->input, n, len);
 
     if (doc && draft && count_words(doc, *len) == 0) {

@@ -80,7 +80,7 @@ static char *show_redis_url(const char *base);
 #define DRAFT_SYSTEM "You are a precise analyst who writes executive briefs. Use only facts " \
     "stated in the document; never invent names, numbers or dates. Reply with the brief only."
 #define DRAFT_USER "Summarize the following document as an executive brief of at most " \
-    "{max_words} words.{instructions}\n\n{text}"
+    "{max_words} words.{instructions}\n\nDocument:\n{text}"
 #define REFINE_SYSTEM "You are a careful editor of executive briefs. Use only facts stated in " \
     "the source document; never invent anything. Reply with the final brief only, without " \
     "commentary."

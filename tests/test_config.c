@@ -112,7 +112,7 @@ static void test_defaults(void)
     CHECK(c->draft.max_attempts == 3 && c->draft.backoff_ms == 200);
     CHECK(c->draft.price_in_per_mtok == 0 && c->refine.price_per_hour == 0);
     CHECK_STR(c->draft.prompt_user, "Summarize the following document as an executive brief "
-              "of at most {max_words} words.{instructions}\n\n{text}");
+              "of at most {max_words} words.{instructions}\n\nDocument:\n{text}");
     CHECK_STR(c->refine.prompt_user, "Rewrite the draft brief below into a clear, accurate "
               "executive brief of at most {max_words} words. Keep every fact; fix omissions "
               "using the source document.{instructions}\n\nSource document:\n{text}\n\n"

@@ -110,7 +110,7 @@ class ChaosBase(unittest.TestCase):
     maxDiff = None
 
     def setUp(self):
-        self.tmp = tempfile.mkdtemp(prefix="briefd-chaos-")
+        self.tmp = tempfile.mkdtemp(prefix="chaos-")
         self.procs = []          # every briefd started (api and workers)
         self.killed = set()      # those killed on purpose (no exit code to check)
         self.redis = None
@@ -439,6 +439,12 @@ class UpstreamFaults(ChaosBase):
         ("truncate", {"truncate_rate": 0.3}),
         ("mixed", {"error_rate": 0.1, "rate_limit_rate": 0.05, "hang_rate": 0.05,
                    "garbage_rate": 0.05, "truncate_rate": 0.05}),
+        # the refine model mostly down: refine failures give degraded jobs (draft kept)
+        ("refine_down", {"fail_model": "gpt-oss-20b", "error_rate": 0.3, "hang_rate": 0.3,
+                         "garbage_rate": 0.3}),
+        # the draft model mostly down: jobs fail with a clear error
+        ("draft_down", {"fail_model": "phi-4-mini", "error_rate": 0.3,
+                        "rate_limit_rate": 0.3, "truncate_rate": 0.3}),
     ]
     INJECTED = {"error": "error", "rate_limit": "rate_limited", "hang": "hang",
                 "garbage": "garbage", "truncate": "truncated"}
@@ -515,8 +521,11 @@ class UpstreamFaults(ChaosBase):
         self.assert_healthy(procs)
         self.assert_queues_empty()
         # 30 % faults and 3 attempts per call: most jobs still make it
-        ok = sum(c.get("ok", 0) + c.get("degraded", 0) for c in outcomes.values())
-        self.assertGreaterEqual(ok, len(total.accepted) * 0.7, outcomes)
+        ok = sum(c.get("ok", 0) + c.get("degraded", 0) for n, c in outcomes.items()
+                 if not n.endswith("_down"))
+        self.assertGreaterEqual(ok, self.PER_PHASE * (len(self.PHASES) - 2) * 0.8, outcomes)
+        self.assertGreater(outcomes["refine_down"].get("degraded", 0), 0, outcomes)
+        self.assertGreater(outcomes["draft_down"].get("failed", 0), 0, outcomes)
         self.passed = True
 
 

@@ -1,0 +1,120 @@
+/* fuzz_config.c - libFuzzer harness: cfg_load_string, cfg_describe and the describe round trip. */
+/*
+ * The input is the whole config text (not NUL-terminated, as read from a file).
+ * Oracles: a refusal fills err with NUL-terminated path and message; a loaded config
+ * describes itself, and the describe output less what only describe shows ("version",
+ * auth.api_keys/admin_keys counts, models.*.api_key redactions; as tests/test_config.c
+ * does) loads back to a config with the same version and the same describe text.
+ * A few environment variables are set once so that keys_env / api_key_env names in the
+ * corpus and dictionary reach the secret-loading code (valid and invalid key lists).
+ */
+#include "config.h"
+
+#include <cjson/cJSON.h>
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FAIL(...) do { fprintf(stderr, "fuzz_config: " __VA_ARGS__); fputc('\n', stderr); \
+                       abort(); } while (0)
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    struct cfg_err err;
+
+    (void)argc;
+    (void)argv;
+    setenv("FUZZ_API_KEYS", "api-key-0001, api-key-0002,api-key-0003", 1);
+    setenv("FUZZ_ADMIN_KEYS", "admin-key-0001", 1);
+    setenv("FUZZ_SHORT_KEYS", "short", 1);
+    setenv("FUZZ_EMPTY", "", 1);
+    setenv("FUZZ_SK", "sk-fuzz-secret-1234\n", 1);
+    unsetenv("BRIEFD_API_KEYS");
+    unsetenv("BRIEFD_ADMIN_KEYS");
+    cfg_unref(cfg_load_string(NULL, 0, &err)); /* the embedded defaults */
+    return 0;
+}
+
+static void delete_in(cJSON *obj, const char *a, const char *b, const char *key)
+{
+    cJSON *o = obj;
+
+    if (a)
+        o = cJSON_GetObjectItemCaseSensitive(o, a);
+    if (b)
+        o = cJSON_GetObjectItemCaseSensitive(o, b);
+    cJSON_DeleteItemFromObjectCaseSensitive(o, key);
+}
+
+static char *describe_text(const struct bd_config *c)
+{
+    cJSON *d = cfg_describe(c);
+    char *s = d ? cJSON_PrintUnformatted(d) : NULL;
+
+    cJSON_Delete(d);
+    return s;
+}
+
+/* describe -> strip describe-only keys -> load: the same config again. */
+static void round_trip(const struct bd_config *a)
+{
+    struct cfg_err err;
+    struct bd_config *b;
+    cJSON *d = cfg_describe(a);
+    char *text, *da, *db;
+
+    if (!d)
+        FAIL("cfg_describe failed");
+    if (!cJSON_IsString(cJSON_GetObjectItemCaseSensitive(d, "version")) ||
+        strcmp(cJSON_GetObjectItemCaseSensitive(d, "version")->valuestring, a->version) != 0)
+        FAIL("describe: version missing or different");
+    delete_in(d, NULL, NULL, "version");
+    delete_in(d, "auth", NULL, "api_keys");
+    delete_in(d, "auth", NULL, "admin_keys");
+    delete_in(d, "models", "draft", "api_key");
+    delete_in(d, "models", "refine", "api_key");
+    text = cJSON_PrintUnformatted(d);
+    cJSON_Delete(d);
+    if (!text)
+        FAIL("print failed");
+    b = cfg_load_string(text, strlen(text), &err);
+    if (!b)
+        FAIL("describe output refused: %s: %s\n  describe: %s", err.path, err.msg, text);
+    da = describe_text(a);
+    db = describe_text(b);
+    if (strcmp(a->version, b->version) != 0 || !da || !db || strcmp(da, db) != 0)
+        FAIL("describe round trip changed the config\n  before: %s\n  after:  %s",
+             da ? da : "(null)", db ? db : "(null)");
+    free(da);
+    free(db);
+    free(text);
+    cfg_unref(b);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    struct cfg_err err;
+    struct bd_config *c;
+
+    memset(&err, 0x5a, sizeof err);
+    c = cfg_load_string((const char *)data, size, &err);
+    if (!c) {
+        if (!memchr(err.path, 0, sizeof err.path) || !memchr(err.msg, 0, sizeof err.msg) ||
+            !err.msg[0])
+            FAIL("refused without a message");
+        return 0;
+    }
+    if (c->refcount != 1 || strlen(c->version) != 16 || !c->router)
+        FAIL("loaded config is incomplete");
+    round_trip(c);
+    (void)cfg_auth_enabled(c);
+    (void)cfg_is_api_key(c, "api-key-0002");
+    (void)cfg_is_admin_key(c, "admin-key-0001");
+    if (cfg_ref(c) != c || c->refcount != 2)
+        FAIL("cfg_ref");
+    cfg_unref(c);
+    cfg_unref(c);
+    return 0;
+}
