@@ -409,6 +409,10 @@ static int attempt_outcome(struct mc_call *call, struct mc_attempt *a, CURLcode 
                      MC_MAX_BODY);
         return 1;
     }
+    if (call->raw && code >= 200 && code < 300) {
+        call->fail = MC_OK;
+        return 0;
+    }
     if (code != 200) {
         char msg[200];
         oai_error_message(a->buf ? a->buf : "", a->len, msg, sizeof(msg));

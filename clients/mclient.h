@@ -50,6 +50,8 @@ struct mc_call {
     const char *body;           /* request JSON (see oai_build_request) */
     size_t prompt_chars;        /* for usage estimates */
     int stream;                 /* the body asks for stream: parse SSE, measure TTFT */
+    int raw;                    /* not a chat call (e.g. a webhook): any 2xx is success and
+                                   the body is not parsed */
     long timeout_ms;            /* per attempt */
     int max_attempts;           /* >= 1 */
     int backoff_ms;             /* base delay; attempt k waits rand(0, base * 2^(k-1)), capped */

@@ -9,6 +9,7 @@
 
 #include "app.h"
 #include "bderr.h"
+#include "facade.h"
 #include "http.h"
 #include "rds.h"
 #include "stats.h"
@@ -35,6 +36,8 @@ struct rctx {
     char last[16];                /* events: the last status sent */
     cJSON *queued;                /* POST: the job object as accepted (status queued) */
     char body_hash[17];           /* POST with Idempotency-Key: hash of the normalized body */
+    int facade;                   /* /v1/chat/completions: answer as chat.completion */
+    struct facade_req fr;
     int replayed;                 /* answer with Idempotent-Replayed: true */
 };
 
@@ -246,6 +249,40 @@ static void sse_status(struct rctx *c, const char *status)
     sse_event(c, "status", buf);
 }
 
+/* /v1/chat/completions: the finished job as a completion; a failure or a timeout as an
+ * OpenAI error. Keeps waiting while the job runs and the wait lasts. */
+static void facade_answer(struct rctx *c, cJSON *job)
+{
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(job, "status");
+    const char *status = cJSON_IsString(st) ? st->valuestring : "";
+    const char *alias = c->api->app->cfg->facade_model;
+    if (!is_terminal(status)) {
+        if (c->parked && uv_is_active((uv_handle_t *)&c->timer))
+            return;
+        http_respond_error(c->req, 504, "timeout", NULL,
+                           "the brief did not finish in time; it goes on as job %s", c->id);
+    } else if (strcmp(status, "failed") == 0) {
+        const cJSON *e = cJSON_GetObjectItemCaseSensitive(job, "error");
+        const cJSON *code = cJSON_GetObjectItemCaseSensitive(e, "code");
+        const cJSON *msg = cJSON_GetObjectItemCaseSensitive(e, "message");
+        http_respond_error(c->req, 502, cJSON_IsString(code) ? code->valuestring : "job_failed",
+                           NULL, "%s", cJSON_IsString(msg) ? msg->valuestring : "job failed");
+    } else if (c->fr.stream) {
+        char *text = facade_stream(job, alias, c->fr.include_usage);
+        http_resp_header(c->req, "Cache-Control", "no-cache");
+        http_stream_begin(c->req, 200, "text/event-stream");
+        if (text)
+            http_stream_write(c->req, text, strlen(text));
+        http_stream_end(c->req);
+        free(text);
+    } else {
+        cJSON *o = facade_completion(job, alias);
+        http_respond_json(c->req, 200, o);
+        cJSON_Delete(o);
+    }
+    rctx_done(c);
+}
+
 static void on_job_for_ctx(void *data, int status, cJSON *job)
 {
     struct rctx *c = data;
@@ -277,7 +314,9 @@ static void on_job_for_ctx(void *data, int status, cJSON *job)
         cJSON_Delete(job);
         return;
     }
-    if (status == BD_ENOTFOUND) {
+    if (c->facade && status == 0) {
+        facade_answer(c, job);
+    } else if (status == BD_ENOTFOUND) {
         http_respond_error(c->req, 404, "job_not_found", "id", "no job with id '%s'", c->id);
         rctx_done(c);
     } else if (status != 0) {
@@ -483,22 +522,18 @@ static int content_type_json(struct http_req *req)
            (ct[16] == '\0' || ct[16] == ';' || ct[16] == ' ');
 }
 
+static void enqueue(struct api *api, struct http_req *req, struct job_req *jr, double wait,
+                    const char *idem, const struct facade_req *fr);
+
 static void post_job(struct api *api, struct http_req *req)
 {
     const struct bd_config *cfg = api->app->cfg;
     struct job_req jr;
     struct job_verr ve;
-    struct store_submit s;
     size_t len;
     const char *body = http_req_body(req, &len);
     double wait;
-    char id[JOB_ID_LEN + 1];
-    char *req_text = NULL, *meta_text = NULL;
-    char kid[32], idem_redis_key[300], idem_value[64];
     const char *idem;
-    cJSON *rj, *mj;
-    struct rctx *c;
-    int rc;
 
     if (!content_type_json(req)) {
         http_respond_error(req, 415, "unsupported_media_type", NULL,
@@ -516,14 +551,55 @@ static void post_job(struct api *api, struct http_req *req)
                            ve.msg);
         return;
     }
+    enqueue(api, req, &jr, wait, idem, NULL);
+    job_req_free(&jr);
+}
+
+/* POST /v1/chat/completions: the pipeline, synchronously, as an OpenAI completion. */
+static void post_chat(struct api *api, struct http_req *req)
+{
+    const struct bd_config *cfg = api->app->cfg;
+    struct job_req jr;
+    struct job_verr ve;
+    struct facade_req fr;
+    size_t len;
+    const char *body = http_req_body(req, &len);
+    double wait_s = (cfg->job_timeout_ms * (double)cfg->max_attempts) / 1000.0 + 5.0;
+
+    if (!content_type_json(req)) {
+        http_respond_error(req, 415, "unsupported_media_type", NULL,
+                           "Content-Type must be application/json");
+        return;
+    }
+    if (facade_parse(body, len, cfg->facade_model, cfg->max_text_bytes, &jr, &fr, &ve) != 0) {
+        http_respond_error(req, ve.status, ve.code, ve.param[0] ? ve.param : NULL, "%s",
+                           ve.msg);
+        return;
+    }
+    enqueue(api, req, &jr, wait_s > 600 ? 600 : wait_s, NULL, &fr);
+    job_req_free(&jr);
+}
+
+/* Queue a validated job; answer now (202), or when it ends / wait passes. */
+static void enqueue(struct api *api, struct http_req *req, struct job_req *jr, double wait,
+                    const char *idem, const struct facade_req *fr)
+{
+    const struct bd_config *cfg = api->app->cfg;
+    struct store_submit s;
+    char id[JOB_ID_LEN + 1];
+    char *req_text = NULL, *meta_text = NULL;
+    char kid[32], idem_redis_key[300], idem_value[64];
+    cJSON *rj, *mj;
+    struct rctx *c;
+    int rc;
+
     if (rds_state(api->app->cmd) != RDS_CONNECTED) {
-        job_req_free(&jr);
         respond_redis_down(req);
         return;
     }
     job_new_id(id, job_wall_ms());
-    rj = job_req_to_json(&jr);
-    mj = meta_json(&jr, job_req_meta(&jr, "tenant"));
+    rj = job_req_to_json(jr);
+    mj = meta_json(jr, job_req_meta(jr, "tenant"));
     key_id(api, req, kid, sizeof(kid));
     if (mj)
         cJSON_AddStringToObject(mj, "api_key_id", kid);
@@ -542,9 +618,13 @@ static void post_job(struct api *api, struct http_req *req)
     s.req_json = req_text;
     s.meta_json = meta_text;
     s.created_ms = job_wall_ms();
-    s.priority = jr.priority;
+    s.priority = jr->priority;
     s.max_queue = cfg->max_queue;
-    s.tenant = job_req_meta(&jr, "tenant");
+    s.tenant = job_req_meta(jr, "tenant");
+    if (fr) {
+        c->facade = 1;
+        c->fr = *fr;
+    }
     if (idem) {
         /* the key is scoped to the caller's API key; the body is compared by the hash of
          * its normalized form (so whitespace or key order do not matter) */
@@ -576,7 +656,6 @@ static void post_job(struct api *api, struct http_req *req)
 out:
     free(req_text);
     free(meta_text);
-    job_req_free(&jr);
 }
 
 /* --- GET /v1/jobs/{id}[/events] --- */
@@ -958,6 +1037,8 @@ void api_handle(struct http_req *req, void *data)
         dead_letters(api, req, path + 16);
     else if (strcmp(path, "/v1/stats") == 0)
         method_is(req, "GET") ? get_stats(api, req) : bad_method(req, "GET");
+    else if (strcmp(path, "/v1/chat/completions") == 0)
+        method_is(req, "POST") ? post_chat(api, req) : bad_method(req, "POST");
     else if (strcmp(path, "/v1/models") == 0)
         method_is(req, "GET") ? get_models(api, req) : bad_method(req, "GET");
     else if (strcmp(path, "/v1/config") == 0)

@@ -454,9 +454,67 @@ static cJSON *signals_json(const struct wjob *j)
     return s;
 }
 
+/* --- webhooks --- */
+
+struct hook {
+    struct mc_call call;
+    char *url;
+    char *body;
+};
+
+static void on_hook_sent(struct mc_call *c, int status)
+{
+    struct hook *h = c->data;
+    if (status != 0 && status != BD_ECANCELED)
+        app_log("webhook to %.200s failed after %d attempts: %s", h->url, c->attempts, c->err);
+    mc_call_reset(c);
+    free(h->url);
+    free(h->body);
+    free(h);
+}
+
+/* POST the finished job object to its callback_url (3 attempts, backoff). */
+static void on_hook_job(void *data, int status, cJSON *job)
+{
+    struct hook *h = data;
+    struct mc_ctx *mc = h->call.data;
+    h->call.data = h;
+    h->body = (status == 0 && job) ? cJSON_PrintUnformatted(job) : NULL;
+    cJSON_Delete(job);
+    if (!h->body || !mc) {
+        free(h->body);
+        free(h->url);
+        free(h);
+        return;
+    }
+    h->call.url = h->url;
+    h->call.body = h->body;
+    h->call.raw = 1;
+    h->call.timeout_ms = 10000;
+    h->call.max_attempts = 3;
+    h->call.backoff_ms = 500;
+    if (mc_call_start(mc, &h->call, on_hook_sent) != 0)
+        on_hook_sent(&h->call, BD_ENOMEM);
+}
+
+static void send_webhook(struct wjob *j)
+{
+    struct hook *h = calloc(1, sizeof(*h));
+    if (!h)
+        return;
+    h->url = strdup(j->req.callback_url);
+    h->call.data = j->w->app->mc; /* carried to on_hook_job */
+    if (!h->url || store_get(j->w->app->cmd, prefix_of(j), j->id, on_hook_job, h) != 0) {
+        free(h->url);
+        free(h);
+    }
+}
+
 static void on_finished(void *data, int status, int applied)
 {
     struct wjob *j = data;
+    if (status == 0 && applied && j->req.callback_url)
+        send_webhook(j);
     if (status != 0)
         app_log("worker: could not store the result of %s: %s (it stays pending and will be "
                 "retried)", j->id, bd_strerror(status));

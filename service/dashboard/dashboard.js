@@ -222,7 +222,7 @@
 
     setFigure('cost-per-job', fmtUSD(cost.per_job), num(cost.per_job));
     var allPer = isNum(cf.all_refine) && jobs ? cf.all_refine / jobs : null;
-    setText('cost-per-job-sub', allPer !== null ? 'refine-all: ' + fmtUSD(allPer) + ' / job' : '\u00a0');
+    setText('cost-per-job-sub', allPer !== null ? 'refine-all ' + fmtUSD(allPer) + '/job' : '\u00a0');
 
     setFigure('cost-total', fmtUSD(cost.total), num(cost.total));
     setText('cost-total-sub', 'draft ' + fmtUSD(cost.draft) + ' · refine ' + fmtUSD(cost.refine));
@@ -371,9 +371,9 @@
       type: 'line',
       data: { labels: [], datasets: [
         { label: 'Cost per job', data: [], borderColor: COLORS.blue, backgroundColor: COLORS.blueSoft,
-          fill: true, tension: 0.25, pointRadius: 2, spanGaps: true },
+          pointBackgroundColor: COLORS.blue, fill: true, tension: 0.25, pointRadius: 3, spanGaps: true },
         { label: 'Refine-all estimate per job', data: [], borderColor: COLORS.gray, borderDash: [5, 4],
-          pointRadius: 0, pointStyle: 'line', tension: 0.25, spanGaps: true, fill: false }
+          pointRadius: 2, pointBackgroundColor: COLORS.gray, tension: 0.25, spanGaps: true, fill: false }
       ] },
       options: cost
     });
@@ -390,7 +390,7 @@
       type: 'bar',
       data: { labels: [], datasets: [
         { type: 'line', label: 'Refine rate', data: [], borderColor: COLORS.orange, backgroundColor: COLORS.orange,
-          yAxisID: 'y', tension: 0.25, pointRadius: 2, spanGaps: true, order: 1 },
+          yAxisID: 'y', tension: 0.25, pointRadius: 3, spanGaps: true, order: 1 },
         { type: 'bar', label: 'Jobs', data: [], backgroundColor: COLORS.graySoft, yAxisID: 'jobs', order: 2 }
       ] },
       options: refine
@@ -420,9 +420,32 @@
     return isNum(v) && v > 0 ? v : null;
   }
 
+  /* The series over the whole window, one entry per step: /v1/stats may leave out empty
+   * buckets, and a chart of only the busy minutes would hide the gaps. Bucket starts keep
+   * the phase of the server's buckets (epoch-aligned when there are none). */
+  function fullSeries(series, windowS, step) {
+    var byT = {};
+    var phase = 0;
+    series.forEach(function (b) {
+      if (isNum(b.t)) byT[b.t] = b;
+    });
+    if (series.length && isNum(series[0].t)) phase = ((series[0].t % step) + step) % step;
+    var now = Math.floor(Date.now() / 1000);
+    var last = Math.floor((now - phase) / step) * step + phase;
+    var n = Math.max(1, Math.ceil(windowS / step));
+    var ts = [];
+    for (var i = n - 1; i >= 0; i--) ts.push(last - i * step);
+    Object.keys(byT).forEach(function (k) {
+      var t = Number(k);
+      if (ts.indexOf(t) < 0) ts.push(t);   /* clock skew: keep every bucket the server sent */
+    });
+    ts.sort(function (a, b) { return a - b; });
+    return ts.map(function (t) { return byT[t] || { t: t, jobs: 0 }; });
+  }
+
   function renderCharts(s, step) {
     if (!state.charts.cost && !makeCharts()) return;
-    var series = Array.isArray(s.series) ? s.series : [];
+    var series = fullSeries(Array.isArray(s.series) ? s.series : [], state.window, num(s.step_s) || step);
     var labels = series.map(function (b) { return fmtBucket(b.t, state.window); });
     var perJob = series.map(function (b) { return b.jobs > 0 ? num(b.per_job) : null; });
     var allPer = series.map(function (b) { return b.jobs > 0 && isNum(b.all_refine_usd) ? b.all_refine_usd / b.jobs : null; });
@@ -447,7 +470,7 @@
       l.data.datasets[i].data = STAGES.map(function (st) { return positive(get(lat, [st, p])); });
     });
     l.update('none');
-    setText('step-label', series.length ? 'per ' + fmtStep(step) : '');
+    setText('step-label', 'per ' + fmtStep(num(s.step_s) || step));
   }
 
   function render(main, tenants, step) {

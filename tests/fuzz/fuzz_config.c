@@ -1,6 +1,7 @@
 /* fuzz_config.c - libFuzzer harness: cfg_load_string, cfg_describe and the describe round trip. */
 /*
- * The input is the whole config text (not NUL-terminated, as read from a file).
+ * The input is the whole config text (not NUL-terminated, as read from a file); the empty
+ * input loads the embedded defaults (cfg_load_string(NULL)).
  * Oracles: a refusal fills err with NUL-terminated path and message; a loaded config
  * describes itself, and the describe output less what only describe shows ("version",
  * auth.api_keys/admin_keys counts, models.*.api_key redactions; as tests/test_config.c
@@ -22,8 +23,6 @@
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-    struct cfg_err err;
-
     (void)argc;
     (void)argv;
     setenv("FUZZ_API_KEYS", "api-key-0001, api-key-0002,api-key-0003", 1);
@@ -33,7 +32,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     setenv("FUZZ_SK", "sk-fuzz-secret-1234\n", 1);
     unsetenv("BRIEFD_API_KEYS");
     unsetenv("BRIEFD_ADMIN_KEYS");
-    cfg_unref(cfg_load_string(NULL, 0, &err)); /* the embedded defaults */
     return 0;
 }
 
@@ -99,7 +97,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct bd_config *c;
 
     memset(&err, 0x5a, sizeof err);
-    c = cfg_load_string((const char *)data, size, &err);
+    /* the empty input stands for "no file": the embedded defaults */
+    c = cfg_load_string(size ? (const char *)data : NULL, size, &err);
     if (!c) {
         if (!memchr(err.path, 0, sizeof err.path) || !memchr(err.msg, 0, sizeof err.msg) ||
             !err.msg[0])

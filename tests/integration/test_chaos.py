@@ -423,6 +423,8 @@ class RedisRestart(ChaosBase):
         self.assert_healthy(procs)
         self.drain(book, timeout=60, during=lambda: self.assert_healthy(procs))
         self.settle(book, 1.5)
+        print("  %d job(s) ran again after the restart (attempts > 1)" % sum(
+            1 for j in book.accepted if book.final[j]["attempts"] > 1))
         self.report("redis-restart", book)
         self.assert_queues_empty()
         self.assert_healthy(procs)
@@ -493,7 +495,7 @@ class UpstreamFaults(ChaosBase):
         total = Book()
         outcomes = {}
         n = 0
-        seen = {}
+        seen, examples = {}, {}
         for name, faults in self.PHASES:
             self.sim.faults(**faults)
             book = Book()
@@ -508,6 +510,11 @@ class UpstreamFaults(ChaosBase):
                 total.observe(book.final[jid])
                 kind = self.check_job(book.final[jid])
                 counts[kind] = counts.get(kind, 0) + 1
+                job = book.final[jid]
+                if kind == "failed":
+                    examples.setdefault(kind, job["error"])
+                elif kind == "degraded":
+                    examples.setdefault(kind, job["result"]["refine_error"])
             outcomes[name] = counts
             now = self.sim.stats()["by_outcome"]
             injected = dict((k, v - seen.get(k, 0)) for k, v in now.items() if v - seen.get(k, 0))
@@ -517,6 +524,8 @@ class UpstreamFaults(ChaosBase):
                 self.assertGreater(injected.get(self.INJECTED[name], 0), 0, injected)
         self.sim.faults()
         self.settle(total, 1.0)
+        for kind, ex in sorted(examples.items()):
+            print("  e.g. %s: %s" % (kind, json.dumps(ex)[:300]))
         self.report("upstream-faults", total, allow_failed=True)
         self.assert_healthy(procs)
         self.assert_queues_empty()
@@ -532,11 +541,11 @@ class UpstreamFaults(ChaosBase):
 class FrozenWorker(ChaosBase):
     """4. SIGSTOP a worker past the claim time while it holds jobs; SIGCONT it afterwards."""
 
-    def test_sigstop_worker_past_claim(self):
+    def freeze_worker_with_jobs(self, book):
+        """Two workers, 12 jobs; SIGSTOP worker a while it holds some. Returns (a, b, held)."""
         self.start_stack(SLOWISH, workers=RECLAIM_WORKERS, routing=ROUTING)
         a = self.start_briefd("worker", name="worker-a")
         b = self.start_briefd("worker", name="worker-b")
-        book = Book()
         for i in range(12):
             self.submit(book, job_body(i))
         held, consumer = [], None
@@ -547,15 +556,22 @@ class FrozenWorker(ChaosBase):
             held = pending_jobs(self.redis, self.prefix, consumer) if consumer else []
         self.assertTrue(held, "worker a never held a job")
         os.kill(a.proc.pid, signal.SIGSTOP)
-        t_stop = time.time()
-        held_now = pending_jobs(self.redis, self.prefix, consumer)
-        print("  SIGSTOP worker a (pid %d) holding %d job(s)" % (a.proc.pid, len(held_now)))
-        # b reclaims a's jobs after claim_idle_ms and finishes everything
+        self.t_stop = time.time()
+        held = [j for j in pending_jobs(self.redis, self.prefix, consumer)
+                if job_record(self.redis, self.prefix, j)["status"] not in TERMINAL]
+        self.assertTrue(held, "worker a finished its jobs before it was stopped")
+        print("  SIGSTOP worker a (pid %d) holding %d running job(s)" % (a.proc.pid, len(held)))
+        return a, b, held
+
+    def test_sigstop_worker_past_claim(self):
+        """b reclaims and finishes a's jobs while a is stopped; then a wakes up."""
+        book = Book()
+        a, b, held = self.freeze_worker_with_jobs(book)
         done = self.drain(book, timeout=40, during=lambda: self.assert_healthy([self.api, b]))
         self.assertTrue(done, "jobs did not end while a was stopped: %s" % book.open_ids())
-        stopped_for = time.time() - t_stop
+        stopped_for = time.time() - self.t_stop
         self.assertGreater(stopped_for, RECLAIM_WORKERS["claim_idle_ms"] / 1000.0)
-        for jid in held_now:
+        for jid in held:
             self.assertEqual(book.final[jid]["status"], "succeeded", book.final[jid])
             self.assertGreaterEqual(book.final[jid]["attempts"], 2, book.final[jid])
         self.settle(book, 0.5)
@@ -574,6 +590,34 @@ class FrozenWorker(ChaosBase):
             line.split(": ", 1)[-1] for line in tail(a.log, 20000).splitlines()
             if "discarded" in line or "reclaimed" in line)[:600]))
         self.report("sigstop-worker", book)
+        self.assert_queues_empty()
+        self.passed = True
+
+    def test_sigcont_while_reclaimed_job_runs(self):
+        """a wakes up while b is still running the jobs it reclaimed from a. a's deliveries
+        are stale (its job deadline passed while it was stopped): whatever they produce must
+        not end a job that b's current delivery is about to finish - every job succeeds."""
+        book = Book()
+        a, b, held = self.freeze_worker_with_jobs(book)
+        deadline = time.time() + 20
+        rerun = []
+        while time.time() < deadline and not rerun:
+            recs = dict((j, job_record(self.redis, self.prefix, j)) for j in held)
+            rerun = [j for j, r in recs.items()
+                     if int(r["attempts"]) >= 2 and r["status"] not in TERMINAL]
+            time.sleep(0.02)
+        self.assertTrue(rerun, "b never re-ran a's jobs: %s" % recs)
+        os.kill(a.proc.pid, signal.SIGCONT)
+        print("  SIGCONT worker a after %.1f s, while b runs %d of its job(s) again" % (
+            time.time() - self.t_stop, len(rerun)))
+        self.drain(book, timeout=30, during=lambda: self.assert_healthy([self.api, a, b]))
+        self.settle(book, 2.0, during=lambda: self.assert_healthy([self.api, a, b]))
+        for jid in rerun:
+            job = book.final.get(jid, {})
+            if job.get("status") != "succeeded":
+                print("  %s ended %s after %s deliveries: %s" % (
+                    jid, job.get("status"), job.get("attempts"), json.dumps(job.get("error"))))
+        self.report("sigcont-during-reclaim", book)
         self.assert_queues_empty()
         self.passed = True
 

@@ -213,6 +213,101 @@ class JobPath(Stack):
         self.assertEqual(job["metadata"], {"source": "crm", "tenant": "acme"})
 
 
+class Facade(Stack):
+    """POST /v1/chat/completions: the pipeline as a standard chat.completion."""
+    config_over = {"routing": {"policies": [{"type": "topic", "flags": ["exec"],
+                                             "keywords": ["lawsuit"]}]}}
+
+    def test_completion(self):
+        body = {"model": "briefd-hybrid", "max_tokens": 60, "temperature": 0.2,
+                "messages": [{"role": "system", "content": "focus on risks"},
+                             {"role": "user", "content": SHORT + " A lawsuit is pending."}]}
+        st, r, _ = self.briefd.request("POST", "/v1/chat/completions", body)
+        self.assertEqual(st, 200, r)
+        self.assertEqual(r["object"], "chat.completion")
+        self.assertEqual(r["model"], "briefd-hybrid")
+        self.assertTrue(r["id"].startswith("chatcmpl-job_"))
+        msg = r["choices"][0]["message"]
+        self.assertEqual(msg["role"], "assistant")
+        self.assertEqual(r["choices"][0]["finish_reason"], "stop")
+        self.assertEqual(r["briefd"]["route"]["decision"], "refine")
+        job = self.briefd.get("/v1/jobs/" + r["briefd"]["job_id"])[1]
+        self.assertEqual(msg["content"], job["result"]["brief"])
+        self.assertEqual(job["max_words"], 45)   # 60 tokens ~ 45 words
+        u = r["usage"]
+        self.assertEqual(u["prompt_tokens"], job["usage"]["draft"]["prompt_tokens"]
+                         + job["usage"]["refine"]["prompt_tokens"])
+        self.assertEqual(u["total_tokens"], u["prompt_tokens"] + u["completion_tokens"])
+        self.assertEqual(r["briefd"]["cost_usd"], job["cost_usd"])
+
+    def test_stream(self):
+        body = {"model": "briefd-hybrid", "stream": True,
+                "stream_options": {"include_usage": True},
+                "messages": [{"role": "user", "content": SHORT}]}
+        st, raw, h = self.briefd.request("POST", "/v1/chat/completions", body)
+        self.assertEqual(st, 200)
+        self.assertIn("text/event-stream", h["content-type"])
+        events = [l[6:] for l in raw.decode().split("\n") if l.startswith("data: ")]
+        self.assertEqual(events[-1], "[DONE]")
+        chunks = [json.loads(e) for e in events[:-1]]
+        text = "".join(c["choices"][0]["delta"].get("content", "")
+                       for c in chunks if c["choices"])
+        self.assertIn("Revenue grew", text)
+        self.assertEqual(chunks[-2]["choices"][0]["finish_reason"], "stop")
+        self.assertGreater(chunks[-1]["usage"]["total_tokens"], 0)
+
+    def test_errors(self):
+        st, r, _ = self.briefd.request("POST", "/v1/chat/completions",
+                                       {"model": "gpt-4", "messages": [{"role": "user",
+                                                                        "content": "x"}]})
+        self.assertEqual(st, 404)
+        self.assertEqual(r["error"]["code"], "model_not_found")
+        st, r, _ = self.briefd.request("POST", "/v1/chat/completions",
+                                       {"model": "briefd-hybrid", "messages": []})
+        self.assertEqual(st, 400)
+        st, r, _ = self.briefd.request("POST", "/v1/chat/completions",
+                                       {"model": "briefd-hybrid",
+                                        "messages": [{"role": "user",
+                                                      "content": SHORT + " [[sim:fail]]"}]})
+        self.assertEqual(st, 502)
+        self.assertEqual(r["error"]["code"], "draft_failed")
+        st, r, _ = self.briefd.get("/v1/models")
+        self.assertEqual([m["id"] for m in r["data"]], ["briefd-hybrid"])
+
+
+class Webhook(Stack):
+    def test_callback_receives_job(self):
+        import http.server
+        import threading
+        got = []
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                n = int(self.headers["Content-Length"])
+                got.append(json.loads(self.rfile.read(n)))
+                self.send_response(204 if len(got) > 1 else 500)  # first delivery fails
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+        srv = http.server.HTTPServer(("127.0.0.1", 0), H)
+        th = threading.Thread(target=srv.serve_forever, daemon=True)
+        th.start()
+        try:
+            url = "http://127.0.0.1:%d/hook" % srv.server_address[1]
+            st, job, _ = self.briefd.post_job({"text": SHORT, "callback_url": url}, wait=30)
+            self.assertEqual(st, 200)
+            deadline = time.time() + 10
+            while time.time() < deadline and len(got) < 2:
+                time.sleep(0.05)
+            self.assertEqual(len(got), 2, "the failed delivery is retried once")
+            self.assertEqual(got[1]["id"], job["id"])
+            self.assertEqual(got[1]["status"], "succeeded")
+            self.assertEqual(got[1]["result"]["brief"], job["result"]["brief"])
+        finally:
+            srv.shutdown()
+
+
 class BadInput(Stack):
     """Every bad input of SPEC §2 gets its status and envelope, and nothing is queued."""
     config_over = {"limits": {"max_text_bytes": 1000}}

@@ -1,0 +1,334 @@
+/* facade.c - OpenAI chat.completions <-> brief jobs. */
+#include "facade.h"
+
+#include <cjson/cJSON.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static int ferr(struct job_verr *e, int status, const char *code, const char *param,
+                const char *msg)
+{
+    e->status = status;
+    e->code = code;
+    snprintf(e->param, sizeof(e->param), "%s", param ? param : "");
+    snprintf(e->msg, sizeof(e->msg), "%s", msg);
+    return -1;
+}
+
+/* The text of a message's content: a string, or the concatenated "text" parts. NULL if
+ * neither (caller frees). */
+static char *content_text(const cJSON *content)
+{
+    const cJSON *part;
+    size_t len = 0;
+    char *out;
+    if (cJSON_IsString(content))
+        return strdup(content->valuestring);
+    if (!cJSON_IsArray(content))
+        return NULL;
+    cJSON_ArrayForEach(part, content) {
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(part, "text");
+        if (cJSON_IsString(t))
+            len += strlen(t->valuestring) + 1;
+    }
+    out = calloc(1, len + 1);
+    if (!out)
+        return NULL;
+    cJSON_ArrayForEach(part, content) {
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(part, "text");
+        if (cJSON_IsString(t)) {
+            if (out[0])
+                strcat(out, "\n");
+            strcat(out, t->valuestring);
+        }
+    }
+    return out;
+}
+
+/* Build the job body {"text", "instructions", "max_words", "metadata"} and validate it
+ * with the job API's own rules. */
+static int to_job(const char *text, const char *instr, int max_words, const cJSON *meta,
+                  size_t max_text_bytes, struct job_req *out, struct job_verr *err)
+{
+    cJSON *b = cJSON_CreateObject();
+    char *s;
+    int rc;
+    cJSON_AddStringToObject(b, "text", text);
+    if (instr)
+        cJSON_AddStringToObject(b, "instructions", instr);
+    if (max_words)
+        cJSON_AddNumberToObject(b, "max_words", max_words);
+    if (cJSON_IsObject(meta))
+        cJSON_AddItemToObject(b, "metadata", cJSON_Duplicate(meta, 1));
+    s = cJSON_PrintUnformatted(b);
+    cJSON_Delete(b);
+    if (!s)
+        return ferr(err, 500, "out_of_memory", NULL, "out of memory");
+    rc = job_req_parse(s, strlen(s), max_text_bytes, out, err);
+    free(s);
+    if (rc != 0 && strcmp(err->param, "text") == 0)
+        snprintf(err->param, sizeof(err->param), "messages");
+    return rc;
+}
+
+static int parse_messages(const cJSON *msgs, char **text, char **instr, struct job_verr *err)
+{
+    const cJSON *m;
+    *text = *instr = NULL;
+    if (!cJSON_IsArray(msgs) || cJSON_GetArraySize(msgs) == 0)
+        return ferr(err, 400, "invalid_type", "messages",
+                    "'messages' must be a non-empty array");
+    if (cJSON_GetArraySize(msgs) > 256)
+        return ferr(err, 422, "invalid_value", "messages", "at most 256 messages");
+    cJSON_ArrayForEach(m, msgs) {
+        const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
+        const cJSON *content = cJSON_GetObjectItemCaseSensitive(m, "content");
+        char **slot = NULL;
+        if (!cJSON_IsString(role))
+            return ferr(err, 400, "invalid_type", "messages",
+                        "every message needs a string 'role'");
+        if (strcmp(role->valuestring, "user") == 0)
+            slot = text;
+        else if (strcmp(role->valuestring, "system") == 0 ||
+                 strcmp(role->valuestring, "developer") == 0)
+            slot = instr;
+        if (!slot)
+            continue;
+        char *t = content_text(content);
+        if (!t)
+            return ferr(err, 400, "invalid_type", "messages",
+                        "message content must be a string or an array of text parts");
+        free(*slot);
+        *slot = t; /* the last one wins */
+    }
+    if (!*text)
+        return ferr(err, 400, "text_required", "messages", "no user message to summarize");
+    return 0;
+}
+
+int facade_parse(const char *body, size_t len, const char *alias, size_t max_text_bytes,
+                 struct job_req *out, struct facade_req *fr, struct job_verr *err)
+{
+    cJSON *root = cJSON_ParseWithLength(body, len);
+    const cJSON *model, *mt, *so, *n;
+    char *text = NULL, *instr = NULL;
+    int max_words = 0, rc = -1;
+    memset(out, 0, sizeof(*out));
+    memset(fr, 0, sizeof(*fr));
+    if (!cJSON_IsObject(root)) {
+        ferr(err, 400, "invalid_json", NULL, "request body must be a JSON object");
+        goto out;
+    }
+    model = cJSON_GetObjectItemCaseSensitive(root, "model");
+    if (!cJSON_IsString(model)) {
+        ferr(err, 400, "invalid_type", "model", "'model' is required and must be a string");
+        goto out;
+    }
+    if (strcmp(model->valuestring, alias) != 0) {
+        char msg[256];
+        snprintf(msg, sizeof(msg), "The model '%.100s' does not exist; use '%.100s'",
+                 model->valuestring, alias);
+        ferr(err, 404, "model_not_found", "model", msg);
+        goto out;
+    }
+    n = cJSON_GetObjectItemCaseSensitive(root, "n");
+    if (n && !(cJSON_IsNumber(n) && n->valuedouble == 1)) {
+        ferr(err, 400, "invalid_value", "n", "only n = 1 is supported");
+        goto out;
+    }
+    fr->stream = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "stream"));
+    so = cJSON_GetObjectItemCaseSensitive(root, "stream_options");
+    fr->include_usage = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(so, "include_usage"));
+    mt = cJSON_GetObjectItemCaseSensitive(root, "max_completion_tokens");
+    if (!mt)
+        mt = cJSON_GetObjectItemCaseSensitive(root, "max_tokens");
+    if (cJSON_IsNumber(mt) && mt->valuedouble >= 1) {
+        double w = mt->valuedouble * 0.75;
+        max_words = w < 10 ? 10 : w > 2000 ? 2000 : (int)w;
+    }
+    if (parse_messages(cJSON_GetObjectItemCaseSensitive(root, "messages"), &text, &instr,
+                       err) != 0)
+        goto out;
+    rc = to_job(text, instr, max_words, cJSON_GetObjectItemCaseSensitive(root, "metadata"),
+                max_text_bytes, out, err);
+out:
+    free(text);
+    free(instr);
+    cJSON_Delete(root);
+    return rc;
+}
+
+/* --- responses --- */
+
+static double usage_sum(const cJSON *job, const char *kind)
+{
+    const cJSON *u = cJSON_GetObjectItemCaseSensitive(job, "usage"), *stage;
+    double sum = 0;
+    cJSON_ArrayForEach(stage, u) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(stage, kind);
+        if (cJSON_IsNumber(v))
+            sum += v->valuedouble;
+    }
+    return sum;
+}
+
+static cJSON *usage_obj(const cJSON *job)
+{
+    cJSON *u = cJSON_CreateObject();
+    double p = usage_sum(job, "prompt_tokens"), c = usage_sum(job, "completion_tokens");
+    cJSON_AddNumberToObject(u, "prompt_tokens", p);
+    cJSON_AddNumberToObject(u, "completion_tokens", c);
+    cJSON_AddNumberToObject(u, "total_tokens", p + c);
+    return u;
+}
+
+static cJSON *briefd_obj(const cJSON *job)
+{
+    static const char *const keys[] = {"route", "latency_ms", "cost_usd", NULL};
+    cJSON *b = cJSON_CreateObject();
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(job, "id");
+    const cJSON *res = cJSON_GetObjectItemCaseSensitive(job, "result");
+    cJSON_AddStringToObject(b, "job_id", cJSON_IsString(id) ? id->valuestring : "");
+    for (size_t i = 0; keys[i]; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(job, keys[i]);
+        if (v)
+            cJSON_AddItemToObject(b, keys[i], cJSON_Duplicate(v, 1));
+    }
+    if (res) {
+        cJSON_AddItemToObject(b, "model",
+                              cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(res, "model"), 1));
+        cJSON_AddItemToObject(b, "refined", cJSON_Duplicate(
+                                                cJSON_GetObjectItemCaseSensitive(res, "refined"), 1));
+        cJSON_AddItemToObject(b, "degraded", cJSON_Duplicate(
+                                                 cJSON_GetObjectItemCaseSensitive(res, "degraded"), 1));
+    }
+    return b;
+}
+
+static const char *job_str(const cJSON *job, const char *a, const char *b)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(job, a);
+    if (b)
+        v = cJSON_GetObjectItemCaseSensitive(v, b);
+    return cJSON_IsString(v) ? v->valuestring : "";
+}
+
+static cJSON *base(const cJSON *job, const char *alias, const char *object)
+{
+    cJSON *o = cJSON_CreateObject();
+    char id[64];
+    snprintf(id, sizeof(id), "chatcmpl-%s", job_str(job, "id", NULL));
+    cJSON_AddStringToObject(o, "id", id);
+    cJSON_AddStringToObject(o, "object", object);
+    cJSON_AddNumberToObject(o, "created", (double)time(NULL));
+    cJSON_AddStringToObject(o, "model", alias);
+    cJSON_AddStringToObject(o, "system_fingerprint", "briefd");
+    return o;
+}
+
+cJSON *facade_completion(const cJSON *job, const char *alias)
+{
+    cJSON *o = base(job, alias, "chat.completion");
+    cJSON *choices = cJSON_AddArrayToObject(o, "choices");
+    cJSON *ch = cJSON_CreateObject(), *msg;
+    cJSON_AddNumberToObject(ch, "index", 0);
+    msg = cJSON_AddObjectToObject(ch, "message");
+    cJSON_AddStringToObject(msg, "role", "assistant");
+    cJSON_AddStringToObject(msg, "content", job_str(job, "result", "brief"));
+    cJSON_AddNullToObject(msg, "refusal");
+    cJSON_AddNullToObject(ch, "logprobs");
+    cJSON_AddStringToObject(ch, "finish_reason", "stop");
+    cJSON_AddItemToArray(choices, ch);
+    cJSON_AddItemToObject(o, "usage", usage_obj(job));
+    cJSON_AddItemToObject(o, "briefd", briefd_obj(job));
+    return o;
+}
+
+struct sbuf {
+    char *p;
+    size_t len, cap;
+};
+
+static void sb_add(struct sbuf *b, const char *s, size_t n)
+{
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 1024;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *np = realloc(b->p, cap);
+        if (!np)
+            return;
+        b->p = np;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+/* One "data: {chunk}\n\n" event; delta (owned) goes into choices[0].delta. */
+static void chunk(struct sbuf *b, const cJSON *job, const char *alias, cJSON *delta,
+                  const char *finish, cJSON *extra_usage, int with_choice)
+{
+    cJSON *o = base(job, alias, "chat.completion.chunk");
+    cJSON *choices = cJSON_AddArrayToObject(o, "choices");
+    char *s;
+    if (with_choice) {
+        cJSON *ch = cJSON_CreateObject();
+        cJSON_AddNumberToObject(ch, "index", 0);
+        cJSON_AddItemToObject(ch, "delta", delta ? delta : cJSON_CreateObject());
+        cJSON_AddNullToObject(ch, "logprobs");
+        if (finish)
+            cJSON_AddStringToObject(ch, "finish_reason", finish);
+        else
+            cJSON_AddNullToObject(ch, "finish_reason");
+        cJSON_AddItemToArray(choices, ch);
+    } else {
+        cJSON_Delete(delta);
+    }
+    if (extra_usage) {
+        cJSON_AddItemToObject(o, "usage", extra_usage);
+        cJSON_AddItemToObject(o, "briefd", briefd_obj(job));
+    }
+    s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (!s)
+        return;
+    sb_add(b, "data: ", 6);
+    sb_add(b, s, strlen(s));
+    sb_add(b, "\n\n", 2);
+    free(s);
+}
+
+char *facade_stream(const cJSON *job, const char *alias, int include_usage)
+{
+    struct sbuf b = {0};
+    const char *brief = job_str(job, "result", "brief");
+    size_t n = strlen(brief), i = 0;
+    cJSON *d = cJSON_CreateObject();
+    cJSON_AddStringToObject(d, "role", "assistant");
+    cJSON_AddStringToObject(d, "content", "");
+    chunk(&b, job, alias, d, NULL, NULL, 1);
+    while (i < n) { /* a few words per chunk, split on spaces */
+        size_t j = i, words = 0;
+        while (j < n && words < 4) {
+            if (brief[j] == ' ')
+                words++;
+            j++;
+        }
+        char *piece = strndup(brief + i, j - i);
+        d = cJSON_CreateObject();
+        cJSON_AddStringToObject(d, "content", piece ? piece : "");
+        free(piece);
+        chunk(&b, job, alias, d, NULL, NULL, 1);
+        i = j;
+    }
+    chunk(&b, job, alias, NULL, "stop", NULL, 1);
+    if (include_usage)
+        chunk(&b, job, alias, NULL, NULL, usage_obj(job), 0);
+    sb_add(&b, "data: [DONE]\n\n", 14);
+    return b.p;
+}

@@ -1,0 +1,38 @@
+/* facade.h - the OpenAI-compatible facade: POST /v1/chat/completions runs the whole
+ * draft -> route -> refine pipeline for the last user message and answers with a standard
+ * chat.completion (or its stream of chunks), plus a "briefd" object with the route,
+ * latency and cost. Pure translation between the two shapes: the API module runs the job.
+ *
+ * Ownership: facade_parse fills a caller-owned job_req (free with job_req_free); the
+ * functions returning cJSON* / char* hand them to the caller. */
+#ifndef BRIEFD_FACADE_H
+#define BRIEFD_FACADE_H
+
+#include <stddef.h>
+
+#include "job.h"
+
+struct cJSON;
+
+struct facade_req {
+    int stream;
+    int include_usage;       /* stream_options.include_usage */
+};
+
+/* Parse a chat.completions request: model must be alias; the last user message (string
+ * content or text parts) is the document; an optional system/developer message becomes
+ * the job's instructions; max_tokens / max_completion_tokens bound the brief (about 0.75
+ * words a token, clamped to 10..2000 words); metadata (strings) passes through. Other
+ * OpenAI parameters (temperature, top_p, n=1, user, ...) are accepted and ignored.
+ * Returns 0, or -1 with err filled (404 model_not_found for another model). */
+int facade_parse(const char *body, size_t len, const char *alias, size_t max_text_bytes,
+                 struct job_req *out, struct facade_req *fr, struct job_verr *err);
+
+/* The chat.completion for a finished job object (SPEC §2 job shape). */
+struct cJSON *facade_completion(const struct cJSON *job, const char *alias);
+
+/* The whole stream for a finished job: "data: {chunk}\n\n" lines ending with
+ * "data: [DONE]\n\n" (malloc'd, NUL-terminated). */
+char *facade_stream(const struct cJSON *job, const char *alias, int include_usage);
+
+#endif
