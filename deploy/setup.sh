@@ -55,4 +55,23 @@ PIN
         $SUDO apt-get install -y -qq --no-install-recommends libllhttp-dev
     fi
 fi
+
+# --- dashboard: Node.js/npm for the page's npm packages, chromium for its browser test ---
+# chart.js (embedded into briefd at build time by cmake/embed.cmake) and playwright-core (drives
+# chromium in tests/integration/test_dashboard.py) come from package-lock.json via `npm ci`.
+dash_want=""
+command -v node >/dev/null 2>&1 || dash_want="$dash_want nodejs"
+command -v npm >/dev/null 2>&1 || dash_want="$dash_want npm"
+dpkg-query -W -f='${Status}' chromium 2>/dev/null | grep -q "install ok installed" || dash_want="$dash_want chromium"
+if [ -n "$dash_want" ]; then
+    $SUDO apt-get update -qq
+    # shellcheck disable=SC2086
+    $SUDO apt-get install -y -qq --no-install-recommends $dash_want
+fi
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+if [ ! -d "$repo_root/node_modules" ] || [ "$repo_root/package-lock.json" -nt "$repo_root/node_modules" ]; then
+    (cd "$repo_root" && npm ci --no-audit --no-fund)
+    touch "$repo_root/node_modules"
+fi
+# --- end dashboard ---
 echo "setup.sh: all dependencies present"

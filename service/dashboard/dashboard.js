@@ -81,7 +81,7 @@
   }
 
   function fmtStep(s) {
-    if (s % 3600 === 0) return s / 3600 + ' h';
+    if (s >= 3600) return Number((s / 3600).toFixed(1)) + ' h';
     if (s % 60 === 0) return s / 60 + ' min';
     return s + ' s';
   }
@@ -452,10 +452,13 @@
     var rate = series.map(function (b) { return b.jobs > 0 && isNum(b.refine_rate) ? b.refine_rate * 100 : null; });
     var jobs = series.map(function (b) { return num(b.jobs) || 0; });
 
+    /* markers only where they help: a few busy buckets would otherwise be invisible */
+    var busy = perJob.filter(function (v) { return v !== null; }).length;
     var c = state.charts.cost;
     c.data.labels = labels;
     c.data.datasets[0].data = perJob;
     c.data.datasets[1].data = allPer;
+    c.data.datasets[1].pointRadius = busy <= 3 ? 2 : 0;
     c.update('none');
 
     var r = state.charts.refine;
