@@ -10,19 +10,10 @@
 
 void acct_json_number(cJSON *obj, const char *name, double v)
 {
-    char buf[40];
-    if (!isfinite(v)) {
+    if (isfinite(v))
+        cJSON_AddNumberToObject(obj, name, v);
+    else
         cJSON_AddNullToObject(obj, name);
-        return;
-    }
-    /* the shortest of %.15g..%.17g that reads back as exactly v (cJSON's own printer
-     * only checks its round trip approximately) */
-    for (int prec = 15; prec <= 17; prec++) {
-        snprintf(buf, sizeof(buf), "%.*g", prec, v);
-        if (strtod(buf, NULL) == v)
-            break;
-    }
-    cJSON_AddRawToObject(obj, name, buf);
 }
 
 void acct_init(struct job_acct *a)

@@ -1,5 +1,6 @@
 /* api.c - HTTP API handlers: jobs, events, health, config, models. */
 #include "api.h"
+#include "jsonx.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -305,7 +306,7 @@ static void on_job_for_ctx(void *data, int status, cJSON *job)
         }
         sse_status(c, st->valuestring);
         if (is_terminal(st->valuestring)) {
-            char *text = cJSON_PrintUnformatted(job);
+            char *text = jsonx_print(job);
             sse_event(c, "done", text ? text : "{}");
             free(text);
             http_stream_end(c->req);

@@ -1,5 +1,6 @@
 /* facade.c - OpenAI chat.completions <-> brief jobs. */
 #include "facade.h"
+#include "jsonx.h"
 
 #include <cjson/cJSON.h>
 #include <stdarg.h>
@@ -293,7 +294,7 @@ static void chunk(struct sbuf *b, const cJSON *job, const char *alias, cJSON *de
         cJSON_AddItemToObject(o, "usage", extra_usage);
         cJSON_AddItemToObject(o, "briefd", briefd_obj(job));
     }
-    s = cJSON_PrintUnformatted(o);
+    s = jsonx_print(o);
     cJSON_Delete(o);
     if (!s)
         return;

@@ -1,5 +1,6 @@
 /* http.c - HTTP/1.1 server on libuv + llhttp: connections, limits, timeouts, responses. */
 #include "http.h"
+#include "jsonx.h"
 
 #include <cjson/cJSON.h>
 #include <llhttp.h>
@@ -635,7 +636,7 @@ void http_respond_json(struct http_req *r, int status, const struct cJSON *body)
 {
     static const char oom[] = "{\"error\":{\"type\":\"server_error\",\"code\":\"out_of_memory\","
                               "\"message\":\"out of memory\",\"param\":null}}";
-    char *s = cJSON_PrintUnformatted(body);
+    char *s = jsonx_print(body);
     if (!s) {
         http_respond(r, 500, "application/json", oom, sizeof oom - 1);
         return;

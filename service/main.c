@@ -46,52 +46,75 @@ static int cmd_check(const char *path)
     return 0;
 }
 
+struct args {
+    const char *config, *role, *listen;
+    long window;
+    double target;
+};
+
+/* Options after the subcommand; 0, or -1 on an unknown option. */
+static int parse_args(int argc, char **argv, struct args *a)
+{
+    a->config = NULL;
+    a->role = "all";
+    a->listen = NULL;
+    a->window = 86400;
+    a->target = -1;
+    for (int i = 2; i < argc; i++) {
+        const char *opt = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!val)
+            return -1;
+        if (strcmp(opt, "--config") == 0)
+            a->config = val;
+        else if (strcmp(opt, "--role") == 0)
+            a->role = val;
+        else if (strcmp(opt, "--listen") == 0)
+            a->listen = val;
+        else if (strcmp(opt, "--window") == 0)
+            a->window = strtol(val, NULL, 10);
+        else if (strcmp(opt, "--target-refine-rate") == 0)
+            a->target = strtod(val, NULL);
+        else
+            return -1;
+        i++;
+    }
+    return 0;
+}
+
+static int cmd_replay(const char *cmd, const struct args *a)
+{
+    int cal = strcmp(cmd, "calibrate") == 0;
+    if (a->window < 1 || (cal && !(a->target >= 0 && a->target <= 1)) || (!cal && a->target >= 0)) {
+        fprintf(stderr, "briefd %s: %s\n", cmd,
+                cal ? "--target-refine-rate R (0..1) is required; --window S >= 1"
+                    : "--window S must be >= 1");
+        return 2;
+    }
+    return replay_main(a->config, a->window, cal ? a->target : -1);
+}
+
+static int cmd_serve(const struct args *a)
+{
+    static const char *const roles[] = {"all", "api", "worker"};
+    for (int r = ROLE_ALL; r <= ROLE_WORKER; r++)
+        if (strcmp(a->role, roles[r]) == 0)
+            return app_run(a->config, (enum app_role)r, a->listen);
+    return usage(stderr, 2);
+}
+
 int main(int argc, char **argv)
 {
-    const char *cmd, *config = NULL, *role = "all", *listen = NULL;
-    long window = 86400;
-    double target = -1;
-    enum app_role r;
-    if (argc < 2)
-        return usage(stderr, 2);
-    cmd = argv[1];
+    struct args a;
+    const char *cmd = argc >= 2 ? argv[1] : "";
     if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0)
         return usage(stdout, 0);
-    for (int i = 2; i < argc; i++) {
-        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
-            config = argv[++i];
-        else if (strcmp(argv[i], "--role") == 0 && i + 1 < argc)
-            role = argv[++i];
-        else if (strcmp(argv[i], "--listen") == 0 && i + 1 < argc)
-            listen = argv[++i];
-        else if (strcmp(argv[i], "--window") == 0 && i + 1 < argc)
-            window = strtol(argv[++i], NULL, 10);
-        else if (strcmp(argv[i], "--target-refine-rate") == 0 && i + 1 < argc)
-            target = strtod(argv[++i], NULL);
-        else
-            return usage(stderr, 2);
-    }
+    if (argc < 2 || parse_args(argc, argv, &a) != 0)
+        return usage(stderr, 2);
     if (strcmp(cmd, "check") == 0)
-        return cmd_check(config);
-    if (strcmp(cmd, "replay") == 0 || strcmp(cmd, "calibrate") == 0) {
-        int cal = strcmp(cmd, "calibrate") == 0;
-        if (window < 1 || (cal && !(target >= 0 && target <= 1)) || (!cal && target >= 0)) {
-            fprintf(stderr, "briefd %s: %s\n", cmd,
-                    cal ? "--target-refine-rate R (0..1) is required; --window S >= 1"
-                        : "--window S must be >= 1");
-            return 2;
-        }
-        return replay_main(config, window, cal ? target : -1);
-    }
-    if (strcmp(cmd, "serve") != 0)
-        return usage(stderr, 2);
-    if (strcmp(role, "all") == 0)
-        r = ROLE_ALL;
-    else if (strcmp(role, "api") == 0)
-        r = ROLE_API;
-    else if (strcmp(role, "worker") == 0)
-        r = ROLE_WORKER;
-    else
-        return usage(stderr, 2);
-    return app_run(config, r, listen);
+        return cmd_check(a.config);
+    if (strcmp(cmd, "replay") == 0 || strcmp(cmd, "calibrate") == 0)
+        return cmd_replay(cmd, &a);
+    if (strcmp(cmd, "serve") == 0)
+        return cmd_serve(&a);
+    return usage(stderr, 2);
 }

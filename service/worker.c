@@ -1,5 +1,6 @@
 /* worker.c - the job pipeline: fetch, draft, route, refine, account, finish. */
 #include "worker.h"
+#include "jsonx.h"
 
 #include <cjson/cJSON.h>
 #include <stdarg.h>
@@ -479,7 +480,7 @@ static void on_hook_job(void *data, int status, cJSON *job)
     struct hook *h = data;
     struct mc_ctx *mc = h->call.data;
     h->call.data = h;
-    h->body = (status == 0 && job) ? cJSON_PrintUnformatted(job) : NULL;
+    h->body = (status == 0 && job) ? jsonx_print(job) : NULL;
     cJSON_Delete(job);
     if (!h->body || !mc) {
         free(h->body);
@@ -560,7 +561,7 @@ static void job_finish(struct wjob *j, const char *status, cJSON *error)
     cJSON_AddStringToObject(out, "config_version", j->cfg->version);
     if (j->draft)
         cJSON_AddItemToObject(out, "signals", signals_json(j));
-    text = cJSON_PrintUnformatted(out);
+    text = jsonx_print(out);
     cJSON_Delete(out);
     sj = job_stats(j, strcmp(status, "succeeded") == 0);
     if (!text || !sj) {
@@ -863,10 +864,8 @@ static void on_handle_closed(uv_handle_t *h) { stop_closed(h->data); }
 
 static void close_handles(struct worker *w)
 {
-    w->pending_closes = 3;
     uv_close((uv_handle_t *)&w->tick, on_handle_closed);
     uv_close((uv_handle_t *)&w->grace, on_handle_closed);
-    rds_close(w->blk, stop_closed, w);
 }
 
 /* Cancel the model calls still running: their callbacks hand the jobs back to the queue. */
@@ -906,6 +905,10 @@ void worker_stop(struct worker *w, unsigned grace_ms, void (*cb)(void *data), vo
     w->stopping = 1;
     w->stop_cb = cb;
     w->stop_data = data;
+    /* Stop reading the queue first: entries handed back from now on must not be delivered
+     * to this consumer's blocking read. (An entry delivered just before is started.) */
+    w->pending_closes = 3; /* blk, tick, grace */
+    rds_close(w->blk, stop_closed, w);
     uv_timer_stop(&w->tick);
     uv_timer_start(&w->grace, on_grace, grace_ms, 0);
     uv_timer_start(&w->tick, on_drain_tick, 0, 50);

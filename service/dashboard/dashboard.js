@@ -459,12 +459,14 @@
     c.data.datasets[0].data = perJob;
     c.data.datasets[1].data = allPer;
     c.data.datasets[1].pointRadius = busy <= 3 ? 2 : 0;
+    c.data.datasets[0].pointRadius = busy > 30 ? 1.5 : 3;
     c.update('none');
 
     var r = state.charts.refine;
     r.data.labels = labels;
     r.data.datasets[0].data = rate;
     r.data.datasets[1].data = jobs;
+    r.data.datasets[0].pointRadius = busy > 30 ? 1.5 : 3;
     r.update('none');
 
     var lat = s.latency_ms || {};
@@ -492,7 +494,11 @@
     var banner = $('api-error');
     var msg = e instanceof ApiError ? e.message : String(e && e.message ? e.message : e);
     var tail = state.lastOk ? ' Showing figures from ' + fmtClock(state.lastOk) + '.' : '';
-    tail += $('auto-refresh').checked ? ' Retrying every ' + REFRESH_MS / 1000 + ' s.' : ' Press Refresh to retry.';
+    if (e instanceof ApiError && e.kind === 'auth') {
+      tail += ' Enter an API key (press Refresh to be asked again).';
+    } else {
+      tail += $('auto-refresh').checked ? ' Retrying every ' + REFRESH_MS / 1000 + ' s.' : ' Press Refresh to retry.';
+    }
     banner.textContent = 'Cannot load statistics: ' + msg + '.' + tail;
     banner.className = 'banner show';
     var lu = $('last-updated');

@@ -55,6 +55,38 @@ static char *describe_text(const struct bd_config *c)
     return s;
 }
 
+static int same_str(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+static int same_model(const struct model_cfg *a, const struct model_cfg *b)
+{
+    return same_str(a->name, b->name) && same_str(a->base_url, b->base_url) &&
+           same_str(a->api_key_env, b->api_key_env) &&
+           same_str(a->prompt_system, b->prompt_system) &&
+           same_str(a->prompt_user, b->prompt_user);
+}
+
+/* What describe shows only through a formatter: the values themselves must survive. */
+static void check_fields(const struct bd_config *a, const struct bd_config *b)
+{
+    if (!same_str(a->listen_host, b->listen_host) || a->listen_port != b->listen_port)
+        FAIL("round trip changed listen: %s:%d -> %s:%d", a->listen_host, a->listen_port,
+             b->listen_host, b->listen_port);
+    if (!same_str(a->redis_host, b->redis_host) || a->redis_port != b->redis_port ||
+        a->redis_db != b->redis_db || !a->redis_password != !b->redis_password)
+        FAIL("round trip changed redis: %s:%d/%d -> %s:%d/%d", a->redis_host, a->redis_port,
+             a->redis_db, b->redis_host, b->redis_port, b->redis_db);
+    if (!same_str(a->redis_prefix, b->redis_prefix) || !same_str(a->facade_model, b->facade_model) ||
+        !same_str(a->auth_keys_env, b->auth_keys_env) ||
+        !same_str(a->admin_keys_env, b->admin_keys_env) || a->n_api_keys != b->n_api_keys ||
+        a->n_admin_keys != b->n_admin_keys)
+        FAIL("round trip changed redis.prefix, facade.model or auth");
+    if (!same_model(&a->draft, &b->draft) || !same_model(&a->refine, &b->refine))
+        FAIL("round trip changed a model's strings");
+}
+
 /* describe -> strip describe-only keys -> load: the same config again. */
 static void round_trip(const struct bd_config *a)
 {
@@ -80,6 +112,7 @@ static void round_trip(const struct bd_config *a)
     b = cfg_load_string(text, strlen(text), &err);
     if (!b)
         FAIL("describe output refused: %s: %s\n  describe: %s", err.path, err.msg, text);
+    check_fields(a, b);
     da = describe_text(a);
     db = describe_text(b);
     if (strcmp(a->version, b->version) != 0 || !da || !db || strcmp(da, db) != 0)

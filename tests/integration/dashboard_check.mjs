@@ -114,6 +114,9 @@ async function main() {
     const resp = await page.goto(args.url, { waitUntil: 'load', timeout: args.timeout });
     result.http_status = resp ? resp.status() : null;
     result.content_type = resp ? resp.headers()['content-type'] : null;
+    if (result.http_status !== 200) {
+      throw new Error(`GET ${args.url} answered ${result.http_status} (${result.content_type}), not the page`);
+    }
 
     if (args.key) {
       const st = await waitState(page, ['auth', 'ready', 'error'], args.timeout);

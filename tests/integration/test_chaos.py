@@ -477,8 +477,17 @@ class UpstreamFaults(ChaosBase):
             self.assertIn("attempts", err["message"])
         return "failed"
 
+    @staticmethod
+    def backoff_ms(job):
+        """Time a job spent between model attempts (stage latency minus busy time)."""
+        lat, usage = job.get("latency_ms") or {}, job.get("usage") or {}
+        return max([0.0] + [lat[s] - usage[s]["busy_ms"] for s in ("draft", "refine")
+                            if s in lat and s in usage and "busy_ms" in usage[s]])
+
     def test_upstream_faults(self):
-        models = {"timeout_ms": 1000, "max_attempts": 3, "backoff_ms": 50}
+        # circuit breakers may open under these faults; keep their pause short
+        models = {"timeout_ms": 1000, "max_attempts": 3, "backoff_ms": 50,
+                  "breaker_open_ms": 1000}
         self.start_stack(["--ttft-ms", "20", "--tps", "2000", "--retry-after", "1",
                           "--seed", "7"],
                          workers={"concurrency": 8, "max_attempts": 3, "job_timeout_ms": 20000,
@@ -505,7 +514,7 @@ class UpstreamFaults(ChaosBase):
                 n += 1
             done = self.drain(book, timeout=45, during=lambda: self.assert_healthy(procs))
             self.assertTrue(done, "phase %s: jobs did not end: %s" % (name, book.open_ids()))
-            counts = {}
+            counts, failures = {}, {}
             for jid in book.accepted:
                 total.observe(book.final[jid])
                 kind = self.check_job(book.final[jid])
@@ -513,19 +522,31 @@ class UpstreamFaults(ChaosBase):
                 job = book.final[jid]
                 if kind == "failed":
                     examples.setdefault(kind, job["error"])
+                    why = "%s/%s: %s" % (job["error"]["code"], job["error"].get("reason"),
+                                         job["error"]["message"][:160])
+                    failures[why] = failures.get(why, 0) + 1
                 elif kind == "degraded":
                     examples.setdefault(kind, job["result"]["refine_error"])
             outcomes[name] = counts
             now = self.sim.stats()["by_outcome"]
             injected = dict((k, v - seen.get(k, 0)) for k, v in now.items() if v - seen.get(k, 0))
             seen = now
-            print("  phase %-10s jobs %s  upstream answers %s" % (name, counts, injected))
+            print("  phase %-11s jobs %s  upstream answers %s" % (name, counts, injected))
+            for why, k in sorted(failures.items()):
+                print("      %d failed: %s" % (k, why))
             if name in self.INJECTED:     # the phase really injected its fault
                 self.assertGreater(injected.get(self.INJECTED[name], 0), 0, injected)
+            if name == "rate_limit":      # a 429's Retry-After (1 s) was waited out
+                waits = [self.backoff_ms(book.final[j]) for j in book.accepted]
+                self.assertGreaterEqual(max(waits), 900, waits)
         self.sim.faults()
         self.settle(total, 1.0)
         for kind, ex in sorted(examples.items()):
             print("  e.g. %s: %s" % (kind, json.dumps(ex)[:300]))
+        for b in (plain, streaming):
+            for line in tail(b.log, 50000).splitlines():
+                if "circuit breaker" in line:
+                    print("  %s: %s" % (b.log.rsplit("/", 1)[-1], line.split(": ", 1)[-1]))
         self.report("upstream-faults", total, allow_failed=True)
         self.assert_healthy(procs)
         self.assert_queues_empty()

@@ -1,0 +1,22 @@
+/* jsonx.h - exact JSON output: numbers printed so they read back as the same double.
+ *
+ * cJSON 1.7's printer checks its 15-digit form only approximately, so a cost or a score
+ * can come back one unit in the last place off. Everything briefd sends or stores goes
+ * through jsonx_print(), which prints each number in the shortest form (15, 16 or 17
+ * significant digits) that reads back exactly; non-finite numbers become null.
+ *
+ * Ownership: jsonx_print returns a malloc'd string (caller frees), NULL on OOM; the tree
+ * is not modified. */
+#ifndef BRIEFD_JSONX_H
+#define BRIEFD_JSONX_H
+
+#include <stddef.h>
+
+struct cJSON;
+
+/* The shortest %.Ng (N = 15..17) of v that reads back as v, into buf (>= 32 bytes). */
+void jsonx_number(double v, char *buf, size_t len);
+/* Unformatted JSON text of item with exact numbers. */
+char *jsonx_print(const struct cJSON *item);
+
+#endif
