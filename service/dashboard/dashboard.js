@@ -168,7 +168,9 @@
           var data = null;
           try { data = body ? JSON.parse(body) : null; } catch (e) { data = null; }
           if (resp.status === 401 || resp.status === 403) {
-            throw new ApiError('auth', get(data, ['error', 'message']) || 'an API key is required', resp.status);
+            var err = new ApiError('auth', get(data, ['error', 'message']) || 'an API key is required', resp.status);
+            err.sentKey = !!key;
+            throw err;
           }
           if (!resp.ok) {
             var msg = get(data, ['error', 'message']) || resp.statusText || 'error';
@@ -539,7 +541,7 @@
         if (seq !== state.seq) return;
         if (e instanceof ApiError && e.kind === 'auth') {
           try { sessionStorage.removeItem(KEY_STORE); } catch (x) { /* nothing stored */ }
-          askForKey(e.status === 403 ? 'This key is not allowed to read statistics' : 'This briefd asks for an API key');
+          askForKey(e.sentKey ? 'The key was not accepted (' + e.message + ')' : 'This briefd asks for an API key');
         }
         showError(e);
         document.body.setAttribute('data-state', e instanceof ApiError && e.kind === 'auth' ? 'auth' : 'error');

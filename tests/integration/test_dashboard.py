@@ -3,6 +3,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 import sys
 import unittest
 from decimal import ROUND_HALF_UP, Decimal
@@ -99,7 +100,11 @@ class Dashboard(Stack):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.jobs = submit_all(cls.briefd)
+        try:
+            cls.jobs = submit_all(cls.briefd)
+        except BaseException:
+            cls.tearDownClass()
+            raise
 
     def stats(self, by):
         st, body, _ = self.briefd.get("/v1/stats?window=3600&by=%s" % by)
@@ -192,7 +197,6 @@ class DashboardAuth(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        import tempfile
         cls.tmpdir = tempfile.TemporaryDirectory(prefix="briefd-it-")
         cls.redis = Redis(cls.tmpdir.name).start()
         cls.sim = Sim(cls.tmpdir.name).start()

@@ -372,5 +372,85 @@ class Guards(Stack):
         self.assertIn("max 0.5", g["route"]["verdicts"][-1]["detail"])
 
 
+
+class HostileHttp(Stack):
+    """Slow or abusive clients never hold the others; bad requests get their 4xx."""
+
+    def raw(self, data, timeout=5):
+        import socket
+        s = socket.create_connection(("127.0.0.1", self.briefd.port), timeout=timeout)
+        s.sendall(data)
+        out = b""
+        try:
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                out += chunk
+                if b"\r\n\r\n" in out and b"Connection: close" in out:
+                    break
+        except OSError:
+            pass
+        s.close()
+        return out
+
+    def test_limits(self):
+        self.assertTrue(self.raw(b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+                        .startswith(b"HTTP/1.1 414"))
+        many = b"".join(b"X-H%d: v\r\n" % i for i in range(200))
+        self.assertTrue(self.raw(b"GET /healthz HTTP/1.1\r\n" + many + b"\r\n")
+                        .startswith(b"HTTP/1.1 431"))
+        big = b"X-Big: " + b"v" * 20000 + b"\r\n"
+        self.assertTrue(self.raw(b"GET /healthz HTTP/1.1\r\n" + big + b"\r\n")
+                        .startswith(b"HTTP/1.1 431"))
+        self.assertTrue(self.raw(b"POST /v1/jobs HTTP/1.1\r\nContent-Length: 99999999\r\n"
+                                 b"Content-Type: application/json\r\n\r\n")
+                        .startswith(b"HTTP/1.1 413"))
+        self.assertTrue(self.raw(b"\x00\x01\x02garbage\r\n\r\n").startswith(b"HTTP/1.1 400"))
+
+    def test_slowloris_does_not_hold_others(self):
+        import socket
+        slow = []
+        for _ in range(40):   # connections that dribble half a request line and stop
+            s = socket.create_connection(("127.0.0.1", self.briefd.port), timeout=5)
+            s.sendall(b"GET /healthz HTTP/1.1\r\nX-Slow: ")
+            slow.append(s)
+        try:
+            t0 = time.time()
+            for _ in range(20):
+                self.assertEqual(self.briefd.get("/healthz")[0], 200)
+            self.assertLess(time.time() - t0, 5)
+            st, j, _ = self.briefd.post_job({"text": TEXT}, wait=20)
+            self.assertEqual(st, 200)
+        finally:
+            for s in slow:
+                s.close()
+
+
+class InFlightReload(Stack):
+    """A job that is already running finishes under the config it started with."""
+    sim_profile = "realistic"
+    sim_args = ("--ttft-ms", "1500")
+    config_over = {"routing": {"policies": [{"type": "length", "min_chars": 100000}]}}
+
+    def test_running_job_keeps_its_config(self):
+        st, j, _ = self.briefd.post_job({"text": TEXT})
+        self.assertEqual(st, 202)
+        time.sleep(0.4)   # drafting now (1.5 s to first token)
+        v_old = self.briefd.get("/v1/config")[1]["version"]
+        cfg = json.loads(json.dumps(self.briefd.config))
+        cfg["routing"] = {"policies": [{"type": "length", "min_chars": 1}]}
+        self.briefd.write_config(cfg)
+        st, body, _ = self.briefd.request("POST", "/v1/config/reload")
+        self.assertEqual(st, 200, body)
+        self.assertNotEqual(body["version"], v_old)
+        done = self.briefd.wait_job(j["id"])
+        self.assertEqual(done["config_version"], v_old)
+        self.assertEqual(done["route"]["decision"], "keep")
+        st, j2, _ = self.briefd.post_job({"text": TEXT}, wait=30)
+        self.assertEqual(j2["config_version"], body["version"])
+        self.assertEqual(j2["route"]["decision"], "refine")
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
