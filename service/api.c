@@ -140,6 +140,44 @@ static void rctx_done(struct rctx *c)
     rctx_maybe_free(c);
 }
 
+static void respond_redis_down(struct http_req *req);
+
+/* A parked request whose Redis call is being made: NULL after answering 503/500. */
+static struct rctx *rctx_begin(struct api *api, struct http_req *req, const char *id)
+{
+    struct rctx *c;
+    if (rds_state(api->app->cmd) != RDS_CONNECTED) {
+        respond_redis_down(req);
+        return NULL;
+    }
+    c = rctx_new(api, req, id);
+    if (!c)
+        http_respond_error(req, 500, "out_of_memory", NULL, "out of memory");
+    return c;
+}
+
+/* After issuing c's Redis call with result rc: count it, or answer 503 if it failed. */
+static void rctx_sent(struct rctx *c, int rc)
+{
+    if (rc == 0) {
+        c->ops++;
+        return;
+    }
+    if (c->req)
+        respond_redis_down(c->req);
+    rctx_done(c);
+}
+
+/* In a Redis callback: 1 if the client is still there to answer; else c may be freed. */
+static int rctx_reply(struct rctx *c)
+{
+    c->ops--;
+    if (c->req)
+        return 1;
+    rctx_maybe_free(c);
+    return 0;
+}
+
 /* --- helpers --- */
 
 static int method_is(struct http_req *req, const char *m)
@@ -287,10 +325,8 @@ static void facade_answer(struct rctx *c, cJSON *job)
 static void on_job_for_ctx(void *data, int status, cJSON *job)
 {
     struct rctx *c = data;
-    c->ops--;
-    if (!c->req) {
+    if (!rctx_reply(c)) {
         cJSON_Delete(job);
-        rctx_maybe_free(c);
         return;
     }
     if (c->sse) {
@@ -431,11 +467,8 @@ static void on_submitted(void *data, int status, enum store_submit_rc rc, long d
 {
     struct rctx *c = data;
     (void)depth;
-    c->ops--;
-    if (!c->req) {
-        rctx_maybe_free(c);
+    if (!rctx_reply(c))
         return;
-    }
     if (status != 0) {
         respond_redis_down(c->req);
         rctx_done(c);
@@ -592,7 +625,6 @@ static void enqueue(struct api *api, struct http_req *req, struct job_req *jr, d
     char kid[32], idem_redis_key[300], idem_value[64];
     cJSON *rj, *mj;
     struct rctx *c;
-    int rc;
 
     if (rds_state(api->app->cmd) != RDS_CONNECTED) {
         respond_redis_down(req);
@@ -647,13 +679,7 @@ static void enqueue(struct api *api, struct http_req *req, struct job_req *jr, d
         c->parked = 1;
         uv_timer_start(&c->timer, on_wait_timer, (uint64_t)(wait * 1000.0), 0);
     }
-    rc = store_submit(api->app->cmd, &s, on_submitted, c);
-    if (rc != 0) {
-        respond_redis_down(req);
-        rctx_done(c);
-    } else {
-        c->ops++;
-    }
+    rctx_sent(c, store_submit(api->app->cmd, &s, on_submitted, c));
 out:
     free(req_text);
     free(meta_text);
@@ -674,15 +700,9 @@ static void get_job(struct api *api, struct http_req *req, const char *id, int e
         if (wait < 0)
             return;
     }
-    if (rds_state(api->app->cmd) != RDS_CONNECTED) {
-        respond_redis_down(req);
+    c = rctx_begin(api, req, id);
+    if (!c)
         return;
-    }
-    c = rctx_new(api, req, id);
-    if (!c) {
-        http_respond_error(req, 500, "out_of_memory", NULL, "out of memory");
-        return;
-    }
     if (events) {
         c->sse = 1;
         c->parked = 1;
@@ -761,15 +781,12 @@ static void post_reload(struct api *api, struct http_req *req)
 static void on_stats(void *data, int status, cJSON *stats)
 {
     struct rctx *c = data;
-    c->ops--;
-    if (c->req) {
+    if (rctx_reply(c)) {
         if (status != 0)
             respond_redis_down(c->req);
         else
             http_respond_json(c->req, 200, stats);
         rctx_done(c);
-    } else {
-        rctx_maybe_free(c);
     }
     cJSON_Delete(stats);
 }
@@ -809,59 +826,32 @@ static void get_stats(struct api *api, struct http_req *req)
                            "query parameter 'by' must be 'source' or 'tenant'");
         return;
     }
-    if (rds_state(api->app->cmd) != RDS_CONNECTED) {
-        respond_redis_down(req);
-        return;
-    }
-    c = rctx_new(api, req, "");
-    if (!c) {
-        http_respond_error(req, 500, "out_of_memory", NULL, "out of memory");
-        return;
-    }
-    if (stats_query(api->app->cmd, cfg->redis_prefix, window, by ? by : "", step, on_stats,
-                    c) != 0) {
-        respond_redis_down(req);
-        rctx_done(c);
-        return;
-    }
-    c->ops++;
+    c = rctx_begin(api, req, "");
+    if (c)
+        rctx_sent(c, stats_query(api->app->cmd, cfg->redis_prefix, window, by ? by : "", step,
+                                 on_stats, c));
 }
 
 static void on_metrics_text(void *data, int status, char *text)
 {
     struct rctx *c = data;
-    c->ops--;
-    if (c->req) {
+    if (rctx_reply(c)) {
         if (status != 0 || !text)
             respond_redis_down(c->req);
         else
             http_respond(c->req, 200, "text/plain; version=0.0.4; charset=utf-8", text,
                          strlen(text));
         rctx_done(c);
-    } else {
-        rctx_maybe_free(c);
     }
     free(text);
 }
 
 static void get_metrics(struct api *api, struct http_req *req)
 {
-    struct rctx *c;
-    if (rds_state(api->app->cmd) != RDS_CONNECTED) {
-        respond_redis_down(req);
-        return;
-    }
-    c = rctx_new(api, req, "");
-    if (!c) {
-        http_respond_error(req, 500, "out_of_memory", NULL, "out of memory");
-        return;
-    }
-    if (stats_metrics(api->app->cmd, api->app->cfg->redis_prefix, on_metrics_text, c) != 0) {
-        respond_redis_down(req);
-        rctx_done(c);
-        return;
-    }
-    c->ops++;
+    struct rctx *c = rctx_begin(api, req, "");
+    if (c)
+        rctx_sent(c, stats_metrics(api->app->cmd, api->app->cfg->redis_prefix, on_metrics_text,
+                                   c));
 }
 
 /* --- dead letters (admin) --- */
@@ -869,8 +859,7 @@ static void get_metrics(struct api *api, struct http_req *req)
 static void on_dead_list(void *data, int status, cJSON *arr)
 {
     struct rctx *c = data;
-    c->ops--;
-    if (c->req) {
+    if (rctx_reply(c)) {
         if (status != 0) {
             respond_redis_down(c->req);
         } else {
@@ -882,8 +871,6 @@ static void on_dead_list(void *data, int status, cJSON *arr)
             cJSON_Delete(o);
         }
         rctx_done(c);
-    } else {
-        rctx_maybe_free(c);
     }
     cJSON_Delete(arr);
 }
@@ -891,11 +878,8 @@ static void on_dead_list(void *data, int status, cJSON *arr)
 static void on_requeued(void *data, int status, int applied)
 {
     struct rctx *c = data;
-    c->ops--;
-    if (!c->req) {
-        rctx_maybe_free(c);
+    if (!rctx_reply(c))
         return;
-    }
     if (status == BD_ENOTFOUND) {
         http_respond_error(c->req, 404, "job_not_found", "id", "no job with id '%s'", c->id);
     } else if (status != 0) {
@@ -948,23 +932,12 @@ static void dead_letters(struct api *api, struct http_req *req, const char *rest
         }
         requeue = 1;
     }
-    if (rds_state(api->app->cmd) != RDS_CONNECTED) {
-        respond_redis_down(req);
+    c = rctx_begin(api, req, id);
+    if (!c)
         return;
-    }
-    c = rctx_new(api, req, id);
-    if (!c) {
-        http_respond_error(req, 500, "out_of_memory", NULL, "out of memory");
-        return;
-    }
     rc = requeue ? store_requeue(api->app->cmd, cfg->redis_prefix, id, on_requeued, c)
                  : store_dead_list(api->app->cmd, cfg->redis_prefix, limit, on_dead_list, c);
-    if (rc != 0) {
-        respond_redis_down(req);
-        rctx_done(c);
-        return;
-    }
-    c->ops++;
+    rctx_sent(c, rc);
 }
 
 /* --- routing --- */

@@ -197,12 +197,7 @@ static int open_redis(struct app *a)
 {
     struct rds_opts o;
     int rc;
-    memset(&o, 0, sizeof(o));
-    o.host = a->cfg->redis_host;
-    o.port = a->cfg->redis_port;
-    o.db = a->cfg->redis_db;
-    o.password = a->cfg->redis_password;
-    o.name = "cmd";
+    store_redis_opts(a->cfg, "cmd", &o);
     rc = rds_open(a->loop, &o, on_cmd_state, a, &a->cmd);
     if (rc != 0)
         return rc;

@@ -1,6 +1,8 @@
 /* job.c - brief job requests: validation, normalization, ids, timestamps, prompts. */
 #include "job.h"
 
+#include "policy.h"
+
 #include <cjson/cJSON.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -388,6 +390,20 @@ int64_t job_wall_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void job_route_input(const struct job_req *r, const char *draft, const struct lp_summary *lp,
+                     int truncated, struct route_input *in)
+{
+    memset(in, 0, sizeof(*in));
+    in->text = r->text;
+    in->text_len = r->text_len;
+    in->draft = draft;
+    in->draft_len = draft ? strlen(draft) : 0;
+    in->topic_flags = (const char *const *)r->topic_flags;
+    in->n_topic_flags = r->n_topic_flags;
+    in->lp = *lp;
+    in->truncated = truncated;
 }
 
 struct sbuf {

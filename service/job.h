@@ -68,6 +68,13 @@ void job_iso8601(int64_t unix_ms, char *out, size_t outlen);
 /* Wall-clock milliseconds since the epoch. */
 int64_t job_wall_ms(void);
 
+/* The routing input of a job: its document and topic flags, and its draft's signals.
+ * Everything is borrowed from r, draft and lp. */
+struct route_input;
+struct lp_summary;
+void job_route_input(const struct job_req *r, const char *draft, const struct lp_summary *lp,
+                     int truncated, struct route_input *in);
+
 /* Substitute {text} {draft} {max_words} {instructions} in tmpl. instructions is inserted
  * as "\n\nInstructions: ..." when non-empty, else as "". Returns a malloc'd string or NULL. */
 char *job_render_prompt(const char *tmpl, const struct job_req *r, const char *draft);

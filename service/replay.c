@@ -234,15 +234,7 @@ static void on_timeout(uv_timer_t *t)
 static void route_one(const struct router *router, const struct rjob *j, struct route_result *res)
 {
     struct route_input in;
-    memset(&in, 0, sizeof(in));
-    in.text = j->req.text;
-    in.text_len = j->req.text_len;
-    in.draft = j->draft;
-    in.draft_len = strlen(j->draft);
-    in.topic_flags = (const char *const *)j->req.topic_flags;
-    in.n_topic_flags = j->req.n_topic_flags;
-    in.lp = j->lp;
-    in.truncated = j->truncated;
+    job_route_input(&j->req, j->draft, &j->lp, j->truncated, &in);
     router_decide(router, &in, NULL, res);
 }
 
@@ -414,12 +406,7 @@ int replay_main(const char *config_path, long window_s, double target)
     rp.loop = &loop;
     snprintf(rp.cursor, sizeof(rp.cursor), "0");
     rp.since_ms = job_wall_ms() - (long long)window_s * 1000;
-    memset(&o, 0, sizeof(o));
-    o.host = rp.cfg->redis_host;
-    o.port = rp.cfg->redis_port;
-    o.db = rp.cfg->redis_db;
-    o.password = rp.cfg->redis_password;
-    o.name = "replay";
+    store_redis_opts(rp.cfg, "replay", &o);
     rds_open(&loop, &o, on_state, &rp, &rp.r);
     uv_timer_init(&loop, &timer);
     timer.data = &rp;

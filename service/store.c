@@ -11,6 +11,16 @@
 
 static const char *const prio_names[] = {"low", "normal", "high"};
 
+void store_redis_opts(const struct bd_config *c, const char *name, struct rds_opts *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->host = c->redis_host;
+    o->port = c->redis_port;
+    o->db = c->redis_db;
+    o->password = c->redis_password;
+    o->name = name;
+}
+
 void store_queue_key(const char *prefix, enum job_priority p, char *buf, size_t len)
 {
     snprintf(buf, len, "%sq:%s", prefix, prio_names[p]);

@@ -23,10 +23,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config.h"
 #include "job.h"
 #include "rds.h"
 
 #define STORE_GROUP "briefd-workers"
+
+/* Connection options for the config's Redis (strings borrowed from c). */
+void store_redis_opts(const struct bd_config *c, const char *name, struct rds_opts *o);
 
 /* Key of a stream / job, into buf (>= 160 bytes). */
 void store_queue_key(const char *prefix, enum job_priority p, char *buf, size_t len);

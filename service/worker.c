@@ -328,15 +328,7 @@ static void route(struct wjob *j)
     struct guard_input g;
     struct route_input in;
     uint64_t t0;
-    memset(&in, 0, sizeof(in));
-    in.text = j->req.text;
-    in.text_len = j->req.text_len;
-    in.draft = j->draft;
-    in.draft_len = strlen(j->draft);
-    in.topic_flags = (const char *const *)j->req.topic_flags;
-    in.n_topic_flags = j->req.n_topic_flags;
-    in.lp = j->lp;
-    in.truncated = j->draft_truncated;
+    job_route_input(&j->req, j->draft, &j->lp, j->draft_truncated, &in);
     t0 = uv_hrtime();
     router_decide(j->cfg->router, &in, guard_figures(j->w, &g), &j->route);
     j->acct.route_ms = ms_since(t0);
@@ -825,12 +817,7 @@ int worker_start(struct app *a, struct worker **out)
     if (!w)
         return BD_ENOMEM;
     w->app = a;
-    memset(&o, 0, sizeof(o));
-    o.host = a->cfg->redis_host;
-    o.port = a->cfg->redis_port;
-    o.db = a->cfg->redis_db;
-    o.password = a->cfg->redis_password;
-    o.name = "worker";
+    store_redis_opts(a->cfg, "worker", &o);
     uv_timer_init(a->loop, &w->tick);
     w->tick.data = w;
     uv_timer_init(a->loop, &w->grace);

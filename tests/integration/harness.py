@@ -383,6 +383,7 @@ class EventTally:
         self.lock = threading.Lock()
         self.terminal = {}          # id -> [status, ...]
         self.seen = 0
+        self.sessions = 0           # subscriptions made; > 1: events may have been missed
         self.subscribed = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="event-tally", daemon=True)
@@ -435,6 +436,8 @@ class EventTally:
             return
         kind = msg[0]
         if kind == "subscribe":
+            with self.lock:
+                self.sessions += 1
             self.subscribed.set()
         elif kind == "message":
             parts = msg[2].split(" ", 1)
