@@ -10,6 +10,7 @@
 
 #include "app.h"
 #include "bderr.h"
+#include "dash.h"
 #include "facade.h"
 #include "http.h"
 #include "rds.h"
@@ -942,6 +943,26 @@ static void dead_letters(struct api *api, struct http_req *req, const char *rest
 
 /* --- routing --- */
 
+/* GET /dashboard and its assets, embedded at build time (dash.h). */
+static void get_dashboard(struct http_req *req, const char *path)
+{
+    const struct dash_asset *d = dash_find(path);
+    if (!d) {
+        http_respond_error(req, 404, "not_found", NULL, "no route %.200s", path);
+        return;
+    }
+    if (!method_is(req, "GET")) {
+        bad_method(req, "GET");
+        return;
+    }
+    http_resp_header(req, "Cache-Control", "no-cache");
+    http_resp_header(req, "X-Content-Type-Options", "nosniff");
+    http_resp_header(req, "Content-Security-Policy",
+                     "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+                     "frame-ancestors 'none'");
+    http_respond(req, 200, d->content_type, (const char *)d->data, d->len);
+}
+
 static void route_jobs(struct api *api, struct http_req *req, const char *rest)
 {
     char id[64];
@@ -973,54 +994,104 @@ static void route_jobs(struct api *api, struct http_req *req, const char *rest)
     get_job(api, req, id, slash != NULL);
 }
 
+/* --- the route table --- */
+
+static void r_healthz(struct api *api, struct http_req *req, const char *rest)
+{
+    (void)rest;
+    get_health(api, req, 0);
+}
+
+static void r_readyz(struct api *api, struct http_req *req, const char *rest)
+{
+    (void)rest;
+    get_health(api, req, 1);
+}
+
+static void r_dashboard(struct api *api, struct http_req *req, const char *rest)
+{
+    (void)api;
+    (void)rest;
+    get_dashboard(req, http_req_path(req));
+}
+
+static void r_jobs(struct api *api, struct http_req *req, const char *rest)
+{
+    route_jobs(api, req, *rest ? rest + 1 : "");
+}
+
+#define R_PLAIN(name, fn) \
+    static void name(struct api *api, struct http_req *req, const char *rest) \
+    { (void)rest; fn(api, req); }
+R_PLAIN(r_metrics, get_metrics)
+R_PLAIN(r_stats, get_stats)
+R_PLAIN(r_chat, post_chat)
+R_PLAIN(r_models, get_models)
+R_PLAIN(r_config, get_config)
+R_PLAIN(r_reload, post_reload)
+#undef R_PLAIN
+
+enum route_auth { AUTH_NONE = 0, AUTH_USER = 1, AUTH_ADMIN = 2 };
+
+struct route {
+    const char *path;
+    int prefix;                 /* also matches path + "/..." (rest = from the '/') */
+    const char *method;         /* NULL: the handler checks */
+    enum route_auth auth;
+    int intake;                 /* takes new work: refused (503) while shutting down */
+    void (*fn)(struct api *api, struct http_req *req, const char *rest);
+};
+
+static const struct route routes[] = {
+    {"/healthz", 0, NULL, AUTH_NONE, 0, r_healthz},
+    {"/readyz", 0, NULL, AUTH_NONE, 0, r_readyz},
+    {"/metrics", 0, "GET", AUTH_NONE, 0, r_metrics},
+    {"/dashboard", 1, NULL, AUTH_NONE, 0, r_dashboard},
+    {"/v1/jobs", 1, NULL, AUTH_USER, 1, r_jobs},
+    {"/v1/dead-letters", 1, NULL, AUTH_ADMIN, 0, dead_letters},
+    {"/v1/stats", 0, "GET", AUTH_USER, 0, r_stats},
+    {"/v1/chat/completions", 0, "POST", AUTH_USER, 1, r_chat},
+    {"/v1/models", 0, "GET", AUTH_USER, 0, r_models},
+    {"/v1/config", 0, "GET", AUTH_ADMIN, 0, r_config},
+    {"/v1/config/reload", 0, "POST", AUTH_ADMIN, 0, r_reload},
+};
+
+/* The route for path, with *rest set to what follows its path ("" or "/..."). */
+static const struct route *find_route(const char *path, const char **rest)
+{
+    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+        size_t n = strlen(routes[i].path);
+        if (strncmp(path, routes[i].path, n) != 0)
+            continue;
+        if (path[n] == '\0' || (routes[i].prefix && path[n] == '/')) {
+            *rest = path + n;
+            return &routes[i];
+        }
+    }
+    return NULL;
+}
+
 void api_handle(struct http_req *req, void *data)
 {
     struct api *api = data;
-    const char *path = http_req_path(req);
-    if (strcmp(path, "/healthz") == 0) {
-        get_health(api, req, 0);
-        return;
-    }
-    if (strcmp(path, "/readyz") == 0) {
-        get_health(api, req, 1);
-        return;
-    }
-    if (strcmp(path, "/metrics") == 0) {
-        method_is(req, "GET") ? get_metrics(api, req) : bad_method(req, "GET");
-        return;
-    }
-    if (strncmp(path, "/v1/", 4) != 0) {
+    const char *path = http_req_path(req), *rest = "";
+    const struct route *r = find_route(path, &rest);
+    if (!r) {
         http_respond_error(req, 404, "not_found", NULL, "no route %.200s", path);
         return;
     }
-    int admin = strncmp(path, "/v1/config", 10) == 0 ||
-                strncmp(path, "/v1/dead-letters", 16) == 0;
-    if (check_auth(api, req, admin) != 0)
+    if (r->auth != AUTH_NONE && check_auth(api, req, r->auth == AUTH_ADMIN) != 0)
         return;
-    if (api->app->stopping && strcmp(path, "/v1/jobs") == 0) {
+    if (r->method && !method_is(req, r->method)) {
+        bad_method(req, r->method);
+        return;
+    }
+    if (r->intake && api->app->stopping && *rest == '\0' && method_is(req, "POST")) {
         http_resp_header(req, "Retry-After", "1");
         http_respond_error(req, 503, "shutting_down", NULL, "this briefd is shutting down");
         return;
     }
-    if (strcmp(path, "/v1/jobs") == 0)
-        route_jobs(api, req, "");
-    else if (strncmp(path, "/v1/jobs/", 9) == 0)
-        route_jobs(api, req, path + 9);
-    else if (strncmp(path, "/v1/dead-letters", 16) == 0 &&
-             (path[16] == '\0' || path[16] == '/'))
-        dead_letters(api, req, path + 16);
-    else if (strcmp(path, "/v1/stats") == 0)
-        method_is(req, "GET") ? get_stats(api, req) : bad_method(req, "GET");
-    else if (strcmp(path, "/v1/chat/completions") == 0)
-        method_is(req, "POST") ? post_chat(api, req) : bad_method(req, "POST");
-    else if (strcmp(path, "/v1/models") == 0)
-        method_is(req, "GET") ? get_models(api, req) : bad_method(req, "GET");
-    else if (strcmp(path, "/v1/config") == 0)
-        method_is(req, "GET") ? get_config(api, req) : bad_method(req, "GET");
-    else if (strcmp(path, "/v1/config/reload") == 0)
-        method_is(req, "POST") ? post_reload(api, req) : bad_method(req, "POST");
-    else
-        http_respond_error(req, 404, "not_found", NULL, "no route %.200s", path);
+    r->fn(api, req, rest);
 }
 
 void api_stop(struct api *api, void (*cb)(void *data), void *data)
