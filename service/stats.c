@@ -294,14 +294,17 @@ static void add_latency_json(cJSON *obj, const cJSON *m)
 }
 
 /* refine-everything estimate: actual costs, plus for every job not refined the refine cost
- * the refined jobs showed per draft token. NAN when nothing was refined. */
-static double all_refine_p(const cJSON *m)
+ * the refined jobs showed per draft token - this group's own jobs when some were refined,
+ * else (ratio_from) the whole window's. NAN when nothing was refined at all. */
+static double all_refine_p(const cJSON *m, const cJSON *ratio_from)
 {
-    double dref = num(m, "dtok_refined"), dall = num(m, "dtok_all");
+    double dall = num(m, "dtok_all"), dref = num(m, "dtok_refined");
     double cref = num(m, "cost_refine_p"), cdr = num(m, "cost_draft_p");
-    if (dref <= 0 || cref <= 0)
+    const cJSON *r = (dref > 0 && cref > 0) ? m : ratio_from;
+    double rd = num(r, "dtok_refined"), rc = num(r, "cost_refine_p");
+    if (rd <= 0 || rc <= 0)
         return NAN;
-    return cdr + cref + cref * (dall - dref) / dref;
+    return cdr + cref + rc * (dall - dref) / rd;
 }
 
 /* tokens and by_policy objects */
@@ -343,10 +346,10 @@ static void add_breakdowns(cJSON *obj, const cJSON *m)
     }
 }
 
-static void add_figures(cJSON *obj, const cJSON *m)
+static void add_figures(cJSON *obj, const cJSON *m, const cJSON *ratio_from)
 {
     double jobs = num(m, "jobs"), cd = num(m, "cost_draft_p"), cr = num(m, "cost_refine_p");
-    double allr = all_refine_p(m);
+    double allr = all_refine_p(m, ratio_from);
     cJSON *cost, *cf;
     cJSON_AddNumberToObject(obj, "jobs", jobs);
     cJSON_AddNumberToObject(obj, "succeeded", num(m, "succeeded"));
@@ -432,8 +435,7 @@ static void on_query(struct rds *r, struct rds_reply *x, void *data)
     out = cJSON_CreateObject();
     cJSON_AddNumberToObject(out, "window_s", (double)q->window_s);
     m = flat_map(rds_reply_elem(x, 0));
-    add_figures(out, m);
-    cJSON_Delete(m);
+    add_figures(out, m, m);
     cJSON_AddNumberToObject(out, "step_s", (double)(q->step_s < q->gran_s ? q->gran_s
                                                                           : q->step_s));
     add_series(out, rds_reply_elem(x, 1), q);
@@ -451,10 +453,11 @@ static void on_query(struct rds *r, struct rds_reply *x, void *data)
             nb[l] = '\0';
             cJSON *go = cJSON_AddObjectToObject(groups, nb);
             cJSON *gm = flat_map(rds_reply_elem(g, k + 1));
-            add_figures(go, gm);
+            add_figures(go, gm, m);
             cJSON_Delete(gm);
         }
     }
+    cJSON_Delete(m);
     q->cb(q->data, 0, out);
     free(q);
 }
