@@ -93,11 +93,19 @@ static const char TRANSITION_LUA[] =
     "return 1\n";
 
 /* KEYS: job, stream. ARGV: status, out, finished_ms, ttl, group, entry, channel, id,
- * stats increments JSON ('' = none). Prefixed with STATS_APPLY_LUA. */
+ * stats increments JSON ('' = none), attempt (the finishing delivery).
+ * Prefixed with STATS_APPLY_LUA. Refuses (0) a job that already ended, and a delivery that
+ * is no longer the job's current one (another worker reclaimed it: that worker's entry is
+ * left alone); acks the entry in the first case only. */
 static const char FINISH_LUA[] = STATS_APPLY_LUA
-    "local st = redis.call('HGET', KEYS[1], 'status')\n"
+    "local v = redis.call('HMGET', KEYS[1], 'status', 'attempts')\n"
+    "local st = v[1]\n"
+    "if not st or st == 'succeeded' or st == 'failed' then\n"
+    "  redis.call('XACK', KEYS[2], ARGV[5], ARGV[6]); redis.call('XDEL', KEYS[2], ARGV[6])\n"
+    "  return 0\n"
+    "end\n"
+    "if v[2] ~= ARGV[10] then return -1 end\n"
     "redis.call('XACK', KEYS[2], ARGV[5], ARGV[6]); redis.call('XDEL', KEYS[2], ARGV[6])\n"
-    "if not st or st == 'succeeded' or st == 'failed' then return 0 end\n"
     "redis.call('HSET', KEYS[1], 'status', ARGV[1], 'out', ARGV[2], 'finished_ms', ARGV[3])\n"
     "redis.call('EXPIRE', KEYS[1], ARGV[4])\n"
     "if ARGV[9] ~= '' then stats_apply(ARGV[9]) end\n"
@@ -377,10 +385,11 @@ int store_transition(struct rds *r, const char *prefix, const char *id, const ch
 }
 
 int store_finish(struct rds *r, const char *prefix, const char *stream, const char *entry,
-                 const char *id, const char *status, const char *out_json, int64_t finished_ms,
-                 long ttl_s, const char *stats_json, store_flag_cb cb, void *data)
+                 const char *id, int attempt, const char *status, const char *out_json,
+                 int64_t finished_ms, long ttl_s, const char *stats_json, store_flag_cb cb,
+                 void *data)
 {
-    char kjob[200], chan[200], fin[24], ttl[24];
+    char kjob[200], chan[200], fin[24], ttl[24], att[16];
     struct op *o = op_new((void (*)(void))cb, data);
     if (!o)
         return BD_ENOMEM;
@@ -388,9 +397,10 @@ int store_finish(struct rds *r, const char *prefix, const char *stream, const ch
     store_events_key(prefix, chan, sizeof(chan));
     snprintf(fin, sizeof(fin), "%lld", (long long)finished_ms);
     snprintf(ttl, sizeof(ttl), "%ld", ttl_s);
+    snprintf(att, sizeof(att), "%d", attempt);
     const char *argv[] = {"EVAL", FINISH_LUA, "2", kjob, stream,
                           status, out_json, fin, ttl, STORE_GROUP, entry, chan, id,
-                          stats_json ? stats_json : ""};
+                          stats_json ? stats_json : "", att};
     return send_or_free(rds_cmdargv(r, on_flag, o, (int)(sizeof(argv) / sizeof(argv[0])), argv,
                                     NULL),
                         o);

@@ -85,12 +85,15 @@ typedef void (*store_flag_cb)(void *data, int status, int applied);
 int store_transition(struct rds *r, const char *prefix, const char *id, const char *status,
                      int attempt, store_flag_cb cb, void *data);
 
-/* End a job: succeeded/failed with its out JSON, unless it already ended (applied = 0);
- * acks and deletes the stream entry, sets the TTL, applies stats_json (stats.h; NULL for
- * none) in the same script, publishes. */
+/* End a job: succeeded/failed with its out JSON, applying stats_json (stats.h; NULL for
+ * none) in the same script, acking and deleting the stream entry, setting the TTL and
+ * publishing - unless the job already ended (applied = 0: first result wins) or attempt is
+ * no longer the job's current delivery (applied = 0: the worker that reclaimed it owns it
+ * now, and its entry is left alone). */
 int store_finish(struct rds *r, const char *prefix, const char *stream, const char *entry,
-                 const char *id, const char *status, const char *out_json, int64_t finished_ms,
-                 long ttl_s, const char *stats_json, store_flag_cb cb, void *data);
+                 const char *id, int attempt, const char *status, const char *out_json,
+                 int64_t finished_ms, long ttl_s, const char *stats_json, store_flag_cb cb,
+                 void *data);
 
 /* Hand a job back to the queue on graceful shutdown: if it has not ended, it goes back to
  * "queued" with a fresh stream entry and this delivery is not counted. cb may be NULL. */

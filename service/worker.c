@@ -512,7 +512,8 @@ static void on_finished(void *data, int status, int applied)
         app_log("worker: could not store the result of %s: %s (it stays pending and will be "
                 "retried)", j->id, bd_strerror(status));
     else if (!applied)
-        app_log("worker: %s had already ended; this delivery's result was discarded", j->id);
+        app_log("worker: %s had already ended or was reclaimed by another worker; this "
+                "delivery's result was discarded", j->id);
     job_free(j);
 }
 
@@ -562,8 +563,8 @@ static void job_finish(struct wjob *j, const char *status, cJSON *error)
         job_free(j);
         return;
     }
-    rc = store_finish(j->w->app->cmd, prefix_of(j), j->stream, j->entry, j->id, status, text,
-                      job_wall_ms(), j->cfg->result_ttl_s, sj, on_finished, j);
+    rc = store_finish(j->w->app->cmd, prefix_of(j), j->stream, j->entry, j->id, j->attempt,
+                      status, text, job_wall_ms(), j->cfg->result_ttl_s, sj, on_finished, j);
     free(text);
     free(sj);
     if (rc != 0) {

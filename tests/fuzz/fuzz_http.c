@@ -321,8 +321,10 @@ static int on_response_done(llhttp_t *p)
 static int client_open(void)
 {
     struct sockaddr_in a;
-    int one = 1;
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct pollfd p;
+    int one = 1, err = 0, rc;
+    socklen_t len = sizeof err;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 
     if (fd < 0)
         return -1;
@@ -331,7 +333,21 @@ static int client_open(void)
     a.sin_port = htons((uint16_t)srv_port);
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0) { /* loopback: no accept needed */
+    /* Non-blocking, so that libFuzzer's timer signal cannot interrupt it half-way; on
+     * loopback the kernel completes the handshake without the server's accept(). */
+    rc = connect(fd, (struct sockaddr *)&a, sizeof a);
+    if (rc < 0 && errno == EINPROGRESS) {
+        p.fd = fd;
+        p.events = POLLOUT;
+        do
+            rc = poll(&p, 1, CLEANUP_MS);
+        while (rc < 0 && errno == EINTR);
+        if (rc == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0)
+            rc = 0;
+        else
+            errno = rc == 0 ? ETIMEDOUT : err ? err : errno;
+    }
+    if (rc != 0) {
         fprintf(stderr, "fuzz_http: connect: %s\n", strerror(errno));
         close(fd);
         return -1;
