@@ -517,6 +517,21 @@ static void key_id(struct api *api, struct http_req *req, char *out, size_t len)
                  (unsigned long long)(fnv1a(0xcbf29ce484222325ull, key) >> 32));
 }
 
+/* A key configured as "tenant=key" submits for that tenant: it replaces any
+ * metadata.tenant the body claims (the dashboard's tenant dimension follows it). */
+static void key_tenant(struct api *api, struct http_req *req, struct job_req *jr)
+{
+    const char *t = cfg_key_tenant(api->app->cfg, bearer(req));
+    if (!t)
+        return;
+    if (!jr->metadata)
+        jr->metadata = cJSON_CreateObject();
+    if (!jr->metadata)
+        return;
+    cJSON_DeleteItemFromObjectCaseSensitive(jr->metadata, "tenant");
+    cJSON_AddStringToObject(jr->metadata, "tenant", t);
+}
+
 /* Idempotency-Key: NULL when absent, "" after answering 400, else the key. */
 static const char *idempotency_key(struct http_req *req)
 {
@@ -632,6 +647,7 @@ static void enqueue(struct api *api, struct http_req *req, struct job_req *jr, d
         return;
     }
     job_new_id(id, job_wall_ms());
+    key_tenant(api, req, jr);
     rj = job_req_to_json(jr);
     mj = meta_json(jr, job_req_meta(jr, "tenant"));
     key_id(api, req, kid, sizeof(kid));

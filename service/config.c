@@ -746,6 +746,24 @@ static int key_ok(const char *s, size_t len)
     return 1;
 }
 
+/* "tenant=key": a tenant name of 1..64 of [A-Za-z0-9_.-] before the first '=' and a valid
+ * key after it. Returns the tenant's length, or 0 when the entry is a plain key (a key may
+ * itself contain '=', e.g. base64 padding: then what follows is too short to be a key). */
+static size_t tenant_prefix(const char *s, size_t len)
+{
+    size_t i;
+    for (i = 0; i < len && i <= 64; i++) {
+        char ch = s[i];
+        if (ch == '=')
+            break;
+        if (!isalnum((unsigned char)ch) && ch != '_' && ch != '.' && ch != '-')
+            return 0;
+    }
+    if (i == 0 || i > 64 || i >= len || !key_ok(s + i + 1, len - i - 1))
+        return 0;
+    return i;
+}
+
 static void free_keys(char **keys, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
@@ -756,13 +774,23 @@ static void free_keys(char **keys, size_t n)
     free(keys);
 }
 
-/* Add one trimmed entry (s, len) of $env to keys[*n]; empty entries are skipped. */
-static int add_key(char **keys, size_t *n, const char *s, size_t len, size_t idx,
-                   const char *env, const char *path, struct cfg_err *err)
+/* Add one trimmed entry (s, len) of $env to keys[*n] (and its tenant, for "tenant=key"
+ * entries, to tenants[*n]); empty entries are skipped. */
+static int add_key(char **keys, char **tenants, size_t *n, const char *s, size_t len,
+                   size_t idx, const char *env, const char *path, struct cfg_err *err)
 {
+    size_t tl;
     trim(&s, &len);
     if (len == 0)
         return 0;
+    tl = tenant_prefix(s, len);
+    if (tl) {
+        tenants[*n] = strndup(s, tl);
+        if (!tenants[*n])
+            return oom(err);
+        s += tl + 1;
+        len -= tl + 1;
+    }
     if (!key_ok(s, len))
         return cfg_fail(err, path, "$%s entry %zu: a key must be %d to %d printable ASCII "
                         "characters without spaces", env, idx, CFG_KEY_MIN, CFG_KEY_MAX);
@@ -776,36 +804,50 @@ static int add_key(char **keys, size_t *n, const char *s, size_t len, size_t idx
     return 0;
 }
 
-/* Read $env (comma-separated keys) into *out / *nout. Unset or empty: no keys. */
-static int load_keys(const char *env, const char *path, char ***out, size_t *nout,
-                     struct cfg_err *err)
+static void free_tenants(char **tenants, size_t n)
+{
+    for (size_t i = 0; tenants && i < n; i++)
+        free(tenants[i]);
+    free(tenants);
+}
+
+/* Read $env (comma-separated keys, each "key" or "tenant=key") into *out / *tout / *nout.
+ * Unset or empty: no keys. */
+static int load_keys(const char *env, const char *path, char ***out, char ***tout,
+                     size_t *nout, struct cfg_err *err)
 {
     const char *val = env ? getenv(env) : NULL;
     const char *p = val;
     size_t cap = 1, n = 0, idx = 1;
-    char **keys;
+    char **keys, **tenants;
 
     if (!val || !*val)
         return 0;
     for (const char *q = val; *q; q++)
         cap += *q == ',';
     keys = calloc(cap, sizeof *keys);
-    if (!keys)
+    tenants = calloc(cap, sizeof *tenants);
+    if (!keys || !tenants) {
+        free(keys);
+        free(tenants);
         return oom(err);
+    }
     for (;;) {
         const char *comma = strchr(p, ',');
         size_t len = comma ? (size_t)(comma - p) : strlen(p);
-        if (add_key(keys, &n, p, len, idx++, env, path, err) < 0)
+        if (add_key(keys, tenants, &n, p, len, idx++, env, path, err) < 0)
             goto fail;
         if (!comma)
             break;
         p = comma + 1;
     }
     *out = keys;
+    *tout = tenants;
     *nout = n;
     return 0;
 fail:
     free_keys(keys, cap);
+    free_tenants(tenants, cap);
     return -1;
 }
 
@@ -825,10 +867,11 @@ static int load_model_key(struct model_cfg *m, const char *path, struct cfg_err 
 
 static int load_secrets(struct bd_config *c, struct cfg_err *err)
 {
-    if (load_keys(c->auth_keys_env, "auth.keys_env", &c->api_keys, &c->n_api_keys, err) < 0)
+    if (load_keys(c->auth_keys_env, "auth.keys_env", &c->api_keys, &c->api_key_tenants,
+                  &c->n_api_keys, err) < 0)
         return -1;
     if (load_keys(c->admin_keys_env, "auth.admin_keys_env", &c->admin_keys,
-                  &c->n_admin_keys, err) < 0)
+                  &c->admin_key_tenants, &c->n_admin_keys, err) < 0)
         return -1;
     if (load_model_key(&c->draft, "models.draft.api_key_env", err) < 0)
         return -1;
@@ -1001,6 +1044,8 @@ static void cfg_free(struct bd_config *c)
     wipe_free(c->refine.api_key);
     free_keys(c->api_keys, c->n_api_keys);
     free_keys(c->admin_keys, c->n_admin_keys);
+    free_tenants(c->api_key_tenants, c->n_api_keys);
+    free_tenants(c->admin_key_tenants, c->n_admin_keys);
     free(c->path);
     if (c->router)
         router_free(c->router);
@@ -1180,6 +1225,31 @@ int cfg_is_api_key(const struct bd_config *c, const char *key)
 int cfg_is_admin_key(const struct bd_config *c, const char *key)
 {
     return check_key(c, key, 1);
+}
+
+/* The tenant of the configured key equal to cand: every key is compared (constant time
+ * in the key contents); the match selects its tenant with a mask, not a branch. */
+static const char *ct_tenant(char *const *keys, char *const *tenants, size_t n,
+                             const unsigned char *cand, uintptr_t found)
+{
+    for (size_t i = 0; i < n; i++) {
+        uintptr_t mask = (uintptr_t)0 - (uintptr_t)ct_equal((const unsigned char *)keys[i], cand);
+        found = (found & ~mask) | ((uintptr_t)tenants[i] & mask);
+    }
+    return (const char *)found;
+}
+
+const char *cfg_key_tenant(const struct bd_config *c, const char *key)
+{
+    unsigned char cand[CFG_KEY_MAX + 1];
+    const char *t;
+    if (!c || !key || !cfg_auth_enabled(c))
+        return NULL;
+    pad_key(key, cand);
+    t = ct_tenant(c->api_keys, c->api_key_tenants, c->n_api_keys, cand, 0);
+    t = ct_tenant(c->admin_keys, c->admin_key_tenants, c->n_admin_keys, cand, (uintptr_t)t);
+    explicit_bzero(cand, sizeof cand);
+    return t;
 }
 
 int cfg_auth_enabled(const struct bd_config *c)

@@ -82,7 +82,9 @@ struct bd_config {
                                 entry is a CFG_KEY_MAX + 1 byte buffer, zero-padded, so the
                                 constant-time compare always reads the same number of bytes */
     size_t n_api_keys;
+    char **api_key_tenants;  /* per api key: its tenant ("tenant=key" entries) or NULL */
     char **admin_keys;
+    char **admin_key_tenants;
     size_t n_admin_keys;
 
     struct model_cfg draft;
@@ -112,6 +114,9 @@ struct cJSON *cfg_describe(const struct bd_config *c);
 /* Constant-time key checks. Returns 1 if key matches one of the configured keys. */
 int cfg_is_api_key(const struct bd_config *c, const char *key);
 int cfg_is_admin_key(const struct bd_config *c, const char *key);
+/* The tenant named for this key ("tenant=key" entries in the key variables), or NULL.
+ * The returned string belongs to the config. */
+const char *cfg_key_tenant(const struct bd_config *c, const char *key);
 /* 1 if any key is configured (auth on). */
 int cfg_auth_enabled(const struct bd_config *c);
 

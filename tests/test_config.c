@@ -708,6 +708,35 @@ static void test_refcount(void)
     cfg_unref(NULL);
 }
 
+/* "tenant=key" entries: the key authenticates alone, and names its tenant. */
+static void test_key_tenants(void)
+{
+    struct cfg_err err;
+    struct bd_config *c;
+    setenv("TC_T_KEYS", "acme=key-acme-0001, plain-key-0002, a=b=c-key-0003, x==padded", 1);
+    setenv("TC_T_ADMIN", "ops.team=admin-key-0009", 1);
+    c = load_str("{\"auth\": {\"keys_env\": \"TC_T_KEYS\", \"admin_keys_env\": \"TC_T_ADMIN\"}}",
+                 &err);
+    CHECK(c != NULL);
+    if (c) {
+        CHECK(c->n_api_keys == 4);
+        CHECK(cfg_is_api_key(c, "key-acme-0001"));
+        CHECK(!cfg_is_api_key(c, "acme=key-acme-0001"));
+        CHECK_STR(cfg_key_tenant(c, "key-acme-0001"), "acme");
+        CHECK(cfg_key_tenant(c, "plain-key-0002") == NULL);
+        CHECK_STR(cfg_key_tenant(c, "b=c-key-0003"), "a");     /* first '=' splits */
+        CHECK(cfg_is_api_key(c, "x==padded"));                  /* "=padded" is no key */
+        CHECK(cfg_key_tenant(c, "x==padded") == NULL);
+        CHECK_STR(cfg_key_tenant(c, "admin-key-0009"), "ops.team");
+        CHECK(cfg_is_admin_key(c, "admin-key-0009"));
+        CHECK(cfg_key_tenant(c, "nope-nope-nope") == NULL);
+        CHECK(cfg_key_tenant(c, NULL) == NULL);
+        cfg_unref(c);
+    }
+    unsetenv("TC_T_KEYS");
+    unsetenv("TC_T_ADMIN");
+}
+
 int main(void)
 {
     unsetenv("BRIEFD_API_KEYS");
@@ -726,6 +755,7 @@ int main(void)
     test_env_keys_bad();
     test_env_keys_off();
     test_compare();
+    test_key_tenants();
     test_describe();
     test_describe_round_trip();
     test_version();

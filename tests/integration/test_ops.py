@@ -66,7 +66,7 @@ class Idempotency(Stack):
 class Auth(Stack):
     @classmethod
     def setUpClass(cls):
-        os.environ["T_KEYS"] = "user-key-0001, user-key-0002"
+        os.environ["T_KEYS"] = "user-key-0001, user-key-0002, acme=tenant-key-0003"
         os.environ["T_ADMIN"] = "admin-key-0001"
         cls.config_over = {"auth": {"keys_env": "T_KEYS", "admin_keys_env": "T_ADMIN"}}
         super().setUpClass()
@@ -84,6 +84,14 @@ class Auth(Stack):
                                           headers={"Authorization": "Bearer user-key-0002"})
         self.assertEqual(st, 202)
         self.assertTrue(job["api_key_id"].startswith("key_"))
+        # a "tenant=key" key submits for its tenant, whatever the body claims
+        st, job, _ = self.briefd.post_job({"text": TEXT, "metadata": {"tenant": "evil"}},
+                                          headers={"Authorization": "Bearer tenant-key-0003"})
+        self.assertEqual(st, 202)
+        self.assertEqual(job["metadata"]["tenant"], "acme")
+        st, _, _ = self.briefd.post_job({"text": TEXT},
+                                        headers={"Authorization": "Bearer acme=tenant-key-0003"})
+        self.assertEqual(st, 401)
         # user key on admin routes: 403; admin key: 200, and no secret in the config
         st, body, _ = self.briefd.get("/v1/config",
                                       headers={"Authorization": "Bearer user-key-0001"})
@@ -92,7 +100,7 @@ class Auth(Stack):
                                      headers={"Authorization": "Bearer admin-key-0001"})
         self.assertEqual(st, 200)
         text = json.dumps(cfg)
-        for secret in ("user-key-0001", "user-key-0002", "admin-key-0001"):
+        for secret in ("user-key-0001", "user-key-0002", "admin-key-0001", "tenant-key-0003"):
             self.assertNotIn(secret, text)
         with open(self.briefd.log) as f:
             log = f.read()
