@@ -1150,6 +1150,168 @@ struct bd_config *cfg_load(const char *path, struct cfg_err *err)
     return c;
 }
 
+/* --- every mistake at once (briefd check) --- */
+
+/* The item at a JSON path like "a.b[2].c" under root, with its parent; NULL if absent. */
+static cJSON *path_item(cJSON *root, const char *path, cJSON **parent)
+{
+    cJSON *cur = root;
+    const char *p = path;
+    *parent = NULL;
+    while (cur && *p) {
+        char name[160];
+        size_t n = strcspn(p, ".[");
+        if (n >= sizeof(name))
+            return NULL;
+        if (n > 0) {
+            memcpy(name, p, n);
+            name[n] = '\0';
+            *parent = cur;
+            cur = cJSON_GetObjectItemCaseSensitive(cur, name);
+            p += n;
+        } else if (*p == '[') {
+            char *end;
+            long i = strtol(p + 1, &end, 10);
+            if (*end != ']')
+                return NULL;
+            *parent = cur;
+            cur = cJSON_GetArrayItem(cur, (int)i);
+            p = end + 1;
+        }
+        if (*p == '.')
+            p++;
+    }
+    return cur;
+}
+
+/* Array elements set aside while checking, by original path and index, so that later
+ * errors can be reported with the indices of the file as written. */
+struct set_aside {
+    size_t n;
+    struct {
+        char arr[160];
+        long idx;
+    } rm[CFG_MAX_REPORTED];
+};
+
+static int set_aside_has(const struct set_aside *s, const char *arr, long idx)
+{
+    for (size_t k = 0; k < s->n; k++)
+        if (s->rm[k].idx == idx && strcmp(s->rm[k].arr, arr) == 0)
+            return 1;
+    return 0;
+}
+
+/* The original index of current index j in the array at original path arr: the j-th
+ * element (from 0) that was not set aside. */
+static long orig_index(const struct set_aside *s, const char *arr, long j)
+{
+    long o = -1, seen = -1;
+    while (seen < j) {
+        o++;
+        if (!set_aside_has(s, arr, o))
+            seen++;
+    }
+    return o;
+}
+
+/* Rewrite a current path (indices after removals) into the file's original indices. */
+static void orig_path(const struct set_aside *s, const char *path, char *out, size_t len)
+{
+    size_t o = 0;
+    out[0] = '\0';
+    for (const char *p = path; *p && o + 1 < len;) {
+        if (*p == '[') {
+            char *end;
+            long j = strtol(p + 1, &end, 10);
+            int n = snprintf(out + o, len - o, "[%ld]", orig_index(s, out, j));
+            if (n < 0 || (size_t)n >= len - o)
+                break;
+            o += (size_t)n;
+            p = *end == ']' ? end + 1 : end;
+        } else {
+            out[o++] = *p++;
+            out[o] = '\0';
+        }
+    }
+}
+
+/* Remove what the error names (or, if it is not there, what holds it) so the rest can be
+ * checked. Returns 0 if something was removed. */
+static int drop_path(cJSON *root, const char *path, struct set_aside *s)
+{
+    cJSON *parent, *item = path_item(root, path, &parent);
+    char up[sizeof(((struct cfg_err *)0)->path)];
+    const char *cut;
+    if (item && parent) {
+        const char *br = strrchr(path, '[');
+        if (cJSON_IsArray(parent) && br && s->n < CFG_MAX_REPORTED) {
+            char cur_arr[160];
+            snprintf(cur_arr, sizeof(cur_arr), "%.*s", (int)(br - path), path);
+            orig_path(s, cur_arr, s->rm[s->n].arr, sizeof(s->rm[0].arr));
+            s->rm[s->n].idx = orig_index(s, s->rm[s->n].arr, strtol(br + 1, NULL, 10));
+            s->n++;
+        }
+        cJSON_Delete(cJSON_DetachItemViaPointer(parent, item));
+        return 0;
+    }
+    cut = strrchr(path, '.');
+    if (!cut || strrchr(path, '[') > cut)
+        cut = strrchr(path, '[');
+    if (!cut || cut == path)
+        return -1;
+    snprintf(up, sizeof(up), "%.*s", (int)(cut - path), path);
+    return drop_path(root, up, s);
+}
+
+int cfg_check_file(const char *path, void (*report)(const struct cfg_err *err, void *data),
+                   void *data)
+{
+    struct cfg_err err, shown;
+    struct set_aside aside;
+    struct bd_config *c;
+    char *buf = NULL, *text;
+    size_t len = 0;
+    cJSON *root = NULL;
+    int errors = 0;
+    memset(&err, 0, sizeof(err));
+    memset(&shown, 0, sizeof(shown));
+    aside.n = 0;
+    if (read_file(path, &buf, &len, &err) < 0 || parse_json(buf, len, &root, &err) < 0) {
+        report(&err, data);
+        errors = 1;
+        goto out;
+    }
+    for (int round = 0; round < CFG_MAX_REPORTED; round++) {
+        struct cfg_err orig;
+        text = cJSON_PrintUnformatted(root);
+        c = text ? cfg_load_string(text, strlen(text), &err) : NULL;
+        free(text);
+        if (c) {
+            cfg_unref(c);
+            break;
+        }
+        orig = err;
+        orig_path(&aside, err.path, orig.path, sizeof(orig.path));
+        /* a consequence of the mistake just reported (e.g. a policy whose bad type was
+         * set aside now lacks one) is not a mistake of its own */
+        if (strcmp(orig.path, shown.path) != 0 || !errors) {
+            report(&orig, data);
+            shown = orig;
+            errors++;
+        }
+        if (!err.path[0] || drop_path(root, err.path, &aside) != 0)
+            break;
+    }
+out:
+    if (buf)
+        explicit_bzero(buf, len);
+    free(buf);
+    wipe_tree(root);
+    cJSON_Delete(root);
+    return errors;
+}
+
 struct bd_config *cfg_ref(struct bd_config *c)
 {
     if (c)

@@ -104,6 +104,13 @@ struct bd_config *cfg_load(const char *path, struct cfg_err *err);
 /* The same from an in-memory JSON text (for tests and fuzzing); NULL text = defaults. */
 struct bd_config *cfg_load_string(const char *json, size_t len, struct cfg_err *err);
 
+/* Validate a config file and report every mistake (up to CFG_MAX_REPORTED): after each
+ * one, the offending value is set aside and the rest checked again. Returns the number of
+ * mistakes (0: valid). report() gets each error (path "" for file-level ones). */
+#define CFG_MAX_REPORTED 50
+int cfg_check_file(const char *path, void (*report)(const struct cfg_err *err, void *data),
+                   void *data);
+
 struct bd_config *cfg_ref(struct bd_config *c);
 void cfg_unref(struct bd_config *c); /* frees at zero */
 

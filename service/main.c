@@ -28,17 +28,29 @@ static int usage(FILE *f, int code)
     return code;
 }
 
+static void print_error(const struct cfg_err *err, void *data)
+{
+    fprintf(stderr, "%s: %s%s%s\n", (const char *)data, err->path, err->path[0] ? ": " : "",
+            err->msg);
+}
+
 static int cmd_check(const char *path)
 {
     struct cfg_err err;
     struct bd_config *c;
+    int n;
     if (!path) {
         fprintf(stderr, "briefd check: --config F is required\n");
         return 2;
     }
+    n = cfg_check_file(path, print_error, (void *)path);
+    if (n > 0) {
+        fprintf(stderr, "%s: %d mistake%s\n", path, n, n == 1 ? "" : "s");
+        return 1;
+    }
     c = cfg_load(path, &err);
     if (!c) {
-        fprintf(stderr, "%s: %s%s%s\n", path, err.path, err.path[0] ? ": " : "", err.msg);
+        print_error(&err, (void *)path);
         return 1;
     }
     printf("%s: ok (version %s)\n", path, c->version);

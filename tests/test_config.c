@@ -1,4 +1,5 @@
 /* test_config.c - config: defaults, full file, every error class, secrets, version, refcount. */
+#include <fcntl.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -737,6 +738,50 @@ static void test_key_tenants(void)
     unsetenv("TC_T_ADMIN");
 }
 
+struct collected {
+    int n;
+    char paths[16][160];
+};
+
+static void collect(const struct cfg_err *err, void *data)
+{
+    struct collected *c = data;
+    if (c->n < 16)
+        snprintf(c->paths[c->n], sizeof(c->paths[0]), "%s", err->path);
+    c->n++;
+}
+
+/* cfg_check_file reports every mistake, with the file's own array indices. */
+static void test_check_all(void)
+{
+    char path[] = "/tmp/briefd-test-check-XXXXXX";
+    const char *bad = "{\"bogus\": 1, \"workers\": {\"concurrency\": \"a\"},"
+                      " \"routing\": {\"policies\": [{\"type\": \"nope\"}, {\"type\": \"x\"},"
+                      " {\"type\": \"length\", \"min_chars\": -1}]}}";
+    struct collected got = {0};
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    if (fd < 0)
+        return;
+    CHECK(write(fd, bad, strlen(bad)) == (ssize_t)strlen(bad));
+    close(fd);
+    CHECK(cfg_check_file(path, collect, &got) == 5);
+    CHECK_STR(got.paths[0], "bogus");
+    CHECK_STR(got.paths[1], "workers.concurrency");
+    CHECK_STR(got.paths[2], "routing.policies[0].type");
+    CHECK_STR(got.paths[3], "routing.policies[1].type");
+    CHECK_STR(got.paths[4], "routing.policies[2].min_chars");
+    got.n = 0;
+    fd = open(path, O_WRONLY | O_TRUNC);
+    CHECK(write(fd, "{}", 2) == 2);
+    close(fd);
+    CHECK(cfg_check_file(path, collect, &got) == 0);
+    CHECK(got.n == 0);
+    unlink(path);
+    CHECK(cfg_check_file(path, collect, &got) == 1); /* missing file */
+    CHECK_STR(got.paths[0], "");
+}
+
 int main(void)
 {
     unsetenv("BRIEFD_API_KEYS");
@@ -756,6 +801,7 @@ int main(void)
     test_env_keys_off();
     test_compare();
     test_key_tenants();
+    test_check_all();
     test_describe();
     test_describe_round_trip();
     test_version();
