@@ -18,3 +18,6 @@ echo "== build (ASan + UBSan) and test"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DBRIEFD_SANITIZE=ON >/dev/null
 cmake --build build-asan -j"$JOBS"
 (cd build-asan && ctest --output-on-failure -j"$JOBS")
+
+# ---- fuzz (bounded): libFuzzer harnesses, clang build in build-fuzz (tests/fuzz/run.sh) ----
+echo "== fuzz (bounded)"; tests/fuzz/run.sh "${BRIEFD_FUZZ_SECONDS:-60}"

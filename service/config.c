@@ -1,6 +1,7 @@
 /* config.c - briefd's configuration: one key table drives defaults, validation, describe, free. */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -242,6 +243,20 @@ static int host_char_ok(int ch, int bracketed)
 
 /* Split "host[:port]" or "[v6][:port]" (s, len). port_req: the port must be present.
  * Returns NULL and sets *host / *port, or a description of the mistake. */
+/* 1 if s[0..len) is an IPv6 address, optionally with a %zone. */
+static int ipv6_literal(const char *s, size_t len)
+{
+    char buf[64];
+    unsigned char addr[16];
+    const char *pct = memchr(s, '%', len);
+    size_t n = pct ? (size_t)(pct - s) : len;
+    if (n == 0 || n >= sizeof(buf) || (pct && (size_t)(pct - s) + 1 >= len))
+        return 0;
+    memcpy(buf, s, n);
+    buf[n] = '\0';
+    return inet_pton(AF_INET6, buf, addr) == 1;
+}
+
 static const char *split_hostport(const char *s, size_t len, int port_req, char **host,
                                   int *port)
 {
@@ -266,9 +281,13 @@ static const char *split_hostport(const char *s, size_t len, int port_req, char 
     }
     if (hlen == 0)
         return "missing host";
+    if (hlen > CFG_MAX_HOST)
+        return "host name longer than 253 characters";
     for (size_t i = 0; i < hlen; i++)
         if (!host_char_ok((unsigned char)h[i], br))
             return "invalid character in host";
+    if (br && !ipv6_literal(h, hlen))
+        return "brackets must hold an IPv6 address, e.g. [::1]";
     if (!colon && port_req)
         return "expected \"host:port\"";
     if (colon && parse_port(colon + 1, len - (size_t)(colon + 1 - s), port) < 0)
@@ -279,7 +298,7 @@ static const char *split_hostport(const char *s, size_t len, int port_req, char 
 
 static char *fmt_hostport(const char *host, int port)
 {
-    char buf[320];
+    char buf[CFG_MAX_HOST + 16];
     int br = strchr(host, ':') != NULL;
 
     snprintf(buf, sizeof buf, "%s%s%s:%d", br ? "[" : "", host, br ? "]" : "", port);
@@ -1021,11 +1040,13 @@ static void free_strings(const struct key *keys, size_t n, char *base)
 {
     for (size_t i = 0; i < n; i++) {
         const struct key *k = &keys[i];
-        char **slot = (char **)(void *)(base + k->off);
 
         if (k->type == K_OBJ) {
             free_strings(k->sub, k->nsub, base + k->off);
         } else if ((k->type == K_STR || k->type == K_STRN) && k->off != NOFF) {
+            /* the slot's address is formed only for keys that have one (NOFF is not an
+             * offset: base + NOFF would overflow) */
+            char **slot = (char **)(void *)(base + k->off);
             wipe_free(*slot);
             *slot = NULL;
         }

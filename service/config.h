@@ -25,6 +25,7 @@ struct router;
 #define CFG_MAX_FILE_BYTES (1u << 20) /* a config file larger than this is refused */
 #define CFG_KEY_MIN 8                 /* API/admin key length bounds (bytes, printable ASCII) */
 #define CFG_KEY_MAX 256
+#define CFG_MAX_HOST 253              /* host names (listen, redis.url): the DNS maximum */
 #define CFG_MAX_KEYS 1024             /* keys per environment variable */
 
 struct model_cfg {

@@ -77,6 +77,16 @@ static int printable_ascii(const char *s)
     return 1;
 }
 
+/* 1 if a member of obj before it has it's name (duplicate keys are refused: a proxy that
+ * kept the last value would otherwise read another request than ours). */
+static int repeated(const cJSON *obj, const cJSON *it)
+{
+    for (const cJSON *p = obj->child; p && p != it; p = p->next)
+        if (strcmp(p->string, it->string) == 0)
+            return 1;
+    return 0;
+}
+
 static int parse_text(const cJSON *v, size_t max, struct job_req *out, struct job_verr *e)
 {
     size_t len;
@@ -201,6 +211,9 @@ static int parse_metadata(const cJSON *v, struct job_req *out, struct job_verr *
         char param[96];
         size_t klen = strlen(it->string);
         snprintf(param, sizeof(param), "metadata.%.64s", it->string);
+        if (repeated(v, it))
+            return verr(e, 400, "duplicate_parameter", param, "field '%s' appears twice",
+                        param);
         if (klen == 0 || klen > JOB_MAX_META_KEY || !printable_ascii(it->string))
             return verr(e, 422, "invalid_value", "metadata",
                         "metadata keys must be 1 to %d printable ASCII characters",
@@ -245,6 +258,11 @@ static int check_unknown(const cJSON *root, struct job_verr *e)
 {
     const cJSON *it;
     cJSON_ArrayForEach(it, root) {
+        if (repeated(root, it)) {
+            char name[72];
+            snprintf(name, sizeof(name), "%.64s", it->string);
+            return verr(e, 400, "duplicate_parameter", name, "field '%s' appears twice", name);
+        }
         int known = 0;
         for (size_t i = 0; known_fields[i]; i++)
             if (strcmp(it->string, known_fields[i]) == 0)

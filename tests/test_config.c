@@ -322,6 +322,15 @@ static void test_errors_listen_redis(void)
     expect_err("{\"listen\": \"::1:8080\"}", "listen",
                "IPv6 addresses must be written in brackets, e.g. [::1]:8080");
     expect_err("{\"listen\": \"[::1\"}", "listen", "missing ']' after an IPv6 address");
+    expect_err("{\"listen\": \"[%]:1\"}", "listen",
+               "brackets must hold an IPv6 address, e.g. [::1]");
+    expect_err("{\"listen\": \"[localhost]:1\"}", "listen",
+               "brackets must hold an IPv6 address, e.g. [::1]");
+    {
+        char big[400];
+        snprintf(big, sizeof(big), "{\"redis\": {\"url\": \"redis://%0254d:6379\"}}", 0);
+        expect_err(big, "redis.url", "host name longer than 253 characters");
+    }
     expect_err("{\"redis\": {\"url\": \"http://h:6379\"}}", "redis.url",
                "unsupported scheme; expected redis://[:password@]host[:port][/db]");
     expect_err("{\"redis\": {\"url\": \"rediss://h:6379\"}}", "redis.url",

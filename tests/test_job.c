@@ -97,6 +97,10 @@ static void test_errors(void)
     expect_err("{\"text\":\"x\",\"callback_url\":\"javascript:alert(1)\"}", 422, "invalid_value",
                "callback_url");
     expect_err("{\"text\":\"x\",\"extra\":1}", 400, "unknown_parameter", "extra");
+    expect_err("{\"text\":\"x\",\"max_words\":50,\"text\":\"y\"}", 400, "duplicate_parameter",
+               "text");
+    expect_err("{\"text\":\"x\",\"metadata\":{\"a\":\"1\",\"b\":\"2\",\"a\":\"3\"}}", 400,
+               "duplicate_parameter", "metadata.a");
 
     /* valid multi-byte UTF-8 passes */
     struct job_req r;

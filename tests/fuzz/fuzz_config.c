@@ -18,8 +18,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define FAIL(...) do { fprintf(stderr, "fuzz_config: " __VA_ARGS__); fputc('\n', stderr); \
-                       abort(); } while (0)
+#define FAIL(...)                                                                                  \
+    do {                                                                                           \
+        fprintf(stderr, "fuzz_config: " __VA_ARGS__);                                              \
+        fputc('\n', stderr);                                                                       \
+        abort();                                                                                   \
+    } while (0)
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -64,8 +68,7 @@ static int same_model(const struct model_cfg *a, const struct model_cfg *b)
 {
     return same_str(a->name, b->name) && same_str(a->base_url, b->base_url) &&
            same_str(a->api_key_env, b->api_key_env) &&
-           same_str(a->prompt_system, b->prompt_system) &&
-           same_str(a->prompt_user, b->prompt_user);
+           same_str(a->prompt_system, b->prompt_system) && same_str(a->prompt_user, b->prompt_user);
 }
 
 /* What describe shows only through a formatter: the values themselves must survive. */
@@ -78,7 +81,8 @@ static void check_fields(const struct bd_config *a, const struct bd_config *b)
         a->redis_db != b->redis_db || !a->redis_password != !b->redis_password)
         FAIL("round trip changed redis: %s:%d/%d -> %s:%d/%d", a->redis_host, a->redis_port,
              a->redis_db, b->redis_host, b->redis_port, b->redis_db);
-    if (!same_str(a->redis_prefix, b->redis_prefix) || !same_str(a->facade_model, b->facade_model) ||
+    if (!same_str(a->redis_prefix, b->redis_prefix) ||
+        !same_str(a->facade_model, b->facade_model) ||
         !same_str(a->auth_keys_env, b->auth_keys_env) ||
         !same_str(a->admin_keys_env, b->admin_keys_env) || a->n_api_keys != b->n_api_keys ||
         a->n_admin_keys != b->n_admin_keys)

@@ -39,11 +39,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define MAX_CONNS   2
-#define SETTLE_MS   200   /* without the wait bit: give up waiting for quiet after this */
-#define WAIT_MS     120   /* with the wait bit: longer than every server timeout below */
-#define CLEANUP_MS  2000  /* after the client closed: the server must have closed too */
-#define RECV_BUF    65536
+#define MAX_CONNS  2
+#define SETTLE_MS  200  /* without the wait bit: give up waiting for quiet after this */
+#define WAIT_MS    120  /* with the wait bit: longer than every server timeout below */
+#define CLEANUP_MS 2000 /* after the client closed: the server must have closed too */
+#define RECV_BUF   65536
 
 #define MODE_HALF_CLOSE 0x01
 #define MODE_WAIT       0x02
@@ -58,8 +58,8 @@ struct later {
 
 struct client {
     int fd;
-    int eof;               /* the server closed (or reset) its side */
-    int check;             /* validate the response bytes with llhttp */
+    int eof;   /* the server closed (or reset) its side */
+    int check; /* validate the response bytes with llhttp */
     llhttp_t parser;
     llhttp_settings_t settings;
     size_t responses;
@@ -69,7 +69,7 @@ static uv_loop_t loop;
 static struct http_server *srv;
 static int srv_port;
 static int srv_closed;
-static long pending;       /* our own timers (answer-later, streams) not yet freed */
+static long pending; /* our own timers (answer-later, streams) not yet freed */
 
 /* ------------------------------------------------------------------ server side --- */
 
@@ -277,8 +277,11 @@ static void teardown(void)
         loop_wait(-1, 1);
     }
     uv_run(&loop, UV_RUN_NOWAIT);
-    if (!srv_closed || uv_loop_close(&loop) != 0)
-        fprintf(stderr, "fuzz_http: the server did not close cleanly\n");
+    if (!srv_closed || uv_loop_close(&loop) != 0) {
+        fprintf(stderr, "fuzz_http: http_server_close left the loop busy (closed: %d)\n",
+                srv_closed);
+        abort();
+    }
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -318,6 +321,21 @@ static int on_response_done(llhttp_t *p)
     return 0;
 }
 
+/* Spread the clients over 127.1.0.1 - 127.1.239.250: each source address has its own
+ * ephemeral ports, so thousands of connections a second never run out of them while
+ * earlier ones sit in TIME_WAIT (whatever net.ipv4.tcp_tw_reuse says). */
+static void bind_source(int fd)
+{
+    static uint32_t next;
+    struct sockaddr_in a;
+    uint32_t n = next++ % 60000;
+
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(0x7f010000u | (n / 250) << 8 | (n % 250 + 1));
+    bind(fd, (struct sockaddr *)&a, sizeof a); /* on failure: the kernel's choice */
+}
+
 static int client_open(void)
 {
     struct sockaddr_in a;
@@ -333,6 +351,7 @@ static int client_open(void)
     a.sin_port = htons((uint16_t)srv_port);
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    bind_source(fd);
     /* Non-blocking, so that libFuzzer's timer signal cannot interrupt it half-way; on
      * loopback the kernel completes the handshake without the server's accept(). */
     rc = connect(fd, (struct sockaddr *)&a, sizeof a);
@@ -460,9 +479,10 @@ static void cleanup(void)
 
     while (quiet < 2) {
         if (uv_hrtime() - start > (uint64_t)CLEANUP_MS * 1000000) {
-            fprintf(stderr, "fuzz_http: %u connection(s) and %ld timer(s) still open %d ms "
-                    "after the client closed\n", http_server_connections(srv), pending,
-                    CLEANUP_MS);
+            fprintf(stderr,
+                    "fuzz_http: %u connection(s) and %ld timer(s) still open %d ms "
+                    "after the client closed\n",
+                    http_server_connections(srv), pending, CLEANUP_MS);
             abort();
         }
         uv_run(&loop, UV_RUN_NOWAIT);

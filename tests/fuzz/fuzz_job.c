@@ -18,8 +18,12 @@
 
 static const size_t text_limits[8] = {0, 1, 2, 5, 16, 64, 1000, 262144};
 
-#define FAIL(...) do { fprintf(stderr, "fuzz_job: " __VA_ARGS__); fputc('\n', stderr); \
-                       abort(); } while (0)
+#define FAIL(...)                                                                                  \
+    do {                                                                                           \
+        fprintf(stderr, "fuzz_job: " __VA_ARGS__);                                                 \
+        fputc('\n', stderr);                                                                       \
+        abort();                                                                                   \
+    } while (0)
 
 static int str_eq(const char *a, const char *b)
 {
@@ -59,8 +63,8 @@ static void check_bounds(const struct job_req *r, size_t max_text)
     }
     if (r->priority != PRIO_LOW && r->priority != PRIO_NORMAL && r->priority != PRIO_HIGH)
         FAIL("priority %d", (int)r->priority);
-    if (r->metadata && (!cJSON_IsObject(r->metadata) ||
-                        cJSON_GetArraySize(r->metadata) > JOB_MAX_META))
+    if (r->metadata &&
+        (!cJSON_IsObject(r->metadata) || cJSON_GetArraySize(r->metadata) > JOB_MAX_META))
         FAIL("metadata is not a small object");
     if (r->callback_url && strlen(r->callback_url) > JOB_MAX_URL)
         FAIL("callback_url too long");
@@ -137,7 +141,13 @@ static void render(const struct job_req *r)
         "words.{instructions}\n\n{text}",
         "Rewrite the draft brief below.{instructions}\n\nSource document:\n{text}\n\n"
         "Draft brief:\n{draft}",
-        "{", "}{", "{text", "{{text}}", "{max_words}{max_words", "{instructions}{draft}{x}", "",
+        "{",
+        "}{",
+        "{text",
+        "{{text}}",
+        "{max_words}{max_words",
+        "{instructions}{draft}{x}",
+        "",
     };
     char num[16];
     size_t i;

@@ -19,8 +19,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define FAIL(...) do { fprintf(stderr, "fuzz_oai: " __VA_ARGS__); fputc('\n', stderr); \
-                       abort(); } while (0)
+#define FAIL(...)                                                                                  \
+    do {                                                                                           \
+        fprintf(stderr, "fuzz_oai: " __VA_ARGS__);                                                 \
+        fputc('\n', stderr);                                                                       \
+        abort();                                                                                   \
+    } while (0)
 #define MSG_LEN 256
 
 static void check_msg(const char *msg, size_t msglen, const char *what)
@@ -58,11 +62,11 @@ static void same_result(const struct oai_result *a, const struct oai_result *b)
                                     memcmp(a->content, b->content, a->content_len) == 0));
     int same_fr = (a->finish_reason == NULL) == (b->finish_reason == NULL) &&
                   (!a->finish_reason || strcmp(a->finish_reason, b->finish_reason) == 0);
-    int same_model = (a->model == NULL) == (b->model == NULL) &&
-                     (!a->model || strcmp(a->model, b->model) == 0);
-    int same_lp = a->n_logprobs == b->n_logprobs &&
-                  (!a->n_logprobs ||
-                   memcmp(a->logprobs, b->logprobs, a->n_logprobs * sizeof(double)) == 0);
+    int same_model =
+        (a->model == NULL) == (b->model == NULL) && (!a->model || strcmp(a->model, b->model) == 0);
+    int same_lp =
+        a->n_logprobs == b->n_logprobs &&
+        (!a->n_logprobs || memcmp(a->logprobs, b->logprobs, a->n_logprobs * sizeof(double)) == 0);
 
     if (!same_str || !same_fr || !same_model || !same_lp || a->truncated != b->truncated ||
         a->has_reasoning != b->has_reasoning || a->has_logprobs != b->has_logprobs ||

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# run.sh - build the libFuzzer harnesses (clang, BRIEFD_FUZZ=ON) and run each one for a bounded time.
+# run.sh - build the libFuzzer harnesses (clang, BRIEFD_FUZZ=ON) and run each for a bounded time.
 #
 # Usage: tests/fuzz/run.sh [SECONDS_PER_HARNESS (60)] [BUILD_DIR (build-fuzz)]
 #        FUZZ_HARNESSES="fuzz_job fuzz_oai" tests/fuzz/run.sh 30   # a subset
@@ -19,7 +19,7 @@ SECS=${1:-60}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${2:-build-fuzz}
 case $BUILD in /*) ;; *) BUILD="$ROOT/$BUILD" ;; esac
-HARNESSES=(${FUZZ_HARNESSES:-fuzz_http fuzz_job fuzz_config fuzz_oai})
+read -r -a HARNESSES <<<"${FUZZ_HARNESSES:-fuzz_http fuzz_job fuzz_config fuzz_oai}"
 JOBS=$(nproc 2>/dev/null || echo 2)
 
 case $SECS in
@@ -74,8 +74,8 @@ for h in "${HARNESSES[@]}"; do
     if [ "$rc" -ne 0 ]; then
         failed=1
         echo "fuzz: $h FAILED (exit $rc); last lines of $log:"
-        grep -E 'ERROR|SUMMARY|runtime error|fuzz_[a-z]+: |Test unit written to|^ +#[0-9]+ ' "$log" \
-            | head -n 40 | sed 's/^/    /'
+        grep -E 'ERROR|SUMMARY|runtime error|fuzz_[a-z]+: |Test unit written|^ +#[0-9]+ ' \
+            "$log" | head -n 40 | sed 's/^/    /'
         grep -o 'Test unit written to .*' "$log" | sed 's/^/fuzz: artifact: /' || true
         echo "fuzz: reproduce: $bin <artifact>"
     fi
