@@ -16,6 +16,16 @@ void acct_json_number(cJSON *obj, const char *name, double v)
         cJSON_AddNullToObject(obj, name);
 }
 
+const char *const acct_stage_names[ACCT_STAGES] = {"queue", "draft", "draft_ttft", "route",
+                                                   "refine", "refine_ttft", "total"};
+
+double acct_stage_ms(const struct job_acct *a, int i)
+{
+    const double v[ACCT_STAGES] = {a->queue_ms, a->draft_ms, a->draft_ttft_ms, a->route_ms,
+                                   a->refine_ms, a->refine_ttft_ms, a->total_ms};
+    return i >= 0 && i < ACCT_STAGES ? v[i] : -1;
+}
+
 void acct_init(struct job_acct *a)
 {
     a->queue_ms = a->draft_ms = a->draft_ttft_ms = a->route_ms = -1;
@@ -86,12 +96,7 @@ void acct_to_json(const struct job_acct *a, cJSON *obj)
         acct_json_number(cost, "total", a->cost_draft + a->cost_refine);
     }
     if (lat) {
-        add_ms(lat, "queue", a->queue_ms);
-        add_ms(lat, "draft", a->draft_ms);
-        add_ms(lat, "draft_ttft", a->draft_ttft_ms);
-        add_ms(lat, "route", a->route_ms);
-        add_ms(lat, "refine", a->refine_ms);
-        add_ms(lat, "refine_ttft", a->refine_ttft_ms);
-        add_ms(lat, "total", a->total_ms);
+        for (int i = 0; i < ACCT_STAGES; i++)
+            add_ms(lat, acct_stage_names[i], acct_stage_ms(a, i));
     }
 }

@@ -31,6 +31,13 @@ struct job_acct {
     double cost_draft, cost_refine;     /* USD */
 };
 
+/* The stages of latency_ms, in order: queue, draft, draft_ttft, route, refine,
+ * refine_ttft, total. */
+#define ACCT_STAGES 7
+extern const char *const acct_stage_names[ACCT_STAGES];
+/* Stage i's latency in ms (negative: it did not happen). */
+double acct_stage_ms(const struct job_acct *a, int i);
+
 /* All latencies absent, no usage, zero cost. */
 void acct_init(struct job_acct *a);
 double acct_cost(const struct model_cfg *m, long prompt_tokens, long completion_tokens,

@@ -1,6 +1,7 @@
 /* facade.c - OpenAI chat.completions <-> brief jobs. */
 #include "facade.h"
 #include "jsonx.h"
+#include "sbuf.h"
 
 #include <cjson/cJSON.h>
 #include <stdarg.h>
@@ -248,28 +249,6 @@ cJSON *facade_completion(const cJSON *job, const char *alias)
     return o;
 }
 
-struct sbuf {
-    char *p;
-    size_t len, cap;
-};
-
-static void sb_add(struct sbuf *b, const char *s, size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 1024;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *np = realloc(b->p, cap);
-        if (!np)
-            return;
-        b->p = np;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
 /* One "data: {chunk}\n\n" event; delta (owned) goes into choices[0].delta. */
 static void chunk(struct sbuf *b, const cJSON *job, const char *alias, cJSON *delta,
                   const char *finish, cJSON *extra_usage, int with_choice)
@@ -298,9 +277,9 @@ static void chunk(struct sbuf *b, const cJSON *job, const char *alias, cJSON *de
     cJSON_Delete(o);
     if (!s)
         return;
-    sb_add(b, "data: ", 6);
-    sb_add(b, s, strlen(s));
-    sb_add(b, "\n\n", 2);
+    sbuf_add(b, "data: ", 6);
+    sbuf_add(b, s, strlen(s));
+    sbuf_add(b, "\n\n", 2);
     free(s);
 }
 
@@ -330,6 +309,6 @@ char *facade_stream(const cJSON *job, const char *alias, int include_usage)
     chunk(&b, job, alias, NULL, "stop", NULL, 1);
     if (include_usage)
         chunk(&b, job, alias, NULL, NULL, usage_obj(job), 0);
-    sb_add(&b, "data: [DONE]\n\n", 14);
-    return b.p;
+    sbuf_add(&b, "data: [DONE]\n\n", 14);
+    return sbuf_take(&b);
 }

@@ -2,6 +2,7 @@
 #include "job.h"
 
 #include "policy.h"
+#include "sbuf.h"
 
 #include <cjson/cJSON.h>
 #include <stdarg.h>
@@ -424,70 +425,38 @@ void job_route_input(const struct job_req *r, const char *draft, const struct lp
     in->truncated = truncated;
 }
 
-struct sbuf {
-    char *p;
-    size_t len, cap;
-    int oom;
-};
-
-static void sb_add(struct sbuf *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *np = realloc(b->p, cap);
-        if (!np) {
-            b->oom = 1;
-            return;
-        }
-        b->p = np;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
 char *job_render_prompt(const char *tmpl, const struct job_req *r, const char *draft)
 {
     struct sbuf b = {0};
     const char *p = tmpl;
-    sb_add(&b, "", 0);
     while (*p) {
         const char *open = strchr(p, '{');
         if (!open) {
-            sb_add(&b, p, strlen(p));
+            sbuf_add(&b, p, strlen(p));
             break;
         }
-        sb_add(&b, p, (size_t)(open - p));
+        sbuf_add(&b, p, (size_t)(open - p));
         if (strncmp(open, "{text}", 6) == 0) {
-            sb_add(&b, r->text, r->text_len);
+            sbuf_add(&b, r->text, r->text_len);
             p = open + 6;
         } else if (strncmp(open, "{draft}", 7) == 0) {
-            sb_add(&b, draft ? draft : "", draft ? strlen(draft) : 0);
+            sbuf_add(&b, draft ? draft : "", draft ? strlen(draft) : 0);
             p = open + 7;
         } else if (strncmp(open, "{max_words}", 11) == 0) {
             char num[16];
             int n = snprintf(num, sizeof(num), "%d", r->max_words);
-            sb_add(&b, num, (size_t)n);
+            sbuf_add(&b, num, (size_t)n);
             p = open + 11;
         } else if (strncmp(open, "{instructions}", 14) == 0) {
             if (r->instructions && r->instructions[0]) {
-                sb_add(&b, "\n\nInstructions: ", 16);
-                sb_add(&b, r->instructions, strlen(r->instructions));
+                sbuf_add(&b, "\n\nInstructions: ", 16);
+                sbuf_add(&b, r->instructions, strlen(r->instructions));
             }
             p = open + 14;
         } else {
-            sb_add(&b, "{", 1);
+            sbuf_add(&b, "{", 1);
             p = open + 1;
         }
     }
-    if (b.oom) {
-        free(b.p);
-        return NULL;
-    }
-    return b.p;
+    return sbuf_take(&b);
 }

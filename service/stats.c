@@ -3,7 +3,6 @@
 
 #include <cjson/cJSON.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,13 +12,12 @@
 #include "bderr.h"
 #include "rds.h"
 #include "router.h"
+#include "sbuf.h"
 
 #define MINUTE_KEEP_S (7L * 3600L)   /* minute buckets serve windows up to 6 h */
 #define DAY_KEEP_S (3L * 86400L)
 #define PICO 1e12                    /* costs are summed as integer picodollars */
 
-static const char *const stages[] = {"queue", "draft", "draft_ttft", "route",
-                                     "refine", "refine_ttft", "total", NULL};
 
 int stats_bucket(double ms)
 {
@@ -131,13 +129,8 @@ static void job_fields(cJSON *i, const struct stats_job *j)
                  verdict_name(j->route->v[k].kind));
         inc(i, f, 1);
     }
-    add_latency(i, "queue", a->queue_ms);
-    add_latency(i, "draft", a->draft_ms);
-    add_latency(i, "draft_ttft", a->draft_ttft_ms);
-    add_latency(i, "route", a->route_ms);
-    add_latency(i, "refine", a->refine_ms);
-    add_latency(i, "refine_ttft", a->refine_ttft_ms);
-    add_latency(i, "total", a->total_ms);
+    for (int k = 0; k < ACCT_STAGES; k++)
+        add_latency(i, acct_stage_names[k], acct_stage_ms(a, k));
 }
 
 char *stats_increments(const char *prefix, long retention_s, const struct stats_job *j)
@@ -275,20 +268,20 @@ static double round_to(double v, double scale) { return round(v * scale) / scale
 static void add_latency_json(cJSON *obj, const cJSON *m)
 {
     cJSON *lat = cJSON_AddObjectToObject(obj, "latency_ms");
-    for (size_t s = 0; stages[s]; s++) {
+    for (size_t s = 0; s < ACCT_STAGES; s++) {
         char f[64];
         cJSON *o;
         double n;
-        snprintf(f, sizeof(f), "n:%s", stages[s]);
+        snprintf(f, sizeof(f), "n:%s", acct_stage_names[s]);
         n = num(m, f);
         if (n <= 0)
             continue;
-        o = cJSON_AddObjectToObject(lat, stages[s]);
-        acct_json_number(o, "p50", round_to(percentile(m, stages[s], 0.50), 1000.0));
-        acct_json_number(o, "p95", round_to(percentile(m, stages[s], 0.95), 1000.0));
-        acct_json_number(o, "p99", round_to(percentile(m, stages[s], 0.99), 1000.0));
+        o = cJSON_AddObjectToObject(lat, acct_stage_names[s]);
+        acct_json_number(o, "p50", round_to(percentile(m, acct_stage_names[s], 0.50), 1000.0));
+        acct_json_number(o, "p95", round_to(percentile(m, acct_stage_names[s], 0.95), 1000.0));
+        acct_json_number(o, "p99", round_to(percentile(m, acct_stage_names[s], 0.99), 1000.0));
         cJSON_AddNumberToObject(o, "count", n);
-        snprintf(f, sizeof(f), "sum_us:%s", stages[s]);
+        snprintf(f, sizeof(f), "sum_us:%s", acct_stage_names[s]);
         acct_json_number(o, "mean", round_to(num(m, f) / 1000.0 / n, 1000.0));
     }
 }
@@ -565,39 +558,6 @@ static const char METRICS_LUA[] =
     "end\n"
     "return {redis.call('HGETALL', p .. 'stats:total'), depth, pending}\n";
 
-struct text {
-    char *p;
-    size_t len, cap;
-};
-
-static void tprintf(struct text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void tprintf(struct text *t, const char *fmt, ...)
-{
-    va_list ap;
-    int n;
-    for (;;) {
-        size_t room = t->cap - t->len;
-        va_start(ap, fmt);
-        n = vsnprintf(t->p ? t->p + t->len : NULL, t->p ? room : 0, fmt, ap);
-        va_end(ap);
-        if (n < 0)
-            return;
-        if (t->p && (size_t)n < room) {
-            t->len += (size_t)n;
-            return;
-        }
-        size_t cap = t->cap ? t->cap * 2 : 4096;
-        while (cap < t->len + (size_t)n + 1)
-            cap *= 2;
-        char *np = realloc(t->p, cap);
-        if (!np)
-            return;
-        t->p = np;
-        t->cap = cap;
-    }
-}
-
 /* Label values: escape backslash, quote and newline. */
 static const char *esc(const char *s, char *buf, size_t len)
 {
@@ -617,13 +577,13 @@ static const char *esc(const char *s, char *buf, size_t len)
     return buf;
 }
 
-static void metric_head(struct text *t, const char *name, const char *type, const char *help)
+static void metric_head(struct sbuf *t, const char *name, const char *type, const char *help)
 {
-    tprintf(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+    sbuf_printf(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
 /* Fields "<pre><a>:<b>" as name{la="a",lb="b"} value */
-static void metric_pairs(struct text *t, const cJSON *m, const char *pre, const char *name,
+static void metric_pairs(struct sbuf *t, const cJSON *m, const char *pre, const char *name,
                          const char *la, const char *lb, const char *const *bvals)
 {
     const cJSON *it;
@@ -644,53 +604,53 @@ static void metric_pairs(struct text *t, const cJSON *m, const char *pre, const 
                 if (strcmp(b, bvals[k]) == 0)
                     snprintf(b, sizeof(b), "%s", bvals[k + 1]);
         }
-        tprintf(t, "%s{%s=\"%s\",%s=\"%s\"} %.17g\n", name, la, esc(a, ea, sizeof(ea)), lb,
+        sbuf_printf(t, "%s{%s=\"%s\",%s=\"%s\"} %.17g\n", name, la, esc(a, ea, sizeof(ea)), lb,
                 esc(b, eb, sizeof(eb)), it->valuedouble);
     }
 }
 
-static void metric_histograms(struct text *t, const cJSON *m)
+static void metric_histograms(struct sbuf *t, const cJSON *m)
 {
     metric_head(t, "briefd_stage_duration_seconds", "histogram",
                 "Time spent in each stage of a job (queue, draft, route, refine, total).");
-    for (size_t s = 0; stages[s]; s++) {
+    for (size_t s = 0; s < ACCT_STAGES; s++) {
         char f[64];
         double cum = 0;
         for (int i = 0; i < STATS_HBUCKETS; i++) {
-            snprintf(f, sizeof(f), "h:%s:%d", stages[s], i);
+            snprintf(f, sizeof(f), "h:%s:%d", acct_stage_names[s], i);
             cum += num(m, f);
             /* every 4th fine bucket as a Prometheus bucket (x2.44 apart) */
             if (i % 4 == 3 && i < 88)
-                tprintf(t, "briefd_stage_duration_seconds_bucket{stage=\"%s\",le=\"%.6g\"} %.17g\n",
-                        stages[s], stats_bucket_upper(i) / 1000.0, cum);
+                sbuf_printf(t, "briefd_stage_duration_seconds_bucket{stage=\"%s\",le=\"%.6g\"} %.17g\n",
+                        acct_stage_names[s], stats_bucket_upper(i) / 1000.0, cum);
         }
-        snprintf(f, sizeof(f), "n:%s", stages[s]);
-        tprintf(t, "briefd_stage_duration_seconds_bucket{stage=\"%s\",le=\"+Inf\"} %.17g\n",
-                stages[s], num(m, f));
-        tprintf(t, "briefd_stage_duration_seconds_count{stage=\"%s\"} %.17g\n", stages[s],
+        snprintf(f, sizeof(f), "n:%s", acct_stage_names[s]);
+        sbuf_printf(t, "briefd_stage_duration_seconds_bucket{stage=\"%s\",le=\"+Inf\"} %.17g\n",
+                acct_stage_names[s], num(m, f));
+        sbuf_printf(t, "briefd_stage_duration_seconds_count{stage=\"%s\"} %.17g\n", acct_stage_names[s],
                 num(m, f));
-        snprintf(f, sizeof(f), "sum_us:%s", stages[s]);
-        tprintf(t, "briefd_stage_duration_seconds_sum{stage=\"%s\"} %.9g\n", stages[s],
+        snprintf(f, sizeof(f), "sum_us:%s", acct_stage_names[s]);
+        sbuf_printf(t, "briefd_stage_duration_seconds_sum{stage=\"%s\"} %.9g\n", acct_stage_names[s],
                 num(m, f) / 1e6);
     }
 }
 
 static char *render_metrics(const cJSON *m, double depth, double pending)
 {
-    struct text t = {0};
+    struct sbuf t = {0};
     static const char *const kinds[] = {"p", "prompt", "c", "completion", NULL};
     metric_head(&t, "briefd_jobs_total", "counter", "Jobs finished, by final status.");
-    tprintf(&t, "briefd_jobs_total{status=\"succeeded\"} %.17g\n", num(m, "succeeded"));
-    tprintf(&t, "briefd_jobs_total{status=\"failed\"} %.17g\n", num(m, "failed"));
+    sbuf_printf(&t, "briefd_jobs_total{status=\"succeeded\"} %.17g\n", num(m, "succeeded"));
+    sbuf_printf(&t, "briefd_jobs_total{status=\"failed\"} %.17g\n", num(m, "failed"));
     metric_head(&t, "briefd_route_decisions_total", "counter", "Routing decisions.");
-    tprintf(&t, "briefd_route_decisions_total{decision=\"refine\"} %.17g\n",
+    sbuf_printf(&t, "briefd_route_decisions_total{decision=\"refine\"} %.17g\n",
             num(m, "dec_refine"));
-    tprintf(&t, "briefd_route_decisions_total{decision=\"keep\"} %.17g\n", num(m, "dec_keep"));
+    sbuf_printf(&t, "briefd_route_decisions_total{decision=\"keep\"} %.17g\n", num(m, "dec_keep"));
     metric_head(&t, "briefd_refined_total", "counter", "Jobs whose brief the refine model wrote.");
-    tprintf(&t, "briefd_refined_total %.17g\n", num(m, "refined"));
+    sbuf_printf(&t, "briefd_refined_total %.17g\n", num(m, "refined"));
     metric_head(&t, "briefd_degraded_total", "counter",
                 "Jobs that kept their draft because refinement failed.");
-    tprintf(&t, "briefd_degraded_total %.17g\n", num(m, "degraded"));
+    sbuf_printf(&t, "briefd_degraded_total %.17g\n", num(m, "degraded"));
     metric_head(&t, "briefd_policy_votes_total", "counter", "Verdicts by policy (and guard).");
     metric_pairs(&t, m, "vote:", "briefd_policy_votes_total", "policy", "verdict", NULL);
     metric_histograms(&t, m);
@@ -702,7 +662,7 @@ static char *render_metrics(const cJSON *m, double depth, double pending)
         cJSON_ArrayForEach(it, m) {
             char e[260];
             if (strncmp(it->string, "cost_p:", 7) == 0)
-                tprintf(&t, "briefd_cost_usd_total{model=\"%s\"} %.12f\n",
+                sbuf_printf(&t, "briefd_cost_usd_total{model=\"%s\"} %.12f\n",
                         esc(it->string + 7, e, sizeof(e)), usd(it->valuedouble));
         }
     }
@@ -710,10 +670,10 @@ static char *render_metrics(const cJSON *m, double depth, double pending)
                 "Failed model calls (attempts) by model and reason.");
     metric_pairs(&t, m, "err:", "briefd_upstream_errors_total", "model", "reason", NULL);
     metric_head(&t, "briefd_queue_depth", "gauge", "Jobs queued or running (all processes).");
-    tprintf(&t, "briefd_queue_depth %.17g\n", depth);
+    sbuf_printf(&t, "briefd_queue_depth %.17g\n", depth);
     metric_head(&t, "briefd_jobs_in_flight", "gauge", "Jobs held by workers now (all processes).");
-    tprintf(&t, "briefd_jobs_in_flight %.17g\n", pending);
-    return t.p;
+    sbuf_printf(&t, "briefd_jobs_in_flight %.17g\n", pending);
+    return sbuf_take(&t);
 }
 
 struct text_op {

@@ -1,0 +1,22 @@
+/* sbuf.h - a growable, always NUL-terminated string buffer.
+ *
+ * Ownership: the buffer owns p until sbuf_take() hands it to the caller (who frees it).
+ * After an allocation failure the buffer stops growing and sbuf_take() returns NULL. */
+#ifndef BRIEFD_SBUF_H
+#define BRIEFD_SBUF_H
+
+#include <stddef.h>
+
+struct sbuf {
+    char *p;
+    size_t len, cap;
+    int oom;
+};
+
+void sbuf_add(struct sbuf *b, const char *s, size_t n);
+void sbuf_adds(struct sbuf *b, const char *s);
+void sbuf_printf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The text (never NULL unless out of memory: an empty buffer gives ""); b is reset. */
+char *sbuf_take(struct sbuf *b);
+
+#endif
