@@ -586,7 +586,9 @@ static int apply_number(const cJSON *v, const struct key *k, char *base, const c
     int integral = k->type != K_DBL;
     double d;
 
-    if (!cJSON_IsNumber(v) || (integral && !is_integral(v->valuedouble)))
+    /* a number too large for a double (1e999) parses as infinity: not a number here */
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) ||
+        (integral && !is_integral(v->valuedouble)))
         return cfg_fail(err, path, integral ? "expected integer" : "expected number");
     d = v->valuedouble;
     if (!(d >= k->lo && d <= k->hi))

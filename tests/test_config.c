@@ -314,6 +314,8 @@ static void test_errors_ranges(void)
 
 static void test_errors_listen_redis(void)
 {
+    expect_err("{\"models\": {\"draft\": {\"price\": {\"output_per_mtok\": 1e999}}}}",
+               "models.draft.price.output_per_mtok", "expected number");
     expect_err("{\"listen\": \"127.0.0.1\"}", "listen", "expected \"host:port\"");
     expect_err("{\"listen\": \":8080\"}", "listen", "missing host");
     expect_err("{\"listen\": \"h:0\"}", "listen", "port must be between 1 and 65535");
