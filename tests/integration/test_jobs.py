@@ -275,6 +275,40 @@ class Facade(Stack):
         self.assertEqual([m["id"] for m in r["data"]], ["briefd-hybrid"])
 
 
+class FacadeOpenAISdk(Stack):
+    """The official OpenAI JS SDK (npm `openai`) is a client of the facade."""
+    config_over = {"routing": {"policies": [{"type": "topic", "keywords": ["lawsuit"]}]}}
+
+    def test_openai_sdk(self):
+        import shutil
+        import subprocess
+        node = shutil.which("node")
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        if not node or not os.path.isdir(os.path.join(root, "node_modules", "openai")):
+            if os.environ.get("CI"):
+                self.fail("node and node_modules/openai are needed (deploy/setup.sh)")
+            self.skipTest("node or the openai npm package is missing (run deploy/setup.sh)")
+        base = "http://127.0.0.1:%d/v1" % self.briefd.port
+        r = subprocess.run([node, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                               "facade_openai.mjs"), base],
+                           capture_output=True, text=True, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        out = json.loads(r.stdout)
+        job = self.briefd.get("/v1/jobs/" + out["job_id"])[1]
+        self.assertEqual(out["content"], job["result"]["brief"])
+        self.assertTrue(job["result"]["refined"])
+        self.assertEqual(out["finish_reason"], "stop")
+        self.assertEqual(out["usage"]["total_tokens"],
+                         out["usage"]["prompt_tokens"] + out["usage"]["completion_tokens"])
+        self.assertIn("Revenue grew", out["streamed"])
+        self.assertGreater(out["chunks"], 2)
+        self.assertGreater(out["stream_usage"]["total_tokens"], 0)
+        self.assertEqual(out["models"], ["briefd-hybrid"])
+        self.assertEqual(out["error"]["status"], 404)
+        self.assertEqual(out["error"]["code"], "model_not_found")
+        self.assertEqual(out["error"]["name"], "NotFoundError")
+
+
 class Webhook(Stack):
     def test_callback_receives_job(self):
         import http.server
