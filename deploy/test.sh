@@ -13,11 +13,14 @@ echo "== build (RelWithDebInfo) and test"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j"$JOBS"
 (cd build && ctest --output-on-failure -j"$JOBS")
+# the chaos scenarios' report lines (accepted / lost / duplicated)
+grep -h '^chaos ' build/Testing/Temporary/LastTest.log || true
 
 echo "== build (ASan + UBSan) and test"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DBRIEFD_SANITIZE=ON >/dev/null
 cmake --build build-asan -j"$JOBS"
 (cd build-asan && ctest --output-on-failure -j"$JOBS")
+grep -h '^chaos ' build-asan/Testing/Temporary/LastTest.log || true
 
 # ---- fuzz (bounded): libFuzzer harnesses, clang build in build-fuzz (tests/fuzz/run.sh) ----
 echo "== fuzz (bounded)"; tests/fuzz/run.sh "${BRIEFD_FUZZ_SECONDS:-60}"
