@@ -313,7 +313,7 @@ static void topic_decide(const void *state, const struct route_input *in, struct
         snprintf(out->detail, sizeof out->detail, "no flagged topic");
     /* Like SPEC §2's example: a topic keep carries no score, a refine its number of hits. */
     out->kind = hits ? VERDICT_REFINE : VERDICT_KEEP;
-    out->has_score = hits > 0;
+    out->has_score = 1; /* the number of hits, 0 when nothing is flagged */
     out->score = hits;
 }
 

@@ -410,7 +410,10 @@ static cJSON *verdict_json(const struct verdict *v)
     if (!cJSON_AddStringToObject(o, "policy", v->policy ? v->policy : "unknown") ||
         !cJSON_AddStringToObject(o, "verdict", verdict_name(v->kind)))
         goto fail;
-    if (v->has_score && !cJSON_AddNumberToObject(o, "score", v->score))
+    /* every verdict carries a score: null when the policy had nothing to measure (e.g.
+     * no logprobs from the server) */
+    if (v->has_score ? !cJSON_AddNumberToObject(o, "score", v->score)
+                     : !cJSON_AddNullToObject(o, "score"))
         goto fail;
     if (!cJSON_AddStringToObject(o, "detail", v->detail))
         goto fail;

@@ -373,7 +373,7 @@ static void test_topic_flags(void)
                    "{\"flags\":[\"legal\",\"security\",\"exec\"],\"keywords\":[\"lawsuit\",\"breach\"]}");
     v = decide(&policy_topic_ops, "{}", &in);
     CHECK(v.kind == VERDICT_KEEP);
-    CHECK(v.has_score == 0);
+    CHECK(v.has_score == 1 && v.score == 0); /* no hits */
     CHECK_STR(v.detail, "no flagged topic");
     in.topic_flags = req;
     in.n_topic_flags = 1;

@@ -327,7 +327,7 @@ static void test_spec_example(void)
     CHECK_STR(jstr(jverdict(j, 0), "detail"), "draft 812 chars >= 600");
     CHECK_STR(jstr(jverdict(j, 1), "policy"), "topic");
     CHECK_STR(jstr(jverdict(j, 1), "verdict"), "keep");
-    CHECK(!cJSON_HasObjectItem(jverdict(j, 1), "score"));
+    CHECK(cJSON_GetNumberValue(cJSON_GetObjectItem(jverdict(j, 1), "score")) == 0); /* no hits */
     CHECK_STR(jstr(jverdict(j, 1), "detail"), "no flagged topic");
     CHECK_STR(jstr(jverdict(j, 2), "policy"), "confidence");
     CHECK_NEAR(cJSON_GetNumberValue(cJSON_GetObjectItem(jverdict(j, 2), "score")), -0.31, 1e-12);
@@ -576,7 +576,7 @@ static void test_result_json(void)
     res.n = 1;
     res.v[0].policy = "confidence";
     res.v[0].kind = VERDICT_ABSTAIN;
-    res.v[0].score = 7; /* not reported: has_score is 0 */
+    res.v[0].score = 7; /* reported as null: has_score is 0 */
     snprintf(res.v[0].detail, sizeof res.v[0].detail, "quote \" and \\ kept");
     j = result_json(&res);
     v = jverdict(j, 0);
@@ -584,7 +584,7 @@ static void test_result_json(void)
     CHECK_STR(jstr(j, "mode"), "all");
     CHECK(!cJSON_HasObjectItem(j, "score"));
     CHECK_STR(jstr(v, "verdict"), "abstain");
-    CHECK(!cJSON_HasObjectItem(v, "score"));
+    CHECK(cJSON_IsNull(cJSON_GetObjectItem(v, "score")));
     CHECK_STR(jstr(v, "detail"), "quote \" and \\ kept");
     cJSON_Delete(j);
 }
