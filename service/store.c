@@ -355,19 +355,24 @@ int store_begin(struct rds *r, const char *prefix, const char *stream, const cha
 
 /* --- transition / finish --- */
 
+/* The integer reply of a script that reports 1 for "applied": the status to report. */
+static int flag_status(struct rds_reply *x)
+{
+    if (!x)
+        return BD_EREDIS_DOWN;
+    return rds_reply_type(x) == RDS_INTEGER ? 0 : BD_EREDIS_REPLY;
+}
+
 static void on_flag(struct rds *r, struct rds_reply *x, void *data)
 {
     struct op *o = data;
     store_flag_cb cb = (store_flag_cb)o->fn;
     void *udata = o->data;
+    int status = flag_status(x);
     (void)r;
     free(o);
-    if (!cb)
-        return;
-    if (!x || rds_reply_type(x) != RDS_INTEGER)
-        cb(udata, x ? BD_EREDIS_REPLY : BD_EREDIS_DOWN, 0);
-    else
-        cb(udata, 0, rds_reply_int(x) == 1);
+    if (cb)
+        cb(udata, status, status == 0 && rds_reply_int(x) == 1);
 }
 
 int store_transition(struct rds *r, const char *prefix, const char *id, const char *status,
@@ -513,14 +518,12 @@ static void on_requeue(struct rds *r, struct rds_reply *x, void *data)
     struct op *o = data;
     store_flag_cb cb = (store_flag_cb)o->fn;
     void *udata = o->data;
+    int status = flag_status(x);
     (void)r;
     free(o);
-    if (!x || rds_reply_type(x) != RDS_INTEGER)
-        cb(udata, x ? BD_EREDIS_REPLY : BD_EREDIS_DOWN, 0);
-    else if (rds_reply_int(x) == 0)
-        cb(udata, BD_ENOTFOUND, 0);
-    else
-        cb(udata, 0, rds_reply_int(x) == 1);
+    if (status == 0 && rds_reply_int(x) == 0)
+        status = BD_ENOTFOUND; /* the script's 0: no such job */
+    cb(udata, status, status == 0 && rds_reply_int(x) == 1);
 }
 
 int store_requeue(struct rds *r, const char *prefix, const char *id, store_flag_cb cb,
