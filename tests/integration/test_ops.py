@@ -381,6 +381,35 @@ class Guards(Stack):
 
 
 
+class BudgetGuard(Stack):
+    config_over = {
+        "models": {"refine": {"price": {"input_per_mtok": 1000.0, "output_per_mtok": 1000.0}}},
+        "routing": {"policies": [{"type": "topic", "flags": ["exec"]}],
+                    "guards": {"max_refine_rate": None, "daily_refine_budget_usd": 0.05}},
+    }
+
+    def test_daily_budget_holds_refinement_back(self):
+        st, first, _ = self.briefd.post_job({"text": TEXT, "topic_flags": ["exec"]}, wait=30)
+        self.assertEqual(st, 200, first)
+        self.assertTrue(first["result"]["refined"])
+        self.assertGreater(first["cost_usd"]["refine"], 0.05)   # one refine spends the budget
+        deadline = time.time() + 20
+        held = None
+        while time.time() < deadline and held is None:
+            time.sleep(1)   # the worker re-reads today's spend every 5 s
+            st, j, _ = self.briefd.post_job({"text": TEXT + " again", "topic_flags": ["exec"]},
+                                            wait=30)
+            if j["route"].get("guarded"):
+                held = j
+        self.assertIsNotNone(held, "the budget guard never held a refinement back")
+        self.assertEqual(held["route"]["decision"], "keep")
+        self.assertFalse(held["result"]["refined"])
+        g = held["route"]["verdicts"][-1]
+        self.assertEqual(g["policy"], "guard:daily_refine_budget")
+        self.assertEqual(g["verdict"], "keep")
+        self.assertIn("daily budget", g["detail"])
+
+
 class HostileHttp(Stack):
     """Slow or abusive clients never hold the others; bad requests get their 4xx."""
 
