@@ -275,8 +275,7 @@ int app_run(const char *cfg_path, enum app_role role, const char *listen)
     memset(&a, 0, sizeof(a));
     a.cfg = cfg_load(cfg_path, &err);
     if (!a.cfg) {
-        fprintf(stderr, "briefd: invalid config %s: %s%s%s\n", cfg_path ? cfg_path : "",
-                err.path, err.path[0] ? ": " : "", err.msg);
+        cfg_err_print(stderr, cfg_path ? cfg_path : "briefd: embedded config", &err);
         return 1;
     }
     signal(SIGPIPE, SIG_IGN);

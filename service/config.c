@@ -1335,6 +1335,11 @@ out:
     return errors;
 }
 
+void cfg_err_print(FILE *f, const char *what, const struct cfg_err *err)
+{
+    fprintf(f, "%s: %s%s%s\n", what, err->path, err->path[0] ? ": " : "", err->msg);
+}
+
 struct bd_config *cfg_ref(struct bd_config *c)
 {
     if (c)

@@ -17,6 +17,7 @@
 #define BRIEFD_CONFIG_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include "policy.h" /* struct cfg_err */
 
 struct cJSON;
@@ -111,6 +112,9 @@ struct bd_config *cfg_load_string(const char *json, size_t len, struct cfg_err *
 #define CFG_MAX_REPORTED 50
 int cfg_check_file(const char *path, void (*report)(const struct cfg_err *err, void *data),
                    void *data);
+
+/* Print "<what>: <path>: <msg>" (or "<what>: <msg>" for file-level errors) and a newline. */
+void cfg_err_print(FILE *f, const char *what, const struct cfg_err *err);
 
 struct bd_config *cfg_ref(struct bd_config *c);
 void cfg_unref(struct bd_config *c); /* frees at zero */

@@ -30,8 +30,7 @@ static int usage(FILE *f, int code)
 
 static void print_error(const struct cfg_err *err, void *data)
 {
-    fprintf(stderr, "%s: %s%s%s\n", (const char *)data, err->path, err->path[0] ? ": " : "",
-            err->msg);
+    cfg_err_print(stderr, data, err);
 }
 
 static int cmd_check(const char *path)

@@ -398,8 +398,7 @@ int replay_main(const char *config_path, long window_s, double target)
     memset(&rp, 0, sizeof(rp));
     rp.cfg = cfg_load(config_path, &err);
     if (!rp.cfg) {
-        fprintf(stderr, "%s: %s%s%s\n", config_path ? config_path : "config", err.path,
-                err.path[0] ? ": " : "", err.msg);
+        cfg_err_print(stderr, config_path ? config_path : "config", &err);
         return 1;
     }
     uv_loop_init(&loop);

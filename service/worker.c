@@ -231,17 +231,30 @@ static void abandon(struct wjob *j)
     job_free(j);
 }
 
+/* The bookkeeping every model stage ends with: its latency and busy time, failures for the
+ * metrics, the model's breaker. Returns 1 if the call was canceled (shutdown): the job has
+ * then been handed back and freed. */
+static int stage_done(struct wjob *j, const struct mc_call *c, int status,
+                      const struct model_cfg *m, struct breaker *b, double *stage_ms,
+                      double *busy_ms)
+{
+    *stage_ms = ms_since(j->t_stage);
+    *busy_ms = c->busy_ms;
+    if (status == BD_ECANCELED) {
+        abandon(j);
+        return 1;
+    }
+    count_failures(j, c, m->name);
+    breaker_note(j, b, m, upstream_down(status, c));
+    return 0;
+}
+
 static void on_refine(struct mc_call *c, int status)
 {
     struct wjob *j = c->data;
-    j->acct.refine_ms = ms_since(j->t_stage);
-    j->acct.refine_busy_ms = c->busy_ms;
-    if (status == BD_ECANCELED) {
-        abandon(j);
+    if (stage_done(j, c, status, &j->cfg->refine, &j->w->refine_br, &j->acct.refine_ms,
+                   &j->acct.refine_busy_ms))
         return;
-    }
-    count_failures(j, c, j->cfg->refine.name);
-    breaker_note(j, &j->w->refine_br, &j->cfg->refine, upstream_down(status, c));
     if (c->attempts > 0 && (status == 0 || c->http_status != 0))
         take_usage(&j->acct.refine, c);
     if (status == 0 && c->res.content && c->res.content[0]) {
@@ -338,14 +351,9 @@ static void route(struct wjob *j)
 static void on_draft(struct mc_call *c, int status)
 {
     struct wjob *j = c->data;
-    j->acct.draft_ms = ms_since(j->t_stage);
-    j->acct.draft_busy_ms = c->busy_ms;
-    if (status == BD_ECANCELED) {
-        abandon(j);
+    if (stage_done(j, c, status, &j->cfg->draft, &j->w->draft_br, &j->acct.draft_ms,
+                   &j->acct.draft_busy_ms))
         return;
-    }
-    count_failures(j, c, j->cfg->draft.name);
-    breaker_note(j, &j->w->draft_br, &j->cfg->draft, upstream_down(status, c));
     if (status != 0) {
         char msg[400];
         snprintf(msg, sizeof(msg), "draft model '%.60s' failed after %d attempts: %.250s",
