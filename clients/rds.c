@@ -1,13 +1,12 @@
 /* rds.c - Redis client on hiredis async + libuv, with reconnect and backoff. */
 #include "rds.h"
 
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <hiredis/async.h>
-#include <hiredis/hiredis.h>
 
 #include "bderr.h"
 

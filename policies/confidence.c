@@ -1,10 +1,9 @@
 /* confidence.c - the "confidence" policy: refine drafts the small model was unsure of (logprobs). */
-#include "policy.h"
-
+#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 
-#include <cJSON.h>
+#include "policy.h"
 
 #define CONFIDENCE_MAX_TOKENS 1000000LL
 

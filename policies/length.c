@@ -1,10 +1,9 @@
 /* length.c - the "length" policy: refine long drafts (and, optionally, drafts of long inputs). */
-#include "policy.h"
-
+#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 
-#include <cJSON.h>
+#include "policy.h"
 
 #define LENGTH_MAX_CHARS 1000000000LL
 

@@ -1,7 +1,7 @@
 /* registry.c - the one table of routing policies, looked up by name. */
-#include "policy.h"
-
 #include <string.h>
+
+#include "policy.h"
 
 /* Adding a policy: one new file and one line here. */
 static const struct policy_ops *const registry[] = {

@@ -1,12 +1,11 @@
 /* topic.c - the "topic" policy: refine when the request is flagged or a keyword shows up. */
-#include "policy.h"
-
+#include <cjson/cJSON.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <cJSON.h>
+#include "policy.h"
 
 #define TOPIC_MAX_ENTRIES 64
 #define TOPIC_MAX_BYTES 64

@@ -1,11 +1,10 @@
 /* router.c - the routing decision: policy chain, any/all/score combination, guards. */
 #include "router.h"
 
+#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <cJSON.h>
 
 /* Score mode compares a ratio of sums of weights with a configured threshold: allow for the
  * rounding of those sums (0.1 + 0.2 must reach a threshold of 0.3). */

@@ -7,14 +7,7 @@
 #include <stdlib.h>
 
 #include "config.h"
-
-void acct_json_number(cJSON *obj, const char *name, double v)
-{
-    if (isfinite(v))
-        cJSON_AddNumberToObject(obj, name, v);
-    else
-        cJSON_AddNullToObject(obj, name);
-}
+#include "jsonx.h"
 
 const char *const acct_stage_names[ACCT_STAGES] = {"queue", "draft", "draft_ttft", "route",
                                                    "refine", "refine_ttft", "total"};
@@ -69,7 +62,7 @@ static void add_usage(cJSON *usage, const char *name, const struct stage_usage *
     cJSON_AddNumberToObject(o, "prompt_tokens", (double)u->prompt_tokens);
     cJSON_AddNumberToObject(o, "completion_tokens", (double)u->completion_tokens);
     cJSON_AddBoolToObject(o, "estimated", u->estimated);
-    acct_json_number(o, "busy_ms", busy_ms);
+    jsonx_add_number(o, "busy_ms", busy_ms);
 }
 
 static void add_ms(cJSON *o, const char *name, double ms)
@@ -90,10 +83,10 @@ void acct_to_json(const struct job_acct *a, cJSON *obj)
     }
     if (cost) {
         if (a->draft.present)
-            acct_json_number(cost, "draft", a->cost_draft);
+            jsonx_add_number(cost, "draft", a->cost_draft);
         if (a->refine.present)
-            acct_json_number(cost, "refine", a->cost_refine);
-        acct_json_number(cost, "total", a->cost_draft + a->cost_refine);
+            jsonx_add_number(cost, "refine", a->cost_refine);
+        jsonx_add_number(cost, "total", a->cost_draft + a->cost_refine);
     }
     if (lat) {
         for (int i = 0; i < ACCT_STAGES; i++)

@@ -45,9 +45,6 @@ double acct_cost(const struct model_cfg *m, long prompt_tokens, long completion_
 /* Fill cost_draft / cost_refine from usage and busy time. */
 void acct_price(struct job_acct *a, const struct model_cfg *draft, const struct model_cfg *refine);
 
-/* Add name: v to obj as a number, or null when v is not finite. (Printed exactly by
- * jsonx_print.) */
-void acct_json_number(struct cJSON *obj, const char *name, double v);
 
 /* Add "usage", "cost_usd" and "latency_ms" objects to obj (caller-owned). Each usage entry
  * also carries "busy_ms", the model time per_hour pricing charged (printed unrounded, so

@@ -1,6 +1,5 @@
 /* api.c - HTTP API handlers: jobs, events, health, config, models. */
 #include "api.h"
-#include "jsonx.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -10,9 +9,11 @@
 
 #include "app.h"
 #include "bderr.h"
+#include "clock.h"
 #include "dash.h"
 #include "facade.h"
 #include "http.h"
+#include "jsonx.h"
 #include "rds.h"
 #include "stats.h"
 #include "store.h"
@@ -210,7 +211,7 @@ static int check_auth(struct api *api, struct http_req *req, int admin)
 {
     const struct bd_config *cfg = api->app->cfg;
     const char *key;
-    if (!cfg_auth_enabled(cfg))
+    if (!config_auth_enabled(cfg))
         return 0;
     key = bearer(req);
     if (!key || !*key) {
@@ -219,9 +220,9 @@ static int check_auth(struct api *api, struct http_req *req, int admin)
                            "an API key is required: send 'Authorization: Bearer KEY'");
         return -1;
     }
-    if (admin ? cfg_is_admin_key(cfg, key) : cfg_is_api_key(cfg, key))
+    if (admin ? config_is_admin_key(cfg, key) : config_is_api_key(cfg, key))
         return 0;
-    if (admin && cfg_is_api_key(cfg, key)) {
+    if (admin && config_is_api_key(cfg, key)) {
         http_respond_error(req, 403, "admin_required", NULL,
                            "this route needs an admin key");
         return -1;
@@ -509,7 +510,7 @@ static uint64_t fnv1a(uint64_t h, const char *s)
 /* A fingerprint naming the caller's API key without revealing it ("anon" without auth). */
 static void key_id(struct api *api, struct http_req *req, char *out, size_t len)
 {
-    const char *key = cfg_auth_enabled(api->app->cfg) ? bearer(req) : NULL;
+    const char *key = config_auth_enabled(api->app->cfg) ? bearer(req) : NULL;
     if (!key || !*key)
         snprintf(out, len, "anon");
     else
@@ -521,7 +522,7 @@ static void key_id(struct api *api, struct http_req *req, char *out, size_t len)
  * metadata.tenant the body claims (the dashboard's tenant dimension follows it). */
 static void key_tenant(struct api *api, struct http_req *req, struct job_req *jr)
 {
-    const char *t = cfg_key_tenant(api->app->cfg, bearer(req));
+    const char *t = config_key_tenant(api->app->cfg, bearer(req));
     if (!t)
         return;
     if (!jr->metadata)
@@ -646,7 +647,7 @@ static void enqueue(struct api *api, struct http_req *req, struct job_req *jr, d
         respond_redis_down(req);
         return;
     }
-    job_new_id(id, job_wall_ms());
+    job_new_id(id, clock_wall_ms());
     key_tenant(api, req, jr);
     rj = job_req_to_json(jr);
     mj = meta_json(jr, job_req_meta(jr, "tenant"));
@@ -667,7 +668,7 @@ static void enqueue(struct api *api, struct http_req *req, struct job_req *jr, d
     s.id = id;
     s.req_json = req_text;
     s.meta_json = meta_text;
-    s.created_ms = job_wall_ms();
+    s.created_ms = clock_wall_ms();
     s.priority = jr->priority;
     s.max_queue = cfg->max_queue;
     s.tenant = job_req_meta(jr, "tenant");
@@ -770,7 +771,7 @@ static void get_models(struct api *api, struct http_req *req)
 
 static void get_config(struct api *api, struct http_req *req)
 {
-    cJSON *o = cfg_describe(api->app->cfg);
+    cJSON *o = config_describe(api->app->cfg);
     http_respond_json(req, 200, o);
     cJSON_Delete(o);
 }

@@ -12,6 +12,7 @@
 
 #include "api.h"
 #include "bderr.h"
+#include "clock.h"
 #include "http.h"
 #include "job.h"
 #include "mclient.h"
@@ -23,7 +24,7 @@ void app_log(const char *fmt, ...)
 {
     char ts[40];
     va_list ap;
-    job_iso8601(job_wall_ms(), ts, sizeof(ts));
+    clock_iso8601(clock_wall_ms(), ts, sizeof(ts));
     fprintf(stderr, "%s briefd[%d]: ", ts, (int)getpid());
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
@@ -40,7 +41,7 @@ int app_reload(struct app *a, struct cfg_err *err)
                  "briefd runs on its embedded defaults (no --config file): nothing to reload");
         return -1;
     }
-    next = cfg_load(a->cfg_path, err);
+    next = config_load(a->cfg_path, err);
     if (!next)
         return -1;
     /* Settings bound at start-up (listen address, Redis) need a restart to change. */
@@ -51,7 +52,7 @@ int app_reload(struct app *a, struct cfg_err *err)
         app_log("reload: listen and redis settings changed in the file; they take effect "
                 "at the next restart");
     }
-    cfg_unref(a->cfg);
+    config_unref(a->cfg);
     a->cfg = next;
     a->reloads++;
     app_log("config reloaded from %s (version %s)", a->cfg_path, next->version);
@@ -273,7 +274,7 @@ int app_run(const char *cfg_path, enum app_role role, const char *listen)
     struct cfg_err err;
     int rc;
     memset(&a, 0, sizeof(a));
-    a.cfg = cfg_load(cfg_path, &err);
+    a.cfg = config_load(cfg_path, &err);
     if (!a.cfg) {
         cfg_err_print(stderr, cfg_path ? cfg_path : "briefd: embedded config", &err);
         return 1;
@@ -297,7 +298,7 @@ int app_run(const char *cfg_path, enum app_role role, const char *listen)
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);
     curl_global_cleanup();
-    cfg_unref(a.cfg);
+    config_unref(a.cfg);
     if (rc == 0)
         app_log("stopped cleanly");
     return rc == 0 ? 0 : 1;

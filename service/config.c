@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <arpa/inet.h>
+#include <cjson/cJSON.h>
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -12,7 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cJSON.h"
 #include "router.h"
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
@@ -43,7 +43,7 @@ struct key;
 /* Validate and store a string value (replacing the plain copy into base + off). */
 typedef int (*key_set_fn)(char *base, const struct key *k, const char *s, const char *path,
                           struct cfg_err *err);
-/* The value to show in cfg_describe() (malloc'd), for keys that land in several fields. */
+/* The value to show in config_describe() (malloc'd), for keys that land in several fields. */
 typedef char *(*key_show_fn)(const char *base);
 
 struct key {
@@ -281,7 +281,7 @@ static const char *split_hostport(const char *s, size_t len, int port_req, char 
     }
     if (hlen == 0)
         return "missing host";
-    if (hlen > CFG_MAX_HOST)
+    if (hlen > CONFIG_MAX_HOST)
         return "host name longer than 253 characters";
     for (size_t i = 0; i < hlen; i++)
         if (!host_char_ok((unsigned char)h[i], br))
@@ -298,7 +298,7 @@ static const char *split_hostport(const char *s, size_t len, int port_req, char 
 
 static char *fmt_hostport(const char *host, int port)
 {
-    char buf[CFG_MAX_HOST + 16];
+    char buf[CONFIG_MAX_HOST + 16];
     int br = strchr(host, ':') != NULL;
 
     snprintf(buf, sizeof buf, "%s%s%s:%d", br ? "[" : "", host, br ? "]" : "", port);
@@ -708,8 +708,8 @@ static int parse_json(const char *json, size_t len, cJSON **root, struct cfg_err
     const char *end = NULL;
     char *buf;
 
-    if (len > CFG_MAX_FILE_BYTES)
-        return cfg_fail(err, "", "config too large (max %u bytes)", CFG_MAX_FILE_BYTES);
+    if (len > CONFIG_MAX_FILE_BYTES)
+        return cfg_fail(err, "", "config too large (max %u bytes)", CONFIG_MAX_FILE_BYTES);
     if (nul)
         return syntax_fail(json, len, (size_t)(nul - json), "NUL byte in config", err);
     if (is_blank(json, len))
@@ -759,7 +759,7 @@ static void trim(const char **s, size_t *len)
 
 static int key_ok(const char *s, size_t len)
 {
-    if (len < CFG_KEY_MIN || len > CFG_KEY_MAX)
+    if (len < CONFIG_KEY_MIN || len > CONFIG_KEY_MAX)
         return 0;
     for (size_t i = 0; i < len; i++)
         if (s[i] < 0x21 || s[i] > 0x7e)
@@ -789,7 +789,7 @@ static void free_keys(char **keys, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         if (keys[i])
-            explicit_bzero(keys[i], CFG_KEY_MAX + 1);
+            explicit_bzero(keys[i], CONFIG_KEY_MAX + 1);
         free(keys[i]);
     }
     free(keys);
@@ -814,10 +814,10 @@ static int add_key(char **keys, char **tenants, size_t *n, const char *s, size_t
     }
     if (!key_ok(s, len))
         return cfg_fail(err, path, "$%s entry %zu: a key must be %d to %d printable ASCII "
-                        "characters without spaces", env, idx, CFG_KEY_MIN, CFG_KEY_MAX);
-    if (*n >= CFG_MAX_KEYS)
-        return cfg_fail(err, path, "$%s: too many keys (at most %d)", env, CFG_MAX_KEYS);
-    keys[*n] = calloc(1, CFG_KEY_MAX + 1);
+                        "characters without spaces", env, idx, CONFIG_KEY_MIN, CONFIG_KEY_MAX);
+    if (*n >= CONFIG_MAX_KEYS)
+        return cfg_fail(err, path, "$%s: too many keys (at most %d)", env, CONFIG_MAX_KEYS);
+    keys[*n] = calloc(1, CONFIG_KEY_MAX + 1);
     if (!keys[*n])
         return oom(err);
     memcpy(keys[*n], s, len);
@@ -1025,7 +1025,7 @@ static cJSON *describe_core(const struct bd_config *c)
     return d;
 }
 
-cJSON *cfg_describe(const struct bd_config *c)
+cJSON *config_describe(const struct bd_config *c)
 {
     cJSON *d = c ? describe_core(c) : NULL;
 
@@ -1076,7 +1076,7 @@ static void cfg_free(struct bd_config *c)
     free(c);
 }
 
-struct bd_config *cfg_load_string(const char *json, size_t len, struct cfg_err *err)
+struct bd_config *config_load_string(const char *json, size_t len, struct cfg_err *err)
 {
     struct cfg_err scratch;
     struct bd_config *c = calloc(1, sizeof *c);
@@ -1110,7 +1110,7 @@ fail:
     return NULL;
 }
 
-/* Read at most CFG_MAX_FILE_BYTES of path into *out (malloc'd) / *len. */
+/* Read at most CONFIG_MAX_FILE_BYTES of path into *out (malloc'd) / *len. */
 static int read_file(const char *path, char **out, size_t *len, struct cfg_err *err)
 {
     FILE *f = fopen(path, "rb");
@@ -1119,18 +1119,18 @@ static int read_file(const char *path, char **out, size_t *len, struct cfg_err *
 
     if (!f)
         return cfg_fail(err, "", "cannot open %s: %s", path, strerror(errno));
-    buf = malloc(CFG_MAX_FILE_BYTES + 1);
+    buf = malloc(CONFIG_MAX_FILE_BYTES + 1);
     if (!buf) {
         oom(err);
         goto fail;
     }
-    n = fread(buf, 1, CFG_MAX_FILE_BYTES + 1, f);
+    n = fread(buf, 1, CONFIG_MAX_FILE_BYTES + 1, f);
     if (ferror(f)) {
         cfg_fail(err, "", "cannot read %s: %s", path, strerror(errno));
         goto fail;
     }
-    if (n > CFG_MAX_FILE_BYTES) {
-        cfg_fail(err, "", "%s: too large (max %u bytes)", path, CFG_MAX_FILE_BYTES);
+    if (n > CONFIG_MAX_FILE_BYTES) {
+        cfg_fail(err, "", "%s: too large (max %u bytes)", path, CONFIG_MAX_FILE_BYTES);
         goto fail;
     }
     fclose(f);
@@ -1139,13 +1139,13 @@ static int read_file(const char *path, char **out, size_t *len, struct cfg_err *
     return 0;
 fail:
     if (buf)
-        explicit_bzero(buf, CFG_MAX_FILE_BYTES + 1);
+        explicit_bzero(buf, CONFIG_MAX_FILE_BYTES + 1);
     free(buf);
     fclose(f);
     return -1;
 }
 
-struct bd_config *cfg_load(const char *path, struct cfg_err *err)
+struct bd_config *config_load(const char *path, struct cfg_err *err)
 {
     struct cfg_err scratch;
     struct bd_config *c;
@@ -1156,17 +1156,17 @@ struct bd_config *cfg_load(const char *path, struct cfg_err *err)
         err = &scratch;
     memset(err, 0, sizeof *err);
     if (!path)
-        return cfg_load_string(NULL, 0, err);
+        return config_load_string(NULL, 0, err);
     if (read_file(path, &buf, &len, err) < 0)
         return NULL;
-    c = cfg_load_string(buf, len, err);
+    c = config_load_string(buf, len, err);
     explicit_bzero(buf, len);
     free(buf);
     if (!c)
         return NULL;
     c->path = strdup(path);
     if (!c->path) {
-        cfg_unref(c);
+        config_unref(c);
         oom(err);
         return NULL;
     }
@@ -1214,7 +1214,7 @@ struct set_aside {
     struct {
         char arr[160];
         long idx;
-    } rm[CFG_MAX_REPORTED];
+    } rm[CONFIG_MAX_REPORTED];
 };
 
 static int set_aside_has(const struct set_aside *s, const char *arr, long idx)
@@ -1268,7 +1268,7 @@ static int drop_path(cJSON *root, const char *path, struct set_aside *s)
     const char *cut;
     if (item && parent) {
         const char *br = strrchr(path, '[');
-        if (cJSON_IsArray(parent) && br && s->n < CFG_MAX_REPORTED) {
+        if (cJSON_IsArray(parent) && br && s->n < CONFIG_MAX_REPORTED) {
             char cur_arr[160];
             snprintf(cur_arr, sizeof(cur_arr), "%.*s", (int)(br - path), path);
             orig_path(s, cur_arr, s->rm[s->n].arr, sizeof(s->rm[0].arr));
@@ -1287,7 +1287,7 @@ static int drop_path(cJSON *root, const char *path, struct set_aside *s)
     return drop_path(root, up, s);
 }
 
-int cfg_check_file(const char *path, void (*report)(const struct cfg_err *err, void *data),
+int config_check_file(const char *path, void (*report)(const struct cfg_err *err, void *data),
                    void *data)
 {
     struct cfg_err err, shown;
@@ -1305,13 +1305,13 @@ int cfg_check_file(const char *path, void (*report)(const struct cfg_err *err, v
         errors = 1;
         goto out;
     }
-    for (int round = 0; round < CFG_MAX_REPORTED; round++) {
+    for (int round = 0; round < CONFIG_MAX_REPORTED; round++) {
         struct cfg_err orig;
         text = cJSON_PrintUnformatted(root);
-        c = text ? cfg_load_string(text, strlen(text), &err) : NULL;
+        c = text ? config_load_string(text, strlen(text), &err) : NULL;
         free(text);
         if (c) {
-            cfg_unref(c);
+            config_unref(c);
             break;
         }
         orig = err;
@@ -1335,19 +1335,15 @@ out:
     return errors;
 }
 
-void cfg_err_print(FILE *f, const char *what, const struct cfg_err *err)
-{
-    fprintf(f, "%s: %s%s%s\n", what, err->path, err->path[0] ? ": " : "", err->msg);
-}
 
-struct bd_config *cfg_ref(struct bd_config *c)
+struct bd_config *config_ref(struct bd_config *c)
 {
     if (c)
         c->refcount++;
     return c;
 }
 
-void cfg_unref(struct bd_config *c)
+void config_unref(struct bd_config *c)
 {
     if (!c)
         return;
@@ -1359,14 +1355,14 @@ void cfg_unref(struct bd_config *c)
 
 /* ---- keys ---------------------------------------------------------------------------- */
 
-/* 1 if the zero-padded buffers a and b (CFG_KEY_MAX + 1 bytes) are equal. Constant time:
+/* 1 if the zero-padded buffers a and b (CONFIG_KEY_MAX + 1 bytes) are equal. Constant time:
  * every byte is read, no data-dependent branch. Two NUL-free strings padded with zeros are
  * equal exactly when their buffers are, so lengths need no separate compare. */
 static unsigned ct_equal(const unsigned char *a, const unsigned char *b)
 {
     unsigned diff = 0;
 
-    for (size_t i = 0; i < CFG_KEY_MAX + 1; i++)
+    for (size_t i = 0; i < CONFIG_KEY_MAX + 1; i++)
         diff |= (unsigned)(a[i] ^ b[i]);
     return 1u & ((diff - 1u) >> (sizeof diff * CHAR_BIT - 1));
 }
@@ -1382,19 +1378,19 @@ static unsigned ct_any(char *const *keys, size_t n, const unsigned char *cand)
 }
 
 /* Copy key into the zero-padded buf. A key too long to match stays all zeros, which no
- * configured key (at least CFG_KEY_MIN bytes) equals. */
+ * configured key (at least CONFIG_KEY_MIN bytes) equals. */
 static void pad_key(const char *key, unsigned char *buf)
 {
-    size_t len = strnlen(key, CFG_KEY_MAX + 1);
+    size_t len = strnlen(key, CONFIG_KEY_MAX + 1);
 
-    memset(buf, 0, CFG_KEY_MAX + 1);
-    if (len <= CFG_KEY_MAX)
+    memset(buf, 0, CONFIG_KEY_MAX + 1);
+    if (len <= CONFIG_KEY_MAX)
         memcpy(buf, key, len);
 }
 
 static int check_key(const struct bd_config *c, const char *key, int admin_only)
 {
-    unsigned char cand[CFG_KEY_MAX + 1];
+    unsigned char cand[CONFIG_KEY_MAX + 1];
     unsigned match;
 
     if (!c || !key)
@@ -1407,12 +1403,12 @@ static int check_key(const struct bd_config *c, const char *key, int admin_only)
     return (int)match;
 }
 
-int cfg_is_api_key(const struct bd_config *c, const char *key)
+int config_is_api_key(const struct bd_config *c, const char *key)
 {
     return check_key(c, key, 0);
 }
 
-int cfg_is_admin_key(const struct bd_config *c, const char *key)
+int config_is_admin_key(const struct bd_config *c, const char *key)
 {
     return check_key(c, key, 1);
 }
@@ -1429,11 +1425,11 @@ static const char *ct_tenant(char *const *keys, char *const *tenants, size_t n,
     return (const char *)found;
 }
 
-const char *cfg_key_tenant(const struct bd_config *c, const char *key)
+const char *config_key_tenant(const struct bd_config *c, const char *key)
 {
-    unsigned char cand[CFG_KEY_MAX + 1];
+    unsigned char cand[CONFIG_KEY_MAX + 1];
     const char *t;
-    if (!c || !key || !cfg_auth_enabled(c))
+    if (!c || !key || !config_auth_enabled(c))
         return NULL;
     pad_key(key, cand);
     t = ct_tenant(c->api_keys, c->api_key_tenants, c->n_api_keys, cand, 0);
@@ -1442,7 +1438,7 @@ const char *cfg_key_tenant(const struct bd_config *c, const char *key)
     return t;
 }
 
-int cfg_auth_enabled(const struct bd_config *c)
+int config_auth_enabled(const struct bd_config *c)
 {
     return c && (c->n_api_keys + c->n_admin_keys) > 0;
 }

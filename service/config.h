@@ -6,11 +6,11 @@
  * and strict: unknown keys, wrong types and out-of-range values are refused with the JSON
  * path of the mistake ("routing.policies[2].min_mean_logprob: expected number").
  * Secrets (API keys) come from the environment variables the file names; they are read at
- * load time and never appear in cfg_describe() output or in error messages.
+ * load time and never appear in config_describe() output or in error messages.
  *
  * Ownership and sharing: a struct bd_config is immutable once loaded and reference counted.
  * The service holds one reference to "the current config"; each job takes its own reference
- * (cfg_ref) when it starts routing and drops it (cfg_unref) when it ends, so a reload swaps
+ * (config_ref) when it starts routing and drops it (config_unref) when it ends, so a reload swaps
  * the current pointer while jobs in flight finish under the config they started with.
  * Single-threaded (the libuv loop): no atomics needed. */
 #ifndef BRIEFD_CONFIG_H
@@ -18,16 +18,16 @@
 
 #include <stddef.h>
 #include <stdio.h>
-#include "policy.h" /* struct cfg_err */
+#include "cfg.h"
 
 struct cJSON;
 struct router;
 
-#define CFG_MAX_FILE_BYTES (1u << 20) /* a config file larger than this is refused */
-#define CFG_KEY_MIN 8                 /* API/admin key length bounds (bytes, printable ASCII) */
-#define CFG_KEY_MAX 256
-#define CFG_MAX_HOST 253              /* host names (listen, redis.url): the DNS maximum */
-#define CFG_MAX_KEYS 1024             /* keys per environment variable */
+#define CONFIG_MAX_FILE_BYTES (1u << 20) /* a config file larger than this is refused */
+#define CONFIG_KEY_MIN 8                 /* API/admin key length bounds (bytes, printable ASCII) */
+#define CONFIG_KEY_MAX 256
+#define CONFIG_MAX_HOST 253              /* host names (listen, redis.url): the DNS maximum */
+#define CONFIG_MAX_KEYS 1024             /* keys per environment variable */
 
 struct model_cfg {
     char *name;              /* model id sent upstream, e.g. "phi-4-mini" */
@@ -81,7 +81,7 @@ struct bd_config {
     char *auth_keys_env;     /* "BRIEFD_API_KEYS" */
     char *admin_keys_env;    /* "BRIEFD_ADMIN_KEYS" */
     char **api_keys;         /* parsed from the env at load: comma-separated (secret); each
-                                entry is a CFG_KEY_MAX + 1 byte buffer, zero-padded, so the
+                                entry is a CONFIG_KEY_MAX + 1 byte buffer, zero-padded, so the
                                 constant-time compare always reads the same number of bytes */
     size_t n_api_keys;
     char **api_key_tenants;  /* per api key: its tenant ("tenant=key" entries) or NULL */
@@ -102,34 +102,32 @@ struct bd_config {
 /* Load path (NULL: embedded defaults only). Returns a config with refcount 1, or NULL with
  * err filled (path "" for file-level errors such as unreadable file or JSON syntax, with the
  * line and column in msg). Environment variables named by the file are read here. */
-struct bd_config *cfg_load(const char *path, struct cfg_err *err);
+struct bd_config *config_load(const char *path, struct cfg_err *err);
 /* The same from an in-memory JSON text (for tests and fuzzing); NULL text = defaults. */
-struct bd_config *cfg_load_string(const char *json, size_t len, struct cfg_err *err);
+struct bd_config *config_load_string(const char *json, size_t len, struct cfg_err *err);
 
-/* Validate a config file and report every mistake (up to CFG_MAX_REPORTED): after each
+/* Validate a config file and report every mistake (up to CONFIG_MAX_REPORTED): after each
  * one, the offending value is set aside and the rest checked again. Returns the number of
  * mistakes (0: valid). report() gets each error (path "" for file-level ones). */
-#define CFG_MAX_REPORTED 50
-int cfg_check_file(const char *path, void (*report)(const struct cfg_err *err, void *data),
+#define CONFIG_MAX_REPORTED 50
+int config_check_file(const char *path, void (*report)(const struct cfg_err *err, void *data),
                    void *data);
 
-/* Print "<what>: <path>: <msg>" (or "<what>: <msg>" for file-level errors) and a newline. */
-void cfg_err_print(FILE *f, const char *what, const struct cfg_err *err);
 
-struct bd_config *cfg_ref(struct bd_config *c);
-void cfg_unref(struct bd_config *c); /* frees at zero */
+struct bd_config *config_ref(struct bd_config *c);
+void config_unref(struct bd_config *c); /* frees at zero */
 
 /* The effective configuration as JSON, secrets redacted ("***" for keys, password removed
  * from redis.url), with "version" (caller frees). */
-struct cJSON *cfg_describe(const struct bd_config *c);
+struct cJSON *config_describe(const struct bd_config *c);
 
 /* Constant-time key checks. Returns 1 if key matches one of the configured keys. */
-int cfg_is_api_key(const struct bd_config *c, const char *key);
-int cfg_is_admin_key(const struct bd_config *c, const char *key);
+int config_is_api_key(const struct bd_config *c, const char *key);
+int config_is_admin_key(const struct bd_config *c, const char *key);
 /* The tenant named for this key ("tenant=key" entries in the key variables), or NULL.
  * The returned string belongs to the config. */
-const char *cfg_key_tenant(const struct bd_config *c, const char *key);
+const char *config_key_tenant(const struct bd_config *c, const char *key);
 /* 1 if any key is configured (auth on). */
-int cfg_auth_enabled(const struct bd_config *c);
+int config_auth_enabled(const struct bd_config *c);
 
 #endif

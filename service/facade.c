@@ -1,7 +1,5 @@
 /* facade.c - OpenAI chat.completions <-> brief jobs. */
 #include "facade.h"
-#include "jsonx.h"
-#include "sbuf.h"
 
 #include <cjson/cJSON.h>
 #include <stdarg.h>
@@ -9,6 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include "jsonx.h"
+#include "sbuf.h"
 
 static int ferr(struct job_verr *e, int status, const char *code, const char *param,
                 const char *msg)

@@ -1,9 +1,6 @@
 /* job.c - brief job requests: validation, normalization, ids, timestamps, prompts. */
 #include "job.h"
 
-#include "policy.h"
-#include "sbuf.h"
-
 #include <cjson/cJSON.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -11,6 +8,9 @@
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
+
+#include "policy.h"
+#include "sbuf.h"
 
 const char *job_priority_name(enum job_priority p)
 {
@@ -392,23 +392,6 @@ int job_id_valid(const char *s)
         if (!strchr("0123456789ABCDEFGHJKMNPQRSTVWXYZ", s[i]) || s[i] == '\0')
             return 0;
     return 1;
-}
-
-void job_iso8601(int64_t unix_ms, char *out, size_t outlen)
-{
-    time_t secs = (time_t)(unix_ms / 1000);
-    struct tm tm;
-    gmtime_r(&secs, &tm);
-    snprintf(out, outlen, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-             (int)(unix_ms % 1000));
-}
-
-int64_t job_wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 void job_route_input(const struct job_req *r, const char *draft, const struct lp_summary *lp,

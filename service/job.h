@@ -63,10 +63,6 @@ void job_new_id(char *out, int64_t now_ms);
 /* 1 if s looks like a job id (so lookups of garbage never reach Redis keys). */
 int job_id_valid(const char *s);
 
-/* "2026-11-25T12:00:00.123Z" into out (>= 32 bytes). */
-void job_iso8601(int64_t unix_ms, char *out, size_t outlen);
-/* Wall-clock milliseconds since the epoch. */
-int64_t job_wall_ms(void);
 
 /* The routing input of a job: its document and topic flags, and its draft's signals.
  * Everything is borrowed from r, draft and lp. */

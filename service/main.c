@@ -1,11 +1,11 @@
 /* main.c - briefd's command line: arguments -> config -> the loop, nothing else. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "app.h"
 #include "config.h"
 #include "replay.h"
-#include <stdlib.h>
 
 static int usage(FILE *f, int code)
 {
@@ -42,18 +42,18 @@ static int cmd_check(const char *path)
         fprintf(stderr, "briefd check: --config F is required\n");
         return 2;
     }
-    n = cfg_check_file(path, print_error, (void *)path);
+    n = config_check_file(path, print_error, (void *)path);
     if (n > 0) {
         fprintf(stderr, "%s: %d mistake%s\n", path, n, n == 1 ? "" : "s");
         return 1;
     }
-    c = cfg_load(path, &err);
+    c = config_load(path, &err);
     if (!c) {
         print_error(&err, (void *)path);
         return 1;
     }
     printf("%s: ok (version %s)\n", path, c->version);
-    cfg_unref(c);
+    config_unref(c);
     return 0;
 }
 

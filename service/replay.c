@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "bderr.h"
+#include "clock.h"
 #include "config.h"
 #include "job.h"
 #include "rds.h"
@@ -396,7 +397,7 @@ int replay_main(const char *config_path, long window_s, double target)
     struct rds_opts o;
     int rc;
     memset(&rp, 0, sizeof(rp));
-    rp.cfg = cfg_load(config_path, &err);
+    rp.cfg = config_load(config_path, &err);
     if (!rp.cfg) {
         cfg_err_print(stderr, config_path ? config_path : "config", &err);
         return 1;
@@ -404,7 +405,7 @@ int replay_main(const char *config_path, long window_s, double target)
     uv_loop_init(&loop);
     rp.loop = &loop;
     snprintf(rp.cursor, sizeof(rp.cursor), "0");
-    rp.since_ms = job_wall_ms() - (long long)window_s * 1000;
+    rp.since_ms = clock_wall_ms() - (long long)window_s * 1000;
     store_redis_opts(rp.cfg, "replay", &o);
     rds_open(&loop, &o, on_state, &rp, &rp.r);
     uv_timer_init(&loop, &timer);
@@ -423,6 +424,6 @@ int replay_main(const char *config_path, long window_s, double target)
         free(rp.jobs[i].draft);
     }
     free(rp.jobs);
-    cfg_unref(rp.cfg);
+    config_unref(rp.cfg);
     return rc;
 }

@@ -10,6 +10,7 @@
 
 #include "acct.h"
 #include "bderr.h"
+#include "jsonx.h"
 #include "rds.h"
 #include "router.h"
 #include "sbuf.h"
@@ -277,12 +278,12 @@ static void add_latency_json(cJSON *obj, const cJSON *m)
         if (n <= 0)
             continue;
         o = cJSON_AddObjectToObject(lat, acct_stage_names[s]);
-        acct_json_number(o, "p50", round_to(percentile(m, acct_stage_names[s], 0.50), 1000.0));
-        acct_json_number(o, "p95", round_to(percentile(m, acct_stage_names[s], 0.95), 1000.0));
-        acct_json_number(o, "p99", round_to(percentile(m, acct_stage_names[s], 0.99), 1000.0));
+        jsonx_add_number(o, "p50", round_to(percentile(m, acct_stage_names[s], 0.50), 1000.0));
+        jsonx_add_number(o, "p95", round_to(percentile(m, acct_stage_names[s], 0.95), 1000.0));
+        jsonx_add_number(o, "p99", round_to(percentile(m, acct_stage_names[s], 0.99), 1000.0));
         cJSON_AddNumberToObject(o, "count", n);
         snprintf(f, sizeof(f), "sum_us:%s", acct_stage_names[s]);
-        acct_json_number(o, "mean", round_to(num(m, f) / 1000.0 / n, 1000.0));
+        jsonx_add_number(o, "mean", round_to(num(m, f) / 1000.0 / n, 1000.0));
     }
 }
 
@@ -348,17 +349,17 @@ static void add_figures(cJSON *obj, const cJSON *m, const cJSON *ratio_from)
     cJSON_AddNumberToObject(obj, "succeeded", num(m, "succeeded"));
     cJSON_AddNumberToObject(obj, "failed", num(m, "failed"));
     cJSON_AddNumberToObject(obj, "refined", num(m, "refined"));
-    acct_json_number(obj, "refine_rate", jobs > 0 ? num(m, "refined") / jobs : 0);
+    jsonx_add_number(obj, "refine_rate", jobs > 0 ? num(m, "refined") / jobs : 0);
     cJSON_AddNumberToObject(obj, "degraded", num(m, "degraded"));
     cost = cJSON_AddObjectToObject(obj, "cost_usd");
-    acct_json_number(cost, "draft", usd(cd));
-    acct_json_number(cost, "refine", usd(cr));
-    acct_json_number(cost, "total", usd(cd + cr));
-    acct_json_number(cost, "per_job", jobs > 0 ? usd(cd + cr) / jobs : 0);
+    jsonx_add_number(cost, "draft", usd(cd));
+    jsonx_add_number(cost, "refine", usd(cr));
+    jsonx_add_number(cost, "total", usd(cd + cr));
+    jsonx_add_number(cost, "per_job", jobs > 0 ? usd(cd + cr) / jobs : 0);
     cf = cJSON_AddObjectToObject(obj, "counterfactual_usd");
-    acct_json_number(cf, "all_draft", usd(cd));
-    acct_json_number(cf, "all_refine", usd(allr));
-    acct_json_number(cf, "savings_vs_all_refine", isnan(allr) || allr <= 0
+    jsonx_add_number(cf, "all_draft", usd(cd));
+    jsonx_add_number(cf, "all_refine", usd(allr));
+    jsonx_add_number(cf, "savings_vs_all_refine", isnan(allr) || allr <= 0
                                                       ? NAN
                                                       : 1.0 - (cd + cr) / allr);
     add_latency_json(obj, m);
@@ -394,13 +395,13 @@ static void add_series(cJSON *obj, struct rds_reply *rows, const struct query_op
             cJSON_AddNumberToObject(o, "failed", acc[2]);
             cJSON_AddNumberToObject(o, "refined", acc[3]);
             cJSON_AddNumberToObject(o, "degraded", acc[4]);
-            acct_json_number(o, "refine_rate", acc[0] > 0 ? acc[3] / acc[0] : 0);
-            acct_json_number(o, "cost_usd", usd(acc[5] + acc[6]));
-            acct_json_number(o, "per_job", acc[0] > 0 ? usd(acc[5] + acc[6]) / acc[0] : 0);
+            jsonx_add_number(o, "refine_rate", acc[0] > 0 ? acc[3] / acc[0] : 0);
+            jsonx_add_number(o, "cost_usd", usd(acc[5] + acc[6]));
+            jsonx_add_number(o, "per_job", acc[0] > 0 ? usd(acc[5] + acc[6]) / acc[0] : 0);
             allr = (acc[8] > 0 && acc[6] > 0)
                        ? acc[5] + acc[6] + acc[6] * (acc[7] - acc[8]) / acc[8]
                        : NAN;
-            acct_json_number(o, "all_refine_usd", usd(allr));
+            jsonx_add_number(o, "all_refine_usd", usd(allr));
             cJSON_AddItemToArray(series, o);
             memset(acc, 0, sizeof(acc));
         }

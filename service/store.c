@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "bderr.h"
+#include "clock.h"
 #include "stats.h"
 
 static const char *const prio_names[] = {"low", "normal", "high"};
@@ -210,10 +211,10 @@ struct cJSON *store_job_object(const char *id, const char *status, const char *c
     cJSON_AddStringToObject(job, "id", id);
     cJSON_AddStringToObject(job, "object", "brief.job");
     cJSON_AddStringToObject(job, "status", status ? status : "queued");
-    job_iso8601(created_ms ? atoll(created_ms) : 0, ts, sizeof(ts));
+    clock_iso8601(created_ms ? atoll(created_ms) : 0, ts, sizeof(ts));
     cJSON_AddStringToObject(job, "created_at", ts);
     if (finished_ms && finished_ms[0]) {
-        job_iso8601(atoll(finished_ms), ts, sizeof(ts));
+        clock_iso8601(atoll(finished_ms), ts, sizeof(ts));
         cJSON_AddStringToObject(job, "finished_at", ts);
     } else {
         cJSON_AddNullToObject(job, "finished_at");
@@ -338,7 +339,7 @@ int store_begin(struct rds *r, const char *prefix, const char *stream, const cha
     snprintf(kdead, sizeof(kdead), "%sdead", prefix);
     store_events_key(prefix, chan, sizeof(chan));
     snprintf(maxa, sizeof(maxa), "%d", max_attempts);
-    snprintf(now, sizeof(now), "%lld", (long long)job_wall_ms());
+    snprintf(now, sizeof(now), "%lld", (long long)clock_wall_ms());
     snprintf(ttl, sizeof(ttl), "%ld", ttl_s);
     snprintf(out, sizeof(out),
              "{\"error\":{\"code\":\"max_attempts_exceeded\",\"message\":\"the job was "
@@ -464,7 +465,7 @@ static void on_dead_list(struct rds *r, struct rds_reply *x, void *data)
             if (name && val) {
                 if (strcmp(name, "at_ms") == 0) {
                     char ts[40];
-                    job_iso8601(atoll(val), ts, sizeof(ts));
+                    clock_iso8601(atoll(val), ts, sizeof(ts));
                     cJSON_AddStringToObject(item, "dead_at", ts);
                 } else if (strcmp(name, "id") == 0 || strcmp(name, "reason") == 0) {
                     cJSON_AddStringToObject(item, name, val);
@@ -536,7 +537,7 @@ int store_requeue(struct rds *r, const char *prefix, const char *id, store_flag_
     store_job_key(prefix, id, kjob, sizeof(kjob));
     snprintf(kdead, sizeof(kdead), "%sdead", prefix);
     store_events_key(prefix, chan, sizeof(chan));
-    snprintf(now, sizeof(now), "%lld", (long long)job_wall_ms());
+    snprintf(now, sizeof(now), "%lld", (long long)clock_wall_ms());
     const char *argv[] = {"EVAL", REQUEUE_LUA, "2", kjob, kdead, prefix, chan, id, now};
     return send_or_free(rds_cmdargv(r, on_requeue, o, 9, argv, NULL), o);
 }

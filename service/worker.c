@@ -1,6 +1,5 @@
 /* worker.c - the job pipeline: fetch, draft, route, refine, account, finish. */
 #include "worker.h"
-#include "jsonx.h"
 
 #include <cjson/cJSON.h>
 #include <stdarg.h>
@@ -12,6 +11,8 @@
 #include "app.h"
 #include "bderr.h"
 #include "breaker.h"
+#include "clock.h"
+#include "jsonx.h"
 #include "mclient.h"
 #include "rds.h"
 #include "router.h"
@@ -100,7 +101,7 @@ static struct wjob *job_new(struct worker *w, const char *stream, const char *en
     snprintf(j->id, sizeof(j->id), "%s", id);
     snprintf(j->stream, sizeof(j->stream), "%s", stream);
     snprintf(j->entry, sizeof(j->entry), "%s", entry);
-    j->cfg = cfg_ref(w->app->cfg);
+    j->cfg = config_ref(w->app->cfg);
     acct_init(&j->acct);
     j->call.data = j;
     j->call.ttft_ms = -1;
@@ -128,7 +129,7 @@ static void job_free(struct wjob *j)
     free(j->body);
     free(j->draft);
     free(j->brief);
-    cfg_unref(j->cfg);
+    config_unref(j->cfg);
     free(j);
     if (!w->stopping)
         fetch(w);
@@ -403,7 +404,7 @@ static void on_begin(void *data, int status, const char *what, int attempt,
     j->created_ms = created_ms;
     j->t_start = uv_hrtime();
     j->deadline_ms = uv_now(j->w->app->loop) + (uint64_t)j->cfg->job_timeout_ms;
-    j->acct.queue_ms = (double)(job_wall_ms() - created_ms);
+    j->acct.queue_ms = (double)(clock_wall_ms() - created_ms);
     if (j->acct.queue_ms < 0)
         j->acct.queue_ms = 0;
     if (job_req_from_json(req_json, req_len, &j->req) != 0) {
@@ -540,7 +541,7 @@ static char *job_stats(const struct wjob *j, int succeeded)
     s.route = j->routed ? &j->route : NULL;
     s.source = job_req_meta(&j->req, "source");
     s.tenant = job_req_meta(&j->req, "tenant");
-    s.finished_ms = job_wall_ms();
+    s.finished_ms = clock_wall_ms();
     return stats_increments(j->cfg->redis_prefix, j->cfg->stats_retention_s, &s);
 }
 
@@ -572,7 +573,7 @@ static void job_finish(struct wjob *j, const char *status, cJSON *error)
         return;
     }
     rc = store_finish(j->w->app->cmd, prefix_of(j), j->stream, j->entry, j->id, j->attempt,
-                      status, text, job_wall_ms(), j->cfg->result_ttl_s, sj, on_finished, j);
+                      status, text, clock_wall_ms(), j->cfg->result_ttl_s, sj, on_finished, j);
     free(text);
     free(sj);
     if (rc != 0) {

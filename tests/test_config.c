@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "cJSON.h"
+#include <cjson/cJSON.h>
 #include "config.h"
 #include "router.h"
 #include "tcheck.h"
@@ -12,7 +12,7 @@
 
 static struct bd_config *load_str(const char *json, struct cfg_err *err)
 {
-    return cfg_load_string(json, strlen(json), err);
+    return config_load_string(json, strlen(json), err);
 }
 
 /* Write content (len bytes) to a new temp file; returns its malloc'd path. */
@@ -40,12 +40,12 @@ static void expect_err(const char *json, const char *path, const char *msg)
     CHECK_STR(err.msg, msg);
     if (tcheck_fail_ != before)
         fprintf(stderr, "  ^ for config: %s\n", json);
-    cfg_unref(c);
+    config_unref(c);
 }
 
 static char *describe_text(const struct bd_config *c)
 {
-    cJSON *d = cfg_describe(c);
+    cJSON *d = config_describe(c);
     char *s = d ? cJSON_PrintUnformatted(d) : NULL;
 
     cJSON_Delete(d);
@@ -78,7 +78,7 @@ static int is_hex16(const char *v)
 static void test_defaults(void)
 {
     struct cfg_err err;
-    struct bd_config *c = cfg_load(NULL, &err);
+    struct bd_config *c = config_load(NULL, &err);
 
     CHECK(c != NULL);
     if (!c)
@@ -98,7 +98,7 @@ static void test_defaults(void)
     CHECK(c->max_text_bytes == 262144 && c->max_queue == 100000 && c->max_wait_s == 60);
     CHECK_STR(c->auth_keys_env, "BRIEFD_API_KEYS");
     CHECK_STR(c->admin_keys_env, "BRIEFD_ADMIN_KEYS");
-    CHECK(c->n_api_keys == 0 && c->n_admin_keys == 0 && !cfg_auth_enabled(c));
+    CHECK(c->n_api_keys == 0 && c->n_admin_keys == 0 && !config_auth_enabled(c));
     CHECK_STR(c->draft.name, "phi-4-mini");
     CHECK_STR(c->refine.name, "gpt-oss-20b");
     CHECK_STR(c->draft.base_url, "http://127.0.0.1:5273/v1");
@@ -123,7 +123,7 @@ static void test_defaults(void)
     CHECK_STR(c->facade_model, "briefd-hybrid");
     CHECK(c->stats_retention_s == 604800);
     CHECK(c->router != NULL);
-    cfg_unref(c);
+    config_unref(c);
 }
 
 /* ---- the full SPEC §3 file ----------------------------------------------------------- */
@@ -204,7 +204,7 @@ static void test_full_file(void)
     setenv("TC_API_KEYS", "api-key-0001,api-key-0002", 1);
     setenv("TC_ADMIN_KEYS", "admin-key-0001", 1);
     setenv("TC_REFINE_KEY", "sk-refine-secret-42\n", 1);
-    c = cfg_load(path, &err);
+    c = config_load(path, &err);
     CHECK(c != NULL);
     if (!c) {
         fprintf(stderr, "  load failed: %s: %s\n", err.path, err.msg);
@@ -222,7 +222,7 @@ static void test_full_file(void)
     CHECK(c->max_text_bytes == 100000 && c->max_queue == 5000 && c->max_wait_s == 30);
     CHECK_STR(c->auth_keys_env, "TC_API_KEYS");
     CHECK_STR(c->admin_keys_env, "TC_ADMIN_KEYS");
-    CHECK(c->n_api_keys == 2 && c->n_admin_keys == 1 && cfg_auth_enabled(c));
+    CHECK(c->n_api_keys == 2 && c->n_admin_keys == 1 && config_auth_enabled(c));
     check_full_models(c);
     CHECK_STR(c->facade_model, "briefd-x");
     CHECK(c->stats_retention_s == 3600);
@@ -231,7 +231,7 @@ static void test_full_file(void)
         CHECK_NEAR(router_guard_max_rate(c->router), 0.4, 1e-12);
         CHECK(router_guard_daily_budget(c->router) < 0);
     }
-    cfg_unref(c);
+    config_unref(c);
 out:
     unsetenv("TC_API_KEYS");
     unsetenv("TC_ADMIN_KEYS");
@@ -362,7 +362,7 @@ static void test_errors_text(void)
     expect_err(" \n\t ", "", "config is empty (expected a JSON object)");
     {
         struct cfg_err err;
-        struct bd_config *c = cfg_load_string("{}\0{", 4, &err);
+        struct bd_config *c = config_load_string("{}\0{", 4, &err);
         CHECK(c == NULL);
         CHECK_STR(err.msg, "NUL byte in config at line 1, column 3");
     }
@@ -371,7 +371,7 @@ static void test_errors_text(void)
 static void test_errors_files(void)
 {
     struct cfg_err err;
-    struct bd_config *c = cfg_load("/nonexistent/dir/briefd.json", &err);
+    struct bd_config *c = config_load("/nonexistent/dir/briefd.json", &err);
     char *path;
 
     CHECK(c == NULL);
@@ -379,7 +379,7 @@ static void test_errors_files(void)
     CHECK_STR(err.msg, "cannot open /nonexistent/dir/briefd.json: No such file or directory");
 
     path = write_temp("", 0);
-    c = cfg_load(path, &err);
+    c = config_load(path, &err);
     CHECK(c == NULL);
     CHECK_STR(err.path, "");
     CHECK_STR(err.msg, "config is empty (expected a JSON object)");
@@ -391,23 +391,23 @@ static void test_errors_file_size(void)
 {
     struct cfg_err err;
     struct bd_config *c;
-    char *path, *big = malloc(CFG_MAX_FILE_BYTES + 2);
+    char *path, *big = malloc(CONFIG_MAX_FILE_BYTES + 2);
 
-    memset(big, ' ', CFG_MAX_FILE_BYTES + 1);
+    memset(big, ' ', CONFIG_MAX_FILE_BYTES + 1);
     big[0] = '{';
-    big[CFG_MAX_FILE_BYTES] = '}';
-    path = write_temp(big, CFG_MAX_FILE_BYTES + 1);
-    c = cfg_load(path, &err);
+    big[CONFIG_MAX_FILE_BYTES] = '}';
+    path = write_temp(big, CONFIG_MAX_FILE_BYTES + 1);
+    c = config_load(path, &err);
     CHECK(c == NULL);
     CHECK(strstr(err.msg, "too large (max 1048576 bytes)") != NULL);
     unlink(path);
     free(path);
     /* exactly at the bound is fine */
-    big[CFG_MAX_FILE_BYTES - 1] = '}';
-    path = write_temp(big, CFG_MAX_FILE_BYTES);
-    c = cfg_load(path, &err);
+    big[CONFIG_MAX_FILE_BYTES - 1] = '}';
+    path = write_temp(big, CONFIG_MAX_FILE_BYTES);
+    c = config_load(path, &err);
     CHECK(c != NULL);
-    cfg_unref(c);
+    config_unref(c);
     unlink(path);
     free(path);
     free(big);
@@ -420,15 +420,15 @@ static void test_errors_file_content(void)
     char *path = write_temp("{\"workers\": {\"concurrency\": true}}",
                             strlen("{\"workers\": {\"concurrency\": true}}"));
 
-    c = cfg_load(path, &err);
+    c = config_load(path, &err);
     CHECK(c == NULL);
     CHECK_STR(err.path, "workers.concurrency");
     CHECK_STR(err.msg, "expected integer");
     unlink(path);
     free(path);
 
-    CHECK(cfg_load_string("{bad", 4, NULL) == NULL); /* err may be NULL */
-    c = cfg_load("/tmp", &err);
+    CHECK(config_load_string("{bad", 4, NULL) == NULL); /* err may be NULL */
+    c = config_load("/tmp", &err);
     CHECK(c == NULL);
     CHECK(strncmp(err.msg, "cannot read /tmp", 16) == 0);
 }
@@ -449,7 +449,7 @@ static void test_listen_redis_ok(void)
     CHECK_STR(c->redis_host, "::1");
     CHECK(c->redis_port == 6379 && c->redis_db == 0);
     CHECK_STR(c->redis_password, "p@ss:w");
-    cfg_unref(c);
+    config_unref(c);
 
     c = load_str("{\"redis\": {\"url\": \"redis://:@localhost:7000/\"}, "
                  "\"models\": {\"draft\": {\"base_url\": \"http://h:1///\"}}}", &err);
@@ -459,14 +459,14 @@ static void test_listen_redis_ok(void)
     CHECK_STR(c->redis_host, "localhost");
     CHECK(c->redis_port == 7000 && c->redis_db == 0 && c->redis_password == NULL);
     CHECK_STR(c->draft.base_url, "http://h:1");
-    cfg_unref(c);
+    config_unref(c);
 
     c = load_str("{\"workers\": {\"job_timeout_ms\": 60000}, "
                  "\"models\": {\"draft\": {\"api_key_env\": null}}}", &err);
     CHECK(c != NULL);
     if (c)
         CHECK(c->claim_idle_ms == 90000);
-    cfg_unref(c);
+    config_unref(c);
 }
 
 /* ---- secrets ------------------------------------------------------------------------- */
@@ -487,7 +487,7 @@ static void test_env_keys(void)
         CHECK_STR(c->api_keys[1], "key-bbbb-2222");
         CHECK_STR(c->admin_keys[0], "admin-key-0001");
     }
-    cfg_unref(c);
+    config_unref(c);
     unsetenv("TC_K");
     unsetenv("TC_A");
 }
@@ -531,14 +531,14 @@ static void test_env_keys_off(void)
     /* keys_env null: auth off even though the variable is set */
     setenv("TC_K", "key-aaaa-1111", 1);
     c = load_str("{\"auth\": {\"keys_env\": null, \"admin_keys_env\": null}}", &err);
-    CHECK(c != NULL && !cfg_auth_enabled(c));
-    cfg_unref(c);
+    CHECK(c != NULL && !config_auth_enabled(c));
+    config_unref(c);
     unsetenv("TC_K");
 
     /* a model key env var that is unset is not an error */
     c = load_str("{\"models\": {\"draft\": {\"api_key_env\": \"TC_UNSET_VAR\"}}}", &err);
     CHECK(c != NULL && c->draft.api_key == NULL);
-    cfg_unref(c);
+    config_unref(c);
 }
 
 static void test_compare(void)
@@ -556,30 +556,30 @@ static void test_compare(void)
     CHECK(c != NULL);
     if (!c)
         return;
-    CHECK(cfg_auth_enabled(c));
-    CHECK(cfg_is_api_key(c, "api-key-0001") == 1);
-    CHECK(cfg_is_api_key(c, "api-key-second") == 1);
-    CHECK(cfg_is_api_key(c, "admin-key-0001") == 1); /* admin may do everything */
-    CHECK(cfg_is_admin_key(c, "admin-key-0001") == 1);
-    CHECK(cfg_is_admin_key(c, "api-key-0001") == 0);
-    CHECK(cfg_is_api_key(c, "api-key-0002") == 0);  /* same length, last byte differs */
-    CHECK(cfg_is_api_key(c, "api-key-000") == 0);   /* prefix */
-    CHECK(cfg_is_api_key(c, "api-key-00011") == 0); /* longer */
-    CHECK(cfg_is_api_key(c, "api-key-second\n") == 0);
-    CHECK(cfg_is_api_key(c, "") == 0);
-    CHECK(cfg_is_api_key(c, NULL) == 0);
-    CHECK(cfg_is_admin_key(c, "admin-key-000") == 0);
+    CHECK(config_auth_enabled(c));
+    CHECK(config_is_api_key(c, "api-key-0001") == 1);
+    CHECK(config_is_api_key(c, "api-key-second") == 1);
+    CHECK(config_is_api_key(c, "admin-key-0001") == 1); /* admin may do everything */
+    CHECK(config_is_admin_key(c, "admin-key-0001") == 1);
+    CHECK(config_is_admin_key(c, "api-key-0001") == 0);
+    CHECK(config_is_api_key(c, "api-key-0002") == 0);  /* same length, last byte differs */
+    CHECK(config_is_api_key(c, "api-key-000") == 0);   /* prefix */
+    CHECK(config_is_api_key(c, "api-key-00011") == 0); /* longer */
+    CHECK(config_is_api_key(c, "api-key-second\n") == 0);
+    CHECK(config_is_api_key(c, "") == 0);
+    CHECK(config_is_api_key(c, NULL) == 0);
+    CHECK(config_is_admin_key(c, "admin-key-000") == 0);
     memset(longkey, 'a', sizeof longkey - 1);
     longkey[sizeof longkey - 1] = '\0';
     memcpy(longkey, "api-key-0001", 12);
-    CHECK(cfg_is_api_key(c, longkey) == 0);
-    CHECK(cfg_is_api_key(NULL, "api-key-0001") == 0);
-    cfg_unref(c);
+    CHECK(config_is_api_key(c, longkey) == 0);
+    CHECK(config_is_api_key(NULL, "api-key-0001") == 0);
+    config_unref(c);
 
-    c = cfg_load(NULL, &err); /* no keys: nothing matches, not even "" */
-    CHECK(c != NULL && !cfg_auth_enabled(c));
-    CHECK(cfg_is_api_key(c, "") == 0 && cfg_is_admin_key(c, "") == 0);
-    cfg_unref(c);
+    c = config_load(NULL, &err); /* no keys: nothing matches, not even "" */
+    CHECK(c != NULL && !config_auth_enabled(c));
+    CHECK(config_is_api_key(c, "") == 0 && config_is_admin_key(c, "") == 0);
+    config_unref(c);
 }
 
 static void test_describe(void)
@@ -615,7 +615,7 @@ static void test_describe(void)
         CHECK(strstr(text, "bob") == NULL);
     }
     free(text);
-    d = cfg_describe(c);
+    d = config_describe(c);
     CHECK_STR(cJSON_GetStringValue(jget(d, "redis", "url", NULL)), "redis://:***@db.local:6390/2");
     CHECK_STR(cJSON_GetStringValue(jget(d, "listen", NULL, NULL)), "[::1]:8080");
     CHECK_STR(cJSON_GetStringValue(jget(d, "version", NULL, NULL)), c->version);
@@ -634,7 +634,7 @@ static void test_describe(void)
     CHECK_STR(cJSON_GetStringValue(jget(d, "routing", "mode", NULL)), "any");
     CHECK(cJSON_IsArray(jget(d, "routing", "policies", NULL)));
     cJSON_Delete(d);
-    cfg_unref(c);
+    config_unref(c);
 }
 
 /* The describe output, less what only describe shows, loads back to the same config. */
@@ -642,7 +642,7 @@ static void test_describe_round_trip(void)
 {
     struct cfg_err err;
     struct bd_config *a = load_str(full_json, &err), *b = NULL;
-    cJSON *d = a ? cfg_describe(a) : NULL;
+    cJSON *d = a ? config_describe(a) : NULL;
     char *text;
 
     CHECK(d != NULL);
@@ -664,8 +664,8 @@ static void test_describe_round_trip(void)
     free(text);
 out:
     cJSON_Delete(d);
-    cfg_unref(a);
-    cfg_unref(b);
+    config_unref(a);
+    config_unref(b);
 }
 
 static void test_version(void)
@@ -674,7 +674,7 @@ static void test_version(void)
     struct bd_config *a = load_str("{\"workers\": {\"concurrency\": 8}}", &err);
     struct bd_config *b = load_str("{ \"workers\" : { \"concurrency\" : 8 } }", &err);
     struct bd_config *x = load_str("{\"workers\": {\"concurrency\": 9}}", &err);
-    struct bd_config *d0 = cfg_load(NULL, &err);
+    struct bd_config *d0 = config_load(NULL, &err);
     struct bd_config *d1 = load_str("{\"redis\": {\"url\": \"redis://127.0.0.1\"}}", &err);
     struct bd_config *r = load_str("{\"routing\": {\"mode\": \"all\"}}", &err);
     struct bd_config *p = load_str("{\"workers\": {\"concurrency\": 12}}", &err);
@@ -690,34 +690,34 @@ static void test_version(void)
         CHECK(strcmp(d0->version, r->version) != 0);
         CHECK(strcmp(p->version, q->version) != 0); /* order of bytes matters */
     }
-    cfg_unref(p);
-    cfg_unref(q);
-    cfg_unref(a);
-    cfg_unref(b);
-    cfg_unref(x);
-    cfg_unref(d0);
-    cfg_unref(d1);
-    cfg_unref(r);
+    config_unref(p);
+    config_unref(q);
+    config_unref(a);
+    config_unref(b);
+    config_unref(x);
+    config_unref(d0);
+    config_unref(d1);
+    config_unref(r);
 }
 
 static void test_refcount(void)
 {
     struct cfg_err err;
-    struct bd_config *c = cfg_load(NULL, &err);
+    struct bd_config *c = config_load(NULL, &err);
 
     CHECK(c != NULL);
     if (!c)
         return;
-    CHECK(cfg_ref(c) == c);
-    CHECK(cfg_ref(c) == c);
+    CHECK(config_ref(c) == c);
+    CHECK(config_ref(c) == c);
     CHECK(c->refcount == 3);
-    cfg_unref(c);
+    config_unref(c);
     CHECK(c->refcount == 2);
-    cfg_unref(c);
+    config_unref(c);
     CHECK(c->refcount == 1);
-    cfg_unref(c); /* freed: LeakSanitizer would report otherwise, ASan any later use */
-    CHECK(cfg_ref(NULL) == NULL);
-    cfg_unref(NULL);
+    config_unref(c); /* freed: LeakSanitizer would report otherwise, ASan any later use */
+    CHECK(config_ref(NULL) == NULL);
+    config_unref(NULL);
 }
 
 /* "tenant=key" entries: the key authenticates alone, and names its tenant. */
@@ -732,18 +732,18 @@ static void test_key_tenants(void)
     CHECK(c != NULL);
     if (c) {
         CHECK(c->n_api_keys == 4);
-        CHECK(cfg_is_api_key(c, "key-acme-0001"));
-        CHECK(!cfg_is_api_key(c, "acme=key-acme-0001"));
-        CHECK_STR(cfg_key_tenant(c, "key-acme-0001"), "acme");
-        CHECK(cfg_key_tenant(c, "plain-key-0002") == NULL);
-        CHECK_STR(cfg_key_tenant(c, "b=c-key-0003"), "a");     /* first '=' splits */
-        CHECK(cfg_is_api_key(c, "x==padded"));                  /* "=padded" is no key */
-        CHECK(cfg_key_tenant(c, "x==padded") == NULL);
-        CHECK_STR(cfg_key_tenant(c, "admin-key-0009"), "ops.team");
-        CHECK(cfg_is_admin_key(c, "admin-key-0009"));
-        CHECK(cfg_key_tenant(c, "nope-nope-nope") == NULL);
-        CHECK(cfg_key_tenant(c, NULL) == NULL);
-        cfg_unref(c);
+        CHECK(config_is_api_key(c, "key-acme-0001"));
+        CHECK(!config_is_api_key(c, "acme=key-acme-0001"));
+        CHECK_STR(config_key_tenant(c, "key-acme-0001"), "acme");
+        CHECK(config_key_tenant(c, "plain-key-0002") == NULL);
+        CHECK_STR(config_key_tenant(c, "b=c-key-0003"), "a");     /* first '=' splits */
+        CHECK(config_is_api_key(c, "x==padded"));                  /* "=padded" is no key */
+        CHECK(config_key_tenant(c, "x==padded") == NULL);
+        CHECK_STR(config_key_tenant(c, "admin-key-0009"), "ops.team");
+        CHECK(config_is_admin_key(c, "admin-key-0009"));
+        CHECK(config_key_tenant(c, "nope-nope-nope") == NULL);
+        CHECK(config_key_tenant(c, NULL) == NULL);
+        config_unref(c);
     }
     unsetenv("TC_T_KEYS");
     unsetenv("TC_T_ADMIN");
@@ -762,7 +762,7 @@ static void collect(const struct cfg_err *err, void *data)
     c->n++;
 }
 
-/* cfg_check_file reports every mistake, with the file's own array indices. */
+/* config_check_file reports every mistake, with the file's own array indices. */
 static void test_check_all(void)
 {
     char path[] = "/tmp/briefd-test-check-XXXXXX";
@@ -776,7 +776,7 @@ static void test_check_all(void)
         return;
     CHECK(write(fd, bad, strlen(bad)) == (ssize_t)strlen(bad));
     close(fd);
-    CHECK(cfg_check_file(path, collect, &got) == 5);
+    CHECK(config_check_file(path, collect, &got) == 5);
     CHECK_STR(got.paths[0], "bogus");
     CHECK_STR(got.paths[1], "workers.concurrency");
     CHECK_STR(got.paths[2], "routing.policies[0].type");
@@ -786,10 +786,10 @@ static void test_check_all(void)
     fd = open(path, O_WRONLY | O_TRUNC);
     CHECK(write(fd, "{}", 2) == 2);
     close(fd);
-    CHECK(cfg_check_file(path, collect, &got) == 0);
+    CHECK(config_check_file(path, collect, &got) == 0);
     CHECK(got.n == 0);
     unlink(path);
-    CHECK(cfg_check_file(path, collect, &got) == 1); /* missing file */
+    CHECK(config_check_file(path, collect, &got) == 1); /* missing file */
     CHECK_STR(got.paths[0], "");
 }
 

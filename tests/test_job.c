@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "acct.h"
 #include "config.h"
 #include "job.h"
@@ -128,9 +129,9 @@ static void test_ids(void)
 static void test_time(void)
 {
     char ts[40];
-    job_iso8601(1764072000123LL, ts, sizeof(ts));
+    clock_iso8601(1764072000123LL, ts, sizeof(ts));
     CHECK_STR(ts, "2025-11-25T12:00:00.123Z");
-    job_iso8601(0, ts, sizeof(ts));
+    clock_iso8601(0, ts, sizeof(ts));
     CHECK_STR(ts, "1970-01-01T00:00:00.000Z");
 }
 

@@ -3,7 +3,7 @@
 
 #include <stdlib.h>
 
-#include <cJSON.h>
+#include <cjson/cJSON.h>
 
 #include "tcheck.h"
 

@@ -1,7 +1,7 @@
-/* fuzz_config.c - libFuzzer harness: cfg_load_string, cfg_describe and the describe round trip. */
+/* fuzz_config.c - libFuzzer harness: config_load_string, config_describe and the describe round trip. */
 /*
  * The input is the whole config text (not NUL-terminated, as read from a file); the empty
- * input loads the embedded defaults (cfg_load_string(NULL)).
+ * input loads the embedded defaults (config_load_string(NULL)).
  * Oracles: a refusal fills err with NUL-terminated path and message; a loaded config
  * describes itself, and the describe output less what only describe shows ("version",
  * auth.api_keys/admin_keys counts, models.*.api_key redactions; as tests/test_config.c
@@ -52,7 +52,7 @@ static void delete_in(cJSON *obj, const char *a, const char *b, const char *key)
 
 static char *describe_text(const struct bd_config *c)
 {
-    cJSON *d = cfg_describe(c);
+    cJSON *d = config_describe(c);
     char *s = d ? cJSON_PrintUnformatted(d) : NULL;
 
     cJSON_Delete(d);
@@ -96,11 +96,11 @@ static void round_trip(const struct bd_config *a)
 {
     struct cfg_err err;
     struct bd_config *b;
-    cJSON *d = cfg_describe(a);
+    cJSON *d = config_describe(a);
     char *text, *da, *db;
 
     if (!d)
-        FAIL("cfg_describe failed");
+        FAIL("config_describe failed");
     if (!cJSON_IsString(cJSON_GetObjectItemCaseSensitive(d, "version")) ||
         strcmp(cJSON_GetObjectItemCaseSensitive(d, "version")->valuestring, a->version) != 0)
         FAIL("describe: version missing or different");
@@ -113,7 +113,7 @@ static void round_trip(const struct bd_config *a)
     cJSON_Delete(d);
     if (!text)
         FAIL("print failed");
-    b = cfg_load_string(text, strlen(text), &err);
+    b = config_load_string(text, strlen(text), &err);
     if (!b)
         FAIL("describe output refused: %s: %s\n  describe: %s", err.path, err.msg, text);
     check_fields(a, b);
@@ -125,7 +125,7 @@ static void round_trip(const struct bd_config *a)
     free(da);
     free(db);
     free(text);
-    cfg_unref(b);
+    config_unref(b);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -135,7 +135,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     memset(&err, 0x5a, sizeof err);
     /* the empty input stands for "no file": the embedded defaults */
-    c = cfg_load_string(size ? (const char *)data : NULL, size, &err);
+    c = config_load_string(size ? (const char *)data : NULL, size, &err);
     if (!c) {
         if (!memchr(err.path, 0, sizeof err.path) || !memchr(err.msg, 0, sizeof err.msg) ||
             !err.msg[0])
@@ -145,12 +145,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (c->refcount != 1 || strlen(c->version) != 16 || !c->router)
         FAIL("loaded config is incomplete");
     round_trip(c);
-    (void)cfg_auth_enabled(c);
-    (void)cfg_is_api_key(c, "api-key-0002");
-    (void)cfg_is_admin_key(c, "admin-key-0001");
-    if (cfg_ref(c) != c || c->refcount != 2)
-        FAIL("cfg_ref");
-    cfg_unref(c);
-    cfg_unref(c);
+    (void)config_auth_enabled(c);
+    (void)config_is_api_key(c, "api-key-0002");
+    (void)config_is_admin_key(c, "admin-key-0001");
+    if (config_ref(c) != c || c->refcount != 2)
+        FAIL("config_ref");
+    config_unref(c);
+    config_unref(c);
     return 0;
 }

@@ -1,10 +1,8 @@
 /* http.c - HTTP/1.1 server on libuv + llhttp: connections, limits, timeouts, responses. */
 #include "http.h"
-#include "jsonx.h"
 
 #include <cjson/cJSON.h>
 #include <llhttp.h>
-
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -13,6 +11,8 @@
 #include <strings.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "jsonx.h"
 
 #define READ_BUF_SIZE    65536
 #define STASH_CAP        65536        /* pipelined bytes held while a request is in flight */

@@ -16,14 +16,3 @@ const char *bd_strerror(int err)
         return uv_strerror(err);
     return "unknown error";
 }
-
-const char *bd_errname(int err)
-{
-    switch (err) {
-#define BD_ERR_NAME(name, val, msg) case val: return #name;
-    BD_ERRORS(BD_ERR_NAME)
-#undef BD_ERR_NAME
-    default:
-        return "UV";
-    }
-}

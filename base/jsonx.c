@@ -60,3 +60,11 @@ char *jsonx_print(const cJSON *item)
     cJSON_Delete(copy);
     return out;
 }
+
+void jsonx_add_number(cJSON *obj, const char *name, double v)
+{
+    if (isfinite(v))
+        cJSON_AddNumberToObject(obj, name, v);
+    else
+        cJSON_AddNullToObject(obj, name);
+}

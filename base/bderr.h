@@ -31,7 +31,5 @@ enum bd_err {
 
 /* A static description of err (a bd_err, or a libuv/errno value). Never NULL. */
 const char *bd_strerror(int err);
-/* The short name ("REDIS_DOWN"), or "UV" for values outside the table. */
-const char *bd_errname(int err);
 
 #endif

@@ -18,5 +18,7 @@ struct cJSON;
 void jsonx_number(double v, char *buf, size_t len);
 /* Unformatted JSON text of item with exact numbers. */
 char *jsonx_print(const struct cJSON *item);
+/* Add name: v to obj (caller-owned) as a number, or null when v is not finite. */
+void jsonx_add_number(struct cJSON *obj, const char *name, double v);
 
 #endif

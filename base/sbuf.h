@@ -14,7 +14,6 @@ struct sbuf {
 };
 
 void sbuf_add(struct sbuf *b, const char *s, size_t n);
-void sbuf_adds(struct sbuf *b, const char *s);
 void sbuf_printf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The text (never NULL unless out of memory: an empty buffer gives ""); b is reset. */
 char *sbuf_take(struct sbuf *b);

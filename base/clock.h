@@ -1,0 +1,23 @@
+/* clock.h - time: wall-clock milliseconds (for what crosses processes: created/finished
+ * times, queue latency, day and minute buckets), monotonic nanoseconds (for durations inside
+ * one process), and ISO 8601 timestamps.
+ *
+ * Ownership: pure functions over the system clocks; out buffers are the caller's. */
+#ifndef BRIEFD_CLOCK_H
+#define BRIEFD_CLOCK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Milliseconds since the Unix epoch (CLOCK_REALTIME). */
+int64_t clock_wall_ms(void);
+/* Monotonic nanoseconds (CLOCK_MONOTONIC; the clock libuv's uv_hrtime reads). */
+uint64_t clock_mono_ns(void);
+/* Milliseconds elapsed since t0 (a clock_mono_ns() value). */
+double clock_ms_since(uint64_t t0);
+/* "2026-11-25T12:00:00.123Z" into out (>= 32 bytes; shorter buffers get a truncated text). */
+void clock_iso8601(int64_t unix_ms, char *out, size_t outlen);
+/* "20261125" (UTC day of unix_ms) into out (>= 9 bytes). */
+void clock_utc_day(int64_t unix_ms, char *out, size_t outlen);
+
+#endif

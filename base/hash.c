@@ -1,0 +1,19 @@
+/* hash.c - FNV-1a. */
+#include "hash.h"
+
+#include <string.h>
+
+uint64_t hash_fnv1a64(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) {
+        h ^= b[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+uint64_t hash_fnv1a64_str(uint64_t h, const char *s)
+{
+    return s ? hash_fnv1a64(h, s, strlen(s)) : h;
+}

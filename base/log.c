@@ -1,0 +1,140 @@
+/* log.c - leveled text/JSON log lines on stderr. */
+#include "log.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "sbuf.h"
+
+static struct {
+    const char *program;
+    enum log_format format;
+    enum log_level min;
+} logger = {"briefd", LOG_TEXT, LOG_INFO};
+
+static const char *const level_names[] = {"debug", "info", "warn", "error"};
+
+const char *log_level_name(enum log_level l)
+{
+    return l >= LOG_DEBUG && l <= LOG_ERROR ? level_names[l] : "info";
+}
+
+int log_level_parse(const char *s)
+{
+    for (int i = LOG_DEBUG; i <= LOG_ERROR; i++)
+        if (s && strcmp(s, level_names[i]) == 0)
+            return i;
+    return -1;
+}
+
+void log_configure(const char *program, enum log_format format, enum log_level min)
+{
+    if (program)
+        logger.program = program;
+    logger.format = format;
+    logger.min = min;
+}
+
+int log_enabled(enum log_level l)
+{
+    return l >= logger.min;
+}
+
+/* s as the inside of a JSON string (quotes, backslashes and control characters escaped). */
+static void json_escaped(struct sbuf *b, const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            sbuf_printf(b, "\\%c", *p);
+        else if (*p == '\n')
+            sbuf_add(b, "\\n", 2);
+        else if (*p < 0x20 || *p == 0x7f)
+            sbuf_printf(b, "\\u%04x", *p);
+        else
+            sbuf_add(b, (const char *)p, 1);
+    }
+}
+
+/* Text values with spaces, quotes or control characters are quoted (logfmt style). */
+static void text_value(struct sbuf *b, const char *s)
+{
+    int plain = *s != '\0';
+    for (const char *p = s; *p && plain; p++)
+        plain = (unsigned char)*p > ' ' && *p != '"' && *p != '=' && *p != 0x7f;
+    if (plain) {
+        sbuf_add(b, s, strlen(s));
+        return;
+    }
+    sbuf_add(b, "\"", 1);
+    json_escaped(b, s);
+    sbuf_add(b, "\"", 1);
+}
+
+static void add_number(struct sbuf *b, double v)
+{
+    if (isfinite(v))
+        sbuf_printf(b, "%.15g", v);
+    else
+        sbuf_add(b, "null", 4);
+}
+
+static void add_fields(struct sbuf *b, const struct log_field *f, size_t nf)
+{
+    for (size_t i = 0; i < nf; i++) {
+        if (!f[i].is_num && (!f[i].str || !f[i].str[0]))
+            continue;
+        if (logger.format == LOG_JSON) {
+            sbuf_add(b, ",\"", 2);
+            json_escaped(b, f[i].key);
+            sbuf_add(b, "\":", 2);
+        } else {
+            sbuf_printf(b, " %s=", f[i].key);
+        }
+        if (f[i].is_num)
+            add_number(b, f[i].num);
+        else if (logger.format == LOG_JSON) {
+            sbuf_add(b, "\"", 1);
+            json_escaped(b, f[i].str);
+            sbuf_add(b, "\"", 1);
+        } else
+            text_value(b, f[i].str);
+    }
+}
+
+void log_write(enum log_level l, const struct log_field *f, size_t nf, const char *fmt, ...)
+{
+    char ts[40], msg[2048];
+    struct sbuf b = {0};
+    va_list ap;
+    char *line;
+    if (!log_enabled(l))
+        return;
+    clock_iso8601(clock_wall_ms(), ts, sizeof(ts));
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (logger.format == LOG_JSON) {
+        sbuf_printf(&b, "{\"ts\":\"%s\",\"level\":\"%s\",\"pid\":%d,\"msg\":\"", ts,
+                    log_level_name(l), (int)getpid());
+        json_escaped(&b, msg);
+        sbuf_add(&b, "\"", 1);
+        add_fields(&b, f, nf);
+        sbuf_add(&b, "}\n", 2);
+    } else {
+        sbuf_printf(&b, "%s %s[%d] %s: %s", ts, logger.program, (int)getpid(),
+                    log_level_name(l), msg);
+        add_fields(&b, f, nf);
+        sbuf_add(&b, "\n", 1);
+    }
+    line = sbuf_take(&b);
+    if (line) {
+        ssize_t rc = write(STDERR_FILENO, line, strlen(line));
+        (void)rc;
+    }
+    free(line);
+}
