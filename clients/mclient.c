@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "bderr.h"
+#include "curlm.h"
 
 #define MC_MAX_BODY (4u << 20)       /* non-streamed response bound */
 #define MC_MAX_BACKOFF_MS 10000u     /* cap on one backoff delay */
@@ -15,22 +16,13 @@
 
 struct mc_ctx {
     uv_loop_t *loop;
-    CURLM *multi;
-    uv_timer_t timer;
-    struct mc_call *calls;      /* started, not yet called back */
-    unsigned inflight;
+    struct curlm *engine;
+    struct list_node calls;     /* started, not yet called back */
     unsigned rng;
-    void (*close_cb)(void *);
-    void *close_data;
-};
-
-struct mc_sock {
-    uv_poll_t poll;
-    curl_socket_t fd;
-    struct mc_ctx *ctx;
 };
 
 struct mc_attempt {
+    struct curlm_xfer xfer;     /* xfer.data = the attempt, xfer.easy = the CURL * */
     struct mc_call *call;
     CURL *easy;
     struct curl_slist *hdrs;
@@ -57,107 +49,18 @@ const char *mc_fail_name(enum mc_fail f)
 
 static double ms_since(uint64_t t0) { return (double)(uv_hrtime() - t0) / 1e6; }
 
-/* --- the multi <-> libuv glue --- */
-
-static void check_multi_info(struct mc_ctx *ctx);
-
-static void on_poll(uv_poll_t *h, int status, int events)
-{
-    struct mc_sock *s = h->data;
-    int flags = 0, running = 0;
-    if (status < 0)
-        flags = CURL_CSELECT_ERR;
-    else {
-        if (events & UV_READABLE)
-            flags |= CURL_CSELECT_IN;
-        if (events & UV_WRITABLE)
-            flags |= CURL_CSELECT_OUT;
-    }
-    struct mc_ctx *ctx = s->ctx;
-    curl_multi_socket_action(ctx->multi, s->fd, flags, &running);
-    check_multi_info(ctx);
-}
-
-static void on_sock_closed(uv_handle_t *h) { free(h->data); }
-
-static int on_socket(CURL *easy, curl_socket_t fd, int action, void *userp, void *socketp)
-{
-    struct mc_ctx *ctx = userp;
-    struct mc_sock *s = socketp;
-    int events = 0;
-    (void)easy;
-    if (action == CURL_POLL_REMOVE) {
-        if (s) {
-            uv_poll_stop(&s->poll);
-            uv_close((uv_handle_t *)&s->poll, on_sock_closed);
-            curl_multi_assign(ctx->multi, fd, NULL);
-        }
-        return 0;
-    }
-    if (!s) {
-        s = calloc(1, sizeof(*s));
-        if (!s)
-            return -1;
-        s->fd = fd;
-        s->ctx = ctx;
-        if (uv_poll_init_socket(ctx->loop, &s->poll, fd) != 0) {
-            free(s);
-            return -1;
-        }
-        s->poll.data = s;
-        curl_multi_assign(ctx->multi, fd, s);
-    }
-    if (action != CURL_POLL_OUT)
-        events |= UV_READABLE;
-    if (action != CURL_POLL_IN)
-        events |= UV_WRITABLE;
-    uv_poll_start(&s->poll, events, on_poll);
-    return 0;
-}
-
-static void on_timeout(uv_timer_t *t)
-{
-    struct mc_ctx *ctx = t->data;
-    int running = 0;
-    curl_multi_socket_action(ctx->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-    check_multi_info(ctx);
-}
-
-/* CURLMOPT_TIMERFUNCTION: only arms the uv timer; libcurl is never called from here. */
-static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
-{
-    struct mc_ctx *ctx = userp;
-    (void)multi;
-    if (timeout_ms < 0)
-        uv_timer_stop(&ctx->timer);
-    else
-        uv_timer_start(&ctx->timer, on_timeout, (uint64_t)timeout_ms, 0);
-    return 0;
-}
-
-int mc_ctx_new(uv_loop_t *loop, struct mc_ctx **out)
+int mc_ctx_new(uv_loop_t *loop, struct curlm *engine, struct mc_ctx **out)
 {
     struct mc_ctx *ctx = calloc(1, sizeof(*ctx));
     if (!ctx)
         return BD_ENOMEM;
-    ctx->multi = curl_multi_init();
-    if (!ctx->multi) {
-        free(ctx);
-        return BD_ENOMEM;
-    }
     ctx->loop = loop;
+    ctx->engine = engine;
     ctx->rng = (unsigned)uv_hrtime() ^ 0x9e3779b9u;
-    uv_timer_init(loop, &ctx->timer);
-    ctx->timer.data = ctx;
-    curl_multi_setopt(ctx->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
-    curl_multi_setopt(ctx->multi, CURLMOPT_SOCKETDATA, ctx);
-    curl_multi_setopt(ctx->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
-    curl_multi_setopt(ctx->multi, CURLMOPT_TIMERDATA, ctx);
+    list_init(&ctx->calls);
     *out = ctx;
     return 0;
 }
-
-unsigned mc_ctx_inflight(const struct mc_ctx *ctx) { return ctx->inflight; }
 
 /* --- one attempt --- */
 
@@ -247,6 +150,8 @@ static void attempt_free(struct mc_attempt *a)
 
 static uint64_t now_ms(const struct mc_ctx *ctx) { return uv_now(ctx->loop); }
 
+static void on_xfer_done(struct curlm_xfer *x, int result);
+
 static int attempt_start(struct mc_call *call)
 {
     struct mc_ctx *ctx = call->ctx;
@@ -293,7 +198,6 @@ static int attempt_start(struct mc_call *call)
     curl_easy_setopt(a->easy, CURLOPT_WRITEDATA, a);
     curl_easy_setopt(a->easy, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(a->easy, CURLOPT_HEADERDATA, a);
-    curl_easy_setopt(a->easy, CURLOPT_PRIVATE, a);
     curl_easy_setopt(a->easy, CURLOPT_ERRORBUFFER, a->errbuf);
     curl_easy_setopt(a->easy, CURLOPT_TIMEOUT_MS, timeout);
     curl_easy_setopt(a->easy, CURLOPT_CONNECTTIMEOUT_MS, timeout < 10000 ? timeout : 10000L);
@@ -302,7 +206,9 @@ static int attempt_start(struct mc_call *call)
     curl_easy_setopt(a->easy, CURLOPT_USERAGENT, "briefd/0.1");
     curl_easy_setopt(a->easy, CURLOPT_PROTOCOLS_STR, "http,https");
     a->t0 = uv_hrtime();
-    if (curl_multi_add_handle(ctx->multi, a->easy) != CURLM_OK)
+    a->xfer.data = a;
+    a->xfer.easy = a->easy;
+    if (curlm_add(ctx->engine, &a->xfer, on_xfer_done) != 0)
         goto fail;
     call->att = a;
     call->attempts++;
@@ -316,15 +222,7 @@ fail:
 
 static void call_done(struct mc_call *call, int status)
 {
-    struct mc_ctx *ctx = call->ctx;
-    if (call->prev)
-        call->prev->next = call->next;
-    else
-        ctx->calls = call->next;
-    if (call->next)
-        call->next->prev = call->prev;
-    call->next = call->prev = NULL;
-    ctx->inflight--;
+    list_unlink(&call->node);
     call->fail = status == 0 ? MC_OK : call->fail;
     call->cb(call, status);
 }
@@ -409,10 +307,6 @@ static int attempt_outcome(struct mc_call *call, struct mc_attempt *a, CURLcode 
                      MC_MAX_BODY);
         return 1;
     }
-    if (call->raw && code >= 200 && code < 300) {
-        call->fail = MC_OK;
-        return 0;
-    }
     if (code != 200) {
         char msg[200];
         oai_error_message(a->buf ? a->buf : "", a->len, msg, sizeof(msg));
@@ -466,11 +360,9 @@ static int attempt_outcome(struct mc_call *call, struct mc_attempt *a, CURLcode 
 static void attempt_done(struct mc_call *call, CURLcode cc)
 {
     struct mc_attempt *a = call->att;
-    struct mc_ctx *ctx = call->ctx;
     double took = ms_since(a->t0);
     double retry_after;
     int retryable;
-    curl_multi_remove_handle(ctx->multi, a->easy);
     call->att = NULL;
     call->busy_ms += took;
     retryable = attempt_outcome(call, a, cc);
@@ -501,21 +393,10 @@ static void attempt_done(struct mc_call *call, CURLcode cc)
     }
 }
 
-static void check_multi_info(struct mc_ctx *ctx)
+static void on_xfer_done(struct curlm_xfer *x, int result)
 {
-    CURLMsg *msg;
-    int left;
-    for (;;) {
-        msg = curl_multi_info_read(ctx->multi, &left);
-        if (!msg)
-            break;
-        if (msg->msg != CURLMSG_DONE)
-            continue;
-        struct mc_attempt *a = NULL;
-        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&a);
-        if (a)
-            attempt_done(a->call, msg->data.result);
-    }
+    struct mc_attempt *a = x->data;
+    attempt_done(a->call, (CURLcode)result);
 }
 
 /* --- public --- */
@@ -531,11 +412,7 @@ int mc_call_start(struct mc_ctx *ctx, struct mc_call *call, mc_cb cb)
     rc = attempt_start(call);
     if (rc != 0)
         return rc;
-    call->next = ctx->calls;
-    if (ctx->calls)
-        ctx->calls->prev = call;
-    ctx->calls = call;
-    ctx->inflight++;
+    list_push_front(&ctx->calls, &call->node);
     return 0;
 }
 
@@ -544,7 +421,7 @@ void mc_call_cancel(struct mc_call *call)
     if (!call->ctx || (!call->att && !call->backoff))
         return;
     if (call->att) {
-        curl_multi_remove_handle(call->ctx->multi, call->att->easy);
+        curlm_remove(&call->att->xfer);
         attempt_free(call->att);
         call->att = NULL;
     }
@@ -572,24 +449,10 @@ void mc_call_reset(struct mc_call *call)
     memset(call->fails, 0, sizeof(call->fails));
 }
 
-static void on_ctx_timer_closed(uv_handle_t *h)
+void mc_ctx_close(struct mc_ctx *ctx)
 {
-    struct mc_ctx *ctx = h->data;
-    void (*cb)(void *) = ctx->close_cb;
-    void *data = ctx->close_data;
+    struct list_node *first;
+    while ((first = list_first(&ctx->calls)) != NULL)
+        mc_call_cancel(LIST_ENTRY(first, struct mc_call, node));
     free(ctx);
-    if (cb)
-        cb(data);
-}
-
-void mc_ctx_close(struct mc_ctx *ctx, void (*cb)(void *data), void *data)
-{
-    while (ctx->calls)
-        mc_call_cancel(ctx->calls);
-    ctx->close_cb = cb;
-    ctx->close_data = data;
-    curl_multi_cleanup(ctx->multi); /* closes pooled connections: REMOVE closes their polls */
-    ctx->multi = NULL;
-    uv_timer_stop(&ctx->timer);
-    uv_close((uv_handle_t *)&ctx->timer, on_ctx_timer_closed);
 }

@@ -1,7 +1,6 @@
-/* mclient.h - model client: OpenAI-compatible Chat Completions over libcurl's multi
- * interface, driven by libuv (curl's docs/examples/multi-uv.c pattern: CURLMOPT_SOCKETFUNCTION
- * -> uv_poll, CURLMOPT_TIMERFUNCTION -> one uv_timer). Connections are reused across calls
- * (one CURLM keeps the pool). Each call has a per-attempt timeout; failed attempts are
+/* mclient.h - model client: OpenAI-compatible Chat Completions on the shared transfer engine
+ * (curlm.h: libcurl's multi interface driven by libuv). Connections are reused across calls
+ * (the engine keeps the pool). Each call has a per-attempt timeout; failed attempts are
  * retried with exponential backoff and full jitter, bounded by max_attempts and the call's
  * deadline; a 429's Retry-After is honoured when it fits before the deadline.
  *
@@ -19,9 +18,11 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "list.h"
 #include "oai.h"
 
 struct mc_ctx;
+struct curlm;
 struct mc_call;
 struct mc_attempt; /* internal: one HTTP exchange */
 
@@ -50,8 +51,6 @@ struct mc_call {
     const char *body;           /* request JSON (see oai_build_request) */
     size_t prompt_chars;        /* for usage estimates */
     int stream;                 /* the body asks for stream: parse SSE, measure TTFT */
-    int raw;                    /* not a chat call (e.g. a webhook): any 2xx is success and
-                                   the body is not parsed */
     long timeout_ms;            /* per attempt */
     int max_attempts;           /* >= 1 */
     int backoff_ms;             /* base delay; attempt k waits rand(0, base * 2^(k-1)), capped */
@@ -73,16 +72,14 @@ struct mc_call {
     mc_cb cb;
     struct mc_attempt *att;
     uv_timer_t *backoff;
-    struct mc_call *next, *prev; /* the client's list of started calls */
+    struct list_node node;      /* the client's list of started calls */
 };
 
-/* Create a client on loop. Returns 0 or BD_ENOMEM. curl_global_init is the caller's. */
-int mc_ctx_new(uv_loop_t *loop, struct mc_ctx **out);
-/* Cancel every call in flight (their callbacks run with BD_ECANCELED), close the handles,
- * free the client, then cb(data). */
-void mc_ctx_close(struct mc_ctx *ctx, void (*cb)(void *data), void *data);
-/* Calls in flight. */
-unsigned mc_ctx_inflight(const struct mc_ctx *ctx);
+/* Create a client on loop whose transfers run on engine (borrowed: it must outlive the
+ * client). Returns 0 or BD_ENOMEM. */
+int mc_ctx_new(uv_loop_t *loop, struct curlm *engine, struct mc_ctx **out);
+/* Cancel every call in flight (their callbacks run with BD_ECANCELED) and free the client. */
+void mc_ctx_close(struct mc_ctx *ctx);
 
 /* Start call (inputs filled). Returns 0 (cb will run exactly once, never from inside this
  * function) or a negative error (cb will not run). On success status 0; on failure a

@@ -2,7 +2,7 @@
  * variant the servers briefd talks to produce (Foundry Local, llama.cpp, vLLM, Ollama,
  * OpenAI, Azure). Pure: no I/O, no clock; safe to fuzz.
  *
- * Variants handled (SPEC §1):
+ * Variants handled (docs/UPSTREAMS.md):
  *  - logprobs at choices[0].logprobs.content[].logprob: present, absent, or null;
  *  - reasoning in message.reasoning_content / message.reasoning: never taken as the brief;
  *  - gpt-oss harmony channels leaked into content

@@ -4,8 +4,10 @@
 #   include(cmake/embed.cmake)
 #   briefd_embed(OUTPUT.c  URL_PATH CONTENT_TYPE FILE  [URL_PATH CONTENT_TYPE FILE ...])
 # adds a custom command that regenerates OUTPUT.c whenever one of the FILEs (relative to
-# CMAKE_SOURCE_DIR unless absolute) or this script changes. A FILE missing at configure time is
-# a fatal error that says to run deploy/setup.sh (node_modules/ is installed by `npm ci` there).
+# CMAKE_SOURCE_DIR unless absolute) or this script changes. A FILE missing at configure time
+# (node_modules/ not installed yet) is a warning, and building OUTPUT.c - so the briefd
+# binary, not the model simulator or the libraries - fails with a message that says to run
+# deploy/setup.sh (it runs `npm ci`).
 #
 # The generated source defines `dash_assets[]` and `dash_assets_count` (declared in
 # service/dash.h). Each array is NUL-terminated after its `len` bytes.
@@ -21,6 +23,7 @@ if(NOT CMAKE_SCRIPT_MODE_FILE)
     # "text/html; charset=utf-8" holds a semicolon, which a CMake list would split.
     set(spec "")
     set(deps "")
+    set(missing "")
     math(EXPR n "${ARGC} - 1")
     math(EXPR rem "${n} % 3")
     if(n LESS 3 OR NOT rem EQUAL 0)
@@ -36,14 +39,23 @@ if(NOT CMAKE_SCRIPT_MODE_FILE)
         set(file "${CMAKE_SOURCE_DIR}/${file}")
       endif()
       if(NOT EXISTS "${file}")
-        message(FATAL_ERROR "briefd_embed: ${file} is missing (served as ${url}). "
-          "Run deploy/setup.sh: it installs Node.js and runs `npm ci` in the repository root, "
-          "which puts the dashboard's npm packages under node_modules/.")
+        list(APPEND missing "${file}")
+        continue()
       endif()
       string(REPLACE ";" "%3B" ctype "${ctype}")
       string(APPEND spec "${url}|${ctype}|${file}|")
       list(APPEND deps "${file}")
     endforeach()
+    if(missing)
+      set(why "briefd_embed: ${missing} missing: run deploy/setup.sh (it installs Node.js and runs `npm ci` in the repository root, which puts the dashboard's npm packages under node_modules/), then build again")
+      message(WARNING "${why}")
+      add_custom_command(
+        OUTPUT "${out}"
+        COMMAND "${CMAKE_COMMAND}" -E echo "${why}"
+        COMMAND "${CMAKE_COMMAND}" -E false
+        VERBATIM)
+      return()
+    endif()
     add_custom_command(
       OUTPUT "${out}"
       COMMAND "${CMAKE_COMMAND}" "-DEMBED_OUT=${out}" "-DEMBED_SPEC=${spec}" -P "${BRIEFD_EMBED_SCRIPT}"

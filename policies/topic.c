@@ -23,7 +23,7 @@ struct topic_state {
 
 static const char *const topic_keys[] = {"type", "weight", "flags", "keywords", NULL};
 static const char *const topic_default_flags[] = {"legal", "security", "exec", NULL};
-/* SPEC §3's example keywords are the defaults too. */
+/* The documented example keywords (docs/CONFIG.md) are the defaults too. */
 static const char *const topic_default_keywords[] = {"lawsuit", "breach", NULL};
 
 /* ---- ASCII helpers (locale-independent on purpose: decisions must not depend on it) ---- */
@@ -310,7 +310,7 @@ static void topic_decide(const void *state, const struct route_input *in, struct
         snprintf(d.buf + d.used, d.size - d.used, ", +%d more", d.omitted);
     if (!hits)
         snprintf(out->detail, sizeof out->detail, "no flagged topic");
-    /* Like SPEC §2's example: a topic keep carries no score, a refine its number of hits. */
+    /* As in docs/API.md: a topic keep carries no score, a refine its number of hits. */
     out->kind = hits ? VERDICT_REFINE : VERDICT_KEEP;
     out->has_score = 1; /* the number of hits, 0 when nothing is flagged */
     out->score = hits;

@@ -32,7 +32,7 @@ static const char *const guard_keys[] = {"max_refine_rate", "window_s",
 /* Indexed like enum route_mode. */
 static const char *const mode_names[] = {"any", "all", "score", NULL};
 static const enum route_mode mode_values[] = {ROUTE_ANY, ROUTE_ALL, ROUTE_SCORE};
-/* The default chain (SPEC §3), each policy with its own defaults. */
+/* The default chain (docs/CONFIG.md), each policy with its own defaults. */
 static const char *const default_chain[] = {"length", "topic", "confidence", NULL};
 
 const char *route_mode_name(enum route_mode m)

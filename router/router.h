@@ -45,7 +45,7 @@ struct route_result {
 };
 
 /* Parse a "routing" object (NULL means all defaults: mode any, the default policy chain of
- * SPEC §3 - length 600, topic [legal, security, exec], confidence -0.8 on_missing keep -
+ * docs/CONFIG.md - length 600, topic [legal, security, exec], confidence -0.8 on_missing keep -
  * and max_refine_rate 0.5, no budget). Keys:
  *   mode: "any" | "all" | "score"            (default "any")
  *   threshold: number in [0,1]              (score mode: refine when score >= it; default 0.5)
@@ -69,7 +69,7 @@ double router_guard_daily_budget(const struct router *r); /* < 0: no budget guar
 void router_decide(const struct router *r, const struct route_input *in,
                    const struct guard_input *g, struct route_result *out);
 
-/* The route object of SPEC §2 {"decision", "mode", "verdicts": [...]} (caller frees). */
+/* The route object of docs/API.md {"decision", "mode", "verdicts": [...]} (caller frees). */
 struct cJSON *route_result_json(const struct route_result *res);
 
 #endif

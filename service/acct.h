@@ -1,5 +1,5 @@
 /* acct.h - per-job accounting: stage latencies, token usage and cost, as the job object's
- * "usage", "cost_usd" and "latency_ms" (SPEC §2).
+ * "usage", "cost_usd" and "latency_ms" (docs/API.md).
  *
  * Cost of one model stage, in USD:
  *     (prompt_tokens * input_per_mtok + completion_tokens * output_per_mtok) / 1e6

@@ -7,16 +7,18 @@
 #include <string.h>
 #include <strings.h>
 
-#include "app.h"
 #include "bderr.h"
 #include "clock.h"
+#include "config.h"
 #include "dash.h"
 #include "facade.h"
+#include "hash.h"
 #include "http.h"
 #include "jsonx.h"
-#include "rds.h"
+#include "list.h"
 #include "stats.h"
 #include "store.h"
+#include "svc.h"
 
 #define SSE_MAX_MS (30u * 60u * 1000u)   /* one events stream lives at most 30 minutes */
 #define SSE_POLL_MS 5000u                 /* and re-checks its job this often */
@@ -25,7 +27,7 @@
  * call made for it is still outstanding. */
 struct rctx {
     struct api *api;
-    struct rctx *next, *prev;
+    struct list_node node;
     struct http_req *req;         /* NULL once answered or aborted */
     char id[JOB_ID_LEN + 1];
     int sse;
@@ -42,25 +44,41 @@ struct rctx {
     int facade;                   /* /v1/chat/completions: answer as chat.completion */
     struct facade_req fr;
     int replayed;                 /* answer with Idempotent-Replayed: true */
+    long window_s, step_s;        /* GET /v1/stats */
+    char dim[16];
 };
 
 struct api {
-    struct app *app;
-    struct rctx *list;
+    struct svc *svc;
+    struct list_node list;        /* parked requests */
     unsigned n;
     int stopping;
     void (*stop_cb)(void *);
     void *stop_data;
 };
 
-int api_new(struct app *a, struct api **out)
+static void on_store_event(void *data, const char *id, const char *status);
+
+int api_new(struct svc *svc, struct api **out)
 {
     struct api *api = calloc(1, sizeof(*api));
+    int rc;
     if (!api)
         return BD_ENOMEM;
-    api->app = a;
+    api->svc = svc;
+    list_init(&api->list);
+    rc = store_watch(svc->store, on_store_event, api);
+    if (rc != 0) {
+        free(api);
+        return rc;
+    }
     *out = api;
     return 0;
+}
+
+void api_free(struct api *api)
+{
+    free(api);
 }
 
 /* --- request contexts --- */
@@ -86,12 +104,7 @@ static void rctx_maybe_free(struct rctx *c)
         }
         return;
     }
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        api->list = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    list_unlink(&c->node);
     api->n--;
     cJSON_Delete(c->queued);
     free(c);
@@ -118,15 +131,12 @@ static struct rctx *rctx_new(struct api *api, struct http_req *req, const char *
     c->api = api;
     c->req = req;
     snprintf(c->id, sizeof(c->id), "%s", id);
-    c->next = api->list;
-    if (api->list)
-        api->list->prev = c;
-    api->list = c;
+    list_push_front(&api->list, &c->node);
     api->n++;
-    uv_timer_init(api->app->loop, &c->timer);
+    uv_timer_init(api->svc->loop, &c->timer);
     c->timer.data = c;
     c->timer_open = 1;
-    c->started = uv_now(api->app->loop);
+    c->started = uv_now(api->svc->loop);
     http_req_on_abort(req, on_abort, c);
     return c;
 }
@@ -148,7 +158,7 @@ static void respond_redis_down(struct http_req *req);
 static struct rctx *rctx_begin(struct api *api, struct http_req *req, const char *id)
 {
     struct rctx *c;
-    if (rds_state(api->app->cmd) != RDS_CONNECTED) {
+    if (!store_ready(api->svc->store)) {
         respond_redis_down(req);
         return NULL;
     }
@@ -209,7 +219,7 @@ static const char *bearer(struct http_req *req)
 /* 0 if allowed, else answered with 401/403. */
 static int check_auth(struct api *api, struct http_req *req, int admin)
 {
-    const struct bd_config *cfg = api->app->cfg;
+    const struct bd_config *cfg = api->svc->cfg;
     const char *key;
     if (!config_auth_enabled(cfg))
         return 0;
@@ -296,7 +306,7 @@ static void facade_answer(struct rctx *c, cJSON *job)
 {
     const cJSON *st = cJSON_GetObjectItemCaseSensitive(job, "status");
     const char *status = cJSON_IsString(st) ? st->valuestring : "";
-    const char *alias = c->api->app->cfg->facade_model;
+    const char *alias = c->api->svc->cfg->facade_model;
     if (!is_terminal(status)) {
         if (c->parked && uv_is_active((uv_handle_t *)&c->timer))
             return;
@@ -382,8 +392,7 @@ static void on_job_for_ctx(void *data, int status, cJSON *job)
 
 static void ctx_fetch(struct rctx *c)
 {
-    int rc = store_get(c->api->app->cmd, c->api->app->cfg->redis_prefix, c->id, on_job_for_ctx,
-                       c);
+    int rc = store_get(c->api->svc->store, c->id, on_job_for_ctx, c);
     if (rc == 0) {
         c->ops++;
         return;
@@ -408,7 +417,7 @@ static void on_sse_timer(uv_timer_t *t)
     struct rctx *c = t->data;
     if (!c->req)
         return;
-    if (uv_now(c->api->app->loop) - c->started > SSE_MAX_MS) {
+    if (uv_now(c->api->svc->loop) - c->started > SSE_MAX_MS) {
         sse_event(c, "timeout", "{\"message\":\"events stream closed after 30 minutes\"}");
         http_stream_end(c->req);
         rctx_done(c);
@@ -418,30 +427,24 @@ static void on_sse_timer(uv_timer_t *t)
     ctx_fetch(c);
 }
 
-void api_on_event(struct api *api, const char *id, const char *status)
+/* A job event (or, id NULL, the subscription came back: events may have been missed). */
+static void on_store_event(void *data, const char *id, const char *status)
 {
-    struct rctx *c = api->list;
-    while (c) {
-        struct rctx *next = c->next;
-        if (c->req && c->parked && strcmp(c->id, id) == 0) {
-            if (c->sse) {
-                if (!is_terminal(status))
-                    sse_status(c, status);
-                else
-                    ctx_fetch(c);
-            } else if (is_terminal(status)) {
-                ctx_fetch(c);
-            }
-        }
-        c = next;
-    }
-}
-
-void api_on_resubscribed(struct api *api)
-{
-    for (struct rctx *c = api->list; c; c = c->next)
-        if (c->req && c->parked)
+    struct api *api = data;
+    struct list_node *it, *tmp;
+    LIST_FOR_EACH_SAFE(it, tmp, &api->list) {
+        struct rctx *c = LIST_ENTRY(it, struct rctx, node);
+        if (!c->req || !c->parked)
+            continue;
+        if (!id)
             ctx_fetch(c);
+        else if (strcmp(c->id, id) != 0)
+            continue;
+        else if (c->sse && !is_terminal(status))
+            sse_status(c, status);
+        else if (is_terminal(status))
+            ctx_fetch(c);
+    }
 }
 
 /* --- POST /v1/jobs --- */
@@ -480,7 +483,7 @@ static void on_submitted(void *data, int status, enum store_submit_rc rc, long d
         http_resp_header(c->req, "Retry-After", "5");
         http_respond_error(c->req, 429, "queue_full", NULL,
                            "the queue is full (limits.max_queue = %ld); try again later",
-                           c->api->app->cfg->max_queue);
+                           c->api->svc->cfg->max_queue);
         rctx_done(c);
         return;
     }
@@ -498,31 +501,22 @@ static void on_submitted(void *data, int status, enum store_submit_rc rc, long d
     rctx_done(c);
 }
 
-static uint64_t fnv1a(uint64_t h, const char *s)
-{
-    for (; *s; s++) {
-        h ^= (unsigned char)*s;
-        h *= 0x100000001b3ull;
-    }
-    return h;
-}
-
 /* A fingerprint naming the caller's API key without revealing it ("anon" without auth). */
 static void key_id(struct api *api, struct http_req *req, char *out, size_t len)
 {
-    const char *key = config_auth_enabled(api->app->cfg) ? bearer(req) : NULL;
+    const char *key = config_auth_enabled(api->svc->cfg) ? bearer(req) : NULL;
     if (!key || !*key)
         snprintf(out, len, "anon");
     else
         snprintf(out, len, "key_%08llx",
-                 (unsigned long long)(fnv1a(0xcbf29ce484222325ull, key) >> 32));
+                 (unsigned long long)(hash_fnv1a64_str(HASH_FNV1A64_INIT, key) >> 32));
 }
 
 /* A key configured as "tenant=key" submits for that tenant: it replaces any
  * metadata.tenant the body claims (the dashboard's tenant dimension follows it). */
 static void key_tenant(struct api *api, struct http_req *req, struct job_req *jr)
 {
-    const char *t = config_key_tenant(api->app->cfg, bearer(req));
+    const char *t = config_key_tenant(api->svc->cfg, bearer(req));
     if (!t)
         return;
     if (!jr->metadata)
@@ -578,7 +572,7 @@ static void enqueue(struct api *api, struct http_req *req, struct job_req *jr, d
 
 static void post_job(struct api *api, struct http_req *req)
 {
-    const struct bd_config *cfg = api->app->cfg;
+    const struct bd_config *cfg = api->svc->cfg;
     struct job_req jr;
     struct job_verr ve;
     size_t len;
@@ -609,7 +603,7 @@ static void post_job(struct api *api, struct http_req *req)
 /* POST /v1/chat/completions: the pipeline, synchronously, as an OpenAI completion. */
 static void post_chat(struct api *api, struct http_req *req)
 {
-    const struct bd_config *cfg = api->app->cfg;
+    const struct bd_config *cfg = api->svc->cfg;
     struct job_req jr;
     struct job_verr ve;
     struct facade_req fr;
@@ -635,15 +629,15 @@ static void post_chat(struct api *api, struct http_req *req)
 static void enqueue(struct api *api, struct http_req *req, struct job_req *jr, double wait,
                     const char *idem, const struct facade_req *fr)
 {
-    const struct bd_config *cfg = api->app->cfg;
+    const struct bd_config *cfg = api->svc->cfg;
     struct store_submit s;
     char id[JOB_ID_LEN + 1];
     char *req_text = NULL, *meta_text = NULL;
-    char kid[32], idem_redis_key[300], idem_value[64];
+    char kid[32], idem_value[64];
     cJSON *rj, *mj;
     struct rctx *c;
 
-    if (rds_state(api->app->cmd) != RDS_CONNECTED) {
+    if (!store_ready(api->svc->store)) {
         respond_redis_down(req);
         return;
     }
@@ -664,7 +658,6 @@ static void enqueue(struct api *api, struct http_req *req, struct job_req *jr, d
         goto out;
     }
     memset(&s, 0, sizeof(s));
-    s.prefix = cfg->redis_prefix;
     s.id = id;
     s.req_json = req_text;
     s.meta_json = meta_text;
@@ -680,11 +673,11 @@ static void enqueue(struct api *api, struct http_req *req, struct job_req *jr, d
         /* the key is scoped to the caller's API key; the body is compared by the hash of
          * its normalized form (so whitespace or key order do not matter) */
         snprintf(c->body_hash, sizeof(c->body_hash), "%016llx",
-                 (unsigned long long)fnv1a(fnv1a(0xcbf29ce484222325ull, req_text), meta_text));
-        snprintf(idem_redis_key, sizeof(idem_redis_key), "%sidem:%s:%s", cfg->redis_prefix, kid,
-                 idem);
+                 (unsigned long long)hash_fnv1a64_str(hash_fnv1a64_str(HASH_FNV1A64_INIT,
+                                                                       req_text), meta_text));
         snprintf(idem_value, sizeof(idem_value), "%s %s", id, c->body_hash);
-        s.idem_key = idem_redis_key;
+        s.idem_scope = kid;
+        s.idem_key = idem;
         s.idem_value = idem_value;
         s.idem_ttl_s = cfg->idempotency_ttl_s;
     }
@@ -697,7 +690,7 @@ static void enqueue(struct api *api, struct http_req *req, struct job_req *jr, d
         c->parked = 1;
         uv_timer_start(&c->timer, on_wait_timer, (uint64_t)(wait * 1000.0), 0);
     }
-    rctx_sent(c, store_submit(api->app->cmd, &s, on_submitted, c));
+    rctx_sent(c, store_submit(api->svc->store, &s, on_submitted, c));
 out:
     free(req_text);
     free(meta_text);
@@ -714,7 +707,7 @@ static void get_job(struct api *api, struct http_req *req, const char *id, int e
         return;
     }
     if (!events) {
-        wait = parse_wait(req, api->app->cfg->max_wait_s);
+        wait = parse_wait(req, api->svc->cfg->max_wait_s);
         if (wait < 0)
             return;
     }
@@ -740,15 +733,15 @@ static void get_job(struct api *api, struct http_req *req, const char *id, int e
 static void get_health(struct api *api, struct http_req *req, int ready)
 {
     cJSON *o = cJSON_CreateObject();
-    int redis_ok = api->app->cmd && rds_state(api->app->cmd) == RDS_CONNECTED;
-    int ok = !ready || (redis_ok && api->app->cfg);
+    int redis_ok = store_ready(api->svc->store);
+    int ok = !ready || (redis_ok && api->svc->cfg);
     cJSON_AddStringToObject(o, "status", ok ? "ok" : "unavailable");
     if (ready) {
         cJSON_AddBoolToObject(o, "redis", redis_ok);
-        cJSON_AddStringToObject(o, "config_version", api->app->cfg->version);
-        cJSON_AddBoolToObject(o, "stopping", api->app->stopping);
+        cJSON_AddStringToObject(o, "config_version", api->svc->cfg->version);
+        cJSON_AddBoolToObject(o, "stopping", api->svc->stopping);
     }
-    if (ready && api->app->stopping)
+    if (ready && api->svc->stopping)
         ok = 0;
     http_respond_json(req, ok ? 200 : 503, o);
     cJSON_Delete(o);
@@ -760,7 +753,7 @@ static void get_models(struct api *api, struct http_req *req)
     cJSON_AddStringToObject(o, "object", "list");
     arr = cJSON_AddArrayToObject(o, "data");
     m = cJSON_CreateObject();
-    cJSON_AddStringToObject(m, "id", api->app->cfg->facade_model);
+    cJSON_AddStringToObject(m, "id", api->svc->cfg->facade_model);
     cJSON_AddStringToObject(m, "object", "model");
     cJSON_AddNumberToObject(m, "created", 0);
     cJSON_AddStringToObject(m, "owned_by", "briefd");
@@ -771,7 +764,7 @@ static void get_models(struct api *api, struct http_req *req)
 
 static void get_config(struct api *api, struct http_req *req)
 {
-    cJSON *o = config_describe(api->app->cfg);
+    cJSON *o = config_describe(api->svc->cfg);
     http_respond_json(req, 200, o);
     cJSON_Delete(o);
 }
@@ -779,7 +772,7 @@ static void get_config(struct api *api, struct http_req *req)
 static void post_reload(struct api *api, struct http_req *req)
 {
     struct cfg_err err;
-    if (app_reload(api->app, &err) != 0) {
+    if (api->svc->reload(api->svc, &err) != 0) {
         if (err.path[0])
             http_respond_error(req, 422, "invalid_config", err.path, "%s: %s", err.path,
                                err.msg);
@@ -789,24 +782,26 @@ static void post_reload(struct api *api, struct http_req *req)
     }
     cJSON *o = cJSON_CreateObject();
     cJSON_AddBoolToObject(o, "reloaded", 1);
-    cJSON_AddStringToObject(o, "version", api->app->cfg->version);
+    cJSON_AddStringToObject(o, "version", api->svc->cfg->version);
     http_respond_json(req, 200, o);
     cJSON_Delete(o);
 }
 
 /* --- statistics --- */
 
-static void on_stats(void *data, int status, cJSON *stats)
+static void on_stats_rows(void *data, int status, const struct stats_rows *rows)
 {
     struct rctx *c = data;
-    if (rctx_reply(c)) {
-        if (status != 0)
-            respond_redis_down(c->req);
-        else
-            http_respond_json(c->req, 200, stats);
-        rctx_done(c);
-    }
+    cJSON *stats;
+    if (!rctx_reply(c))
+        return;
+    stats = status == 0 ? stats_window_json(rows, c->window_s, c->dim, c->step_s) : NULL;
+    if (!stats)
+        respond_redis_down(c->req);
+    else
+        http_respond_json(c->req, 200, stats);
     cJSON_Delete(stats);
+    rctx_done(c);
 }
 
 /* Parse an integer query parameter within [lo, hi]; dflt when absent; -1 after a 400. */
@@ -829,7 +824,7 @@ static long query_long(struct http_req *req, const char *name, long lo, long hi,
 
 static void get_stats(struct api *api, struct http_req *req)
 {
-    const struct bd_config *cfg = api->app->cfg;
+    const struct bd_config *cfg = api->svc->cfg;
     const char *by = http_req_query_param(req, "by");
     long window = query_long(req, "window", 60, cfg->stats_retention_s, 3600);
     long step;
@@ -845,31 +840,35 @@ static void get_stats(struct api *api, struct http_req *req)
         return;
     }
     c = rctx_begin(api, req, "");
-    if (c)
-        rctx_sent(c, stats_query(api->app->cmd, cfg->redis_prefix, window, by ? by : "", step,
-                                 on_stats, c));
+    if (!c)
+        return;
+    c->window_s = window;
+    c->step_s = step;
+    snprintf(c->dim, sizeof(c->dim), "%s", by ? by : "");
+    rctx_sent(c, store_stats_window(api->svc->store, window, c->dim, on_stats_rows, c));
 }
 
-static void on_metrics_text(void *data, int status, char *text)
+static void on_totals(void *data, int status, const cJSON *totals, long depth, long pending)
 {
     struct rctx *c = data;
-    if (rctx_reply(c)) {
-        if (status != 0 || !text)
-            respond_redis_down(c->req);
-        else
-            http_respond(c->req, 200, "text/plain; version=0.0.4; charset=utf-8", text,
-                         strlen(text));
-        rctx_done(c);
-    }
+    char *text;
+    if (!rctx_reply(c))
+        return;
+    text = status == 0 ? stats_metrics_text(totals, (double)depth, (double)pending) : NULL;
+    if (!text)
+        respond_redis_down(c->req);
+    else
+        http_respond(c->req, 200, "text/plain; version=0.0.4; charset=utf-8", text,
+                     strlen(text));
     free(text);
+    rctx_done(c);
 }
 
 static void get_metrics(struct api *api, struct http_req *req)
 {
     struct rctx *c = rctx_begin(api, req, "");
     if (c)
-        rctx_sent(c, stats_metrics(api->app->cmd, api->app->cfg->redis_prefix, on_metrics_text,
-                                   c));
+        rctx_sent(c, store_stats_totals(api->svc->store, on_totals, c));
 }
 
 /* --- dead letters (admin) --- */
@@ -918,7 +917,6 @@ static void on_requeued(void *data, int status, int applied)
 
 static void dead_letters(struct api *api, struct http_req *req, const char *rest)
 {
-    const struct bd_config *cfg = api->app->cfg;
     struct rctx *c;
     char id[JOB_ID_LEN + 1] = "";
     int requeue = 0, rc;
@@ -953,8 +951,8 @@ static void dead_letters(struct api *api, struct http_req *req, const char *rest
     c = rctx_begin(api, req, id);
     if (!c)
         return;
-    rc = requeue ? store_requeue(api->app->cmd, cfg->redis_prefix, id, on_requeued, c)
-                 : store_dead_list(api->app->cmd, cfg->redis_prefix, limit, on_dead_list, c);
+    rc = requeue ? store_requeue(api->svc->store, id, on_requeued, c)
+                 : store_dead_list(api->svc->store, limit, on_dead_list, c);
     rctx_sent(c, rc);
 }
 
@@ -1050,7 +1048,7 @@ R_PLAIN(r_reload, post_reload)
 
 enum route_auth { AUTH_NONE = 0, AUTH_USER = 1, AUTH_ADMIN = 2 };
 
-struct route {
+struct api_route {
     const char *path;
     int prefix;                 /* also matches path + "/..." (rest = from the '/') */
     const char *method;         /* NULL: the handler checks */
@@ -1059,7 +1057,7 @@ struct route {
     void (*fn)(struct api *api, struct http_req *req, const char *rest);
 };
 
-static const struct route routes[] = {
+static const struct api_route routes[] = {
     {"/healthz", 0, NULL, AUTH_NONE, 0, r_healthz},
     {"/readyz", 0, NULL, AUTH_NONE, 0, r_readyz},
     {"/metrics", 0, "GET", AUTH_NONE, 0, r_metrics},
@@ -1074,7 +1072,7 @@ static const struct route routes[] = {
 };
 
 /* The route for path, with *rest set to what follows its path ("" or "/..."). */
-static const struct route *find_route(const char *path, const char **rest)
+static const struct api_route *find_route(const char *path, const char **rest)
 {
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
         size_t n = strlen(routes[i].path);
@@ -1092,7 +1090,7 @@ void api_handle(struct http_req *req, void *data)
 {
     struct api *api = data;
     const char *path = http_req_path(req), *rest = "";
-    const struct route *r = find_route(path, &rest);
+    const struct api_route *r = find_route(path, &rest);
     if (!r) {
         http_respond_error(req, 404, "not_found", NULL, "no route %.200s", path);
         return;
@@ -1103,7 +1101,7 @@ void api_handle(struct http_req *req, void *data)
         bad_method(req, r->method);
         return;
     }
-    if (r->intake && api->app->stopping && *rest == '\0' && method_is(req, "POST")) {
+    if (r->intake && api->svc->stopping && *rest == '\0' && method_is(req, "POST")) {
         http_resp_header(req, "Retry-After", "1");
         http_respond_error(req, 503, "shutting_down", NULL, "this briefd is shutting down");
         return;
@@ -1113,12 +1111,12 @@ void api_handle(struct http_req *req, void *data)
 
 void api_stop(struct api *api, void (*cb)(void *data), void *data)
 {
-    struct rctx *c = api->list;
+    struct list_node *it, *tmp;
     api->stopping = 1;
     api->stop_cb = cb;
     api->stop_data = data;
-    while (c) {
-        struct rctx *next = c->next;
+    LIST_FOR_EACH_SAFE(it, tmp, &api->list) {
+        struct rctx *c = LIST_ENTRY(it, struct rctx, node);
         if (c->req) {
             if (c->sse) {
                 http_stream_end(c->req);
@@ -1129,7 +1127,6 @@ void api_stop(struct api *api, void (*cb)(void *data), void *data)
             }
             rctx_done(c);
         }
-        c = next;
     }
     if (api->n == 0 && api->stop_cb) {
         api->stop_cb = NULL;

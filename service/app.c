@@ -2,39 +2,44 @@
 #include "app.h"
 
 #include <curl/curl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
+#include <uv.h>
 
 #include "api.h"
 #include "bderr.h"
-#include "clock.h"
+#include "config.h"
+#include "curlm.h"
+#include "hook.h"
 #include "http.h"
-#include "job.h"
+#include "log.h"
 #include "mclient.h"
-#include "rds.h"
 #include "store.h"
+#include "svc.h"
 #include "worker.h"
 
-void app_log(const char *fmt, ...)
-{
-    char ts[40];
-    va_list ap;
-    clock_iso8601(clock_wall_ms(), ts, sizeof(ts));
-    fprintf(stderr, "%s briefd[%d]: ", ts, (int)getpid());
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-}
+struct app {
+    struct svc svc;             /* what the API and the pipeline are handed */
+    const char *cfg_path;       /* NULL: embedded defaults */
+    enum app_role role;
+    const char *listen;         /* --listen override, or NULL */
+    struct curlm *engine;       /* HTTP transfers for the model and webhook clients */
+    struct http_server *http;
+    struct worker *worker;
+    struct api *api;
+    uv_signal_t sig_term, sig_int, sig_hup;
+    char instance[96];          /* host-pid-random: the worker's consumer name */
+    int redis_seen;             /* connected since the last loss (for log lines) */
+};
 
-int app_reload(struct app *a, struct cfg_err *err)
+static int app_reload(struct svc *svc, struct cfg_err *err)
 {
-    struct bd_config *next;
+    struct app *a = (struct app *)(void *)svc; /* svc is the app's first member */
+    struct bd_config *next, *cur = svc->cfg;
     if (!a->cfg_path) {
         snprintf(err->path, sizeof(err->path), "%s", "");
         snprintf(err->msg, sizeof(err->msg), "%s",
@@ -45,70 +50,33 @@ int app_reload(struct app *a, struct cfg_err *err)
     if (!next)
         return -1;
     /* Settings bound at start-up (listen address, Redis) need a restart to change. */
-    if (strcmp(next->redis_url, a->cfg->redis_url) != 0 ||
-        strcmp(next->redis_prefix, a->cfg->redis_prefix) != 0 ||
-        strcmp(next->listen_host, a->cfg->listen_host) != 0 ||
-        next->listen_port != a->cfg->listen_port) {
-        app_log("reload: listen and redis settings changed in the file; they take effect "
-                "at the next restart");
+    if (strcmp(next->redis_url, cur->redis_url) != 0 ||
+        strcmp(next->redis_prefix, cur->redis_prefix) != 0 ||
+        strcmp(next->listen_host, cur->listen_host) != 0 ||
+        next->listen_port != cur->listen_port) {
+        log_warn("reload: listen and redis settings changed in the file; they take effect "
+                 "at the next restart");
     }
-    config_unref(a->cfg);
-    a->cfg = next;
-    a->reloads++;
-    app_log("config reloaded from %s (version %s)", a->cfg_path, next->version);
+    config_unref(cur);
+    svc->cfg = next;
+    log_info("config reloaded from %s (version %s)", a->cfg_path, next->version);
     return 0;
 }
 
-/* --- events subscription --- */
-
-static void on_event(struct rds *r, struct rds_reply *x, void *data)
+static void on_store_state(void *data, int connected)
 {
     struct app *a = data;
-    size_t len;
-    const char *payload;
-    char buf[96], *sp;
-    (void)r;
-    if (!x || rds_reply_len(x) != 3 || !rds_reply_is(rds_reply_elem(x, 0), "message"))
-        return;
-    payload = rds_reply_str(rds_reply_elem(x, 2), &len);
-    if (!payload || len >= sizeof(buf))
-        return;
-    memcpy(buf, payload, len);
-    buf[len] = '\0';
-    sp = strchr(buf, ' ');
-    if (!sp)
-        return;
-    *sp = '\0';
-    if (a->api)
-        api_on_event(a->api, buf, sp + 1);
-}
-
-static void on_sub_state(struct rds *r, enum rds_state s, void *data)
-{
-    struct app *a = data;
-    char chan[200];
-    if (s != RDS_CONNECTED)
-        return;
-    store_events_key(a->cfg->redis_prefix, chan, sizeof(chan));
-    if (rds_subscribe(r, chan, on_event, a) == 0 && a->api)
-        api_on_resubscribed(a->api);
-}
-
-static void on_cmd_state(struct rds *r, enum rds_state s, void *data)
-{
-    struct app *a = data;
-    if (s == RDS_CONNECTED) {
-        app_log("redis %s:%d connected", a->cfg->redis_host, a->cfg->redis_port);
-        if (a->role != ROLE_API)
-            store_ensure_groups(r, a->cfg->redis_prefix);
+    const struct bd_config *cfg = a->svc.cfg;
+    if (connected) {
+        log_info("redis %s:%d connected", cfg->redis_host, cfg->redis_port);
         a->redis_seen = 1;
-    } else if (s == RDS_CONNECTING && !a->stopping && a->redis_seen) {
-        app_log("redis %s:%d unreachable; retrying", a->cfg->redis_host, a->cfg->redis_port);
+    } else if (!a->svc.stopping && a->redis_seen) {
+        log_warn("redis %s:%d unreachable; retrying", cfg->redis_host, cfg->redis_port);
         a->redis_seen = 0;
     }
 }
 
-/* --- shutdown: worker -> api -> http -> model client -> redis --- */
+/* --- shutdown: worker -> api -> http -> clients -> store --- */
 
 static void closed_one(void *data)
 {
@@ -119,18 +87,25 @@ static void on_http_closed(void *data)
 {
     struct app *a = data;
     a->http = NULL;
-    if (a->mc)
-        mc_ctx_close(a->mc, closed_one, a);
-    if (a->sub)
-        rds_close(a->sub, closed_one, a);
-    if (a->cmd)
-        rds_close(a->cmd, closed_one, a);
+    if (a->svc.mc)
+        mc_ctx_close(a->svc.mc);
+    if (a->svc.hooks)
+        hook_client_close(a->svc.hooks);
+    if (a->engine)
+        curlm_close(a->engine, closed_one, a);
+    if (a->svc.store)
+        store_close(a->svc.store, closed_one, a);
+    a->svc.mc = NULL;
+    a->svc.hooks = NULL;
+    a->engine = NULL;
+    a->svc.store = NULL;
 }
 
 static void on_api_stopped(void *data)
 {
     struct app *a = data;
-    free(a->api);
+    if (a->api)
+        api_free(a->api);
     a->api = NULL;
     if (a->http)
         http_server_close(a->http, on_http_closed, a);
@@ -152,18 +127,18 @@ static void on_sig_closed(uv_handle_t *h) { (void)h; }
 
 static void app_shutdown(struct app *a)
 {
-    if (a->stopping)
+    if (a->svc.stopping)
         return;
-    a->stopping = 1;
-    app_log("shutting down: no new connections; in-flight jobs get %d ms",
-            a->cfg->shutdown_grace_ms);
+    a->svc.stopping = 1;
+    log_info("shutting down: no new connections; in-flight jobs get %d ms",
+             a->svc.cfg->shutdown_grace_ms);
     uv_close((uv_handle_t *)&a->sig_term, on_sig_closed);
     uv_close((uv_handle_t *)&a->sig_int, on_sig_closed);
     uv_close((uv_handle_t *)&a->sig_hup, on_sig_closed);
     if (a->http)
         http_server_stop_accepting(a->http);
     if (a->worker)
-        worker_stop(a->worker, (unsigned)a->cfg->shutdown_grace_ms, on_worker_stopped, a);
+        worker_stop(a->worker, (unsigned)a->svc.cfg->shutdown_grace_ms, on_worker_stopped, a);
     else
         on_worker_stopped(a);
 }
@@ -173,9 +148,9 @@ static void on_signal(uv_signal_t *s, int signum)
     struct app *a = s->data;
     if (signum == SIGHUP) {
         struct cfg_err err;
-        if (app_reload(a, &err) != 0)
-            app_log("reload refused, running config kept: %s%s%s", err.path,
-                    err.path[0] ? ": " : "", err.msg);
+        if (app_reload(&a->svc, &err) != 0)
+            log_error("reload refused, running config kept: %s%s%s", err.path,
+                      err.path[0] ? ": " : "", err.msg);
         return;
     }
     app_shutdown(a);
@@ -194,76 +169,105 @@ static void make_instance(struct app *a)
     snprintf(a->instance, sizeof(a->instance), "%.60s-%d-%04x", host, (int)getpid(), r & 0xffff);
 }
 
-static int open_redis(struct app *a)
+static int open_store(struct app *a)
 {
-    struct rds_opts o;
-    int rc;
-    store_redis_opts(a->cfg, "cmd", &o);
-    rc = rds_open(a->loop, &o, on_cmd_state, a, &a->cmd);
-    if (rc != 0)
-        return rc;
-    o.name = "sub";
-    return rds_open(a->loop, &o, on_sub_state, a, &a->sub);
+    const struct bd_config *c = a->svc.cfg;
+    struct store_opts o;
+    memset(&o, 0, sizeof(o));
+    o.host = c->redis_host;
+    o.port = c->redis_port;
+    o.db = c->redis_db;
+    o.password = c->redis_password;
+    o.prefix = c->redis_prefix;
+    o.consumer = a->role != ROLE_API ? a->instance : NULL;
+    return store_open(a->svc.loop, &o, on_store_state, a, &a->svc.store);
+}
+
+/* The listen address: --listen HOST:PORT (IPv6 in brackets) or the config's. */
+static int listen_addr(const struct app *a, char *host, size_t len, int *port)
+{
+    const char *colon;
+    snprintf(host, len, "%s", a->svc.cfg->listen_host);
+    *port = a->svc.cfg->listen_port;
+    if (!a->listen)
+        return 0;
+    colon = strrchr(a->listen, ':');
+    if (!colon) {
+        log_error("--listen must be HOST:PORT");
+        return BD_EINVAL;
+    }
+    snprintf(host, len, "%.*s", (int)(colon - a->listen), a->listen);
+    *port = atoi(colon + 1);
+    if (host[0] == '[') {
+        memmove(host, host + 1, strlen(host));
+        host[strcspn(host, "]")] = '\0';
+    }
+    return 0;
 }
 
 static int open_http(struct app *a)
 {
     struct http_limits lim;
     char host[256];
-    int port = a->cfg->listen_port;
-    int rc;
-    snprintf(host, sizeof(host), "%s", a->cfg->listen_host);
-    if (a->listen) {
-        const char *colon = strrchr(a->listen, ':');
-        if (!colon) {
-            app_log("--listen must be HOST:PORT");
-            return BD_EINVAL;
-        }
-        snprintf(host, sizeof(host), "%.*s", (int)(colon - a->listen), a->listen);
-        port = atoi(colon + 1);
-        if (host[0] == '[') {
-            memmove(host, host + 1, strlen(host));
-            host[strcspn(host, "]")] = '\0';
-        }
-    }
+    int port, rc;
+    rc = listen_addr(a, host, sizeof(host), &port);
+    if (rc != 0)
+        return rc;
     http_limits_default(&lim);
     /* a body holds the text plus JSON escaping (up to 6x for control characters) */
-    lim.max_body = a->cfg->max_text_bytes * 2 + 65536;
-    rc = http_server_start(a->loop, host, port, &lim, api_handle, a->api, &a->http);
+    lim.max_body = a->svc.cfg->max_text_bytes * 2 + 65536;
+    rc = http_server_start(a->svc.loop, host, port, &lim, api_handle, a->api, &a->http);
     if (rc != 0) {
-        app_log("cannot listen on %s:%d: %s", host, port, bd_strerror(rc));
+        log_error("cannot listen on %s:%d: %s", host, port, bd_strerror(rc));
         return rc;
     }
-    app_log("listening on http://%s:%d (role %s)", host, http_server_port(a->http),
-            a->role == ROLE_ALL ? "all" : a->role == ROLE_API ? "api" : "worker");
+    log_info("listening on http://%s:%d (role %s)", host, http_server_port(a->http),
+             a->role == ROLE_ALL ? "all" : a->role == ROLE_API ? "api" : "worker");
     return 0;
+}
+
+static int open_clients(struct app *a)
+{
+    int rc = curlm_new(a->svc.loop, &a->engine);
+    if (rc == 0)
+        rc = mc_ctx_new(a->svc.loop, a->engine, &a->svc.mc);
+    if (rc == 0)
+        rc = hook_client_new(a->engine, &a->svc.hooks);
+    return rc;
+}
+
+static void start_signals(struct app *a)
+{
+    uv_signal_init(a->svc.loop, &a->sig_term);
+    uv_signal_init(a->svc.loop, &a->sig_int);
+    uv_signal_init(a->svc.loop, &a->sig_hup);
+    a->sig_term.data = a->sig_int.data = a->sig_hup.data = a;
 }
 
 static int app_start(struct app *a)
 {
     int rc;
     make_instance(a);
-    rc = open_redis(a);
+    a->svc.instance = a->instance;
+    a->svc.reload = app_reload;
+    rc = open_store(a);
     if (rc == 0)
-        rc = mc_ctx_new(a->loop, &a->mc);
+        rc = open_clients(a);
     if (rc == 0)
-        rc = api_new(a, &a->api);
+        rc = api_new(&a->svc, &a->api);
     if (rc == 0 && (a->role != ROLE_WORKER || a->listen))
         rc = open_http(a);
     if (rc == 0 && a->role != ROLE_API)
-        rc = worker_start(a, &a->worker);
+        rc = worker_start(&a->svc, &a->worker);
+    start_signals(a);
     if (rc != 0)
         return rc;
-    uv_signal_init(a->loop, &a->sig_term);
-    uv_signal_init(a->loop, &a->sig_int);
-    uv_signal_init(a->loop, &a->sig_hup);
-    a->sig_term.data = a->sig_int.data = a->sig_hup.data = a;
     uv_signal_start(&a->sig_term, on_signal, SIGTERM);
     uv_signal_start(&a->sig_int, on_signal, SIGINT);
     uv_signal_start(&a->sig_hup, on_signal, SIGHUP);
-    app_log("briefd started: instance %s, config %s (version %s), draft %s, refine %s",
-            a->instance, a->cfg_path ? a->cfg_path : "(embedded defaults)", a->cfg->version,
-            a->cfg->draft.name, a->cfg->refine.name);
+    log_info("briefd started: instance %s, config %s (version %s), draft %s, refine %s",
+             a->instance, a->cfg_path ? a->cfg_path : "(embedded defaults)",
+             a->svc.cfg->version, a->svc.cfg->draft.name, a->svc.cfg->refine.name);
     return 0;
 }
 
@@ -274,32 +278,26 @@ int app_run(const char *cfg_path, enum app_role role, const char *listen)
     struct cfg_err err;
     int rc;
     memset(&a, 0, sizeof(a));
-    a.cfg = config_load(cfg_path, &err);
-    if (!a.cfg) {
+    a.svc.cfg = config_load(cfg_path, &err);
+    if (!a.svc.cfg) {
         cfg_err_print(stderr, cfg_path ? cfg_path : "briefd: embedded config", &err);
         return 1;
     }
     signal(SIGPIPE, SIG_IGN);
     uv_loop_init(&loop);
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    a.loop = &loop;
+    a.svc.loop = &loop;
     a.cfg_path = cfg_path;
     a.role = role;
     a.listen = listen;
     rc = app_start(&a);
-    if (rc != 0) {
-        a.stopping = 0;
-        /* close what was opened, then leave */
-        uv_signal_init(a.loop, &a.sig_term);
-        uv_signal_init(a.loop, &a.sig_int);
-        uv_signal_init(a.loop, &a.sig_hup);
-        app_shutdown(&a);
-    }
+    if (rc != 0)
+        app_shutdown(&a); /* close what was opened, then leave */
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);
     curl_global_cleanup();
-    config_unref(a.cfg);
+    config_unref(a.svc.cfg);
     if (rc == 0)
-        app_log("stopped cleanly");
+        log_info("stopped cleanly");
     return rc == 0 ? 0 : 1;
 }

@@ -1,6 +1,6 @@
 /* config.h - briefd's configuration: load, validate, describe, share.
  *
- * One JSON file (SPEC §3); every key optional with a working default; the embedded defaults
+ * One JSON file (docs/CONFIG.md); every key optional with a working default; the embedded defaults
  * alone make a working service (local Redis, Foundry Local's default port for both models).
  * Validation is declarative (one table of keys: name, type, bounds, default, where it lands)
  * and strict: unknown keys, wrong types and out-of-range values are refused with the JSON

@@ -28,7 +28,7 @@ struct facade_req {
 int facade_parse(const char *body, size_t len, const char *alias, size_t max_text_bytes,
                  struct job_req *out, struct facade_req *fr, struct job_verr *err);
 
-/* The chat.completion for a finished job object (SPEC §2 job shape). */
+/* The chat.completion for a finished job object (docs/API.md job shape). */
 struct cJSON *facade_completion(const struct cJSON *job, const char *alias);
 
 /* The whole stream for a finished job: "data: {chunk}\n\n" lines ending with

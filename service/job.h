@@ -45,7 +45,7 @@ struct job_verr {
 };
 
 /* Validate a POST /v1/jobs body (len bytes, need not be NUL-terminated). Every field of
- * SPEC §2 is checked; unknown fields are refused (code unknown_parameter). Returns 0 and
+ * docs/API.md is checked; unknown fields are refused (code unknown_parameter). Returns 0 and
  * fills out, or -1 with err filled and out left zeroed. */
 int job_req_parse(const char *body, size_t len, size_t max_text_bytes, struct job_req *out,
                   struct job_verr *err);

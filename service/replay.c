@@ -11,7 +11,6 @@
 #include "clock.h"
 #include "config.h"
 #include "job.h"
-#include "rds.h"
 #include "router.h"
 #include "store.h"
 
@@ -33,15 +32,14 @@ struct rjob {
 struct replay {
     uv_loop_t *loop;
     struct bd_config *cfg;
-    struct rds *r;
-    char cursor[32];
-    long long since_ms;
+    struct store *store;
     struct rjob *jobs;
     size_t n, cap;
-    int pending;                 /* HMGETs in flight */
+    long window_s;
     int scanning;
     int failed;
     int done;
+    uv_timer_t timer;
 };
 
 static size_t utf8_chars(const char *s)
@@ -102,132 +100,71 @@ done:
     return rc;
 }
 
-static void scan_next(struct replay *rp);
-static void finish_if_done(struct replay *rp);
-
-struct get {
-    struct replay *rp;
-    char id[JOB_ID_LEN + 1];
-};
-
-static void on_job(struct rds *r, struct rds_reply *x, void *data)
-{
-    struct get *g = data;
-    struct replay *rp = g->rp;
-    (void)r;
-    rp->pending--;
-    if (x && rds_reply_type(x) == RDS_ARRAY && rds_reply_len(x) == 3 && rp->n < REPLAY_MAX_JOBS) {
-        size_t rl, ol, fl;
-        const char *req = rds_reply_str(rds_reply_elem(x, 0), &rl);
-        const char *out = rds_reply_str(rds_reply_elem(x, 1), &ol);
-        const char *fin = rds_reply_str(rds_reply_elem(x, 2), &fl);
-        if (req && out && fin && atoll(fin) >= rp->since_ms) {
-            if (rp->n == rp->cap) {
-                size_t cap = rp->cap ? rp->cap * 2 : 256;
-                struct rjob *nj = realloc(rp->jobs, cap * sizeof(*nj));
-                if (nj) {
-                    rp->jobs = nj;
-                    rp->cap = cap;
-                }
-            }
-            if (rp->n < rp->cap) {
-                char *o = strndup(out, ol);
-                struct rjob *j = &rp->jobs[rp->n];
-                memset(j, 0, sizeof(*j));
-                snprintf(j->id, sizeof(j->id), "%s", g->id);
-                if (o && load_job(j, req, rl, o) == 0) {
-                    rp->n++;
-                } else {
-                    job_req_free(&j->req);
-                    free(j->draft);
-                }
-                free(o);
-            }
-        }
-    }
-    free(g);
-    finish_if_done(rp);
-}
-
-static void on_scan(struct rds *r, struct rds_reply *x, void *data)
+/* One finished job from the store: kept if it has a stored draft and a decision. */
+static void on_job(void *data, const char *id, const char *req, size_t req_len, const char *out)
 {
     struct replay *rp = data;
-    struct rds_reply *keys;
-    size_t plen = strlen(rp->cfg->redis_prefix) + 4; /* "<prefix>job:" */
-    (void)r;
-    rp->scanning = 0;
-    if (!x || rds_reply_type(x) != RDS_ARRAY || rds_reply_len(x) != 2) {
-        fprintf(stderr, "briefd: reading jobs from redis failed\n");
-        rp->failed = 1;
-        finish_if_done(rp);
+    struct rjob *j;
+    if (rp->n >= REPLAY_MAX_JOBS)
         return;
+    if (rp->n == rp->cap) {
+        size_t cap = rp->cap ? rp->cap * 2 : 256;
+        struct rjob *nj = realloc(rp->jobs, cap * sizeof(*nj));
+        if (!nj)
+            return;
+        rp->jobs = nj;
+        rp->cap = cap;
     }
-    size_t cl;
-    const char *cur = rds_reply_str(rds_reply_elem(x, 0), &cl);
-    snprintf(rp->cursor, sizeof(rp->cursor), "%.*s", (int)cl, cur ? cur : "0");
-    keys = rds_reply_elem(x, 1);
-    for (size_t i = 0; i < rds_reply_len(keys); i++) {
-        size_t kl;
-        const char *k = rds_reply_str(rds_reply_elem(keys, i), &kl);
-        struct get *g;
-        if (!k || kl != plen + JOB_ID_LEN)
-            continue;
-        g = calloc(1, sizeof(*g));
-        if (!g)
-            continue;
-        g->rp = rp;
-        memcpy(g->id, k + plen, JOB_ID_LEN);
-        if (rds_cmd(rp->r, on_job, g, "HMGET %b req out finished_ms", k, kl) == 0)
-            rp->pending++;
-        else
-            free(g);
+    j = &rp->jobs[rp->n];
+    memset(j, 0, sizeof(*j));
+    snprintf(j->id, sizeof(j->id), "%s", id);
+    if (load_job(j, req, req_len, out) == 0) {
+        rp->n++;
+    } else {
+        job_req_free(&j->req);
+        free(j->draft);
     }
-    if (strcmp(rp->cursor, "0") == 0)
-        finish_if_done(rp);
-    else
-        scan_next(rp);
-}
-
-static void scan_next(struct replay *rp)
-{
-    char pattern[200];
-    snprintf(pattern, sizeof(pattern), "%sjob:*", rp->cfg->redis_prefix);
-    if (rds_cmd(rp->r, on_scan, rp, "SCAN %s MATCH %s COUNT 1000", rp->cursor, pattern) == 0)
-        rp->scanning = 1;
-    else
-        rp->failed = 1;
 }
 
 static void on_closed(void *data) { (void)data; }
 
-static void finish_if_done(struct replay *rp)
+static void finish(struct replay *rp)
 {
-    if (rp->done || rp->pending > 0 || rp->scanning ||
-        (strcmp(rp->cursor, "0") != 0 && !rp->failed))
+    if (rp->done)
         return;
     rp->done = 1;
-    rds_close(rp->r, on_closed, NULL);
+    uv_timer_stop(&rp->timer);
+    uv_close((uv_handle_t *)&rp->timer, NULL);
+    store_close(rp->store, on_closed, NULL);
 }
 
-static void on_state(struct rds *r, enum rds_state s, void *data)
+static void on_scanned(void *data, int status)
 {
     struct replay *rp = data;
-    (void)r;
-    if (s == RDS_CONNECTED && !rp->scanning && !rp->done && rp->n == 0)
-        scan_next(rp);
+    if (status != 0) {
+        fprintf(stderr, "briefd: reading jobs from redis failed: %s\n", bd_strerror(status));
+        rp->failed = 1;
+    }
+    finish(rp);
+}
+
+static void on_store_state(void *data, int connected)
+{
+    struct replay *rp = data;
+    int64_t since = clock_wall_ms() - (int64_t)rp->window_s * 1000;
+    if (!connected || rp->scanning || rp->done)
+        return;
+    if (store_scan_finished(rp->store, since, on_job, on_scanned, rp) == 0)
+        rp->scanning = 1;
 }
 
 static void on_timeout(uv_timer_t *t)
 {
     struct replay *rp = t->data;
-    if (!rp->done) {
-        fprintf(stderr, "briefd: redis %s:%d did not answer in time\n", rp->cfg->redis_host,
-                rp->cfg->redis_port);
-        rp->failed = 1;
-        rp->done = 1;
-        rds_close(rp->r, on_closed, NULL);
-    }
-    uv_close((uv_handle_t *)t, NULL);
+    fprintf(stderr, "briefd: redis %s:%d did not answer in time\n", rp->cfg->redis_host,
+            rp->cfg->redis_port);
+    rp->failed = 1;
+    finish(rp);
 }
 
 /* --- the analyses --- */
@@ -388,13 +325,23 @@ static int do_calibrate(const struct replay *rp, double target, long window_s)
     return 0;
 }
 
+static int open_store(struct replay *rp)
+{
+    struct store_opts o;
+    memset(&o, 0, sizeof(o));
+    o.host = rp->cfg->redis_host;
+    o.port = rp->cfg->redis_port;
+    o.db = rp->cfg->redis_db;
+    o.password = rp->cfg->redis_password;
+    o.prefix = rp->cfg->redis_prefix;
+    return store_open(rp->loop, &o, on_store_state, rp, &rp->store);
+}
+
 int replay_main(const char *config_path, long window_s, double target)
 {
     struct cfg_err err;
     struct replay rp;
     uv_loop_t loop;
-    uv_timer_t timer;
-    struct rds_opts o;
     int rc;
     memset(&rp, 0, sizeof(rp));
     rp.cfg = config_load(config_path, &err);
@@ -404,17 +351,16 @@ int replay_main(const char *config_path, long window_s, double target)
     }
     uv_loop_init(&loop);
     rp.loop = &loop;
-    snprintf(rp.cursor, sizeof(rp.cursor), "0");
-    rp.since_ms = clock_wall_ms() - (long long)window_s * 1000;
-    store_redis_opts(rp.cfg, "replay", &o);
-    rds_open(&loop, &o, on_state, &rp, &rp.r);
-    uv_timer_init(&loop, &timer);
-    timer.data = &rp;
-    uv_timer_start(&timer, on_timeout, 60000, 0);
-    while (!rp.done && uv_run(&loop, UV_RUN_ONCE))
-        ;
-    if (!uv_is_closing((uv_handle_t *)&timer))
-        uv_close((uv_handle_t *)&timer, NULL);
+    rp.window_s = window_s;
+    uv_timer_init(&loop, &rp.timer);
+    rp.timer.data = &rp;
+    uv_timer_start(&rp.timer, on_timeout, 60000, 0);
+    if (open_store(&rp) != 0) {
+        fprintf(stderr, "briefd: out of memory\n");
+        rp.failed = 1;
+        rp.done = 1;
+        uv_close((uv_handle_t *)&rp.timer, NULL);
+    }
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);
     rc = rp.failed ? 1

@@ -1,4 +1,4 @@
-/* stats.c - blended-cost statistics in Redis: increments, window queries, /metrics. */
+/* stats.c - statistics arithmetic: increments, percentiles, counterfactuals, /metrics text. */
 #include "stats.h"
 
 #include <cjson/cJSON.h>
@@ -6,19 +6,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "acct.h"
 #include "bderr.h"
 #include "jsonx.h"
-#include "rds.h"
 #include "router.h"
 #include "sbuf.h"
-
-#define MINUTE_KEEP_S (7L * 3600L)   /* minute buckets serve windows up to 6 h */
-#define DAY_KEEP_S (3L * 86400L)
-#define PICO 1e12                    /* costs are summed as integer picodollars */
-
 
 int stats_bucket(double ms)
 {
@@ -34,7 +27,7 @@ int stats_bucket(double ms)
 double stats_bucket_upper(int i) { return 0.1 * pow(1.25, i); }
 double stats_bucket_lower(int i) { return i <= 0 ? 0 : 0.1 * pow(1.25, i - 1); }
 
-static long long pico(double usd) { return llround(usd * PICO); }
+static long long pico(double usd) { return llround(usd * STATS_PICO); }
 
 /* --- increments --- */
 
@@ -65,35 +58,6 @@ static void add_latency(cJSON *i, const char *stage, double ms)
     inc(i, f, 1);
     incf(i, "n:", stage, "", 1);
     incf(i, "sum_us:", stage, "", llround(ms * 1000.0));
-}
-
-static cJSON *key_ttl(const char *key, long ttl)
-{
-    cJSON *a = cJSON_CreateArray();
-    cJSON_AddItemToArray(a, cJSON_CreateString(key));
-    cJSON_AddItemToArray(a, cJSON_CreateNumber((double)ttl));
-    return a;
-}
-
-static void add_group(cJSON *g, const char *bucket, const char *dim, const char *value, long ttl)
-{
-    char idx[300], base[300], v[80];
-    cJSON *o;
-    size_t n = 0;
-    if (!value || !*value)
-        return;
-    /* label-safe: printable, no spaces or colons, bounded */
-    for (const char *p = value; *p && n < 64; p++)
-        v[n++] = (*p > ' ' && *p < 0x7f && *p != ':') ? *p : '_';
-    v[n] = '\0';
-    snprintf(idx, sizeof(idx), "%s:idx:%s", bucket, dim);
-    snprintf(base, sizeof(base), "%s:%s:", bucket, dim);
-    o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "idx", idx);
-    cJSON_AddStringToObject(o, "base", base);
-    cJSON_AddStringToObject(o, "v", v);
-    cJSON_AddNumberToObject(o, "ttl", (double)ttl);
-    cJSON_AddItemToArray(g, o);
 }
 
 static void job_fields(cJSON *i, const struct stats_job *j)
@@ -134,101 +98,35 @@ static void job_fields(cJSON *i, const struct stats_job *j)
         add_latency(i, acct_stage_names[k], acct_stage_ms(a, k));
 }
 
-char *stats_increments(const char *prefix, long retention_s, const struct stats_job *j)
+/* A dimension value as a label-safe group name: printable, no spaces or colons, bounded. */
+static void label_safe(const char *value, char *out, size_t len)
 {
-    cJSON *root = cJSON_CreateObject(), *keys, *g, *i;
-    char mkey[200], hkey[200], day[200];
-    long long minute = j->finished_ms / 60000, hour = j->finished_ms / 3600000;
-    time_t secs = (time_t)(j->finished_ms / 1000);
-    struct tm tm;
-    long mttl = retention_s < MINUTE_KEEP_S ? retention_s : MINUTE_KEEP_S;
-    char *text;
-    gmtime_r(&secs, &tm);
-    snprintf(mkey, sizeof(mkey), "%sstats:m:%lld", prefix, minute);
-    snprintf(hkey, sizeof(hkey), "%sstats:h:%lld", prefix, hour);
-    snprintf(day, sizeof(day), "%sstats:day:%04d%02d%02d", prefix, tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday);
-    keys = cJSON_AddArrayToObject(root, "keys");
-    cJSON_AddItemToArray(keys, key_ttl(mkey, mttl));
-    cJSON_AddItemToArray(keys, key_ttl(hkey, retention_s));
-    {
-        char total[200];
-        snprintf(total, sizeof(total), "%sstats:total", prefix);
-        cJSON_AddItemToArray(keys, key_ttl(total, 0));
-    }
-    g = cJSON_AddArrayToObject(root, "g");
-    add_group(g, mkey, "source", j->source, mttl);
-    add_group(g, hkey, "source", j->source, retention_s);
-    add_group(g, mkey, "tenant", j->tenant, mttl);
-    add_group(g, hkey, "tenant", j->tenant, retention_s);
-    i = cJSON_AddObjectToObject(root, "i");
-    job_fields(i, j);
-    cJSON_AddStringToObject(root, "day", day);
-    cJSON_AddNumberToObject(root, "day_ttl", DAY_KEEP_S);
-    cJSON_AddNumberToObject(root, "max_groups", STATS_MAX_GROUPS);
-    text = cJSON_PrintUnformatted(root);
-    cJSON_Delete(root);
-    return text;
+    size_t n = 0;
+    for (const char *p = value ? value : ""; *p && n < 64 && n + 1 < len; p++)
+        out[n++] = (*p > ' ' && *p < 0x7f && *p != ':') ? *p : '_';
+    out[n] = '\0';
 }
 
-/* --- queries --- */
-
-/* ARGV: prefix, granularity (m|h), first, last, dim ('' for none) */
-static const char QUERY_LUA[] =
-    "local p, g, first, last, dim = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]),"
-    " ARGV[5]\n"
-    "local sf = {'jobs','succeeded','failed','refined','degraded','cost_draft_p',"
-    "'cost_refine_p','dtok_all','dtok_refined'}\n"
-    "local total, series, groups = {}, {}, {}\n"
-    "local function sum(t, kv)\n"
-    "  for i = 1, #kv, 2 do t[kv[i]] = (t[kv[i]] or 0) + tonumber(kv[i + 1]) end\n"
-    "end\n"
-    "for b = first, last do\n"
-    "  local key = p .. 'stats:' .. g .. ':' .. b\n"
-    "  local kv = redis.call('HGETALL', key)\n"
-    "  if #kv > 0 then\n"
-    "    local row = {}\n"
-    "    sum(total, kv)\n"
-    "    sum(row, kv)\n"
-    "    local out = {tostring(b)}\n"
-    "    for _, f in ipairs(sf) do out[#out + 1] = string.format('%.17g', row[f] or 0) end\n"
-    "    series[#series + 1] = out\n"
-    "    if dim ~= '' then\n"
-    "      for _, v in ipairs(redis.call('SMEMBERS', key .. ':idx:' .. dim)) do\n"
-    "        groups[v] = groups[v] or {}\n"
-    "        sum(groups[v], redis.call('HGETALL', key .. ':' .. dim .. ':' .. v))\n"
-    "      end\n"
-    "    end\n"
-    "  end\n"
-    "end\n"
-    "local function flat(t)\n"
-    "  local o = {}\n"
-    "  for k, v in pairs(t) do o[#o + 1] = k; o[#o + 1] = string.format('%.17g', v) end\n"
-    "  return o\n"
-    "end\n"
-    "local gout = {}\n"
-    "for k, t in pairs(groups) do gout[#gout + 1] = k; gout[#gout + 1] = flat(t) end\n"
-    "return {flat(total), series, gout}\n";
-
-/* A flat [field, value, ...] reply as a cJSON object of numbers. */
-static cJSON *flat_map(struct rds_reply *x)
+int stats_delta_of(const struct stats_job *j, struct stats_delta *out)
 {
-    cJSON *m = cJSON_CreateObject();
-    for (size_t k = 0; k + 1 < rds_reply_len(x); k += 2) {
-        size_t fl, vl;
-        const char *f = rds_reply_str(rds_reply_elem(x, k), &fl);
-        const char *v = rds_reply_str(rds_reply_elem(x, k + 1), &vl);
-        char fb[200], vb[48];
-        if (!f || !v || fl >= sizeof(fb) || vl >= sizeof(vb))
-            continue;
-        memcpy(fb, f, fl);
-        fb[fl] = '\0';
-        memcpy(vb, v, vl);
-        vb[vl] = '\0';
-        cJSON_AddNumberToObject(m, fb, strtod(vb, NULL));
-    }
-    return m;
+    memset(out, 0, sizeof(*out));
+    out->inc = cJSON_CreateObject();
+    if (!out->inc)
+        return BD_ENOMEM;
+    job_fields(out->inc, j);
+    label_safe(j->source, out->source, sizeof(out->source));
+    label_safe(j->tenant, out->tenant, sizeof(out->tenant));
+    out->at_ms = j->finished_ms;
+    return 0;
 }
+
+void stats_delta_free(struct stats_delta *d)
+{
+    cJSON_Delete(d->inc);
+    d->inc = NULL;
+}
+
+/* --- the /v1/stats object --- */
 
 static double num(const cJSON *m, const char *f)
 {
@@ -236,7 +134,7 @@ static double num(const cJSON *m, const char *f)
     return cJSON_IsNumber(v) ? v->valuedouble : 0;
 }
 
-static double usd(double p) { return p / PICO; }
+static double usd(double p) { return p / STATS_PICO; }
 
 static double percentile(const cJSON *m, const char *stage, double q)
 {
@@ -366,198 +264,100 @@ static void add_figures(cJSON *obj, const cJSON *m, const cJSON *ratio_from)
     add_breakdowns(obj, m);
 }
 
-struct query_op {
-    stats_cb cb;
-    void *data;
-    long window_s, step_s, gran_s;
+struct series_ctx {
+    long step_s, gran_s;
     long long first;
-    char dim[16];
 };
 
-static void add_series(cJSON *obj, struct rds_reply *rows, const struct query_op *q)
+/* One series point: the slot's sums, with its refine rate, cost and refine-everything. */
+static cJSON *series_point(long long slot, long gran_s, const cJSON *m)
+{
+    cJSON *o = cJSON_CreateObject();
+    double jobs = num(m, "jobs"), cd = num(m, "cost_draft_p"), cr = num(m, "cost_refine_p");
+    double dall = num(m, "dtok_all"), dref = num(m, "dtok_refined");
+    double allr = (dref > 0 && cr > 0) ? cd + cr + cr * (dall - dref) / dref : NAN;
+    cJSON_AddNumberToObject(o, "t", (double)(slot * gran_s));
+    cJSON_AddNumberToObject(o, "jobs", jobs);
+    cJSON_AddNumberToObject(o, "succeeded", num(m, "succeeded"));
+    cJSON_AddNumberToObject(o, "failed", num(m, "failed"));
+    cJSON_AddNumberToObject(o, "refined", num(m, "refined"));
+    cJSON_AddNumberToObject(o, "degraded", num(m, "degraded"));
+    jsonx_add_number(o, "refine_rate", jobs > 0 ? num(m, "refined") / jobs : 0);
+    jsonx_add_number(o, "cost_usd", usd(cd + cr));
+    jsonx_add_number(o, "per_job", jobs > 0 ? usd(cd + cr) / jobs : 0);
+    jsonx_add_number(o, "all_refine_usd", usd(allr));
+    return o;
+}
+
+/* Add the fields of the series sums to acc (a cJSON object of numbers). */
+static void merge_into(cJSON *acc, const cJSON *m)
+{
+    static const char *const fields[] = {"jobs", "succeeded", "failed", "refined", "degraded",
+                                         "cost_draft_p", "cost_refine_p", "dtok_all",
+                                         "dtok_refined"};
+    for (size_t f = 0; f < sizeof(fields) / sizeof(fields[0]); f++) {
+        cJSON *it = cJSON_GetObjectItemCaseSensitive(acc, fields[f]);
+        double v = num(m, fields[f]);
+        if (it)
+            cJSON_SetNumberValue(it, it->valuedouble + v);
+        else
+            cJSON_AddNumberToObject(acc, fields[f], v);
+    }
+}
+
+/* Rows of gran_s buckets regrouped into slots of step_s. */
+static void add_series(cJSON *obj, const cJSON *rows, const struct series_ctx *q)
 {
     cJSON *series = cJSON_AddArrayToObject(obj, "series");
     long long step_n = q->step_s / q->gran_s;
-    double acc[9] = {0};
     long long cur = -1;
+    cJSON *acc = NULL;
+    const cJSON *row;
     if (step_n < 1)
         step_n = 1;
-    for (size_t r = 0; r <= rds_reply_len(rows); r++) {
-        struct rds_reply *row = r < rds_reply_len(rows) ? rds_reply_elem(rows, r) : NULL;
-        long long b = row ? (long long)rds_reply_num(rds_reply_elem(row, 0), 0) : -1;
-        long long slot = row ? q->first + ((b - q->first) / step_n) * step_n : -2;
-        if (cur >= 0 && slot != cur) {
-            cJSON *o = cJSON_CreateObject();
-            double allr;
-            cJSON_AddNumberToObject(o, "t", (double)(cur * q->gran_s));
-            cJSON_AddNumberToObject(o, "jobs", acc[0]);
-            cJSON_AddNumberToObject(o, "succeeded", acc[1]);
-            cJSON_AddNumberToObject(o, "failed", acc[2]);
-            cJSON_AddNumberToObject(o, "refined", acc[3]);
-            cJSON_AddNumberToObject(o, "degraded", acc[4]);
-            jsonx_add_number(o, "refine_rate", acc[0] > 0 ? acc[3] / acc[0] : 0);
-            jsonx_add_number(o, "cost_usd", usd(acc[5] + acc[6]));
-            jsonx_add_number(o, "per_job", acc[0] > 0 ? usd(acc[5] + acc[6]) / acc[0] : 0);
-            allr = (acc[8] > 0 && acc[6] > 0)
-                       ? acc[5] + acc[6] + acc[6] * (acc[7] - acc[8]) / acc[8]
-                       : NAN;
-            jsonx_add_number(o, "all_refine_usd", usd(allr));
-            cJSON_AddItemToArray(series, o);
-            memset(acc, 0, sizeof(acc));
+    cJSON_ArrayForEach(row, rows) {
+        long long b = (long long)cJSON_GetArrayItem(row, 0)->valuedouble;
+        long long slot = q->first + ((b - q->first) / step_n) * step_n;
+        if (acc && slot != cur) {
+            cJSON_AddItemToArray(series, series_point(cur, q->gran_s, acc));
+            cJSON_Delete(acc);
+            acc = NULL;
         }
-        if (!row)
-            break;
+        if (!acc)
+            acc = cJSON_CreateObject();
         cur = slot;
-        for (int f = 0; f < 9; f++) {
-            size_t l;
-            const char *s = rds_reply_str(rds_reply_elem(row, (size_t)f + 1), &l);
-            acc[f] += s ? strtod(s, NULL) : 0;
-        }
+        merge_into(acc, cJSON_GetArrayItem(row, 1));
+    }
+    if (acc) {
+        cJSON_AddItemToArray(series, series_point(cur, q->gran_s, acc));
+        cJSON_Delete(acc);
     }
 }
 
-static void on_query(struct rds *r, struct rds_reply *x, void *data)
+cJSON *stats_window_json(const struct stats_rows *rows, long window_s, const char *dim,
+                         long step_s)
 {
-    struct query_op *q = data;
-    cJSON *out, *m;
-    (void)r;
-    if (!x || rds_reply_type(x) != RDS_ARRAY || rds_reply_len(x) != 3) {
-        q->cb(q->data, x ? BD_EREDIS_REPLY : BD_EREDIS_DOWN, NULL);
-        free(q);
-        return;
-    }
-    out = cJSON_CreateObject();
-    cJSON_AddNumberToObject(out, "window_s", (double)q->window_s);
-    m = flat_map(rds_reply_elem(x, 0));
-    add_figures(out, m, m);
-    cJSON_AddNumberToObject(out, "step_s", (double)(q->step_s < q->gran_s ? q->gran_s
-                                                                          : q->step_s));
-    add_series(out, rds_reply_elem(x, 1), q);
-    if (q->dim[0]) {
-        struct rds_reply *g = rds_reply_elem(x, 2);
+    cJSON *out = cJSON_CreateObject();
+    struct series_ctx q = {step_s > 0 ? step_s : rows->gran_s, rows->gran_s, rows->first};
+    if (!out)
+        return NULL;
+    cJSON_AddNumberToObject(out, "window_s", (double)window_s);
+    add_figures(out, rows->total, rows->total);
+    cJSON_AddNumberToObject(out, "step_s", (double)(q.step_s < q.gran_s ? q.gran_s : q.step_s));
+    add_series(out, rows->rows, &q);
+    if (dim && dim[0] && rows->groups) {
         cJSON *groups = cJSON_AddObjectToObject(out, "groups");
-        cJSON_AddStringToObject(out, "by", q->dim);
-        for (size_t k = 0; k + 1 < rds_reply_len(g); k += 2) {
-            size_t l;
-            const char *name = rds_reply_str(rds_reply_elem(g, k), &l);
-            char nb[80];
-            if (!name || l >= sizeof(nb))
-                continue;
-            memcpy(nb, name, l);
-            nb[l] = '\0';
-            cJSON *go = cJSON_AddObjectToObject(groups, nb);
-            cJSON *gm = flat_map(rds_reply_elem(g, k + 1));
-            add_figures(go, gm, m);
-            cJSON_Delete(gm);
+        const cJSON *g;
+        cJSON_AddStringToObject(out, "by", dim);
+        cJSON_ArrayForEach(g, rows->groups) {
+            cJSON *go = cJSON_AddObjectToObject(groups, g->string);
+            add_figures(go, g, rows->total);
         }
     }
-    cJSON_Delete(m);
-    q->cb(q->data, 0, out);
-    free(q);
-}
-
-int stats_query(struct rds *r, const char *prefix, long window_s, const char *dim, long step_s,
-                stats_cb cb, void *data)
-{
-    struct query_op *q = calloc(1, sizeof(*q));
-    long long now_s = (long long)time(NULL);
-    char first[24], last[24];
-    int rc;
-    if (!q)
-        return BD_ENOMEM;
-    q->cb = cb;
-    q->data = data;
-    q->window_s = window_s;
-    q->gran_s = window_s > 6 * 3600 ? 3600 : 60;
-    q->step_s = step_s > 0 ? step_s : q->gran_s;
-    snprintf(q->dim, sizeof(q->dim), "%s", dim ? dim : "");
-    q->first = (now_s - window_s) / q->gran_s + 1;
-    if (q->first < 0)
-        q->first = 0;
-    snprintf(first, sizeof(first), "%lld", q->first);
-    snprintf(last, sizeof(last), "%lld", now_s / q->gran_s);
-    const char *argv[] = {"EVAL", QUERY_LUA, "0", prefix, q->gran_s == 60 ? "m" : "h", first,
-                          last, q->dim};
-    rc = rds_cmdargv(r, on_query, q, 8, argv, NULL);
-    if (rc != 0)
-        free(q);
-    return rc;
-}
-
-/* --- guards --- */
-
-/* ARGV: prefix, first minute, last minute, day key */
-static const char GUARD_LUA[] =
-    "local d, rf, c = 0, 0, 0\n"
-    "for b = tonumber(ARGV[2]), tonumber(ARGV[3]) do\n"
-    "  local v = redis.call('HMGET', ARGV[1] .. 'stats:m:' .. b, 'decided', 'refined',"
-    " 'cost_refine_p')\n"
-    "  d = d + (tonumber(v[1]) or 0); rf = rf + (tonumber(v[2]) or 0); c = c + (tonumber(v[3]) or 0)\n"
-    "end\n"
-    "local day = redis.call('HGET', ARGV[4], 'cost_refine_p') or '0'\n"
-    "return {tostring(d), tostring(rf), string.format('%.17g', c), day}\n";
-
-struct guard_op {
-    stats_guard_cb cb;
-    void *data;
-};
-
-static void on_guard(struct rds *r, struct rds_reply *x, void *data)
-{
-    struct guard_op *g = data;
-    (void)r;
-    if (!x || rds_reply_type(x) != RDS_ARRAY || rds_reply_len(x) != 4) {
-        g->cb(g->data, x ? BD_EREDIS_REPLY : BD_EREDIS_DOWN, 0, 0, 0, 0);
-    } else {
-        double v[4];
-        for (size_t k = 0; k < 4; k++) {
-            size_t l;
-            const char *s = rds_reply_str(rds_reply_elem(x, k), &l);
-            v[k] = s ? strtod(s, NULL) : 0;
-        }
-        g->cb(g->data, 0, v[0], v[1], usd(v[3]), v[1] > 0 ? usd(v[2]) / v[1] : 0);
-    }
-    free(g);
-}
-
-int stats_guard_query(struct rds *r, const char *prefix, long window_s, stats_guard_cb cb,
-                      void *data)
-{
-    struct guard_op *g = malloc(sizeof(*g));
-    long long now_s = (long long)time(NULL);
-    char first[24], last[24], day[200];
-    time_t t = (time_t)now_s;
-    struct tm tm;
-    int rc;
-    if (!g)
-        return BD_ENOMEM;
-    g->cb = cb;
-    g->data = data;
-    gmtime_r(&t, &tm);
-    snprintf(first, sizeof(first), "%lld", (now_s - window_s) / 60 + 1);
-    snprintf(last, sizeof(last), "%lld", now_s / 60);
-    snprintf(day, sizeof(day), "%sstats:day:%04d%02d%02d", prefix, tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday);
-    const char *argv[] = {"EVAL", GUARD_LUA, "0", prefix, first, last, day};
-    rc = rds_cmdargv(r, on_guard, g, 7, argv, NULL);
-    if (rc != 0)
-        free(g);
-    return rc;
+    return out;
 }
 
 /* --- /metrics --- */
-
-/* ARGV: prefix. Returns {total hash, queue depth, pending (in flight)} */
-static const char METRICS_LUA[] =
-    "local p = ARGV[1]\n"
-    "local depth, pending = 0, 0\n"
-    "for _, q in ipairs({'high', 'normal', 'low'}) do\n"
-    "  local k = p .. 'q:' .. q\n"
-    "  depth = depth + redis.call('XLEN', k)\n"
-    "  local ok, s = pcall(redis.call, 'XPENDING', k, 'briefd-workers')\n"
-    "  if ok and type(s) == 'table' then pending = pending + (tonumber(s[1]) or 0) end\n"
-    "end\n"
-    "return {redis.call('HGETALL', p .. 'stats:total'), depth, pending}\n";
 
 /* Label values: escape backslash, quote and newline. */
 static const char *esc(const char *s, char *buf, size_t len)
@@ -636,7 +436,7 @@ static void metric_histograms(struct sbuf *t, const cJSON *m)
     }
 }
 
-static char *render_metrics(const cJSON *m, double depth, double pending)
+char *stats_metrics_text(const cJSON *m, double depth, double pending)
 {
     struct sbuf t = {0};
     static const char *const kinds[] = {"p", "prompt", "c", "completion", NULL};
@@ -675,51 +475,4 @@ static char *render_metrics(const cJSON *m, double depth, double pending)
     metric_head(&t, "briefd_jobs_in_flight", "gauge", "Jobs held by workers now (all processes).");
     sbuf_printf(&t, "briefd_jobs_in_flight %.17g\n", pending);
     return sbuf_take(&t);
-}
-
-struct text_op {
-    stats_text_cb cb;
-    void *data;
-};
-
-static void on_metrics(struct rds *r, struct rds_reply *x, void *data)
-{
-    struct text_op *o = data;
-    (void)r;
-    if (!x || rds_reply_type(x) != RDS_ARRAY || rds_reply_len(x) != 3) {
-        o->cb(o->data, x ? BD_EREDIS_REPLY : BD_EREDIS_DOWN, NULL);
-    } else {
-        cJSON *m = flat_map(rds_reply_elem(x, 0));
-        char *text = render_metrics(m, (double)rds_reply_int(rds_reply_elem(x, 1)),
-                                    (double)rds_reply_int(rds_reply_elem(x, 2)));
-        cJSON_Delete(m);
-        o->cb(o->data, text ? 0 : BD_ENOMEM, text);
-    }
-    free(o);
-}
-
-int stats_metrics(struct rds *r, const char *prefix, stats_text_cb cb, void *data)
-{
-    struct text_op *o = malloc(sizeof(*o));
-    int rc;
-    if (!o)
-        return BD_ENOMEM;
-    o->cb = cb;
-    o->data = data;
-    const char *argv[] = {"EVAL", METRICS_LUA, "0", prefix};
-    rc = rds_cmdargv(r, on_metrics, o, 4, argv, NULL);
-    if (rc != 0)
-        free(o);
-    return rc;
-}
-
-void stats_upstream_error(struct rds *r, const char *prefix, const char *model,
-                          const char *reason, long n)
-{
-    char key[200], field[200];
-    if (n <= 0)
-        return;
-    snprintf(key, sizeof(key), "%sstats:total", prefix);
-    snprintf(field, sizeof(field), "err:%s:%s", model, reason);
-    rds_cmd(r, NULL, NULL, "HINCRBY %s %s %ld", key, field, n);
 }

@@ -1,21 +1,23 @@
-/* stats.h - blended-cost statistics shared by every briefd process, kept in Redis.
+/* stats.h - the statistics' arithmetic, pure (no I/O, no clock): what one finished job adds
+ * to the shared counters, percentiles from the log-scale latency histograms, the
+ * counterfactuals (draft only, refine everything), the /v1/stats object and the /metrics
+ * exposition. The store keeps the counters in Redis (store.h); this module never sees a
+ * key.
  *
- * Each finished job adds to time buckets (one hash per minute and one per hour, plus one per
- * minute/hour and dimension value for the "source" and "tenant" dimensions, plus an all-time
- * hash for /metrics and a per-day hash for the refine budget guard). The increments are
- * applied by the same Lua script that stores the job's result, so a result and its
- * statistics are written together or not at all, and a zombie worker's discarded result is
- * not counted.
- *
- * Bucket fields: jobs succeeded failed decided refined degraded, cost_draft cost_refine
- * (USD, floats), tok:<model>:p / tok:<model>:c, vote:<policy>:<verdict>, dtok_all /
- * dtok_refined (draft tokens of all / refined jobs, for the refine-everything estimate),
- * lat latency histograms h:<stage>:<i> with n:<stage> and sum:<stage> (ms).
- * Histogram bucket i >= 1 covers (0.1 * 1.25^(i-1), 0.1 * 1.25^i] ms, bucket 0 is <= 0.1 ms:
- * percentiles are exact to within one bucket (+-12.5%) however many processes and
+ * Counter fields (integers, so sums from any number of processes are exact):
+ *   jobs succeeded failed decided dec_refine dec_keep refined degraded
+ *   cost_draft_p cost_refine_p cost_p:<model>   costs in picodollars
+ *   tok:<model>:p tok:<model>:c                  prompt / completion tokens
+ *   dtok_all dtok_refined                        draft tokens of all / of refined jobs
+ *   vote:<policy>:<verdict>                      verdicts (guards too: "guard:<name>")
+ *   h:<stage>:<i> n:<stage> sum_us:<stage>       latency histogram, count, sum (us)
+ *   err:<model>:<reason>                         failed upstream attempts (totals only)
+ * Histogram bucket i >= 1 covers (0.1 * 1.25^(i-1), 0.1 * 1.25^i] ms and bucket 0 is
+ * <= 0.1 ms: percentiles are exact to within one bucket (+-12.5%) however many processes and
  * minutes are merged.
  *
- * Ownership: functions returning char* or cJSON* hand them to the caller. */
+ * Ownership: functions returning char * or cJSON * hand them to the caller; a stats_delta
+ * owns its inc object (stats_delta_free). */
 #ifndef BRIEFD_STATS_H
 #define BRIEFD_STATS_H
 
@@ -23,18 +25,18 @@
 #include <stdint.h>
 
 struct cJSON;
-struct rds;
 struct job_acct;
 struct route_result;
 
 #define STATS_HBUCKETS 100
 #define STATS_MAX_GROUPS 1000     /* distinct dimension values per bucket; more -> "(other)" */
+#define STATS_PICO 1e12           /* costs are counted in integer picodollars */
 
 int stats_bucket(double ms);           /* 0 .. STATS_HBUCKETS-1 */
 double stats_bucket_upper(int i);      /* upper bound in ms */
 double stats_bucket_lower(int i);
 
-/* What one finished job adds. */
+/* What one finished job was. */
 struct stats_job {
     int succeeded;
     int decided;                 /* a route decision was made */
@@ -46,54 +48,36 @@ struct stats_job {
     int64_t finished_ms;
 };
 
-/* The increments as the JSON argument of the finish script (caller frees). */
-char *stats_increments(const char *prefix, long retention_s, const struct stats_job *j);
+/* What one finished job adds: counter increments (field -> integer), the dimension values it
+ * is counted under (label-safe: printable, no spaces or colons, at most 64 bytes; "" when
+ * absent) and when it finished (which buckets it lands in). */
+struct stats_delta {
+    struct cJSON *inc;
+    char source[80];
+    char tenant[80];
+    int64_t at_ms;
+};
+/* Returns 0, or BD_ENOMEM with *out zeroed. */
+int stats_delta_of(const struct stats_job *j, struct stats_delta *out);
+void stats_delta_free(struct stats_delta *d);
 
-/* Lua defining stats_apply(json): the scripts that end jobs (store.c) begin with it and
- * call it with the JSON above once the result is stored, so a result and its statistics
- * are written together. Integers only (costs in picodollars): sums are exact. */
-#define STATS_APPLY_LUA \
-    "local function stats_add(key, ttl, inc)\n" \
-    "  for f, n in pairs(inc) do redis.call('HINCRBY', key, f, n) end\n" \
-    "  if ttl > 0 then redis.call('EXPIRE', key, ttl) end\n" \
-    "end\n" \
-    "local function stats_apply(js)\n" \
-    "  local s = cjson.decode(js)\n" \
-    "  for _, k in ipairs(s.keys) do stats_add(k[1], k[2], s.i) end\n" \
-    "  for _, g in ipairs(s.g) do\n" \
-    "    local v = g.v\n" \
-    "    if redis.call('SISMEMBER', g.idx, v) == 0 and" \
-    " redis.call('SCARD', g.idx) >= s.max_groups then v = '(other)' end\n" \
-    "    redis.call('SADD', g.idx, v)\n" \
-    "    redis.call('EXPIRE', g.idx, g.ttl)\n" \
-    "    stats_add(g.base .. v, g.ttl, s.i)\n" \
-    "  end\n" \
-    "  local day = {refined = s.i.refined or 0, cost_refine_p = s.i.cost_refine_p or 0}\n" \
-    "  stats_add(s.day, s.day_ttl, day)\n" \
-    "end\n"
+/* Summed buckets of a window, as read from the store: maps are cJSON objects of field ->
+ * number. */
+struct stats_rows {
+    struct cJSON *total;        /* sums over the window */
+    struct cJSON *rows;         /* array of [bucket number, {field -> sum}] in bucket order */
+    struct cJSON *groups;       /* dimension value -> {field -> sum}, or NULL */
+    long gran_s;                /* bucket width: 60 or 3600 s */
+    long long first;            /* first bucket number of the window */
+};
 
+/* The /v1/stats object (docs/API.md) for a window of window_s seconds grouped by dim
+ * ("" for none) with series steps of step_s. NULL on OOM. */
+struct cJSON *stats_window_json(const struct stats_rows *rows, long window_s, const char *dim,
+                                long step_s);
 
-/* GET /v1/stats: window_s seconds back from now, grouped by dim ("" | "source" |
- * "tenant"), series in steps of step_s. cb gets the SPEC §2 object (owned by the callback)
- * or NULL with a negative status. */
-typedef void (*stats_cb)(void *data, int status, struct cJSON *stats);
-int stats_query(struct rds *r, const char *prefix, long window_s, const char *dim, long step_s,
-                stats_cb cb, void *data);
-
-/* The guards' figures over the last window_s: refine rate among decided jobs, and today's
- * (UTC) refine spend. cb(data, status, decided, refined, spent_today, avg_refine_cost). */
-typedef void (*stats_guard_cb)(void *data, int status, double decided, double refined,
-                               double spent_today, double avg_refine_cost);
-int stats_guard_query(struct rds *r, const char *prefix, long window_s, stats_guard_cb cb,
-                      void *data);
-
-/* GET /metrics: the Prometheus text exposition from the all-time hash plus live gauges.
- * cb gets a malloc'd text (owned by the callback) or NULL. */
-typedef void (*stats_text_cb)(void *data, int status, char *text);
-int stats_metrics(struct rds *r, const char *prefix, stats_text_cb cb, void *data);
-
-/* Count an upstream failure (model, reason) in the all-time hash; fire and forget. */
-void stats_upstream_error(struct rds *r, const char *prefix, const char *model,
-                          const char *reason, long n);
+/* The Prometheus text exposition (docs/METRICS.md) from the all-time totals and the live
+ * queue gauges. NULL on OOM. */
+char *stats_metrics_text(const struct cJSON *totals, double depth, double in_flight);
 
 #endif

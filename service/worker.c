@@ -8,16 +8,19 @@
 #include <string.h>
 
 #include "acct.h"
-#include "app.h"
 #include "bderr.h"
 #include "breaker.h"
 #include "clock.h"
+#include "config.h"
 #include "jsonx.h"
+#include "list.h"
+#include "log.h"
 #include "mclient.h"
-#include "rds.h"
 #include "router.h"
 #include "stats.h"
 #include "store.h"
+#include "svc.h"
+#include "webhook.h"
 
 #define WORKER_TICK_MS 500
 #define GUARD_REFRESH_MS 5000   /* guard figures are re-read this often... */
@@ -26,10 +29,8 @@
 
 struct wjob {
     struct worker *w;
-    struct wjob *next, *prev;
-    char id[JOB_ID_LEN + 1];
-    char stream[160];
-    char entry[48];
+    struct list_node node;
+    struct store_entry e;         /* the queue entry it came in (e.id is the job id) */
     int attempt;
     struct bd_config *cfg;        /* the config this job runs under (a reference) */
     struct job_req req;
@@ -54,16 +55,15 @@ struct wjob {
 };
 
 struct worker {
-    struct app *app;
-    struct rds *blk;              /* blocking reads */
+    struct svc *svc;
+    struct webhook *webhooks;
     uv_timer_t tick;
     uv_timer_t grace;
-    struct wjob *jobs;
+    struct list_node jobs;
     unsigned inflight;
     int fetching;
     int stopping;
     uint64_t last_claim_ms;
-    char claim_cursor[3][48];
     int pending_closes;
     struct breaker draft_br;      /* circuit breakers of this process, per model */
     struct breaker refine_br;
@@ -77,51 +77,38 @@ struct worker {
 };
 
 static void fetch(struct worker *w);
-static void job_finish(struct wjob *j, const char *status, cJSON *error);
+static void wjob_finish(struct wjob *j, const char *status, cJSON *error);
 
 static double ms_since(uint64_t t0) { return (double)(uv_hrtime() - t0) / 1e6; }
 
-unsigned worker_inflight(const struct worker *w) { return w->inflight; }
-
 static unsigned free_slots(const struct worker *w)
 {
-    unsigned conc = (unsigned)w->app->cfg->concurrency;
+    unsigned conc = (unsigned)w->svc->cfg->concurrency;
     return w->inflight >= conc ? 0 : conc - w->inflight;
 }
 
 /* --- job lifetime --- */
 
-static struct wjob *job_new(struct worker *w, const char *stream, const char *entry,
-                            const char *id)
+static struct wjob *wjob_new(struct worker *w, const struct store_entry *e)
 {
     struct wjob *j = calloc(1, sizeof(*j));
     if (!j)
         return NULL;
     j->w = w;
-    snprintf(j->id, sizeof(j->id), "%s", id);
-    snprintf(j->stream, sizeof(j->stream), "%s", stream);
-    snprintf(j->entry, sizeof(j->entry), "%s", entry);
-    j->cfg = config_ref(w->app->cfg);
+    j->e = *e;
+    j->cfg = config_ref(w->svc->cfg);
     acct_init(&j->acct);
     j->call.data = j;
     j->call.ttft_ms = -1;
-    j->next = w->jobs;
-    if (w->jobs)
-        w->jobs->prev = j;
-    w->jobs = j;
+    list_push_front(&w->jobs, &j->node);
     w->inflight++;
     return j;
 }
 
-static void job_free(struct wjob *j)
+static void wjob_free(struct wjob *j)
 {
     struct worker *w = j->w;
-    if (j->prev)
-        j->prev->next = j->next;
-    else
-        w->jobs = j->next;
-    if (j->next)
-        j->next->prev = j->prev;
+    list_unlink(&j->node);
     w->inflight--;
     mc_call_reset(&j->call);
     job_req_free(&j->req);
@@ -135,11 +122,11 @@ static void job_free(struct wjob *j)
         fetch(w);
 }
 
-static const char *prefix_of(const struct wjob *j) { return j->cfg->redis_prefix; }
+static struct store *store_of(const struct wjob *j) { return j->w->svc->store; }
 
 static void transition(struct wjob *j, const char *status)
 {
-    store_transition(j->w->app->cmd, prefix_of(j), j->id, status, j->attempt, NULL, NULL);
+    store_transition(store_of(j), j->e.id, status, j->attempt, NULL, NULL);
 }
 
 static cJSON *make_error(const char *code, const char *fmt, ...)
@@ -188,7 +175,7 @@ static int call_model(struct wjob *j, const struct model_cfg *m, const char *dra
     j->call.backoff_ms = m->backoff_ms;
     j->call.deadline_ms = j->deadline_ms;
     j->t_stage = uv_hrtime();
-    rc = mc_call_start(j->w->app->mc, &j->call, cb);
+    rc = mc_call_start(j->w->svc->mc, &j->call, cb);
     return rc;
 }
 
@@ -203,8 +190,8 @@ static void take_usage(struct stage_usage *u, const struct mc_call *c)
 static void count_failures(struct wjob *j, const struct mc_call *c, const char *model)
 {
     for (int f = MC_FAIL_CONNECT; f < MC_FAIL_CANCELED; f++)
-        stats_upstream_error(j->w->app->cmd, prefix_of(j), model, mc_fail_name((enum mc_fail)f),
-                             c->fails[f]);
+        store_count_upstream_error(store_of(j), model, mc_fail_name((enum mc_fail)f),
+                                   c->fails[f]);
 }
 
 /* Did this call show the upstream unavailable (as opposed to answering, even with a 4xx)? */
@@ -216,9 +203,9 @@ static int upstream_down(int status, const struct mc_call *c)
 static void breaker_note(struct wjob *j, struct breaker *b, const struct model_cfg *m,
                          int down)
 {
-    uint64_t now = uv_now(j->w->app->loop);
+    uint64_t now = uv_now(j->w->svc->loop);
     if (breaker_record(b, !down, now, m->breaker_failures))
-        app_log("circuit breaker for model '%s' is now %s%s", m->name,
+        log_warn("circuit breaker for model '%s' is now %s%s", m->name,
                 breaker_state_name(b->state),
                 b->state == BREAKER_OPEN ? " (calls paused; refine jobs keep their drafts)"
                                          : "");
@@ -228,8 +215,8 @@ static void abandon(struct wjob *j)
 {
     /* Shutdown or lost Redis: leave the entry pending (or hand it back) for another worker. */
     if (j->w->stopping)
-        store_handback(j->w->app->cmd, prefix_of(j), j->stream, j->entry, j->id, NULL, NULL);
-    job_free(j);
+        store_handback(store_of(j), &j->e, NULL, NULL);
+    wjob_free(j);
 }
 
 /* The bookkeeping every model stage ends with: its latency and busy time, failures for the
@@ -270,19 +257,19 @@ static void on_refine(struct mc_call *c, int status)
         if (status != 0 && c->http_status == 0)
             j->acct.refine.present = 0;
     }
-    job_finish(j, "succeeded", NULL);
+    wjob_finish(j, "succeeded", NULL);
 }
 
 static void start_refine(struct wjob *j)
 {
     int rc;
     j->refining = 1;
-    if (!breaker_allow(&j->w->refine_br, uv_now(j->w->app->loop), j->cfg->refine.breaker_open_ms)) {
+    if (!breaker_allow(&j->w->refine_br, uv_now(j->w->svc->loop), j->cfg->refine.breaker_open_ms)) {
         j->degraded = 1;
         snprintf(j->refine_err, sizeof(j->refine_err),
                  "circuit breaker open for model '%.100s' after repeated failures; draft kept",
                  j->cfg->refine.name);
-        job_finish(j, "succeeded", NULL);
+        wjob_finish(j, "succeeded", NULL);
         return;
     }
     transition(j, "refining");
@@ -292,7 +279,7 @@ static void start_refine(struct wjob *j)
         j->degraded = 1;
         snprintf(j->refine_err, sizeof(j->refine_err), "could not start refine call: %s",
                  bd_strerror(rc));
-        job_finish(j, "succeeded", NULL);
+        wjob_finish(j, "succeeded", NULL);
     }
 }
 
@@ -300,7 +287,7 @@ static void start_refine(struct wjob *j)
 static const struct guard_input *guard_figures(const struct worker *w, struct guard_input *g)
 {
     memset(g, 0, sizeof(*g));
-    if (!w->guard.valid || uv_now(w->app->loop) - w->guard.at_ms > GUARD_STALE_MS)
+    if (!w->guard.valid || uv_now(w->svc->loop) - w->guard.at_ms > GUARD_STALE_MS)
         return NULL;
     g->have_rate = 1;
     g->recent_refine_rate = w->guard.decided > 0 ? w->guard.refined / w->guard.decided : 0;
@@ -318,7 +305,7 @@ static void on_guard_figures(void *data, int status, double decided, double refi
     if (status != 0)
         return;
     w->guard.valid = 1;
-    w->guard.at_ms = uv_now(w->app->loop);
+    w->guard.at_ms = uv_now(w->svc->loop);
     w->guard.decided = decided;
     w->guard.refined = refined;
     w->guard.spent_today = spent_today;
@@ -327,13 +314,13 @@ static void on_guard_figures(void *data, int status, double decided, double refi
 
 static void refresh_guards(struct worker *w)
 {
-    const struct bd_config *cfg = w->app->cfg;
-    if (w->guard.fetching || uv_now(w->app->loop) - w->guard.at_ms < GUARD_REFRESH_MS)
+    const struct bd_config *cfg = w->svc->cfg;
+    if (w->guard.fetching || uv_now(w->svc->loop) - w->guard.at_ms < GUARD_REFRESH_MS)
         return;
     if (router_guard_max_rate(cfg->router) <= 0 && router_guard_daily_budget(cfg->router) < 0)
         return;
-    if (stats_guard_query(w->app->cmd, cfg->redis_prefix, router_guard_window_s(cfg->router),
-                          on_guard_figures, w) == 0)
+    if (store_stats_guard(w->svc->store, router_guard_window_s(cfg->router), on_guard_figures,
+                          w) == 0)
         w->guard.fetching = 1;
 }
 
@@ -361,13 +348,13 @@ static void on_draft(struct mc_call *c, int status)
                  j->cfg->draft.name, c->attempts, c->err);
         cJSON *e = make_error("draft_failed", "%s", msg);
         cJSON_AddStringToObject(e, "reason", mc_fail_name(c->fail));
-        job_finish(j, "failed", e);
+        wjob_finish(j, "failed", e);
         return;
     }
     take_usage(&j->acct.draft, c);
     j->acct.draft_ttft_ms = c->ttft_ms;
     if (!c->res.content || !c->res.content[0]) {
-        job_finish(j, "failed", make_error("draft_empty",
+        wjob_finish(j, "failed", make_error("draft_empty",
                                            "draft model '%s' returned an empty brief",
                                            j->cfg->draft.name));
         return;
@@ -376,7 +363,7 @@ static void on_draft(struct mc_call *c, int status)
     j->draft_truncated = c->res.truncated;
     lp_summarize(c->res.logprobs, c->res.has_logprobs ? c->res.n_logprobs : 0, &j->lp);
     if (!j->draft) {
-        job_finish(j, "failed", make_error("internal", "%s", "out of memory"));
+        wjob_finish(j, "failed", make_error("internal", "%s", "out of memory"));
         return;
     }
     transition(j, "routing");
@@ -384,7 +371,7 @@ static void on_draft(struct mc_call *c, int status)
     if (j->route.refine)
         start_refine(j);
     else
-        job_finish(j, "succeeded", NULL);
+        wjob_finish(j, "succeeded", NULL);
 }
 
 /* --- begin / finish --- */
@@ -396,33 +383,33 @@ static void on_begin(void *data, int status, const char *what, int attempt,
     int rc;
     if (status != 0 || strcmp(what, "ok") != 0) {
         if (status != 0)
-            app_log("worker: could not begin %s: %s", j->id, bd_strerror(status));
-        job_free(j);
+            log_error("worker: could not begin %s: %s", j->e.id, bd_strerror(status));
+        wjob_free(j);
         return;
     }
     j->attempt = attempt;
     j->created_ms = created_ms;
     j->t_start = uv_hrtime();
-    j->deadline_ms = uv_now(j->w->app->loop) + (uint64_t)j->cfg->job_timeout_ms;
+    j->deadline_ms = uv_now(j->w->svc->loop) + (uint64_t)j->cfg->job_timeout_ms;
     j->acct.queue_ms = (double)(clock_wall_ms() - created_ms);
     if (j->acct.queue_ms < 0)
         j->acct.queue_ms = 0;
     if (job_req_from_json(req_json, req_len, &j->req) != 0) {
-        job_finish(j, "failed", make_error("corrupt_job", "%s",
+        wjob_finish(j, "failed", make_error("corrupt_job", "%s",
                                            "the stored request could not be read"));
         return;
     }
-    if (!breaker_allow(&j->w->draft_br, uv_now(j->w->app->loop), j->cfg->draft.breaker_open_ms)) {
+    if (!breaker_allow(&j->w->draft_br, uv_now(j->w->svc->loop), j->cfg->draft.breaker_open_ms)) {
         /* the draft model is out: give the job back untouched for later */
-        store_handback(j->w->app->cmd, prefix_of(j), j->stream, j->entry, j->id, NULL, NULL);
-        job_free(j);
+        store_handback(store_of(j), &j->e, NULL, NULL);
+        wjob_free(j);
         return;
     }
     rc = call_model(j, &j->cfg->draft, NULL, on_draft);
     if (rc != 0) {
         cJSON *e = make_error("draft_failed", "could not start the draft call: %s",
                               bd_strerror(rc));
-        job_finish(j, "failed", e);
+        wjob_finish(j, "failed", e);
     }
 }
 
@@ -456,78 +443,24 @@ static cJSON *signals_json(const struct wjob *j)
     return s;
 }
 
-/* --- webhooks --- */
-
-struct hook {
-    struct mc_call call;
-    char *url;
-    char *body;
-};
-
-static void on_hook_sent(struct mc_call *c, int status)
-{
-    struct hook *h = c->data;
-    if (status != 0 && status != BD_ECANCELED)
-        app_log("webhook to %.200s failed after %d attempts: %s", h->url, c->attempts, c->err);
-    mc_call_reset(c);
-    free(h->url);
-    free(h->body);
-    free(h);
-}
-
-/* POST the finished job object to its callback_url (3 attempts, backoff). */
-static void on_hook_job(void *data, int status, cJSON *job)
-{
-    struct hook *h = data;
-    struct mc_ctx *mc = h->call.data;
-    h->call.data = h;
-    h->body = (status == 0 && job) ? jsonx_print(job) : NULL;
-    cJSON_Delete(job);
-    if (!h->body || !mc) {
-        free(h->body);
-        free(h->url);
-        free(h);
-        return;
-    }
-    h->call.url = h->url;
-    h->call.body = h->body;
-    h->call.raw = 1;
-    h->call.timeout_ms = 10000;
-    h->call.max_attempts = 3;
-    h->call.backoff_ms = 500;
-    if (mc_call_start(mc, &h->call, on_hook_sent) != 0)
-        on_hook_sent(&h->call, BD_ENOMEM);
-}
-
-static void send_webhook(struct wjob *j)
-{
-    struct hook *h = calloc(1, sizeof(*h));
-    if (!h)
-        return;
-    h->url = strdup(j->req.callback_url);
-    h->call.data = j->w->app->mc; /* carried to on_hook_job */
-    if (!h->url || store_get(j->w->app->cmd, prefix_of(j), j->id, on_hook_job, h) != 0) {
-        free(h->url);
-        free(h);
-    }
-}
+/* --- finish --- */
 
 static void on_finished(void *data, int status, int applied)
 {
     struct wjob *j = data;
     if (status == 0 && applied && j->req.callback_url)
-        send_webhook(j);
+        webhook_send(j->w->webhooks, j->e.id, j->req.callback_url);
     if (status != 0)
-        app_log("worker: could not store the result of %s: %s (it stays pending and will be "
-                "retried)", j->id, bd_strerror(status));
+        log_error("worker: could not store the result of %s: %s (it stays pending and will be "
+                  "retried)", j->e.id, bd_strerror(status));
     else if (!applied)
-        app_log("worker: %s had already ended or was reclaimed by another worker; this "
-                "delivery's result was discarded", j->id);
-    job_free(j);
+        log_info("worker: %s had already ended or was reclaimed by another worker; this "
+                 "delivery's result was discarded", j->e.id);
+    wjob_free(j);
 }
 
-/* The statistics this job adds (stats.h), as JSON. */
-static char *job_stats(const struct wjob *j, int succeeded)
+/* What this job adds to the statistics (stats.h). */
+static int wjob_stats(const struct wjob *j, int succeeded, struct stats_delta *out)
 {
     struct stats_job s;
     memset(&s, 0, sizeof(s));
@@ -542,17 +475,14 @@ static char *job_stats(const struct wjob *j, int succeeded)
     s.source = job_req_meta(&j->req, "source");
     s.tenant = job_req_meta(&j->req, "tenant");
     s.finished_ms = clock_wall_ms();
-    return stats_increments(j->cfg->redis_prefix, j->cfg->stats_retention_s, &s);
+    return stats_delta_of(&s, out);
 }
 
-static void job_finish(struct wjob *j, const char *status, cJSON *error)
+/* The stored "out" object: result, route, accounting, error, signals. */
+static char *out_json(struct wjob *j, const char *status, cJSON *error)
 {
     cJSON *out = cJSON_CreateObject();
-    char *text, *sj;
-    int rc;
-    j->finishing = 1;
-    j->acct.total_ms = (j->acct.queue_ms > 0 ? j->acct.queue_ms : 0) + ms_since(j->t_start);
-    acct_price(&j->acct, &j->cfg->draft, &j->cfg->refine);
+    char *text;
     if (strcmp(status, "succeeded") == 0)
         cJSON_AddItemToObject(out, "result", result_json(j));
     if (j->routed)
@@ -565,94 +495,66 @@ static void job_finish(struct wjob *j, const char *status, cJSON *error)
         cJSON_AddItemToObject(out, "signals", signals_json(j));
     text = jsonx_print(out);
     cJSON_Delete(out);
-    sj = job_stats(j, strcmp(status, "succeeded") == 0);
-    if (!text || !sj) {
+    return text;
+}
+
+static void wjob_finish(struct wjob *j, const char *status, cJSON *error)
+{
+    struct stats_delta delta;
+    struct store_result r;
+    char *text;
+    int rc;
+    j->finishing = 1;
+    j->acct.total_ms = (j->acct.queue_ms > 0 ? j->acct.queue_ms : 0) + ms_since(j->t_start);
+    acct_price(&j->acct, &j->cfg->draft, &j->cfg->refine);
+    text = out_json(j, status, error);
+    if (!text || wjob_stats(j, strcmp(status, "succeeded") == 0, &delta) != 0) {
         free(text);
-        free(sj);
-        job_free(j);
+        wjob_free(j);
         return;
     }
-    rc = store_finish(j->w->app->cmd, prefix_of(j), j->stream, j->entry, j->id, j->attempt,
-                      status, text, clock_wall_ms(), j->cfg->result_ttl_s, sj, on_finished, j);
+    memset(&r, 0, sizeof(r));
+    r.status = status;
+    r.out_json = text;
+    r.finished_ms = clock_wall_ms();
+    r.ttl_s = j->cfg->result_ttl_s;
+    r.stats = &delta;
+    r.stats_retention_s = j->cfg->stats_retention_s;
+    rc = store_finish(store_of(j), &j->e, j->attempt, &r, on_finished, j);
     free(text);
-    free(sj);
+    stats_delta_free(&delta);
     if (rc != 0) {
-        app_log("worker: could not store the result of %s: %s", j->id, bd_strerror(rc));
-        job_free(j);
+        log_error("worker: could not store the result of %s: %s", j->e.id, bd_strerror(rc));
+        wjob_free(j);
     }
 }
 
-static void start_job(struct worker *w, const char *stream, const char *entry, const char *id)
+static void start_job(struct worker *w, const struct store_entry *e)
 {
+    struct stats_delta delta;
     struct wjob *j;
     int rc;
-    if (!job_id_valid(id)) {
-        /* not ours: ack it away so it never blocks the group */
-        rds_cmd(w->app->cmd, NULL, NULL, "XACK %s %s %s", stream, STORE_GROUP, entry);
+    if (!job_id_valid(e->id)) {
+        store_discard(w->svc->store, e); /* not ours: ack it away so it never blocks the group */
         return;
     }
-    j = job_new(w, stream, entry, id);
+    j = wjob_new(w, e);
     if (!j)
         return;
     /* what a job that ran out of deliveries adds: one failed job (its source/tenant are in
      * the stored request, which begin does not parse; such jobs count without them) */
-    char *sj = job_stats(j, 0);
-    rc = store_begin(w->app->cmd, prefix_of(j), stream, entry, id, j->cfg->max_attempts,
-                     j->cfg->result_ttl_s, sj, on_begin, j);
-    free(sj);
+    if (wjob_stats(j, 0, &delta) != 0) {
+        wjob_free(j);
+        return;
+    }
+    rc = store_begin(w->svc->store, e, j->cfg->max_attempts, j->cfg->result_ttl_s, &delta,
+                     j->cfg->stats_retention_s, on_begin, j);
+    stats_delta_free(&delta);
     if (rc != 0)
-        job_free(j);
+        wjob_free(j);
 }
 
-/* --- fetching --- */
-
-/* entries: [[entry_id, [field, value, ...]], ...] */
-static unsigned take_entries(struct worker *w, const char *stream, struct rds_reply *entries)
-{
-    unsigned n = 0;
-    for (size_t i = 0; i < rds_reply_len(entries); i++) {
-        struct rds_reply *e = rds_reply_elem(entries, i);
-        struct rds_reply *fields = rds_reply_elem(e, 1);
-        size_t elen;
-        const char *eid = rds_reply_str(rds_reply_elem(e, 0), &elen);
-        char entry[48], id[64] = "";
-        if (!eid || elen >= sizeof(entry))
-            continue;
-        memcpy(entry, eid, elen);
-        entry[elen] = '\0';
-        for (size_t k = 0; k + 1 < rds_reply_len(fields); k += 2) {
-            if (rds_reply_is(rds_reply_elem(fields, k), "id")) {
-                size_t l;
-                const char *v = rds_reply_str(rds_reply_elem(fields, k + 1), &l);
-                if (v && l < sizeof(id)) {
-                    memcpy(id, v, l);
-                    id[l] = '\0';
-                }
-            }
-        }
-        start_job(w, stream, entry, id);
-        n++;
-    }
-    return n;
-}
-
-/* XREADGROUP reply: [[stream, entries], ...] or nil */
-static unsigned take_streams(struct worker *w, struct rds_reply *x)
-{
-    unsigned n = 0;
-    for (size_t i = 0; i < rds_reply_len(x); i++) {
-        struct rds_reply *s = rds_reply_elem(x, i);
-        size_t l;
-        const char *name = rds_reply_str(rds_reply_elem(s, 0), &l);
-        char stream[160];
-        if (!name || l >= sizeof(stream))
-            continue;
-        memcpy(stream, name, l);
-        stream[l] = '\0';
-        n += take_entries(w, stream, rds_reply_elem(s, 1));
-    }
-    return n;
-}
+/* --- fetching: high before normal before low, then a blocking read of all three --- */
 
 struct fetch_step {
     struct worker *w;
@@ -662,33 +564,25 @@ struct fetch_step {
 
 static void fetch_next(struct fetch_step *f);
 
-static void on_read(struct rds *r, struct rds_reply *x, void *data)
+static void on_read(void *data, int status, const struct store_entry *e, size_t n)
 {
     struct fetch_step *f = data;
-    (void)r;
-    if (!x || rds_reply_type(x) == RDS_ERROR) {
-        if (x) {
-            size_t l;
-            const char *s = rds_reply_str(x, &l);
-            app_log("worker: XREADGROUP failed: %.*s", (int)l, s ? s : "");
-            if (s && strncmp(s, "NOGROUP", 7) == 0)
-                store_ensure_groups(f->w->app->cmd, f->w->app->cfg->redis_prefix);
-        }
+    if (status != 0) {
         f->w->fetching = 0;
         free(f);
         return;
     }
-    f->got += take_streams(f->w, x);
+    for (size_t i = 0; i < n; i++)
+        start_job(f->w, &e[i]);
+    f->got += (unsigned)n;
     fetch_next(f);
 }
 
 static void fetch_next(struct fetch_step *f)
 {
     struct worker *w = f->w;
-    const char *prefix = w->app->cfg->redis_prefix;
-    char count[16], block[16];
     unsigned slots = free_slots(w);
-    int rc;
+    int prio = f->prio;
     if (w->stopping || slots == 0 || f->prio < -1 || (f->prio == -1 && f->got > 0)) {
         w->fetching = 0;
         free(f);
@@ -696,25 +590,8 @@ static void fetch_next(struct fetch_step *f)
             fetch(w); /* got some: poll again from the top */
         return;
     }
-    snprintf(count, sizeof(count), "%u", slots);
-    snprintf(block, sizeof(block), "%d", WORKER_BLOCK_MS);
-    if (f->prio >= 0) {
-        char q[160];
-        store_queue_key(prefix, (enum job_priority)f->prio, q, sizeof(q));
-        f->prio--;
-        rc = rds_cmd(w->blk, on_read, f, "XREADGROUP GROUP %s %s COUNT %s STREAMS %s >",
-                     STORE_GROUP, w->app->instance, count, q);
-    } else {
-        char qh[160], qn[160], ql[160];
-        store_queue_key(prefix, PRIO_HIGH, qh, sizeof(qh));
-        store_queue_key(prefix, PRIO_NORMAL, qn, sizeof(qn));
-        store_queue_key(prefix, PRIO_LOW, ql, sizeof(ql));
-        f->prio = -2;
-        rc = rds_cmd(w->blk, on_read, f,
-                     "XREADGROUP GROUP %s %s COUNT 1 BLOCK %s STREAMS %s %s %s > > >",
-                     STORE_GROUP, w->app->instance, block, qh, qn, ql);
-    }
-    if (rc != 0) {
+    f->prio = prio >= 0 ? prio - 1 : -2;
+    if (store_read(w->svc->store, prio, prio >= 0 ? slots : 1, WORKER_BLOCK_MS, on_read, f) != 0) {
         w->fetching = 0;
         free(f);
     }
@@ -723,10 +600,10 @@ static void fetch_next(struct fetch_step *f)
 static void fetch(struct worker *w)
 {
     struct fetch_step *f;
-    if (w->fetching || w->stopping || free_slots(w) == 0 || rds_state(w->blk) != RDS_CONNECTED)
+    if (w->fetching || w->stopping || free_slots(w) == 0 || !store_read_ready(w->svc->store))
         return;
     /* while the draft model's circuit is open, leave the jobs in the queue */
-    if (!breaker_would_allow(&w->draft_br, uv_now(w->app->loop), w->app->cfg->draft.breaker_open_ms))
+    if (!breaker_would_allow(&w->draft_br, uv_now(w->svc->loop), w->svc->cfg->draft.breaker_open_ms))
         return;
     f = calloc(1, sizeof(*f));
     if (!f)
@@ -739,102 +616,74 @@ static void fetch(struct worker *w)
 
 /* --- reclaiming jobs of dead workers --- */
 
-struct claim_op {
-    struct worker *w;
-    int prio;
-};
-
-static void on_claim(struct rds *r, struct rds_reply *x, void *data)
+static void on_claim(void *data, int status, const struct store_entry *e, size_t n)
 {
-    struct claim_op *c = data;
-    struct worker *w = c->w;
-    char stream[160];
-    (void)r;
-    if (x && rds_reply_type(x) == RDS_ARRAY && rds_reply_len(x) >= 2 && !w->stopping) {
-        size_t l;
-        const char *cur = rds_reply_str(rds_reply_elem(x, 0), &l);
-        if (cur && l < sizeof(w->claim_cursor[0])) {
-            memcpy(w->claim_cursor[c->prio], cur, l);
-            w->claim_cursor[c->prio][l] = '\0';
-        }
-        store_queue_key(w->app->cfg->redis_prefix, (enum job_priority)c->prio, stream,
-                        sizeof(stream));
-        unsigned n = take_entries(w, stream, rds_reply_elem(x, 1));
-        if (n)
-            app_log("worker: reclaimed %u job(s) idle > %d ms from %s", n,
-                    w->app->cfg->claim_idle_ms, stream);
-    }
-    free(c);
+    struct worker *w = data;
+    if (status != 0 || w->stopping)
+        return;
+    for (size_t i = 0; i < n; i++)
+        start_job(w, &e[i]);
+    if (n)
+        log_info("worker: reclaimed %zu job(s) idle > %d ms from the %s queue", n,
+                 w->svc->cfg->claim_idle_ms, job_priority_name(e[0].prio));
 }
 
 static void reclaim(struct worker *w)
 {
-    const struct bd_config *cfg = w->app->cfg;
+    const struct bd_config *cfg = w->svc->cfg;
     for (int p = PRIO_LOW; p <= PRIO_HIGH; p++) {
-        char q[160], count[16], idle[16];
         unsigned slots = free_slots(w);
-        struct claim_op *c;
         if (slots == 0)
             return;
-        c = malloc(sizeof(*c));
-        if (!c)
-            return;
-        c->w = w;
-        c->prio = p;
-        store_queue_key(cfg->redis_prefix, (enum job_priority)p, q, sizeof(q));
-        snprintf(count, sizeof(count), "%u", slots < 100 ? slots : 100);
-        snprintf(idle, sizeof(idle), "%d", cfg->claim_idle_ms);
-        if (rds_cmd(w->app->cmd, on_claim, c, "XAUTOCLAIM %s %s %s %s %s COUNT %s", q,
-                    STORE_GROUP, w->app->instance, idle,
-                    w->claim_cursor[p][0] ? w->claim_cursor[p] : "0-0", count) != 0)
-            free(c);
+        store_reclaim(w->svc->store, (enum job_priority)p, cfg->claim_idle_ms,
+                      slots < 100 ? slots : 100, on_claim, w);
     }
 }
 
 static void on_tick(uv_timer_t *t)
 {
     struct worker *w = t->data;
-    uint64_t now = uv_now(w->app->loop);
-    uint64_t every = (uint64_t)w->app->cfg->claim_idle_ms / 4;
+    uint64_t now = uv_now(w->svc->loop);
+    uint64_t every = (uint64_t)w->svc->cfg->claim_idle_ms / 4;
     if (every < 1000)
         every = 1000;
     if (w->stopping)
         return;
-    if (now - w->last_claim_ms >= every && rds_state(w->app->cmd) == RDS_CONNECTED) {
+    if (now - w->last_claim_ms >= every && store_ready(w->svc->store)) {
         w->last_claim_ms = now;
         reclaim(w);
     }
-    if (rds_state(w->app->cmd) == RDS_CONNECTED)
+    if (store_ready(w->svc->store))
         refresh_guards(w);
     fetch(w);
 }
 
-static void on_blk_state(struct rds *r, enum rds_state s, void *data)
+static void on_read_ready(void *data)
 {
-    struct worker *w = data;
-    (void)r;
-    if (s == RDS_CONNECTED) {
-        store_ensure_groups(w->blk, w->app->cfg->redis_prefix);
-        fetch(w);
-    }
+    fetch(data);
 }
 
-int worker_start(struct app *a, struct worker **out)
+int worker_start(struct svc *svc, struct worker **out)
 {
     struct worker *w = calloc(1, sizeof(*w));
-    struct rds_opts o;
     int rc;
     if (!w)
         return BD_ENOMEM;
-    w->app = a;
-    store_redis_opts(a->cfg, "worker", &o);
-    uv_timer_init(a->loop, &w->tick);
-    w->tick.data = w;
-    uv_timer_init(a->loop, &w->grace);
-    w->grace.data = w;
-    w->last_claim_ms = uv_now(a->loop);
-    rc = rds_open(a->loop, &o, on_blk_state, w, &w->blk);
+    w->svc = svc;
+    list_init(&w->jobs);
+    rc = webhook_new(svc, &w->webhooks);
     if (rc != 0) {
+        free(w);
+        return rc;
+    }
+    uv_timer_init(svc->loop, &w->tick);
+    w->tick.data = w;
+    uv_timer_init(svc->loop, &w->grace);
+    w->grace.data = w;
+    w->last_claim_ms = uv_now(svc->loop);
+    rc = store_read_open(svc->store, on_read_ready, w);
+    if (rc != 0) {
+        webhook_close(w->webhooks);
         free(w);
         return rc;
     }
@@ -852,6 +701,7 @@ static void stop_closed(void *data)
         return;
     void (*cb)(void *) = w->stop_cb;
     void *cbdata = w->stop_data;
+    webhook_close(w->webhooks);
     free(w);
     if (cb)
         cb(cbdata);
@@ -868,12 +718,11 @@ static void close_handles(struct worker *w)
 /* Cancel the model calls still running: their callbacks hand the jobs back to the queue. */
 static void cancel_calls(struct worker *w)
 {
-    struct wjob *j = w->jobs;
-    while (j) {
-        struct wjob *next = j->next;
+    struct list_node *it, *tmp;
+    LIST_FOR_EACH_SAFE(it, tmp, &w->jobs) {
+        struct wjob *j = LIST_ENTRY(it, struct wjob, node);
         if (j->call.att || j->call.backoff)
             mc_call_cancel(&j->call); /* frees j */
-        j = next;
     }
 }
 
@@ -881,8 +730,7 @@ static void on_grace(uv_timer_t *t)
 {
     struct worker *w = t->data;
     if (w->inflight)
-        app_log("worker: grace period over; handing %u job(s) back to the queue",
-                w->inflight);
+        log_info("worker: grace period over; handing %u job(s) back to the queue", w->inflight);
     cancel_calls(w);
 }
 
@@ -904,8 +752,8 @@ void worker_stop(struct worker *w, unsigned grace_ms, void (*cb)(void *data), vo
     w->stop_data = data;
     /* Stop reading the queue first: entries handed back from now on must not be delivered
      * to this consumer's blocking read. (An entry delivered just before is started.) */
-    w->pending_closes = 3; /* blk, tick, grace */
-    rds_close(w->blk, stop_closed, w);
+    w->pending_closes = 3; /* the blocking connection, tick, grace */
+    store_read_stop(w->svc->store, stop_closed, w);
     uv_timer_stop(&w->tick);
     uv_timer_start(&w->grace, on_grace, grace_ms, 0);
     uv_timer_start(&w->tick, on_drain_tick, 0, 50);

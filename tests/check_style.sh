@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# check_style.sh - let machines keep the style (STYLE.md 11): every function of briefd's C
+# check_style.sh - let machines keep the style (docs/STYLE.md): every function of briefd's C
 # stays under a complexity and length budget, measured with pmccabe (Debian package).
 # Budget: modified cyclomatic complexity <= 25, <= 80 lines.
 set -euo pipefail

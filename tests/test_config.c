@@ -126,7 +126,7 @@ static void test_defaults(void)
     config_unref(c);
 }
 
-/* ---- the full SPEC §3 file ----------------------------------------------------------- */
+/* ---- the full docs/CONFIG.md example--------------------------------------------------------- */
 
 static const char full_json[] =
     "{\n"

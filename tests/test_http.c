@@ -480,7 +480,7 @@ static int is_gen_id(const char *s)
     return 1;
 }
 
-/* The error envelope of SPEC §2, checked field by field. */
+/* The error envelope of docs/API.md, checked field by field. */
 static void check_envelope(const struct resp *r, int status, const char *type, const char *code)
 {
     cJSON *j = jbody(r);

@@ -611,7 +611,7 @@ static void test_confidence_errors(void)
     struct cfg_err err = {"", ""};
     void *state = NULL;
 
-    /* SPEC §3's own example, with the path the router passes in */
+    /* docs/CONFIG.md's own example, with the path the router passes in */
     CHECK(ops->parse(conf, p2, &state, &err) == -1);
     CHECK_STR(err.path, "routing.policies[2].min_mean_logprob");
     CHECK_STR(err.msg, "expected number");

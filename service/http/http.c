@@ -61,7 +61,6 @@ struct http_req {
     struct buf body;
     struct hdr resp[MAX_RESP_HEADERS];
     size_t nresp;
-    void *user;
     void (*abort_cb)(struct http_req *r, void *data);
     void *abort_data;
     unsigned is_head : 1, chunked : 1;
@@ -316,8 +315,6 @@ const char *http_req_method(const struct http_req *r) { return r->method; }
 const char *http_req_path(const struct http_req *r) { return r->path; }
 const char *http_req_query(const struct http_req *r) { return r->query; }
 const char *http_req_peer(const struct http_req *r) { return r->conn->peer; }
-void http_req_set_data(struct http_req *r, void *data) { r->user = data; }
-void *http_req_get_data(const struct http_req *r) { return r->user; }
 
 const char *http_req_id(const struct http_req *r)
 {

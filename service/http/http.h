@@ -6,7 +6,7 @@
  * body bytes (413), connections (past the cap a connection gets a 503 and is closed),
  * and timeouts for slow headers, slow bodies and idle keep-alive (the connection is closed;
  * a request timed out mid-headers or mid-body gets a 408 first). Malformed requests get 400
- * and the connection is closed. Error responses use the JSON envelope of SPEC §2.
+ * and the connection is closed. Error responses use the JSON envelope of docs/API.md.
  *
  * Ownership: a struct http_req and everything reachable from it (method, path, headers,
  * body, arena allocations) belongs to the server and lives until the response is complete
@@ -95,9 +95,6 @@ const char *http_req_peer(const struct http_req *r);    /* "127.0.0.1:53422" */
 /* Per-request arena: memory freed when the request is done. NULL on OOM. */
 void *http_req_alloc(struct http_req *r, size_t n);
 char *http_req_strdup(struct http_req *r, const char *s);
-/* User pointer for handlers that answer later. */
-void http_req_set_data(struct http_req *r, void *data);
-void *http_req_get_data(const struct http_req *r);
 /* Called if the connection dies before the response is complete. */
 void http_req_on_abort(struct http_req *r, void (*cb)(struct http_req *r, void *data), void *data);
 /* A handler that keeps a request past its own return must set an abort callback: without
@@ -115,7 +112,7 @@ void http_respond(struct http_req *r, int status, const char *content_type,
 /* JSON convenience: serializes body with cJSON (body not freed: the caller owns it). */
 struct cJSON;
 void http_respond_json(struct http_req *r, int status, const struct cJSON *body);
-/* The SPEC §2 error envelope: {"error": {"type", "code", "message", "param"}}; type is
+/* The docs/API.md error envelope: {"error": {"type", "code", "message", "param"}}; type is
  * derived from status; param may be NULL (then null). */
 void http_respond_error(struct http_req *r, int status, const char *code, const char *param,
                         const char *fmt, ...) __attribute__((format(printf, 5, 6)));

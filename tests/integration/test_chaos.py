@@ -1,4 +1,4 @@
-"""Chaos: briefd's guarantees (SPEC §5) under process kills, a Redis restart, upstream faults
+"""Chaos: briefd's guarantees (docs/API.md, "Guarantees") under process kills, a Redis restart, upstream faults
 and a frozen worker.
 
 Every scenario runs a real redis-server, the model simulator and separate briefd processes

@@ -343,7 +343,7 @@ class Webhook(Stack):
 
 
 class BadInput(Stack):
-    """Every bad input of SPEC §2 gets its status and envelope, and nothing is queued."""
+    """Every bad input of docs/API.md gets its status and envelope, and nothing is queued."""
     config_over = {"limits": {"max_text_bytes": 1000}}
 
     CASES = [

@@ -1,0 +1,48 @@
+/* curlm.h - libcurl's multi interface driven by libuv: the transfer engine that the model
+ * client and the webhook client share (one connection pool, one timer). Follows curl's
+ * docs/examples/multi-uv.c: CURLMOPT_SOCKETFUNCTION -> uv_poll, CURLMOPT_TIMERFUNCTION ->
+ * one uv_timer; libcurl is never called from inside its own timer callback; a negative poll
+ * status is handed to curl as CURL_CSELECT_ERR; curl_multi_info_read is drained after
+ * every action.
+ *
+ * Ownership: struct curlm_xfer is the caller's and stays valid until its done callback has
+ * run or curlm_remove() returned. The easy handle is the caller's too: curlm only adds it to
+ * the multi and removes it again (before calling done). curl's types stay out of this header
+ * (the easy handle is a void *). */
+#ifndef BRIEFD_CURLM_H
+#define BRIEFD_CURLM_H
+
+#include <uv.h>
+
+#include "list.h"
+
+struct curlm;
+struct curlm_xfer;
+
+/* result: the transfer's CURLcode (0 = CURLE_OK). The easy handle is already removed. */
+typedef void (*curlm_done_cb)(struct curlm_xfer *x, int result);
+
+struct curlm_xfer {
+    void *data;                 /* the caller's */
+    void *easy;                 /* CURL *, set up by the caller */
+    /* internal */
+    struct curlm *m;
+    curlm_done_cb done;
+    struct list_node node;
+};
+
+/* Create the engine on loop. curl_global_init is the caller's. Returns 0 or BD_ENOMEM. */
+int curlm_new(uv_loop_t *loop, struct curlm **out);
+/* Start a transfer (x->easy set up). Returns 0 (done runs exactly once, never from inside
+ * this call) or BD_ENOMEM (done will not run). */
+int curlm_add(struct curlm *m, struct curlm_xfer *x, curlm_done_cb done);
+/* Stop a started transfer without calling done (no-op if it already finished). */
+void curlm_remove(struct curlm_xfer *x);
+/* Transfers in flight. */
+unsigned curlm_active(const struct curlm *m);
+/* Close: every transfer still running must have been removed by its owner first (the
+ * clients built on curlm cancel theirs in their own close). Pooled connections are closed,
+ * then cb(data) once every handle is closed and the engine freed. */
+void curlm_close(struct curlm *m, void (*cb)(void *data), void *data);
+
+#endif
