@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "bderr.h"
+#include "log.h"
 
 #define RDS_BACKOFF_MIN_MS 100u
 #define RDS_BACKOFF_MAX_MS 5000u
@@ -147,7 +148,7 @@ static void ignore_reply(redisAsyncContext *ac, void *reply, void *priv)
     (void)ac;
     (void)priv;
     if (reply && ((redisReply *)reply)->type == REDIS_REPLY_ERROR)
-        fprintf(stderr, "briefd: redis setup command failed: %s\n", ((redisReply *)reply)->str);
+        log_error("redis: setup command failed: %s", ((redisReply *)reply)->str);
 }
 
 static void on_connect(const redisAsyncContext *cac, int status)
@@ -181,7 +182,7 @@ static void on_disconnect(const redisAsyncContext *cac, int status)
     r->ac = NULL;
     if (r->closing)
         return;
-    fprintf(stderr, "briefd: redis connection '%s' lost; reconnecting\n", r->name);
+    log_warn("redis: connection '%s' lost; reconnecting", r->name);
     set_state(r, RDS_CONNECTING);
     schedule_reconnect(r);
 }

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hash.h"
 #include "router.h"
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
@@ -899,17 +900,6 @@ static int load_secrets(struct bd_config *c, struct cfg_err *err)
     return load_model_key(&c->refine, "models.refine.api_key_env", err);
 }
 
-static uint64_t fnv1a64(const char *s)
-{
-    uint64_t h = 14695981039346656037ULL;
-
-    for (; *s; s++) {
-        h ^= (unsigned char)*s;
-        h *= 1099511628211ULL;
-    }
-    return h;
-}
-
 static cJSON *describe_core(const struct bd_config *c);
 
 static int compute_version(struct bd_config *c, struct cfg_err *err)
@@ -920,7 +910,7 @@ static int compute_version(struct bd_config *c, struct cfg_err *err)
     cJSON_Delete(d);
     if (!text)
         return oom(err);
-    snprintf(c->version, sizeof c->version, "%016" PRIx64, fnv1a64(text));
+    snprintf(c->version, sizeof c->version, "%016" PRIx64, hash_fnv1a64_str(HASH_FNV1A64_INIT, text));
     free(text);
     return 0;
 }

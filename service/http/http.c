@@ -13,6 +13,8 @@
 #include <unistd.h>
 
 #include "jsonx.h"
+#include "list.h"
+#include "log.h"
 
 #define READ_BUF_SIZE    65536
 #define STASH_CAP        65536        /* pipelined bytes held while a request is in flight */
@@ -68,7 +70,7 @@ struct http_req {
 
 struct conn {
     struct http_server *srv;
-    struct conn *prev, *next;
+    struct list_node node;    /* the server's connections */
     uv_tcp_t tcp;
     uv_timer_t timer;
     uv_shutdown_t shut;
@@ -96,7 +98,7 @@ struct http_server {
     http_handler_fn handler;
     void *data;
     llhttp_settings_t settings;
-    struct conn *conns;
+    struct list_node conns;
     unsigned nconns;          /* open, counted against max_conns */
     unsigned nalive;          /* connection structs not yet freed */
     int handles;              /* listener + guard still open */
@@ -773,12 +775,7 @@ static void conn_free(struct conn *c)
         r->abort_cb(r, r->abort_data);
     if (r)
         req_free(r);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        s->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    list_unlink(&c->node);
     free(c->scratch.p);
     free(c->stash.p);
     free(c);
@@ -1280,10 +1277,7 @@ static struct conn *conn_new(struct http_server *s)
     c->tcp.data = c;
     c->timer.data = c;
     c->handles = 2;
-    c->next = s->conns;
-    if (s->conns)
-        s->conns->prev = c;
-    s->conns = c;
+    list_push_front(&s->conns, &c->node);
     s->nalive++;
     llhttp_init(&c->parser, HTTP_REQUEST, &s->settings);
     c->parser.data = c;
@@ -1298,12 +1292,12 @@ static void srv_on_connection(uv_stream_t *server, int status)
     struct conn *c;
 
     if (status < 0) {
-        fprintf(stderr, "http: accept: %s\n", uv_strerror(status));
+        log_error("http: accept: %s", uv_strerror(status));
         return;
     }
     c = conn_new(s);
     if (!c) {
-        fprintf(stderr, "http: accept: out of memory\n");
+        log_error("http: accept: out of memory");
         return;
     }
     c->rejected = s->nconns >= s->lim.max_conns;
@@ -1389,6 +1383,7 @@ static struct http_server *srv_new(uv_loop_t *loop, const struct http_limits *li
     if (!s)
         return NULL;
     s->loop = loop;
+    list_init(&s->conns);
     s->handler = handler;
     s->data = data;
     if (limits)
@@ -1466,7 +1461,7 @@ void http_server_stop_accepting(struct http_server *s)
 
 void http_server_close(struct http_server *s, void (*cb)(void *data), void *data)
 {
-    struct conn *c;
+    struct list_node *it, *tmp;
 
     if (s->closing)
         return;
@@ -1475,6 +1470,6 @@ void http_server_close(struct http_server *s, void (*cb)(void *data), void *data
     s->close_data = data;
     http_server_stop_accepting(s);
     uv_close((uv_handle_t *)&s->guard, srv_on_handle_closed);
-    for (c = s->conns; c; c = c->next)
-        conn_close(c);
+    LIST_FOR_EACH_SAFE(it, tmp, &s->conns)
+        conn_close(LIST_ENTRY(it, struct conn, node));
 }
