@@ -1,0 +1,227 @@
+/* test_stats.c - unit tests of service/stats.c: bucket layout, what a job adds, the /v1/stats
+ * object (figures, percentiles, counterfactuals, series, groups) and the /metrics text. */
+#include "stats.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdlib.h>
+
+#include "acct.h"
+#include "router.h"
+#include "tcheck.h"
+
+static double jnum(const cJSON *o, const char *path)
+{
+    char buf[200], *save = NULL, *tok;
+    const cJSON *it = o;
+    snprintf(buf, sizeof(buf), "%s", path);
+    for (tok = strtok_r(buf, ".", &save); tok && it; tok = strtok_r(NULL, ".", &save))
+        it = cJSON_GetObjectItemCaseSensitive(it, tok);
+    return cJSON_IsNumber(it) ? it->valuedouble : NAN;
+}
+
+static void test_buckets(void)
+{
+    CHECK(stats_bucket(0) == 0);
+    CHECK(stats_bucket(0.05) == 0);
+    CHECK(stats_bucket(0.1) == 0);
+    CHECK(stats_bucket(0.1001) == 1);
+    CHECK(stats_bucket(1e12) == STATS_HBUCKETS - 1);
+    for (double ms = 0.2; ms < 1e6; ms *= 1.7) {
+        int i = stats_bucket(ms);
+        CHECK(stats_bucket_lower(i) < ms && ms <= stats_bucket_upper(i) * (1 + 1e-12));
+    }
+    for (int i = 1; i < STATS_HBUCKETS; i++)
+        CHECK_NEAR(stats_bucket_upper(i) / stats_bucket_lower(i), 1.25, 1e-9);
+}
+
+/* A refined job: 100+50 draft tokens, 200+80 refine tokens, a refine verdict by length. */
+static void fill_job(struct job_acct *a, struct route_result *rr, struct stats_job *j)
+{
+    acct_init(a);
+    a->queue_ms = 2;
+    a->draft_ms = 40;
+    a->route_ms = 0.02;
+    a->refine_ms = 300;
+    a->total_ms = 345;
+    a->draft = (struct stage_usage){1, 100, 50, 0};
+    a->refine = (struct stage_usage){1, 200, 80, 0};
+    a->cost_draft = 0.000015;
+    a->cost_refine = 0.00012;
+    memset(rr, 0, sizeof(*rr));
+    rr->refine = 1;
+    rr->n = 1;
+    rr->v[0].policy = "length";
+    rr->v[0].kind = VERDICT_REFINE;
+    memset(j, 0, sizeof(*j));
+    j->succeeded = 1;
+    j->decided = 1;
+    j->refined = 1;
+    j->draft_model = "phi-4-mini";
+    j->refine_model = "gpt-oss-20b";
+    j->acct = a;
+    j->route = rr;
+    j->source = "crm tool:v2";
+    j->tenant = NULL;
+    j->finished_ms = 1700000000123;
+}
+
+static void test_delta(void)
+{
+    struct job_acct a;
+    struct route_result rr;
+    struct stats_job j;
+    struct stats_delta d;
+    fill_job(&a, &rr, &j);
+    CHECK(stats_delta_of(&j, &d) == 0);
+    CHECK(jnum(d.inc, "jobs") == 1);
+    CHECK(jnum(d.inc, "succeeded") == 1);
+    CHECK(isnan(jnum(d.inc, "failed"))); /* zero increments are left out */
+    CHECK(jnum(d.inc, "dec_refine") == 1);
+    CHECK(jnum(d.inc, "refined") == 1);
+    CHECK(jnum(d.inc, "cost_draft_p") == 15000000);
+    CHECK(jnum(d.inc, "cost_refine_p") == 120000000);
+    CHECK(jnum(d.inc, "dtok_all") == 150);
+    CHECK(jnum(d.inc, "dtok_refined") == 150);
+    CHECK(cJSON_GetObjectItemCaseSensitive(d.inc, "tok:phi-4-mini:p")->valuedouble == 100);
+    CHECK(cJSON_GetObjectItemCaseSensitive(d.inc, "tok:gpt-oss-20b:c")->valuedouble == 80);
+    CHECK(cJSON_GetObjectItemCaseSensitive(d.inc, "vote:length:refine")->valuedouble == 1);
+    CHECK(cJSON_GetObjectItemCaseSensitive(d.inc, "n:total")->valuedouble == 1);
+    CHECK(cJSON_GetObjectItemCaseSensitive(d.inc, "sum_us:total")->valuedouble == 345000);
+    {
+        char f[32];
+        snprintf(f, sizeof(f), "h:refine:%d", stats_bucket(300));
+        CHECK(cJSON_GetObjectItemCaseSensitive(d.inc, f)->valuedouble == 1);
+    }
+    CHECK(!cJSON_GetObjectItemCaseSensitive(d.inc, "n:draft_ttft")); /* absent stage */
+    CHECK_STR(d.source, "crm_tool_v2");
+    CHECK_STR(d.tenant, "");
+    CHECK(d.at_ms == 1700000000123);
+    stats_delta_free(&d);
+    CHECK(d.inc == NULL);
+}
+
+/* Rows of a window: total (and the one series row) from n deltas of the job above, plus
+ * one kept, unrefined job with 300 draft tokens. */
+static void add_inc(cJSON *acc, const cJSON *inc)
+{
+    const cJSON *it;
+    cJSON_ArrayForEach(it, inc) {
+        cJSON *a = cJSON_GetObjectItemCaseSensitive(acc, it->string);
+        if (a)
+            cJSON_SetNumberValue(a, a->valuedouble + it->valuedouble);
+        else
+            cJSON_AddNumberToObject(acc, it->string, it->valuedouble);
+    }
+}
+
+static void test_window(void)
+{
+    struct job_acct a;
+    struct route_result rr;
+    struct stats_job j;
+    struct stats_delta d1, d2;
+    struct stats_rows rows;
+    cJSON *total = cJSON_CreateObject(), *arr = cJSON_CreateArray(), *row, *groups, *out;
+    fill_job(&a, &rr, &j);
+    CHECK(stats_delta_of(&j, &d1) == 0);
+    /* the kept job: draft only */
+    a.refine = (struct stage_usage){0, 0, 0, 0};
+    a.cost_refine = 0;
+    a.refine_ms = -1;
+    a.draft = (struct stage_usage){1, 200, 100, 0};
+    rr.refine = 0;
+    rr.v[0].kind = VERDICT_KEEP;
+    j.refined = 0;
+    j.tenant = "acme";
+    CHECK(stats_delta_of(&j, &d2) == 0);
+    add_inc(total, d1.inc);
+    add_inc(total, d2.inc);
+    /* two series rows in consecutive minutes 100 and 101 */
+    row = cJSON_CreateArray();
+    cJSON_AddItemToArray(row, cJSON_CreateNumber(100));
+    cJSON_AddItemToArray(row, cJSON_Duplicate(d1.inc, 1));
+    cJSON_AddItemToArray(arr, row);
+    row = cJSON_CreateArray();
+    cJSON_AddItemToArray(row, cJSON_CreateNumber(101));
+    cJSON_AddItemToArray(row, cJSON_Duplicate(d2.inc, 1));
+    cJSON_AddItemToArray(arr, row);
+    groups = cJSON_CreateObject();
+    cJSON_AddItemToObject(groups, "acme", cJSON_Duplicate(d2.inc, 1));
+    rows.total = total;
+    rows.rows = arr;
+    rows.groups = groups;
+    rows.gran_s = 60;
+    rows.first = 99;
+    out = stats_window_json(&rows, 180, "tenant", 60);
+    CHECK(out != NULL);
+    CHECK(jnum(out, "jobs") == 2);
+    CHECK(jnum(out, "refined") == 1);
+    CHECK_NEAR(jnum(out, "refine_rate"), 0.5, 1e-12);
+    CHECK_NEAR(jnum(out, "cost_usd.total"), 0.000015 * 2 + 0.00012, 1e-15);
+    CHECK_NEAR(jnum(out, "cost_usd.per_job"), (0.000015 * 2 + 0.00012) / 2, 1e-15);
+    /* refine-everything: the kept job (300 draft tokens) priced at the refined job's refine
+     * cost per draft token (0.00012 / 150) */
+    CHECK_NEAR(jnum(out, "counterfactual_usd.all_refine"),
+               0.000015 * 2 + 0.00012 + 0.00012 * 300.0 / 150.0, 1e-15);
+    CHECK_NEAR(jnum(out, "counterfactual_usd.all_draft"), 0.00003, 1e-15);
+    CHECK(jnum(out, "latency_ms.total.count") == 2);
+    CHECK(fabs(jnum(out, "latency_ms.total.p50") - 345) <= 345 * 0.125);
+    CHECK(jnum(out, "latency_ms.refine.count") == 1);
+    CHECK(jnum(out, "by_policy.length") == 1);
+    CHECK(jnum(out, "tokens.phi-4-mini.prompt") == 300);
+    CHECK(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(out, "series")) == 2);
+    /* the group's refine-everything borrows the window's ratio (it refined nothing) */
+    CHECK_NEAR(jnum(out, "groups.acme.counterfactual_usd.all_refine"),
+               0.000015 + 0.00012 * 300.0 / 150.0, 1e-15);
+    cJSON_Delete(out);
+    /* a 120 s step folds the two minutes into one series point (slots start at the
+     * window's first bucket) */
+    rows.first = 100;
+    out = stats_window_json(&rows, 180, "", 120);
+    CHECK(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(out, "series")) == 1);
+    CHECK(jnum(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(out, "series"), 0),
+               "jobs") == 2);
+    CHECK(!cJSON_GetObjectItemCaseSensitive(out, "groups"));
+    cJSON_Delete(out);
+    cJSON_Delete(total);
+    cJSON_Delete(arr);
+    cJSON_Delete(groups);
+    stats_delta_free(&d1);
+    stats_delta_free(&d2);
+}
+
+static void test_metrics(void)
+{
+    struct job_acct a;
+    struct route_result rr;
+    struct stats_job j;
+    struct stats_delta d;
+    char *text;
+    fill_job(&a, &rr, &j);
+    CHECK(stats_delta_of(&j, &d) == 0);
+    cJSON_AddNumberToObject(d.inc, "err:phi-4-mini:timeout", 3);
+    text = stats_metrics_text(d.inc, 7, 2);
+    CHECK(text != NULL);
+    CHECK(strstr(text, "briefd_jobs_total{status=\"succeeded\"} 1\n") != NULL);
+    CHECK(strstr(text, "briefd_route_decisions_total{decision=\"refine\"} 1\n") != NULL);
+    CHECK(strstr(text, "briefd_policy_votes_total{policy=\"length\",verdict=\"refine\"} 1\n"));
+    CHECK(strstr(text, "briefd_model_tokens_total{model=\"gpt-oss-20b\",kind=\"completion\"} 80\n"));
+    CHECK(strstr(text, "briefd_upstream_errors_total{model=\"phi-4-mini\",reason=\"timeout\"} 3\n"));
+    CHECK(strstr(text, "briefd_queue_depth 7\n") != NULL);
+    CHECK(strstr(text, "briefd_jobs_in_flight 2\n") != NULL);
+    CHECK(strstr(text, "briefd_stage_duration_seconds_count{stage=\"total\"} 1\n") != NULL);
+    CHECK(strstr(text, "briefd_stage_duration_seconds_bucket{stage=\"total\",le=\"+Inf\"} 1\n"));
+    CHECK(strstr(text, "briefd_cost_usd_total{model=\"gpt-oss-20b\"} 0.000120000000\n"));
+    free(text);
+    stats_delta_free(&d);
+}
+
+int main(void)
+{
+    test_buckets();
+    test_delta();
+    test_window();
+    test_metrics();
+    return tcheck_summary("test_stats");
+}
