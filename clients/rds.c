@@ -2,6 +2,7 @@
 #include "rds.h"
 
 #include <hiredis/async.h>
+#include <openssl/evp.h>
 #include <hiredis/hiredis.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -9,6 +10,7 @@
 #include <string.h>
 
 #include "bderr.h"
+#include "list.h"
 #include "log.h"
 
 #define RDS_BACKOFF_MIN_MS 100u
@@ -27,18 +29,29 @@ struct rds_ev {
 struct rds {
     uv_loop_t *loop;
     redisAsyncContext *ac;
-    uv_timer_t timer;          /* connect timeout, then reconnect backoff */
+    uv_timer_t timer;          /* connect + handshake timeout, then reconnect backoff */
+    uv_timer_t ctimer;         /* the oldest command's deadline */
     enum rds_state state;
     char *host;
+    char *user;
     char *password;
     char *name;
     int port;
     int db;
     int connect_timeout_ms;
+    int command_timeout_ms;
+    int block_allowance_ms;
+    const struct rds_script *const *scripts;
+    size_t n_scripts;
     unsigned backoff_ms;
+    unsigned gen;              /* connection attempt number: stale handshake replies are ignored */
+    int handshake_left;        /* handshake replies still awaited */
+    struct list_node timed;    /* commands in flight, oldest first */
+    char last_error[256];
     rds_state_cb scb;
     void *sdata;
     int closing;
+    int handles;               /* open uv handles (timer, ctimer) */
     void (*close_cb)(void *);
     void *close_data;
 };
@@ -47,9 +60,13 @@ struct rds_pending {
     struct rds *r;
     rds_cb cb;
     void *data;
+    struct list_node node;     /* on r->timed when timed */
+    uint64_t deadline;         /* uv_now() based */
+    int is_eval;               /* an EVALSHA: a NOSCRIPT answer reloads the scripts */
 };
 
 static void rds_connect(struct rds *r);
+static void drop(struct rds *r, const char *why);
 
 /* --- the event adapter --- */
 
@@ -106,6 +123,20 @@ static int ev_attach(redisAsyncContext *ac, uv_loop_t *loop)
     return 0;
 }
 
+/* --- scripts --- */
+
+void rds_script_init(struct rds_script *s, const char *text)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    s->text = text;
+    s->sha[0] = '\0';
+    if (EVP_Digest(text, strlen(text), md, &n, EVP_sha1(), NULL) != 1 || n != 20)
+        return;
+    for (unsigned i = 0; i < n; i++)
+        snprintf(s->sha + 2 * i, 3, "%02x", md[i]);
+}
+
 /* --- connection state --- */
 
 static void set_state(struct rds *r, enum rds_state s)
@@ -123,11 +154,10 @@ static void on_timer(uv_timer_t *t)
     if (r->closing)
         return;
     if (r->ac && r->state == RDS_CONNECTING) {
-        /* connect timed out: drop this attempt and retry */
-        redisAsyncContext *ac = r->ac;
-        r->ac = NULL;
-        ac->data = NULL;
-        redisAsyncFree(ac);
+        char why[64];
+        snprintf(why, sizeof(why), "no answer within %d ms", r->connect_timeout_ms);
+        drop(r, why);
+        return;
     }
     if (!r->ac)
         rds_connect(r);
@@ -143,12 +173,111 @@ static void schedule_reconnect(struct rds *r)
         r->backoff_ms = RDS_BACKOFF_MAX_MS;
 }
 
-static void ignore_reply(redisAsyncContext *ac, void *reply, void *priv)
+static void set_error(struct rds *r, const char *why)
 {
+    if (strcmp(r->last_error, why) != 0)
+        log_warn("redis %s:%d (%s): %s", r->host, r->port, r->name, why);
+    snprintf(r->last_error, sizeof(r->last_error), "%s", why);
+}
+
+/* Give up on the current connection (its commands get NULL replies) and reconnect later. */
+static void drop(struct rds *r, const char *why)
+{
+    redisAsyncContext *ac = r->ac;
+    set_error(r, why);
+    r->ac = NULL;
+    r->gen++;
+    if (ac) {
+        ac->data = NULL; /* its disconnect callback must not touch r */
+        redisAsyncFree(ac);
+    }
+    uv_timer_stop(&r->ctimer);
+    set_state(r, RDS_CONNECTING);
+    schedule_reconnect(r);
+}
+
+/* --- the handshake: AUTH, SELECT, CLIENT SETNAME, SCRIPT LOAD, PING --- */
+
+struct hs {
+    struct rds *r;
+    unsigned gen;
+};
+
+static void handshake_done(struct rds *r)
+{
+    uv_timer_stop(&r->timer);
+    r->backoff_ms = RDS_BACKOFF_MIN_MS;
+    r->last_error[0] = '\0';
+    set_state(r, RDS_CONNECTED);
+}
+
+static void on_hs_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+    struct hs *h = priv;
+    struct rds *r = h->r;
+    const redisReply *x = reply;
+    unsigned gen = h->gen;
     (void)ac;
-    (void)priv;
-    if (reply && ((redisReply *)reply)->type == REDIS_REPLY_ERROR)
-        log_error("redis: setup command failed: %s", ((redisReply *)reply)->str);
+    free(h);
+    if (!x || r->closing || gen != r->gen)
+        return; /* a connection that was dropped meanwhile */
+    if (x->type == REDIS_REPLY_ERROR) {
+        char why[200];
+        snprintf(why, sizeof(why), "handshake refused: %.*s", (int)(x->len < 180 ? x->len : 180),
+                 x->str);
+        drop(r, why);
+        return;
+    }
+    if (--r->handshake_left == 0)
+        handshake_done(r);
+}
+
+static int hs_send(struct rds *r, int argc, const char **argv)
+{
+    struct hs *h = malloc(sizeof(*h));
+    if (!h)
+        return -1;
+    h->r = r;
+    h->gen = r->gen;
+    if (redisAsyncCommandArgv(r->ac, on_hs_reply, h, argc, argv, NULL) != REDIS_OK) {
+        free(h);
+        return -1;
+    }
+    r->handshake_left++;
+    return 0;
+}
+
+static int send_handshake(struct rds *r)
+{
+    char db[16], cname[80];
+    int rc = 0;
+    snprintf(db, sizeof(db), "%d", r->db);
+    snprintf(cname, sizeof(cname), "briefd-%s", r->name);
+    for (char *p = cname; *p; p++)
+        if (*p == ' ')
+            *p = '-';
+    if (r->password) {
+        const char *a2[] = {"AUTH", r->password};
+        const char *a3[] = {"AUTH", r->user ? r->user : "", r->password};
+        rc |= r->user ? hs_send(r, 3, a3) : hs_send(r, 2, a2);
+    }
+    if (r->db) {
+        const char *a[] = {"SELECT", db};
+        rc |= hs_send(r, 2, a);
+    }
+    {
+        const char *a[] = {"CLIENT", "SETNAME", cname};
+        rc |= hs_send(r, 3, a);
+    }
+    for (size_t i = 0; i < r->n_scripts; i++) {
+        const char *a[] = {"SCRIPT", "LOAD", r->scripts[i]->text};
+        rc |= hs_send(r, 3, a);
+    }
+    {
+        const char *a[] = {"PING"};
+        rc |= hs_send(r, 1, a);
+    }
+    return rc;
 }
 
 static void on_connect(const redisAsyncContext *cac, int status)
@@ -158,20 +287,16 @@ static void on_connect(const redisAsyncContext *cac, int status)
         return;
     if (status != REDIS_OK) {
         r->ac = NULL; /* hiredis frees the context after this callback */
+        set_error(r, cac->errstr[0] ? cac->errstr : "connect failed");
         set_state(r, RDS_CONNECTING);
+        uv_timer_stop(&r->timer);
         schedule_reconnect(r);
         return;
     }
-    uv_timer_stop(&r->timer);
-    r->backoff_ms = RDS_BACKOFF_MIN_MS;
-    if (r->password)
-        redisAsyncCommand(r->ac, ignore_reply, NULL, "AUTH %s", r->password);
-    if (r->db)
-        redisAsyncCommand(r->ac, ignore_reply, NULL, "SELECT %d", r->db);
-    set_state(r, RDS_CONNECTED);
+    r->handshake_left = 0;
+    if (send_handshake(r) != 0)
+        drop(r, "could not send the handshake");
 }
-
-static void finish_close(struct rds *r);
 
 static void on_disconnect(const redisAsyncContext *cac, int status)
 {
@@ -180,9 +305,11 @@ static void on_disconnect(const redisAsyncContext *cac, int status)
     if (!r)
         return;
     r->ac = NULL;
+    r->gen++;
     if (r->closing)
         return;
-    log_warn("redis: connection '%s' lost; reconnecting", r->name);
+    set_error(r, "connection lost");
+    uv_timer_stop(&r->ctimer);
     set_state(r, RDS_CONNECTING);
     schedule_reconnect(r);
 }
@@ -196,6 +323,7 @@ static void rds_connect(struct rds *r)
         return;
     }
     if (ac->err || ev_attach(ac, r->loop) != 0) {
+        set_error(r, ac->err ? ac->errstr : "out of memory");
         redisAsyncFree(ac);
         schedule_reconnect(r);
         return;
@@ -207,76 +335,182 @@ static void rds_connect(struct rds *r)
     uv_timer_start(&r->timer, on_timer, (uint64_t)r->connect_timeout_ms, 0);
 }
 
+static char *dup_opt(const char *s, int *bad)
+{
+    char *d;
+    if (!s)
+        return NULL;
+    d = strdup(s);
+    if (!d)
+        *bad = 1;
+    return d;
+}
+
+static void wipe(char *s)
+{
+    if (s) {
+        explicit_bzero(s, strlen(s));
+        free(s);
+    }
+}
+
 int rds_open(uv_loop_t *loop, const struct rds_opts *o, rds_state_cb cb, void *data,
              struct rds **out)
 {
     struct rds *r = calloc(1, sizeof(*r));
+    int bad = 0;
     if (!r)
         return BD_ENOMEM;
     r->loop = loop;
-    r->host = strdup(o->host ? o->host : "127.0.0.1");
-    r->name = strdup(o->name ? o->name : "redis");
-    r->password = o->password ? strdup(o->password) : NULL;
-    if (!r->host || !r->name || (o->password && !r->password))
-        goto fail;
+    r->host = dup_opt(o->host ? o->host : "127.0.0.1", &bad);
+    r->name = dup_opt(o->name ? o->name : "redis", &bad);
+    r->user = dup_opt(o->user, &bad);
+    r->password = dup_opt(o->password, &bad);
+    if (bad) {
+        free(r->host);
+        free(r->name);
+        wipe(r->user);
+        wipe(r->password);
+        free(r);
+        return BD_ENOMEM;
+    }
     r->port = o->port ? o->port : 6379;
     r->db = o->db;
     r->connect_timeout_ms = o->connect_timeout_ms > 0 ? o->connect_timeout_ms : 2000;
+    r->command_timeout_ms = o->command_timeout_ms;
+    r->block_allowance_ms = o->block_allowance_ms;
+    r->scripts = o->scripts;
+    r->n_scripts = o->n_scripts;
     r->backoff_ms = RDS_BACKOFF_MIN_MS;
     r->scb = cb;
     r->sdata = data;
+    list_init(&r->timed);
     uv_timer_init(loop, &r->timer);
-    r->timer.data = r;
+    uv_timer_init(loop, &r->ctimer);
+    r->timer.data = r->ctimer.data = r;
+    r->handles = 2;
     *out = r;
     rds_connect(r);
     return 0;
-fail:
-    free(r->host);
-    free(r->name);
-    free(r->password);
-    free(r);
-    return BD_ENOMEM;
 }
 
 enum rds_state rds_state(const struct rds *r) { return r->state; }
+const char *rds_last_error(const struct rds *r) { return r->last_error; }
+const char *rds_host(const struct rds *r) { return r->host; }
+int rds_port(const struct rds *r) { return r->port; }
+
+int rds_retarget(struct rds *r, const char *host, int port)
+{
+    char *h;
+    if (strcmp(host, r->host) == 0 && port == r->port)
+        return 0;
+    h = strdup(host);
+    if (!h)
+        return BD_ENOMEM;
+    free(r->host);
+    r->host = h;
+    r->port = port;
+    log_info("redis (%s): now %s:%d", r->name, host, port);
+    r->backoff_ms = RDS_BACKOFF_MIN_MS;
+    if (r->ac || r->state == RDS_CONNECTED)
+        drop(r, "the primary moved");
+    uv_timer_stop(&r->timer);
+    rds_connect(r);
+    return 0;
+}
+
+/* --- commands --- */
+
+static void on_ctimer(uv_timer_t *t);
+
+static void arm_ctimer(struct rds *r)
+{
+    struct list_node *first = list_first(&r->timed);
+    uint64_t now = uv_now(r->loop), at;
+    if (!first) {
+        uv_timer_stop(&r->ctimer);
+        return;
+    }
+    at = LIST_ENTRY(first, struct rds_pending, node)->deadline;
+    uv_timer_start(&r->ctimer, on_ctimer, at > now ? at - now : 0, 0);
+}
+
+static void on_ctimer(uv_timer_t *t)
+{
+    struct rds *r = t->data;
+    struct list_node *first = list_first(&r->timed);
+    if (!first || r->closing)
+        return;
+    if (LIST_ENTRY(first, struct rds_pending, node)->deadline <= uv_now(r->loop)) {
+        char why[64];
+        snprintf(why, sizeof(why), "no reply within %d ms",
+                 r->command_timeout_ms + r->block_allowance_ms);
+        drop(r, why);
+        return;
+    }
+    arm_ctimer(r);
+}
+
+static void reload_scripts(struct rds *r)
+{
+    for (size_t i = 0; i < r->n_scripts && r->ac; i++)
+        redisAsyncCommand(r->ac, NULL, NULL, "SCRIPT LOAD %s", r->scripts[i]->text);
+}
 
 static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
 {
     struct rds_pending *p = priv;
+    const redisReply *x = reply;
     (void)ac;
     if (!p)
         return;
+    list_unlink(&p->node);
+    if (p->is_eval && x && x->type == REDIS_REPLY_ERROR && strncmp(x->str, "NOSCRIPT", 8) == 0)
+        reload_scripts(p->r);
     if (p->cb)
         p->cb(p->r, reply, p->data);
     free(p);
 }
 
-static struct rds_pending *pending_new(struct rds *r, rds_cb cb, void *data)
+static struct rds_pending *pending_new(struct rds *r, rds_cb cb, void *data, int timed)
 {
     struct rds_pending *p;
     if (r->state != RDS_CONNECTED || !r->ac || r->closing)
         return NULL;
-    p = malloc(sizeof(*p));
-    if (p) {
-        p->r = r;
-        p->cb = cb;
-        p->data = data;
+    p = calloc(1, sizeof(*p));
+    if (!p)
+        return NULL;
+    p->r = r;
+    p->cb = cb;
+    p->data = data;
+    list_init(&p->node);
+    if (timed && r->command_timeout_ms > 0) {
+        p->deadline = uv_now(r->loop) + (uint64_t)(r->command_timeout_ms + r->block_allowance_ms);
+        list_push_back(&r->timed, &p->node);
+        if (!uv_is_active((uv_handle_t *)&r->ctimer))
+            arm_ctimer(r);
     }
     return p;
+}
+
+static void pending_abort(struct rds_pending *p)
+{
+    list_unlink(&p->node);
+    free(p);
 }
 
 int rds_cmd(struct rds *r, rds_cb cb, void *data, const char *fmt, ...)
 {
     va_list ap;
     int rc;
-    struct rds_pending *p = pending_new(r, cb, data);
+    struct rds_pending *p = pending_new(r, cb, data, 1);
     if (!p)
         return r->state == RDS_CONNECTED ? BD_ENOMEM : BD_EREDIS_DOWN;
     va_start(ap, fmt);
     rc = redisvAsyncCommand(r->ac, on_reply, p, fmt, ap);
     va_end(ap);
     if (rc != REDIS_OK) {
-        free(p);
+        pending_abort(p);
         return BD_EREDIS_DOWN;
     }
     return 0;
@@ -285,11 +519,43 @@ int rds_cmd(struct rds *r, rds_cb cb, void *data, const char *fmt, ...)
 int rds_cmdargv(struct rds *r, rds_cb cb, void *data, int argc, const char **argv,
                 const size_t *argvlen)
 {
-    struct rds_pending *p = pending_new(r, cb, data);
+    struct rds_pending *p = pending_new(r, cb, data, 1);
     if (!p)
         return r->state == RDS_CONNECTED ? BD_ENOMEM : BD_EREDIS_DOWN;
     if (redisAsyncCommandArgv(r->ac, on_reply, p, argc, argv, argvlen) != REDIS_OK) {
-        free(p);
+        pending_abort(p);
+        return BD_EREDIS_DOWN;
+    }
+    return 0;
+}
+
+#define RDS_MAX_EVAL_ARGS 256
+
+int rds_evalsha(struct rds *r, rds_cb cb, void *data, const struct rds_script *s, int nkeys,
+                int nargs, const char *const *args, const size_t *lens)
+{
+    const char *argv[RDS_MAX_EVAL_ARGS + 3];
+    size_t argl[RDS_MAX_EVAL_ARGS + 3];
+    char nk[16];
+    struct rds_pending *p;
+    if (nargs < 0 || nargs > RDS_MAX_EVAL_ARGS || nkeys > nargs)
+        return BD_EINVAL;
+    p = pending_new(r, cb, data, 1);
+    if (!p)
+        return r->state == RDS_CONNECTED ? BD_ENOMEM : BD_EREDIS_DOWN;
+    p->is_eval = 1;
+    snprintf(nk, sizeof(nk), "%d", nkeys);
+    argv[0] = "EVALSHA";
+    argv[1] = s->sha;
+    argv[2] = nk;
+    for (int i = 0; i < 3; i++)
+        argl[i] = strlen(argv[i]);
+    for (int i = 0; i < nargs; i++) {
+        argv[i + 3] = args[i];
+        argl[i + 3] = lens ? lens[i] : strlen(args[i]);
+    }
+    if (redisAsyncCommandArgv(r->ac, on_reply, p, nargs + 3, argv, argl) != REDIS_OK) {
+        pending_abort(p);
         return BD_EREDIS_DOWN;
     }
     return 0;
@@ -308,7 +574,7 @@ static void on_message(redisAsyncContext *ac, void *reply, void *priv)
 
 int rds_subscribe(struct rds *r, const char *channel, rds_cb cb, void *data)
 {
-    struct rds_pending *p = pending_new(r, cb, data);
+    struct rds_pending *p = pending_new(r, cb, data, 0);
     if (!p)
         return r->state == RDS_CONNECTED ? BD_ENOMEM : BD_EREDIS_DOWN;
     if (redisAsyncCommand(r->ac, on_message, p, "SUBSCRIBE %s", channel) != REDIS_OK) {
@@ -318,24 +584,24 @@ int rds_subscribe(struct rds *r, const char *channel, rds_cb cb, void *data)
     return 0;
 }
 
-static void on_timer_closed(uv_handle_t *h)
-{
-    finish_close(h->data);
-}
-
 static void finish_close(struct rds *r)
 {
     void (*cb)(void *) = r->close_cb;
     void *data = r->close_data;
     free(r->host);
     free(r->name);
-    if (r->password) {
-        explicit_bzero(r->password, strlen(r->password));
-        free(r->password);
-    }
+    wipe(r->user);
+    wipe(r->password);
     free(r);
     if (cb)
         cb(data);
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    struct rds *r = h->data;
+    if (--r->handles == 0)
+        finish_close(r);
 }
 
 void rds_close(struct rds *r, void (*cb)(void *data), void *data)
@@ -345,12 +611,14 @@ void rds_close(struct rds *r, void (*cb)(void *data), void *data)
     r->close_data = data;
     r->state = RDS_CLOSED;
     uv_timer_stop(&r->timer);
+    uv_timer_stop(&r->ctimer);
     if (r->ac) {
         redisAsyncContext *ac = r->ac;
         r->ac = NULL;
         redisAsyncFree(ac); /* pending callbacks run with NULL replies */
     }
     uv_close((uv_handle_t *)&r->timer, on_timer_closed);
+    uv_close((uv_handle_t *)&r->ctimer, on_timer_closed);
 }
 
 /* --- replies --- */

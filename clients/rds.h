@@ -1,16 +1,28 @@
-/* rds.h - Redis client: hiredis async on libuv, with reconnect and backoff.
+/* rds.h - Redis client: hiredis async on libuv, with reconnect, a handshake, bounded
+ * commands and scripts called by SHA.
  *
  * One struct rds is one logical connection that keeps itself connected: when the socket
- * drops or a connect fails it retries with exponential backoff (100 ms doubling to 5 s)
- * until rds_close(). AUTH and SELECT are sent first on every (re)connection.
- * Commands issued while not connected fail at once with BD_EREDIS_DOWN (the callback is
- * not called: a function that returns an error never calls its callback). Commands in
- * flight when the connection drops get their callback with reply NULL.
+ * drops, a connect fails or the handshake fails, it retries with exponential backoff
+ * (100 ms doubling to 5 s) until rds_close(). The handshake (AUTH [user] password, SELECT,
+ * CLIENT SETNAME, SCRIPT LOAD of the registered scripts, PING) must complete within
+ * connect_timeout_ms before the connection counts as connected: a Redis that accepts TCP but
+ * does not answer (stopped, overloaded), refuses the password or the database is never
+ * "connected", and rds_last_error() says why.
+ *
+ * Every command is bounded: when the oldest command in flight has waited longer than
+ * command_timeout_ms (+ block_allowance_ms, for connections that issue blocking reads), the
+ * connection is declared dead: every command in flight gets its callback with reply NULL at
+ * once, and it reconnects. Subscriptions are not timed (they wait by design).
+ *
+ * Commands issued while not connected fail at once with BD_EREDIS_DOWN (the callback is not
+ * called: a function that returns an error never calls its callback). Commands in flight when
+ * the connection drops get their callback with reply NULL.
  *
  * Third-party types stay inside: callers see struct rds_reply only through accessors.
  *
  * Ownership: a reply passed to a callback belongs to the client and is valid only during
- * the callback. Command arguments are copied before rds_cmd* returns. */
+ * the callback. Command arguments are copied before rds_cmd* returns. Scripts registered
+ * in rds_opts are borrowed and must outlive the connection. */
 #ifndef BRIEFD_RDS_H
 #define BRIEFD_RDS_H
 
@@ -26,29 +38,56 @@ enum rds_type {
     RDS_NIL = 0, RDS_STRING, RDS_ARRAY, RDS_INTEGER, RDS_STATUS, RDS_ERROR, RDS_OTHER
 };
 
+/* A Lua script called by its SHA1 (EVALSHA). rds_script_init fills sha from text. */
+struct rds_script {
+    const char *text;
+    char sha[41];
+};
+void rds_script_init(struct rds_script *s, const char *text);
+
 struct rds_opts {
-    const char *host;       /* copied */
+    const char *host;           /* copied */
     int port;
-    int db;                 /* SELECT when != 0 */
-    const char *password;   /* AUTH when non-NULL (copied, wiped on close) */
-    const char *name;       /* for log lines, e.g. "cmd", "sub" (copied) */
-    int connect_timeout_ms; /* 0: 2000 */
+    int db;                     /* SELECT when != 0 */
+    const char *user;           /* ACL user for AUTH (NULL: password only), copied */
+    const char *password;       /* AUTH when non-NULL (copied, wiped on close) */
+    const char *name;           /* for log lines and CLIENT SETNAME, e.g. "cmd" (copied) */
+    int connect_timeout_ms;     /* connect + handshake; 0: 2000 */
+    int command_timeout_ms;     /* 0: commands are not timed */
+    int block_allowance_ms;     /* added to the command timeout (blocking reads) */
+    const struct rds_script *const *scripts; /* loaded at every (re)connect; may be NULL */
+    size_t n_scripts;
 };
 
-/* Called on every state change (connected / disconnected); may be NULL. */
+/* Called on every state change (connected / connecting again / closed); may be NULL. */
 typedef void (*rds_state_cb)(struct rds *r, enum rds_state state, void *data);
-/* reply NULL: the connection dropped (or closed) before a reply came. */
+/* reply NULL: the connection dropped, timed out or was closed before a reply came. */
 typedef void (*rds_cb)(struct rds *r, struct rds_reply *reply, void *data);
 
 /* Create and start connecting. Returns 0 or BD_ENOMEM. */
 int rds_open(uv_loop_t *loop, const struct rds_opts *o, rds_state_cb cb, void *data,
              struct rds **out);
 enum rds_state rds_state(const struct rds *r);
+/* Why the last connect or handshake failed ("" when it did not): "connection refused",
+ * "WRONGPASS invalid username-password pair", "no answer within 2000 ms", ... */
+const char *rds_last_error(const struct rds *r);
+/* Connect to another address from now on (a failover): drops the current connection if the
+ * address differs. Returns 0 or BD_ENOMEM. */
+int rds_retarget(struct rds *r, const char *host, int port);
+/* The address connected to, or being connected to. */
+const char *rds_host(const struct rds *r);
+int rds_port(const struct rds *r);
+
 /* printf-style hiredis format (%s, %b with pointer+length, %d via %lld etc.). cb may be
  * NULL (fire and forget). */
 int rds_cmd(struct rds *r, rds_cb cb, void *data, const char *fmt, ...);
 int rds_cmdargv(struct rds *r, rds_cb cb, void *data, int argc, const char **argv,
                 const size_t *argvlen);
+/* EVALSHA s with nkeys keys followed by the other arguments (args[0..nargs), lens may be
+ * NULL for NUL-terminated strings). A server that lost the script answers NOSCRIPT: that
+ * error reaches cb, and the scripts are loaded again for the next call. */
+int rds_evalsha(struct rds *r, rds_cb cb, void *data, const struct rds_script *s, int nkeys,
+                int nargs, const char *const *args, const size_t *lens);
 /* SUBSCRIBE to channel: cb runs for the subscribe confirmation and for every message
  * (an ARRAY ["message", channel, payload]), and once more with NULL when the connection
  * drops or closes (then the subscription is gone: re-subscribe from the state callback).
