@@ -1,30 +1,39 @@
-/* store.h - briefd's Redis schema: the job queue, job records, their transitions, the
- * statistics' storage and the events channel. The only module that knows key names, stream
+/* store.h - briefd's Redis schema: the job queue, job records, running status, events,
+ * statistics and the registry of processes. The only module that knows key names, stream
  * and group names, Lua scripts and the shape of Redis replies; the rest of briefd speaks in
- * jobs, entries and figures (docs/ARCHITECTURE.md has the key layout).
+ * jobs, entries and figures. docs/ARCHITECTURE.md has the key layout; in short (P = the
+ * hash tag "{<redis.prefix>}", so every key lands in one Redis Cluster slot):
  *
- * Keys (P = redis.prefix, default "briefd:"):
- *   P job:<id>          hash: req (normalized request JSON), meta (priority, max_words,
- *                       metadata...), status, created_ms, attempts (deliveries), started_ms,
- *                       out (result/route/usage/cost/latency/error JSON), finished_ms,
- *                       tenant. Expires result_ttl_s after it ends.
- *   P q:high|normal|low streams of {id}, one consumer group "briefd-workers". An entry is
- *                       XACKed and XDELed when its job ends, so XLEN = queued + running.
- *   P dead              dead-letter stream {id, reason} of jobs that ran out of deliveries.
- *   P events            pub/sub channel: "<id> <status>" on every transition.
- *   P idem:<key>:<k>    idempotency keys: "<id> <body hash>".
- *   P stats:m:<minute>, P stats:h:<hour> (+ :idx:<dim> sets and :<dim>:<value> hashes),
- *   P stats:total, P stats:day:<yyyymmdd>
- *                       statistics buckets (fields: stats.h).
- * Every write that must not half-happen is one Lua script (submit, begin, transition,
- * finish, hand-back, requeue): a job is queued together with its record or not at all; a
- * finished job is never overwritten (first result wins, so a zombie worker cannot replace a
- * stored result); a write from a delivery that is no longer the job's current one is
- * refused; a result and its statistics are written together.
+ *   P q:low|normal|high  streams + group "briefd-workers": a queued job IS its entry
+ *                        (fields r = request, m = metadata; re-delivered entries also carry
+ *                        id, a = attempt, c = created ms, x = 1). A fresh job's id encodes its
+ *                        entry (job_id_of_entry), so submitting is one XADD.
+ *   P job:<id>           the finished record (string, expires result_ttl_s after the end):
+ *                        {"delivery", "req", "meta", "job"} - "job" is what GET returns.
+ *   P jobx:<id>          where a re-delivered job's current entry is (hash e, p).
+ *   P run:<id>           a running job's status beyond "drafting" (string with a TTL).
+ *   P dead               dead letters. P events: the events channel. P idem:<k>:<key>.
+ *   P stats:m:<minute>, P stats:h:<hour>, P stats:total, P stats:errors: counters
+ *                        (fields: stats.h; "<dim>|<value>|<field>" for groups).
+ *   P stats:pend:<proc>  what finished jobs added, not yet folded into the counters.
+ *   P procs              the processes sharing this Redis and their heartbeats.
  *
- * Connections: the store keeps one connection for commands, one for the events
- * subscription (opened by store_watch) and one for the workers' blocking reads (opened by
- * the first store_read). Each reconnects by itself with backoff.
+ * Writes that must not half-happen are Lua scripts called by SHA, each declaring every key it
+ * touches. A delivery is fenced by its entry: finishing acks the entry, and a worker whose
+ * entry was re-delivered elsewhere (reclaimed, handed back, dead-lettered) finds it already
+ * acked and stores nothing; finishes are sent in batches (one script for every job that
+ * ended while the previous batch was in flight).
+ *
+ * Statistics: each finished job's increments go, in the same script that stores its record,
+ * onto this process's pending list; about once a second the process folds its list into the
+ * counters (HINCRBY, exact integers) and trims it, atomically. A process that dies leaves its
+ * list; another process folds it in once the dead one's heartbeat is old (so no finished job
+ * is counted twice or lost), and removes its consumer from the group once nothing is pending
+ * for it. Counters are therefore up to about a second behind the job records.
+ *
+ * Connections: one for commands, one for the events subscription (store_watch), one for the
+ * workers' blocking reads (store_read_open). Each reconnects by itself; every command is
+ * bounded by redis.command_timeout_ms.
  *
  * Ownership: a struct store belongs to whoever opened it; strings passed in are copied into
  * the command before a function returns; data handed to callbacks (entries, strings, JSON)
@@ -48,28 +57,45 @@ struct store_opts {
     const char *host;           /* copied */
     int port;
     int db;
+    const char *user;           /* ACL user, or NULL (copied) */
     const char *password;       /* NULL: no AUTH (copied, wiped on close) */
     const char *prefix;         /* key prefix (copied); fixed for the store's life */
-    const char *consumer;       /* this process's consumer name in the group (copied) */
+    const char *instance;       /* this process ("host-pid-rand", copied): its consumer name,
+                                   registry entry and pending-statistics list */
+    const char *role;           /* "all" | "api" | "worker" (registry), copied */
+    int consumer;               /* 1: this process reads the queue (creates the group) */
+    int command_timeout_ms;     /* every command bounded (0: 3000) */
+    int connect_timeout_ms;     /* connect + handshake (0: 2000) */
+    long stats_retention_s;     /* hour buckets live this long (minute buckets <= 7 h) */
 };
 
 /* The command connection came up (connected = 1) or went down (0). */
 typedef void (*store_state_cb)(void *data, int connected);
 
-/* Open the store (starts connecting). cb may be NULL. Returns 0 or BD_ENOMEM. */
+/* Open the store (starts connecting, heartbeats, folds statistics). cb may be NULL.
+ * Returns 0 or BD_ENOMEM. */
 int store_open(uv_loop_t *loop, const struct store_opts *o, store_state_cb cb, void *data,
                struct store **out);
 /* 1 when the command connection is up. */
 int store_ready(const struct store *s);
-/* Close every connection (pending callbacks get a Redis-down status), free the store, then
- * cb(data). */
+/* Why Redis is not usable ("" when it is): a connect or handshake error. */
+const char *store_last_error(const struct store *s);
+/* The error text of the last command Redis refused (e.g. "OOM command not allowed ..."). */
+const char *store_last_reply_error(const struct store *s);
+/* Settings that may change with a reload. */
+void store_set_retention(struct store *s, long stats_retention_s);
+/* Fold pending statistics, leave the registry (and the group, when nothing is pending for
+ * this consumer), close every connection (pending callbacks get a Redis-down status), free
+ * the store, then cb(data). */
 void store_close(struct store *s, void (*cb)(void *data), void *data);
 
 /* --- job events --------------------------------------------------------------------- */
 
-/* A job changed status (id and status set), or the subscription (re)connected (id and
- * status NULL: events may have been missed, re-check what you wait for). */
-typedef void (*store_event_cb)(void *data, const char *id, const char *status);
+/* A job changed status; for succeeded/failed, job is its job object (JSON text, len bytes,
+ * not NUL-terminated), else NULL. id NULL: the subscription (re)connected - events may have
+ * been missed, re-check what you wait for. */
+typedef void (*store_event_cb)(void *data, const char *id, const char *status,
+                               const char *job, size_t len);
 /* Subscribe to job events for the store's life. Returns 0 or BD_ENOMEM. */
 int store_watch(struct store *s, store_event_cb cb, void *data);
 
@@ -77,22 +103,20 @@ int store_watch(struct store *s, store_event_cb cb, void *data);
 
 enum store_submit_rc { STORE_SUBMITTED = 0, STORE_FULL = 1, STORE_DUPLICATE = 2 };
 struct store_submit {
-    const char *id;
     const char *req_json;
     const char *meta_json;
-    int64_t created_ms;
     enum job_priority priority;
     long max_queue;
-    const char *tenant;         /* "" when none */
     const char *idem_scope;     /* idempotency: the caller's key fingerprint, or NULL */
     const char *idem_key;       /* the client's Idempotency-Key (with idem_scope) */
-    const char *idem_value;     /* "<id> <body-hash>" stored for the key */
+    const char *idem_hash;      /* the normalized body's hash, stored with the key */
     long idem_ttl_s;
 };
-/* status < 0 on Redis failure; rc as above; depth is the queue depth; for STORE_DUPLICATE
- * existing is the stored idempotency value. */
+/* status < 0 on Redis failure. STORE_SUBMITTED: id and created_ms of the new job, depth the
+ * queue depth after it (-1 when not measured). STORE_FULL: depth. STORE_DUPLICATE: id of the
+ * job the key named and idem_hash the hash stored with it. */
 typedef void (*store_submit_cb)(void *data, int status, enum store_submit_rc rc, long depth,
-                                const char *existing);
+                                const char *id, int64_t created_ms, const char *idem_hash);
 int store_submit(struct store *s, const struct store_submit *sub, store_submit_cb cb,
                  void *data);
 
@@ -100,10 +124,11 @@ int store_submit(struct store *s, const struct store_submit *sub, store_submit_c
  * exist, < 0 on Redis failure (job NULL). */
 typedef void (*store_job_cb)(void *data, int status, struct cJSON *job);
 int store_get(struct store *s, const char *id, store_job_cb cb, void *data);
-/* Build the job object from the hash fields (pure; exposed for tests). */
-struct cJSON *store_job_object(const char *id, const char *status, const char *created_ms,
-                               const char *attempts, const char *meta, const char *out,
-                               const char *finished_ms);
+/* Build the job object from its parts (pure; exposed for tests). meta and out are JSON
+ * objects as text (or NULL); finished_ms <= 0 for a running job. */
+struct cJSON *store_job_object(const char *id, const char *status, int64_t created_ms,
+                               int attempts, const char *meta, const char *out,
+                               int64_t finished_ms);
 
 /* --- the workers' side of the queue ---------------------------------------------------- */
 
@@ -111,68 +136,69 @@ struct cJSON *store_job_object(const char *id, const char *status, const char *c
 struct store_entry {
     enum job_priority prio;
     char entry[48];             /* the stream entry id */
-    char id[64];                /* the job id it carries ("" when it carries none) */
+    char id[JOB_ID_LEN + 1];    /* the job ("" when the entry carries none) */
+    int attempt;                /* this delivery's number, from 1 */
+    int64_t created_ms;
+    int redelivered;            /* the job has a jobx pointer (handed back, reclaimed, ...) */
+    const char *req;            /* request JSON (not NUL-terminated), req_len bytes */
+    size_t req_len;
+    const char *meta;           /* metadata JSON, meta_len bytes */
+    size_t meta_len;
 };
-/* entries[0..n) are valid during the callback. status < 0: Redis failure (n = 0). */
+/* entries[0..n) (and their strings) are valid during the callback. status < 0: Redis
+ * failure (n = 0). */
 typedef void (*store_entries_cb)(void *data, int status, const struct store_entry *entries,
                                  size_t n);
-/* Open the blocking connection the reads below use (once; later calls do nothing). cb(data)
- * runs every time it (re)connects. Returns 0 or BD_ENOMEM. */
+/* Open the blocking connection the reads below use (once). cb(data) runs every time it
+ * (re)connects. Returns 0 or BD_ENOMEM. */
 int store_read_open(struct store *s, void (*cb)(void *data), void *data);
-/* Read up to count new entries for this consumer: from one priority's stream without
- * blocking (prio >= 0), or from all three (high first) blocking up to block_ms (prio < 0).
- * Returns BD_EREDIS_DOWN while the blocking connection is not connected. */
-int store_read(struct store *s, int prio, unsigned count, int block_ms, store_entries_cb cb,
-               void *data);
 /* 1 when the blocking connection is up. */
 int store_read_ready(const struct store *s);
+/* Read up to count new entries for this consumer: from one priority's stream without
+ * blocking (prio >= 0), or from all three (high first) blocking up to block_ms (prio < 0). */
+int store_read(struct store *s, int prio, unsigned count, int block_ms, store_entries_cb cb,
+               void *data);
 /* Close the blocking connection (no entry is delivered to this consumer afterwards), then
  * cb(data). */
 void store_read_stop(struct store *s, void (*cb)(void *data), void *data);
-/* Claim up to count entries of priority p's stream idle longer than idle_ms (another
- * consumer died or stalled), continuing from where the last claim of that stream stopped. */
+/* Claim up to count entries of priority p's stream idle longer than idle_ms (their consumer
+ * died or stalled), continuing from where the last claim of that stream stopped. Claimed
+ * entries must be passed to store_redeliver. */
 int store_reclaim(struct store *s, enum job_priority p, int idle_ms, unsigned count,
                   store_entries_cb cb, void *data);
 /* Acknowledge away an entry that carries no job (it would otherwise block the group). */
 void store_discard(struct store *s, const struct store_entry *e);
 
-/* Begin a delivery: refuses jobs already ended or gone (acks their entry), counts the
- * delivery, fails the job into the dead-letter stream past max_attempts (adding
- * exhausted, which may be NULL, to the statistics), else marks it drafting.
- * cb(data, status, what, attempt, req_json, req_len, created_ms): what is "ok", "gone",
- * "done" or "exhausted"; req_json and created_ms only for "ok". */
-typedef void (*store_begin_cb)(void *data, int status, const char *what, int attempt,
-                               const char *req_json, size_t req_len, int64_t created_ms);
-int store_begin(struct store *s, const struct store_entry *e, int max_attempts, long ttl_s,
-                const struct stats_delta *exhausted, long stats_retention_s,
-                store_begin_cb cb, void *data);
-
-/* cb(data, status, applied): applied 0 when the script refused the write. cb may be NULL. */
+/* cb(data, status, applied): applied 0 when the script refused the write (the delivery is
+ * no longer current). cb may be NULL. */
 typedef void (*store_flag_cb)(void *data, int status, int applied);
-/* Set a running status (drafting/routing/refining) if attempt is still the job's current
- * delivery and it has not ended. */
-int store_transition(struct store *s, const char *id, const char *status, int attempt,
-                     store_flag_cb cb, void *data);
+
+/* A job's running status beyond the first ("routing", "refining"), published and readable
+ * by GET; batched. Informational: it never changes what is stored at the end. */
+void store_transition(struct store *s, const char *id, const char *status);
 
 struct store_result {
     const char *status;         /* "succeeded" | "failed" */
-    const char *out_json;       /* result/route/usage/cost/latency/error */
-    int64_t finished_ms;
-    long ttl_s;                 /* record expiry after the end */
-    const struct stats_delta *stats; /* what the job adds to the statistics, or NULL */
-    long stats_retention_s;
+    const char *job_json;       /* the finished job object (what GET returns) */
+    const char *req_json;       /* the stored request (for replay) */
+    const char *meta_json;
+    long ttl_s;                 /* record expiry */
+    const struct stats_delta *stats; /* what the job adds to the statistics */
 };
-/* End the job of entry e with r, applying r->stats in the same script, acking and
- * deleting the entry, setting the TTL and publishing - unless the job already ended
- * (applied = 0: first result wins) or attempt is no longer the job's current delivery
- * (applied = 0: the worker that reclaimed it owns it now, and its entry is left alone). */
-int store_finish(struct store *s, const struct store_entry *e, int attempt,
+/* End a job with r: store the record, ack and delete its entry, add its statistics and
+ * publish - unless the delivery is no longer current (applied = 0). e NULL: a job that never
+ * was queued (the facade's): id names it. Batched; cb runs when its batch is answered. */
+int store_finish(struct store *s, const struct store_entry *e, const char *id,
                  const struct store_result *r, store_flag_cb cb, void *data);
 
-/* Hand a job back to the queue (graceful shutdown, or its model is out): if it has not
- * ended, it goes back to "queued" with a fresh entry and this delivery is not counted. */
-int store_handback(struct store *s, const struct store_entry *e, store_flag_cb cb,
-                   void *data);
+/* Put a delivered job back in the queue with a fresh entry: attempt is the new entry's
+ * attempt number (the same to hand it back uncounted; +1 after a reclaim). Past
+ * max_attempts (0: no limit) the job fails instead into the dead letters with failed (the
+ * record to store, see store_result). applied: 1 queued again, 2 dead-lettered, 0 the entry
+ * was no longer this consumer's to give back. */
+int store_redeliver(struct store *s, const struct store_entry *e, int attempt,
+                    int max_attempts, const struct store_result *failed, store_flag_cb cb,
+                    void *data);
 
 /* --- dead letters -------------------------------------------------------------------- */
 
@@ -180,17 +206,16 @@ int store_handback(struct store *s, const struct store_entry *e, store_flag_cb c
 typedef void (*store_json_cb)(void *data, int status, struct cJSON *json);
 /* The newest count dead letters [{entry, id, reason, dead_at}]. */
 int store_dead_list(struct store *s, long count, store_json_cb cb, void *data);
-/* Requeue a dead-lettered job: back to "queued" with its deliveries reset and a fresh entry.
+/* Requeue a dead-lettered job: back to "queued" with attempt 1 and a fresh entry.
  * status BD_ENOTFOUND if there is no such job; applied 0 if it is not dead-lettered. */
 int store_requeue(struct store *s, const char *id, store_flag_cb cb, void *data);
 
 /* --- finished jobs (replay, calibrate) ------------------------------------------------ */
 
-/* For each job finished at or after since_ms: each(data, id, req_json, req_len, out_json)
- * (strings valid during the call); then done(data, status) once (status < 0: Redis failed
- * part way). */
+/* For each job finished at or after since_ms: each(data, id, req_json, req_len, job_json)
+ * (strings valid during the call); then done(data, status) once. */
 typedef void (*store_scan_each_cb)(void *data, const char *id, const char *req_json,
-                                   size_t req_len, const char *out_json);
+                                   size_t req_len, const char *job_json);
 typedef void (*store_scan_done_cb)(void *data, int status);
 int store_scan_finished(struct store *s, int64_t since_ms, store_scan_each_cb each,
                         store_scan_done_cb done, void *data);
@@ -212,10 +237,14 @@ int store_stats_guard(struct store *s, long window_s, store_guard_cb cb, void *d
 
 /* The all-time totals (field -> value), queue depth and entries held by workers. */
 typedef void (*store_totals_cb)(void *data, int status, const struct cJSON *totals,
-                                long depth, long pending);
+                                long depth, long in_flight);
 int store_stats_totals(struct store *s, store_totals_cb cb, void *data);
 
 /* Count n failed attempts of model for reason in the all-time totals (fire and forget). */
 void store_count_upstream_error(struct store *s, const char *model, const char *reason, long n);
+
+/* Fold this process's pending statistics into the counters now (also done every second);
+ * cb may be NULL. */
+void store_stats_flush(struct store *s, void (*cb)(void *data, int status), void *data);
 
 #endif
