@@ -16,12 +16,16 @@
 #include "http.h"
 #include "jsonx.h"
 #include "list.h"
+#include "log.h"
+#include "pipeline.h"
 #include "stats.h"
 #include "store.h"
 #include "svc.h"
 
 #define SSE_MAX_MS (30u * 60u * 1000u)   /* one events stream lives at most 30 minutes */
 #define SSE_POLL_MS 5000u                 /* and re-checks its job this often */
+#define RECENT_MAX 256                    /* terminal events remembered ... */
+#define RECENT_MAX_BYTES (4u << 20)       /* ... within this many bytes */
 
 /* A parked request. Freed when the response is done (or the client left) and no Redis
  * call made for it is still outstanding. */
@@ -46,18 +50,31 @@ struct rctx {
     int replayed;                 /* answer with Idempotent-Replayed: true */
     long window_s, step_s;        /* GET /v1/stats */
     char dim[16];
+    char *meta_text;              /* POST: the stored metadata (the queued job object) */
+    struct facade_run *run;       /* the facade's pipeline run, or NULL */
+};
+
+/* The last terminal events, so a submit whose job ended before its own reply came back
+ * (the event and the reply travel on different connections) still answers at once. */
+struct recent {
+    char id[JOB_ID_LEN + 1];
+    char *job;
+    size_t len;
 };
 
 struct api {
     struct svc *svc;
     struct list_node list;        /* parked requests */
     unsigned n;
+    struct recent *recent;        /* RECENT_MAX terminal events */
+    size_t recent_next;
     int stopping;
     void (*stop_cb)(void *);
     void *stop_data;
 };
 
-static void on_store_event(void *data, const char *id, const char *status);
+static void on_store_event(void *data, const char *id, const char *status, const char *job,
+                           size_t len);
 
 int api_new(struct svc *svc, struct api **out)
 {
@@ -67,8 +84,10 @@ int api_new(struct svc *svc, struct api **out)
         return BD_ENOMEM;
     api->svc = svc;
     list_init(&api->list);
-    rc = store_watch(svc->store, on_store_event, api);
+    api->recent = calloc(RECENT_MAX, sizeof(*api->recent));
+    rc = api->recent ? store_watch(svc->store, on_store_event, api) : BD_ENOMEM;
     if (rc != 0) {
+        free(api->recent);
         free(api);
         return rc;
     }
@@ -78,6 +97,9 @@ int api_new(struct svc *svc, struct api **out)
 
 void api_free(struct api *api)
 {
+    for (size_t i = 0; i < RECENT_MAX; i++)
+        free(api->recent[i].job);
+    free(api->recent);
     free(api);
 }
 
@@ -107,6 +129,7 @@ static void rctx_maybe_free(struct rctx *c)
     list_unlink(&c->node);
     api->n--;
     cJSON_Delete(c->queued);
+    free(c->meta_text);
     free(c);
     if (api->stopping && api->n == 0 && api->stop_cb) {
         void (*cb)(void *) = api->stop_cb;
@@ -334,13 +357,9 @@ static void facade_answer(struct rctx *c, cJSON *job)
     rctx_done(c);
 }
 
-static void on_job_for_ctx(void *data, int status, cJSON *job)
+/* Answer (or keep waiting) with the job object (status < 0: why there is none). Takes job. */
+static void answer(struct rctx *c, int status, cJSON *job)
 {
-    struct rctx *c = data;
-    if (!rctx_reply(c)) {
-        cJSON_Delete(job);
-        return;
-    }
     if (c->sse) {
         const cJSON *st = cJSON_GetObjectItemCaseSensitive(job, "status");
         if (status != 0 || !cJSON_IsString(st)) {
@@ -363,9 +382,7 @@ static void on_job_for_ctx(void *data, int status, cJSON *job)
         cJSON_Delete(job);
         return;
     }
-    if (c->facade && status == 0) {
-        facade_answer(c, job);
-    } else if (status == BD_ENOTFOUND) {
+    if (status == BD_ENOTFOUND) {
         http_respond_error(c->req, 404, "job_not_found", "id", "no job with id '%s'", c->id);
         rctx_done(c);
     } else if (status != 0) {
@@ -388,6 +405,16 @@ static void on_job_for_ctx(void *data, int status, cJSON *job)
         }
     }
     cJSON_Delete(job);
+}
+
+static void on_job_for_ctx(void *data, int status, cJSON *job)
+{
+    struct rctx *c = data;
+    if (!rctx_reply(c)) {
+        cJSON_Delete(job);
+        return;
+    }
+    answer(c, status, job);
 }
 
 static void ctx_fetch(struct rctx *c)
@@ -427,50 +454,85 @@ static void on_sse_timer(uv_timer_t *t)
     ctx_fetch(c);
 }
 
-/* A job event (or, id NULL, the subscription came back: events may have been missed). */
-static void on_store_event(void *data, const char *id, const char *status)
+
+static void recent_add(struct api *api, const char *id, const char *job, size_t len)
+{
+    struct recent *r = &api->recent[api->recent_next];
+    if (len > RECENT_MAX_BYTES / RECENT_MAX)
+        return;
+    free(r->job);
+    r->job = malloc(len);
+    if (!r->job)
+        return;
+    memcpy(r->job, job, len);
+    r->len = len;
+    snprintf(r->id, sizeof(r->id), "%s", id);
+    api->recent_next = (api->recent_next + 1) % RECENT_MAX;
+}
+
+static cJSON *recent_find(const struct api *api, const char *id)
+{
+    for (size_t i = 0; i < RECENT_MAX; i++)
+        if (api->recent[i].job && strcmp(api->recent[i].id, id) == 0)
+            return cJSON_ParseWithLength(api->recent[i].job, api->recent[i].len);
+    return NULL;
+}
+
+/* A job event (or, id NULL, the subscription came back: events may have been missed).
+ * A terminal event carries the job object: waiting requests answer from it. */
+static void on_store_event(void *data, const char *id, const char *status, const char *job,
+                           size_t len)
 {
     struct api *api = data;
     struct list_node *it, *tmp;
+    if (id && job && is_terminal(status))
+        recent_add(api, id, job, len);
     LIST_FOR_EACH_SAFE(it, tmp, &api->list) {
         struct rctx *c = LIST_ENTRY(it, struct rctx, node);
-        if (!c->req || !c->parked)
+        if (!c->req || !c->parked || c->run)
             continue;
-        if (!id)
+        if (!id) {
             ctx_fetch(c);
-        else if (strcmp(c->id, id) != 0)
+        } else if (strcmp(c->id, id) != 0) {
             continue;
-        else if (c->sse && !is_terminal(status))
-            sse_status(c, status);
-        else if (is_terminal(status))
+        } else if (!is_terminal(status)) {
+            if (c->sse)
+                sse_status(c, status);
+        } else if (job) {
+            cJSON *o = cJSON_ParseWithLength(job, len);
+            if (o)
+                answer(c, 0, o);
+            else
+                ctx_fetch(c);
+        } else {
             ctx_fetch(c);
+        }
     }
 }
 
 /* --- POST /v1/jobs --- */
 
 /* Same key seen before: the same body replays that job, another body is a conflict. */
-static void idempotent_replay(struct rctx *c, const char *existing)
+static void idempotent_replay(struct rctx *c, const char *id, const char *hash)
 {
-    const char *sp = strchr(existing, ' ');
-    if (!sp || (size_t)(sp - existing) != JOB_ID_LEN || strcmp(sp + 1, c->body_hash) != 0) {
+    if (!id || !hash || strcmp(hash, c->body_hash) != 0) {
         http_respond_error(c->req, 409, "idempotency_conflict", "Idempotency-Key",
                            "this Idempotency-Key was already used with a different request "
                            "body");
         rctx_done(c);
         return;
     }
-    memcpy(c->id, existing, JOB_ID_LEN);
-    c->id[JOB_ID_LEN] = '\0';
+    snprintf(c->id, sizeof(c->id), "%s", id);
     c->submitted = 1;
     c->replayed = 1;
     ctx_fetch(c); /* answers now, or keeps waiting (?wait) for that job */
 }
 
 static void on_submitted(void *data, int status, enum store_submit_rc rc, long depth,
-                         const char *existing)
+                         const char *id, int64_t created_ms, const char *hash)
 {
     struct rctx *c = data;
+    cJSON *done;
     (void)depth;
     if (!rctx_reply(c))
         return;
@@ -488,16 +550,26 @@ static void on_submitted(void *data, int status, enum store_submit_rc rc, long d
         return;
     }
     if (rc == STORE_DUPLICATE) {
-        idempotent_replay(c, existing ? existing : "");
+        idempotent_replay(c, id, hash);
         return;
     }
+    snprintf(c->id, sizeof(c->id), "%s", id);
     c->submitted = 1;
+    c->queued = store_job_object(id, "queued", created_ms, 0, c->meta_text, NULL, 0);
+    done = c->parked ? recent_find(c->api, id) : NULL;
+    if (done) {
+        answer(c, 0, done); /* it ended before this reply came back */
+        return;
+    }
     if (c->parked && uv_is_active((uv_handle_t *)&c->timer))
         return; /* ?wait: the job's events (or the timer) answer */
     char loc[64];
     snprintf(loc, sizeof(loc), "/v1/jobs/%s", c->id);
     http_resp_header(c->req, "Location", loc);
-    http_respond_json(c->req, 202, c->queued);
+    if (c->queued)
+        http_respond_json(c->req, 202, c->queued);
+    else
+        http_respond_error(c->req, 500, "out_of_memory", NULL, "out of memory");
     rctx_done(c);
 }
 
@@ -568,7 +640,9 @@ static int content_type_json(struct http_req *req)
 }
 
 static void enqueue(struct api *api, struct http_req *req, struct job_req *jr, double wait,
-                    const char *idem, const struct facade_req *fr);
+                    const char *idem);
+static void run_facade(struct api *api, struct http_req *req, struct job_req *jr,
+                       const struct facade_req *fr);
 
 static void post_job(struct api *api, struct http_req *req)
 {
@@ -596,11 +670,13 @@ static void post_job(struct api *api, struct http_req *req)
                            ve.msg);
         return;
     }
-    enqueue(api, req, &jr, wait, idem, NULL);
+    enqueue(api, req, &jr, wait, idem);
     job_req_free(&jr);
 }
 
-/* POST /v1/chat/completions: the pipeline, synchronously, as an OpenAI completion. */
+/* POST /v1/chat/completions: the pipeline run here and now, answered as an OpenAI
+ * completion (not queued: like any proxy, a request whose process dies is not answered;
+ * every answered request is recorded and counted). */
 static void post_chat(struct api *api, struct http_req *req)
 {
     const struct bd_config *cfg = api->svc->cfg;
@@ -609,7 +685,6 @@ static void post_chat(struct api *api, struct http_req *req)
     struct facade_req fr;
     size_t len;
     const char *body = http_req_body(req, &len);
-    double wait_s = (cfg->job_timeout_ms * (double)cfg->max_attempts) / 1000.0 + 5.0;
 
     if (!content_type_json(req)) {
         http_respond_error(req, 415, "unsupported_media_type", NULL,
@@ -621,79 +696,196 @@ static void post_chat(struct api *api, struct http_req *req)
                            ve.msg);
         return;
     }
-    enqueue(api, req, &jr, wait_s > 600 ? 600 : wait_s, NULL, &fr);
+    run_facade(api, req, &jr, &fr);
     job_req_free(&jr);
+}
+
+/* The stored request and metadata of a validated job, as JSON text (caller frees). */
+static int job_texts(struct api *api, struct http_req *req, struct job_req *jr, char **req_text,
+                     char **meta_text, char *kid, size_t kid_len)
+{
+    cJSON *rj, *mj;
+    key_tenant(api, req, jr);
+    rj = job_req_to_json(jr);
+    mj = meta_json(jr, job_req_meta(jr, "tenant"));
+    key_id(api, req, kid, kid_len);
+    if (mj)
+        cJSON_AddStringToObject(mj, "api_key_id", kid);
+    *req_text = rj ? cJSON_PrintUnformatted(rj) : NULL;
+    *meta_text = mj ? cJSON_PrintUnformatted(mj) : NULL;
+    cJSON_Delete(rj);
+    cJSON_Delete(mj);
+    if (*req_text && *meta_text)
+        return 0;
+    free(*req_text);
+    free(*meta_text);
+    return BD_ENOMEM;
 }
 
 /* Queue a validated job; answer now (202), or when it ends / wait passes. */
 static void enqueue(struct api *api, struct http_req *req, struct job_req *jr, double wait,
-                    const char *idem, const struct facade_req *fr)
+                    const char *idem)
 {
     const struct bd_config *cfg = api->svc->cfg;
     struct store_submit s;
-    char id[JOB_ID_LEN + 1];
     char *req_text = NULL, *meta_text = NULL;
-    char kid[32], idem_value[64];
-    cJSON *rj, *mj;
+    char kid[32];
     struct rctx *c;
 
     if (!store_ready(api->svc->store)) {
         respond_redis_down(req);
         return;
     }
-    job_new_id(id, clock_wall_ms());
-    key_tenant(api, req, jr);
-    rj = job_req_to_json(jr);
-    mj = meta_json(jr, job_req_meta(jr, "tenant"));
-    key_id(api, req, kid, sizeof(kid));
-    if (mj)
-        cJSON_AddStringToObject(mj, "api_key_id", kid);
-    req_text = rj ? cJSON_PrintUnformatted(rj) : NULL;
-    meta_text = mj ? cJSON_PrintUnformatted(mj) : NULL;
-    cJSON_Delete(rj);
-    cJSON_Delete(mj);
-    c = (req_text && meta_text) ? rctx_new(api, req, id) : NULL;
-    if (!c) {
+    if (job_texts(api, req, jr, &req_text, &meta_text, kid, sizeof(kid)) != 0 ||
+        !(c = rctx_new(api, req, ""))) {
+        free(req_text);
+        free(meta_text);
         http_respond_error(req, 500, "out_of_memory", NULL, "out of memory");
-        goto out;
+        return;
     }
+    c->meta_text = meta_text;
     memset(&s, 0, sizeof(s));
-    s.id = id;
     s.req_json = req_text;
     s.meta_json = meta_text;
-    s.created_ms = clock_wall_ms();
     s.priority = jr->priority;
     s.max_queue = cfg->max_queue;
-    s.tenant = job_req_meta(jr, "tenant");
-    if (fr) {
-        c->facade = 1;
-        c->fr = *fr;
-    }
     if (idem) {
         /* the key is scoped to the caller's API key; the body is compared by the hash of
          * its normalized form (so whitespace or key order do not matter) */
         snprintf(c->body_hash, sizeof(c->body_hash), "%016llx",
                  (unsigned long long)hash_fnv1a64_str(hash_fnv1a64_str(HASH_FNV1A64_INIT,
                                                                        req_text), meta_text));
-        snprintf(idem_value, sizeof(idem_value), "%s %s", id, c->body_hash);
         s.idem_scope = kid;
         s.idem_key = idem;
-        s.idem_value = idem_value;
+        s.idem_hash = c->body_hash;
         s.idem_ttl_s = cfg->idempotency_ttl_s;
-    }
-    {
-        char created[24];
-        snprintf(created, sizeof(created), "%lld", (long long)s.created_ms);
-        c->queued = store_job_object(id, "queued", created, "0", meta_text, NULL, NULL);
     }
     if (wait > 0) {
         c->parked = 1;
         uv_timer_start(&c->timer, on_wait_timer, (uint64_t)(wait * 1000.0), 0);
     }
     rctx_sent(c, store_submit(api->svc->store, &s, on_submitted, c));
-out:
     free(req_text);
-    free(meta_text);
+}
+
+/* --- the facade's direct runs --- */
+
+struct facade_run {
+    struct rctx *c;
+    struct bd_config *cfg;        /* a reference for the run's life */
+    struct job_req jr;
+    char *req_text, *meta_text;
+    char id[JOB_ID_LEN + 1];
+    int64_t created_ms;
+    struct pipe_job pj;
+};
+
+static void facade_run_free(struct facade_run *r)
+{
+    pipe_job_free(&r->pj);
+    job_req_free(&r->jr);
+    free(r->req_text);
+    free(r->meta_text);
+    config_unref(r->cfg);
+    free(r);
+}
+
+/* Record and count the answered run (fire and forget: the answer does not wait for it). */
+static void facade_record(struct facade_run *r, const char *status, const char *job_text)
+{
+    struct stats_delta delta;
+    struct store_result res;
+    if (pipe_stats(&r->pj, strcmp(status, "succeeded") == 0, &delta) != 0)
+        return;
+    memset(&res, 0, sizeof(res));
+    res.status = status;
+    res.job_json = job_text;
+    res.req_json = r->req_text;
+    res.meta_json = r->meta_text;
+    res.ttl_s = r->cfg->result_ttl_s;
+    res.stats = &delta;
+    if (store_finish(r->c->api->svc->store, NULL, r->id, &res, NULL, NULL) != 0)
+        log_warn("facade: the result of %s could not be recorded", r->id);
+    stats_delta_free(&delta);
+}
+
+static void on_facade_done(struct pipe_job *pj, enum pipe_outcome o)
+{
+    struct facade_run *r = pj->data;
+    struct rctx *c = r->c;
+    const char *status = o == PIPE_SUCCEEDED ? "succeeded" : "failed";
+    cJSON *out, *job = NULL;
+    char *out_text = NULL, *job_text = NULL;
+    c->run = NULL;
+    if (o == PIPE_SUCCEEDED || o == PIPE_FAILED) {
+        out = pipe_out_json(pj, status);
+        out_text = out ? jsonx_print(out) : NULL;
+        cJSON_Delete(out);
+        job = out_text ? store_job_object(r->id, status, r->created_ms, 1, r->meta_text,
+                                          out_text, clock_wall_ms()) : NULL;
+        job_text = job ? jsonx_print(job) : NULL;
+    }
+    if (job_text && c->req)
+        facade_record(r, status, job_text);
+    if (!c->req) {
+        /* the client left: nothing answered, nothing recorded */
+    } else if (job) {
+        facade_answer(c, job);
+    } else if (o == PIPE_RETRY) {
+        http_resp_header(c->req, "Retry-After", "5");
+        http_respond_error(c->req, 503, "model_unavailable", NULL,
+                           "the draft model is unavailable; try again later");
+        rctx_done(c);
+    } else {
+        http_resp_header(c->req, "Retry-After", "1");
+        http_respond_error(c->req, 503, o == PIPE_CANCELED ? "shutting_down" : "out_of_memory",
+                           NULL, "the brief could not be produced; try again");
+        rctx_done(c);
+    }
+    cJSON_Delete(job);
+    free(out_text);
+    free(job_text);
+    facade_run_free(r);
+    rctx_maybe_free(c);
+}
+
+static void run_facade(struct api *api, struct http_req *req, struct job_req *jr,
+                       const struct facade_req *fr)
+{
+    struct facade_run *r = calloc(1, sizeof(*r));
+    char kid[32];
+    struct rctx *c;
+    if (!r || job_texts(api, req, jr, &r->req_text, &r->meta_text, kid, sizeof(kid)) != 0 ||
+        job_req_from_json(r->req_text, strlen(r->req_text), &r->jr) != 0 ||
+        !(c = rctx_new(api, req, ""))) {
+        if (r) {
+            job_req_free(&r->jr);
+            free(r->req_text);
+            free(r->meta_text);
+            free(r);
+        }
+        http_respond_error(req, 500, "out_of_memory", NULL, "out of memory");
+        return;
+    }
+    r->c = c;
+    r->cfg = config_ref(api->svc->cfg);
+    r->created_ms = clock_wall_ms();
+    job_new_id(r->id, r->created_ms);
+    snprintf(c->id, sizeof(c->id), "%s", r->id);
+    c->facade = 1;
+    c->fr = *fr;
+    c->run = r;
+    r->pj.data = r;
+    r->pj.cfg = r->cfg;
+    r->pj.req = &r->jr;
+    r->pj.queue_ms = -1;
+    r->pj.on_done = on_facade_done;
+    if (pipe_start(api->svc->pipe, &r->pj) != 0) {
+        c->run = NULL;
+        facade_run_free(r);
+        http_respond_error(req, 500, "out_of_memory", NULL, "out of memory");
+        rctx_done(c);
+    }
 }
 
 /* --- GET /v1/jobs/{id}[/events] --- */

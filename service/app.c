@@ -18,6 +18,7 @@
 #include "http.h"
 #include "log.h"
 #include "mclient.h"
+#include "pipeline.h"
 #include "store.h"
 #include "svc.h"
 #include "worker.h"
@@ -59,6 +60,7 @@ static int app_reload(struct svc *svc, struct cfg_err *err)
     }
     config_unref(cur);
     svc->cfg = next;
+    store_set_retention(svc->store, next->stats_retention_s);
     log_info("config reloaded from %s (version %s)", a->cfg_path, next->version);
     return 0;
 }
@@ -87,6 +89,8 @@ static void on_http_closed(void *data)
 {
     struct app *a = data;
     a->http = NULL;
+    if (a->svc.pipe)
+        pipeline_close(a->svc.pipe, closed_one, a);
     if (a->svc.mc)
         mc_ctx_close(a->svc.mc);
     if (a->svc.hooks)
@@ -95,6 +99,7 @@ static void on_http_closed(void *data)
         curlm_close(a->engine, closed_one, a);
     if (a->svc.store)
         store_close(a->svc.store, closed_one, a);
+    a->svc.pipe = NULL;
     a->svc.mc = NULL;
     a->svc.hooks = NULL;
     a->engine = NULL;
@@ -179,7 +184,11 @@ static int open_store(struct app *a)
     o.db = c->redis_db;
     o.password = c->redis_password;
     o.prefix = c->redis_prefix;
-    o.consumer = a->role != ROLE_API ? a->instance : NULL;
+    o.instance = a->instance;
+    o.role = a->role == ROLE_ALL ? "all" : a->role == ROLE_API ? "api" : "worker";
+    o.consumer = a->role != ROLE_API;
+    o.command_timeout_ms = c->redis_command_timeout_ms;
+    o.stats_retention_s = c->stats_retention_s;
     return store_open(a->svc.loop, &o, on_store_state, a, &a->svc.store);
 }
 
@@ -233,6 +242,8 @@ static int open_clients(struct app *a)
         rc = mc_ctx_new(a->svc.loop, a->engine, &a->svc.mc);
     if (rc == 0)
         rc = hook_client_new(a->engine, &a->svc.hooks);
+    if (rc == 0)
+        rc = pipeline_new(&a->svc, &a->svc.pipe);
     return rc;
 }
 

@@ -129,6 +129,7 @@ static const struct key redis_keys[] = {
     STR("url", K_STR, O(redis_url), 1, 4096, "redis://127.0.0.1:6379/0", set_redis_url,
         show_redis_url),
     STR("prefix", K_STR, O(redis_prefix), 1, 64, "briefd:", NULL, NULL),
+    NUM("command_timeout_ms", K_INT, O(redis_command_timeout_ms), 100, 60000, 3000),
 };
 
 /* claim_idle_ms: default 0 means "job_timeout_ms + 30000", derived after parsing. */

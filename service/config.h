@@ -64,6 +64,7 @@ struct bd_config {
     int redis_db;
     char *redis_password;    /* from the URL (secret), or NULL */
     char *redis_prefix;      /* "briefd:" */
+    int redis_command_timeout_ms; /* redis.command_timeout_ms: every command bounded (3000) */
 
     int concurrency;         /* jobs in flight per worker process, 1..4096 (64) */
     int max_attempts;        /* deliveries of one job before it fails, 1..100 (3) */

@@ -9,6 +9,7 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "hash.h"
 #include "policy.h"
 #include "sbuf.h"
 
@@ -357,31 +358,133 @@ const char *job_req_meta(const struct job_req *r, const char *key)
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
+static const char crockford[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+/* An id: "job_" + 10 base32 chars of ms (48 bits) + 16 chars of tail (80 bits, MSB first). */
+static void id_encode(char *out, uint64_t ms, const unsigned char tail[10])
+{
+    memcpy(out, "job_", 4);
+    for (int i = 9; i >= 0; i--) {
+        out[4 + i] = crockford[ms & 31];
+        ms >>= 5;
+    }
+    for (int i = 0; i < 16; i++) {
+        int bit = i * 5, byte = bit / 8, off = bit % 8;
+        unsigned v = (unsigned)tail[byte] << 8 | (byte + 1 < 10 ? tail[byte + 1] : 0);
+        out[14 + i] = crockford[(v >> (11 - off)) & 31];
+    }
+    out[JOB_ID_LEN] = '\0';
+}
+
+static int b32_val(char c)
+{
+    const char *p = c ? strchr(crockford, c) : NULL;
+    return p ? (int)(p - crockford) : -1;
+}
+
+/* The tail's 80 bits back from the id; -1 if it is not a well-formed id. */
+static int id_decode(const char *id, uint64_t *ms, unsigned char tail[10])
+{
+    uint64_t t = 0;
+    if (!job_id_valid(id))
+        return -1;
+    for (int i = 0; i < 10; i++)
+        t = t << 5 | (uint64_t)b32_val(id[4 + i]);
+    memset(tail, 0, 10);
+    for (int i = 0; i < 16; i++) {
+        unsigned v = (unsigned)b32_val(id[14 + i]);
+        for (int k = 4; k >= 0; k--) {
+            int bit = i * 5 + (4 - k);
+            if (v >> k & 1u)
+                tail[bit / 8] |= (unsigned char)(0x80u >> (bit % 8));
+        }
+    }
+    *ms = t;
+    return 0;
+}
+
+/* Tail layout: 2 bits kind (0..2: the priority of the stream that holds the job's first
+ * entry, 3: a job never queued), 40 bits of the entry's sequence number, 38 bits check. */
+static void tail_put(unsigned char tail[10], unsigned kind, uint64_t seq, uint64_t check)
+{
+    /* 80 bits as hi (16) + lo (64) */
+    uint64_t hi = (uint64_t)kind << 14 | (seq >> 26);
+    uint64_t lo = (seq & ((1ull << 26) - 1)) << 38 | (check & ((1ull << 38) - 1));
+    tail[0] = (unsigned char)(hi >> 8);
+    tail[1] = (unsigned char)hi;
+    for (int i = 0; i < 8; i++)
+        tail[2 + i] = (unsigned char)(lo >> (56 - 8 * i));
+}
+
+static void tail_get(const unsigned char tail[10], unsigned *kind, uint64_t *seq,
+                     uint64_t *check)
+{
+    uint64_t hi = (uint64_t)tail[0] << 8 | tail[1], lo = 0;
+    for (int i = 0; i < 8; i++)
+        lo = lo << 8 | tail[2 + i];
+    *kind = (unsigned)(hi >> 14) & 3u;
+    *seq = (hi & 0x3fffu) << 26 | lo >> 38;
+    *check = lo & ((1ull << 38) - 1);
+}
+
+static uint64_t entry_check(unsigned kind, uint64_t ms, uint64_t seq)
+{
+    uint64_t v[3] = {kind, ms, seq};
+    return hash_fnv1a64(HASH_FNV1A64_INIT, v, sizeof(v));
+}
+
 void job_new_id(char *out, int64_t now_ms)
 {
-    static const char b32[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
     unsigned char rnd[10];
-    uint64_t t = (uint64_t)now_ms;
-    int i;
     if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
         uint64_t x = (uint64_t)now_ms ^ (uint64_t)clock();
-        for (i = 0; i < 10; i++) {
+        for (int i = 0; i < 10; i++) {
             x = x * 6364136223846793005ull + 1442695040888963407ull;
             rnd[i] = (unsigned char)(x >> 56);
         }
     }
-    memcpy(out, "job_", 4);
-    for (i = 9; i >= 0; i--) { /* 10 chars of time, 5 bits each */
-        out[4 + i] = b32[t & 31];
-        t >>= 5;
-    }
-    /* 80 random bits -> 16 chars */
-    for (i = 0; i < 16; i++) {
-        int bit = i * 5, byte = bit / 8, off = bit % 8;
-        unsigned v = (unsigned)rnd[byte] << 8 | (byte + 1 < 10 ? rnd[byte + 1] : 0);
-        out[14 + i] = b32[(v >> (11 - off)) & 31];
-    }
-    out[JOB_ID_LEN] = '\0';
+    rnd[0] |= 0xc0; /* kind 3: never queued */
+    id_encode(out, (uint64_t)now_ms & ((1ull << 48) - 1), rnd);
+}
+
+int job_id_of_entry(char *out, enum job_priority prio, const char *entry)
+{
+    unsigned long long ms, seq;
+    unsigned char tail[10];
+    char *end;
+    if (!entry || !*entry)
+        return -1;
+    ms = strtoull(entry, &end, 10);
+    if (*end != '-' || ms >= (1ull << 48))
+        return -1;
+    seq = strtoull(end + 1, &end, 10);
+    if (*end != '\0' || seq >= (1ull << 40) || prio > PRIO_HIGH)
+        return -1;
+    tail_put(tail, (unsigned)prio, seq, entry_check((unsigned)prio, ms, seq));
+    id_encode(out, ms, tail);
+    return 0;
+}
+
+int job_entry_of_id(const char *id, enum job_priority *prio, char *entry, size_t len)
+{
+    uint64_t ms, seq, check;
+    unsigned char tail[10];
+    unsigned kind;
+    if (id_decode(id, &ms, tail) != 0)
+        return -1;
+    tail_get(tail, &kind, &seq, &check);
+    if (kind > PRIO_HIGH || check != (entry_check(kind, ms, seq) & ((1ull << 38) - 1)))
+        return -1;
+    *prio = (enum job_priority)kind;
+    snprintf(entry, len, "%llu-%llu", (unsigned long long)ms, (unsigned long long)seq);
+    return 0;
+}
+
+int64_t job_id_ms(const char *id)
+{
+    uint64_t ms;
+    unsigned char tail[10];
+    return id_decode(id, &ms, tail) == 0 ? (int64_t)ms : -1;
 }
 
 int job_id_valid(const char *s)
@@ -389,9 +492,9 @@ int job_id_valid(const char *s)
     if (!s || strlen(s) != JOB_ID_LEN || strncmp(s, "job_", 4) != 0)
         return 0;
     for (size_t i = 4; i < JOB_ID_LEN; i++)
-        if (!strchr("0123456789ABCDEFGHJKMNPQRSTVWXYZ", s[i]) || s[i] == '\0')
+        if (b32_val(s[i]) < 0)
             return 0;
-    return 1;
+    return b32_val(s[4]) <= 7; /* 48 bits of time: the first char holds 3 */
 }
 
 void job_route_input(const struct job_req *r, const char *draft, const struct lp_summary *lp,

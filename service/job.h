@@ -57,9 +57,19 @@ int job_req_from_json(const char *json, size_t len, struct job_req *out);
 /* metadata[key] if it is a string, else NULL (borrowed). */
 const char *job_req_meta(const struct job_req *r, const char *key);
 
-/* A new job id "job_" + ULID (48-bit ms time + 80 random bits, Crockford base32):
- * sortable by creation time. out must hold JOB_ID_LEN + 1 bytes. */
+/* Job ids are "job_" + a ULID-shaped 26 chars of Crockford base32: 48 bits of creation time
+ * (ms) then 80 bits, so ids sort by creation time. A queued job's id encodes the queue entry
+ * it was first submitted as (priority, entry id, 38 bits of check), so the store finds a
+ * queued job from its id without an index; a job that never was queued (the facade's) has
+ * random bits instead. out must hold JOB_ID_LEN + 1 bytes. */
 void job_new_id(char *out, int64_t now_ms);
+/* The id of the job first queued as entry ("<ms>-<seq>") of priority prio's stream.
+ * Returns 0, or -1 when entry is not a stream entry id. */
+int job_id_of_entry(char *out, enum job_priority prio, const char *entry);
+/* The priority and first entry of a queued job's id; -1 for any other id. */
+int job_entry_of_id(const char *id, enum job_priority *prio, char *entry, size_t len);
+/* The creation time encoded in an id (ms), or -1. */
+int64_t job_id_ms(const char *id);
 /* 1 if s looks like a job id (so lookups of garbage never reach Redis keys). */
 int job_id_valid(const char *s);
 

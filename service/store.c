@@ -1,7 +1,8 @@
-/* store.c - briefd's Redis schema: connections, keys, Lua scripts, reply shapes. */
+/* store.c - briefd's Redis schema: connections, keys, Lua scripts, reply shapes, batches. */
 #include "store.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,88 +10,336 @@
 
 #include "bderr.h"
 #include "clock.h"
+#include "hash.h"
+#include "list.h"
 #include "log.h"
 #include "rds.h"
+#include "sbuf.h"
 #include "stats.h"
 
-#define STORE_GROUP "briefd-workers"
-#define KEY_MAX 200
-#define MINUTE_KEEP_S (7L * 3600L)   /* minute buckets serve windows up to 6 h */
-#define DAY_KEEP_S (3L * 86400L)
-#define SCAN_MAX_INFLIGHT 64         /* HMGETs in flight while scanning finished jobs */
+#define GROUP "briefd-workers"
+#define KEY_MAX 256
+#define MINUTE_KEEP_S (7L * 3600L)    /* minute buckets serve windows up to 6 h */
+#define BATCH_MAX 64                  /* jobs per finish / transition script */
+#define RUN_TTL_S 3600                /* a running status outlives no job */
+#define FLUSH_MS 1000                 /* fold pending statistics this often */
+#define HEARTBEAT_MS 5000
+#define DEAD_AFTER_MS 30000           /* a process silent this long is dead */
+#define RECOVER_MS 10000              /* look for dead processes this often */
+#define FLUSH_MAX_ITEMS 20000         /* pending items folded per script */
+#define DEPTH_STALE_MS 500            /* a queue depth estimate older than this is re-measured */
+#define SCAN_MAX_INFLIGHT 64
 
 static const char *const prio_names[] = {"low", "normal", "high"};
+
+struct batch_item;
+
+/* A batch of finishes (or transitions) sent as one script. */
+struct batch {
+    struct batch_item *items[BATCH_MAX];
+    size_t n;
+};
 
 struct store {
     uv_loop_t *loop;
     struct rds *cmd;            /* commands */
     struct rds *sub;            /* events subscription (store_watch), or NULL */
-    struct rds *blk;            /* workers' blocking reads (store_read), or NULL */
-    struct rds_opts ropts;      /* borrowed strings point into the fields below */
-    char *host, *password;
-    char prefix[72];
-    char consumer[128];
+    struct rds *blk;            /* workers' blocking reads (store_read_open), or NULL */
+    struct rds_opts ropts;      /* strings point into the fields below */
+    char *host, *user, *password;
+    char tag[80];               /* "{<prefix>}": every key starts with it */
+    char instance[128];
+    char role[16];
+    int consumer;
+    long retention_s;
     char claim_cursor[3][48];
+    char last_reply_error[200];
+    uv_timer_t tick;            /* flush, heartbeat, recovery */
+    uint64_t last_flush, last_beat, last_recover;
+    int flushing, recovering;
+    struct list_node finishes;  /* queued finish items, oldest first */
+    size_t n_finishes;
+    int finishing;              /* a finish batch is in flight */
+    struct list_node transitions;
+    int transiting;
+    /* queue depth estimate for the bound check (store_submit) */
+    long depth_est;
+    uint64_t depth_at;
+    long submitted_since;
     store_state_cb state_cb;
     void *state_data;
     store_event_cb event_cb;
     void *event_data;
+    void (*read_cb)(void *);
+    void *read_data;
+    void (*read_stop_cb)(void *);
+    void *read_stop_data;
     int closing;
+    int close_phase;            /* 0 draining, 1 final fold, 2 leaving, 3 disconnecting */
     int pending_closes;
     void (*close_cb)(void *);
     void *close_data;
-    void (*read_stop_cb)(void *);
-    void *read_stop_data;
-    void (*read_cb)(void *);    /* the blocking connection came up */
-    void *read_data;
 };
 
-/* --- keys ------------------------------------------------------------------------------ */
+/* --- keys -------------------------------------------------------------------------------- */
+
+/* buf (KEY_MAX bytes) = the hash tag + name + suffix (suffix may be NULL). */
+static void key(const struct store *s, char *buf, const char *name, const char *suffix)
+{
+    snprintf(buf, KEY_MAX, "%s%s%s", s->tag, name, suffix ? suffix : "");
+}
 
 static void key_queue(const struct store *s, enum job_priority p, char *buf)
 {
-    snprintf(buf, KEY_MAX, "%sq:%s", s->prefix, prio_names[p]);
+    key(s, buf, "q:", prio_names[p]);
 }
 
-static void key_job(const struct store *s, const char *id, char *buf)
+static void key_bucket(const struct store *s, char g, long long n, char *buf)
 {
-    snprintf(buf, KEY_MAX, "%sjob:%s", s->prefix, id);
+    char num[32];
+    snprintf(num, sizeof(num), "%c:%lld", g, n);
+    key(s, buf, "stats:", num);
 }
 
-static void key_events(const struct store *s, char *buf)
+/* --- scripts (every key a script touches is in KEYS) ------------------------------------ */
+
+/* KEYS: q:low q:normal q:high [idem]. ARGV: prio (0..2), max_queue (0: no bound), req, meta,
+ * idem hash, idem ttl. -> {'ok', entry, depth} | {'full', depth} | {'dup', value} */
+static const char SUBMIT_LUA[] =
+    "local p = tonumber(ARGV[1]) + 1\n"
+    "if KEYS[4] then\n"
+    "  local ex = redis.call('GET', KEYS[4])\n"
+    "  if ex then return {'dup', ex} end\n"
+    "end\n"
+    "local depth = -1\n"
+    "if tonumber(ARGV[2]) > 0 then\n"
+    "  depth = redis.call('XLEN', KEYS[1]) + redis.call('XLEN', KEYS[2])"
+    " + redis.call('XLEN', KEYS[3])\n"
+    "  if depth >= tonumber(ARGV[2]) then return {'full', tostring(depth)} end\n"
+    "  depth = depth + 1\n"
+    "end\n"
+    "local e = redis.call('XADD', KEYS[p], '*', 'r', ARGV[3], 'm', ARGV[4])\n"
+    "if KEYS[4] then\n"
+    "  redis.call('SET', KEYS[4], e .. ' ' .. ARGV[1] .. ' ' .. ARGV[5], 'EX', ARGV[6])\n"
+    "end\n"
+    "return {'ok', e, tostring(depth)}\n";
+
+/* KEYS: job, jobx, run, q:low, q:normal, q:high. ARGV: group, entry, prio (the id's first
+ * entry; "" for an id that never was queued).
+ * -> {'done', record} | {'live', fields, pending, run} | {'none'} */
+static const char GET_LUA[] =
+    "local rec = redis.call('GET', KEYS[1])\n"
+    "if rec then return {'done', rec} end\n"
+    "local e, p = ARGV[2], tonumber(ARGV[3])\n"
+    "local x = redis.call('HMGET', KEYS[2], 'e', 'p')\n"
+    "if x[1] then e = x[1]; p = tonumber(x[2]) end\n"
+    "if not p then return {'none'} end\n"
+    "local q = KEYS[p + 4]\n"
+    "local f = redis.call('XRANGE', q, e, e)\n"
+    "if #f == 0 then return {'none'} end\n"
+    "local pend = redis.call('XPENDING', q, ARGV[1], e, e, 1)\n"
+    "return {'live', f[1][2], #pend > 0 and 1 or 0, redis.call('GET', KEYS[3]) or ''}\n";
+
+/* KEYS: q:low q:normal q:high pend, then per job: job, jobx.
+ * ARGV: group, channel, n, then per job: prio (-1: never queued), entry, has jobx (0/1),
+ * ttl, record, delta, event. -> per job 1 stored, 2 stored earlier by this very delivery (a
+ * resent batch), 0 refused (the delivery is no longer current). */
+static const char FINISH_LUA[] =
+    "local group, chan, n = ARGV[1], ARGV[2], tonumber(ARGV[3])\n"
+    "local res, dels, deltas, events = {}, {{}, {}, {}}, {}, {}\n"
+    "for i = 0, n - 1 do\n"
+    "  local a = 4 + i * 7\n"
+    "  local p, entry = tonumber(ARGV[a]), ARGV[a + 1]\n"
+    "  local jk, xk = KEYS[5 + i * 2], KEYS[6 + i * 2]\n"
+    "  local ok = 1\n"
+    "  if p >= 0 then ok = redis.call('XACK', KEYS[p + 1], group, entry) end\n"
+    "  if ok == 1 then\n"
+    "    redis.call('SET', jk, ARGV[a + 4], 'EX', ARGV[a + 3])\n"
+    "    if ARGV[a + 2] == '1' then redis.call('DEL', xk) end\n"
+    "    if p >= 0 then table.insert(dels[p + 1], entry) end\n"
+    "    deltas[#deltas + 1] = ARGV[a + 5]\n"
+    "    events[#events + 1] = ARGV[a + 6]\n"
+    "    res[#res + 1] = 1\n"
+    "  else\n"
+    "    local cur = redis.call('GET', jk)\n"
+    "    local mark = '{\"delivery\":\"' .. entry .. '\"'\n"
+    "    if cur and string.sub(cur, 1, #mark) == mark then res[#res + 1] = 2"
+    " else res[#res + 1] = 0 end\n"
+    "  end\n"
+    "end\n"
+    "for p = 1, 3 do\n"
+    "  if #dels[p] > 0 then redis.call('XDEL', KEYS[p], unpack(dels[p])) end\n"
+    "end\n"
+    "if #deltas > 0 then redis.call('RPUSH', KEYS[4], unpack(deltas)) end\n"
+    "if #events > 0 then redis.call('PUBLISH', chan, table.concat(events)) end\n"
+    "return res\n";
+
+/* KEYS: run:<id> per job. ARGV: channel, ttl, then per job: status, event. */
+static const char TRANSITION_LUA[] =
+    "local ev = {}\n"
+    "for i = 1, #KEYS do\n"
+    "  redis.call('SET', KEYS[i], ARGV[1 + i * 2], 'EX', ARGV[2])\n"
+    "  ev[#ev + 1] = ARGV[2 + i * 2]\n"
+    "end\n"
+    "redis.call('PUBLISH', ARGV[1], table.concat(ev))\n"
+    "return #KEYS\n";
+
+/* KEYS: q:low q:normal q:high jobx job dead pend. ARGV: group, channel, prio, entry, id,
+ * attempt, max_attempts (0: none), created_ms, req, meta, now_ms, failed record, ttl, delta,
+ * failed event, handbacks. -> 1 queued again, 2 dead-lettered, 0 the entry was not ours. */
+static const char REDELIVER_LUA[] =
+    "local p = tonumber(ARGV[3]) + 1\n"
+    "if redis.call('XACK', KEYS[p], ARGV[1], ARGV[4]) == 0 then return 0 end\n"
+    "redis.call('XDEL', KEYS[p], ARGV[4])\n"
+    "local a, maxa = tonumber(ARGV[6]), tonumber(ARGV[7])\n"
+    "if maxa > 0 and a > maxa then\n"
+    "  local de = redis.call('XADD', KEYS[6], 'MAXLEN', '~', '100000', '*', 'id', ARGV[5],"
+    " 'reason', 'max_attempts', 'at_ms', ARGV[11])\n"
+    "  local rec = string.sub(ARGV[12], 1, -2) .. ',\"dead_entry\":\"' .. de .. '\"}'\n"
+    "  redis.call('SET', KEYS[5], rec, 'EX', ARGV[13])\n"
+    "  redis.call('DEL', KEYS[4])\n"
+    "  redis.call('RPUSH', KEYS[7], ARGV[14])\n"
+    "  redis.call('PUBLISH', ARGV[2], ARGV[15])\n"
+    "  return 2\n"
+    "end\n"
+    "local ne = redis.call('XADD', KEYS[p], '*', 'id', ARGV[5], 'a', ARGV[6], 'c', ARGV[8],"
+    " 'h', ARGV[16], 'r', ARGV[9], 'm', ARGV[10], 'x', '1')\n"
+    "redis.call('HSET', KEYS[4], 'e', ne, 'p', ARGV[3])\n"
+    "redis.call('PUBLISH', ARGV[2], ARGV[5] .. ' queued 0\\n')\n"
+    "return 1\n";
+
+/* KEYS: job dead q:low q:normal q:high jobx. ARGV: channel, id, entry, prio (the id's first
+ * entry, "" if none), group. -> 1 requeued, -1 exists but not dead-lettered, 0 no such job */
+static const char REQUEUE_LUA[] =
+    "local rec = redis.call('GET', KEYS[1])\n"
+    "if not rec then\n"
+    "  local x = redis.call('HGET', KEYS[6], 'e')\n"
+    "  local p = tonumber(ARGV[4])\n"
+    "  if x or (p and #redis.call('XRANGE', KEYS[p + 3], ARGV[3], ARGV[3]) > 0) then"
+    " return -1 end\n"
+    "  return 0\n"
+    "end\n"
+    "local r = cjson.decode(rec)\n"
+    "if not r.dead_entry then return -1 end\n"
+    "redis.call('XDEL', KEYS[2], r.dead_entry)\n"
+    "local pr = {low = 0, normal = 1, high = 2}\n"
+    "local p = pr[r.job.priority] or 1\n"
+    "local ne = redis.call('XADD', KEYS[p + 3], '*', 'id', ARGV[2], 'a', '1', 'c',"
+    " tostring(r.created_ms), 'r', r.req, 'm', r.meta, 'x', '1')\n"
+    "redis.call('HSET', KEYS[6], 'e', ne, 'p', tostring(p))\n"
+    "redis.call('DEL', KEYS[1])\n"
+    "redis.call('PUBLISH', ARGV[1], ARGV[2] .. ' queued 0\\n')\n"
+    "return 1\n";
+
+/* KEYS: procs, pend (the folded list), total, then bucket keys. ARGV: instance, mode
+ * ('flush': the process must still be registered; then trim count items and heartbeat /
+ * 'recover': the registry must still hold the seen heartbeat; then delete list and entry),
+ * count, heartbeat (flush) or seen value (recover), max_groups, then per bucket (KEYS[3..]):
+ * ttl, nfields, then field, increment pairs (a field "g|<dim>|<value>|<f>" is a group's
+ * counter: past max_groups distinct values of a dim in that bucket, the value becomes
+ * "(other)"). */
+static const char FOLD_LUA[] =
+    "local inst, mode, count = ARGV[1], ARGV[2], tonumber(ARGV[3])\n"
+    "local cur = redis.call('HGET', KEYS[1], inst)\n"
+    "if mode == 'flush' and not cur then return -1 end\n"
+    "if mode == 'recover' and cur ~= ARGV[4] then return -1 end\n"
+    "local maxg, ai = tonumber(ARGV[5]), 6\n"
+    "for b = 3, #KEYS do\n"
+    "  local k, ttl, nf = KEYS[b], tonumber(ARGV[ai]), tonumber(ARGV[ai + 1])\n"
+    "  local fresh, remap = redis.call('EXISTS', k) == 0, {}\n"
+    "  ai = ai + 2\n"
+    "  for f = 1, nf do\n"
+    "    local field, n = ARGV[ai], ARGV[ai + 1]\n"
+    "    ai = ai + 2\n"
+    "    local dim, val, rest = string.match(field, '^g|([^|]+)|([^|]+)|(.+)$')\n"
+    "    if dim then\n"
+    "      local g = dim .. '|' .. val\n"
+    "      if not remap[g] then\n"
+    "        remap[g] = val\n"
+    "        if val ~= '(other)' and"
+    " redis.call('HEXISTS', k, 'g|' .. g .. '|jobs') == 0 then\n"
+    "          if tonumber(redis.call('HGET', k, 'ngroups:' .. dim) or '0') >= maxg then\n"
+    "            remap[g] = '(other)'\n"
+    "          else redis.call('HINCRBY', k, 'ngroups:' .. dim, 1) end\n"
+    "        end\n"
+    "      end\n"
+    "      field = 'g|' .. dim .. '|' .. remap[g] .. '|' .. rest\n"
+    "    end\n"
+    "    redis.call('HINCRBY', k, field, n)\n"
+    "  end\n"
+    "  if fresh and ttl > 0 then redis.call('EXPIRE', k, ttl) end\n"
+    "end\n"
+    "if mode == 'flush' then\n"
+    "  redis.call('LTRIM', KEYS[2], count, -1)\n"
+    "  redis.call('HSET', KEYS[1], inst, ARGV[4])\n"
+    "else\n"
+    "  redis.call('DEL', KEYS[2])\n"
+    "  redis.call('HDEL', KEYS[1], inst)\n"
+    "end\n"
+    "return 1\n";
+
+/* KEYS: minute buckets of the window, then today's hour buckets. ARGV: number of minute keys.
+ * -> {decided, refined, refine cost (pico) of the window, refine cost (pico) today} */
+static const char GUARD_LUA[] =
+    "local nm, d, rf, c, day = tonumber(ARGV[1]), 0, 0, 0, 0\n"
+    "for i = 1, #KEYS do\n"
+    "  local v = redis.call('HMGET', KEYS[i], 'decided', 'refined', 'cost_refine_p')\n"
+    "  if i <= nm then\n"
+    "    d = d + (tonumber(v[1]) or 0); rf = rf + (tonumber(v[2]) or 0)\n"
+    "    c = c + (tonumber(v[3]) or 0)\n"
+    "  else day = day + (tonumber(v[3]) or 0) end\n"
+    "end\n"
+    "return {tostring(d), tostring(rf), string.format('%.17g', c), string.format('%.17g', day)}\n";
+
+/* KEYS: total, errors, q:low, q:normal, q:high. ARGV: group.
+ * -> {total hash, errors hash, depth, held by workers} */
+static const char TOTALS_LUA[] =
+    "local depth, pending = 0, 0\n"
+    "for i = 3, 5 do\n"
+    "  depth = depth + redis.call('XLEN', KEYS[i])\n"
+    "  local ok, s = pcall(redis.call, 'XPENDING', KEYS[i], ARGV[1])\n"
+    "  if ok and type(s) == 'table' then pending = pending + (tonumber(s[1]) or 0) end\n"
+    "end\n"
+    "return {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2]), depth, pending}\n";
+
+static struct rds_script sc_submit, sc_get, sc_finish, sc_transition, sc_redeliver,
+    sc_requeue, sc_fold, sc_guard, sc_totals;
+static const struct rds_script *const scripts[] = {&sc_submit, &sc_get, &sc_finish,
+                                                    &sc_transition, &sc_redeliver,
+                                                    &sc_requeue, &sc_fold, &sc_guard,
+                                                    &sc_totals};
+
+static void scripts_init(void)
 {
-    snprintf(buf, KEY_MAX, "%sevents", s->prefix);
+    static int done;
+    if (done)
+        return;
+    done = 1;
+    rds_script_init(&sc_submit, SUBMIT_LUA);
+    rds_script_init(&sc_get, GET_LUA);
+    rds_script_init(&sc_finish, FINISH_LUA);
+    rds_script_init(&sc_transition, TRANSITION_LUA);
+    rds_script_init(&sc_redeliver, REDELIVER_LUA);
+    rds_script_init(&sc_requeue, REQUEUE_LUA);
+    rds_script_init(&sc_fold, FOLD_LUA);
+    rds_script_init(&sc_guard, GUARD_LUA);
+    rds_script_init(&sc_totals, TOTALS_LUA);
 }
 
-static void key_dead(const struct store *s, char *buf)
-{
-    snprintf(buf, KEY_MAX, "%sdead", s->prefix);
-}
-
-static void key_totals(const struct store *s, char *buf)
-{
-    snprintf(buf, KEY_MAX, "%sstats:total", s->prefix);
-}
-
-static void key_day(const struct store *s, int64_t at_ms, char *buf)
-{
-    char day[16];
-    clock_utc_day(at_ms, day, sizeof(day));
-    snprintf(buf, KEY_MAX, "%sstats:day:%s", s->prefix, day);
-}
-
-/* --- replies and callbacks ------------------------------------------------------------- */
+/* --- replies and callbacks ---------------------------------------------------------------- */
 
 /* A callback and its data, carried through one Redis command. */
 struct op {
+    struct store *s;
     void (*fn)(void);
     void *data;
 };
 
-static struct op *op_new(void (*fn)(void), void *data)
+static struct op *op_new(struct store *s, void (*fn)(void), void *data)
 {
     struct op *o = malloc(sizeof(*o));
     if (o) {
+        o->s = s;
         o->fn = fn;
         o->data = data;
     }
@@ -104,170 +353,79 @@ static int send_or_free(int rc, void *o)
     return rc;
 }
 
-/* The status a reply stands for: 0, BD_EREDIS_DOWN (no reply: the connection dropped) or
- * BD_EREDIS_REPLY (an error reply or another type than want). */
-static int reply_status(const struct rds_reply *x, enum rds_type want)
-{
-    if (!x)
-        return BD_EREDIS_DOWN;
-    return rds_reply_type(x) == want ? 0 : BD_EREDIS_REPLY;
-}
-
 /* Copy a reply string into a NUL-terminated buffer ("" when it is not a string). */
 static void reply_copy(const struct rds_reply *x, char *buf, size_t len)
 {
     size_t n;
-    const char *s = rds_reply_str(x, &n);
-    if (!s) {
+    const char *p = rds_reply_str(x, &n);
+    if (!p) {
         buf[0] = '\0';
         return;
     }
     if (n >= len)
         n = len - 1;
-    memcpy(buf, s, n);
+    memcpy(buf, p, n);
     buf[n] = '\0';
 }
 
-static char *elem_dup(const struct rds_reply *x, size_t i)
+/* The status a reply stands for: 0, BD_EREDIS_DOWN (no reply: the connection dropped or
+ * timed out) or BD_EREDIS_REPLY (an error reply - kept for store_last_reply_error - or
+ * another type than want; want RDS_OTHER accepts any non-error). */
+static int reply_status(struct store *s, const struct rds_reply *x, enum rds_type want)
+{
+    if (!x)
+        return BD_EREDIS_DOWN;
+    if (rds_reply_type(x) == RDS_ERROR) {
+        char msg[sizeof(s->last_reply_error)];
+        reply_copy(x, msg, sizeof(msg));
+        if (strcmp(msg, s->last_reply_error) != 0)
+            log_error("redis refused a command: %s", msg);
+        memcpy(s->last_reply_error, msg, sizeof(msg));
+        return BD_EREDIS_REPLY;
+    }
+    return (want == RDS_OTHER || rds_reply_type(x) == want) ? 0 : BD_EREDIS_REPLY;
+}
+
+static char *elem_dup(const struct rds_reply *x, size_t i, size_t *len)
 {
     size_t n;
-    const char *s = rds_reply_str(rds_reply_elem(x, i), &n);
-    return s ? strndup(s, n) : NULL;
+    const char *p = rds_reply_str(rds_reply_elem(x, i), &n);
+    char *d = p ? malloc(n + 1) : NULL;
+    if (d) {
+        memcpy(d, p, n);
+        d[n] = '\0';
+        if (len)
+            *len = n;
+    }
+    return d;
 }
 
-/* A flat [field, value, ...] reply as a cJSON object of numbers. */
-static cJSON *flat_map(const struct rds_reply *x)
+/* A flat [field, value, ...] reply merged into m (numbers summed). */
+static void merge_flat(cJSON *m, const struct rds_reply *x)
 {
-    cJSON *m = cJSON_CreateObject();
     for (size_t k = 0; m && k + 1 < rds_reply_len(x); k += 2) {
-        char fb[200], vb[48];
+        char fb[256], vb[48];
+        cJSON *it;
         reply_copy(rds_reply_elem(x, k), fb, sizeof(fb));
         reply_copy(rds_reply_elem(x, k + 1), vb, sizeof(vb));
-        if (fb[0] && vb[0])
+        if (!fb[0] || !vb[0])
+            continue;
+        it = cJSON_GetObjectItemCaseSensitive(m, fb);
+        if (it)
+            cJSON_SetNumberValue(it, it->valuedouble + strtod(vb, NULL));
+        else
             cJSON_AddNumberToObject(m, fb, strtod(vb, NULL));
     }
-    return m;
 }
 
-static int eval(struct rds *r, rds_cb cb, void *data, const char *script, int nkeys,
-                const char *const *args, int nargs)
+static int evalsha(struct store *s, struct rds *r, rds_cb cb, void *data,
+                   const struct rds_script *sc, int nkeys, int nargs, const char *const *args,
+                   const size_t *lens)
 {
-    const char *argv[32];
-    char nk[8];
-    if (nargs + 3 > (int)(sizeof(argv) / sizeof(argv[0])))
-        return BD_EINVAL;
-    snprintf(nk, sizeof(nk), "%d", nkeys);
-    argv[0] = "EVAL";
-    argv[1] = script;
-    argv[2] = nk;
-    for (int i = 0; i < nargs; i++)
-        argv[i + 3] = args[i];
-    return rds_cmdargv(r, cb, data, nargs + 3, argv, NULL);
+    return rds_evalsha(r ? r : s->cmd, cb, data, sc, nkeys, nargs, args, lens);
 }
 
-/* --- scripts ---------------------------------------------------------------------------- */
-
-/* Lua defining stats_apply(json): the scripts that end jobs begin with it and call it once
- * the result is stored, so a result and its statistics are written together. The JSON
- * (stats_arg) names the buckets: keys [[key, ttl]...], groups g [{idx, base, v, ttl}...],
- * increments i {field: n}, the day hash and its TTL, max_groups. Integers only. */
-#define STATS_APPLY_LUA \
-    "local function stats_add(key, ttl, inc)\n" \
-    "  for f, n in pairs(inc) do redis.call('HINCRBY', key, f, n) end\n" \
-    "  if ttl > 0 then redis.call('EXPIRE', key, ttl) end\n" \
-    "end\n" \
-    "local function stats_apply(js)\n" \
-    "  local s = cjson.decode(js)\n" \
-    "  for _, k in ipairs(s.keys) do stats_add(k[1], k[2], s.i) end\n" \
-    "  for _, g in ipairs(s.g) do\n" \
-    "    local v = g.v\n" \
-    "    if redis.call('SISMEMBER', g.idx, v) == 0 and" \
-    " redis.call('SCARD', g.idx) >= s.max_groups then v = '(other)' end\n" \
-    "    redis.call('SADD', g.idx, v)\n" \
-    "    redis.call('EXPIRE', g.idx, g.ttl)\n" \
-    "    stats_add(g.base .. v, g.ttl, s.i)\n" \
-    "  end\n" \
-    "  local day = {refined = s.i.refined or 0, cost_refine_p = s.i.cost_refine_p or 0}\n" \
-    "  stats_add(s.day, s.day_ttl, day)\n" \
-    "end\n"
-
-/* KEYS: job, target stream, q:high, q:normal, q:low, idem key (or "")
- * ARGV: id, req, meta, created_ms, max_queue, tenant, idem value ("" = none), idem ttl */
-static const char SUBMIT_LUA[] =
-    "if ARGV[7] ~= '' then\n"
-    "  local ex = redis.call('GET', KEYS[6])\n"
-    "  if ex then return {'dup', ex} end\n"
-    "end\n"
-    "local depth = redis.call('XLEN', KEYS[3]) + redis.call('XLEN', KEYS[4])"
-    " + redis.call('XLEN', KEYS[5])\n"
-    "if depth >= tonumber(ARGV[5]) then return {'full', tostring(depth)} end\n"
-    "redis.call('HSET', KEYS[1], 'req', ARGV[2], 'meta', ARGV[3], 'status', 'queued',"
-    " 'created_ms', ARGV[4], 'attempts', '0', 'tenant', ARGV[6])\n"
-    "redis.call('XADD', KEYS[2], '*', 'id', ARGV[1])\n"
-    "if ARGV[7] ~= '' then redis.call('SET', KEYS[6], ARGV[7], 'EX', ARGV[8]) end\n"
-    "return {'ok', tostring(depth + 1)}\n";
-
-/* KEYS: job, stream, dead stream. ARGV: group, entry, max_attempts, now_ms, channel, id,
- * out JSON for an exhausted job, ttl, stats increments for an exhausted job.
- * Prefixed with STATS_APPLY_LUA. */
-static const char BEGIN_LUA[] = STATS_APPLY_LUA
-    "local st = redis.call('HGET', KEYS[1], 'status')\n"
-    "if not st then\n"
-    "  redis.call('XACK', KEYS[2], ARGV[1], ARGV[2]); redis.call('XDEL', KEYS[2], ARGV[2])\n"
-    "  return {'gone'}\n"
-    "end\n"
-    "if st == 'succeeded' or st == 'failed' then\n"
-    "  redis.call('XACK', KEYS[2], ARGV[1], ARGV[2]); redis.call('XDEL', KEYS[2], ARGV[2])\n"
-    "  return {'done'}\n"
-    "end\n"
-    "local n = redis.call('HINCRBY', KEYS[1], 'attempts', 1)\n"
-    "if n > tonumber(ARGV[3]) then\n"
-    "  redis.call('HSET', KEYS[1], 'status', 'failed', 'out', ARGV[7], 'finished_ms', ARGV[4])\n"
-    "  redis.call('HINCRBY', KEYS[1], 'attempts', -1)\n"
-    "  redis.call('EXPIRE', KEYS[1], ARGV[8])\n"
-    "  redis.call('XACK', KEYS[2], ARGV[1], ARGV[2]); redis.call('XDEL', KEYS[2], ARGV[2])\n"
-    "  local dead = redis.call('XADD', KEYS[3], 'MAXLEN', '~', '100000', '*', 'id', ARGV[6],"
-    " 'reason', 'max_attempts', 'stream', KEYS[2], 'at_ms', ARGV[4])\n"
-    "  redis.call('HSET', KEYS[1], 'dead_entry', dead)\n"
-    "  if ARGV[9] ~= '' then stats_apply(ARGV[9]) end\n"
-    "  redis.call('PUBLISH', ARGV[5], ARGV[6] .. ' failed')\n"
-    "  return {'exhausted', tostring(n - 1)}\n"
-    "end\n"
-    "redis.call('HSET', KEYS[1], 'status', 'drafting', 'started_ms', ARGV[4])\n"
-    "redis.call('PUBLISH', ARGV[5], ARGV[6] .. ' drafting')\n"
-    "local v = redis.call('HMGET', KEYS[1], 'req', 'created_ms')\n"
-    "return {'ok', tostring(n), v[1] or '', v[2] or '0'}\n";
-
-/* KEYS: job. ARGV: status, channel, id, attempt */
-static const char TRANSITION_LUA[] =
-    "local v = redis.call('HMGET', KEYS[1], 'status', 'attempts')\n"
-    "if not v[1] or v[1] == 'succeeded' or v[1] == 'failed' or v[2] ~= ARGV[4] then"
-    " return 0 end\n"
-    "redis.call('HSET', KEYS[1], 'status', ARGV[1])\n"
-    "redis.call('PUBLISH', ARGV[2], ARGV[3] .. ' ' .. ARGV[1])\n"
-    "return 1\n";
-
-/* KEYS: job, stream. ARGV: status, out, finished_ms, ttl, group, entry, channel, id,
- * stats increments JSON ('' = none), attempt (the finishing delivery).
- * Prefixed with STATS_APPLY_LUA. Refuses (0) a job that already ended, and a delivery that
- * is no longer the job's current one (another worker reclaimed it: that worker's entry is
- * left alone); acks the entry in the first case only. */
-static const char FINISH_LUA[] = STATS_APPLY_LUA
-    "local v = redis.call('HMGET', KEYS[1], 'status', 'attempts')\n"
-    "local st = v[1]\n"
-    "if not st or st == 'succeeded' or st == 'failed' then\n"
-    "  redis.call('XACK', KEYS[2], ARGV[5], ARGV[6]); redis.call('XDEL', KEYS[2], ARGV[6])\n"
-    "  return 0\n"
-    "end\n"
-    "if v[2] ~= ARGV[10] then return -1 end\n"
-    "redis.call('XACK', KEYS[2], ARGV[5], ARGV[6]); redis.call('XDEL', KEYS[2], ARGV[6])\n"
-    "redis.call('HSET', KEYS[1], 'status', ARGV[1], 'out', ARGV[2], 'finished_ms', ARGV[3])\n"
-    "redis.call('EXPIRE', KEYS[1], ARGV[4])\n"
-    "if ARGV[9] ~= '' then stats_apply(ARGV[9]) end\n"
-    "redis.call('PUBLISH', ARGV[7], ARGV[8] .. ' ' .. ARGV[1])\n"
-    "return 1\n";
-
-/* --- connections ----------------------------------------------------------------------- */
+/* --- connections ----------------------------------------------------------------------------- */
 
 static void on_group(struct rds *r, struct rds_reply *x, void *data)
 {
@@ -287,55 +445,63 @@ static void ensure_groups(struct store *s, struct rds *r)
     for (int p = PRIO_LOW; p <= PRIO_HIGH; p++) {
         char k[KEY_MAX];
         key_queue(s, (enum job_priority)p, k);
-        rds_cmd(r, on_group, NULL, "XGROUP CREATE %s %s 0 MKSTREAM", k, STORE_GROUP);
+        rds_cmd(r, on_group, NULL, "XGROUP CREATE %s %s 0 MKSTREAM", k, GROUP);
     }
 }
+
+static void heartbeat(struct store *s);
+static void kick_finishes(struct store *s);
+static void kick_transitions(struct store *s);
 
 static void on_cmd_state(struct rds *r, enum rds_state st, void *data)
 {
     struct store *s = data;
-    if (st == RDS_CONNECTED && s->consumer[0])
-        ensure_groups(s, r);
+    if (st == RDS_CONNECTED) {
+        if (s->consumer)
+            ensure_groups(s, r);
+        s->depth_at = 0;
+        heartbeat(s);
+        kick_finishes(s);
+        kick_transitions(s);
+    }
     if (s->state_cb && st != RDS_CLOSED)
         s->state_cb(s->state_data, st == RDS_CONNECTED);
 }
 
-int store_open(uv_loop_t *loop, const struct store_opts *o, store_state_cb cb, void *data,
-               struct store **out)
+static void on_tick(uv_timer_t *t);
+
+static int copy_opts(struct store *s, const struct store_opts *o)
 {
-    struct store *s = calloc(1, sizeof(*s));
-    int rc = BD_ENOMEM;
-    if (!s)
-        return BD_ENOMEM;
-    s->loop = loop;
-    s->state_cb = cb;
-    s->state_data = data;
-    snprintf(s->prefix, sizeof(s->prefix), "%s", o->prefix);
-    snprintf(s->consumer, sizeof(s->consumer), "%s", o->consumer ? o->consumer : "");
-    s->host = strdup(o->host);
+    s->host = strdup(o->host ? o->host : "127.0.0.1");
+    s->user = o->user ? strdup(o->user) : NULL;
     s->password = o->password ? strdup(o->password) : NULL;
-    if (!s->host || (o->password && !s->password))
-        goto fail;
+    if (!s->host || (o->user && !s->user) || (o->password && !s->password))
+        return BD_ENOMEM;
+    snprintf(s->tag, sizeof(s->tag), "{%s}", o->prefix ? o->prefix : "briefd:");
+    snprintf(s->instance, sizeof(s->instance), "%s", o->instance ? o->instance : "briefd");
+    snprintf(s->role, sizeof(s->role), "%s", o->role ? o->role : "all");
+    s->consumer = o->consumer;
+    s->retention_s = o->stats_retention_s > 0 ? o->stats_retention_s : 604800;
+    memset(&s->ropts, 0, sizeof(s->ropts));
     s->ropts.host = s->host;
     s->ropts.port = o->port;
     s->ropts.db = o->db;
+    s->ropts.user = s->user;
     s->ropts.password = s->password;
     s->ropts.name = "cmd";
-    rc = rds_open(loop, &s->ropts, on_cmd_state, s, &s->cmd);
-    if (rc != 0)
-        goto fail;
-    *out = s;
+    s->ropts.connect_timeout_ms = o->connect_timeout_ms;
+    s->ropts.command_timeout_ms = o->command_timeout_ms > 0 ? o->command_timeout_ms : 3000;
+    s->ropts.scripts = scripts;
+    s->ropts.n_scripts = sizeof(scripts) / sizeof(scripts[0]);
     return 0;
-fail:
-    free(s->host);
-    free(s->password);
-    free(s);
-    return rc;
 }
 
-int store_ready(const struct store *s)
+static void wipe_free(char *p)
 {
-    return s->cmd && rds_state(s->cmd) == RDS_CONNECTED;
+    if (p) {
+        explicit_bzero(p, strlen(p));
+        free(p);
+    }
 }
 
 static void free_store(struct store *s)
@@ -343,60 +509,99 @@ static void free_store(struct store *s)
     void (*cb)(void *) = s->close_cb;
     void *data = s->close_data;
     free(s->host);
-    if (s->password) {
-        explicit_bzero(s->password, strlen(s->password));
-        free(s->password);
-    }
+    wipe_free(s->user);
+    wipe_free(s->password);
     free(s);
     if (cb)
         cb(data);
 }
 
-static void on_conn_closed(void *data)
+int store_open(uv_loop_t *loop, const struct store_opts *o, store_state_cb cb, void *data,
+               struct store **out)
 {
-    struct store *s = data;
-    if (--s->pending_closes == 0)
+    struct store *s = calloc(1, sizeof(*s));
+    int rc;
+    if (!s)
+        return BD_ENOMEM;
+    scripts_init();
+    s->loop = loop;
+    s->state_cb = cb;
+    s->state_data = data;
+    list_init(&s->finishes);
+    list_init(&s->transitions);
+    rc = copy_opts(s, o);
+    if (rc == 0)
+        rc = rds_open(loop, &s->ropts, on_cmd_state, s, &s->cmd);
+    if (rc != 0) {
         free_store(s);
-}
-
-void store_close(struct store *s, void (*cb)(void *data), void *data)
-{
-    struct rds *conns[3] = {s->cmd, s->sub, s->blk};
-    s->closing = 1;
-    s->close_cb = cb;
-    s->close_data = data;
-    s->pending_closes = 1;
-    for (int i = 0; i < 3; i++) {
-        if (conns[i]) {
-            s->pending_closes++;
-            rds_close(conns[i], on_conn_closed, s);
-        }
+        return rc;
     }
-    s->cmd = s->sub = s->blk = NULL;
-    on_conn_closed(s);
+    uv_timer_init(loop, &s->tick);
+    s->tick.data = s;
+    uv_timer_start(&s->tick, on_tick, 250, 250);
+    *out = s;
+    return 0;
 }
 
-/* --- events ------------------------------------------------------------------------------ */
+int store_ready(const struct store *s)
+{
+    return s->cmd && rds_state(s->cmd) == RDS_CONNECTED;
+}
+
+const char *store_last_error(const struct store *s)
+{
+    return store_ready(s) || !s->cmd ? "" : rds_last_error(s->cmd);
+}
+
+const char *store_last_reply_error(const struct store *s) { return s->last_reply_error; }
+
+void store_set_retention(struct store *s, long stats_retention_s)
+{
+    if (stats_retention_s > 0)
+        s->retention_s = stats_retention_s;
+}
+
+/* --- events ------------------------------------------------------------------------------- */
+
+/* A published message: events "<id> <status> <len>\n<len bytes of job JSON>\n", one after
+ * the other. */
+static void parse_events(struct store *s, const char *p, size_t n)
+{
+    const char *end = p + n;
+    while (p < end) {
+        char id[64], status[16];
+        unsigned long len = 0;
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        char head[128];
+        if (!nl || (size_t)(nl - p) >= sizeof(head))
+            return;
+        memcpy(head, p, (size_t)(nl - p));
+        head[nl - p] = '\0';
+        if (sscanf(head, "%63s %15s %lu", id, status, &len) != 3 ||
+            len > (unsigned long)(end - nl - 1))
+            return;
+        s->event_cb(s->event_data, id, status, len ? nl + 1 : NULL, len);
+        p = nl + 1 + len + 1;
+    }
+}
 
 static void on_event(struct rds *r, struct rds_reply *x, void *data)
 {
     struct store *s = data;
-    char buf[96], *sp;
+    size_t n;
+    const char *p;
     (void)r;
     if (!x || rds_reply_len(x) != 3)
         return;
     if (rds_reply_is(rds_reply_elem(x, 0), "subscribe")) {
-        s->event_cb(s->event_data, NULL, NULL);
+        s->event_cb(s->event_data, NULL, NULL, NULL, 0);
         return;
     }
     if (!rds_reply_is(rds_reply_elem(x, 0), "message"))
         return;
-    reply_copy(rds_reply_elem(x, 2), buf, sizeof(buf));
-    sp = strchr(buf, ' ');
-    if (!sp)
-        return;
-    *sp = '\0';
-    s->event_cb(s->event_data, buf, sp + 1);
+    p = rds_reply_str(rds_reply_elem(x, 2), &n);
+    if (p)
+        parse_events(s, p, n);
 }
 
 static void on_sub_state(struct rds *r, enum rds_state st, void *data)
@@ -405,7 +610,7 @@ static void on_sub_state(struct rds *r, enum rds_state st, void *data)
     char chan[KEY_MAX];
     if (st != RDS_CONNECTED)
         return;
-    key_events(s, chan);
+    key(s, chan, "events", NULL);
     rds_subscribe(r, chan, on_event, s);
 }
 
@@ -415,102 +620,177 @@ int store_watch(struct store *s, store_event_cb cb, void *data)
     s->event_cb = cb;
     s->event_data = data;
     o.name = "sub";
+    o.command_timeout_ms = 0; /* a subscription waits by design */
+    o.scripts = NULL;
+    o.n_scripts = 0;
     return rds_open(s->loop, &o, on_sub_state, s, &s->sub);
 }
 
-/* --- submit --------------------------------------------------------------------------- */
+/* --- submit -------------------------------------------------------------------------------- */
+
+struct submit_op {
+    struct store *s;
+    store_submit_cb cb;
+    void *data;
+    enum job_priority prio;
+    int checked;                /* the bound was checked in the script */
+};
+
+/* "<entry> <prio> <hash>" stored for an idempotency key -> the job id and the hash. */
+static void idem_existing(struct submit_op *op, const char *value)
+{
+    char entry[48] = "", hash[64] = "", id[JOB_ID_LEN + 1] = "";
+    int prio = -1;
+    if (sscanf(value, "%47s %d %63s", entry, &prio, hash) != 3 || prio < PRIO_LOW ||
+        prio > PRIO_HIGH || job_id_of_entry(id, (enum job_priority)prio, entry) != 0) {
+        op->cb(op->data, BD_EREDIS_REPLY, STORE_SUBMITTED, 0, NULL, 0, NULL);
+        return;
+    }
+    op->cb(op->data, 0, STORE_DUPLICATE, 0, id, 0, hash);
+}
+
+static void submitted(struct submit_op *op, const char *entry, long depth)
+{
+    char id[JOB_ID_LEN + 1];
+    struct store *s = op->s;
+    if (job_id_of_entry(id, op->prio, entry) != 0) {
+        op->cb(op->data, BD_EREDIS_REPLY, STORE_SUBMITTED, 0, NULL, 0, NULL);
+        return;
+    }
+    if (depth >= 0) {
+        s->depth_est = depth;
+        s->depth_at = uv_now(s->loop);
+        s->submitted_since = 0;
+    }
+    op->cb(op->data, 0, STORE_SUBMITTED, depth, id, job_id_ms(id), NULL);
+}
 
 static void on_submit(struct rds *r, struct rds_reply *x, void *data)
 {
-    struct op *o = data;
-    store_submit_cb cb = (store_submit_cb)o->fn;
-    void *udata = o->data;
-    char what[16], arg[200];
+    struct submit_op *op = data;
+    char what[16], arg[200], depth[24];
+    int st;
     (void)r;
-    free(o);
-    if (reply_status(x, RDS_ARRAY) != 0 || rds_reply_len(x) < 2) {
-        cb(udata, x ? BD_EREDIS_REPLY : BD_EREDIS_DOWN, STORE_SUBMITTED, 0, NULL);
-        return;
+    st = reply_status(op->s, x, op->checked ? RDS_ARRAY : RDS_STRING);
+    if (st != 0) {
+        op->cb(op->data, st, STORE_SUBMITTED, 0, NULL, 0, NULL);
+    } else if (!op->checked) {
+        reply_copy(x, arg, sizeof(arg));
+        submitted(op, arg, -1);
+    } else {
+        reply_copy(rds_reply_elem(x, 0), what, sizeof(what));
+        reply_copy(rds_reply_elem(x, 1), arg, sizeof(arg));
+        reply_copy(rds_reply_elem(x, 2), depth, sizeof(depth));
+        if (strcmp(what, "dup") == 0)
+            idem_existing(op, arg);
+        else if (strcmp(what, "full") == 0)
+            op->cb(op->data, 0, STORE_FULL, atol(arg), NULL, 0, NULL);
+        else
+            submitted(op, arg, depth[0] ? atol(depth) : -1);
     }
-    reply_copy(rds_reply_elem(x, 0), what, sizeof(what));
-    reply_copy(rds_reply_elem(x, 1), arg, sizeof(arg));
-    if (strcmp(what, "dup") == 0)
-        cb(udata, 0, STORE_DUPLICATE, 0, arg);
-    else if (strcmp(what, "full") == 0)
-        cb(udata, 0, STORE_FULL, atol(arg), NULL);
-    else
-        cb(udata, 0, STORE_SUBMITTED, atol(arg), NULL);
+    free(op);
+}
+
+/* Whether this submit must check the queue bound in Redis: when the last measurement is
+ * stale, or the queue could be within a margin of the bound. Far from the bound a submit is
+ * one XADD; other processes' submits since the last measurement can overshoot the bound only
+ * by more than the margin (10% of it, at least 100) within DEPTH_STALE_MS. */
+static int needs_check(struct store *s, long max_queue)
+{
+    long margin = max_queue / 10 > 100 ? max_queue / 10 : 100;
+    if (s->depth_at == 0 || uv_now(s->loop) - s->depth_at > DEPTH_STALE_MS)
+        return 1;
+    return s->depth_est + s->submitted_since + margin >= max_queue;
 }
 
 int store_submit(struct store *s, const struct store_submit *sub, store_submit_cb cb,
                  void *data)
 {
-    char kjob[KEY_MAX], kq[KEY_MAX], kh[KEY_MAX], kn[KEY_MAX], kl[KEY_MAX], kidem[KEY_MAX + 200];
-    char maxq[24], created[24], ttl[24];
+    char kl[KEY_MAX], kn[KEY_MAX], kh[KEY_MAX], kidem[KEY_MAX + 300], maxq[24], prio[4], ttl[24];
+    const char *qs[3] = {kl, kn, kh};
     int idem = sub->idem_scope && sub->idem_key;
-    struct op *o = op_new((void (*)(void))cb, data);
-    if (!o)
+    struct submit_op *op = calloc(1, sizeof(*op));
+    if (!op)
         return BD_ENOMEM;
-    key_job(s, sub->id, kjob);
-    key_queue(s, sub->priority, kq);
-    key_queue(s, PRIO_HIGH, kh);
-    key_queue(s, PRIO_NORMAL, kn);
+    op->s = s;
+    op->cb = cb;
+    op->data = data;
+    op->prio = sub->priority;
+    op->checked = idem || needs_check(s, sub->max_queue);
     key_queue(s, PRIO_LOW, kl);
-    if (idem)
-        snprintf(kidem, sizeof(kidem), "%sidem:%s:%s", s->prefix, sub->idem_scope,
-                 sub->idem_key);
-    snprintf(maxq, sizeof(maxq), "%ld", sub->max_queue);
-    snprintf(created, sizeof(created), "%lld", (long long)sub->created_ms);
+    key_queue(s, PRIO_NORMAL, kn);
+    key_queue(s, PRIO_HIGH, kh);
+    if (!op->checked) {
+        s->submitted_since++;
+        return send_or_free(rds_cmd(s->cmd, on_submit, op, "XADD %s * r %s m %s",
+                                    qs[sub->priority], sub->req_json, sub->meta_json),
+                            op);
+    }
+    if (idem) {
+        char name[KEY_MAX + 200];
+        snprintf(name, sizeof(name), "idem:%s:%s", sub->idem_scope, sub->idem_key);
+        snprintf(kidem, sizeof(kidem), "%s%s", s->tag, name);
+    }
+    snprintf(maxq, sizeof(maxq), "%ld", needs_check(s, sub->max_queue) ? sub->max_queue : 0);
+    snprintf(prio, sizeof(prio), "%d", (int)sub->priority);
     snprintf(ttl, sizeof(ttl), "%ld", sub->idem_ttl_s > 0 ? sub->idem_ttl_s : 86400);
-    const char *args[] = {kjob, kq, kh, kn, kl, idem ? kidem : kjob,
-                          sub->id, sub->req_json, sub->meta_json, created, maxq,
-                          sub->tenant ? sub->tenant : "", idem ? sub->idem_value : "", ttl};
-    return send_or_free(eval(s->cmd, on_submit, o, SUBMIT_LUA, 6, args, 14), o);
+    const char *args[10];
+    int nk = 3, na = 0;
+    args[na++] = kl;
+    args[na++] = kn;
+    args[na++] = kh;
+    if (idem) {
+        args[na++] = kidem;
+        nk = 4;
+    }
+    args[na++] = prio;
+    args[na++] = maxq;
+    args[na++] = sub->req_json;
+    args[na++] = sub->meta_json;
+    args[na++] = idem ? sub->idem_hash : "";
+    args[na++] = ttl;
+    return send_or_free(evalsha(s, NULL, on_submit, op, &sc_submit, nk, na, args, NULL), op);
 }
 
-/* --- get ------------------------------------------------------------------------------ */
+/* --- the job object ------------------------------------------------------------------------- */
 
-struct cJSON *store_job_object(const char *id, const char *status, const char *created_ms,
-                               const char *attempts, const char *meta, const char *out,
-                               const char *finished_ms)
+/* Move every member of src (a parsed JSON object text) into job, replacing what is there. */
+static void merge_members(cJSON *job, const char *text)
 {
-    cJSON *job = cJSON_CreateObject(), *m, *o, *it;
+    cJSON *o = text ? cJSON_Parse(text) : NULL, *it;
+    if (!o)
+        return;
+    it = o->child;
+    while (it) {
+        cJSON *next = it->next;
+        cJSON_DeleteItemFromObjectCaseSensitive(job, it->string);
+        cJSON_AddItemToObject(job, it->string, cJSON_DetachItemViaPointer(o, it));
+        it = next;
+    }
+    cJSON_Delete(o);
+}
+
+cJSON *store_job_object(const char *id, const char *status, int64_t created_ms, int attempts,
+                        const char *meta, const char *out, int64_t finished_ms)
+{
+    cJSON *job = cJSON_CreateObject();
     char ts[40];
     if (!job)
         return NULL;
     cJSON_AddStringToObject(job, "id", id);
     cJSON_AddStringToObject(job, "object", "brief.job");
     cJSON_AddStringToObject(job, "status", status ? status : "queued");
-    clock_iso8601(created_ms ? atoll(created_ms) : 0, ts, sizeof(ts));
+    clock_iso8601(created_ms, ts, sizeof(ts));
     cJSON_AddStringToObject(job, "created_at", ts);
-    if (finished_ms && finished_ms[0]) {
-        clock_iso8601(atoll(finished_ms), ts, sizeof(ts));
+    if (finished_ms > 0) {
+        clock_iso8601(finished_ms, ts, sizeof(ts));
         cJSON_AddStringToObject(job, "finished_at", ts);
     } else {
         cJSON_AddNullToObject(job, "finished_at");
     }
-    cJSON_AddNumberToObject(job, "attempts", attempts ? atoi(attempts) : 0);
-    m = meta ? cJSON_Parse(meta) : NULL;
-    if (m) {
-        cJSON *child = m->child;
-        while (child) {
-            cJSON *next = child->next;
-            cJSON_AddItemToObject(job, child->string, cJSON_DetachItemViaPointer(m, child));
-            child = next;
-        }
-        cJSON_Delete(m);
-    }
-    o = out ? cJSON_Parse(out) : NULL;
-    if (o) {
-        it = o->child;
-        while (it) {
-            cJSON *next = it->next;
-            cJSON_DeleteItemFromObjectCaseSensitive(job, it->string);
-            cJSON_AddItemToObject(job, it->string, cJSON_DetachItemViaPointer(o, it));
-            it = next;
-        }
-        cJSON_Delete(o);
-    }
+    cJSON_AddNumberToObject(job, "attempts", attempts);
+    merge_members(job, meta);
+    merge_members(job, out);
     if (!cJSON_GetObjectItemCaseSensitive(job, "result"))
         cJSON_AddNullToObject(job, "result");
     if (!cJSON_GetObjectItemCaseSensitive(job, "error"))
@@ -518,51 +798,106 @@ struct cJSON *store_job_object(const char *id, const char *status, const char *c
     return job;
 }
 
+/* --- get ------------------------------------------------------------------------------------ */
+
 struct get_op {
+    struct store *s;
     store_job_cb cb;
     void *data;
     char id[JOB_ID_LEN + 1];
 };
 
+/* The stored record's "job" member. */
+static cJSON *record_job(const char *rec)
+{
+    cJSON *r = cJSON_Parse(rec), *job;
+    if (!r)
+        return NULL;
+    job = cJSON_DetachItemFromObjectCaseSensitive(r, "job");
+    cJSON_Delete(r);
+    return job;
+}
+
+/* A live job from its entry's fields ([f, v, ...]), whether it is pending (a worker holds it)
+ * and its running status. */
+static cJSON *live_job(const char *id, const struct rds_reply *fields, int pending,
+                       const char *run)
+{
+    char *meta = NULL, a[16] = "1", c[24] = "";
+    cJSON *job;
+    int attempt;
+    for (size_t k = 0; k + 1 < rds_reply_len(fields); k += 2) {
+        const struct rds_reply *f = rds_reply_elem(fields, k);
+        if (rds_reply_is(f, "m") && !meta)
+            meta = elem_dup(fields, k + 1, NULL);
+        else if (rds_reply_is(f, "a"))
+            reply_copy(rds_reply_elem(fields, k + 1), a, sizeof(a));
+        else if (rds_reply_is(f, "c"))
+            reply_copy(rds_reply_elem(fields, k + 1), c, sizeof(c));
+    }
+    attempt = atoi(a);
+    job = store_job_object(id, pending ? (run[0] ? run : "drafting") : "queued",
+                           c[0] ? atoll(c) : job_id_ms(id), pending ? attempt : attempt - 1,
+                           meta, NULL, 0);
+    free(meta);
+    return job;
+}
+
 static void on_get(struct rds *r, struct rds_reply *x, void *data)
 {
     struct get_op *g = data;
-    char *f[6] = {0};
+    char what[8], run[16];
+    int st = reply_status(g->s, x, RDS_ARRAY);
+    cJSON *job = NULL;
     (void)r;
-    if (reply_status(x, RDS_ARRAY) != 0 || rds_reply_len(x) != 6) {
-        g->cb(g->data, x ? BD_EREDIS_REPLY : BD_EREDIS_DOWN, NULL);
+    if (st != 0 || rds_reply_len(x) < 1) {
+        g->cb(g->data, st ? st : BD_EREDIS_REPLY, NULL);
         free(g);
         return;
     }
-    for (size_t i = 0; i < 6; i++)
-        f[i] = elem_dup(x, i);
-    if (!f[0]) {
-        g->cb(g->data, BD_ENOTFOUND, NULL);
+    reply_copy(rds_reply_elem(x, 0), what, sizeof(what));
+    if (strcmp(what, "done") == 0) {
+        char *rec = elem_dup(x, 1, NULL);
+        job = rec ? record_job(rec) : NULL;
+        free(rec);
+    } else if (strcmp(what, "live") == 0 && rds_reply_len(x) == 4) {
+        reply_copy(rds_reply_elem(x, 3), run, sizeof(run));
+        job = live_job(g->id, rds_reply_elem(x, 1), rds_reply_int(rds_reply_elem(x, 2)) != 0,
+                       run);
     } else {
-        cJSON *job = store_job_object(g->id, f[0], f[1], f[2], f[3], f[4], f[5]);
-        g->cb(g->data, job ? 0 : BD_ENOMEM, job);
+        g->cb(g->data, BD_ENOTFOUND, NULL);
+        free(g);
+        return;
     }
-    for (size_t i = 0; i < 6; i++)
-        free(f[i]);
+    g->cb(g->data, job ? 0 : BD_ENOMEM, job);
     free(g);
 }
 
 int store_get(struct store *s, const char *id, store_job_cb cb, void *data)
 {
-    char key[KEY_MAX];
+    char kjob[KEY_MAX], kx[KEY_MAX], krun[KEY_MAX], kl[KEY_MAX], kn[KEY_MAX], kh[KEY_MAX];
+    char entry[48] = "", prio[4] = "";
+    enum job_priority p;
     struct get_op *g = calloc(1, sizeof(*g));
     if (!g)
         return BD_ENOMEM;
+    g->s = s;
     g->cb = cb;
     g->data = data;
     snprintf(g->id, sizeof(g->id), "%s", id);
-    key_job(s, id, key);
-    return send_or_free(rds_cmd(s->cmd, on_get, g,
-                                "HMGET %s status created_ms attempts meta out finished_ms", key),
-                        g);
+    key(s, kjob, "job:", id);
+    key(s, kx, "jobx:", id);
+    key(s, krun, "run:", id);
+    key_queue(s, PRIO_LOW, kl);
+    key_queue(s, PRIO_NORMAL, kn);
+    key_queue(s, PRIO_HIGH, kh);
+    if (job_entry_of_id(id, &p, entry, sizeof(entry)) == 0)
+        snprintf(prio, sizeof(prio), "%d", (int)p);
+    const char *args[] = {kjob, kx, krun, kl, kn, kh, GROUP, entry, prio};
+    return send_or_free(evalsha(s, NULL, on_get, g, &sc_get, 6, 9, args, NULL), g);
 }
 
-/* --- reading the queue -------------------------------------------------------------------- */
+/* --- reading the queue ------------------------------------------------------------------------ */
 
 struct read_op {
     struct store *s;
@@ -571,26 +906,42 @@ struct read_op {
     int prio;                   /* the stream claimed from (reclaim), or -1 */
 };
 
-/* entries: [[entry_id, [field, value, ...]], ...] of stream p, appended to out. */
-static size_t take_entries(const struct rds_reply *entries, enum job_priority p,
-                           struct store_entry *out, size_t cap)
+/* One entry [entry_id, [field, value, ...]] of stream p into se (strings borrowed from the
+ * reply). Returns 0, or -1 when the entry is not usable. */
+static int take_entry(const struct rds_reply *e, enum job_priority p, struct store_entry *se)
 {
-    size_t n = 0;
-    for (size_t i = 0; i < rds_reply_len(entries) && n < cap; i++) {
-        const struct rds_reply *e = rds_reply_elem(entries, i);
-        const struct rds_reply *fields = rds_reply_elem(e, 1);
-        struct store_entry *se = &out[n];
-        memset(se, 0, sizeof(*se));
-        se->prio = p;
-        reply_copy(rds_reply_elem(e, 0), se->entry, sizeof(se->entry));
-        if (!se->entry[0])
-            continue;
-        for (size_t k = 0; k + 1 < rds_reply_len(fields); k += 2)
-            if (rds_reply_is(rds_reply_elem(fields, k), "id"))
-                reply_copy(rds_reply_elem(fields, k + 1), se->id, sizeof(se->id));
-        n++;
+    const struct rds_reply *fields = rds_reply_elem(e, 1);
+    char a[16] = "1", c[24] = "", h[16] = "0";
+    memset(se, 0, sizeof(*se));
+    se->prio = p;
+    reply_copy(rds_reply_elem(e, 0), se->entry, sizeof(se->entry));
+    if (!se->entry[0])
+        return -1;
+    for (size_t k = 0; k + 1 < rds_reply_len(fields); k += 2) {
+        const struct rds_reply *f = rds_reply_elem(fields, k), *v = rds_reply_elem(fields, k + 1);
+        if (rds_reply_is(f, "r"))
+            se->req = rds_reply_str(v, &se->req_len);
+        else if (rds_reply_is(f, "m"))
+            se->meta = rds_reply_str(v, &se->meta_len);
+        else if (rds_reply_is(f, "id"))
+            reply_copy(v, se->id, sizeof(se->id));
+        else if (rds_reply_is(f, "a"))
+            reply_copy(v, a, sizeof(a));
+        else if (rds_reply_is(f, "c"))
+            reply_copy(v, c, sizeof(c));
+        else if (rds_reply_is(f, "h"))
+            reply_copy(v, h, sizeof(h));
+        else if (rds_reply_is(f, "x"))
+            se->redelivered = 1;
     }
-    return n;
+    if (!se->id[0] && job_id_of_entry(se->id, p, se->entry) != 0)
+        se->id[0] = '\0';
+    se->attempt = atoi(a) > 0 ? atoi(a) : 1;
+    se->handbacks = atoi(h);
+    se->created_ms = c[0] ? atoll(c) : job_id_ms(se->id);
+    if (!se->req || !se->meta)
+        se->id[0] = '\0'; /* not a job entry: the caller discards it */
+    return 0;
 }
 
 static int prio_of_stream(const struct store *s, const struct rds_reply *name)
@@ -604,19 +955,29 @@ static int prio_of_stream(const struct store *s, const struct rds_reply *name)
     return -1;
 }
 
+static size_t take_list(const struct rds_reply *entries, enum job_priority p,
+                        struct store_entry *out, size_t cap)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < rds_reply_len(entries) && n < cap; i++)
+        if (take_entry(rds_reply_elem(entries, i), p, &out[n]) == 0)
+            n++;
+    return n;
+}
+
 /* Entries of an XREADGROUP reply ([[stream, entries], ...] or nil) or of an XAUTOCLAIM
- * reply ([cursor, entries, ...]). Returns how many were taken into out. */
+ * reply ([cursor, entries, ...]) into out. */
 static size_t entries_of(struct read_op *op, const struct rds_reply *x, struct store_entry *out,
                          size_t cap)
 {
     size_t n = 0;
     if (op->prio >= 0)
-        return take_entries(rds_reply_elem(x, 1), (enum job_priority)op->prio, out, cap);
+        return take_list(rds_reply_elem(x, 1), (enum job_priority)op->prio, out, cap);
     for (size_t i = 0; i < rds_reply_len(x); i++) {
         const struct rds_reply *st = rds_reply_elem(x, i);
         int p = prio_of_stream(op->s, rds_reply_elem(st, 0));
         if (p >= 0)
-            n += take_entries(rds_reply_elem(st, 1), (enum job_priority)p, out + n, cap - n);
+            n += take_list(rds_reply_elem(st, 1), (enum job_priority)p, out + n, cap - n);
     }
     return n;
 }
@@ -643,16 +1004,13 @@ static void deliver_entries(struct read_op *op, const struct rds_reply *x)
 static void on_read(struct rds *r, struct rds_reply *x, void *data)
 {
     struct read_op *op = data;
+    int st = reply_status(op->s, x, RDS_OTHER);
     (void)r;
-    if (x && rds_reply_type(x) == RDS_ERROR) {
-        char msg[200];
-        reply_copy(x, msg, sizeof(msg));
-        log_error("redis: XREADGROUP failed: %s", msg);
-        if (strncmp(msg, "NOGROUP", 7) == 0 && op->s->cmd)
-            ensure_groups(op->s, op->s->cmd);
-    }
-    if (!x || rds_reply_type(x) == RDS_ERROR)
-        op->cb(op->data, x ? BD_EREDIS_REPLY : BD_EREDIS_DOWN, NULL, 0);
+    if (st == BD_EREDIS_REPLY && strncmp(op->s->last_reply_error, "NOGROUP", 7) == 0 &&
+        op->s->cmd)
+        ensure_groups(op->s, op->s->cmd);
+    if (st != 0)
+        op->cb(op->data, st, NULL, 0);
     else
         deliver_entries(op, x);
     free(op);
@@ -676,6 +1034,9 @@ int store_read_open(struct store *s, void (*cb)(void *data), void *data)
     s->read_cb = cb;
     s->read_data = data;
     o.name = "worker";
+    o.block_allowance_ms = 5000; /* reads block up to a few seconds by design */
+    o.scripts = NULL;
+    o.n_scripts = 0;
     return rds_open(s->loop, &o, on_blk_state, s, &s->blk);
 }
 
@@ -711,8 +1072,8 @@ int store_read(struct store *s, int prio, unsigned count, int block_ms, store_en
     if (prio >= 0) {
         key_queue(s, (enum job_priority)prio, qh);
         return send_or_free(rds_cmd(s->blk, on_read, op,
-                                    "XREADGROUP GROUP %s %s COUNT %s STREAMS %s >", STORE_GROUP,
-                                    s->consumer, n, qh),
+                                    "XREADGROUP GROUP %s %s COUNT %s STREAMS %s >", GROUP,
+                                    s->instance, n, qh),
                             op);
     }
     key_queue(s, PRIO_HIGH, qh);
@@ -720,7 +1081,7 @@ int store_read(struct store *s, int prio, unsigned count, int block_ms, store_en
     key_queue(s, PRIO_LOW, ql);
     return send_or_free(rds_cmd(s->blk, on_read, op,
                                 "XREADGROUP GROUP %s %s COUNT %s BLOCK %s STREAMS %s %s %s > > >",
-                                STORE_GROUP, s->consumer, n, blk, qh, qn, ql),
+                                GROUP, s->instance, n, blk, qh, qn, ql),
                         op);
 }
 
@@ -749,9 +1110,10 @@ void store_read_stop(struct store *s, void (*cb)(void *data), void *data)
 static void on_claim(struct rds *r, struct rds_reply *x, void *data)
 {
     struct read_op *op = data;
+    int st = reply_status(op->s, x, RDS_ARRAY);
     (void)r;
-    if (reply_status(x, RDS_ARRAY) != 0 || rds_reply_len(x) < 2) {
-        op->cb(op->data, x ? BD_EREDIS_REPLY : BD_EREDIS_DOWN, NULL, 0);
+    if (st != 0 || rds_reply_len(x) < 2) {
+        op->cb(op->data, st ? st : BD_EREDIS_REPLY, NULL, 0);
     } else {
         char *cur = op->s->claim_cursor[op->prio];
         reply_copy(rds_reply_elem(x, 0), cur, sizeof(op->s->claim_cursor[0]));
@@ -772,7 +1134,7 @@ int store_reclaim(struct store *s, enum job_priority p, int idle_ms, unsigned co
     snprintf(n, sizeof(n), "%u", count);
     snprintf(idle, sizeof(idle), "%d", idle_ms);
     return send_or_free(rds_cmd(s->cmd, on_claim, op, "XAUTOCLAIM %s %s %s %s %s COUNT %s", q,
-                                STORE_GROUP, s->consumer, idle, cursor, n),
+                                GROUP, s->instance, idle, cursor, n),
                         op);
 }
 
@@ -780,218 +1142,391 @@ void store_discard(struct store *s, const struct store_entry *e)
 {
     char q[KEY_MAX];
     key_queue(s, e->prio, q);
-    rds_cmd(s->cmd, NULL, NULL, "XACK %s %s %s", q, STORE_GROUP, e->entry);
+    rds_cmd(s->cmd, NULL, NULL, "XACK %s %s %s", q, GROUP, e->entry);
+    rds_cmd(s->cmd, NULL, NULL, "XDEL %s %s", q, e->entry);
 }
 
-/* --- statistics arguments ------------------------------------------------------------------ */
+/* --- finish and transition batches ---------------------------------------------------------- */
 
-static cJSON *key_ttl(const char *key, long ttl)
+enum item_kind { ITEM_FINISH, ITEM_TRANSITION };
+
+struct batch_item {
+    struct list_node node;
+    enum item_kind kind;
+    store_flag_cb cb;
+    void *data;
+    int prio;                   /* -1: a job never queued */
+    char entry[48];
+    char id[JOB_ID_LEN + 1];
+    int has_x;
+    char ttl[24];
+    char status[16];
+    char *record;               /* owned */
+    char *delta;
+    char *event;
+};
+
+struct batch_op {
+    struct store *s;
+    enum item_kind kind;
+    size_t n;
+    struct batch_item *items[BATCH_MAX];
+};
+
+static void item_free(struct batch_item *it)
 {
-    cJSON *a = cJSON_CreateArray();
-    cJSON_AddItemToArray(a, cJSON_CreateString(key));
-    cJSON_AddItemToArray(a, cJSON_CreateNumber((double)ttl));
-    return a;
+    list_unlink(&it->node);
+    free(it->record);
+    free(it->delta);
+    free(it->event);
+    free(it);
 }
 
-static void add_group(cJSON *g, const char *bucket, const char *dim, const char *value, long ttl)
+static void item_done(struct batch_item *it, int status, int applied)
 {
-    char idx[KEY_MAX + 32], base[KEY_MAX + 32];
-    cJSON *o;
-    if (!value[0])
-        return;
-    snprintf(idx, sizeof(idx), "%s:idx:%s", bucket, dim);
-    snprintf(base, sizeof(base), "%s:%s:", bucket, dim);
-    o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "idx", idx);
-    cJSON_AddStringToObject(o, "base", base);
-    cJSON_AddStringToObject(o, "v", value);
-    cJSON_AddNumberToObject(o, "ttl", (double)ttl);
-    cJSON_AddItemToArray(g, o);
+    store_flag_cb cb = it->cb;
+    void *data = it->data;
+    item_free(it);
+    if (cb)
+        cb(data, status, applied);
 }
 
-/* The JSON argument of stats_apply (STATS_APPLY_LUA) for delta d (caller frees; NULL: none). */
-static char *stats_arg(const struct store *s, const struct stats_delta *d, long retention_s)
+/* "<id> <status> <len>\n<json>\n" */
+static char *event_text(const char *id, const char *status, const char *json)
 {
-    cJSON *root, *keys, *g;
-    char mkey[KEY_MAX], hkey[KEY_MAX], day[KEY_MAX], total[KEY_MAX];
-    long mttl = retention_s < MINUTE_KEEP_S ? retention_s : MINUTE_KEEP_S;
+    size_t len = json ? strlen(json) : 0;
+    struct sbuf b = {0};
+    sbuf_printf(&b, "%s %s %zu\n", id, status, len);
+    if (json)
+        sbuf_add(&b, json, len);
+    sbuf_add(&b, "\n", 1);
+    return sbuf_take(&b);
+}
+
+/* The stored record: {"delivery", "created_ms", "finished_ms", "req", "meta", "job"};
+ * "delivery" first (the
+ * finish script recognises its own earlier write by that prefix). */
+static char *record_text(const char *delivery, int64_t created_ms, const char *req,
+                         const char *meta, const char *job)
+{
+    cJSON *r = cJSON_CreateObject();
     char *text;
-    if (!d || !d->inc)
+    if (!r)
         return NULL;
-    root = cJSON_CreateObject();
-    snprintf(mkey, sizeof(mkey), "%sstats:m:%lld", s->prefix, (long long)(d->at_ms / 60000));
-    snprintf(hkey, sizeof(hkey), "%sstats:h:%lld", s->prefix, (long long)(d->at_ms / 3600000));
-    key_day(s, d->at_ms, day);
-    key_totals(s, total);
-    keys = cJSON_AddArrayToObject(root, "keys");
-    cJSON_AddItemToArray(keys, key_ttl(mkey, mttl));
-    cJSON_AddItemToArray(keys, key_ttl(hkey, retention_s));
-    cJSON_AddItemToArray(keys, key_ttl(total, 0));
-    g = cJSON_AddArrayToObject(root, "g");
-    add_group(g, mkey, "source", d->source, mttl);
-    add_group(g, hkey, "source", d->source, retention_s);
-    add_group(g, mkey, "tenant", d->tenant, mttl);
-    add_group(g, hkey, "tenant", d->tenant, retention_s);
-    cJSON_AddItemToObject(root, "i", cJSON_Duplicate(d->inc, 1));
-    cJSON_AddStringToObject(root, "day", day);
-    cJSON_AddNumberToObject(root, "day_ttl", DAY_KEEP_S);
-    cJSON_AddNumberToObject(root, "max_groups", STATS_MAX_GROUPS);
-    text = cJSON_PrintUnformatted(root);
-    cJSON_Delete(root);
+    cJSON_AddStringToObject(r, "delivery", delivery);
+    cJSON_AddNumberToObject(r, "created_ms", (double)created_ms);
+    cJSON_AddNumberToObject(r, "finished_ms", (double)clock_wall_ms());
+    cJSON_AddStringToObject(r, "req", req ? req : "{}");
+    cJSON_AddStringToObject(r, "meta", meta ? meta : "{}");
+    cJSON_AddItemToObject(r, "job", cJSON_CreateRaw(job));
+    text = cJSON_PrintUnformatted(r);
+    cJSON_Delete(r);
     return text;
 }
 
-/* --- begin, transition, finish, hand back --------------------------------------------------- */
-
-static void on_begin(struct rds *r, struct rds_reply *x, void *data)
+/* What a finished job adds, as pushed on the pending list: {"t", "s", "n", "i"}. */
+static char *delta_text(const struct stats_delta *d)
 {
-    struct op *o = data;
-    store_begin_cb cb = (store_begin_cb)o->fn;
-    void *udata = o->data;
-    char what[16] = "", num[24] = "", created[24] = "";
-    size_t req_len = 0;
-    const char *req = NULL;
-    (void)r;
-    free(o);
-    if (reply_status(x, RDS_ARRAY) != 0 || rds_reply_len(x) < 1) {
-        cb(udata, x ? BD_EREDIS_REPLY : BD_EREDIS_DOWN, "", 0, NULL, 0, 0);
-        return;
-    }
-    reply_copy(rds_reply_elem(x, 0), what, sizeof(what));
-    if (rds_reply_len(x) >= 2)
-        reply_copy(rds_reply_elem(x, 1), num, sizeof(num));
-    if (rds_reply_len(x) >= 4) {
-        req = rds_reply_str(rds_reply_elem(x, 2), &req_len);
-        reply_copy(rds_reply_elem(x, 3), created, sizeof(created));
-    }
-    cb(udata, 0, what, atoi(num), req, req_len, atoll(created));
+    cJSON *o = cJSON_CreateObject();
+    char *text;
+    if (!o)
+        return NULL;
+    cJSON_AddNumberToObject(o, "t", (double)d->at_ms);
+    cJSON_AddStringToObject(o, "s", d->source);
+    cJSON_AddStringToObject(o, "n", d->tenant);
+    cJSON_AddItemToObject(o, "i", cJSON_Duplicate(d->inc, 1));
+    text = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return text;
 }
 
-int store_begin(struct store *s, const struct store_entry *e, int max_attempts, long ttl_s,
-                const struct stats_delta *exhausted, long stats_retention_s,
-                store_begin_cb cb, void *data)
+static void send_batch(struct store *s, enum item_kind kind);
+static void close_step(struct store *s);
+
+static struct list_node *queue_of(struct store *s, enum item_kind kind)
 {
-    char kjob[KEY_MAX], kq[KEY_MAX], kdead[KEY_MAX], chan[KEY_MAX];
-    char maxa[16], now[24], ttl[24], out[400];
-    char *sj = stats_arg(s, exhausted, stats_retention_s);
-    struct op *o = op_new((void (*)(void))cb, data);
-    int rc;
-    if (!o || (exhausted && !sj)) {
-        free(o);
-        free(sj);
-        return BD_ENOMEM;
+    return kind == ITEM_FINISH ? &s->finishes : &s->transitions;
+}
+
+/* The items of a batch stay first on their queue while it is in flight: answered, they are
+ * taken off; on an unknown outcome (no reply: the connection dropped or timed out) finishes
+ * stay to be sent again - the script recognises a delivery it already stored. */
+static void on_batch(struct rds *r, struct rds_reply *x, void *data)
+{
+    struct batch_op *b = data;
+    struct store *s = b->s;
+    enum item_kind kind = b->kind;
+    int st = reply_status(s, x, kind == ITEM_FINISH ? RDS_ARRAY : RDS_INTEGER);
+    int resend = st == BD_EREDIS_DOWN && kind == ITEM_FINISH && !s->closing;
+    (void)r;
+    if (kind == ITEM_FINISH)
+        s->finishing = 0;
+    else
+        s->transiting = 0;
+    for (size_t i = 0; i < b->n && !resend; i++) {
+        struct batch_item *it = b->items[i];
+        if (kind == ITEM_FINISH) {
+            s->n_finishes--;
+            item_done(it, st, st == 0 && rds_reply_int(rds_reply_elem(x, i)) > 0);
+        } else {
+            item_done(it, 0, 1);
+        }
     }
-    key_job(s, e->id, kjob);
-    key_queue(s, e->prio, kq);
-    key_dead(s, kdead);
-    key_events(s, chan);
-    snprintf(maxa, sizeof(maxa), "%d", max_attempts);
-    snprintf(now, sizeof(now), "%lld", (long long)clock_wall_ms());
-    snprintf(ttl, sizeof(ttl), "%ld", ttl_s);
-    snprintf(out, sizeof(out),
-             "{\"error\":{\"code\":\"max_attempts_exceeded\",\"message\":\"the job was "
-             "delivered %d times without finishing (workers.max_attempts); moved to the "
-             "dead-letter stream\"}}",
-             max_attempts);
-    const char *args[] = {kjob, kq, kdead, STORE_GROUP, e->entry, maxa, now, chan, e->id, out,
-                          ttl, sj ? sj : ""};
-    rc = send_or_free(eval(s->cmd, on_begin, o, BEGIN_LUA, 3, args, 12), o);
-    free(sj);
+    free(b);
+    if (!resend)
+        send_batch(s, kind);
+    if (s->closing)
+        close_step(s);
+}
+
+static int add_finish_args(struct batch_item *it, const char **keys, const char **args,
+                           char (*kbuf)[KEY_MAX], struct store *s, char *prio)
+{
+    key(s, kbuf[0], "job:", it->id);
+    key(s, kbuf[1], "jobx:", it->id);
+    keys[0] = kbuf[0];
+    keys[1] = kbuf[1];
+    snprintf(prio, 4, "%d", it->prio);
+    args[0] = prio;
+    args[1] = it->entry;
+    args[2] = it->has_x ? "1" : "0";
+    args[3] = it->ttl;
+    args[4] = it->record;
+    args[5] = it->delta;
+    args[6] = it->event;
+    return 0;
+}
+
+static int send_finishes(struct store *s, struct batch_op *b)
+{
+    size_t n = b->n;
+    size_t nkeys = 4 + 2 * n, nargs = nkeys + 3 + 7 * n;
+    const char **argv = calloc(nargs, sizeof(*argv));
+    char (*kbuf)[KEY_MAX] = calloc(4 + 2 * n, KEY_MAX);
+    char (*prio)[4] = calloc(n ? n : 1, 4);
+    char chan[KEY_MAX], num[16];
+    int rc = BD_ENOMEM;
+    if (!argv || !kbuf || !prio)
+        goto out;
+    for (int p = PRIO_LOW; p <= PRIO_HIGH; p++) {
+        key_queue(s, (enum job_priority)p, kbuf[p]);
+        argv[p] = kbuf[p];
+    }
+    key(s, kbuf[3], "stats:pend:", s->instance);
+    argv[3] = kbuf[3];
+    key(s, chan, "events", NULL);
+    snprintf(num, sizeof(num), "%zu", n);
+    argv[nkeys] = GROUP;
+    argv[nkeys + 1] = chan;
+    argv[nkeys + 2] = num;
+    for (size_t i = 0; i < n; i++)
+        add_finish_args(b->items[i], argv + 4 + 2 * i, argv + nkeys + 3 + 7 * i,
+                        kbuf + 4 + 2 * i, s, prio[i]);
+    rc = evalsha(s, NULL, on_batch, b, &sc_finish, (int)nkeys, (int)nargs, argv, NULL);
+out:
+    free(argv);
+    free(kbuf);
+    free(prio);
     return rc;
 }
 
-/* The integer reply of a script that reports 1 for "applied". */
+static int send_transitions(struct store *s, struct batch_op *b)
+{
+    size_t n = b->n, nargs = n + 2 + 2 * n;
+    const char **argv = calloc(nargs, sizeof(*argv));
+    char (*kbuf)[KEY_MAX] = calloc(n ? n : 1, KEY_MAX);
+    char chan[KEY_MAX], ttl[16];
+    int rc = BD_ENOMEM;
+    if (!argv || !kbuf)
+        goto out;
+    key(s, chan, "events", NULL);
+    snprintf(ttl, sizeof(ttl), "%d", RUN_TTL_S);
+    argv[n] = chan;
+    argv[n + 1] = ttl;
+    for (size_t i = 0; i < n; i++) {
+        key(s, kbuf[i], "run:", b->items[i]->id);
+        argv[i] = kbuf[i];
+        argv[n + 2 + 2 * i] = b->items[i]->status;
+        argv[n + 3 + 2 * i] = b->items[i]->event;
+    }
+    rc = evalsha(s, NULL, on_batch, b, &sc_transition, (int)n, (int)nargs, argv, NULL);
+out:
+    free(argv);
+    free(kbuf);
+    return rc;
+}
+
+static void send_batch(struct store *s, enum item_kind kind)
+{
+    struct list_node *q = queue_of(s, kind), *it;
+    int *busy = kind == ITEM_FINISH ? &s->finishing : &s->transiting;
+    struct batch_op *b;
+    int rc;
+    if (*busy || list_empty(q) || !store_ready(s))
+        return;
+    b = calloc(1, sizeof(*b));
+    if (!b)
+        return;
+    b->s = s;
+    b->kind = kind;
+    for (it = q->next; it != q && b->n < BATCH_MAX; it = it->next)
+        b->items[b->n++] = LIST_ENTRY(it, struct batch_item, node);
+    rc = kind == ITEM_FINISH ? send_finishes(s, b) : send_transitions(s, b);
+    if (rc != 0) {
+        free(b);
+        return; /* retried on the next tick or reconnect */
+    }
+    *busy = 1;
+}
+
+static void kick_finishes(struct store *s) { send_batch(s, ITEM_FINISH); }
+static void kick_transitions(struct store *s) { send_batch(s, ITEM_TRANSITION); }
+
+/* Fail every queued item (the store is closing without Redis). */
+static void fail_queue(struct store *s, enum item_kind kind)
+{
+    struct list_node *q = queue_of(s, kind), *first;
+    while ((first = list_first(q)) != NULL) {
+        if (kind == ITEM_FINISH)
+            s->n_finishes--;
+        item_done(LIST_ENTRY(first, struct batch_item, node), BD_EREDIS_DOWN, 0);
+    }
+}
+
+int store_finish(struct store *s, const struct store_entry *e, const char *id,
+                 const struct store_result *r, store_flag_cb cb, void *data)
+{
+    struct batch_item *it;
+    if (s->closing)
+        return BD_ESHUTDOWN;
+    it = calloc(1, sizeof(*it));
+    if (!it)
+        return BD_ENOMEM;
+    it->kind = ITEM_FINISH;
+    it->cb = cb;
+    it->data = data;
+    it->prio = e ? (int)e->prio : -1;
+    snprintf(it->entry, sizeof(it->entry), "%s", e ? e->entry : "direct");
+    snprintf(it->id, sizeof(it->id), "%s", e ? e->id : id);
+    it->has_x = e ? e->redelivered : 0;
+    snprintf(it->ttl, sizeof(it->ttl), "%ld", r->ttl_s);
+    it->record = record_text(it->entry, e ? e->created_ms : job_id_ms(it->id), r->req_json,
+                             r->meta_json, r->job_json);
+    it->delta = r->stats ? delta_text(r->stats) : strdup("{}");
+    it->event = event_text(it->id, r->status, r->job_json);
+    if (!it->record || !it->delta || !it->event) {
+        free(it->record);
+        free(it->delta);
+        free(it->event);
+        free(it);
+        return BD_ENOMEM;
+    }
+    list_push_back(&s->finishes, &it->node);
+    s->n_finishes++;
+    kick_finishes(s);
+    return 0;
+}
+
+void store_transition(struct store *s, const char *id, const char *status)
+{
+    struct batch_item *it;
+    if (!store_ready(s))
+        return;
+    it = calloc(1, sizeof(*it));
+    if (!it)
+        return;
+    it->kind = ITEM_TRANSITION;
+    snprintf(it->id, sizeof(it->id), "%s", id);
+    snprintf(it->status, sizeof(it->status), "%s", status);
+    it->event = event_text(id, status, NULL);
+    if (!it->event) {
+        free(it);
+        return;
+    }
+    list_push_back(&s->transitions, &it->node);
+    kick_transitions(s);
+}
+
+/* --- re-delivery, dead letters ------------------------------------------------------------------ */
+
 static void on_flag(struct rds *r, struct rds_reply *x, void *data)
 {
     struct op *o = data;
     store_flag_cb cb = (store_flag_cb)o->fn;
     void *udata = o->data;
-    int status = reply_status(x, RDS_INTEGER);
+    int st = reply_status(o->s, x, RDS_INTEGER);
     (void)r;
     free(o);
     if (cb)
-        cb(udata, status, status == 0 && rds_reply_int(x) == 1);
+        cb(udata, st, st == 0 ? (int)rds_reply_int(x) : 0);
 }
 
-int store_transition(struct store *s, const char *id, const char *status, int attempt,
-                     store_flag_cb cb, void *data)
+int store_redeliver(struct store *s, const struct store_entry *e, int attempt, int handbacks,
+                    int max_attempts, const struct store_result *failed, store_flag_cb cb,
+                    void *data)
 {
-    char kjob[KEY_MAX], chan[KEY_MAX], att[16];
-    struct op *o = op_new((void (*)(void))cb, data);
-    if (!o)
-        return BD_ENOMEM;
-    key_job(s, id, kjob);
-    key_events(s, chan);
-    snprintf(att, sizeof(att), "%d", attempt);
-    const char *args[] = {kjob, status, chan, id, att};
-    return send_or_free(eval(s->cmd, on_flag, o, TRANSITION_LUA, 1, args, 5), o);
-}
-
-int store_finish(struct store *s, const struct store_entry *e, int attempt,
-                 const struct store_result *r, store_flag_cb cb, void *data)
-{
-    char kjob[KEY_MAX], kq[KEY_MAX], chan[KEY_MAX], fin[24], ttl[24], att[16];
-    char *sj = stats_arg(s, r->stats, r->stats_retention_s);
-    struct op *o = op_new((void (*)(void))cb, data);
-    int rc;
-    if (!o || (r->stats && !sj)) {
-        free(o);
-        free(sj);
-        return BD_ENOMEM;
+    char k[7][KEY_MAX], chan[KEY_MAX], prio[4], att[16], maxa[16], created[24], now[24];
+    char hb[16];
+    char *req = strndup(e->req ? e->req : "{}", e->req ? e->req_len : 2);
+    char *meta = strndup(e->meta ? e->meta : "{}", e->meta ? e->meta_len : 2);
+    char *rec = NULL, *delta = NULL, *ev = NULL;
+    struct op *o = op_new(s, (void (*)(void))cb, data);
+    char ttl[24] = "0";
+    int rc = BD_ENOMEM;
+    if (!o || !req || !meta)
+        goto out;
+    if (failed) {
+        rec = record_text(e->entry, e->created_ms, req, meta, failed->job_json);
+        delta = failed->stats ? delta_text(failed->stats) : strdup("{}");
+        ev = event_text(e->id, failed->status, failed->job_json);
+        snprintf(ttl, sizeof(ttl), "%ld", failed->ttl_s);
+        if (!rec || !delta || !ev)
+            goto out;
     }
-    key_job(s, e->id, kjob);
-    key_queue(s, e->prio, kq);
-    key_events(s, chan);
-    snprintf(fin, sizeof(fin), "%lld", (long long)r->finished_ms);
-    snprintf(ttl, sizeof(ttl), "%ld", r->ttl_s);
+    for (int p = PRIO_LOW; p <= PRIO_HIGH; p++)
+        key_queue(s, (enum job_priority)p, k[p]);
+    key(s, k[3], "jobx:", e->id);
+    key(s, k[4], "job:", e->id);
+    key(s, k[5], "dead", NULL);
+    key(s, k[6], "stats:pend:", s->instance);
+    key(s, chan, "events", NULL);
+    snprintf(prio, sizeof(prio), "%d", (int)e->prio);
     snprintf(att, sizeof(att), "%d", attempt);
-    const char *args[] = {kjob, kq, r->status, r->out_json, fin, ttl, STORE_GROUP, e->entry,
-                          chan, e->id, sj ? sj : "", att};
-    rc = send_or_free(eval(s->cmd, on_flag, o, FINISH_LUA, 2, args, 12), o);
-    free(sj);
+    snprintf(hb, sizeof(hb), "%d", handbacks);
+    snprintf(maxa, sizeof(maxa), "%d", failed ? max_attempts : 0);
+    snprintf(created, sizeof(created), "%lld", (long long)e->created_ms);
+    snprintf(now, sizeof(now), "%lld", (long long)clock_wall_ms());
+    const char *args[] = {k[0], k[1], k[2], k[3], k[4], k[5], k[6], GROUP, chan, prio,
+                          e->entry, e->id, att, maxa, created, req, meta, now,
+                          rec ? rec : "", ttl, delta ? delta : "", ev ? ev : "", hb};
+    rc = evalsha(s, NULL, on_flag, o, &sc_redeliver, 7, 23, args, NULL);
+    if (rc == 0)
+        o = NULL;
+out:
+    free(o);
+    free(req);
+    free(meta);
+    free(rec);
+    free(delta);
+    free(ev);
     return rc;
 }
-
-/* KEYS: job, stream. ARGV: group, entry, id, channel */
-static const char HANDBACK_LUA[] =
-    "local st = redis.call('HGET', KEYS[1], 'status')\n"
-    "redis.call('XACK', KEYS[2], ARGV[1], ARGV[2]); redis.call('XDEL', KEYS[2], ARGV[2])\n"
-    "if not st or st == 'succeeded' or st == 'failed' then return 0 end\n"
-    "redis.call('HSET', KEYS[1], 'status', 'queued')\n"
-    "redis.call('HINCRBY', KEYS[1], 'attempts', -1)\n"
-    "redis.call('XADD', KEYS[2], '*', 'id', ARGV[3])\n"
-    "redis.call('PUBLISH', ARGV[4], ARGV[3] .. ' queued')\n"
-    "return 1\n";
-
-int store_handback(struct store *s, const struct store_entry *e, store_flag_cb cb, void *data)
-{
-    char kjob[KEY_MAX], kq[KEY_MAX], chan[KEY_MAX];
-    struct op *o = op_new((void (*)(void))cb, data);
-    if (!o)
-        return BD_ENOMEM;
-    key_job(s, e->id, kjob);
-    key_queue(s, e->prio, kq);
-    key_events(s, chan);
-    const char *args[] = {kjob, kq, STORE_GROUP, e->entry, e->id, chan};
-    return send_or_free(eval(s->cmd, on_flag, o, HANDBACK_LUA, 2, args, 6), o);
-}
-
-/* --- dead letters ------------------------------------------------------------------------- */
 
 static void on_dead_list(struct rds *r, struct rds_reply *x, void *data)
 {
     struct op *o = data;
     store_json_cb cb = (store_json_cb)o->fn;
     void *udata = o->data;
+    int st = reply_status(o->s, x, RDS_ARRAY);
     cJSON *arr;
     (void)r;
     free(o);
-    if (reply_status(x, RDS_ARRAY) != 0) {
-        cb(udata, x ? BD_EREDIS_REPLY : BD_EREDIS_DOWN, NULL);
+    if (st != 0) {
+        cb(udata, st, NULL);
         return;
     }
     arr = cJSON_CreateArray();
-    for (size_t i = 0; i < rds_reply_len(x); i++) {
+    for (size_t i = 0; arr && i < rds_reply_len(x); i++) {
         struct rds_reply *e = rds_reply_elem(x, i), *f = rds_reply_elem(e, 1);
         cJSON *item = cJSON_CreateObject();
         char eid[48], name[32], val[200];
@@ -1010,65 +1545,54 @@ static void on_dead_list(struct rds *r, struct rds_reply *x, void *data)
         }
         cJSON_AddItemToArray(arr, item);
     }
-    cb(udata, 0, arr);
+    cb(udata, arr ? 0 : BD_ENOMEM, arr);
 }
 
 int store_dead_list(struct store *s, long count, store_json_cb cb, void *data)
 {
-    char key[KEY_MAX], n[24];
-    struct op *o = op_new((void (*)(void))cb, data);
+    char k[KEY_MAX], n[24];
+    struct op *o = op_new(s, (void (*)(void))cb, data);
     if (!o)
         return BD_ENOMEM;
-    key_dead(s, key);
+    key(s, k, "dead", NULL);
     snprintf(n, sizeof(n), "%ld", count);
-    return send_or_free(rds_cmd(s->cmd, on_dead_list, o, "XREVRANGE %s + - COUNT %s", key, n), o);
+    return send_or_free(rds_cmd(s->cmd, on_dead_list, o, "XREVRANGE %s + - COUNT %s", k, n), o);
 }
-
-/* KEYS: job, dead stream. ARGV: prefix, channel, id, now_ms */
-static const char REQUEUE_LUA[] =
-    "local v = redis.call('HMGET', KEYS[1], 'status', 'dead_entry', 'meta')\n"
-    "if not v[1] then return 0 end\n"
-    "if v[1] ~= 'failed' or not v[2] then return -1 end\n"
-    "local prio = 'normal'\n"
-    "local ok, m = pcall(cjson.decode, v[3] or '{}')\n"
-    "if ok and type(m) == 'table' and (m.priority == 'high' or m.priority == 'low') then"
-    " prio = m.priority end\n"
-    "redis.call('XDEL', KEYS[2], v[2])\n"
-    "redis.call('HDEL', KEYS[1], 'dead_entry', 'out', 'finished_ms', 'started_ms')\n"
-    "redis.call('HSET', KEYS[1], 'status', 'queued', 'attempts', '0', 'requeued_ms', ARGV[4])\n"
-    "redis.call('PERSIST', KEYS[1])\n"
-    "redis.call('XADD', ARGV[1] .. 'q:' .. prio, '*', 'id', ARGV[3])\n"
-    "redis.call('PUBLISH', ARGV[2], ARGV[3] .. ' queued')\n"
-    "return 1\n";
 
 static void on_requeue(struct rds *r, struct rds_reply *x, void *data)
 {
     struct op *o = data;
     store_flag_cb cb = (store_flag_cb)o->fn;
     void *udata = o->data;
-    int status = reply_status(x, RDS_INTEGER);
+    int st = reply_status(o->s, x, RDS_INTEGER);
+    long long v = st == 0 ? rds_reply_int(x) : 0;
     (void)r;
     free(o);
-    if (status == 0 && rds_reply_int(x) == 0)
-        status = BD_ENOTFOUND; /* the script's 0: no such job */
-    cb(udata, status, status == 0 && rds_reply_int(x) == 1);
+    if (st == 0 && v == 0)
+        st = BD_ENOTFOUND;
+    cb(udata, st, v == 1);
 }
 
 int store_requeue(struct store *s, const char *id, store_flag_cb cb, void *data)
 {
-    char kjob[KEY_MAX], kdead[KEY_MAX], chan[KEY_MAX], now[24];
-    struct op *o = op_new((void (*)(void))cb, data);
+    char k[6][KEY_MAX], chan[KEY_MAX], entry[48] = "", prio[4] = "";
+    enum job_priority p;
+    struct op *o = op_new(s, (void (*)(void))cb, data);
     if (!o)
         return BD_ENOMEM;
-    key_job(s, id, kjob);
-    key_dead(s, kdead);
-    key_events(s, chan);
-    snprintf(now, sizeof(now), "%lld", (long long)clock_wall_ms());
-    const char *args[] = {kjob, kdead, s->prefix, chan, id, now};
-    return send_or_free(eval(s->cmd, on_requeue, o, REQUEUE_LUA, 2, args, 6), o);
+    key(s, k[0], "job:", id);
+    key(s, k[1], "dead", NULL);
+    for (int q = PRIO_LOW; q <= PRIO_HIGH; q++)
+        key_queue(s, (enum job_priority)q, k[2 + q]);
+    key(s, k[5], "jobx:", id);
+    key(s, chan, "events", NULL);
+    if (job_entry_of_id(id, &p, entry, sizeof(entry)) == 0)
+        snprintf(prio, sizeof(prio), "%d", (int)p);
+    const char *args[] = {k[0], k[1], k[2], k[3], k[4], k[5], chan, id, entry, prio, GROUP};
+    return send_or_free(evalsha(s, NULL, on_requeue, o, &sc_requeue, 6, 11, args, NULL), o);
 }
 
-/* --- finished jobs ------------------------------------------------------------------------ */
+/* --- finished jobs ------------------------------------------------------------------------------ */
 
 struct scan {
     struct store *s;
@@ -1077,7 +1601,7 @@ struct scan {
     void *data;
     int64_t since_ms;
     char cursor[32];
-    int pending;                /* HMGETs in flight */
+    int pending;                /* GETs in flight */
     int scanning;
     int status;
 };
@@ -1101,32 +1625,50 @@ struct scan_get {
     char id[JOB_ID_LEN + 1];
 };
 
+/* One record: its finish time from the job object, then each(). */
+static void scan_record(struct scan *sc, const char *id, const char *text)
+{
+    cJSON *r = cJSON_Parse(text);
+    const cJSON *req = cJSON_GetObjectItemCaseSensitive(r, "req");
+    const cJSON *job = cJSON_GetObjectItemCaseSensitive(r, "job");
+    const cJSON *fin = cJSON_GetObjectItemCaseSensitive(r, "finished_ms");
+    char *jt;
+    if (!cJSON_IsString(req) || !cJSON_IsObject(job) ||
+        (cJSON_IsNumber(fin) && fin->valuedouble < (double)sc->since_ms)) {
+        cJSON_Delete(r);
+        return;
+    }
+    jt = cJSON_PrintUnformatted(job);
+    if (jt)
+        sc->each(sc->data, id, req->valuestring, strlen(req->valuestring), jt);
+    free(jt);
+    cJSON_Delete(r);
+}
+
 static void on_scan_job(struct rds *r, struct rds_reply *x, void *data)
 {
     struct scan_get *g = data;
     struct scan *sc = g->sc;
     (void)r;
     sc->pending--;
-    if (x && rds_reply_type(x) == RDS_ARRAY && rds_reply_len(x) == 3) {
-        size_t rl;
-        const char *req = rds_reply_str(rds_reply_elem(x, 0), &rl);
-        char *out = elem_dup(x, 1);
-        char fin[24];
-        reply_copy(rds_reply_elem(x, 2), fin, sizeof(fin));
-        if (req && out && fin[0] && atoll(fin) >= sc->since_ms)
-            sc->each(sc->data, g->id, req, rl, out);
-        free(out);
-    } else if (!x) {
+    if (!x) {
         sc->status = BD_EREDIS_DOWN;
+    } else if (rds_reply_type(x) == RDS_STRING) {
+        size_t n;
+        const char *p = rds_reply_str(x, &n);
+        char *text = p ? strndup(p, n) : NULL;
+        if (text)
+            scan_record(sc, g->id, text);
+        free(text);
     }
     free(g);
     scan_maybe_done(sc);
 }
 
-static void scan_job(struct scan *sc, const struct rds_reply *key, size_t plen)
+static void scan_job(struct scan *sc, const struct rds_reply *keyr, size_t plen)
 {
     size_t kl;
-    const char *k = rds_reply_str(key, &kl);
+    const char *k = rds_reply_str(keyr, &kl);
     struct scan_get *g;
     if (!k || kl != plen + JOB_ID_LEN)
         return;
@@ -1135,7 +1677,7 @@ static void scan_job(struct scan *sc, const struct rds_reply *key, size_t plen)
         return;
     g->sc = sc;
     memcpy(g->id, k + plen, JOB_ID_LEN);
-    if (rds_cmd(sc->s->cmd, on_scan_job, g, "HMGET %b req out finished_ms", k, kl) == 0)
+    if (rds_cmd(sc->s->cmd, on_scan_job, g, "GET %b", k, kl) == 0)
         sc->pending++;
     else
         free(g);
@@ -1145,25 +1687,35 @@ static void on_scan(struct rds *r, struct rds_reply *x, void *data)
 {
     struct scan *sc = data;
     const struct rds_reply *keys;
-    size_t plen = strlen(sc->s->prefix) + 4; /* "<prefix>job:" */
+    char prefix[KEY_MAX];
+    int st = reply_status(sc->s, x, RDS_ARRAY);
     (void)r;
     sc->scanning = 0;
-    if (reply_status(x, RDS_ARRAY) != 0 || rds_reply_len(x) != 2) {
-        sc->status = x ? BD_EREDIS_REPLY : BD_EREDIS_DOWN;
+    if (st != 0 || rds_reply_len(x) != 2) {
+        sc->status = st ? st : BD_EREDIS_REPLY;
         scan_maybe_done(sc);
         return;
     }
+    key(sc->s, prefix, "job:", NULL);
     reply_copy(rds_reply_elem(x, 0), sc->cursor, sizeof(sc->cursor));
     keys = rds_reply_elem(x, 1);
     for (size_t i = 0; i < rds_reply_len(keys); i++)
-        scan_job(sc, rds_reply_elem(keys, i), plen);
+        scan_job(sc, rds_reply_elem(keys, i), strlen(prefix));
     scan_maybe_done(sc);
 }
 
 static void scan_next(struct scan *sc)
 {
-    char pattern[KEY_MAX];
-    snprintf(pattern, sizeof(pattern), "%sjob:*", sc->s->prefix);
+    char pattern[2 * KEY_MAX + 2], prefix[KEY_MAX];
+    size_t n = 0;
+    key(sc->s, prefix, "job:", NULL);
+    for (const char *p = prefix; *p; p++) { /* glob characters of the prefix taken literally */
+        if (strchr("*?[]\\", *p))
+            pattern[n++] = '\\';
+        pattern[n++] = *p;
+    }
+    pattern[n++] = '*';
+    pattern[n] = '\0';
     if (rds_cmd(sc->s->cmd, on_scan, sc, "SCAN %s MATCH %s COUNT 1000", sc->cursor, pattern) == 0)
         sc->scanning = 1;
     else
@@ -1190,155 +1742,646 @@ int store_scan_finished(struct store *s, int64_t since_ms, store_scan_each_cb ea
     return 0;
 }
 
-/* --- statistics ---------------------------------------------------------------------------- */
+/* --- folding pending statistics into the counters -------------------------------------------- */
 
-/* ARGV: prefix, granularity (m|h), first, last, dim ('' for none) */
-static const char QUERY_LUA[] =
-    "local p, g, first, last, dim = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]),"
-    " ARGV[5]\n"
-    "local sf = {'jobs','succeeded','failed','refined','degraded','cost_draft_p',"
-    "'cost_refine_p','dtok_all','dtok_refined'}\n"
-    "local total, series, groups = {}, {}, {}\n"
-    "local function sum(t, kv)\n"
-    "  for i = 1, #kv, 2 do t[kv[i]] = (t[kv[i]] or 0) + tonumber(kv[i + 1]) end\n"
-    "end\n"
-    "for b = first, last do\n"
-    "  local key = p .. 'stats:' .. g .. ':' .. b\n"
-    "  local kv = redis.call('HGETALL', key)\n"
-    "  if #kv > 0 then\n"
-    "    local row = {}\n"
-    "    sum(total, kv)\n"
-    "    sum(row, kv)\n"
-    "    local out = {tostring(b)}\n"
-    "    for _, f in ipairs(sf) do out[#out + 1] = string.format('%.17g', row[f] or 0) end\n"
-    "    series[#series + 1] = out\n"
-    "    if dim ~= '' then\n"
-    "      for _, v in ipairs(redis.call('SMEMBERS', key .. ':idx:' .. dim)) do\n"
-    "        groups[v] = groups[v] or {}\n"
-    "        sum(groups[v], redis.call('HGETALL', key .. ':' .. dim .. ':' .. v))\n"
-    "      end\n"
-    "    end\n"
-    "  end\n"
-    "end\n"
-    "local function flat(t)\n"
-    "  local o = {}\n"
-    "  for k, v in pairs(t) do o[#o + 1] = k; o[#o + 1] = string.format('%.17g', v) end\n"
-    "  return o\n"
-    "end\n"
-    "local gout = {}\n"
-    "for k, t in pairs(groups) do gout[#gout + 1] = k; gout[#gout + 1] = flat(t) end\n"
-    "return {flat(total), series, gout}\n";
-/* ARGV: prefix, first minute, last minute, day key */
-static const char GUARD_LUA[] =
-    "local d, rf, c = 0, 0, 0\n"
-    "for b = tonumber(ARGV[2]), tonumber(ARGV[3]) do\n"
-    "  local v = redis.call('HMGET', ARGV[1] .. 'stats:m:' .. b, 'decided', 'refined',"
-    " 'cost_refine_p')\n"
-    "  d = d + (tonumber(v[1]) or 0); rf = rf + (tonumber(v[2]) or 0); c = c + (tonumber(v[3]) or 0)\n"
-    "end\n"
-    "local day = redis.call('HGET', ARGV[4], 'cost_refine_p') or '0'\n"
-    "return {tostring(d), tostring(rf), string.format('%.17g', c), day}\n";
-
-/* ARGV: prefix. Returns {total hash, queue depth, pending (in flight)} */
-static const char METRICS_LUA[] =
-    "local p = ARGV[1]\n"
-    "local depth, pending = 0, 0\n"
-    "for _, q in ipairs({'high', 'normal', 'low'}) do\n"
-    "  local k = p .. 'q:' .. q\n"
-    "  depth = depth + redis.call('XLEN', k)\n"
-    "  local ok, s = pcall(redis.call, 'XPENDING', k, 'briefd-workers')\n"
-    "  if ok and type(s) == 'table' then pending = pending + (tonumber(s[1]) or 0) end\n"
-    "end\n"
-    "return {redis.call('HGETALL', p .. 'stats:total'), depth, pending}\n";
-
-/* The fields of a series row, in the order QUERY_LUA returns them. */
-static const char *const series_fields[] = {"jobs", "succeeded", "failed", "refined",
-                                            "degraded", "cost_draft_p", "cost_refine_p",
-                                            "dtok_all", "dtok_refined"};
-#define N_SERIES_FIELDS (sizeof(series_fields) / sizeof(series_fields[0]))
-
-struct window_op {
-    store_rows_cb cb;
-    void *data;
-    long gran_s;
-    long long first;
+/* A field -> integer map (open addressing) for one bucket's increments. */
+struct cmap_slot {
+    char *field;
+    long long n;
 };
 
-/* [[bucket, v1..v9], ...] as [[bucket, {field -> v}], ...] */
-static cJSON *series_rows(const struct rds_reply *x)
+struct cmap {
+    struct cmap_slot *slots;
+    size_t cap, used;
+};
+
+static int cmap_grow(struct cmap *m)
 {
-    cJSON *rows = cJSON_CreateArray();
-    for (size_t r = 0; rows && r < rds_reply_len(x); r++) {
-        const struct rds_reply *row = rds_reply_elem(x, r);
-        cJSON *pair = cJSON_CreateArray(), *m = cJSON_CreateObject();
-        cJSON_AddItemToArray(pair, cJSON_CreateNumber((double)rds_reply_num(
-                                       rds_reply_elem(row, 0), 0)));
-        for (size_t f = 0; f < N_SERIES_FIELDS; f++) {
-            char v[48];
-            reply_copy(rds_reply_elem(row, f + 1), v, sizeof(v));
-            cJSON_AddNumberToObject(m, series_fields[f], strtod(v, NULL));
-        }
-        cJSON_AddItemToArray(pair, m);
-        cJSON_AddItemToArray(rows, pair);
+    size_t cap = m->cap ? m->cap * 2 : 256;
+    struct cmap_slot *ns = calloc(cap, sizeof(*ns));
+    if (!ns)
+        return -1;
+    for (size_t i = 0; i < m->cap; i++) {
+        size_t h;
+        if (!m->slots[i].field)
+            continue;
+        h = (size_t)hash_fnv1a64_str(HASH_FNV1A64_INIT, m->slots[i].field) & (cap - 1);
+        while (ns[h].field)
+            h = (h + 1) & (cap - 1);
+        ns[h] = m->slots[i];
     }
-    return rows;
+    free(m->slots);
+    m->slots = ns;
+    m->cap = cap;
+    return 0;
 }
 
-static cJSON *group_maps(const struct rds_reply *g)
+static int cmap_add(struct cmap *m, const char *field, long long n)
 {
-    cJSON *groups = cJSON_CreateObject();
-    for (size_t k = 0; groups && k + 1 < rds_reply_len(g); k += 2) {
-        char name[80];
-        reply_copy(rds_reply_elem(g, k), name, sizeof(name));
-        if (name[0])
-            cJSON_AddItemToObject(groups, name, flat_map(rds_reply_elem(g, k + 1)));
+    size_t h;
+    if ((m->used + 1) * 2 > m->cap && cmap_grow(m) != 0)
+        return -1;
+    h = (size_t)hash_fnv1a64_str(HASH_FNV1A64_INIT, field) & (m->cap - 1);
+    while (m->slots[h].field && strcmp(m->slots[h].field, field) != 0)
+        h = (h + 1) & (m->cap - 1);
+    if (!m->slots[h].field) {
+        m->slots[h].field = strdup(field);
+        if (!m->slots[h].field)
+            return -1;
+        m->used++;
     }
-    return groups;
+    m->slots[h].n += n;
+    return 0;
 }
 
-static void on_window(struct rds *r, struct rds_reply *x, void *data)
+static void cmap_free(struct cmap *m)
 {
-    struct window_op *q = data;
-    struct stats_rows rows;
+    for (size_t i = 0; i < m->cap; i++)
+        free(m->slots[i].field);
+    free(m->slots);
+    memset(m, 0, sizeof(*m));
+}
+
+#define FOLD_MAX_BUCKETS 64
+
+/* The increments of some pending items, per counter hash. */
+struct fold {
+    struct {
+        char key[KEY_MAX];
+        long ttl;
+        int groups;             /* keeps per-source/tenant counters */
+        struct cmap m;
+    } b[FOLD_MAX_BUCKETS];
+    size_t n;
+    size_t items;               /* pending items folded */
+    int full;                   /* ran out of buckets: fold fewer items */
+};
+
+static struct cmap *fold_bucket(struct fold *f, const char *k, long ttl, int groups)
+{
+    for (size_t i = 0; i < f->n; i++)
+        if (strcmp(f->b[i].key, k) == 0)
+            return &f->b[i].m;
+    if (f->n == FOLD_MAX_BUCKETS)
+        return NULL;
+    snprintf(f->b[f->n].key, sizeof(f->b[f->n].key), "%s", k);
+    f->b[f->n].ttl = ttl;
+    f->b[f->n].groups = groups;
+    return &f->b[f->n++].m;
+}
+
+static void fold_inc(struct cmap *m, const cJSON *inc, const char *dim, const char *val)
+{
+    const cJSON *it;
+    cJSON_ArrayForEach(it, inc) {
+        char field[KEY_MAX];
+        if (!cJSON_IsNumber(it))
+            continue;
+        if (dim)
+            snprintf(field, sizeof(field), "g|%s|%s|%s", dim, val, it->string);
+        else
+            snprintf(field, sizeof(field), "%s", it->string);
+        cmap_add(m, field, llround(it->valuedouble));
+    }
+}
+
+/* Add one pending item {"t", "s", "n", "i"}; 0, or -1 when it needs a bucket beyond the
+ * fold's (it is folded next time). */
+static int fold_item(struct store *s, struct fold *f, const char *text, size_t len)
+{
+    cJSON *d = cJSON_ParseWithLength(text, len);
+    const cJSON *inc = cJSON_GetObjectItemCaseSensitive(d, "i");
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(d, "t");
+    const cJSON *src = cJSON_GetObjectItemCaseSensitive(d, "s");
+    const cJSON *ten = cJSON_GetObjectItemCaseSensitive(d, "n");
+    long mttl = s->retention_s < MINUTE_KEEP_S ? s->retention_s : MINUTE_KEEP_S;
+    struct cmap *ms, *hs, *ts;
+    char km[KEY_MAX], kh[KEY_MAX], kt[KEY_MAX];
+    long long at;
+    if (!cJSON_IsObject(inc) || !cJSON_IsNumber(t)) {
+        cJSON_Delete(d);
+        return 0; /* nothing to count (or a corrupt item): dropped */
+    }
+    at = (long long)t->valuedouble;
+    key_bucket(s, 'm', at / 60000, km);
+    key_bucket(s, 'h', at / 3600000, kh);
+    key(s, kt, "stats:total", NULL);
+    ms = fold_bucket(f, km, mttl, 1);
+    hs = fold_bucket(f, kh, s->retention_s, 1);
+    ts = fold_bucket(f, kt, 0, 0);
+    if (!ms || !hs || !ts) {
+        cJSON_Delete(d);
+        f->full = 1;
+        return -1;
+    }
+    fold_inc(ms, inc, NULL, NULL);
+    fold_inc(hs, inc, NULL, NULL);
+    fold_inc(ts, inc, NULL, NULL);
+    if (cJSON_IsString(src) && src->valuestring[0]) {
+        fold_inc(ms, inc, "source", src->valuestring);
+        fold_inc(hs, inc, "source", src->valuestring);
+    }
+    if (cJSON_IsString(ten) && ten->valuestring[0]) {
+        fold_inc(ms, inc, "tenant", ten->valuestring);
+        fold_inc(hs, inc, "tenant", ten->valuestring);
+    }
+    cJSON_Delete(d);
+    return 0;
+}
+
+static void fold_free(struct fold *f)
+{
+    for (size_t i = 0; i < f->n; i++)
+        cmap_free(&f->b[i].m);
+    free(f);
+}
+
+struct fold_op {
+    struct store *s;
+    char inst[128];             /* whose list */
+    char seen[64];              /* recover: the heartbeat value seen */
+    int recover;
+    void (*cb)(void *data, int status);
+    void *data;
+};
+
+static void close_step(struct store *s);
+
+static void fold_done(struct fold_op *op, int status)
+{
+    struct store *s = op->s;
+    if (op->recover)
+        s->recovering--;
+    else
+        s->flushing = 0;
+    if (op->cb)
+        op->cb(op->data, status);
+    free(op);
+    if (s->closing)
+        close_step(s);
+}
+
+static void on_folded(struct rds *r, struct rds_reply *x, void *data)
+{
+    struct fold_op *op = data;
+    int st = reply_status(op->s, x, RDS_INTEGER);
     (void)r;
-    if (reply_status(x, RDS_ARRAY) != 0 || rds_reply_len(x) != 3) {
-        q->cb(q->data, x ? BD_EREDIS_REPLY : BD_EREDIS_DOWN, NULL);
-        free(q);
+    if (st == 0 && rds_reply_int(x) < 0) {
+        if (!op->recover) /* another process took this list: start afresh */
+            log_warn("stats: this process was taken for dead while it was stopped; its "
+                     "pending statistics were folded by another process");
+        st = BD_ECONFLICT;
+    }
+    fold_done(op, st);
+}
+
+static size_t fold_nargs(const struct fold *f)
+{
+    size_t n = 5;
+    for (size_t i = 0; i < f->n; i++)
+        n += 2 + 2 * f->b[i].m.used;
+    return n;
+}
+
+/* KEYS + ARGV of FOLD_LUA for fold f into argv (strings in nums, sized by fold_nargs). */
+static void fold_args(struct store *s, struct fold_op *op, const struct fold *f,
+                      const char **argv, char (*nums)[24], char *kp, char *kl, char *hb)
+{
+    size_t a = 0, k = 0;
+    key(s, kp, "procs", NULL);
+    key(s, kl, "stats:pend:", op->inst);
+    argv[k++] = kp;
+    argv[k++] = kl;
+    for (size_t i = 0; i < f->n; i++)
+        argv[k++] = f->b[i].key;
+    a = k;
+    argv[a++] = op->inst;
+    argv[a++] = op->recover ? "recover" : "flush";
+    snprintf(nums[0], 24, "%zu", f->items);
+    argv[a++] = nums[0];
+    argv[a++] = op->recover ? op->seen : hb;
+    snprintf(nums[1], 24, "%d", STATS_MAX_GROUPS);
+    argv[a++] = nums[1];
+    size_t ni = 2;
+    for (size_t i = 0; i < f->n; i++) {
+        snprintf(nums[ni], 24, "%ld", f->b[i].ttl);
+        argv[a++] = nums[ni++];
+        snprintf(nums[ni], 24, "%zu", f->b[i].m.used);
+        argv[a++] = nums[ni++];
+        for (size_t j = 0; j < f->b[i].m.cap; j++) {
+            if (!f->b[i].m.slots[j].field)
+                continue;
+            argv[a++] = f->b[i].m.slots[j].field;
+            snprintf(nums[ni], 24, "%lld", f->b[i].m.slots[j].n);
+            argv[a++] = nums[ni++];
+        }
+    }
+}
+
+static int send_fold(struct store *s, struct fold_op *op, const struct fold *f)
+{
+    size_t nkeys = 2 + f->n, nargs = nkeys + fold_nargs(f);
+    const char **argv = calloc(nargs, sizeof(*argv));
+    char (*nums)[24] = calloc(nargs, 24);
+    char kp[KEY_MAX], kl[KEY_MAX], hb[64];
+    int rc = BD_ENOMEM;
+    if (argv && nums) {
+        snprintf(hb, sizeof(hb), "%lld %s", (long long)clock_wall_ms(), s->role);
+        fold_args(s, op, f, argv, nums, kp, kl, hb);
+        rc = evalsha(s, NULL, on_folded, op, &sc_fold, (int)nkeys, (int)nargs, argv, NULL);
+    }
+    free(argv);
+    free(nums);
+    return rc;
+}
+
+static void on_pending(struct rds *r, struct rds_reply *x, void *data)
+{
+    struct fold_op *op = data;
+    struct store *s = op->s;
+    struct fold *f;
+    int st = reply_status(s, x, RDS_ARRAY);
+    (void)r;
+    if (st != 0 || rds_reply_len(x) == 0) {
+        if (st == 0 && !op->recover) /* nothing to fold: heartbeat only */
+            heartbeat(s);
+        if (st == 0 && op->recover) {
+            /* an empty list: the fold script still removes the registry entry */
+        } else {
+            fold_done(op, st);
+            return;
+        }
+    }
+    f = calloc(1, sizeof(*f));
+    if (!f) {
+        fold_done(op, BD_ENOMEM);
         return;
     }
-    rows.total = flat_map(rds_reply_elem(x, 0));
-    rows.rows = series_rows(rds_reply_elem(x, 1));
-    rows.groups = group_maps(rds_reply_elem(x, 2));
+    for (size_t i = 0; i < rds_reply_len(x); i++) {
+        size_t n;
+        const char *p = rds_reply_str(rds_reply_elem(x, i), &n);
+        if (p && fold_item(s, f, p, n) != 0)
+            break;
+        f->items++;
+    }
+    if (op->recover && f->full) {
+        /* a dead process's list is folded whole or not at all */
+        fold_free(f);
+        fold_done(op, BD_ETOOBIG);
+        return;
+    }
+    if (send_fold(s, op, f) != 0)
+        fold_done(op, BD_EREDIS_DOWN);
+    fold_free(f);
+}
+
+/* Read up to FLUSH_MAX_ITEMS of inst's pending list and fold them. */
+static int start_fold(struct store *s, struct fold_op *op)
+{
+    char kl[KEY_MAX], n[24];
+    key(s, kl, "stats:pend:", op->inst);
+    snprintf(n, sizeof(n), "%d", FLUSH_MAX_ITEMS - 1);
+    return rds_cmd(s->cmd, on_pending, op, "LRANGE %s 0 %s", kl, n);
+}
+
+void store_stats_flush(struct store *s, void (*cb)(void *data, int status), void *data)
+{
+    struct fold_op *op;
+    if (s->flushing || !store_ready(s)) {
+        if (cb)
+            cb(data, s->flushing ? 0 : BD_EREDIS_DOWN);
+        return;
+    }
+    op = calloc(1, sizeof(*op));
+    if (!op) {
+        if (cb)
+            cb(data, BD_ENOMEM);
+        return;
+    }
+    op->s = s;
+    op->cb = cb;
+    op->data = data;
+    snprintf(op->inst, sizeof(op->inst), "%s", s->instance);
+    s->flushing = 1;
+    s->last_flush = uv_now(s->loop);
+    if (start_fold(s, op) != 0) {
+        s->flushing = 0;
+        free(op);
+        if (cb)
+            cb(data, BD_EREDIS_DOWN);
+    }
+}
+
+/* --- the registry: heartbeats, dead processes ---------------------------------------------------- */
+
+static void heartbeat(struct store *s)
+{
+    char kp[KEY_MAX], hb[64];
+    if (!store_ready(s))
+        return;
+    key(s, kp, "procs", NULL);
+    snprintf(hb, sizeof(hb), "%lld %s", (long long)clock_wall_ms(), s->role);
+    rds_cmd(s->cmd, NULL, NULL, "HSET %s %s %s", kp, s->instance, hb);
+    s->last_beat = uv_now(s->loop);
+}
+
+/* A dead process's consumer goes once nothing is pending for it (XGROUP DELCONSUMER would
+ * make its pending entries unclaimable). */
+struct cleanup_op {
+    struct store *s;
+    char inst[128];
+    int left, held;
+    void (*done)(void *data);
+    void *data;
+};
+
+static void on_consumer_removed(struct rds *r, struct rds_reply *x, void *data)
+{
+    struct cleanup_op *c = data;
+    void (*done)(void *) = c->done;
+    void *udata = c->data;
+    (void)r;
+    (void)x;
+    free(c);
+    if (done)
+        done(udata);
+}
+
+static void on_consumer_pending(struct rds *r, struct rds_reply *x, void *data)
+{
+    struct cleanup_op *c = data;
+    (void)r;
+    if (!x || rds_reply_type(x) != RDS_ARRAY || rds_reply_len(x) > 0)
+        c->held = 1;
+    if (--c->left > 0)
+        return;
+    if (!c->held) {
+        for (int p = PRIO_LOW; p <= PRIO_HIGH; p++) {
+            char q[KEY_MAX];
+            key_queue(c->s, (enum job_priority)p, q);
+            rds_cmd(c->s->cmd, p == PRIO_HIGH ? on_consumer_removed : NULL, c,
+                    "XGROUP DELCONSUMER %s %s %s", q, GROUP, c->inst);
+        }
+        if (!store_ready(c->s)) /* the commands failed: nothing will answer */
+            on_consumer_removed(NULL, NULL, c);
+        return;
+    }
+    on_consumer_removed(NULL, NULL, c);
+}
+
+/* Remove inst's consumer from the group if nothing is pending for it; then done(data).
+ * Returns 0, or an error (done will not run). */
+static int remove_consumer(struct store *s, const char *inst, void (*done)(void *data),
+                           void *data)
+{
+    struct cleanup_op *c = calloc(1, sizeof(*c));
+    if (!c)
+        return BD_ENOMEM;
+    c->s = s;
+    c->done = done;
+    c->data = data;
+    snprintf(c->inst, sizeof(c->inst), "%s", inst);
+    for (int p = PRIO_LOW; p <= PRIO_HIGH; p++) {
+        char q[KEY_MAX];
+        key_queue(s, (enum job_priority)p, q);
+        if (rds_cmd(s->cmd, on_consumer_pending, c, "XPENDING %s %s - + 1 %s", q, GROUP, inst) == 0)
+            c->left++;
+    }
+    if (c->left == 0) {
+        free(c);
+        return BD_EREDIS_DOWN;
+    }
+    return 0;
+}
+
+static void on_recovered(void *data, int status)
+{
+    struct cleanup_op *c = data;
+    if (status == 0) {
+        log_info("stats: folded the pending statistics of %s, a process that stopped "
+                 "without shutting down", c->inst);
+        remove_consumer(c->s, c->inst, NULL, NULL);
+    }
+    free(c);
+}
+
+static void recover_one(struct store *s, const char *inst, const char *seen)
+{
+    struct fold_op *op = calloc(1, sizeof(*op));
+    struct cleanup_op *c = calloc(1, sizeof(*c));
+    if (!op || !c) {
+        free(op);
+        free(c);
+        return;
+    }
+    c->s = s;
+    snprintf(c->inst, sizeof(c->inst), "%s", inst);
+    op->s = s;
+    op->recover = 1;
+    op->cb = on_recovered;
+    op->data = c;
+    snprintf(op->inst, sizeof(op->inst), "%s", inst);
+    snprintf(op->seen, sizeof(op->seen), "%s", seen);
+    s->recovering++;
+    if (start_fold(s, op) != 0) {
+        s->recovering--;
+        free(op);
+        free(c);
+    }
+}
+
+static void on_procs(struct rds *r, struct rds_reply *x, void *data)
+{
+    struct store *s = data;
+    long long now = clock_wall_ms();
+    (void)r;
+    if (!x || rds_reply_type(x) != RDS_ARRAY)
+        return;
+    for (size_t k = 0; k + 1 < rds_reply_len(x); k += 2) {
+        char inst[128], val[64];
+        reply_copy(rds_reply_elem(x, k), inst, sizeof(inst));
+        reply_copy(rds_reply_elem(x, k + 1), val, sizeof(val));
+        if (strcmp(inst, s->instance) != 0 && now - atoll(val) > DEAD_AFTER_MS)
+            recover_one(s, inst, val);
+    }
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    struct store *s = t->data;
+    uint64_t now = uv_now(s->loop);
+    if (s->closing || !store_ready(s))
+        return;
+    kick_finishes(s);
+    kick_transitions(s);
+    if (now - s->last_flush >= FLUSH_MS)
+        store_stats_flush(s, NULL, NULL);
+    else if (now - s->last_beat >= HEARTBEAT_MS)
+        heartbeat(s);
+    if (now - s->last_recover >= RECOVER_MS && !s->recovering) {
+        char kp[KEY_MAX];
+        s->last_recover = now;
+        key(s, kp, "procs", NULL);
+        rds_cmd(s->cmd, on_procs, s, "HGETALL %s", kp);
+    }
+}
+
+/* --- statistics readers ---------------------------------------------------------------------- */
+
+struct window_op {
+    struct store *s;
+    store_rows_cb cb;
+    void *data;
+    char dim[16];
+    long gran_s;
+    long long first, last;
+    int left;
+    int status;
+    cJSON **maps;               /* one per bucket */
+};
+
+/* Split a bucket's fields: plain counters into m, the dim's groups into groups. */
+static void split_bucket(const cJSON *raw, const char *dim, cJSON *m, cJSON *groups)
+{
+    const cJSON *it;
+    size_t dl = strlen(dim);
+    cJSON_ArrayForEach(it, raw) {
+        const char *f = it->string;
+        if (strncmp(f, "g|", 2) != 0) {
+            if (strncmp(f, "ngroups:", 8) != 0)
+                cJSON_AddNumberToObject(m, f, it->valuedouble);
+            continue;
+        }
+        if (!dl || strncmp(f + 2, dim, dl) != 0 || f[2 + dl] != '|')
+            continue;
+        const char *v = f + 3 + dl, *bar = strchr(v, '|');
+        char val[80];
+        cJSON *g, *c;
+        if (!bar || (size_t)(bar - v) >= sizeof(val))
+            continue;
+        memcpy(val, v, (size_t)(bar - v));
+        val[bar - v] = '\0';
+        g = cJSON_GetObjectItemCaseSensitive(groups, val);
+        if (!g)
+            g = cJSON_AddObjectToObject(groups, val);
+        c = cJSON_GetObjectItemCaseSensitive(g, bar + 1);
+        if (c)
+            cJSON_SetNumberValue(c, c->valuedouble + it->valuedouble);
+        else
+            cJSON_AddNumberToObject(g, bar + 1, it->valuedouble);
+    }
+}
+
+static void add_into(cJSON *acc, const cJSON *m)
+{
+    const cJSON *it;
+    cJSON_ArrayForEach(it, m) {
+        cJSON *c = cJSON_GetObjectItemCaseSensitive(acc, it->string);
+        if (c)
+            cJSON_SetNumberValue(c, c->valuedouble + it->valuedouble);
+        else
+            cJSON_AddNumberToObject(acc, it->string, it->valuedouble);
+    }
+}
+
+static void window_finish(struct window_op *q)
+{
+    struct stats_rows rows;
+    long long nb = q->last - q->first + 1;
+    memset(&rows, 0, sizeof(rows));
+    rows.total = cJSON_CreateObject();
+    rows.rows = cJSON_CreateArray();
+    rows.groups = cJSON_CreateObject();
     rows.gran_s = q->gran_s;
     rows.first = q->first;
-    if (!rows.total || !rows.rows || !rows.groups)
-        q->cb(q->data, BD_ENOMEM, NULL);
-    else
-        q->cb(q->data, 0, &rows);
+    for (long long b = 0; q->status == 0 && b < nb; b++) {
+        cJSON *m = cJSON_CreateObject(), *row;
+        if (!q->maps[b] || !q->maps[b]->child) {
+            cJSON_Delete(m);
+            continue;
+        }
+        split_bucket(q->maps[b], q->dim, m, rows.groups);
+        add_into(rows.total, m);
+        row = cJSON_CreateArray();
+        cJSON_AddItemToArray(row, cJSON_CreateNumber((double)(q->first + b)));
+        cJSON_AddItemToArray(row, m);
+        cJSON_AddItemToArray(rows.rows, row);
+    }
+    q->cb(q->data, q->status, q->status == 0 ? &rows : NULL);
     cJSON_Delete(rows.total);
     cJSON_Delete(rows.rows);
     cJSON_Delete(rows.groups);
+    for (long long b = 0; b < nb; b++)
+        cJSON_Delete(q->maps[b]);
+    free(q->maps);
     free(q);
+}
+
+struct bucket_get {
+    struct window_op *q;
+    long long b;
+};
+
+static void on_bucket(struct rds *r, struct rds_reply *x, void *data)
+{
+    struct bucket_get *g = data;
+    struct window_op *q = g->q;
+    int st = reply_status(q->s, x, RDS_ARRAY);
+    (void)r;
+    if (st != 0)
+        q->status = st;
+    else if ((q->maps[g->b] = cJSON_CreateObject()) != NULL)
+        merge_flat(q->maps[g->b], x);
+    free(g);
+    if (--q->left == 0)
+        window_finish(q);
 }
 
 int store_stats_window(struct store *s, long window_s, const char *dim, store_rows_cb cb,
                        void *data)
 {
     struct window_op *q = calloc(1, sizeof(*q));
-    long long now_s = (long long)time(NULL);
-    char first[24], last[24];
+    long long now_s = (long long)time(NULL), nb;
     if (!q)
         return BD_ENOMEM;
+    q->s = s;
     q->cb = cb;
     q->data = data;
+    snprintf(q->dim, sizeof(q->dim), "%s", dim ? dim : "");
     q->gran_s = window_s > 6 * 3600 ? 3600 : 60;
     q->first = (now_s - window_s) / q->gran_s + 1;
+    q->last = now_s / q->gran_s;
     if (q->first < 0)
         q->first = 0;
-    snprintf(first, sizeof(first), "%lld", q->first);
-    snprintf(last, sizeof(last), "%lld", now_s / q->gran_s);
-    const char *args[] = {s->prefix, q->gran_s == 60 ? "m" : "h", first, last, dim ? dim : ""};
-    return send_or_free(eval(s->cmd, on_window, q, QUERY_LUA, 0, args, 5), q);
+    nb = q->last - q->first + 1;
+    q->maps = calloc((size_t)nb, sizeof(*q->maps));
+    if (!q->maps || !store_ready(s)) {
+        int rc = q->maps ? BD_EREDIS_DOWN : BD_ENOMEM;
+        free(q->maps);
+        free(q);
+        return rc;
+    }
+    q->left = 1; /* held until every command is sent */
+    for (long long b = 0; b < nb; b++) {
+        char k[KEY_MAX];
+        struct bucket_get *g = malloc(sizeof(*g));
+        if (!g) {
+            q->status = BD_ENOMEM;
+            break;
+        }
+        g->q = q;
+        g->b = b;
+        key_bucket(s, q->gran_s == 60 ? 'm' : 'h', q->first + b, k);
+        if (rds_cmd(s->cmd, on_bucket, g, "HGETALL %s", k) != 0) {
+            free(g);
+            q->status = BD_EREDIS_DOWN;
+            break;
+        }
+        q->left++;
+    }
+    if (--q->left == 0)
+        window_finish(q);
+    return 0;
 }
 
 static void on_guard(struct rds *r, struct rds_reply *x, void *data)
@@ -1346,33 +2389,51 @@ static void on_guard(struct rds *r, struct rds_reply *x, void *data)
     struct op *o = data;
     store_guard_cb cb = (store_guard_cb)o->fn;
     void *udata = o->data;
+    int st = reply_status(o->s, x, RDS_ARRAY);
     (void)r;
     free(o);
-    if (reply_status(x, RDS_ARRAY) != 0 || rds_reply_len(x) != 4) {
-        cb(udata, x ? BD_EREDIS_REPLY : BD_EREDIS_DOWN, 0, 0, 0, 0);
-    } else {
-        double v[4];
-        for (size_t k = 0; k < 4; k++) {
-            char b[48];
-            reply_copy(rds_reply_elem(x, k), b, sizeof(b));
-            v[k] = strtod(b, NULL);
-        }
-        cb(udata, 0, v[0], v[1], v[3] / STATS_PICO, v[1] > 0 ? v[2] / STATS_PICO / v[1] : 0);
+    if (st != 0 || rds_reply_len(x) != 4) {
+        cb(udata, st ? st : BD_EREDIS_REPLY, 0, 0, 0, 0);
+        return;
     }
+    double v[4];
+    for (size_t k = 0; k < 4; k++) {
+        char b[48];
+        reply_copy(rds_reply_elem(x, k), b, sizeof(b));
+        v[k] = strtod(b, NULL);
+    }
+    cb(udata, 0, v[0], v[1], v[3] / STATS_PICO, v[1] > 0 ? v[2] / STATS_PICO / v[1] : 0);
 }
 
 int store_stats_guard(struct store *s, long window_s, store_guard_cb cb, void *data)
 {
-    struct op *o = op_new((void (*)(void))cb, data);
     long long now_s = (long long)time(NULL);
-    char first[24], last[24], day[KEY_MAX];
-    if (!o)
-        return BD_ENOMEM;
-    snprintf(first, sizeof(first), "%lld", (now_s - window_s) / 60 + 1);
-    snprintf(last, sizeof(last), "%lld", now_s / 60);
-    key_day(s, (int64_t)now_s * 1000, day);
-    const char *args[] = {s->prefix, first, last, day};
-    return send_or_free(eval(s->cmd, on_guard, o, GUARD_LUA, 0, args, 4), o);
+    int minute = window_s <= 6 * 3600;
+    long gran = minute ? 60 : 3600;
+    long long first = (now_s - window_s) / gran + 1, last = now_s / gran;
+    long long h0 = now_s / 86400 * 24, h1 = now_s / 3600;
+    size_t nw = (size_t)(last - first + 1), nk = nw + (size_t)(h1 - h0 + 1), i = 0;
+    char (*keys)[KEY_MAX] = calloc(nk, KEY_MAX);
+    const char **argv = calloc(nk + 1, sizeof(*argv));
+    char nm[24];
+    struct op *o = op_new(s, (void (*)(void))cb, data);
+    int rc = BD_ENOMEM;
+    if (keys && argv && o) {
+        for (long long b = first; b <= last; b++, i++)
+            key_bucket(s, minute ? 'm' : 'h', b, keys[i]);
+        for (long long h = h0; h <= h1; h++, i++)
+            key_bucket(s, 'h', h, keys[i]);
+        for (i = 0; i < nk; i++)
+            argv[i] = keys[i];
+        snprintf(nm, sizeof(nm), "%zu", nw);
+        argv[nk] = nm;
+        rc = evalsha(s, NULL, on_guard, o, &sc_guard, (int)nk, (int)nk + 1, argv, NULL);
+    }
+    if (rc != 0)
+        free(o);
+    free(keys);
+    free(argv);
+    return rc;
 }
 
 static void on_totals(struct rds *r, struct rds_reply *x, void *data)
@@ -1380,33 +2441,127 @@ static void on_totals(struct rds *r, struct rds_reply *x, void *data)
     struct op *o = data;
     store_totals_cb cb = (store_totals_cb)o->fn;
     void *udata = o->data;
+    int st = reply_status(o->s, x, RDS_ARRAY);
+    cJSON *m;
     (void)r;
     free(o);
-    if (reply_status(x, RDS_ARRAY) != 0 || rds_reply_len(x) != 3) {
-        cb(udata, x ? BD_EREDIS_REPLY : BD_EREDIS_DOWN, NULL, 0, 0);
-    } else {
-        cJSON *m = flat_map(rds_reply_elem(x, 0));
-        cb(udata, m ? 0 : BD_ENOMEM, m, (long)rds_reply_int(rds_reply_elem(x, 1)),
-           (long)rds_reply_int(rds_reply_elem(x, 2)));
-        cJSON_Delete(m);
+    if (st != 0 || rds_reply_len(x) != 4) {
+        cb(udata, st ? st : BD_EREDIS_REPLY, NULL, 0, 0);
+        return;
     }
+    m = cJSON_CreateObject();
+    merge_flat(m, rds_reply_elem(x, 0));
+    merge_flat(m, rds_reply_elem(x, 1));
+    cb(udata, m ? 0 : BD_ENOMEM, m, (long)rds_reply_int(rds_reply_elem(x, 2)),
+       (long)rds_reply_int(rds_reply_elem(x, 3)));
+    cJSON_Delete(m);
 }
 
 int store_stats_totals(struct store *s, store_totals_cb cb, void *data)
 {
-    struct op *o = op_new((void (*)(void))cb, data);
+    char k[5][KEY_MAX];
+    struct op *o = op_new(s, (void (*)(void))cb, data);
     if (!o)
         return BD_ENOMEM;
-    const char *args[] = {s->prefix};
-    return send_or_free(eval(s->cmd, on_totals, o, METRICS_LUA, 0, args, 1), o);
+    key(s, k[0], "stats:total", NULL);
+    key(s, k[1], "stats:errors", NULL);
+    for (int p = PRIO_LOW; p <= PRIO_HIGH; p++)
+        key_queue(s, (enum job_priority)p, k[2 + p]);
+    const char *args[] = {k[0], k[1], k[2], k[3], k[4], GROUP};
+    return send_or_free(evalsha(s, NULL, on_totals, o, &sc_totals, 5, 6, args, NULL), o);
 }
 
 void store_count_upstream_error(struct store *s, const char *model, const char *reason, long n)
 {
-    char key[KEY_MAX], field[KEY_MAX];
+    char k[KEY_MAX], field[KEY_MAX];
     if (n <= 0)
         return;
-    key_totals(s, key);
+    key(s, k, "stats:errors", NULL);
     snprintf(field, sizeof(field), "err:%s:%s", model, reason);
-    rds_cmd(s->cmd, NULL, NULL, "HINCRBY %s %s %ld", key, field, n);
+    rds_cmd(s->cmd, NULL, NULL, "HINCRBY %s %s %ld", k, field, n);
+}
+
+/* --- closing: finish the batches, fold, leave the registry and the group, disconnect ------ */
+
+static void on_conn_closed(void *data)
+{
+    struct store *s = data;
+    if (--s->pending_closes == 0)
+        free_store(s);
+}
+
+static void on_tick_closed(uv_handle_t *h)
+{
+    on_conn_closed(h->data);
+}
+
+static void close_connections(struct store *s)
+{
+    struct rds *conns[3] = {s->cmd, s->sub, s->blk};
+    s->close_phase = 3;
+    fail_queue(s, ITEM_FINISH);
+    fail_queue(s, ITEM_TRANSITION);
+    s->pending_closes = 2; /* this function's own + the tick handle */
+    for (int i = 0; i < 3; i++) {
+        if (conns[i]) {
+            s->pending_closes++;
+            rds_close(conns[i], on_conn_closed, s);
+        }
+    }
+    s->cmd = s->sub = s->blk = NULL;
+    uv_close((uv_handle_t *)&s->tick, on_tick_closed);
+    on_conn_closed(s);
+}
+
+static void on_left(struct rds *r, struct rds_reply *x, void *data)
+{
+    (void)r;
+    (void)x;
+    close_connections(data);
+}
+
+static void leave_registry(void *data)
+{
+    struct store *s = data;
+    char kp[KEY_MAX];
+    key(s, kp, "procs", NULL);
+    if (rds_cmd(s->cmd, on_left, s, "HDEL %s %s", kp, s->instance) != 0)
+        close_connections(s);
+}
+
+/* Deregister (after leaving the group when nothing is pending for this consumer), close. */
+static void on_final_flush(void *data, int status)
+{
+    struct store *s = data;
+    s->close_phase = 2;
+    if (status != 0 || !store_ready(s)) {
+        /* the list stays: another process folds it once this heartbeat is old */
+        close_connections(s);
+        return;
+    }
+    if (!s->consumer || remove_consumer(s, s->instance, leave_registry, s) != 0)
+        leave_registry(s);
+}
+
+/* Closing waits for the batches and folds in flight (their answers call it again). */
+static void close_step(struct store *s)
+{
+    if (s->close_phase != 0 || s->finishing || s->transiting || s->flushing || s->recovering)
+        return;
+    if (!list_empty(&s->finishes) && store_ready(s)) {
+        kick_finishes(s);
+        if (s->finishing)
+            return;
+    }
+    s->close_phase = 1;
+    store_stats_flush(s, on_final_flush, s);
+}
+
+void store_close(struct store *s, void (*cb)(void *data), void *data)
+{
+    s->closing = 1;
+    s->close_cb = cb;
+    s->close_data = data;
+    uv_timer_stop(&s->tick);
+    close_step(s);
 }

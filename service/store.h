@@ -140,6 +140,7 @@ struct store_entry {
     int attempt;                /* this delivery's number, from 1 */
     int64_t created_ms;
     int redelivered;            /* the job has a jobx pointer (handed back, reclaimed, ...) */
+    int handbacks;              /* times it was put back without counting an attempt */
     const char *req;            /* request JSON (not NUL-terminated), req_len bytes */
     size_t req_len;
     const char *meta;           /* metadata JSON, meta_len bytes */
@@ -192,11 +193,12 @@ int store_finish(struct store *s, const struct store_entry *e, const char *id,
                  const struct store_result *r, store_flag_cb cb, void *data);
 
 /* Put a delivered job back in the queue with a fresh entry: attempt is the new entry's
- * attempt number (the same to hand it back uncounted; +1 after a reclaim). Past
+ * attempt number (the same to hand it back uncounted; +1 after a reclaim), handbacks the
+ * new entry's count of uncounted returns. Past
  * max_attempts (0: no limit) the job fails instead into the dead letters with failed (the
  * record to store, see store_result). applied: 1 queued again, 2 dead-lettered, 0 the entry
  * was no longer this consumer's to give back. */
-int store_redeliver(struct store *s, const struct store_entry *e, int attempt,
+int store_redeliver(struct store *s, const struct store_entry *e, int attempt, int handbacks,
                     int max_attempts, const struct store_result *failed, store_flag_cb cb,
                     void *data);
 

@@ -1,5 +1,5 @@
-/* svc.h - the service context: what the API handlers and the job pipeline are handed to do
- * their work (the loop, the store, the model and webhook clients, the current config, this
+/* svc.h - the service context: what the API handlers and the worker are handed to do their
+ * work (the loop, the store, the model and webhook clients, the pipeline, the current config, this
  * process's name) and the two hooks they may call back into the process (reload, and the
  * stopping flag they read). The process (app.c) fills it and owns everything it points to;
  * api.c and worker.c include this header, never app.h, so nothing they do reaches up.
@@ -17,6 +17,7 @@ struct bd_config;
 struct cfg_err;
 struct hook_client;
 struct mc_ctx;
+struct pipeline;
 struct store;
 
 struct svc {
@@ -25,6 +26,7 @@ struct svc {
     struct store *store;            /* Redis: queue, jobs, statistics, events */
     struct mc_ctx *mc;              /* model calls */
     struct hook_client *hooks;      /* webhook POSTs */
+    struct pipeline *pipe;          /* draft -> route -> refine, breakers, guard figures */
     const char *instance;           /* this process: "host-pid-rand" (its consumer name) */
     int stopping;                   /* shutdown has begun: refuse new work, not ready */
     /* Re-read the config file, validate all of it and swap it in. Returns 0, or -1 with err

@@ -1,61 +1,44 @@
-/* worker.c - the job pipeline: fetch, draft, route, refine, account, finish. */
+/* worker.c - the queue's consumer: fetch, run through the pipeline, finish or put back. */
 #include "worker.h"
 
 #include <cjson/cJSON.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "acct.h"
 #include "bderr.h"
-#include "breaker.h"
 #include "clock.h"
 #include "config.h"
 #include "jsonx.h"
 #include "list.h"
 #include "log.h"
-#include "mclient.h"
-#include "router.h"
+#include "pipeline.h"
 #include "stats.h"
 #include "store.h"
 #include "svc.h"
 #include "webhook.h"
 
-#define WORKER_TICK_MS 500
-#define GUARD_REFRESH_MS 5000   /* guard figures are re-read this often... */
-#define GUARD_STALE_MS 30000    /* ...and not used once this old (then guards do not hold) */
+#define WORKER_TICK_MS 100
 #define WORKER_BLOCK_MS 1000
+#define STAGE_PUBLISH_MS 100    /* a stage is published once the job has run this long */
+#define MAX_FREE_RETRIES 20     /* uncounted returns to the queue before they count */
 
 struct wjob {
     struct worker *w;
     struct list_node node;
-    struct store_entry e;         /* the queue entry it came in (e.id is the job id) */
-    int attempt;
+    struct store_entry e;         /* the entry it came in; e.req / e.meta point below */
+    char *req_text, *meta_text;   /* owned copies */
     struct bd_config *cfg;        /* the config this job runs under (a reference) */
     struct job_req req;
-    int64_t created_ms;
-    uint64_t t_start;             /* uv_hrtime at begin */
-    uint64_t t_stage;             /* uv_hrtime at the current stage's start */
-    uint64_t deadline_ms;         /* uv_now based */
-    struct mc_call call;
-    char *url;
-    char *body;
-    int refining;
-    char *draft;
-    int draft_truncated;
-    struct lp_summary lp;
-    struct route_result route;
-    int routed;
-    struct job_acct acct;
-    char *brief;
-    int refined, degraded;
-    char refine_err[300];
+    struct pipe_job pj;
+    uint64_t started;             /* uv_now */
+    char stage[16], published[16];
     int finishing;
 };
 
 struct worker {
     struct svc *svc;
+    struct pipeline *pipe;        /* the process's (svc->pipe) */
     struct webhook *webhooks;
     uv_timer_t tick;
     uv_timer_t grace;
@@ -65,27 +48,19 @@ struct worker {
     int stopping;
     uint64_t last_claim_ms;
     int pending_closes;
-    struct breaker draft_br;      /* circuit breakers of this process, per model */
-    struct breaker refine_br;
-    struct {                      /* the guards' figures, read from the shared stats */
-        int valid, fetching;
-        uint64_t at_ms;
-        double decided, refined, spent_today, avg_refine_cost;
-    } guard;
     void (*stop_cb)(void *);
     void *stop_data;
 };
 
 static void fetch(struct worker *w);
-static void wjob_finish(struct wjob *j, const char *status, cJSON *error);
-
-static double ms_since(uint64_t t0) { return (double)(uv_hrtime() - t0) / 1e6; }
 
 static unsigned free_slots(const struct worker *w)
 {
     unsigned conc = (unsigned)w->svc->cfg->concurrency;
     return w->inflight >= conc ? 0 : conc - w->inflight;
 }
+
+static struct store *store_of(const struct wjob *j) { return j->w->svc->store; }
 
 /* --- job lifetime --- */
 
@@ -94,12 +69,22 @@ static struct wjob *wjob_new(struct worker *w, const struct store_entry *e)
     struct wjob *j = calloc(1, sizeof(*j));
     if (!j)
         return NULL;
+    j->req_text = strndup(e->req, e->req_len);
+    j->meta_text = strndup(e->meta, e->meta_len);
+    if (!j->req_text || !j->meta_text) {
+        free(j->req_text);
+        free(j->meta_text);
+        free(j);
+        return NULL;
+    }
     j->w = w;
     j->e = *e;
+    j->e.req = j->req_text;
+    j->e.meta = j->meta_text;
     j->cfg = config_ref(w->svc->cfg);
-    acct_init(&j->acct);
-    j->call.data = j;
-    j->call.ttft_ms = -1;
+    j->started = uv_now(w->svc->loop);
+    snprintf(j->stage, sizeof(j->stage), "drafting");
+    snprintf(j->published, sizeof(j->published), "drafting");
     list_push_front(&w->jobs, &j->node);
     w->inflight++;
     return j;
@@ -110,340 +95,17 @@ static void wjob_free(struct wjob *j)
     struct worker *w = j->w;
     list_unlink(&j->node);
     w->inflight--;
-    mc_call_reset(&j->call);
+    pipe_job_free(&j->pj);
     job_req_free(&j->req);
-    free(j->url);
-    free(j->body);
-    free(j->draft);
-    free(j->brief);
+    free(j->req_text);
+    free(j->meta_text);
     config_unref(j->cfg);
     free(j);
     if (!w->stopping)
         fetch(w);
 }
 
-static struct store *store_of(const struct wjob *j) { return j->w->svc->store; }
-
-static void transition(struct wjob *j, const char *status)
-{
-    store_transition(store_of(j), j->e.id, status, j->attempt, NULL, NULL);
-}
-
-static cJSON *make_error(const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static cJSON *make_error(const char *code, const char *fmt, ...)
-{
-    cJSON *e = cJSON_CreateObject();
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    cJSON_AddStringToObject(e, "code", code);
-    cJSON_AddStringToObject(e, "message", msg);
-    return e;
-}
-
-/* --- model calls --- */
-
-static int call_model(struct wjob *j, const struct model_cfg *m, const char *draft,
-                      mc_cb cb)
-{
-    char *user = job_render_prompt(m->prompt_user, &j->req, draft);
-    size_t ulen;
-    int rc;
-    if (!user)
-        return BD_ENOMEM;
-    ulen = strlen(user) + (m->prompt_system ? strlen(m->prompt_system) : 0);
-    free(j->body);
-    free(j->url);
-    j->body = oai_build_request(m->name, m->prompt_system, user, m->max_tokens, m->temperature,
-                                m->stream, m->logprobs);
-    free(user);
-    if (asprintf(&j->url, "%s/chat/completions", m->base_url) < 0)
-        j->url = NULL;
-    if (!j->body || !j->url)
-        return BD_ENOMEM;
-    j->call.url = j->url;
-    j->call.body = j->body;
-    j->call.api_key = m->api_key;
-    j->call.prompt_chars = ulen;
-    j->call.stream = m->stream;
-    j->call.timeout_ms = m->timeout_ms;
-    j->call.max_attempts = m->max_attempts;
-    j->call.backoff_ms = m->backoff_ms;
-    j->call.deadline_ms = j->deadline_ms;
-    j->t_stage = uv_hrtime();
-    rc = mc_call_start(j->w->svc->mc, &j->call, cb);
-    return rc;
-}
-
-static void take_usage(struct stage_usage *u, const struct mc_call *c)
-{
-    u->present = 1;
-    u->prompt_tokens = c->res.prompt_tokens;
-    u->completion_tokens = c->res.completion_tokens;
-    u->estimated = c->res.usage_estimated;
-}
-
-static void count_failures(struct wjob *j, const struct mc_call *c, const char *model)
-{
-    for (int f = MC_FAIL_CONNECT; f < MC_FAIL_CANCELED; f++)
-        store_count_upstream_error(store_of(j), model, mc_fail_name((enum mc_fail)f),
-                                   c->fails[f]);
-}
-
-/* Did this call show the upstream unavailable (as opposed to answering, even with a 4xx)? */
-static int upstream_down(int status, const struct mc_call *c)
-{
-    return status != 0 && c->fail != MC_FAIL_HTTP_4XX && c->fail != MC_FAIL_CANCELED;
-}
-
-static void breaker_note(struct wjob *j, struct breaker *b, const struct model_cfg *m,
-                         int down)
-{
-    uint64_t now = uv_now(j->w->svc->loop);
-    if (breaker_record(b, !down, now, m->breaker_failures))
-        log_warn("circuit breaker for model '%s' is now %s%s", m->name,
-                breaker_state_name(b->state),
-                b->state == BREAKER_OPEN ? " (calls paused; refine jobs keep their drafts)"
-                                         : "");
-}
-
-static void abandon(struct wjob *j)
-{
-    /* Shutdown or lost Redis: leave the entry pending (or hand it back) for another worker. */
-    if (j->w->stopping)
-        store_handback(store_of(j), &j->e, NULL, NULL);
-    wjob_free(j);
-}
-
-/* The bookkeeping every model stage ends with: its latency and busy time, failures for the
- * metrics, the model's breaker. Returns 1 if the call was canceled (shutdown): the job has
- * then been handed back and freed. */
-static int stage_done(struct wjob *j, const struct mc_call *c, int status,
-                      const struct model_cfg *m, struct breaker *b, double *stage_ms,
-                      double *busy_ms)
-{
-    *stage_ms = ms_since(j->t_stage);
-    *busy_ms = c->busy_ms;
-    if (status == BD_ECANCELED) {
-        abandon(j);
-        return 1;
-    }
-    count_failures(j, c, m->name);
-    breaker_note(j, b, m, upstream_down(status, c));
-    return 0;
-}
-
-static void on_refine(struct mc_call *c, int status)
-{
-    struct wjob *j = c->data;
-    if (stage_done(j, c, status, &j->cfg->refine, &j->w->refine_br, &j->acct.refine_ms,
-                   &j->acct.refine_busy_ms))
-        return;
-    if (c->attempts > 0 && (status == 0 || c->http_status != 0))
-        take_usage(&j->acct.refine, c);
-    if (status == 0 && c->res.content && c->res.content[0]) {
-        j->acct.refine_ttft_ms = c->ttft_ms;
-        j->brief = strdup(c->res.content);
-        j->refined = 1;
-    } else {
-        j->degraded = 1;
-        snprintf(j->refine_err, sizeof(j->refine_err), "%s (%s after %d attempts)",
-                 status == 0 ? "refine model returned an empty brief" : c->err,
-                 mc_fail_name(c->fail), c->attempts);
-        if (status != 0 && c->http_status == 0)
-            j->acct.refine.present = 0;
-    }
-    wjob_finish(j, "succeeded", NULL);
-}
-
-static void start_refine(struct wjob *j)
-{
-    int rc;
-    j->refining = 1;
-    if (!breaker_allow(&j->w->refine_br, uv_now(j->w->svc->loop), j->cfg->refine.breaker_open_ms)) {
-        j->degraded = 1;
-        snprintf(j->refine_err, sizeof(j->refine_err),
-                 "circuit breaker open for model '%.100s' after repeated failures; draft kept",
-                 j->cfg->refine.name);
-        wjob_finish(j, "succeeded", NULL);
-        return;
-    }
-    transition(j, "refining");
-    mc_call_reset(&j->call);
-    rc = call_model(j, &j->cfg->refine, j->draft, on_refine);
-    if (rc != 0) {
-        j->degraded = 1;
-        snprintf(j->refine_err, sizeof(j->refine_err), "could not start refine call: %s",
-                 bd_strerror(rc));
-        wjob_finish(j, "succeeded", NULL);
-    }
-}
-
-/* The guard figures if they are fresh enough, else NULL (guards then hold nothing back). */
-static const struct guard_input *guard_figures(const struct worker *w, struct guard_input *g)
-{
-    memset(g, 0, sizeof(*g));
-    if (!w->guard.valid || uv_now(w->svc->loop) - w->guard.at_ms > GUARD_STALE_MS)
-        return NULL;
-    g->have_rate = 1;
-    g->recent_refine_rate = w->guard.decided > 0 ? w->guard.refined / w->guard.decided : 0;
-    g->have_spend = 1;
-    g->spent_today_usd = w->guard.spent_today;
-    g->est_refine_cost_usd = w->guard.avg_refine_cost;
-    return g;
-}
-
-static void on_guard_figures(void *data, int status, double decided, double refined,
-                             double spent_today, double avg_refine_cost)
-{
-    struct worker *w = data;
-    w->guard.fetching = 0;
-    if (status != 0)
-        return;
-    w->guard.valid = 1;
-    w->guard.at_ms = uv_now(w->svc->loop);
-    w->guard.decided = decided;
-    w->guard.refined = refined;
-    w->guard.spent_today = spent_today;
-    w->guard.avg_refine_cost = avg_refine_cost;
-}
-
-static void refresh_guards(struct worker *w)
-{
-    const struct bd_config *cfg = w->svc->cfg;
-    if (w->guard.fetching || uv_now(w->svc->loop) - w->guard.at_ms < GUARD_REFRESH_MS)
-        return;
-    if (router_guard_max_rate(cfg->router) <= 0 && router_guard_daily_budget(cfg->router) < 0)
-        return;
-    if (store_stats_guard(w->svc->store, router_guard_window_s(cfg->router), on_guard_figures,
-                          w) == 0)
-        w->guard.fetching = 1;
-}
-
-static void route(struct wjob *j)
-{
-    struct guard_input g;
-    struct route_input in;
-    uint64_t t0;
-    job_route_input(&j->req, j->draft, &j->lp, j->draft_truncated, &in);
-    t0 = uv_hrtime();
-    router_decide(j->cfg->router, &in, guard_figures(j->w, &g), &j->route);
-    j->acct.route_ms = ms_since(t0);
-    j->routed = 1;
-}
-
-static void on_draft(struct mc_call *c, int status)
-{
-    struct wjob *j = c->data;
-    if (stage_done(j, c, status, &j->cfg->draft, &j->w->draft_br, &j->acct.draft_ms,
-                   &j->acct.draft_busy_ms))
-        return;
-    if (status != 0) {
-        char msg[400];
-        snprintf(msg, sizeof(msg), "draft model '%.60s' failed after %d attempts: %.250s",
-                 j->cfg->draft.name, c->attempts, c->err);
-        cJSON *e = make_error("draft_failed", "%s", msg);
-        cJSON_AddStringToObject(e, "reason", mc_fail_name(c->fail));
-        wjob_finish(j, "failed", e);
-        return;
-    }
-    take_usage(&j->acct.draft, c);
-    j->acct.draft_ttft_ms = c->ttft_ms;
-    if (!c->res.content || !c->res.content[0]) {
-        wjob_finish(j, "failed", make_error("draft_empty",
-                                           "draft model '%s' returned an empty brief",
-                                           j->cfg->draft.name));
-        return;
-    }
-    j->draft = strdup(c->res.content);
-    j->draft_truncated = c->res.truncated;
-    lp_summarize(c->res.logprobs, c->res.has_logprobs ? c->res.n_logprobs : 0, &j->lp);
-    if (!j->draft) {
-        wjob_finish(j, "failed", make_error("internal", "%s", "out of memory"));
-        return;
-    }
-    transition(j, "routing");
-    route(j);
-    if (j->route.refine)
-        start_refine(j);
-    else
-        wjob_finish(j, "succeeded", NULL);
-}
-
-/* --- begin / finish --- */
-
-static void on_begin(void *data, int status, const char *what, int attempt,
-                     const char *req_json, size_t req_len, int64_t created_ms)
-{
-    struct wjob *j = data;
-    int rc;
-    if (status != 0 || strcmp(what, "ok") != 0) {
-        if (status != 0)
-            log_error("worker: could not begin %s: %s", j->e.id, bd_strerror(status));
-        wjob_free(j);
-        return;
-    }
-    j->attempt = attempt;
-    j->created_ms = created_ms;
-    j->t_start = uv_hrtime();
-    j->deadline_ms = uv_now(j->w->svc->loop) + (uint64_t)j->cfg->job_timeout_ms;
-    j->acct.queue_ms = (double)(clock_wall_ms() - created_ms);
-    if (j->acct.queue_ms < 0)
-        j->acct.queue_ms = 0;
-    if (job_req_from_json(req_json, req_len, &j->req) != 0) {
-        wjob_finish(j, "failed", make_error("corrupt_job", "%s",
-                                           "the stored request could not be read"));
-        return;
-    }
-    if (!breaker_allow(&j->w->draft_br, uv_now(j->w->svc->loop), j->cfg->draft.breaker_open_ms)) {
-        /* the draft model is out: give the job back untouched for later */
-        store_handback(store_of(j), &j->e, NULL, NULL);
-        wjob_free(j);
-        return;
-    }
-    rc = call_model(j, &j->cfg->draft, NULL, on_draft);
-    if (rc != 0) {
-        cJSON *e = make_error("draft_failed", "could not start the draft call: %s",
-                              bd_strerror(rc));
-        wjob_finish(j, "failed", e);
-    }
-}
-
-static cJSON *result_json(const struct wjob *j)
-{
-    cJSON *r = cJSON_CreateObject();
-    const char *brief = j->refined ? j->brief : j->draft;
-    cJSON_AddStringToObject(r, "brief", brief ? brief : "");
-    cJSON_AddStringToObject(r, "model", j->refined ? j->cfg->refine.name : j->cfg->draft.name);
-    cJSON_AddBoolToObject(r, "refined", j->refined);
-    cJSON_AddBoolToObject(r, "degraded", j->degraded);
-    cJSON_AddStringToObject(r, "draft", j->draft ? j->draft : "");
-    if (j->degraded)
-        cJSON_AddStringToObject(r, "refine_error", j->refine_err);
-    return r;
-}
-
-/* What replay needs to re-run routing without calling a model. */
-static cJSON *signals_json(const struct wjob *j)
-{
-    cJSON *s = cJSON_CreateObject(), *lp;
-    cJSON_AddBoolToObject(s, "truncated", j->draft_truncated);
-    lp = cJSON_AddObjectToObject(s, "logprobs");
-    cJSON_AddBoolToObject(lp, "present", j->lp.present);
-    if (j->lp.present) {
-        cJSON_AddNumberToObject(lp, "n", (double)j->lp.n);
-        cJSON_AddNumberToObject(lp, "mean", j->lp.mean);
-        cJSON_AddNumberToObject(lp, "p10", j->lp.p10);
-        cJSON_AddNumberToObject(lp, "min", j->lp.min);
-    }
-    return s;
-}
-
-/* --- finish --- */
+/* --- ending a job --- */
 
 static void on_finished(void *data, int status, int applied)
 {
@@ -459,68 +121,44 @@ static void on_finished(void *data, int status, int applied)
     wjob_free(j);
 }
 
-/* What this job adds to the statistics (stats.h). */
-static int wjob_stats(const struct wjob *j, int succeeded, struct stats_delta *out)
+/* The job object as GET will return it, from the entry's metadata and the pipeline's out. */
+static char *job_text(const struct wjob *j, const char *status, const cJSON *out)
 {
-    struct stats_job s;
-    memset(&s, 0, sizeof(s));
-    s.succeeded = succeeded;
-    s.decided = j->routed;
-    s.refined = j->refined;
-    s.degraded = j->degraded;
-    s.draft_model = j->cfg->draft.name;
-    s.refine_model = j->cfg->refine.name;
-    s.acct = &j->acct;
-    s.route = j->routed ? &j->route : NULL;
-    s.source = job_req_meta(&j->req, "source");
-    s.tenant = job_req_meta(&j->req, "tenant");
-    s.finished_ms = clock_wall_ms();
-    return stats_delta_of(&s, out);
-}
-
-/* The stored "out" object: result, route, accounting, error, signals. */
-static char *out_json(struct wjob *j, const char *status, cJSON *error)
-{
-    cJSON *out = cJSON_CreateObject();
-    char *text;
-    if (strcmp(status, "succeeded") == 0)
-        cJSON_AddItemToObject(out, "result", result_json(j));
-    if (j->routed)
-        cJSON_AddItemToObject(out, "route", route_result_json(&j->route));
-    acct_to_json(&j->acct, out);
-    if (error)
-        cJSON_AddItemToObject(out, "error", error);
-    cJSON_AddStringToObject(out, "config_version", j->cfg->version);
-    if (j->draft)
-        cJSON_AddItemToObject(out, "signals", signals_json(j));
-    text = jsonx_print(out);
-    cJSON_Delete(out);
+    char *out_text = jsonx_print(out), *text = NULL;
+    cJSON *job;
+    if (!out_text)
+        return NULL;
+    job = store_job_object(j->e.id, status, j->e.created_ms, j->e.attempt, j->meta_text,
+                           out_text, clock_wall_ms());
+    free(out_text);
+    if (job)
+        text = jsonx_print(job);
+    cJSON_Delete(job);
     return text;
 }
 
-static void wjob_finish(struct wjob *j, const char *status, cJSON *error)
+static void finish_job(struct wjob *j, const char *status)
 {
     struct stats_delta delta;
     struct store_result r;
-    char *text;
+    cJSON *out = pipe_out_json(&j->pj, status);
+    char *text = out ? job_text(j, status, out) : NULL;
     int rc;
+    cJSON_Delete(out);
     j->finishing = 1;
-    j->acct.total_ms = (j->acct.queue_ms > 0 ? j->acct.queue_ms : 0) + ms_since(j->t_start);
-    acct_price(&j->acct, &j->cfg->draft, &j->cfg->refine);
-    text = out_json(j, status, error);
-    if (!text || wjob_stats(j, strcmp(status, "succeeded") == 0, &delta) != 0) {
+    if (!text || pipe_stats(&j->pj, strcmp(status, "succeeded") == 0, &delta) != 0) {
         free(text);
         wjob_free(j);
         return;
     }
     memset(&r, 0, sizeof(r));
     r.status = status;
-    r.out_json = text;
-    r.finished_ms = clock_wall_ms();
+    r.job_json = text;
+    r.req_json = j->req_text;
+    r.meta_json = j->meta_text;
     r.ttl_s = j->cfg->result_ttl_s;
     r.stats = &delta;
-    r.stats_retention_s = j->cfg->stats_retention_s;
-    rc = store_finish(store_of(j), &j->e, j->attempt, &r, on_finished, j);
+    rc = store_finish(store_of(j), &j->e, NULL, &r, on_finished, j);
     free(text);
     stats_delta_free(&delta);
     if (rc != 0) {
@@ -529,11 +167,85 @@ static void wjob_finish(struct wjob *j, const char *status, cJSON *error)
     }
 }
 
+static void on_returned(void *data, int status, int applied)
+{
+    struct wjob *j = data;
+    if (status != 0)
+        log_warn("worker: could not put %s back in the queue: %s (another worker reclaims it)",
+                 j->e.id, bd_strerror(status));
+    (void)applied;
+    wjob_free(j);
+}
+
+/* Back to the queue uncounted: the draft model is out, the process was stalled, or it is
+ * shutting down. A job that keeps coming back counts an attempt every MAX_FREE_RETRIES. */
+static void put_back(struct wjob *j)
+{
+    int counted = j->e.handbacks >= MAX_FREE_RETRIES && !j->w->stopping;
+    int attempt = counted ? j->e.attempt + 1 : j->e.attempt;
+    int hb = counted ? 0 : j->e.handbacks + 1;
+    if (counted && attempt > j->cfg->max_attempts) {
+        cJSON_Delete(j->pj.error);
+        j->pj.error = cJSON_CreateObject();
+        cJSON_AddStringToObject(j->pj.error, "code", "draft_failed");
+        cJSON_AddStringToObject(j->pj.error, "message",
+                                "the draft model failed this job every time it was tried");
+        finish_job(j, "failed");
+        return;
+    }
+    if (store_redeliver(store_of(j), &j->e, attempt, hb, 0, NULL, on_returned, j) != 0)
+        wjob_free(j); /* left pending: reclaimed once idle */
+}
+
+static void on_pipe_done(struct pipe_job *pj, enum pipe_outcome o)
+{
+    struct wjob *j = pj->data;
+    switch (o) {
+    case PIPE_SUCCEEDED:
+        finish_job(j, "succeeded");
+        break;
+    case PIPE_FAILED:
+        finish_job(j, "failed");
+        break;
+    case PIPE_RETRY:
+        put_back(j);
+        break;
+    case PIPE_CANCELED:
+        if (j->w->stopping)
+            put_back(j);
+        else
+            wjob_free(j);
+        break;
+    }
+}
+
+static void on_stage(struct pipe_job *pj, const char *status)
+{
+    struct wjob *j = pj->data;
+    snprintf(j->stage, sizeof(j->stage), "%s", status);
+}
+
+/* Stages are published once a job has run STAGE_PUBLISH_MS: a job that ends sooner goes
+ * from queued to its end without costing a write per stage. */
+static void publish_stages(struct worker *w)
+{
+    uint64_t now = uv_now(w->svc->loop);
+    struct list_node *it;
+    for (it = w->jobs.next; it != &w->jobs; it = it->next) {
+        struct wjob *j = LIST_ENTRY(it, struct wjob, node);
+        if (j->finishing || strcmp(j->stage, j->published) == 0 ||
+            now - j->started < STAGE_PUBLISH_MS)
+            continue;
+        store_transition(w->svc->store, j->e.id, j->stage);
+        snprintf(j->published, sizeof(j->published), "%s", j->stage);
+    }
+}
+
+/* --- starting jobs --- */
+
 static void start_job(struct worker *w, const struct store_entry *e)
 {
-    struct stats_delta delta;
     struct wjob *j;
-    int rc;
     if (!job_id_valid(e->id)) {
         store_discard(w->svc->store, e); /* not ours: ack it away so it never blocks the group */
         return;
@@ -541,17 +253,67 @@ static void start_job(struct worker *w, const struct store_entry *e)
     j = wjob_new(w, e);
     if (!j)
         return;
-    /* what a job that ran out of deliveries adds: one failed job (its source/tenant are in
-     * the stored request, which begin does not parse; such jobs count without them) */
-    if (wjob_stats(j, 0, &delta) != 0) {
-        wjob_free(j);
+    j->pj.data = j;
+    j->pj.cfg = j->cfg;
+    j->pj.req = &j->req;
+    j->pj.on_done = on_pipe_done;
+    j->pj.on_stage = on_stage;
+    j->pj.queue_ms = (double)(clock_wall_ms() - e->created_ms);
+    if (j->pj.queue_ms < 0)
+        j->pj.queue_ms = 0;
+    if (job_req_from_json(j->req_text, strlen(j->req_text), &j->req) != 0) {
+        j->pj.error = cJSON_CreateObject();
+        cJSON_AddStringToObject(j->pj.error, "code", "corrupt_job");
+        cJSON_AddStringToObject(j->pj.error, "message", "the stored request could not be read");
+        finish_job(j, "failed");
         return;
     }
-    rc = store_begin(w->svc->store, e, j->cfg->max_attempts, j->cfg->result_ttl_s, &delta,
-                     j->cfg->stats_retention_s, on_begin, j);
+    if (pipe_start(w->pipe, &j->pj) != 0)
+        wjob_free(j); /* left pending: reclaimed once idle */
+}
+
+/* A reclaimed entry (its worker died or stalled): a fresh entry with the attempt counted, or
+ * the dead letters past workers.max_attempts. */
+static void redeliver_claimed(struct worker *w, const struct store_entry *e)
+{
+    const struct bd_config *cfg = w->svc->cfg;
+    struct stats_delta delta;
+    struct store_result r;
+    cJSON *out = cJSON_CreateObject(), *err, *job;
+    char *out_text, *job_text_s = NULL, *meta = e->meta ? strndup(e->meta, e->meta_len) : NULL;
+    memset(&delta, 0, sizeof(delta));
+    err = cJSON_AddObjectToObject(out, "error");
+    cJSON_AddStringToObject(err, "code", "max_attempts_exceeded");
+    cJSON_AddStringToObject(err, "message", "the job was delivered workers.max_attempts times "
+                            "without finishing; moved to the dead-letter stream");
+    cJSON_AddStringToObject(out, "config_version", cfg->version);
+    out_text = jsonx_print(out);
+    cJSON_Delete(out);
+    job = out_text ? store_job_object(e->id, "failed", e->created_ms, e->attempt, meta,
+                                      out_text, clock_wall_ms()) : NULL;
+    free(out_text);
+    free(meta);
+    job_text_s = job ? jsonx_print(job) : NULL;
+    cJSON_Delete(job);
+    if (job_text_s) {
+        struct stats_job sj;
+        memset(&sj, 0, sizeof(sj));
+        sj.draft_model = cfg->draft.name;
+        sj.refine_model = cfg->refine.name;
+        sj.finished_ms = clock_wall_ms();
+        struct job_acct a;
+        acct_init(&a);
+        sj.acct = &a;
+        stats_delta_of(&sj, &delta);
+    }
+    memset(&r, 0, sizeof(r));
+    r.status = "failed";
+    r.job_json = job_text_s ? job_text_s : "{}";
+    r.ttl_s = cfg->result_ttl_s;
+    r.stats = delta.inc ? &delta : NULL;
+    store_redeliver(w->svc->store, e, e->attempt + 1, 0, cfg->max_attempts, &r, NULL, NULL);
     stats_delta_free(&delta);
-    if (rc != 0)
-        wjob_free(j);
+    free(job_text_s);
 }
 
 /* --- fetching: high before normal before low, then a blocking read of all three --- */
@@ -586,7 +348,7 @@ static void fetch_next(struct fetch_step *f)
     if (w->stopping || slots == 0 || f->prio < -1 || (f->prio == -1 && f->got > 0)) {
         w->fetching = 0;
         free(f);
-        if (!w->stopping && slots > 0)
+        if (!w->stopping && slots > 0 && f->got > 0)
             fetch(w); /* got some: poll again from the top */
         return;
     }
@@ -603,7 +365,7 @@ static void fetch(struct worker *w)
     if (w->fetching || w->stopping || free_slots(w) == 0 || !store_read_ready(w->svc->store))
         return;
     /* while the draft model's circuit is open, leave the jobs in the queue */
-    if (!breaker_would_allow(&w->draft_br, uv_now(w->svc->loop), w->svc->cfg->draft.breaker_open_ms))
+    if (!pipeline_draft_open(w->pipe))
         return;
     f = calloc(1, sizeof(*f));
     if (!f)
@@ -621,8 +383,12 @@ static void on_claim(void *data, int status, const struct store_entry *e, size_t
     struct worker *w = data;
     if (status != 0 || w->stopping)
         return;
-    for (size_t i = 0; i < n; i++)
-        start_job(w, &e[i]);
+    for (size_t i = 0; i < n; i++) {
+        if (job_id_valid(e[i].id))
+            redeliver_claimed(w, &e[i]);
+        else
+            store_discard(w->svc->store, &e[i]);
+    }
     if (n)
         log_info("worker: reclaimed %zu job(s) idle > %d ms from the %s queue", n,
                  w->svc->cfg->claim_idle_ms, job_priority_name(e[0].prio));
@@ -631,13 +397,8 @@ static void on_claim(void *data, int status, const struct store_entry *e, size_t
 static void reclaim(struct worker *w)
 {
     const struct bd_config *cfg = w->svc->cfg;
-    for (int p = PRIO_LOW; p <= PRIO_HIGH; p++) {
-        unsigned slots = free_slots(w);
-        if (slots == 0)
-            return;
-        store_reclaim(w->svc->store, (enum job_priority)p, cfg->claim_idle_ms,
-                      slots < 100 ? slots : 100, on_claim, w);
-    }
+    for (int p = PRIO_LOW; p <= PRIO_HIGH; p++)
+        store_reclaim(w->svc->store, (enum job_priority)p, cfg->claim_idle_ms, 100, on_claim, w);
 }
 
 static void on_tick(uv_timer_t *t)
@@ -653,8 +414,7 @@ static void on_tick(uv_timer_t *t)
         w->last_claim_ms = now;
         reclaim(w);
     }
-    if (store_ready(w->svc->store))
-        refresh_guards(w);
+    publish_stages(w);
     fetch(w);
 }
 
@@ -671,8 +431,13 @@ int worker_start(struct svc *svc, struct worker **out)
         return BD_ENOMEM;
     w->svc = svc;
     list_init(&w->jobs);
+    w->pipe = svc->pipe;
     rc = webhook_new(svc, &w->webhooks);
+    if (rc == 0)
+        rc = store_read_open(svc->store, on_read_ready, w);
     if (rc != 0) {
+        if (w->webhooks)
+            webhook_close(w->webhooks);
         free(w);
         return rc;
     }
@@ -681,12 +446,6 @@ int worker_start(struct svc *svc, struct worker **out)
     uv_timer_init(svc->loop, &w->grace);
     w->grace.data = w;
     w->last_claim_ms = uv_now(svc->loop);
-    rc = store_read_open(svc->store, on_read_ready, w);
-    if (rc != 0) {
-        webhook_close(w->webhooks);
-        free(w);
-        return rc;
-    }
     uv_timer_start(&w->tick, on_tick, WORKER_TICK_MS, WORKER_TICK_MS);
     *out = w;
     return 0;
@@ -709,20 +468,14 @@ static void stop_closed(void *data)
 
 static void on_handle_closed(uv_handle_t *h) { stop_closed(h->data); }
 
-static void close_handles(struct worker *w)
-{
-    uv_close((uv_handle_t *)&w->tick, on_handle_closed);
-    uv_close((uv_handle_t *)&w->grace, on_handle_closed);
-}
-
-/* Cancel the model calls still running: their callbacks hand the jobs back to the queue. */
+/* Cancel the model calls still running: the jobs go back to the queue. */
 static void cancel_calls(struct worker *w)
 {
     struct list_node *it, *tmp;
     LIST_FOR_EACH_SAFE(it, tmp, &w->jobs) {
         struct wjob *j = LIST_ENTRY(it, struct wjob, node);
-        if (j->call.att || j->call.backoff)
-            mc_call_cancel(&j->call); /* frees j */
+        if (pipe_busy(&j->pj))
+            pipe_cancel(&j->pj);
     }
 }
 
@@ -742,7 +495,8 @@ static void on_drain_tick(uv_timer_t *t)
         return;
     uv_timer_stop(&w->tick);
     uv_timer_stop(&w->grace);
-    close_handles(w);
+    uv_close((uv_handle_t *)&w->tick, on_handle_closed);
+    uv_close((uv_handle_t *)&w->grace, on_handle_closed);
 }
 
 void worker_stop(struct worker *w, unsigned grace_ms, void (*cb)(void *data), void *data)

@@ -124,6 +124,38 @@ static void test_ids(void)
     CHECK(!job_id_valid("job_01M899CZYDCP5YQKTPHM9B7QD"));   /* one short */
     CHECK(!job_id_valid("job_01M899CZYDCP5YQKTPHM9B7QDI"));  /* I is not Crockford */
     CHECK(!job_id_valid(NULL));
+    CHECK(!job_id_valid("job_81M899CZYDCP5YQKTPHM9B7QDZ")); /* more than 48 bits of time */
+    CHECK(job_id_ms(a) == 1764072000123LL);
+}
+
+/* A queued job's id encodes its first entry: both ways, and nothing else decodes. */
+static void test_entry_ids(void)
+{
+    char id[JOB_ID_LEN + 1], id2[JOB_ID_LEN + 1], entry[48], direct[JOB_ID_LEN + 1];
+    enum job_priority p;
+    CHECK(job_id_of_entry(id, PRIO_HIGH, "1764072000123-7") == 0);
+    CHECK(job_id_valid(id));
+    CHECK(job_id_ms(id) == 1764072000123LL);
+    CHECK(job_entry_of_id(id, &p, entry, sizeof(entry)) == 0);
+    CHECK(p == PRIO_HIGH);
+    CHECK_STR(entry, "1764072000123-7");
+    CHECK(job_id_of_entry(id2, PRIO_HIGH, "1764072000123-7") == 0);
+    CHECK_STR(id, id2); /* deterministic: the worker derives the id the API answered */
+    CHECK(job_id_of_entry(id2, PRIO_LOW, "1764072000123-7") == 0);
+    CHECK(strcmp(id, id2) != 0);
+    CHECK(job_id_of_entry(id2, PRIO_NORMAL, "1764072000123-1099511627775") == 0); /* 2^40-1 */
+    CHECK(job_entry_of_id(id2, &p, entry, sizeof(entry)) == 0);
+    CHECK_STR(entry, "1764072000123-1099511627775");
+    CHECK(job_id_of_entry(id2, PRIO_NORMAL, "1764072000123-1099511627776") == -1);
+    CHECK(job_id_of_entry(id2, PRIO_NORMAL, "x-1") == -1);
+    CHECK(job_id_of_entry(id2, PRIO_NORMAL, "12") == -1);
+    /* one character changed: the check bits refuse it */
+    id[20] = id[20] == 'A' ? 'B' : 'A';
+    CHECK(job_entry_of_id(id, &p, entry, sizeof(entry)) == -1);
+    /* an id that never was queued decodes to nothing */
+    job_new_id(direct, 1764072000123LL);
+    CHECK(job_entry_of_id(direct, &p, entry, sizeof(entry)) == -1);
+    CHECK(job_id_ms(direct) == 1764072000123LL);
 }
 
 static void test_time(void)
@@ -156,9 +188,9 @@ static void test_prompt(void)
 
 static void test_job_object(void)
 {
-    cJSON *j = store_job_object("job_X", "succeeded", "1764072000123", "2",
+    cJSON *j = store_job_object("job_X", "succeeded", 1764072000123LL, 2,
                                 "{\"priority\":\"low\",\"max_words\":50,\"metadata\":{}}",
-                                "{\"result\":{\"brief\":\"b\"},\"error\":null}", "1764072001000");
+                                "{\"result\":{\"brief\":\"b\"},\"error\":null}", 1764072001000LL);
     char *s = cJSON_PrintUnformatted(j);
     CHECK_STR(s, "{\"id\":\"job_X\",\"object\":\"brief.job\",\"status\":\"succeeded\","
                  "\"created_at\":\"2025-11-25T12:00:00.123Z\","
@@ -186,6 +218,7 @@ int main(void)
     test_valid();
     test_errors();
     test_ids();
+    test_entry_ids();
     test_time();
     test_prompt();
     test_job_object();

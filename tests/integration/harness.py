@@ -45,6 +45,16 @@ def wait_port(port, timeout=15.0, proc=None, log=None):
     raise RuntimeError("port %d did not open; log:\n%s" % (port, _tail(log)))
 
 
+def wait_for(cond, timeout, what):
+    """Poll cond() until it is true; fail with what after timeout seconds."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if cond():
+            return
+        time.sleep(0.02)
+    raise AssertionError("timed out after %.1f s waiting for %s" % (timeout, what))
+
+
 def _tail(path, n=4000):
     if not path or not os.path.exists(path):
         return ""
@@ -310,7 +320,49 @@ class Stack(unittest.TestCase):
 # Appended: nothing above depends on them.
 
 PRIORITIES = ("high", "normal", "low")
+PRIO_INDEX = {"low": 0, "normal": 1, "high": 2}
 GROUP = "briefd-workers"
+_B32 = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def rkey(prefix, name):
+    """A Redis key of briefd's: every key carries the hash tag "{<prefix>}" (one slot)."""
+    return "{" + prefix + "}" + name
+
+
+def _fnv1a64(data):
+    h = 0xcbf29ce484222325
+    for b in data:
+        h ^= b
+        h = (h * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+def job_id_of_entry(prio, entry):
+    """The id of the job first queued as entry "<ms>-<seq>" of stream prio (service/job.c)."""
+    import struct
+    ms, seq = (int(x) for x in entry.split("-"))
+    kind = PRIO_INDEX[prio]
+    check = _fnv1a64(struct.pack("<QQQ", kind, ms, seq)) & ((1 << 38) - 1)
+    tail = (kind << 78) | (seq << 38) | check
+    head = "".join(_B32[(ms >> (5 * (9 - i))) & 31] for i in range(10))
+    return "job_" + head + "".join(_B32[(tail >> (5 * (15 - i))) & 31] for i in range(16))
+
+
+def entry_of_id(job_id):
+    """(prio, entry) of a queued job's id, or None for another id."""
+    v = 0
+    for ch in job_id[4:14]:
+        v = (v << 5) | _B32.index(ch)
+    ms, t = v, 0
+    for ch in job_id[14:]:
+        t = (t << 5) | _B32.index(ch)
+    kind, seq = t >> 78, (t >> 38) & ((1 << 40) - 1)
+    if kind > 2:
+        return None
+    prio = [p for p, i in PRIO_INDEX.items() if i == kind][0]
+    entry = "%d-%d" % (ms, seq)
+    return (prio, entry) if job_id_of_entry(prio, entry) == job_id else None
 
 
 def queue_state(redis, prefix):
@@ -318,7 +370,7 @@ def queue_state(redis, prefix):
     "dead": XLEN of the dead-letter stream, "consumers": {name: pending}}."""
     out = {"xlen": 0, "pending": 0, "dead": 0, "consumers": {}}
     for p in PRIORITIES:
-        key = prefix + "q:" + p
+        key = rkey(prefix, "q:" + p)
         out["xlen"] += redis.cmd("XLEN", key)
         try:
             summary = redis.cmd("XPENDING", key, GROUP)
@@ -327,25 +379,30 @@ def queue_state(redis, prefix):
         out["pending"] += summary[0] or 0
         for name, count in summary[3] or []:
             out["consumers"][name] = out["consumers"].get(name, 0) + int(count)
-    out["dead"] = redis.cmd("XLEN", prefix + "dead")
+    out["dead"] = redis.cmd("XLEN", rkey(prefix, "dead"))
     return out
+
+
+def _entry_fields(redis, key, entry):
+    found = redis.cmd("XRANGE", key, entry, entry)
+    for _eid, fields in found or []:
+        return dict(zip(fields[::2], fields[1::2]))
+    return None
 
 
 def pending_jobs(redis, prefix, consumer):
     """Job ids of the entries pending for one consumer of the group (all priorities)."""
     ids = []
     for p in PRIORITIES:
-        key = prefix + "q:" + p
+        key = rkey(prefix, "q:" + p)
         try:
             rows = redis.cmd("XPENDING", key, GROUP, "-", "+", "1000", consumer)
         except RuntimeError:
             continue
         for entry, _owner, _idle, _deliveries in rows or []:
-            found = redis.cmd("XRANGE", key, entry, entry)
-            for _eid, fields in found or []:
-                kv = dict(zip(fields[::2], fields[1::2]))
-                if "id" in kv:
-                    ids.append(kv["id"])
+            kv = _entry_fields(redis, key, entry)
+            if kv is not None:
+                ids.append(kv.get("id") or job_id_of_entry(p, entry))
     return ids
 
 
@@ -359,11 +416,30 @@ def consumer_of(proc_pid, consumers):
 
 
 def job_record(redis, prefix, job_id):
-    """The raw job hash fields that matter for exactly-once checks (None if missing)."""
-    v = redis.cmd("HMGET", prefix + "job:" + job_id, "status", "out", "finished_ms", "attempts")
-    if v[0] is None:
+    """What Redis holds of a job, read the way the store's GET does: {"status", "attempts",
+    "finished_ms", "out"} (None if there is no such job). attempts counts deliveries begun."""
+    rec = redis.cmd("GET", rkey(prefix, "job:" + job_id))
+    if rec is not None:
+        r = json.loads(rec)
+        job = r["job"]
+        return {"status": job["status"], "attempts": job["attempts"],
+                "finished_ms": r["finished_ms"], "out": job}
+    x = redis.cmd("HMGET", rkey(prefix, "jobx:" + job_id), "e", "p")
+    if x[0] is not None:
+        prio, entry = [p for p, i in PRIO_INDEX.items() if i == int(x[1])][0], x[0]
+    else:
+        pe = entry_of_id(job_id)
+        if pe is None:
+            return None
+        prio, entry = pe
+    key = rkey(prefix, "q:" + prio)
+    kv = _entry_fields(redis, key, entry)
+    if kv is None:
         return None
-    return {"status": v[0], "out": v[1], "finished_ms": v[2], "attempts": v[3]}
+    held = redis.cmd("XPENDING", key, GROUP, entry, entry, "1")
+    a = int(kv.get("a", "1"))
+    return {"status": "drafting" if held else "queued", "attempts": a if held else a - 1,
+            "finished_ms": None, "out": None}
 
 
 def tail(path, n=4000):
@@ -379,7 +455,7 @@ class EventTally:
     def __init__(self, redis, prefix):
         import threading
         self.redis = redis
-        self.channel = prefix + "events"
+        self.channel = rkey(prefix, "events")
         self.lock = threading.Lock()
         self.terminal = {}          # id -> [status, ...]
         self.seen = 0
@@ -440,12 +516,28 @@ class EventTally:
                 self.sessions += 1
             self.subscribed.set()
         elif kind == "message":
-            parts = msg[2].split(" ", 1)
-            if len(parts) == 2 and parts[1] in ("succeeded", "failed"):
+            for job_id, status in parse_events(msg[2]):
+                if status in ("succeeded", "failed"):
+                    with self.lock:
+                        self.terminal.setdefault(job_id, []).append(status)
                 with self.lock:
-                    self.terminal.setdefault(parts[0], []).append(parts[1])
-            with self.lock:
-                self.seen += 1
+                    self.seen += 1
+
+
+def parse_events(payload):
+    """[(id, status)] of one events message: '<id> <status> <len>\n<len bytes>\n' each."""
+    out, data = [], payload.encode("utf-8")
+    while data:
+        nl = data.find(b"\n")
+        if nl < 0:
+            break
+        head = data[:nl].decode().split(" ")
+        if len(head) != 3:
+            break
+        n = int(head[2])
+        out.append((head[0], head[1]))
+        data = data[nl + 1 + n + 1:]
+    return out
 
 
 def _resp_take(buf):

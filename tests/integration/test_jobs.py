@@ -7,7 +7,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Stack, request  # noqa: E402
+from harness import Stack, request, rkey  # noqa: E402
 
 SHORT = ("Revenue grew 12 percent in the third quarter. Costs were flat. "
          "The board approved a new data center in Ohio.")
@@ -377,8 +377,8 @@ class BadInput(Stack):
 
     def queued(self):
         p = "t%d:" % self.redis.port
-        total = sum(self.redis.cmd("XLEN", p + "q:" + q) for q in ("high", "normal", "low"))
-        keys = self.redis.cmd("KEYS", p + "job:*")
+        total = sum(self.redis.cmd("XLEN", rkey(p, "q:" + q)) for q in ("high", "normal", "low"))
+        keys = self.redis.cmd("KEYS", rkey(p, "job:*"))
         return total, len(keys)
 
     def test_every_bad_input(self):

@@ -10,7 +10,8 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Briefd, Redis, Sim, Stack, base_config, request  # noqa: E402
+from harness import (Briefd, Redis, Sim, Stack, base_config, job_record, request,  # noqa: E402
+                     wait_for)
 
 TEXT = "Revenue grew 12 percent. Costs were flat. The board approved a new data center."
 
@@ -53,8 +54,7 @@ class Idempotency(Stack):
         self.assertEqual(len(ids), 1, results)
         self.assertEqual(sum(1 for r in results if "idempotent-replayed" in r[2]), 7)
         prefix = "t%d:" % self.redis.port
-        jobs = [k for k in self.redis.cmd("KEYS", prefix + "job:*")]
-        self.assertIn(prefix + "job:" + ids.pop(), jobs)
+        self.assertIsNotNone(job_record(self.redis, prefix, ids.pop()))
 
     def test_bad_key_rejected(self):
         st, body, _ = self.briefd.post_job({"text": TEXT},
@@ -213,15 +213,19 @@ class Shutdown(unittest.TestCase):
             b = Briefd(tmp, cfg).start()
             try:
                 ids = [b.post_job({"text": TEXT + " %d" % i})[1]["id"] for i in range(4)]
-                time.sleep(0.5)   # all four are drafting (3 s to first token)
+                # all four are drafting (3 s to first token): the simulator holds them
+                wait_for(lambda: sim.stats()["pending"] == 4, 10, "4 drafts in flight")
+                p = "t%d:" % redis.port
+                for jid in ids:
+                    self.assertEqual(job_record(redis, p, jid)["status"], "drafting")
                 t0 = time.time()
                 self.assertEqual(b.stop(), 0)
                 self.assertLess(time.time() - t0, 10)
                 # handed back: queued again, deliveries not counted
-                p = "t%d:" % redis.port
                 for jid in ids:
-                    self.assertEqual(redis.cmd("HGET", p + "job:" + jid, "status"), "queued")
-                    self.assertEqual(redis.cmd("HGET", p + "job:" + jid, "attempts"), "0")
+                    rec = job_record(redis, p, jid)
+                    self.assertEqual(rec["status"], "queued")
+                    self.assertEqual(rec["attempts"], 0)
                 sim.stop()
                 fast = Sim(tmp).start()
                 b2 = Briefd(tmp, base_config(redis, fast)).start()

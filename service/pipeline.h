@@ -1,0 +1,96 @@
+/* pipeline.h - one brief's work: draft with the small model, route, maybe refine with the
+ * large model, and account for it (latency, tokens, cost, what it adds to the statistics).
+ * No queue and no writes to Redis of its own: the worker runs queued jobs through it, the
+ * facade runs its requests through it directly. What the pipeline keeps for the whole
+ * process - the models' circuit breakers, the guards' figures (refreshed from the store every
+ * few seconds), a detector of stalls (a process stopped by SIGSTOP or starved) - lives in
+ * struct pipeline.
+ *
+ * A job ends in one of these ways (on_done):
+ *   PIPE_SUCCEEDED  a brief (the draft, the refined brief, or the draft kept because the
+ *                   refinement failed: degraded);
+ *   PIPE_FAILED     the job itself cannot be briefed (the draft model refused it, answered
+ *                   nothing usable, a corrupt request): error says why;
+ *   PIPE_RETRY      not the job's fault: the draft model is out (connection refused, timeouts,
+ *                   5xx, 429 after every retry, its breaker open) or the process was stalled
+ *                   past the deadline; the caller puts the job back without counting the
+ *                   attempt;
+ *   PIPE_CANCELED   pipe_cancel() (shutdown).
+ *
+ * Ownership: struct pipe_job is the caller's; the caller holds a config reference for the
+ * job's life and keeps req valid until on_done. The results (draft, brief, error, acct,
+ * route) belong to the job until pipe_job_free(). */
+#ifndef BRIEFD_PIPELINE_H
+#define BRIEFD_PIPELINE_H
+
+#include <stdint.h>
+
+#include "acct.h"
+#include "job.h"
+#include "mclient.h"
+#include "router.h"
+
+struct cJSON;
+struct pipeline;
+struct stats_delta;
+struct svc;
+
+enum pipe_outcome { PIPE_SUCCEEDED = 0, PIPE_FAILED, PIPE_RETRY, PIPE_CANCELED };
+
+struct pipe_job;
+typedef void (*pipe_done_cb)(struct pipe_job *j, enum pipe_outcome o);
+/* The job entered a stage ("refining"); may be NULL. */
+typedef void (*pipe_stage_cb)(struct pipe_job *j, const char *status);
+
+struct pipe_job {
+    /* inputs */
+    void *data;                     /* the caller's */
+    struct bd_config *cfg;          /* the config it runs under (caller's reference) */
+    const struct job_req *req;
+    double queue_ms;                /* time spent queued before (negative: none) */
+    pipe_done_cb on_done;
+    pipe_stage_cb on_stage;
+    /* results */
+    struct job_acct acct;
+    struct route_result route;
+    int routed;
+    char *draft;
+    int draft_truncated;
+    struct lp_summary lp;
+    char *brief;                    /* the refined brief, or NULL */
+    int refined, degraded;
+    char refine_err[300];
+    struct cJSON *error;            /* PIPE_FAILED: {"code", "message", ...} */
+    /* internal */
+    struct pipeline *p;
+    struct mc_call call;
+    char *url, *body;
+    uint64_t t_start, t_stage;      /* uv_hrtime */
+    uint64_t t_loop;                /* uv_now at start */
+    uint64_t deadline_ms;           /* uv_now based */
+};
+
+int pipeline_new(struct svc *svc, struct pipeline **out);
+/* Stop the pipeline's timer and free it, then cb(data) (jobs must be over). */
+void pipeline_close(struct pipeline *p, void (*cb)(void *data), void *data);
+/* 1 while the draft model's breaker lets calls through (queued jobs wait otherwise). */
+int pipeline_draft_open(const struct pipeline *p);
+
+/* Start j (inputs filled, results zeroed). Returns 0: on_done runs exactly once, never from
+ * inside this call. */
+int pipe_start(struct pipeline *p, struct pipe_job *j);
+/* Cancel a running job: on_done(PIPE_CANCELED) runs before this returns. */
+void pipe_cancel(struct pipe_job *j);
+/* 1 while a model call of j is in flight or waiting to retry. */
+int pipe_busy(const struct pipe_job *j);
+/* Free the results. */
+void pipe_job_free(struct pipe_job *j);
+
+/* The finished job's own part of the job object: result, route, usage, cost_usd,
+ * latency_ms, error, config_version, signals (caller frees). status is "succeeded" or
+ * "failed". */
+struct cJSON *pipe_out_json(const struct pipe_job *j, const char *status);
+/* What the finished job adds to the statistics (stats.h); 0 or BD_ENOMEM. */
+int pipe_stats(const struct pipe_job *j, int succeeded, struct stats_delta *out);
+
+#endif
