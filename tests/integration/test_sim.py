@@ -570,6 +570,18 @@ class Flags(SimCase):
                 other.stop()
 
 
+class Harness(unittest.TestCase):
+    def test_stop_checks_the_exit_status(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            good = Sim(tmp, "zero").start()
+            self.assertIsNone(good.stop(check=False))      # SIGTERM: exit status 0
+            bad = Sim(tmp, "zero").start()
+            bad.proc.kill()
+            bad.proc.wait()
+            with self.assertRaisesRegex(AssertionError, "exited -9"):
+                bad.stop()
+
+
 class Judge(SimCase):
     def judge(self, brief, doc=DOC, words=40, model=GPT, **kw):
         r = self.ok(model, judge_prompt(doc, words, brief), system="the rubric",
