@@ -529,21 +529,13 @@ int rds_cmdargv(struct rds *r, rds_cb cb, void *data, int argc, const char **arg
     return 0;
 }
 
-#define RDS_MAX_EVAL_ARGS 256
+#define RDS_EVAL_STACK_ARGS 64
 
-int rds_evalsha(struct rds *r, rds_cb cb, void *data, const struct rds_script *s, int nkeys,
-                int nargs, const char *const *args, const size_t *lens)
+static int send_evalsha(struct rds *r, struct rds_pending *p, const struct rds_script *s,
+                        int nkeys, int nargs, const char *const *args, const size_t *lens,
+                        const char **argv, size_t *argl)
 {
-    const char *argv[RDS_MAX_EVAL_ARGS + 3];
-    size_t argl[RDS_MAX_EVAL_ARGS + 3];
     char nk[16];
-    struct rds_pending *p;
-    if (nargs < 0 || nargs > RDS_MAX_EVAL_ARGS || nkeys > nargs)
-        return BD_EINVAL;
-    p = pending_new(r, cb, data, 1);
-    if (!p)
-        return r->state == RDS_CONNECTED ? BD_ENOMEM : BD_EREDIS_DOWN;
-    p->is_eval = 1;
     snprintf(nk, sizeof(nk), "%d", nkeys);
     argv[0] = "EVALSHA";
     argv[1] = s->sha;
@@ -554,11 +546,42 @@ int rds_evalsha(struct rds *r, rds_cb cb, void *data, const struct rds_script *s
         argv[i + 3] = args[i];
         argl[i + 3] = lens ? lens[i] : strlen(args[i]);
     }
-    if (redisAsyncCommandArgv(r->ac, on_reply, p, nargs + 3, argv, argl) != REDIS_OK) {
-        pending_abort(p);
-        return BD_EREDIS_DOWN;
+    return redisAsyncCommandArgv(r->ac, on_reply, p, nargs + 3, argv, argl) == REDIS_OK
+               ? 0 : BD_EREDIS_DOWN;
+}
+
+int rds_evalsha(struct rds *r, rds_cb cb, void *data, const struct rds_script *s, int nkeys,
+                int nargs, const char *const *args, const size_t *lens)
+{
+    const char *sargv[RDS_EVAL_STACK_ARGS + 3], **argv = sargv;
+    size_t sargl[RDS_EVAL_STACK_ARGS + 3], *argl = sargl;
+    struct rds_pending *p;
+    int rc;
+    if (nargs < 0 || nkeys < 0 || nkeys > nargs)
+        return BD_EINVAL;
+    if (nargs > RDS_EVAL_STACK_ARGS) {
+        argv = malloc(((size_t)nargs + 3) * sizeof(*argv));
+        argl = malloc(((size_t)nargs + 3) * sizeof(*argl));
+        if (!argv || !argl) {
+            free(argv);
+            free(argl);
+            return BD_ENOMEM;
+        }
     }
-    return 0;
+    p = pending_new(r, cb, data, 1);
+    if (!p) {
+        rc = r->state == RDS_CONNECTED ? BD_ENOMEM : BD_EREDIS_DOWN;
+    } else {
+        p->is_eval = 1;
+        rc = send_evalsha(r, p, s, nkeys, nargs, args, lens, argv, argl);
+        if (rc != 0)
+            pending_abort(p);
+    }
+    if (argv != sargv) {
+        free(argv);
+        free(argl);
+    }
+    return rc;
 }
 
 static void on_message(redisAsyncContext *ac, void *reply, void *priv)

@@ -97,6 +97,7 @@ int api_new(struct svc *svc, struct api **out)
 
 void api_free(struct api *api)
 {
+    store_unwatch(api->svc->store);
     for (size_t i = 0; i < RECENT_MAX; i++)
         free(api->recent[i].job);
     free(api->recent);
@@ -832,9 +833,10 @@ static void on_facade_done(struct pipe_job *pj, enum pipe_outcome o)
     } else if (job) {
         facade_answer(c, job);
     } else if (o == PIPE_RETRY) {
-        http_resp_header(c->req, "Retry-After", "5");
-        http_respond_error(c->req, 503, "model_unavailable", NULL,
-                           "the draft model is unavailable; try again later");
+        /* the draft model is out: a proxy answers what the upstream did */
+        http_respond_error(c->req, 502, "draft_failed", NULL,
+                           "draft model '%.60s' is unavailable: %.250s", r->cfg->draft.name,
+                           pj->call.err[0] ? pj->call.err : "circuit breaker open");
         rctx_done(c);
     } else {
         http_resp_header(c->req, "Retry-After", "1");

@@ -591,7 +591,7 @@ static void on_event(struct rds *r, struct rds_reply *x, void *data)
     size_t n;
     const char *p;
     (void)r;
-    if (!x || rds_reply_len(x) != 3)
+    if (!x || rds_reply_len(x) != 3 || !s->event_cb)
         return;
     if (rds_reply_is(rds_reply_elem(x, 0), "subscribe")) {
         s->event_cb(s->event_data, NULL, NULL, NULL, 0);
@@ -612,6 +612,17 @@ static void on_sub_state(struct rds *r, enum rds_state st, void *data)
         return;
     key(s, chan, "events", NULL);
     rds_subscribe(r, chan, on_event, s);
+}
+
+static void on_sub_closed(void *data) { (void)data; }
+
+void store_unwatch(struct store *s)
+{
+    struct rds *sub = s->sub;
+    s->event_cb = NULL;
+    s->sub = NULL;
+    if (sub)
+        rds_close(sub, on_sub_closed, NULL);
 }
 
 int store_watch(struct store *s, store_event_cb cb, void *data)

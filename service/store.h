@@ -96,8 +96,11 @@ void store_close(struct store *s, void (*cb)(void *data), void *data);
  * been missed, re-check what you wait for. */
 typedef void (*store_event_cb)(void *data, const char *id, const char *status,
                                const char *job, size_t len);
-/* Subscribe to job events for the store's life. Returns 0 or BD_ENOMEM. */
+/* Subscribe to job events until store_unwatch (or the store closes). Returns 0 or
+ * BD_ENOMEM. */
 int store_watch(struct store *s, store_event_cb cb, void *data);
+/* No more events from now on (the subscription is closed). */
+void store_unwatch(struct store *s);
 
 /* --- submitting and reading jobs ------------------------------------------------------ */
 

@@ -348,8 +348,8 @@ static void fetch_next(struct fetch_step *f)
     if (w->stopping || slots == 0 || f->prio < -1 || (f->prio == -1 && f->got > 0)) {
         w->fetching = 0;
         free(f);
-        if (!w->stopping && slots > 0 && f->got > 0)
-            fetch(w); /* got some: poll again from the top */
+        if (!w->stopping && slots > 0)
+            fetch(w); /* poll again from the top */
         return;
     }
     f->prio = prio >= 0 ? prio - 1 : -2;

@@ -55,6 +55,20 @@ def wait_for(cond, timeout, what):
     raise AssertionError("timed out after %.1f s waiting for %s" % (timeout, what))
 
 
+def eventually(fetch, pred, timeout=10.0, what="a condition"):
+    """Call fetch() until pred(result) holds (statistics are folded from the job records
+    about once a second, so they trail the jobs); returns the last result, or fails."""
+    deadline = time.time() + timeout
+    while True:
+        r = fetch()
+        if pred(r):
+            return r
+        if time.time() >= deadline:
+            raise AssertionError("timed out after %.1f s waiting for %s; last: %r" % (
+                timeout, what, r if not isinstance(r, (bytes, str)) else r[:2000]))
+        time.sleep(0.05)
+
+
 def _tail(path, n=4000):
     if not path or not os.path.exists(path):
         return ""

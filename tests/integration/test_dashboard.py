@@ -9,7 +9,7 @@ import unittest
 from decimal import ROUND_HALF_UP, Decimal
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import ROOT, Briefd, Redis, Sim, Stack, base_config  # noqa: E402
+from harness import ROOT, Briefd, Redis, Sim, Stack, base_config, eventually  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CHECK = os.path.join(HERE, "dashboard_check.mjs")
@@ -36,11 +36,12 @@ JOBS = [
     ("wiki", "globex", SHORT + " Reviewed by Soto.", []),             # draft fails: failed
 ]
 # The simulator's rules for them (first match wins): Quinn's draft is unsure, Rhodes's
-# refinement fails, Soto's draft fails, every other draft is confident.
+# refinement fails, Soto's draft is refused (a 4xx: the job fails; a 5xx would only make it
+# wait for the model), every other draft is confident.
 SIM_RULES = [
     Sim.rule("Quinn", logprob_mean=Sim.LOWCONF),
     Sim.rule("Rhodes", model="gpt-oss-20b", status=500),
-    Sim.rule("Soto", status=500),
+    Sim.rule("Soto", model="phi-4-mini", status=400),
     Sim.rule(None, logprob_mean=Sim.HIGHCONF),
 ]
 
@@ -111,6 +112,10 @@ class Dashboard(Stack):
         try:
             cls.sim.rules(*SIM_RULES)
             cls.jobs = submit_all(cls.briefd)
+            # statistics are folded from the job records about once a second
+            eventually(lambda: cls.briefd.get("/v1/stats?window=3600"),
+                       lambda r: r[0] == 200 and r[1]["jobs"] == len(cls.jobs),
+                       what="every job counted")
         except BaseException:
             cls.tearDownClass()
             raise
@@ -232,6 +237,8 @@ class DashboardAuth(unittest.TestCase):
         self.assertEqual(st, 202, job)
         st, job, _ = self.briefd.get("/v1/jobs/%s?wait=30" % job["id"], headers=auth)
         self.assertEqual(job["status"], "succeeded", job)
+        eventually(lambda: self.briefd.get("/v1/stats", headers=auth),
+                   lambda r: r[0] == 200 and r[1]["jobs"] == 1, what="the job counted")
         page = run_check(self, self.briefd.port, os.path.join(ARTIFACTS, "dashboard-auth.png"),
                          key=self.KEY)
         self.assertFalse(page["asked_again_after_reload"], page)

@@ -139,13 +139,28 @@ class JobPath(Stack):
         self.assertIn("refine_error", res)
         self.assertIn("500", res["refine_error"])
 
-    def test_draft_failure_fails_job_with_clear_error(self):
-        self.sim.rules(self.sim.rule("Ohio", status=500))
+    def test_draft_refused_fails_job_with_clear_error(self):
+        # a 4xx is about the job (too long a prompt, say): not retried, the job fails
+        self.sim.rules(self.sim.rule("Ohio", model="phi-4-mini", status=400))
         job = self.submit({"text": SHORT})
         self.assertEqual(job["status"], "failed")
         self.assertEqual(job["error"]["code"], "draft_failed")
-        self.assertIn("3 attempts", job["error"]["message"])
+        self.assertEqual(job["error"]["reason"], "http_4xx")
+        self.assertIn("1 attempts", job["error"]["message"])
         self.assertIsNone(job["result"])
+
+    def test_draft_model_out_requeues_without_spending_attempts(self):
+        # 500s are the model's fault, not the job's: after its retries (3 calls) the job goes
+        # back to the queue uncounted, twice, then the model answers and the job succeeds
+        self.sim.reset()
+        self.sim.rules(self.sim.rule("Ohio", model="phi-4-mini", status=500, count=6),
+                       self.sim.rule("Ohio", logprob_mean=self.sim.HIGHCONF))
+        job = self.submit({"text": SHORT})
+        self.assertEqual(job["status"], "succeeded", job)
+        self.assertEqual(job["attempts"], 1)
+        phi = self.sim.stats()["by_model"]["phi-4-mini"]["by_outcome"]
+        self.assertEqual(phi["error"], 6)
+        self.assertEqual(phi["ok"], 1)
 
     def test_429_is_retried(self):
         self.sim.reset()
