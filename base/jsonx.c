@@ -1,4 +1,4 @@
-/* jsonx.c - JSON printing with exact (round-trip) numbers. */
+/* jsonx.c - JSON printing with exact (round-trip) numbers, in one pass over the tree. */
 #include "jsonx.h"
 
 #include <cjson/cJSON.h>
@@ -7,10 +7,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sbuf.h"
+
+/* Integers (the common case: counts, tokens, times) print as themselves. */
+#define EXACT_INT_LIMIT 9007199254740992.0 /* 2^53 */
+
 void jsonx_number(double v, char *buf, size_t len)
 {
     if (!isfinite(v)) {
         snprintf(buf, len, "null");
+        return;
+    }
+    if (v == floor(v) && fabs(v) < EXACT_INT_LIMIT) {
+        snprintf(buf, len, "%lld", (long long)v);
         return;
     }
     for (int prec = 15; prec <= 17; prec++) {
@@ -20,45 +29,94 @@ void jsonx_number(double v, char *buf, size_t len)
     }
 }
 
-/* Turn every number of a (copied) tree into raw text of its exact form. */
-static int exact_numbers(cJSON *node)
+/* s as a JSON string literal: quotes, backslashes and control characters escaped. */
+static void put_string(struct sbuf *b, const char *s)
 {
-    for (cJSON *it = node; it; it = it->next) {
-        if (cJSON_IsNumber(it)) {
-            char buf[40];
-            char *s;
-            jsonx_number(it->valuedouble, buf, sizeof(buf));
-            s = strdup(buf);
-            if (!s)
-                return -1;
-            it->type = cJSON_Raw;
-            it->valuestring = s;
-        } else if (it->child && exact_numbers(it->child) != 0) {
-            return -1;
+    const unsigned char *p = (const unsigned char *)(s ? s : ""), *run = p;
+    sbuf_add(b, "\"", 1);
+    for (; *p; p++) {
+        const char *esc = NULL;
+        char u[8];
+        if (*p >= 0x20 && *p != '"' && *p != '\\')
+            continue;
+        sbuf_add(b, (const char *)run, (size_t)(p - run));
+        switch (*p) {
+        case '"': esc = "\\\""; break;
+        case '\\': esc = "\\\\"; break;
+        case '\n': esc = "\\n"; break;
+        case '\r': esc = "\\r"; break;
+        case '\t': esc = "\\t"; break;
+        case '\b': esc = "\\b"; break;
+        case '\f': esc = "\\f"; break;
+        default:
+            snprintf(u, sizeof(u), "\\u%04x", *p);
+            esc = u;
         }
+        sbuf_add(b, esc, strlen(esc));
+        run = p + 1;
     }
-    return 0;
+    sbuf_add(b, (const char *)run, (size_t)(p - run));
+    sbuf_add(b, "\"", 1);
+}
+
+static void put_item(struct sbuf *b, const cJSON *it);
+
+static void put_container(struct sbuf *b, const cJSON *it, int object)
+{
+    sbuf_add(b, object ? "{" : "[", 1);
+    for (const cJSON *c = it->child; c; c = c->next) {
+        if (c != it->child)
+            sbuf_add(b, ",", 1);
+        if (object) {
+            put_string(b, c->string);
+            sbuf_add(b, ":", 1);
+        }
+        put_item(b, c);
+    }
+    sbuf_add(b, object ? "}" : "]", 1);
+}
+
+static void put_item(struct sbuf *b, const cJSON *it)
+{
+    char num[40];
+    switch (it->type & 0xff) {
+    case cJSON_False: sbuf_add(b, "false", 5); break;
+    case cJSON_True: sbuf_add(b, "true", 4); break;
+    case cJSON_NULL: sbuf_add(b, "null", 4); break;
+    case cJSON_Number:
+        jsonx_number(it->valuedouble, num, sizeof(num));
+        sbuf_add(b, num, strlen(num));
+        break;
+    case cJSON_String: put_string(b, it->valuestring); break;
+    case cJSON_Raw:
+        if (it->valuestring)
+            sbuf_add(b, it->valuestring, strlen(it->valuestring));
+        else
+            sbuf_add(b, "null", 4);
+        break;
+    case cJSON_Array: put_container(b, it, 0); break;
+    case cJSON_Object: put_container(b, it, 1); break;
+    default: sbuf_add(b, "null", 4); break;
+    }
+}
+
+void jsonx_write(struct sbuf *b, const cJSON *item)
+{
+    put_item(b, item);
+}
+
+void jsonx_write_string(struct sbuf *b, const char *s)
+{
+    put_string(b, s);
 }
 
 char *jsonx_print(const cJSON *item)
 {
-    cJSON *copy;
-    char *out = NULL;
+    struct sbuf b = {0};
     if (!item)
         return NULL;
-    copy = cJSON_Duplicate(item, 1);
-    if (!copy)
-        return NULL;
-    /* the top node itself may be a number; its siblings are not part of item */
-    if (cJSON_IsNumber(copy)) {
-        char buf[40];
-        jsonx_number(copy->valuedouble, buf, sizeof(buf));
-        out = strdup(buf);
-    } else if (exact_numbers(copy->child) == 0) {
-        out = cJSON_PrintUnformatted(copy);
-    }
-    cJSON_Delete(copy);
-    return out;
+    put_item(&b, item);
+    return sbuf_take(&b);
 }
 
 void jsonx_add_number(cJSON *obj, const char *name, double v)

@@ -2,22 +2,28 @@
  *
  * cJSON 1.7's printer checks its 15-digit form only approximately, so a cost or a score
  * can come back one unit in the last place off. Everything briefd sends or stores goes
- * through jsonx_print(), which prints each number in the shortest form (15, 16 or 17
- * significant digits) that reads back exactly; non-finite numbers become null.
+ * through this printer, which prints integers as integers and every other number in the
+ * shortest form (15, 16 or 17 significant digits) that reads back exactly; non-finite
+ * numbers become null. It walks the tree once (no copy), unformatted, escaping strings the
+ * way cJSON does (control characters as \uXXXX).
  *
  * Ownership: jsonx_print returns a malloc'd string (caller frees), NULL on OOM; the tree
- * is not modified. */
+ * is not modified. The write functions append to a caller-owned sbuf. */
 #ifndef BRIEFD_JSONX_H
 #define BRIEFD_JSONX_H
 
 #include <stddef.h>
 
 struct cJSON;
+struct sbuf;
 
 /* The shortest %.Ng (N = 15..17) of v that reads back as v, into buf (>= 32 bytes). */
 void jsonx_number(double v, char *buf, size_t len);
 /* Unformatted JSON text of item with exact numbers. */
 char *jsonx_print(const struct cJSON *item);
+/* Append item's JSON text / s as a JSON string literal to b. */
+void jsonx_write(struct sbuf *b, const struct cJSON *item);
+void jsonx_write_string(struct sbuf *b, const char *s);
 /* Add name: v to obj (caller-owned) as a number, or null when v is not finite. */
 void jsonx_add_number(struct cJSON *obj, const char *name, double v);
 

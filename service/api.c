@@ -408,6 +408,29 @@ static void answer(struct rctx *c, int status, cJSON *job)
     cJSON_Delete(job);
 }
 
+/* Answer with a finished job's object as published (JSON text, sent as is). */
+static void answer_done(struct rctx *c, const char *status, const char *job, size_t len)
+{
+    if (c->sse) {
+        sse_status(c, status);
+        http_stream_write(c->req, "event: done\ndata: ", 18);
+        http_stream_write(c->req, job, len);
+        http_stream_write(c->req, "\n\n", 2);
+        http_stream_end(c->req);
+        rctx_done(c);
+        return;
+    }
+    if (c->submitted) {
+        char loc[64];
+        snprintf(loc, sizeof(loc), "/v1/jobs/%s", c->id);
+        http_resp_header(c->req, "Location", loc);
+    }
+    if (c->replayed)
+        http_resp_header(c->req, "Idempotent-Replayed", "true");
+    http_respond(c->req, 200, "application/json", job, len);
+    rctx_done(c);
+}
+
 static void on_job_for_ctx(void *data, int status, cJSON *job)
 {
     struct rctx *c = data;
@@ -500,11 +523,7 @@ static void on_store_event(void *data, const char *id, const char *status, const
             if (c->sse)
                 sse_status(c, status);
         } else if (job) {
-            cJSON *o = cJSON_ParseWithLength(job, len);
-            if (o)
-                answer(c, 0, o);
-            else
-                ctx_fetch(c);
+            answer_done(c, status, job, len);
         } else {
             ctx_fetch(c);
         }
@@ -796,8 +815,7 @@ static void facade_record(struct facade_run *r, const char *status, const char *
 {
     struct stats_delta delta;
     struct store_result res;
-    if (pipe_stats(&r->pj, strcmp(status, "succeeded") == 0, &delta) != 0)
-        return;
+    pipe_stats(&r->pj, strcmp(status, "succeeded") == 0, &delta);
     memset(&res, 0, sizeof(res));
     res.status = status;
     res.job_json = job_text;
@@ -807,7 +825,6 @@ static void facade_record(struct facade_run *r, const char *status, const char *
     res.stats = &delta;
     if (store_finish(r->c->api->svc->store, NULL, r->id, &res, NULL, NULL) != 0)
         log_warn("facade: the result of %s could not be recorded", r->id);
-    stats_delta_free(&delta);
 }
 
 static void on_facade_done(struct pipe_job *pj, enum pipe_outcome o)
@@ -816,14 +833,12 @@ static void on_facade_done(struct pipe_job *pj, enum pipe_outcome o)
     struct rctx *c = r->c;
     const char *status = o == PIPE_SUCCEEDED ? "succeeded" : "failed";
     cJSON *out, *job = NULL;
-    char *out_text = NULL, *job_text = NULL;
+    char *job_text = NULL;
     c->run = NULL;
     if (o == PIPE_SUCCEEDED || o == PIPE_FAILED) {
         out = pipe_out_json(pj, status);
-        out_text = out ? jsonx_print(out) : NULL;
-        cJSON_Delete(out);
-        job = out_text ? store_job_object(r->id, status, r->created_ms, 1, r->meta_text,
-                                          out_text, clock_wall_ms()) : NULL;
+        job = out ? store_job_object(r->id, status, r->created_ms, 1, r->meta_text, out,
+                                     clock_wall_ms()) : NULL;
         job_text = job ? jsonx_print(job) : NULL;
     }
     if (job_text && c->req)
@@ -845,7 +860,6 @@ static void on_facade_done(struct pipe_job *pj, enum pipe_outcome o)
         rctx_done(c);
     }
     cJSON_Delete(job);
-    free(out_text);
     free(job_text);
     facade_run_free(r);
     rctx_maybe_free(c);

@@ -31,36 +31,48 @@ static long long pico(double usd) { return llround(usd * STATS_PICO); }
 
 /* --- increments --- */
 
-static void inc(cJSON *i, const char *field, long long n)
+static void inc(struct stats_delta *d, const char *field, long long n)
 {
-    cJSON *it = cJSON_GetObjectItemCaseSensitive(i, field);
+    struct stats_inc *it = NULL;
     if (n == 0)
         return;
-    if (it)
-        cJSON_SetNumberValue(it, it->valuedouble + (double)n);
-    else
-        cJSON_AddNumberToObject(i, field, (double)n);
+    for (size_t k = 0; k < d->n && !it; k++)
+        if (strcmp(d->inc[k].field, field) == 0)
+            it = &d->inc[k];
+    if (!it) {
+        if (d->n == STATS_DELTA_MAX) {
+            d->dropped++;
+            return;
+        }
+        it = &d->inc[d->n++];
+        snprintf(it->field, sizeof(it->field), "%s", field);
+        for (char *p = it->field; *p; p++) /* fields travel as "field<TAB>n" lines */
+            if (*p == '\t' || *p == '\n')
+                *p = '_';
+        it->n = 0;
+    }
+    it->n += n;
 }
 
-static void incf(cJSON *i, const char *a, const char *b, const char *c, long long n)
+static void incf(struct stats_delta *d, const char *a, const char *b, const char *c, long long n)
 {
     char f[200];
     snprintf(f, sizeof(f), "%s%s%s", a, b, c);
-    inc(i, f, n);
+    inc(d, f, n);
 }
 
-static void add_latency(cJSON *i, const char *stage, double ms)
+static void add_latency(struct stats_delta *d, const char *stage, double ms)
 {
     char f[64];
     if (ms < 0)
         return;
     snprintf(f, sizeof(f), "h:%s:%d", stage, stats_bucket(ms));
-    inc(i, f, 1);
-    incf(i, "n:", stage, "", 1);
-    incf(i, "sum_us:", stage, "", llround(ms * 1000.0));
+    inc(d, f, 1);
+    incf(d, "n:", stage, "", 1);
+    incf(d, "sum_us:", stage, "", llround(ms * 1000.0));
 }
 
-static void job_fields(cJSON *i, const struct stats_job *j)
+static void job_fields(struct stats_delta *i, const struct stats_job *j)
 {
     const struct job_acct *a = j->acct;
     inc(i, "jobs", 1);
@@ -110,20 +122,19 @@ static void label_safe(const char *value, char *out, size_t len)
 int stats_delta_of(const struct stats_job *j, struct stats_delta *out)
 {
     memset(out, 0, sizeof(*out));
-    out->inc = cJSON_CreateObject();
-    if (!out->inc)
-        return BD_ENOMEM;
-    job_fields(out->inc, j);
+    job_fields(out, j);
     label_safe(j->source, out->source, sizeof(out->source));
     label_safe(j->tenant, out->tenant, sizeof(out->tenant));
     out->at_ms = j->finished_ms;
-    return 0;
+    return out->dropped ? BD_ETOOBIG : 0;
 }
 
-void stats_delta_free(struct stats_delta *d)
+long long stats_delta_get(const struct stats_delta *d, const char *field)
 {
-    cJSON_Delete(d->inc);
-    d->inc = NULL;
+    for (size_t k = 0; k < d->n; k++)
+        if (strcmp(d->inc[k].field, field) == 0)
+            return d->inc[k].n;
+    return 0;
 }
 
 /* --- the /v1/stats object --- */

@@ -16,8 +16,7 @@
  * <= 0.1 ms: percentiles are exact to within one bucket (+-12.5%) however many processes and
  * minutes are merged.
  *
- * Ownership: functions returning char * or cJSON * hand them to the caller; a stats_delta
- * owns its inc object (stats_delta_free). */
+ * Ownership: functions returning char * or cJSON * hand them to the caller. */
 #ifndef BRIEFD_STATS_H
 #define BRIEFD_STATS_H
 
@@ -48,18 +47,27 @@ struct stats_job {
     int64_t finished_ms;
 };
 
-/* What one finished job adds: counter increments (field -> integer), the dimension values it
- * is counted under (label-safe: printable, no spaces or colons, at most 64 bytes; "" when
- * absent) and when it finished (which buckets it lands in). */
+/* What one finished job adds: counter increments (field -> integer, no tab or newline in a
+ * field), the dimension values it is counted under (label-safe: printable, no spaces or
+ * colons, at most 64 bytes; "" when absent) and when it finished (which buckets it lands
+ * in). A plain value: nothing to free. */
+#define STATS_DELTA_MAX 128
+struct stats_inc {
+    char field[120];
+    long long n;
+};
 struct stats_delta {
-    struct cJSON *inc;
+    struct stats_inc inc[STATS_DELTA_MAX];
+    size_t n;
+    size_t dropped;             /* increments beyond STATS_DELTA_MAX (none in practice) */
     char source[80];
     char tenant[80];
     int64_t at_ms;
 };
-/* Returns 0, or BD_ENOMEM with *out zeroed. */
+/* Returns 0, or BD_ETOOBIG when increments had to be dropped (the rest is still there). */
 int stats_delta_of(const struct stats_job *j, struct stats_delta *out);
-void stats_delta_free(struct stats_delta *d);
+/* The increment of field (0 when absent). */
+long long stats_delta_get(const struct stats_delta *d, const char *field);
 
 /* Summed buckets of a window, as read from the store: maps are cJSON objects of field ->
  * number. */

@@ -11,6 +11,7 @@
 #include "bderr.h"
 #include "clock.h"
 #include "hash.h"
+#include "jsonx.h"
 #include "list.h"
 #include "log.h"
 #include "rds.h"
@@ -195,7 +196,9 @@ static const char REDELIVER_LUA[] =
     "if maxa > 0 and a > maxa then\n"
     "  local de = redis.call('XADD', KEYS[6], 'MAXLEN', '~', '100000', '*', 'id', ARGV[5],"
     " 'reason', 'max_attempts', 'at_ms', ARGV[11])\n"
-    "  local rec = string.sub(ARGV[12], 1, -2) .. ',\"dead_entry\":\"' .. de .. '\"}'\n"
+    "  local nl = string.find(ARGV[12], '\\n', 1, true)\n"
+    "  local rec = string.sub(ARGV[12], 1, nl - 2) .. ',\"dead_entry\":\"' .. de .. '\"}'"
+    " .. string.sub(ARGV[12], nl)\n"
     "  redis.call('SET', KEYS[5], rec, 'EX', ARGV[13])\n"
     "  redis.call('DEL', KEYS[4])\n"
     "  redis.call('RPUSH', KEYS[7], ARGV[14])\n"
@@ -219,7 +222,10 @@ static const char REQUEUE_LUA[] =
     " return -1 end\n"
     "  return 0\n"
     "end\n"
-    "local r = cjson.decode(rec)\n"
+    "local nl = string.find(rec, '\\n', 1, true)\n"
+    "local nl2 = string.find(rec, '\\n', nl + 1, true)\n"
+    "local r = cjson.decode(string.sub(rec, 1, nl - 1))\n"
+    "r.req, r.meta = string.sub(rec, nl + 1, nl2 - 1), string.sub(rec, nl2 + 1)\n"
     "if not r.dead_entry then return -1 end\n"
     "redis.call('XDEL', KEYS[2], r.dead_entry)\n"
     "local pr = {low = 0, normal = 1, high = 2}\n"
@@ -765,10 +771,10 @@ int store_submit(struct store *s, const struct store_submit *sub, store_submit_c
 
 /* --- the job object ------------------------------------------------------------------------- */
 
-/* Move every member of src (a parsed JSON object text) into job, replacing what is there. */
-static void merge_members(cJSON *job, const char *text)
+/* Move every member of o (deleted afterwards) into job, replacing what is there. */
+static void merge_members(cJSON *job, cJSON *o)
 {
-    cJSON *o = text ? cJSON_Parse(text) : NULL, *it;
+    cJSON *it;
     if (!o)
         return;
     it = o->child;
@@ -782,12 +788,14 @@ static void merge_members(cJSON *job, const char *text)
 }
 
 cJSON *store_job_object(const char *id, const char *status, int64_t created_ms, int attempts,
-                        const char *meta, const char *out, int64_t finished_ms)
+                        const char *meta, cJSON *out, int64_t finished_ms)
 {
     cJSON *job = cJSON_CreateObject();
     char ts[40];
-    if (!job)
+    if (!job) {
+        cJSON_Delete(out);
         return NULL;
+    }
     cJSON_AddStringToObject(job, "id", id);
     cJSON_AddStringToObject(job, "object", "brief.job");
     cJSON_AddStringToObject(job, "status", status ? status : "queued");
@@ -800,7 +808,7 @@ cJSON *store_job_object(const char *id, const char *status, int64_t created_ms, 
         cJSON_AddNullToObject(job, "finished_at");
     }
     cJSON_AddNumberToObject(job, "attempts", attempts);
-    merge_members(job, meta);
+    merge_members(job, meta ? cJSON_Parse(meta) : NULL);
     merge_members(job, out);
     if (!cJSON_GetObjectItemCaseSensitive(job, "result"))
         cJSON_AddNullToObject(job, "result");
@@ -818,10 +826,12 @@ struct get_op {
     char id[JOB_ID_LEN + 1];
 };
 
+static cJSON *record_header(const char *rec, size_t len);
+
 /* The stored record's "job" member. */
 static cJSON *record_job(const char *rec)
 {
-    cJSON *r = cJSON_Parse(rec), *job;
+    cJSON *r = record_header(rec, strlen(rec)), *job;
     if (!r)
         return NULL;
     job = cJSON_DetachItemFromObjectCaseSensitive(r, "job");
@@ -1214,41 +1224,44 @@ static char *event_text(const char *id, const char *status, const char *json)
     return sbuf_take(&b);
 }
 
-/* The stored record: {"delivery", "created_ms", "finished_ms", "req", "meta", "job"};
- * "delivery" first (the
- * finish script recognises its own earlier write by that prefix). */
+/* The stored record: a header line {"delivery", "created_ms", "finished_ms", "job"} (the job
+ * object as GET returns it), then the request and the metadata as they were queued, a line
+ * each (JSON printed unformatted has no newline). "delivery" comes first: the finish script
+ * recognises its own earlier write by that prefix. */
 static char *record_text(const char *delivery, int64_t created_ms, const char *req,
                          const char *meta, const char *job)
 {
-    cJSON *r = cJSON_CreateObject();
-    char *text;
-    if (!r)
-        return NULL;
-    cJSON_AddStringToObject(r, "delivery", delivery);
-    cJSON_AddNumberToObject(r, "created_ms", (double)created_ms);
-    cJSON_AddNumberToObject(r, "finished_ms", (double)clock_wall_ms());
-    cJSON_AddStringToObject(r, "req", req ? req : "{}");
-    cJSON_AddStringToObject(r, "meta", meta ? meta : "{}");
-    cJSON_AddItemToObject(r, "job", cJSON_CreateRaw(job));
-    text = cJSON_PrintUnformatted(r);
-    cJSON_Delete(r);
-    return text;
+    struct sbuf b = {0};
+    sbuf_add(&b, "{\"delivery\":", 12);
+    jsonx_write_string(&b, delivery);
+    sbuf_printf(&b, ",\"created_ms\":%lld,\"finished_ms\":%lld,\"job\":",
+                (long long)created_ms, (long long)clock_wall_ms());
+    req = req ? req : "{}";
+    meta = meta ? meta : "{}";
+    sbuf_add(&b, job, strlen(job));
+    sbuf_add(&b, "}\n", 2);
+    sbuf_add(&b, req, strlen(req));
+    sbuf_add(&b, "\n", 1);
+    sbuf_add(&b, meta, strlen(meta));
+    return sbuf_take(&b);
 }
 
-/* What a finished job adds, as pushed on the pending list: {"t", "s", "n", "i"}. */
+/* The header line of a record, parsed. */
+static cJSON *record_header(const char *rec, size_t len)
+{
+    const char *nl = memchr(rec, '\n', len);
+    return cJSON_ParseWithLength(rec, nl ? (size_t)(nl - rec) : len);
+}
+
+/* What a finished job adds, as pushed on the pending list: a line "<ms>\t<source>\t<tenant>"
+ * then "<field>\t<n>" a line each (stats.h: no tab or newline in any of them). */
 static char *delta_text(const struct stats_delta *d)
 {
-    cJSON *o = cJSON_CreateObject();
-    char *text;
-    if (!o)
-        return NULL;
-    cJSON_AddNumberToObject(o, "t", (double)d->at_ms);
-    cJSON_AddStringToObject(o, "s", d->source);
-    cJSON_AddStringToObject(o, "n", d->tenant);
-    cJSON_AddItemToObject(o, "i", cJSON_Duplicate(d->inc, 1));
-    text = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    return text;
+    struct sbuf b = {0};
+    sbuf_printf(&b, "%lld\t%s\t%s\n", (long long)d->at_ms, d->source, d->tenant);
+    for (size_t k = 0; k < d->n; k++)
+        sbuf_printf(&b, "%s\t%lld\n", d->inc[k].field, d->inc[k].n);
+    return sbuf_take(&b);
 }
 
 static void send_batch(struct store *s, enum item_kind kind);
@@ -1423,7 +1436,7 @@ int store_finish(struct store *s, const struct store_entry *e, const char *id,
     snprintf(it->ttl, sizeof(it->ttl), "%ld", r->ttl_s);
     it->record = record_text(it->entry, e ? e->created_ms : job_id_ms(it->id), r->req_json,
                              r->meta_json, r->job_json);
-    it->delta = r->stats ? delta_text(r->stats) : strdup("{}");
+    it->delta = r->stats ? delta_text(r->stats) : strdup("");
     it->event = event_text(it->id, r->status, r->job_json);
     if (!it->record || !it->delta || !it->event) {
         free(it->record);
@@ -1488,7 +1501,7 @@ int store_redeliver(struct store *s, const struct store_entry *e, int attempt, i
         goto out;
     if (failed) {
         rec = record_text(e->entry, e->created_ms, req, meta, failed->job_json);
-        delta = failed->stats ? delta_text(failed->stats) : strdup("{}");
+        delta = failed->stats ? delta_text(failed->stats) : strdup("");
         ev = event_text(e->id, failed->status, failed->job_json);
         snprintf(ttl, sizeof(ttl), "%ld", failed->ttl_s);
         if (!rec || !delta || !ev)
@@ -1636,24 +1649,26 @@ struct scan_get {
     char id[JOB_ID_LEN + 1];
 };
 
-/* One record: its finish time from the job object, then each(). */
-static void scan_record(struct scan *sc, const char *id, const char *text)
+/* One record: its finish time from the header, then each(). */
+static void scan_record(struct scan *sc, const char *id, const char *text, size_t len)
 {
-    cJSON *r = cJSON_Parse(text);
-    const cJSON *req = cJSON_GetObjectItemCaseSensitive(r, "req");
-    const cJSON *job = cJSON_GetObjectItemCaseSensitive(r, "job");
-    const cJSON *fin = cJSON_GetObjectItemCaseSensitive(r, "finished_ms");
+    cJSON *h = record_header(text, len);
+    const cJSON *job = cJSON_GetObjectItemCaseSensitive(h, "job");
+    const cJSON *fin = cJSON_GetObjectItemCaseSensitive(h, "finished_ms");
+    const char *req = memchr(text, '\n', len), *end;
     char *jt;
-    if (!cJSON_IsString(req) || !cJSON_IsObject(job) ||
+    if (!req || !cJSON_IsObject(job) ||
         (cJSON_IsNumber(fin) && fin->valuedouble < (double)sc->since_ms)) {
-        cJSON_Delete(r);
+        cJSON_Delete(h);
         return;
     }
-    jt = cJSON_PrintUnformatted(job);
+    req++;
+    end = memchr(req, '\n', len - (size_t)(req - text));
+    jt = jsonx_print(job);
     if (jt)
-        sc->each(sc->data, id, req->valuestring, strlen(req->valuestring), jt);
+        sc->each(sc->data, id, req, end ? (size_t)(end - req) : len - (size_t)(req - text), jt);
     free(jt);
-    cJSON_Delete(r);
+    cJSON_Delete(h);
 }
 
 static void on_scan_job(struct rds *r, struct rds_reply *x, void *data)
@@ -1667,10 +1682,8 @@ static void on_scan_job(struct rds *r, struct rds_reply *x, void *data)
     } else if (rds_reply_type(x) == RDS_STRING) {
         size_t n;
         const char *p = rds_reply_str(x, &n);
-        char *text = p ? strndup(p, n) : NULL;
-        if (text)
-            scan_record(sc, g->id, text);
-        free(text);
+        if (p)
+            scan_record(sc, g->id, p, n);
     }
     free(g);
     scan_maybe_done(sc);
@@ -1841,62 +1854,89 @@ static struct cmap *fold_bucket(struct fold *f, const char *k, long ttl, int gro
     return &f->b[f->n++].m;
 }
 
-static void fold_inc(struct cmap *m, const cJSON *inc, const char *dim, const char *val)
+/* One "<field>\t<n>" line into the bucket (dim NULL) or into a group's counter. */
+static void fold_line(struct cmap *m, const char *field, long long n, const char *dim,
+                      const char *val)
 {
-    const cJSON *it;
-    cJSON_ArrayForEach(it, inc) {
-        char field[KEY_MAX];
-        if (!cJSON_IsNumber(it))
-            continue;
-        if (dim)
-            snprintf(field, sizeof(field), "g|%s|%s|%s", dim, val, it->string);
-        else
-            snprintf(field, sizeof(field), "%s", it->string);
-        cmap_add(m, field, llround(it->valuedouble));
+    char gf[2 * KEY_MAX];
+    if (!dim) {
+        cmap_add(m, field, n);
+        return;
     }
+    snprintf(gf, sizeof(gf), "g|%s|%s|%s", dim, val, field);
+    cmap_add(m, gf, n);
 }
 
-/* Add one pending item {"t", "s", "n", "i"}; 0, or -1 when it needs a bucket beyond the
- * fold's (it is folded next time). */
+struct delta_head {
+    long long at;
+    char source[80], tenant[80];
+};
+
+/* The header line "<ms>\t<source>\t<tenant>"; returns the rest, or NULL if malformed. */
+static const char *delta_head(const char *p, const char *end, struct delta_head *h)
+{
+    const char *nl = memchr(p, '\n', (size_t)(end - p)), *t1, *t2;
+    if (!nl)
+        return NULL;
+    t1 = memchr(p, '\t', (size_t)(nl - p));
+    t2 = t1 ? memchr(t1 + 1, '\t', (size_t)(nl - t1 - 1)) : NULL;
+    if (!t2 || (size_t)(t2 - t1 - 1) >= sizeof(h->source) ||
+        (size_t)(nl - t2 - 1) >= sizeof(h->tenant))
+        return NULL;
+    h->at = atoll(p);
+    memcpy(h->source, t1 + 1, (size_t)(t2 - t1 - 1));
+    h->source[t2 - t1 - 1] = '\0';
+    memcpy(h->tenant, t2 + 1, (size_t)(nl - t2 - 1));
+    h->tenant[nl - t2 - 1] = '\0';
+    return nl + 1;
+}
+
+/* Add one pending item (delta_text's format); 0, or -1 when it needs a bucket beyond the
+ * fold's (it is folded next time). A malformed item is dropped. */
 static int fold_item(struct store *s, struct fold *f, const char *text, size_t len)
 {
-    cJSON *d = cJSON_ParseWithLength(text, len);
-    const cJSON *inc = cJSON_GetObjectItemCaseSensitive(d, "i");
-    const cJSON *t = cJSON_GetObjectItemCaseSensitive(d, "t");
-    const cJSON *src = cJSON_GetObjectItemCaseSensitive(d, "s");
-    const cJSON *ten = cJSON_GetObjectItemCaseSensitive(d, "n");
+    const char *end = text + len, *p;
     long mttl = s->retention_s < MINUTE_KEEP_S ? s->retention_s : MINUTE_KEEP_S;
     struct cmap *ms, *hs, *ts;
     char km[KEY_MAX], kh[KEY_MAX], kt[KEY_MAX];
-    long long at;
-    if (!cJSON_IsObject(inc) || !cJSON_IsNumber(t)) {
-        cJSON_Delete(d);
-        return 0; /* nothing to count (or a corrupt item): dropped */
-    }
-    at = (long long)t->valuedouble;
-    key_bucket(s, 'm', at / 60000, km);
-    key_bucket(s, 'h', at / 3600000, kh);
+    struct delta_head h;
+    p = delta_head(text, end, &h);
+    if (!p)
+        return 0;
+    key_bucket(s, 'm', h.at / 60000, km);
+    key_bucket(s, 'h', h.at / 3600000, kh);
     key(s, kt, "stats:total", NULL);
     ms = fold_bucket(f, km, mttl, 1);
     hs = fold_bucket(f, kh, s->retention_s, 1);
     ts = fold_bucket(f, kt, 0, 0);
     if (!ms || !hs || !ts) {
-        cJSON_Delete(d);
         f->full = 1;
         return -1;
     }
-    fold_inc(ms, inc, NULL, NULL);
-    fold_inc(hs, inc, NULL, NULL);
-    fold_inc(ts, inc, NULL, NULL);
-    if (cJSON_IsString(src) && src->valuestring[0]) {
-        fold_inc(ms, inc, "source", src->valuestring);
-        fold_inc(hs, inc, "source", src->valuestring);
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p)), *tab;
+        char field[KEY_MAX];
+        long long n;
+        if (!nl)
+            break;
+        tab = memchr(p, '\t', (size_t)(nl - p));
+        if (tab && (size_t)(tab - p) < sizeof(field)) {
+            memcpy(field, p, (size_t)(tab - p));
+            field[tab - p] = '\0';
+            n = atoll(tab + 1);
+            fold_line(ms, field, n, NULL, NULL);
+            fold_line(hs, field, n, NULL, NULL);
+            fold_line(ts, field, n, NULL, NULL);
+            for (int g = 0; g < 2; g++) {
+                const char *v = g ? h.tenant : h.source;
+                if (v[0]) {
+                    fold_line(ms, field, n, g ? "tenant" : "source", v);
+                    fold_line(hs, field, n, g ? "tenant" : "source", v);
+                }
+            }
+        }
+        p = nl + 1;
     }
-    if (cJSON_IsString(ten) && ten->valuestring[0]) {
-        fold_inc(ms, inc, "tenant", ten->valuestring);
-        fold_inc(hs, inc, "tenant", ten->valuestring);
-    }
-    cJSON_Delete(d);
     return 0;
 }
 

@@ -127,10 +127,11 @@ int store_submit(struct store *s, const struct store_submit *sub, store_submit_c
  * exist, < 0 on Redis failure (job NULL). */
 typedef void (*store_job_cb)(void *data, int status, struct cJSON *job);
 int store_get(struct store *s, const char *id, store_job_cb cb, void *data);
-/* Build the job object from its parts (pure; exposed for tests). meta and out are JSON
- * objects as text (or NULL); finished_ms <= 0 for a running job. */
+/* Build the job object from its parts (pure; exposed for tests): meta is a JSON object as
+ * text (or NULL), out a tree whose members are moved in (it is freed; may be NULL);
+ * finished_ms <= 0 for a running job. */
 struct cJSON *store_job_object(const char *id, const char *status, int64_t created_ms,
-                               int attempts, const char *meta, const char *out,
+                               int attempts, const char *meta, struct cJSON *out,
                                int64_t finished_ms);
 
 /* --- the workers' side of the queue ---------------------------------------------------- */

@@ -121,18 +121,13 @@ static void on_finished(void *data, int status, int applied)
     wjob_free(j);
 }
 
-/* The job object as GET will return it, from the entry's metadata and the pipeline's out. */
-static char *job_text(const struct wjob *j, const char *status, const cJSON *out)
+/* The job object as GET will return it, from the entry's metadata and the pipeline's out
+ * (taken). */
+static char *job_text(const struct wjob *j, const char *status, cJSON *out)
 {
-    char *out_text = jsonx_print(out), *text = NULL;
-    cJSON *job;
-    if (!out_text)
-        return NULL;
-    job = store_job_object(j->e.id, status, j->e.created_ms, j->e.attempt, j->meta_text,
-                           out_text, clock_wall_ms());
-    free(out_text);
-    if (job)
-        text = jsonx_print(job);
+    cJSON *job = store_job_object(j->e.id, status, j->e.created_ms, j->e.attempt, j->meta_text,
+                                  out, clock_wall_ms());
+    char *text = job ? jsonx_print(job) : NULL;
     cJSON_Delete(job);
     return text;
 }
@@ -144,13 +139,13 @@ static void finish_job(struct wjob *j, const char *status)
     cJSON *out = pipe_out_json(&j->pj, status);
     char *text = out ? job_text(j, status, out) : NULL;
     int rc;
-    cJSON_Delete(out);
     j->finishing = 1;
-    if (!text || pipe_stats(&j->pj, strcmp(status, "succeeded") == 0, &delta) != 0) {
+    if (!text) {
         free(text);
         wjob_free(j);
         return;
     }
+    pipe_stats(&j->pj, strcmp(status, "succeeded") == 0, &delta);
     memset(&r, 0, sizeof(r));
     r.status = status;
     r.job_json = text;
@@ -160,7 +155,6 @@ static void finish_job(struct wjob *j, const char *status)
     r.stats = &delta;
     rc = store_finish(store_of(j), &j->e, NULL, &r, on_finished, j);
     free(text);
-    stats_delta_free(&delta);
     if (rc != 0) {
         log_error("worker: could not store the result of %s: %s", j->e.id, bd_strerror(rc));
         wjob_free(j);
@@ -280,18 +274,15 @@ static void redeliver_claimed(struct worker *w, const struct store_entry *e)
     struct stats_delta delta;
     struct store_result r;
     cJSON *out = cJSON_CreateObject(), *err, *job;
-    char *out_text, *job_text_s = NULL, *meta = e->meta ? strndup(e->meta, e->meta_len) : NULL;
+    char *job_text_s = NULL, *meta = e->meta ? strndup(e->meta, e->meta_len) : NULL;
     memset(&delta, 0, sizeof(delta));
     err = cJSON_AddObjectToObject(out, "error");
     cJSON_AddStringToObject(err, "code", "max_attempts_exceeded");
     cJSON_AddStringToObject(err, "message", "the job was delivered workers.max_attempts times "
                             "without finishing; moved to the dead-letter stream");
     cJSON_AddStringToObject(out, "config_version", cfg->version);
-    out_text = jsonx_print(out);
-    cJSON_Delete(out);
-    job = out_text ? store_job_object(e->id, "failed", e->created_ms, e->attempt, meta,
-                                      out_text, clock_wall_ms()) : NULL;
-    free(out_text);
+    job = store_job_object(e->id, "failed", e->created_ms, e->attempt, meta, out,
+                           clock_wall_ms());
     free(meta);
     job_text_s = job ? jsonx_print(job) : NULL;
     cJSON_Delete(job);
@@ -310,9 +301,8 @@ static void redeliver_claimed(struct worker *w, const struct store_entry *e)
     r.status = "failed";
     r.job_json = job_text_s ? job_text_s : "{}";
     r.ttl_s = cfg->result_ttl_s;
-    r.stats = delta.inc ? &delta : NULL;
+    r.stats = delta.n ? &delta : NULL;
     store_redeliver(w->svc->store, e, e->attempt + 1, 0, cfg->max_attempts, &r, NULL, NULL);
-    stats_delta_free(&delta);
     free(job_text_s);
 }
 

@@ -190,7 +190,8 @@ static void test_job_object(void)
 {
     cJSON *j = store_job_object("job_X", "succeeded", 1764072000123LL, 2,
                                 "{\"priority\":\"low\",\"max_words\":50,\"metadata\":{}}",
-                                "{\"result\":{\"brief\":\"b\"},\"error\":null}", 1764072001000LL);
+                                cJSON_Parse("{\"result\":{\"brief\":\"b\"},\"error\":null}"),
+                                1764072001000LL);
     char *s = cJSON_PrintUnformatted(j);
     CHECK_STR(s, "{\"id\":\"job_X\",\"object\":\"brief.job\",\"status\":\"succeeded\","
                  "\"created_at\":\"2025-11-25T12:00:00.123Z\","

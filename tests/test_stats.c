@@ -74,31 +74,41 @@ static void test_delta(void)
     struct stats_delta d;
     fill_job(&a, &rr, &j);
     CHECK(stats_delta_of(&j, &d) == 0);
-    CHECK(jnum(d.inc, "jobs") == 1);
-    CHECK(jnum(d.inc, "succeeded") == 1);
-    CHECK(isnan(jnum(d.inc, "failed"))); /* zero increments are left out */
-    CHECK(jnum(d.inc, "dec_refine") == 1);
-    CHECK(jnum(d.inc, "refined") == 1);
-    CHECK(jnum(d.inc, "cost_draft_p") == 15000000);
-    CHECK(jnum(d.inc, "cost_refine_p") == 120000000);
-    CHECK(jnum(d.inc, "dtok_all") == 150);
-    CHECK(jnum(d.inc, "dtok_refined") == 150);
-    CHECK(cJSON_GetObjectItemCaseSensitive(d.inc, "tok:phi-4-mini:p")->valuedouble == 100);
-    CHECK(cJSON_GetObjectItemCaseSensitive(d.inc, "tok:gpt-oss-20b:c")->valuedouble == 80);
-    CHECK(cJSON_GetObjectItemCaseSensitive(d.inc, "vote:length:refine")->valuedouble == 1);
-    CHECK(cJSON_GetObjectItemCaseSensitive(d.inc, "n:total")->valuedouble == 1);
-    CHECK(cJSON_GetObjectItemCaseSensitive(d.inc, "sum_us:total")->valuedouble == 345000);
+    CHECK(stats_delta_get(&d, "jobs") == 1);
+    CHECK(stats_delta_get(&d, "succeeded") == 1);
+    CHECK(stats_delta_get(&d, "dec_refine") == 1);
+    CHECK(stats_delta_get(&d, "refined") == 1);
+    CHECK(stats_delta_get(&d, "cost_draft_p") == 15000000);
+    CHECK(stats_delta_get(&d, "cost_refine_p") == 120000000);
+    CHECK(stats_delta_get(&d, "dtok_all") == 150);
+    CHECK(stats_delta_get(&d, "dtok_refined") == 150);
+    CHECK(stats_delta_get(&d, "tok:phi-4-mini:p") == 100);
+    CHECK(stats_delta_get(&d, "tok:gpt-oss-20b:c") == 80);
+    CHECK(stats_delta_get(&d, "vote:length:refine") == 1);
+    CHECK(stats_delta_get(&d, "n:total") == 1);
+    CHECK(stats_delta_get(&d, "sum_us:total") == 345000);
     {
         char f[32];
         snprintf(f, sizeof(f), "h:refine:%d", stats_bucket(300));
-        CHECK(cJSON_GetObjectItemCaseSensitive(d.inc, f)->valuedouble == 1);
+        CHECK(stats_delta_get(&d, f) == 1);
     }
-    CHECK(!cJSON_GetObjectItemCaseSensitive(d.inc, "n:draft_ttft")); /* absent stage */
+    for (size_t k = 0; k < d.n; k++) {
+        CHECK(strcmp(d.inc[k].field, "failed") != 0);       /* zero increments are left out */
+        CHECK(strcmp(d.inc[k].field, "n:draft_ttft") != 0); /* and absent stages */
+    }
     CHECK_STR(d.source, "crm_tool_v2");
     CHECK_STR(d.tenant, "");
     CHECK(d.at_ms == 1700000000123);
-    stats_delta_free(&d);
-    CHECK(d.inc == NULL);
+    CHECK(d.dropped == 0);
+}
+
+/* A delta as a JSON object of its increments (what the window rows hold). */
+static cJSON *inc_json(const struct stats_delta *d)
+{
+    cJSON *o = cJSON_CreateObject();
+    for (size_t k = 0; k < d->n; k++)
+        cJSON_AddNumberToObject(o, d->inc[k].field, (double)d->inc[k].n);
+    return o;
 }
 
 /* Rows of a window: total (and the one series row) from n deltas of the job above, plus
@@ -120,7 +130,7 @@ static void test_window(void)
     struct job_acct a;
     struct route_result rr;
     struct stats_job j;
-    struct stats_delta d1, d2;
+    static struct stats_delta d1, d2;
     struct stats_rows rows;
     cJSON *total = cJSON_CreateObject(), *arr = cJSON_CreateArray(), *row, *groups, *out;
     fill_job(&a, &rr, &j);
@@ -135,19 +145,20 @@ static void test_window(void)
     j.refined = 0;
     j.tenant = "acme";
     CHECK(stats_delta_of(&j, &d2) == 0);
-    add_inc(total, d1.inc);
-    add_inc(total, d2.inc);
+    cJSON *i1 = inc_json(&d1), *i2 = inc_json(&d2);
+    add_inc(total, i1);
+    add_inc(total, i2);
     /* two series rows in consecutive minutes 100 and 101 */
     row = cJSON_CreateArray();
     cJSON_AddItemToArray(row, cJSON_CreateNumber(100));
-    cJSON_AddItemToArray(row, cJSON_Duplicate(d1.inc, 1));
+    cJSON_AddItemToArray(row, cJSON_Duplicate(i1, 1));
     cJSON_AddItemToArray(arr, row);
     row = cJSON_CreateArray();
     cJSON_AddItemToArray(row, cJSON_CreateNumber(101));
-    cJSON_AddItemToArray(row, cJSON_Duplicate(d2.inc, 1));
+    cJSON_AddItemToArray(row, cJSON_Duplicate(i2, 1));
     cJSON_AddItemToArray(arr, row);
     groups = cJSON_CreateObject();
-    cJSON_AddItemToObject(groups, "acme", cJSON_Duplicate(d2.inc, 1));
+    cJSON_AddItemToObject(groups, "acme", cJSON_Duplicate(i2, 1));
     rows.total = total;
     rows.rows = arr;
     rows.groups = groups;
@@ -187,8 +198,8 @@ static void test_window(void)
     cJSON_Delete(total);
     cJSON_Delete(arr);
     cJSON_Delete(groups);
-    stats_delta_free(&d1);
-    stats_delta_free(&d2);
+    cJSON_Delete(i1);
+    cJSON_Delete(i2);
 }
 
 static void test_metrics(void)
@@ -200,8 +211,9 @@ static void test_metrics(void)
     char *text;
     fill_job(&a, &rr, &j);
     CHECK(stats_delta_of(&j, &d) == 0);
-    cJSON_AddNumberToObject(d.inc, "err:phi-4-mini:timeout", 3);
-    text = stats_metrics_text(d.inc, 7, 2);
+    cJSON *m = inc_json(&d);
+    cJSON_AddNumberToObject(m, "err:phi-4-mini:timeout", 3);
+    text = stats_metrics_text(m, 7, 2);
     CHECK(text != NULL);
     CHECK(strstr(text, "briefd_jobs_total{status=\"succeeded\"} 1\n") != NULL);
     CHECK(strstr(text, "briefd_route_decisions_total{decision=\"refine\"} 1\n") != NULL);
@@ -214,7 +226,7 @@ static void test_metrics(void)
     CHECK(strstr(text, "briefd_stage_duration_seconds_bucket{stage=\"total\",le=\"+Inf\"} 1\n"));
     CHECK(strstr(text, "briefd_cost_usd_total{model=\"gpt-oss-20b\"} 0.000120000000\n"));
     free(text);
-    stats_delta_free(&d);
+    cJSON_Delete(m);
 }
 
 int main(void)

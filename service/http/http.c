@@ -651,7 +651,7 @@ void http_respond_json(struct http_req *r, int status, const struct cJSON *body)
         return;
     }
     http_respond(r, status, "application/json", s, strlen(s));
-    cJSON_free(s);
+    free(s);
 }
 
 static cJSON *error_envelope(int status, const char *code, const char *param, const char *msg)

@@ -484,7 +484,7 @@ def job_record(redis, prefix, job_id):
     "finished_ms", "out"} (None if there is no such job). attempts counts deliveries begun."""
     rec = redis.cmd("GET", rkey(prefix, "job:" + job_id))
     if rec is not None:
-        r = json.loads(rec)
+        r = json.loads(rec.split("\n", 1)[0])   # header line; then request, metadata
         job = r["job"]
         return {"status": job["status"], "attempts": job["attempts"],
                 "finished_ms": r["finished_ms"], "out": job}
