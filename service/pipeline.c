@@ -78,6 +78,7 @@ static const struct guard_input *guard_figures(const struct pipeline *p, struct 
         return NULL;
     g->have_rate = 1;
     g->recent_refine_rate = p->guard.decided > 0 ? p->guard.refined / p->guard.decided : 0;
+    g->decided = p->guard.decided;
     g->have_spend = 1;
     g->spent_today_usd = p->guard.spent_today;
     g->est_refine_cost_usd = p->guard.avg_refine_cost;
