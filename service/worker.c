@@ -10,6 +10,7 @@
 #include "acct.h"
 #include "bderr.h"
 #include "breaker.h"
+#include "checks.h"
 #include "clock.h"
 #include "config.h"
 #include "jsonx.h"
@@ -440,6 +441,8 @@ static cJSON *signals_json(const struct wjob *j)
         cJSON_AddNumberToObject(lp, "p10", j->lp.p10);
         cJSON_AddNumberToObject(lp, "min", j->lp.min);
     }
+    /* cheap checks of the brief served (checks.h): words, over_max_words, unsupported_numbers */
+    checks_signals(s, j->refined ? j->brief : j->draft, j->req.text, j->req.max_words);
     return s;
 }
 
