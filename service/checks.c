@@ -41,9 +41,26 @@ static int wordish(const char *s, size_t len, size_t i)
     return 1;
 }
 
+/* The length of a leading "Brief:" or "Summary:" label (any case) and the spaces after it,
+ * or 0: a label is not part of the brief's words. */
+static size_t label_len(const char *s, size_t len)
+{
+    static const char *const labels[] = {"brief:", "summary:"};
+    size_t i = 0, k;
+
+    while (i < len && is_ws((unsigned char)s[i]))
+        i++;
+    for (size_t l = 0; l < sizeof(labels) / sizeof(labels[0]); l++) {
+        k = strlen(labels[l]);
+        if (len - i >= k && strncasecmp(s + i, labels[l], k) == 0)
+            return i + k;
+    }
+    return 0;
+}
+
 size_t checks_words(const char *s, size_t len)
 {
-    size_t n = 0, i = 0;
+    size_t n = 0, i = label_len(s, len);
 
     while (i < len) {
         int counts = 0;

@@ -5,7 +5,7 @@
  * Words: a word is a run of non-whitespace bytes (ASCII whitespace) holding at least one
  * ASCII letter or digit, or a non-ASCII character outside General Punctuation (U+2000 to
  * U+206F: dashes, bullets, quotes). So "-" and "•" bullets and spaced dashes are not words;
- * "état" and "2024" are.
+ * "état" and "2024" are. A leading "Brief:" or "Summary:" label (any case) is not counted.
  *
  * Numbers (docs/EVALUATION.md, "Cheap checks"): a number starts with a digit not directly
  * after an ASCII letter ("Q3", "FY24", "A320" are names, not numbers) and goes on over

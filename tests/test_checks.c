@@ -40,6 +40,11 @@ static void test_words(void)
     CHECK(checks_words("\xc3\xa9tat de l'art", 15) == 3);               /* accented */
     CHECK(checks_words("a  b\r\nc", 7) == 3);
     CHECK(checks_words("(1) x", 5) == 2);
+    /* a leading label is not part of the brief */
+    CHECK(checks_words("Brief: Sales rose.", 18) == 2);
+    CHECK(checks_words("  SUMMARY:Sales rose.", 21) == 2);
+    CHECK(checks_words("Sales brief: rose.", 18) == 3);   /* only leading */
+    CHECK(checks_words("Briefing: rose.", 15) == 2);
 }
 
 static void test_over_max(void)
