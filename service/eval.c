@@ -58,7 +58,6 @@ struct ev {
     size_t n, next, running, done;
     size_t draft_ok, draft_failed;
     size_t judge_calls, judge_ok, judge_failed;
-    double evaluation_usd;
     int giving_up;
 };
 
@@ -159,11 +158,16 @@ static void on_judge(struct mc_call *c, int status)
     struct ev *ev = r->ev;
 
     if (status == 0) {
+        struct evalrep_brief *b = j->brief;
         ev->judge_ok++;
-        ev->evaluation_usd += acct_cost(&ev->slot[SLOT_JUDGE], c->res.prompt_tokens,
-                                        c->res.completion_tokens, c->busy_ms);
-        judge_parse(c->res.content, c->res.content_len, &j->brief->judge);
-        j->brief->judged = 1;
+        b->judge_answered = 1;
+        b->judge_prompt_tokens = c->res.prompt_tokens;
+        b->judge_completion_tokens = c->res.completion_tokens;
+        b->judge_usage_estimated = c->res.usage_estimated;
+        b->judge_cost_usd = acct_cost(&ev->slot[SLOT_JUDGE], b->judge_prompt_tokens,
+                                      b->judge_completion_tokens, c->busy_ms);
+        judge_parse(c->res.content, c->res.content_len, &b->judge);
+        b->judged = 1;
     } else {
         ev->judge_failed++;
         snprintf(j->brief->judge_error, sizeof(j->brief->judge_error), "judge '%.60s' failed "
@@ -557,7 +561,6 @@ static int report(struct ev *ev, const struct eval_opts *o)
     in.arms = ev->arms;
     in.docs = ev->docs;
     in.n = ev->n;
-    in.evaluation_usd = ev->evaluation_usd;
     in.judge_calls = ev->judge_calls;
     in.judge_failed = ev->judge_failed;
     rep = evalrep_json(&in);

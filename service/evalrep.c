@@ -443,11 +443,24 @@ static int add_routing(cJSON *rep, const struct evalrep_in *in)
 
 /* ---- documents ---- */
 
+static void add_judge_usage(cJSON *doc, const char *name, const struct evalrep_brief *b)
+{
+    cJSON *o = cJSON_AddObjectToObject(cJSON_GetObjectItemCaseSensitive(doc, "judge_usage"),
+                                       name);
+
+    cJSON_AddNumberToObject(o, "prompt_tokens", (double)b->judge_prompt_tokens);
+    cJSON_AddNumberToObject(o, "completion_tokens", (double)b->judge_completion_tokens);
+    cJSON_AddBoolToObject(o, "estimated", b->judge_usage_estimated);
+    add_num(o, "cost_usd", b->judge_cost_usd);
+}
+
 static void add_brief_detail(cJSON *doc, const char *name, const struct evalrep_brief *b)
 {
     cJSON *scores = cJSON_GetObjectItemCaseSensitive(doc, "scores");
     cJSON *o;
 
+    if (b->judge_answered)
+        add_judge_usage(doc, name, b);
     if (b->judged || b->judge_error[0]) {
         if (b->judge.valid) {
             o = cJSON_AddObjectToObject(scores, name);
@@ -481,7 +494,7 @@ static cJSON *doc_json(const struct evalrep_doc *d)
 {
     cJSON *o = cJSON_CreateObject();
     static const char *const members[] = {"scores", "judge_errors", "briefs", "checks",
-                                          "usage", "cost_usd", "latency_ms"};
+                                          "usage", "cost_usd", "latency_ms", "judge_usage"};
     const char *err = d->draft.error[0] ? d->draft.error : d->refine.error;
 
     cJSON_AddStringToObject(o, "id", d->item->id);
@@ -529,13 +542,17 @@ static int add_judgements(cJSON *rep, const struct evalrep_in *in)
 {
     cJSON *j = cJSON_AddObjectToObject(rep, "judgements");
     size_t nulls = 0;
+    double usd = 0;
 
     for (size_t i = 0; i < in->n; i++) {
         const struct evalrep_brief *b[2] = {&in->docs[i].draft, &in->docs[i].refine};
-        for (int k = 0; k < 2; k++)
+        for (int k = 0; k < 2; k++) {
             nulls += b[k]->judged && !b[k]->judge.valid;
+            if (b[k]->judge_answered)
+                usd += b[k]->judge_cost_usd;
+        }
     }
-    add_num(rep, "evaluation_usd", in->evaluation_usd);
+    add_num(rep, "evaluation_usd", usd);
     cJSON_AddNumberToObject(j, "calls", (double)in->judge_calls);
     cJSON_AddNumberToObject(j, "failed", (double)in->judge_failed);
     cJSON_AddNumberToObject(j, "null", (double)nulls);

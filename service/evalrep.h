@@ -28,6 +28,9 @@
  * quality.h's over the sweep points, null when the gap is <= 0 or nothing was swept (the
  * report's quality_gap.note says why).
  *
+ * evaluation_usd: the cost of the judge calls that answered, summed over documents in
+ * dataset order, the draft's call before the refined brief's. It is in no arm's cost.
+ *
  * Ownership: the input is only read (strings are copied into the tree); evalrep_json()
  * returns a new cJSON tree the caller deletes. */
 #ifndef BRIEFD_EVALREP_H
@@ -66,9 +69,14 @@ struct evalrep_brief {
     double ms;                   /* wall time of the call, retries included */
     char error[300];             /* the call failed: why */
     struct checks checks;        /* valid when have */
-    int judged;                  /* a judge call answered (judge.valid says if usable) */
+    int judged;                  /* judge holds a judgement (judge.valid: a usable one) */
     struct judgement judge;
     char judge_error[300];       /* the judge call failed: why */
+    int judge_answered;          /* this brief's own judge call answered (a refined brief
+                                    equal to its draft is judged once, with the draft) */
+    long judge_prompt_tokens, judge_completion_tokens;
+    int judge_usage_estimated;
+    double judge_cost_usd;       /* that call, priced with models.judge's prices */
 };
 
 struct evalrep_doc {
@@ -87,7 +95,6 @@ struct evalrep_in {
     unsigned arms;               /* 1 << enum evalrep_arm */
     const struct evalrep_doc *docs;
     size_t n;
-    double evaluation_usd;       /* what the judge calls cost */
     size_t judge_calls, judge_failed;
 };
 

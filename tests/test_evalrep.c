@@ -93,6 +93,15 @@ static void setup(struct fixture *fx, unsigned arms)
     fx->docs[3].draft.judged = 1; /* a null judgement */
     snprintf(fx->docs[3].draft.judge.why, sizeof(fx->docs[3].draft.judge.why), "brevity: missing");
     judged(&fx->docs[0].refine, 5, 5, 5);
+    {
+        struct evalrep_brief *b[3] = {&fx->docs[0].draft, &fx->docs[0].refine,
+                                      &fx->docs[2].refine};
+        for (int k = 0; k < 3; k++) {
+            b[k]->judge_answered = 1;
+            b[k]->judge_cost_usd = 0.0001 * (k + 1);
+            b[k]->judge_prompt_tokens = 500;
+        }
+    }
     judged(&fx->docs[1].refine, 5, 4, 5);
     judged(&fx->docs[2].refine, 4, 4, 4);
     judged(&fx->docs[3].refine, 5, 5, 5);
@@ -107,7 +116,6 @@ static cJSON *build(struct fixture *fx, unsigned arms)
     in.arms = arms;
     in.docs = fx->docs;
     in.n = 5;
-    in.evaluation_usd = 0.0125;
     in.judge_calls = 8;
     in.judge_failed = 0;
     return evalrep_json(&in);
@@ -163,7 +171,10 @@ static void test_arms(void)
           0.001 + (0.001 + 0.003) + (0.002 + 0.004) + 0.001);
     CHECK_NEAR(n_at(rep, "arms.hybrid.quality.overall"), (4 + 14 / 3.0 + 4) / 3, EPS);
     CHECK(n_at(rep, "arms.hybrid.quality.null") == 1);
-    CHECK(n_at(rep, "evaluation_usd") == 0.0125);
+    CHECK(n_at(rep, "evaluation_usd") == (0.0001 + 0.0002) + 0.0003); /* document order */
+    CHECK(n_at(rep, "documents.0.judge_usage.refine.cost_usd") == 0.0002);
+    CHECK(n_at(rep, "documents.0.judge_usage.draft.prompt_tokens") == 500);
+    CHECK(at(rep, "documents.1.judge_usage.draft") == NULL); /* no call of its own */
     CHECK(n_at(rep, "judgements.calls") == 8 && n_at(rep, "judgements.null") == 1);
     cJSON_Delete(rep);
     config_unref(fx.cfg);
