@@ -457,6 +457,21 @@ class Eval(unittest.TestCase):
             # the judge still answered, and its answers are still paid for
             self.assertGreater(rep["evaluation_usd"], 0)
 
+    def test_some_null(self):
+        """A judge answer cut at its token limit (one document): that judgement is null, the
+        means are over the others."""
+        self.judge_sim.rules(Sim.rule(contains="Northwind", kind="judge", max_tokens=5))
+        rep, _, _ = self.eval_ok("--arms", "draft", "--limit", "3", out="some-null")
+        self.assertEqual(rep["judgements"], {"calls": 3, "failed": 0, "null": 1})
+        d0 = rep["documents"][0]
+        self.assertEqual(d0["id"], "q3-results")
+        self.assertIsNone(d0["scores"]["draft"])
+        self.assertEqual(d0["judge_errors"]["draft"], "no JSON object in the answer")
+        rest = [d["scores"]["draft"]["overall"] for d in rep["documents"][1:]]
+        q = rep["arms"]["draft"]["quality"]
+        self.assertEqual((q["judged"], q["null"]), (2, 1))
+        self.assertAlmostEqual(q["overall"], sum(rest) / 2, places=12)
+
     def test_harmony_leak(self):
         """A judge whose harmony channels leak into content: the final channel is read."""
         self.judge_sim.faults(harmony_leak=True)
