@@ -10,7 +10,7 @@
 
 #include "bderr.h"
 
-#define NORM_MAX 48   /* a normalized number; longer ones are cut (they still compare) */
+#define NORM_MAX CHECKS_MAX_NUMBER /* a normalized number; longer tokens are cut (checks.h) */
 
 /* One number: its normalized value text and its decimals (-1: compared as written). */
 struct num {
@@ -89,12 +89,15 @@ static int is_alpha_ascii(char c)
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
 }
 
-/* Normalize the token s[a..b) with its number of dots into out. */
+/* Normalize the token s[a..b) with its number of dots into out. A token too long to keep
+ * whole is cut and compared as written (decimals -1). */
 static void normalize(const char *s, size_t a, size_t b, int dots, struct num *out)
 {
     char digits[NORM_MAX * 2];
     size_t n = 0, dot = (size_t)-1, start = 0, end;
 
+    if (b - a >= NORM_MAX)
+        dots = 2;
     if (s[a] == '.') /* ".5" */
         digits[n++] = '0';
     for (size_t i = a; i < b && n + 1 < sizeof(digits); i++) {

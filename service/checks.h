@@ -13,10 +13,11 @@
  * followed by a digit (the decimal point: "." always is one). It is compared as a value:
  * grouping commas, leading zeros and trailing decimal zeros do not matter ("1,200" = "1200",
  * "3.50" = "3.5", "05" = "5"), and what surrounds it does not either ("12%", "$12", "12th",
- * "12m" are all 12). A token with two or more dots ("1.2.3") is compared as written. A
- * brief's number is supported when the document has the same value, or a value with more
- * decimals that rounds to it (half away from zero: "12.5" is supported by "12.47", "3" by
- * "3.4"). Besides its digits, the document supplies the numbers it spells out: "one" to
+ * "12m" are all 12). A token with two or more dots ("1.2.3") is compared as written, and so
+ * is one of CHECKS_MAX_NUMBER bytes or more (by its first CHECKS_MAX_NUMBER - 1, commas
+ * aside). A brief's number is supported when the document has the same value, or a value
+ * with more decimals that rounds to it (half away from zero: "12.5" is supported by
+ * "12.47", "3" by "3.4"). Besides its digits, the document supplies the numbers it spells out: "one" to
  * "twenty", the tens to "ninety", the ordinals "first" to "twelfth", and the month names
  * ("May", "Sept." ...: 1 to 12, so "2024-05-01" is supported by "May 1, 2024"). Scale words
  * are not converted: "1.2 million" and "1,200,000" do not support each other.

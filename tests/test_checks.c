@@ -172,6 +172,17 @@ static void test_bounds(void)
     CHECK(c.n_listed == CHECKS_MAX_LISTED);
     CHECK(c.n_unsupported == CHECKS_MAX_BRIEF_NUMBERS);
     CHECK_STR(c.unsupported[0], "100000");
+    /* a long number with decimals is compared as written (found by fuzz_judge: its point
+     * was cut off while it still counted as a decimal) */
+    c = run("2222222222222222222222222222222222222222222222222222224.5",
+            "2222222222222222222222222222222222222222222222222222224.47", 10);
+    CHECK(c.n_unsupported == 0); /* the same first 47 characters */
+    c = run("3222222222222222222222222222222222222222222222222222224.5",
+            "2222222222222222222222222222222222222222222222222222224.5", 10);
+    CHECK(c.n_unsupported == 1);
+    c = run("2222222222222222222222222222222222222222222222222222224.5",
+            "2222222222222222222222222222222222222222222222222222224.5", 10);
+    CHECK(c.n_unsupported == 0);
     /* a long number is listed cut, not overflowing */
     c = run("1234567890123456789012345678901234567890123456789012345678901234567890", "x", 10);
     CHECK(c.n_listed == 1 && strlen(c.unsupported[0]) == CHECKS_MAX_NUMBER - 1);
