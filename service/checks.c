@@ -399,8 +399,9 @@ int checks_run(const char *brief, size_t brief_len, const char *doc, size_t doc_
         rc = BD_ENOMEM;
         goto out;
     }
-    while (rc >= 0 && considered++ < CHECKS_MAX_BRIEF_NUMBERS &&
+    while (rc >= 0 && considered < CHECKS_MAX_BRIEF_NUMBERS &&
            next_number(brief, brief_len, &i, &a, &b, &x)) {
+        considered++;
         rc = supported(&d, &x);
         if (rc == 0)
             rc = note_unsupported(out, &seen, brief, a, b, &x);

@@ -176,7 +176,8 @@ static void on_judge(struct mc_call *c, int status)
         if (ev->judge_failed >= EVAL_GIVE_UP && ev->judge_ok == 0)
             ev->giving_up = 1;
     }
-    if (--r->pending == 0)
+    r->pending--;
+    if (r->pending == 0)
         finish_run(r);
 }
 
@@ -215,7 +216,8 @@ static void start_judges(struct run *r)
                      "could not start the judge call");
             r->pending--;
         }
-    if (--r->pending == 0)
+    r->pending--; /* the hold */
+    if (r->pending == 0)
         finish_run(r);
 }
 
@@ -307,10 +309,12 @@ static void finish_run(struct run *r)
         if (b[k]->have)
             checks_run(b[k]->text, strlen(b[k]->text), req->text, req->text_len,
                        req->max_words, &b[k]->checks);
-    if (d->refine.have && !d->refine.judged && !d->refine.judge_error[0] && d->draft.judged &&
-        wants_judge(ev, d, 1)) { /* the same text: the draft's judgement */
-        d->refine.judged = 1;
+    if (d->refine.have && d->draft.have && !d->refine.judge_answered &&
+        !d->refine.judge_error[0] && wants_judge(ev, d, 1) &&
+        strcmp(d->refine.text, d->draft.text) == 0) { /* judged once, with the draft */
+        d->refine.judged = d->draft.judged;
         d->refine.judge = d->draft.judge;
+        memcpy(d->refine.judge_error, d->draft.judge_error, sizeof(d->refine.judge_error));
     }
     d->complete = d->draft.have && (d->refine.have || !needs_refine(ev, d));
     mc_call_reset(&r->call);
@@ -371,7 +375,8 @@ static void bad_line(size_t line, const char *msg, void *data)
     const char *path = ((void **)data)[0];
     size_t *count = ((void **)data)[1];
 
-    if (++*count <= EVAL_MAX_ERRORS_SHOWN)
+    *count += 1;
+    if (*count <= EVAL_MAX_ERRORS_SHOWN)
         fprintf(stderr, "%s:%zu: %s\n", path, line, msg);
 }
 

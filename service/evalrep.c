@@ -34,8 +34,10 @@ int evalrep_parse_arms(const char *s, unsigned *mask)
             return -1;
         m |= 1u << found;
         s += n;
-        if (*s == ',' && *++s == '\0')
+        if (*s == ',' && s[1] == '\0')
             return -1; /* a trailing comma */
+        if (*s == ',')
+            s++;
     }
     *mask = m;
     return m ? 0 : -1;

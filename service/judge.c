@@ -128,7 +128,9 @@ static size_t balanced_end(const char *s, size_t len, size_t a)
             in_str = 1;
         else if (c == '{')
             depth++;
-        else if (c == '}' && --depth == 0)
+        else if (c == '}')
+            depth--;
+        if (c == '}' && depth == 0)
             return i + 1;
     }
     return 0;
