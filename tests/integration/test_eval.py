@@ -430,6 +430,27 @@ class Eval(unittest.TestCase):
         self.assertEqual(rep["arms"]["draft"], self.rep["arms"]["draft"] | {
             "latency_ms": rep["arms"]["draft"]["latency_ms"]})
 
+    def test_identical_briefs_judged_once(self):
+        """A refined brief identical to its draft is judged once (here the refine slot is the
+        draft model with the draft prompt, so both answers are the same)."""
+        cfg = json.loads(json.dumps(self.config))
+        cfg["models"]["refine"].update({"name": "phi-4-mini",
+                                        "prompt": self.defaults["models"]["draft"]["prompt"]})
+        rc, stdout, stderr = self.run_eval("--limit", "3", out="same",
+                                           config=self.write_config(cfg, "same.json"))
+        self.assertEqual(rc, 0, stderr)
+        with open(os.path.join(self.tmp, "same", "report.json")) as f:
+            rep = json.load(f)
+        self.assertEqual(rep["judgements"], {"calls": 3, "failed": 0, "null": 0})
+        self.assertEqual(self.judge_sim.stats()["requests"], 3)
+        for d in rep["documents"]:
+            self.assertEqual(d["briefs"]["refine"], d["briefs"]["draft"])
+            self.assertEqual(d["scores"]["refine"], d["scores"]["draft"])
+            self.assertEqual(list(d["judge_usage"]), ["draft"])
+        self.assertEqual(rep["arms"]["refine"]["quality"], rep["arms"]["draft"]["quality"])
+        self.assertEqual(rep["evaluation_usd"],
+                         sum(d["judge_usage"]["draft"]["cost_usd"] for d in rep["documents"]))
+
     # --- the judge's answers ---
 
     def test_judge_wrap_modes(self):
