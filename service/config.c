@@ -30,11 +30,13 @@ enum ktype {
     K_LONG,    /* integer in lo..hi, lands in a long */
     K_SIZE,    /* integer in lo..hi, lands in a size_t */
     K_DBL,     /* number in lo..hi (hi = INFINITY: no upper bound), lands in a double */
+    K_DBLN,    /* number in lo..hi (lo >= 0) or null, lands in a double; null is -1 */
     K_BOOL,    /* true/false, lands in an int */
     K_ROUTING, /* object handed whole to router_parse() */
 };
 
-/* A default, per role: role 0 is everything but models.refine, which is role 1. */
+/* A default, per role: role 0 is everything but models.refine (role 1) and models.judge
+ * (role 2). */
 struct kdef {
     double num;
     const char *str;
@@ -52,7 +54,7 @@ struct key {
     enum ktype type;
     size_t off;             /* offset from the section's base (NOFF: see set/show) */
     double lo, hi;          /* bounds: value for numbers, length for strings */
-    struct kdef def[2];     /* default for role 0 / role 1 */
+    struct kdef def[3];     /* default for role 0 / 1 / 2 */
     const struct key *sub;  /* K_OBJ: the section's keys */
     size_t nsub;
     int role;               /* K_OBJ: role of the section (-1: the parent's) */
@@ -62,12 +64,21 @@ struct key {
 
 #define O(f) offsetof(struct bd_config, f)
 #define M(f) offsetof(struct model_cfg, f)
-#define NUM(n, t, o, l, h, d) {n, t, o, l, h, {{d, NULL}, {d, NULL}}, NULL, 0, -1, NULL, NULL}
+/* NUM2 / STR2: the judge (role 2) takes the refine model's default; NUM3 / STR3 its own. */
+#define NUM(n, t, o, l, h, d) \
+    {n, t, o, l, h, {{d, NULL}, {d, NULL}, {d, NULL}}, NULL, 0, -1, NULL, NULL}
 #define NUM2(n, t, o, l, h, d0, d1) \
-    {n, t, o, l, h, {{d0, NULL}, {d1, NULL}}, NULL, 0, -1, NULL, NULL}
-#define STR(n, t, o, l, h, d, set, show) {n, t, o, l, h, {{0, d}, {0, d}}, NULL, 0, -1, set, show}
-#define STR2(n, t, o, l, h, d0, d1) {n, t, o, l, h, {{0, d0}, {0, d1}}, NULL, 0, -1, NULL, NULL}
-#define OBJ(n, o, s, r) {n, K_OBJ, o, 0, 0, {{0, NULL}, {0, NULL}}, s, ARRAY_LEN(s), r, NULL, NULL}
+    {n, t, o, l, h, {{d0, NULL}, {d1, NULL}, {d1, NULL}}, NULL, 0, -1, NULL, NULL}
+#define NUM3(n, t, o, l, h, d0, d1, d2) \
+    {n, t, o, l, h, {{d0, NULL}, {d1, NULL}, {d2, NULL}}, NULL, 0, -1, NULL, NULL}
+#define STR(n, t, o, l, h, d, set, show) \
+    {n, t, o, l, h, {{0, d}, {0, d}, {0, d}}, NULL, 0, -1, set, show}
+#define STR2(n, t, o, l, h, d0, d1) \
+    {n, t, o, l, h, {{0, d0}, {0, d1}, {0, d1}}, NULL, 0, -1, NULL, NULL}
+#define STR3(n, t, o, l, h, d0, d1, d2) \
+    {n, t, o, l, h, {{0, d0}, {0, d1}, {0, d2}}, NULL, 0, -1, NULL, NULL}
+#define OBJ(n, o, s, r) \
+    {n, K_OBJ, o, 0, 0, {{0, NULL}, {0, NULL}, {0, NULL}}, s, ARRAY_LEN(s), r, NULL, NULL}
 
 static int set_listen(char *, const struct key *, const char *, const char *, struct cfg_err *);
 static int set_redis_url(char *, const struct key *, const char *, const char *,
@@ -89,6 +100,16 @@ static char *show_redis_url(const char *base);
 #define REFINE_USER "Rewrite the draft brief below into a clear, accurate executive brief of " \
     "at most {max_words} words. Keep every fact; fix omissions using the source document." \
     "{instructions}\n\nSource document:\n{text}\n\nDraft brief:\n{draft}"
+/* The judge (briefd eval, docs/EVALUATION.md): the rubric, and the layout of the brief to
+ * score ({draft} is the brief being judged, whichever model wrote it). */
+#define JUDGE_SYSTEM "You are a strict evaluator of executive briefs. You get a source " \
+    "document, a word limit and a brief written from the document. Score the brief on three " \
+    "criteria, each an integer from 1 (worst) to 5 (best): coherence - it reads clearly and " \
+    "is well organised; faithfulness - every fact, name, number and date in it is in the " \
+    "document, and nothing is invented; brevity - it stays within the word limit and has no " \
+    "filler. Reply with one JSON object only: {\"coherence\": 1-5, \"faithfulness\": 1-5, " \
+    "\"brevity\": 1-5, \"rationale\": \"one or two sentences\"}."
+#define JUDGE_USER "Document:\n{text}\n\nMaximum words: {max_words}\n\nBrief:\n{draft}"
 #define DEFAULT_BASE_URL "http://127.0.0.1:5273/v1"
 
 static const struct key price_keys[] = {
@@ -98,18 +119,21 @@ static const struct key price_keys[] = {
 };
 
 static const struct key prompt_keys[] = {
-    STR2("system", K_STR, M(prompt_system), 0, 65536, DRAFT_SYSTEM, REFINE_SYSTEM),
-    STR2("user", K_STR, M(prompt_user), 1, 65536, DRAFT_USER, REFINE_USER),
+    STR3("system", K_STR, M(prompt_system), 0, 65536, DRAFT_SYSTEM, REFINE_SYSTEM,
+         JUDGE_SYSTEM),
+    STR3("user", K_STR, M(prompt_user), 1, 65536, DRAFT_USER, REFINE_USER, JUDGE_USER),
 };
 
-/* One table for both models; models.draft applies it with role 0, models.refine role 1. */
+/* One table for the three model slots; models.draft applies it with role 0, models.refine
+ * role 1, models.judge role 2 (whose name, base_url and api_key_env then default to
+ * models.refine's: judge_from_refine[] below). */
 static const struct key model_keys[] = {
     STR2("name", K_STR, M(name), 1, 256, "phi-4-mini", "gpt-oss-20b"),
     STR("base_url", K_STR, M(base_url), 1, 2048, DEFAULT_BASE_URL, set_base_url, NULL),
     STR("api_key_env", K_STRN, M(api_key_env), 1, 128, NULL, set_env_name, NULL),
     NUM("timeout_ms", K_INT, M(timeout_ms), 100, 600000, 60000),
     NUM2("max_tokens", K_INT, M(max_tokens), 1, 32768, 300, 600),
-    NUM2("temperature", K_DBL, M(temperature), 0, 2, 0.4, 0.2),
+    NUM3("temperature", K_DBL, M(temperature), 0, 2, 0.4, 0.2, 0),
     NUM("stream", K_BOOL, M(stream), 0, 1, 0),
     NUM2("logprobs", K_BOOL, M(logprobs), 0, 1, 1, 0),
     NUM("max_attempts", K_INT, M(max_attempts), 1, 10, 3),
@@ -123,6 +147,18 @@ static const struct key model_keys[] = {
 static const struct key models_keys[] = {
     OBJ("draft", O(draft), model_keys, 0),
     OBJ("refine", O(refine), model_keys, 1),
+    OBJ("judge", O(judge), model_keys, 2),
+};
+
+/* models.judge keys that, when the file does not give them, take models.refine's value
+ * after parsing (the judge defaults to the refine model's endpoint). */
+static const struct {
+    const char *name;
+    size_t off;
+} judge_from_refine[] = {
+    {"name", M(name)},
+    {"base_url", M(base_url)},
+    {"api_key_env", M(api_key_env)},
 };
 
 static const struct key redis_keys[] = {
@@ -163,6 +199,12 @@ static const struct key stats_keys[] = {
     NUM("retention_s", K_LONG, O(stats_retention_s), 60, 31536000, 604800),
 };
 
+/* For the evaluation (docs/EVALUATION.md): read by the online evaluation, validated here. */
+static const struct key evaluation_keys[] = {
+    NUM("shadow_rate", K_DBL, O(eval_shadow_rate), 0, 1, 0),
+    NUM("daily_budget_usd", K_DBLN, O(eval_daily_budget_usd), 0, INFINITY, -1),
+};
+
 static const struct key top_keys[] = {
     STR("listen", K_STR, NOFF, 1, 300, "127.0.0.1:8080", set_listen, show_listen),
     OBJ("redis", 0, redis_keys, -1),
@@ -172,7 +214,9 @@ static const struct key top_keys[] = {
     OBJ("models", 0, models_keys, -1),
     OBJ("facade", 0, facade_keys, -1),
     OBJ("stats", 0, stats_keys, -1),
-    {"routing", K_ROUTING, O(router), 0, 0, {{0, NULL}, {0, NULL}}, NULL, 0, -1, NULL, NULL},
+    OBJ("evaluation", 0, evaluation_keys, -1),
+    {"routing", K_ROUTING, O(router), 0, 0, {{0, NULL}, {0, NULL}, {0, NULL}}, NULL, 0, -1,
+     NULL, NULL},
 };
 
 /* ---- small helpers ------------------------------------------------------------------- */
@@ -585,13 +629,15 @@ static int range_fail(const struct key *k, const char *path, struct cfg_err *err
 static int apply_number(const cJSON *v, const struct key *k, char *base, const char *path,
                         struct cfg_err *err)
 {
-    int integral = k->type != K_DBL;
+    int integral = k->type != K_DBL && k->type != K_DBLN;
     double d;
 
     /* a number too large for a double (1e999) parses as infinity: not a number here */
     if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) ||
         (integral && !is_integral(v->valuedouble)))
-        return cfg_fail(err, path, integral ? "expected integer" : "expected number");
+        return cfg_fail(err, path, k->type == K_DBLN ? "expected number or null"
+                                   : integral    ? "expected integer"
+                                                 : "expected number");
     d = v->valuedouble;
     if (!(d >= k->lo && d <= k->hi))
         return range_fail(k, path, err);
@@ -630,6 +676,12 @@ static int apply_value(const cJSON *v, const struct key *k, char *base, int role
             return cfg_fail(err, path, "expected boolean");
         store_num(k, base, cJSON_IsTrue(v) ? 1 : 0);
         return 0;
+    case K_DBLN:
+        if (cJSON_IsNull(v)) {
+            store_num(k, base, -1);
+            return 0;
+        }
+        return apply_number(v, k, base, path, err);
     default:
         return apply_number(v, k, base, path, err);
     }
@@ -739,6 +791,27 @@ static void wipe_tree(cJSON *item)
 }
 
 /* ---- after the walk: derived values, secrets, version -------------------------------- */
+
+/* models.judge's keys of judge_from_refine[] that the file (root) does not give. */
+static int derive_judge(struct bd_config *c, const cJSON *root, struct cfg_err *err)
+{
+    const cJSON *given = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(root, "models"), "judge");
+
+    for (size_t i = 0; i < ARRAY_LEN(judge_from_refine); i++) {
+        char **dst = (char **)(void *)((char *)&c->judge + judge_from_refine[i].off);
+        char *const *src = (char *const *)(const void *)((const char *)&c->refine +
+                                                         judge_from_refine[i].off);
+
+        if (cJSON_GetObjectItemCaseSensitive(given, judge_from_refine[i].name))
+            continue;
+        wipe_free(*dst);
+        *dst = NULL;
+        if (*src && store_str(dst, *src, strlen(*src), err) < 0)
+            return -1;
+    }
+    return 0;
+}
 
 static int derive(struct bd_config *c, struct cfg_err *err)
 {
@@ -896,9 +969,10 @@ static int load_secrets(struct bd_config *c, struct cfg_err *err)
     if (load_keys(c->admin_keys_env, "auth.admin_keys_env", &c->admin_keys,
                   &c->admin_key_tenants, &c->n_admin_keys, err) < 0)
         return -1;
-    if (load_model_key(&c->draft, "models.draft.api_key_env", err) < 0)
+    if (load_model_key(&c->draft, "models.draft.api_key_env", err) < 0 ||
+        load_model_key(&c->refine, "models.refine.api_key_env", err) < 0)
         return -1;
-    return load_model_key(&c->refine, "models.refine.api_key_env", err);
+    return load_model_key(&c->judge, "models.judge.api_key_env", err);
 }
 
 static cJSON *describe_core(const struct bd_config *c);
@@ -939,6 +1013,11 @@ static int describe_num(const struct key *k, const char *base, cJSON *out)
     switch (k->type) {
     case K_BOOL:
         return cJSON_AddBoolToObject(out, k->name, *(const int *)slot) ? 0 : -1;
+    case K_DBLN:
+        v = *(const double *)slot;
+        if (v < 0)
+            return cJSON_AddNullToObject(out, k->name) ? 0 : -1;
+        break;
     case K_INT:
         v = *(const int *)slot;
         break;
@@ -989,6 +1068,7 @@ static int describe_secrets(const struct bd_config *c, cJSON *d)
     cJSON *models = cJSON_GetObjectItemCaseSensitive(d, "models");
     cJSON *draft = cJSON_GetObjectItemCaseSensitive(models, "draft");
     cJSON *refine = cJSON_GetObjectItemCaseSensitive(models, "refine");
+    cJSON *judge = cJSON_GetObjectItemCaseSensitive(models, "judge");
 
     if (!cJSON_AddNumberToObject(auth, "api_keys", (double)c->n_api_keys) ||
         !cJSON_AddNumberToObject(auth, "admin_keys", (double)c->n_admin_keys))
@@ -998,6 +1078,9 @@ static int describe_secrets(const struct bd_config *c, cJSON *d)
         return -1;
     if (!(c->refine.api_key ? cJSON_AddStringToObject(refine, "api_key", "***")
                             : cJSON_AddNullToObject(refine, "api_key")))
+        return -1;
+    if (!(c->judge.api_key ? cJSON_AddStringToObject(judge, "api_key", "***")
+                           : cJSON_AddNullToObject(judge, "api_key")))
         return -1;
     return 0;
 }
@@ -1056,6 +1139,7 @@ static void cfg_free(struct bd_config *c)
     wipe_free(c->redis_password);
     wipe_free(c->draft.api_key);
     wipe_free(c->refine.api_key);
+    wipe_free(c->judge.api_key);
     free_keys(c->api_keys, c->n_api_keys);
     free_keys(c->admin_keys, c->n_admin_keys);
     free_tenants(c->api_key_tenants, c->n_api_keys);
@@ -1089,7 +1173,8 @@ struct bd_config *config_load_string(const char *json, size_t len, struct cfg_er
         goto fail;
     if (router_parse(cJSON_GetObjectItemCaseSensitive(root, "routing"), &c->router, err) < 0)
         goto fail;
-    if (derive(c, err) < 0 || load_secrets(c, err) < 0 || compute_version(c, err) < 0)
+    if (derive_judge(c, root, err) < 0 || derive(c, err) < 0 || load_secrets(c, err) < 0 ||
+        compute_version(c, err) < 0)
         goto fail;
     wipe_tree(root);
     cJSON_Delete(root);

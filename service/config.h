@@ -92,12 +92,17 @@ struct bd_config {
 
     struct model_cfg draft;
     struct model_cfg refine;
+    struct model_cfg judge;  /* models.judge: scores briefs in `briefd eval`; name, base_url
+                                and api_key_env default to refine's, temperature to 0 */
 
     char *facade_model;      /* facade.model: alias for /v1/chat/completions ("briefd-hybrid") */
 
     struct router *router;   /* built from "routing" */
 
     long stats_retention_s;  /* stats.retention_s: 60..31536000 (604800) */
+
+    double eval_shadow_rate;      /* evaluation.shadow_rate: 0..1 (0) */
+    double eval_daily_budget_usd; /* evaluation.daily_budget_usd: >= 0, or -1 for null (none) */
 };
 
 /* Load path (NULL: embedded defaults only). Returns a config with refcount 1, or NULL with

@@ -5,6 +5,8 @@
 
 #include "app.h"
 #include "config.h"
+#include "eval.h"
+#include "evalrep.h"
 #include "replay.h"
 
 static int usage(FILE *f, int code)
@@ -15,6 +17,8 @@ static int usage(FILE *f, int code)
             "  briefd check  --config F\n"
             "  briefd replay --config F [--window S]\n"
             "  briefd calibrate --config F --target-refine-rate R [--window S]\n"
+            "  briefd eval   --config F --dataset FILE.jsonl [--out DIR]\n"
+            "                [--arms draft,refine,hybrid] [--concurrency N] [--limit N]\n"
             "\n"
             "serve   run the service (default role all: HTTP API and worker in one process;\n"
             "        --listen overrides the config's listen address, and gives a worker-only\n"
@@ -24,7 +28,11 @@ static int usage(FILE *f, int code)
             "        last S seconds, default 86400): refine rate, cost and the jobs that flip;\n"
             "        no model is called\n"
             "calibrate  propose each policy's threshold that would have refined a fraction R\n"
-            "        (0..1) of those jobs, as a config snippet\n");
+            "        (0..1) of those jobs, as a config snippet\n"
+            "eval    score briefs of a dataset with the judge (models.judge): the draft model's,\n"
+            "        the refine model's and what F's routing would serve (arms), with cost,\n"
+            "        latency, a threshold sweep, APGR and CPT; the Markdown table on stdout,\n"
+            "        report.json/.md/.html in DIR (default concurrency 4, every document)\n");
     return code;
 }
 
@@ -61,7 +69,26 @@ struct args {
     const char *config, *role, *listen;
     long window;
     double target;
+    const char *dataset, *out, *arms, *concurrency, *limit; /* eval; checked by cmd_eval */
 };
+
+/* The options of `briefd eval`; 0, or -1 when opt is none of them. */
+static int parse_eval_arg(const char *opt, const char *val, struct args *a)
+{
+    if (strcmp(opt, "--dataset") == 0)
+        a->dataset = val;
+    else if (strcmp(opt, "--out") == 0)
+        a->out = val;
+    else if (strcmp(opt, "--arms") == 0)
+        a->arms = val;
+    else if (strcmp(opt, "--concurrency") == 0)
+        a->concurrency = val;
+    else if (strcmp(opt, "--limit") == 0)
+        a->limit = val;
+    else
+        return -1;
+    return 0;
+}
 
 /* Options after the subcommand; 0, or -1 on an unknown option. */
 static int parse_args(int argc, char **argv, struct args *a)
@@ -71,6 +98,7 @@ static int parse_args(int argc, char **argv, struct args *a)
     a->listen = NULL;
     a->window = 86400;
     a->target = -1;
+    a->dataset = a->out = a->arms = a->concurrency = a->limit = NULL;
     for (int i = 2; i < argc; i++) {
         const char *opt = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
         if (!val)
@@ -85,7 +113,7 @@ static int parse_args(int argc, char **argv, struct args *a)
             a->window = strtol(val, NULL, 10);
         else if (strcmp(opt, "--target-refine-rate") == 0)
             a->target = strtod(val, NULL);
-        else
+        else if (parse_eval_arg(opt, val, a) != 0)
             return -1;
         i++;
     }
@@ -102,6 +130,55 @@ static int cmd_replay(const char *cmd, const struct args *a)
         return 2;
     }
     return replay_main(a->config, a->window, cal ? a->target : -1);
+}
+
+/* A whole decimal number in lo..hi from s (NULL: dflt); 0, or -1. */
+static int int_arg(const char *s, long lo, long hi, long dflt, long *out)
+{
+    char *end;
+    long v;
+
+    if (!s) {
+        *out = dflt;
+        return 0;
+    }
+    v = strtol(s, &end, 10);
+    if (*s == '\0' || *end != '\0' || v < lo || v > hi)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int eval_usage(const char *msg)
+{
+    fprintf(stderr, "briefd eval: %s\n", msg);
+    return 2;
+}
+
+static int cmd_eval(const struct args *a)
+{
+    struct eval_opts o;
+    long conc, limit;
+
+    memset(&o, 0, sizeof(o));
+    if (!a->config)
+        return eval_usage("--config F is required");
+    if (!a->dataset)
+        return eval_usage("--dataset FILE is required");
+    o.arms = EVALREP_ALL_ARMS;
+    if (a->arms && evalrep_parse_arms(a->arms, &o.arms) != 0)
+        return eval_usage("--arms takes a comma-separated list of draft, refine, hybrid "
+                          "(each at most once)");
+    if (int_arg(a->concurrency, 1, EVAL_MAX_CONCURRENCY, EVAL_DEFAULT_CONCURRENCY, &conc) != 0)
+        return eval_usage("--concurrency N must be a whole number from 1 to 256");
+    if (int_arg(a->limit, 1, 1000000000L, 0, &limit) != 0)
+        return eval_usage("--limit N must be a whole number >= 1");
+    o.config = a->config;
+    o.dataset = a->dataset;
+    o.out_dir = a->out;
+    o.concurrency = (int)conc;
+    o.limit = limit;
+    return eval_main(&o);
 }
 
 static int cmd_serve(const struct args *a)
@@ -127,5 +204,7 @@ int main(int argc, char **argv)
         return cmd_replay(cmd, &a);
     if (strcmp(cmd, "serve") == 0)
         return cmd_serve(&a);
+    if (strcmp(cmd, "eval") == 0)
+        return cmd_eval(&a);
     return usage(stderr, 2);
 }

@@ -9,6 +9,7 @@
 
 #include "bderr.h"
 #include "breaker.h"
+#include "checks.h"
 #include "clock.h"
 #include "config.h"
 #include "jsonx.h"
@@ -476,6 +477,8 @@ static cJSON *signals_json(const struct pipe_job *j)
         cJSON_AddNumberToObject(lp, "p10", j->lp.p10);
         cJSON_AddNumberToObject(lp, "min", j->lp.min);
     }
+    /* cheap checks of the brief served (checks.h): words, over_max_words, unsupported_numbers */
+    checks_signals(s, j->refined ? j->brief : j->draft, j->req->text, j->req->max_words);
     return s;
 }
 

@@ -653,6 +653,7 @@ static void test_describe_round_trip(void)
     cJSON_DeleteItemFromObjectCaseSensitive(cJSON_GetObjectItem(d, "auth"), "admin_keys");
     cJSON_DeleteItemFromObjectCaseSensitive((cJSON *)jget(d, "models", "draft", NULL), "api_key");
     cJSON_DeleteItemFromObjectCaseSensitive((cJSON *)jget(d, "models", "refine", NULL), "api_key");
+    cJSON_DeleteItemFromObjectCaseSensitive((cJSON *)jget(d, "models", "judge", NULL), "api_key");
     text = cJSON_PrintUnformatted(d);
     b = text ? load_str(text, &err) : NULL;
     CHECK(b != NULL);
@@ -698,6 +699,142 @@ static void test_version(void)
     config_unref(d0);
     config_unref(d1);
     config_unref(r);
+}
+
+/* ---- models.judge and evaluation ------------------------------------------------------ */
+
+static void test_judge_defaults(void)
+{
+    struct cfg_err err;
+    struct bd_config *c = config_load(NULL, &err);
+
+    CHECK(c != NULL);
+    if (!c)
+        return;
+    CHECK_STR(c->judge.name, "gpt-oss-20b");
+    CHECK_STR(c->judge.base_url, "http://127.0.0.1:5273/v1");
+    CHECK(c->judge.api_key_env == NULL && c->judge.api_key == NULL);
+    CHECK_NEAR(c->judge.temperature, 0.0, 0);
+    CHECK(c->judge.logprobs == 0 && c->judge.stream == 0 && c->judge.max_tokens == 600);
+    CHECK(c->judge.timeout_ms == 60000 && c->judge.max_attempts == 3);
+    CHECK(c->judge.price_in_per_mtok == 0 && c->judge.price_out_per_mtok == 0 &&
+          c->judge.price_per_hour == 0);
+    /* the layout the simulator reads (docs/EVALUATION.md) */
+    CHECK_STR(c->judge.prompt_user,
+              "Document:\n{text}\n\nMaximum words: {max_words}\n\nBrief:\n{draft}");
+    CHECK(strstr(c->judge.prompt_system, "faithfulness") != NULL);
+    CHECK(c->eval_shadow_rate == 0);
+    CHECK(c->eval_daily_budget_usd < 0);
+    config_unref(c);
+}
+
+/* name, base_url and api_key_env follow models.refine unless models.judge gives them;
+ * nothing else does (the refine model's temperature and prices stay its own). */
+static void test_judge_derived(void)
+{
+    struct cfg_err err;
+    struct bd_config *a, *b, *c;
+
+    setenv("TC_RK", "sk-refine-1", 1);
+    setenv("TC_JK", "sk-judge-2", 1);
+    a = load_str("{\"models\": {\"refine\": {\"name\": \"big\", \"base_url\": "
+                 "\"https://r.example/v1/\", \"api_key_env\": \"TC_RK\", \"temperature\": 0.7,"
+                 " \"price\": {\"input_per_mtok\": 2}}}}", &err);
+    b = load_str("{\"models\": {\"refine\": {\"name\": \"big\", \"api_key_env\": \"TC_RK\"},"
+                 " \"judge\": {\"name\": \"other-family\", \"api_key_env\": null,"
+                 " \"temperature\": 0.3, \"price\": {\"output_per_mtok\": 4}}}}", &err);
+    c = load_str("{\"models\": {\"judge\": {\"base_url\": \"http://j.example:81/v1\","
+                 " \"api_key_env\": \"TC_JK\"}}}", &err);
+    unsetenv("TC_RK");
+    unsetenv("TC_JK");
+    CHECK(a && b && c);
+    if (a) {
+        CHECK_STR(a->judge.name, "big");
+        CHECK_STR(a->judge.base_url, "https://r.example/v1");
+        CHECK_STR(a->judge.api_key_env, "TC_RK");
+        CHECK_STR(a->judge.api_key, "sk-refine-1");
+        CHECK_NEAR(a->judge.temperature, 0.0, 0);
+        CHECK(a->judge.price_in_per_mtok == 0);
+    }
+    if (b) {
+        CHECK_STR(b->judge.name, "other-family");
+        CHECK(b->judge.api_key_env == NULL && b->judge.api_key == NULL); /* null given */
+        CHECK_STR(b->judge.base_url, "http://127.0.0.1:5273/v1");
+        CHECK_NEAR(b->judge.temperature, 0.3, 1e-12);
+        CHECK_NEAR(b->judge.price_out_per_mtok, 4, 0);
+    }
+    if (c) {
+        CHECK_STR(c->judge.name, "gpt-oss-20b");
+        CHECK_STR(c->judge.base_url, "http://j.example:81/v1");
+        CHECK_STR(c->judge.api_key, "sk-judge-2");
+        CHECK(c->refine.api_key == NULL);
+    }
+    if (a && b)
+        CHECK(strcmp(a->version, b->version) != 0);
+    config_unref(a);
+    config_unref(b);
+    config_unref(c);
+}
+
+static void test_judge_evaluation_errors(void)
+{
+    expect_err("{\"models\": {\"judge\": {\"temperature\": 2.5}}}", "models.judge.temperature",
+               "must be between 0 and 2");
+    expect_err("{\"models\": {\"judge\": {\"rubric\": \"x\"}}}", "models.judge.rubric",
+               "unknown key");
+    expect_err("{\"models\": {\"judge\": {\"base_url\": \"ftp://h\"}}}", "models.judge.base_url",
+               "expected an http:// or https:// URL");
+    expect_err("{\"models\": {\"judge\": null}}", "models.judge", "expected object");
+    expect_err("{\"evaluation\": {\"shadow_rate\": 1.5}}", "evaluation.shadow_rate",
+               "must be between 0 and 1");
+    expect_err("{\"evaluation\": {\"shadow_rate\": null}}", "evaluation.shadow_rate",
+               "expected number");
+    expect_err("{\"evaluation\": {\"daily_budget_usd\": -1}}", "evaluation.daily_budget_usd",
+               "must be >= 0");
+    expect_err("{\"evaluation\": {\"daily_budget_usd\": \"5\"}}",
+               "evaluation.daily_budget_usd", "expected number or null");
+    expect_err("{\"evaluation\": {\"daily_budget_usd\": 1e999}}",
+               "evaluation.daily_budget_usd", "expected number or null");
+    expect_err("{\"evaluation\": {\"budget\": 1}}", "evaluation.budget", "unknown key");
+    expect_err("{\"evaluation\": []}", "evaluation", "expected object");
+}
+
+static void test_judge_evaluation_describe(void)
+{
+    struct cfg_err err;
+    struct bd_config *c, *n;
+    cJSON *d, *dn;
+
+    setenv("TC_JK", "sk-judge-secret-77", 1);
+    c = load_str("{\"models\": {\"judge\": {\"api_key_env\": \"TC_JK\"}},"
+                 " \"evaluation\": {\"shadow_rate\": 0.05, \"daily_budget_usd\": 2.5}}", &err);
+    unsetenv("TC_JK");
+    n = load_str("{\"evaluation\": {\"daily_budget_usd\": null}}", &err);
+    CHECK(c && n);
+    if (!c || !n)
+        goto out;
+    CHECK_NEAR(c->eval_shadow_rate, 0.05, 0);
+    CHECK_NEAR(c->eval_daily_budget_usd, 2.5, 0);
+    CHECK(n->eval_daily_budget_usd < 0);
+    d = config_describe(c);
+    dn = config_describe(n);
+    CHECK_STR(cJSON_GetStringValue(jget(d, "models", "judge", "api_key")), "***");
+    CHECK_STR(cJSON_GetStringValue(jget(d, "models", "judge", "name")), "gpt-oss-20b");
+    CHECK(cJSON_GetNumberValue(jget(d, "models", "judge", "temperature")) == 0);
+    CHECK(cJSON_GetNumberValue(jget(d, "evaluation", "shadow_rate", NULL)) == 0.05);
+    CHECK(cJSON_GetNumberValue(jget(d, "evaluation", "daily_budget_usd", NULL)) == 2.5);
+    CHECK(cJSON_IsNull(jget(dn, "evaluation", "daily_budget_usd", NULL)));
+    CHECK(cJSON_IsNull(jget(dn, "models", "judge", "api_key")));
+    {
+        char *text = cJSON_PrintUnformatted(d);
+        CHECK(text && strstr(text, "sk-judge") == NULL);
+        free(text);
+    }
+    cJSON_Delete(d);
+    cJSON_Delete(dn);
+out:
+    config_unref(c);
+    config_unref(n);
 }
 
 static void test_refcount(void)
@@ -816,6 +953,10 @@ int main(void)
     test_describe();
     test_describe_round_trip();
     test_version();
+    test_judge_defaults();
+    test_judge_derived();
+    test_judge_evaluation_errors();
+    test_judge_evaluation_describe();
     test_refcount();
     return tcheck_summary("test_config");
 }
