@@ -19,7 +19,7 @@
 #include "svc.h"
 
 #define TICK_MS 100
-#define GUARD_REFRESH_MS 5000   /* guard figures are re-read this often... */
+#define GUARD_REFRESH_MS 1000   /* guard figures are re-read this often... */
 #define GUARD_STALE_MS 30000    /* ...and not used once this old (then guards do not hold) */
 #define STALL_MS 1000           /* a loop iteration this late means the process was stalled */
 
