@@ -17,3 +17,17 @@ uint64_t hash_fnv1a64_str(uint64_t h, const char *s)
 {
     return s ? hash_fnv1a64(h, s, strlen(s)) : h;
 }
+
+uint64_t hash_mix64(uint64_t x)
+{
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ull;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+double hash_unit(uint64_t x)
+{
+    return (double)(hash_mix64(x) >> 11) * (1.0 / 9007199254740992.0);
+}

@@ -15,5 +15,9 @@
 uint64_t hash_fnv1a64(uint64_t h, const void *p, size_t n);
 /* The same over a NUL-terminated string (NULL hashes like ""). */
 uint64_t hash_fnv1a64_str(uint64_t h, const char *s);
+/* splitmix64's finalizer: every bit of x spread over the result (x = 0 gives 0). */
+uint64_t hash_mix64(uint64_t x);
+/* A number in [0, 1) from x (the top 53 bits of hash_mix64(x)). */
+double hash_unit(uint64_t x);
 
 #endif

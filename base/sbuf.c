@@ -36,6 +36,16 @@ void sbuf_add(struct sbuf *b, const char *s, size_t n)
     b->p[b->len] = '\0';
 }
 
+void sbuf_adds(struct sbuf *b, const char *s)
+{
+    sbuf_add(b, s, strlen(s));
+}
+
+void sbuf_addc(struct sbuf *b, char c)
+{
+    sbuf_add(b, &c, 1);
+}
+
 void sbuf_printf(struct sbuf *b, const char *fmt, ...)
 {
     va_list ap;

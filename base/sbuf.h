@@ -14,6 +14,9 @@ struct sbuf {
 };
 
 void sbuf_add(struct sbuf *b, const char *s, size_t n);
+/* A NUL-terminated string / one byte. */
+void sbuf_adds(struct sbuf *b, const char *s);
+void sbuf_addc(struct sbuf *b, char c);
 void sbuf_printf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The text (never NULL unless out of memory: an empty buffer gives ""); b is reset. */
 char *sbuf_take(struct sbuf *b);

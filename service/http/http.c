@@ -333,6 +333,16 @@ const char *http_req_header(const struct http_req *r, const char *name)
     return NULL;
 }
 
+int http_req_header_at(const struct http_req *r, size_t i, const char **name,
+                       const char **value)
+{
+    if (i >= r->nheaders)
+        return -1;
+    *name = r->headers[i].name;
+    *value = r->headers[i].value;
+    return 0;
+}
+
 const char *http_req_body(const struct http_req *r, size_t *len)
 {
     if (len)

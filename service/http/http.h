@@ -87,6 +87,10 @@ const char *http_req_query(const struct http_req *r);   /* after '?', or "" */
 const char *http_req_query_param(struct http_req *r, const char *name);
 /* Header value by case-insensitive name (first occurrence), or NULL. */
 const char *http_req_header(const struct http_req *r, const char *name);
+/* The i-th header (0-based, in arrival order, name as sent): 0 with *name and *value set,
+ * or -1 when there are not that many headers. */
+int http_req_header_at(const struct http_req *r, size_t i, const char **name,
+                       const char **value);
 const char *http_req_body(const struct http_req *r, size_t *len); /* NUL-terminated too */
 /* The request id: the client's X-Request-Id if it is sane (<= 64 printable chars), else a
  * generated one ("req_" + 16 hex). Sent back as X-Request-Id on every response. */

@@ -116,11 +116,16 @@ def _resp(f):
 
 
 class Sim:
+    """The model simulator (bench/sim/README.md documents its control plane)."""
+    LOWCONF = -1.6      # a mean logprob below briefd's default -0.8 confidence threshold
+    HIGHCONF = -0.15    # a confident answer
+
     def __init__(self, tmp, profile="fast", extra=()):
         self.port = free_port()
         self.log = os.path.join(tmp, "sim-%d.log" % self.port)
         self.args = [SIM, "--listen", "127.0.0.1:%d" % self.port, "--profile", profile] + list(extra)
         self.proc = None
+        self.exit_checked = False
 
     def start(self):
         with open(self.log, "ab") as out:
@@ -132,18 +137,51 @@ class Sim:
     def base_url(self):
         return "http://127.0.0.1:%d/v1" % self.port
 
+    def request(self, method, path, body=None, headers=None, raw=None):
+        return request("127.0.0.1", self.port, method, path, body, headers, raw)
+
     def faults(self, **kw):
-        st, body, _ = request("127.0.0.1", self.port, "POST", "/sim/faults", kw)
+        """POST /sim/faults: replaces every setting (knobs, models=..., rules=[...])."""
+        st, body, _ = self.request("POST", "/sim/faults", kw)
         assert st == 200, body
         return body
 
+    @staticmethod
+    def rule(contains=None, model=None, count=None, kind=None, **effect):
+        """One rule: requests to model (None: any) whose last user message contains the
+        substring (None: any), for the next count of them (None: all), get effect
+        (status=, logprob_mean=, max_tokens=, hang=, garbage=, stream_error_after=,
+        delay_ms=)."""
+        r = {"contains": contains, "model": model, "count": count, "kind": kind}
+        r.update(effect)
+        return r
+
+    def rules(self, *rules, **knobs):
+        """Set these rules (in order) and knobs; everything else off."""
+        return self.faults(rules=list(rules), **knobs)
+
+    def get_faults(self):
+        return self.request("GET", "/sim/faults")[1]
+
     def stats(self):
-        return request("127.0.0.1", self.port, "GET", "/sim/stats")[1]
+        return self.request("GET", "/sim/stats")[1]
+
+    def requests(self, limit=None):
+        """The request log, newest first."""
+        path = "/sim/requests" + ("?limit=%d" % limit if limit is not None else "")
+        st, body, _ = self.request("GET", path)
+        assert st == 200, body
+        return body["data"]
 
     def reset(self):
-        request("127.0.0.1", self.port, "POST", "/sim/reset", {})
+        st, body, _ = self.request("POST", "/sim/reset", {})
+        assert st == 200, body
 
-    def stop(self):
+    def stop(self, check=True):
+        """SIGTERM and wait. The simulator must exit 0 (a sanitizer finding makes it exit
+        non-zero): with check, an AssertionError otherwise; without, the complaint (or None)
+        is returned."""
+        err = None
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -151,6 +189,16 @@ class Sim:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+                err = "the simulator did not exit within 10 s of SIGTERM (killed)"
+        if self.proc and not self.exit_checked:
+            self.exit_checked = True
+            if err is None and self.proc.returncode != 0:
+                err = "the simulator exited %s (sanitizer finding?)" % self.proc.returncode
+            if err:
+                err += "; log:\n" + _tail(self.log, 8000)
+        if err and check:
+            raise AssertionError(err)
+        return err
 
 
 class Briefd:
@@ -295,12 +343,14 @@ class Stack(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         rc = cls.briefd.stop()
-        cls.sim.stop()
+        sim_err = cls.sim.stop(check=False)
         cls.redis.stop()
         log = _tail(cls.briefd.log, 20000)
         cls.tmpdir.cleanup()
         if rc != 0:
             raise AssertionError("briefd exited %s on SIGTERM (sanitizer finding?):\n%s" % (rc, log))
+        if sim_err:
+            raise AssertionError(sim_err)
 
     def setUp(self):
         self.sim.faults()  # all faults off

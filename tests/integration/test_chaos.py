@@ -44,13 +44,18 @@ def job_body(i):
     kind = i % 4
     tag = " (job %d)" % i
     if kind == 0:
-        return {"text": SHORT + tag + " [[sim:highconf]]", "max_words": 40}
+        return {"text": SHORT + tag, "max_words": 40}
     if kind == 1:
-        return {"text": LONG + tag + " [[sim:highconf]]", "max_words": 50}
+        return {"text": LONG + tag, "max_words": 50}
     if kind == 2:
-        return {"text": SHORT + tag + " [[sim:highconf]]", "topic_flags": ["legal"],
-                "max_words": 40}
-    return {"text": SHORT + tag + " [[sim:lowconf]]", "max_words": 40, "priority": "high"}
+        return {"text": SHORT + tag, "topic_flags": ["legal"], "max_words": 40}
+    return {"text": SHORT + " (job %d, unsure)" % i, "max_words": 40, "priority": "high"}
+
+
+# The simulator's rules for job_body's drafts (first match wins): unsure ones get a low
+# mean logprob, every other one a high one.
+CONF_RULES = [Sim.rule("unsure)", logprob_mean=Sim.LOWCONF),
+              Sim.rule("(job ", logprob_mean=Sim.HIGHCONF)]
 
 
 def fingerprint(job):
@@ -135,11 +140,10 @@ class ChaosBase(unittest.TestCase):
             rc = b.stop()
             if rc != 0:
                 bad.append((b, rc))
-        if self.sim:
-            self.sim.stop()
+        sim_err = self.sim.stop(check=False) if self.sim else None
         if self.redis:
             self.redis.stop()
-        if bad or not self.passed:
+        if bad or sim_err or not self.passed:
             print("\n[chaos] %s: logs kept in %s" % (self.id(), self.tmp))
             if self.redis:
                 print("---- redis ----\n%s" % tail(self.redis.log, 1500))
@@ -152,12 +156,15 @@ class ChaosBase(unittest.TestCase):
         if bad:
             raise AssertionError("briefd exited non-zero on SIGTERM (sanitizer finding?): %s" % [
                 (os.path.basename(b.log), rc) for b, rc in bad])
+        if sim_err:
+            raise AssertionError(sim_err)
 
     # --- the stack ---
 
     def start_stack(self, sim_args=(), appendonly=False, redis_port=None, **config_over):
         self.redis = Redis(self.tmp, appendonly=appendonly, port=redis_port).start()
         self.sim = Sim(self.tmp, "realistic", list(sim_args)).start()
+        self.sim.rules(*CONF_RULES)
         self.config = base_config(self.redis, self.sim, **config_over)
         self.prefix = self.config["redis"]["prefix"]
         self.tally = EventTally(self.redis, self.prefix).start()
@@ -519,7 +526,7 @@ class UpstreamFaults(ChaosBase):
         n = 0
         seen, examples = {}, {}
         for name, faults in self.PHASES:
-            self.sim.faults(**faults)
+            self.sim.faults(rules=CONF_RULES, **faults)
             book = Book()
             for _ in range(self.PER_PHASE):
                 st, job = self.submit(book, job_body(n))
@@ -552,7 +559,7 @@ class UpstreamFaults(ChaosBase):
             if name == "rate_limit":      # a 429's Retry-After (1 s) was waited out
                 waits = [self.backoff_ms(book.final[j]) for j in book.accepted]
                 self.assertGreaterEqual(max(waits), 900, waits)
-        self.sim.faults()
+        self.sim.faults(rules=CONF_RULES)
         self.settle(total, 1.0)
         for kind, ex in sorted(examples.items()):
             print("  e.g. %s: %s" % (kind, json.dumps(ex)[:300]))

@@ -26,14 +26,22 @@ LONG = " ".join(
 # Real jobs with known dimensions; the routing below refines the long, the legal-flagged and
 # the low-confidence ones, keeps the rest; one fails outright, one has its refine fail.
 JOBS = [
-    ("crm", "acme", LONG + " [[sim:highconf]]", []),                  # refine: length
-    ("crm", "acme", SHORT + " [[sim:highconf]]", []),                 # keep
-    ("crm", "globex", SHORT + " [[sim:highconf]]", ["legal"]),        # refine: topic
-    ("wiki", "acme", SHORT + " [[sim:highconf]]", []),                # keep
-    ("wiki", "initech", SHORT + " Second note. [[sim:highconf]]", []),  # keep
-    ("email", "initech", SHORT + " [[sim:lowconf]]", []),             # refine: confidence
-    ("email", "globex", LONG + " [[sim:fail-refine]]", []),           # refine fails: degraded
-    ("wiki", "globex", SHORT + " [[sim:fail]]", []),                  # draft fails: failed
+    ("crm", "acme", LONG, []),                                        # refine: length
+    ("crm", "acme", SHORT, []),                                       # keep
+    ("crm", "globex", SHORT, ["legal"]),                              # refine: topic
+    ("wiki", "acme", SHORT, []),                                      # keep
+    ("wiki", "initech", SHORT + " Second note.", []),                 # keep
+    ("email", "initech", SHORT + " Reviewed by Quinn.", []),          # refine: confidence
+    ("email", "globex", LONG + " Reviewed by Rhodes.", []),           # refine fails: degraded
+    ("wiki", "globex", SHORT + " Reviewed by Soto.", []),             # draft fails: failed
+]
+# The simulator's rules for them (first match wins): Quinn's draft is unsure, Rhodes's
+# refinement fails, Soto's draft fails, every other draft is confident.
+SIM_RULES = [
+    Sim.rule("Quinn", logprob_mean=Sim.LOWCONF),
+    Sim.rule("Rhodes", model="gpt-oss-20b", status=500),
+    Sim.rule("Soto", status=500),
+    Sim.rule(None, logprob_mean=Sim.HIGHCONF),
 ]
 
 CONFIG = {
@@ -101,6 +109,7 @@ class Dashboard(Stack):
     def setUpClass(cls):
         super().setUpClass()
         try:
+            cls.sim.rules(*SIM_RULES)
             cls.jobs = submit_all(cls.briefd)
         except BaseException:
             cls.tearDownClass()
@@ -206,11 +215,13 @@ class DashboardAuth(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         rc = cls.briefd.stop()
-        cls.sim.stop()
+        sim_err = cls.sim.stop(check=False)
         cls.redis.stop()
         cls.tmpdir.cleanup()
         if rc != 0:
             raise AssertionError("briefd exited %s on SIGTERM" % rc)
+        if sim_err:
+            raise AssertionError(sim_err)
 
     def test_key_asked_once(self):
         st, _, _ = self.briefd.get("/v1/stats")

@@ -40,8 +40,13 @@ class JobPath(Stack):
             job = self.briefd.wait_job(job["id"])
         return job
 
+    def confident(self, word, **knobs):
+        """Drafts of documents containing word come with a high mean logprob."""
+        self.sim.rules(self.sim.rule(word, logprob_mean=self.sim.HIGHCONF), **knobs)
+
     def test_kept_draft(self):
-        job = self.submit({"text": SHORT + " [[sim:highconf]]", "max_words": 40})
+        self.confident("Ohio")
+        job = self.submit({"text": SHORT, "max_words": 40})
         self.assertEqual(job["status"], "succeeded")
         self.assertEqual(job["route"]["decision"], "keep")
         self.assertEqual(job["route"]["mode"], "any")
@@ -68,7 +73,8 @@ class JobPath(Stack):
         self.assertTrue(job["finished_at"] >= job["created_at"])
 
     def test_refine_by_length_alone(self):
-        job = self.submit({"text": LONG + " [[sim:highconf]]", "max_words": 100})
+        self.confident("regional sales programme")
+        job = self.submit({"text": LONG, "max_words": 100})
         self.assertEqual(verdict(job, "length")["verdict"], "refine")
         self.assertEqual(verdict(job, "topic")["verdict"], "keep")
         self.assertEqual(verdict(job, "confidence")["verdict"], "keep")
@@ -81,7 +87,8 @@ class JobPath(Stack):
         self.assertIn("refine", job["latency_ms"])
 
     def test_refine_by_topic_flag_alone(self):
-        job = self.submit({"text": SHORT + " [[sim:highconf]]", "topic_flags": ["Legal"]})
+        self.confident("Ohio")
+        job = self.submit({"text": SHORT, "topic_flags": ["Legal"]})
         self.assertEqual(verdict(job, "length")["verdict"], "keep")
         self.assertEqual(verdict(job, "topic")["verdict"], "refine")
         self.assertIn("legal", verdict(job, "topic")["detail"])
@@ -89,13 +96,15 @@ class JobPath(Stack):
         self.assertTrue(job["result"]["refined"])
 
     def test_refine_by_topic_keyword_alone(self):
-        job = self.submit({"text": SHORT + " A supplier filed a Lawsuit. [[sim:highconf]]"})
+        self.confident("Lawsuit")
+        job = self.submit({"text": SHORT + " A supplier filed a Lawsuit."})
         self.assertEqual(verdict(job, "topic")["verdict"], "refine")
         self.assertIn("lawsuit", verdict(job, "topic")["detail"])
         self.assertTrue(job["result"]["refined"])
 
     def test_refine_by_confidence_alone(self):
-        job = self.submit({"text": SHORT + " [[sim:lowconf]]"})
+        self.sim.rules(self.sim.rule("Ohio", logprob_mean=self.sim.LOWCONF))
+        job = self.submit({"text": SHORT})
         self.assertEqual(verdict(job, "length")["verdict"], "keep")
         self.assertEqual(verdict(job, "topic")["verdict"], "keep")
         v = verdict(job, "confidence")
@@ -105,15 +114,21 @@ class JobPath(Stack):
         self.assertTrue(job["result"]["refined"])
 
     def test_truncated_draft_counts_as_low_confidence(self):
-        job = self.submit({"text": SHORT + " [[sim:length]] [[sim:highconf]]"})
+        # the draft model stops at 8 tokens (finish_reason "length", content really cut)
+        self.sim.rules(self.sim.rule("Ohio", model="phi-4-mini", max_tokens=8),
+                       self.sim.rule("Ohio", logprob_mean=self.sim.HIGHCONF))
+        job = self.submit({"text": SHORT})
         v = verdict(job, "confidence")
         self.assertEqual(v["verdict"], "refine")
         self.assertIn("length", v["detail"])
         self.assertTrue(job["signals"]["truncated"])
+        self.assertLessEqual(job["usage"]["draft"]["completion_tokens"], 8)
+        self.assertLessEqual(len(job["result"]["draft"].encode()), 32)
 
     def test_degraded_refinement_keeps_draft(self):
-        job = self.submit({"text": SHORT + " [[sim:fail-refine]] [[sim:highconf]]",
-                           "topic_flags": ["legal"]})
+        self.sim.rules(self.sim.rule("Ohio", model="gpt-oss-20b", status=500),
+                       self.sim.rule("Ohio", logprob_mean=self.sim.HIGHCONF))
+        job = self.submit({"text": SHORT, "topic_flags": ["legal"]})
         self.assertEqual(job["status"], "succeeded")
         self.assertEqual(job["route"]["decision"], "refine")
         res = job["result"]
@@ -125,7 +140,8 @@ class JobPath(Stack):
         self.assertIn("500", res["refine_error"])
 
     def test_draft_failure_fails_job_with_clear_error(self):
-        job = self.submit({"text": SHORT + " [[sim:fail]]"})
+        self.sim.rules(self.sim.rule("Ohio", status=500))
+        job = self.submit({"text": SHORT})
         self.assertEqual(job["status"], "failed")
         self.assertEqual(job["error"]["code"], "draft_failed")
         self.assertIn("3 attempts", job["error"]["message"])
@@ -133,16 +149,19 @@ class JobPath(Stack):
 
     def test_429_is_retried(self):
         self.sim.reset()
-        job = self.submit({"text": SHORT + " [[sim:429-once]] [[sim:highconf]]"})
+        self.sim.rules(self.sim.rule("Ohio", status=429, count=1),
+                       self.sim.rule("Ohio", logprob_mean=self.sim.HIGHCONF))
+        job = self.submit({"text": SHORT})
         self.assertEqual(job["status"], "succeeded")
         stats = self.sim.stats()
         phi = stats["by_model"]["phi-4-mini"]["by_outcome"]
         self.assertEqual(phi["rate_limited"], 1, stats)
         self.assertEqual(phi["ok"], 1, stats)
+        self.assertEqual(self.sim.get_faults()["rules"][0]["count"], 0)   # spent
 
     def test_5xx_then_success_is_retried(self):
-        self.sim.faults(fail_next=2, fail_model="phi-4-mini")
-        job = self.submit({"text": SHORT + " [[sim:highconf]]"})
+        self.confident("Ohio", fail_next=2, fail_model="phi-4-mini")
+        job = self.submit({"text": SHORT})
         self.assertEqual(job["status"], "succeeded")
 
     def test_garbage_body_is_retried_then_fails_clearly(self):
@@ -152,8 +171,8 @@ class JobPath(Stack):
         self.assertEqual(job["error"]["reason"], "bad_body")
 
     def test_missing_usage_is_estimated(self):
-        self.sim.faults(no_usage=True)
-        job = self.submit({"text": SHORT + " [[sim:highconf]]"})
+        self.confident("Ohio", no_usage=True)
+        job = self.submit({"text": SHORT})
         self.assertTrue(job["usage"]["draft"]["estimated"])
         self.assertGreater(job["usage"]["draft"]["completion_tokens"], 0)
 
@@ -175,7 +194,8 @@ class JobPath(Stack):
         self.assertEqual(done["status"], "succeeded")
 
     def test_events_stream(self):
-        st, job, _ = self.briefd.post_job({"text": SHORT + " [[sim:lowconf]]"})
+        self.sim.rules(self.sim.rule("Ohio", logprob_mean=self.sim.LOWCONF))
+        st, job, _ = self.briefd.post_job({"text": SHORT})
         self.assertEqual(st, 202)
         conn = socket.create_connection(("127.0.0.1", self.briefd.port), timeout=20)
         conn.sendall(("GET /v1/jobs/%s/events HTTP/1.1\r\nHost: x\r\n\r\n" % job["id"]).encode())
@@ -265,10 +285,10 @@ class Facade(Stack):
         st, r, _ = self.briefd.request("POST", "/v1/chat/completions",
                                        {"model": "briefd-hybrid", "messages": []})
         self.assertEqual(st, 400)
+        self.sim.rules(self.sim.rule("Ohio", status=500))
         st, r, _ = self.briefd.request("POST", "/v1/chat/completions",
                                        {"model": "briefd-hybrid",
-                                        "messages": [{"role": "user",
-                                                      "content": SHORT + " [[sim:fail]]"}]})
+                                        "messages": [{"role": "user", "content": SHORT}]})
         self.assertEqual(st, 502)
         self.assertEqual(r["error"]["code"], "draft_failed")
         st, r, _ = self.briefd.get("/v1/models")

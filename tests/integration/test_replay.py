@@ -6,13 +6,15 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import BRIEFD, Stack  # noqa: E402
+from harness import BRIEFD, Sim, Stack  # noqa: E402
 
 DOCS = [
     "Quarterly revenue rose %d percent on strong European demand. Costs were flat. "
-    "The board approved a new data center. Hiring continues in the third quarter. %s" % (i, m)
-    for i, m in enumerate(["[[sim:highconf]]"] * 5 + ["[[sim:lowconf]]"] * 3 + [""] * 4)
+    "The board approved a new data center. Hiring continues in the third quarter." % i
+    for i in range(12)
 ]
+# The drafts' mean logprob, by document: 5 confident, 3 unsure, 4 as the simulator likes.
+CONFIDENCE = [Sim.HIGHCONF] * 5 + [Sim.LOWCONF] * 3 + [None] * 4
 
 
 class Replay(Stack):
@@ -22,6 +24,8 @@ class Replay(Stack):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
+        cls.sim.rules(*[Sim.rule("rose %d percent" % i, logprob_mean=m)
+                        for i, m in enumerate(CONFIDENCE) if m is not None])
         cls.jobs = []
         for d in DOCS:
             st, j, _ = cls.briefd.post_job({"text": d, "max_words": 60}, wait=30)
