@@ -111,7 +111,13 @@ static void test_defaults(void)
     CHECK(c->draft.logprobs == 1 && c->refine.logprobs == 0);
     CHECK(c->draft.stream == 0 && c->refine.stream == 0);
     CHECK(c->draft.max_attempts == 3 && c->draft.backoff_ms == 200);
-    CHECK(c->draft.price_in_per_mtok == 0 && c->refine.price_per_hour == 0);
+    /* list prices of hosted equivalents (docs/CONFIG.md#prices) */
+    CHECK(c->draft.price_in_per_mtok == 0.075 && c->draft.price_out_per_mtok == 0.30);
+    CHECK(c->refine.price_in_per_mtok == 0.05 && c->refine.price_out_per_mtok == 0.20);
+    CHECK(c->draft.price_per_hour == 0 && c->refine.price_per_hour == 0);
+    CHECK(c->draft.auth_header == MODEL_AUTH_BEARER && c->draft.n_headers == 0);
+    CHECK(c->log_format == 0 && c->log_level == 1);
+    CHECK(c->webhook_secret == NULL && c->webhook_allow.n_entries == 0);
     CHECK_STR(c->draft.prompt_user, "Summarize the following document as an executive brief "
               "of at most {max_words} words.{instructions}\n\nDocument:\n{text}");
     CHECK_STR(c->refine.prompt_user, "Rewrite the draft brief below into a clear, accurate "
