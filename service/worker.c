@@ -168,6 +168,9 @@ static int call_model(struct wjob *j, const struct model_cfg *m, const char *dra
     j->call.url = j->url;
     j->call.body = j->body;
     j->call.api_key = m->api_key;
+    j->call.auth = m->auth_header == MODEL_AUTH_API_KEY ? MC_AUTH_API_KEY : MC_AUTH_BEARER;
+    j->call.headers = (const char *const *)m->header_lines;
+    j->call.n_headers = m->n_header_lines;
     j->call.prompt_chars = ulen;
     j->call.stream = m->stream;
     j->call.timeout_ms = m->timeout_ms;
@@ -204,11 +207,13 @@ static void breaker_note(struct wjob *j, struct breaker *b, const struct model_c
                          int down)
 {
     uint64_t now = uv_now(j->w->svc->loop);
+    int draft = b == &j->w->draft_br;
     if (breaker_record(b, !down, now, m->breaker_failures))
-        log_warn("circuit breaker for model '%s' is now %s%s", m->name,
-                breaker_state_name(b->state),
-                b->state == BREAKER_OPEN ? " (calls paused; refine jobs keep their drafts)"
-                                         : "");
+        log_warn("circuit breaker for the %s model '%s' is now %s%s", draft ? "draft" : "refine",
+                 m->name, breaker_state_name(b->state),
+                 b->state != BREAKER_OPEN ? ""
+                 : draft ? " (calls paused; jobs wait in the queue)"
+                         : " (calls paused; jobs that route to refinement keep their drafts)");
 }
 
 static void abandon(struct wjob *j)
