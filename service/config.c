@@ -538,22 +538,33 @@ static char *show_redis_url(const char *base)
     return strdup(buf);
 }
 
+/* http(s)://host[:port][/path][?query]: trailing slashes of the path are dropped; a query
+ * (Azure's ?api-version=...) is kept and goes after the paths briefd appends. */
 static int set_base_url(char *base, const struct key *k, const char *s, const char *path,
                         struct cfg_err *err)
 {
-    size_t len = strlen(s);
+    const char *q = strchr(s, '?');
+    size_t len = q ? (size_t)(q - s) : strlen(s), qlen = q ? strlen(q) : 0;
     size_t skip = strncasecmp(s, "https://", 8) == 0 ? 8 : 7;
+    char *joined;
+    int rc;
 
     if (strncasecmp(s, "http://", 7) != 0 && strncasecmp(s, "https://", 8) != 0)
         return cfg_fail(err, path, "expected an http:// or https:// URL");
     while (len > skip && s[len - 1] == '/')
         len--;
-    if (len == skip)
+    if (len == skip || s[skip] == '/')
         return cfg_fail(err, path, "missing host");
-    for (size_t i = 0; i < len; i++)
-        if (!isgraph((unsigned char)s[i]))
+    for (const char *p = s; *p; p++)
+        if (!isgraph((unsigned char)*p))
             return cfg_fail(err, path, "URL must not contain spaces or control characters");
-    return store_str((char **)(void *)(base + k->off), s, len, err);
+    if (strchr(s, '#'))
+        return cfg_fail(err, path, "a fragment (#...) is not allowed");
+    if (asprintf(&joined, "%.*s%s", (int)len, s, q ? q : "") < 0)
+        return oom(err);
+    rc = store_str((char **)(void *)(base + k->off), joined, len + qlen, err);
+    free(joined);
+    return rc;
 }
 
 static int set_env_name(char *base, const struct key *k, const char *s, const char *path,
@@ -1971,4 +1982,15 @@ int config_check_collect(const char *path, struct cfg_err *out, int max)
 
     config_check_file(path, collect_one, &c);
     return c.n;
+}
+
+char *config_model_url(const struct model_cfg *m, const char *path)
+{
+    const char *q = strchr(m->base_url, '?');
+    int n = q ? (int)(q - m->base_url) : (int)strlen(m->base_url);
+    char *url;
+
+    if (asprintf(&url, "%.*s%s%s", n, m->base_url, path, q ? q : "") < 0)
+        return NULL;
+    return url;
 }

@@ -32,7 +32,7 @@ struct router;
 #define CONFIG_MAX_HEADERS 16            /* models.*.headers entries */
 #define CONFIG_HEADER_NAME_MAX 64        /* bytes of a header name */
 #define CONFIG_HEADER_VALUE_MAX 4096     /* bytes of a header value (literal or from the env) */
-#define CONFIG_FINGERPRINT_LEN 20        /* "key_" + 16 hex digits, plus the NUL */
+#define CONFIG_FINGERPRINT_LEN 21        /* "key_" + 16 hex digits, plus the NUL */
 
 /* How a model's key is sent: "Authorization: Bearer KEY" or Azure's "api-key: KEY". */
 enum model_auth { MODEL_AUTH_BEARER = 0, MODEL_AUTH_API_KEY = 1 };
@@ -47,7 +47,8 @@ struct model_header {
 
 struct model_cfg {
     char *name;              /* model id sent upstream, e.g. "phi-4-mini" */
-    char *base_url;          /* e.g. "http://127.0.0.1:5273/v1" (no trailing slash) */
+    char *base_url;          /* e.g. "http://127.0.0.1:5273/v1" (no trailing slash; a query
+                                string such as "?api-version=..." may follow the path) */
     char *api_key_env;       /* NULL: no key */
     char *api_key;           /* read from api_key_env at load (secret), or NULL */
     int auth_header;         /* enum model_auth: how api_key is sent (default bearer) */
@@ -180,6 +181,11 @@ int config_env_warnings(const struct bd_config *c,
 #define CONFIG_MAX_MODELS 4
 size_t config_models(const struct bd_config *c, const struct model_cfg **models,
                      const char **roles, size_t max);
+
+/* The URL of an endpoint of a model's server: base_url + path ("/chat/completions",
+ * "/models"), with a query string of base_url (?api-version=...) kept at the end.
+ * malloc'd (caller frees); NULL on OOM. */
+char *config_model_url(const struct model_cfg *m, const char *path);
 
 /* config_check_file() into an array: the first max mistakes (every one reported the same
  * way as briefd check). Returns the number of mistakes found (0: valid). */

@@ -90,8 +90,7 @@ static int start_call(struct probe *p, struct probe_model *pm, const char *path,
     free(pm->url);
     free(pm->body);
     pm->body = NULL;
-    if (asprintf(&pm->url, "%s%s", m->base_url, path) < 0)
-        pm->url = NULL;
+    pm->url = config_model_url(m, path);
     if (strcmp(path, "/models") != 0)
         pm->body = oai_build_request(m->name, PROBE_SYSTEM, PROBE_USER, max_tokens,
                                      m->temperature, stream, logprobs);
@@ -247,8 +246,8 @@ static void advise_reach(struct probe_model *pm)
         add_advice(pm, "the server refused the credentials: check api_key_env, auth_header "
                    "(bearer or api-key) and headers");
     else if (pm->http_status == 404)
-        add_advice(pm, "nothing answers at %s/chat/completions: check base_url (everything "
-                   "before /chat/completions) and name", pm->m->base_url);
+        add_advice(pm, "nothing answers at %s: check base_url (everything before "
+                   "/chat/completions) and name", pm->url ? pm->url : pm->m->base_url);
     else if (pm->http_status >= 400)
         add_advice(pm, "the server refused the request (HTTP %ld): check name, base_url, "
                    "keys and headers", pm->http_status);

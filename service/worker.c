@@ -161,8 +161,7 @@ static int call_model(struct wjob *j, const struct model_cfg *m, const char *dra
     j->body = oai_build_request(m->name, m->prompt_system, user, m->max_tokens, m->temperature,
                                 m->stream, m->logprobs);
     free(user);
-    if (asprintf(&j->url, "%s/chat/completions", m->base_url) < 0)
-        j->url = NULL;
+    j->url = config_model_url(m, "/chat/completions");
     if (!j->body || !j->url)
         return BD_ENOMEM;
     j->call.url = j->url;
