@@ -121,8 +121,20 @@ static void start_later(struct http_req *r, uv_timer_cb cb, int repeat)
     uv_timer_start(&l->timer, cb, t, repeat ? t : 0);
 }
 
+/* "name=value|name=value..." of every header, in arrival order (http_req_header_at). */
+static void header_list(struct http_req *r, char *out, size_t n)
+{
+    const char *name, *value;
+    size_t used = 0;
+
+    out[0] = '\0';
+    for (size_t i = 0; http_req_header_at(r, i, &name, &value) == 0 && used < n; i++)
+        used += (size_t)snprintf(out + used, n - used, "%s%s=%s", i ? "|" : "", name, value);
+}
+
 static void route_echo(struct http_req *r)
 {
+    char headers[512];
     cJSON *o = cJSON_CreateObject();
     size_t len;
     const char *body = http_req_body(r, &len);
@@ -135,6 +147,8 @@ static void route_echo(struct http_req *r)
     add_str(o, "x", http_req_header(r, "x-test"));
     add_str(o, "empty_h", http_req_header(r, "X-Empty"));
     add_str(o, "after", http_req_header(r, "x-after"));
+    header_list(r, headers, sizeof headers);
+    add_str(o, "headers", headers);
     add_str(o, "n", http_req_query_param(r, "n"));
     add_str(o, "q", http_req_query_param(r, "q"));
     add_str(o, "e", http_req_query_param(r, "e"));
@@ -566,6 +580,7 @@ static void test_simple_get(void)
     CHECK_STR(jstr(j, "x"), "abc");          /* case-insensitive, trailing space trimmed */
     CHECK_STR(jstr(j, "empty_h"), "");       /* empty value still a header */
     CHECK_STR(jstr(j, "after"), "z");
+    CHECK_STR(jstr(j, "headers"), "Host=t|X-TEST=abc|X-Empty=|X-After=z");
     CHECK_STR(jstr(j, "body"), "");
     CHECK_STR(jstr(j, "id"), v);
     CHECK(jstr(j, "peer") && strncmp(jstr(j, "peer"), "127.0.0.1:", 10) == 0);

@@ -252,8 +252,9 @@ static cJSON *headers_json(const struct http_req *req)
         if (strcmp(low, "api-key") != 0 && strcmp(low, "traceparent") != 0 &&
             strncmp(low, "x-", 2) != 0)
             continue;
-        if (cJSON_HasObjectItem(o, low) || (low[0] == 'x' && x++ >= LOG_MAX_X_HEADERS))
+        if (cJSON_HasObjectItem(o, low) || (low[0] == 'x' && x >= LOG_MAX_X_HEADERS))
             continue;
+        x += low[0] == 'x';
         add_text(o, low, value);
     }
     return o;

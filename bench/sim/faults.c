@@ -563,29 +563,33 @@ void faults_clear_hits(struct faults *f)
 
 /* ---- resolution ---- */
 
-/* The block whose knob i is in force for model (NULL: none). */
-static const struct knobs *source_of(const struct faults *f, int model, size_t i)
+enum { SRC_NONE = -2, SRC_GLOBAL = -1 };
+
+/* Where knob i in force for model comes from: SRC_NONE, SRC_GLOBAL, or the model's block. */
+static int source_of(const struct faults *f, int model, size_t i)
 {
     uint32_t bit = 1u << i;
 
     if (model >= 0 && (f->model[model].set & bit))
-        return &f->model[model];
+        return model;
     if (!(f->global.set & bit))
-        return NULL;
+        return SRC_NONE;
     if (model >= 0 && f->fail_model >= 0 && f->fail_model != model)
-        return NULL;
-    return &f->global;
+        return SRC_NONE;
+    return SRC_GLOBAL;
 }
 
 void faults_effective(const struct faults *f, int model, struct knobs *out)
 {
     const struct knobs *src;
+    int from;
 
     memset(out, 0, sizeof *out);
     for (size_t i = 0; i < N_KNOBS; i++) {
-        src = source_of(f, model, i);
-        if (!src)
+        from = source_of(f, model, i);
+        if (from == SRC_NONE)
             continue;
+        src = from == SRC_GLOBAL ? &f->global : &f->model[from];
         memcpy(kfield(out, &k_knobs[i]), kcfield(src, &k_knobs[i]), k_knobs[i].size);
         out->set |= 1u << i;
     }
@@ -594,12 +598,12 @@ void faults_effective(const struct faults *f, int model, struct knobs *out)
 int faults_take(struct faults *f, int model, enum faults_counter c)
 {
     int i = knob_index(c == FC_FAIL_NEXT ? "fail_next" : "rate_limit_next");
-    const struct knobs *src = source_of(f, model, (size_t)i);
+    int from = source_of(f, model, (size_t)i);
     long *v;
 
-    if (!src)
+    if (from == SRC_NONE)
         return 0;
-    v = kfield((struct knobs *)src, &k_knobs[i]);   /* src points into f */
+    v = kfield(from == SRC_GLOBAL ? &f->global : &f->model[from], &k_knobs[i]);
     if (*v <= 0)
         return 0;
     (*v)--;

@@ -47,11 +47,16 @@ void stats_reset(struct stats *st)
 
 void stats_begin(struct stats *st, int model)
 {
-    struct stats_model *m = model >= 0 ? &st->model[model] : NULL;
+    struct stats_model *m;
 
-    if (++st->inflight > st->peak_inflight)
+    st->inflight++;
+    if (st->inflight > st->peak_inflight)
         st->peak_inflight = st->inflight;
-    if (m && ++m->inflight > m->peak_inflight)
+    if (model < 0)
+        return;
+    m = &st->model[model];
+    m->inflight++;
+    if (m->inflight > m->peak_inflight)
         m->peak_inflight = m->inflight;
 }
 
