@@ -152,8 +152,7 @@ static void on_signal(uv_signal_t *s, int signum)
     if (signum == SIGHUP) {
         struct cfg_err err;
         if (app_reload(&a->svc, &err) != 0)
-            log_error("reload refused, running config kept: %s%s%s", err.path,
-                      err.path[0] ? ": " : "", err.msg);
+            oplog_reload_refused(a->cfg_path, &err);
         return;
     }
     app_shutdown(a);

@@ -124,6 +124,10 @@ static const char *const log_level_names[] = {"debug", "info", "warn", "error", 
 #define DRAFT_OUT_PER_MTOK 0.30
 #define REFINE_IN_PER_MTOK 0.05
 #define REFINE_OUT_PER_MTOK 0.20
+#define DRAFT_PRICE_SOURCE "Azure AI Foundry list price of Phi-4-mini-instruct (global " \
+    "deployment), USD per 1M tokens, as listed when checked on 2026-12-02"
+#define REFINE_PRICE_SOURCE "W&B Inference list price of gpt-oss-20b, USD per 1M tokens, as " \
+    "listed when checked on 2026-12-02"
 
 static const struct key price_keys[] = {
     NUM2("input_per_mtok", K_DBL, M(price_in_per_mtok), 0, INFINITY, DRAFT_IN_PER_MTOK,
@@ -131,6 +135,7 @@ static const struct key price_keys[] = {
     NUM2("output_per_mtok", K_DBL, M(price_out_per_mtok), 0, INFINITY, DRAFT_OUT_PER_MTOK,
          REFINE_OUT_PER_MTOK),
     NUM("per_hour", K_DBL, M(price_per_hour), 0, INFINITY, 0),
+    STR2("source", K_STRN, M(price_source), 1, 256, DRAFT_PRICE_SOURCE, REFINE_PRICE_SOURCE),
 };
 
 static const struct key prompt_keys[] = {
@@ -1054,8 +1059,22 @@ static int auth_header_clash(const struct model_cfg *m, const char *role, struct
     return 0;
 }
 
+/* The default price.source describes the default prices only: once a price differs from
+ * them and no source of its own was given, there is no source. */
+static void price_source_check(struct model_cfg *m, const char *dflt, double in, double out)
+{
+    if (m->price_source && strcmp(m->price_source, dflt) == 0 &&
+        (m->price_in_per_mtok != in || m->price_out_per_mtok != out || m->price_per_hour != 0)) {
+        free(m->price_source);
+        m->price_source = NULL;
+    }
+}
+
 static int derive(struct bd_config *c, struct cfg_err *err)
 {
+    price_source_check(&c->draft, DRAFT_PRICE_SOURCE, DRAFT_IN_PER_MTOK, DRAFT_OUT_PER_MTOK);
+    price_source_check(&c->refine, REFINE_PRICE_SOURCE, REFINE_IN_PER_MTOK,
+                       REFINE_OUT_PER_MTOK);
     if (c->claim_idle_ms == 0)
         c->claim_idle_ms = c->job_timeout_ms + 30000;
     if (c->claim_idle_ms <= c->job_timeout_ms)

@@ -69,6 +69,7 @@ struct model_cfg {
     double price_in_per_mtok;   /* USD per 1M prompt tokens, >= 0 */
     double price_out_per_mtok;  /* USD per 1M completion tokens, >= 0 */
     double price_per_hour;      /* USD per hour of busy time (local hardware), >= 0 */
+    char *price_source;      /* where the prices come from (free text), or NULL */
     char *prompt_system;     /* may be "" (no system message) */
     char *prompt_user;       /* template with {text} {draft} {max_words} {instructions} */
 };

@@ -20,5 +20,9 @@ void oplog_apply(const struct bd_config *c);
 void oplog_access(const struct http_req *req, int status, size_t bytes, void *data);
 /* The authentication summary and the environment warnings of c. */
 void oplog_config(const struct bd_config *c);
+/* A refused reload of path: one error line naming every mistake of the file (as briefd
+ * check finds them), or first when checking finds none. */
+struct cfg_err;
+void oplog_reload_refused(const char *path, const struct cfg_err *first);
 
 #endif
