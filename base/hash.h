@@ -3,6 +3,9 @@
  * HMAC-SHA-256 from libcrypto for what must not be reversible or forgeable: keyed
  * fingerprints of API keys and webhook signatures.
  *
+ * The SHA-256 functions are in hash_sha256.c, so a program that uses only FNV-1a does not
+ * need libcrypto.
+ *
  * Ownership: pure functions; nothing is allocated or kept. Key material passed in is only
  * read; out buffers are the caller's. */
 #ifndef BRIEFD_HASH_H
