@@ -16,7 +16,6 @@
 #include "http.h"
 #include "jsonx.h"
 #include "list.h"
-#include "sbuf.h"
 #include "stats.h"
 #include "store.h"
 #include "svc.h"
@@ -950,20 +949,16 @@ static void respond_reload_refused(struct api *api, struct http_req *req,
     const char *path = api->svc->cfg->path;
     int n = path ? config_check_collect(path, errs, CONFIG_MAX_REPORTED) : 0;
     cJSON *o = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(o, "error"), *list;
-    struct sbuf msg = {0};
     char *text;
     if (n <= 0) {
         errs[0] = *first;
         n = 1;
     }
     n = n > CONFIG_MAX_REPORTED ? CONFIG_MAX_REPORTED : n;
-    if (n > 1)
-        sbuf_printf(&msg, "%d mistakes: ", n);
+    text = config_mistakes_text(errs, n);
     list = cJSON_CreateArray();
     for (int i = 0; i < n; i++) {
         cJSON *item = cJSON_CreateObject();
-        sbuf_printf(&msg, "%s%s%s%s", i ? "; " : "", errs[i].path, errs[i].path[0] ? ": " : "",
-                    errs[i].msg);
         if (errs[i].path[0])
             cJSON_AddStringToObject(item, "param", errs[i].path);
         else
@@ -971,7 +966,6 @@ static void respond_reload_refused(struct api *api, struct http_req *req,
         cJSON_AddStringToObject(item, "message", errs[i].msg);
         cJSON_AddItemToArray(list, item);
     }
-    text = sbuf_take(&msg);
     cJSON_AddStringToObject(e, "type", http_error_type(422));
     cJSON_AddStringToObject(e, "code", "invalid_config");
     cJSON_AddStringToObject(e, "message", text ? text : "invalid configuration");

@@ -2013,3 +2013,15 @@ char *config_model_url(const struct model_cfg *m, const char *path)
         return NULL;
     return url;
 }
+
+char *config_mistakes_text(const struct cfg_err *errs, int n)
+{
+    struct sbuf b = {0};
+
+    if (n > 1)
+        sbuf_printf(&b, "%d mistakes: ", n);
+    for (int i = 0; i < n; i++)
+        sbuf_printf(&b, "%s%s%s%s", i ? "; " : "", errs[i].path, errs[i].path[0] ? ": " : "",
+                    errs[i].msg);
+    return sbuf_take(&b);
+}

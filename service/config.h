@@ -191,5 +191,8 @@ char *config_model_url(const struct model_cfg *m, const char *path);
 /* config_check_file() into an array: the first max mistakes (every one reported the same
  * way as briefd check). Returns the number of mistakes found (0: valid). */
 int config_check_collect(const char *path, struct cfg_err *out, int max);
+/* n mistakes as one sentence: "path: what" for one, "N mistakes: path: what; path: what"
+ * for several (a mistake without a path is just "what"). malloc'd; NULL on OOM. */
+char *config_mistakes_text(const struct cfg_err *errs, int n);
 
 #endif

@@ -6,7 +6,6 @@
 #include "config.h"
 #include "http.h"
 #include "log.h"
-#include "sbuf.h"
 
 void oplog_apply(const struct bd_config *c)
 {
@@ -58,20 +57,13 @@ void oplog_reload_refused(const char *path, const struct cfg_err *first)
 {
     static struct cfg_err errs[CONFIG_MAX_REPORTED];
     int n = path ? config_check_collect(path, errs, CONFIG_MAX_REPORTED) : 0;
-    struct sbuf b = {0};
     char *text;
 
     if (n <= 0) {
         errs[0] = *first;
         n = 1;
     }
-    n = n > CONFIG_MAX_REPORTED ? CONFIG_MAX_REPORTED : n;
-    if (n > 1)
-        sbuf_printf(&b, "%d mistakes: ", n);
-    for (int i = 0; i < n; i++)
-        sbuf_printf(&b, "%s%s%s%s", i ? "; " : "", errs[i].path, errs[i].path[0] ? ": " : "",
-                    errs[i].msg);
-    text = sbuf_take(&b);
+    text = config_mistakes_text(errs, n > CONFIG_MAX_REPORTED ? CONFIG_MAX_REPORTED : n);
     log_error("reload refused, running config kept: %s", text ? text : first->msg);
     free(text);
 }
