@@ -19,8 +19,7 @@
 #include "stats.h"
 #include "store.h"
 #include "svc.h"
-#include "target.h"
-#include "url.h"
+#include "webhook.h"
 
 #define SSE_MAX_MS (30u * 60u * 1000u)   /* one events stream lives at most 30 minutes */
 #define SSE_POLL_MS 5000u                 /* and re-checks its job this often */
@@ -571,18 +570,18 @@ static int content_type_json(struct http_req *req)
 static void enqueue(struct api *api, struct http_req *req, struct job_req *jr, double wait,
                     const char *idem, const struct facade_req *fr);
 
-/* --- callback_url at submit: the webhook target policy (target.h) --- */
+/* --- callback_url at submit: the webhook target policy (webhook_vet) --- */
 
-/* A submit waiting for its callback_url's host name to resolve. Counted in api->n, so a
- * shutdown waits for it; the request may go away meanwhile (req NULL). */
+/* A submit waiting for its callback_url's host name to resolve. It never touches the API
+ * once the process is stopping (the API may be gone by then): it answers 503 if its client
+ * is still there. */
 struct vet {
     struct api *api;
-    struct http_req *req;
+    struct svc *svc;
+    struct http_req *req;         /* NULL once the client left */
     struct job_req jr;            /* the validated request (owned) */
     double wait;
     char *idem;                   /* Idempotency-Key copy, or NULL */
-    struct bd_config *cfg;        /* the policy checked against (a reference) */
-    uv_getaddrinfo_t gai;
 };
 
 static void vet_abort(struct http_req *req, void *data)
@@ -592,56 +591,24 @@ static void vet_abort(struct http_req *req, void *data)
     v->req = NULL;
 }
 
-static void vet_free(struct vet *v)
+static void on_vetted(void *data, int status, const char *why)
 {
-    struct api *api = v->api;
-    if (v->req)
+    struct vet *v = data;
+    if (v->req) {
         http_req_on_abort(v->req, NULL, NULL);
+        if (v->svc->stopping) {
+            http_resp_header(v->req, "Retry-After", "1");
+            http_respond_error(v->req, 503, "shutting_down", NULL, "this briefd is shutting down");
+        } else if (status != 0) {
+            http_respond_error(v->req, 422, "invalid_value", "callback_url",
+                               "field 'callback_url' is not an allowed target: %s", why);
+        } else {
+            enqueue(v->api, v->req, &v->jr, v->wait, v->idem, NULL);
+        }
+    }
     job_req_free(&v->jr);
     free(v->idem);
-    config_unref(v->cfg);
     free(v);
-    api->n--;
-    if (api->stopping && api->n == 0 && api->stop_cb) {
-        void (*cb)(void *) = api->stop_cb;
-        api->stop_cb = NULL;
-        cb(api->stop_data);
-    }
-}
-
-/* 0 if every address the name resolved to may be a target, else -1 with why. */
-static int vet_addresses(const struct vet *v, const struct addrinfo *res, char *why, size_t n)
-{
-    for (const struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-        struct netaddr a;
-        if (netaddr_from_sockaddr(ai->ai_addr, &a) == 0 &&
-            !target_addr_ok(&v->cfg->webhook_allow, 0, &a, why, n))
-            return -1;
-    }
-    return 0;
-}
-
-static void on_vet_resolved(uv_getaddrinfo_t *gai, int status, struct addrinfo *res)
-{
-    struct vet *v = gai->data;
-    char why[200];
-    if (status == 0 && vet_addresses(v, res, why, sizeof(why)) != 0)
-        status = BD_EREFUSED;
-    else if (status < 0)
-        snprintf(why, sizeof(why), "its host does not resolve (%s)", uv_strerror(status));
-    uv_freeaddrinfo(res);
-    if (v->req && v->api->stopping) {
-        http_resp_header(v->req, "Retry-After", "1");
-        http_respond_error(v->req, 503, "shutting_down", NULL, "this briefd is shutting down");
-    } else if (v->req && status != 0) {
-        http_respond_error(v->req, 422, "invalid_value", "callback_url",
-                           "field 'callback_url' is not an allowed target: %s", why);
-    } else if (v->req) {
-        http_req_on_abort(v->req, NULL, NULL);
-        enqueue(v->api, v->req, &v->jr, v->wait, v->idem, NULL);
-        v->req = NULL;
-    }
-    vet_free(v);
 }
 
 /* Check jr's callback_url, then queue it (now, or once its host name has resolved); takes
@@ -649,48 +616,29 @@ static void on_vet_resolved(uv_getaddrinfo_t *gai, int status, struct addrinfo *
 static void vet_callback(struct api *api, struct http_req *req, struct job_req *jr,
                          double wait, const char *idem)
 {
-    struct addrinfo hints;
-    struct url_parts u;
     char why[200];
     struct vet *v;
-    enum target_verdict tv = url_parse(jr->callback_url, &u, NULL) == 0
-                                 ? target_check_host(&api->svc->cfg->webhook_allow, &u, why,
-                                                     sizeof(why))
-                                 : TARGET_REFUSED;
-    if (tv == TARGET_REFUSED) {
-        http_respond_error(req, 422, "invalid_value", "callback_url",
-                           "field 'callback_url' is not an allowed target: %s", why);
-        job_req_free(jr);
-        return;
-    }
-    v = tv == TARGET_RESOLVE ? calloc(1, sizeof(*v)) : NULL;
-    if (tv == TARGET_ALLOWED || !v) {
-        if (v || tv == TARGET_ALLOWED)
+    int rc = webhook_vet_now(api->svc->cfg, jr->callback_url, why, sizeof(why));
+    if (rc != 1) {
+        if (rc == 0)
             enqueue(api, req, jr, wait, idem, NULL);
         else
-            http_respond_error(req, 500, "out_of_memory", NULL, "out of memory");
+            http_respond_error(req, 422, "invalid_value", "callback_url",
+                               "field 'callback_url' is not an allowed target: %s", why);
         job_req_free(jr);
         return;
     }
-    v->api = api;
-    v->req = req;
-    v->jr = *jr;
-    memset(jr, 0, sizeof(*jr));
-    v->wait = wait;
-    v->idem = idem ? strdup(idem) : NULL;
-    v->cfg = config_ref(api->svc->cfg);
-    v->gai.data = v;
-    api->n++;
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    if (uv_getaddrinfo(api->svc->loop, &v->gai, on_vet_resolved, u.host, NULL, &hints) != 0) {
+    v = calloc(1, sizeof(*v));
+    if (!v || webhook_vet_resolve(api->svc->loop, api->svc->cfg, jr->callback_url, on_vetted,
+                                  v) != 0) {
         http_respond_error(req, 503, "resolver_unavailable", "callback_url",
                            "the callback_url host could not be looked up; try again");
-        v->req = NULL;
-        vet_free(v);
+        free(v);
+        job_req_free(jr);
         return;
     }
+    *v = (struct vet){api, api->svc, req, *jr, wait, idem ? strdup(idem) : NULL};
+    memset(jr, 0, sizeof(*jr));
     http_req_on_abort(req, vet_abort, v);
 }
 

@@ -2,6 +2,7 @@
 #include "webhook.h"
 
 #include <cjson/cJSON.h>
+#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -270,4 +271,82 @@ void webhook_close(struct webhook *w)
         }
     }
     free(w);
+}
+
+/* --- vetting a callback_url at submit --- */
+
+int webhook_vet_now(const struct bd_config *cfg, const char *url, char *why, size_t n)
+{
+    struct url_parts u;
+    const char *bad = NULL;
+
+    if (url_parse(url, &u, &bad) != 0) {
+        snprintf(why, n, "%s", bad);
+        return -1;
+    }
+    switch (target_check_host(&cfg->webhook_allow, &u, why, n)) {
+    case TARGET_ALLOWED:
+        return 0;
+    case TARGET_RESOLVE:
+        return 1;
+    default:
+        return -1;
+    }
+}
+
+struct vetting {
+    uv_getaddrinfo_t gai;
+    struct bd_config *cfg;
+    void (*cb)(void *data, int status, const char *why);
+    void *data;
+};
+
+static void on_resolved(uv_getaddrinfo_t *gai, int status, struct addrinfo *res)
+{
+    struct vetting *v = gai->data;
+    char why[200] = "";
+    int rc = 0;
+
+    if (status < 0) {
+        snprintf(why, sizeof(why), "its host does not resolve (%s)", uv_strerror(status));
+        rc = BD_EREFUSED;
+    }
+    for (const struct addrinfo *ai = status == 0 ? res : NULL; ai && rc == 0; ai = ai->ai_next) {
+        struct netaddr a;
+        if (netaddr_from_sockaddr(ai->ai_addr, &a) == 0 &&
+            !target_addr_ok(&v->cfg->webhook_allow, 0, &a, why, sizeof(why)))
+            rc = BD_EREFUSED;
+    }
+    uv_freeaddrinfo(res);
+    v->cb(v->data, rc, rc ? why : NULL);
+    config_unref(v->cfg);
+    free(v);
+}
+
+int webhook_vet_resolve(uv_loop_t *loop, struct bd_config *cfg, const char *url,
+                        void (*cb)(void *data, int status, const char *why), void *data)
+{
+    struct addrinfo hints;
+    struct url_parts u;
+    struct vetting *v;
+    int rc;
+
+    if (url_parse(url, &u, NULL) != 0)
+        return BD_EINVAL;
+    v = calloc(1, sizeof(*v));
+    if (!v)
+        return BD_ENOMEM;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    v->gai.data = v;
+    v->cfg = config_ref(cfg);
+    v->cb = cb;
+    v->data = data;
+    rc = uv_getaddrinfo(loop, &v->gai, on_resolved, u.host, NULL, &hints);
+    if (rc != 0) {
+        config_unref(v->cfg);
+        free(v);
+    }
+    return rc;
 }

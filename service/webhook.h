@@ -16,6 +16,7 @@
 #define BRIEFD_WEBHOOK_H
 
 #include <stddef.h>
+#include <uv.h>
 
 struct svc;
 struct webhook;
@@ -26,6 +27,18 @@ struct webhook;
 int webhook_new(struct svc *svc, struct webhook **out);
 /* Job id ended: deliver it to url (fire and forget; failures are logged). */
 void webhook_send(struct webhook *w, const char *id, const char *url);
+
+/* Vet a callback_url before its job is accepted, against the target policy of cfg
+ * (target.h). webhook_vet_now() decides what needs no lookup: 0 allowed (an allowed literal
+ * address, a listed name), -1 refused with why, 1 when the host name must be resolved.
+ * webhook_vet_resolve() resolves it off the loop (uv_getaddrinfo) and calls cb(data, 0,
+ * NULL) when every address is allowed, or cb(data, BD_EREFUSED, why) when one is not or
+ * the name does not resolve. It returns 0 (cb runs exactly once, never from inside the call;
+ * cfg is referenced until then) or a negative error (cb will not run). */
+struct bd_config;
+int webhook_vet_now(const struct bd_config *cfg, const char *url, char *why, size_t n);
+int webhook_vet_resolve(uv_loop_t *loop, struct bd_config *cfg, const char *url,
+                        void (*cb)(void *data, int status, const char *why), void *data);
 
 /* The webhook-signature value for one message: "v1," + base64(HMAC-SHA256(secret,
  * "<msg_id>.<timestamp>.<body>")) into out (WEBHOOK_SIGNATURE_LEN bytes). Returns 0, or a
