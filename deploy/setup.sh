@@ -9,7 +9,7 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 
-BUILD_PKGS="build-essential cmake pkg-config libuv1-dev libcurl4-openssl-dev libcjson-dev libhiredis-dev"
+BUILD_PKGS="build-essential cmake pkg-config libuv1-dev libcurl4-openssl-dev libssl-dev libcjson-dev libhiredis-dev"
 RUN_PKGS="redis-server redis-tools"
 TEST_PKGS="clang libclang-rt-14-dev curl python3 prometheus pmccabe"
 
