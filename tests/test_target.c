@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "bderr.h"
+#include "config.h"
 #include "target.h"
 #include "tcheck.h"
 #include "webhook.h"
@@ -88,8 +89,29 @@ static void test_sign(void)
     CHECK(webhook_sign(secret, sizeof secret, "msg_1", 1, "{}", sig, 10) == BD_ETOOBIG);
 }
 
+/* webhook_vet_now: what needs no lookup is decided at once. */
+static void test_vet_now(void)
+{
+    static const char conf[] = "{\"webhooks\": {\"allow\": [\"127.0.0.1\", \"hooks.internal\"]}}";
+    struct cfg_err err;
+    struct bd_config *c = config_load_string(conf, strlen(conf), &err);
+    char why[200];
+
+    CHECK(c != NULL);
+    if (!c)
+        return;
+    CHECK(webhook_vet_now(c, "http://127.0.0.1:9/x", why, sizeof why) == 0);
+    CHECK(webhook_vet_now(c, "http://hooks.internal/x", why, sizeof why) == 0);
+    CHECK(webhook_vet_now(c, "http://10.0.0.1/x", why, sizeof why) == -1);
+    CHECK(strstr(why, "10.0.0.1 is a private address") != NULL);
+    CHECK(webhook_vet_now(c, "http://example.test/x", why, sizeof why) == 1);
+    CHECK(webhook_vet_now(c, "http://a@b@example.test/x", why, sizeof why) == -1);
+    config_unref(c);
+}
+
 int main(void)
 {
+    test_vet_now();
     test_no_allow_list();
     test_allow_list();
     test_sign();
