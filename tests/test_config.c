@@ -118,6 +118,8 @@ static void test_defaults(void)
     CHECK(c->draft.auth_header == MODEL_AUTH_BEARER && c->draft.n_headers == 0);
     CHECK(c->log_format == 0 && c->log_level == 1);
     CHECK(c->webhook_secret == NULL && c->webhook_allow.n_entries == 0);
+    CHECK(c->draft.price_source && strstr(c->draft.price_source, "Azure AI Foundry"));
+    CHECK(c->refine.price_source && strstr(c->refine.price_source, "W&B Inference"));
     CHECK_STR(c->draft.prompt_user, "Summarize the following document as an executive brief "
               "of at most {max_words} words.{instructions}\n\nDocument:\n{text}");
     CHECK_STR(c->refine.prompt_user, "Rewrite the draft brief below into a clear, accurate "
@@ -938,6 +940,21 @@ static void test_log_and_webhooks(void)
                "expected one of debug, info, warn, error");
 }
 
+/* The default price.source describes the default prices only. */
+static void test_price_source(void)
+{
+    struct cfg_err err;
+    struct bd_config *c = load_str("{\"models\": {\"draft\": {\"price\": {\"per_hour\": 0.4}}, "
+                                   "\"refine\": {\"price\": {\"input_per_mtok\": 1, "
+                                   "\"source\": \"our contract\"}}}}", &err);
+    CHECK(c != NULL);
+    if (c) {
+        CHECK(c->draft.price_source == NULL);
+        CHECK_STR(c->refine.price_source, "our contract");
+    }
+    config_unref(c);
+}
+
 static void test_fingerprint(void)
 {
     struct cfg_err err;
@@ -1033,6 +1050,7 @@ int main(void)
     test_headers();
     test_headers_errors();
     test_log_and_webhooks();
+    test_price_source();
     test_fingerprint();
     test_env_warnings();
     return tcheck_summary("test_config");
