@@ -469,12 +469,14 @@ static int append_logprob(struct oai_result *r, struct oai_accum *st, double v)
 static void note_reasoning(const cJSON *m, struct oai_result *r, struct oai_accum *st)
 {
     static const char *const keys[] = {"reasoning_content", "reasoning"};
+    static const int from[] = {OAI_REASONING_CONTENT, OAI_REASONING_FIELD};
     size_t i;
 
     for (i = 0; i < sizeof keys / sizeof keys[0]; i++) {
         const char *s = get_str(m, keys[i]);
         if (s != NULL && s[0] != '\0') {
             r->has_reasoning = 1;
+            r->reasoning_from |= from[i];
             st->reasoning_bytes += strlen(s);
         }
     }
@@ -492,6 +494,7 @@ static int append_parts(const cJSON *arr, struct oai_result *r, struct oai_accum
         const char *text = cJSON_IsString(part) ? part->valuestring : get_str(part, "text");
         if (type != NULL && (strcmp(type, "thinking") == 0 || strcmp(type, "reasoning") == 0)) {
             r->has_reasoning = 1;
+            r->reasoning_from |= OAI_REASONING_PARTS;
             continue;
         }
         if (text == NULL || (type != NULL && strcmp(type, "text") != 0 &&
@@ -630,12 +633,14 @@ static int apply_harmony(struct oai_result *r, struct oai_accum *st)
             n = 0;
         }
         r->has_reasoning |= !found || contains(s, r->content_len, HARMONY_ANALYSIS);
+        r->reasoning_from |= OAI_REASONING_HARMONY;
     } else if (s != NULL && r->content_len > strlen(STRIPPED_START) &&
                strncmp(s, STRIPPED_START, strlen(STRIPPED_START)) == 0 &&
                contains(s, r->content_len, STRIPPED_FINAL)) {
         b = last_memmem(s, r->content_len, STRIPPED_FINAL) + strlen(STRIPPED_FINAL);
         p = dup_trimmed(b, s + r->content_len, &n);
         r->has_reasoning = 1;
+        r->reasoning_from |= OAI_REASONING_HARMONY;
     } else {
         return 0;
     }

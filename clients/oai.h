@@ -34,6 +34,7 @@ struct oai_result {
     int truncated;          /* finish_reason == "length" */
     char *model;            /* the "model" the server reported, or NULL */
     int has_reasoning;      /* the server sent reasoning_content/reasoning or harmony analysis */
+    int reasoning_from;     /* where reasoning was seen: OAI_REASONING_* bits */
     long prompt_tokens;
     long completion_tokens;
     int usage_estimated;    /* 1: the server sent no usage; counts are estimates */
@@ -41,6 +42,12 @@ struct oai_result {
     double *logprobs;       /* n_logprobs token logprobs, in order */
     size_t n_logprobs;
 };
+
+/* Where a response carried reasoning (struct oai_result.reasoning_from). */
+#define OAI_REASONING_CONTENT 1   /* message.reasoning_content (vLLM, llama.cpp --jinja) */
+#define OAI_REASONING_FIELD   2   /* message.reasoning (Ollama, OpenRouter, newer vLLM) */
+#define OAI_REASONING_PARTS   4   /* content parts of type "thinking" or "reasoning" */
+#define OAI_REASONING_HARMONY 8   /* gpt-oss harmony channels leaked into content */
 
 /* Error codes for the parse functions (negative). */
 #define OAI_EPARSE    (-1)  /* not JSON, or JSON of the wrong shape */

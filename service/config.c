@@ -13,8 +13,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "b64.h"
+#include "bderr.h"
 #include "hash.h"
 #include "router.h"
+#include "sbuf.h"
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define NOFF ((size_t)-1) /* the key lands nowhere directly: its set()/show() handle it */
@@ -32,6 +35,8 @@ enum ktype {
     K_DBL,     /* number in lo..hi (hi = INFINITY: no upper bound), lands in a double */
     K_DBLN,    /* number in lo..hi (lo >= 0) or null, lands in a double; null is -1 */
     K_BOOL,    /* true/false, lands in an int */
+    K_ENUM,    /* one of names[] (a string), lands in an int: its index */
+    K_CUSTOM,  /* any JSON value, handled by ops (parse, describe, free) */
     K_ROUTING, /* object handed whole to router_parse() */
 };
 
@@ -43,6 +48,12 @@ struct kdef {
 };
 
 struct key;
+/* A K_CUSTOM key's handlers; base is the section's base (the value lands where they say). */
+struct key_ops {
+    int (*parse)(char *base, const struct cJSON *v, const char *path, struct cfg_err *err);
+    int (*describe)(const char *base, const char *name, struct cJSON *out);
+    void (*free)(char *base);
+};
 /* Validate and store a string value (replacing the plain copy into base + off). */
 typedef int (*key_set_fn)(char *base, const struct key *k, const char *s, const char *path,
                           struct cfg_err *err);
@@ -60,25 +71,33 @@ struct key {
     int role;               /* K_OBJ: role of the section (-1: the parent's) */
     key_set_fn set;         /* strings: custom validation / conversion, or NULL */
     key_show_fn show;       /* strings: custom describe, or NULL */
+    const char *const *names; /* K_ENUM: the names (NULL-terminated); default def[].num */
+    const struct key_ops *ops; /* K_CUSTOM */
 };
 
 #define O(f) offsetof(struct bd_config, f)
 #define M(f) offsetof(struct model_cfg, f)
 /* NUM2 / STR2: the judge (role 2) takes the refine model's default; NUM3 / STR3 its own. */
 #define NUM(n, t, o, l, h, d) \
-    {n, t, o, l, h, {{d, NULL}, {d, NULL}, {d, NULL}}, NULL, 0, -1, NULL, NULL}
+    {n, t, o, l, h, {{d, NULL}, {d, NULL}, {d, NULL}}, NULL, 0, -1, NULL, NULL, NULL, NULL}
 #define NUM2(n, t, o, l, h, d0, d1) \
-    {n, t, o, l, h, {{d0, NULL}, {d1, NULL}, {d1, NULL}}, NULL, 0, -1, NULL, NULL}
+    {n, t, o, l, h, {{d0, NULL}, {d1, NULL}, {d1, NULL}}, NULL, 0, -1, NULL, NULL, NULL, NULL}
 #define NUM3(n, t, o, l, h, d0, d1, d2) \
-    {n, t, o, l, h, {{d0, NULL}, {d1, NULL}, {d2, NULL}}, NULL, 0, -1, NULL, NULL}
+    {n, t, o, l, h, {{d0, NULL}, {d1, NULL}, {d2, NULL}}, NULL, 0, -1, NULL, NULL, NULL, NULL}
 #define STR(n, t, o, l, h, d, set, show) \
-    {n, t, o, l, h, {{0, d}, {0, d}, {0, d}}, NULL, 0, -1, set, show}
+    {n, t, o, l, h, {{0, d}, {0, d}, {0, d}}, NULL, 0, -1, set, show, NULL, NULL}
 #define STR2(n, t, o, l, h, d0, d1) \
-    {n, t, o, l, h, {{0, d0}, {0, d1}, {0, d1}}, NULL, 0, -1, NULL, NULL}
+    {n, t, o, l, h, {{0, d0}, {0, d1}, {0, d1}}, NULL, 0, -1, NULL, NULL, NULL, NULL}
 #define STR3(n, t, o, l, h, d0, d1, d2) \
-    {n, t, o, l, h, {{0, d0}, {0, d1}, {0, d2}}, NULL, 0, -1, NULL, NULL}
+    {n, t, o, l, h, {{0, d0}, {0, d1}, {0, d2}}, NULL, 0, -1, NULL, NULL, NULL, NULL}
 #define OBJ(n, o, s, r) \
-    {n, K_OBJ, o, 0, 0, {{0, NULL}, {0, NULL}, {0, NULL}}, s, ARRAY_LEN(s), r, NULL, NULL}
+    {n, K_OBJ, o, 0, 0, {{0, NULL}, {0, NULL}, {0, NULL}}, s, ARRAY_LEN(s), r, NULL, NULL, NULL, \
+     NULL}
+#define ENUM(n, o, names, d) \
+    {n, K_ENUM, o, 0, 0, {{d, NULL}, {d, NULL}, {d, NULL}}, NULL, 0, -1, NULL, NULL, names, NULL}
+#define CUSTOM(n, ops) \
+    {n, K_CUSTOM, NOFF, 0, 0, {{0, NULL}, {0, NULL}, {0, NULL}}, NULL, 0, -1, NULL, NULL, NULL, \
+     ops}
 
 static int set_listen(char *, const struct key *, const char *, const char *, struct cfg_err *);
 static int set_redis_url(char *, const struct key *, const char *, const char *,
@@ -89,6 +108,11 @@ static int set_env_name(char *, const struct key *, const char *, const char *,
                         struct cfg_err *);
 static char *show_listen(const char *base);
 static char *show_redis_url(const char *base);
+static const struct key_ops headers_ops, allow_ops;
+
+static const char *const auth_header_names[] = {"bearer", "api-key", NULL};
+static const char *const log_format_names[] = {"text", "json", NULL};
+static const char *const log_level_names[] = {"debug", "info", "warn", "error", NULL};
 
 #define DRAFT_SYSTEM "You are a precise analyst who writes executive briefs. Use only facts " \
     "stated in the document; never invent names, numbers or dates. Reply with the brief only."
@@ -112,10 +136,25 @@ static char *show_redis_url(const char *base);
 #define JUDGE_USER "Document:\n{text}\n\nMaximum words: {max_words}\n\nBrief:\n{draft}"
 #define DEFAULT_BASE_URL "http://127.0.0.1:5273/v1"
 
+/* Default prices: public list prices of hosted equivalents (docs/CONFIG.md#prices has the
+ * sources and the date): Phi-4-mini-instruct on Azure AI Foundry, gpt-oss-20b on W&B
+ * Inference, USD per million tokens. */
+#define DRAFT_IN_PER_MTOK 0.075
+#define DRAFT_OUT_PER_MTOK 0.30
+#define REFINE_IN_PER_MTOK 0.05
+#define REFINE_OUT_PER_MTOK 0.20
+#define DRAFT_PRICE_SOURCE "Azure AI Foundry list price of Phi-4-mini-instruct (global " \
+    "deployment), USD per 1M tokens, as listed when checked on 2026-12-02"
+#define REFINE_PRICE_SOURCE "W&B Inference list price of gpt-oss-20b, USD per 1M tokens, as " \
+    "listed when checked on 2026-12-02"
+
 static const struct key price_keys[] = {
-    NUM("input_per_mtok", K_DBL, M(price_in_per_mtok), 0, INFINITY, 0),
-    NUM("output_per_mtok", K_DBL, M(price_out_per_mtok), 0, INFINITY, 0),
+    NUM2("input_per_mtok", K_DBL, M(price_in_per_mtok), 0, INFINITY, DRAFT_IN_PER_MTOK,
+         REFINE_IN_PER_MTOK),
+    NUM2("output_per_mtok", K_DBL, M(price_out_per_mtok), 0, INFINITY, DRAFT_OUT_PER_MTOK,
+         REFINE_OUT_PER_MTOK),
     NUM("per_hour", K_DBL, M(price_per_hour), 0, INFINITY, 0),
+    STR2("source", K_STRN, M(price_source), 1, 256, DRAFT_PRICE_SOURCE, REFINE_PRICE_SOURCE),
 };
 
 static const struct key prompt_keys[] = {
@@ -131,6 +170,8 @@ static const struct key model_keys[] = {
     STR2("name", K_STR, M(name), 1, 256, "phi-4-mini", "gpt-oss-20b"),
     STR("base_url", K_STR, M(base_url), 1, 2048, DEFAULT_BASE_URL, set_base_url, NULL),
     STR("api_key_env", K_STRN, M(api_key_env), 1, 128, NULL, set_env_name, NULL),
+    ENUM("auth_header", M(auth_header), auth_header_names, MODEL_AUTH_BEARER),
+    CUSTOM("headers", &headers_ops),
     NUM("timeout_ms", K_INT, M(timeout_ms), 100, 600000, 60000),
     NUM2("max_tokens", K_INT, M(max_tokens), 1, 32768, 300, 600),
     NUM3("temperature", K_DBL, M(temperature), 0, 2, 0.4, 0.2, 0),
@@ -189,6 +230,18 @@ static const struct key auth_keys[] = {
     STR("keys_env", K_STRN, O(auth_keys_env), 1, 128, "BRIEFD_API_KEYS", set_env_name, NULL),
     STR("admin_keys_env", K_STRN, O(admin_keys_env), 1, 128, "BRIEFD_ADMIN_KEYS",
         set_env_name, NULL),
+    STR("fingerprint_salt_env", K_STRN, O(fingerprint_salt_env), 1, 128, NULL, set_env_name,
+        NULL),
+};
+
+static const struct key log_keys[] = {
+    ENUM("format", O(log_format), log_format_names, 0),
+    ENUM("level", O(log_level), log_level_names, 1),
+};
+
+static const struct key webhooks_keys[] = {
+    STR("secret_env", K_STRN, O(webhook_secret_env), 1, 128, NULL, set_env_name, NULL),
+    CUSTOM("allow", &allow_ops),
 };
 
 static const struct key facade_keys[] = {
@@ -215,8 +268,10 @@ static const struct key top_keys[] = {
     OBJ("facade", 0, facade_keys, -1),
     OBJ("stats", 0, stats_keys, -1),
     OBJ("evaluation", 0, evaluation_keys, -1),
+    OBJ("log", 0, log_keys, -1),
+    OBJ("webhooks", 0, webhooks_keys, -1),
     {"routing", K_ROUTING, O(router), 0, 0, {{0, NULL}, {0, NULL}, {0, NULL}}, NULL, 0, -1,
-     NULL, NULL},
+     NULL, NULL, NULL, NULL},
 };
 
 /* ---- small helpers ------------------------------------------------------------------- */
@@ -245,12 +300,14 @@ static int store_str(char **slot, const char *s, size_t len, struct cfg_err *err
     return 0;
 }
 
+/* parent.name into out (PATH_MAX_LEN bytes); a path too long is cut (it is only shown). */
 static void join_path(char *out, const char *parent, const char *name)
 {
-    if (parent[0])
-        snprintf(out, PATH_MAX_LEN, "%s.%s", parent, name);
-    else
-        snprintf(out, PATH_MAX_LEN, "%s", name);
+    int n = parent[0] ? snprintf(out, PATH_MAX_LEN, "%s.%s", parent, name)
+                      : snprintf(out, PATH_MAX_LEN, "%s", name);
+
+    if (n < 0)
+        out[0] = '\0';
 }
 
 static int sub_role(const struct key *k, int role)
@@ -528,22 +585,33 @@ static char *show_redis_url(const char *base)
     return strdup(buf);
 }
 
+/* http(s)://host[:port][/path][?query]: trailing slashes of the path are dropped; a query
+ * (Azure's ?api-version=...) is kept and goes after the paths briefd appends. */
 static int set_base_url(char *base, const struct key *k, const char *s, const char *path,
                         struct cfg_err *err)
 {
-    size_t len = strlen(s);
+    const char *q = strchr(s, '?');
+    size_t len = q ? (size_t)(q - s) : strlen(s), qlen = q ? strlen(q) : 0;
     size_t skip = strncasecmp(s, "https://", 8) == 0 ? 8 : 7;
+    char *joined;
+    int rc;
 
     if (strncasecmp(s, "http://", 7) != 0 && strncasecmp(s, "https://", 8) != 0)
         return cfg_fail(err, path, "expected an http:// or https:// URL");
     while (len > skip && s[len - 1] == '/')
         len--;
-    if (len == skip)
+    if (len == skip || s[skip] == '/')
         return cfg_fail(err, path, "missing host");
-    for (size_t i = 0; i < len; i++)
-        if (!isgraph((unsigned char)s[i]))
+    for (const char *p = s; *p; p++)
+        if (!isgraph((unsigned char)*p))
             return cfg_fail(err, path, "URL must not contain spaces or control characters");
-    return store_str((char **)(void *)(base + k->off), s, len, err);
+    if (strchr(s, '#'))
+        return cfg_fail(err, path, "a fragment (#...) is not allowed");
+    if (asprintf(&joined, "%.*s%s", (int)len, s, q ? q : "") < 0)
+        return oom(err);
+    rc = store_str((char **)(void *)(base + k->off), joined, len + qlen, err);
+    free(joined);
+    return rc;
 }
 
 static int set_env_name(char *base, const struct key *k, const char *s, const char *path,
@@ -558,6 +626,215 @@ static int set_env_name(char *base, const struct key *k, const char *s, const ch
                         "expected an environment variable name ([A-Za-z_][A-Za-z0-9_]*)");
     return store_str((char **)(void *)(base + k->off), s, strlen(s), err);
 }
+
+/* ---- models.*.headers ---------------------------------------------------------------- */
+
+/* Headers briefd sets itself (framing, content negotiation, the connection): refused. */
+static const char *const reserved_headers[] = {
+    "host", "content-length", "content-type", "transfer-encoding", "connection", "keep-alive",
+    "upgrade", "te", "trailer", "expect", "accept", "accept-encoding", "proxy-authorization",
+    "proxy-connection", NULL};
+
+/* An RFC 9110 token: 1..CONFIG_HEADER_NAME_MAX of "!#$%&'*+-.^_`|~" and alphanumerics. */
+static int token_ok(const char *s)
+{
+    size_t n = strlen(s);
+
+    if (n == 0 || n > CONFIG_HEADER_NAME_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)s[i]) && !strchr("!#$%&'*+-.^_`|~", s[i]))
+            return 0;
+    return 1;
+}
+
+/* A header value: visible ASCII, spaces and tabs, at most CONFIG_HEADER_VALUE_MAX bytes. */
+static int header_value_ok(const char *s, size_t n)
+{
+    if (n > CONFIG_HEADER_VALUE_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 0x20 && s[i] <= 0x7e) || s[i] == '\t'))
+            return 0;
+    return 1;
+}
+
+static void header_clear(struct model_header *h)
+{
+    free(h->name);
+    free(h->env);
+    wipe_free(h->value);
+    memset(h, 0, sizeof *h);
+}
+
+static void header_lines_free(struct model_cfg *m)
+{
+    for (size_t i = 0; i < m->n_header_lines; i++)
+        wipe_free(m->header_lines[i]);
+    free(m->header_lines);
+    m->header_lines = NULL;
+    m->n_header_lines = 0;
+}
+
+static void headers_free(char *base)
+{
+    struct model_cfg *m = (struct model_cfg *)(void *)base;
+
+    for (size_t i = 0; i < m->n_headers; i++)
+        header_clear(&m->headers[i]);
+    free(m->headers);
+    m->headers = NULL;
+    m->n_headers = 0;
+    header_lines_free(m);
+}
+
+static int header_name_check(const cJSON *obj, const cJSON *item, const char *path,
+                             struct cfg_err *err)
+{
+    if (!token_ok(item->string))
+        return cfg_fail(err, path, "a header name must be 1 to %d characters of a token "
+                        "(letters, digits and !#$%%&'*+-.^_`|~)", CONFIG_HEADER_NAME_MAX);
+    for (int i = 0; reserved_headers[i]; i++)
+        if (strcasecmp(item->string, reserved_headers[i]) == 0)
+            return cfg_fail(err, path, "briefd sets this header itself");
+    for (const cJSON *p = obj->child; p && p != item; p = p->next)
+        if (strcasecmp(p->string, item->string) == 0)
+            return cfg_fail(err, path, "duplicate header (names are case-insensitive)");
+    return 0;
+}
+
+/* {"env": "VAR"}: the value is read from the environment at load. */
+static int header_env(struct model_header *h, const cJSON *v, const char *path,
+                      struct cfg_err *err)
+{
+    const cJSON *env = cJSON_GetObjectItemCaseSensitive(v, "env");
+    const cJSON *other = v->child;
+    char sub[PATH_MAX_LEN];
+    struct key k = STR("env", K_STR, 0, 1, 128, NULL, NULL, NULL);
+
+    while (other && other == env)
+        other = other->next;
+    if (!env)
+        return cfg_fail(err, path, "expected a string or {\"env\": \"VARIABLE\"}");
+    join_path(sub, path, other ? other->string : "env");
+    if (other)
+        return cfg_fail(err, sub, strcmp(other->string, "env") == 0 ? "duplicate key"
+                                                                     : "unknown key");
+    if (!cJSON_IsString(env))
+        return cfg_fail(err, sub, "expected string");
+    if (strlen(env->valuestring) < 1 || strlen(env->valuestring) > 128)
+        return cfg_fail(err, sub, "must be 1 to 128 characters long");
+    return set_env_name((char *)&h->env, &k, env->valuestring, sub, err);
+}
+
+static int header_parse(struct model_header *h, const cJSON *obj, const cJSON *item,
+                        const char *path, struct cfg_err *err)
+{
+    if (header_name_check(obj, item, path, err) < 0)
+        return -1;
+    h->name = strdup(item->string);
+    if (!h->name)
+        return oom(err);
+    if (cJSON_IsObject(item))
+        return header_env(h, item, path, err);
+    if (!cJSON_IsString(item))
+        return cfg_fail(err, path, "expected a string or {\"env\": \"VARIABLE\"}");
+    if (!header_value_ok(item->valuestring, strlen(item->valuestring)))
+        return cfg_fail(err, path, "a header value must be at most %d bytes of printable "
+                        "ASCII (spaces and tabs allowed)", CONFIG_HEADER_VALUE_MAX);
+    h->value = strdup(item->valuestring);
+    return h->value ? 0 : oom(err);
+}
+
+static int headers_parse(char *base, const cJSON *v, const char *path, struct cfg_err *err)
+{
+    struct model_cfg *m = (struct model_cfg *)(void *)base;
+    char sub[PATH_MAX_LEN];
+    int n = cJSON_GetArraySize(v);
+
+    headers_free(base);
+    if (cJSON_IsNull(v))
+        return 0;
+    if (!cJSON_IsObject(v))
+        return cfg_fail(err, path, "expected object");
+    if (n > CONFIG_MAX_HEADERS)
+        return cfg_fail(err, path, "at most %d headers", CONFIG_MAX_HEADERS);
+    m->headers = calloc((size_t)(n ? n : 1), sizeof *m->headers);
+    if (!m->headers)
+        return oom(err);
+    for (const cJSON *item = v->child; item; item = item->next) {
+        join_path(sub, path, item->string);
+        if (header_parse(&m->headers[m->n_headers++], v, item, sub, err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int headers_describe(const char *base, const char *name, cJSON *out)
+{
+    const struct model_cfg *m = (const struct model_cfg *)(const void *)base;
+    cJSON *o = cJSON_AddObjectToObject(out, name);
+
+    for (size_t i = 0; o && i < m->n_headers; i++) {
+        const struct model_header *h = &m->headers[i];
+        cJSON *e = h->env ? cJSON_CreateObject() : cJSON_CreateString(h->value);
+        if (!e || (h->env && !cJSON_AddStringToObject(e, "env", h->env))) {
+            cJSON_Delete(e);
+            return -1;
+        }
+        cJSON_AddItemToObject(o, h->name, e);
+    }
+    return o ? 0 : -1;
+}
+
+static const struct key_ops headers_ops = {headers_parse, headers_describe, headers_free};
+
+/* ---- webhooks.allow ------------------------------------------------------------------ */
+
+static void allow_free(char *base)
+{
+    target_policy_free(&((struct bd_config *)(void *)base)->webhook_allow);
+}
+
+static int allow_parse(char *base, const cJSON *v, const char *path, struct cfg_err *err)
+{
+    struct target_policy *p = &((struct bd_config *)(void *)base)->webhook_allow;
+    char sub[PATH_MAX_LEN];
+    int i = 0;
+
+    target_policy_free(p);
+    if (!cJSON_IsArray(v))
+        return cfg_fail(err, path, "expected array");
+    for (const cJSON *e = v->child; e; e = e->next, i++) {
+        const char *why = NULL;
+        int rc;
+        snprintf(sub, sizeof sub, "%s[%d]", path, i);
+        if (!cJSON_IsString(e))
+            return cfg_fail(err, sub, "expected string");
+        rc = target_policy_add(p, e->valuestring, &why);
+        if (rc == BD_ENOMEM)
+            return oom(err);
+        if (rc != 0)
+            return cfg_fail(err, sub, "%s", why);
+    }
+    return 0;
+}
+
+static int allow_describe(const char *base, const char *name, cJSON *out)
+{
+    const struct target_policy *p = &((const struct bd_config *)(const void *)base)->webhook_allow;
+    cJSON *arr = cJSON_AddArrayToObject(out, name);
+
+    for (size_t i = 0; arr && i < p->n_entries; i++) {
+        cJSON *s = cJSON_CreateString(p->entries[i]);
+        if (!s)
+            return -1;
+        cJSON_AddItemToArray(arr, s);
+    }
+    return arr ? 0 : -1;
+}
+
+static const struct key_ops allow_ops = {allow_parse, allow_describe, allow_free};
 
 /* ---- applying the table: defaults, then the JSON ------------------------------------- */
 
@@ -582,6 +859,7 @@ static void store_num(const struct key *k, char *base, double v)
     switch (k->type) {
     case K_INT:
     case K_BOOL:
+    case K_ENUM:
         *(int *)slot = (int)v;
         break;
     case K_LONG:
@@ -611,7 +889,7 @@ static int apply_defaults(const struct key *keys, size_t n, char *base, int role
             rc = apply_defaults(k->sub, k->nsub, base + k->off, sub_role(k, role), path, err);
         else if (k->type == K_STR || k->type == K_STRN)
             rc = d->str ? apply_string(k, base, d->str, path, err) : 0;
-        else if (k->type != K_ROUTING)
+        else if (k->type != K_ROUTING && k->type != K_CUSTOM)
             store_num(k, base, d->num);
         if (rc < 0)
             return -1;
@@ -648,6 +926,23 @@ static int apply_number(const cJSON *v, const struct key *k, char *base, const c
 static int apply_object(const cJSON *obj, const struct key *keys, size_t n, char *base,
                         int role, const char *parent, struct cfg_err *err);
 
+static int apply_enum(const cJSON *v, const struct key *k, char *base, const char *path,
+                      struct cfg_err *err)
+{
+    char list[160] = "";
+
+    for (int i = 0; cJSON_IsString(v) && k->names[i]; i++) {
+        if (strcmp(v->valuestring, k->names[i]) == 0) {
+            store_num(k, base, i);
+            return 0;
+        }
+    }
+    for (int i = 0; k->names[i]; i++)
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "",
+                 k->names[i]);
+    return cfg_fail(err, path, "expected one of %s", list);
+}
+
 static int apply_value(const cJSON *v, const struct key *k, char *base, int role,
                        const char *path, struct cfg_err *err)
 {
@@ -682,6 +977,10 @@ static int apply_value(const cJSON *v, const struct key *k, char *base, int role
             return 0;
         }
         return apply_number(v, k, base, path, err);
+    case K_ENUM:
+        return apply_enum(v, k, base, path, err);
+    case K_CUSTOM:
+        return k->ops->parse(base, v, path, err);
     default:
         return apply_number(v, k, base, path, err);
     }
@@ -813,13 +1112,49 @@ static int derive_judge(struct bd_config *c, const cJSON *root, struct cfg_err *
     return 0;
 }
 
+/* A header that would send the model key a second time, or another value in its place. */
+static int auth_header_clash(const struct model_cfg *m, const char *role, struct cfg_err *err)
+{
+    const char *auth = m->auth_header == MODEL_AUTH_API_KEY ? "api-key" : "Authorization";
+    char path[PATH_MAX_LEN];
+
+    if (!m->api_key_env)
+        return 0;
+    for (size_t i = 0; i < m->n_headers; i++) {
+        if (strcasecmp(m->headers[i].name, auth) != 0)
+            continue;
+        snprintf(path, sizeof path, "models.%s.headers.%s", role, m->headers[i].name);
+        return cfg_fail(err, path, "conflicts with api_key_env, whose key is sent as %s "
+                        "(auth_header)", auth);
+    }
+    return 0;
+}
+
+/* The default price.source describes the default prices only: once a price differs from
+ * them and no source of its own was given, there is no source. */
+static void price_source_check(struct model_cfg *m, const char *dflt, double in, double out)
+{
+    if (m->price_source && strcmp(m->price_source, dflt) == 0 &&
+        (m->price_in_per_mtok != in || m->price_out_per_mtok != out || m->price_per_hour != 0)) {
+        free(m->price_source);
+        m->price_source = NULL;
+    }
+}
+
 static int derive(struct bd_config *c, struct cfg_err *err)
 {
+    price_source_check(&c->draft, DRAFT_PRICE_SOURCE, DRAFT_IN_PER_MTOK, DRAFT_OUT_PER_MTOK);
+    price_source_check(&c->refine, REFINE_PRICE_SOURCE, REFINE_IN_PER_MTOK,
+                       REFINE_OUT_PER_MTOK);
     if (c->claim_idle_ms == 0)
         c->claim_idle_ms = c->job_timeout_ms + 30000;
     if (c->claim_idle_ms <= c->job_timeout_ms)
         return cfg_fail(err, "workers.claim_idle_ms", "must exceed workers.job_timeout_ms");
-    return 0;
+    if (auth_header_clash(&c->draft, "draft", err) < 0)
+        return -1;
+    if (auth_header_clash(&c->refine, "refine", err) < 0)
+        return -1;
+    return auth_header_clash(&c->judge, "judge", err);
 }
 
 static void trim(const char **s, size_t *len)
@@ -961,6 +1296,111 @@ static int load_model_key(struct model_cfg *m, const char *path, struct cfg_err 
     return store_str(&m->api_key, val, len, err);
 }
 
+/* The environment values of {"env": ...} headers, then the "Name: value" lines sent. */
+static int load_headers(struct model_cfg *m, const char *role, struct cfg_err *err)
+{
+    char path[PATH_MAX_LEN];
+
+    for (size_t i = 0; i < m->n_headers; i++) {
+        struct model_header *h = &m->headers[i];
+        const char *val = h->env ? getenv(h->env) : NULL;
+        size_t len = val ? strlen(val) : 0;
+        if (!h->env)
+            continue;
+        trim(&val, &len);
+        snprintf(path, sizeof path, "models.%s.headers.%s.env", role, h->name);
+        if (len == 0)
+            continue; /* unset or empty: the header is not sent (a warning at start) */
+        if (!header_value_ok(val, len))
+            return cfg_fail(err, path, "$%s must hold at most %d bytes of printable ASCII",
+                            h->env, CONFIG_HEADER_VALUE_MAX);
+        if (store_str(&h->value, val, len, err) < 0)
+            return -1;
+    }
+    m->header_lines = calloc(m->n_headers + 1, sizeof *m->header_lines);
+    if (!m->header_lines)
+        return oom(err);
+    for (size_t i = 0; i < m->n_headers; i++) {
+        const struct model_header *h = &m->headers[i];
+        if (!h->value)
+            continue;
+        if (asprintf(&m->header_lines[m->n_header_lines], "%s: %s", h->name, h->value) < 0)
+            return oom(err);
+        m->n_header_lines++;
+    }
+    return 0;
+}
+
+#define WHSEC_PREFIX "whsec_"
+#define WEBHOOK_SECRET_MIN 16
+#define WEBHOOK_SECRET_MAX 128
+
+/* webhooks.secret_env: a Standard Webhooks secret, base64 with an optional "whsec_". */
+static int load_webhook_secret(struct bd_config *c, struct cfg_err *err)
+{
+    const char *val = c->webhook_secret_env ? getenv(c->webhook_secret_env) : NULL;
+    size_t len = val ? strlen(val) : 0, n = 0;
+    unsigned char buf[B64_DECODED_MAX(4 * WEBHOOK_SECRET_MAX / 3 + 8)];
+    int rc;
+
+    trim(&val, &len);
+    if (len == 0)
+        return 0;
+    if (len > 6 && strncmp(val, WHSEC_PREFIX, 6) == 0) {
+        val += 6;
+        len -= 6;
+    }
+    rc = b64_decode(val, len, buf, sizeof buf, &n);
+    if (rc != 0 || n < WEBHOOK_SECRET_MIN || n > WEBHOOK_SECRET_MAX) {
+        explicit_bzero(buf, sizeof buf);
+        return cfg_fail(err, "webhooks.secret_env", "$%s must hold a base64 secret of %d to %d "
+                        "bytes, optionally prefixed whsec_", c->webhook_secret_env,
+                        WEBHOOK_SECRET_MIN, WEBHOOK_SECRET_MAX);
+    }
+    c->webhook_secret = malloc(n);
+    if (c->webhook_secret) {
+        memcpy(c->webhook_secret, buf, n);
+        c->webhook_secret_len = n;
+    }
+    explicit_bzero(buf, sizeof buf);
+    return c->webhook_secret ? 0 : oom(err);
+}
+
+#define FINGERPRINT_LABEL "briefd-api-key-fingerprint-v1"
+
+/* The HMAC key of api_key_id: from auth.fingerprint_salt_env when it holds a salt, else
+ * derived from what every process of a deployment shares - the Redis it uses (host, port,
+ * database, password) and its key prefix. Either way it passes through HMAC-SHA-256 under a
+ * fixed label, so the salt itself is never the key. */
+static int load_fingerprint_key(struct bd_config *c, struct cfg_err *err)
+{
+    const char *salt = c->fingerprint_salt_env ? getenv(c->fingerprint_salt_env) : NULL;
+    struct sbuf b = {0};
+    char *text;
+    int rc;
+
+    if (salt && *salt) {
+        sbuf_adds(&b, "salt");
+        sbuf_add(&b, "", 1);
+        sbuf_adds(&b, salt);
+    } else {
+        sbuf_printf(&b, "redis%c%s%c%d%c%d%c", 0, c->redis_host, 0, c->redis_port, 0,
+                    c->redis_db, 0);
+        sbuf_adds(&b, c->redis_password ? c->redis_password : "");
+        sbuf_add(&b, "", 1);
+        sbuf_adds(&b, c->redis_prefix);
+    }
+    b.oom = b.oom || !b.p;
+    rc = b.oom ? BD_ENOMEM
+               : hash_hmac_sha256(FINGERPRINT_LABEL, strlen(FINGERPRINT_LABEL), b.p, b.len,
+                                  c->fingerprint_key);
+    if (b.p)
+        explicit_bzero(b.p, b.len);
+    text = sbuf_take(&b);
+    free(text);
+    return rc == 0 ? 0 : oom(err);
+}
+
 static int load_secrets(struct bd_config *c, struct cfg_err *err)
 {
     if (load_keys(c->auth_keys_env, "auth.keys_env", &c->api_keys, &c->api_key_tenants,
@@ -972,7 +1412,14 @@ static int load_secrets(struct bd_config *c, struct cfg_err *err)
     if (load_model_key(&c->draft, "models.draft.api_key_env", err) < 0 ||
         load_model_key(&c->refine, "models.refine.api_key_env", err) < 0)
         return -1;
-    return load_model_key(&c->judge, "models.judge.api_key_env", err);
+    if (load_model_key(&c->judge, "models.judge.api_key_env", err) < 0)
+        return -1;
+    if (load_headers(&c->draft, "draft", err) < 0 || load_headers(&c->refine, "refine", err) < 0 ||
+        load_headers(&c->judge, "judge", err) < 0)
+        return -1;
+    if (load_webhook_secret(c, err) < 0)
+        return -1;
+    return load_fingerprint_key(c, err);
 }
 
 static cJSON *describe_core(const struct bd_config *c);
@@ -1052,6 +1499,13 @@ static int describe_keys(const struct bd_config *c, const struct key *keys, size
                 cJSON_Delete(sub);
         } else if (k->type == K_STR || k->type == K_STRN) {
             rc = describe_str(k, base, out);
+        } else if (k->type == K_ENUM) {
+            rc = cJSON_AddStringToObject(out, k->name,
+                                         k->names[*(const int *)(const void *)(base + k->off)])
+                     ? 0
+                     : -1;
+        } else if (k->type == K_CUSTOM) {
+            rc = k->ops->describe(base, k->name, out);
         } else {
             rc = describe_num(k, base, out);
         }
@@ -1119,6 +1573,8 @@ static void free_strings(const struct key *keys, size_t n, char *base)
 
         if (k->type == K_OBJ) {
             free_strings(k->sub, k->nsub, base + k->off);
+        } else if (k->type == K_CUSTOM) {
+            k->ops->free(base);
         } else if ((k->type == K_STR || k->type == K_STRN) && k->off != NOFF) {
             /* the slot's address is formed only for keys that have one (NOFF is not an
              * offset: base + NOFF would overflow) */
@@ -1140,6 +1596,9 @@ static void cfg_free(struct bd_config *c)
     wipe_free(c->draft.api_key);
     wipe_free(c->refine.api_key);
     wipe_free(c->judge.api_key);
+    if (c->webhook_secret)
+        explicit_bzero(c->webhook_secret, c->webhook_secret_len);
+    free(c->webhook_secret);
     free_keys(c->api_keys, c->n_api_keys);
     free_keys(c->admin_keys, c->n_admin_keys);
     free_tenants(c->api_key_tenants, c->n_api_keys);
@@ -1517,4 +1976,139 @@ const char *config_key_tenant(const struct bd_config *c, const char *key)
 int config_auth_enabled(const struct bd_config *c)
 {
     return c && (c->n_api_keys + c->n_admin_keys) > 0;
+}
+
+void config_key_fingerprint(const struct bd_config *c, const char *key, char *out, size_t n)
+{
+    unsigned char mac[HASH_SHA256_LEN];
+
+    if (!c || !key || hash_hmac_sha256(c->fingerprint_key, sizeof c->fingerprint_key, key,
+                                       strlen(key), mac) != 0) {
+        snprintf(out, n, "anon");
+        return;
+    }
+    snprintf(out, n, "key_%02x%02x%02x%02x%02x%02x%02x%02x", mac[0], mac[1], mac[2], mac[3],
+             mac[4], mac[5], mac[6], mac[7]);
+    explicit_bzero(mac, sizeof mac);
+}
+
+/* ---- warnings about the environment -------------------------------------------------- */
+
+static int env_unset(const char *env)
+{
+    const char *v = env ? getenv(env) : NULL;
+    size_t len = v ? strlen(v) : 0;
+
+    trim(&v, &len);
+    return env && len == 0;
+}
+
+struct env_warn {
+    void (*warn)(const char *path, const char *msg, void *data);
+    void *data;
+    int n;
+};
+
+static void env_warn(struct env_warn *w, const char *path, const char *env, const char *effect)
+{
+    char msg[sizeof(((struct cfg_err *)0)->msg)];
+
+    if (!env_unset(env))
+        return;
+    snprintf(msg, sizeof msg, "$%s is not set: %s", env, effect);
+    w->warn(path, msg, w->data);
+    w->n++;
+}
+
+static void model_env_warnings(struct env_warn *w, const struct model_cfg *m, const char *role)
+{
+    char path[PATH_MAX_LEN];
+
+    snprintf(path, sizeof path, "models.%s.api_key_env", role);
+    env_warn(w, path, m->api_key_env, m->auth_header == MODEL_AUTH_API_KEY
+                                          ? "no api-key header is sent"
+                                          : "no Authorization header is sent");
+    for (size_t i = 0; i < m->n_headers; i++) {
+        snprintf(path, sizeof path, "models.%s.headers.%s.env", role, m->headers[i].name);
+        env_warn(w, path, m->headers[i].env, "this header is not sent");
+    }
+}
+
+int config_env_warnings(const struct bd_config *c,
+                        void (*warn)(const char *path, const char *msg, void *data), void *data)
+{
+    struct env_warn w = {warn, data, 0};
+    const char *off = config_auth_enabled(c) ? "no keys from it"
+                                             : "no keys from it; authentication is off";
+
+    env_warn(&w, "auth.keys_env", c->auth_keys_env, off);
+    env_warn(&w, "auth.admin_keys_env", c->admin_keys_env, off);
+    env_warn(&w, "auth.fingerprint_salt_env", c->fingerprint_salt_env,
+             "api_key_id fingerprints use the salt derived from redis.url and redis.prefix");
+    model_env_warnings(&w, &c->draft, "draft");
+    model_env_warnings(&w, &c->refine, "refine");
+    env_warn(&w, "webhooks.secret_env", c->webhook_secret_env,
+             "webhooks are sent without a webhook-signature");
+    return w.n;
+}
+
+size_t config_models(const struct bd_config *c, const struct model_cfg **models,
+                     const char **roles, size_t max)
+{
+    size_t n = 0;
+
+    if (n < max) {
+        models[n] = &c->draft;
+        roles[n++] = "draft";
+    }
+    if (n < max) {
+        models[n] = &c->refine;
+        roles[n++] = "refine";
+    }
+    return n;
+}
+
+struct collect {
+    struct cfg_err *out;
+    int max, n;
+};
+
+static void collect_one(const struct cfg_err *err, void *data)
+{
+    struct collect *c = data;
+
+    if (c->n < c->max)
+        c->out[c->n] = *err;
+    c->n++;
+}
+
+int config_check_collect(const char *path, struct cfg_err *out, int max)
+{
+    struct collect c = {out, max, 0};
+
+    config_check_file(path, collect_one, &c);
+    return c.n;
+}
+
+char *config_model_url(const struct model_cfg *m, const char *path)
+{
+    const char *q = strchr(m->base_url, '?');
+    int n = q ? (int)(q - m->base_url) : (int)strlen(m->base_url);
+    char *url;
+
+    if (asprintf(&url, "%.*s%s%s", n, m->base_url, path, q ? q : "") < 0)
+        return NULL;
+    return url;
+}
+
+char *config_mistakes_text(const struct cfg_err *errs, int n)
+{
+    struct sbuf b = {0};
+
+    if (n > 1)
+        sbuf_printf(&b, "%d mistakes: ", n);
+    for (int i = 0; i < n; i++)
+        sbuf_printf(&b, "%s%s%s%s", i ? "; " : "", errs[i].path, errs[i].path[0] ? ": " : "",
+                    errs[i].msg);
+    return sbuf_take(&b);
 }

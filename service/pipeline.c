@@ -181,8 +181,7 @@ static int call_model(struct pipe_job *j, const struct model_cfg *m, const char 
     j->body = oai_build_request(m->name, m->prompt_system, user, m->max_tokens, m->temperature,
                                 m->stream, m->logprobs);
     free(user);
-    if (asprintf(&j->url, "%s/chat/completions", m->base_url) < 0)
-        j->url = NULL;
+    j->url = config_model_url(m, "/chat/completions");
     if (!j->body || !j->url)
         return BD_ENOMEM;
     mc_call_reset(&j->call);
@@ -190,6 +189,9 @@ static int call_model(struct pipe_job *j, const struct model_cfg *m, const char 
     j->call.url = j->url;
     j->call.body = j->body;
     j->call.api_key = m->api_key;
+    j->call.auth = m->auth_header == MODEL_AUTH_API_KEY ? MC_AUTH_API_KEY : MC_AUTH_BEARER;
+    j->call.headers = (const char *const *)m->header_lines;
+    j->call.n_headers = m->n_header_lines;
     j->call.prompt_chars = ulen;
     j->call.stream = m->stream;
     j->call.timeout_ms = m->timeout_ms;

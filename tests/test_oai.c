@@ -408,7 +408,7 @@ static void test_gptoss_reasoning(void)
 
     CHECK(rc == 0);
     CHECK_STR(r.content, "Cloud revenue grew 12%; costs were flat.");
-    CHECK(r.has_reasoning == 1);
+    CHECK(r.has_reasoning == 1 && r.reasoning_from == OAI_REASONING_CONTENT);
     CHECK(r.prompt_tokens == 120 && r.completion_tokens == 60 && r.usage_estimated == 0);
     oai_result_free(&r);
 
@@ -418,7 +418,7 @@ static void test_gptoss_reasoning(void)
         msg);
     CHECK(rc == 0);
     CHECK_STR(r.content, "Brief.");
-    CHECK(r.has_reasoning == 1);
+    CHECK(r.has_reasoning == 1 && r.reasoning_from == OAI_REASONING_FIELD);
     CHECK(r.usage_estimated == 1 && r.prompt_tokens == 2);
     CHECK(r.completion_tokens == 5);   /* 6 + 14 bytes generated */
     oai_result_free(&r);
@@ -441,7 +441,7 @@ static void test_harmony_leak(void)
     CHECK(rc == 0);
     CHECK_STR(r.content, "Cloud revenue grew 12%.");
     CHECK(r.content_len == 23);
-    CHECK(r.has_reasoning == 1);
+    CHECK(r.has_reasoning == 1 && r.reasoning_from == OAI_REASONING_HARMONY);
     CHECK(r.usage_estimated == 1 && r.prompt_tokens == 100);
     CHECK(r.completion_tokens == oai_estimate_tokens(strlen(raw)));  /* all of it generated */
     oai_result_free(&r);
@@ -464,7 +464,7 @@ static void test_harmony_leak(void)
         "assistantfinal Revenue rose 12%.'},'finish_reason':'stop'}]}"), 0, &r, msg);
     CHECK(rc == 0);
     CHECK_STR(r.content, "Revenue rose 12%.");
-    CHECK(r.has_reasoning == 1);
+    CHECK(r.has_reasoning == 1 && r.reasoning_from == OAI_REASONING_HARMONY);
     CHECK(r.prompt_tokens == 0 && r.model == NULL);
     oai_result_free(&r);
 
@@ -473,7 +473,7 @@ static void test_harmony_leak(void)
         "'finish_reason':'stop'}]}"), 0, &r, msg);
     CHECK(rc == 0);
     CHECK_STR(r.content, "analysis of Q3: revenue rose.");
-    CHECK(r.has_reasoning == 0);
+    CHECK(r.has_reasoning == 0 && r.reasoning_from == 0);
     oai_result_free(&r);
 }
 
@@ -513,7 +513,7 @@ static void test_shapes(void)
         "'finish_reason':'stop'}]}"), 0, &r, msg);
     CHECK(rc == 0);
     CHECK_STR(r.content, "Revenue rose.!?");
-    CHECK(r.has_reasoning == 1);
+    CHECK(r.has_reasoning == 1 && r.reasoning_from == OAI_REASONING_PARTS);
     oai_result_free(&r);
 
     /* partial and bogus usage: what is missing or not a sane count is estimated */
@@ -953,7 +953,7 @@ static void test_sse_gptoss(void)
     run_all_ways(reasoning, 0, &w);
     CHECK(w.finish_rc == 0 && w.signals == 1);
     CHECK_STR(w.r.content, "Clear brief.");
-    CHECK(w.r.has_reasoning == 1);
+    CHECK(w.r.has_reasoning == 1 && w.r.reasoning_from != 0);
     CHECK(w.r.usage_estimated == 1 && w.r.completion_tokens == 7);  /* 12 + 7 + 9 bytes */
     oai_result_free(&w.r);
 
@@ -961,7 +961,7 @@ static void test_sse_gptoss(void)
     CHECK(w.finish_rc == 0 && w.signals == 1);
     CHECK_STR(w.r.content, "Brief text.");
     CHECK(w.r.content_len == 11);
-    CHECK(w.r.has_reasoning == 1);
+    CHECK(w.r.has_reasoning == 1 && w.r.reasoning_from == OAI_REASONING_HARMONY);
     CHECK(w.r.completion_tokens == oai_estimate_tokens(strlen(
         "<|channel|>analysis<|message|>Check facts.<|end|><|start|>assistant<|channel|>final"
         "<|message|>Brief text.")));

@@ -34,6 +34,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     setenv("FUZZ_SHORT_KEYS", "short", 1);
     setenv("FUZZ_EMPTY", "", 1);
     setenv("FUZZ_SK", "sk-fuzz-secret-1234\n", 1);
+    setenv("FUZZ_PK", "pk-fuzz-header-value", 1);
+    setenv("FUZZ_WH", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", 1);
+    setenv("FUZZ_SALT", "a fuzz salt", 1);
     unsetenv("BRIEFD_API_KEYS");
     unsetenv("BRIEFD_ADMIN_KEYS");
     return 0;
