@@ -110,7 +110,9 @@ static void normalize(const char *s, size_t a, size_t b, int dots, struct num *o
     digits[n] = '\0';
     out->decimals = -1;
     if (dots >= 2) {
-        snprintf(out->norm, sizeof(out->norm), "%s", digits);
+        size_t k = n < sizeof(out->norm) - 1 ? n : sizeof(out->norm) - 1; /* cut, as meant */
+        memcpy(out->norm, digits, k);
+        out->norm[k] = '\0';
         return;
     }
     end = n;

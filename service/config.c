@@ -16,6 +16,7 @@
 #include "b64.h"
 #include "bderr.h"
 #include "hash.h"
+#include "mclient.h"
 #include "router.h"
 #include "sbuf.h"
 
@@ -1092,6 +1093,26 @@ static void wipe_tree(cJSON *item)
 /* ---- after the walk: derived values, secrets, version -------------------------------- */
 
 /* models.judge's keys of judge_from_refine[] that the file (root) does not give. */
+/* dst's headers become a copy of src's (before load_headers() reads the variables). */
+static int copy_headers(struct model_cfg *dst, const struct model_cfg *src, struct cfg_err *err)
+{
+    headers_free((char *)dst);
+    if (src->n_headers == 0)
+        return 0;
+    dst->headers = calloc(src->n_headers, sizeof *dst->headers);
+    if (!dst->headers)
+        return oom(err);
+    for (size_t i = 0; i < src->n_headers; i++) {
+        const struct model_header *h = &src->headers[i];
+        struct model_header *d = &dst->headers[dst->n_headers++];
+        if (store_str(&d->name, h->name, strlen(h->name), err) < 0 ||
+            (h->env && store_str(&d->env, h->env, strlen(h->env), err) < 0) ||
+            (!h->env && h->value && store_str(&d->value, h->value, strlen(h->value), err) < 0))
+            return -1;
+    }
+    return 0;
+}
+
 static int derive_judge(struct bd_config *c, const cJSON *root, struct cfg_err *err)
 {
     const cJSON *given = cJSON_GetObjectItemCaseSensitive(
@@ -1109,6 +1130,13 @@ static int derive_judge(struct bd_config *c, const cJSON *root, struct cfg_err *
         if (*src && store_str(dst, *src, strlen(*src), err) < 0)
             return -1;
     }
+    if (cJSON_GetObjectItemCaseSensitive(given, "base_url"))
+        return 0;
+    /* the refine model's endpoint: how it wants its key sent and its headers too */
+    if (!cJSON_GetObjectItemCaseSensitive(given, "auth_header"))
+        c->judge.auth_header = c->refine.auth_header;
+    if (!cJSON_GetObjectItemCaseSensitive(given, "headers"))
+        return copy_headers(&c->judge, &c->refine, err);
     return 0;
 }
 
@@ -2065,6 +2093,11 @@ size_t config_models(const struct bd_config *c, const struct model_cfg **models,
         models[n] = &c->refine;
         roles[n++] = "refine";
     }
+    if (n < max && (strcmp(c->judge.name, c->refine.name) != 0 ||
+                    strcmp(c->judge.base_url, c->refine.base_url) != 0)) {
+        models[n] = &c->judge;
+        roles[n++] = "judge";
+    }
     return n;
 }
 
@@ -2099,6 +2132,18 @@ char *config_model_url(const struct model_cfg *m, const char *path)
     if (asprintf(&url, "%.*s%s%s", n, m->base_url, path, q ? q : "") < 0)
         return NULL;
     return url;
+}
+
+void config_model_call(struct mc_call *call, const struct model_cfg *m)
+{
+    call->api_key = m->api_key;
+    call->auth = m->auth_header == MODEL_AUTH_API_KEY ? MC_AUTH_API_KEY : MC_AUTH_BEARER;
+    call->headers = (const char *const *)m->header_lines;
+    call->n_headers = m->n_header_lines;
+    call->stream = m->stream;
+    call->timeout_ms = m->timeout_ms;
+    call->max_attempts = m->max_attempts;
+    call->backoff_ms = m->backoff_ms;
 }
 
 char *config_mistakes_text(const struct cfg_err *errs, int n)

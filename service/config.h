@@ -184,7 +184,7 @@ int config_env_warnings(const struct bd_config *c,
                         void (*warn)(const char *path, const char *msg, void *data), void *data);
 
 /* The models the configuration calls: up to max (model, role) pairs in a fixed order
- * ("draft", "refine"; models added later follow). Returns how many. */
+ * ("draft", "refine", then "judge" when it is not the refine model). Returns how many. */
 #define CONFIG_MAX_MODELS 4
 size_t config_models(const struct bd_config *c, const struct model_cfg **models,
                      const char **roles, size_t max);
@@ -193,6 +193,12 @@ size_t config_models(const struct bd_config *c, const struct model_cfg **models,
  * "/models"), with a query string of base_url (?api-version=...) kept at the end.
  * malloc'd (caller frees); NULL on OOM. */
 char *config_model_url(const struct model_cfg *m, const char *path);
+
+/* A call to model m as its configuration says: the key in the header its auth mode names,
+ * its extra headers (borrowed from m: the call must end before the config is released),
+ * streaming, timeout, attempts and backoff. The caller sets url, body and the rest. */
+struct mc_call;
+void config_model_call(struct mc_call *call, const struct model_cfg *m);
 
 /* config_check_file() into an array: the first max mistakes (every one reported the same
  * way as briefd check). Returns the number of mistakes found (0: valid). */

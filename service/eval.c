@@ -75,14 +75,10 @@ static int start_call(struct ev *ev, int s, struct mc_call *call, const char *bo
 {
     const struct model_cfg *m = &ev->slot[s];
 
+    config_model_call(call, m);
     call->url = ev->url[s];
-    call->api_key = m->api_key;
     call->body = body;
     call->prompt_chars = prompt_chars;
-    call->stream = m->stream;
-    call->timeout_ms = m->timeout_ms;
-    call->max_attempts = m->max_attempts;
-    call->backoff_ms = m->backoff_ms;
     call->deadline_ms = uv_now(ev->loop) + (uint64_t)ev->cfg->job_timeout_ms;
     call->ttft_ms = -1;
     return mc_call_start(ev->mc, call, cb);
@@ -434,10 +430,9 @@ static int open_ev(struct ev *ev, const struct eval_opts *o)
     for (int s = 0; s < 3; s++) {
         ev->slot[s] = *src[s];        /* strings borrowed from the config */
         ev->slot[s].temperature = 0;  /* a deterministic, fair comparison */
-        if (asprintf(&ev->url[s], "%s/chat/completions", src[s]->base_url) < 0) {
-            ev->url[s] = NULL;
+        ev->url[s] = config_model_url(src[s], "/chat/completions");
+        if (!ev->url[s])
             return BD_ENOMEM;
-        }
     }
     ev->arms = o->arms;
     ev->concurrency = o->concurrency;

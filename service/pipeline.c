@@ -188,15 +188,8 @@ static int call_model(struct pipe_job *j, const struct model_cfg *m, const char 
     j->call.data = j;
     j->call.url = j->url;
     j->call.body = j->body;
-    j->call.api_key = m->api_key;
-    j->call.auth = m->auth_header == MODEL_AUTH_API_KEY ? MC_AUTH_API_KEY : MC_AUTH_BEARER;
-    j->call.headers = (const char *const *)m->header_lines;
-    j->call.n_headers = m->n_header_lines;
+    config_model_call(&j->call, m);
     j->call.prompt_chars = ulen;
-    j->call.stream = m->stream;
-    j->call.timeout_ms = m->timeout_ms;
-    j->call.max_attempts = m->max_attempts;
-    j->call.backoff_ms = m->backoff_ms;
     j->call.deadline_ms = j->deadline_ms;
     j->t_stage = uv_hrtime();
     return mc_call_start(j->p->svc->mc, &j->call, cb);
@@ -232,8 +225,9 @@ static void breaker_note(struct pipe_job *j, struct breaker *b, const struct mod
         log_warn("circuit breaker for the %s model '%s' is now %s%s", role, m->name,
                  breaker_state_name(b->state),
                  b->state != BREAKER_OPEN ? ""
-                 : b == &j->p->draft_br ? " (calls paused; jobs wait in the queue)"
-                                        : " (calls paused; jobs keep their drafts)");
+                 : b == &j->p->draft_br
+                     ? " (calls paused; jobs wait in the queue)"
+                     : " (calls paused; jobs that route to refinement keep their drafts)");
 }
 
 /* The bookkeeping every model stage ends with: its latency and busy time, failures for the

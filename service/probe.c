@@ -100,10 +100,7 @@ static int start_call(struct probe *p, struct probe_model *pm, const char *path,
     pm->call.url = pm->url;
     pm->call.body = pm->body;
     pm->call.raw = pm->body == NULL;
-    pm->call.api_key = m->api_key;
-    pm->call.auth = m->auth_header == MODEL_AUTH_API_KEY ? MC_AUTH_API_KEY : MC_AUTH_BEARER;
-    pm->call.headers = (const char *const *)m->header_lines;
-    pm->call.n_headers = m->n_header_lines;
+    config_model_call(&pm->call, m);
     pm->call.prompt_chars = strlen(PROBE_SYSTEM) + strlen(PROBE_USER);
     pm->call.stream = stream;
     pm->call.timeout_ms = m->timeout_ms < PROBE_MAX_TIMEOUT_MS ? m->timeout_ms

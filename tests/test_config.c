@@ -725,8 +725,10 @@ static void test_judge_defaults(void)
     CHECK_NEAR(c->judge.temperature, 0.0, 0);
     CHECK(c->judge.logprobs == 0 && c->judge.stream == 0 && c->judge.max_tokens == 600);
     CHECK(c->judge.timeout_ms == 60000 && c->judge.max_attempts == 3);
-    CHECK(c->judge.price_in_per_mtok == 0 && c->judge.price_out_per_mtok == 0 &&
-          c->judge.price_per_hour == 0);
+    /* the judge defaults to the refine model, so to its list prices */
+    CHECK_NEAR(c->judge.price_in_per_mtok, c->refine.price_in_per_mtok, 0);
+    CHECK_NEAR(c->judge.price_out_per_mtok, c->refine.price_out_per_mtok, 0);
+    CHECK(c->judge.price_in_per_mtok > 0 && c->judge.price_per_hour == 0);
     /* the layout the simulator reads (docs/EVALUATION.md) */
     CHECK_STR(c->judge.prompt_user,
               "Document:\n{text}\n\nMaximum words: {max_words}\n\nBrief:\n{draft}");
@@ -737,7 +739,8 @@ static void test_judge_defaults(void)
 }
 
 /* name, base_url and api_key_env follow models.refine unless models.judge gives them;
- * nothing else does (the refine model's temperature and prices stay its own). */
+ * nothing else does (the refine model's temperature and prices stay its own; the judge's default prices are
+ * the refine model's list prices). */
 static void test_judge_derived(void)
 {
     struct cfg_err err;
@@ -762,7 +765,7 @@ static void test_judge_derived(void)
         CHECK_STR(a->judge.api_key_env, "TC_RK");
         CHECK_STR(a->judge.api_key, "sk-refine-1");
         CHECK_NEAR(a->judge.temperature, 0.0, 0);
-        CHECK(a->judge.price_in_per_mtok == 0);
+        CHECK_NEAR(a->judge.price_in_per_mtok, 0.05, 1e-12); /* its default, not refine's 2 */
     }
     if (b) {
         CHECK_STR(b->judge.name, "other-family");
@@ -782,6 +785,45 @@ static void test_judge_derived(void)
     config_unref(a);
     config_unref(b);
     config_unref(c);
+}
+
+/* A judge on the refine model's endpoint sends what that endpoint needs: its auth mode and
+ * its headers (a gateway's, say); a judge with its own base_url sends neither. */
+static void test_judge_headers_follow_endpoint(void)
+{
+    struct cfg_err err;
+    struct bd_config *a, *b;
+    const char *refine = "\"refine\": {\"auth_header\": \"api-key\", \"api_key_env\": \"TC_RK\","
+                         " \"headers\": {\"x-portkey-provider\": \"openai\","
+                         " \"x-portkey-api-key\": {\"env\": \"TC_PK\"}}}";
+    char buf[1024];
+
+    setenv("TC_RK", "sk-r", 1);
+    setenv("TC_PK", "pk-secret", 1);
+    snprintf(buf, sizeof buf, "{\"models\": {%s}}", refine);
+    a = load_str(buf, &err);
+    snprintf(buf, sizeof buf,
+             "{\"models\": {%s, \"judge\": {\"base_url\": \"http://j.example/v1\"}}}", refine);
+    b = load_str(buf, &err);
+    unsetenv("TC_RK");
+    unsetenv("TC_PK");
+    CHECK(a && b);
+    if (a) {
+        CHECK(a->judge.auth_header == MODEL_AUTH_API_KEY);
+        CHECK(a->judge.n_header_lines == 2);
+        if (a->judge.n_header_lines == 2) {
+            CHECK_STR(a->judge.header_lines[0], "x-portkey-provider: openai");
+            CHECK_STR(a->judge.header_lines[1], "x-portkey-api-key: pk-secret");
+        }
+        CHECK(a->refine.n_header_lines == 2); /* a copy: the refine model keeps its own */
+    }
+    if (b) {
+        CHECK(b->judge.auth_header == MODEL_AUTH_BEARER);
+        CHECK(b->judge.n_headers == 0 && b->judge.n_header_lines == 0);
+        CHECK_STR(b->judge.api_key, "sk-r"); /* api_key_env still follows */
+    }
+    config_unref(a);
+    config_unref(b);
 }
 
 static void test_judge_evaluation_errors(void)
@@ -1185,6 +1227,7 @@ int main(void)
     test_version();
     test_judge_defaults();
     test_judge_derived();
+    test_judge_headers_follow_endpoint();
     test_judge_evaluation_errors();
     test_judge_evaluation_describe();
     test_refcount();
