@@ -178,13 +178,14 @@ static void rctx_done(struct rctx *c)
 }
 
 static void respond_redis_down(struct http_req *req);
+static void respond_store_error(struct api *api, struct http_req *req, int status);
 
 /* A parked request whose Redis call is being made: NULL after answering 503/500. */
 static struct rctx *rctx_begin(struct api *api, struct http_req *req, const char *id)
 {
     struct rctx *c;
     if (!store_ready(api->svc->store)) {
-        respond_redis_down(req);
+        respond_store_error(api, req, BD_EREDIS_DOWN);
         return NULL;
     }
     c = rctx_new(api, req, id);
@@ -201,7 +202,7 @@ static void rctx_sent(struct rctx *c, int rc)
         return;
     }
     if (c->req)
-        respond_redis_down(c->req);
+        respond_store_error(c->api, c->req, rc);
     rctx_done(c);
 }
 
@@ -303,6 +304,27 @@ static void respond_redis_down(struct http_req *req)
                        "the job store is unreachable; nothing was queued, try again");
 }
 
+/* 503 for a store call that failed with status: what Redis said when it refused the command
+ * (out of memory, a read-only replica ...), else why it is unreachable (refused, timed out,
+ * handshake refused). */
+static void respond_store_error(struct api *api, struct http_req *req, int status)
+{
+    const char *said = store_last_reply_error(api->svc->store);
+    const char *why = store_last_error(api->svc->store);
+
+    http_resp_header(req, "Retry-After", "1");
+    if (status == BD_EREDIS_REPLY && said[0])
+        http_respond_error(req, 503, "redis_error", NULL,
+                           "the job store refused the command: %.200s; nothing was queued, "
+                           "try again later", said);
+    else if (why[0])
+        http_respond_error(req, 503, "redis_unavailable", NULL,
+                           "the job store is unreachable (%.200s); nothing was queued, try "
+                           "again", why);
+    else
+        respond_redis_down(req);
+}
+
 /* --- fetching a job for a parked request --- */
 
 static void sse_event(struct rctx *c, const char *event, const char *data)
@@ -388,7 +410,7 @@ static void answer(struct rctx *c, int status, cJSON *job)
         http_respond_error(c->req, 404, "job_not_found", "id", "no job with id '%s'", c->id);
         rctx_done(c);
     } else if (status != 0) {
-        respond_redis_down(c->req);
+        respond_store_error(c->api, c->req, status);
         rctx_done(c);
     } else {
         const cJSON *st = cJSON_GetObjectItemCaseSensitive(job, "status");
@@ -558,7 +580,7 @@ static void on_submitted(void *data, int status, enum store_submit_rc rc, long d
     if (!rctx_reply(c))
         return;
     if (status != 0) {
-        respond_redis_down(c->req);
+        respond_store_error(c->api, c->req, status);
         rctx_done(c);
         return;
     }
@@ -829,7 +851,7 @@ static void enqueue(struct api *api, struct http_req *req, struct job_req *jr, d
     struct rctx *c;
 
     if (!store_ready(api->svc->store)) {
-        respond_redis_down(req);
+        respond_store_error(api, req, BD_EREDIS_DOWN);
         return;
     }
     if (job_texts(api, req, jr, &req_text, &meta_text, kid, sizeof(kid)) != 0 ||
@@ -1022,6 +1044,8 @@ static void get_health(struct api *api, struct http_req *req, int ready)
     cJSON_AddStringToObject(o, "status", ok ? "ok" : "unavailable");
     if (ready) {
         cJSON_AddBoolToObject(o, "redis", redis_ok);
+        if (!redis_ok)
+            cJSON_AddStringToObject(o, "redis_error", store_last_error(api->svc->store));
         cJSON_AddStringToObject(o, "config_version", api->svc->cfg->version);
         cJSON_AddBoolToObject(o, "stopping", api->svc->stopping);
     }
@@ -1159,7 +1183,7 @@ static void on_stats_rows(void *data, int status, const struct stats_rows *rows)
         return;
     stats = status == 0 ? stats_window_json(rows, c->window_s, c->dim, c->step_s) : NULL;
     if (!stats)
-        respond_redis_down(c->req);
+        respond_store_error(c->api, c->req, status);
     else
         http_respond_json(c->req, 200, stats);
     cJSON_Delete(stats);
@@ -1218,7 +1242,7 @@ static void on_totals(void *data, int status, const cJSON *totals, long depth, l
         return;
     text = status == 0 ? stats_metrics_text(totals, (double)depth, (double)pending) : NULL;
     if (!text)
-        respond_redis_down(c->req);
+        respond_store_error(c->api, c->req, status);
     else
         http_respond(c->req, 200, "text/plain; version=0.0.4; charset=utf-8", text,
                      strlen(text));

@@ -155,6 +155,12 @@ int config_check_file(const char *path, void (*report)(const struct cfg_err *err
                    void *data);
 
 
+/* A reload may not change what is bound at start-up (listen, the redis section): 0 when next
+ * changes none of it, else -1 with err naming the first key that changed
+ * ("redis.prefix"). */
+int config_restart_diff(const struct bd_config *cur, const struct bd_config *next,
+                        struct cfg_err *err);
+
 struct bd_config *config_ref(struct bd_config *c);
 void config_unref(struct bd_config *c); /* frees at zero */
 

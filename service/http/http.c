@@ -25,6 +25,7 @@
 #define STREAM_QUEUE_MAX ((size_t)8 << 20) /* unsent streamed bytes before we give up */
 #define REQ_ID_MAX       64
 #define LISTEN_BACKLOG   511
+#define PROBE_HEAD_MS    2000         /* a connection on the probe reserve sends its head by then */
 
 /* Where a connection is in its request cycle; the one timer means something per phase. */
 enum phase {
@@ -89,7 +90,8 @@ struct conn {
     unsigned writes;          /* uv_write requests in flight */
     int handles;              /* open libuv handles (tcp, timer) */
     unsigned closing : 1, reading : 1, in_field : 1, keep_alive : 1, keep : 1,
-        close_after : 1, rejected : 1, dispatch : 1, peer_eof : 1, http10 : 1;
+        close_after : 1, rejected : 1, dispatch : 1, peer_eof : 1, http10 : 1,
+        probe_only : 1;       /* past the caps: only a probe path is answered (on the reserve) */
     char peer[64];
 };
 
@@ -105,6 +107,7 @@ struct http_server {
     void *complete_data;
     struct list_node conns;
     unsigned nconns;          /* open, counted against max_conns */
+    unsigned nprobe;          /* open past the caps on the probe reserve */
     unsigned nalive;          /* connection structs not yet freed */
     int handles;              /* listener + guard still open */
     unsigned listening : 1, draining : 1, closing : 1;
@@ -849,6 +852,8 @@ static void conn_close(struct conn *c)
     c->reading = 0;  /* uv_close stops reading */
     if (!c->rejected)
         c->srv->nconns--;
+    if (c->probe_only)
+        c->srv->nprobe--;
     uv_close((uv_handle_t *)&c->timer, conn_on_closed);
     uv_close((uv_handle_t *)&c->tcp, conn_on_closed);
 }
@@ -1100,6 +1105,14 @@ static int expects_continue(const struct conn *c)
     return e && strcasecmp(e, "100-continue") == 0 && !c->http10;
 }
 
+static int is_probe_path(const struct http_server *s, const char *path)
+{
+    for (const char *const *pp = s->lim.probe_paths; pp && *pp; pp++)
+        if (strcmp(*pp, path) == 0)
+            return 1;
+    return 0;
+}
+
 static int on_headers_complete(llhttp_t *p)
 {
     struct conn *c = p->data;
@@ -1107,6 +1120,10 @@ static int on_headers_complete(llhttp_t *p)
 
     if (req_finish_head(c) < 0) {
         set_fail(p, 500, "out_of_memory", "out of memory");
+        return -1;
+    }
+    if (c->probe_only && !is_probe_path(c->srv, c->req->path)) {
+        set_fail(p, 503, "too_many_connections", "too many connections; retry later");
         return -1;
     }
     if (has_len && p->content_length > c->srv->lim.max_body) {
@@ -1135,7 +1152,7 @@ static int on_body(llhttp_t *p, const char *at, size_t n)
 static int on_message_complete(llhttp_t *p)
 {
     struct conn *c = p->data;
-    c->keep_alive = llhttp_should_keep_alive(p) && !llhttp_get_upgrade(p);
+    c->keep_alive = llhttp_should_keep_alive(p) && !llhttp_get_upgrade(p) && !c->probe_only;
     c->phase = PH_HANDLER;
     c->dispatch = 1;
     uv_timer_stop(&c->timer);
@@ -1262,6 +1279,8 @@ void http_limits_default(struct http_limits *l)
     l->header_timeout_ms = 10000;
     l->body_timeout_ms = 30000;
     l->idle_timeout_ms = 60000;
+    l->probe_paths = NULL;
+    l->probe_reserve = 64;
 }
 
 /* Zero sizes take the default; zero timeouts stay zero (= no timeout). */
@@ -1279,6 +1298,8 @@ static void limits_sanitize(struct http_limits *l)
         l->max_body = d.max_body;
     if (!l->max_conns)
         l->max_conns = d.max_conns;
+    if (!l->probe_reserve)
+        l->probe_reserve = d.probe_reserve;
 }
 
 static void settings_init(llhttp_settings_t *st)
@@ -1333,6 +1354,23 @@ static struct conn *conn_new(struct http_server *s)
     return c;
 }
 
+/* A connection past the caps: kept on the probe reserve when there is room (it is answered
+ * only if it asks for a probe path, then closed; its head must come within PROBE_HEAD_MS). */
+static int conn_probe_only(struct conn *c)
+{
+    struct http_server *s = c->srv;
+    uint64_t t = s->lim.header_timeout_ms;
+
+    if (!s->lim.probe_paths || s->nprobe >= s->lim.probe_reserve)
+        return 0;
+    c->probe_only = 1;
+    s->nprobe++;
+    if (conn_begin_request(c) < 0)
+        return 1;
+    conn_timer(c, t && t < PROBE_HEAD_MS ? t : PROBE_HEAD_MS);
+    return 1;
+}
+
 static void srv_on_connection(uv_stream_t *server, int status)
 {
     struct http_server *s = server->data;
@@ -1361,7 +1399,7 @@ static void srv_on_connection(uv_stream_t *server, int status)
         format_peer(&ss, c->peer, sizeof c->peer);
     c->phase = PH_IDLE;
     conn_timer(c, s->lim.header_timeout_ms);
-    if (c->rejected && conn_begin_request(c) == 0)
+    if (c->rejected && !conn_probe_only(c) && conn_begin_request(c) == 0)
         conn_fail(c, 503, "too_many_connections", "too many connections; retry later");
     conn_update_reading(c);
 }

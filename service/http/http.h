@@ -3,7 +3,8 @@
  * One request at a time per connection (pipelining-safe: bytes of a following request are
  * held, unparsed, until the current response is complete). Keep-alive. Every input is
  * bounded (struct http_limits): header bytes (431), header count (431), URL length (414),
- * body bytes (413), connections (past the cap a connection gets a 503 and is closed),
+ * body bytes (413), connections (past the cap a connection gets a 503 and is closed, unless
+ * it asks for a probe path: see probe_paths),
  * and timeouts for slow headers, slow bodies and idle keep-alive (the connection is closed;
  * a request timed out mid-headers or mid-body gets a 408 first). Malformed requests get 400
  * and the connection is closed. Error responses use the JSON envelope of docs/API.md.
@@ -51,6 +52,12 @@ struct http_limits {
     uint64_t header_timeout_ms;/* first byte of a request to end of headers; default 10000 */
     uint64_t body_timeout_ms;  /* end of headers to end of body; default 30000 */
     uint64_t idle_timeout_ms;  /* keep-alive idle; default 60000 */
+    /* Paths answered even past the connection caps (health probes; NULL-terminated, borrowed,
+     * default NULL: none): up to probe_reserve (default 64) connections beyond the caps are
+     * read, and a request for one of these paths is answered (then the connection closes);
+     * any other request on them gets the 503. */
+    const char *const *probe_paths;
+    unsigned probe_reserve;
 };
 /* A zero size or count takes its default; a zero timeout disables that timeout. */
 /* Fill l with the defaults above. */
