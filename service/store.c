@@ -30,6 +30,7 @@
 #define FLUSH_MAX_ITEMS 20000         /* pending items folded per script */
 #define DEPTH_STALE_MS 500            /* a queue depth estimate older than this is re-measured */
 #define SCAN_MAX_INFLIGHT 64
+#define LATE_MARGIN_MS 50             /* a submit's deadline is this much before the give-up */
 
 static const char *const prio_names[] = {"low", "normal", "high"};
 
@@ -55,6 +56,9 @@ struct store {
     long retention_s;
     char claim_cursor[3][48];
     char last_reply_error[200];
+    int64_t clock_off_ms;       /* Redis's clock minus ours (TIME at each connect) ... */
+    int64_t clock_err_ms;       /* ... within this much */
+    int clock_ok;
     uv_timer_t tick;            /* flush, heartbeat, recovery */
     uint64_t last_flush, last_beat, last_recover;
     int flushing, recovering;
@@ -104,9 +108,22 @@ static void key_bucket(const struct store *s, char g, long long n, char *buf)
 
 /* --- scripts (every key a script touches is in KEYS) ------------------------------------ */
 
+/* A submit that reaches Redis after its deadline ARGV[i] (Redis clock, ms; 0: none) - after
+ * briefd told its client it failed - does nothing (store_submit). */
+#define LATE_CHECK_LUA(i) \
+    "if tonumber(ARGV[" i "]) > 0 then\n" \
+    "  local t = redis.call('TIME')\n" \
+    "  if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > tonumber(ARGV[" i "])" \
+    " then\n" \
+    "    return redis.error_reply('LATE the submit reached Redis after briefd gave up on it;" \
+    " nothing was queued')\n" \
+    "  end\n" \
+    "end\n"
+
 /* KEYS: q:low q:normal q:high [idem]. ARGV: prio (0..2), max_queue (0: no bound), req, meta,
- * idem hash, idem ttl. -> {'ok', entry, depth} | {'full', depth} | {'dup', value} */
+ * idem hash, idem ttl, deadline. -> {'ok', entry, depth} | {'full', depth} | {'dup', value} */
 static const char SUBMIT_LUA[] =
+    LATE_CHECK_LUA("7")
     "local p = tonumber(ARGV[1]) + 1\n"
     "if KEYS[4] then\n"
     "  local ex = redis.call('GET', KEYS[4])\n"
@@ -124,6 +141,11 @@ static const char SUBMIT_LUA[] =
     "  redis.call('SET', KEYS[4], e .. ' ' .. ARGV[1] .. ' ' .. ARGV[5], 'EX', ARGV[6])\n"
     "end\n"
     "return {'ok', e, tostring(depth)}\n";
+
+/* KEYS: the queue. ARGV: deadline, req, meta. -> the entry (a submit far from the bound) */
+static const char SUBMIT_FAST_LUA[] =
+    LATE_CHECK_LUA("1")
+    "return redis.call('XADD', KEYS[1], '*', 'r', ARGV[2], 'm', ARGV[3])\n";
 
 /* KEYS: job, jobx, run, q:low, q:normal, q:high. ARGV: group, entry, prio (the id's first
  * entry; "" for an id that never was queued).
@@ -308,9 +330,9 @@ static const char TOTALS_LUA[] =
     "end\n"
     "return {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2]), depth, pending}\n";
 
-static struct rds_script sc_submit, sc_get, sc_finish, sc_transition, sc_redeliver,
+static struct rds_script sc_submit, sc_submit_fast, sc_get, sc_finish, sc_transition, sc_redeliver,
     sc_requeue, sc_fold, sc_guard, sc_totals;
-static const struct rds_script *const scripts[] = {&sc_submit, &sc_get, &sc_finish,
+static const struct rds_script *const scripts[] = {&sc_submit, &sc_submit_fast, &sc_get, &sc_finish,
                                                     &sc_transition, &sc_redeliver,
                                                     &sc_requeue, &sc_fold, &sc_guard,
                                                     &sc_totals};
@@ -322,6 +344,7 @@ static void scripts_init(void)
         return;
     done = 1;
     rds_script_init(&sc_submit, SUBMIT_LUA);
+    rds_script_init(&sc_submit_fast, SUBMIT_FAST_LUA);
     rds_script_init(&sc_get, GET_LUA);
     rds_script_init(&sc_finish, FINISH_LUA);
     rds_script_init(&sc_transition, TRANSITION_LUA);
@@ -459,10 +482,13 @@ static void heartbeat(struct store *s);
 static void kick_finishes(struct store *s);
 static void kick_transitions(struct store *s);
 
+static void measure_clock(struct store *s);
+
 static void on_cmd_state(struct rds *r, enum rds_state st, void *data)
 {
     struct store *s = data;
     if (st == RDS_CONNECTED) {
+        measure_clock(s);
         if (s->consumer)
             ensure_groups(s, r);
         s->depth_at = 0;
@@ -720,10 +746,64 @@ static int needs_check(struct store *s, long max_queue)
     return s->depth_est + s->submitted_since + margin >= max_queue;
 }
 
+/* --- a submit's deadline (Redis's clock): what runs later than briefd waited, never runs --- */
+
+struct clock_op {
+    struct store *s;
+    int64_t t0;                 /* our wall clock when TIME was sent */
+};
+
+static void on_time(struct rds *r, struct rds_reply *x, void *data)
+{
+    struct clock_op *op = data;
+    struct store *s = op->s;
+    int64_t t1 = clock_wall_ms(), redis_ms;
+    char sec[24], usec[24];
+    (void)r;
+    if (reply_status(s, x, RDS_ARRAY) == 0 && rds_reply_len(x) == 2) {
+        reply_copy(rds_reply_elem(x, 0), sec, sizeof(sec));
+        reply_copy(rds_reply_elem(x, 1), usec, sizeof(usec));
+        redis_ms = atoll(sec) * 1000 + atoll(usec) / 1000;
+        s->clock_off_ms = redis_ms - (op->t0 + t1) / 2;
+        s->clock_err_ms = (t1 - op->t0) / 2 + 1;
+        s->clock_ok = 1;
+    }
+    free(op);
+}
+
+/* On every (re)connect: how far Redis's clock is from ours (it may be another machine). */
+static void measure_clock(struct store *s)
+{
+    struct clock_op *op = malloc(sizeof(*op));
+    if (!op)
+        return;
+    op->s = s;
+    op->t0 = clock_wall_ms();
+    if (rds_cmd(s->cmd, on_time, op, "TIME") != 0)
+        free(op);
+}
+
+/* The deadline of a submit sent now, on Redis's clock: the earliest moment the connection may
+ * give it up (rds_drop_at), less the clock's uncertainty and a margin; "0" (none) until the
+ * clock is measured or when commands are not timed. */
+static void submit_deadline(struct store *s, char *buf, size_t n)
+{
+    uint64_t at = s->cmd ? rds_drop_at(s->cmd) : 0;
+    int64_t d;
+    if (!s->clock_ok || at == 0) {
+        snprintf(buf, n, "0");
+        return;
+    }
+    d = clock_wall_ms() + ((int64_t)at - (int64_t)uv_now(s->loop)) + s->clock_off_ms -
+        s->clock_err_ms - LATE_MARGIN_MS;
+    snprintf(buf, n, "%lld", (long long)d);
+}
+
 int store_submit(struct store *s, const struct store_submit *sub, store_submit_cb cb,
                  void *data)
 {
     char kl[KEY_MAX], kn[KEY_MAX], kh[KEY_MAX], kidem[KEY_MAX + 300], maxq[24], prio[4], ttl[24];
+    char deadline[24];
     const char *qs[3] = {kl, kn, kh};
     int idem = sub->idem_scope && sub->idem_key;
     struct submit_op *op = calloc(1, sizeof(*op));
@@ -737,8 +817,14 @@ int store_submit(struct store *s, const struct store_submit *sub, store_submit_c
     key_queue(s, PRIO_LOW, kl);
     key_queue(s, PRIO_NORMAL, kn);
     key_queue(s, PRIO_HIGH, kh);
+    submit_deadline(s, deadline, sizeof(deadline));
     if (!op->checked) {
         s->submitted_since++;
+        if (strcmp(deadline, "0") != 0) {
+            const char *fargs[] = {qs[sub->priority], deadline, sub->req_json, sub->meta_json};
+            return send_or_free(evalsha(s, NULL, on_submit, op, &sc_submit_fast, 1, 4, fargs,
+                                        NULL), op);
+        }
         return send_or_free(rds_cmd(s->cmd, on_submit, op, "XADD %s * r %s m %s",
                                     qs[sub->priority], sub->req_json, sub->meta_json),
                             op);
@@ -751,7 +837,7 @@ int store_submit(struct store *s, const struct store_submit *sub, store_submit_c
     snprintf(maxq, sizeof(maxq), "%ld", needs_check(s, sub->max_queue) ? sub->max_queue : 0);
     snprintf(prio, sizeof(prio), "%d", (int)sub->priority);
     snprintf(ttl, sizeof(ttl), "%ld", sub->idem_ttl_s > 0 ? sub->idem_ttl_s : 86400);
-    const char *args[10];
+    const char *args[11];
     int nk = 3, na = 0;
     args[na++] = kl;
     args[na++] = kn;
@@ -766,6 +852,7 @@ int store_submit(struct store *s, const struct store_submit *sub, store_submit_c
     args[na++] = sub->meta_json;
     args[na++] = idem ? sub->idem_hash : "";
     args[na++] = ttl;
+    args[na++] = deadline;
     return send_or_free(evalsha(s, NULL, on_submit, op, &sc_submit, nk, na, args, NULL), op);
 }
 
