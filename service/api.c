@@ -52,6 +52,8 @@ struct rctx {
     long window_s, step_s;        /* GET /v1/stats */
     char dim[16];
     char *meta_text;              /* POST: the stored metadata (the queued job object) */
+    char scope[80];               /* GET by a tenant key: only that tenant's jobs ("" all) */
+    int vetted;                   /* the job was read and is in scope */
     struct facade_run *run;       /* the facade's pipeline run, or NULL */
 };
 
@@ -268,6 +270,25 @@ static int check_auth(struct api *api, struct http_req *req, int admin)
     return -1;
 }
 
+/* The tenant whose jobs and figures the caller may see, or NULL for everything: keys bound to
+ * a tenant ("tenant=KEY") see their tenant's only; untenanted and admin keys (and everyone,
+ * without auth) see all. */
+static const char *view_tenant(struct api *api, struct http_req *req)
+{
+    const struct bd_config *cfg = api->svc->cfg;
+    const char *key = config_auth_enabled(cfg) ? bearer(req) : NULL;
+    if (!key || !*key || config_is_admin_key(cfg, key))
+        return NULL;
+    return config_key_tenant(cfg, key);
+}
+
+/* Whether c may see job: a scoped request sees only its tenant's jobs. */
+static int in_scope(const struct rctx *c, const cJSON *job)
+{
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(job, "tenant");
+    return !c->scope[0] || (cJSON_IsString(t) && strcmp(t->valuestring, c->scope) == 0);
+}
+
 /* Parse ?wait=S (0..max). Returns seconds (0 when absent) or -1 after answering 400. */
 static double parse_wait(struct http_req *req, int max_s)
 {
@@ -461,6 +482,12 @@ static void on_job_for_ctx(void *data, int status, cJSON *job)
         cJSON_Delete(job);
         return;
     }
+    if (status == 0 && !in_scope(c, job)) {
+        cJSON_Delete(job);
+        job = NULL;
+        status = BD_ENOTFOUND; /* another tenant's job: as if there were none */
+    }
+    c->vetted = status == 0;
     answer(c, status, job);
 }
 
@@ -542,6 +569,8 @@ static void on_store_event(void *data, const char *id, const char *status, const
             ctx_fetch(c);
         } else if (strcmp(c->id, id) != 0) {
             continue;
+        } else if (c->scope[0] && !c->vetted) {
+            ctx_fetch(c); /* not yet known to be this tenant's: read it first */
         } else if (!is_terminal(status)) {
             if (c->sse)
                 sse_status(c, status);
@@ -1006,6 +1035,7 @@ static void run_facade(struct api *api, struct http_req *req, struct job_req *jr
 
 static void get_job(struct api *api, struct http_req *req, const char *id, int events)
 {
+    const char *scope;
     struct rctx *c;
     double wait = 0;
     if (!job_id_valid(id)) {
@@ -1020,6 +1050,8 @@ static void get_job(struct api *api, struct http_req *req, const char *id, int e
     c = rctx_begin(api, req, id);
     if (!c)
         return;
+    scope = view_tenant(api, req);
+    snprintf(c->scope, sizeof(c->scope), "%s", scope ? scope : "");
     if (events) {
         c->sse = 1;
         c->parked = 1;
@@ -1212,6 +1244,7 @@ static void get_stats(struct api *api, struct http_req *req)
 {
     const struct bd_config *cfg = api->svc->cfg;
     const char *by = http_req_query_param(req, "by");
+    const char *tenant = view_tenant(api, req);
     long window = query_long(req, "window", 60, cfg->stats_retention_s, 3600);
     long step;
     struct rctx *c;
@@ -1225,13 +1258,21 @@ static void get_stats(struct api *api, struct http_req *req)
                            "query parameter 'by' must be 'source' or 'tenant'");
         return;
     }
+    if (tenant && by && strcmp(by, "source") == 0) {
+        http_respond_error(req, 403, "tenant_scope", "by",
+                           "this key sees tenant '%s' only: group by tenant, not by source",
+                           tenant);
+        return;
+    }
     c = rctx_begin(api, req, "");
     if (!c)
         return;
     c->window_s = window;
     c->step_s = step;
     snprintf(c->dim, sizeof(c->dim), "%s", by ? by : "");
-    rctx_sent(c, store_stats_window(api->svc->store, window, c->dim, on_stats_rows, c));
+    rctx_sent(c, tenant ? store_stats_window_tenant(api->svc->store, window, c->dim, tenant,
+                                                    on_stats_rows, c)
+                        : store_stats_window(api->svc->store, window, c->dim, on_stats_rows, c));
 }
 
 static void on_totals(void *data, int status, const cJSON *totals, long depth, long pending)

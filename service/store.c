@@ -2371,6 +2371,7 @@ struct window_op {
     store_rows_cb cb;
     void *data;
     char dim[16];
+    char scope[80];             /* a tenant: only its figures (store_stats_window_tenant) */
     long gran_s;
     long long first, last;
     int left;
@@ -2422,6 +2423,20 @@ static void add_into(cJSON *acc, const cJSON *m)
     }
 }
 
+/* A bucket as one tenant sees it: that tenant's group counters as the plain ones. */
+static void scope_bucket(const cJSON *raw, const char *tenant, cJSON *m)
+{
+    char pre[100];
+    size_t n = (size_t)snprintf(pre, sizeof(pre), "g|tenant|%s|", tenant);
+    const cJSON *it;
+    if (n >= sizeof(pre))
+        return;
+    cJSON_ArrayForEach(it, raw) {
+        if (strncmp(it->string, pre, n) == 0)
+            cJSON_AddNumberToObject(m, it->string + n, it->valuedouble);
+    }
+}
+
 static void window_finish(struct window_op *q)
 {
     struct stats_rows rows;
@@ -2438,13 +2453,22 @@ static void window_finish(struct window_op *q)
             cJSON_Delete(m);
             continue;
         }
-        split_bucket(q->maps[b], q->dim, m, rows.groups);
+        if (q->scope[0])
+            scope_bucket(q->maps[b], q->scope, m);
+        else
+            split_bucket(q->maps[b], q->dim, m, rows.groups);
+        if (!m->child) {
+            cJSON_Delete(m);
+            continue;
+        }
         add_into(rows.total, m);
         row = cJSON_CreateArray();
         cJSON_AddItemToArray(row, cJSON_CreateNumber((double)(q->first + b)));
         cJSON_AddItemToArray(row, m);
         cJSON_AddItemToArray(rows.rows, row);
     }
+    if (q->scope[0] && strcmp(q->dim, "tenant") == 0 && rows.total && rows.total->child)
+        cJSON_AddItemToObject(rows.groups, q->scope, cJSON_Duplicate(rows.total, 1));
     q->cb(q->data, q->status, q->status == 0 ? &rows : NULL);
     cJSON_Delete(rows.total);
     cJSON_Delete(rows.rows);
@@ -2475,8 +2499,8 @@ static void on_bucket(struct rds *r, struct rds_reply *x, void *data)
         window_finish(q);
 }
 
-int store_stats_window(struct store *s, long window_s, const char *dim, store_rows_cb cb,
-                       void *data)
+static int window_start(struct store *s, long window_s, const char *dim, const char *tenant,
+                        store_rows_cb cb, void *data)
 {
     struct window_op *q = calloc(1, sizeof(*q));
     long long now_s = (long long)time(NULL), nb;
@@ -2486,6 +2510,7 @@ int store_stats_window(struct store *s, long window_s, const char *dim, store_ro
     q->cb = cb;
     q->data = data;
     snprintf(q->dim, sizeof(q->dim), "%s", dim ? dim : "");
+    snprintf(q->scope, sizeof(q->scope), "%s", tenant ? tenant : "");
     q->gran_s = window_s > 6 * 3600 ? 3600 : 60;
     q->first = (now_s - window_s) / q->gran_s + 1;
     q->last = now_s / q->gran_s;
@@ -2520,6 +2545,18 @@ int store_stats_window(struct store *s, long window_s, const char *dim, store_ro
     if (--q->left == 0)
         window_finish(q);
     return 0;
+}
+
+int store_stats_window(struct store *s, long window_s, const char *dim, store_rows_cb cb,
+                       void *data)
+{
+    return window_start(s, window_s, dim, NULL, cb, data);
+}
+
+int store_stats_window_tenant(struct store *s, long window_s, const char *dim,
+                              const char *tenant, store_rows_cb cb, void *data)
+{
+    return window_start(s, window_s, dim, tenant, cb, data);
 }
 
 static void on_guard(struct rds *r, struct rds_reply *x, void *data)

@@ -234,6 +234,10 @@ typedef void (*store_rows_cb)(void *data, int status, const struct stats_rows *r
  * beyond), grouped by dim ("" | "source" | "tenant"). */
 int store_stats_window(struct store *s, long window_s, const char *dim, store_rows_cb cb,
                        void *data);
+/* The same as one tenant sees it: only that tenant's figures (its group counters), grouped by
+ * dim "" or "tenant" (then one group, its own). */
+int store_stats_window_tenant(struct store *s, long window_s, const char *dim,
+                              const char *tenant, store_rows_cb cb, void *data);
 
 /* The guards' figures: decided and refined jobs over the last window_s seconds, today's
  * (UTC) refine spend and the mean refine cost of the window's refined jobs (USD). */
