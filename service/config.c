@@ -244,6 +244,11 @@ static const struct key log_keys[] = {
 static const struct key webhooks_keys[] = {
     STR("secret_env", K_STRN, O(webhook_secret_env), 1, 128, NULL, set_env_name, NULL),
     CUSTOM("allow", &allow_ops),
+    NUM("max_in_flight", K_INT, O(webhook_max_in_flight), 1, 4096, 64),
+    NUM("timeout_ms", K_INT, O(webhook_timeout_ms), 100, 120000, 10000),
+    NUM("max_attempts", K_INT, O(webhook_max_attempts), 1, 50, 10),
+    NUM("max_age_s", K_LONG, O(webhook_max_age_s), 1, 2592000, 86400),
+    NUM("backoff_base_ms", K_INT, O(webhook_backoff_base_ms), 1, 3600000, 5000),
 };
 
 static const struct key facade_keys[] = {

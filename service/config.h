@@ -129,6 +129,11 @@ struct bd_config {
     unsigned char *webhook_secret;  /* its decoded value (secret), or NULL: unsigned */
     size_t webhook_secret_len;
     struct target_policy webhook_allow; /* webhooks.allow */
+    int webhook_max_in_flight;      /* webhooks.max_in_flight: attempts at once, per process (64) */
+    int webhook_timeout_ms;         /* webhooks.timeout_ms: one attempt (10000) */
+    int webhook_max_attempts;       /* webhooks.max_attempts (10) */
+    long webhook_max_age_s;         /* webhooks.max_age_s: no attempt later (86400) */
+    int webhook_backoff_base_ms;    /* webhooks.backoff_base_ms: the first retry's delay (5000) */
 
     char *facade_model;      /* facade.model: alias for /v1/chat/completions ("briefd-hybrid") */
 

@@ -108,13 +108,13 @@ static void key_bucket(const struct store *s, char g, long long n, char *buf)
 
 /* --- scripts (every key a script touches is in KEYS) ------------------------------------ */
 
-/* A submit that reaches Redis after its deadline ARGV[i] (Redis clock, ms; 0: none) - after
- * briefd told its client it failed - does nothing (store_submit). */
-#define LATE_CHECK_LUA(i) \
-    "if tonumber(ARGV[" i "]) > 0 then\n" \
+/* A submit that reaches Redis after its deadline (the Lua local "deadline": ms on Redis's
+ * clock, 0 for none) - after briefd told its client it failed - does nothing
+ * (store_submit). */
+#define LATE_CHECK_LUA \
+    "if deadline > 0 then\n" \
     "  local t = redis.call('TIME')\n" \
-    "  if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > tonumber(ARGV[" i "])" \
-    " then\n" \
+    "  if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > deadline then\n" \
     "    return redis.error_reply('LATE the submit reached Redis after briefd gave up on it;" \
     " nothing was queued')\n" \
     "  end\n" \
@@ -123,7 +123,7 @@ static void key_bucket(const struct store *s, char g, long long n, char *buf)
 /* KEYS: q:low q:normal q:high [idem]. ARGV: prio (0..2), max_queue (0: no bound), req, meta,
  * idem hash, idem ttl, deadline. -> {'ok', entry, depth} | {'full', depth} | {'dup', value} */
 static const char SUBMIT_LUA[] =
-    LATE_CHECK_LUA("7")
+    "local deadline = tonumber(ARGV[7])\n" LATE_CHECK_LUA
     "local p = tonumber(ARGV[1]) + 1\n"
     "if KEYS[4] then\n"
     "  local ex = redis.call('GET', KEYS[4])\n"
@@ -144,15 +144,15 @@ static const char SUBMIT_LUA[] =
 
 /* KEYS: the queue. ARGV: deadline, req, meta. -> the entry (a submit far from the bound) */
 static const char SUBMIT_FAST_LUA[] =
-    LATE_CHECK_LUA("1")
+    "local deadline = tonumber(ARGV[1])\n" LATE_CHECK_LUA
     "return redis.call('XADD', KEYS[1], '*', 'r', ARGV[2], 'm', ARGV[3])\n";
 
-/* KEYS: job, jobx, run, q:low, q:normal, q:high. ARGV: group, entry, prio (the id's first
- * entry; "" for an id that never was queued).
- * -> {'done', record} | {'live', fields, pending, run} | {'none'} */
+/* KEYS: job, jobx, run, q:low, q:normal, q:high, wh:st. ARGV: group, entry, prio (the id's
+ * first entry; "" for an id that never was queued).
+ * -> {'done', record, webhook status or ''} | {'live', fields, pending, run} | {'none'} */
 static const char GET_LUA[] =
     "local rec = redis.call('GET', KEYS[1])\n"
-    "if rec then return {'done', rec} end\n"
+    "if rec then return {'done', rec, redis.call('GET', KEYS[7]) or ''} end\n"
     "local e, p = ARGV[2], tonumber(ARGV[3])\n"
     "local x = redis.call('HMGET', KEYS[2], 'e', 'p')\n"
     "if x[1] then e = x[1]; p = tonumber(x[2]) end\n"
@@ -163,15 +163,17 @@ static const char GET_LUA[] =
     "local pend = redis.call('XPENDING', q, ARGV[1], e, e, 1)\n"
     "return {'live', f[1][2], #pend > 0 and 1 or 0, redis.call('GET', KEYS[3]) or ''}\n";
 
-/* KEYS: q:low q:normal q:high pend, then per job: job, jobx.
+/* KEYS: q:low q:normal q:high pend, then per job: job, jobx; then wh:q wh:due.
  * ARGV: group, channel, n, then per job: prio (-1: never queued), entry, has jobx (0/1),
- * ttl, record, delta, event. -> per job 1 stored, 2 stored earlier by this very delivery (a
+ * ttl, record, delta, event, webhook ("" or "<id> <created ms> <msg id> <url>": a delivery to
+ * keep, see WH_CLAIM_LUA). -> per job 1 stored, 2 stored earlier by this very delivery (a
  * resent batch), 0 refused (the delivery is no longer current). */
 static const char FINISH_LUA[] =
     "local group, chan, n = ARGV[1], ARGV[2], tonumber(ARGV[3])\n"
     "local res, dels, deltas, events = {}, {{}, {}, {}}, {}, {}\n"
+    "local whq, whdue = KEYS[5 + n * 2], KEYS[6 + n * 2]\n"
     "for i = 0, n - 1 do\n"
-    "  local a = 4 + i * 7\n"
+    "  local a = 4 + i * 8\n"
     "  local p, entry = tonumber(ARGV[a]), ARGV[a + 1]\n"
     "  local jk, xk = KEYS[5 + i * 2], KEYS[6 + i * 2]\n"
     "  local ok = 1\n"
@@ -182,6 +184,11 @@ static const char FINISH_LUA[] =
     "    if p >= 0 then table.insert(dels[p + 1], entry) end\n"
     "    deltas[#deltas + 1] = ARGV[a + 5]\n"
     "    events[#events + 1] = ARGV[a + 6]\n"
+    "    local w = ARGV[a + 7]\n"
+    "    local wid, wc = string.match(w, '^(%S+) (%d+) ')\n"
+    "    if wid and redis.call('HSETNX', whq, wid, '0 ' .. string.sub(w, #wid + 2)) == 1 then\n"
+    "      redis.call('ZADD', whdue, wc, wid)\n"
+    "    end\n"
     "    res[#res + 1] = 1\n"
     "  else\n"
     "    local cur = redis.call('GET', jk)\n"
@@ -330,12 +337,61 @@ static const char TOTALS_LUA[] =
     "end\n"
     "return {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2]), depth, pending}\n";
 
+/* KEYS: wh:due wh:q. ARGV: now ms, count, lease ms. Up to count deliveries due by now, each
+ * claimed for lease ms: its due time moves past the lease and its attempt number goes up by
+ * one, so another process claims it again only if this one has recorded no outcome by then.
+ * -> {id, state, id, state, ...}, state "<attempt> <created ms> <msg id> <url>" */
+static const char WH_CLAIM_LUA[] =
+    "local now = tonumber(ARGV[1])\n"
+    "local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, ARGV[2])\n"
+    "local out = {}\n"
+    "for _, id in ipairs(ids) do\n"
+    "  local v = redis.call('HGET', KEYS[2], id)\n"
+    "  local a, rest\n"
+    "  if v then a, rest = string.match(v, '^(%d+) (.*)$') end\n"
+    "  if a then\n"
+    "    local nv = tostring(tonumber(a) + 1) .. ' ' .. rest\n"
+    "    redis.call('HSET', KEYS[2], id, nv)\n"
+    "    redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), id)\n"
+    "    out[#out + 1] = id\n"
+    "    out[#out + 1] = nv\n"
+    "  else\n"
+    "    redis.call('ZREM', KEYS[1], id)\n"
+    "    redis.call('HDEL', KEYS[2], id)\n"
+    "  end\n"
+    "end\n"
+    "return out\n";
+
+/* KEYS: wh:due wh:q wh:st:<id>. ARGV: id, attempt, outcome (delivered | failed | retry |
+ * release), due ms (retry, release), status JSON, status ttl s. Applied (1) only while the
+ * delivery is still at that attempt - no other process claimed it since. delivered / failed:
+ * the delivery is over; retry: due again then; release: the attempt did not happen (the
+ * process is stopping), it is due then and not counted. The status key is what GET joins. */
+static const char WH_DONE_LUA[] =
+    "local v = redis.call('HGET', KEYS[2], ARGV[1])\n"
+    "if not v then return 0 end\n"
+    "local a, rest = string.match(v, '^(%d+) (.*)$')\n"
+    "if not a or tonumber(a) ~= tonumber(ARGV[2]) then return 0 end\n"
+    "if ARGV[3] == 'release' then\n"
+    "  redis.call('HSET', KEYS[2], ARGV[1], tostring(tonumber(a) - 1) .. ' ' .. rest)\n"
+    "  redis.call('ZADD', KEYS[1], ARGV[4], ARGV[1])\n"
+    "  return 1\n"
+    "end\n"
+    "if ARGV[3] == 'retry' then\n"
+    "  redis.call('ZADD', KEYS[1], ARGV[4], ARGV[1])\n"
+    "else\n"
+    "  redis.call('ZREM', KEYS[1], ARGV[1])\n"
+    "  redis.call('HDEL', KEYS[2], ARGV[1])\n"
+    "end\n"
+    "redis.call('SET', KEYS[3], ARGV[5], 'EX', ARGV[6])\n"
+    "return 1\n";
+
 static struct rds_script sc_submit, sc_submit_fast, sc_get, sc_finish, sc_transition, sc_redeliver,
-    sc_requeue, sc_fold, sc_guard, sc_totals;
+    sc_requeue, sc_fold, sc_guard, sc_totals, sc_wh_claim, sc_wh_done;
 static const struct rds_script *const scripts[] = {&sc_submit, &sc_submit_fast, &sc_get, &sc_finish,
                                                     &sc_transition, &sc_redeliver,
                                                     &sc_requeue, &sc_fold, &sc_guard,
-                                                    &sc_totals};
+                                                    &sc_totals, &sc_wh_claim, &sc_wh_done};
 
 static void scripts_init(void)
 {
@@ -353,6 +409,8 @@ static void scripts_init(void)
     rds_script_init(&sc_fold, FOLD_LUA);
     rds_script_init(&sc_guard, GUARD_LUA);
     rds_script_init(&sc_totals, TOTALS_LUA);
+    rds_script_init(&sc_wh_claim, WH_CLAIM_LUA);
+    rds_script_init(&sc_wh_done, WH_DONE_LUA);
 }
 
 /* --- replies and callbacks ---------------------------------------------------------------- */
@@ -951,6 +1009,19 @@ static cJSON *live_job(const char *id, const struct rds_reply *fields, int pendi
     return job;
 }
 
+/* A finished job's webhook outcome, kept beside its record (store_webhook_done), replaces
+ * the "webhook" member it was stored with. */
+static void join_webhook(cJSON *job, const struct rds_reply *st)
+{
+    size_t n;
+    const char *p = rds_reply_str(st, &n);
+    cJSON *w = job && p && n ? cJSON_ParseWithLength(p, n) : NULL;
+    if (!w)
+        return;
+    cJSON_DeleteItemFromObjectCaseSensitive(job, "webhook");
+    cJSON_AddItemToObject(job, "webhook", w);
+}
+
 static void on_get(struct rds *r, struct rds_reply *x, void *data)
 {
     struct get_op *g = data;
@@ -968,6 +1039,7 @@ static void on_get(struct rds *r, struct rds_reply *x, void *data)
         char *rec = elem_dup(x, 1, NULL);
         job = rec ? record_job(rec) : NULL;
         free(rec);
+        join_webhook(job, rds_reply_elem(x, 2));
     } else if (strcmp(what, "live") == 0 && rds_reply_len(x) == 4) {
         reply_copy(rds_reply_elem(x, 3), run, sizeof(run));
         job = live_job(g->id, rds_reply_elem(x, 1), rds_reply_int(rds_reply_elem(x, 2)) != 0,
@@ -984,7 +1056,7 @@ static void on_get(struct rds *r, struct rds_reply *x, void *data)
 int store_get(struct store *s, const char *id, store_job_cb cb, void *data)
 {
     char kjob[KEY_MAX], kx[KEY_MAX], krun[KEY_MAX], kl[KEY_MAX], kn[KEY_MAX], kh[KEY_MAX];
-    char entry[48] = "", prio[4] = "";
+    char kw[KEY_MAX], entry[48] = "", prio[4] = "";
     enum job_priority p;
     struct get_op *g = calloc(1, sizeof(*g));
     if (!g)
@@ -996,13 +1068,14 @@ int store_get(struct store *s, const char *id, store_job_cb cb, void *data)
     key(s, kjob, "job:", id);
     key(s, kx, "jobx:", id);
     key(s, krun, "run:", id);
+    key(s, kw, "wh:st:", id);
     key_queue(s, PRIO_LOW, kl);
     key_queue(s, PRIO_NORMAL, kn);
     key_queue(s, PRIO_HIGH, kh);
     if (job_entry_of_id(id, &p, entry, sizeof(entry)) == 0)
         snprintf(prio, sizeof(prio), "%d", (int)p);
-    const char *args[] = {kjob, kx, krun, kl, kn, kh, GROUP, entry, prio};
-    return send_or_free(evalsha(s, NULL, on_get, g, &sc_get, 6, 9, args, NULL), g);
+    const char *args[] = {kjob, kx, krun, kl, kn, kh, kw, GROUP, entry, prio};
+    return send_or_free(evalsha(s, NULL, on_get, g, &sc_get, 7, 10, args, NULL), g);
 }
 
 /* --- reading the queue ------------------------------------------------------------------------ */
@@ -1272,6 +1345,7 @@ struct batch_item {
     char *record;               /* owned */
     char *delta;
     char *event;
+    char *webhook;              /* "" or the delivery to keep (FINISH_LUA) */
 };
 
 struct batch_op {
@@ -1287,6 +1361,7 @@ static void item_free(struct batch_item *it)
     free(it->record);
     free(it->delta);
     free(it->event);
+    free(it->webhook);
     free(it);
 }
 
@@ -1405,15 +1480,16 @@ static int add_finish_args(struct batch_item *it, const char **keys, const char 
     args[4] = it->record;
     args[5] = it->delta;
     args[6] = it->event;
+    args[7] = it->webhook ? it->webhook : "";
     return 0;
 }
 
 static int send_finishes(struct store *s, struct batch_op *b)
 {
     size_t n = b->n;
-    size_t nkeys = 4 + 2 * n, nargs = nkeys + 3 + 7 * n;
+    size_t nkeys = 4 + 2 * n + 2, nargs = nkeys + 3 + 8 * n;
     const char **argv = calloc(nargs, sizeof(*argv));
-    char (*kbuf)[KEY_MAX] = calloc(4 + 2 * n, KEY_MAX);
+    char (*kbuf)[KEY_MAX] = calloc(nkeys, KEY_MAX);
     char (*prio)[4] = calloc(n ? n : 1, 4);
     char chan[KEY_MAX], num[16];
     int rc = BD_ENOMEM;
@@ -1425,13 +1501,17 @@ static int send_finishes(struct store *s, struct batch_op *b)
     }
     key(s, kbuf[3], "stats:pend:", s->instance);
     argv[3] = kbuf[3];
+    key(s, kbuf[nkeys - 2], "wh:q", NULL);
+    key(s, kbuf[nkeys - 1], "wh:due", NULL);
+    argv[nkeys - 2] = kbuf[nkeys - 2];
+    argv[nkeys - 1] = kbuf[nkeys - 1];
     key(s, chan, "events", NULL);
     snprintf(num, sizeof(num), "%zu", n);
     argv[nkeys] = GROUP;
     argv[nkeys + 1] = chan;
     argv[nkeys + 2] = num;
     for (size_t i = 0; i < n; i++)
-        add_finish_args(b->items[i], argv + 4 + 2 * i, argv + nkeys + 3 + 7 * i,
+        add_finish_args(b->items[i], argv + 4 + 2 * i, argv + nkeys + 3 + 8 * i,
                         kbuf + 4 + 2 * i, s, prio[i]);
     rc = evalsha(s, NULL, on_batch, b, &sc_finish, (int)nkeys, (int)nargs, argv, NULL);
 out:
@@ -1504,6 +1584,19 @@ static void fail_queue(struct store *s, enum item_kind kind)
     }
 }
 
+/* The delivery a finished job leaves for its callback_url: "<id> <now ms> <msg id> <url>", or
+ * "" without one (malloc'd; NULL on OOM). */
+static char *webhook_arg(const char *id, const struct store_result *r)
+{
+    char *out = NULL;
+    if (!r->webhook_url || !r->webhook_msg_id)
+        return strdup("");
+    if (asprintf(&out, "%s %lld %s %s", id, (long long)clock_wall_ms(), r->webhook_msg_id,
+                 r->webhook_url) < 0)
+        return NULL;
+    return out;
+}
+
 int store_finish(struct store *s, const struct store_entry *e, const char *id,
                  const struct store_result *r, store_flag_cb cb, void *data)
 {
@@ -1513,6 +1606,7 @@ int store_finish(struct store *s, const struct store_entry *e, const char *id,
     it = calloc(1, sizeof(*it));
     if (!it)
         return BD_ENOMEM;
+    list_init(&it->node);
     it->kind = ITEM_FINISH;
     it->cb = cb;
     it->data = data;
@@ -1525,11 +1619,9 @@ int store_finish(struct store *s, const struct store_entry *e, const char *id,
                              r->meta_json, r->job_json);
     it->delta = r->stats ? delta_text(r->stats) : strdup("");
     it->event = event_text(it->id, r->status, r->job_json);
-    if (!it->record || !it->delta || !it->event) {
-        free(it->record);
-        free(it->delta);
-        free(it->event);
-        free(it);
+    it->webhook = webhook_arg(it->id, r);
+    if (!it->record || !it->delta || !it->event || !it->webhook) {
+        item_free(it);
         return BD_ENOMEM;
     }
     list_push_back(&s->finishes, &it->node);
@@ -2654,6 +2746,99 @@ void store_count_upstream_error(struct store *s, const char *model, const char *
     key(s, k, "stats:errors", NULL);
     snprintf(field, sizeof(field), "err:%s:%s", model, reason);
     rds_cmd(s->cmd, NULL, NULL, "HINCRBY %s %s %ld", k, field, n);
+}
+
+/* --- webhook deliveries: kept in Redis, claimed by any process --------------------------- */
+
+/* One claimed state "<attempt> <created ms> <msg id> <url>" into w (url borrowed from the
+ * reply): 0, or -1 when it is malformed. */
+static int take_webhook(const char *id, const char *state, size_t len, struct store_webhook *w)
+{
+    char head[160];
+    int attempt = 0, used = 0;
+    long long created = 0;
+    size_t n = len < sizeof(head) - 1 ? len : sizeof(head) - 1;
+    memcpy(head, state, n);
+    head[n] = '\0';
+    memset(w, 0, sizeof(*w));
+    if (strlen(id) != JOB_ID_LEN ||
+        sscanf(head, "%d %lld %63s %n", &attempt, &created, w->msg_id, &used) != 3 ||
+        used <= 0 || (size_t)used >= len || attempt < 1)
+        return -1;
+    snprintf(w->id, sizeof(w->id), "%s", id);
+    w->attempt = attempt;
+    w->created_ms = created;
+    w->url = state + used;
+    return 0;
+}
+
+struct wh_claim_op {
+    struct store *s;
+    store_webhooks_cb cb;
+    void *data;
+};
+
+static void on_wh_claim(struct rds *r, struct rds_reply *x, void *data)
+{
+    struct wh_claim_op *op = data;
+    size_t n = rds_reply_len(x) / 2, got = 0;
+    struct store_webhook *w = NULL;
+    int st = reply_status(op->s, x, RDS_ARRAY);
+    (void)r;
+    if (st == 0 && n > 0) {
+        w = calloc(n, sizeof(*w));
+        st = w ? 0 : BD_ENOMEM;
+    }
+    for (size_t i = 0; st == 0 && i < n; i++) {
+        char id[JOB_ID_LEN + 2];
+        size_t len;
+        const char *state = rds_reply_str(rds_reply_elem(x, 2 * i + 1), &len);
+        reply_copy(rds_reply_elem(x, 2 * i), id, sizeof(id));
+        if (state && take_webhook(id, state, len, &w[got]) == 0)
+            got++;
+    }
+    op->cb(op->data, st, w, got);
+    free(w);
+    free(op);
+}
+
+int store_webhook_claim(struct store *s, int64_t now_ms, unsigned count, long lease_ms,
+                        store_webhooks_cb cb, void *data)
+{
+    char kd[KEY_MAX], kq[KEY_MAX], now[24], cnt[16], lease[24];
+    struct wh_claim_op *op = malloc(sizeof(*op));
+    if (!op)
+        return BD_ENOMEM;
+    op->s = s;
+    op->cb = cb;
+    op->data = data;
+    key(s, kd, "wh:due", NULL);
+    key(s, kq, "wh:q", NULL);
+    snprintf(now, sizeof(now), "%lld", (long long)now_ms);
+    snprintf(cnt, sizeof(cnt), "%u", count);
+    snprintf(lease, sizeof(lease), "%ld", lease_ms);
+    const char *args[] = {kd, kq, now, cnt, lease};
+    return send_or_free(evalsha(s, NULL, on_wh_claim, op, &sc_wh_claim, 2, 5, args, NULL), op);
+}
+
+static const char *const wh_outcomes[] = {"delivered", "failed", "retry", "release"};
+
+int store_webhook_done(struct store *s, const struct store_webhook_done *d, store_flag_cb cb,
+                       void *data)
+{
+    char kd[KEY_MAX], kq[KEY_MAX], kst[KEY_MAX], att[16], due[24], ttl[24];
+    struct op *o = op_new(s, (void (*)(void))cb, data);
+    if (!o)
+        return BD_ENOMEM;
+    key(s, kd, "wh:due", NULL);
+    key(s, kq, "wh:q", NULL);
+    key(s, kst, "wh:st:", d->id);
+    snprintf(att, sizeof(att), "%d", d->attempt);
+    snprintf(due, sizeof(due), "%lld", (long long)d->due_ms);
+    snprintf(ttl, sizeof(ttl), "%ld", d->ttl_s > 0 ? d->ttl_s : 1);
+    const char *args[] = {kd, kq, kst, d->id, att, wh_outcomes[d->outcome], due,
+                          d->status_json ? d->status_json : "{}", ttl};
+    return send_or_free(evalsha(s, NULL, on_flag, o, &sc_wh_done, 3, 9, args, NULL), o);
 }
 
 /* --- closing: finish the batches, fold, leave the registry and the group, disconnect ------ */

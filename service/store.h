@@ -189,6 +189,9 @@ struct store_result {
     const char *meta_json;
     long ttl_s;                 /* record expiry */
     const struct stats_delta *stats; /* what the job adds to the statistics */
+    const char *webhook_url;    /* the job's callback_url, or NULL: a delivery is kept for it
+                                   in the same script (store_webhook_claim) */
+    const char *webhook_msg_id; /* its webhook-id (no spaces) */
 };
 /* End a job with r: store the record, ack and delete its entry, add its statistics and
  * publish - unless the delivery is no longer current (applied = 0). e NULL: a job that never
@@ -205,6 +208,46 @@ int store_finish(struct store *s, const struct store_entry *e, const char *id,
 int store_redeliver(struct store *s, const struct store_entry *e, int attempt, int handbacks,
                     int max_attempts, const struct store_result *failed, store_flag_cb cb,
                     void *data);
+
+/* --- webhook deliveries (service/webhook.c) -------------------------------------------- */
+
+/* A job that ended with a callback_url leaves a delivery in Redis (store_finish, in the same
+ * script): keys P wh:due (ZSET: id -> when it is due, ms) and P wh:q (HASH: id -> attempt
+ * count, when the job ended, the webhook-id, the URL). Any process claims due deliveries;
+ * a claim is a lease, so a delivery whose process died is claimed again once the lease is
+ * over, and two processes never make the same attempt. Outcomes are kept beside the job
+ * record (P wh:st:<id>), and GET shows them as the job's "webhook". */
+struct store_webhook {
+    char id[JOB_ID_LEN + 1];    /* the job */
+    int attempt;                /* this claim's attempt, from 1 */
+    int64_t created_ms;         /* when the job ended: the delivery's age */
+    char msg_id[64];            /* webhook-id */
+    const char *url;            /* the callback_url (valid during the callback) */
+};
+/* w[0..n) (and their strings) are valid during the callback; status < 0: Redis failure. */
+typedef void (*store_webhooks_cb)(void *data, int status, const struct store_webhook *w,
+                                  size_t n);
+/* Claim up to count deliveries due by now_ms, each for lease_ms. */
+int store_webhook_claim(struct store *s, int64_t now_ms, unsigned count, long lease_ms,
+                        store_webhooks_cb cb, void *data);
+
+enum store_webhook_outcome {
+    STORE_WH_DELIVERED = 0,     /* over: the receiver took it */
+    STORE_WH_FAILED,            /* over: given up */
+    STORE_WH_RETRY,             /* due again at due_ms */
+    STORE_WH_RELEASE,           /* not attempted after all (stopping): due at due_ms, uncounted */
+};
+struct store_webhook_done {
+    const char *id;
+    int attempt;                /* the claim's attempt: refused if another claim came since */
+    enum store_webhook_outcome outcome;
+    int64_t due_ms;
+    const char *status_json;    /* the job's "webhook" object from now on (not for RELEASE) */
+    long ttl_s;                 /* how long it is kept (the job record's ttl) */
+};
+/* Record an attempt's outcome; cb(data, status, applied) may be NULL. */
+int store_webhook_done(struct store *s, const struct store_webhook_done *d, store_flag_cb cb,
+                       void *data);
 
 /* --- dead letters -------------------------------------------------------------------- */
 
