@@ -23,7 +23,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (Briefd, EventTally, Redis, Sim, base_config, consumer_of,  # noqa: E402
                      job_id_of_entry, job_record, pending_jobs, queue_state, request, rkey,
-                     tail)
+                     tail, wait_for)
 
 SHORT = ("Revenue grew 12 percent in the third quarter. Costs were flat. "
          "The board approved a new data center in Ohio.")
@@ -913,6 +913,80 @@ class HungRedis(ChaosBase):
         self.assertLessEqual(lines.count("HTTP/1.1 200 OK"), 1024)
         self.drain(book, timeout=30)
         self.report("hung-redis-parked", book)
+        self.passed = True
+
+
+
+# --- 6. webhooks through outages (issue 13, item 3) ---------------------------------------
+
+class WebhookOutage(ChaosBase):
+    """6. 200 jobs with a callback_url while the receiver is down for 8 s; a worker is killed
+    (kill -9) and another stopped (SIGTERM) with deliveries pending and claimed; new workers
+    take over. Every job's callback arrives (at least once, the same webhook-id on every
+    attempt), no delivery is dropped, and each job records "delivered"."""
+    JOBS = 200
+    DOWN_S = 8.0
+
+    def test_receiver_down_workers_killed(self):
+        from harness import free_port
+        from test_webhooks import Receiver
+        port = free_port()
+        self.start_stack(SLOWISH, routing=ROUTING,
+                         workers={"concurrency": 16, "max_attempts": 10,
+                                  "job_timeout_ms": 5000, "claim_idle_ms": 6000,
+                                  "result_ttl_s": 3600},
+                         webhooks={"allow": ["127.0.0.1"], "backoff_base_ms": 300,
+                                   "timeout_ms": 1000, "max_in_flight": 16})
+        workers = [self.start_briefd("worker", name="worker%d" % i) for i in range(2)]
+        book = Book()
+        url = "http://127.0.0.1:%d/hook" % port
+        t_down = time.time()
+        for i in range(self.JOBS):
+            body = job_body(i)
+            body["callback_url"] = url
+            self.submit(book, body)
+        # some jobs ended, their deliveries are failing: kill -9 one worker
+        wait_for(lambda: len(self.redis.cmd("ZRANGE", rkey(self.prefix, "wh:due"), 0, -1)) >= 20,
+                 30, "deliveries pending")
+        self.kill9(workers[0])
+        workers[0] = self.start_briefd("worker", name="worker2")
+        self.assertTrue(self.drain(book, timeout=90), "jobs still open: %s" % book.open_ids()[:5])
+        # every job has ended; SIGTERM the other worker with deliveries still retrying
+        self.assertEqual(workers[1].stop(), 0)
+        self.procs.remove(workers[1])
+        workers[1] = self.start_briefd("worker", name="worker3")
+        time.sleep(max(0.0, self.DOWN_S - (time.time() - t_down)))
+        rx = Receiver(port=port)
+        t_up = time.time()
+        try:
+            def delivered():
+                return set(json.loads(g[1])["id"] for g in rx.got)
+            wait_for(lambda: len(delivered()) >= self.JOBS, 120, "every callback")
+            deadline = time.time() + 20
+            while time.time() < deadline:
+                states = [self.api.get("/v1/jobs/" + j)[1].get("webhook", {}).get("status")
+                          for j in book.accepted]
+                if states.count("delivered") == self.JOBS:
+                    break
+                time.sleep(0.5)
+            posts = len(rx.got)
+            ids = {}
+            for headers, raw, _ in rx.got:
+                ids.setdefault(json.loads(raw)["id"], set()).add(headers["webhook-id"])
+        finally:
+            rx.close()
+        q = self.redis.cmd("HLEN", rkey(self.prefix, "wh:q"))
+        print("  receiver down %.0f s, kill -9 of a worker, SIGTERM of another: %d jobs, %d "
+              "callbacks delivered (%d POSTs, %d duplicate) %.1f s after the receiver came "
+              "back; %d recorded delivered; %d deliveries left" % (
+                  self.DOWN_S, self.JOBS, len(ids), posts, posts - len(ids),
+                  time.time() - t_up, states.count("delivered"), q))
+        self.assertEqual(sorted(ids), sorted(book.accepted))
+        self.assertEqual([j for j, m in ids.items() if len(m) != 1], [],
+                         "a job's attempts carried different webhook-ids")
+        self.assertEqual(states.count("delivered"), self.JOBS, states)
+        self.assertEqual(q, 0)
+        self.report("webhooks", book)
         self.passed = True
 
 
