@@ -1,5 +1,5 @@
 /* store.h - briefd's Redis schema: the job queue, job records, running status, events,
- * statistics and the registry of processes. The only module that knows key names, stream
+ * statistics, webhook deliveries and the registry of processes. The only module that knows key names, stream
  * and group names, Lua scripts and the shape of Redis replies; the rest of briefd speaks in
  * jobs, entries and figures. docs/ARCHITECTURE.md has the key layout; in short (P = the
  * hash tag "{<redis.prefix>}", so every key lands in one Redis Cluster slot):
@@ -17,6 +17,8 @@
  *                        (fields: stats.h; "<dim>|<value>|<field>" for groups).
  *   P stats:pend:<proc>  what finished jobs added, not yet folded into the counters.
  *   P procs              the processes sharing this Redis and their heartbeats.
+ *   P wh:due, P wh:q     webhook deliveries (due time; attempts, job end, webhook-id, URL),
+ *   P wh:st:<id>         and a job's webhook outcome, joined into its object by store_get.
  *
  * Writes that must not half-happen are Lua scripts called by SHA, each declaring every key it
  * touches. A delivery is fenced by its entry: finishing acks the entry, and a worker whose
@@ -33,7 +35,10 @@
  *
  * Connections: one for commands, one for the events subscription (store_watch), one for the
  * workers' blocking reads (store_read_open). Each reconnects by itself; every command is
- * bounded by redis.command_timeout_ms.
+ * bounded by redis.command_timeout_ms. A submit carries a deadline on Redis's clock (the
+ * clock offset is measured with TIME at every connect): one that reaches Redis after the
+ * connection gave up on it - a hung Redis that wakes up - does nothing, so a submit reported
+ * as failed never runs.
  *
  * Ownership: a struct store belongs to whoever opened it; strings passed in are copied into
  * the command before a function returns; data handed to callbacks (entries, strings, JSON)
