@@ -885,6 +885,7 @@ static void test_conn_cap(void)
 {
     struct cli *a = cli_new(port2), *b = cli_new(port2), *c, *d = NULL;
     struct resp r;
+    char v[64];
     int i, ok = 0;
 
     CHECK(a && cli_sends(a, "GET /echo HTTP/1.1\r\nHost: t\r\n\r\n") == 0);
@@ -892,10 +893,18 @@ static void test_conn_cap(void)
     CHECK(b && cli_sends(b, "GET /echo HTTP/1.1\r\nHost: t\r\n\r\n") == 0);
     CHECK(b && cli_resp(b, &r) == 0 && r.status == 200);
     expect_fail(port2, "GET /echo HTTP/1.1\r\nHost: t\r\n\r\n", 503, "too_many_connections");
-    /* a third one that sends nothing still gets the 503 */
+    /* a third one that sends nothing still gets the 503 (once its head is overdue) */
     c = cli_new(port2);
     CHECK(c && cli_resp(c, &r) == 0 && r.status == 503);
     cli_free(c);
+    /* a probe path is answered past the cap, on the reserve, and the connection closes */
+    for (i = 0; i < 3; i++) {
+        c = cli_new(port2);
+        CHECK(c && cli_sends(c, "GET /echo-probe HTTP/1.1\r\nHost: t\r\n\r\n") == 0);
+        CHECK(c && cli_resp(c, &r) == 0 && r.status == 404);
+        CHECK_STR(hval(&r, "Connection", v, sizeof v), "close");
+        cli_free(c);
+    }
     cli_free(a);  /* frees a slot once the server sees the EOF */
     for (i = 0; i < 50 && !ok; i++) {
         msleep(10);
@@ -1245,6 +1254,8 @@ static void test_write_to_reset_peer(void)
     CHECK(roundtrip(port1, "GET /echo HTTP/1.1\r\nHost: t\r\n\r\n", &r) == 0 && r.status == 200);
 }
 
+static const char *const probe_paths[] = {"/echo-probe", NULL};
+
 static int start_servers(void)
 {
     struct http_limits l1, l2;
@@ -1260,6 +1271,8 @@ static int start_servers(void)
     l1.idle_timeout_ms = 5000;
     l2 = l1;
     l2.max_conns = 2;
+    l2.probe_paths = probe_paths;
+    l2.probe_reserve = 2;
     l2.header_timeout_ms = 250;
     l2.body_timeout_ms = 250;
     l2.idle_timeout_ms = 400;

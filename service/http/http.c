@@ -927,7 +927,10 @@ static void conn_on_timer(uv_timer_t *t)
     switch (c->phase) {
     case PH_HEAD:
     case PH_BODY:
-        conn_fail(c, 408, "request_timeout", "request not received in time");
+        if (c->probe_only)  /* past the caps and no probe in time: what it would have got */
+            conn_fail(c, 503, "too_many_connections", "too many connections; retry later");
+        else
+            conn_fail(c, 408, "request_timeout", "request not received in time");
         break;
     case PH_FLUSH:
         if (c->writes == 0)
