@@ -22,6 +22,7 @@
 #define TICK_MS 100
 #define GUARD_REFRESH_MS 1000   /* guard figures are re-read this often... */
 #define GUARD_STALE_MS 30000    /* ...and not used once this old (then guards do not hold) */
+#define LISTEN_REASK_MS 250     /* a streamed refinement nobody listens to asks again this often */
 #define STALL_MS 1000           /* a loop iteration this late means the process was stalled */
 
 struct pipeline {
@@ -39,6 +40,12 @@ struct pipeline {
     } guard;
     void (*close_cb)(void *);
     void *close_data;
+};
+
+/* A question to the store: does anyone listen to this job's text? */
+struct listen_op {
+    struct pipe_job *j;         /* NULL once the job stopped waiting (canceled, ended) */
+    int gate;                   /* the call waits for the answer */
 };
 
 static double ms_since(uint64_t t0) { return (double)(uv_hrtime() - t0) / 1e6; }
@@ -160,6 +167,10 @@ static cJSON *make_error(const char *code, const char *fmt, ...)
 
 static void finish(struct pipe_job *j, enum pipe_outcome o)
 {
+    if (j->listen) { /* a listen question still out: its answer finds no job */
+        j->listen->j = NULL;
+        j->listen = NULL;
+    }
     if (o == PIPE_SUCCEEDED || o == PIPE_FAILED)
         j->acct.total_ms = (j->acct.queue_ms > 0 ? j->acct.queue_ms : 0) + ms_since(j->t_start);
     acct_price(&j->acct, &j->cfg->draft, &j->cfg->refine);
@@ -199,9 +210,18 @@ static void emit_final(struct pipe_job *j, const char *text)
     emit(j, text, len);
 }
 
+static int ask_listening(struct pipe_job *j, int gate);
+
+/* Streamed text of a call. A job with listen_id that nobody listened to when the call began
+ * asks again now and then while it streams (a client may open its events late); once someone
+ * listens, the text so far goes out with the next piece. */
 static void on_call_text(struct mc_call *c, const char *text, size_t len)
 {
-    emit(c->data, text, len);
+    struct pipe_job *j = c->data;
+    if (!j->text_on && j->listen_id && !j->listen &&
+        uv_now(j->p->svc->loop) - j->listen_at >= LISTEN_REASK_MS)
+        ask_listening(j, 0);
+    emit(j, text, len);
 }
 
 /* Start the call j->next_m (template next_tmpl, with the draft if any). */
@@ -210,7 +230,7 @@ static int call_model(struct pipe_job *j)
     const struct model_cfg *m = j->next_m;
     char *user = job_render_prompt(j->next_tmpl, j->req, j->draft);
     size_t ulen;
-    int stream = m->stream || j->text_on;
+    int stream = m->stream || j->text_on || j->text_maybe;
     if (!user)
         return BD_ENOMEM;
     ulen = strlen(user) + (m->prompt_system ? strlen(m->prompt_system) : 0);
@@ -228,7 +248,7 @@ static int call_model(struct pipe_job *j)
     j->call.body = j->body;
     config_model_call(&j->call, m);
     j->call.stream = stream;
-    j->call.on_text = j->text_on ? on_call_text : NULL;
+    j->call.on_text = j->text_on || j->text_maybe ? on_call_text : NULL;
     j->call.prompt_chars = ulen;
     j->call.deadline_ms = j->deadline_ms;
     j->t_stage = uv_hrtime();
@@ -237,9 +257,6 @@ static int call_model(struct pipe_job *j)
 
 /* --- waiting before a call: a slot (max_concurrency), whether anyone listens --- */
 
-struct listen_op {
-    struct pipe_job *j;         /* NULL once the job stopped waiting (canceled) */
-};
 
 /* The model server a slot is counted against: its base_url and model name. */
 static void server_key(const struct model_cfg *m, char *buf, size_t len)
@@ -280,21 +297,24 @@ static void on_listening(void *data, int status, int listened)
 {
     struct listen_op *op = data;
     struct pipe_job *j = op->j;
+    int gate = op->gate;
     free(op);
     if (!j)
         return;
     j->listen = NULL;
     j->text_on = status == 0 && listened;
-    if (--j->waits == 0)
+    if (gate && --j->waits == 0)
         go_async(j);
 }
 
-static int ask_listening(struct pipe_job *j)
+static int ask_listening(struct pipe_job *j, int gate)
 {
     struct listen_op *op = malloc(sizeof(*op));
     if (!op)
         return BD_ENOMEM;
     op->j = j;
+    op->gate = gate;
+    j->listen_at = uv_now(j->p->svc->loop);
     if (store_listening(j->p->svc->store, j->listen_id, on_listening, op) != 0) {
         free(op);
         return BD_EREDIS_DOWN;
@@ -316,6 +336,9 @@ static int begin_call(struct pipe_job *j, const struct model_cfg *m, const char 
     j->next_wait_ms = wait_ms;
     j->t_wait = uv_hrtime();
     j->text_on = stream_text && j->on_text && !j->listen_id;
+    /* a pre-routed refinement starts right after the submission, likely before its events
+     * stream opens: it streams anyway, and asks again while it runs */
+    j->text_maybe = stream_text && j->on_text && j->listen_id && j->direct;
     j->waits = 1; /* held until every question went out */
     if (m->max_concurrency > 0) {
         char server[2400];
@@ -325,7 +348,7 @@ static int begin_call(struct pipe_job *j, const struct model_cfg *m, const char 
                        (int)j->req->priority, &j->slot, on_slot) == 0)
             j->waits++;
     }
-    if (stream_text && j->on_text && j->listen_id && ask_listening(j) == 0)
+    if (stream_text && j->on_text && j->listen_id && ask_listening(j, 1) == 0)
         j->waits++;
     if (--j->waits > 0)
         return 0;

@@ -92,6 +92,8 @@ struct pipe_job {
     char *url, *body;
     struct sbuf sent;               /* the text passed to on_text */
     int text_on;                    /* on_text is live for this stage */
+    int text_maybe;                 /* the call streams: on_text may go live during it */
+    uint64_t listen_at;             /* uv_now of the last listen question */
     int waits;                      /* a slot and/or the listen answer still awaited */
     struct listen_op *listen;       /* the listen question in flight, or NULL */
     struct slot_wait slot;
