@@ -907,9 +907,10 @@ class HungRedis(ChaosBase):
         self.assertIsNotNone(unready_after)
         self.assertLess(unready_after, HUNG_BOUND_S)
         self.assertIsNotNone(back_after)
-        # those past the cap were refused at once; every admitted one got its job
+        # those past the cap were refused at once (how many depends on the connections the
+        # process still counted when they came); every admitted one got its job
         self.assertEqual(set(lines), {"HTTP/1.1 200 OK", "HTTP/1.1 503 Service Unavailable"})
-        self.assertGreaterEqual(lines.count("HTTP/1.1 200 OK"), 1000)
+        self.assertGreaterEqual(lines.count("HTTP/1.1 200 OK"), 900)
         self.assertLessEqual(lines.count("HTTP/1.1 200 OK"), 1024)
         self.drain(book, timeout=30)
         self.report("hung-redis-parked", book)
