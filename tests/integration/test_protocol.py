@@ -1,0 +1,138 @@
+"""Integration: the edges of briefd's HTTP and JSON contract over raw sockets: strict JSON
+bodies, the body bound, half-closed clients, methods, versions, transfer codings, the
+events stream of an unknown job, and connection caps (docs/API.md)."""
+import json
+import os
+import socket
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Stack, request, rkey  # noqa: E402
+
+TEXT = ("Revenue grew 12 percent in the third quarter. Costs were flat. "
+        "The board approved a new data center in Ohio.")
+MAX_TEXT = 100000
+
+
+def raw_request(port, data, half_close=False, timeout=20):
+    """Send data on a fresh connection (then shutdown(SHUT_WR) if asked); everything the
+    server sends until it closes."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        s.sendall(data)
+        if half_close:
+            s.shutdown(socket.SHUT_WR)
+        out = b""
+        while True:
+            try:
+                chunk = s.recv(65536)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        return out
+    finally:
+        s.close()
+
+
+def parse_response(data):
+    """(status, headers (lower-case names), body) of the first response in data."""
+    head, _, rest = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ")[1])
+    headers = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        headers[k.strip().lower()] = v.strip()
+    if "content-length" in headers:
+        body = rest[:int(headers["content-length"])]
+    elif headers.get("transfer-encoding") == "chunked":
+        body = b""
+        while True:
+            size_line, _, rest = rest.partition(b"\r\n")
+            n = int(size_line.split(b";")[0], 16)
+            if n == 0:
+                break
+            body += rest[:n]
+            rest = rest[n + 2:]
+    else:
+        body = rest
+    return status, headers, body
+
+
+def post_raw(port, path, body, ctype="application/json"):
+    return request("127.0.0.1", port, "POST", path, raw=body, headers={"Content-Type": ctype})
+
+
+class Protocol(Stack):
+    config_over = {"limits": {"max_text_bytes": MAX_TEXT}}
+
+    def queued(self):
+        p = "t%d:" % self.redis.port
+        total = sum(self.redis.cmd("XLEN", rkey(p, "q:" + q)) for q in ("high", "normal", "low"))
+        keys = self.redis.cmd("KEYS", rkey(p, "job:*"))
+        return total, len(keys)
+
+    def expect_error(self, path, body, status, code, param):
+        st, r, h = post_raw(self.briefd.port, path, body)
+        self.assertEqual(st, status, r)
+        self.assertEqual(r["error"]["code"], code, r)
+        self.assertEqual(r["error"]["param"], param, r)
+        self.assertEqual(set(r["error"]), {"type", "code", "message", "param"})
+        return r
+
+    # --- strict JSON -------------------------------------------------------------------
+
+    def test_nul_in_any_string_is_refused_not_cut(self):
+        before = self.queued()
+        cases = [
+            (b'{"text":"Revenue rose 10%.\\u0000 SECRET TAIL"}', "text"),
+            (b'{"text":"x","instructions":"a\\u0000b"}', "instructions"),
+            (b'{"text":"x","topic_flags":["ok","b\\u0000"]}', "topic_flags[1]"),
+            (b'{"text":"x","metadata":{"source":"crm\\u0000x"}}', "metadata.source"),
+            (b'{"text":"x","metadata":{"a\\u0000b":"v"}}', "metadata.a\\u0000b"),
+            (b'{"text":"x","priority":"high\\u0000"}', "priority"),
+        ]
+        for body, param in cases:
+            with self.subTest(body=body):
+                self.expect_error("/v1/jobs", body, 400, "invalid_value", param)
+        chat = (b'{"model":"briefd-hybrid","messages":[{"role":"user",'
+                b'"content":"Revenue rose 10%.\\u0000 SECRET TAIL"}]}')
+        self.expect_error("/v1/chat/completions", chat, 400, "invalid_value",
+                          "messages[0].content")
+        self.assertEqual(self.queued(), before, "a refused body queued something")
+
+    def test_trailing_data_and_control_characters_are_invalid_json(self):
+        before = self.queued()
+        for body in (b'{"text":"x"} garbage', b'{"text":"x"}{"text":"y"}',
+                     b'{"text":"tab\there"}', b'{"text":"a\x01b"}', b'{"text":"a\x00b"}',
+                     b'{"text":"x","max_words":012}'):
+            with self.subTest(body=body):
+                self.expect_error("/v1/jobs", body, 400, "invalid_json", None)
+        chat = b'{"model":"briefd-hybrid","messages":[{"role":"user","content":"%s"}]}'
+        for body in (chat % b"x" + b" garbage", chat % b"x" + b"{}", chat % b"a\x02b"):
+            with self.subTest(body=body):
+                self.expect_error("/v1/chat/completions", body, 400, "invalid_json", None)
+        self.assertEqual(self.queued(), before)
+
+    def test_lone_surrogates_and_bad_utf8(self):
+        self.expect_error("/v1/jobs", b'{"text":"a\\ud800b"}', 400, "invalid_utf8", "text")
+        self.expect_error("/v1/jobs", b'{"text":"x","metadata":{"k":"\\udc00"}}', 400,
+                          "invalid_utf8", "metadata.k")
+        self.expect_error("/v1/jobs", b'{"text":"x","metadata":{"k":"\xff"}}', 400,
+                          "invalid_utf8", "metadata.k")
+        self.expect_error("/v1/chat/completions",
+                          b'{"model":"briefd-hybrid","messages":[{"role":"user",'
+                          b'"content":"\\ud800"}]}', 400, "invalid_utf8", "messages[0].content")
+        # a surrogate pair is fine, and is stored as the character it encodes
+        st, job, _ = post_raw(self.briefd.port, "/v1/jobs?wait=30",
+                              b'{"text":"ok \\ud83d\\ude00","metadata":{"k":"\\u00e9"}}')
+        self.assertEqual(st, 200, job)
+        self.assertEqual(job["metadata"], {"k": "\u00e9"})
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
