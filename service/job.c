@@ -3,6 +3,7 @@
 
 #include <cjson/cJSON.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,6 +85,23 @@ int job_body_check(const char *body, size_t len, struct job_verr *e)
                     "%zu (in '%s')", what, jr.offset, path);
     return verr(e, 400, "invalid_json", NULL, "request body is not valid JSON: %s at byte %zu",
                 what, jr.offset);
+}
+
+/* Bytes of a maximal job besides its text (instructions, callback_url, flags, metadata),
+ * and the allowance for member names, punctuation, numbers and whitespace. */
+#define JOB_FIELDS_MAX                                                                   \
+    ((size_t)JOB_MAX_INSTRUCTIONS + JOB_MAX_URL + (size_t)JOB_MAX_FLAGS * JOB_MAX_FLAG_LEN + \
+     (size_t)JOB_MAX_META * (JOB_MAX_META_KEY + JOB_MAX_META_VALUE))
+#define JOB_BODY_SLACK   ((size_t)64 << 10)
+#define JSON_ESCAPE_MAX  6 /* \u00XX: the longest JSON form of one byte */
+
+size_t job_body_bound(size_t max_text_bytes)
+{
+    const size_t fixed = JSON_ESCAPE_MAX * JOB_FIELDS_MAX + JOB_BODY_SLACK;
+
+    if (max_text_bytes > (SIZE_MAX - fixed) / JSON_ESCAPE_MAX)
+        return SIZE_MAX;
+    return JSON_ESCAPE_MAX * max_text_bytes + fixed;
 }
 
 /* Strict UTF-8 check (no overlongs, no surrogates, <= U+10FFFF). */

@@ -59,6 +59,12 @@ int job_verr_set(struct job_verr *err, int status, const char *code, const char 
  *   400 invalid_utf8   a string is not UTF-8 or holds a lone surrogate (param: its path). */
 int job_body_check(const char *body, size_t len, struct job_verr *err);
 
+/* The largest request body a job of at most max_text_bytes can need: every field at its
+ * bound, each byte written in the longest JSON form there is (a \u00XX escape: 6 bytes a
+ * byte), plus 64 KiB for names, punctuation, numbers and whitespace. The HTTP body limit;
+ * the text itself is still checked against max_text_bytes once decoded. */
+size_t job_body_bound(size_t max_text_bytes);
+
 /* Validate a POST /v1/jobs body (len bytes, need not be NUL-terminated): job_body_check,
  * then every field of docs/API.md; unknown fields are refused (code unknown_parameter).
  * Returns 0 and fills out, or -1 with err filled and out left zeroed. */

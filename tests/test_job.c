@@ -7,6 +7,7 @@
 #include "acct.h"
 #include "config.h"
 #include "job.h"
+#include "sbuf.h"
 #include "store.h"
 #include "tcheck.h"
 
@@ -212,6 +213,55 @@ static void test_param_printable(void)
         CHECK((unsigned char)*p >= 0x20 && (unsigned char)*p < 0x7f);
 }
 
+/* The HTTP body bound admits every field at its bound with every byte escaped (\u00XX:
+ * 6 bytes a byte), and job_req_parse accepts that body. */
+static void put_escaped(struct sbuf *b, size_t n, char c)
+{
+    for (size_t i = 0; i < n; i++)
+        sbuf_printf(b, "\\u%04x", (unsigned char)c);
+}
+
+static void test_body_bound(void)
+{
+    struct sbuf b = {0};
+    struct job_req r;
+    struct job_verr e;
+    char *body;
+    size_t max = 3000;
+
+    sbuf_adds(&b, "{\"text\":\"");
+    put_escaped(&b, max, 'x');
+    sbuf_adds(&b, "\",\"instructions\":\"");
+    put_escaped(&b, JOB_MAX_INSTRUCTIONS, 'i');
+    sbuf_adds(&b, "\",\"callback_url\":\"https://");
+    put_escaped(&b, JOB_MAX_URL - 8, 'u');
+    sbuf_adds(&b, "\",\"topic_flags\":[");
+    for (int f = 0; f < JOB_MAX_FLAGS; f++) {
+        sbuf_adds(&b, f ? ",\"" : "\"");
+        put_escaped(&b, JOB_MAX_FLAG_LEN - 1, 'f');
+        sbuf_printf(&b, "%c\"", 'A' + f % 26);
+    }
+    sbuf_adds(&b, "],\"metadata\":{");
+    for (int m = 0; m < JOB_MAX_META; m++) {
+        sbuf_printf(&b, "%s\"%02d", m ? "," : "", m);
+        put_escaped(&b, JOB_MAX_META_KEY - 2, 'k');
+        sbuf_adds(&b, "\":\"");
+        put_escaped(&b, JOB_MAX_META_VALUE, 'v');
+        sbuf_adds(&b, "\"");
+    }
+    sbuf_adds(&b, "},\"max_words\":2000,\"priority\":\"normal\"}");
+    body = sbuf_take(&b);
+    CHECK(body && strlen(body) <= job_body_bound(max));
+    CHECK(body && job_req_parse(body, strlen(body), max, &r, &e) == 0);
+    CHECK(r.text_len == max && r.n_topic_flags == JOB_MAX_FLAGS);
+    job_req_free(&r);
+    free(body);
+    /* 6 bytes a byte of text, and never an overflow */
+    CHECK(job_body_bound(262144) >= 6 * 262144);
+    CHECK(job_body_bound(262145) - job_body_bound(262144) == 6);
+    CHECK(job_body_bound((size_t)-1) == (size_t)-1);
+}
+
 static void test_ids(void)
 {
     char a[JOB_ID_LEN + 1], b[JOB_ID_LEN + 1];
@@ -322,6 +372,7 @@ int main(void)
     test_errors();
     test_strict_json();
     test_param_printable();
+    test_body_bound();
     test_ids();
     test_entry_ids();
     test_time();

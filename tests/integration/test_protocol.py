@@ -133,6 +133,24 @@ class Protocol(Stack):
         self.assertEqual(st, 200, job)
         self.assertEqual(job["metadata"], {"k": "\u00e9"})
 
+    # --- the body bound admits any encoding of an admissible text -----------------------
+
+    def post_text(self, text):
+        body = json.dumps({"text": text}, ensure_ascii=True).encode()
+        st, r, _ = post_raw(self.briefd.port, "/v1/jobs", body)
+        return st, r, len(body)
+
+    def test_escaped_text_within_the_limit_is_accepted(self):
+        for name, ch in (("emoji", "\U0001F600"), ("latin", "\u00e9"), ("cjk", "\u4e2d")):
+            n = MAX_TEXT // len(ch.encode())
+            with self.subTest(text=name):
+                st, r, size = self.post_text(ch * n)           # just under (or at) the limit
+                self.assertEqual(st, 202, "%s: %d bytes of body: %r" % (name, size, r))
+                st, r, size = self.post_text(ch * (n + 1))     # just over
+                self.assertEqual(st, 413, r)
+                self.assertEqual(r["error"]["code"], "text_too_large", r)
+                self.assertEqual(r["error"]["param"], "text")
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
