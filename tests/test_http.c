@@ -456,6 +456,15 @@ static int cli_closed(struct cli *c, int ms)
     }
 }
 
+/* Close with a reset (SO_LINGER 0): the client is gone. */
+static void cli_reset(struct cli *c)
+{
+    struct linger lg = {1, 0};
+    if (c)
+        setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    cli_free(c);
+}
+
 /* One request on a fresh connection; the response in *r. */
 static int roundtrip(int port, const char *req, struct resp *r)
 {
@@ -887,13 +896,92 @@ static void test_abort(void)
 
     CHECK(c && cli_sends(c, "GET /defer?ms=600 HTTP/1.1\r\nHost: t\r\n\r\n") == 0);
     msleep(100);
-    cli_free(c);
+    cli_reset(c);   /* gone: a reset (a FIN alone is a half-close, see test_half_close) */
     for (i = 0; i < 200 && atomic_load(&n_aborts) == aborts; i++)
         msleep(5);
     CHECK(atomic_load(&n_aborts) == aborts + 1);
     msleep(700);
     CHECK(atomic_load(&n_aborts) == aborts + 1);   /* once */
     CHECK(atomic_load(&n_deferred) == fired);      /* the handler did not answer after it */
+}
+
+/* A client that half-closes (shutdown SHUT_WR) after a complete request still gets its
+ * response, then the close; EOF with the request itself incomplete means gone. */
+static void test_half_close(void)
+{
+    int aborts = atomic_load(&n_aborts), fired = atomic_load(&n_deferred);
+    int handled;
+    struct cli *c;
+    struct resp r;
+    cJSON *j;
+    double t0;
+
+    /* answered later, from a timer */
+    c = cli_new(port1);
+    CHECK(c && cli_sends(c, "GET /defer?ms=150&n=5 HTTP/1.1\r\nHost: t\r\n\r\n") == 0);
+    CHECK(c && shutdown(c->fd, SHUT_WR) == 0);
+    CHECK(c && cli_resp(c, &r) == 0 && r.status == 200);
+    CHECK(strstr(r.head, "Connection: close\r\n") != NULL);
+    j = jbody(&r);
+    CHECK_STR(jstr(j, "n"), "5");
+    cJSON_Delete(j);
+    CHECK(c && cli_closed(c, 3000));
+    cli_free(c);
+    CHECK(atomic_load(&n_deferred) == fired + 1);
+    CHECK(atomic_load(&n_aborts) == aborts);
+
+    /* a stream, to its end */
+    c = cli_new(port1);
+    CHECK(c && cli_sends(c, "GET /stream?ms=40 HTTP/1.1\r\nHost: t\r\n\r\n") == 0);
+    CHECK(c && shutdown(c->fd, SHUT_WR) == 0);
+    CHECK(c && cli_resp(c, &r) == 0 && r.status == 200);
+    CHECK_STR(r.body, "data: 1\n\ndata: 2\n\ndata: 3\n\n");
+    CHECK(c && cli_closed(c, 3000));
+    cli_free(c);
+
+    /* pipelined requests, all answered in order; a partial one after them is dropped at
+     * once (no 408 after the header timeout) */
+    c = cli_new(port1);
+    CHECK(c && cli_sends(c, "GET /defer?ms=80&n=1 HTTP/1.1\r\nHost: t\r\n\r\n"
+                            "GET /echo?n=2 HTTP/1.1\r\nHost: t\r\n\r\n"
+                            "GET /defer?ms=10&n=3 HTTP/1.1\r\nHost: t\r\n\r\nGET /ec") == 0);
+    CHECK(c && shutdown(c->fd, SHUT_WR) == 0);
+    for (int i = 1; i <= 3; i++) {
+        char want[4];
+        snprintf(want, sizeof want, "%d", i);
+        CHECK(c && cli_resp(c, &r) == 0 && r.status == 200);
+        j = jbody(&r);
+        CHECK_STR(jstr(j, "n"), want);
+        cJSON_Delete(j);
+    }
+    t0 = now_ms();
+    CHECK(c && cli_closed(c, 3000));
+    CHECK(now_ms() - t0 < 1000);
+    cli_free(c);
+    CHECK(atomic_load(&n_aborts) == aborts);
+
+    /* EOF in the middle of the head or the body: gone, nothing handled, nothing sent */
+    handled = atomic_load(&n_handled);
+    c = cli_new(port1);
+    CHECK(c && cli_sends(c, "GET /echo HTTP/1.1\r\nHo") == 0);
+    CHECK(c && shutdown(c->fd, SHUT_WR) == 0);
+    CHECK(c && cli_closed(c, 1000));
+    cli_free(c);
+    c = cli_new(port1);
+    CHECK(c && cli_sends(c, "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc") == 0);
+    CHECK(c && shutdown(c->fd, SHUT_WR) == 0);
+    CHECK(c && cli_closed(c, 1000));
+    cli_free(c);
+    CHECK(atomic_load(&n_handled) == handled);
+
+    /* a reset still means gone: the parked request is aborted at once */
+    c = cli_new(port1);
+    CHECK(c && cli_sends(c, "GET /defer?ms=600 HTTP/1.1\r\nHost: t\r\n\r\n") == 0);
+    msleep(100);
+    cli_reset(c);
+    for (int i = 0; i < 200 && atomic_load(&n_aborts) == aborts; i++)
+        msleep(5);
+    CHECK(atomic_load(&n_aborts) == aborts + 1);
 }
 
 static void test_request_id(void)
@@ -1079,7 +1167,7 @@ static void test_stream_abort_and_drain(void)
 
     CHECK(c && cli_sends(c, "GET /stream?ms=300 HTTP/1.1\r\nHost: t\r\n\r\n") == 0);
     msleep(100);
-    cli_free(c);
+    cli_reset(c);
     for (i = 0; i < 200 && atomic_load(&n_aborts) == aborts; i++)
         msleep(5);
     CHECK(atomic_load(&n_aborts) == aborts + 1);
@@ -1203,6 +1291,7 @@ int main(void)
     test_expect_continue();
     test_ipv6();
     test_abort();
+    test_half_close();
     test_write_to_reset_peer();
     test_pipeline_flood();
     test_stream_abort_and_drain();

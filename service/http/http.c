@@ -569,7 +569,8 @@ static int conn_send_head(struct conn *c, struct http_req *r, int status, const 
 
     if (!r->id)
         r->id = req_gen_id(r);
-    c->keep = c->keep_alive && !c->close_after && !c->srv->draining;
+    c->keep = c->keep_alive && !c->close_after && !c->srv->draining &&
+              !(c->peer_eof && stash_held(c) == 0);  /* half-closed, nothing more to do */
     o.cap = head_bound(r, ctype, framing);
     o.len = 0;
     w = wreq_new(c, o.cap + blen);
@@ -856,6 +857,10 @@ static void conn_response_done(struct conn *c)
     llhttp_resume(&c->parser);
     if (stash_held(c))
         conn_parse_stash(c);
+    if (c->peer_eof && !c->closing && c->phase <= PH_BODY) {
+        conn_close(c);  /* half-closed, and what it pipelined last is incomplete */
+        return;
+    }
     conn_update_reading(c);
 }
 
@@ -942,14 +947,21 @@ static void conn_update_reading(struct conn *c)
     }
 }
 
+/* The client's EOF (FIN) after a complete request is a half-close: that request (and any
+ * complete one it pipelined) is answered, then the connection closes. A reset, or an EOF
+ * while no complete request is in hand (between requests, or mid-head, mid-body), means
+ * the client is gone. */
 static void conn_on_eof(struct conn *c, ssize_t err)
 {
+    int answering = c->phase == PH_FLUSH ||
+                    (c->phase == PH_HANDLER && !c->srv->lim.abort_on_eof);
+
     c->reading = 0;  /* libuv stops reading at EOF and on errors */
-    if (err == UV_EOF && c->phase == PH_FLUSH) {
-        c->peer_eof = 1;  /* half-close: finish writing the response, then close */
+    if (err == UV_EOF && answering) {
+        c->peer_eof = 1;
         return;
     }
-    conn_close(c);       /* a pending request is aborted in the close callback */
+    conn_close(c);   /* a pending request is aborted in the close callback */
 }
 
 static void conn_on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
@@ -1223,6 +1235,7 @@ void http_limits_default(struct http_limits *l)
     l->header_timeout_ms = 10000;
     l->body_timeout_ms = 30000;
     l->idle_timeout_ms = 60000;
+    l->abort_on_eof = 0;
 }
 
 /* Zero sizes take the default; zero timeouts stay zero (= no timeout). */

@@ -151,6 +151,40 @@ class Protocol(Stack):
                 self.assertEqual(r["error"]["code"], "text_too_large", r)
                 self.assertEqual(r["error"]["param"], "text")
 
+    # --- half-closed clients get their answer ---------------------------------------------
+
+    def test_half_closed_post_gets_its_answer(self):
+        body = json.dumps({"text": TEXT}).encode()
+        req = (b"POST /v1/jobs?wait=10 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+               b"Content-Length: %d\r\n\r\n" % len(body)) + body
+        before = self.queued()
+        data = raw_request(self.briefd.port, req, half_close=True)
+        self.assertTrue(data, "no response to a half-closed POST")
+        st, h, b = parse_response(data)
+        self.assertEqual(st, 200, data[:300])
+        job = json.loads(b)
+        self.assertEqual(job["status"], "succeeded")
+        self.assertEqual(h["location"], "/v1/jobs/" + job["id"])
+        self.assertEqual(self.queued()[1], before[1] + 1)   # one job, and the client has it
+
+    def test_half_closed_get_gets_its_answer(self):
+        st, job, _ = self.briefd.post_job({"text": TEXT}, wait=30)
+        self.assertEqual(st, 200, job)
+        for path in ("/v1/jobs/%s" % job["id"], "/v1/jobs/%s?wait=5" % job["id"], "/healthz",
+                     "/v1/stats?window=3600", "/metrics"):
+            with self.subTest(path=path):
+                data = raw_request(self.briefd.port,
+                                   b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path.encode(),
+                                   half_close=True)
+                self.assertTrue(data, "no response")
+                st, _, b = parse_response(data)
+                self.assertEqual(st, 200, data[:300])
+                if path.startswith("/v1/jobs/"):
+                    self.assertEqual(json.loads(b)["id"], job["id"])
+        # a request still incomplete when the client half-closes gets nothing
+        self.assertEqual(raw_request(self.briefd.port, b"GET /healthz HTTP/1.1\r\nHo",
+                                     half_close=True), b"")
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
