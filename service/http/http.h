@@ -3,10 +3,15 @@
  * One request at a time per connection (pipelining-safe: bytes of a following request are
  * held, unparsed, until the current response is complete). Keep-alive. Every input is
  * bounded (struct http_limits): header bytes (431), header count (431), URL length (414),
- * body bytes (413), connections (past the cap a connection gets a 503 and is closed),
- * and timeouts for slow headers, slow bodies and idle keep-alive (the connection is closed;
- * a request timed out mid-headers or mid-body gets a 408 first). Malformed requests get 400
- * and the connection is closed. Error responses use the JSON envelope of docs/API.md.
+ * body bytes (413), connections in all and from one address (at a cap, the connection
+ * idle longest - of that address, for its cap - is closed to make room; with none idle,
+ * the newcomer gets a 503 and is closed), and timeouts for slow headers, slow bodies and
+ * idle keep-alive (the connection is closed; a request timed out mid-headers or mid-body
+ * gets a 408 first). Malformed requests get 400 and the connection is closed; a version
+ * other than HTTP/1.x gets 505, a transfer coding other than chunked 501 (before the body
+ * is read). HEAD gets every response's head without its body (a streamed response ends
+ * with its head: the connection closes, and the handler's abort callback runs). Error
+ * responses use the JSON envelope of docs/API.md.
  *
  * Ownership: a struct http_req and everything reachable from it (method, path, headers,
  * body, arena allocations) belongs to the server and lives until the response is complete
@@ -54,6 +59,7 @@ struct http_limits {
     size_t max_url;            /* default 4096 -> 414 */
     size_t max_body;           /* default 1 MiB -> 413 (checked against Content-Length first) */
     unsigned max_conns;        /* default 1024 */
+    unsigned max_conns_per_addr; /* from one IP address; default 256 */
     uint64_t header_timeout_ms;/* first byte of a request to end of headers; default 10000 */
     uint64_t body_timeout_ms;  /* end of headers to end of body; default 30000 */
     uint64_t idle_timeout_ms;  /* keep-alive idle; default 60000 */

@@ -185,6 +185,94 @@ class Protocol(Stack):
         self.assertEqual(raw_request(self.briefd.port, b"GET /healthz HTTP/1.1\r\nHo",
                                      half_close=True), b"")
 
+    # --- HTTP conformance -------------------------------------------------------------------
+
+    def test_methods_get_405_with_allow(self):
+        st, job, _ = self.briefd.post_job({"text": TEXT}, wait=30)
+        self.assertEqual(st, 200, job)
+        get_routes = ["/healthz", "/readyz", "/metrics", "/v1/stats", "/v1/models", "/v1/config",
+                      "/v1/dead-letters", "/dashboard", "/v1/jobs/" + job["id"],
+                      "/v1/jobs/%s/events" % job["id"]]
+        post_routes = ["/v1/jobs", "/v1/chat/completions", "/v1/config/reload"]
+        for path in get_routes + post_routes:
+            for method in ("TRACE", "PUT", "DELETE", "PATCH", "OPTIONS"):
+                with self.subTest(method=method, path=path):
+                    st, r, h = self.briefd.request(method, path)
+                    self.assertEqual(st, 405, r)
+                    self.assertEqual(r["error"]["code"], "method_not_allowed")
+                    want = "POST" if path in post_routes else "GET, HEAD"
+                    self.assertEqual(h["allow"], want)
+
+    def test_head_on_get_routes(self):
+        st, job, _ = self.briefd.post_job({"text": TEXT}, wait=30)
+        for path in ("/healthz", "/readyz", "/metrics", "/v1/stats", "/v1/models",
+                     "/dashboard", "/v1/jobs/" + job["id"]):
+            with self.subTest(path=path):
+                gst, gbody, gh = self.briefd.request("GET", path)
+                data = raw_request(self.briefd.port, b"HEAD %s HTTP/1.1\r\nHost: x\r\n"
+                                   b"Connection: close\r\n\r\n" % path.encode())
+                head, _, rest = data.partition(b"\r\n\r\n")
+                self.assertTrue(head.startswith(b"HTTP/1.1 %d " % gst), head)
+                self.assertEqual(rest, b"", "a HEAD response carries no body")
+                hdrs = dict(l.split(": ", 1) for l in head.decode().split("\r\n")[1:])
+                self.assertEqual(hdrs["Content-Type"], gh["content-type"])
+                if path in ("/dashboard", "/healthz", "/v1/models"):
+                    self.assertEqual(hdrs["Content-Length"], gh["content-length"])
+        # the events stream of a finished job: the head, then the close
+        data = raw_request(self.briefd.port, b"HEAD /v1/jobs/%s/events HTTP/1.1\r\nHost: x\r\n"
+                           b"\r\n" % job["id"].encode(), timeout=5)
+        self.assertTrue(data.startswith(b"HTTP/1.1 200 "), data)
+        self.assertIn(b"text/event-stream", data)
+        self.assertTrue(data.endswith(b"\r\n\r\n"), data)
+
+    def test_http2_request_line_gets_505(self):
+        for line in (b"GET /healthz HTTP/2.0", b"GET /healthz HTTP/3.0", b"GET /healthz HTTP/0.9"):
+            with self.subTest(line=line):
+                data = raw_request(self.briefd.port, line + b"\r\nHost: x\r\n\r\n")
+                st, h, b = parse_response(data)
+                self.assertEqual(st, 505, data[:200])
+                self.assertEqual(json.loads(b)["error"]["code"], "http_version_not_supported")
+
+    def test_transfer_coding_other_than_chunked_is_501(self):
+        before = self.queued()
+        body = json.dumps({"text": TEXT}).encode()
+        req = (b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+               b"Transfer-Encoding: gzip, chunked\r\n\r\n")
+        # answered at the end of the headers, before any body byte is sent
+        s = socket.create_connection(("127.0.0.1", self.briefd.port), timeout=10)
+        try:
+            s.sendall(req)
+            data = b""
+            while b"\r\n\r\n" not in data or not data.rstrip().endswith(b"}"):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        finally:
+            s.close()
+        st, h, b = parse_response(data)
+        self.assertEqual(st, 501, data[:300])
+        self.assertEqual(json.loads(b)["error"]["code"], "unsupported_transfer_encoding")
+        # plain chunked still works
+        chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+        data = raw_request(self.briefd.port, req.replace(b"gzip, chunked", b"chunked") + chunked,
+                           half_close=True)
+        self.assertEqual(parse_response(data)[0], 202, data[:300])
+        self.assertEqual(self.queued()[0] + self.queued()[1] >= before[0] + before[1], True)
+
+    def test_events_of_unknown_job_is_404(self):
+        st, r, h = self.briefd.get("/v1/jobs/job_01M899CZYDCP5YQKTPHM9B7QDC/events")
+        self.assertEqual(st, 404, r)
+        self.assertEqual(r["error"]["code"], "job_not_found")
+        self.assertEqual(r["error"]["param"], "id")
+        self.assertIn("application/json", h["content-type"])
+        # a job that exists still streams
+        st, job, _ = self.briefd.post_job({"text": TEXT}, wait=30)
+        st, raw, h = self.briefd.get("/v1/jobs/%s/events" % job["id"])
+        self.assertEqual(st, 200)
+        self.assertIn("text/event-stream", h["content-type"])
+        self.assertIn(b"event: done", raw)
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
