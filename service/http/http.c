@@ -1398,9 +1398,11 @@ static void conn_peer(struct conn *c)
     }
 }
 
+/* Same peer IP address (an unknown address matches nothing). */
 static int same_addr(const struct conn *a, const struct conn *b)
 {
-    return a->addr_len == b->addr_len && memcmp(a->addr, b->addr, a->addr_len) == 0;
+    return a->addr_len > 0 && a->addr_len == b->addr_len &&
+           memcmp(a->addr, b->addr, a->addr_len) == 0;
 }
 
 static struct conn *conn_new(struct http_server *s)
@@ -1436,9 +1438,10 @@ static struct conn *oldest_idle(struct http_server *s, const struct conn *c, int
     return NULL;
 }
 
-/* Room for c under the per-address and the global cap: 0, closing the connection idle the
- * longest (of c's address, for the per-address cap) when a cap is reached; else the 503
- * message. Linear in the open connections. */
+/* Room for c under the per-address and the global cap: NULL, after closing the connection
+ * idle the longest (of c's address, for the per-address cap) when a cap is reached; else
+ * the message of the 503 (every connection concerned is busy). Linear in the open
+ * connections. */
 static const char *srv_admit(struct http_server *s, struct conn *c)
 {
     struct list_node *it, *tmp;
