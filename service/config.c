@@ -32,6 +32,7 @@ enum ktype {
     K_DBL,     /* number in lo..hi (hi = INFINITY: no upper bound), lands in a double */
     K_BOOL,    /* true/false, lands in an int */
     K_ROUTING, /* object handed whole to router_parse() */
+    K_HOSTS,   /* array of lo..hi "host:port" strings, lands in a struct cfg_strs */
 };
 
 /* A default, per role: role 0 is everything but models.refine, which is role 1. */
@@ -130,6 +131,14 @@ static const struct key redis_keys[] = {
         show_redis_url),
     STR("prefix", K_STR, O(redis_prefix), 1, 64, "briefd:", NULL, NULL),
     NUM("command_timeout_ms", K_INT, O(redis_command_timeout_ms), 100, 60000, 3000),
+    {"sentinels", K_HOSTS, O(redis_sentinels), 0, 16, {{0, NULL}, {0, NULL}}, NULL, 0, -1, NULL,
+     NULL},
+    STR("master_name", K_STRN, O(redis_master_name), 1, 127, NULL, NULL, NULL),
+    STR("sentinel_password_env", K_STRN, O(redis_sentinel_password_env), 1, 128, NULL,
+        set_env_name, NULL),
+    NUM("min_replicas_acked", K_INT, O(redis_min_replicas_acked), 0, 16, 0),
+    NUM("replica_ack_timeout_ms", K_INT, O(redis_replica_ack_timeout_ms), 10, 60000, 1000),
+    STR("tls_ca_file", K_STRN, O(redis_tls_ca_file), 1, 4096, NULL, NULL, NULL),
 };
 
 /* claim_idle_ms: default 0 means "job_timeout_ms + 30000", derived after parsing. */
@@ -376,10 +385,12 @@ struct redis_parts {
     char *host;
     int port;
     int db;
+    char *user;
     char *password;
+    int tls;
 };
 
-/* userinfo (before the last '@'): "[user]:password"; only the password is kept. */
+/* userinfo (before the last '@'): "[user]:password" (an ACL user, then AUTH user password). */
 static const char *redis_userinfo(const char *s, size_t len, struct redis_parts *p)
 {
     const char *colon = memchr(s, ':', len);
@@ -387,8 +398,13 @@ static const char *redis_userinfo(const char *s, size_t len, struct redis_parts 
 
     if (!colon)
         return "expected \":password@\" or \"user:password@\" before the host";
+    if (colon > s) {
+        p->user = pct_decode(s, (size_t)(colon - s), &why);
+        if (why)
+            return why;
+    }
     if (colon + 1 == s + len)
-        return NULL; /* empty password: none */
+        return p->user ? "an ACL user needs a password (user:password@)" : NULL;
     p->password = pct_decode(colon + 1, len - (size_t)(colon + 1 - s), &why);
     return why;
 }
@@ -414,11 +430,16 @@ static const char *redis_split(const char *url, struct redis_parts *p)
     const char *rest, *at, *slash;
     const char *why = NULL;
 
+#ifdef BRIEFD_REDIS_TLS
+    p->tls = strncasecmp(url, "rediss://", 9) == 0;
+#else
     if (strncasecmp(url, "rediss://", 9) == 0)
-        return "TLS (rediss://) is not supported; expected redis://[:password@]host[:port][/db]";
-    if (strncasecmp(url, "redis://", 8) != 0)
-        return "unsupported scheme; expected redis://[:password@]host[:port][/db]";
-    rest = url + 8;
+        return "this build of hiredis has no TLS; run a TLS sidecar such as stunnel: see "
+               "docs/REDIS.md";
+#endif
+    if (!p->tls && strncasecmp(url, "redis://", 8) != 0)
+        return "unsupported scheme; expected redis://[[user]:password@]host[:port][/db]";
+    rest = url + (p->tls ? 9 : 8);
     if (strpbrk(rest, "?#"))
         return "query and fragment parts are not supported (percent-encode '?' and '#' "
                "in a password)";
@@ -441,6 +462,7 @@ static const char *redis_split(const char *url, struct redis_parts *p)
 static void redis_parts_clear(struct redis_parts *p)
 {
     wipe_free(p->host);
+    wipe_free(p->user);
     wipe_free(p->password);
     memset(p, 0, sizeof *p);
 }
@@ -462,11 +484,14 @@ static int set_redis_url(char *base, const struct key *k, const char *s, const c
         return -1;
     }
     wipe_free(c->redis_host);
+    wipe_free(c->redis_user);
     wipe_free(c->redis_password);
     c->redis_host = p.host;
     c->redis_port = p.port;
     c->redis_db = p.db;
+    c->redis_user = p.user;
     c->redis_password = p.password;
+    c->redis_tls = p.tls;
     return 0;
 }
 
@@ -478,7 +503,8 @@ static char *show_redis_url(const char *base)
 
     if (!hp)
         return NULL;
-    snprintf(buf, sizeof buf, "redis://%s%s/%d", c->redis_password ? ":***@" : "", hp,
+    snprintf(buf, sizeof buf, "%s://%.128s%s%s/%d", c->redis_tls ? "rediss" : "redis",
+             c->redis_user ? c->redis_user : "", c->redis_password ? ":***@" : "", hp,
              c->redis_db);
     free(hp);
     return strdup(buf);
@@ -567,7 +593,7 @@ static int apply_defaults(const struct key *keys, size_t n, char *base, int role
             rc = apply_defaults(k->sub, k->nsub, base + k->off, sub_role(k, role), path, err);
         else if (k->type == K_STR || k->type == K_STRN)
             rc = d->str ? apply_string(k, base, d->str, path, err) : 0;
-        else if (k->type != K_ROUTING)
+        else if (k->type != K_ROUTING && k->type != K_HOSTS)
             store_num(k, base, d->num);
         if (rc < 0)
             return -1;
@@ -602,6 +628,47 @@ static int apply_number(const cJSON *v, const struct key *k, char *base, const c
 static int apply_object(const cJSON *obj, const struct key *keys, size_t n, char *base,
                         int role, const char *parent, struct cfg_err *err);
 
+static void strs_free(struct cfg_strs *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        wipe_free(l->v[i]);
+    free(l->v);
+    l->v = NULL;
+    l->n = 0;
+}
+
+/* An array of k->lo..k->hi "host:port" strings. */
+static int apply_hosts(const cJSON *v, const struct key *k, char *base, const char *path,
+                       struct cfg_err *err)
+{
+    struct cfg_strs *l = (struct cfg_strs *)(void *)(base + k->off);
+    int n = cJSON_GetArraySize(v), i = 0;
+    char ipath[PATH_MAX_LEN];
+    if (!cJSON_IsArray(v))
+        return cfg_fail(err, path, "expected an array of \"host:port\" strings");
+    if (n < k->lo || n > k->hi)
+        return cfg_fail(err, path, "expected %.0f to %.0f addresses", k->lo, k->hi);
+    strs_free(l);
+    l->v = calloc((size_t)n + 1, sizeof(*l->v));
+    if (!l->v)
+        return oom(err);
+    for (const cJSON *it = v->child; it; it = it->next, i++) {
+        char *host = NULL;
+        int port = 0;
+        const char *why = cJSON_IsString(it) ? split_hostport(it->valuestring,
+                              strlen(it->valuestring), 1, &host, &port) : "expected string";
+        snprintf(ipath, sizeof ipath, "%.*s[%d]", (int)(sizeof ipath - 16), path, i);
+        wipe_free(host);
+        if (why)
+            return cfg_fail(err, ipath, "%s", why);
+        l->v[l->n] = strdup(it->valuestring);
+        if (!l->v[l->n])
+            return oom(err);
+        l->n++;
+    }
+    return 0;
+}
+
 static int apply_value(const cJSON *v, const struct key *k, char *base, int role,
                        const char *path, struct cfg_err *err)
 {
@@ -612,6 +679,8 @@ static int apply_value(const cJSON *v, const struct key *k, char *base, int role
         return apply_object(v, k->sub, k->nsub, base + k->off, sub_role(k, role), path, err);
     case K_ROUTING: /* parsed whole by router_parse() once the walk is done */
         return cJSON_IsObject(v) ? 0 : cfg_fail(err, path, "expected object");
+    case K_HOSTS:
+        return apply_hosts(v, k, base, path, err);
     case K_STRN:
         if (cJSON_IsNull(v)) {
             wipe_free(*(char **)(void *)(base + k->off));
@@ -740,8 +809,19 @@ static void wipe_tree(cJSON *item)
 
 /* ---- after the walk: derived values, secrets, version -------------------------------- */
 
+static int derive_redis(struct bd_config *c, struct cfg_err *err)
+{
+    if (c->redis_sentinels.n > 0 && !c->redis_master_name)
+        return cfg_fail(err, "redis.master_name", "needed with redis.sentinels");
+    if (c->redis_sentinels.n == 0 && c->redis_master_name)
+        return cfg_fail(err, "redis.sentinels", "needed with redis.master_name");
+    return 0;
+}
+
 static int derive(struct bd_config *c, struct cfg_err *err)
 {
+    if (derive_redis(c, err) < 0)
+        return -1;
     if (c->claim_idle_ms == 0)
         c->claim_idle_ms = c->job_timeout_ms + 30000;
     if (c->claim_idle_ms <= c->job_timeout_ms)
@@ -898,6 +978,11 @@ static int load_secrets(struct bd_config *c, struct cfg_err *err)
         return -1;
     if (load_model_key(&c->draft, "models.draft.api_key_env", err) < 0)
         return -1;
+    if (c->redis_sentinel_password_env && getenv(c->redis_sentinel_password_env) &&
+        *getenv(c->redis_sentinel_password_env) &&
+        store_str(&c->redis_sentinel_password, getenv(c->redis_sentinel_password_env),
+                  strlen(getenv(c->redis_sentinel_password_env)), err) < 0)
+        return -1;
     return load_model_key(&c->refine, "models.refine.api_key_env", err);
 }
 
@@ -973,6 +1058,12 @@ static int describe_keys(const struct bd_config *c, const struct key *keys, size
                 cJSON_Delete(sub);
         } else if (k->type == K_STR || k->type == K_STRN) {
             rc = describe_str(k, base, out);
+        } else if (k->type == K_HOSTS) {
+            const struct cfg_strs *l = (const struct cfg_strs *)(const void *)(base + k->off);
+            sub = cJSON_AddArrayToObject(out, k->name);
+            rc = sub ? 0 : -1;
+            for (size_t j = 0; sub && j < l->n; j++)
+                cJSON_AddItemToArray(sub, cJSON_CreateString(l->v[j]));
         } else {
             rc = describe_num(k, base, out);
         }
@@ -1036,6 +1127,8 @@ static void free_strings(const struct key *keys, size_t n, char *base)
 
         if (k->type == K_OBJ) {
             free_strings(k->sub, k->nsub, base + k->off);
+        } else if (k->type == K_HOSTS) {
+            strs_free((struct cfg_strs *)(void *)(base + k->off));
         } else if ((k->type == K_STR || k->type == K_STRN) && k->off != NOFF) {
             /* the slot's address is formed only for keys that have one (NOFF is not an
              * offset: base + NOFF would overflow) */
@@ -1053,7 +1146,9 @@ static void cfg_free(struct bd_config *c)
     free_strings(top_keys, ARRAY_LEN(top_keys), (char *)c);
     wipe_free(c->listen_host);
     wipe_free(c->redis_host);
+    wipe_free(c->redis_user);
     wipe_free(c->redis_password);
+    wipe_free(c->redis_sentinel_password);
     wipe_free(c->draft.api_key);
     wipe_free(c->refine.api_key);
     free_keys(c->api_keys, c->n_api_keys);
