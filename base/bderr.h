@@ -21,7 +21,8 @@
     X(CONFLICT,    -1014, "conflict")                                    \
     X(TOOBIG,      -1015, "too large")                                   \
     X(SHUTDOWN,    -1016, "shutting down")                               \
-    X(CIRCUIT_OPEN,-1017, "circuit breaker open")
+    X(CIRCUIT_OPEN,-1017, "circuit breaker open")                       \
+    X(REPLICATION, -1018, "not acknowledged by enough replicas in time")
 
 enum bd_err {
 #define BD_ERR_ENUM(name, val, msg) BD_E##name = (val),
