@@ -458,8 +458,7 @@ static void close_probe_if_done(struct rloc *l)
     if (!p || l->mode != RLOC_FIXED || !l->decided)
         return;
     l->probe = NULL;
-    l->pending++;
-    rds_close(p, on_closed, l);
+    rds_close(p, NULL, NULL); /* its pending replies (none) come back now, not later */
 }
 
 void rloc_refresh(struct rloc *l)
