@@ -333,6 +333,8 @@ def base_config(redis, sim, **over):
                        "backoff_ms": 50},
         },
     }
+    if hasattr(redis, "redis_config"):  # Sentinel, Cluster, TLS sidecar (ha_harness.py)
+        cfg["redis"] = redis.redis_config(cfg["redis"]["prefix"])
     for k, v in over.items():
         if isinstance(v, dict) and isinstance(cfg.get(k), dict):
             merged = dict(cfg[k])
@@ -355,12 +357,16 @@ class Stack(unittest.TestCase):
     sim_args = ()
     config_over = {}
     appendonly = False
+    redis_factory = None    # a callable(tmp) -> a Redis-like setup (ha_harness.py), or None
 
     @classmethod
     def setUpClass(cls):
         cls.tmpdir = tempfile.TemporaryDirectory(prefix="briefd-it-")
         cls.tmp = cls.tmpdir.name
-        cls.redis = Redis(cls.tmp, appendonly=cls.appendonly).start()
+        if cls.redis_factory is not None:
+            cls.redis = cls.redis_factory(cls.tmp).start()
+        else:
+            cls.redis = Redis(cls.tmp, appendonly=cls.appendonly).start()
         cls.sim = Sim(cls.tmp, cls.sim_profile, cls.sim_args).start()
         cls.briefd = Briefd(cls.tmp, base_config(cls.redis, cls.sim, **cls.config_over)).start()
 
