@@ -196,7 +196,8 @@ class ClusterSet:
         for _ in range(3):
             n = Node(tmp)
             n.extra = ["--cluster-enabled", "yes", "--cluster-config-file",
-                       os.path.join(n.dir, "nodes.conf"), "--cluster-node-timeout", "2000"]
+                       os.path.join(n.dir, "nodes.conf"), "--cluster-node-timeout", "2000",
+                       "--cluster-port", str(free_port())]  # not port + 10000: may be > 65535
             self.nodes.append(n)
         self.port = self.nodes[0].port
 

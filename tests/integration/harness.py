@@ -320,8 +320,10 @@ def request(host, port, method, path, body=None, headers=None, raw=None, timeout
         conn.close()
 
 
-def base_config(redis, sim, **over):
-    """A config pointing at this test's Redis and simulator, with a test prefix."""
+def base_config(redis_, sim, **over):
+    """A config pointing at this test's Redis and simulator, with a test prefix (over may hold
+    a "redis" section too: its keys are merged in)."""
+    redis = redis_
     cfg = {
         "redis": {"url": "redis://127.0.0.1:%d/0" % redis.port, "prefix": "t%d:" % redis.port},
         "workers": {"concurrency": 16, "max_attempts": 3, "job_timeout_ms": 20000,
