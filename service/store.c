@@ -16,6 +16,7 @@
 #include "log.h"
 #include "rds.h"
 #include "rloc.h"
+#include "rwait.h"
 #include "sbuf.h"
 #include "stats.h"
 
@@ -47,7 +48,8 @@ struct store {
     struct rds *cmd;            /* commands */
     struct rds *sub;            /* events subscription (store_watch), or NULL */
     struct rds *blk;            /* workers' blocking reads (store_read_open), or NULL */
-    struct rds *ack;            /* acknowledged submits, each followed by WAIT, or NULL */
+    struct rds *ack;            /* acknowledged submits, followed by WAIT, or NULL */
+    struct rwait *waits;        /* the WAITs on ack */
     struct rloc *loc;           /* where the primary is; every connection follows it */
     int acks;                   /* min_replicas_acked (0: off) */
     int ack_timeout_ms;
@@ -567,12 +569,15 @@ static int open_conns(struct store *s, const struct store_opts *o)
         rc = open_conn(s, &c, on_cmd_state, &s->cmd);
     if (rc == 0 && s->acks > 0) {
         a.name = "ack";
-        a.block_allowance_ms = s->ack_timeout_ms; /* WAIT blocks up to its timeout */
+        a.block_allowance_ms = 2 * s->ack_timeout_ms; /* the WAIT in flight, then its own */
         rc = open_conn(s, &a, NULL, &s->ack);
+        if (rc == 0)
+            rc = rwait_new(s->ack, s->acks, s->ack_timeout_ms, &s->waits);
     }
     if (rc != 0) {
         close_conn(s, s->cmd, NULL, NULL);
         close_conn(s, s->ack, NULL, NULL);
+        rwait_free(s->waits);
         if (s->loc)
             rloc_close(s->loc, NULL, NULL);
         s->cmd = s->ack = NULL;
@@ -829,21 +834,10 @@ static void on_submit(struct rds *r, struct rds_reply *x, void *data)
         free(op); /* else the WAIT's answer frees it */
 }
 
-static void on_acked(struct rds *r, struct rds_reply *x, void *data);
-
-/* WAIT for the replicas right behind what op sent on the ack connection. */
-static void send_wait(struct submit_op *op)
-{
-    struct store *s = op->s;
-    if (rds_cmd(s->ack, on_acked, op, "WAIT %d %d", s->acks, s->ack_timeout_ms) != 0)
-        op->ack = ACK_BROKEN; /* its submit's answer is delivered as a failure */
-}
-
-static void on_acked(struct rds *r, struct rds_reply *x, void *data)
+/* WAIT answered for op's submit (n replicas, -1: no answer). */
+static void on_acked(void *data, long long n)
 {
     struct submit_op *op = data;
-    long long n = rds_reply_type(x) == RDS_INTEGER ? rds_reply_int(x) : -1;
-    (void)r;
     if (op->st == 0 && op->rc != STORE_FULL) {
         if (n < 0)
             op->st = BD_EREDIS_DOWN;
@@ -856,8 +850,7 @@ static void on_acked(struct rds *r, struct rds_reply *x, void *data)
         op->touched = 1;
         if (rds_cmd(op->s->ack, NULL, NULL, "SET %s %s XX KEEPTTL", op->idem_key,
                     op->idem_value) == 0 &&
-            rds_cmd(op->s->ack, on_acked, op, "WAIT %d %d", op->s->acks,
-                    op->s->ack_timeout_ms) == 0)
+            rwait_after(op->s->waits, on_acked, op) == 0)
             return;
         op->st = BD_EREDIS_DOWN;
     }
@@ -932,10 +925,8 @@ int store_submit(struct store *s, const struct store_submit *sub, store_submit_c
     args[na++] = ttl;
     rc = evalsha(s, conn, on_submit, op, &sc_submit, nk, na, args, NULL);
 sent:
-    if (rc == 0 && s->ack) {
-        op->ack = ACK_WAITING;
-        send_wait(op);
-    }
+    if (rc == 0 && s->ack)
+        op->ack = rwait_after(s->waits, on_acked, op) == 0 ? ACK_WAITING : ACK_BROKEN;
     return send_or_free(rc, op);
 }
 
@@ -2730,6 +2721,8 @@ static void close_connections(struct store *s)
         }
     }
     s->cmd = s->sub = s->blk = s->ack = NULL;
+    rwait_free(s->waits); /* after its connection closed: every WAIT was answered */
+    s->waits = NULL;
     if (s->loc) {
         s->pending_closes++;
         rloc_close(s->loc, on_conn_closed, s);
