@@ -80,12 +80,17 @@ class SentinelSet:
     MASTER = "briefd-primary"
     n_replicas = 1
     n_sentinels = 3
+    acl_user = None     # (user, password): briefd connects as this ACL user
 
     def __init__(self, tmp):
         self.tmp = tmp
-        self.nodes = [Node(tmp)]
+        acl = []
+        if self.acl_user:
+            acl = ["--user", self.acl_user[0], "on", ">" + self.acl_user[1], "~*", "&*", "+@all"]
+        self.nodes = [Node(tmp, list(acl))]
         for _ in range(self.n_replicas):
-            self.nodes.append(Node(tmp, ["--replicaof", "127.0.0.1", str(self.nodes[0].port)]))
+            self.nodes.append(Node(tmp, acl + ["--replicaof", "127.0.0.1",
+                                               str(self.nodes[0].port)]))
         self.port = self.nodes[0].port          # stable: names key prefixes
         self.sentinel_ports = [free_port() for _ in range(self.n_sentinels)]
         self.sentinel_procs = []
@@ -160,7 +165,8 @@ class SentinelSet:
 
     def redis_config(self, prefix):
         # the URL's host and port are not used with sentinels (port 1 proves it)
-        return {"url": "redis://127.0.0.1:1/0", "prefix": prefix,
+        auth = "%s:%s@" % self.acl_user if self.acl_user else ""
+        return {"url": "redis://%s127.0.0.1:1/0" % auth, "prefix": prefix,
                 "sentinels": ["127.0.0.1:%d" % p for p in self.sentinel_ports],
                 "master_name": self.MASTER}
 
@@ -178,6 +184,36 @@ class SentinelSet:
             out.append("--- sentinel %d\n%s" % (port, _tail(os.path.join(
                 self.tmp, "sentinel-%d" % port, "sentinel.log"), 3000)))
         return "\n".join(out)
+
+
+class AclSentinelSet(SentinelSet):
+    """briefd connects as an ACL user, so that the default user (the replication link's) can be
+    switched off on the primary: partition() cuts the replica off the primary, as a network
+    partition would, while briefd keeps writing to it."""
+    acl_user = ("briefd", "ha-acl-pw")
+
+    def partition(self):
+        """Drop the replication link and refuse its reconnection (one pipelined write, so the
+        replica cannot reconnect in between)."""
+        import socket
+        from harness import _resp
+        port = self.primary_port()
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            out = b""
+            for cmd in (("CLIENT", "KILL", "TYPE", "replica"), ("ACL", "SETUSER", "default", "off")):
+                out += b"*%d\r\n" % len(cmd)
+                for a in cmd:
+                    out += b"$%d\r\n%s\r\n" % (len(a), a.encode())
+            s.sendall(out)
+            f = s.makefile("rb")
+            killed = _resp(f)
+            _resp(f)
+        if killed < 1:
+            raise AssertionError("no replication link to cut")
+
+    def replica_offsets(self):
+        return [int(info_field(n.cmd("INFO", "replication"), "slave_repl_offset") or -1)
+                for n in self.nodes[1:] if n.alive()]
 
 
 class _Addr:

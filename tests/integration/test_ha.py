@@ -22,8 +22,8 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import test_jobs  # noqa: E402  (its classes are subclassed below, not run from here)
-from ha_harness import (ClusterSet, SentinelSet, TlsSidecar, key_slot, kill9,  # noqa: E402
-                        need)
+from ha_harness import (AclSentinelSet, ClusterSet, SentinelSet, TlsSidecar,  # noqa: E402
+                        key_slot, kill9, need)
 from harness import (Briefd, Sim, Stack, base_config, eventually, job_record,  # noqa: E402
                      tail, wait_for)
 
@@ -87,19 +87,22 @@ class SentinelReady(Stack):
 # --- failover ---------------------------------------------------------------------------------
 
 FAILOVER_JOBS = 300
-KILL_AFTER = 100
+KILL_AFTER = 100        # jobs accepted before the replica is cut off, then the primary killed
+CUT_OFF_ATTEMPTS = 20   # submits tried while the replica is cut off
 WORKERS = {"concurrency": 16, "max_attempts": 5, "job_timeout_ms": 5000,
            "claim_idle_ms": 6000, "result_ttl_s": 3600}
 
 
 class Failover(unittest.TestCase):
-    """Each test builds its own primary + replica + three sentinels and kills the primary."""
+    """Each test builds its own primary + replica + three sentinels, cuts the replica off the
+    primary (the writes then accepted exist on the primary only, as in a network partition or a
+    lagging replica), kills the primary (kill -9) and lets Sentinel promote the replica."""
 
     def setUp(self):
         need("redis-sentinel")
         self.tmpdir = tempfile.TemporaryDirectory(prefix="briefd-ha-")
         self.tmp = self.tmpdir.name
-        self.ss = SentinelSet(self.tmp).start()
+        self.ss = AclSentinelSet(self.tmp).start()
         self.sim = Sim(self.tmp, "fast").start()
         self.briefd = None
 
@@ -129,6 +132,8 @@ class Failover(unittest.TestCase):
                 st, job, _ = self.briefd.post_job(body, headers=key)
             except OSError:
                 st, job = 0, None
+            with book["lock"]:
+                book["attempts"] += 1
             if st in (200, 202):
                 with book["lock"]:
                     book["accepted"][i] = (job["id"], t)
@@ -143,19 +148,25 @@ class Failover(unittest.TestCase):
         briefd = self.start_briefd(acks)
         pid = briefd.proc.pid
         old = self.ss.primary_port()
-        book = {"lock": threading.Lock(), "accepted": {}, "refused": {}}
+        book = {"lock": threading.Lock(), "accepted": {}, "refused": {}, "attempts": 0}
         t0 = time.time()
         killed = {}
 
         def killer():
             wait_for(lambda: len(book["accepted"]) >= KILL_AFTER, 60, "jobs before the kill")
+            self.ss.partition()
+            cut = book["attempts"]
+            wait_for(lambda: book["attempts"] >= cut + CUT_OFF_ATTEMPTS, 60,
+                     "submits while the replica is cut off")
             killed["t"] = time.time()
             kill9(self.ss.node(old))
             wait_for(lambda: self.ss.primary_port() != old, 60, "Sentinel to promote the replica")
             killed["promoted"] = time.time()
-            # the old primary comes back (empty, no persistence): Sentinel makes it a replica
-            # of the new one, so that min_replicas_acked can be met again
-            self.ss.node(old).start()
+            # the old primary comes back (empty, no persistence) as a replica of the new one,
+            # as a supervisor would restart it, so that min_replicas_acked can be met again
+            node = self.ss.node(old)
+            node.extra += ["--replicaof", "127.0.0.1", str(self.ss.primary_port())]
+            node.start()
 
         kt = threading.Thread(target=killer)
         kt.start()
@@ -209,6 +220,8 @@ class Failover(unittest.TestCase):
         print("\nFAILOVER min_replicas_acked=0: %r" % fig, flush=True)
         self.assertEqual(fig["accepted"], FAILOVER_JOBS)
         self.assertEqual(fig["succeeded"] + fig["lost"], FAILOVER_JOBS)
+        # what was accepted while the replica was cut off existed on the primary only
+        self.assertGreater(fig["lost"], 0, fig)
 
 
 # --- acknowledged submits -----------------------------------------------------------------------
