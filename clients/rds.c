@@ -533,7 +533,10 @@ static int tls_setup(struct rds *r, const struct rds_opts *o)
         return 0;
 #ifdef BRIEFD_REDIS_TLS
     {
+        static int openssl_ready;
         redisSSLContextError e = REDIS_SSL_CTX_NONE;
+        if (!openssl_ready)
+            openssl_ready = redisInitOpenSSL() == REDIS_OK;
         r->ssl = redisCreateSSLContext(o->tls_ca_file, NULL, NULL, NULL, r->host, &e);
         if (!r->ssl) {
             log_error("redis (%s): TLS set-up failed: %s", r->name,
