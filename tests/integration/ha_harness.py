@@ -66,9 +66,15 @@ class Node(Redis):
         need(REDIS)
         args = [REDIS, "--port", str(self.port if self.plain else 0), "--bind", "127.0.0.1",
                 "--dir", self.dir, "--save", "", "--appendonly", "no",
-                "--logfile", self.log] + self.extra
+                "--repl-diskless-sync-delay", "0", "--logfile", self.log] + self.extra
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_port(self.port, proc=self.proc, log=self.log)
+        if self.plain:  # the port is ours, not another test's that took it meanwhile
+            pid = info_field(self.cmd("INFO", "server"), "process_id")
+            if pid != str(self.proc.pid):
+                self.stop()
+                raise AssertionError("port %d answered by another process (pid %s)" % (
+                    self.port, pid))
         return self
 
     def alive(self):
@@ -98,12 +104,19 @@ class SentinelSet:
     # --- set-up -------------------------------------------------------------------------
     def start(self):
         need(SENTINEL)
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self):
         for n in self.nodes:
             n.start()
         for n in self.nodes[1:]:
             wait_for(lambda n=n: info_field(n.cmd("INFO", "replication"),
                                             "master_link_status") == "up",
-                     15, "replica %d to sync" % n.port)
+                     30, "replica %d to sync; its log:\n%s" % (n.port, _tail(n.log, 2000)))
         for port in self.sentinel_ports:
             self._start_sentinel(port)
         for port in self.sentinel_ports:
@@ -239,6 +252,13 @@ class ClusterSet:
 
     def start(self):
         need(REDIS_CLI)
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self):
         for n in self.nodes:
             n.start()
         out = subprocess.run([REDIS_CLI, "--cluster", "create"] +
@@ -311,6 +331,13 @@ class TlsSidecar:
 
     def start(self):
         need(STUNNEL)
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self):
         self.make_certs()
         p = lambda name: os.path.join(self.dir, name)  # noqa: E731
         self.redis = Node(self.tmp, port=self.tls_port, plain=False, extra=[
