@@ -120,8 +120,11 @@ class SentinelSet:
         for port in self.sentinel_ports:
             self._start_sentinel(port)
         for port in self.sentinel_ports:
-            wait_for(lambda p=port: self._sentinel_sees_all(p), 30,
-                     "sentinel %d to see the replicas and the other sentinels" % port)
+            try:
+                wait_for(lambda p=port: self._sentinel_sees_all(p), 30,
+                         "sentinel %d to see the replicas and the other sentinels" % port)
+            except AssertionError as e:
+                raise AssertionError("%s\n%s" % (e, self.logs()))
         return self
 
     def _start_sentinel(self, port):

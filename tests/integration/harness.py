@@ -369,8 +369,15 @@ class Stack(unittest.TestCase):
             cls.redis = cls.redis_factory(cls.tmp).start()
         else:
             cls.redis = Redis(cls.tmp, appendonly=cls.appendonly).start()
-        cls.sim = Sim(cls.tmp, cls.sim_profile, cls.sim_args).start()
-        cls.briefd = Briefd(cls.tmp, base_config(cls.redis, cls.sim, **cls.config_over)).start()
+        try:
+            cls.sim = Sim(cls.tmp, cls.sim_profile, cls.sim_args).start()
+            cls.briefd = Briefd(cls.tmp, base_config(cls.redis, cls.sim, **cls.config_over)).start()
+        except BaseException:  # tearDownClass will not run: stop what was started
+            for part in ("briefd", "sim"):
+                if getattr(cls, part, None) is not None and getattr(cls, part).proc:
+                    getattr(cls, part).proc.kill()
+            cls.redis.stop()
+            raise
 
     @classmethod
     def tearDownClass(cls):
