@@ -87,6 +87,8 @@ class SentinelSet:
     n_replicas = 1
     n_sentinels = 3
     acl_user = None     # (user, password): briefd connects as this ACL user
+    sentinel_password = None  # the sentinels' requirepass (briefd reads it from SENTINEL_PW_ENV)
+    SENTINEL_PW_ENV = "BRIEFD_TEST_SENTINEL_PW"
 
     def __init__(self, tmp):
         self.tmp = tmp
@@ -138,13 +140,18 @@ class SentinelSet:
             f.write("sentinel down-after-milliseconds %s 1000\n" % self.MASTER)
             f.write("sentinel failover-timeout %s 10000\n" % self.MASTER)
             f.write("sentinel parallel-syncs %s 1\n" % self.MASTER)
+            if self.sentinel_password:
+                f.write("requirepass %s\nsentinel sentinel-pass %s\n" % (
+                    self.sentinel_password, self.sentinel_password))
         proc = subprocess.Popen([SENTINEL, conf], stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
         wait_port(port, proc=proc, log=os.path.join(d, "sentinel.log"))
         self.sentinel_procs.append(proc)
 
     def sentinel_cmd(self, port, *args):
-        return Redis.cmd(_Addr(port), *args)
+        if not self.sentinel_password:
+            return Redis.cmd(_Addr(port), *args)
+        return resp_pipeline(port, [("AUTH", self.sentinel_password), args])[-1]
 
     def _sentinel_sees_all(self, port):
         try:
@@ -182,9 +189,13 @@ class SentinelSet:
     def redis_config(self, prefix):
         # the URL's host and port are not used with sentinels (port 1 proves it)
         auth = "%s:%s@" % self.acl_user if self.acl_user else ""
-        return {"url": "redis://%s127.0.0.1:1/0" % auth, "prefix": prefix,
-                "sentinels": ["127.0.0.1:%d" % p for p in self.sentinel_ports],
-                "master_name": self.MASTER}
+        cfg = {"url": "redis://%s127.0.0.1:1/0" % auth, "prefix": prefix,
+               "sentinels": ["127.0.0.1:%d" % p for p in self.sentinel_ports],
+               "master_name": self.MASTER}
+        if self.sentinel_password:
+            os.environ[self.SENTINEL_PW_ENV] = self.sentinel_password  # briefd inherits it
+            cfg["sentinel_password_env"] = self.SENTINEL_PW_ENV
+        return cfg
 
     def stop(self):
         for proc in self.sentinel_procs:
@@ -211,25 +222,35 @@ class AclSentinelSet(SentinelSet):
     def partition(self):
         """Drop the replication link and refuse its reconnection (one pipelined write, so the
         replica cannot reconnect in between)."""
-        import socket
-        from harness import _resp
-        port = self.primary_port()
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-            out = b""
-            for cmd in (("CLIENT", "KILL", "TYPE", "replica"), ("ACL", "SETUSER", "default", "off")):
-                out += b"*%d\r\n" % len(cmd)
-                for a in cmd:
-                    out += b"$%d\r\n%s\r\n" % (len(a), a.encode())
-            s.sendall(out)
-            f = s.makefile("rb")
-            killed = _resp(f)
-            _resp(f)
+        killed, _ = resp_pipeline(self.primary_port(), [
+            ("CLIENT", "KILL", "TYPE", "replica"), ("ACL", "SETUSER", "default", "off")])
         if killed < 1:
             raise AssertionError("no replication link to cut")
 
     def replica_offsets(self):
         return [int(info_field(n.cmd("INFO", "replication"), "slave_repl_offset") or -1)
                 for n in self.nodes[1:] if n.alive()]
+
+
+class PasswordSentinelSet(SentinelSet):
+    """Sentinels that require a password (requirepass; sentinel-pass among themselves)."""
+    sentinel_password = "sentinel-s3cret"
+
+
+def resp_pipeline(port, cmds):
+    """Send cmds on one connection to 127.0.0.1:port; the list of replies (errors raise)."""
+    import socket
+    from harness import _resp
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        out = b""
+        for cmd in cmds:
+            out += b"*%d\r\n" % len(cmd)
+            for a in cmd:
+                a = a if isinstance(a, bytes) else str(a).encode()
+                out += b"$%d\r\n%s\r\n" % (len(a), a)
+        s.sendall(out)
+        f = s.makefile("rb")
+        return [_resp(f) for _ in cmds]
 
 
 class _Addr:
@@ -362,19 +383,7 @@ class TlsSidecar:
 
     def cmd(self, *args):
         """Through the sidecar, as the ACL user."""
-        import socket
-        from harness import _resp
-        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
-            out = b""
-            for cmd in (("AUTH", self.USER, self.PASSWORD), args):
-                out += b"*%d\r\n" % len(cmd)
-                for a in cmd:
-                    a = a if isinstance(a, bytes) else str(a).encode()
-                    out += b"$%d\r\n%s\r\n" % (len(a), a)
-            s.sendall(out)
-            f = s.makefile("rb")
-            _resp(f)
-            return _resp(f)
+        return resp_pipeline(self.port, [("AUTH", self.USER, self.PASSWORD), args])[-1]
 
     def redis_config(self, prefix):
         return {"url": "redis://%s:%s@127.0.0.1:%d/0" % (self.USER, self.PASSWORD, self.port),

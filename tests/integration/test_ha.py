@@ -22,8 +22,9 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import test_jobs  # noqa: E402  (its classes are subclassed below, not run from here)
-from ha_harness import (AclSentinelSet, ClusterSet, SentinelSet, TlsSidecar,  # noqa: E402
-                        key_slot, kill9, need)
+from ha_harness import (AclSentinelSet, ClusterSet, PasswordSentinelSet,  # noqa: E402
+                        SentinelSet, TlsSidecar, key_slot, kill9, need,
+                        resp_pipeline)
 from harness import (Briefd, Sim, Stack, base_config, eventually, job_record,  # noqa: E402
                      tail, wait_for)
 
@@ -82,6 +83,26 @@ class SentinelReady(Stack):
         replica = self.redis.nodes[1]
         self.assertFalse([c for c in replica.cmd("CLIENT", "LIST").splitlines()
                           if "name=briefd-" in c])
+
+
+class SentinelPassword(Stack):
+    """Sentinels with requirepass: briefd authenticates with redis.sentinel_password_env."""
+    redis_factory = PasswordSentinelSet
+
+    def test_authenticated_discovery(self):
+        st, p = primary_of(self.briefd)
+        self.assertEqual((st, p["via"], p["port"]), (200, "sentinel", self.redis.primary_port()))
+        st, job, _ = self.briefd.post_job({"text": DOC % 1}, wait=30)
+        self.assertEqual((st, job["status"]), (200, "succeeded"), job)
+        # briefd's connection to a sentinel is there (it could only be made with the password)
+        seen = []
+        for port in self.redis.sentinel_ports:
+            seen += [c for c in self.redis.sentinel_cmd(port, "CLIENT", "LIST").splitlines()
+                     if "name=briefd-sentinel" in c]
+        self.assertTrue(seen)
+        with self.assertRaises(RuntimeError):  # and it is needed (NOAUTH)
+            resp_pipeline(self.redis.sentinel_ports[0],
+                          [("SENTINEL", "get-master-addr-by-name", SentinelSet.MASTER)])
 
 
 # --- failover ---------------------------------------------------------------------------------
