@@ -1,4 +1,4 @@
-/* hash.c - FNV-1a. */
+/* hash.c - FNV-1a (the SHA-256 part of hash.h is in hash_sha256.c). */
 #include "hash.h"
 
 #include <string.h>

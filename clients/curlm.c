@@ -192,3 +192,13 @@ void curlm_close(struct curlm *m, void (*cb)(void *data), void *data)
     uv_timer_stop(&m->timer);
     uv_close((uv_handle_t *)&m->timer, on_timer_closed);
 }
+
+int curlm_global_init(void)
+{
+    return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : BD_ENOMEM;
+}
+
+void curlm_global_cleanup(void)
+{
+    curl_global_cleanup();
+}

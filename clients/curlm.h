@@ -31,6 +31,11 @@ struct curlm_xfer {
     struct list_node node;
 };
 
+/* libcurl's process-wide setup and teardown (curl_global_init / curl_global_cleanup), for
+ * programs that do not include curl.h themselves. Returns 0 or BD_ENOMEM. */
+int curlm_global_init(void);
+void curlm_global_cleanup(void);
+
 /* Create the engine on loop. curl_global_init is the caller's. Returns 0 or BD_ENOMEM. */
 int curlm_new(uv_loop_t *loop, struct curlm **out);
 /* Start a transfer (x->easy set up). Returns 0 (done runs exactly once, never from inside

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "bderr.h"
 #include "clock.h"
@@ -57,6 +58,10 @@ static void on_done(struct curlm_xfer *x, int result)
     curl_easy_getinfo(r->xfer.easy, CURLINFO_RESPONSE_CODE, &code);
     r->http_status = code;
     r->elapsed_ms = clock_ms_since(r->t0);
+    if (result != CURLE_OK && r->refused) {
+        req_done(r, BD_EREFUSED); /* err holds check_addr's reason */
+        return;
+    }
     if (result != CURLE_OK) {
         snprintf(r->err, sizeof(r->err), "%s", curl_easy_strerror((CURLcode)result));
         req_done(r, result == CURLE_OPERATION_TIMEDOUT ? BD_ETIMEOUT : BD_ECONNECT);
@@ -86,6 +91,19 @@ static int build_headers(struct hook_req *r)
     return h ? 0 : BD_ENOMEM;
 }
 
+/* libcurl's socket opener: the caller vets the address first. */
+static curl_socket_t open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *a)
+{
+    struct hook_req *r = clientp;
+
+    (void)purpose;
+    if (r->check_addr && r->check_addr(&a->addr, r->err, sizeof(r->err), r->check_data) != 0) {
+        r->refused = 1;
+        return CURL_SOCKET_BAD;
+    }
+    return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+}
+
 static void setup(struct hook_req *r, CURL *e)
 {
     long timeout = r->timeout_ms > 0 ? r->timeout_ms : 10000;
@@ -101,6 +119,9 @@ static void setup(struct hook_req *r, CURL *e)
     curl_easy_setopt(e, CURLOPT_USERAGENT, "briefd-webhook/0.1");
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(e, CURLOPT_PROXY, ""); /* no proxy from the environment */
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_socket);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, r);
 }
 
 int hook_post(struct hook_client *c, struct hook_req *r, hook_cb cb)
@@ -112,6 +133,7 @@ int hook_post(struct hook_client *c, struct hook_req *r, hook_cb cb)
     r->client = c;
     r->cb = cb;
     r->http_status = 0;
+    r->refused = 0;
     r->err[0] = '\0';
     r->body_copy = strdup(r->body);
     r->xfer.data = r;

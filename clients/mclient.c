@@ -30,6 +30,8 @@ struct mc_attempt {
     size_t len, cap;
     struct oai_sse sse;
     int sse_used;
+    int plain;                  /* 1: the body is buffered and parsed whole (no SSE) */
+    int typed;                  /* the 200's content type has been looked at */
     int sse_rc;                 /* first error the SSE parser reported */
     char sse_msg[200];
     int too_big;
@@ -113,15 +115,41 @@ static int append_raw(struct mc_attempt *a, const char *p, size_t len)
     return 0;
 }
 
+/* A streamed request answered with JSON rather than an event stream: read it whole. */
+static void check_stream_type(struct mc_attempt *a)
+{
+    char *ctype = NULL;
+
+    a->typed = 1;
+    curl_easy_getinfo(a->easy, CURLINFO_CONTENT_TYPE, &ctype);
+    if (ctype && strcasestr(ctype, "json") && !strcasestr(ctype, "event-stream")) {
+        a->plain = 1;
+        a->call->stream_ignored = 1;
+    }
+}
+
+/* Pass newly visible streamed text to the caller. */
+static void show_text(struct mc_attempt *a)
+{
+    const char *text;
+    size_t len = oai_sse_visible(&a->sse, &text);
+    if (len > a->call->text_len) {
+        a->call->text_len = len;
+        a->call->on_text(a->call, text, len);
+    }
+}
+
 static size_t on_write(char *p, size_t size, size_t n, void *userp)
 {
     struct mc_attempt *a = userp;
     size_t len = size * n;
     long code = 0;
     curl_easy_getinfo(a->easy, CURLINFO_RESPONSE_CODE, &code);
-    if (a->ttft_ms < 0 && !a->call->stream)
+    if (code == 200 && a->call->stream && !a->typed)
+        check_stream_type(a);
+    if (a->ttft_ms < 0 && a->plain)
         a->ttft_ms = ms_since(a->t0);
-    if (code == 200 && a->call->stream) {
+    if (code == 200 && !a->plain) {
         int rc;
         if (a->sse_rc)
             return len; /* drain; the error is reported at the end */
@@ -130,9 +158,20 @@ static size_t on_write(char *p, size_t size, size_t n, void *userp)
             a->ttft_ms = ms_since(a->t0);
         if (rc < 0)
             a->sse_rc = rc;
+        else if (a->call->on_text)
+            show_text(a);
         return len;
     }
     return append_raw(a, p, len) == 0 ? len : 0;
+}
+
+/* Free a header list, wiping each line first: they may hold keys. */
+static void headers_free(struct curl_slist *h)
+{
+    for (struct curl_slist *it = h; it; it = it->next)
+        if (it->data)
+            explicit_bzero(it->data, strlen(it->data));
+    curl_slist_free_all(h);
 }
 
 static void attempt_free(struct mc_attempt *a)
@@ -141,7 +180,7 @@ static void attempt_free(struct mc_attempt *a)
         return;
     if (a->easy)
         curl_easy_cleanup(a->easy);
-    curl_slist_free_all(a->hdrs);
+    headers_free(a->hdrs);
     if (a->sse_used)
         oai_sse_free(&a->sse);
     free(a->buf);
@@ -149,6 +188,36 @@ static void attempt_free(struct mc_attempt *a)
 }
 
 static uint64_t now_ms(const struct mc_ctx *ctx) { return uv_now(ctx->loop); }
+
+static struct curl_slist *add_line(struct curl_slist *h, const char *line)
+{
+    struct curl_slist *n = h ? curl_slist_append(h, line) : NULL;
+
+    if (h && !n)
+        headers_free(h);
+    return n;
+}
+
+/* Content type, the key in the header its auth mode names, and the caller's headers. */
+static struct curl_slist *build_headers(const struct mc_call *call)
+{
+    struct curl_slist *h = curl_slist_append(NULL, call->body ? "Content-Type: application/json"
+                                                              : "Accept: application/json");
+    char auth[600];
+
+    if (call->body && call->stream && !call->raw)
+        h = add_line(h, "Accept: text/event-stream");
+    if (call->api_key) {
+        snprintf(auth, sizeof(auth), call->auth == MC_AUTH_API_KEY ? "api-key: %s"
+                                                                   : "Authorization: Bearer %s",
+                 call->api_key);
+        h = add_line(h, auth);
+        explicit_bzero(auth, sizeof(auth));
+    }
+    for (size_t i = 0; h && i < call->n_headers; i++)
+        h = add_line(h, call->headers[i]);
+    return h;
+}
 
 static void on_xfer_done(struct curlm_xfer *x, int result);
 
@@ -174,25 +243,20 @@ static int attempt_start(struct mc_call *call)
     a->easy = curl_easy_init();
     if (!a->easy)
         goto fail;
-    a->hdrs = curl_slist_append(NULL, "Content-Type: application/json");
-    if (call->stream)
-        a->hdrs = curl_slist_append(a->hdrs, "Accept: text/event-stream");
-    if (call->api_key) {
-        char auth[600];
-        snprintf(auth, sizeof(auth), "Authorization: Bearer %s", call->api_key);
-        a->hdrs = curl_slist_append(a->hdrs, auth);
-        explicit_bzero(auth, sizeof(auth));
-    }
+    a->plain = !call->stream || call->raw;
+    a->hdrs = build_headers(call);
     if (!a->hdrs)
         goto fail;
-    if (call->stream) {
+    if (!a->plain) {
         oai_sse_init(&a->sse, call->prompt_chars);
         a->sse_used = 1;
     }
     curl_easy_setopt(a->easy, CURLOPT_URL, call->url);
-    curl_easy_setopt(a->easy, CURLOPT_POST, 1L);
-    curl_easy_setopt(a->easy, CURLOPT_POSTFIELDS, call->body);
-    curl_easy_setopt(a->easy, CURLOPT_POSTFIELDSIZE, (long)strlen(call->body));
+    if (call->body) {
+        curl_easy_setopt(a->easy, CURLOPT_POST, 1L);
+        curl_easy_setopt(a->easy, CURLOPT_POSTFIELDS, call->body);
+        curl_easy_setopt(a->easy, CURLOPT_POSTFIELDSIZE, (long)strlen(call->body));
+    }
     curl_easy_setopt(a->easy, CURLOPT_HTTPHEADER, a->hdrs);
     curl_easy_setopt(a->easy, CURLOPT_WRITEFUNCTION, on_write);
     curl_easy_setopt(a->easy, CURLOPT_WRITEDATA, a);
@@ -322,7 +386,13 @@ static int attempt_outcome(struct mc_call *call, struct mc_attempt *a, CURLcode 
         return code >= 500 || code == 408;
     }
     oai_result_free(&call->res);
-    if (call->stream) {
+    if (call->raw) {
+        call->raw_len = a->len;
+        call->raw_text = a->buf ? a->buf : strdup("");
+        a->buf = NULL;
+        a->len = a->cap = 0;
+        rc = call->raw_text ? 0 : OAI_ENOMEM;
+    } else if (!a->plain) {
         char msg[200], fmsg[200];
         int frc = oai_sse_finish(&a->sse, &call->res, fmsg, sizeof(fmsg));
         rc = a->sse_rc ? a->sse_rc : frc;
@@ -365,7 +435,7 @@ static void attempt_done(struct mc_call *call, CURLcode cc)
     int retryable;
     call->att = NULL;
     call->busy_ms += took;
-    retryable = attempt_outcome(call, a, cc);
+    retryable = attempt_outcome(call, a, cc) && call->text_len == 0;
     retry_after = a->retry_after_s;
     attempt_free(a);
     if (call->fail != MC_OK)
@@ -404,7 +474,7 @@ static void on_xfer_done(struct curlm_xfer *x, int result)
 int mc_call_start(struct mc_ctx *ctx, struct mc_call *call, mc_cb cb)
 {
     int rc;
-    if (!call->url || !call->body || call->max_attempts < 1)
+    if (!call->url || (!call->body && !call->raw) || call->max_attempts < 1)
         return BD_EINVAL;
     mc_call_reset(call);
     call->ctx = ctx;
@@ -446,6 +516,11 @@ void mc_call_reset(struct mc_call *call)
     call->ttft_ms = -1;
     call->elapsed_ms = 0;
     call->busy_ms = 0;
+    call->stream_ignored = 0;
+    call->text_len = 0;
+    free(call->raw_text);
+    call->raw_text = NULL;
+    call->raw_len = 0;
     memset(call->fails, 0, sizeof(call->fails));
 }
 

@@ -8,9 +8,23 @@
  * not a valid completion (non-JSON, truncated, truncated stream). What is not: other 4xx
  * (the request itself is wrong) - those fail at once.
  *
+ * A call may also be a plain GET whose body is returned raw (body NULL, raw set: e.g. GET
+ * {base_url}/models), with the same headers, timeouts and retries.
+ *
+ * A server that answers a streamed request with a plain JSON completion (Content-Type
+ * application/json: it ignored "stream": true) is accepted: the body is parsed as a
+ * non-streamed answer and stream_ignored is set.
+ *
+ * Streamed text as it arrives: a streamed call with on_text set reports the brief's visible
+ * text so far (oai_sse_visible: harmony analysis never shows) each time it grows. Once any
+ * text went out, a failed attempt is not retried (a new attempt would repeat it): the call
+ * fails with what went wrong.
+ *
  * Ownership: struct mc_call is caller-owned and must stay valid until its callback has run.
- * Input strings (url, api_key, body) are borrowed until then too. The result (call->res)
- * belongs to the call: release with mc_call_reset() (also safe on a never-started call). */
+ * Input strings (url, api_key, body, the header lines and the array holding them) are
+ * borrowed until then too; the copies libcurl makes of the key and the header lines are
+ * wiped when each attempt ends. The result (call->res, call->raw_text) belongs to the call:
+ * release with mc_call_reset() (also safe on a never-started call). */
 #ifndef BRIEFD_MCLIENT_H
 #define BRIEFD_MCLIENT_H
 
@@ -43,18 +57,33 @@ enum mc_fail {
 };
 const char *mc_fail_name(enum mc_fail f); /* "connect", "timeout", "http_4xx", ... */
 
+/* How api_key is sent. */
+enum mc_auth {
+    MC_AUTH_BEARER = 0,         /* Authorization: Bearer KEY */
+    MC_AUTH_API_KEY = 1         /* api-key: KEY (Azure) */
+};
+
 struct mc_call {
     void *data;                 /* the caller's */
     /* inputs */
     const char *url;            /* full URL: base_url + "/chat/completions" */
-    const char *api_key;        /* NULL: no Authorization header */
-    const char *body;           /* request JSON (see oai_build_request) */
+    const char *api_key;        /* NULL: no key header */
+    enum mc_auth auth;          /* how api_key is sent */
+    const char *const *headers; /* n_headers "Name: value" lines sent as well, or NULL */
+    size_t n_headers;
+    const char *body;           /* request JSON (see oai_build_request); NULL: a GET */
+    int raw;                    /* keep a 200's body in raw_text/raw_len instead of parsing it as a
+                                   completion (res stays empty) */
     size_t prompt_chars;        /* for usage estimates */
     int stream;                 /* the body asks for stream: parse SSE, measure TTFT */
     long timeout_ms;            /* per attempt */
     int max_attempts;           /* >= 1 */
     int backoff_ms;             /* base delay; attempt k waits rand(0, base * 2^(k-1)), capped */
     uint64_t deadline_ms;       /* absolute, on uv_now(); 0 = none */
+    /* stream only, may be NULL: the visible text so far (cumulative: text[0..len), valid
+     * during the callback), called each time it grows. Runs inside the transfer: it must
+     * not cancel or reset the call (defer that to a timer). */
+    void (*on_text)(struct mc_call *call, const char *text, size_t len);
     /* outputs, valid in the callback */
     struct oai_result res;
     int attempts;               /* attempts made */
@@ -66,6 +95,10 @@ struct mc_call {
                                    or to first response byte (non-stream); -1 if unknown */
     double elapsed_ms;          /* successful attempt's duration */
     double busy_ms;             /* all attempts' durations summed (busy-time pricing) */
+    int stream_ignored;         /* stream was asked, the server sent a JSON body instead */
+    size_t text_len;            /* bytes of text passed to on_text so far (0: none) */
+    char *raw_text;             /* raw: the 200's body (NUL-terminated), else NULL */
+    size_t raw_len;
     int fails[MC_FAIL_CANCELED + 1]; /* failed attempts by reason (for metrics) */
     /* internal */
     struct mc_ctx *ctx;

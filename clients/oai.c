@@ -469,12 +469,14 @@ static int append_logprob(struct oai_result *r, struct oai_accum *st, double v)
 static void note_reasoning(const cJSON *m, struct oai_result *r, struct oai_accum *st)
 {
     static const char *const keys[] = {"reasoning_content", "reasoning"};
+    static const int from[] = {OAI_REASONING_CONTENT, OAI_REASONING_FIELD};
     size_t i;
 
     for (i = 0; i < sizeof keys / sizeof keys[0]; i++) {
         const char *s = get_str(m, keys[i]);
         if (s != NULL && s[0] != '\0') {
             r->has_reasoning = 1;
+            r->reasoning_from |= from[i];
             st->reasoning_bytes += strlen(s);
         }
     }
@@ -492,6 +494,7 @@ static int append_parts(const cJSON *arr, struct oai_result *r, struct oai_accum
         const char *text = cJSON_IsString(part) ? part->valuestring : get_str(part, "text");
         if (type != NULL && (strcmp(type, "thinking") == 0 || strcmp(type, "reasoning") == 0)) {
             r->has_reasoning = 1;
+            r->reasoning_from |= OAI_REASONING_PARTS;
             continue;
         }
         if (text == NULL || (type != NULL && strcmp(type, "text") != 0 &&
@@ -630,12 +633,14 @@ static int apply_harmony(struct oai_result *r, struct oai_accum *st)
             n = 0;
         }
         r->has_reasoning |= !found || contains(s, r->content_len, HARMONY_ANALYSIS);
+        r->reasoning_from |= OAI_REASONING_HARMONY;
     } else if (s != NULL && r->content_len > strlen(STRIPPED_START) &&
                strncmp(s, STRIPPED_START, strlen(STRIPPED_START)) == 0 &&
                contains(s, r->content_len, STRIPPED_FINAL)) {
         b = last_memmem(s, r->content_len, STRIPPED_FINAL) + strlen(STRIPPED_FINAL);
         p = dup_trimmed(b, s + r->content_len, &n);
         r->has_reasoning = 1;
+        r->reasoning_from |= OAI_REASONING_HARMONY;
     } else {
         return 0;
     }
@@ -923,4 +928,70 @@ int oai_sse_finish(struct oai_sse *s, struct oai_result *out, char *msg, size_t 
     memset(&s->acc, 0, sizeof s->acc);
     oai_sse_free(s);
     return rc;
+}
+
+/* ---------- what a stream may show so far ---------- */
+
+/* n less a tail of s[0..n) that is a proper prefix of a harmony token ("<", "<|", "<|en"). */
+static size_t hold_token_prefix(const char *s, size_t n)
+{
+    static const char *const toks[] = {"<|channel|>", "<|end|>", "<|return|>", "<|start|>",
+                                       "<|call|>", "<|message|>"};
+    size_t longest = strlen("<|channel|>"), i, k;
+
+    for (k = n < longest ? n : longest; k > 0; k--) {
+        for (i = 0; i < sizeof toks / sizeof toks[0]; i++)
+            if (k < strlen(toks[i]) && memcmp(s + n - k, toks[i], k) == 0)
+                return n - k;
+    }
+    return n;
+}
+
+/* Is s[0..n) harmony, or too short to tell? (The same tests as apply_harmony.) */
+static int may_be_harmony(const char *s, size_t n, int *stripped)
+{
+    size_t ls = strlen(STRIPPED_START), lc = strlen("<|");
+
+    *stripped = 0;
+    if (n >= lc && memcmp(s, "<|", lc) == 0)
+        return 1;
+    if (memcmp(s, STRIPPED_START, n < ls ? n : ls) == 0) {
+        *stripped = 1;
+        return 1;
+    }
+    return n < lc && s[0] == '<';
+}
+
+/* The final channel's text so far, from b (just past its marker) to e. */
+static size_t final_so_far(const char *b, const char *e, int stripped, const char **text)
+{
+    if (!stripped)
+        e = harmony_end(b, e);
+    while (b < e && is_space((unsigned char)*b))
+        b++;
+    if (!stripped)
+        e = b + hold_token_prefix(b, (size_t)(e - b));
+    while (e > b && is_space((unsigned char)e[-1]))
+        e--;
+    *text = b;
+    return (size_t)(e - b);
+}
+
+size_t oai_sse_visible(const struct oai_sse *s, const char **text)
+{
+    const char *c = s->acc.content, *m;
+    size_t n = s->acc.content_len;
+    int stripped;
+
+    *text = c ? c : "";
+    if (c == NULL || n == 0)
+        return 0;
+    if (!may_be_harmony(c, n, &stripped))
+        return hold_token_prefix(c, n);
+    m = memmem(c, n, stripped ? STRIPPED_FINAL : HARMONY_FINAL,
+               strlen(stripped ? STRIPPED_FINAL : HARMONY_FINAL));
+    if (m == NULL)
+        return 0;
+    m += strlen(stripped ? STRIPPED_FINAL : HARMONY_FINAL);
+    return final_so_far(m, c + n, stripped, text);
 }

@@ -34,6 +34,7 @@ struct oai_result {
     int truncated;          /* finish_reason == "length" */
     char *model;            /* the "model" the server reported, or NULL */
     int has_reasoning;      /* the server sent reasoning_content/reasoning or harmony analysis */
+    int reasoning_from;     /* where reasoning was seen: OAI_REASONING_* bits */
     long prompt_tokens;
     long completion_tokens;
     int usage_estimated;    /* 1: the server sent no usage; counts are estimates */
@@ -41,6 +42,12 @@ struct oai_result {
     double *logprobs;       /* n_logprobs token logprobs, in order */
     size_t n_logprobs;
 };
+
+/* Where a response carried reasoning (struct oai_result.reasoning_from). */
+#define OAI_REASONING_CONTENT 1   /* message.reasoning_content (vLLM, llama.cpp --jinja) */
+#define OAI_REASONING_FIELD   2   /* message.reasoning (Ollama, OpenRouter, newer vLLM) */
+#define OAI_REASONING_PARTS   4   /* content parts of type "thinking" or "reasoning" */
+#define OAI_REASONING_HARMONY 8   /* gpt-oss harmony channels leaked into content */
 
 /* Error codes for the parse functions (negative). */
 #define OAI_EPARSE    (-1)  /* not JSON, or JSON of the wrong shape */
@@ -119,5 +126,15 @@ int oai_sse_feed(struct oai_sse *s, const char *buf, size_t len, char *msg, size
  * out is overwritten as for oai_parse_response. */
 int oai_sse_finish(struct oai_sse *s, struct oai_result *out, char *msg, size_t msglen);
 void oai_sse_free(struct oai_sse *s);
+
+/* The part of the brief a client may be shown while the stream runs: *text points into the
+ * accumulated content (valid until the next feed), the length is returned. Plain content
+ * shows as it comes, less a trailing "<" or "<|..." that may open a harmony token. Content
+ * that is (or may still become) harmony - it starts with "<|" or with "analysis" (special
+ * tokens stripped) - shows only the final channel's text once its marker came, from its
+ * first non-space byte, up to an end-of-message token, without trailing whitespace, so the
+ * text shown is always a prefix of what oai_sse_finish() leaves in content. (A stream that
+ * opens a harmony section later, or holds two final channels, can break that: compare.) */
+size_t oai_sse_visible(const struct oai_sse *s, const char **text);
 
 #endif

@@ -71,6 +71,23 @@ static void length_decide(const void *state, const struct route_input *in, struc
                  input, st->min_input_chars);
 }
 
+/* With min_input_chars the input alone can ask for a refinement; otherwise it needs the
+ * draft. */
+static int length_decide_input(const void *state, const struct route_input *in,
+                               struct verdict *out)
+{
+    const struct length_state *st = state;
+    size_t input = utf8_chars(in->text, in->text_len);
+    if (st->min_input_chars <= 0)
+        return 0;
+    out->kind = (long long)input >= st->min_input_chars ? VERDICT_REFINE : VERDICT_KEEP;
+    out->has_score = 1;
+    out->score = (double)input;
+    snprintf(out->detail, sizeof out->detail, "input %zu chars %s %lld", input,
+             out->kind == VERDICT_REFINE ? ">=" : "<", st->min_input_chars);
+    return 1;
+}
+
 static void length_describe(const void *state, cJSON *obj)
 {
     const struct length_state *st = state;
@@ -91,6 +108,7 @@ const struct policy_ops policy_length_ops = {
     .name = "length",
     .parse = length_parse,
     .decide = length_decide,
+    .decide_input = length_decide_input,
     .describe = length_describe,
     .free = length_free,
 };

@@ -65,6 +65,10 @@ struct policy_ops {
     int (*parse)(const struct cJSON *conf, const char *path, void **state, struct cfg_err *err);
     /* Pure. Writes out (out->policy is set by the caller). */
     void (*decide)(const void *state, const struct route_input *in, struct verdict *out);
+    /* Pre-routing (routing.pre_route): decide on the input alone (in->draft is NULL). Returns
+     * 1 with out written when this policy (as configured) can judge the input, 0 when it
+     * needs the draft (out untouched). NULL: never. */
+    int (*decide_input)(const void *state, const struct route_input *in, struct verdict *out);
     /* The current thresholds as JSON (added to the caller-owned obj), for GET /v1/config. */
     void (*describe)(const void *state, struct cJSON *obj);
     void (*free)(void *state);

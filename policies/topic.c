@@ -316,6 +316,15 @@ static void topic_decide(const void *state, const struct route_input *in, struct
     out->score = hits;
 }
 
+/* Flags and keywords look at the request and the document only: the same verdict before
+ * the draft exists. */
+static int topic_decide_input(const void *state, const struct route_input *in,
+                              struct verdict *out)
+{
+    topic_decide(state, in, out);
+    return 1;
+}
+
 /* ---- describe, free ---- */
 
 static void add_list(cJSON *obj, const char *key, const struct topic_list *l)
@@ -343,6 +352,7 @@ const struct policy_ops policy_topic_ops = {
     .name = "topic",
     .parse = topic_parse,
     .decide = topic_decide,
+    .decide_input = topic_decide_input,
     .describe = topic_describe,
     .free = topic_free,
 };

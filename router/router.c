@@ -24,11 +24,17 @@ struct router {
     double max_rate;             /* <= 0: no rate guard */
     int window_s;                /* the window the caller measures the rate over */
     double budget;               /* < 0: no daily budget guard */
+    long min_samples;            /* decided jobs the rate guards need before they act */
+    int pre_route;               /* routing.pre_route */
+    size_t n_exempt;
+    char exempt[ROUTER_MAX_POLICIES][32]; /* policies whose refinements no guard holds back */
 };
 
-static const char *const routing_keys[] = {"mode", "threshold", "policies", "guards", NULL};
+static const char *const routing_keys[] = {"mode", "threshold", "policies", "guards",
+                                           "pre_route", NULL};
 static const char *const guard_keys[] = {"max_refine_rate", "window_s",
-                                         "daily_refine_budget_usd", NULL};
+                                         "daily_refine_budget_usd", "min_samples",
+                                         "exempt_policies", NULL};
 /* Indexed like enum route_mode. */
 static const char *const mode_names[] = {"any", "all", "score", NULL};
 static const enum route_mode mode_values[] = {ROUTE_ANY, ROUTE_ALL, ROUTE_SCORE};
@@ -180,10 +186,34 @@ static int parse_budget(const cJSON *g, struct router *r, struct cfg_err *err)
     return 0;
 }
 
+/* exempt_policies: names of registered policies, each once. */
+static int parse_exempt(const cJSON *g, struct router *r, struct cfg_err *err)
+{
+    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(g, "exempt_policies"), *it;
+    char path[80];
+    int i = 0;
+    if (!arr)
+        return 0;
+    if (!cJSON_IsArray(arr))
+        return cfg_fail_key(err, "routing.guards", "exempt_policies", "expected array");
+    cJSON_ArrayForEach(it, arr) {
+        snprintf(path, sizeof path, "routing.guards.exempt_policies[%d]", i++);
+        if (!cJSON_IsString(it) || !policy_lookup(it->valuestring))
+            return cfg_fail(err, path, "expected the name of a policy (length, topic, ...)");
+        if (r->n_exempt == ROUTER_MAX_POLICIES)
+            return cfg_fail(err, path, "at most %d policies", ROUTER_MAX_POLICIES);
+        for (size_t k = 0; k < r->n_exempt; k++)
+            if (strcmp(r->exempt[k], it->valuestring) == 0)
+                return cfg_fail(err, path, "listed twice");
+        snprintf(r->exempt[r->n_exempt++], sizeof r->exempt[0], "%s", it->valuestring);
+    }
+    return 0;
+}
+
 static int parse_guards(const cJSON *routing, struct router *r, struct cfg_err *err)
 {
     const cJSON *g = cJSON_GetObjectItemCaseSensitive(routing, "guards");
-    long long window = r->window_s;
+    long long window = r->window_s, min = r->min_samples;
 
     if (!g)
         return 0;
@@ -196,7 +226,23 @@ static int parse_guards(const cJSON *routing, struct router *r, struct cfg_err *
     if (cfg_integer(g, "routing.guards", "window_s", 0, 10, 86400, &window, err) < 0)
         return -1;
     r->window_s = (int)window;
+    if (cfg_integer(g, "routing.guards", "min_samples", 0, 0, 1000000, &min, err) < 0)
+        return -1;
+    r->min_samples = (long)min;
+    if (parse_exempt(g, r, err) < 0)
+        return -1;
     return parse_budget(g, r, err);
+}
+
+static int parse_pre_route(const cJSON *routing, struct router *r, struct cfg_err *err)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(routing, "pre_route");
+    if (!v)
+        return 0;
+    if (!cJSON_IsBool(v))
+        return cfg_fail_key(err, "routing", "pre_route", "expected true or false");
+    r->pre_route = cJSON_IsTrue(v);
+    return 0;
 }
 
 int router_parse(const cJSON *routing, struct router **out, struct cfg_err *err)
@@ -210,6 +256,7 @@ int router_parse(const cJSON *routing, struct router **out, struct cfg_err *err)
     r->max_rate = 0.5;
     r->window_s = 3600;
     r->budget = -1;
+    r->min_samples = ROUTER_MIN_SAMPLES;
     if (routing && !cJSON_IsObject(routing)) {
         cfg_fail(err, "routing", "expected object");
         goto fail;
@@ -218,7 +265,8 @@ int router_parse(const cJSON *routing, struct router **out, struct cfg_err *err)
         goto fail;
     if (parse_mode(routing, r, err) < 0 || parse_threshold(routing, r, err) < 0)
         goto fail;
-    if (parse_policies(routing, r, err) < 0 || parse_guards(routing, r, err) < 0)
+    if (parse_policies(routing, r, err) < 0 || parse_guards(routing, r, err) < 0 ||
+        parse_pre_route(routing, r, err) < 0)
         goto fail;
     *out = r;
     return 0;
@@ -251,6 +299,11 @@ double router_guard_daily_budget(const struct router *r)
     return r->budget;
 }
 
+int router_pre_route(const struct router *r)
+{
+    return r->pre_route;
+}
+
 /* ---- describe ---- */
 
 static cJSON *describe_policy(const struct router_policy *p)
@@ -267,11 +320,16 @@ static cJSON *describe_policy(const struct router_policy *p)
 
 static void describe_guards(const struct router *r, cJSON *g)
 {
+    cJSON *ex;
     if (r->max_rate > 0)
         cJSON_AddNumberToObject(g, "max_refine_rate", r->max_rate);
     else
         cJSON_AddNullToObject(g, "max_refine_rate");
     cJSON_AddNumberToObject(g, "window_s", r->window_s);
+    cJSON_AddNumberToObject(g, "min_samples", (double)r->min_samples);
+    ex = cJSON_AddArrayToObject(g, "exempt_policies");
+    for (size_t i = 0; ex && i < r->n_exempt; i++)
+        cJSON_AddItemToArray(ex, cJSON_CreateString(r->exempt[i]));
     if (r->budget >= 0)
         cJSON_AddNumberToObject(g, "daily_refine_budget_usd", r->budget);
     else
@@ -287,6 +345,7 @@ cJSON *router_describe(const struct router *r)
         return NULL;
     cJSON_AddStringToObject(o, "mode", route_mode_name(r->mode));
     cJSON_AddNumberToObject(o, "threshold", r->threshold);
+    cJSON_AddBoolToObject(o, "pre_route", r->pre_route);
     arr = cJSON_AddArrayToObject(o, "policies");
     for (size_t i = 0; arr && i < r->n; i++)
         cJSON_AddItemToArray(arr, describe_policy(&r->p[i]));
@@ -315,13 +374,20 @@ static void run_policies(const struct router *r, const struct route_input *in,
     out->n = r->n;
 }
 
-/* What the policies decided, by mode; sets out->score in score mode. */
-static int combine(const struct router *r, struct route_result *out)
+/* What the policies decided, by mode; sets out->score in score mode. For the input stage,
+ * policies that could not judge yet (v->kind ABSTAIN and input_unknown) count as possible
+ * keeps: a refinement is decided there only when the rest could not overturn it. */
+static int combine(const struct router *r, struct route_result *out, const int *unknown)
 {
-    double vote_w = 0, refine_w = 0;
-    size_t refines = 0, keeps = 0;
+    double vote_w = 0, refine_w = 0, unknown_w = 0;
+    size_t refines = 0, keeps = 0, unknowns = 0;
 
     for (size_t i = 0; i < r->n; i++) {
+        if (unknown && unknown[i]) {
+            unknown_w += r->p[i].weight;
+            unknowns++;
+            continue;
+        }
         if (out->v[i].kind == VERDICT_ABSTAIN)
             continue;
         vote_w += r->p[i].weight;
@@ -332,11 +398,12 @@ static int combine(const struct router *r, struct route_result *out)
             keeps++;
         }
     }
+    out->refine_votes = refines;
     switch (r->mode) {
     case ROUTE_ALL:
-        return refines > 0 && keeps == 0;
+        return refines > 0 && keeps == 0 && unknowns == 0;
     case ROUTE_SCORE:
-        out->score = vote_w > 0 ? refine_w / vote_w : 0;
+        out->score = vote_w + unknown_w > 0 ? refine_w / (vote_w + unknown_w) : 0;
         return refines > 0 && out->score + SCORE_EPSILON >= r->threshold;
     case ROUTE_ANY:
         break;
@@ -344,9 +411,9 @@ static int combine(const struct router *r, struct route_result *out)
     return refines > 0;
 }
 
-static struct verdict *hold_back(struct route_result *out, const char *guard, double score)
+struct verdict *router_hold_back(struct route_result *out, const char *guard, double score)
 {
-    struct verdict *v = &out->v[out->n++];
+    struct verdict *v = &out->v[out->n < ROUTER_MAX_VERDICTS ? out->n++ : out->n - 1];
 
     memset(v, 0, sizeof *v);
     v->policy = guard;
@@ -358,16 +425,44 @@ static struct verdict *hold_back(struct route_result *out, const char *guard, do
     return v;
 }
 
-static void guard_rate(const struct router *r, const struct guard_input *g,
-                       struct route_result *out)
+/* Did an exempt policy ask for this refinement? */
+static const char *exempt_refine(const struct router *r, const struct route_result *out)
+{
+    for (size_t i = 0; i < out->n && i < r->n; i++) {
+        if (out->v[i].kind != VERDICT_REFINE)
+            continue;
+        for (size_t k = 0; k < r->n_exempt; k++)
+            if (strcmp(out->v[i].policy, r->exempt[k]) == 0)
+                return r->exempt[k];
+    }
+    return NULL;
+}
+
+/* A strong refinement: several policies asked for it (any / all), or its score is in the
+ * upper half of the refine range (score mode). Over a rate limit, weak refinements are held
+ * back first; strong ones only once the rate is ROUTER_STRONG_SLACK over the limit. */
+static int strong(const struct router *r, const struct route_result *out)
+{
+    if (r->mode == ROUTE_SCORE)
+        return out->score >= r->threshold + (1 - r->threshold) / 2;
+    return out->refine_votes >= 2;
+}
+
+static void rate_guard(const struct router *r, const struct route_result *out, double max,
+                       double rate, double decided, const char *name, struct route_result *o)
 {
     struct verdict *v;
-
-    if (!(r->max_rate > 0) || !g->have_rate || !(g->recent_refine_rate >= r->max_rate))
+    int st;
+    if (!(max > 0) || decided < (double)r->min_samples || !(rate >= max))
         return;
-    v = hold_back(out, "guard:max_refine_rate", g->recent_refine_rate);
-    snprintf(v->detail, sizeof v->detail, "refine rate %.2f over %d s >= max %g; draft kept",
-             g->recent_refine_rate, r->window_s, r->max_rate);
+    st = strong(r, out);
+    if (st && rate < max * ROUTER_STRONG_SLACK)
+        return;
+    v = router_hold_back(o, name, rate);
+    snprintf(v->detail, sizeof v->detail,
+             "refine rate %.3f of %.0f decided jobs over %d s >= max %g; %s refinement held "
+             "back%s", rate, decided, r->window_s, max, st ? "a strong" : "a weak",
+             st ? " (rate 10% over the max)" : " first");
 }
 
 static void guard_budget(const struct router *r, const struct guard_input *g,
@@ -378,10 +473,28 @@ static void guard_budget(const struct router *r, const struct guard_input *g,
 
     if (!(r->budget >= 0) || !g->have_spend || !(total >= r->budget))
         return;
-    v = hold_back(out, "guard:daily_refine_budget", total);
+    v = router_hold_back(out, "guard:daily_refine_budget", total);
     snprintf(v->detail, sizeof v->detail,
              "spent today %.6f + est %.6f USD >= daily budget %g USD; draft kept",
              g->spent_today_usd, g->est_refine_cost_usd, r->budget);
+}
+
+static void apply_guards(const struct router *r, const struct guard_input *g,
+                         struct route_result *out)
+{
+    if (!out->policy_refine || !g)
+        return;
+    out->exempt = exempt_refine(r, out);
+    if (out->exempt)
+        return; /* no guard holds back what an exempt policy asked for */
+    /* every guard that would hold it back says so */
+    if (g->have_rate)
+        rate_guard(r, out, r->max_rate, g->recent_refine_rate, g->decided,
+                   "guard:max_refine_rate", out);
+    if (g->have_tenant_rate)
+        rate_guard(r, out, g->tenant_max_rate, g->tenant_refine_rate, g->tenant_decided,
+                   "guard:tenant_refine_rate", out);
+    guard_budget(r, g, out);
 }
 
 void router_decide(const struct router *r, const struct route_input *in,
@@ -389,13 +502,41 @@ void router_decide(const struct router *r, const struct route_input *in,
 {
     memset(out, 0, sizeof *out);
     out->mode = r->mode;
+    out->stage = "draft";
     run_policies(r, in, out);
-    out->policy_refine = combine(r, out);
+    out->policy_refine = combine(r, out, NULL);
     out->refine = out->policy_refine;
-    if (!out->policy_refine || !g)
-        return;
-    guard_rate(r, g, out);
-    guard_budget(r, g, out);
+    apply_guards(r, g, out);
+}
+
+int router_pre_decide(const struct router *r, const struct route_input *in,
+                      const struct guard_input *g, struct route_result *out)
+{
+    int unknown[ROUTER_MAX_POLICIES] = {0}, any = 0;
+    memset(out, 0, sizeof *out);
+    out->mode = r->mode;
+    out->stage = "input";
+    for (size_t i = 0; i < r->n; i++) {
+        struct verdict *v = &out->v[i];
+        memset(v, 0, sizeof *v);
+        v->policy = r->p[i].ops->name;
+        v->kind = VERDICT_ABSTAIN;
+        unknown[i] = !r->p[i].ops->decide_input ||
+                     !r->p[i].ops->decide_input(r->p[i].state, in, v);
+        if (unknown[i])
+            snprintf(v->detail, sizeof v->detail, "needs the draft");
+        v->policy = r->p[i].ops->name;
+        any |= !unknown[i];
+    }
+    out->n = r->n;
+    if (!r->pre_route || !any)
+        return 0;
+    out->policy_refine = combine(r, out, unknown);
+    out->refine = out->policy_refine;
+    if (!out->refine)
+        return 0; /* undecided: the draft decides */
+    apply_guards(r, g, out);
+    return 1;
 }
 
 /* ---- JSON ---- */
@@ -444,7 +585,8 @@ cJSON *route_result_json(const struct route_result *res)
     if (!o)
         return NULL;
     if (!cJSON_AddStringToObject(o, "decision", res->refine ? "refine" : "keep") ||
-        !cJSON_AddStringToObject(o, "mode", route_mode_name(res->mode)))
+        !cJSON_AddStringToObject(o, "mode", route_mode_name(res->mode)) ||
+        !cJSON_AddStringToObject(o, "stage", res->stage ? res->stage : "draft"))
         goto fail;
     if (res->mode == ROUTE_SCORE && !cJSON_AddNumberToObject(o, "score", res->score))
         goto fail;

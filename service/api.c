@@ -21,6 +21,7 @@
 #include "stats.h"
 #include "store.h"
 #include "svc.h"
+#include "webhook.h"
 
 #define SSE_MAX_MS (30u * 60u * 1000u)   /* one events stream lives at most 30 minutes */
 #define SSE_POLL_MS 5000u                 /* and re-checks its job this often */
@@ -608,8 +609,7 @@ static void key_id(struct api *api, struct http_req *req, char *out, size_t len)
     if (!key || !*key)
         snprintf(out, len, "anon");
     else
-        snprintf(out, len, "key_%08llx",
-                 (unsigned long long)(hash_fnv1a64_str(HASH_FNV1A64_INIT, key) >> 32));
+        config_key_fingerprint(api->svc->cfg, key, out, len);
 }
 
 /* A key configured as "tenant=key" submits for that tenant: it replaces any
@@ -672,6 +672,78 @@ static void enqueue(struct api *api, struct http_req *req, struct job_req *jr, d
 static void run_facade(struct api *api, struct http_req *req, struct job_req *jr,
                        const struct facade_req *fr);
 
+/* --- callback_url at submit: the webhook target policy (webhook_vet) --- */
+
+/* A submit waiting for its callback_url's host name to resolve. It never touches the API
+ * once the process is stopping (the API may be gone by then): it answers 503 if its client
+ * is still there. */
+struct vet {
+    struct api *api;
+    struct svc *svc;
+    struct http_req *req;         /* NULL once the client left */
+    struct job_req jr;            /* the validated request (owned) */
+    double wait;
+    char *idem;                   /* Idempotency-Key copy, or NULL */
+};
+
+static void vet_abort(struct http_req *req, void *data)
+{
+    struct vet *v = data;
+    (void)req;
+    v->req = NULL;
+}
+
+static void on_vetted(void *data, int status, const char *why)
+{
+    struct vet *v = data;
+    if (v->req) {
+        http_req_on_abort(v->req, NULL, NULL);
+        if (v->svc->stopping) {
+            http_resp_header(v->req, "Retry-After", "1");
+            http_respond_error(v->req, 503, "shutting_down", NULL, "this briefd is shutting down");
+        } else if (status != 0) {
+            http_respond_error(v->req, 422, "invalid_value", "callback_url",
+                               "field 'callback_url' is not an allowed target: %s", why);
+        } else {
+            enqueue(v->api, v->req, &v->jr, v->wait, v->idem);
+        }
+    }
+    job_req_free(&v->jr);
+    free(v->idem);
+    free(v);
+}
+
+/* Check jr's callback_url, then queue it (now, or once its host name has resolved); takes
+ * jr over. */
+static void vet_callback(struct api *api, struct http_req *req, struct job_req *jr,
+                         double wait, const char *idem)
+{
+    char why[200];
+    struct vet *v;
+    int rc = webhook_vet_now(api->svc->cfg, jr->callback_url, why, sizeof(why));
+    if (rc != 1) {
+        if (rc == 0)
+            enqueue(api, req, jr, wait, idem);
+        else
+            http_respond_error(req, 422, "invalid_value", "callback_url",
+                               "field 'callback_url' is not an allowed target: %s", why);
+        job_req_free(jr);
+        return;
+    }
+    v = calloc(1, sizeof(*v));
+    if (!v || webhook_vet_resolve(api->svc->loop, api->svc->cfg, jr->callback_url, on_vetted,
+                                  v) != 0) {
+        http_respond_error(req, 503, "resolver_unavailable", "callback_url",
+                           "the callback_url host could not be looked up; try again");
+        free(v);
+        job_req_free(jr);
+        return;
+    }
+    *v = (struct vet){api, api->svc, req, *jr, wait, idem ? strdup(idem) : NULL};
+    memset(jr, 0, sizeof(*jr));
+    http_req_on_abort(req, vet_abort, v);
+}
+
 static void post_job(struct api *api, struct http_req *req)
 {
     const struct bd_config *cfg = api->svc->cfg;
@@ -696,6 +768,10 @@ static void post_job(struct api *api, struct http_req *req)
     if (job_req_parse(body, len, cfg->max_text_bytes, &jr, &ve) != 0) {
         http_respond_error(req, ve.status, ve.code, ve.param[0] ? ve.param : NULL, "%s",
                            ve.msg);
+        return;
+    }
+    if (jr.callback_url) {
+        vet_callback(api, req, &jr, wait, idem);
         return;
     }
     enqueue(api, req, &jr, wait, idem);
@@ -950,7 +1026,7 @@ static void get_health(struct api *api, struct http_req *req, int ready)
 {
     cJSON *o = cJSON_CreateObject();
     int redis_ok = store_ready(api->svc->store);
-    int ok = !ready || (redis_ok && api->svc->cfg);
+    int ok = !ready || (redis_ok && api->svc->cfg && !api->svc->stopping);
     cJSON_AddStringToObject(o, "status", ok ? "ok" : "unavailable");
     if (ready) {
         int port = 0;
@@ -963,23 +1039,65 @@ static void get_health(struct api *api, struct http_req *req, int ready)
         cJSON_AddStringToObject(o, "config_version", api->svc->cfg->version);
         cJSON_AddBoolToObject(o, "stopping", api->svc->stopping);
     }
-    if (ready && api->svc->stopping)
-        ok = 0;
     http_respond_json(req, ok ? 200 : 503, o);
     cJSON_Delete(o);
 }
 
-static void get_models(struct api *api, struct http_req *req)
+static cJSON *model_object(const char *id)
 {
-    cJSON *o = cJSON_CreateObject(), *arr, *m;
-    cJSON_AddStringToObject(o, "object", "list");
-    arr = cJSON_AddArrayToObject(o, "data");
-    m = cJSON_CreateObject();
-    cJSON_AddStringToObject(m, "id", api->svc->cfg->facade_model);
+    cJSON *m = cJSON_CreateObject();
+    cJSON_AddStringToObject(m, "id", id);
     cJSON_AddStringToObject(m, "object", "model");
     cJSON_AddNumberToObject(m, "created", 0);
     cJSON_AddStringToObject(m, "owned_by", "briefd");
-    cJSON_AddItemToArray(arr, m);
+    return m;
+}
+
+static int hex_digit(char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'f')
+        return (ch | 0x20) - 'a' + 10;
+    return -1;
+}
+
+/* A path segment, percent-decoded (a bad or NUL escape stays as is) into out. */
+static void segment_decode(const char *s, char *out, size_t n)
+{
+    size_t o = 0;
+    for (size_t i = 0; s[i] && o + 1 < n; i++) {
+        int hi = s[i] == '%' ? hex_digit(s[i + 1]) : -1;
+        int lo = hi >= 0 ? hex_digit(s[i + 2]) : -1;
+        if (lo >= 0 && (hi | lo) != 0) {
+            out[o++] = (char)(hi * 16 + lo);
+            i += 2;
+        } else {
+            out[o++] = s[i];
+        }
+    }
+    out[o] = '\0';
+}
+
+/* GET /v1/models (rest "") and GET /v1/models/{id}: the facade's alias, else 404. */
+static void get_models(struct api *api, struct http_req *req, const char *rest)
+{
+    const char *alias = api->svc->cfg->facade_model;
+    char id[512];
+    cJSON *o;
+    if (*rest) {
+        segment_decode(rest + 1, id, sizeof(id));
+        if (strcmp(id, alias) != 0) {
+            http_respond_error(req, 404, "model_not_found", NULL,
+                               "The model '%.200s' does not exist; use '%.128s'", id, alias);
+            return;
+        }
+        o = model_object(alias);
+    } else {
+        o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "object", "list");
+        cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "data"), model_object(alias));
+    }
     http_respond_json(req, 200, o);
     cJSON_Delete(o);
 }
@@ -991,15 +1109,51 @@ static void get_config(struct api *api, struct http_req *req)
     cJSON_Delete(o);
 }
 
+/* 422 invalid_config naming every mistake of the file (as briefd check does): message
+ * "path: what" (or "N mistakes: path: what; ..."), param the first path, and errors[] with
+ * each {"param", "message"}. first is the mistake the reload stopped at. */
+static void respond_reload_refused(struct api *api, struct http_req *req,
+                                   const struct cfg_err *first)
+{
+    static struct cfg_err errs[CONFIG_MAX_REPORTED];
+    const char *path = api->svc->cfg->path;
+    int n = path ? config_check_collect(path, errs, CONFIG_MAX_REPORTED) : 0;
+    cJSON *o = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(o, "error"), *list;
+    char *text;
+    if (n <= 0) {
+        errs[0] = *first;
+        n = 1;
+    }
+    n = n > CONFIG_MAX_REPORTED ? CONFIG_MAX_REPORTED : n;
+    text = config_mistakes_text(errs, n);
+    list = cJSON_CreateArray();
+    for (int i = 0; i < n; i++) {
+        cJSON *item = cJSON_CreateObject();
+        if (errs[i].path[0])
+            cJSON_AddStringToObject(item, "param", errs[i].path);
+        else
+            cJSON_AddNullToObject(item, "param");
+        cJSON_AddStringToObject(item, "message", errs[i].msg);
+        cJSON_AddItemToArray(list, item);
+    }
+    cJSON_AddStringToObject(e, "type", http_error_type(422));
+    cJSON_AddStringToObject(e, "code", "invalid_config");
+    cJSON_AddStringToObject(e, "message", text ? text : "invalid configuration");
+    if (errs[0].path[0])
+        cJSON_AddStringToObject(e, "param", errs[0].path);
+    else
+        cJSON_AddNullToObject(e, "param");
+    cJSON_AddItemToObject(e, "errors", list);
+    http_respond_json(req, 422, o);
+    cJSON_Delete(o);
+    free(text);
+}
+
 static void post_reload(struct api *api, struct http_req *req)
 {
     struct cfg_err err;
     if (api->svc->reload(api->svc, &err) != 0) {
-        if (err.path[0])
-            http_respond_error(req, 422, "invalid_config", err.path, "%s: %s", err.path,
-                               err.msg);
-        else
-            http_respond_error(req, 422, "invalid_config", NULL, "%s", err.msg);
+        respond_reload_refused(api, req, &err);
         return;
     }
     cJSON *o = cJSON_CreateObject();
@@ -1257,13 +1411,17 @@ static void r_jobs(struct api *api, struct http_req *req, const char *rest)
     route_jobs(api, req, *rest ? rest + 1 : "");
 }
 
+static void r_models(struct api *api, struct http_req *req, const char *rest)
+{
+    get_models(api, req, rest);
+}
+
 #define R_PLAIN(name, fn) \
     static void name(struct api *api, struct http_req *req, const char *rest) \
     { (void)rest; fn(api, req); }
 R_PLAIN(r_metrics, get_metrics)
 R_PLAIN(r_stats, get_stats)
 R_PLAIN(r_chat, post_chat)
-R_PLAIN(r_models, get_models)
 R_PLAIN(r_config, get_config)
 R_PLAIN(r_reload, post_reload)
 #undef R_PLAIN
@@ -1288,7 +1446,7 @@ static const struct api_route routes[] = {
     {"/v1/dead-letters", 1, NULL, AUTH_ADMIN, 0, dead_letters},
     {"/v1/stats", 0, "GET", AUTH_USER, 0, r_stats},
     {"/v1/chat/completions", 0, "POST", AUTH_USER, 1, r_chat},
-    {"/v1/models", 0, "GET", AUTH_USER, 0, r_models},
+    {"/v1/models", 1, "GET", AUTH_USER, 0, r_models},
     {"/v1/config", 0, "GET", AUTH_ADMIN, 0, r_config},
     {"/v1/config/reload", 0, "POST", AUTH_ADMIN, 0, r_reload},
 };

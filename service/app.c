@@ -19,6 +19,7 @@
 #include "log.h"
 #include "mclient.h"
 #include "pipeline.h"
+#include "oplog.h"
 #include "store.h"
 #include "svc.h"
 #include "worker.h"
@@ -61,7 +62,9 @@ static int app_reload(struct svc *svc, struct cfg_err *err)
     config_unref(cur);
     svc->cfg = next;
     store_set_retention(svc->store, next->stats_retention_s);
+    oplog_apply(next);
     log_info("config reloaded from %s (version %s)", a->cfg_path, next->version);
+    oplog_config(next);
     return 0;
 }
 
@@ -156,8 +159,7 @@ static void on_signal(uv_signal_t *s, int signum)
     if (signum == SIGHUP) {
         struct cfg_err err;
         if (app_reload(&a->svc, &err) != 0)
-            log_error("reload refused, running config kept: %s%s%s", err.path,
-                      err.path[0] ? ": " : "", err.msg);
+            oplog_reload_refused(a->cfg_path, &err);
         return;
     }
     app_shutdown(a);
@@ -241,6 +243,7 @@ static int open_http(struct app *a)
         log_error("cannot listen on %s:%d: %s", host, port, bd_strerror(rc));
         return rc;
     }
+    http_server_on_complete(a->http, oplog_access, NULL);
     log_info("listening on http://%s:%d (role %s)", host, http_server_port(a->http),
              a->role == ROLE_ALL ? "all" : a->role == ROLE_API ? "api" : "worker");
     return 0;
@@ -290,6 +293,7 @@ static int app_start(struct app *a)
     log_info("briefd started: instance %s, config %s (version %s), draft %s, refine %s",
              a->instance, a->cfg_path ? a->cfg_path : "(embedded defaults)",
              a->svc.cfg->version, a->svc.cfg->draft.name, a->svc.cfg->refine.name);
+    oplog_config(a->svc.cfg);
     return 0;
 }
 
@@ -305,6 +309,7 @@ int app_run(const char *cfg_path, enum app_role role, const char *listen)
         cfg_err_print(stderr, cfg_path ? cfg_path : "briefd: embedded config", &err);
         return 1;
     }
+    oplog_apply(a.svc.cfg);
     signal(SIGPIPE, SIG_IGN);
     uv_loop_init(&loop);
     curl_global_init(CURL_GLOBAL_DEFAULT);

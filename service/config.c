@@ -13,8 +13,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "b64.h"
+#include "bderr.h"
 #include "hash.h"
+#include "mclient.h"
 #include "router.h"
+#include "sbuf.h"
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define NOFF ((size_t)-1) /* the key lands nowhere directly: its set()/show() handle it */
@@ -30,18 +34,27 @@ enum ktype {
     K_LONG,    /* integer in lo..hi, lands in a long */
     K_SIZE,    /* integer in lo..hi, lands in a size_t */
     K_DBL,     /* number in lo..hi (hi = INFINITY: no upper bound), lands in a double */
+    K_DBLN,    /* number in lo..hi (lo >= 0) or null, lands in a double; null is -1 */
     K_BOOL,    /* true/false, lands in an int */
+    K_ENUM,    /* one of names[] (a string), lands in an int: its index */
+    K_CUSTOM,  /* any JSON value, handled by ops (parse, describe, free) */
     K_ROUTING, /* object handed whole to router_parse() */
-    K_HOSTS,   /* array of lo..hi "host:port" strings, lands in a struct cfg_strs */
 };
 
-/* A default, per role: role 0 is everything but models.refine, which is role 1. */
+/* A default, per role: role 0 is everything but models.refine (role 1) and models.judge
+ * (role 2). */
 struct kdef {
     double num;
     const char *str;
 };
 
 struct key;
+/* A K_CUSTOM key's handlers; base is the section's base (the value lands where they say). */
+struct key_ops {
+    int (*parse)(char *base, const struct cJSON *v, const char *path, struct cfg_err *err);
+    int (*describe)(const char *base, const char *name, struct cJSON *out);
+    void (*free)(char *base);
+};
 /* Validate and store a string value (replacing the plain copy into base + off). */
 typedef int (*key_set_fn)(char *base, const struct key *k, const char *s, const char *path,
                           struct cfg_err *err);
@@ -53,22 +66,39 @@ struct key {
     enum ktype type;
     size_t off;             /* offset from the section's base (NOFF: see set/show) */
     double lo, hi;          /* bounds: value for numbers, length for strings */
-    struct kdef def[2];     /* default for role 0 / role 1 */
+    struct kdef def[3];     /* default for role 0 / 1 / 2 */
     const struct key *sub;  /* K_OBJ: the section's keys */
     size_t nsub;
     int role;               /* K_OBJ: role of the section (-1: the parent's) */
     key_set_fn set;         /* strings: custom validation / conversion, or NULL */
     key_show_fn show;       /* strings: custom describe, or NULL */
+    const char *const *names; /* K_ENUM: the names (NULL-terminated); default def[].num */
+    const struct key_ops *ops; /* K_CUSTOM */
 };
 
 #define O(f) offsetof(struct bd_config, f)
 #define M(f) offsetof(struct model_cfg, f)
-#define NUM(n, t, o, l, h, d) {n, t, o, l, h, {{d, NULL}, {d, NULL}}, NULL, 0, -1, NULL, NULL}
+/* NUM2 / STR2: the judge (role 2) takes the refine model's default; NUM3 / STR3 its own. */
+#define NUM(n, t, o, l, h, d) \
+    {n, t, o, l, h, {{d, NULL}, {d, NULL}, {d, NULL}}, NULL, 0, -1, NULL, NULL, NULL, NULL}
 #define NUM2(n, t, o, l, h, d0, d1) \
-    {n, t, o, l, h, {{d0, NULL}, {d1, NULL}}, NULL, 0, -1, NULL, NULL}
-#define STR(n, t, o, l, h, d, set, show) {n, t, o, l, h, {{0, d}, {0, d}}, NULL, 0, -1, set, show}
-#define STR2(n, t, o, l, h, d0, d1) {n, t, o, l, h, {{0, d0}, {0, d1}}, NULL, 0, -1, NULL, NULL}
-#define OBJ(n, o, s, r) {n, K_OBJ, o, 0, 0, {{0, NULL}, {0, NULL}}, s, ARRAY_LEN(s), r, NULL, NULL}
+    {n, t, o, l, h, {{d0, NULL}, {d1, NULL}, {d1, NULL}}, NULL, 0, -1, NULL, NULL, NULL, NULL}
+#define NUM3(n, t, o, l, h, d0, d1, d2) \
+    {n, t, o, l, h, {{d0, NULL}, {d1, NULL}, {d2, NULL}}, NULL, 0, -1, NULL, NULL, NULL, NULL}
+#define STR(n, t, o, l, h, d, set, show) \
+    {n, t, o, l, h, {{0, d}, {0, d}, {0, d}}, NULL, 0, -1, set, show, NULL, NULL}
+#define STR2(n, t, o, l, h, d0, d1) \
+    {n, t, o, l, h, {{0, d0}, {0, d1}, {0, d1}}, NULL, 0, -1, NULL, NULL, NULL, NULL}
+#define STR3(n, t, o, l, h, d0, d1, d2) \
+    {n, t, o, l, h, {{0, d0}, {0, d1}, {0, d2}}, NULL, 0, -1, NULL, NULL, NULL, NULL}
+#define OBJ(n, o, s, r) \
+    {n, K_OBJ, o, 0, 0, {{0, NULL}, {0, NULL}, {0, NULL}}, s, ARRAY_LEN(s), r, NULL, NULL, NULL, \
+     NULL}
+#define ENUM(n, o, names, d) \
+    {n, K_ENUM, o, 0, 0, {{d, NULL}, {d, NULL}, {d, NULL}}, NULL, 0, -1, NULL, NULL, names, NULL}
+#define CUSTOM(n, ops) \
+    {n, K_CUSTOM, NOFF, 0, 0, {{0, NULL}, {0, NULL}, {0, NULL}}, NULL, 0, -1, NULL, NULL, NULL, \
+     ops}
 
 static int set_listen(char *, const struct key *, const char *, const char *, struct cfg_err *);
 static int set_redis_url(char *, const struct key *, const char *, const char *,
@@ -79,6 +109,11 @@ static int set_env_name(char *, const struct key *, const char *, const char *,
                         struct cfg_err *);
 static char *show_listen(const char *base);
 static char *show_redis_url(const char *base);
+static const struct key_ops headers_ops, allow_ops, sentinels_ops;
+
+static const char *const auth_header_names[] = {"bearer", "api-key", NULL};
+static const char *const log_format_names[] = {"text", "json", NULL};
+static const char *const log_level_names[] = {"debug", "info", "warn", "error", NULL};
 
 #define DRAFT_SYSTEM "You are a precise analyst who writes executive briefs. Use only facts " \
     "stated in the document; never invent names, numbers or dates. Reply with the brief only."
@@ -90,33 +125,69 @@ static char *show_redis_url(const char *base);
 #define REFINE_USER "Rewrite the draft brief below into a clear, accurate executive brief of " \
     "at most {max_words} words. Keep every fact; fix omissions using the source document." \
     "{instructions}\n\nSource document:\n{text}\n\nDraft brief:\n{draft}"
+/* The refine model writing the brief from the document alone (routing.pre_route decided
+ * before any draft). */
+#define DIRECT_USER "Write a clear, accurate executive brief of the following document in at " \
+    "most {max_words} words.{instructions}\n\nDocument:\n{text}"
+/* The judge (briefd eval, docs/EVALUATION.md): the rubric, and the layout of the brief to
+ * score ({draft} is the brief being judged, whichever model wrote it). */
+#define JUDGE_SYSTEM "You are a strict evaluator of executive briefs. You get a source " \
+    "document, a word limit and a brief written from the document. Score the brief on three " \
+    "criteria, each an integer from 1 (worst) to 5 (best): coherence - it reads clearly and " \
+    "is well organised; faithfulness - every fact, name, number and date in it is in the " \
+    "document, and nothing is invented; brevity - it stays within the word limit and has no " \
+    "filler. Reply with one JSON object only: {\"coherence\": 1-5, \"faithfulness\": 1-5, " \
+    "\"brevity\": 1-5, \"rationale\": \"one or two sentences\"}."
+#define JUDGE_USER "Document:\n{text}\n\nMaximum words: {max_words}\n\nBrief:\n{draft}"
 #define DEFAULT_BASE_URL "http://127.0.0.1:5273/v1"
 
+/* Default prices: public list prices of hosted equivalents (docs/CONFIG.md#prices has the
+ * sources and the date): Phi-4-mini-instruct on Azure AI Foundry, gpt-oss-20b on W&B
+ * Inference, USD per million tokens. */
+#define DRAFT_IN_PER_MTOK 0.075
+#define DRAFT_OUT_PER_MTOK 0.30
+#define REFINE_IN_PER_MTOK 0.05
+#define REFINE_OUT_PER_MTOK 0.20
+#define DRAFT_PRICE_SOURCE "Azure AI Foundry list price of Phi-4-mini-instruct (global " \
+    "deployment), USD per 1M tokens, as listed when checked on 2026-12-02"
+#define REFINE_PRICE_SOURCE "W&B Inference list price of gpt-oss-20b, USD per 1M tokens, as " \
+    "listed when checked on 2026-12-02"
+
 static const struct key price_keys[] = {
-    NUM("input_per_mtok", K_DBL, M(price_in_per_mtok), 0, INFINITY, 0),
-    NUM("output_per_mtok", K_DBL, M(price_out_per_mtok), 0, INFINITY, 0),
+    NUM2("input_per_mtok", K_DBL, M(price_in_per_mtok), 0, INFINITY, DRAFT_IN_PER_MTOK,
+         REFINE_IN_PER_MTOK),
+    NUM2("output_per_mtok", K_DBL, M(price_out_per_mtok), 0, INFINITY, DRAFT_OUT_PER_MTOK,
+         REFINE_OUT_PER_MTOK),
     NUM("per_hour", K_DBL, M(price_per_hour), 0, INFINITY, 0),
+    STR2("source", K_STRN, M(price_source), 1, 256, DRAFT_PRICE_SOURCE, REFINE_PRICE_SOURCE),
 };
 
 static const struct key prompt_keys[] = {
-    STR2("system", K_STR, M(prompt_system), 0, 65536, DRAFT_SYSTEM, REFINE_SYSTEM),
-    STR2("user", K_STR, M(prompt_user), 1, 65536, DRAFT_USER, REFINE_USER),
+    STR3("system", K_STR, M(prompt_system), 0, 65536, DRAFT_SYSTEM, REFINE_SYSTEM,
+         JUDGE_SYSTEM),
+    STR3("user", K_STR, M(prompt_user), 1, 65536, DRAFT_USER, REFINE_USER, JUDGE_USER),
+    STR3("direct", K_STRN, M(prompt_direct), 1, 65536, NULL, DIRECT_USER, NULL),
 };
 
-/* One table for both models; models.draft applies it with role 0, models.refine role 1. */
+/* One table for the three model slots; models.draft applies it with role 0, models.refine
+ * role 1, models.judge role 2 (whose name, base_url and api_key_env then default to
+ * models.refine's: judge_from_refine[] below). */
 static const struct key model_keys[] = {
     STR2("name", K_STR, M(name), 1, 256, "phi-4-mini", "gpt-oss-20b"),
     STR("base_url", K_STR, M(base_url), 1, 2048, DEFAULT_BASE_URL, set_base_url, NULL),
     STR("api_key_env", K_STRN, M(api_key_env), 1, 128, NULL, set_env_name, NULL),
+    ENUM("auth_header", M(auth_header), auth_header_names, MODEL_AUTH_BEARER),
+    CUSTOM("headers", &headers_ops),
     NUM("timeout_ms", K_INT, M(timeout_ms), 100, 600000, 60000),
     NUM2("max_tokens", K_INT, M(max_tokens), 1, 32768, 300, 600),
-    NUM2("temperature", K_DBL, M(temperature), 0, 2, 0.4, 0.2),
+    NUM3("temperature", K_DBL, M(temperature), 0, 2, 0.4, 0.2, 0),
     NUM("stream", K_BOOL, M(stream), 0, 1, 0),
     NUM2("logprobs", K_BOOL, M(logprobs), 0, 1, 1, 0),
     NUM("max_attempts", K_INT, M(max_attempts), 1, 10, 3),
     NUM("backoff_ms", K_INT, M(backoff_ms), 1, 60000, 200),
     NUM("breaker_failures", K_INT, M(breaker_failures), 1, 1000, 5),
     NUM("breaker_open_ms", K_INT, M(breaker_open_ms), 100, 3600000, 30000),
+    NUM("max_concurrency", K_INT, M(max_concurrency), 0, 100000, 0),
     OBJ("price", 0, price_keys, -1),
     OBJ("prompt", 0, prompt_keys, -1),
 };
@@ -124,6 +195,18 @@ static const struct key model_keys[] = {
 static const struct key models_keys[] = {
     OBJ("draft", O(draft), model_keys, 0),
     OBJ("refine", O(refine), model_keys, 1),
+    OBJ("judge", O(judge), model_keys, 2),
+};
+
+/* models.judge keys that, when the file does not give them, take models.refine's value
+ * after parsing (the judge defaults to the refine model's endpoint). */
+static const struct {
+    const char *name;
+    size_t off;
+} judge_from_refine[] = {
+    {"name", M(name)},
+    {"base_url", M(base_url)},
+    {"api_key_env", M(api_key_env)},
 };
 
 static const struct key redis_keys[] = {
@@ -131,8 +214,7 @@ static const struct key redis_keys[] = {
         show_redis_url),
     STR("prefix", K_STR, O(redis_prefix), 1, 64, "briefd:", NULL, NULL),
     NUM("command_timeout_ms", K_INT, O(redis_command_timeout_ms), 100, 60000, 3000),
-    {"sentinels", K_HOSTS, O(redis_sentinels), 0, 16, {{0, NULL}, {0, NULL}}, NULL, 0, -1, NULL,
-     NULL},
+    CUSTOM("sentinels", &sentinels_ops),
     STR("master_name", K_STRN, O(redis_master_name), 1, 127, NULL, NULL, NULL),
     STR("sentinel_password_env", K_STRN, O(redis_sentinel_password_env), 1, 128, NULL,
         set_env_name, NULL),
@@ -162,6 +244,18 @@ static const struct key auth_keys[] = {
     STR("keys_env", K_STRN, O(auth_keys_env), 1, 128, "BRIEFD_API_KEYS", set_env_name, NULL),
     STR("admin_keys_env", K_STRN, O(admin_keys_env), 1, 128, "BRIEFD_ADMIN_KEYS",
         set_env_name, NULL),
+    STR("fingerprint_salt_env", K_STRN, O(fingerprint_salt_env), 1, 128, NULL, set_env_name,
+        NULL),
+};
+
+static const struct key log_keys[] = {
+    ENUM("format", O(log_format), log_format_names, 0),
+    ENUM("level", O(log_level), log_level_names, 1),
+};
+
+static const struct key webhooks_keys[] = {
+    STR("secret_env", K_STRN, O(webhook_secret_env), 1, 128, NULL, set_env_name, NULL),
+    CUSTOM("allow", &allow_ops),
 };
 
 static const struct key facade_keys[] = {
@@ -170,6 +264,12 @@ static const struct key facade_keys[] = {
 
 static const struct key stats_keys[] = {
     NUM("retention_s", K_LONG, O(stats_retention_s), 60, 31536000, 604800),
+};
+
+/* For the evaluation (docs/EVALUATION.md): read by the online evaluation, validated here. */
+static const struct key evaluation_keys[] = {
+    NUM("shadow_rate", K_DBL, O(eval_shadow_rate), 0, 1, 0),
+    NUM("daily_budget_usd", K_DBLN, O(eval_daily_budget_usd), 0, INFINITY, -1),
 };
 
 static const struct key top_keys[] = {
@@ -181,7 +281,11 @@ static const struct key top_keys[] = {
     OBJ("models", 0, models_keys, -1),
     OBJ("facade", 0, facade_keys, -1),
     OBJ("stats", 0, stats_keys, -1),
-    {"routing", K_ROUTING, O(router), 0, 0, {{0, NULL}, {0, NULL}}, NULL, 0, -1, NULL, NULL},
+    OBJ("evaluation", 0, evaluation_keys, -1),
+    OBJ("log", 0, log_keys, -1),
+    OBJ("webhooks", 0, webhooks_keys, -1),
+    {"routing", K_ROUTING, O(router), 0, 0, {{0, NULL}, {0, NULL}, {0, NULL}}, NULL, 0, -1,
+     NULL, NULL, NULL, NULL},
 };
 
 /* ---- small helpers ------------------------------------------------------------------- */
@@ -210,12 +314,14 @@ static int store_str(char **slot, const char *s, size_t len, struct cfg_err *err
     return 0;
 }
 
+/* parent.name into out (PATH_MAX_LEN bytes); a path too long is cut (it is only shown). */
 static void join_path(char *out, const char *parent, const char *name)
 {
-    if (parent[0])
-        snprintf(out, PATH_MAX_LEN, "%s.%s", parent, name);
-    else
-        snprintf(out, PATH_MAX_LEN, "%s", name);
+    int n = parent[0] ? snprintf(out, PATH_MAX_LEN, "%s.%s", parent, name)
+                      : snprintf(out, PATH_MAX_LEN, "%s", name);
+
+    if (n < 0)
+        out[0] = '\0';
 }
 
 static int sub_role(const struct key *k, int role)
@@ -510,22 +616,33 @@ static char *show_redis_url(const char *base)
     return strdup(buf);
 }
 
+/* http(s)://host[:port][/path][?query]: trailing slashes of the path are dropped; a query
+ * (Azure's ?api-version=...) is kept and goes after the paths briefd appends. */
 static int set_base_url(char *base, const struct key *k, const char *s, const char *path,
                         struct cfg_err *err)
 {
-    size_t len = strlen(s);
+    const char *q = strchr(s, '?');
+    size_t len = q ? (size_t)(q - s) : strlen(s), qlen = q ? strlen(q) : 0;
     size_t skip = strncasecmp(s, "https://", 8) == 0 ? 8 : 7;
+    char *joined;
+    int rc;
 
     if (strncasecmp(s, "http://", 7) != 0 && strncasecmp(s, "https://", 8) != 0)
         return cfg_fail(err, path, "expected an http:// or https:// URL");
     while (len > skip && s[len - 1] == '/')
         len--;
-    if (len == skip)
+    if (len == skip || s[skip] == '/')
         return cfg_fail(err, path, "missing host");
-    for (size_t i = 0; i < len; i++)
-        if (!isgraph((unsigned char)s[i]))
+    for (const char *p = s; *p; p++)
+        if (!isgraph((unsigned char)*p))
             return cfg_fail(err, path, "URL must not contain spaces or control characters");
-    return store_str((char **)(void *)(base + k->off), s, len, err);
+    if (strchr(s, '#'))
+        return cfg_fail(err, path, "a fragment (#...) is not allowed");
+    if (asprintf(&joined, "%.*s%s", (int)len, s, q ? q : "") < 0)
+        return oom(err);
+    rc = store_str((char **)(void *)(base + k->off), joined, len + qlen, err);
+    free(joined);
+    return rc;
 }
 
 static int set_env_name(char *base, const struct key *k, const char *s, const char *path,
@@ -540,6 +657,274 @@ static int set_env_name(char *base, const struct key *k, const char *s, const ch
                         "expected an environment variable name ([A-Za-z_][A-Za-z0-9_]*)");
     return store_str((char **)(void *)(base + k->off), s, strlen(s), err);
 }
+
+/* ---- models.*.headers ---------------------------------------------------------------- */
+
+/* Headers briefd sets itself (framing, content negotiation, the connection): refused. */
+static const char *const reserved_headers[] = {
+    "host", "content-length", "content-type", "transfer-encoding", "connection", "keep-alive",
+    "upgrade", "te", "trailer", "expect", "accept", "accept-encoding", "proxy-authorization",
+    "proxy-connection", NULL};
+
+/* An RFC 9110 token: 1..CONFIG_HEADER_NAME_MAX of "!#$%&'*+-.^_`|~" and alphanumerics. */
+static int token_ok(const char *s)
+{
+    size_t n = strlen(s);
+
+    if (n == 0 || n > CONFIG_HEADER_NAME_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)s[i]) && !strchr("!#$%&'*+-.^_`|~", s[i]))
+            return 0;
+    return 1;
+}
+
+/* A header value: visible ASCII, spaces and tabs, at most CONFIG_HEADER_VALUE_MAX bytes. */
+static int header_value_ok(const char *s, size_t n)
+{
+    if (n > CONFIG_HEADER_VALUE_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 0x20 && s[i] <= 0x7e) || s[i] == '\t'))
+            return 0;
+    return 1;
+}
+
+static void header_clear(struct model_header *h)
+{
+    free(h->name);
+    free(h->env);
+    wipe_free(h->value);
+    memset(h, 0, sizeof *h);
+}
+
+static void header_lines_free(struct model_cfg *m)
+{
+    for (size_t i = 0; i < m->n_header_lines; i++)
+        wipe_free(m->header_lines[i]);
+    free(m->header_lines);
+    m->header_lines = NULL;
+    m->n_header_lines = 0;
+}
+
+static void headers_free(char *base)
+{
+    struct model_cfg *m = (struct model_cfg *)(void *)base;
+
+    for (size_t i = 0; i < m->n_headers; i++)
+        header_clear(&m->headers[i]);
+    free(m->headers);
+    m->headers = NULL;
+    m->n_headers = 0;
+    header_lines_free(m);
+}
+
+static int header_name_check(const cJSON *obj, const cJSON *item, const char *path,
+                             struct cfg_err *err)
+{
+    if (!token_ok(item->string))
+        return cfg_fail(err, path, "a header name must be 1 to %d characters of a token "
+                        "(letters, digits and !#$%%&'*+-.^_`|~)", CONFIG_HEADER_NAME_MAX);
+    for (int i = 0; reserved_headers[i]; i++)
+        if (strcasecmp(item->string, reserved_headers[i]) == 0)
+            return cfg_fail(err, path, "briefd sets this header itself");
+    for (const cJSON *p = obj->child; p && p != item; p = p->next)
+        if (strcasecmp(p->string, item->string) == 0)
+            return cfg_fail(err, path, "duplicate header (names are case-insensitive)");
+    return 0;
+}
+
+/* {"env": "VAR"}: the value is read from the environment at load. */
+static int header_env(struct model_header *h, const cJSON *v, const char *path,
+                      struct cfg_err *err)
+{
+    const cJSON *env = cJSON_GetObjectItemCaseSensitive(v, "env");
+    const cJSON *other = v->child;
+    char sub[PATH_MAX_LEN];
+    struct key k = STR("env", K_STR, 0, 1, 128, NULL, NULL, NULL);
+
+    while (other && other == env)
+        other = other->next;
+    if (!env)
+        return cfg_fail(err, path, "expected a string or {\"env\": \"VARIABLE\"}");
+    join_path(sub, path, other ? other->string : "env");
+    if (other)
+        return cfg_fail(err, sub, strcmp(other->string, "env") == 0 ? "duplicate key"
+                                                                     : "unknown key");
+    if (!cJSON_IsString(env))
+        return cfg_fail(err, sub, "expected string");
+    if (strlen(env->valuestring) < 1 || strlen(env->valuestring) > 128)
+        return cfg_fail(err, sub, "must be 1 to 128 characters long");
+    return set_env_name((char *)&h->env, &k, env->valuestring, sub, err);
+}
+
+static int header_parse(struct model_header *h, const cJSON *obj, const cJSON *item,
+                        const char *path, struct cfg_err *err)
+{
+    if (header_name_check(obj, item, path, err) < 0)
+        return -1;
+    h->name = strdup(item->string);
+    if (!h->name)
+        return oom(err);
+    if (cJSON_IsObject(item))
+        return header_env(h, item, path, err);
+    if (!cJSON_IsString(item))
+        return cfg_fail(err, path, "expected a string or {\"env\": \"VARIABLE\"}");
+    if (!header_value_ok(item->valuestring, strlen(item->valuestring)))
+        return cfg_fail(err, path, "a header value must be at most %d bytes of printable "
+                        "ASCII (spaces and tabs allowed)", CONFIG_HEADER_VALUE_MAX);
+    h->value = strdup(item->valuestring);
+    return h->value ? 0 : oom(err);
+}
+
+static int headers_parse(char *base, const cJSON *v, const char *path, struct cfg_err *err)
+{
+    struct model_cfg *m = (struct model_cfg *)(void *)base;
+    char sub[PATH_MAX_LEN];
+    int n = cJSON_GetArraySize(v);
+
+    headers_free(base);
+    if (cJSON_IsNull(v))
+        return 0;
+    if (!cJSON_IsObject(v))
+        return cfg_fail(err, path, "expected object");
+    if (n > CONFIG_MAX_HEADERS)
+        return cfg_fail(err, path, "at most %d headers", CONFIG_MAX_HEADERS);
+    m->headers = calloc((size_t)(n ? n : 1), sizeof *m->headers);
+    if (!m->headers)
+        return oom(err);
+    for (const cJSON *item = v->child; item; item = item->next) {
+        join_path(sub, path, item->string);
+        if (header_parse(&m->headers[m->n_headers++], v, item, sub, err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int headers_describe(const char *base, const char *name, cJSON *out)
+{
+    const struct model_cfg *m = (const struct model_cfg *)(const void *)base;
+    cJSON *o = cJSON_AddObjectToObject(out, name);
+
+    for (size_t i = 0; o && i < m->n_headers; i++) {
+        const struct model_header *h = &m->headers[i];
+        cJSON *e = h->env ? cJSON_CreateObject() : cJSON_CreateString(h->value);
+        if (!e || (h->env && !cJSON_AddStringToObject(e, "env", h->env))) {
+            cJSON_Delete(e);
+            return -1;
+        }
+        cJSON_AddItemToObject(o, h->name, e);
+    }
+    return o ? 0 : -1;
+}
+
+static const struct key_ops headers_ops = {headers_parse, headers_describe, headers_free};
+
+/* ---- webhooks.allow ------------------------------------------------------------------ */
+
+static void allow_free(char *base)
+{
+    target_policy_free(&((struct bd_config *)(void *)base)->webhook_allow);
+}
+
+static int allow_parse(char *base, const cJSON *v, const char *path, struct cfg_err *err)
+{
+    struct target_policy *p = &((struct bd_config *)(void *)base)->webhook_allow;
+    char sub[PATH_MAX_LEN];
+    int i = 0;
+
+    target_policy_free(p);
+    if (!cJSON_IsArray(v))
+        return cfg_fail(err, path, "expected array");
+    for (const cJSON *e = v->child; e; e = e->next, i++) {
+        const char *why = NULL;
+        int rc;
+        snprintf(sub, sizeof sub, "%s[%d]", path, i);
+        if (!cJSON_IsString(e))
+            return cfg_fail(err, sub, "expected string");
+        rc = target_policy_add(p, e->valuestring, &why);
+        if (rc == BD_ENOMEM)
+            return oom(err);
+        if (rc != 0)
+            return cfg_fail(err, sub, "%s", why);
+    }
+    return 0;
+}
+
+static int allow_describe(const char *base, const char *name, cJSON *out)
+{
+    const struct target_policy *p = &((const struct bd_config *)(const void *)base)->webhook_allow;
+    cJSON *arr = cJSON_AddArrayToObject(out, name);
+
+    for (size_t i = 0; arr && i < p->n_entries; i++) {
+        cJSON *s = cJSON_CreateString(p->entries[i]);
+        if (!s)
+            return -1;
+        cJSON_AddItemToArray(arr, s);
+    }
+    return arr ? 0 : -1;
+}
+
+static const struct key_ops allow_ops = {allow_parse, allow_describe, allow_free};
+
+/* redis.sentinels: 0..CONFIG_MAX_SENTINELS "host:port" strings. */
+static void sentinels_free(char *base)
+{
+    struct cfg_strs *l = &((struct bd_config *)(void *)base)->redis_sentinels;
+    for (size_t i = 0; i < l->n; i++)
+        free(l->v[i]);
+    free(l->v);
+    l->v = NULL;
+    l->n = 0;
+}
+
+static int sentinels_parse(char *base, const cJSON *v, const char *path, struct cfg_err *err)
+{
+    struct cfg_strs *l = &((struct bd_config *)(void *)base)->redis_sentinels;
+    char sub[PATH_MAX_LEN];
+    int i = 0;
+
+    sentinels_free(base);
+    if (!cJSON_IsArray(v))
+        return cfg_fail(err, path, "expected an array of \"host:port\" strings");
+    if (cJSON_GetArraySize(v) > CONFIG_MAX_SENTINELS)
+        return cfg_fail(err, path, "at most %d sentinels", CONFIG_MAX_SENTINELS);
+    l->v = calloc((size_t)cJSON_GetArraySize(v) + 1, sizeof(*l->v));
+    if (!l->v)
+        return oom(err);
+    for (const cJSON *e = v->child; e; e = e->next, i++) {
+        char *host = NULL;
+        int port = 0;
+        const char *why = cJSON_IsString(e) ? split_hostport(e->valuestring,
+                              strlen(e->valuestring), 1, &host, &port) : "expected string";
+        snprintf(sub, sizeof sub, "%s[%d]", path, i);
+        wipe_free(host);
+        if (why)
+            return cfg_fail(err, sub, "%s", why);
+        l->v[l->n] = strdup(e->valuestring);
+        if (!l->v[l->n])
+            return oom(err);
+        l->n++;
+    }
+    return 0;
+}
+
+static int sentinels_describe(const char *base, const char *name, cJSON *out)
+{
+    const struct cfg_strs *l = &((const struct bd_config *)(const void *)base)->redis_sentinels;
+    cJSON *arr = cJSON_AddArrayToObject(out, name);
+
+    for (size_t i = 0; arr && i < l->n; i++) {
+        cJSON *s = cJSON_CreateString(l->v[i]);
+        if (!s)
+            return -1;
+        cJSON_AddItemToArray(arr, s);
+    }
+    return arr ? 0 : -1;
+}
+
+static const struct key_ops sentinels_ops = {sentinels_parse, sentinels_describe,
+                                             sentinels_free};
 
 /* ---- applying the table: defaults, then the JSON ------------------------------------- */
 
@@ -564,6 +949,7 @@ static void store_num(const struct key *k, char *base, double v)
     switch (k->type) {
     case K_INT:
     case K_BOOL:
+    case K_ENUM:
         *(int *)slot = (int)v;
         break;
     case K_LONG:
@@ -593,7 +979,7 @@ static int apply_defaults(const struct key *keys, size_t n, char *base, int role
             rc = apply_defaults(k->sub, k->nsub, base + k->off, sub_role(k, role), path, err);
         else if (k->type == K_STR || k->type == K_STRN)
             rc = d->str ? apply_string(k, base, d->str, path, err) : 0;
-        else if (k->type != K_ROUTING && k->type != K_HOSTS)
+        else if (k->type != K_ROUTING && k->type != K_CUSTOM)
             store_num(k, base, d->num);
         if (rc < 0)
             return -1;
@@ -611,13 +997,15 @@ static int range_fail(const struct key *k, const char *path, struct cfg_err *err
 static int apply_number(const cJSON *v, const struct key *k, char *base, const char *path,
                         struct cfg_err *err)
 {
-    int integral = k->type != K_DBL;
+    int integral = k->type != K_DBL && k->type != K_DBLN;
     double d;
 
     /* a number too large for a double (1e999) parses as infinity: not a number here */
     if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) ||
         (integral && !is_integral(v->valuedouble)))
-        return cfg_fail(err, path, integral ? "expected integer" : "expected number");
+        return cfg_fail(err, path, k->type == K_DBLN ? "expected number or null"
+                                   : integral    ? "expected integer"
+                                                 : "expected number");
     d = v->valuedouble;
     if (!(d >= k->lo && d <= k->hi))
         return range_fail(k, path, err);
@@ -628,45 +1016,21 @@ static int apply_number(const cJSON *v, const struct key *k, char *base, const c
 static int apply_object(const cJSON *obj, const struct key *keys, size_t n, char *base,
                         int role, const char *parent, struct cfg_err *err);
 
-static void strs_free(struct cfg_strs *l)
+static int apply_enum(const cJSON *v, const struct key *k, char *base, const char *path,
+                      struct cfg_err *err)
 {
-    for (size_t i = 0; i < l->n; i++)
-        wipe_free(l->v[i]);
-    free(l->v);
-    l->v = NULL;
-    l->n = 0;
-}
+    char list[160] = "";
 
-/* An array of k->lo..k->hi "host:port" strings. */
-static int apply_hosts(const cJSON *v, const struct key *k, char *base, const char *path,
-                       struct cfg_err *err)
-{
-    struct cfg_strs *l = (struct cfg_strs *)(void *)(base + k->off);
-    int n = cJSON_GetArraySize(v), i = 0;
-    char ipath[PATH_MAX_LEN];
-    if (!cJSON_IsArray(v))
-        return cfg_fail(err, path, "expected an array of \"host:port\" strings");
-    if (n < k->lo || n > k->hi)
-        return cfg_fail(err, path, "expected %.0f to %.0f addresses", k->lo, k->hi);
-    strs_free(l);
-    l->v = calloc((size_t)n + 1, sizeof(*l->v));
-    if (!l->v)
-        return oom(err);
-    for (const cJSON *it = v->child; it; it = it->next, i++) {
-        char *host = NULL;
-        int port = 0;
-        const char *why = cJSON_IsString(it) ? split_hostport(it->valuestring,
-                              strlen(it->valuestring), 1, &host, &port) : "expected string";
-        snprintf(ipath, sizeof ipath, "%.*s[%d]", (int)(sizeof ipath - 16), path, i);
-        wipe_free(host);
-        if (why)
-            return cfg_fail(err, ipath, "%s", why);
-        l->v[l->n] = strdup(it->valuestring);
-        if (!l->v[l->n])
-            return oom(err);
-        l->n++;
+    for (int i = 0; cJSON_IsString(v) && k->names[i]; i++) {
+        if (strcmp(v->valuestring, k->names[i]) == 0) {
+            store_num(k, base, i);
+            return 0;
+        }
     }
-    return 0;
+    for (int i = 0; k->names[i]; i++)
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "",
+                 k->names[i]);
+    return cfg_fail(err, path, "expected one of %s", list);
 }
 
 static int apply_value(const cJSON *v, const struct key *k, char *base, int role,
@@ -679,8 +1043,6 @@ static int apply_value(const cJSON *v, const struct key *k, char *base, int role
         return apply_object(v, k->sub, k->nsub, base + k->off, sub_role(k, role), path, err);
     case K_ROUTING: /* parsed whole by router_parse() once the walk is done */
         return cJSON_IsObject(v) ? 0 : cfg_fail(err, path, "expected object");
-    case K_HOSTS:
-        return apply_hosts(v, k, base, path, err);
     case K_STRN:
         if (cJSON_IsNull(v)) {
             wipe_free(*(char **)(void *)(base + k->off));
@@ -699,6 +1061,16 @@ static int apply_value(const cJSON *v, const struct key *k, char *base, int role
             return cfg_fail(err, path, "expected boolean");
         store_num(k, base, cJSON_IsTrue(v) ? 1 : 0);
         return 0;
+    case K_DBLN:
+        if (cJSON_IsNull(v)) {
+            store_num(k, base, -1);
+            return 0;
+        }
+        return apply_number(v, k, base, path, err);
+    case K_ENUM:
+        return apply_enum(v, k, base, path, err);
+    case K_CUSTOM:
+        return k->ops->parse(base, v, path, err);
     default:
         return apply_number(v, k, base, path, err);
     }
@@ -818,15 +1190,99 @@ static int derive_redis(struct bd_config *c, struct cfg_err *err)
     return 0;
 }
 
+/* models.judge's keys of judge_from_refine[] that the file (root) does not give. */
+/* dst's headers become a copy of src's (before load_headers() reads the variables). */
+static int copy_headers(struct model_cfg *dst, const struct model_cfg *src, struct cfg_err *err)
+{
+    headers_free((char *)dst);
+    if (src->n_headers == 0)
+        return 0;
+    dst->headers = calloc(src->n_headers, sizeof *dst->headers);
+    if (!dst->headers)
+        return oom(err);
+    for (size_t i = 0; i < src->n_headers; i++) {
+        const struct model_header *h = &src->headers[i];
+        struct model_header *d = &dst->headers[dst->n_headers++];
+        if (store_str(&d->name, h->name, strlen(h->name), err) < 0 ||
+            (h->env && store_str(&d->env, h->env, strlen(h->env), err) < 0) ||
+            (!h->env && h->value && store_str(&d->value, h->value, strlen(h->value), err) < 0))
+            return -1;
+    }
+    return 0;
+}
+
+static int derive_judge(struct bd_config *c, const cJSON *root, struct cfg_err *err)
+{
+    const cJSON *given = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(root, "models"), "judge");
+
+    for (size_t i = 0; i < ARRAY_LEN(judge_from_refine); i++) {
+        char **dst = (char **)(void *)((char *)&c->judge + judge_from_refine[i].off);
+        char *const *src = (char *const *)(const void *)((const char *)&c->refine +
+                                                         judge_from_refine[i].off);
+
+        if (cJSON_GetObjectItemCaseSensitive(given, judge_from_refine[i].name))
+            continue;
+        wipe_free(*dst);
+        *dst = NULL;
+        if (*src && store_str(dst, *src, strlen(*src), err) < 0)
+            return -1;
+    }
+    if (cJSON_GetObjectItemCaseSensitive(given, "base_url"))
+        return 0;
+    /* the refine model's endpoint: how it wants its key sent and its headers too */
+    if (!cJSON_GetObjectItemCaseSensitive(given, "auth_header"))
+        c->judge.auth_header = c->refine.auth_header;
+    if (!cJSON_GetObjectItemCaseSensitive(given, "headers"))
+        return copy_headers(&c->judge, &c->refine, err);
+    return 0;
+}
+
+/* A header that would send the model key a second time, or another value in its place. */
+static int auth_header_clash(const struct model_cfg *m, const char *role, struct cfg_err *err)
+{
+    const char *auth = m->auth_header == MODEL_AUTH_API_KEY ? "api-key" : "Authorization";
+    char path[PATH_MAX_LEN];
+
+    if (!m->api_key_env)
+        return 0;
+    for (size_t i = 0; i < m->n_headers; i++) {
+        if (strcasecmp(m->headers[i].name, auth) != 0)
+            continue;
+        snprintf(path, sizeof path, "models.%s.headers.%s", role, m->headers[i].name);
+        return cfg_fail(err, path, "conflicts with api_key_env, whose key is sent as %s "
+                        "(auth_header)", auth);
+    }
+    return 0;
+}
+
+/* The default price.source describes the default prices only: once a price differs from
+ * them and no source of its own was given, there is no source. */
+static void price_source_check(struct model_cfg *m, const char *dflt, double in, double out)
+{
+    if (m->price_source && strcmp(m->price_source, dflt) == 0 &&
+        (m->price_in_per_mtok != in || m->price_out_per_mtok != out || m->price_per_hour != 0)) {
+        free(m->price_source);
+        m->price_source = NULL;
+    }
+}
+
 static int derive(struct bd_config *c, struct cfg_err *err)
 {
     if (derive_redis(c, err) < 0)
         return -1;
+    price_source_check(&c->draft, DRAFT_PRICE_SOURCE, DRAFT_IN_PER_MTOK, DRAFT_OUT_PER_MTOK);
+    price_source_check(&c->refine, REFINE_PRICE_SOURCE, REFINE_IN_PER_MTOK,
+                       REFINE_OUT_PER_MTOK);
     if (c->claim_idle_ms == 0)
         c->claim_idle_ms = c->job_timeout_ms + 30000;
     if (c->claim_idle_ms <= c->job_timeout_ms)
         return cfg_fail(err, "workers.claim_idle_ms", "must exceed workers.job_timeout_ms");
-    return 0;
+    if (auth_header_clash(&c->draft, "draft", err) < 0)
+        return -1;
+    if (auth_header_clash(&c->refine, "refine", err) < 0)
+        return -1;
+    return auth_header_clash(&c->judge, "judge", err);
 }
 
 static void trim(const char **s, size_t *len)
@@ -968,6 +1424,111 @@ static int load_model_key(struct model_cfg *m, const char *path, struct cfg_err 
     return store_str(&m->api_key, val, len, err);
 }
 
+/* The environment values of {"env": ...} headers, then the "Name: value" lines sent. */
+static int load_headers(struct model_cfg *m, const char *role, struct cfg_err *err)
+{
+    char path[PATH_MAX_LEN];
+
+    for (size_t i = 0; i < m->n_headers; i++) {
+        struct model_header *h = &m->headers[i];
+        const char *val = h->env ? getenv(h->env) : NULL;
+        size_t len = val ? strlen(val) : 0;
+        if (!h->env)
+            continue;
+        trim(&val, &len);
+        snprintf(path, sizeof path, "models.%s.headers.%s.env", role, h->name);
+        if (len == 0)
+            continue; /* unset or empty: the header is not sent (a warning at start) */
+        if (!header_value_ok(val, len))
+            return cfg_fail(err, path, "$%s must hold at most %d bytes of printable ASCII",
+                            h->env, CONFIG_HEADER_VALUE_MAX);
+        if (store_str(&h->value, val, len, err) < 0)
+            return -1;
+    }
+    m->header_lines = calloc(m->n_headers + 1, sizeof *m->header_lines);
+    if (!m->header_lines)
+        return oom(err);
+    for (size_t i = 0; i < m->n_headers; i++) {
+        const struct model_header *h = &m->headers[i];
+        if (!h->value)
+            continue;
+        if (asprintf(&m->header_lines[m->n_header_lines], "%s: %s", h->name, h->value) < 0)
+            return oom(err);
+        m->n_header_lines++;
+    }
+    return 0;
+}
+
+#define WHSEC_PREFIX "whsec_"
+#define WEBHOOK_SECRET_MIN 16
+#define WEBHOOK_SECRET_MAX 128
+
+/* webhooks.secret_env: a Standard Webhooks secret, base64 with an optional "whsec_". */
+static int load_webhook_secret(struct bd_config *c, struct cfg_err *err)
+{
+    const char *val = c->webhook_secret_env ? getenv(c->webhook_secret_env) : NULL;
+    size_t len = val ? strlen(val) : 0, n = 0;
+    unsigned char buf[B64_DECODED_MAX(4 * WEBHOOK_SECRET_MAX / 3 + 8)];
+    int rc;
+
+    trim(&val, &len);
+    if (len == 0)
+        return 0;
+    if (len > 6 && strncmp(val, WHSEC_PREFIX, 6) == 0) {
+        val += 6;
+        len -= 6;
+    }
+    rc = b64_decode(val, len, buf, sizeof buf, &n);
+    if (rc != 0 || n < WEBHOOK_SECRET_MIN || n > WEBHOOK_SECRET_MAX) {
+        explicit_bzero(buf, sizeof buf);
+        return cfg_fail(err, "webhooks.secret_env", "$%s must hold a base64 secret of %d to %d "
+                        "bytes, optionally prefixed whsec_", c->webhook_secret_env,
+                        WEBHOOK_SECRET_MIN, WEBHOOK_SECRET_MAX);
+    }
+    c->webhook_secret = malloc(n);
+    if (c->webhook_secret) {
+        memcpy(c->webhook_secret, buf, n);
+        c->webhook_secret_len = n;
+    }
+    explicit_bzero(buf, sizeof buf);
+    return c->webhook_secret ? 0 : oom(err);
+}
+
+#define FINGERPRINT_LABEL "briefd-api-key-fingerprint-v1"
+
+/* The HMAC key of api_key_id: from auth.fingerprint_salt_env when it holds a salt, else
+ * derived from what every process of a deployment shares - the Redis it uses (host, port,
+ * database, password) and its key prefix. Either way it passes through HMAC-SHA-256 under a
+ * fixed label, so the salt itself is never the key. */
+static int load_fingerprint_key(struct bd_config *c, struct cfg_err *err)
+{
+    const char *salt = c->fingerprint_salt_env ? getenv(c->fingerprint_salt_env) : NULL;
+    struct sbuf b = {0};
+    char *text;
+    int rc;
+
+    if (salt && *salt) {
+        sbuf_adds(&b, "salt");
+        sbuf_add(&b, "", 1);
+        sbuf_adds(&b, salt);
+    } else {
+        sbuf_printf(&b, "redis%c%s%c%d%c%d%c", 0, c->redis_host, 0, c->redis_port, 0,
+                    c->redis_db, 0);
+        sbuf_adds(&b, c->redis_password ? c->redis_password : "");
+        sbuf_add(&b, "", 1);
+        sbuf_adds(&b, c->redis_prefix);
+    }
+    b.oom = b.oom || !b.p;
+    rc = b.oom ? BD_ENOMEM
+               : hash_hmac_sha256(FINGERPRINT_LABEL, strlen(FINGERPRINT_LABEL), b.p, b.len,
+                                  c->fingerprint_key);
+    if (b.p)
+        explicit_bzero(b.p, b.len);
+    text = sbuf_take(&b);
+    free(text);
+    return rc == 0 ? 0 : oom(err);
+}
+
 static int load_secrets(struct bd_config *c, struct cfg_err *err)
 {
     if (load_keys(c->auth_keys_env, "auth.keys_env", &c->api_keys, &c->api_key_tenants,
@@ -976,14 +1537,22 @@ static int load_secrets(struct bd_config *c, struct cfg_err *err)
     if (load_keys(c->admin_keys_env, "auth.admin_keys_env", &c->admin_keys,
                   &c->admin_key_tenants, &c->n_admin_keys, err) < 0)
         return -1;
-    if (load_model_key(&c->draft, "models.draft.api_key_env", err) < 0)
+    if (load_model_key(&c->draft, "models.draft.api_key_env", err) < 0 ||
+        load_model_key(&c->refine, "models.refine.api_key_env", err) < 0)
         return -1;
     if (c->redis_sentinel_password_env && getenv(c->redis_sentinel_password_env) &&
         *getenv(c->redis_sentinel_password_env) &&
         store_str(&c->redis_sentinel_password, getenv(c->redis_sentinel_password_env),
                   strlen(getenv(c->redis_sentinel_password_env)), err) < 0)
         return -1;
-    return load_model_key(&c->refine, "models.refine.api_key_env", err);
+    if (load_model_key(&c->judge, "models.judge.api_key_env", err) < 0)
+        return -1;
+    if (load_headers(&c->draft, "draft", err) < 0 || load_headers(&c->refine, "refine", err) < 0 ||
+        load_headers(&c->judge, "judge", err) < 0)
+        return -1;
+    if (load_webhook_secret(c, err) < 0)
+        return -1;
+    return load_fingerprint_key(c, err);
 }
 
 static cJSON *describe_core(const struct bd_config *c);
@@ -1024,6 +1593,11 @@ static int describe_num(const struct key *k, const char *base, cJSON *out)
     switch (k->type) {
     case K_BOOL:
         return cJSON_AddBoolToObject(out, k->name, *(const int *)slot) ? 0 : -1;
+    case K_DBLN:
+        v = *(const double *)slot;
+        if (v < 0)
+            return cJSON_AddNullToObject(out, k->name) ? 0 : -1;
+        break;
     case K_INT:
         v = *(const int *)slot;
         break;
@@ -1058,12 +1632,13 @@ static int describe_keys(const struct bd_config *c, const struct key *keys, size
                 cJSON_Delete(sub);
         } else if (k->type == K_STR || k->type == K_STRN) {
             rc = describe_str(k, base, out);
-        } else if (k->type == K_HOSTS) {
-            const struct cfg_strs *l = (const struct cfg_strs *)(const void *)(base + k->off);
-            sub = cJSON_AddArrayToObject(out, k->name);
-            rc = sub ? 0 : -1;
-            for (size_t j = 0; sub && j < l->n; j++)
-                cJSON_AddItemToArray(sub, cJSON_CreateString(l->v[j]));
+        } else if (k->type == K_ENUM) {
+            rc = cJSON_AddStringToObject(out, k->name,
+                                         k->names[*(const int *)(const void *)(base + k->off)])
+                     ? 0
+                     : -1;
+        } else if (k->type == K_CUSTOM) {
+            rc = k->ops->describe(base, k->name, out);
         } else {
             rc = describe_num(k, base, out);
         }
@@ -1080,6 +1655,7 @@ static int describe_secrets(const struct bd_config *c, cJSON *d)
     cJSON *models = cJSON_GetObjectItemCaseSensitive(d, "models");
     cJSON *draft = cJSON_GetObjectItemCaseSensitive(models, "draft");
     cJSON *refine = cJSON_GetObjectItemCaseSensitive(models, "refine");
+    cJSON *judge = cJSON_GetObjectItemCaseSensitive(models, "judge");
 
     if (!cJSON_AddNumberToObject(auth, "api_keys", (double)c->n_api_keys) ||
         !cJSON_AddNumberToObject(auth, "admin_keys", (double)c->n_admin_keys))
@@ -1089,6 +1665,9 @@ static int describe_secrets(const struct bd_config *c, cJSON *d)
         return -1;
     if (!(c->refine.api_key ? cJSON_AddStringToObject(refine, "api_key", "***")
                             : cJSON_AddNullToObject(refine, "api_key")))
+        return -1;
+    if (!(c->judge.api_key ? cJSON_AddStringToObject(judge, "api_key", "***")
+                           : cJSON_AddNullToObject(judge, "api_key")))
         return -1;
     return 0;
 }
@@ -1127,8 +1706,8 @@ static void free_strings(const struct key *keys, size_t n, char *base)
 
         if (k->type == K_OBJ) {
             free_strings(k->sub, k->nsub, base + k->off);
-        } else if (k->type == K_HOSTS) {
-            strs_free((struct cfg_strs *)(void *)(base + k->off));
+        } else if (k->type == K_CUSTOM) {
+            k->ops->free(base);
         } else if ((k->type == K_STR || k->type == K_STRN) && k->off != NOFF) {
             /* the slot's address is formed only for keys that have one (NOFF is not an
              * offset: base + NOFF would overflow) */
@@ -1151,6 +1730,10 @@ static void cfg_free(struct bd_config *c)
     wipe_free(c->redis_sentinel_password);
     wipe_free(c->draft.api_key);
     wipe_free(c->refine.api_key);
+    wipe_free(c->judge.api_key);
+    if (c->webhook_secret)
+        explicit_bzero(c->webhook_secret, c->webhook_secret_len);
+    free(c->webhook_secret);
     free_keys(c->api_keys, c->n_api_keys);
     free_keys(c->admin_keys, c->n_admin_keys);
     free_tenants(c->api_key_tenants, c->n_api_keys);
@@ -1184,7 +1767,8 @@ struct bd_config *config_load_string(const char *json, size_t len, struct cfg_er
         goto fail;
     if (router_parse(cJSON_GetObjectItemCaseSensitive(root, "routing"), &c->router, err) < 0)
         goto fail;
-    if (derive(c, err) < 0 || load_secrets(c, err) < 0 || compute_version(c, err) < 0)
+    if (derive_judge(c, root, err) < 0 || derive(c, err) < 0 || load_secrets(c, err) < 0 ||
+        compute_version(c, err) < 0)
         goto fail;
     wipe_tree(root);
     cJSON_Delete(root);
@@ -1527,4 +2111,156 @@ const char *config_key_tenant(const struct bd_config *c, const char *key)
 int config_auth_enabled(const struct bd_config *c)
 {
     return c && (c->n_api_keys + c->n_admin_keys) > 0;
+}
+
+void config_key_fingerprint(const struct bd_config *c, const char *key, char *out, size_t n)
+{
+    unsigned char mac[HASH_SHA256_LEN];
+
+    if (!c || !key || hash_hmac_sha256(c->fingerprint_key, sizeof c->fingerprint_key, key,
+                                       strlen(key), mac) != 0) {
+        snprintf(out, n, "anon");
+        return;
+    }
+    snprintf(out, n, "key_%02x%02x%02x%02x%02x%02x%02x%02x", mac[0], mac[1], mac[2], mac[3],
+             mac[4], mac[5], mac[6], mac[7]);
+    explicit_bzero(mac, sizeof mac);
+}
+
+/* ---- warnings about the environment -------------------------------------------------- */
+
+static int env_unset(const char *env)
+{
+    const char *v = env ? getenv(env) : NULL;
+    size_t len = v ? strlen(v) : 0;
+
+    trim(&v, &len);
+    return env && len == 0;
+}
+
+struct env_warn {
+    void (*warn)(const char *path, const char *msg, void *data);
+    void *data;
+    int n;
+};
+
+static void env_warn(struct env_warn *w, const char *path, const char *env, const char *effect)
+{
+    char msg[sizeof(((struct cfg_err *)0)->msg)];
+
+    if (!env_unset(env))
+        return;
+    snprintf(msg, sizeof msg, "$%s is not set: %s", env, effect);
+    w->warn(path, msg, w->data);
+    w->n++;
+}
+
+static void model_env_warnings(struct env_warn *w, const struct model_cfg *m, const char *role)
+{
+    char path[PATH_MAX_LEN];
+
+    snprintf(path, sizeof path, "models.%s.api_key_env", role);
+    env_warn(w, path, m->api_key_env, m->auth_header == MODEL_AUTH_API_KEY
+                                          ? "no api-key header is sent"
+                                          : "no Authorization header is sent");
+    for (size_t i = 0; i < m->n_headers; i++) {
+        snprintf(path, sizeof path, "models.%s.headers.%s.env", role, m->headers[i].name);
+        env_warn(w, path, m->headers[i].env, "this header is not sent");
+    }
+}
+
+int config_env_warnings(const struct bd_config *c,
+                        void (*warn)(const char *path, const char *msg, void *data), void *data)
+{
+    struct env_warn w = {warn, data, 0};
+    const char *off = config_auth_enabled(c) ? "no keys from it"
+                                             : "no keys from it; authentication is off";
+
+    env_warn(&w, "auth.keys_env", c->auth_keys_env, off);
+    env_warn(&w, "auth.admin_keys_env", c->admin_keys_env, off);
+    env_warn(&w, "auth.fingerprint_salt_env", c->fingerprint_salt_env,
+             "api_key_id fingerprints use the salt derived from redis.url and redis.prefix");
+    model_env_warnings(&w, &c->draft, "draft");
+    model_env_warnings(&w, &c->refine, "refine");
+    env_warn(&w, "webhooks.secret_env", c->webhook_secret_env,
+             "webhooks are sent without a webhook-signature");
+    return w.n;
+}
+
+size_t config_models(const struct bd_config *c, const struct model_cfg **models,
+                     const char **roles, size_t max)
+{
+    size_t n = 0;
+
+    if (n < max) {
+        models[n] = &c->draft;
+        roles[n++] = "draft";
+    }
+    if (n < max) {
+        models[n] = &c->refine;
+        roles[n++] = "refine";
+    }
+    if (n < max && (strcmp(c->judge.name, c->refine.name) != 0 ||
+                    strcmp(c->judge.base_url, c->refine.base_url) != 0)) {
+        models[n] = &c->judge;
+        roles[n++] = "judge";
+    }
+    return n;
+}
+
+struct collect {
+    struct cfg_err *out;
+    int max, n;
+};
+
+static void collect_one(const struct cfg_err *err, void *data)
+{
+    struct collect *c = data;
+
+    if (c->n < c->max)
+        c->out[c->n] = *err;
+    c->n++;
+}
+
+int config_check_collect(const char *path, struct cfg_err *out, int max)
+{
+    struct collect c = {out, max, 0};
+
+    config_check_file(path, collect_one, &c);
+    return c.n;
+}
+
+char *config_model_url(const struct model_cfg *m, const char *path)
+{
+    const char *q = strchr(m->base_url, '?');
+    int n = q ? (int)(q - m->base_url) : (int)strlen(m->base_url);
+    char *url;
+
+    if (asprintf(&url, "%.*s%s%s", n, m->base_url, path, q ? q : "") < 0)
+        return NULL;
+    return url;
+}
+
+void config_model_call(struct mc_call *call, const struct model_cfg *m)
+{
+    call->api_key = m->api_key;
+    call->auth = m->auth_header == MODEL_AUTH_API_KEY ? MC_AUTH_API_KEY : MC_AUTH_BEARER;
+    call->headers = (const char *const *)m->header_lines;
+    call->n_headers = m->n_header_lines;
+    call->stream = m->stream;
+    call->timeout_ms = m->timeout_ms;
+    call->max_attempts = m->max_attempts;
+    call->backoff_ms = m->backoff_ms;
+}
+
+char *config_mistakes_text(const struct cfg_err *errs, int n)
+{
+    struct sbuf b = {0};
+
+    if (n > 1)
+        sbuf_printf(&b, "%d mistakes: ", n);
+    for (int i = 0; i < n; i++)
+        sbuf_printf(&b, "%s%s%s%s", i ? "; " : "", errs[i].path, errs[i].path[0] ? ": " : "",
+                    errs[i].msg);
+    return sbuf_take(&b);
 }

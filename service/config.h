@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdio.h>
 #include "cfg.h"
+#include "target.h"
 
 struct cJSON;
 struct router;
@@ -26,8 +27,24 @@ struct router;
 #define CONFIG_MAX_FILE_BYTES (1u << 20) /* a config file larger than this is refused */
 #define CONFIG_KEY_MIN 8                 /* API/admin key length bounds (bytes, printable ASCII) */
 #define CONFIG_KEY_MAX 256
+#define CONFIG_MAX_SENTINELS 16         /* redis.sentinels */
 #define CONFIG_MAX_HOST 253              /* host names (listen, redis.url): the DNS maximum */
 #define CONFIG_MAX_KEYS 1024             /* keys per environment variable */
+#define CONFIG_MAX_HEADERS 16            /* models.*.headers entries */
+#define CONFIG_HEADER_NAME_MAX 64        /* bytes of a header name */
+#define CONFIG_HEADER_VALUE_MAX 4096     /* bytes of a header value (literal or from the env) */
+#define CONFIG_FINGERPRINT_LEN 21        /* "key_" + 16 hex digits, plus the NUL */
+
+/* How a model's key is sent: "Authorization: Bearer KEY" or Azure's "api-key: KEY". */
+enum model_auth { MODEL_AUTH_BEARER = 0, MODEL_AUTH_API_KEY = 1 };
+
+/* One models.*.headers entry: a literal value, or {"env": "VAR"} (a secret). */
+struct model_header {
+    char *name;              /* as written (a token) */
+    char *env;               /* the variable, or NULL for a literal value */
+    char *value;             /* the literal, or the variable's value (secret), or NULL when the
+                                variable is unset or empty (then the header is not sent) */
+};
 
 /* A list of strings from the file (each validated by its key). */
 struct cfg_strs {
@@ -37,9 +54,16 @@ struct cfg_strs {
 
 struct model_cfg {
     char *name;              /* model id sent upstream, e.g. "phi-4-mini" */
-    char *base_url;          /* e.g. "http://127.0.0.1:5273/v1" (no trailing slash) */
+    char *base_url;          /* e.g. "http://127.0.0.1:5273/v1" (no trailing slash; a query
+                                string such as "?api-version=..." may follow the path) */
     char *api_key_env;       /* NULL: no key */
     char *api_key;           /* read from api_key_env at load (secret), or NULL */
+    int auth_header;         /* enum model_auth: how api_key is sent (default bearer) */
+    struct model_header *headers; /* models.*.headers, in file order */
+    size_t n_headers;
+    char **header_lines;     /* "Name: value" for every header that has a value, built at
+                                load (secrets inside: wiped when the config is freed) */
+    size_t n_header_lines;
     int timeout_ms;          /* per call, 100..600000 (default 60000) */
     int max_tokens;          /* 1..32768 (default 300 draft, 600 refine) */
     double temperature;      /* 0..2 (default 0.4 draft, 0.2 refine) */
@@ -52,8 +76,12 @@ struct model_cfg {
     double price_in_per_mtok;   /* USD per 1M prompt tokens, >= 0 */
     double price_out_per_mtok;  /* USD per 1M completion tokens, >= 0 */
     double price_per_hour;      /* USD per hour of busy time (local hardware), >= 0 */
+    char *price_source;      /* where the prices come from (free text), or NULL */
     char *prompt_system;     /* may be "" (no system message) */
     char *prompt_user;       /* template with {text} {draft} {max_words} {instructions} */
+    char *prompt_direct;     /* models.refine: the user message when it writes the brief from
+                                the document alone (pre-routing); NULL elsewhere by default */
+    int max_concurrency;     /* calls in flight to this model across all processes, 0 = no cap */
 };
 
 struct bd_config {
@@ -105,14 +133,30 @@ struct bd_config {
     char **admin_key_tenants;
     size_t n_admin_keys;
 
+    char *fingerprint_salt_env; /* auth.fingerprint_salt_env, or NULL */
+    unsigned char fingerprint_key[32]; /* HMAC key of api_key_id fingerprints (secret) */
+
     struct model_cfg draft;
     struct model_cfg refine;
+    struct model_cfg judge;  /* models.judge: scores briefs in `briefd eval`; name, base_url
+                                and api_key_env default to refine's, temperature to 0 */
+
+    int log_format;          /* log.format: enum log_format (text) */
+    int log_level;           /* log.level: enum log_level (info) */
+
+    char *webhook_secret_env;       /* webhooks.secret_env, or NULL */
+    unsigned char *webhook_secret;  /* its decoded value (secret), or NULL: unsigned */
+    size_t webhook_secret_len;
+    struct target_policy webhook_allow; /* webhooks.allow */
 
     char *facade_model;      /* facade.model: alias for /v1/chat/completions ("briefd-hybrid") */
 
     struct router *router;   /* built from "routing" */
 
     long stats_retention_s;  /* stats.retention_s: 60..31536000 (604800) */
+
+    double eval_shadow_rate;      /* evaluation.shadow_rate: 0..1 (0) */
+    double eval_daily_budget_usd; /* evaluation.daily_budget_usd: >= 0, or -1 for null (none) */
 };
 
 /* Load path (NULL: embedded defaults only). Returns a config with refcount 1, or NULL with
@@ -145,5 +189,41 @@ int config_is_admin_key(const struct bd_config *c, const char *key);
 const char *config_key_tenant(const struct bd_config *c, const char *key);
 /* 1 if any key is configured (auth on). */
 int config_auth_enabled(const struct bd_config *c);
+
+/* The api_key_id of a key: "key_" + the first 16 hex digits of HMAC-SHA-256 of the key under
+ * the deployment's fingerprint key (docs/API.md#authentication), into out
+ * (CONFIG_FINGERPRINT_LEN bytes). Stable across the processes of one deployment; does not
+ * reveal the key. */
+void config_key_fingerprint(const struct bd_config *c, const char *key, char *out, size_t n);
+
+/* Every *_env the configuration names whose variable is unset or empty (API keys, model
+ * keys, header values, the webhook secret, the fingerprint salt): warn(path, message) for
+ * each, in file order. Returns how many. */
+int config_env_warnings(const struct bd_config *c,
+                        void (*warn)(const char *path, const char *msg, void *data), void *data);
+
+/* The models the configuration calls: up to max (model, role) pairs in a fixed order
+ * ("draft", "refine", then "judge" when it is not the refine model). Returns how many. */
+#define CONFIG_MAX_MODELS 4
+size_t config_models(const struct bd_config *c, const struct model_cfg **models,
+                     const char **roles, size_t max);
+
+/* The URL of an endpoint of a model's server: base_url + path ("/chat/completions",
+ * "/models"), with a query string of base_url (?api-version=...) kept at the end.
+ * malloc'd (caller frees); NULL on OOM. */
+char *config_model_url(const struct model_cfg *m, const char *path);
+
+/* A call to model m as its configuration says: the key in the header its auth mode names,
+ * its extra headers (borrowed from m: the call must end before the config is released),
+ * streaming, timeout, attempts and backoff. The caller sets url, body and the rest. */
+struct mc_call;
+void config_model_call(struct mc_call *call, const struct model_cfg *m);
+
+/* config_check_file() into an array: the first max mistakes (every one reported the same
+ * way as briefd check). Returns the number of mistakes found (0: valid). */
+int config_check_collect(const char *path, struct cfg_err *out, int max);
+/* n mistakes as one sentence: "path: what" for one, "N mistakes: path: what; path: what"
+ * for several (a mistake without a path is just "what"). malloc'd; NULL on OOM. */
+char *config_mistakes_text(const struct cfg_err *errs, int n);
 
 #endif

@@ -112,6 +112,25 @@ static int parse_messages(const cJSON *msgs, char **text, char **instr, struct j
     return 0;
 }
 
+/* Tool calling: a brief calls no tools, so a request that offers some is refused rather
+ * than answered as if they were not there. JSON null counts as absent. */
+static int refuse_tools(const cJSON *root, struct job_verr *err)
+{
+    static const char *const names[] = {"tools", "tool_choice", "functions", "function_call",
+                                        NULL};
+    char msg[160];
+
+    for (int i = 0; names[i]; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, names[i]);
+        if (!v || cJSON_IsNull(v))
+            continue;
+        snprintf(msg, sizeof(msg), "'%s' is not supported: briefd writes briefs and calls no "
+                 "tools", names[i]);
+        return ferr(err, 400, "unsupported_parameter", names[i], msg);
+    }
+    return 0;
+}
+
 int facade_parse(const char *body, size_t len, const char *alias, size_t max_text_bytes,
                  struct job_req *out, struct facade_req *fr, struct job_verr *err)
 {
@@ -142,6 +161,8 @@ int facade_parse(const char *body, size_t len, const char *alias, size_t max_tex
         ferr(err, 400, "invalid_value", "n", "only n = 1 is supported");
         goto out;
     }
+    if (refuse_tools(root, err) != 0)
+        goto out;
     fr->stream = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "stream"));
     so = cJSON_GetObjectItemCaseSensitive(root, "stream_options");
     fr->include_usage = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(so, "include_usage"));

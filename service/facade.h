@@ -23,7 +23,9 @@ struct facade_req {
  * content or text parts) is the document; an optional system/developer message becomes
  * the job's instructions; max_tokens / max_completion_tokens bound the brief (about 0.75
  * words a token, clamped to 10..2000 words); metadata (strings) passes through. Other
- * OpenAI parameters (temperature, top_p, n=1, user, ...) are accepted and ignored.
+ * OpenAI parameters (temperature, top_p, n=1, user, ...) are accepted and ignored; tool
+ * calling (tools, tool_choice, functions, function_call) is refused with 400
+ * unsupported_parameter naming the parameter.
  * Returns 0, or -1 with err filled (404 model_not_found for another model). */
 int facade_parse(const char *body, size_t len, const char *alias, size_t max_text_bytes,
                  struct job_req *out, struct facade_req *fr, struct job_verr *err);

@@ -12,6 +12,7 @@
 #include "hash.h"
 #include "policy.h"
 #include "sbuf.h"
+#include "url.h"
 
 const char *job_priority_name(enum job_priority p)
 {
@@ -235,7 +236,8 @@ static int parse_metadata(const cJSON *v, struct job_req *out, struct job_verr *
 
 static int parse_callback(const cJSON *v, struct job_req *out, struct job_verr *e)
 {
-    const char *s;
+    struct url_parts u;
+    const char *s, *why = NULL;
     if (!v || cJSON_IsNull(v))
         return 0;
     if (!cJSON_IsString(v))
@@ -249,6 +251,8 @@ static int parse_callback(const cJSON *v, struct job_req *out, struct job_verr *
                     "field 'callback_url' must be an http:// or https:// URL of at most %d "
                     "characters",
                     JOB_MAX_URL);
+    if (url_parse(s, &u, &why) != 0)
+        return verr(e, 422, "invalid_value", "callback_url", "field 'callback_url': %s", why);
     out->callback_url = strdup(s);
     return out->callback_url ? 0 : verr(e, 500, "out_of_memory", NULL, "out of memory");
 }

@@ -9,16 +9,18 @@
 
 #include "bderr.h"
 #include "breaker.h"
+#include "checks.h"
 #include "clock.h"
 #include "config.h"
 #include "jsonx.h"
 #include "log.h"
+#include "slots.h"
 #include "stats.h"
 #include "store.h"
 #include "svc.h"
 
 #define TICK_MS 100
-#define GUARD_REFRESH_MS 5000   /* guard figures are re-read this often... */
+#define GUARD_REFRESH_MS 1000   /* guard figures are re-read this often... */
 #define GUARD_STALE_MS 30000    /* ...and not used once this old (then guards do not hold) */
 #define STALL_MS 1000           /* a loop iteration this late means the process was stalled */
 
@@ -29,6 +31,7 @@ struct pipeline {
     uint64_t stalled_at;        /* uv_now when the last stall was seen (0: never) */
     struct breaker draft_br;    /* circuit breakers of this process, per model */
     struct breaker refine_br;
+    struct slots *slots;        /* model call slots (max_concurrency) */
     struct {                    /* the guards' figures, read from the shared statistics */
         int valid, fetching;
         uint64_t at_ms;
@@ -85,6 +88,7 @@ static const struct guard_input *guard_figures(const struct pipeline *p, struct 
         return NULL;
     g->have_rate = 1;
     g->recent_refine_rate = p->guard.decided > 0 ? p->guard.refined / p->guard.decided : 0;
+    g->decided = p->guard.decided;
     g->have_spend = 1;
     g->spent_today_usd = p->guard.spent_today;
     g->est_refine_cost_usd = p->guard.avg_refine_cost;
@@ -107,6 +111,10 @@ int pipeline_new(struct svc *svc, struct pipeline **out)
     if (!p)
         return BD_ENOMEM;
     p->svc = svc;
+    if (slots_new(svc->loop, svc->store, svc->instance, &p->slots) != 0) {
+        free(p);
+        return BD_ENOMEM;
+    }
     uv_timer_init(svc->loop, &p->tick);
     p->tick.data = p;
     uv_timer_start(&p->tick, on_tick, TICK_MS, TICK_MS);
@@ -137,6 +145,7 @@ void pipeline_close(struct pipeline *p, void (*cb)(void *data), void *data)
     p->close_cb = cb;
     p->close_data = data;
     p->closing = 1;
+    slots_close(p->slots);
     uv_timer_stop(&p->tick);
     uv_close((uv_handle_t *)&p->tick, on_tick_closed);
 }
@@ -182,36 +191,161 @@ static void fail(struct pipe_job *j, cJSON *error)
 
 /* --- model calls --- */
 
-static int call_model(struct pipe_job *j, const struct model_cfg *m, const char *draft,
-                      mc_cb cb)
+/* Pass text on: text[0..len) is the brief served so far (what went out is a prefix of it). */
+static void emit(struct pipe_job *j, const char *text, size_t len)
 {
-    char *user = job_render_prompt(m->prompt_user, j->req, draft);
+    if (!j->text_on || j->text_broken || len <= j->text_sent)
+        return;
+    sbuf_add(&j->sent, text + j->text_sent, len - j->text_sent);
+    j->on_text(j, text + j->text_sent, len - j->text_sent);
+    j->text_sent = len;
+}
+
+/* The final text of a streamed stage: the rest goes out, unless it is not what went out. */
+static void emit_final(struct pipe_job *j, const char *text)
+{
+    size_t len = strlen(text);
+    if (j->text_sent > 0 &&
+        (len < j->text_sent || memcmp(text, j->sent.p, j->text_sent) != 0)) {
+        j->text_broken = 1;
+        log_warn("the refine model's final text differs from what it streamed (%zu bytes "
+                 "went out)", j->text_sent);
+        return;
+    }
+    emit(j, text, len);
+}
+
+static void on_call_text(struct mc_call *c, const char *text, size_t len)
+{
+    emit(c->data, text, len);
+}
+
+/* Start the call j->next_m (template next_tmpl, with the draft if any). */
+static int call_model(struct pipe_job *j)
+{
+    const struct model_cfg *m = j->next_m;
+    char *user = job_render_prompt(j->next_tmpl, j->req, j->draft);
     size_t ulen;
+    int stream = m->stream || j->text_on;
     if (!user)
         return BD_ENOMEM;
     ulen = strlen(user) + (m->prompt_system ? strlen(m->prompt_system) : 0);
     free(j->body);
     free(j->url);
     j->body = oai_build_request(m->name, m->prompt_system, user, m->max_tokens, m->temperature,
-                                m->stream, m->logprobs);
+                                stream, m->logprobs);
     free(user);
-    if (asprintf(&j->url, "%s/chat/completions", m->base_url) < 0)
-        j->url = NULL;
+    j->url = config_model_url(m, "/chat/completions");
     if (!j->body || !j->url)
         return BD_ENOMEM;
     mc_call_reset(&j->call);
     j->call.data = j;
     j->call.url = j->url;
     j->call.body = j->body;
-    j->call.api_key = m->api_key;
+    config_model_call(&j->call, m);
+    j->call.stream = stream;
+    j->call.on_text = j->text_on ? on_call_text : NULL;
     j->call.prompt_chars = ulen;
-    j->call.stream = m->stream;
-    j->call.timeout_ms = m->timeout_ms;
-    j->call.max_attempts = m->max_attempts;
-    j->call.backoff_ms = m->backoff_ms;
     j->call.deadline_ms = j->deadline_ms;
     j->t_stage = uv_hrtime();
-    return mc_call_start(j->p->svc->mc, &j->call, cb);
+    return mc_call_start(j->p->svc->mc, &j->call, j->next_cb);
+}
+
+/* --- waiting before a call: a slot (max_concurrency), whether anyone listens --- */
+
+struct listen_op {
+    struct pipe_job *j;         /* NULL once the job stopped waiting (canceled) */
+};
+
+/* The model server a slot is counted against: its base_url and model name. */
+static void server_key(const struct model_cfg *m, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s|%s", m->base_url, m->name);
+}
+
+static void start_failed(struct pipe_job *j, int rc);
+
+/* Every wait is over: start the call (or end the job if the deadline passed meanwhile). */
+static int go(struct pipe_job *j)
+{
+    if (j->next_m->max_concurrency > 0 && j->next_wait_ms)
+        *j->next_wait_ms = ms_since(j->t_wait);
+    if (uv_now(j->p->svc->loop) >= j->deadline_ms) {
+        slots_give(&j->slot);
+        return BD_EDEADLINE;
+    }
+    return call_model(j);
+}
+
+static void go_async(struct pipe_job *j)
+{
+    int rc = go(j);
+    if (rc != 0)
+        start_failed(j, rc);
+}
+
+static void on_slot(struct slot_wait *w, int status)
+{
+    struct pipe_job *j = w->data;
+    (void)status;
+    if (--j->waits == 0)
+        go_async(j);
+}
+
+static void on_listening(void *data, int status, int listened)
+{
+    struct listen_op *op = data;
+    struct pipe_job *j = op->j;
+    free(op);
+    if (!j)
+        return;
+    j->listen = NULL;
+    j->text_on = status == 0 && listened;
+    if (--j->waits == 0)
+        go_async(j);
+}
+
+static int ask_listening(struct pipe_job *j)
+{
+    struct listen_op *op = malloc(sizeof(*op));
+    if (!op)
+        return BD_ENOMEM;
+    op->j = j;
+    if (store_listening(j->p->svc->store, j->listen_id, on_listening, op) != 0) {
+        free(op);
+        return BD_EREDIS_DOWN;
+    }
+    j->listen = op;
+    return 0;
+}
+
+/* Start a model stage: m with the user template tmpl, cb when it ends; its slot wait (if m
+ * has max_concurrency) lands in *wait_ms. stream_text: pass this stage's text on (asking
+ * whether anyone listens first, for jobs with listen_id). Returns 0, or an error if the call
+ * could not start at once (nothing awaited). */
+static int begin_call(struct pipe_job *j, const struct model_cfg *m, const char *tmpl,
+                      mc_cb cb, double *wait_ms, int stream_text)
+{
+    j->next_m = m;
+    j->next_tmpl = tmpl;
+    j->next_cb = cb;
+    j->next_wait_ms = wait_ms;
+    j->t_wait = uv_hrtime();
+    j->text_on = stream_text && j->on_text && !j->listen_id;
+    j->waits = 1; /* held until every question went out */
+    if (m->max_concurrency > 0) {
+        char server[2400];
+        server_key(m, server, sizeof(server));
+        j->slot.data = j;
+        if (slots_take(j->p->slots, server, m->max_concurrency, j->cfg->claim_idle_ms,
+                       (int)j->req->priority, &j->slot, on_slot) == 0)
+            j->waits++;
+    }
+    if (stream_text && j->on_text && j->listen_id && ask_listening(j) == 0)
+        j->waits++;
+    if (--j->waits > 0)
+        return 0;
+    return go(j);
 }
 
 static void take_usage(struct stage_usage *u, const struct mc_call *c)
@@ -244,8 +378,9 @@ static void breaker_note(struct pipe_job *j, struct breaker *b, const struct mod
         log_warn("circuit breaker for the %s model '%s' is now %s%s", role, m->name,
                  breaker_state_name(b->state),
                  b->state != BREAKER_OPEN ? ""
-                 : b == &j->p->draft_br ? " (calls paused; jobs wait in the queue)"
-                                        : " (calls paused; jobs keep their drafts)");
+                 : b == &j->p->draft_br
+                     ? " (calls paused; jobs wait in the queue)"
+                     : " (calls paused; jobs that route to refinement keep their drafts)");
 }
 
 /* The bookkeeping every model stage ends with: its latency and busy time, failures for the
@@ -255,6 +390,7 @@ static int stage_done(struct pipe_job *j, const struct mc_call *c, int status,
                       double *busy_ms)
 {
     struct breaker *b = m == &j->cfg->draft ? &j->p->draft_br : &j->p->refine_br;
+    slots_give(&j->slot);
     *stage_ms = ms_since(j->t_stage);
     *busy_ms = c->busy_ms;
     if (status == BD_ECANCELED) {
@@ -275,6 +411,23 @@ static int stage_done(struct pipe_job *j, const struct mc_call *c, int status,
 
 /* --- refine --- */
 
+static void start_draft(struct pipe_job *j);
+
+/* The refinement did not produce the brief: keep the draft (degraded) - or, when pre-routing
+ * skipped the draft, have the draft model write it after all. */
+static void refine_failed(struct pipe_job *j)
+{
+    j->degraded = 1;
+    if (j->text_sent > 0)
+        j->text_broken = 1; /* text went out: it cannot be taken back */
+    if (!j->draft) {
+        start_draft(j);
+        return;
+    }
+    emit(j, j->draft, strlen(j->draft));
+    finish(j, PIPE_SUCCEEDED);
+}
+
 static void on_refine(struct mc_call *c, int status)
 {
     struct pipe_job *j = c->data;
@@ -287,41 +440,48 @@ static void on_refine(struct mc_call *c, int status)
         j->acct.refine_ttft_ms = c->ttft_ms;
         j->brief = strdup(c->res.content);
         j->refined = j->brief != NULL;
-        j->degraded = !j->refined;
-        if (!j->brief)
+        if (!j->brief) {
             snprintf(j->refine_err, sizeof(j->refine_err), "out of memory");
-    } else {
-        j->degraded = 1;
-        snprintf(j->refine_err, sizeof(j->refine_err), "%s (%s after %d attempts)",
-                 status == 0 ? "refine model returned an empty brief" : c->err,
-                 mc_fail_name(c->fail), c->attempts);
-        if (status != 0 && c->http_status == 0)
-            j->acct.refine.present = 0;
+            refine_failed(j);
+            return;
+        }
+        emit_final(j, j->brief);
+        finish(j, PIPE_SUCCEEDED);
+        return;
     }
-    finish(j, PIPE_SUCCEEDED);
+    snprintf(j->refine_err, sizeof(j->refine_err), "%s (%s after %d attempts)",
+             status == 0 ? "refine model returned an empty brief" : c->err,
+             mc_fail_name(c->fail), c->attempts);
+    if (status != 0 && c->http_status == 0)
+        j->acct.refine.present = 0;
+    refine_failed(j);
 }
 
-static void start_refine(struct pipe_job *j)
+/* Refine the draft (or, direct, write the brief from the document). Returns 0, or an error
+ * when it could not start (the caller decides what that means). */
+static int start_refine(struct pipe_job *j)
+{
+    const struct model_cfg *m = &j->cfg->refine;
+    if (j->on_stage)
+        j->on_stage(j, "refining");
+    return begin_call(j, m, j->direct ? m->prompt_direct : m->prompt_user, on_refine,
+                      &j->acct.refine_wait_ms, 1);
+}
+
+static void refine_or_keep(struct pipe_job *j)
 {
     const struct model_cfg *m = &j->cfg->refine;
     int rc;
     if (!breaker_allow(&j->p->refine_br, uv_now(j->p->svc->loop), m->breaker_open_ms)) {
-        j->degraded = 1;
         snprintf(j->refine_err, sizeof(j->refine_err),
                  "circuit breaker open for model '%.100s' after repeated failures; draft kept",
                  m->name);
-        finish(j, PIPE_SUCCEEDED);
+        refine_failed(j);
         return;
     }
-    if (j->on_stage)
-        j->on_stage(j, "refining");
-    rc = call_model(j, m, j->draft, on_refine);
-    if (rc != 0) {
-        j->degraded = 1;
-        snprintf(j->refine_err, sizeof(j->refine_err), "could not start refine call: %s",
-                 bd_strerror(rc));
-        finish(j, PIPE_SUCCEEDED);
-    }
+    rc = start_refine(j);
+    if (rc != 0)
+        start_failed(j, rc);
 }
 
 /* --- draft and route --- */
@@ -336,6 +496,29 @@ static void route(struct pipe_job *j)
     router_decide(j->cfg->router, &in, guard_figures(j->p, &g), &j->route);
     j->acct.route_ms = ms_since(t0);
     j->routed = 1;
+}
+
+/* Pre-routing: 1 when the input alone decided a refinement (route filled), else 0. Only
+ * while the refine model's breaker lets calls through (else the draft is the way). */
+static int pre_route(struct pipe_job *j)
+{
+    struct guard_input g;
+    struct route_input in;
+    struct lp_summary none;
+    uint64_t t0;
+    if (!router_pre_route(j->cfg->router) ||
+        !breaker_would_allow(&j->p->refine_br, j->t_loop, j->cfg->refine.breaker_open_ms))
+        return 0;
+    memset(&none, 0, sizeof(none));
+    job_route_input(j->req, NULL, &none, 0, &in);
+    t0 = uv_hrtime();
+    if (!router_pre_decide(j->cfg->router, &in, guard_figures(j->p, &g), &j->route) ||
+        !j->route.refine)
+        return 0;
+    j->acct.route_ms = ms_since(t0);
+    j->routed = 1;
+    j->direct = 1;
+    return 1;
 }
 
 /* Is the model out (unreachable, overloaded, timing out) rather than refusing this job
@@ -385,11 +568,52 @@ static void on_draft(struct mc_call *c, int status)
     }
     j->draft_truncated = c->res.truncated;
     lp_summarize(c->res.logprobs, c->res.has_logprobs ? c->res.n_logprobs : 0, &j->lp);
-    route(j);
-    if (j->route.refine)
-        start_refine(j);
-    else
+    if (j->direct) { /* the direct refinement failed: the draft is the brief */
+        emit(j, j->draft, strlen(j->draft));
         finish(j, PIPE_SUCCEEDED);
+        return;
+    }
+    route(j);
+    if (j->route.refine) {
+        refine_or_keep(j);
+        return;
+    }
+    j->text_on = j->on_text && !j->listen_id;
+    emit(j, j->draft, strlen(j->draft));
+    finish(j, PIPE_SUCCEEDED);
+}
+
+static int begin_draft(struct pipe_job *j)
+{
+    if (!breaker_allow(&j->p->draft_br, uv_now(j->p->svc->loop), j->cfg->draft.breaker_open_ms))
+        return BD_ECIRCUIT_OPEN; /* the draft model is out: the job waits */
+    return begin_call(j, &j->cfg->draft, j->cfg->draft.prompt_user, on_draft,
+                      &j->acct.draft_wait_ms, 0);
+}
+
+/* The draft after a direct refinement failed. */
+static void start_draft(struct pipe_job *j)
+{
+    int rc = begin_draft(j);
+    if (rc == BD_ECIRCUIT_OPEN)
+        finish(j, PIPE_RETRY);
+    else if (rc != 0)
+        start_failed(j, rc);
+}
+
+/* A call that could not start once its waits were over (or at once). */
+static void start_failed(struct pipe_job *j, int rc)
+{
+    if (j->next_cb == on_refine) {
+        snprintf(j->refine_err, sizeof(j->refine_err), "could not start refine call: %s",
+                 rc == BD_EDEADLINE ? "deadline reached waiting for a slot" : bd_strerror(rc));
+        refine_failed(j);
+    } else if (rc == BD_EDEADLINE) {
+        finish(j, PIPE_RETRY); /* the model was busy for the whole deadline: try later */
+    } else {
+        fail(j, make_error("draft_failed", "could not start the draft call: %s",
+                           bd_strerror(rc)));
+    }
 }
 
 /* on_done never runs from inside pipe_start: a job that cannot start ends on the next loop
@@ -430,9 +654,17 @@ int pipe_start(struct pipeline *p, struct pipe_job *j)
     j->t_start = uv_hrtime();
     j->t_loop = uv_now(p->svc->loop);
     j->deadline_ms = j->t_loop + (uint64_t)j->cfg->job_timeout_ms;
-    if (!breaker_allow(&p->draft_br, j->t_loop, j->cfg->draft.breaker_open_ms))
+    if (pre_route(j)) {
+        rc = start_refine(j);
+        if (rc == 0)
+            return 0;
+        j->direct = 0; /* could not even start: the draft decides */
+        j->routed = 0;
+        j->acct.route_ms = j->acct.refine_wait_ms = -1;
+    }
+    rc = begin_draft(j);
+    if (rc == BD_ECIRCUIT_OPEN || rc == BD_EDEADLINE)
         return defer(j, NULL); /* the draft model is out: the job waits */
-    rc = call_model(j, &j->cfg->draft, NULL, on_draft);
     if (rc != 0)
         return defer(j, make_error("draft_failed", "could not start the draft call: %s",
                                    bd_strerror(rc)));
@@ -441,22 +673,33 @@ int pipe_start(struct pipeline *p, struct pipe_job *j)
 
 void pipe_cancel(struct pipe_job *j)
 {
+    if (j->waits > 0) {
+        slots_give(&j->slot);
+        if (j->listen)
+            j->listen->j = NULL;
+        j->listen = NULL;
+        j->waits = 0;
+        finish(j, PIPE_CANCELED);
+        return;
+    }
     if (pipe_busy(j))
         mc_call_cancel(&j->call);
 }
 
 int pipe_busy(const struct pipe_job *j)
 {
-    return j->call.att != NULL || j->call.backoff != NULL;
+    return j->waits > 0 || j->call.att != NULL || j->call.backoff != NULL;
 }
 
 void pipe_job_free(struct pipe_job *j)
 {
+    slots_give(&j->slot);
     mc_call_reset(&j->call);
     free(j->url);
     free(j->body);
     free(j->draft);
     free(j->brief);
+    free(sbuf_take(&j->sent));
     cJSON_Delete(j->error);
     j->url = j->body = j->draft = j->brief = NULL;
     j->error = NULL;
@@ -472,7 +715,10 @@ static cJSON *result_json(const struct pipe_job *j)
     cJSON_AddStringToObject(r, "model", j->refined ? j->cfg->refine.name : j->cfg->draft.name);
     cJSON_AddBoolToObject(r, "refined", j->refined);
     cJSON_AddBoolToObject(r, "degraded", j->degraded);
-    cJSON_AddStringToObject(r, "draft", j->draft ? j->draft : "");
+    if (j->draft)
+        cJSON_AddStringToObject(r, "draft", j->draft);
+    else
+        cJSON_AddNullToObject(r, "draft"); /* pre-routed: the refine model wrote from the text */
     if (j->degraded)
         cJSON_AddStringToObject(r, "refine_error", j->refine_err);
     return r;
@@ -491,6 +737,8 @@ static cJSON *signals_json(const struct pipe_job *j)
         cJSON_AddNumberToObject(lp, "p10", j->lp.p10);
         cJSON_AddNumberToObject(lp, "min", j->lp.min);
     }
+    /* cheap checks of the brief served (checks.h): words, over_max_words, unsupported_numbers */
+    checks_signals(s, j->refined ? j->brief : j->draft, j->req->text, j->req->max_words);
     return s;
 }
 
@@ -507,7 +755,7 @@ cJSON *pipe_out_json(const struct pipe_job *j, const char *status)
     if (j->error)
         cJSON_AddItemToObject(out, "error", cJSON_Duplicate(j->error, 1));
     cJSON_AddStringToObject(out, "config_version", j->cfg->version);
-    if (j->draft)
+    if (j->draft || j->brief)
         cJSON_AddItemToObject(out, "signals", signals_json(j));
     return out;
 }

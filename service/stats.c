@@ -16,16 +16,21 @@
 int stats_bucket(double ms)
 {
     int i;
-    if (!(ms > 0.1))
+    if (!(ms > STATS_HBASE_MS))
         return 0;
-    i = 1 + (int)floor(log(ms / 0.1) / log(1.25) - 1e-9);
+    i = 1 + (int)floor(log(ms / STATS_HBASE_MS) / log(STATS_HGROWTH) - 1e-9);
     if (i < 1)
         i = 1;
     return i >= STATS_HBUCKETS ? STATS_HBUCKETS - 1 : i;
 }
 
-double stats_bucket_upper(int i) { return 0.1 * pow(1.25, i); }
-double stats_bucket_lower(int i) { return i <= 0 ? 0 : 0.1 * pow(1.25, i - 1); }
+double stats_bucket_upper(int i) { return STATS_HBASE_MS * pow(STATS_HGROWTH, i); }
+double stats_bucket_lower(int i) { return i <= 0 ? 0 : STATS_HBASE_MS * pow(STATS_HGROWTH, i - 1); }
+
+double stats_bucket_value(int i)
+{
+    return i <= 0 ? STATS_HBASE_MS : sqrt(stats_bucket_lower(i) * stats_bucket_upper(i));
+}
 
 static long long pico(double usd) { return llround(usd * STATS_PICO); }
 
@@ -147,29 +152,49 @@ static double num(const cJSON *m, const char *f)
 
 static double usd(double p) { return p / STATS_PICO; }
 
-static double percentile(const cJSON *m, const char *stage, double q)
+/* One stage's histogram out of a map of counters, in one pass over the map. */
+static double hist_of(const cJSON *m, const char *stage, double *h)
 {
-    char f[64];
-    double n, want, cum = 0;
-    snprintf(f, sizeof(f), "n:%s", stage);
-    n = num(m, f);
+    char pre[64];
+    size_t pl;
+    double n = 0;
+    const cJSON *it;
+    memset(h, 0, STATS_HBUCKETS * sizeof(*h));
+    snprintf(pre, sizeof(pre), "h:%s:", stage);
+    pl = strlen(pre);
+    cJSON_ArrayForEach(it, m) {
+        if (strncmp(it->string, pre, pl) == 0) {
+            int i = atoi(it->string + pl);
+            if (i >= 0 && i < STATS_HBUCKETS) {
+                h[i] += it->valuedouble;
+                n += it->valuedouble;
+            }
+        }
+    }
+    return n;
+}
+
+/* The q-quantile of a histogram of n observations: the geometric middle of the bucket that
+ * holds it, so within STATS_HACCURACY of the exact value whatever the merge. */
+static double percentile(const double *h, double n, double q)
+{
+    double want = q * n, cum = 0;
     if (n <= 0)
         return NAN;
-    want = q * n;
     for (int i = 0; i < STATS_HBUCKETS; i++) {
-        double c;
-        snprintf(f, sizeof(f), "h:%s:%d", stage, i);
-        c = num(m, f);
-        if (c <= 0)
-            continue;
-        if (cum + c >= want) {
-            double lo = stats_bucket_lower(i), hi = stats_bucket_upper(i);
-            double frac = (want - cum) / c;
-            return lo + (hi - lo) * (frac < 0 ? 0 : frac > 1 ? 1 : frac);
-        }
-        cum += c;
+        cum += h[i];
+        if (h[i] > 0 && cum >= want)
+            return stats_bucket_value(i);
     }
-    return stats_bucket_upper(STATS_HBUCKETS - 1);
+    return stats_bucket_value(STATS_HBUCKETS - 1);
+}
+
+double stats_percentile(const double *h, double q)
+{
+    double n = 0;
+    for (int i = 0; i < STATS_HBUCKETS; i++)
+        n += h[i];
+    return percentile(h, n, q);
 }
 
 /* v rounded to 1/scale (scale a power of ten): the closest double to the decimal */
@@ -178,6 +203,7 @@ static double round_to(double v, double scale) { return round(v * scale) / scale
 static void add_latency_json(cJSON *obj, const cJSON *m)
 {
     cJSON *lat = cJSON_AddObjectToObject(obj, "latency_ms");
+    double h[STATS_HBUCKETS];
     for (size_t s = 0; s < ACCT_STAGES; s++) {
         char f[64];
         cJSON *o;
@@ -186,10 +212,11 @@ static void add_latency_json(cJSON *obj, const cJSON *m)
         n = num(m, f);
         if (n <= 0)
             continue;
+        hist_of(m, acct_stage_names[s], h);
         o = cJSON_AddObjectToObject(lat, acct_stage_names[s]);
-        jsonx_add_number(o, "p50", round_to(percentile(m, acct_stage_names[s], 0.50), 1000.0));
-        jsonx_add_number(o, "p95", round_to(percentile(m, acct_stage_names[s], 0.95), 1000.0));
-        jsonx_add_number(o, "p99", round_to(percentile(m, acct_stage_names[s], 0.99), 1000.0));
+        jsonx_add_number(o, "p50", round_to(percentile(h, n, 0.50), 1000.0));
+        jsonx_add_number(o, "p95", round_to(percentile(h, n, 0.95), 1000.0));
+        jsonx_add_number(o, "p99", round_to(percentile(h, n, 0.99), 1000.0));
         cJSON_AddNumberToObject(o, "count", n);
         snprintf(f, sizeof(f), "sum_us:%s", acct_stage_names[s]);
         jsonx_add_number(o, "mean", round_to(num(m, f) / 1000.0 / n, 1000.0));
@@ -423,16 +450,17 @@ static void metric_pairs(struct sbuf *t, const cJSON *m, const char *pre, const 
 
 static void metric_histograms(struct sbuf *t, const cJSON *m)
 {
+    double h[STATS_HBUCKETS];
     metric_head(t, "briefd_stage_duration_seconds", "histogram",
                 "Time spent in each stage of a job (queue, draft, route, refine, total).");
     for (size_t s = 0; s < ACCT_STAGES; s++) {
         char f[64];
         double cum = 0;
+        hist_of(m, acct_stage_names[s], h);
         for (int i = 0; i < STATS_HBUCKETS; i++) {
-            snprintf(f, sizeof(f), "h:%s:%d", acct_stage_names[s], i);
-            cum += num(m, f);
-            /* every 4th fine bucket as a Prometheus bucket (x2.44 apart) */
-            if (i % 4 == 3 && i < 88)
+            cum += h[i];
+            /* every STATS_PROM_STEP-th fine bucket is a Prometheus bucket (x1.99 apart) */
+            if (i % STATS_PROM_STEP == 0 && i > 0)
                 sbuf_printf(t, "briefd_stage_duration_seconds_bucket{stage=\"%s\",le=\"%.6g\"} %.17g\n",
                         acct_stage_names[s], stats_bucket_upper(i) / 1000.0, cum);
         }

@@ -12,9 +12,11 @@
  *   vote:<policy>:<verdict>                      verdicts (guards too: "guard:<name>")
  *   h:<stage>:<i> n:<stage> sum_us:<stage>       latency histogram, count, sum (us)
  *   err:<model>:<reason>                         failed upstream attempts (totals only)
- * Histogram bucket i >= 1 covers (0.1 * 1.25^(i-1), 0.1 * 1.25^i] ms and bucket 0 is
- * <= 0.1 ms: percentiles are exact to within one bucket (+-12.5%) however many processes and
- * minutes are merged.
+ * Histogram bucket i >= 1 covers (0.001 * 1.09^(i-1), 0.001 * 1.09^i] ms and bucket 0 is
+ * <= 1 microsecond; the last bucket also holds everything beyond (15 minutes). A percentile is
+ * the geometric middle of the bucket that holds it: within 4.4% of the exact value however
+ * many processes and minutes are merged, from microsecond stages (routing) to minutes.
+ * /metrics shows every 8th bucket bound as a Prometheus bucket (x1.99 apart, 2 us to 500 s).
  *
  * Ownership: functions returning char * or cJSON * hand them to the caller. */
 #ifndef BRIEFD_STATS_H
@@ -27,13 +29,21 @@ struct cJSON;
 struct job_acct;
 struct route_result;
 
-#define STATS_HBUCKETS 100
+#define STATS_HBASE_MS 0.001      /* bucket 0's upper bound (1 us) */
+#define STATS_HGROWTH 1.09        /* each bucket 9% wider than the one before */
+#define STATS_HBUCKETS 241        /* up to 0.001 * 1.09^240 ms = 16 min */
+#define STATS_HACCURACY 0.044     /* sqrt(STATS_HGROWTH) - 1 */
+#define STATS_PROM_STEP 8         /* Prometheus buckets: every 8th bound */
 #define STATS_MAX_GROUPS 1000     /* distinct dimension values per bucket; more -> "(other)" */
 #define STATS_PICO 1e12           /* costs are counted in integer picodollars */
 
 int stats_bucket(double ms);           /* 0 .. STATS_HBUCKETS-1 */
 double stats_bucket_upper(int i);      /* upper bound in ms */
 double stats_bucket_lower(int i);
+/* The value bucket i stands for (its geometric middle). */
+double stats_bucket_value(int i);
+/* The q-quantile (0..1) of a histogram h[STATS_HBUCKETS] of counts; NAN when empty. */
+double stats_percentile(const double *h, double q);
 
 /* What one finished job was. */
 struct stats_job {

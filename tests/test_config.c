@@ -111,7 +111,15 @@ static void test_defaults(void)
     CHECK(c->draft.logprobs == 1 && c->refine.logprobs == 0);
     CHECK(c->draft.stream == 0 && c->refine.stream == 0);
     CHECK(c->draft.max_attempts == 3 && c->draft.backoff_ms == 200);
-    CHECK(c->draft.price_in_per_mtok == 0 && c->refine.price_per_hour == 0);
+    /* list prices of hosted equivalents (docs/CONFIG.md#prices) */
+    CHECK(c->draft.price_in_per_mtok == 0.075 && c->draft.price_out_per_mtok == 0.30);
+    CHECK(c->refine.price_in_per_mtok == 0.05 && c->refine.price_out_per_mtok == 0.20);
+    CHECK(c->draft.price_per_hour == 0 && c->refine.price_per_hour == 0);
+    CHECK(c->draft.auth_header == MODEL_AUTH_BEARER && c->draft.n_headers == 0);
+    CHECK(c->log_format == 0 && c->log_level == 1);
+    CHECK(c->webhook_secret == NULL && c->webhook_allow.n_entries == 0);
+    CHECK(c->draft.price_source && strstr(c->draft.price_source, "Azure AI Foundry"));
+    CHECK(c->refine.price_source && strstr(c->refine.price_source, "W&B Inference"));
     CHECK_STR(c->draft.prompt_user, "Summarize the following document as an executive brief "
               "of at most {max_words} words.{instructions}\n\nDocument:\n{text}");
     CHECK_STR(c->refine.prompt_user, "Rewrite the draft brief below into a clear, accurate "
@@ -672,6 +680,7 @@ static void test_describe_round_trip(void)
     cJSON_DeleteItemFromObjectCaseSensitive(cJSON_GetObjectItem(d, "auth"), "admin_keys");
     cJSON_DeleteItemFromObjectCaseSensitive((cJSON *)jget(d, "models", "draft", NULL), "api_key");
     cJSON_DeleteItemFromObjectCaseSensitive((cJSON *)jget(d, "models", "refine", NULL), "api_key");
+    cJSON_DeleteItemFromObjectCaseSensitive((cJSON *)jget(d, "models", "judge", NULL), "api_key");
     text = cJSON_PrintUnformatted(d);
     b = text ? load_str(text, &err) : NULL;
     CHECK(b != NULL);
@@ -717,6 +726,184 @@ static void test_version(void)
     config_unref(d0);
     config_unref(d1);
     config_unref(r);
+}
+
+/* ---- models.judge and evaluation ------------------------------------------------------ */
+
+static void test_judge_defaults(void)
+{
+    struct cfg_err err;
+    struct bd_config *c = config_load(NULL, &err);
+
+    CHECK(c != NULL);
+    if (!c)
+        return;
+    CHECK_STR(c->judge.name, "gpt-oss-20b");
+    CHECK_STR(c->judge.base_url, "http://127.0.0.1:5273/v1");
+    CHECK(c->judge.api_key_env == NULL && c->judge.api_key == NULL);
+    CHECK_NEAR(c->judge.temperature, 0.0, 0);
+    CHECK(c->judge.logprobs == 0 && c->judge.stream == 0 && c->judge.max_tokens == 600);
+    CHECK(c->judge.timeout_ms == 60000 && c->judge.max_attempts == 3);
+    /* the judge defaults to the refine model, so to its list prices */
+    CHECK_NEAR(c->judge.price_in_per_mtok, c->refine.price_in_per_mtok, 0);
+    CHECK_NEAR(c->judge.price_out_per_mtok, c->refine.price_out_per_mtok, 0);
+    CHECK(c->judge.price_in_per_mtok > 0 && c->judge.price_per_hour == 0);
+    /* the layout the simulator reads (docs/EVALUATION.md) */
+    CHECK_STR(c->judge.prompt_user,
+              "Document:\n{text}\n\nMaximum words: {max_words}\n\nBrief:\n{draft}");
+    CHECK(strstr(c->judge.prompt_system, "faithfulness") != NULL);
+    CHECK(c->eval_shadow_rate == 0);
+    CHECK(c->eval_daily_budget_usd < 0);
+    config_unref(c);
+}
+
+/* name, base_url and api_key_env follow models.refine unless models.judge gives them;
+ * nothing else does (the refine model's temperature and prices stay its own; the judge's default prices are
+ * the refine model's list prices). */
+static void test_judge_derived(void)
+{
+    struct cfg_err err;
+    struct bd_config *a, *b, *c;
+
+    setenv("TC_RK", "sk-refine-1", 1);
+    setenv("TC_JK", "sk-judge-2", 1);
+    a = load_str("{\"models\": {\"refine\": {\"name\": \"big\", \"base_url\": "
+                 "\"https://r.example/v1/\", \"api_key_env\": \"TC_RK\", \"temperature\": 0.7,"
+                 " \"price\": {\"input_per_mtok\": 2}}}}", &err);
+    b = load_str("{\"models\": {\"refine\": {\"name\": \"big\", \"api_key_env\": \"TC_RK\"},"
+                 " \"judge\": {\"name\": \"other-family\", \"api_key_env\": null,"
+                 " \"temperature\": 0.3, \"price\": {\"output_per_mtok\": 4}}}}", &err);
+    c = load_str("{\"models\": {\"judge\": {\"base_url\": \"http://j.example:81/v1\","
+                 " \"api_key_env\": \"TC_JK\"}}}", &err);
+    unsetenv("TC_RK");
+    unsetenv("TC_JK");
+    CHECK(a && b && c);
+    if (a) {
+        CHECK_STR(a->judge.name, "big");
+        CHECK_STR(a->judge.base_url, "https://r.example/v1");
+        CHECK_STR(a->judge.api_key_env, "TC_RK");
+        CHECK_STR(a->judge.api_key, "sk-refine-1");
+        CHECK_NEAR(a->judge.temperature, 0.0, 0);
+        CHECK_NEAR(a->judge.price_in_per_mtok, 0.05, 1e-12); /* its default, not refine's 2 */
+    }
+    if (b) {
+        CHECK_STR(b->judge.name, "other-family");
+        CHECK(b->judge.api_key_env == NULL && b->judge.api_key == NULL); /* null given */
+        CHECK_STR(b->judge.base_url, "http://127.0.0.1:5273/v1");
+        CHECK_NEAR(b->judge.temperature, 0.3, 1e-12);
+        CHECK_NEAR(b->judge.price_out_per_mtok, 4, 0);
+    }
+    if (c) {
+        CHECK_STR(c->judge.name, "gpt-oss-20b");
+        CHECK_STR(c->judge.base_url, "http://j.example:81/v1");
+        CHECK_STR(c->judge.api_key, "sk-judge-2");
+        CHECK(c->refine.api_key == NULL);
+    }
+    if (a && b)
+        CHECK(strcmp(a->version, b->version) != 0);
+    config_unref(a);
+    config_unref(b);
+    config_unref(c);
+}
+
+/* A judge on the refine model's endpoint sends what that endpoint needs: its auth mode and
+ * its headers (a gateway's, say); a judge with its own base_url sends neither. */
+static void test_judge_headers_follow_endpoint(void)
+{
+    struct cfg_err err;
+    struct bd_config *a, *b;
+    const char *refine = "\"refine\": {\"auth_header\": \"api-key\", \"api_key_env\": \"TC_RK\","
+                         " \"headers\": {\"x-portkey-provider\": \"openai\","
+                         " \"x-portkey-api-key\": {\"env\": \"TC_PK\"}}}";
+    char buf[1024];
+
+    setenv("TC_RK", "sk-r", 1);
+    setenv("TC_PK", "pk-secret", 1);
+    snprintf(buf, sizeof buf, "{\"models\": {%s}}", refine);
+    a = load_str(buf, &err);
+    snprintf(buf, sizeof buf,
+             "{\"models\": {%s, \"judge\": {\"base_url\": \"http://j.example/v1\"}}}", refine);
+    b = load_str(buf, &err);
+    unsetenv("TC_RK");
+    unsetenv("TC_PK");
+    CHECK(a && b);
+    if (a) {
+        CHECK(a->judge.auth_header == MODEL_AUTH_API_KEY);
+        CHECK(a->judge.n_header_lines == 2);
+        if (a->judge.n_header_lines == 2) {
+            CHECK_STR(a->judge.header_lines[0], "x-portkey-provider: openai");
+            CHECK_STR(a->judge.header_lines[1], "x-portkey-api-key: pk-secret");
+        }
+        CHECK(a->refine.n_header_lines == 2); /* a copy: the refine model keeps its own */
+    }
+    if (b) {
+        CHECK(b->judge.auth_header == MODEL_AUTH_BEARER);
+        CHECK(b->judge.n_headers == 0 && b->judge.n_header_lines == 0);
+        CHECK_STR(b->judge.api_key, "sk-r"); /* api_key_env still follows */
+    }
+    config_unref(a);
+    config_unref(b);
+}
+
+static void test_judge_evaluation_errors(void)
+{
+    expect_err("{\"models\": {\"judge\": {\"temperature\": 2.5}}}", "models.judge.temperature",
+               "must be between 0 and 2");
+    expect_err("{\"models\": {\"judge\": {\"rubric\": \"x\"}}}", "models.judge.rubric",
+               "unknown key");
+    expect_err("{\"models\": {\"judge\": {\"base_url\": \"ftp://h\"}}}", "models.judge.base_url",
+               "expected an http:// or https:// URL");
+    expect_err("{\"models\": {\"judge\": null}}", "models.judge", "expected object");
+    expect_err("{\"evaluation\": {\"shadow_rate\": 1.5}}", "evaluation.shadow_rate",
+               "must be between 0 and 1");
+    expect_err("{\"evaluation\": {\"shadow_rate\": null}}", "evaluation.shadow_rate",
+               "expected number");
+    expect_err("{\"evaluation\": {\"daily_budget_usd\": -1}}", "evaluation.daily_budget_usd",
+               "must be >= 0");
+    expect_err("{\"evaluation\": {\"daily_budget_usd\": \"5\"}}",
+               "evaluation.daily_budget_usd", "expected number or null");
+    expect_err("{\"evaluation\": {\"daily_budget_usd\": 1e999}}",
+               "evaluation.daily_budget_usd", "expected number or null");
+    expect_err("{\"evaluation\": {\"budget\": 1}}", "evaluation.budget", "unknown key");
+    expect_err("{\"evaluation\": []}", "evaluation", "expected object");
+}
+
+static void test_judge_evaluation_describe(void)
+{
+    struct cfg_err err;
+    struct bd_config *c, *n;
+    cJSON *d, *dn;
+
+    setenv("TC_JK", "sk-judge-secret-77", 1);
+    c = load_str("{\"models\": {\"judge\": {\"api_key_env\": \"TC_JK\"}},"
+                 " \"evaluation\": {\"shadow_rate\": 0.05, \"daily_budget_usd\": 2.5}}", &err);
+    unsetenv("TC_JK");
+    n = load_str("{\"evaluation\": {\"daily_budget_usd\": null}}", &err);
+    CHECK(c && n);
+    if (!c || !n)
+        goto out;
+    CHECK_NEAR(c->eval_shadow_rate, 0.05, 0);
+    CHECK_NEAR(c->eval_daily_budget_usd, 2.5, 0);
+    CHECK(n->eval_daily_budget_usd < 0);
+    d = config_describe(c);
+    dn = config_describe(n);
+    CHECK_STR(cJSON_GetStringValue(jget(d, "models", "judge", "api_key")), "***");
+    CHECK_STR(cJSON_GetStringValue(jget(d, "models", "judge", "name")), "gpt-oss-20b");
+    CHECK(cJSON_GetNumberValue(jget(d, "models", "judge", "temperature")) == 0);
+    CHECK(cJSON_GetNumberValue(jget(d, "evaluation", "shadow_rate", NULL)) == 0.05);
+    CHECK(cJSON_GetNumberValue(jget(d, "evaluation", "daily_budget_usd", NULL)) == 2.5);
+    CHECK(cJSON_IsNull(jget(dn, "evaluation", "daily_budget_usd", NULL)));
+    CHECK(cJSON_IsNull(jget(dn, "models", "judge", "api_key")));
+    {
+        char *text = cJSON_PrintUnformatted(d);
+        CHECK(text && strstr(text, "sk-judge") == NULL);
+        free(text);
+    }
+    cJSON_Delete(d);
+    cJSON_Delete(dn);
+out:
+    config_unref(c);
+    config_unref(n);
 }
 
 static void test_refcount(void)
@@ -853,6 +1040,228 @@ static void test_redis_ha(void)
     config_unref(c);
 }
 
+
+/* ---- upstream headers and auth mode ---------------------------------------------------- */
+
+static void test_headers(void)
+{
+    const char *conf = "{\"models\": {\"draft\": {\"api_key_env\": \"TC_MK\", \"headers\": "
+                       "{\"X-Title\": \"briefd\", \"x-portkey-api-key\": {\"env\": \"TC_PK\"}, "
+                       "\"x-unset\": {\"env\": \"TC_UNSET\"}}}, \"refine\": {\"auth_header\": "
+                       "\"api-key\", \"api_key_env\": \"TC_MK\", \"base_url\": "
+                       "\"https://r.openai.azure.com/openai/deployments/gpt-4o/?api-version=2024-10-21\"}}}";
+    struct cfg_err err;
+    struct bd_config *c;
+    char *text, *url;
+
+    setenv("TC_MK", "sk-model-key", 1);
+    setenv("TC_PK", "  pk-secret-value ", 1);
+    unsetenv("TC_UNSET");
+    c = load_str(conf, &err);
+    CHECK(c != NULL);
+    if (!c)
+        return;
+    CHECK(c->draft.n_headers == 3 && c->draft.auth_header == MODEL_AUTH_BEARER);
+    CHECK(c->refine.auth_header == MODEL_AUTH_API_KEY && c->refine.n_headers == 0);
+    CHECK(c->draft.n_header_lines == 2);
+    CHECK_STR(c->draft.header_lines[0], "X-Title: briefd");
+    CHECK_STR(c->draft.header_lines[1], "x-portkey-api-key: pk-secret-value");
+    CHECK(c->draft.headers[2].value == NULL);
+    /* the query of an Azure deployment URL goes after the path briefd appends */
+    CHECK_STR(c->refine.base_url,
+              "https://r.openai.azure.com/openai/deployments/gpt-4o?api-version=2024-10-21");
+    url = config_model_url(&c->refine, "/chat/completions");
+    CHECK_STR(url, "https://r.openai.azure.com/openai/deployments/gpt-4o/chat/completions"
+                   "?api-version=2024-10-21");
+    free(url);
+    url = config_model_url(&c->draft, "/models");
+    CHECK_STR(url, "http://127.0.0.1:5273/v1/models");
+    free(url);
+    text = describe_text(c);
+    CHECK(text && strstr(text, "\"headers\":{\"X-Title\":\"briefd\",\"x-portkey-api-key\":"
+                               "{\"env\":\"TC_PK\"},\"x-unset\":{\"env\":\"TC_UNSET\"}}"));
+    CHECK(text && strstr(text, "\"auth_header\":\"api-key\""));
+    CHECK(text && !strstr(text, "pk-secret") && !strstr(text, "sk-model"));
+    free(text);
+    config_unref(c);
+    unsetenv("TC_MK");
+    unsetenv("TC_PK");
+}
+
+static void test_headers_errors(void)
+{
+    expect_err("{\"models\": {\"draft\": {\"headers\": []}}}", "models.draft.headers",
+               "expected object");
+    expect_err("{\"models\": {\"draft\": {\"headers\": {\"Bad Name\": \"x\"}}}}",
+               "models.draft.headers.Bad Name",
+               "a header name must be 1 to 64 characters of a token (letters, digits and "
+               "!#$%&'*+-.^_`|~)");
+    expect_err("{\"models\": {\"refine\": {\"headers\": {\"Content-Type\": \"x\"}}}}",
+               "models.refine.headers.Content-Type", "briefd sets this header itself");
+    expect_err("{\"models\": {\"draft\": {\"headers\": {\"X-A\": \"1\", \"x-a\": \"2\"}}}}",
+               "models.draft.headers.x-a", "duplicate header (names are case-insensitive)");
+    expect_err("{\"models\": {\"draft\": {\"headers\": {\"X-A\": \"a\\r\\nX-B: b\"}}}}",
+               "models.draft.headers.X-A", "a header value must be at most 4096 bytes of "
+               "printable ASCII (spaces and tabs allowed)");
+    expect_err("{\"models\": {\"draft\": {\"headers\": {\"X-A\": 5}}}}", "models.draft.headers.X-A",
+               "expected a string or {\"env\": \"VARIABLE\"}");
+    expect_err("{\"models\": {\"draft\": {\"headers\": {\"X-A\": {\"env\": \"1BAD\"}}}}}",
+               "models.draft.headers.X-A.env",
+               "expected an environment variable name ([A-Za-z_][A-Za-z0-9_]*)");
+    expect_err("{\"models\": {\"draft\": {\"headers\": {\"X-A\": {\"env\": \"A\", \"x\": 1}}}}}",
+               "models.draft.headers.X-A.x", "unknown key");
+    expect_err("{\"models\": {\"draft\": {\"auth_header\": \"basic\"}}}",
+               "models.draft.auth_header", "expected one of bearer, api-key");
+    expect_err("{\"models\": {\"draft\": {\"api_key_env\": \"K\", \"headers\": "
+               "{\"authorization\": \"Bearer x\"}}}}", "models.draft.headers.authorization",
+               "conflicts with api_key_env, whose key is sent as Authorization (auth_header)");
+    expect_err("{\"models\": {\"draft\": {\"base_url\": \"http://h/v1#x\"}}}",
+               "models.draft.base_url", "a fragment (#...) is not allowed");
+    /* an Authorization header without api_key_env is the caller's choice */
+    {
+        struct cfg_err err;
+        struct bd_config *c = load_str("{\"models\": {\"draft\": {\"headers\": "
+                                       "{\"Authorization\": \"Bearer abc\"}}}}", &err);
+        CHECK(c != NULL);
+        config_unref(c);
+    }
+    setenv("TC_PK", "line\nbreak", 1);
+    expect_err("{\"models\": {\"draft\": {\"headers\": {\"X-A\": {\"env\": \"TC_PK\"}}}}}",
+               "models.draft.headers.X-A.env",
+               "$TC_PK must hold at most 4096 bytes of printable ASCII");
+    unsetenv("TC_PK");
+}
+
+/* ---- log, webhooks, fingerprints, warnings ---------------------------------------------- */
+
+static void test_log_and_webhooks(void)
+{
+    struct cfg_err err;
+    struct bd_config *c;
+    char *text;
+
+    setenv("TC_WH", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", 1);
+    c = load_str("{\"log\": {\"format\": \"json\", \"level\": \"warn\"}, \"webhooks\": "
+                 "{\"secret_env\": \"TC_WH\", \"allow\": [\"127.0.0.1\", \"hooks.internal\", "
+                 "\"10.0.0.0/8\", \"fd00::/8\"]}}", &err);
+    CHECK(c != NULL);
+    if (c) {
+        CHECK(c->log_format == 1 && c->log_level == 2);
+        CHECK(c->webhook_secret_len == 24);
+        CHECK(c->webhook_allow.n_entries == 4 && c->webhook_allow.n_names == 1 &&
+              c->webhook_allow.n_cidrs == 3);
+        text = describe_text(c);
+        CHECK(text && strstr(text, "\"log\":{\"format\":\"json\",\"level\":\"warn\"}"));
+        CHECK(text && strstr(text, "\"allow\":[\"127.0.0.1\",\"hooks.internal\",\"10.0.0.0/8\","
+                                   "\"fd00::/8\"]"));
+        CHECK(text && !strstr(text, "MfKQ9r8"));
+        free(text);
+    }
+    config_unref(c);
+    setenv("TC_WH", "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", 1); /* the prefix is optional */
+    c = load_str("{\"webhooks\": {\"secret_env\": \"TC_WH\"}}", &err);
+    CHECK(c && c->webhook_secret_len == 24);
+    config_unref(c);
+    setenv("TC_WH", "whsec_not base64!", 1);
+    expect_err("{\"webhooks\": {\"secret_env\": \"TC_WH\"}}", "webhooks.secret_env",
+               "$TC_WH must hold a base64 secret of 16 to 128 bytes, optionally prefixed whsec_");
+    setenv("TC_WH", "c2hvcnQ=", 1);
+    expect_err("{\"webhooks\": {\"secret_env\": \"TC_WH\"}}", "webhooks.secret_env",
+               "$TC_WH must hold a base64 secret of 16 to 128 bytes, optionally prefixed whsec_");
+    unsetenv("TC_WH");
+    expect_err("{\"webhooks\": {\"allow\": [\"10.0.0.1/8\"]}}", "webhooks.allow[0]",
+               "expected a host name, an IP address or a CIDR block (10.0.0.0/8, fd00::/8) "
+               "without host bits below the prefix");
+    expect_err("{\"webhooks\": {\"allow\": [\"ok.example\", 3]}}", "webhooks.allow[1]",
+               "expected string");
+    expect_err("{\"log\": {\"format\": \"xml\"}}", "log.format", "expected one of text, json");
+    expect_err("{\"log\": {\"level\": \"trace\"}}", "log.level",
+               "expected one of debug, info, warn, error");
+}
+
+/* The default price.source describes the default prices only. */
+static void test_price_source(void)
+{
+    struct cfg_err err;
+    struct bd_config *c = load_str("{\"models\": {\"draft\": {\"price\": {\"per_hour\": 0.4}}, "
+                                   "\"refine\": {\"price\": {\"input_per_mtok\": 1, "
+                                   "\"source\": \"our contract\"}}}}", &err);
+    CHECK(c != NULL);
+    if (c) {
+        CHECK(c->draft.price_source == NULL);
+        CHECK_STR(c->refine.price_source, "our contract");
+    }
+    config_unref(c);
+}
+
+static void test_fingerprint(void)
+{
+    struct cfg_err err;
+    struct bd_config *a = load_str("{}", &err), *b = load_str("{}", &err);
+    struct bd_config *other = load_str("{\"redis\": {\"prefix\": \"other:\"}}", &err), *salted;
+    char fa[CONFIG_FINGERPRINT_LEN], fb[CONFIG_FINGERPRINT_LEN], fo[CONFIG_FINGERPRINT_LEN];
+    char fs[CONFIG_FINGERPRINT_LEN];
+
+    setenv("TC_SALT", "a secret salt", 1);
+    salted = load_str("{\"auth\": {\"fingerprint_salt_env\": \"TC_SALT\"}}", &err);
+    CHECK(a && b && other && salted);
+    if (a && b && other && salted) {
+        config_key_fingerprint(a, "k-secret-key-1", fa, sizeof fa);
+        config_key_fingerprint(b, "k-secret-key-1", fb, sizeof fb);
+        config_key_fingerprint(other, "k-secret-key-1", fo, sizeof fo);
+        config_key_fingerprint(salted, "k-secret-key-1", fs, sizeof fs);
+        CHECK(strncmp(fa, "key_", 4) == 0 && is_hex16(fa + 4));
+        CHECK_STR(fa, fb);                  /* same deployment, same fingerprint */
+        CHECK(strcmp(fa, fo) != 0);         /* another deployment */
+        CHECK(strcmp(fa, fs) != 0);         /* a salt of its own */
+        config_key_fingerprint(a, "k-secret-key-2", fb, sizeof fb);
+        CHECK(strcmp(fa, fb) != 0);
+    }
+    unsetenv("TC_SALT");
+    config_unref(a);
+    config_unref(b);
+    config_unref(other);
+    config_unref(salted);
+}
+
+struct warned {
+    char paths[8][160];
+    int n;
+};
+
+static void on_warn(const char *path, const char *msg, void *data)
+{
+    struct warned *w = data;
+    CHECK(strstr(msg, "is not set") != NULL);
+    if (w->n < 8)
+        snprintf(w->paths[w->n], sizeof w->paths[0], "%s", path);
+    w->n++;
+}
+
+static void test_env_warnings(void)
+{
+    struct cfg_err err;
+    struct warned w = {0};
+    struct bd_config *c;
+
+    setenv("TC_SET", "set-value-123", 1);
+    unsetenv("TC_NONE");
+    c = load_str("{\"auth\": {\"keys_env\": \"TC_SET\", \"admin_keys_env\": \"TC_NONE\"}, "
+                 "\"models\": {\"refine\": {\"api_key_env\": \"TC_NONE\", \"headers\": "
+                 "{\"x-a\": {\"env\": \"TC_NONE\"}, \"x-b\": {\"env\": \"TC_SET\"}}}}, "
+                 "\"webhooks\": {\"secret_env\": \"TC_NONE\"}}", &err);
+    CHECK(c != NULL);
+    if (c) {
+        CHECK(config_env_warnings(c, on_warn, &w) == 4);
+        CHECK_STR(w.paths[0], "auth.admin_keys_env");
+        CHECK_STR(w.paths[1], "models.refine.api_key_env");
+        CHECK_STR(w.paths[2], "models.refine.headers.x-a.env");
+        CHECK_STR(w.paths[3], "webhooks.secret_env");
+    }
+    config_unref(c);
+    unsetenv("TC_SET");
+}
+
 int main(void)
 {
     unsetenv("BRIEFD_API_KEYS");
@@ -876,7 +1285,18 @@ int main(void)
     test_describe();
     test_describe_round_trip();
     test_version();
+    test_judge_defaults();
+    test_judge_derived();
+    test_judge_headers_follow_endpoint();
+    test_judge_evaluation_errors();
+    test_judge_evaluation_describe();
     test_refcount();
     test_redis_ha();
+    test_headers();
+    test_headers_errors();
+    test_log_and_webhooks();
+    test_price_source();
+    test_fingerprint();
+    test_env_warnings();
     return tcheck_summary("test_config");
 }

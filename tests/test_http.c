@@ -33,6 +33,29 @@ static struct http_server *s1, *s2, *s3, *s6;
 static int port1, port2, port3, port6;
 static atomic_int n_aborts, n_deferred, n_closed, n_handled;
 
+/* The completion hook of s3: what the last finished request reported. */
+static pthread_mutex_t done_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+    int count, status;
+    size_t bytes;
+    double ms;
+    char method[16], path[64], id[80];
+} done_last;
+
+static void on_complete(const struct http_req *r, int status, size_t bytes, void *data)
+{
+    (void)data;
+    pthread_mutex_lock(&done_mu);
+    done_last.count++;
+    done_last.status = status;
+    done_last.bytes = bytes;
+    done_last.ms = http_req_elapsed_ms(r);
+    snprintf(done_last.method, sizeof done_last.method, "%s", http_req_method(r));
+    snprintf(done_last.path, sizeof done_last.path, "%s", http_req_path(r));
+    snprintf(done_last.id, sizeof done_last.id, "%s", http_req_id(r));
+    pthread_mutex_unlock(&done_mu);
+}
+
 struct later {
     uv_timer_t timer;
     struct http_req *req;
@@ -164,6 +187,11 @@ static void handler(struct http_req *r, void *data)
     } else if (strcmp(p, "/stream") == 0) {
         http_stream_begin(r, 200, "text/event-stream");
         start_later(r, stream_tick, 1);
+    } else if (strcmp(p, "/own-cache") == 0) {  /* a stream with its own Cache-Control */
+        http_resp_header(r, "Cache-Control", "no-store");
+        http_stream_begin(r, 200, "text/event-stream");
+        http_stream_write(r, "data: x\n\n", 9);
+        http_stream_end(r);
     } else if (strcmp(p, "/burst") == 0) {  /* several writes inside the handler */
         http_stream_begin(r, 200, "text/plain");
         http_stream_write(r, "one\n", 4);
@@ -965,6 +993,87 @@ static void test_streaming(void)
     CHECK_STR(r.body, "data: 1\n\ndata: 2\n\ndata: 3\n\n");
 }
 
+static int header_count(const struct resp *r, const char *name)
+{
+    int n = 0;
+    size_t nl = strlen(name);
+    for (const char *l = strstr(r->head, "\r\n"); l && l[2]; l = strstr(l + 2, "\r\n"))
+        n += strncasecmp(l + 2, name, nl) == 0 && l[2 + nl] == ':';
+    return n;
+}
+
+/* A handler's own Cache-Control replaces the default one; either way it is sent once. */
+static void test_stream_cache_control(void)
+{
+    struct resp r;
+    char v[64];
+
+    CHECK(roundtrip(port1, "GET /own-cache HTTP/1.1\r\nHost: t\r\n\r\n", &r) == 0);
+    CHECK(r.status == 200 && header_count(&r, "Cache-Control") == 1);
+    CHECK_STR(hval(&r, "Cache-Control", v, sizeof v), "no-store");
+    CHECK(roundtrip(port1, "GET /stream?ms=1 HTTP/1.1\r\nHost: t\r\n\r\n", &r) == 0);
+    CHECK(header_count(&r, "Cache-Control") == 1);
+}
+
+static int done_wait(int count)
+{
+    for (int i = 0; i < 200; i++) {
+        int n;
+        pthread_mutex_lock(&done_mu);
+        n = done_last.count;
+        pthread_mutex_unlock(&done_mu);
+        if (n >= count)
+            return 1;
+        msleep(5);
+    }
+    return 0;
+}
+
+/* The completion hook: every request, with its status and body bytes, once. */
+static void test_complete_hook(void)
+{
+    struct resp r;
+    struct cli *c;
+    int before;
+
+    pthread_mutex_lock(&done_mu);
+    before = done_last.count;
+    pthread_mutex_unlock(&done_mu);
+    CHECK(roundtrip(port3, "GET /error?x=1 HTTP/1.1\r\nHost: t\r\nX-Request-Id: hook-1\r\n\r\n",
+                    &r) == 0);
+    CHECK(done_wait(before + 1));
+    pthread_mutex_lock(&done_mu);
+    CHECK(done_last.status == 422 && done_last.bytes == r.body_len && done_last.ms >= 0);
+    CHECK_STR(done_last.path, "/error");
+    CHECK_STR(done_last.method, "GET");
+    CHECK_STR(done_last.id, "hook-1");
+    pthread_mutex_unlock(&done_mu);
+    CHECK(roundtrip(port3, "GET /burst HTTP/1.1\r\nHost: t\r\n\r\n", &r) == 0);
+    CHECK(done_wait(before + 2));
+    pthread_mutex_lock(&done_mu);
+    CHECK(done_last.status == 200 && done_last.bytes == 8);
+    pthread_mutex_unlock(&done_mu);
+    CHECK(roundtrip(port3, "BLAH / NOPE\r\n\r\n", &r) == 0 && r.status == 400);
+    CHECK(done_wait(before + 3));
+    pthread_mutex_lock(&done_mu);
+    CHECK(done_last.status == 400 && done_last.bytes > 0);
+    pthread_mutex_unlock(&done_mu);
+    /* a client that leaves before the answer: 499 */
+    c = cli_new(port3);
+    CHECK(c && cli_sends(c, "GET /defer?ms=300 HTTP/1.1\r\nHost: t\r\n\r\n") == 0);
+    msleep(50);
+    cli_free(c);
+    CHECK(done_wait(before + 4));
+    pthread_mutex_lock(&done_mu);
+    CHECK(done_last.status == 499 && done_last.bytes == 0);
+    CHECK_STR(done_last.path, "/defer");
+    pthread_mutex_unlock(&done_mu);
+    msleep(400);
+    pthread_mutex_lock(&done_mu);
+    CHECK(done_last.count == before + 4); /* reported once */
+    pthread_mutex_unlock(&done_mu);
+}
+
 static void test_query(void)
 {
     struct resp r;
@@ -1162,6 +1271,7 @@ static int start_servers(void)
     port1 = http_server_port(s1);
     port2 = http_server_port(s2);
     port3 = http_server_port(s3);
+    http_server_on_complete(s3, on_complete, NULL);
     CHECK(port1 > 0 && port2 > 0 && port1 != port2);
     CHECK(http_server_connections(s1) == 0);
     CHECK(http_server_start(&loop, "not-an-ip", 0, NULL, handler, NULL, &bad) == UV_EINVAL);
@@ -1198,6 +1308,8 @@ int main(void)
     test_request_id();
     test_error_envelope();
     test_streaming();
+    test_stream_cache_control();
+    test_complete_hook();
     test_query();
     test_http10_and_head();
     test_expect_continue();

@@ -6,6 +6,7 @@
 #include "clock.h"
 #include "acct.h"
 #include "config.h"
+#include "facade.h"
 #include "job.h"
 #include "store.h"
 #include "tcheck.h"
@@ -97,6 +98,12 @@ static void test_errors(void)
     expect_err("{\"text\":\"x\",\"metadata\":{\"a\":{}}}", 400, "invalid_type", "metadata.a");
     expect_err("{\"text\":\"x\",\"callback_url\":\"javascript:alert(1)\"}", 422, "invalid_value",
                "callback_url");
+    expect_err("{\"text\":\"x\",\"callback_url\":\"http://a@b@example.test/\"}", 422,
+               "invalid_value", "callback_url");
+    expect_err("{\"text\":\"x\",\"callback_url\":\"http://[127.0.0.1]/hook\"}", 422,
+               "invalid_value", "callback_url");
+    expect_err("{\"text\":\"x\",\"callback_url\":\"http://example.test:0/hook\"}", 422,
+               "invalid_value", "callback_url");
     expect_err("{\"text\":\"x\",\"extra\":1}", 400, "unknown_parameter", "extra");
     expect_err("{\"text\":\"x\",\"max_words\":50,\"text\":\"y\"}", 400, "duplicate_parameter",
                "text");
@@ -214,8 +221,32 @@ static void test_cost(void)
     CHECK_NEAR(acct_cost(&m, 0, 0, 3.6e6), 1.2, 1e-12);
 }
 
+/* The facade refuses tool calling, naming the parameter; null counts as absent. */
+static void test_facade_tools(void)
+{
+    static const char *const params[] = {"tools", "tool_choice", "functions", "function_call"};
+    struct job_req r;
+    struct facade_req fr;
+    struct job_verr e;
+    char body[256];
+
+    for (int i = 0; i < 4; i++) {
+        snprintf(body, sizeof body, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\","
+                 "\"content\":\"hello\"}],\"%s\":[]}", params[i]);
+        CHECK(facade_parse(body, strlen(body), "m", 1000, &r, &fr, &e) == -1);
+        CHECK(e.status == 400);
+        CHECK_STR(e.code, "unsupported_parameter");
+        CHECK_STR(e.param, params[i]);
+    }
+    snprintf(body, sizeof body, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\","
+             "\"content\":\"hello\"}],\"tools\":null}");
+    CHECK(facade_parse(body, strlen(body), "m", 1000, &r, &fr, &e) == 0);
+    job_req_free(&r);
+}
+
 int main(void)
 {
+    test_facade_tools();
     test_valid();
     test_errors();
     test_ids();

@@ -122,14 +122,14 @@ static const cJSON *jverdict(const cJSON *o, int i)
 static void check_default_describe(const struct router *r)
 {
     static const char want[] =
-        "{\"mode\":\"any\",\"threshold\":0.5,\"policies\":["
+        "{\"mode\":\"any\",\"threshold\":0.5,\"pre_route\":false,\"policies\":["
         "{\"type\":\"length\",\"weight\":1,\"min_chars\":600,\"min_input_chars\":null},"
         "{\"type\":\"topic\",\"weight\":1,\"flags\":[\"legal\",\"security\",\"exec\"],"
         "\"keywords\":[\"lawsuit\",\"breach\"]},"
         "{\"type\":\"confidence\",\"weight\":1,\"min_mean_logprob\":-0.8,"
         "\"min_p10_logprob\":null,\"on_missing\":\"keep\",\"min_tokens\":1}],"
-        "\"guards\":{\"max_refine_rate\":0.5,\"window_s\":3600,"
-        "\"daily_refine_budget_usd\":null}}";
+        "\"guards\":{\"max_refine_rate\":0.5,\"window_s\":3600,\"min_samples\":20,"
+        "\"exempt_policies\":[],\"daily_refine_budget_usd\":null}}";
     cJSON *d = router_describe(r);
     char *s = cJSON_PrintUnformatted(d);
 
@@ -316,7 +316,8 @@ static void test_spec_example(void)
     CHECK(res.n == 3);
     CHECK(res.v[0].policy == policy_length_ops.name);
     j = result_json(&res);
-    CHECK(cJSON_GetArraySize(j) == 3); /* decision, mode, verdicts: nothing else */
+    CHECK(cJSON_GetArraySize(j) == 4); /* decision, mode, stage, verdicts: nothing else */
+    CHECK_STR(jstr(j, "stage"), "draft");
     CHECK_STR(jstr(j, "decision"), "refine");
     CHECK_STR(jstr(j, "mode"), "any");
     CHECK(!cJSON_HasObjectItem(j, "score"));
@@ -429,7 +430,7 @@ static void test_empty_chain(void)
 
     for (int i = 0; i < 3; i++) {
         struct router *r = steer_router(modes[i], "[]", NULL);
-        struct guard_input g = {1, 0.0, 1, 0.0, 0.0};
+        struct guard_input g = {.have_rate = 1, .decided = 100, .have_spend = 1};
         struct route_result res;
         cJSON *j;
 
@@ -451,7 +452,7 @@ static void test_empty_chain(void)
 static void test_guard_rate(void)
 {
     struct router *r = steer_router("any", STEER_POLICIES("1", "1", "1"), NULL);
-    struct guard_input g = {1, 0.62, 0, 0, 0};
+    struct guard_input g = {.have_rate = 1, .recent_refine_rate = 0.62, .decided = 100};
     struct route_result res;
     const struct verdict *v = &res.v[3];
     cJSON *j;
@@ -461,7 +462,8 @@ static void test_guard_rate(void)
     CHECK(res.n == 4);
     CHECK_STR(v->policy, "guard:max_refine_rate");
     CHECK(v->kind == VERDICT_KEEP && v->has_score && v->score == 0.62);
-    CHECK_STR(v->detail, "refine rate 0.62 over 3600 s >= max 0.5; draft kept");
+    CHECK_STR(v->detail, "refine rate 0.620 of 100 decided jobs over 3600 s >= max 0.5; a weak "
+                         "refinement held back first");
     j = result_json(&res);
     CHECK_STR(jstr(j, "decision"), "keep");
     CHECK(cJSON_IsTrue(cJSON_GetObjectItem(j, "guarded")));
@@ -497,7 +499,7 @@ static void test_guard_rate_settings(void)
     struct router *win = steer_router("any", STEER_POLICIES("1", "1", "1"),
                                       ", \"guards\": {\"max_refine_rate\": 0.25,"
                                       " \"window_s\": 600}");
-    struct guard_input g = {1, 1.0, 0, 0, 0};
+    struct guard_input g = {.have_rate = 1, .recent_refine_rate = 1.0, .decided = 100};
     struct route_result res;
 
     steer_decide(off, (struct votes){1, 1, 1}, &g, &res);
@@ -505,7 +507,8 @@ static void test_guard_rate_settings(void)
     g.recent_refine_rate = 0.3;
     steer_decide(win, (struct votes){1, 1, 1}, &g, &res);
     CHECK(res.refine == 0 && res.n == 4);
-    CHECK_STR(res.v[3].detail, "refine rate 0.30 over 600 s >= max 0.25; draft kept");
+    CHECK_STR(res.v[3].detail, "refine rate 0.300 of 100 decided jobs over 600 s >= max 0.25; "
+                               "a strong refinement held back (rate 10% over the max)");
     router_free(off);
     router_free(win);
 }
@@ -515,7 +518,8 @@ static void test_guard_budget(void)
     struct router *r = steer_router("any", STEER_POLICIES("1", "1", "1"),
                                     ", \"guards\": {\"daily_refine_budget_usd\": 1.0}");
     struct router *none = steer_router("any", STEER_POLICIES("1", "1", "1"), NULL);
-    struct guard_input g = {0, 0, 1, 0.9, 0.1};
+    struct guard_input g = {.have_spend = 1, .spent_today_usd = 0.9,
+                           .est_refine_cost_usd = 0.1};
     struct route_result res;
 
     steer_decide(r, (struct votes){0, 1, 0}, &g, &res);
@@ -544,7 +548,8 @@ static void test_guard_both(void)
     struct router *r = steer_router("any", STEER_POLICIES("1", "1", "1"),
                                     ", \"guards\": {\"max_refine_rate\": 0.5,"
                                     " \"daily_refine_budget_usd\": 0}");
-    struct guard_input g = {1, 0.7, 1, 0, 0.001};
+    struct guard_input g = {.have_rate = 1, .recent_refine_rate = 0.7, .decided = 100,
+                           .have_spend = 1, .est_refine_cost_usd = 0.001};
     struct route_result res;
     cJSON *j;
 
@@ -561,6 +566,104 @@ static void test_guard_both(void)
     CHECK(res.refine == 0 && res.n == 4);
     CHECK_STR(res.v[3].policy, "guard:daily_refine_budget");
     router_free(r);
+}
+
+/* The rate guard waits for min_samples decided jobs; strong refinements survive a rate
+ * just over the max; exempt policies are never held back. */
+static void test_guard_samples_strength_exempt(void)
+{
+    struct router *r = steer_router("any", STEER_POLICIES("1", "1", "1"),
+                                    ", \"guards\": {\"max_refine_rate\": 0.5,"
+                                    " \"min_samples\": 30, \"exempt_policies\": [\"topic\"]}");
+    struct guard_input g = {.have_rate = 1, .recent_refine_rate = 0.9, .decided = 29};
+    struct route_result res;
+
+    steer_decide(r, (struct votes){1, 0, 0}, &g, &res);
+    CHECK(res.refine == 1 && res.guarded == 0); /* 29 < min_samples */
+    g.decided = 30;
+    steer_decide(r, (struct votes){1, 0, 0}, &g, &res);
+    CHECK(res.refine == 0 && res.guarded == 1);
+    /* an exempt policy asked: never held back */
+    steer_decide(r, (struct votes){0, 1, 0}, &g, &res);
+    CHECK(res.refine == 1 && res.guarded == 0);
+    CHECK_STR(res.exempt, "topic");
+    /* two votes make a strong refinement: kept until 10% over the max */
+    g.recent_refine_rate = 0.52;
+    steer_decide(r, (struct votes){1, 0, 1}, &g, &res);
+    CHECK(res.refine == 1 && res.guarded == 0);
+    steer_decide(r, (struct votes){1, 0, 0}, &g, &res); /* a weak one at the same rate */
+    CHECK(res.refine == 0 && res.guarded == 1);
+    g.recent_refine_rate = 0.55;
+    steer_decide(r, (struct votes){1, 0, 1}, &g, &res);
+    CHECK(res.refine == 0 && res.guarded == 1);
+    /* a tenant's own rate limit, with its own figures */
+    g.recent_refine_rate = 0.1;
+    g.have_tenant_rate = 1;
+    g.tenant_max_rate = 0.2;
+    g.tenant_refine_rate = 0.4;
+    g.tenant_decided = 50;
+    steer_decide(r, (struct votes){1, 0, 0}, &g, &res);
+    CHECK(res.refine == 0 && res.guarded == 1);
+    CHECK_STR(res.v[res.n - 1].policy, "guard:tenant_refine_rate");
+    g.tenant_decided = 10;
+    steer_decide(r, (struct votes){1, 0, 0}, &g, &res);
+    CHECK(res.refine == 1);
+    router_free(r);
+    /* the default min_samples is 20 */
+    r = steer_router("any", STEER_POLICIES("1", "1", "1"), NULL);
+    g = (struct guard_input){.have_rate = 1, .recent_refine_rate = 1.0, .decided = 19};
+    steer_decide(r, (struct votes){1, 0, 0}, &g, &res);
+    CHECK(res.refine == 1);
+    g.decided = 20;
+    steer_decide(r, (struct votes){1, 0, 0}, &g, &res);
+    CHECK(res.refine == 0);
+    router_free(r);
+}
+
+/* Pre-routing decides on the input alone with the policies that can. */
+static void test_pre_route(void)
+{
+    struct router *on = parse_ok("{\"pre_route\": true, \"policies\": ["
+                                 "{\"type\": \"length\", \"min_chars\": 600,"
+                                 " \"min_input_chars\": 50},"
+                                 "{\"type\": \"topic\", \"flags\": [\"legal\"],"
+                                 " \"keywords\": [\"lawsuit\"]},"
+                                 "{\"type\": \"confidence\"}],"
+                                 " \"guards\": {\"max_refine_rate\": null}}");
+    struct router *off = parse_ok("{\"policies\": [{\"type\": \"topic\","
+                                  " \"keywords\": [\"lawsuit\"]}]}");
+    struct router *all = parse_ok("{\"pre_route\": true, \"mode\": \"all\", \"policies\": ["
+                                  "{\"type\": \"topic\", \"keywords\": [\"lawsuit\"]},"
+                                  "{\"type\": \"confidence\"}]}");
+    const char *flags[] = {"legal"};
+    struct route_input in;
+    struct route_result res;
+
+    memset(&in, 0, sizeof in);
+    in.text = "short";
+    in.text_len = 5;
+    CHECK(router_pre_decide(on, &in, NULL, &res) == 0); /* nothing asks: the draft decides */
+    CHECK_STR(res.stage, "input");
+    in.topic_flags = flags;
+    in.n_topic_flags = 1;
+    CHECK(router_pre_decide(on, &in, NULL, &res) == 1);
+    CHECK(res.refine == 1 && res.n == 3);
+    CHECK(res.v[1].kind == VERDICT_REFINE);
+    CHECK(res.v[2].kind == VERDICT_ABSTAIN);
+    CHECK_STR(res.v[2].detail, "needs the draft");
+    in.n_topic_flags = 0;
+    in.text = "a document that is longer than fifty characters in all, really";
+    in.text_len = strlen(in.text);
+    CHECK(router_pre_decide(on, &in, NULL, &res) == 1); /* length by input */
+    CHECK(res.v[0].kind == VERDICT_REFINE);
+    in.text = "the lawsuit was filed";
+    in.text_len = strlen(in.text);
+    CHECK(router_pre_decide(off, &in, NULL, &res) == 0); /* pre_route off */
+    CHECK(router_pre_decide(all, &in, NULL, &res) == 0); /* all mode: confidence unknown */
+    CHECK(router_pre_route(on) == 1 && router_pre_route(off) == 0);
+    router_free(on);
+    router_free(off);
+    router_free(all);
 }
 
 /* ---- JSON of hand-made results ---- */
@@ -593,7 +696,8 @@ static void test_deterministic(void)
 {
     struct router *r = parse_ok(spec_routing);
     struct route_result a, b;
-    struct guard_input g = {1, 0.1, 1, 0.0, 0.01};
+    struct guard_input g = {.have_rate = 1, .recent_refine_rate = 0.1, .decided = 100,
+                           .have_spend = 1, .est_refine_cost_usd = 0.01};
 
     steer_decide(r, (struct votes){1, 0, 1}, &g, &a);
     steer_decide(r, (struct votes){1, 0, 1}, &g, &b);
@@ -621,6 +725,8 @@ int main(void)
     test_guard_rate_settings();
     test_guard_budget();
     test_guard_both();
+    test_guard_samples_strength_exempt();
+    test_pre_route();
     test_result_json();
     test_deterministic();
     return tcheck_summary("test_router");

@@ -5,6 +5,7 @@
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "acct.h"
 #include "router.h"
@@ -23,16 +24,54 @@ static double jnum(const cJSON *o, const char *path)
 static void test_buckets(void)
 {
     CHECK(stats_bucket(0) == 0);
-    CHECK(stats_bucket(0.05) == 0);
-    CHECK(stats_bucket(0.1) == 0);
-    CHECK(stats_bucket(0.1001) == 1);
+    CHECK(stats_bucket(0.0005) == 0);
+    CHECK(stats_bucket(0.001) == 0);
+    CHECK(stats_bucket(0.00101) == 1);
     CHECK(stats_bucket(1e12) == STATS_HBUCKETS - 1);
-    for (double ms = 0.2; ms < 1e6; ms *= 1.7) {
+    CHECK(stats_bucket_upper(STATS_HBUCKETS - 1) > 15 * 60 * 1000.0 * 0.99);
+    for (double ms = 0.002; ms < 6e5; ms *= 1.37) {
         int i = stats_bucket(ms);
         CHECK(stats_bucket_lower(i) < ms && ms <= stats_bucket_upper(i) * (1 + 1e-12));
+        /* the value a bucket stands for is within the documented accuracy of anything in it */
+        CHECK(fabs(stats_bucket_value(i) - ms) / ms <= STATS_HACCURACY + 1e-9);
     }
     for (int i = 1; i < STATS_HBUCKETS; i++)
-        CHECK_NEAR(stats_bucket_upper(i) / stats_bucket_lower(i), 1.25, 1e-9);
+        CHECK_NEAR(stats_bucket_upper(i) / stats_bucket_lower(i), STATS_HGROWTH, 1e-9);
+    /* Prometheus buckets at most x2 apart over 5 ms .. 120 s */
+    CHECK(pow(STATS_HGROWTH, STATS_PROM_STEP) <= 2.0);
+    CHECK(stats_bucket_upper(STATS_PROM_STEP) <= 5.0);
+    CHECK(stats_bucket_upper(STATS_HBUCKETS - 1 - (STATS_HBUCKETS - 1) % STATS_PROM_STEP) >= 120000);
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Percentiles of a known sample, from its histogram, within 5% of the exact ones. */
+static void test_percentiles(void)
+{
+    static double h[STATS_HBUCKETS];
+    double xs[1000], qs[] = {0.5, 0.9, 0.95, 0.99};
+    unsigned r = 12345;
+    for (int k = 0; k < 1000; k++) {
+        /* log-uniform from 20 us to 60 s, like a mix of stages */
+        r = r * 1103515245u + 12345u;
+        xs[k] = 0.02 * pow(3e6, (double)(r >> 8) / (double)(1u << 24));
+        h[stats_bucket(xs[k])] += 1;
+    }
+    qsort(xs, 1000, sizeof(double), cmp_d);
+    for (size_t q = 0; q < sizeof(qs) / sizeof(qs[0]); q++) {
+        double exact = xs[(int)ceil(qs[q] * 1000) - 1];  /* nearest rank */
+        CHECK(fabs(stats_percentile(h, qs[q]) - exact) / exact <= 0.05);
+    }
+    /* a microsecond stage is resolved, not rounded up to a bucket of tenths of a ms */
+    memset(h, 0, sizeof(h));
+    h[stats_bucket(0.011)] = 5;
+    CHECK(fabs(stats_percentile(h, 0.5) - 0.011) / 0.011 <= 0.05);
+    memset(h, 0, sizeof(h));
+    CHECK(isnan(stats_percentile(h, 0.5)));
 }
 
 /* A refined job: 100+50 draft tokens, 200+80 refine tokens, a refine verdict by length. */
@@ -232,6 +271,7 @@ static void test_metrics(void)
 int main(void)
 {
     test_buckets();
+    test_percentiles();
     test_delta();
     test_window();
     test_metrics();

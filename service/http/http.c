@@ -65,6 +65,9 @@ struct http_req {
     size_t nresp;
     void (*abort_cb)(struct http_req *r, void *data);
     void *abort_data;
+    uint64_t t0;              /* uv_hrtime at the request's first byte */
+    int status;               /* sent (0: nothing yet) */
+    size_t bytes;             /* body bytes sent */
     unsigned is_head : 1, chunked : 1;
 };
 
@@ -98,6 +101,8 @@ struct http_server {
     http_handler_fn handler;
     void *data;
     llhttp_settings_t settings;
+    http_complete_fn on_complete;
+    void *complete_data;
     struct list_node conns;
     unsigned nconns;          /* open, counted against max_conns */
     unsigned nalive;          /* connection structs not yet freed */
@@ -228,10 +233,28 @@ static struct http_req *req_new(struct conn *c)
         return NULL;
     r->conn = c;
     r->state = RQ_PARSING;
+    r->t0 = uv_hrtime();
     r->method = "";
     r->path = "";
     r->query = "";
     return r;
+}
+
+double http_req_elapsed_ms(const struct http_req *r)
+{
+    return (double)(uv_hrtime() - r->t0) / 1e6;
+}
+
+/* The request is over (done or its connection dead): tell the completion hook, once. */
+static void req_report(struct http_server *s, struct http_req *r)
+{
+    int status = r->status;
+
+    if (!s->on_complete || (status == 0 && r->state == RQ_PARSING))
+        return;
+    if (status == 0)
+        status = 499; /* the client left before any response */
+    s->on_complete(r, status, r->bytes, s->complete_data);
 }
 
 static void req_free(struct http_req *r)
@@ -569,6 +592,7 @@ static int conn_send_head(struct conn *c, struct http_req *r, int status, const 
 
     if (!r->id)
         r->id = req_gen_id(r);
+    r->status = status;
     c->keep = c->keep_alive && !c->close_after && !c->srv->draining;
     o.cap = head_bound(r, ctype, framing);
     o.len = 0;
@@ -605,7 +629,7 @@ static int resp_may_start(struct http_req *r)
 {
     if (r->state == RQ_HANDLER || r->state == RQ_PARSING)
         return 1;
-    fprintf(stderr, "http: %s %s: response already started\n", r->method, r->path);
+    log_error("http: %s %s: response already started", r->method, r->path);
     return 0;
 }
 
@@ -637,6 +661,7 @@ void http_respond(struct http_req *r, int status, const char *content_type, cons
         snprintf(framing, sizeof framing, "Content-Length: %zu\r\n", len);
     if (bodyless || r->is_head)
         len = 0;
+    r->bytes = len;
     if (conn_send_head(c, r, status, bodyless ? NULL : content_type, framing, body, len) == 0)
         conn_response_complete(c);
 }
@@ -689,6 +714,14 @@ void http_respond_error(struct http_req *r, int status, const char *code, const 
     cJSON_Delete(env);
 }
 
+static int resp_has_header(const struct http_req *r, const char *name)
+{
+    for (size_t i = 0; i < r->nresp; i++)
+        if (strcasecmp(r->resp[i].name, name) == 0)
+            return 1;
+    return 0;
+}
+
 void http_stream_begin(struct http_req *r, int status, const char *content_type)
 {
     struct conn *c = r->conn;
@@ -702,8 +735,10 @@ void http_stream_begin(struct http_req *r, int status, const char *content_type)
     r->chunked = !c->http10;
     if (!r->chunked)
         c->keep_alive = 0;  /* HTTP/1.0: no chunked coding, the close ends the body */
-    framing = r->chunked ? "Transfer-Encoding: chunked\r\nCache-Control: no-cache\r\n"
-                         : "Cache-Control: no-cache\r\n";
+    framing = r->chunked ? "Transfer-Encoding: chunked\r\n" : "";
+    if (!resp_has_header(r, "Cache-Control"))
+        framing = r->chunked ? "Transfer-Encoding: chunked\r\nCache-Control: no-cache\r\n"
+                             : "Cache-Control: no-cache\r\n";
     conn_send_head(c, r, status, content_type, framing, NULL, 0);
 }
 
@@ -734,6 +769,7 @@ int http_stream_write(struct http_req *r, const char *data, size_t len)
         memcpy(w->data + n, "\r\n", 2);
         n += 2;
     }
+    r->bytes += len;
     return conn_submit(c, w, n);
 }
 
@@ -783,8 +819,10 @@ static void conn_free(struct conn *c)
 
     if (r && (r->state == RQ_HANDLER || r->state == RQ_STREAMING) && r->abort_cb)
         r->abort_cb(r, r->abort_data);
-    if (r)
+    if (r) {
+        req_report(s, r);
         req_free(r);
+    }
     list_unlink(&c->node);
     free(c->scratch.p);
     free(c->stash.p);
@@ -841,6 +879,7 @@ static void conn_linger(struct conn *c)
 /* The response is written: free the request; on keep-alive parse what was held back. */
 static void conn_response_done(struct conn *c)
 {
+    req_report(c->srv, c->req);
     req_free(c->req);
     c->req = NULL;
     if (c->peer_eof && (!c->keep || stash_held(c) == 0)) {
@@ -1458,6 +1497,12 @@ int http_server_port(const struct http_server *s)
 unsigned http_server_connections(const struct http_server *s)
 {
     return s->nconns;
+}
+
+void http_server_on_complete(struct http_server *s, http_complete_fn cb, void *data)
+{
+    s->on_complete = cb;
+    s->complete_data = data;
 }
 
 void http_server_stop_accepting(struct http_server *s)

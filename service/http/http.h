@@ -79,6 +79,18 @@ void http_server_close(struct http_server *s, void (*cb)(void *data), void *data
 /* Counters, for metrics. */
 unsigned http_server_connections(const struct http_server *s);
 
+/* Called once for every request that got a response or reached the handler, when it is
+ * over: the response written out (or the connection dead). status is the status sent, or
+ * 499 when the client went away before any response; bytes are the body bytes sent (chunk
+ * framing and headers not counted; 0 for HEAD). Server-generated errors (400, 408, 413,
+ * 414, 431, 503) count too; their method and path may be "". The callback may read the
+ * request (http_req_*), never answer it. NULL turns it off. For access logs. */
+typedef void (*http_complete_fn)(const struct http_req *req, int status, size_t bytes,
+                                 void *data);
+void http_server_on_complete(struct http_server *s, http_complete_fn cb, void *data);
+/* Milliseconds since the first byte of the request was read. */
+double http_req_elapsed_ms(const struct http_req *r);
+
 /* --- the request --- */
 const char *http_req_method(const struct http_req *r);  /* "GET", "POST", ... */
 const char *http_req_path(const struct http_req *r);    /* URL path, without the query */
@@ -121,7 +133,8 @@ void http_respond_json(struct http_req *r, int status, const struct cJSON *body)
 void http_respond_error(struct http_req *r, int status, const char *code, const char *param,
                         const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
-/* Streaming (chunked transfer encoding), e.g. Server-Sent Events. */
+/* Streaming (chunked transfer encoding), e.g. Server-Sent Events. "Cache-Control: no-cache"
+ * is sent unless the handler set a Cache-Control header of its own. */
 void http_stream_begin(struct http_req *r, int status, const char *content_type);
 /* Queue bytes (copied). Returns 0, or -1 if the connection is gone. */
 int http_stream_write(struct http_req *r, const char *data, size_t len);

@@ -34,6 +34,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     setenv("FUZZ_SHORT_KEYS", "short", 1);
     setenv("FUZZ_EMPTY", "", 1);
     setenv("FUZZ_SK", "sk-fuzz-secret-1234\n", 1);
+    setenv("FUZZ_PK", "pk-fuzz-header-value", 1);
+    setenv("FUZZ_WH", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", 1);
+    setenv("FUZZ_SALT", "a fuzz salt", 1);
     unsetenv("BRIEFD_API_KEYS");
     unsetenv("BRIEFD_ADMIN_KEYS");
     return 0;
@@ -87,7 +90,8 @@ static void check_fields(const struct bd_config *a, const struct bd_config *b)
         !same_str(a->admin_keys_env, b->admin_keys_env) || a->n_api_keys != b->n_api_keys ||
         a->n_admin_keys != b->n_admin_keys)
         FAIL("round trip changed redis.prefix, facade.model or auth");
-    if (!same_model(&a->draft, &b->draft) || !same_model(&a->refine, &b->refine))
+    if (!same_model(&a->draft, &b->draft) || !same_model(&a->refine, &b->refine) ||
+        !same_model(&a->judge, &b->judge))
         FAIL("round trip changed a model's strings");
 }
 
@@ -109,6 +113,7 @@ static void round_trip(const struct bd_config *a)
     delete_in(d, "auth", NULL, "admin_keys");
     delete_in(d, "models", "draft", "api_key");
     delete_in(d, "models", "refine", "api_key");
+    delete_in(d, "models", "judge", "api_key");
     text = cJSON_PrintUnformatted(d);
     cJSON_Delete(d);
     if (!text)

@@ -4,7 +4,7 @@
 # Usage: tests/fuzz/run.sh [SECONDS_PER_HARNESS (60)] [BUILD_DIR (build-fuzz)]
 #        FUZZ_HARNESSES="fuzz_job fuzz_oai" tests/fuzz/run.sh 30   # a subset
 #
-# Configures BUILD_DIR with CC=clang -DBRIEFD_FUZZ=ON (-O1 -g, asserts on), builds the four
+# Configures BUILD_DIR with CC=clang -DBRIEFD_FUZZ=ON (-O1 -g, asserts on), builds the five
 # harnesses, copies each seed corpus (tests/fuzz/corpus/<harness>/) into a working corpus
 # under BUILD_DIR (fuzz-corpus/<harness>/: new inputs accumulate there across runs; the tree
 # is never written), runs each harness for SECONDS with its dictionary, prints
@@ -19,7 +19,7 @@ SECS=${1:-60}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${2:-build-fuzz}
 case $BUILD in /*) ;; *) BUILD="$ROOT/$BUILD" ;; esac
-read -r -a HARNESSES <<<"${FUZZ_HARNESSES:-fuzz_http fuzz_job fuzz_config fuzz_oai}"
+read -r -a HARNESSES <<<"${FUZZ_HARNESSES:-fuzz_http fuzz_job fuzz_config fuzz_oai fuzz_judge}"
 JOBS=$(nproc 2>/dev/null || echo 2)
 
 case $SECS in

@@ -1,6 +1,8 @@
 // facade_openai.mjs - the official OpenAI JS SDK (npm `openai`) against briefd's
-// /v1/chat/completions facade: a plain completion, a streamed one, models.list, and the
-// SDK's typed error for an unknown model. Prints one JSON object with what it saw.
+// /v1/chat/completions facade: a plain completion, a streamed one, models.list,
+// models.retrieve, and the SDK's typed errors for an unknown model (404 NotFoundError, on a
+// completion and on models.retrieve) and for tool calling (400 BadRequestError). Prints one
+// JSON object with what it saw.
 // usage: node facade_openai.mjs BASE_URL
 import OpenAI from "openai";
 
@@ -44,5 +46,27 @@ try {
   out.error = null;
 } catch (e) {
   out.error = { status: e.status, code: e.code, type: e.type, name: e.constructor.name };
+}
+
+const m = await client.models.retrieve("briefd-hybrid");
+out.retrieved = { id: m.id, object: m.object, owned_by: m.owned_by };
+
+const typed = (e) =>
+  ({ status: e.status, code: e.code, type: e.type, name: e.constructor.name, param: e.param });
+try {
+  await client.models.retrieve("gpt-4o");
+  out.retrieve_error = null;
+} catch (e) {
+  out.retrieve_error = typed(e);
+}
+try {
+  await client.chat.completions.create({
+    model: "briefd-hybrid",
+    messages: [{ role: "user", content: text }],
+    tools: [{ type: "function", function: { name: "lookup", parameters: { type: "object" } } }],
+  });
+  out.tools_error = null;
+} catch (e) {
+  out.tools_error = typed(e);
 }
 console.log(JSON.stringify(out));

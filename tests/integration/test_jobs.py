@@ -333,6 +333,15 @@ class FacadeOpenAISdk(Stack):
         self.assertEqual(out["content"], job["result"]["brief"])
         self.assertTrue(job["result"]["refined"])
         self.assertEqual(out["finish_reason"], "stop")
+        # models.retrieve, and the SDK's typed errors for a 404 and a 400
+        self.assertEqual(out["retrieved"], {"id": "briefd-hybrid", "object": "model",
+                                            "owned_by": "briefd"})
+        self.assertEqual(out["retrieve_error"], {"status": 404, "code": "model_not_found",
+                                                 "type": "invalid_request_error",
+                                                 "name": "NotFoundError", "param": None})
+        self.assertEqual(out["tools_error"], {"status": 400, "code": "unsupported_parameter",
+                                              "type": "invalid_request_error",
+                                              "name": "BadRequestError", "param": "tools"})
         self.assertEqual(out["usage"]["total_tokens"],
                          out["usage"]["prompt_tokens"] + out["usage"]["completion_tokens"])
         self.assertIn("Revenue grew", out["streamed"])
@@ -345,6 +354,9 @@ class FacadeOpenAISdk(Stack):
 
 
 class Webhook(Stack):
+    # the receiver runs on 127.0.0.1, a loopback target: the tests allow it explicitly
+    config_over = {"webhooks": {"allow": ["127.0.0.1"]}}
+
     def test_callback_receives_job(self):
         import http.server
         import threading

@@ -1,0 +1,214 @@
+/* test_base.c - base/: SHA-256 and HMAC-SHA-256 (RFC 4231 vectors), base64 (RFC 4648
+ * vectors, strict decoding), IP literals, CIDR blocks and refused ranges, URL parts and
+ * redaction. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "b64.h"
+#include "bderr.h"
+#include "hash.h"
+#include "netaddr.h"
+#include "tcheck.h"
+#include "url.h"
+
+static void hex(const unsigned char *p, size_t n, char *out)
+{
+    for (size_t i = 0; i < n; i++)
+        snprintf(out + 2 * i, 3, "%02x", p[i]);
+}
+
+static void check_hmac(const void *key, size_t klen, const void *msg, size_t n,
+                       const char *want)
+{
+    unsigned char mac[HASH_SHA256_LEN];
+    char text[2 * HASH_SHA256_LEN + 1];
+
+    CHECK(hash_hmac_sha256(key, klen, msg, n, mac) == 0);
+    hex(mac, sizeof mac, text);
+    CHECK_STR(text, want);
+}
+
+/* RFC 4231, section 4: test cases 1, 2, 3, 4, 6 and 7 (5 is about truncated output). */
+static void test_hmac_rfc4231(void)
+{
+    unsigned char k20[20], k131[131], d50[50], k25[25];
+
+    memset(k20, 0x0b, sizeof k20);
+    check_hmac(k20, 20, "Hi There", 8,
+               "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7");
+    check_hmac("Jefe", 4, "what do ya want for nothing?", 28,
+               "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+    memset(k20, 0xaa, sizeof k20);
+    memset(d50, 0xdd, sizeof d50);
+    check_hmac(k20, 20, d50, 50,
+               "773ea91e36800e46854db8ebd09181a72959098b3ef8c122d9635514ced565fe");
+    for (int i = 0; i < 25; i++)
+        k25[i] = (unsigned char)(i + 1);
+    memset(d50, 0xcd, sizeof d50);
+    check_hmac(k25, 25, d50, 50,
+               "82558a389a443c0ea4cc819899f2083a85f0faa3e578f8077a2e3ff46729665b");
+    memset(k131, 0xaa, sizeof k131);
+    check_hmac(k131, 131, "Test Using Larger Than Block-Size Key - Hash Key First", 54,
+               "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
+    check_hmac(k131, 131,
+               "This is a test using a larger than block-size key and a larger than block-size "
+               "data. The key needs to be hashed before being used by the HMAC algorithm.", 152,
+               "9b09ffa71b942fcb27635fbcd5b0e944bfdc63644f0713938a7f51535c3a35e2");
+}
+
+static void test_sha256(void)
+{
+    unsigned char d[HASH_SHA256_LEN];
+    char text[2 * HASH_SHA256_LEN + 1];
+
+    CHECK(hash_sha256("abc", 3, d) == 0);
+    hex(d, sizeof d, text);
+    CHECK_STR(text, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    CHECK(hash_equal_ct("abc", "abc", 3) && !hash_equal_ct("abc", "abd", 3));
+}
+
+/* RFC 4648, section 10, both ways; then what the strict decoder refuses. */
+static void test_b64(void)
+{
+    static const char *const plain[] = {"", "f", "fo", "foo", "foob", "fooba", "foobar"};
+    static const char *const coded[] = {"", "Zg==", "Zm8=", "Zm9v", "Zm9vYg==", "Zm9vYmE=",
+                                        "Zm9vYmFy"};
+    static const char *const bad[] = {"Zg=", "Z", "Zm9v\n", "Zm9v YmFy", "Zh==", "Zm-v",
+                                      "Zm9v====", "=Zm9", "Zm=v"};
+    unsigned char out[16];
+    char enc[16];
+    size_t n;
+
+    for (int i = 0; i < 7; i++) {
+        CHECK(b64_encode(plain[i], strlen(plain[i]), enc, sizeof enc) == strlen(coded[i]));
+        CHECK_STR(enc, coded[i]);
+        CHECK(b64_decode(coded[i], strlen(coded[i]), out, sizeof out, &n) == 0);
+        CHECK(n == strlen(plain[i]) && memcmp(out, plain[i], n) == 0);
+    }
+    CHECK(b64_decode("Zm9vYg", 6, out, sizeof out, &n) == 0 && n == 4); /* padding optional */
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        CHECK(b64_decode(bad[i], strlen(bad[i]), out, sizeof out, &n) == BD_EINVAL);
+    CHECK(b64_decode("Zm9vYmFy", 8, out, 5, &n) == BD_ETOOBIG);
+    CHECK(b64_encode("foobar", 6, enc, 8) == 0 && enc[0] == '\0');
+}
+
+/* The Standard Webhooks specification's published test vector. */
+static void test_standard_webhooks_vector(void)
+{
+    const char *secret = "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    const char *content = "msg_p5jXN8AQM9LWM0D4loKWxJek.1614265330.{\"test\": 2432232314}";
+    unsigned char key[64], mac[HASH_SHA256_LEN];
+    char sig[64];
+    size_t n;
+
+    CHECK(b64_decode(secret, strlen(secret), key, sizeof key, &n) == 0 && n == 24);
+    CHECK(hash_hmac_sha256(key, n, content, strlen(content), mac) == 0);
+    b64_encode(mac, sizeof mac, sig, sizeof sig);
+    CHECK_STR(sig, "g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+}
+
+static const char *refused(const char *lit)
+{
+    struct netaddr a;
+
+    if (netaddr_parse(lit, &a) != 0)
+        return "(unparsable)";
+    return netaddr_refused(&a);
+}
+
+static void test_netaddr(void)
+{
+    static const char *const bad[] = {"127.1", "0177.0.0.1", "1.2.3.4.5", "::1%eth0", "[::1]",
+                                      "", "256.1.1.1", "2130706433"};
+    struct netaddr a;
+    struct netcidr c;
+    char text[NETADDR_STRLEN];
+
+    CHECK_STR(refused("127.0.0.1"), "loopback address");
+    CHECK_STR(refused("10.1.2.3"), "private address (RFC 1918)");
+    CHECK_STR(refused("172.31.255.255"), "private address (RFC 1918)");
+    CHECK(refused("172.32.0.1") == NULL);
+    CHECK_STR(refused("192.168.0.1"), "private address (RFC 1918)");
+    CHECK_STR(refused("169.254.169.254"), "cloud metadata address");
+    CHECK_STR(refused("169.254.1.1"), "link-local address");
+    CHECK_STR(refused("100.64.0.1"), "carrier-grade NAT address (RFC 6598)");
+    CHECK(refused("100.128.0.1") == NULL);
+    CHECK_STR(refused("0.0.0.0"), "unspecified address");
+    CHECK_STR(refused("224.0.0.1"), "multicast address");
+    CHECK_STR(refused("255.255.255.255"), "reserved address");
+    CHECK(refused("93.184.216.34") == NULL);
+    CHECK_STR(refused("::"), "unspecified address");
+    CHECK_STR(refused("::1"), "loopback address");
+    CHECK_STR(refused("fd00:ec2::254"), "cloud metadata address");
+    CHECK_STR(refused("fd12::1"), "private address (unique local, fc00::/7)");
+    CHECK_STR(refused("fe80::1"), "link-local address");
+    CHECK_STR(refused("::ffff:127.0.0.1"), "loopback address");
+    CHECK_STR(refused("::ffff:10.0.0.1"), "private address (RFC 1918)");
+    CHECK_STR(refused("64:ff9b::169.254.169.254"), "cloud metadata address");
+    CHECK_STR(refused("2002:7f00:1::"), "loopback address");
+    CHECK(refused("2606:4700::1111") == NULL);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        CHECK(netaddr_parse(bad[i], &a) == BD_EINVAL);
+    CHECK(netaddr_parse("2001:db8::1", &a) == 0);
+    netaddr_format(&a, text, sizeof text);
+    CHECK_STR(text, "2001:db8::1");
+
+    CHECK(netcidr_parse("10.0.0.0/8", &c) == 0 && c.bits == 8);
+    CHECK(netaddr_parse("10.200.3.4", &a) == 0 && netcidr_contains(&c, &a));
+    CHECK(netaddr_parse("::ffff:10.200.3.4", &a) == 0 && netcidr_contains(&c, &a));
+    CHECK(netaddr_parse("11.0.0.1", &a) == 0 && !netcidr_contains(&c, &a));
+    CHECK(netcidr_parse("127.0.0.1", &c) == 0 && c.bits == 32);
+    CHECK(netcidr_parse("fd00::/8", &c) == 0 && c.bits == 8);
+    CHECK(netaddr_parse("fd12::1", &a) == 0 && netcidr_contains(&c, &a));
+    CHECK(netaddr_parse("10.0.0.1", &a) == 0 && !netcidr_contains(&c, &a));
+    CHECK(netcidr_parse("10.0.0.1/8", &c) == BD_EINVAL);   /* host bits set */
+    CHECK(netcidr_parse("10.0.0.0/33", &c) == BD_EINVAL);
+    CHECK(netcidr_parse("10.0.0.0/", &c) == BD_EINVAL);
+    CHECK(netcidr_parse("10.0.0.0/+8", &c) == BD_EINVAL);
+    CHECK(netcidr_parse("0.0.0.0/0", &c) == 0 && c.bits == 0);
+}
+
+static void test_url(void)
+{
+    struct url_parts u;
+    const char *why = NULL;
+    char shown[200];
+
+    CHECK(url_parse("https://User:Pw@Hooks.Example.COM:8443/a/b?x=1#f", &u, &why) == 0);
+    CHECK_STR(u.scheme, "https");
+    CHECK_STR(u.host, "hooks.example.com");
+    CHECK(u.port == 8443 && u.has_port && u.has_userinfo && !u.host_v6);
+    CHECK(u.path_len == 4 && strncmp(u.path, "/a/b", 4) == 0);
+    CHECK(url_parse("http://[::1]/x", &u, &why) == 0 && u.host_v6 && u.port == 80);
+    CHECK_STR(u.host, "::1");
+    CHECK(url_parse("http://example.com", &u, &why) == 0 && u.path_len == 0);
+    CHECK(url_parse("ftp://example.com/", &u, &why) == BD_EINVAL);
+    CHECK(url_parse("http://a@b@example.com/", &u, &why) == BD_EINVAL);
+    CHECK(url_parse("http://example.com\\@evil/", &u, &why) == BD_EINVAL);
+    CHECK(url_parse("http://exa%6dple.com/", &u, &why) == BD_EINVAL);
+    CHECK(url_parse("http://[::1%25lo]/", &u, &why) == BD_EINVAL);
+    CHECK(url_parse("http://[127.0.0.1]/", &u, &why) == BD_EINVAL);
+    CHECK(url_parse("http://example.com:0/", &u, &why) == BD_EINVAL);
+    CHECK(url_parse("http://example.com:99999/", &u, &why) == BD_EINVAL);
+    CHECK(url_parse("http://:80/", &u, &why) == BD_EINVAL);
+    CHECK(url_parse("http://ex ample.com/", &u, &why) == BD_EINVAL);
+    url_redact("https://user:secret@hooks.example.com:8443/in/briefd?token=abc#x", shown,
+               sizeof shown);
+    CHECK_STR(shown, "https://hooks.example.com:8443/in/briefd");
+    url_redact("http://[::1]/", shown, sizeof shown);
+    CHECK_STR(shown, "http://[::1]/");
+    url_redact("nonsense", shown, sizeof shown);
+    CHECK_STR(shown, "(unparsable URL)");
+}
+
+int main(void)
+{
+    test_hmac_rfc4231();
+    test_sha256();
+    test_b64();
+    test_standard_webhooks_vector();
+    test_netaddr();
+    test_url();
+    return tcheck_summary("test_base");
+}
