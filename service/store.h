@@ -1,7 +1,7 @@
 /* store.h - briefd's Redis schema: the job queue, job records, running status, events,
  * statistics and the registry of processes. The only module that knows key names, stream
  * and group names, Lua scripts and the shape of Redis replies; the rest of briefd speaks in
- * jobs, entries and figures. docs/ARCHITECTURE.md has the key layout; in short (P = the
+ * jobs, entries and figures. docs/REDIS.md has the key layout; in short (P = the
  * hash tag "{<redis.prefix>}", so every key lands in one Redis Cluster slot):
  *
  *   P q:low|normal|high  streams + group "briefd-workers": a queued job IS its entry
