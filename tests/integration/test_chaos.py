@@ -758,6 +758,13 @@ class HungRedis(ChaosBase):
         self.workers = [self.start_briefd("worker", name="worker%d" % i) for i in range(2)]
         return [self.api] + self.workers
 
+    def evalsha_calls(self):
+        info = self.redis.cmd("INFO", "commandstats")
+        for line in info.splitlines():
+            if line.startswith("cmdstat_evalsha:"):
+                return int(line.split("calls=", 1)[1].split(",", 1)[0])
+        return 0
+
     def stop_redis(self):
         os.kill(self.redis.proc.pid, signal.SIGSTOP)
         self.t_stop = time.time()
@@ -885,11 +892,22 @@ class HungRedis(ChaosBase):
         st, job, _ = self.api.post_job({"text": SHORT + " PARKME", "max_words": 40})
         self.assertEqual(st, 202, job)
         book.accept(job["id"])
+        before = self.evalsha_calls()
         socks = park(self.api.port, "/v1/jobs/%s?wait=60" % job["id"], PARKED)
-        st, body, _, _ = timed("GET", self.api.port, "/v1/stats")
-        self.assertEqual(st, 503, body)        # the cap is reached: not a probe, refused
-        self.assertEqual(body["error"]["code"], "too_many_connections")
-        self.assertEqual(timed("GET", self.api.port, "/healthz")[0], 200)
+        # every parked request the process took has read its job (one script call each): once
+        # the calls have grown by the parked requests and slowed to the background rate
+        # (folds, heartbeats: a few a second), no connection is idle - all are busy
+        last = {"n": before}
+
+        def settled():
+            prev, last["n"] = last["n"], self.evalsha_calls()
+            return last["n"] - before >= 900 and last["n"] - prev < 10
+        deadline = time.time() + 20
+        while not settled():
+            self.assertLess(time.time(), deadline, "the parked requests were not read")
+            time.sleep(0.3)
+        for _ in range(20):
+            self.assertEqual(timed("GET", self.api.port, "/healthz")[0], 200)
         self.stop_redis()
         unready_after = self.ready_after([self.api], self.t_stop, 503, 10)
         for _ in range(20):
@@ -908,8 +926,10 @@ class HungRedis(ChaosBase):
         self.assertLess(unready_after, HUNG_BOUND_S)
         self.assertIsNotNone(back_after)
         # those past the cap were refused at once (how many depends on the connections the
-        # process still counted when they came); every admitted one got its job
-        self.assertEqual(set(lines), {"HTTP/1.1 200 OK", "HTTP/1.1 503 Service Unavailable"})
+        # process still counted when they came), or closed unread to make room (a connection
+        # whose request is not read yet counts as idle: None); every admitted one got its job
+        self.assertLessEqual(set(lines), {"HTTP/1.1 200 OK", "HTTP/1.1 503 Service Unavailable",
+                                          None})
         self.assertGreaterEqual(lines.count("HTTP/1.1 200 OK"), 900)
         self.assertLessEqual(lines.count("HTTP/1.1 200 OK"), 1024)
         self.drain(book, timeout=30)
