@@ -657,8 +657,10 @@ class FrozenWorker(ChaosBase):
         rerun = []
         while time.time() < deadline and not rerun:
             recs = dict((j, job_record(self.redis, self.prefix, j)) for j in held)
+            # None: the job moved to a fresh entry between job_record's reads (a reclaim);
+            # the next poll sees it
             rerun = [j for j, r in recs.items()
-                     if int(r["attempts"]) >= 2 and r["status"] not in TERMINAL]
+                     if r and int(r["attempts"]) >= 2 and r["status"] not in TERMINAL]
             time.sleep(0.02)
         self.assertTrue(rerun, "b never re-ran a's jobs: %s" % recs)
         os.kill(a.proc.pid, signal.SIGCONT)
