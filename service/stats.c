@@ -49,8 +49,12 @@ static void inc(struct stats_delta *d, const char *field, long long n)
             d->dropped++;
             return;
         }
+        size_t len = strlen(field);
         it = &d->inc[d->n++];
-        snprintf(it->field, sizeof(it->field), "%s", field);
+        if (len >= sizeof(it->field))
+            len = sizeof(it->field) - 1;
+        memcpy(it->field, field, len);
+        it->field[len] = '\0';
         for (char *p = it->field; *p; p++) /* fields travel as "field<TAB>n" lines */
             if (*p == '\t' || *p == '\n')
                 *p = '_';
@@ -59,19 +63,32 @@ static void inc(struct stats_delta *d, const char *field, long long n)
     it->n += n;
 }
 
+/* a, b and c joined into f (cap bytes, cut to fit): no printf on the per-job path. */
+static void cat3(char *f, size_t cap, const char *a, const char *b, const char *c)
+{
+    const char *parts[3] = {a, b, c};
+    size_t n = 0;
+    for (int i = 0; i < 3; i++)
+        for (const char *p = parts[i]; *p && n + 1 < cap; p++)
+            f[n++] = *p;
+    f[n] = '\0';
+}
+
 static void incf(struct stats_delta *d, const char *a, const char *b, const char *c, long long n)
 {
     char f[200];
-    snprintf(f, sizeof(f), "%s%s%s", a, b, c);
+    cat3(f, sizeof(f), a, b, c);
     inc(d, f, n);
 }
 
 static void add_latency(struct stats_delta *d, const char *stage, double ms)
 {
-    char f[64];
+    char f[64], num[24];
     if (ms < 0)
         return;
-    snprintf(f, sizeof(f), "h:%s:%d", stage, stats_bucket(ms));
+    jsonx_int(stats_bucket(ms), num);
+    cat3(f, sizeof(f), "h:", stage, ":");
+    cat3(f + strlen(f), sizeof(f) - strlen(f), num, "", "");
     inc(d, f, 1);
     incf(d, "n:", stage, "", 1);
     incf(d, "sum_us:", stage, "", llround(ms * 1000.0));

@@ -1444,9 +1444,21 @@ static cJSON *record_header(const char *rec, size_t len)
 static char *delta_text(const struct stats_delta *d)
 {
     struct sbuf b = {0};
-    sbuf_printf(&b, "%lld\t%s\t%s\n", (long long)d->at_ms, d->source, d->tenant);
-    for (size_t k = 0; k < d->n; k++)
-        sbuf_printf(&b, "%s\t%lld\n", d->inc[k].field, d->inc[k].n);
+    char num[24];
+    size_t n = jsonx_int((long long)d->at_ms, num);
+    sbuf_add(&b, num, n);
+    sbuf_addc(&b, '\t');
+    sbuf_adds(&b, d->source);
+    sbuf_addc(&b, '\t');
+    sbuf_adds(&b, d->tenant);
+    sbuf_addc(&b, '\n');
+    for (size_t k = 0; k < d->n; k++) { /* "field\tN\n" (no printf: it showed in profiles) */
+        sbuf_adds(&b, d->inc[k].field);
+        sbuf_addc(&b, '\t');
+        n = jsonx_int(d->inc[k].n, num);
+        sbuf_add(&b, num, n);
+        sbuf_addc(&b, '\n');
+    }
     return sbuf_take(&b);
 }
 
