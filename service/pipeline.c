@@ -17,6 +17,7 @@
 #include "stats.h"
 #include "store.h"
 #include "svc.h"
+#include "tenant.h"
 
 #define TICK_MS 100
 #define GUARD_REFRESH_MS 1000   /* guard figures are re-read this often... */
@@ -28,6 +29,7 @@ struct pipeline {
     uv_timer_t tick;
     uint64_t last_tick;
     uint64_t stalled_at;        /* uv_now when the last stall was seen (0: never) */
+    struct gate *gate;          /* the cache's and the tenants' per-process state */
     struct breaker draft_br;    /* circuit breakers of this process, per model */
     struct breaker refine_br;
     struct {                    /* the guards' figures, read from the shared statistics */
@@ -99,8 +101,10 @@ static void on_tick(uv_timer_t *t)
 int pipeline_new(struct svc *svc, struct pipeline **out)
 {
     struct pipeline *p = calloc(1, sizeof(*p));
-    if (!p)
+    if (!p || gate_new(svc, &p->gate) != 0) {
+        free(p);
         return BD_ENOMEM;
+    }
     p->svc = svc;
     uv_timer_init(svc->loop, &p->tick);
     p->tick.data = p;
@@ -114,6 +118,7 @@ static void on_tick_closed(uv_handle_t *h)
     struct pipeline *p = h->data;
     void (*cb)(void *) = p->close_cb;
     void *data = p->close_data;
+    gate_free(p->gate);
     free(p);
     if (cb)
         cb(data);
@@ -151,11 +156,25 @@ static cJSON *make_error(const char *code, const char *fmt, ...)
     return e;
 }
 
+static cJSON *result_json(const struct pipe_job *j);
+
+/* Leave the result in the exact cache when it may be served again: a brief the models wrote
+ * (not a copy), not degraded, not shaped by a guard (the guards' figures change). */
+static void gate_done(struct pipe_job *j, enum pipe_outcome o)
+{
+    int cacheable = o == PIPE_SUCCEEDED && !j->gate.cached && j->routed && !j->degraded &&
+                    !j->route.guarded;
+    cJSON *res = cacheable ? result_json(j) : NULL;
+    gate_end(&j->gate, res != NULL, res);
+    cJSON_Delete(res);
+}
+
 static void finish(struct pipe_job *j, enum pipe_outcome o)
 {
     if (o == PIPE_SUCCEEDED || o == PIPE_FAILED)
         j->acct.total_ms = (j->acct.queue_ms > 0 ? j->acct.queue_ms : 0) + ms_since(j->t_start);
     acct_price(&j->acct, &j->cfg->draft, &j->cfg->refine);
+    gate_done(j, o);
     j->on_done(j, o);
 }
 
@@ -306,18 +325,82 @@ static void start_refine(struct pipe_job *j)
     }
 }
 
+/* The bytes of model m's prompt for this job (system + user message), 0 on OOM. */
+static size_t prompt_bytes(const struct model_cfg *m, const struct job_req *req,
+                           const char *draft)
+{
+    char *user = job_render_prompt(m->prompt_user, req, draft);
+    size_t n = user ? strlen(user) + (m->prompt_system ? strlen(m->prompt_system) : 0) : 0;
+    free(user);
+    return n;
+}
+
+/* The draft's cost so far (its usage is in). */
+static double draft_cost(const struct pipe_job *j)
+{
+    const struct stage_usage *u = &j->acct.draft;
+    return u->present ? acct_cost(&j->cfg->draft, u->prompt_tokens, u->completion_tokens,
+                                  j->acct.draft_busy_ms)
+                      : 0;
+}
+
+/* The tenant's budget had no room for the refinement: keep the draft, say why. */
+static void hold_back_budget(struct pipe_job *j)
+{
+    struct verdict *v = router_hold_back(&j->route, "guard:tenant_budget",
+                                         j->gate.spent_usd + j->gate.others_usd +
+                                             j->gate.reserved_usd + j->gate.refine_bound_usd);
+    snprintf(v->detail, sizeof(v->detail), "%.199s", j->gate.detail);
+    finish(j, PIPE_SUCCEEDED);
+}
+
+static void on_budget_checked(struct gate_job *gj, int ok)
+{
+    struct pipe_job *j = gj->data;
+    if (ok)
+        start_refine(j);
+    else
+        hold_back_budget(j);
+}
+
+/* A refinement the router decided: within the tenant's budget (reserved across processes)
+ * it starts; else it is held back. */
+static void refine_within_budget(struct pipe_job *j, double refine_bound)
+{
+    int rc = gate_refine(&j->gate, draft_cost(j), refine_bound, on_budget_checked);
+    if (rc == 0)
+        start_refine(j);
+    else if (rc < 0)
+        hold_back_budget(j);
+}
+
 /* --- draft and route --- */
 
 static void route(struct pipe_job *j)
 {
-    struct guard_input g;
+    struct guard_input g, *gi;
     struct route_input in;
     uint64_t t0;
+    double refine_bound = 0;
     job_route_input(j->req, j->draft, &j->lp, j->draft_truncated, &in);
+    if (j->gate.lim && j->gate.lim->daily_budget_usd >= 0)
+        refine_bound = acct_cost_bound(&j->cfg->refine,
+                                       prompt_bytes(&j->cfg->refine, j->req, j->draft));
     t0 = uv_hrtime();
-    router_decide(j->cfg->router, &in, guard_figures(j->p, &g), &j->route);
+    gi = (struct guard_input *)guard_figures(j->p, &g);
+    if (!gi && j->gate.lim) {
+        memset(&g, 0, sizeof(g)); /* the tenant's figures alone */
+        gi = &g;
+    }
+    if (gi)
+        gate_guard_input(&j->gate, draft_cost(j), refine_bound, gi);
+    router_decide(j->cfg->router, &in, gi, &j->route);
     j->acct.route_ms = ms_since(t0);
     j->routed = 1;
+    if (j->route.refine)
+        refine_within_budget(j, refine_bound);
+    else
+        finish(j, PIPE_SUCCEEDED);
 }
 
 /* Is the model out (unreachable, overloaded, timing out) rather than refusing this job
@@ -368,10 +451,6 @@ static void on_draft(struct mc_call *c, int status)
     j->draft_truncated = c->res.truncated;
     lp_summarize(c->res.logprobs, c->res.has_logprobs ? c->res.n_logprobs : 0, &j->lp);
     route(j);
-    if (j->route.refine)
-        start_refine(j);
-    else
-        finish(j, PIPE_SUCCEEDED);
 }
 
 /* on_done never runs from inside pipe_start: a job that cannot start ends on the next loop
@@ -402,6 +481,47 @@ static int defer(struct pipe_job *j, cJSON *error)
     return 0;
 }
 
+static int start_draft(struct pipe_job *j)
+{
+    int rc = call_model(j, &j->cfg->draft, NULL, on_draft);
+    if (rc != 0)
+        return defer(j, make_error("draft_failed", "could not start the draft call: %s",
+                                   bd_strerror(rc)));
+    return 0;
+}
+
+/* The gate's verdict before the draft (gate.h). */
+static void on_gate(struct gate_job *gj, enum gate_verdict v)
+{
+    struct pipe_job *j = gj->data;
+    cJSON *e;
+    switch (v) {
+    case GATE_RUN:
+        if (start_draft(j) != 0)
+            fail(j, make_error("internal", "%s", "out of memory"));
+        break;
+    case GATE_CACHED:
+        finish(j, PIPE_SUCCEEDED);
+        break;
+    case GATE_REFUSED:
+        e = make_error("tenant_budget_exhausted", "%s", gj->refusal);
+        cJSON_AddStringToObject(e, "tenant", gj->tenant);
+        fail(j, e);
+        break;
+    case GATE_RETRY:
+        finish(j, PIPE_RETRY);
+        break;
+    }
+}
+
+/* An upper bound of the draft's cost, for a tenant's budget reservation. */
+static double draft_bound(const struct pipe_job *j)
+{
+    if (!j->cfg->tenants)
+        return 0;
+    return acct_cost_bound(&j->cfg->draft, prompt_bytes(&j->cfg->draft, j->req, NULL));
+}
+
 int pipe_start(struct pipeline *p, struct pipe_job *j)
 {
     int rc;
@@ -414,26 +534,35 @@ int pipe_start(struct pipeline *p, struct pipe_job *j)
     j->deadline_ms = j->t_loop + (uint64_t)j->cfg->job_timeout_ms;
     if (!breaker_allow(&p->draft_br, j->t_loop, j->cfg->draft.breaker_open_ms))
         return defer(j, NULL); /* the draft model is out: the job waits */
-    rc = call_model(j, &j->cfg->draft, NULL, on_draft);
-    if (rc != 0)
-        return defer(j, make_error("draft_failed", "could not start the draft call: %s",
-                                   bd_strerror(rc)));
-    return 0;
+    j->gate.g = p->gate;
+    j->gate.cfg = j->cfg;
+    j->gate.req = j->req;
+    j->gate.job_id = j->id ? j->id : "";
+    j->gate.data = j;
+    rc = gate_begin(&j->gate, draft_bound(j), on_gate);
+    if (rc < 0)
+        return defer(j, NULL); /* Redis is out: the job waits */
+    return rc == 1 ? 0 : start_draft(j);
 }
 
 void pipe_cancel(struct pipe_job *j)
 {
-    if (pipe_busy(j))
+    if (gate_busy(&j->gate)) {
+        gate_cancel(&j->gate);
+        finish(j, PIPE_CANCELED);
+    } else if (pipe_busy(j)) {
         mc_call_cancel(&j->call);
+    }
 }
 
 int pipe_busy(const struct pipe_job *j)
 {
-    return j->call.att != NULL || j->call.backoff != NULL;
+    return j->call.att != NULL || j->call.backoff != NULL || gate_busy(&j->gate);
 }
 
 void pipe_job_free(struct pipe_job *j)
 {
+    gate_job_free(&j->gate);
     mc_call_reset(&j->call);
     free(j->url);
     free(j->body);
@@ -478,13 +607,27 @@ static cJSON *signals_json(const struct pipe_job *j)
     return s;
 }
 
+/* A job answered from the exact cache: a copy of the result, at no cost, no model usage. */
+static cJSON *cached_out_json(const struct pipe_job *j, cJSON *out)
+{
+    cJSON_AddItemToObject(out, "result", cJSON_Duplicate(j->gate.cached_result, 1));
+    cJSON_AddTrueToObject(out, "cached");
+    cJSON_AddStringToObject(out, "cached_from", j->gate.cached_from);
+    acct_to_json(&j->acct, out);
+    cJSON_AddStringToObject(out, "config_version", j->cfg->version);
+    return out;
+}
+
 cJSON *pipe_out_json(const struct pipe_job *j, const char *status)
 {
     cJSON *out = cJSON_CreateObject();
     if (!out)
         return NULL;
+    if (j->gate.cached && strcmp(status, "succeeded") == 0)
+        return cached_out_json(j, out);
     if (strcmp(status, "succeeded") == 0)
         cJSON_AddItemToObject(out, "result", result_json(j));
+    cJSON_AddFalseToObject(out, "cached");
     if (j->routed)
         cJSON_AddItemToObject(out, "route", route_result_json(&j->route));
     acct_to_json(&j->acct, out);
@@ -504,6 +647,8 @@ int pipe_stats(const struct pipe_job *j, int succeeded, struct stats_delta *out)
     s.decided = j->routed;
     s.refined = j->refined;
     s.degraded = j->degraded;
+    s.cached = j->gate.cached;
+    s.cache_miss = j->gate.cache_lookup && !j->gate.cached;
     s.draft_model = j->cfg->draft.name;
     s.refine_model = j->cfg->refine.name;
     s.acct = &j->acct;
