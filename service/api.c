@@ -126,8 +126,8 @@ static void on_rctx_timer_closed(uv_handle_t *h)
 static void rctx_maybe_free(struct rctx *c)
 {
     struct api *api = c->api;
-    if (c->req || c->ops > 0)
-        return;
+    if (c->req || c->ops > 0 || c->run)
+        return; /* a facade run still uses c (on_facade_done frees it) */
     if (c->timer_open) {
         if (!c->closing) {
             c->closing = 1;
@@ -806,7 +806,7 @@ static void post_job(struct api *api, struct http_req *req)
 
 /* POST /v1/chat/completions: the pipeline run here and now, answered as an OpenAI
  * completion (not queued: like any proxy, a request whose process dies is not answered;
- * every answered request is recorded and counted). */
+ * every finished run is recorded and counted, answered or not). */
 static void post_chat(struct api *api, struct http_req *req)
 {
     const struct bd_config *cfg = api->svc->cfg;
@@ -966,10 +966,10 @@ static void on_facade_done(struct pipe_job *pj, enum pipe_outcome o)
                                      clock_wall_ms()) : NULL;
         job_text = job ? jsonx_print(job) : NULL;
     }
-    if (job_text && c->req)
+    if (job_text) /* also when the client left: the models were called, their cost counts */
         facade_record(r, status, job_text);
     if (!c->req) {
-        /* the client left: nothing answered, nothing recorded */
+        /* the client left: nothing answered */
     } else if (job) {
         facade_answer(c, job);
     } else if (o == PIPE_RETRY) {

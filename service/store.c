@@ -335,8 +335,8 @@ static const char TOTALS_LUA[] =
  * every process counts the same window. */
 
 /* Lua shared by the tenant scripts: the clock, expired reservations, the rate window and the
- * admission check (budget spent: 'budget'; jobs_per_minute reached: 'rate', with the seconds
- * until the oldest admission leaves the window). */
+ * admission check (budget spent: {'budget', seconds to midnight}; jobs_per_minute reached:
+ * {'rate', the oldest admission's time, now}, both in ms). */
 #define TENANT_LUA_LIB \
     "local function now_ms()\n" \
     "  local t = redis.call('TIME')\n" \
@@ -360,9 +360,7 @@ static const char TOTALS_LUA[] =
     "    redis.call('ZREMRANGEBYSCORE', zk, '-inf', now - 60000)\n" \
     "    if redis.call('ZCARD', zk) >= jpm then\n" \
     "      local o = redis.call('ZRANGE', zk, 0, 0, 'WITHSCORES')\n" \
-    "      local ra = math.ceil((tonumber(o[2]) + 60000 - now) / 1000)\n" \
-    "      if ra < 1 then ra = 1 end\n" \
-    "      return {'rate', tostring(ra)}\n" \
+    "      return {'rate', o[2], string.format('%d', now)}\n" \
     "    end\n" \
     "  end\n" \
     "  return nil\n" \
@@ -377,7 +375,8 @@ static const char TOTALS_LUA[] =
 /* KEYS: q:low q:normal q:high idem (any key when there is none) rate spend. ARGV: prio, max_queue
  * (0: no bound), req, meta, idem hash, idem ttl, has idem (0/1), jobs_per_minute (0: none),
  * budget (picodollars, -1: none), seconds to midnight.
- * -> {'ok', entry, depth} | {'full', depth} | {'dup', value} | {'rate'|'budget', retry_s} */
+ * -> {'ok', entry, depth} | {'full', depth} | {'dup', value} | {'budget', retry_s} |
+ *    {'rate', oldest_ms, now_ms} */
 static const char SUBMIT_TENANT_LUA[] = TENANT_LUA_LIB
     "local p = tonumber(ARGV[1]) + 1\n"
     "if ARGV[7] == '1' then\n"
@@ -402,7 +401,7 @@ static const char SUBMIT_TENANT_LUA[] = TENANT_LUA_LIB
     "return {'ok', e, tostring(depth)}\n";
 
 /* KEYS: rate spend. ARGV: jobs_per_minute, budget (pico, -1: none), seconds to midnight,
- * member. -> {'ok'} | {'rate'|'budget', retry_s} */
+ * member. -> {'ok', ''} | {'budget', retry_s} | {'rate', oldest_ms, now_ms} */
 static const char ADMIT_LUA[] = TENANT_LUA_LIB
     "local now, jpm = now_ms(), tonumber(ARGV[1])\n"
     "local lim = admit(KEYS[1], KEYS[2], jpm, tonumber(ARGV[2]), ARGV[3], now)\n"
@@ -866,6 +865,8 @@ static void submitted(struct submit_op *op, const char *entry, long depth)
     op->cb(op->data, 0, STORE_SUBMITTED, depth, id, job_id_ms(id), NULL);
 }
 
+static long limited_retry_s(const struct rds_reply *x);
+
 static void on_submit(struct rds *r, struct rds_reply *x, void *data)
 {
     struct submit_op *op = data;
@@ -888,7 +889,7 @@ static void on_submit(struct rds *r, struct rds_reply *x, void *data)
             op->cb(op->data, 0, STORE_FULL, atol(arg), NULL, 0, NULL);
         else if (strcmp(what, "rate") == 0 || strcmp(what, "budget") == 0)
             op->cb(op->data, 0, what[0] == 'r' ? STORE_TENANT_RATE : STORE_TENANT_BUDGET,
-                   atol(arg), NULL, 0, NULL);
+                   limited_retry_s(x), NULL, 0, NULL);
         else
             submitted(op, arg, depth[0] ? atol(depth) : -1);
     }
@@ -2796,6 +2797,16 @@ static double reply_num(const struct rds_reply *x, size_t i)
     return strtod(b, NULL);
 }
 
+/* The Retry-After of a {'rate', oldest_ms, now_ms} or {'budget', seconds} reply. */
+static long limited_retry_s(const struct rds_reply *x)
+{
+    char what[16];
+    reply_copy(rds_reply_elem(x, 0), what, sizeof(what));
+    if (strcmp(what, "rate") == 0 && rds_reply_len(x) == 3)
+        return tenant_retry_window_s((int64_t)reply_num(x, 1), (int64_t)reply_num(x, 2));
+    return (long)reply_num(x, 1);
+}
+
 static int submit_tenant(struct store *s, const struct store_submit *sub, struct submit_op *op)
 {
     char k[6][KEY_MAX], kidem[KEY_MAX + 300], maxq[24], prio[4], ttl[24], jpm[24], budget[32];
@@ -2833,7 +2844,7 @@ static void on_admit(struct rds *r, struct rds_reply *x, void *data)
     char what[16];
     int st = reply_status(op->s, x, RDS_ARRAY);
     (void)r;
-    if (st != 0 || rds_reply_len(x) != 2) {
+    if (st != 0 || rds_reply_len(x) < 2) {
         op->cb(op->data, st ? st : BD_EREDIS_REPLY, STORE_SUBMITTED, 0);
     } else {
         reply_copy(rds_reply_elem(x, 0), what, sizeof(what));
@@ -2841,7 +2852,7 @@ static void on_admit(struct rds *r, struct rds_reply *x, void *data)
                strcmp(what, "rate") == 0     ? STORE_TENANT_RATE
                : strcmp(what, "budget") == 0 ? STORE_TENANT_BUDGET
                                              : STORE_SUBMITTED,
-               (long)reply_num(x, 1));
+               limited_retry_s(x));
     }
     free(op);
 }
