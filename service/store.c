@@ -611,7 +611,10 @@ static int evalsha(struct store *s, struct rds *r, rds_cb cb, void *data,
                    const struct rds_script *sc, int nkeys, int nargs, const char *const *args,
                    const size_t *lens)
 {
-    return rds_evalsha(r ? r : s->cmd, cb, data, sc, nkeys, nargs, args, lens);
+    struct rds *c = r ? r : s->cmd;
+    if (!c)
+        return BD_EREDIS_DOWN; /* closed */
+    return rds_evalsha(c, cb, data, sc, nkeys, nargs, args, lens);
 }
 
 /* --- connections ----------------------------------------------------------------------------- */
@@ -3106,6 +3109,8 @@ void store_cache_put(struct store *s, const char *cache_key, const char *job_id,
                      const char *entry, long ttl_s)
 {
     char k[2][KEY_MAX], ttl[24];
+    if (!store_ready(s))
+        return; /* the lock expires with its job's deadline */
     key(s, k[0], "cache:", cache_key);
     key(s, k[1], "cache:lock:", cache_key);
     snprintf(ttl, sizeof(ttl), "%ld", ttl_s > 0 ? ttl_s : 1);

@@ -17,6 +17,10 @@
  *                        (fields: stats.h; "<dim>|<value>|<field>" for groups).
  *   P stats:pend:<proc>  what finished jobs added, not yet folded into the counters.
  *   P procs              the processes sharing this Redis and their heartbeats.
+ *   P tenant:rate:<t>, P tenant:spend:<day>:<t>, P tenant:resv:<t>, P tenant:resvx:<t>
+ *                        a tenant's admissions of the last minute, spend per UTC day,
+ *                        budget reservations of its jobs in flight (and their expiries).
+ *   P cache:<key>, P cache:lock:<key>   exact-cache entries and their single-flight locks.
  *
  * Writes that must not half-happen are Lua scripts called by SHA, each declaring every key it
  * touches. A delivery is fenced by its entry: finishing acks the entry, and a worker whose
