@@ -16,6 +16,7 @@
 #include "hash.h"
 #include "http.h"
 #include "jsonx.h"
+#include "sbuf.h"
 #include "list.h"
 #include "log.h"
 #include "pipeline.h"
@@ -27,6 +28,8 @@
 
 #define SSE_MAX_MS (30u * 60u * 1000u)   /* one events stream lives at most 30 minutes */
 #define SSE_POLL_MS 5000u                 /* and re-checks its job this often */
+#define LISTEN_TTL_MS 30000               /* it marks its job listened to (store_listen) for
+                                             this long, renewed at each re-check */
 #define RECENT_MAX 256                    /* terminal events remembered ... */
 #define RECENT_MAX_BYTES (4u << 20)       /* ... within this many bytes */
 
@@ -55,6 +58,7 @@ struct rctx {
     char dim[16];
     char *meta_text;              /* POST: the stored metadata (the queued job object) */
     struct facade_run *run;       /* the facade's pipeline run, or NULL */
+    struct sbuf text;             /* events: the brief's text sent in delta events */
     struct tenant_limits tlim;    /* POST: the job's tenant limits (for a 429's message);
                                      GET /v1/tenants/{id}: that tenant's */
     const char *tlim_src;         /* "by_id" | "default" | NULL (static) */
@@ -127,7 +131,7 @@ static void rctx_maybe_free(struct rctx *c)
 {
     struct api *api = c->api;
     if (c->req || c->ops > 0 || c->run)
-        return; /* a facade run still uses c (on_facade_done frees it) */
+        return;
     if (c->timer_open) {
         if (!c->closing) {
             c->closing = 1;
@@ -141,6 +145,7 @@ static void rctx_maybe_free(struct rctx *c)
     cJSON_Delete(c->stats);
     free(c->meta_text);
     free(c->tenant);
+    free(sbuf_take(&c->text));
     free(c);
     if (api->stopping && api->n == 0 && api->stop_cb) {
         void (*cb)(void *) = api->stop_cb;
@@ -149,11 +154,19 @@ static void rctx_maybe_free(struct rctx *c)
     }
 }
 
+static void pipe_job_of_run(struct rctx *c, struct pipe_job **pj);
+
 static void on_abort(struct http_req *req, void *data)
 {
     struct rctx *c = data;
+    struct pipe_job *pj = NULL;
     (void)req;
     c->req = NULL;
+    pipe_job_of_run(c, &pj);
+    if (pj) { /* the facade's client left: stop its models (the run's end frees c) */
+        pipe_cancel(pj);
+        return;
+    }
     rctx_maybe_free(c);
 }
 
@@ -228,12 +241,13 @@ static int rctx_reply(struct rctx *c)
 
 static int method_is(struct http_req *req, const char *m)
 {
-    return strcmp(http_req_method(req), m) == 0;
+    const char *have = http_req_method(req);
+    return strcmp(have, m) == 0 || (strcmp(m, "GET") == 0 && strcmp(have, "HEAD") == 0);
 }
 
 static void bad_method(struct http_req *req, const char *allow)
 {
-    http_resp_header(req, "Allow", allow);
+    http_resp_header(req, "Allow", strcmp(allow, "GET") == 0 ? "GET, HEAD" : allow);
     http_respond_error(req, 405, "method_not_allowed", NULL, "%s is not allowed here; use %s",
                        http_req_method(req), allow);
 }
@@ -323,10 +337,71 @@ static void sse_event(struct rctx *c, const char *event, const char *data)
     http_stream_write(c->req, "\n\n", 2);
 }
 
+static void sse_open(struct rctx *c);
+
+/* A delta event as published by a worker: payload {"text": "..."} (JSON, len bytes). */
+static void sse_delta(struct rctx *c, const char *payload, size_t len)
+{
+    cJSON *o = cJSON_ParseWithLength(payload, len);
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "text");
+    if (cJSON_IsString(t) && t->valuestring[0]) {
+        sse_open(c);
+        sbuf_adds(&c->text, t->valuestring);
+        http_stream_write(c->req, "event: delta\ndata: ", 19);
+        http_stream_write(c->req, payload, len);
+        http_stream_write(c->req, "\n\n", 2);
+    }
+    cJSON_Delete(o);
+}
+
+/* Before the done event of a succeeded job: the brief's text no delta event carried yet
+ * (all of it for a kept draft). After a refinement that failed once text went out, the
+ * brief is the draft, not a continuation: no delta then - the done event is what counts. */
+static void sse_rest(struct rctx *c, const cJSON *job)
+{
+    const cJSON *b = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(job, "result"), "brief");
+    struct sbuf d = {0};
+    char *payload;
+    size_t n, sent = c->text.len;
+    if (!cJSON_IsString(b))
+        return;
+    n = strlen(b->valuestring);
+    if (n <= sent || (sent > 0 && memcmp(b->valuestring, c->text.p, sent) != 0))
+        return;
+    sbuf_adds(&d, "{\"text\":");
+    jsonx_write_string(&d, b->valuestring + sent);
+    sbuf_addc(&d, '}');
+    payload = sbuf_take(&d);
+    if (payload)
+        sse_event(c, "delta", payload);
+    free(payload);
+}
+
+static void on_sse_timer(uv_timer_t *t);
+
+/* An events stream starts (200, its timer runs) once its job is known to exist. */
+static int sse_started(const struct rctx *c)
+{
+    return uv_is_active((const uv_handle_t *)&c->timer);
+}
+
+static void sse_open(struct rctx *c)
+{
+    if (sse_started(c))
+        return;
+    http_resp_header(c->req, "Cache-Control", "no-cache");
+    http_stream_begin(c->req, 200, "text/event-stream");
+    http_stream_write(c->req, ": briefd job events\n\n", 21);
+    store_listen(c->api->svc->store, c->id, LISTEN_TTL_MS);
+    uv_timer_start(&c->timer, on_sse_timer, SSE_POLL_MS, SSE_POLL_MS);
+}
+
 /* Send a status event unless it repeats the last one sent. */
 static void sse_status(struct rctx *c, const char *status)
 {
     char buf[128];
+    sse_open(c);
     if (strcmp(c->last, status) == 0)
         return;
     snprintf(c->last, sizeof(c->last), "%s", status);
@@ -371,8 +446,9 @@ static void facade_answer(struct rctx *c, cJSON *job)
 /* Answer (or keep waiting) with the job object (status < 0: why there is none). Takes job. */
 static void answer(struct rctx *c, int status, cJSON *job)
 {
-    if (c->sse) {
+    if (c->sse && (status == 0 || sse_started(c))) { /* else: a plain 404 / 503 below */
         const cJSON *st = cJSON_GetObjectItemCaseSensitive(job, "status");
+        sse_open(c);
         if (status != 0 || !cJSON_IsString(st)) {
             if (status == BD_ENOTFOUND) {
                 sse_event(c, "error", "{\"code\":\"job_not_found\"}");
@@ -385,6 +461,7 @@ static void answer(struct rctx *c, int status, cJSON *job)
         sse_status(c, st->valuestring);
         if (is_terminal(st->valuestring)) {
             char *text = jsonx_print(job);
+            sse_rest(c, job);
             sse_event(c, "done", text ? text : "{}");
             free(text);
             http_stream_end(c->req);
@@ -422,7 +499,11 @@ static void answer(struct rctx *c, int status, cJSON *job)
 static void answer_done(struct rctx *c, const char *status, const char *job, size_t len)
 {
     if (c->sse) {
+        cJSON *o = cJSON_ParseWithLength(job, len);
         sse_status(c, status);
+        if (o)
+            sse_rest(c, o);
+        cJSON_Delete(o);
         http_stream_write(c->req, "event: done\ndata: ", 18);
         http_stream_write(c->req, job, len);
         http_stream_write(c->req, "\n\n", 2);
@@ -458,7 +539,7 @@ static void ctx_fetch(struct rctx *c)
         c->ops++;
         return;
     }
-    if (c->req && !c->sse) {
+    if (c->req && !(c->sse && sse_started(c))) {
         respond_redis_down(c->req);
         rctx_done(c);
     }
@@ -485,6 +566,7 @@ static void on_sse_timer(uv_timer_t *t)
         return;
     }
     http_stream_write(c->req, ": keep-alive\n\n", 14);
+    store_listen(c->api->svc->store, c->id, LISTEN_TTL_MS);
     ctx_fetch(c);
 }
 
@@ -529,6 +611,9 @@ static void on_store_event(void *data, const char *id, const char *status, const
             ctx_fetch(c);
         } else if (strcmp(c->id, id) != 0) {
             continue;
+        } else if (strcmp(status, "delta") == 0) {
+            if (c->sse && job)
+                sse_delta(c, job, len);
         } else if (!is_terminal(status)) {
             if (c->sse)
                 sse_status(c, status);
@@ -920,8 +1005,85 @@ struct facade_run {
     char *req_text, *meta_text;
     char id[JOB_ID_LEN + 1];
     int64_t created_ms;
+    int streaming;                /* stream: true - the answer is on its way (200 sent) */
     struct pipe_job pj;
 };
+
+static void pipe_job_of_run(struct rctx *c, struct pipe_job **pj)
+{
+    *pj = c->run ? &c->run->pj : NULL;
+}
+
+/* --- the facade's stream: the role chunk at once, keep-alives while the draft runs, the
+ * brief's text as the pipeline passes it on, then the end (or an error chunk) --- */
+
+#define FACADE_KEEPALIVE_MS 2000
+
+static void facade_write(struct rctx *c, char *events)
+{
+    if (events && c->req)
+        http_stream_write(c->req, events, strlen(events));
+    free(events);
+}
+
+static void on_facade_keepalive(uv_timer_t *t)
+{
+    struct rctx *c = t->data;
+    if (c->req)
+        http_stream_write(c->req, ": keep-alive\n\n", 14);
+}
+
+static void on_facade_text(struct pipe_job *pj, const char *text, size_t len)
+{
+    struct facade_run *r = pj->data;
+    facade_write(r->c, facade_chunk_text(r->id, (long)(r->created_ms / 1000),
+                                         r->cfg->facade_model, text, len));
+}
+
+static void facade_stream_begin(struct facade_run *r)
+{
+    struct rctx *c = r->c;
+    http_resp_header(c->req, "Cache-Control", "no-cache");
+    http_stream_begin(c->req, 200, "text/event-stream");
+    facade_write(c, facade_chunk_role(r->id, (long)(r->created_ms / 1000), r->cfg->facade_model));
+    uv_timer_start(&c->timer, on_facade_keepalive, FACADE_KEEPALIVE_MS, FACADE_KEEPALIVE_MS);
+    r->streaming = 1;
+    r->pj.on_text = on_facade_text;
+}
+
+/* The stream's end: the last chunks, or an error chunk (no [DONE]) when the job failed, the
+ * draft model is out, or the refinement failed after part of the brief went out. */
+static void facade_stream_end(struct facade_run *r, enum pipe_outcome o, const cJSON *job)
+{
+    struct rctx *c = r->c;
+    char msg[400];
+    uv_timer_stop(&c->timer);
+    if (o == PIPE_SUCCEEDED && job && !r->pj.text_broken) {
+        facade_write(c, facade_chunk_end(job, (long)(r->created_ms / 1000), r->cfg->facade_model,
+                                         c->fr.include_usage));
+    } else if (o == PIPE_SUCCEEDED && job) {
+        snprintf(msg, sizeof(msg), "the refinement failed after part of the brief was sent: "
+                 "%.300s (job %s)", r->pj.refine_err, r->id);
+        facade_write(c, facade_chunk_error("api_error", "refine_failed", msg));
+    } else if (o == PIPE_FAILED && r->pj.error) {
+        const cJSON *code = cJSON_GetObjectItemCaseSensitive(r->pj.error, "code");
+        const cJSON *m = cJSON_GetObjectItemCaseSensitive(r->pj.error, "message");
+        facade_write(c, facade_chunk_error("api_error",
+                                           cJSON_IsString(code) ? code->valuestring : "job_failed",
+                                           cJSON_IsString(m) ? m->valuestring : "job failed"));
+    } else if (o == PIPE_RETRY) {
+        snprintf(msg, sizeof(msg), "draft model '%.60s' is unavailable: %.250s",
+                 r->cfg->draft.name, r->pj.call.err[0] ? r->pj.call.err : "circuit breaker open");
+        facade_write(c, facade_chunk_error("api_error", "draft_failed", msg));
+    } else {
+        facade_write(c, facade_chunk_error("api_error", o == PIPE_CANCELED ? "shutting_down"
+                                                                           : "out_of_memory",
+                                           "the brief could not be produced; try again"));
+    }
+    if (c->req)
+        http_stream_end(c->req);
+    rctx_done(c);
+}
 
 static void facade_run_free(struct facade_run *r)
 {
@@ -970,6 +1132,8 @@ static void on_facade_done(struct pipe_job *pj, enum pipe_outcome o)
         facade_record(r, status, job_text);
     if (!c->req) {
         /* the client left: nothing answered */
+    } else if (r->streaming) {
+        facade_stream_end(r, o, job);
     } else if (job) {
         facade_answer(c, job);
     } else if (o == PIPE_RETRY) {
@@ -990,14 +1154,21 @@ static void on_facade_done(struct pipe_job *pj, enum pipe_outcome o)
     rctx_maybe_free(c);
 }
 
+/* Admitted: run the pipeline (a streamed answer begins now). */
 static void facade_go(struct facade_run *r)
 {
     struct rctx *c = r->c;
+    if (c->fr.stream)
+        facade_stream_begin(r);
     if (pipe_start(c->api->svc->pipe, &r->pj) != 0) {
         c->run = NULL;
+        if (r->streaming) {
+            facade_stream_end(r, PIPE_FAILED, NULL); /* no job error: out of memory */
+        } else {
+            http_respond_error(c->req, 500, "out_of_memory", NULL, "out of memory");
+            rctx_done(c);
+        }
         facade_run_free(r);
-        http_respond_error(c->req, 500, "out_of_memory", NULL, "out of memory");
-        rctx_done(c);
     }
 }
 
@@ -1100,12 +1271,8 @@ static void get_job(struct api *api, struct http_req *req, const char *id, int e
     if (!c)
         return;
     if (events) {
-        c->sse = 1;
+        c->sse = 1;         /* the stream starts once the job is found (sse_open) */
         c->parked = 1;
-        http_resp_header(req, "Cache-Control", "no-cache");
-        http_stream_begin(req, 200, "text/event-stream");
-        http_stream_write(req, ": briefd job events\n\n", 21);
-        uv_timer_start(&c->timer, on_sse_timer, SSE_POLL_MS, SSE_POLL_MS);
     } else if (wait > 0) {
         c->parked = 1;
         uv_timer_start(&c->timer, on_wait_timer, (uint64_t)(wait * 1000.0), 0);
@@ -1663,8 +1830,8 @@ struct api_route {
 };
 
 static const struct api_route routes[] = {
-    {"/healthz", 0, NULL, AUTH_NONE, 0, r_healthz},
-    {"/readyz", 0, NULL, AUTH_NONE, 0, r_readyz},
+    {"/healthz", 0, "GET", AUTH_NONE, 0, r_healthz},
+    {"/readyz", 0, "GET", AUTH_NONE, 0, r_readyz},
     {"/metrics", 0, "GET", AUTH_NONE, 0, r_metrics},
     {"/dashboard", 1, NULL, AUTH_NONE, 0, r_dashboard},
     {"/v1/jobs", 1, NULL, AUTH_USER, 1, r_jobs},
@@ -1724,7 +1891,7 @@ void api_stop(struct api *api, void (*cb)(void *data), void *data)
     LIST_FOR_EACH_SAFE(it, tmp, &api->list) {
         struct rctx *c = LIST_ENTRY(it, struct rctx, node);
         if (c->req) {
-            if (c->sse) {
+            if (c->sse && sse_started(c)) {
                 http_stream_end(c->req);
             } else {
                 http_resp_header(c->req, "Retry-After", "1");

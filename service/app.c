@@ -16,6 +16,7 @@
 #include "curlm.h"
 #include "hook.h"
 #include "http.h"
+#include "job.h"
 #include "log.h"
 #include "mclient.h"
 #include "pipeline.h"
@@ -225,8 +226,7 @@ static int open_http(struct app *a)
     if (rc != 0)
         return rc;
     http_limits_default(&lim);
-    /* a body holds the text plus JSON escaping (up to 6x for control characters) */
-    lim.max_body = a->svc.cfg->max_text_bytes * 2 + 65536;
+    lim.max_body = job_body_bound(a->svc.cfg->max_text_bytes); /* any encoding of a job */
     rc = http_server_start(a->svc.loop, host, port, &lim, api_handle, a->api, &a->http);
     if (rc != 0) {
         log_error("cannot listen on %s:%d: %s", host, port, bd_strerror(rc));

@@ -73,6 +73,9 @@ struct model_cfg {
     char *price_source;      /* where the prices come from (free text), or NULL */
     char *prompt_system;     /* may be "" (no system message) */
     char *prompt_user;       /* template with {text} {draft} {max_words} {instructions} */
+    char *prompt_direct;     /* models.refine: the user message when it writes the brief from
+                                the document alone (pre-routing); NULL elsewhere by default */
+    int max_concurrency;     /* calls in flight to this model across all processes, 0 = no cap */
 };
 
 struct bd_config {

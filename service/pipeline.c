@@ -14,6 +14,7 @@
 #include "config.h"
 #include "jsonx.h"
 #include "log.h"
+#include "slots.h"
 #include "stats.h"
 #include "store.h"
 #include "svc.h"
@@ -22,6 +23,7 @@
 #define TICK_MS 100
 #define GUARD_REFRESH_MS 1000   /* guard figures are re-read this often... */
 #define GUARD_STALE_MS 30000    /* ...and not used once this old (then guards do not hold) */
+#define LISTEN_REASK_MS 250     /* a streamed refinement nobody listens to asks again this often */
 #define STALL_MS 1000           /* a loop iteration this late means the process was stalled */
 
 struct pipeline {
@@ -32,6 +34,7 @@ struct pipeline {
     struct gate *gate;          /* the cache's and the tenants' per-process state */
     struct breaker draft_br;    /* circuit breakers of this process, per model */
     struct breaker refine_br;
+    struct slots *slots;        /* model call slots (max_concurrency) */
     struct {                    /* the guards' figures, read from the shared statistics */
         int valid, fetching;
         uint64_t at_ms;
@@ -39,6 +42,12 @@ struct pipeline {
     } guard;
     void (*close_cb)(void *);
     void *close_data;
+};
+
+/* A question to the store: does anyone listen to this job's text? */
+struct listen_op {
+    struct pipe_job *j;         /* NULL once the job stopped waiting (canceled, ended) */
+    int gate;                   /* the call waits for the answer */
 };
 
 static double ms_since(uint64_t t0) { return (double)(uv_hrtime() - t0) / 1e6; }
@@ -106,6 +115,10 @@ int pipeline_new(struct svc *svc, struct pipeline **out)
         return BD_ENOMEM;
     }
     p->svc = svc;
+    if (slots_new(svc->loop, svc->store, svc->instance, &p->slots) != 0) {
+        free(p);
+        return BD_ENOMEM;
+    }
     uv_timer_init(svc->loop, &p->tick);
     p->tick.data = p;
     uv_timer_start(&p->tick, on_tick, TICK_MS, TICK_MS);
@@ -128,6 +141,7 @@ void pipeline_close(struct pipeline *p, void (*cb)(void *data), void *data)
 {
     p->close_cb = cb;
     p->close_data = data;
+    slots_close(p->slots);
     uv_timer_stop(&p->tick);
     uv_close((uv_handle_t *)&p->tick, on_tick_closed);
 }
@@ -171,6 +185,10 @@ static void gate_done(struct pipe_job *j, enum pipe_outcome o)
 
 static void finish(struct pipe_job *j, enum pipe_outcome o)
 {
+    if (j->listen) { /* a listen question still out: its answer finds no job */
+        j->listen->j = NULL;
+        j->listen = NULL;
+    }
     if (o == PIPE_SUCCEEDED || o == PIPE_FAILED)
         j->acct.total_ms = (j->acct.queue_ms > 0 ? j->acct.queue_ms : 0) + ms_since(j->t_start);
     acct_price(&j->acct, &j->cfg->draft, &j->cfg->refine);
@@ -187,18 +205,58 @@ static void fail(struct pipe_job *j, cJSON *error)
 
 /* --- model calls --- */
 
-static int call_model(struct pipe_job *j, const struct model_cfg *m, const char *draft,
-                      mc_cb cb)
+/* Pass text on: text[0..len) is the brief served so far (what went out is a prefix of it). */
+static void emit(struct pipe_job *j, const char *text, size_t len)
 {
-    char *user = job_render_prompt(m->prompt_user, j->req, draft);
+    if (!j->text_on || j->text_broken || len <= j->text_sent)
+        return;
+    sbuf_add(&j->sent, text + j->text_sent, len - j->text_sent);
+    j->on_text(j, text + j->text_sent, len - j->text_sent);
+    j->text_sent = len;
+}
+
+/* The final text of a streamed stage: the rest goes out, unless it is not what went out. */
+static void emit_final(struct pipe_job *j, const char *text)
+{
+    size_t len = strlen(text);
+    if (j->text_sent > 0 &&
+        (len < j->text_sent || memcmp(text, j->sent.p, j->text_sent) != 0)) {
+        j->text_broken = 1;
+        log_warn("the refine model's final text differs from what it streamed (%zu bytes "
+                 "went out)", j->text_sent);
+        return;
+    }
+    emit(j, text, len);
+}
+
+static int ask_listening(struct pipe_job *j, int gate);
+
+/* Streamed text of a call. A job with listen_id that nobody listened to when the call began
+ * asks again now and then while it streams (a client may open its events late); once someone
+ * listens, the text so far goes out with the next piece. */
+static void on_call_text(struct mc_call *c, const char *text, size_t len)
+{
+    struct pipe_job *j = c->data;
+    if (!j->text_on && j->listen_id && !j->listen &&
+        uv_now(j->p->svc->loop) - j->listen_at >= LISTEN_REASK_MS)
+        ask_listening(j, 0);
+    emit(j, text, len);
+}
+
+/* Start the call j->next_m (template next_tmpl, with the draft if any). */
+static int call_model(struct pipe_job *j)
+{
+    const struct model_cfg *m = j->next_m;
+    char *user = job_render_prompt(j->next_tmpl, j->req, j->draft);
     size_t ulen;
+    int stream = m->stream || j->text_on || j->text_maybe;
     if (!user)
         return BD_ENOMEM;
     ulen = strlen(user) + (m->prompt_system ? strlen(m->prompt_system) : 0);
     free(j->body);
     free(j->url);
     j->body = oai_build_request(m->name, m->prompt_system, user, m->max_tokens, m->temperature,
-                                m->stream, m->logprobs);
+                                stream, m->logprobs);
     free(user);
     j->url = config_model_url(m, "/chat/completions");
     if (!j->body || !j->url)
@@ -208,10 +266,112 @@ static int call_model(struct pipe_job *j, const struct model_cfg *m, const char 
     j->call.url = j->url;
     j->call.body = j->body;
     config_model_call(&j->call, m);
+    j->call.stream = stream;
+    j->call.on_text = j->text_on || j->text_maybe ? on_call_text : NULL;
     j->call.prompt_chars = ulen;
     j->call.deadline_ms = j->deadline_ms;
     j->t_stage = uv_hrtime();
-    return mc_call_start(j->p->svc->mc, &j->call, cb);
+    return mc_call_start(j->p->svc->mc, &j->call, j->next_cb);
+}
+
+/* --- waiting before a call: a slot (max_concurrency), whether anyone listens --- */
+
+
+/* The model server a slot is counted against: its base_url and model name. */
+static void server_key(const struct model_cfg *m, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s|%s", m->base_url, m->name);
+}
+
+static void start_failed(struct pipe_job *j, int rc);
+
+/* Every wait is over: start the call (or end the job if the deadline passed meanwhile). */
+static int go(struct pipe_job *j)
+{
+    if (j->next_m->max_concurrency > 0 && j->next_wait_ms)
+        *j->next_wait_ms = ms_since(j->t_wait);
+    if (uv_now(j->p->svc->loop) >= j->deadline_ms) {
+        slots_give(&j->slot);
+        return BD_EDEADLINE;
+    }
+    return call_model(j);
+}
+
+static void go_async(struct pipe_job *j)
+{
+    int rc = go(j);
+    if (rc != 0)
+        start_failed(j, rc);
+}
+
+static void on_slot(struct slot_wait *w, int status)
+{
+    struct pipe_job *j = w->data;
+    (void)status;
+    if (--j->waits == 0)
+        go_async(j);
+}
+
+static void on_listening(void *data, int status, int listened)
+{
+    struct listen_op *op = data;
+    struct pipe_job *j = op->j;
+    int gate = op->gate;
+    free(op);
+    if (!j)
+        return;
+    j->listen = NULL;
+    j->text_on = status == 0 && listened;
+    if (gate && --j->waits == 0)
+        go_async(j);
+}
+
+static int ask_listening(struct pipe_job *j, int gate)
+{
+    struct listen_op *op = malloc(sizeof(*op));
+    if (!op)
+        return BD_ENOMEM;
+    op->j = j;
+    op->gate = gate;
+    j->listen_at = uv_now(j->p->svc->loop);
+    if (store_listening(j->p->svc->store, j->listen_id, on_listening, op) != 0) {
+        free(op);
+        return BD_EREDIS_DOWN;
+    }
+    j->listen = op;
+    return 0;
+}
+
+/* Start a model stage: m with the user template tmpl, cb when it ends; its slot wait (if m
+ * has max_concurrency) lands in *wait_ms. stream_text: pass this stage's text on (asking
+ * whether anyone listens first, for jobs with listen_id). Returns 0, or an error if the call
+ * could not start at once (nothing awaited). */
+static int begin_call(struct pipe_job *j, const struct model_cfg *m, const char *tmpl,
+                      mc_cb cb, double *wait_ms, int stream_text)
+{
+    j->next_m = m;
+    j->next_tmpl = tmpl;
+    j->next_cb = cb;
+    j->next_wait_ms = wait_ms;
+    j->t_wait = uv_hrtime();
+    j->text_on = stream_text && j->on_text && !j->listen_id;
+    /* a pre-routed refinement starts right after the submission, likely before its events
+     * stream opens: it streams anyway, and asks again while it runs */
+    j->text_maybe = stream_text && j->on_text && j->listen_id && j->direct;
+    j->waits = 1; /* held until every question went out */
+    if (m->max_concurrency > 0) {
+        char server[2400];
+        server_key(m, server, sizeof(server));
+        j->slot.data = j;
+        if (slots_take(j->p->slots, server, m->max_concurrency, j->cfg->claim_idle_ms,
+                       (int)j->req->priority, &j->slot, on_slot) == 0)
+            j->waits++;
+    }
+    if (stream_text && j->on_text && j->listen_id && ask_listening(j, 1) == 0)
+        j->waits++;
+    if (--j->waits > 0)
+        return 0;
+    return go(j);
 }
 
 static void take_usage(struct stage_usage *u, const struct mc_call *c)
@@ -256,6 +416,7 @@ static int stage_done(struct pipe_job *j, const struct mc_call *c, int status,
                       double *busy_ms)
 {
     struct breaker *b = m == &j->cfg->draft ? &j->p->draft_br : &j->p->refine_br;
+    slots_give(&j->slot);
     *stage_ms = ms_since(j->t_stage);
     *busy_ms = c->busy_ms;
     if (status == BD_ECANCELED) {
@@ -276,6 +437,23 @@ static int stage_done(struct pipe_job *j, const struct mc_call *c, int status,
 
 /* --- refine --- */
 
+static void start_draft(struct pipe_job *j);
+
+/* The refinement did not produce the brief: keep the draft (degraded) - or, when pre-routing
+ * skipped the draft, have the draft model write it after all. */
+static void refine_failed(struct pipe_job *j)
+{
+    j->degraded = 1;
+    if (j->text_sent > 0)
+        j->text_broken = 1; /* text went out: it cannot be taken back */
+    if (!j->draft) {
+        start_draft(j);
+        return;
+    }
+    emit(j, j->draft, strlen(j->draft));
+    finish(j, PIPE_SUCCEEDED);
+}
+
 static void on_refine(struct mc_call *c, int status)
 {
     struct pipe_job *j = c->data;
@@ -288,41 +466,48 @@ static void on_refine(struct mc_call *c, int status)
         j->acct.refine_ttft_ms = c->ttft_ms;
         j->brief = strdup(c->res.content);
         j->refined = j->brief != NULL;
-        j->degraded = !j->refined;
-        if (!j->brief)
+        if (!j->brief) {
             snprintf(j->refine_err, sizeof(j->refine_err), "out of memory");
-    } else {
-        j->degraded = 1;
-        snprintf(j->refine_err, sizeof(j->refine_err), "%s (%s after %d attempts)",
-                 status == 0 ? "refine model returned an empty brief" : c->err,
-                 mc_fail_name(c->fail), c->attempts);
-        if (status != 0 && c->http_status == 0)
-            j->acct.refine.present = 0;
+            refine_failed(j);
+            return;
+        }
+        emit_final(j, j->brief);
+        finish(j, PIPE_SUCCEEDED);
+        return;
     }
-    finish(j, PIPE_SUCCEEDED);
+    snprintf(j->refine_err, sizeof(j->refine_err), "%s (%s after %d attempts)",
+             status == 0 ? "refine model returned an empty brief" : c->err,
+             mc_fail_name(c->fail), c->attempts);
+    if (status != 0 && c->http_status == 0)
+        j->acct.refine.present = 0;
+    refine_failed(j);
 }
 
-static void start_refine(struct pipe_job *j)
+/* Refine the draft (or, direct, write the brief from the document). Returns 0, or an error
+ * when it could not start (the caller decides what that means). */
+static int start_refine(struct pipe_job *j)
+{
+    const struct model_cfg *m = &j->cfg->refine;
+    if (j->on_stage)
+        j->on_stage(j, "refining");
+    return begin_call(j, m, j->direct ? m->prompt_direct : m->prompt_user, on_refine,
+                      &j->acct.refine_wait_ms, 1);
+}
+
+static void refine_or_keep(struct pipe_job *j)
 {
     const struct model_cfg *m = &j->cfg->refine;
     int rc;
     if (!breaker_allow(&j->p->refine_br, uv_now(j->p->svc->loop), m->breaker_open_ms)) {
-        j->degraded = 1;
         snprintf(j->refine_err, sizeof(j->refine_err),
                  "circuit breaker open for model '%.100s' after repeated failures; draft kept",
                  m->name);
-        finish(j, PIPE_SUCCEEDED);
+        refine_failed(j);
         return;
     }
-    if (j->on_stage)
-        j->on_stage(j, "refining");
-    rc = call_model(j, m, j->draft, on_refine);
-    if (rc != 0) {
-        j->degraded = 1;
-        snprintf(j->refine_err, sizeof(j->refine_err), "could not start refine call: %s",
-                 bd_strerror(rc));
-        finish(j, PIPE_SUCCEEDED);
-    }
+    rc = start_refine(j);
+    if (rc != 0)
+        start_failed(j, rc);
 }
 
 /* The bytes of model m's prompt for this job (system + user message), 0 on OOM. */
@@ -344,6 +529,14 @@ static double draft_cost(const struct pipe_job *j)
                       : 0;
 }
 
+/* The draft is the brief: it goes out (to a streaming client) and the job ends. */
+static void keep_draft(struct pipe_job *j)
+{
+    j->text_on = j->on_text && !j->listen_id;
+    emit(j, j->draft, strlen(j->draft));
+    finish(j, PIPE_SUCCEEDED);
+}
+
 /* The tenant's budget had no room for the refinement: keep the draft, say why. */
 static void hold_back_budget(struct pipe_job *j)
 {
@@ -351,56 +544,80 @@ static void hold_back_budget(struct pipe_job *j)
                                          j->gate.spent_usd + j->gate.others_usd +
                                              j->gate.reserved_usd + j->gate.refine_bound_usd);
     snprintf(v->detail, sizeof(v->detail), "%.199s", j->gate.detail);
-    finish(j, PIPE_SUCCEEDED);
+    keep_draft(j);
 }
 
 static void on_budget_checked(struct gate_job *gj, int ok)
 {
     struct pipe_job *j = gj->data;
     if (ok)
-        start_refine(j);
+        refine_or_keep(j);
     else
         hold_back_budget(j);
 }
 
 /* A refinement the router decided: within the tenant's budget (reserved across processes)
  * it starts; else it is held back. */
-static void refine_within_budget(struct pipe_job *j, double refine_bound)
+static void refine_within_budget(struct pipe_job *j)
 {
-    int rc = gate_refine(&j->gate, draft_cost(j), refine_bound, on_budget_checked);
+    int rc = gate_refine(&j->gate, draft_cost(j), j->refine_bound, on_budget_checked);
     if (rc == 0)
-        start_refine(j);
+        refine_or_keep(j);
     else if (rc < 0)
         hold_back_budget(j);
 }
 
 /* --- draft and route --- */
 
-static void route(struct pipe_job *j)
+/* The guards' figures: the process's (if fresh) and the job's tenant's (gate.h), or NULL. */
+static struct guard_input *all_figures(struct pipe_job *j, struct guard_input *g)
 {
-    struct guard_input g, *gi;
-    struct route_input in;
-    uint64_t t0;
-    double refine_bound = 0;
-    job_route_input(j->req, j->draft, &j->lp, j->draft_truncated, &in);
-    if (j->gate.lim && j->gate.lim->daily_budget_usd >= 0)
-        refine_bound = acct_cost_bound(&j->cfg->refine,
-                                       prompt_bytes(&j->cfg->refine, j->req, j->draft));
-    t0 = uv_hrtime();
-    gi = (struct guard_input *)guard_figures(j->p, &g);
+    struct guard_input *gi = (struct guard_input *)guard_figures(j->p, g);
     if (!gi && j->gate.lim) {
-        memset(&g, 0, sizeof(g)); /* the tenant's figures alone */
-        gi = &g;
+        memset(g, 0, sizeof(*g)); /* the tenant's figures alone */
+        gi = g;
     }
     if (gi)
-        gate_guard_input(&j->gate, draft_cost(j), refine_bound, gi);
-    router_decide(j->cfg->router, &in, gi, &j->route);
+        gate_guard_input(&j->gate, draft_cost(j), j->refine_bound, gi);
+    return gi;
+}
+
+static void route(struct pipe_job *j)
+{
+    struct guard_input g;
+    struct route_input in;
+    uint64_t t0;
+    job_route_input(j->req, j->draft, &j->lp, j->draft_truncated, &in);
+    if (j->gate.lim && j->gate.lim->daily_budget_usd >= 0)
+        j->refine_bound = acct_cost_bound(&j->cfg->refine, prompt_bytes(&j->cfg->refine,
+                                                                        j->req, j->draft));
+    t0 = uv_hrtime();
+    router_decide(j->cfg->router, &in, all_figures(j, &g), &j->route);
     j->acct.route_ms = ms_since(t0);
     j->routed = 1;
-    if (j->route.refine)
-        refine_within_budget(j, refine_bound);
-    else
-        finish(j, PIPE_SUCCEEDED);
+}
+
+/* Pre-routing: 1 when the input alone decided a refinement (route filled), else 0. Only
+ * while the refine model's breaker lets calls through (else the draft is the way). */
+static int pre_route(struct pipe_job *j)
+{
+    struct guard_input g;
+    struct route_input in;
+    struct lp_summary none;
+    uint64_t t0;
+    if (!router_pre_route(j->cfg->router) ||
+        !breaker_would_allow(&j->p->refine_br, j->t_loop, j->cfg->refine.breaker_open_ms))
+        return 0;
+    memset(&none, 0, sizeof(none));
+    job_route_input(j->req, NULL, &none, 0, &in);
+    t0 = uv_hrtime();
+    if (!router_pre_decide(j->cfg->router, &in, all_figures(j, &g), &j->route) ||
+        !j->route.refine)
+        return 0;
+    j->acct.route_ms = ms_since(t0);
+    j->routed = 1;
+    j->direct = 1;
+    return 1;
 }
 
 /* Is the model out (unreachable, overloaded, timing out) rather than refusing this job
@@ -450,7 +667,49 @@ static void on_draft(struct mc_call *c, int status)
     }
     j->draft_truncated = c->res.truncated;
     lp_summarize(c->res.logprobs, c->res.has_logprobs ? c->res.n_logprobs : 0, &j->lp);
+    if (j->direct) { /* the direct refinement failed: the draft is the brief */
+        emit(j, j->draft, strlen(j->draft));
+        finish(j, PIPE_SUCCEEDED);
+        return;
+    }
     route(j);
+    if (j->route.refine)
+        refine_within_budget(j);
+    else
+        keep_draft(j);
+}
+
+static int begin_draft(struct pipe_job *j)
+{
+    if (!breaker_allow(&j->p->draft_br, uv_now(j->p->svc->loop), j->cfg->draft.breaker_open_ms))
+        return BD_ECIRCUIT_OPEN; /* the draft model is out: the job waits */
+    return begin_call(j, &j->cfg->draft, j->cfg->draft.prompt_user, on_draft,
+                      &j->acct.draft_wait_ms, 0);
+}
+
+/* The draft after a direct refinement failed. */
+static void start_draft(struct pipe_job *j)
+{
+    int rc = begin_draft(j);
+    if (rc == BD_ECIRCUIT_OPEN)
+        finish(j, PIPE_RETRY);
+    else if (rc != 0)
+        start_failed(j, rc);
+}
+
+/* A call that could not start once its waits were over (or at once). */
+static void start_failed(struct pipe_job *j, int rc)
+{
+    if (j->next_cb == on_refine) {
+        snprintf(j->refine_err, sizeof(j->refine_err), "could not start refine call: %s",
+                 rc == BD_EDEADLINE ? "deadline reached waiting for a slot" : bd_strerror(rc));
+        refine_failed(j);
+    } else if (rc == BD_EDEADLINE) {
+        finish(j, PIPE_RETRY); /* the model was busy for the whole deadline: try later */
+    } else {
+        fail(j, make_error("draft_failed", "could not start the draft call: %s",
+                           bd_strerror(rc)));
+    }
 }
 
 /* on_done never runs from inside pipe_start: a job that cannot start ends on the next loop
@@ -481,27 +740,50 @@ static int defer(struct pipe_job *j, cJSON *error)
     return 0;
 }
 
-static int start_draft(struct pipe_job *j)
+/* The models' part: a pre-routed refinement from the document, or the draft. Returns 0
+ * (the job ends later, never from inside this call) or BD_ENOMEM. */
+static int begin_models(struct pipe_job *j)
 {
-    int rc = call_model(j, &j->cfg->draft, NULL, on_draft);
+    int rc;
+    if (pre_route(j)) {
+        rc = start_refine(j);
+        if (rc == 0)
+            return 0;
+        j->direct = 0; /* could not even start: the draft decides */
+        j->routed = 0;
+        j->acct.route_ms = j->acct.refine_wait_ms = -1;
+    }
+    rc = begin_draft(j);
+    if (rc == BD_ECIRCUIT_OPEN || rc == BD_EDEADLINE)
+        return defer(j, NULL); /* the draft model is out: the job waits */
     if (rc != 0)
         return defer(j, make_error("draft_failed", "could not start the draft call: %s",
                                    bd_strerror(rc)));
     return 0;
 }
 
-/* The gate's verdict before the draft (gate.h). */
+/* A copy of an earlier result is the brief: it goes out and the job ends. */
+static void serve_cached(struct pipe_job *j)
+{
+    const cJSON *b = cJSON_GetObjectItemCaseSensitive(j->gate.cached_result, "brief");
+    j->text_on = j->on_text && !j->listen_id;
+    if (cJSON_IsString(b))
+        emit(j, b->valuestring, strlen(b->valuestring));
+    finish(j, PIPE_SUCCEEDED);
+}
+
+/* The gate's verdict before the models (gate.h). */
 static void on_gate(struct gate_job *gj, enum gate_verdict v)
 {
     struct pipe_job *j = gj->data;
     cJSON *e;
     switch (v) {
     case GATE_RUN:
-        if (start_draft(j) != 0)
+        if (begin_models(j) != 0)
             fail(j, make_error("internal", "%s", "out of memory"));
         break;
     case GATE_CACHED:
-        finish(j, PIPE_SUCCEEDED);
+        serve_cached(j);
         break;
     case GATE_REFUSED:
         e = make_error("tenant_budget_exhausted", "%s", gj->refusal);
@@ -514,12 +796,22 @@ static void on_gate(struct gate_job *gj, enum gate_verdict v)
     }
 }
 
-/* An upper bound of the draft's cost, for a tenant's budget reservation. */
+/* An upper bound of the first model call's cost, for a tenant's budget reservation: the
+ * draft's, plus a direct refinement's when pre-routing may skip the draft. */
 static double draft_bound(const struct pipe_job *j)
 {
+    const struct model_cfg *r = &j->cfg->refine;
+    double b;
     if (!j->cfg->tenants)
         return 0;
-    return acct_cost_bound(&j->cfg->draft, prompt_bytes(&j->cfg->draft, j->req, NULL));
+    b = acct_cost_bound(&j->cfg->draft, prompt_bytes(&j->cfg->draft, j->req, NULL));
+    if (router_pre_route(j->cfg->router)) {
+        char *user = job_render_prompt(r->prompt_direct, j->req, NULL);
+        size_t n = user ? strlen(user) + (r->prompt_system ? strlen(r->prompt_system) : 0) : 0;
+        free(user);
+        b += acct_cost_bound(r, n);
+    }
+    return b;
 }
 
 int pipe_start(struct pipeline *p, struct pipe_job *j)
@@ -532,8 +824,6 @@ int pipe_start(struct pipeline *p, struct pipe_job *j)
     j->t_start = uv_hrtime();
     j->t_loop = uv_now(p->svc->loop);
     j->deadline_ms = j->t_loop + (uint64_t)j->cfg->job_timeout_ms;
-    if (!breaker_allow(&p->draft_br, j->t_loop, j->cfg->draft.breaker_open_ms))
-        return defer(j, NULL); /* the draft model is out: the job waits */
     j->gate.g = p->gate;
     j->gate.cfg = j->cfg;
     j->gate.req = j->req;
@@ -542,7 +832,7 @@ int pipe_start(struct pipeline *p, struct pipe_job *j)
     rc = gate_begin(&j->gate, draft_bound(j), on_gate);
     if (rc < 0)
         return defer(j, NULL); /* Redis is out: the job waits */
-    return rc == 1 ? 0 : start_draft(j);
+    return rc == 1 ? 0 : begin_models(j);
 }
 
 void pipe_cancel(struct pipe_job *j)
@@ -550,24 +840,37 @@ void pipe_cancel(struct pipe_job *j)
     if (gate_busy(&j->gate)) {
         gate_cancel(&j->gate);
         finish(j, PIPE_CANCELED);
-    } else if (pipe_busy(j)) {
-        mc_call_cancel(&j->call);
+        return;
     }
+    if (j->waits > 0) {
+        slots_give(&j->slot);
+        if (j->listen)
+            j->listen->j = NULL;
+        j->listen = NULL;
+        j->waits = 0;
+        finish(j, PIPE_CANCELED);
+        return;
+    }
+    if (pipe_busy(j))
+        mc_call_cancel(&j->call);
 }
 
 int pipe_busy(const struct pipe_job *j)
 {
-    return j->call.att != NULL || j->call.backoff != NULL || gate_busy(&j->gate);
+    return j->waits > 0 || j->call.att != NULL || j->call.backoff != NULL ||
+           gate_busy(&j->gate);
 }
 
 void pipe_job_free(struct pipe_job *j)
 {
     gate_job_free(&j->gate);
+    slots_give(&j->slot);
     mc_call_reset(&j->call);
     free(j->url);
     free(j->body);
     free(j->draft);
     free(j->brief);
+    free(sbuf_take(&j->sent));
     cJSON_Delete(j->error);
     j->url = j->body = j->draft = j->brief = NULL;
     j->error = NULL;
@@ -583,7 +886,10 @@ static cJSON *result_json(const struct pipe_job *j)
     cJSON_AddStringToObject(r, "model", j->refined ? j->cfg->refine.name : j->cfg->draft.name);
     cJSON_AddBoolToObject(r, "refined", j->refined);
     cJSON_AddBoolToObject(r, "degraded", j->degraded);
-    cJSON_AddStringToObject(r, "draft", j->draft ? j->draft : "");
+    if (j->draft)
+        cJSON_AddStringToObject(r, "draft", j->draft);
+    else
+        cJSON_AddNullToObject(r, "draft"); /* pre-routed: the refine model wrote from the text */
     if (j->degraded)
         cJSON_AddStringToObject(r, "refine_error", j->refine_err);
     return r;
@@ -634,7 +940,7 @@ cJSON *pipe_out_json(const struct pipe_job *j, const char *status)
     if (j->error)
         cJSON_AddItemToObject(out, "error", cJSON_Duplicate(j->error, 1));
     cJSON_AddStringToObject(out, "config_version", j->cfg->version);
-    if (j->draft)
+    if (j->draft || j->brief)
         cJSON_AddItemToObject(out, "signals", signals_json(j));
     return out;
 }

@@ -373,6 +373,30 @@ class Cache(Stack):
         self.assertTrue(d["cached"])
         self.assertEqual(d["cached_from"], c["id"])
 
+    def test_facade_hits(self):
+        from test_streaming import chunks, facade_stream, final_chunk
+        text = TEXT + " facade-cache"
+        body = {"model": "briefd-hybrid", "messages": [{"role": "user", "content": text}]}
+        st, first, _ = self.briefd.request("POST", "/v1/chat/completions", body)
+        self.assertEqual(st, 200, first)
+        self.assertFalse(first["briefd"]["cached"])
+        calls = self.sim_calls()
+        st, hit, _ = self.briefd.request("POST", "/v1/chat/completions", body)
+        self.assertEqual(st, 200, hit)
+        self.assertTrue(hit["briefd"]["cached"], hit["briefd"])
+        self.assertEqual(hit["briefd"]["cached_from"], first["briefd"]["job_id"])
+        self.assertEqual(hit["choices"][0]["message"]["content"],
+                         first["choices"][0]["message"]["content"])
+        self.assertEqual(hit["briefd"]["cost_usd"]["total"], 0)
+        # streamed: the copy's text goes out as content chunks
+        st, events = facade_stream(self.briefd.port, text)
+        self.assertEqual(st, 200, events)
+        streamed = "".join(c["choices"][0]["delta"].get("content", "")
+                           for _, c in chunks(events) if c.get("choices"))
+        self.assertEqual(streamed, first["choices"][0]["message"]["content"])
+        self.assertTrue(final_chunk(events)["briefd"]["cached"])
+        self.assertEqual(self.sim_calls(), calls)
+
     def test_concurrent_duplicates_call_the_models_once(self):
         marker = "single-flight-%d" % os.getpid()
         # the draft of this document takes a while, so the duplicates overlap it
