@@ -1465,6 +1465,8 @@ static int add_tenant_limits(struct rctx *c, cJSON *stats)
         return 0;
     cJSON_ArrayForEach(g, groups) {
         const struct tenant_limits *l = tenant_limits_of(t, g->string, NULL);
+        if (strcmp(g->string, "(other)") == 0)
+            continue; /* many tenants counted together: no limits of its own */
         cJSON_AddItemToObject(g, "limits", tenant_limits_json(l));
         if (l && l->daily_budget_usd >= 0 && n < STORE_SPEND_MAX)
             ids[n++] = g->string;
