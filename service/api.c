@@ -671,6 +671,14 @@ static void on_submitted(void *data, int status, enum store_submit_rc rc, long d
     (void)depth;
     if (!rctx_reply(c))
         return;
+    if (status == BD_EREPLICATION) {
+        http_resp_header(c->req, "Retry-After", "1");
+        http_respond_error(c->req, 503, "replication_timeout", NULL,
+                           "the job was written but fewer than redis.min_replicas_acked replicas "
+                           "acknowledged it in time; retry with the same Idempotency-Key");
+        rctx_done(c);
+        return;
+    }
     if (status != 0) {
         respond_redis_down(c->req);
         rctx_done(c);
@@ -1289,6 +1297,12 @@ static void get_health(struct api *api, struct http_req *req, int ready)
     int ok = !ready || (redis_ok && api->svc->cfg && !api->svc->stopping);
     cJSON_AddStringToObject(o, "status", ok ? "ok" : "unavailable");
     if (ready) {
+        int port = 0;
+        const char *via = "url", *host = store_primary(api->svc->store, &port, &via);
+        cJSON *p = cJSON_AddObjectToObject(o, "redis_primary");
+        cJSON_AddStringToObject(p, "host", host);
+        cJSON_AddNumberToObject(p, "port", port);
+        cJSON_AddStringToObject(p, "via", via);
         cJSON_AddBoolToObject(o, "redis", redis_ok);
         cJSON_AddStringToObject(o, "config_version", api->svc->cfg->version);
         cJSON_AddBoolToObject(o, "stopping", api->svc->stopping);

@@ -42,6 +42,7 @@ struct pipeline {
     } guard;
     void (*close_cb)(void *);
     void *close_data;
+    int closing;                /* freed once the tick is closed and no guard fetch is out */
 };
 
 /* A question to the store: does anyone listen to this job's text? */
@@ -49,6 +50,7 @@ struct listen_op {
     struct pipe_job *j;         /* NULL once the job stopped waiting (canceled, ended) */
     int gate;                   /* the call waits for the answer */
 };
+static void maybe_free(struct pipeline *p);
 
 static double ms_since(uint64_t t0) { return (double)(uv_hrtime() - t0) / 1e6; }
 
@@ -59,6 +61,10 @@ static void on_guard_figures(void *data, int status, double decided, double refi
 {
     struct pipeline *p = data;
     p->guard.fetching = 0;
+    if (p->closing) {
+        maybe_free(p);
+        return;
+    }
     if (status != 0)
         return;
     p->guard.valid = 1;
@@ -126,21 +132,30 @@ int pipeline_new(struct svc *svc, struct pipeline **out)
     return 0;
 }
 
-static void on_tick_closed(uv_handle_t *h)
+static void maybe_free(struct pipeline *p)
 {
-    struct pipeline *p = h->data;
     void (*cb)(void *) = p->close_cb;
     void *data = p->close_data;
+    if (p->closing < 2 || p->guard.fetching)
+        return; /* the tick is not closed yet, or a guard fetch will still call back */
     gate_free(p->gate);
     free(p);
     if (cb)
         cb(data);
 }
 
+static void on_tick_closed(uv_handle_t *h)
+{
+    struct pipeline *p = h->data;
+    p->closing = 2;
+    maybe_free(p);
+}
+
 void pipeline_close(struct pipeline *p, void (*cb)(void *data), void *data)
 {
     p->close_cb = cb;
     p->close_data = data;
+    p->closing = 1;
     slots_close(p->slots);
     uv_timer_stop(&p->tick);
     uv_close((uv_handle_t *)&p->tick, on_tick_closed);
