@@ -155,6 +155,31 @@ class RateLimit(Multi):
             self.assertEqual(done["tenant"], "acme")
 
 
+class AckedTenantSubmits(Stack):
+    """With redis.min_replicas_acked, a tenant's admitted submission is on the replica when
+    it is answered 202 (the tenant script goes through the acknowledged connection), and a
+    refusal is a 429, not a replication timeout."""
+    config_over = {"redis": {"min_replicas_acked": 1, "replica_ack_timeout_ms": 500},
+                   "tenants": {"by_id": {"acme": {"jobs_per_minute": 3}}}}
+
+    @classmethod
+    def setUpClass(cls):
+        from ha_harness import SentinelSet
+        cls.redis_factory = SentinelSet
+        super().setUpClass()
+
+    def test_admitted_then_refused(self):
+        from harness import job_record
+        replica, prefix = self.redis.nodes[1], self.briefd.config["redis"]["prefix"]
+        res = [self.briefd.post_job({"text": TEXT + " acked %d" % i,
+                                     "metadata": {"tenant": "acme"}}) for i in range(5)]
+        self.assertEqual([st for st, _, _ in res], [202, 202, 202, 429, 429], res)
+        for st, job, _ in res[:3]:
+            self.assertIsNotNone(job_record(replica, prefix, job["id"]), job["id"])
+        self.assertEqual(res[3][1]["error"]["code"], "tenant_rate_limited")
+        self.assertEqual(replica.cmd("ZCARD", rkey(prefix, "tenant:rate:acme")), 3)
+
+
 class Budget(Multi):
     """A tenant's daily budget: refinements are held back (guard:tenant_budget) once they
     could pass it, then new jobs are refused (429 tenant_budget_exhausted); spend never passes
