@@ -105,6 +105,8 @@ static void job_fields(struct stats_delta *i, const struct stats_job *j)
     }
     inc(i, "refined", j->refined);
     inc(i, "degraded", j->degraded);
+    inc(i, "cached", j->cached);
+    inc(i, "cache_miss", j->cache_miss);
     inc(i, "cost_draft_p", pico(a->cost_draft));
     inc(i, "cost_refine_p", pico(a->cost_refine));
     incf(i, "cost_p:", j->draft_model, "", pico(a->cost_draft));
@@ -132,8 +134,7 @@ static void job_fields(struct stats_delta *i, const struct stats_job *j)
         add_latency(i, acct_stage_names[k], acct_stage_ms(a, k));
 }
 
-/* A dimension value as a label-safe group name: printable, no spaces or colons, bounded. */
-static void label_safe(const char *value, char *out, size_t len)
+void stats_label(const char *value, char *out, size_t len)
 {
     size_t n = 0;
     for (const char *p = value ? value : ""; *p && n < 64 && n + 1 < len; p++)
@@ -145,8 +146,8 @@ int stats_delta_of(const struct stats_job *j, struct stats_delta *out)
 {
     memset(out, 0, sizeof(*out));
     job_fields(out, j);
-    label_safe(j->source, out->source, sizeof(out->source));
-    label_safe(j->tenant, out->tenant, sizeof(out->tenant));
+    stats_label(j->source, out->source, sizeof(out->source));
+    stats_label(j->tenant, out->tenant, sizeof(out->tenant));
     out->at_ms = j->finished_ms;
     return out->dropped ? BD_ETOOBIG : 0;
 }
@@ -293,6 +294,16 @@ static void add_breakdowns(cJSON *obj, const cJSON *m)
     }
 }
 
+/* "cache": exact-cache hits, misses (lookups that ran the models) and the hit rate. */
+static void add_cache(cJSON *obj, const cJSON *m)
+{
+    double hits = num(m, "cached"), misses = num(m, "cache_miss");
+    cJSON *c = cJSON_AddObjectToObject(obj, "cache");
+    cJSON_AddNumberToObject(c, "hits", hits);
+    cJSON_AddNumberToObject(c, "misses", misses);
+    jsonx_add_number(c, "hit_rate", hits + misses > 0 ? hits / (hits + misses) : NAN);
+}
+
 static void add_figures(cJSON *obj, const cJSON *m, const cJSON *ratio_from)
 {
     double jobs = num(m, "jobs"), cd = num(m, "cost_draft_p"), cr = num(m, "cost_refine_p");
@@ -315,6 +326,7 @@ static void add_figures(cJSON *obj, const cJSON *m, const cJSON *ratio_from)
     jsonx_add_number(cf, "savings_vs_all_refine", isnan(allr) || allr <= 0
                                                       ? NAN
                                                       : 1.0 - (cd + cr) / allr);
+    add_cache(obj, m);
     add_latency_json(obj, m);
     add_breakdowns(obj, m);
 }
@@ -508,6 +520,12 @@ char *stats_metrics_text(const cJSON *m, double depth, double pending)
     metric_head(&t, "briefd_degraded_total", "counter",
                 "Jobs that kept their draft because refinement failed.");
     sbuf_printf(&t, "briefd_degraded_total %.17g\n", num(m, "degraded"));
+    metric_head(&t, "briefd_cache_hits_total", "counter",
+                "Jobs answered from the exact cache (no model call).");
+    sbuf_printf(&t, "briefd_cache_hits_total %.17g\n", num(m, "cached"));
+    metric_head(&t, "briefd_cache_misses_total", "counter",
+                "Jobs looked up in the exact cache and not found (the models ran).");
+    sbuf_printf(&t, "briefd_cache_misses_total %.17g\n", num(m, "cache_miss"));
     metric_head(&t, "briefd_policy_votes_total", "counter", "Verdicts by policy (and guard).");
     metric_pairs(&t, m, "vote:", "briefd_policy_votes_total", "policy", "verdict", NULL);
     metric_histograms(&t, m);
