@@ -6,11 +6,15 @@
   var DEFAULT_WINDOW = 3600;
   var REFRESH_MS = 10000;
   var KEY_STORE = 'briefd.apiKey';
-  var STAGES = ['queue', 'draft', 'draft_ttft', 'refine', 'refine_ttft', 'total'];
+  var STAGES = ['queue', 'draft_wait', 'draft', 'draft_ttft', 'refine_wait', 'refine',
+                'refine_ttft', 'total'];
   var STAGE_LABELS = {
-    queue: 'Queue', draft: 'Draft', draft_ttft: 'Draft TTFT', refine: 'Refine',
-    refine_ttft: 'Refine TTFT', total: 'Total'
+    queue: 'Queue', draft_wait: 'Draft slot wait', draft: 'Draft', draft_ttft: 'Draft TTFT',
+    refine_wait: 'Refine slot wait', refine: 'Refine', refine_ttft: 'Refine TTFT', total: 'Total'
   };
+  /* the slot waits exist only with models.X.max_concurrency: in the table when they have
+     samples, never in the chart */
+  var CHART_STAGES = STAGES.filter(function (s) { return !/_wait$/.test(s); });
   var COLORS = {
     blue: '#2563eb', blueSoft: 'rgba(37, 99, 235, 0.12)', gray: '#98a2b3',
     graySoft: 'rgba(152, 162, 179, 0.35)', orange: '#e8590c',
@@ -236,6 +240,11 @@
 
     setFigure('degraded', fmtInt(s.degraded), num(s.degraded));
     $('degraded-tile').className = 'tile' + (s.degraded > 0 ? ' warn' : '');
+    var cache = s.cache || {};
+    var lookups = (num(cache.hits) || 0) + (num(cache.misses) || 0);
+    setFigure('cache-hit-rate', fmtPct(cache.hit_rate), num(cache.hit_rate));
+    setText('cache-sub', lookups ? fmtInt(cache.hits) + ' of ' + fmtInt(lookups) + ' lookups' : 'no lookups (cache off?)');
+
     setFigure('failed', fmtInt(s.failed), num(s.failed));
     setText('failed-sub', jobs ? fmtPct(s.failed / jobs) + ' of jobs' : '\u00a0');
     $('failed-tile').className = 'tile' + (s.failed > 0 ? ' bad' : '');
@@ -245,6 +254,8 @@
     var tbody = tbodyOf('latency-table');
     STAGES.forEach(function (stage) {
       var e = lat[stage] || {};
+      if (/_wait$/.test(stage) && !lat[stage])
+        return;
       var tr = document.createElement('tr');
       tr.setAttribute('data-testid', 'latency-row');
       tr.setAttribute('data-key', stage);
@@ -257,14 +268,26 @@
     });
   }
 
-  function renderGroups(id, rowId, groups) {
+  /* A tenant's limits (docs/CONFIG.md#tenants) in a few words; a dash when it has none. */
+  function fmtLimits(l) {
+    var parts = [];
+    if (!l) return '—';
+    if (isNum(l.jobs_per_minute)) parts.push(fmtInt(l.jobs_per_minute) + '/min');
+    if (isNum(l.daily_budget_usd)) parts.push(fmtUSD(l.daily_budget_usd) + '/day');
+    if (isNum(l.max_refine_rate)) parts.push('refine ≤ ' + fmtPct(l.max_refine_rate));
+    return parts.length ? parts.join(' · ') : '—';
+  }
+
+  /* withLimits: the tenants' table, with each tenant's limits and what is left of its
+   * budget today. */
+  function renderGroups(id, rowId, groups, withLimits) {
     var tbody = tbodyOf(id);
     var names = Object.keys(groups || {});
     names.sort(function (a, b) {
       return ((groups[b] && groups[b].jobs) || 0) - ((groups[a] && groups[a].jobs) || 0) || (a < b ? -1 : 1);
     });
     if (!names.length) {
-      emptyRow(tbody, 7, 'no jobs in this window');
+      emptyRow(tbody, withLimits ? 9 : 7, 'no jobs in this window');
       return;
     }
     names.forEach(function (name) {
@@ -281,6 +304,10 @@
       tr.appendChild(cell(fmtUSD(cost.total), 'n num', 'cost_total', num(cost.total)));
       tr.appendChild(cell(fmtPct(cf.savings_vs_all_refine), 'n num', 'savings', num(cf.savings_vs_all_refine)));
       tr.appendChild(cell(fmtInt(g.failed), 'n num', 'failed', num(g.failed)));
+      if (withLimits) {
+        tr.appendChild(cell(fmtLimits(g.limits), null, 'limits'));
+        tr.appendChild(cell(fmtUSD(g.remaining_budget_usd), 'n num', 'budget_left', num(g.remaining_budget_usd)));
+      }
       tbody.appendChild(tr);
     });
   }
@@ -408,7 +435,7 @@
     lat.plugins.tooltip = { callbacks: { label: function (c) { return c.dataset.label + ': ' + fmtMs(c.parsed.y) + ' ms'; } } };
     state.charts.latency = new Chart($('chart-latency'), {
       type: 'bar',
-      data: { labels: STAGES.map(function (s) { return STAGE_LABELS[s]; }), datasets: [
+      data: { labels: CHART_STAGES.map(function (s) { return STAGE_LABELS[s]; }), datasets: [
         { label: 'p50', data: [], backgroundColor: COLORS.p50 },
         { label: 'p95', data: [], backgroundColor: COLORS.p95 },
         { label: 'p99', data: [], backgroundColor: COLORS.p99 }
@@ -474,7 +501,7 @@
     var lat = s.latency_ms || {};
     var l = state.charts.latency;
     ['p50', 'p95', 'p99'].forEach(function (p, i) {
-      l.data.datasets[i].data = STAGES.map(function (st) { return positive(get(lat, [st, p])); });
+      l.data.datasets[i].data = CHART_STAGES.map(function (st) { return positive(get(lat, [st, p])); });
     });
     l.update('none');
     setText('step-label', 'per ' + fmtStep(num(s.step_s) || step));
@@ -485,7 +512,7 @@
     renderCharts(main, step);
     renderLatencyTable(main.latency_ms || {});
     renderGroups('by-source', 'source-row', main.groups);
-    renderGroups('by-tenant', 'tenant-row', tenants.groups);
+    renderGroups('by-tenant', 'tenant-row', tenants.groups, true);
     renderPolicies(main.by_policy, num(main.jobs));
     renderTokens(main.tokens);
   }
