@@ -31,6 +31,7 @@
 #include "router.h"
 
 struct cJSON;
+struct model_cfg;
 struct pipeline;
 struct stats_delta;
 struct svc;
@@ -50,6 +51,11 @@ struct pipe_job {
     double queue_ms;                /* time spent queued before (negative: none) */
     pipe_done_cb on_done;
     pipe_stage_cb on_stage;
+    char *request_id;               /* sent upstream as X-Request-Id, or NULL */
+    char *traceparent;              /* the caller's trace context (trace.h: version 00), or
+                                       NULL; each call is a new span of it */
+    char *tracestate;               /* passed along with it, or NULL (pipe_trace_meta sets
+                                       all three; pipe_job_free frees them) */
     /* results */
     struct job_acct acct;
     struct route_result route;
@@ -60,11 +66,15 @@ struct pipe_job {
     char *brief;                    /* the refined brief, or NULL */
     int refined, degraded;
     char refine_err[300];
+    int draft_ep, refine_ep;        /* the endpoint of the stage's last call (upstream.h: 0 the
+                                       model, k its fallback k); -1 before any call */
     struct cJSON *error;            /* PIPE_FAILED: {"code", "message", ...} */
     /* internal */
     struct pipeline *p;
     struct mc_call call;
     char *url, *body;
+    const char **hdrs;              /* the call's header lines: the endpoint's, then ours */
+    char *hdr_id, *hdr_tp, *hdr_ts; /* X-Request-Id, traceparent, tracestate lines */
     uint64_t t_start, t_stage;      /* uv_hrtime */
     uint64_t t_loop;                /* uv_now at start */
     uint64_t deadline_ms;           /* uv_now based */
@@ -73,9 +83,16 @@ struct pipe_job {
 int pipeline_new(struct svc *svc, struct pipeline **out);
 /* Stop the pipeline's timer and free it, then cb(data) (jobs must be over). */
 void pipeline_close(struct pipeline *p, void (*cb)(void *data), void *data);
-/* 1 while the draft model's breaker lets calls through (queued jobs wait otherwise). */
+/* 1 while the breaker of one of the draft model's endpoints (upstream.h) lets calls through
+ * (queued jobs wait otherwise). */
 int pipeline_draft_open(const struct pipeline *p);
+/* 1 while endpoint ep's circuit breaker is not closed (open, or letting one probe through). */
+int pipeline_breaker_open(const struct pipeline *p, const struct model_cfg *ep);
 
+/* Take the request id and trace context stored in a job's metadata text (its request_id,
+ * traceparent and tracestate members, docs/API.md#request-ids-and-tracing) into j, copied;
+ * members that are absent or not valid are left out. Call before pipe_start. */
+void pipe_trace_meta(struct pipe_job *j, const char *meta_text);
 /* Start j (inputs filled, results zeroed). Returns 0: on_done runs exactly once, never from
  * inside this call. */
 int pipe_start(struct pipeline *p, struct pipe_job *j);

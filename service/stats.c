@@ -77,6 +77,16 @@ static void add_latency(struct stats_delta *d, const char *stage, double ms)
     incf(d, "sum_us:", stage, "", llround(ms * 1000.0));
 }
 
+/* A stage that fallback k (> 0) answered. */
+static void add_fallback(struct stats_delta *d, const char *role, int k)
+{
+    char f[32];
+    if (k <= 0)
+        return;
+    snprintf(f, sizeof(f), "fb:%s:%d", role, k);
+    inc(d, f, 1);
+}
+
 static void job_fields(struct stats_delta *i, const struct stats_job *j)
 {
     const struct job_acct *a = j->acct;
@@ -105,6 +115,8 @@ static void job_fields(struct stats_delta *i, const struct stats_job *j)
         incf(i, "tok:", j->refine_model, ":p", a->refine.prompt_tokens);
         incf(i, "tok:", j->refine_model, ":c", a->refine.completion_tokens);
     }
+    add_fallback(i, "draft", j->draft_fallback);
+    add_fallback(i, "refine", j->refine_fallback);
     for (size_t k = 0; j->route && k < j->route->n; k++) {
         char f[160];
         snprintf(f, sizeof(f), "vote:%s:%s", j->route->v[k].policy,
@@ -475,7 +487,48 @@ static void metric_histograms(struct sbuf *t, const cJSON *m)
     }
 }
 
-char *stats_metrics_text(const cJSON *m, double depth, double pending)
+/* briefd_cost_usd_total: a series per model counted, then a zero one for each configured
+ * model not counted yet. */
+static void metric_costs(struct sbuf *t, const cJSON *m, const char *const *models, size_t n)
+{
+    const cJSON *it;
+    char e[260], f[300];
+    metric_head(t, "briefd_cost_usd_total", "counter", "Cost in USD by model.");
+    cJSON_ArrayForEach(it, m) {
+        if (strncmp(it->string, "cost_p:", 7) == 0)
+            sbuf_printf(t, "briefd_cost_usd_total{model=\"%s\"} %.12f\n",
+                        esc(it->string + 7, e, sizeof(e)), usd(it->valuedouble));
+    }
+    for (size_t i = 0; i < n; i++) {
+        int dup = 0;
+        snprintf(f, sizeof(f), "cost_p:%s", models[i]);
+        for (size_t k = 0; k < i && !dup; k++)
+            dup = strcmp(models[k], models[i]) == 0;
+        if (!dup && !cJSON_GetObjectItemCaseSensitive(m, f))
+            sbuf_printf(t, "briefd_cost_usd_total{model=\"%s\"} 0\n",
+                        esc(models[i], e, sizeof(e)));
+    }
+}
+
+/* briefd_fallback_answers_total{role, endpoint="fallbackK"} from the fb:<role>:<k> fields. */
+static void metric_fallbacks(struct sbuf *t, const cJSON *m)
+{
+    const cJSON *it;
+    metric_head(t, "briefd_fallback_answers_total", "counter",
+                "Model stages answered by a fallback endpoint, by role and fallback.");
+    cJSON_ArrayForEach(it, m) {
+        const char *f = it->string;
+        int k;
+        char role[8];
+        if (strncmp(f, "fb:", 3) != 0 || sscanf(f + 3, "%7[a-z]:%d", role, &k) != 2)
+            continue;
+        sbuf_printf(t, "briefd_fallback_answers_total{role=\"%s\",endpoint=\"fallback%d\"} %.17g\n",
+                    role, k, it->valuedouble);
+    }
+}
+
+char *stats_metrics_text(const cJSON *m, double depth, double pending, const char *const *models,
+                         size_t n_models)
 {
     struct sbuf t = {0};
     static const char *const kinds[] = {"p", "prompt", "c", "completion", NULL};
@@ -496,16 +549,8 @@ char *stats_metrics_text(const cJSON *m, double depth, double pending)
     metric_histograms(&t, m);
     metric_head(&t, "briefd_model_tokens_total", "counter", "Tokens by model and kind.");
     metric_pairs(&t, m, "tok:", "briefd_model_tokens_total", "model", "kind", kinds);
-    metric_head(&t, "briefd_cost_usd_total", "counter", "Cost in USD by model.");
-    {
-        const cJSON *it;
-        cJSON_ArrayForEach(it, m) {
-            char e[260];
-            if (strncmp(it->string, "cost_p:", 7) == 0)
-                sbuf_printf(&t, "briefd_cost_usd_total{model=\"%s\"} %.12f\n",
-                        esc(it->string + 7, e, sizeof(e)), usd(it->valuedouble));
-        }
-    }
+    metric_costs(&t, m, models, n_models);
+    metric_fallbacks(&t, m);
     metric_head(&t, "briefd_upstream_errors_total", "counter",
                 "Failed model calls (attempts) by model and reason.");
     metric_pairs(&t, m, "err:", "briefd_upstream_errors_total", "model", "reason", NULL);

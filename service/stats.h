@@ -12,6 +12,7 @@
  *   vote:<policy>:<verdict>                      verdicts (guards too: "guard:<name>")
  *   h:<stage>:<i> n:<stage> sum_us:<stage>       latency histogram, count, sum (us)
  *   err:<model>:<reason>                         failed upstream attempts (totals only)
+ *   fb:<role>:<k>                                stages fallback k answered (role draft/refine)
  * Histogram bucket i >= 1 covers (0.001 * 1.09^(i-1), 0.001 * 1.09^i] ms and bucket 0 is
  * <= 1 microsecond; the last bucket also holds everything beyond (15 minutes). A percentile is
  * the geometric middle of the bucket that holds it: within 4.4% of the exact value however
@@ -50,7 +51,8 @@ struct stats_job {
     int succeeded;
     int decided;                 /* a route decision was made */
     int refined, degraded;
-    const char *draft_model, *refine_model;
+    const char *draft_model, *refine_model;  /* the names of the endpoints that answered */
+    int draft_fallback, refine_fallback;     /* k when fallback k answered the stage, else 0 */
     const struct job_acct *acct;
     const struct route_result *route;   /* NULL if not routed */
     const char *source, *tenant;        /* NULL when absent */
@@ -95,7 +97,9 @@ struct cJSON *stats_window_json(const struct stats_rows *rows, long window_s, co
                                 long step_s);
 
 /* The Prometheus text exposition (docs/METRICS.md) from the all-time totals and the live
- * queue gauges. NULL on OOM. */
-char *stats_metrics_text(const struct cJSON *totals, double depth, double in_flight);
+ * queue gauges; models (n of them) are the configured model names, each of which gets its
+ * briefd_cost_usd_total series even while nothing was spent on it. NULL on OOM. */
+char *stats_metrics_text(const struct cJSON *totals, double depth, double in_flight,
+                         const char *const *models, size_t n_models);
 
 #endif

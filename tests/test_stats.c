@@ -252,7 +252,7 @@ static void test_metrics(void)
     CHECK(stats_delta_of(&j, &d) == 0);
     cJSON *m = inc_json(&d);
     cJSON_AddNumberToObject(m, "err:phi-4-mini:timeout", 3);
-    text = stats_metrics_text(m, 7, 2);
+    text = stats_metrics_text(m, 7, 2, NULL, 0);
     CHECK(text != NULL);
     CHECK(strstr(text, "briefd_jobs_total{status=\"succeeded\"} 1\n") != NULL);
     CHECK(strstr(text, "briefd_route_decisions_total{decision=\"refine\"} 1\n") != NULL);
