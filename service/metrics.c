@@ -193,9 +193,13 @@ char *metrics_render(const struct svc *svc, const struct cJSON *totals, double d
 {
     struct sbuf b = {0};
     const char *names[2 * (1 + CONFIG_MAX_FALLBACKS)];
-    size_t n = model_names(svc->cfg, names, sizeof(names) / sizeof(names[0]));
+    struct stats_known known;
+    known.models = names;
+    known.n_models = model_names(svc->cfg, names, sizeof(names) / sizeof(names[0]));
+    known.fallbacks[0] = (int)svc->cfg->draft.n_fallbacks;
+    known.fallbacks[1] = (int)svc->cfg->refine.n_fallbacks;
     if (totals) {
-        char *cluster = stats_metrics_text(totals, depth, in_flight, names, n);
+        char *cluster = stats_metrics_text(totals, depth, in_flight, &known);
         if (!cluster)
             return NULL;
         sbuf_adds(&b, cluster);

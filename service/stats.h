@@ -96,10 +96,18 @@ struct stats_rows {
 struct cJSON *stats_window_json(const struct stats_rows *rows, long window_s, const char *dim,
                                 long step_s);
 
+/* What the configuration says exists, so that its series are there from the start, at 0:
+ * briefd_cost_usd_total and briefd_upstream_errors_total (every reason) per model name,
+ * briefd_fallback_answers_total per configured fallback. */
+struct stats_known {
+    const char *const *models;  /* model names (repeats are fine) */
+    size_t n_models;
+    int fallbacks[2];           /* how many fallbacks the draft / refine model has */
+};
+
 /* The Prometheus text exposition (docs/METRICS.md) from the all-time totals and the live
- * queue gauges; models (n of them) are the configured model names, each of which gets its
- * briefd_cost_usd_total series even while nothing was spent on it. NULL on OOM. */
+ * queue gauges; known may be NULL. NULL on OOM. */
 char *stats_metrics_text(const struct cJSON *totals, double depth, double in_flight,
-                         const char *const *models, size_t n_models);
+                         const struct stats_known *known);
 
 #endif
