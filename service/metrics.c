@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "jsonx.h"
 #include "pipeline.h"
 #include "sbuf.h"
 #include "stats.h"
@@ -101,9 +102,11 @@ int metrics_proc_read(struct metrics_proc *out)
 
 static void gauge(struct sbuf *b, const char *name, const char *type, const char *help, double v)
 {
+    char num[40];
     if (v < 0)
         return;
-    sbuf_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, type, name, v);
+    jsonx_number(v, num, sizeof(num));
+    sbuf_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %s\n", name, help, name, type, name, num);
 }
 
 void metrics_proc_text(struct sbuf *b, const struct metrics_proc *p)
