@@ -22,8 +22,8 @@
 #define BRIEFD_VERSION "0.0.0"
 #endif
 
-#define STAT_MAX 4096       /* bytes of /proc/self/stat read */
-#define FDS_MAX 1000000     /* descriptors counted at most */
+#define STAT_MAX 4096    /* bytes of /proc/self/stat read */
+#define FDS_MAX  1000000 /* descriptors counted at most */
 
 /* --- /proc/self --- */
 
@@ -84,9 +84,10 @@ int metrics_proc_read(struct metrics_proc *out)
         return -1;
     p = strrchr(buf, ')'); /* the command name may hold spaces and parentheses */
     /* after ") ": state(3) ... utime(14) stime(15) ... starttime(22) vsize(23) rss(24) */
-    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %*d %*d %*d "
-                            "%*d %*d %*d %llu %llu %lld", &utime, &stime, &start, &vsize,
-                     &rss) != 5)
+    if (!p || sscanf(p + 2,
+                     "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %*d %*d %*d "
+                     "%*d %*d %*d %llu %llu %lld",
+                     &utime, &stime, &start, &vsize, &rss) != 5)
         return -1;
     out->cpu_seconds = (double)(utime + stime) / tick;
     out->start_time_s = boot_time() + (double)start / tick;
@@ -113,17 +114,20 @@ void metrics_proc_text(struct sbuf *b, const struct metrics_proc *p)
 {
     if (!p->ok)
         return;
-    gauge(b, "process_cpu_seconds_total", "counter", "Total user and system CPU time spent in "
-          "seconds.", p->cpu_seconds);
+    gauge(b, "process_cpu_seconds_total", "counter",
+          "Total user and system CPU time spent in "
+          "seconds.",
+          p->cpu_seconds);
     gauge(b, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.",
           p->resident_bytes);
     gauge(b, "process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.",
           p->virtual_bytes);
     gauge(b, "process_open_fds", "gauge", "Number of open file descriptors.", p->open_fds);
-    gauge(b, "process_max_fds", "gauge", "Maximum number of open file descriptors.",
-          p->max_fds);
-    gauge(b, "process_start_time_seconds", "gauge", "Start time of the process since unix "
-          "epoch in seconds.", p->start_time_s);
+    gauge(b, "process_max_fds", "gauge", "Maximum number of open file descriptors.", p->max_fds);
+    gauge(b, "process_start_time_seconds", "gauge",
+          "Start time of the process since unix "
+          "epoch in seconds.",
+          p->start_time_s);
 }
 
 /* --- this process's own series --- */

@@ -4,7 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#define KEY_MAX 256
+#define KEY_MAX   256
 #define VALUE_MAX 256
 
 static int lower_hex(const char *s, size_t n)

@@ -35,7 +35,8 @@ static void test_proc_text(void)
     char *t;
     metrics_proc_text(&b, &p);
     t = sbuf_take(&b);
-    CHECK(t && strstr(t, "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total 1.25\n"));
+    CHECK(t &&
+          strstr(t, "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total 1.25\n"));
     CHECK(t && strstr(t, "process_resident_memory_bytes 1048576\n"));
     CHECK(t && strstr(t, "process_open_fds 12\n"));
     CHECK(t && strstr(t, "process_max_fds 1024\n"));

@@ -19,15 +19,15 @@ static void test_parent(void)
     /* refused */
     CHECK(!trace_parent_ok(NULL, out));
     CHECK(!trace_parent_ok("", out));
-    CHECK(!trace_parent_ok("ff-" TID "-" PID "-01", out));               /* version ff */
-    CHECK(!trace_parent_ok("00-" TID "-" PID "-01-x", out));             /* 00 is exact */
-    CHECK(!trace_parent_ok("cc-" TID "-" PID "-01x", out));              /* not '-' after */
+    CHECK(!trace_parent_ok("ff-" TID "-" PID "-01", out));   /* version ff */
+    CHECK(!trace_parent_ok("00-" TID "-" PID "-01-x", out)); /* 00 is exact */
+    CHECK(!trace_parent_ok("cc-" TID "-" PID "-01x", out));  /* not '-' after */
     CHECK(!trace_parent_ok("00-00000000000000000000000000000000-" PID "-01", out));
     CHECK(!trace_parent_ok("00-" TID "-0000000000000000-01", out));
     CHECK(!trace_parent_ok("00-4BF92F3577B34DA6A3CE929D0E0E4736-" PID "-01", out)); /* upper */
     CHECK(!trace_parent_ok("00-" TID "-" PID "-0g", out));
     CHECK(!trace_parent_ok("00_" TID "-" PID "-01", out));
-    CHECK(!trace_parent_ok("00-" TID "-" PID, out));                     /* short */
+    CHECK(!trace_parent_ok("00-" TID "-" PID, out)); /* short */
     CHECK(!trace_parent_ok("0-" TID "-" PID "-01x", out));
     CHECK(!trace_parent_ok(" 00-" TID "-" PID "-01", out));
 }
@@ -67,7 +67,7 @@ static void test_state(void)
         char many[400] = "";
         for (int i = 0; i < 33; i++)
             snprintf(many + strlen(many), sizeof(many) - strlen(many), "%sk%d=v", i ? "," : "", i);
-        CHECK(!trace_state_ok(many)); /* 33 members */
+        CHECK(!trace_state_ok(many));  /* 33 members */
         many[strlen(many) - 6] = '\0'; /* 32 */
         CHECK(trace_state_ok(many));
     }
@@ -82,7 +82,8 @@ static void test_request_id(void)
     CHECK(!trace_request_id_ok("has space"));
     CHECK(!trace_request_id_ok("a\r\nx: y"));
     CHECK(trace_request_id_ok("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"));
-    CHECK(!trace_request_id_ok("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"));
+    CHECK(
+        !trace_request_id_ok("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"));
 }
 
 int main(void)

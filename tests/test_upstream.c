@@ -65,8 +65,8 @@ static void test_pick_and_breakers(void)
     CHECK(ups_any_open(&u, d, 1101));
     CHECK(ups_pick(&u, d, 0, 1101) == 0);
     CHECK(ups_state(&u, d) == BREAKER_HALF_OPEN);
-    CHECK(ups_pick(&u, d, 0, 1101) == -1); /* its probe is in flight, the fallbacks open */
-    CHECK(ups_record(&u, d, 1, 1200) == 1);     /* it answered: closed */
+    CHECK(ups_pick(&u, d, 0, 1101) == -1);  /* its probe is in flight, the fallbacks open */
+    CHECK(ups_record(&u, d, 1, 1200) == 1); /* it answered: closed */
     CHECK(ups_pick(&u, d, 0, 1200) == 0);
     /* a 4xx is an answer, not an outage */
     CHECK(!ups_outage(MC_FAIL_HTTP_4XX) && !ups_outage(MC_FAIL_BAD_BODY) &&
