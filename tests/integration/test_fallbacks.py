@@ -10,6 +10,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (Briefd, Redis, Sim, Stack, base_config, eventually,  # noqa: E402
                      free_port, tail)
+from test_upstreams import run_probe  # noqa: E402
 
 SHORT = ("Revenue grew 12 percent in the third quarter. Costs were flat. "
          "The board approved a new data center in Ohio.")
@@ -158,6 +159,22 @@ class RefineFallback(TwoSims):
         self.assertTrue(job["result"]["degraded"], job)
         self.assertEqual(job["usage"]["refine"]["endpoint"], self.fb.base_url)
         self.assertIn("http_5xx", job["result"]["refine_error"])
+
+    def test_probe_and_config_show_the_fallbacks(self):
+        rc, out, err = run_probe(self.briefd.config, self.tmp)
+        self.assertEqual(rc, 0, (out, err))
+        m = {x["role"]: x for x in out["models"]}
+        fb = m["refine.fallbacks[0]"]
+        self.assertIs(fb["reachable"], True, fb)
+        self.assertEqual((fb["name"], fb["base_url"]), (DRAFT, self.fb.base_url))
+        self.assertEqual(self.fb.requests(1)[0]["model"], DRAFT)
+        st, cfg, _ = self.briefd.get("/v1/config")
+        f = cfg["models"]["refine"]["fallbacks"]
+        self.assertEqual(len(f), 1)
+        self.assertEqual(f[0]["base_url"], self.fb.base_url)
+        self.assertEqual(f[0]["price"]["source"], "fallback contract")
+        self.assertEqual(f[0]["timeout_ms"], 3000)
+        self.assertEqual(cfg["models"]["draft"]["fallbacks"], [])
 
 
 if __name__ == "__main__":
