@@ -2,19 +2,24 @@
  * large model, and account for it (latency, tokens, cost, what it adds to the statistics).
  * No queue and no writes to Redis of its own: the worker runs queued jobs through it, the
  * facade runs its requests through it directly. What the pipeline keeps for the whole
- * process - the models' circuit breakers, the guards' figures (refreshed from the store every
- * few seconds), a detector of stalls (a process stopped by SIGSTOP or starved) - lives in
- * struct pipeline.
+ * process - a circuit breaker per model endpoint (upstream.h), the guards' figures (refreshed
+ * from the store every few seconds), a detector of stalls (a process stopped by SIGSTOP or
+ * starved) - lives in struct pipeline.
+ *
+ * A stage calls the first endpoint of its model whose breaker lets it (the model, then its
+ * fallbacks, docs/CONFIG.md#fallbacks); when that call fails because the endpoint is out, the
+ * next endpoint gets a fresh call. Every call carries the job's request id and a new span of
+ * its trace context (trace.h). The stage is priced at the endpoint that answered.
  *
  * A job ends in one of these ways (on_done):
  *   PIPE_SUCCEEDED  a brief (the draft, the refined brief, or the draft kept because the
  *                   refinement failed: degraded);
  *   PIPE_FAILED     the job itself cannot be briefed (the draft model refused it, answered
  *                   nothing usable, a corrupt request): error says why;
- *   PIPE_RETRY      not the job's fault: the draft model is out (connection refused, timeouts,
- *                   5xx, 429 after every retry, its breaker open) or the process was stalled
- *                   past the deadline; the caller puts the job back without counting the
- *                   attempt;
+ *   PIPE_RETRY      not the job's fault: the draft model is out - every endpoint of it
+ *                   (connection refused, timeouts, 5xx, 429 after every retry, breakers
+ *                   open) - or the process was stalled past the deadline; the caller puts
+ *                   the job back without counting the attempt;
  *   PIPE_CANCELED   pipe_cancel() (shutdown).
  *
  * Ownership: struct pipe_job is the caller's; the caller holds a config reference for the
