@@ -128,6 +128,17 @@ static void check_stream_type(struct mc_attempt *a)
     }
 }
 
+/* Pass newly visible streamed text to the caller. */
+static void show_text(struct mc_attempt *a)
+{
+    const char *text;
+    size_t len = oai_sse_visible(&a->sse, &text);
+    if (len > a->call->text_len) {
+        a->call->text_len = len;
+        a->call->on_text(a->call, text, len);
+    }
+}
+
 static size_t on_write(char *p, size_t size, size_t n, void *userp)
 {
     struct mc_attempt *a = userp;
@@ -147,6 +158,8 @@ static size_t on_write(char *p, size_t size, size_t n, void *userp)
             a->ttft_ms = ms_since(a->t0);
         if (rc < 0)
             a->sse_rc = rc;
+        else if (a->call->on_text)
+            show_text(a);
         return len;
     }
     return append_raw(a, p, len) == 0 ? len : 0;
@@ -422,7 +435,7 @@ static void attempt_done(struct mc_call *call, CURLcode cc)
     int retryable;
     call->att = NULL;
     call->busy_ms += took;
-    retryable = attempt_outcome(call, a, cc);
+    retryable = attempt_outcome(call, a, cc) && call->text_len == 0;
     retry_after = a->retry_after_s;
     attempt_free(a);
     if (call->fail != MC_OK)
@@ -504,6 +517,7 @@ void mc_call_reset(struct mc_call *call)
     call->elapsed_ms = 0;
     call->busy_ms = 0;
     call->stream_ignored = 0;
+    call->text_len = 0;
     free(call->raw_text);
     call->raw_text = NULL;
     call->raw_len = 0;

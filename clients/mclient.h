@@ -15,6 +15,11 @@
  * application/json: it ignored "stream": true) is accepted: the body is parsed as a
  * non-streamed answer and stream_ignored is set.
  *
+ * Streamed text as it arrives: a streamed call with on_text set reports the brief's visible
+ * text so far (oai_sse_visible: harmony analysis never shows) each time it grows. Once any
+ * text went out, a failed attempt is not retried (a new attempt would repeat it): the call
+ * fails with what went wrong.
+ *
  * Ownership: struct mc_call is caller-owned and must stay valid until its callback has run.
  * Input strings (url, api_key, body, the header lines and the array holding them) are
  * borrowed until then too; the copies libcurl makes of the key and the header lines are
@@ -75,6 +80,10 @@ struct mc_call {
     int max_attempts;           /* >= 1 */
     int backoff_ms;             /* base delay; attempt k waits rand(0, base * 2^(k-1)), capped */
     uint64_t deadline_ms;       /* absolute, on uv_now(); 0 = none */
+    /* stream only, may be NULL: the visible text so far (cumulative: text[0..len), valid
+     * during the callback), called each time it grows. Runs inside the transfer: it must
+     * not cancel or reset the call (defer that to a timer). */
+    void (*on_text)(struct mc_call *call, const char *text, size_t len);
     /* outputs, valid in the callback */
     struct oai_result res;
     int attempts;               /* attempts made */
@@ -87,6 +96,7 @@ struct mc_call {
     double elapsed_ms;          /* successful attempt's duration */
     double busy_ms;             /* all attempts' durations summed (busy-time pricing) */
     int stream_ignored;         /* stream was asked, the server sent a JSON body instead */
+    size_t text_len;            /* bytes of text passed to on_text so far (0: none) */
     char *raw_text;             /* raw: the 200's body (NUL-terminated), else NULL */
     size_t raw_len;
     int fails[MC_FAIL_CANCELED + 1]; /* failed attempts by reason (for metrics) */

@@ -929,3 +929,69 @@ int oai_sse_finish(struct oai_sse *s, struct oai_result *out, char *msg, size_t 
     oai_sse_free(s);
     return rc;
 }
+
+/* ---------- what a stream may show so far ---------- */
+
+/* n less a tail of s[0..n) that is a proper prefix of a harmony token ("<", "<|", "<|en"). */
+static size_t hold_token_prefix(const char *s, size_t n)
+{
+    static const char *const toks[] = {"<|channel|>", "<|end|>", "<|return|>", "<|start|>",
+                                       "<|call|>", "<|message|>"};
+    size_t longest = strlen("<|channel|>"), i, k;
+
+    for (k = n < longest ? n : longest; k > 0; k--) {
+        for (i = 0; i < sizeof toks / sizeof toks[0]; i++)
+            if (k < strlen(toks[i]) && memcmp(s + n - k, toks[i], k) == 0)
+                return n - k;
+    }
+    return n;
+}
+
+/* Is s[0..n) harmony, or too short to tell? (The same tests as apply_harmony.) */
+static int may_be_harmony(const char *s, size_t n, int *stripped)
+{
+    size_t ls = strlen(STRIPPED_START), lc = strlen("<|");
+
+    *stripped = 0;
+    if (n >= lc && memcmp(s, "<|", lc) == 0)
+        return 1;
+    if (memcmp(s, STRIPPED_START, n < ls ? n : ls) == 0) {
+        *stripped = 1;
+        return 1;
+    }
+    return n < lc && s[0] == '<';
+}
+
+/* The final channel's text so far, from b (just past its marker) to e. */
+static size_t final_so_far(const char *b, const char *e, int stripped, const char **text)
+{
+    if (!stripped)
+        e = harmony_end(b, e);
+    while (b < e && is_space((unsigned char)*b))
+        b++;
+    if (!stripped)
+        e = b + hold_token_prefix(b, (size_t)(e - b));
+    while (e > b && is_space((unsigned char)e[-1]))
+        e--;
+    *text = b;
+    return (size_t)(e - b);
+}
+
+size_t oai_sse_visible(const struct oai_sse *s, const char **text)
+{
+    const char *c = s->acc.content, *m;
+    size_t n = s->acc.content_len;
+    int stripped;
+
+    *text = c ? c : "";
+    if (c == NULL || n == 0)
+        return 0;
+    if (!may_be_harmony(c, n, &stripped))
+        return hold_token_prefix(c, n);
+    m = memmem(c, n, stripped ? STRIPPED_FINAL : HARMONY_FINAL,
+               strlen(stripped ? STRIPPED_FINAL : HARMONY_FINAL));
+    if (m == NULL)
+        return 0;
+    m += strlen(stripped ? STRIPPED_FINAL : HARMONY_FINAL);
+    return final_so_far(m, c + n, stripped, text);
+}

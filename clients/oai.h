@@ -127,4 +127,14 @@ int oai_sse_feed(struct oai_sse *s, const char *buf, size_t len, char *msg, size
 int oai_sse_finish(struct oai_sse *s, struct oai_result *out, char *msg, size_t msglen);
 void oai_sse_free(struct oai_sse *s);
 
+/* The part of the brief a client may be shown while the stream runs: *text points into the
+ * accumulated content (valid until the next feed), the length is returned. Plain content
+ * shows as it comes, less a trailing "<" or "<|..." that may open a harmony token. Content
+ * that is (or may still become) harmony - it starts with "<|" or with "analysis" (special
+ * tokens stripped) - shows only the final channel's text once its marker came, from its
+ * first non-space byte, up to an end-of-message token, without trailing whitespace, so the
+ * text shown is always a prefix of what oai_sse_finish() leaves in content. (A stream that
+ * opens a harmony section later, or holds two final channels, can break that: compare.) */
+size_t oai_sse_visible(const struct oai_sse *s, const char **text);
+
 #endif

@@ -9,19 +9,22 @@
 #include "config.h"
 #include "jsonx.h"
 
-const char *const acct_stage_names[ACCT_STAGES] = {"queue", "draft", "draft_ttft", "route",
-                                                   "refine", "refine_ttft", "total"};
+const char *const acct_stage_names[ACCT_STAGES] = {
+    "queue", "draft_wait", "draft", "draft_ttft", "route", "refine_wait", "refine", "refine_ttft",
+    "total"};
 
 double acct_stage_ms(const struct job_acct *a, int i)
 {
-    const double v[ACCT_STAGES] = {a->queue_ms, a->draft_ms, a->draft_ttft_ms, a->route_ms,
-                                   a->refine_ms, a->refine_ttft_ms, a->total_ms};
+    const double v[ACCT_STAGES] = {a->queue_ms,    a->draft_wait_ms,  a->draft_ms,
+                                   a->draft_ttft_ms, a->route_ms,      a->refine_wait_ms,
+                                   a->refine_ms,   a->refine_ttft_ms, a->total_ms};
     return i >= 0 && i < ACCT_STAGES ? v[i] : -1;
 }
 
 void acct_init(struct job_acct *a)
 {
-    a->queue_ms = a->draft_ms = a->draft_ttft_ms = a->route_ms = -1;
+    a->queue_ms = a->draft_wait_ms = a->draft_ms = a->draft_ttft_ms = a->route_ms = -1;
+    a->refine_wait_ms = -1;
     a->refine_ms = a->refine_ttft_ms = a->total_ms = -1;
     a->draft_busy_ms = a->refine_busy_ms = 0;
     a->draft = (struct stage_usage){0, 0, 0, 0};

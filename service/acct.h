@@ -25,15 +25,17 @@ struct stage_usage {
 };
 
 struct job_acct {
-    double queue_ms, draft_ms, draft_ttft_ms, route_ms, refine_ms, refine_ttft_ms, total_ms;
+    double queue_ms, draft_wait_ms, draft_ms, draft_ttft_ms, route_ms, refine_wait_ms, refine_ms,
+        refine_ttft_ms, total_ms;
     double draft_busy_ms, refine_busy_ms;
     struct stage_usage draft, refine;
     double cost_draft, cost_refine;     /* USD */
 };
 
-/* The stages of latency_ms, in order: queue, draft, draft_ttft, route, refine,
- * refine_ttft, total. */
-#define ACCT_STAGES 7
+/* The stages of latency_ms, in order: queue, draft_wait, draft, draft_ttft, route,
+ * refine_wait, refine, refine_ttft, total (the waits: for a model call slot, when the model
+ * has max_concurrency). */
+#define ACCT_STAGES 9
 extern const char *const acct_stage_names[ACCT_STAGES];
 /* Stage i's latency in ms (negative: it did not happen). */
 double acct_stage_ms(const struct job_acct *a, int i);

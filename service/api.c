@@ -15,6 +15,7 @@
 #include "hash.h"
 #include "http.h"
 #include "jsonx.h"
+#include "sbuf.h"
 #include "list.h"
 #include "log.h"
 #include "metrics.h"
@@ -27,6 +28,8 @@
 
 #define SSE_MAX_MS (30u * 60u * 1000u)   /* one events stream lives at most 30 minutes */
 #define SSE_POLL_MS 5000u                 /* and re-checks its job this often */
+#define LISTEN_TTL_MS 30000               /* it marks its job listened to (store_listen) for
+                                             this long, renewed at each re-check */
 #define RECENT_MAX 256                    /* terminal events remembered ... */
 #define RECENT_MAX_BYTES (4u << 20)       /* ... within this many bytes */
 
@@ -55,6 +58,7 @@ struct rctx {
     char dim[16];
     char *meta_text;              /* POST: the stored metadata (the queued job object) */
     struct facade_run *run;       /* the facade's pipeline run, or NULL */
+    struct sbuf text;             /* events: the brief's text sent in delta events */
 };
 
 /* The last terminal events, so a submit whose job ended before its own reply came back
@@ -121,7 +125,7 @@ static void on_rctx_timer_closed(uv_handle_t *h)
 static void rctx_maybe_free(struct rctx *c)
 {
     struct api *api = c->api;
-    if (c->req || c->ops > 0)
+    if (c->req || c->ops > 0 || c->run)
         return;
     if (c->timer_open) {
         if (!c->closing) {
@@ -134,6 +138,7 @@ static void rctx_maybe_free(struct rctx *c)
     api->n--;
     cJSON_Delete(c->queued);
     free(c->meta_text);
+    free(sbuf_take(&c->text));
     free(c);
     if (api->stopping && api->n == 0 && api->stop_cb) {
         void (*cb)(void *) = api->stop_cb;
@@ -142,11 +147,19 @@ static void rctx_maybe_free(struct rctx *c)
     }
 }
 
+static void pipe_job_of_run(struct rctx *c, struct pipe_job **pj);
+
 static void on_abort(struct http_req *req, void *data)
 {
     struct rctx *c = data;
+    struct pipe_job *pj = NULL;
     (void)req;
     c->req = NULL;
+    pipe_job_of_run(c, &pj);
+    if (pj) { /* the facade's client left: stop its models (the run's end frees c) */
+        pipe_cancel(pj);
+        return;
+    }
     rctx_maybe_free(c);
 }
 
@@ -338,6 +351,44 @@ static void sse_event(struct rctx *c, const char *event, const char *data)
     http_stream_write(c->req, "\n\n", 2);
 }
 
+/* A delta event as published by a worker: payload {"text": "..."} (JSON, len bytes). */
+static void sse_delta(struct rctx *c, const char *payload, size_t len)
+{
+    cJSON *o = cJSON_ParseWithLength(payload, len);
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "text");
+    if (cJSON_IsString(t) && t->valuestring[0]) {
+        sbuf_adds(&c->text, t->valuestring);
+        http_stream_write(c->req, "event: delta\ndata: ", 19);
+        http_stream_write(c->req, payload, len);
+        http_stream_write(c->req, "\n\n", 2);
+    }
+    cJSON_Delete(o);
+}
+
+/* Before the done event of a succeeded job: the brief's text no delta event carried yet
+ * (all of it for a kept draft). After a refinement that failed once text went out, the
+ * brief is the draft, not a continuation: no delta then - the done event is what counts. */
+static void sse_rest(struct rctx *c, const cJSON *job)
+{
+    const cJSON *b = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(job, "result"), "brief");
+    struct sbuf d = {0};
+    char *payload;
+    size_t n, sent = c->text.len;
+    if (!cJSON_IsString(b))
+        return;
+    n = strlen(b->valuestring);
+    if (n <= sent || (sent > 0 && memcmp(b->valuestring, c->text.p, sent) != 0))
+        return;
+    sbuf_adds(&d, "{\"text\":");
+    jsonx_write_string(&d, b->valuestring + sent);
+    sbuf_addc(&d, '}');
+    payload = sbuf_take(&d);
+    if (payload)
+        sse_event(c, "delta", payload);
+    free(payload);
+}
+
 /* Send a status event unless it repeats the last one sent. */
 static void sse_status(struct rctx *c, const char *status)
 {
@@ -401,6 +452,7 @@ static void answer(struct rctx *c, int status, cJSON *job)
         sse_status(c, st->valuestring);
         if (is_terminal(st->valuestring)) {
             char *text = jsonx_print(job);
+            sse_rest(c, job);
             sse_event(c, "done", text ? text : "{}");
             free(text);
             http_stream_end(c->req);
@@ -439,7 +491,11 @@ static void answer_done(struct rctx *c, const char *status, const char *job, siz
 {
     cJSON *parsed;
     if (c->sse) {
+        cJSON *o = cJSON_ParseWithLength(job, len);
         sse_status(c, status);
+        if (o)
+            sse_rest(c, o);
+        cJSON_Delete(o);
         http_stream_write(c->req, "event: done\ndata: ", 18);
         http_stream_write(c->req, job, len);
         http_stream_write(c->req, "\n\n", 2);
@@ -505,6 +561,7 @@ static void on_sse_timer(uv_timer_t *t)
         return;
     }
     http_stream_write(c->req, ": keep-alive\n\n", 14);
+    store_listen(c->api->svc->store, c->id, LISTEN_TTL_MS);
     ctx_fetch(c);
 }
 
@@ -549,6 +606,9 @@ static void on_store_event(void *data, const char *id, const char *status, const
             ctx_fetch(c);
         } else if (strcmp(c->id, id) != 0) {
             continue;
+        } else if (strcmp(status, "delta") == 0) {
+            if (c->sse && job)
+                sse_delta(c, job, len);
         } else if (!is_terminal(status)) {
             if (c->sse)
                 sse_status(c, status);
@@ -928,8 +988,87 @@ struct facade_run {
     char *req_text, *meta_text;
     char id[JOB_ID_LEN + 1];
     int64_t created_ms;
+    int streaming;                /* stream: true - the answer is on its way (200 sent) */
     struct pipe_job pj;
 };
+
+static void pipe_job_of_run(struct rctx *c, struct pipe_job **pj)
+{
+    *pj = c->run ? &c->run->pj : NULL;
+}
+
+/* --- the facade's stream: the role chunk at once, keep-alives while the draft runs, the
+ * brief's text as the pipeline passes it on, then the end (or an error chunk) --- */
+
+#define FACADE_KEEPALIVE_MS 2000
+
+static void facade_write(struct rctx *c, char *events)
+{
+    if (events && c->req)
+        http_stream_write(c->req, events, strlen(events));
+    free(events);
+}
+
+static void on_facade_keepalive(uv_timer_t *t)
+{
+    struct rctx *c = t->data;
+    if (c->req)
+        http_stream_write(c->req, ": keep-alive\n\n", 14);
+}
+
+static void on_facade_text(struct pipe_job *pj, const char *text, size_t len)
+{
+    struct facade_run *r = pj->data;
+    facade_write(r->c, facade_chunk_text(r->id, (long)(r->created_ms / 1000),
+                                         r->cfg->facade_model, text, len));
+}
+
+static void facade_stream_begin(struct facade_run *r)
+{
+    struct rctx *c = r->c;
+    http_resp_header(c->req, "Cache-Control", "no-cache");
+    /* only the id is known this early: the route and the cost come in the last chunk */
+    http_resp_header(c->req, "x-briefd-job-id", r->id);
+    http_stream_begin(c->req, 200, "text/event-stream");
+    facade_write(c, facade_chunk_role(r->id, (long)(r->created_ms / 1000), r->cfg->facade_model));
+    uv_timer_start(&c->timer, on_facade_keepalive, FACADE_KEEPALIVE_MS, FACADE_KEEPALIVE_MS);
+    r->streaming = 1;
+    r->pj.on_text = on_facade_text;
+}
+
+/* The stream's end: the last chunks, or an error chunk (no [DONE]) when the job failed, the
+ * draft model is out, or the refinement failed after part of the brief went out. */
+static void facade_stream_end(struct facade_run *r, enum pipe_outcome o, const cJSON *job)
+{
+    struct rctx *c = r->c;
+    char msg[400];
+    uv_timer_stop(&c->timer);
+    if (o == PIPE_SUCCEEDED && job && !r->pj.text_broken) {
+        facade_write(c, facade_chunk_end(job, (long)(r->created_ms / 1000), r->cfg->facade_model,
+                                         c->fr.include_usage));
+    } else if (o == PIPE_SUCCEEDED && job) {
+        snprintf(msg, sizeof(msg), "the refinement failed after part of the brief was sent: "
+                 "%.300s (job %s)", r->pj.refine_err, r->id);
+        facade_write(c, facade_chunk_error("api_error", "refine_failed", msg));
+    } else if (o == PIPE_FAILED && r->pj.error) {
+        const cJSON *code = cJSON_GetObjectItemCaseSensitive(r->pj.error, "code");
+        const cJSON *m = cJSON_GetObjectItemCaseSensitive(r->pj.error, "message");
+        facade_write(c, facade_chunk_error("api_error",
+                                           cJSON_IsString(code) ? code->valuestring : "job_failed",
+                                           cJSON_IsString(m) ? m->valuestring : "job failed"));
+    } else if (o == PIPE_RETRY) {
+        snprintf(msg, sizeof(msg), "draft model '%.60s' is unavailable: %.250s",
+                 r->cfg->draft.name, r->pj.call.err[0] ? r->pj.call.err : "circuit breaker open");
+        facade_write(c, facade_chunk_error("api_error", "draft_failed", msg));
+    } else {
+        facade_write(c, facade_chunk_error("api_error", o == PIPE_CANCELED ? "shutting_down"
+                                                                           : "out_of_memory",
+                                           "the brief could not be produced; try again"));
+    }
+    if (c->req)
+        http_stream_end(c->req);
+    rctx_done(c);
+}
 
 static void facade_run_free(struct facade_run *r)
 {
@@ -976,6 +1115,8 @@ static void on_facade_done(struct pipe_job *pj, enum pipe_outcome o)
         facade_record(r, status, job_text);
     if (!c->req) {
         /* the client left: nothing answered, nothing recorded */
+    } else if (r->streaming) {
+        facade_stream_end(r, o, job);
     } else if (job) {
         facade_answer(c, job);
     } else if (o == PIPE_RETRY) {
@@ -1029,11 +1170,17 @@ static void run_facade(struct api *api, struct http_req *req, struct job_req *jr
     r->pj.queue_ms = -1;
     r->pj.on_done = on_facade_done;
     pipe_trace_meta(&r->pj, r->meta_text);
+    if (fr->stream)
+        facade_stream_begin(r);
     if (pipe_start(api->svc->pipe, &r->pj) != 0) {
         c->run = NULL;
+        if (r->streaming) {
+            facade_stream_end(r, PIPE_FAILED, NULL); /* no job error: out of memory */
+        } else {
+            http_respond_error(req, 500, "out_of_memory", NULL, "out of memory");
+            rctx_done(c);
+        }
         facade_run_free(r);
-        http_respond_error(req, 500, "out_of_memory", NULL, "out of memory");
-        rctx_done(c);
     }
 }
 
@@ -1062,6 +1209,7 @@ static void get_job(struct api *api, struct http_req *req, const char *id, int e
         http_resp_header(req, "x-briefd-job-id", id);
         http_stream_begin(req, 200, "text/event-stream");
         http_stream_write(req, ": briefd job events\n\n", 21);
+        store_listen(api->svc->store, id, LISTEN_TTL_MS);
         uv_timer_start(&c->timer, on_sse_timer, SSE_POLL_MS, SSE_POLL_MS);
     } else if (wait > 0) {
         c->parked = 1;

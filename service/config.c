@@ -125,6 +125,10 @@ static const char *const log_level_names[] = {"debug", "info", "warn", "error", 
 #define REFINE_USER "Rewrite the draft brief below into a clear, accurate executive brief of " \
     "at most {max_words} words. Keep every fact; fix omissions using the source document." \
     "{instructions}\n\nSource document:\n{text}\n\nDraft brief:\n{draft}"
+/* The refine model writing the brief from the document alone (routing.pre_route decided
+ * before any draft). */
+#define DIRECT_USER "Write a clear, accurate executive brief of the following document in at " \
+    "most {max_words} words.{instructions}\n\nDocument:\n{text}"
 /* The judge (briefd eval, docs/EVALUATION.md): the rubric, and the layout of the brief to
  * score ({draft} is the brief being judged, whichever model wrote it). */
 #define JUDGE_SYSTEM "You are a strict evaluator of executive briefs. You get a source " \
@@ -162,6 +166,7 @@ static const struct key prompt_keys[] = {
     STR3("system", K_STR, M(prompt_system), 0, 65536, DRAFT_SYSTEM, REFINE_SYSTEM,
          JUDGE_SYSTEM),
     STR3("user", K_STR, M(prompt_user), 1, 65536, DRAFT_USER, REFINE_USER, JUDGE_USER),
+    STR3("direct", K_STRN, M(prompt_direct), 1, 65536, NULL, DIRECT_USER, NULL),
 };
 
 /* One table for the three model slots; models.draft applies it with role 0, models.refine
@@ -182,6 +187,7 @@ static const struct key model_keys[] = {
     NUM("backoff_ms", K_INT, M(backoff_ms), 1, 60000, 200),
     NUM("breaker_failures", K_INT, M(breaker_failures), 1, 1000, 5),
     NUM("breaker_open_ms", K_INT, M(breaker_open_ms), 100, 3600000, 30000),
+    NUM("max_concurrency", K_INT, M(max_concurrency), 0, 100000, 0),
     OBJ("price", 0, price_keys, -1),
     OBJ("prompt", 0, prompt_keys, -1),
     CUSTOM("fallbacks", &fallbacks_ops),
@@ -197,6 +203,7 @@ static const struct key fallback_keys[] = {
     ENUM("auth_header", M(auth_header), auth_header_names, MODEL_AUTH_BEARER),
     CUSTOM("headers", &headers_ops),
     NUM("timeout_ms", K_INT, M(timeout_ms), 100, 600000, 0),
+    NUM("max_concurrency", K_INT, M(max_concurrency), 0, 100000, 0),
     OBJ("price", 0, price_keys, -1),
 };
 
@@ -1288,18 +1295,22 @@ static int copy_str(char **dst, const char *src, struct cfg_err *err)
     return store_str(dst, src, strlen(src), err);
 }
 
-/* What a fallback takes from its model (docs/CONFIG.md#fallbacks): its name, timeout and
- * price when its entry (e) does not give them, and always the call's shape (prompts, limits,
- * streaming, logprobs, retries, breaker settings). Never the key or the headers. */
+/* What a fallback takes from its model (docs/CONFIG.md#fallbacks): its name, timeout,
+ * max_concurrency and price when its entry (e) does not give them, and always the call's
+ * shape (prompts, limits, streaming, logprobs, retries, breaker settings). Never the key or
+ * the headers. */
 static int fallback_inherit(struct model_cfg *fb, const struct model_cfg *m, const cJSON *e,
                             struct cfg_err *err)
 {
     if (copy_str(&fb->name, m->name, err) < 0 || copy_str(&fb->prompt_system, m->prompt_system,
                                                            err) < 0 ||
-        copy_str(&fb->prompt_user, m->prompt_user, err) < 0)
+        copy_str(&fb->prompt_user, m->prompt_user, err) < 0 ||
+        copy_str(&fb->prompt_direct, m->prompt_direct, err) < 0)
         return -1;
     if (!fb->timeout_ms)
         fb->timeout_ms = m->timeout_ms;
+    if (!cJSON_GetObjectItemCaseSensitive(e, "max_concurrency"))
+        fb->max_concurrency = m->max_concurrency;
     if (!cJSON_GetObjectItemCaseSensitive(e, "price")) {
         fb->price_in_per_mtok = m->price_in_per_mtok;
         fb->price_out_per_mtok = m->price_out_per_mtok;

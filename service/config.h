@@ -73,6 +73,9 @@ struct model_cfg {
     char *price_source;      /* where the prices come from (free text), or NULL */
     char *prompt_system;     /* may be "" (no system message) */
     char *prompt_user;       /* template with {text} {draft} {max_words} {instructions} */
+    char *prompt_direct;     /* models.refine: the user message when it writes the brief from
+                                the document alone (pre-routing); NULL elsewhere by default */
+    int max_concurrency;     /* calls in flight to this model across all processes, 0 = no cap */
     /* models.draft/refine.fallbacks (docs/CONFIG.md#fallbacks): endpoints tried in order when
      * this one is out. Each is a complete model_cfg of its own: what its entry does not give
      * (name, timeout_ms, price, and every key an entry cannot set) is copied from this

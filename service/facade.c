@@ -240,17 +240,22 @@ static const char *job_str(const cJSON *job, const char *a, const char *b)
     return cJSON_IsString(v) ? v->valuestring : "";
 }
 
-static cJSON *base(const cJSON *job, const char *alias, const char *object)
+static cJSON *base_of(const char *job_id, long created, const char *alias, const char *object)
 {
     cJSON *o = cJSON_CreateObject();
     char id[64];
-    snprintf(id, sizeof(id), "chatcmpl-%s", job_str(job, "id", NULL));
+    snprintf(id, sizeof(id), "chatcmpl-%s", job_id);
     cJSON_AddStringToObject(o, "id", id);
     cJSON_AddStringToObject(o, "object", object);
-    cJSON_AddNumberToObject(o, "created", (double)time(NULL));
+    cJSON_AddNumberToObject(o, "created", (double)created);
     cJSON_AddStringToObject(o, "model", alias);
     cJSON_AddStringToObject(o, "system_fingerprint", "briefd");
     return o;
+}
+
+static cJSON *base(const cJSON *job, const char *alias, const char *object)
+{
+    return base_of(job_str(job, "id", NULL), (long)time(NULL), alias, object);
 }
 
 cJSON *facade_completion(const cJSON *job, const char *alias)
@@ -271,49 +276,99 @@ cJSON *facade_completion(const cJSON *job, const char *alias)
     return o;
 }
 
-/* One "data: {chunk}\n\n" event; delta (owned) goes into choices[0].delta. */
-static void chunk(struct sbuf *b, const cJSON *job, const char *alias, cJSON *delta,
-                  const char *finish, cJSON *extra_usage, int with_choice)
+/* o as one "data: {...}\n\n" event appended to b (o is freed). */
+static void event(struct sbuf *b, cJSON *o)
 {
-    cJSON *o = base(job, alias, "chat.completion.chunk");
-    cJSON *choices = cJSON_AddArrayToObject(o, "choices");
-    char *s;
-    if (with_choice) {
-        cJSON *ch = cJSON_CreateObject();
-        cJSON_AddNumberToObject(ch, "index", 0);
-        cJSON_AddItemToObject(ch, "delta", delta ? delta : cJSON_CreateObject());
-        cJSON_AddNullToObject(ch, "logprobs");
-        if (finish)
-            cJSON_AddStringToObject(ch, "finish_reason", finish);
-        else
-            cJSON_AddNullToObject(ch, "finish_reason");
-        cJSON_AddItemToArray(choices, ch);
-    } else {
-        cJSON_Delete(delta);
-    }
-    if (extra_usage) {
-        cJSON_AddItemToObject(o, "usage", extra_usage);
-        cJSON_AddItemToObject(o, "briefd", briefd_obj(job));
-    }
-    s = jsonx_print(o);
+    char *s = o ? jsonx_print(o) : NULL;
     cJSON_Delete(o);
-    if (!s)
+    if (!s) {
+        b->oom = 1;
         return;
+    }
     sbuf_add(b, "data: ", 6);
     sbuf_add(b, s, strlen(s));
     sbuf_add(b, "\n\n", 2);
     free(s);
 }
 
-char *facade_stream(const cJSON *job, const char *alias, int include_usage)
+/* A chunk whose choices[0] has delta (owned; NULL: {}) and finish_reason (NULL: null). */
+static cJSON *chunk_of(const char *id, long created, const char *alias, cJSON *delta,
+                       const char *finish)
+{
+    cJSON *o = base_of(id, created, alias, "chat.completion.chunk");
+    cJSON *choices = cJSON_AddArrayToObject(o, "choices");
+    cJSON *ch = cJSON_CreateObject();
+    cJSON_AddNumberToObject(ch, "index", 0);
+    cJSON_AddItemToObject(ch, "delta", delta ? delta : cJSON_CreateObject());
+    cJSON_AddNullToObject(ch, "logprobs");
+    if (finish)
+        cJSON_AddStringToObject(ch, "finish_reason", finish);
+    else
+        cJSON_AddNullToObject(ch, "finish_reason");
+    cJSON_AddItemToArray(choices, ch);
+    return o;
+}
+
+char *facade_chunk_role(const char *id, long created, const char *alias)
 {
     struct sbuf b = {0};
-    const char *brief = job_str(job, "result", "brief");
-    size_t n = strlen(brief), i = 0;
     cJSON *d = cJSON_CreateObject();
     cJSON_AddStringToObject(d, "role", "assistant");
     cJSON_AddStringToObject(d, "content", "");
-    chunk(&b, job, alias, d, NULL, NULL, 1);
+    event(&b, chunk_of(id, created, alias, d, NULL));
+    return sbuf_take(&b);
+}
+
+char *facade_chunk_text(const char *id, long created, const char *alias, const char *text,
+                        size_t len)
+{
+    struct sbuf b = {0};
+    char *piece = strndup(text, len);
+    cJSON *d = cJSON_CreateObject();
+    cJSON_AddStringToObject(d, "content", piece ? piece : "");
+    free(piece);
+    event(&b, chunk_of(id, created, alias, d, NULL));
+    return sbuf_take(&b);
+}
+
+char *facade_chunk_end(const cJSON *job, long created, const char *alias, int include_usage)
+{
+    struct sbuf b = {0};
+    const char *id = job_str(job, "id", NULL);
+    cJSON *last = chunk_of(id, created, alias, NULL, "stop");
+    cJSON_AddItemToObject(last, "briefd", briefd_obj(job));
+    event(&b, last);
+    if (include_usage) {
+        cJSON *u = base_of(id, created, alias, "chat.completion.chunk");
+        cJSON_AddArrayToObject(u, "choices");
+        cJSON_AddItemToObject(u, "usage", usage_obj(job));
+        event(&b, u);
+    }
+    sbuf_add(&b, "data: [DONE]\n\n", 14);
+    return sbuf_take(&b);
+}
+
+char *facade_chunk_error(const char *type, const char *code, const char *message)
+{
+    struct sbuf b = {0};
+    cJSON *o = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(o, "error");
+    cJSON_AddStringToObject(e, "message", message);
+    cJSON_AddStringToObject(e, "type", type);
+    cJSON_AddNullToObject(e, "param");
+    cJSON_AddStringToObject(e, "code", code);
+    event(&b, o);
+    return sbuf_take(&b);
+}
+
+char *facade_stream(const cJSON *job, const char *alias, int include_usage)
+{
+    struct sbuf b = {0};
+    const char *id = job_str(job, "id", NULL), *brief = job_str(job, "result", "brief");
+    long created = (long)time(NULL);
+    size_t n = strlen(brief), i = 0;
+    char *part = facade_chunk_role(id, created, alias);
+    sbuf_adds(&b, part ? part : "");
+    free(part);
     while (i < n) { /* a few words per chunk, split on spaces */
         size_t j = i, words = 0;
         while (j < n && words < 4) {
@@ -321,16 +376,13 @@ char *facade_stream(const cJSON *job, const char *alias, int include_usage)
                 words++;
             j++;
         }
-        char *piece = strndup(brief + i, j - i);
-        d = cJSON_CreateObject();
-        cJSON_AddStringToObject(d, "content", piece ? piece : "");
-        free(piece);
-        chunk(&b, job, alias, d, NULL, NULL, 1);
+        part = facade_chunk_text(id, created, alias, brief + i, j - i);
+        sbuf_adds(&b, part ? part : "");
+        free(part);
         i = j;
     }
-    chunk(&b, job, alias, NULL, "stop", NULL, 1);
-    if (include_usage)
-        chunk(&b, job, alias, NULL, NULL, usage_obj(job), 0);
-    sbuf_add(&b, "data: [DONE]\n\n", 14);
+    part = facade_chunk_end(job, created, alias, include_usage);
+    sbuf_adds(&b, part ? part : "");
+    free(part);
     return sbuf_take(&b);
 }

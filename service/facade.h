@@ -33,8 +33,25 @@ int facade_parse(const char *body, size_t len, const char *alias, size_t max_tex
 /* The chat.completion for a finished job object (docs/API.md job shape). */
 struct cJSON *facade_completion(const struct cJSON *job, const char *alias);
 
-/* The whole stream for a finished job: "data: {chunk}\n\n" lines ending with
- * "data: [DONE]\n\n" (malloc'd, NUL-terminated). */
+/* Streaming, one piece at a time: each function returns whole "data: {...}\n\n" events
+ * (malloc'd, NUL-terminated; NULL on OOM). id is the job id (the chunks' id is
+ * "chatcmpl-<id>"), created the Unix time shared by every chunk of one answer.
+ *   role:  the first chunk, delta {"role": "assistant", "content": ""};
+ *   text:  a content delta of len bytes of text;
+ *   end:   the last chunk (empty delta, finish_reason "stop", the "briefd" object with the
+ *          route, latency and cost of the finished job), then - include_usage - a chunk with
+ *          empty choices and "usage", then "data: [DONE]";
+ *   error: {"error": {"message", "type", "code", "param"}}, which the OpenAI SDKs raise
+ *          as an APIError; the stream then ends without [DONE]. */
+char *facade_chunk_role(const char *id, long created, const char *alias);
+char *facade_chunk_text(const char *id, long created, const char *alias, const char *text,
+                        size_t len);
+char *facade_chunk_end(const struct cJSON *job, long created, const char *alias,
+                       int include_usage);
+char *facade_chunk_error(const char *type, const char *code, const char *message);
+
+/* The whole stream for a finished job, as the pieces above would send it (the brief in
+ * chunks of a few words). */
 char *facade_stream(const struct cJSON *job, const char *alias, int include_usage);
 
 #endif

@@ -14,6 +14,7 @@
 #include "config.h"
 #include "jsonx.h"
 #include "log.h"
+#include "slots.h"
 #include "stats.h"
 #include "store.h"
 #include "svc.h"
@@ -24,6 +25,7 @@
 #define TICK_MS 100
 #define GUARD_REFRESH_MS 1000   /* guard figures are re-read this often... */
 #define GUARD_STALE_MS 30000    /* ...and not used once this old (then guards do not hold) */
+#define LISTEN_REASK_MS 250     /* a streamed refinement nobody listens to asks again this often */
 #define STALL_MS 1000           /* a loop iteration this late means the process was stalled */
 #define FALLBACK_MIN_MS 100     /* a fallback is tried only with this much of the job's time left */
 
@@ -34,6 +36,7 @@ struct pipeline {
     uint64_t stalled_at;        /* uv_now when the last stall was seen (0: never) */
     struct ups ups;             /* circuit breakers of this process, per endpoint */
     uint64_t rng;               /* span ids of the calls' trace contexts */
+    struct slots *slots;        /* model call slots (max_concurrency) */
     struct {                    /* the guards' figures, read from the shared statistics */
         int valid, fetching;
         uint64_t at_ms;
@@ -41,6 +44,12 @@ struct pipeline {
     } guard;
     void (*close_cb)(void *);
     void *close_data;
+};
+
+/* A question to the store: does anyone listen to this job's text? */
+struct listen_op {
+    struct pipe_job *j;         /* NULL once the job stopped waiting (canceled, ended) */
+    int gate;                   /* the call waits for the answer */
 };
 
 static double ms_since(uint64_t t0) { return (double)(uv_hrtime() - t0) / 1e6; }
@@ -107,6 +116,10 @@ int pipeline_new(struct svc *svc, struct pipeline **out)
         return BD_ENOMEM;
     p->svc = svc;
     p->rng = uv_hrtime() ^ ((uint64_t)(uintptr_t)p << 16) ^ 0x9e3779b97f4a7c15ull;
+    if (slots_new(svc->loop, svc->store, svc->instance, &p->slots) != 0) {
+        free(p);
+        return BD_ENOMEM;
+    }
     uv_timer_init(svc->loop, &p->tick);
     p->tick.data = p;
     uv_timer_start(&p->tick, on_tick, TICK_MS, TICK_MS);
@@ -129,6 +142,7 @@ void pipeline_close(struct pipeline *p, void (*cb)(void *data), void *data)
 {
     p->close_cb = cb;
     p->close_data = data;
+    slots_close(p->slots);
     uv_timer_stop(&p->tick);
     uv_close((uv_handle_t *)&p->tick, on_tick_closed);
 }
@@ -171,6 +185,10 @@ static const struct model_cfg *stage_endpoint(const struct pipe_job *j, int refi
 
 static void finish(struct pipe_job *j, enum pipe_outcome o)
 {
+    if (j->listen) { /* a listen question still out: its answer finds no job */
+        j->listen->j = NULL;
+        j->listen = NULL;
+    }
     if (o == PIPE_SUCCEEDED || o == PIPE_FAILED)
         j->acct.total_ms = (j->acct.queue_ms > 0 ? j->acct.queue_ms : 0) + ms_since(j->t_start);
     acct_price(&j->acct, stage_endpoint(j, 0), stage_endpoint(j, 1));
@@ -229,18 +247,58 @@ static int call_headers(struct pipe_job *j, const struct model_cfg *m)
     return 0;
 }
 
-static int call_model(struct pipe_job *j, const struct model_cfg *m, const char *draft,
-                      mc_cb cb)
+/* Pass text on: text[0..len) is the brief served so far (what went out is a prefix of it). */
+static void emit(struct pipe_job *j, const char *text, size_t len)
 {
-    char *user = job_render_prompt(m->prompt_user, j->req, draft);
+    if (!j->text_on || j->text_broken || len <= j->text_sent)
+        return;
+    sbuf_add(&j->sent, text + j->text_sent, len - j->text_sent);
+    j->on_text(j, text + j->text_sent, len - j->text_sent);
+    j->text_sent = len;
+}
+
+/* The final text of a streamed stage: the rest goes out, unless it is not what went out. */
+static void emit_final(struct pipe_job *j, const char *text)
+{
+    size_t len = strlen(text);
+    if (j->text_sent > 0 &&
+        (len < j->text_sent || memcmp(text, j->sent.p, j->text_sent) != 0)) {
+        j->text_broken = 1;
+        log_warn("the refine model's final text differs from what it streamed (%zu bytes "
+                 "went out)", j->text_sent);
+        return;
+    }
+    emit(j, text, len);
+}
+
+static int ask_listening(struct pipe_job *j, int gate);
+
+/* Streamed text of a call. A job with listen_id that nobody listened to when the call began
+ * asks again now and then while it streams (a client may open its events late); once someone
+ * listens, the text so far goes out with the next piece. */
+static void on_call_text(struct mc_call *c, const char *text, size_t len)
+{
+    struct pipe_job *j = c->data;
+    if (!j->text_on && j->listen_id && !j->listen &&
+        uv_now(j->p->svc->loop) - j->listen_at >= LISTEN_REASK_MS)
+        ask_listening(j, 0);
+    emit(j, text, len);
+}
+
+/* Start the call j->next_m (template next_tmpl, with the draft if any). */
+static int call_model(struct pipe_job *j)
+{
+    const struct model_cfg *m = j->next_m;
+    char *user = job_render_prompt(j->next_tmpl, j->req, j->draft);
     size_t ulen;
+    int stream = m->stream || j->text_on || j->text_maybe;
     if (!user)
         return BD_ENOMEM;
     ulen = strlen(user) + (m->prompt_system ? strlen(m->prompt_system) : 0);
     free(j->body);
     free(j->url);
     j->body = oai_build_request(m->name, m->prompt_system, user, m->max_tokens, m->temperature,
-                                m->stream, m->logprobs);
+                                stream, m->logprobs);
     free(user);
     j->url = config_model_url(m, "/chat/completions");
     if (!j->body || !j->url)
@@ -252,10 +310,112 @@ static int call_model(struct pipe_job *j, const struct model_cfg *m, const char 
     config_model_call(&j->call, m);
     if (call_headers(j, m) != 0)
         return BD_ENOMEM;
+    j->call.stream = stream;
+    j->call.on_text = j->text_on || j->text_maybe ? on_call_text : NULL;
     j->call.prompt_chars = ulen;
     j->call.deadline_ms = j->deadline_ms;
     j->t_stage = uv_hrtime();
-    return mc_call_start(j->p->svc->mc, &j->call, cb);
+    return mc_call_start(j->p->svc->mc, &j->call, j->next_cb);
+}
+
+/* --- waiting before a call: a slot (max_concurrency), whether anyone listens --- */
+
+
+/* The model server a slot is counted against: its base_url and model name. */
+static void server_key(const struct model_cfg *m, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s|%s", m->base_url, m->name);
+}
+
+static void start_failed(struct pipe_job *j, int rc);
+
+/* Every wait is over: start the call (or end the job if the deadline passed meanwhile). */
+static int go(struct pipe_job *j)
+{
+    if (j->next_m->max_concurrency > 0 && j->next_wait_ms)
+        *j->next_wait_ms = ms_since(j->t_wait);
+    if (uv_now(j->p->svc->loop) >= j->deadline_ms) {
+        slots_give(&j->slot);
+        return BD_EDEADLINE;
+    }
+    return call_model(j);
+}
+
+static void go_async(struct pipe_job *j)
+{
+    int rc = go(j);
+    if (rc != 0)
+        start_failed(j, rc);
+}
+
+static void on_slot(struct slot_wait *w, int status)
+{
+    struct pipe_job *j = w->data;
+    (void)status;
+    if (--j->waits == 0)
+        go_async(j);
+}
+
+static void on_listening(void *data, int status, int listened)
+{
+    struct listen_op *op = data;
+    struct pipe_job *j = op->j;
+    int gate = op->gate;
+    free(op);
+    if (!j)
+        return;
+    j->listen = NULL;
+    j->text_on = status == 0 && listened;
+    if (gate && --j->waits == 0)
+        go_async(j);
+}
+
+static int ask_listening(struct pipe_job *j, int gate)
+{
+    struct listen_op *op = malloc(sizeof(*op));
+    if (!op)
+        return BD_ENOMEM;
+    op->j = j;
+    op->gate = gate;
+    j->listen_at = uv_now(j->p->svc->loop);
+    if (store_listening(j->p->svc->store, j->listen_id, on_listening, op) != 0) {
+        free(op);
+        return BD_EREDIS_DOWN;
+    }
+    j->listen = op;
+    return 0;
+}
+
+/* Start a model stage: m with the user template tmpl, cb when it ends; its slot wait (if m
+ * has max_concurrency) lands in *wait_ms. stream_text: pass this stage's text on (asking
+ * whether anyone listens first, for jobs with listen_id). Returns 0, or an error if the call
+ * could not start at once (nothing awaited). */
+static int begin_call(struct pipe_job *j, const struct model_cfg *m, const char *tmpl,
+                      mc_cb cb, double *wait_ms, int stream_text)
+{
+    j->next_m = m;
+    j->next_tmpl = tmpl;
+    j->next_cb = cb;
+    j->next_wait_ms = wait_ms;
+    j->t_wait = uv_hrtime();
+    j->text_on = stream_text && j->on_text && !j->listen_id;
+    /* a pre-routed refinement starts right after the submission, likely before its events
+     * stream opens: it streams anyway, and asks again while it runs */
+    j->text_maybe = stream_text && j->on_text && j->listen_id && j->direct;
+    j->waits = 1; /* held until every question went out */
+    if (m->max_concurrency > 0) {
+        char server[2400];
+        server_key(m, server, sizeof(server));
+        j->slot.data = j;
+        if (slots_take(j->p->slots, server, m->max_concurrency, j->cfg->claim_idle_ms,
+                       (int)j->req->priority, &j->slot, on_slot) == 0)
+            j->waits++;
+    }
+    if (stream_text && j->on_text && j->listen_id && ask_listening(j, 1) == 0)
+        j->waits++;
+    if (--j->waits > 0)
+        return 0;
+    return go(j);
 }
 
 static void take_usage(struct stage_usage *u, const struct mc_call *c)
@@ -319,7 +479,8 @@ static int stage_done(struct pipe_job *j, const struct mc_call *c, int status, i
                       double *stage_ms, double *busy_ms)
 {
     const struct model_cfg *m = stage_endpoint(j, refine);
-    *stage_ms = ms_since(j->t_stage);
+    slots_give(&j->slot);
+    *stage_ms = ms_since(j->t_stage0 ? j->t_stage0 : j->t_stage);
     *busy_ms = c->busy_ms;
     if (status == BD_ECANCELED) {
         finish(j, PIPE_CANCELED);
@@ -337,38 +498,62 @@ static int stage_done(struct pipe_job *j, const struct mc_call *c, int status, i
     return 0;
 }
 
-/* After a stage's call to endpoint *ep of m failed: if the failure says the endpoint is out
- * and there is time left, call the next endpoint whose breaker lets it (docs/CONFIG.md#
- * fallbacks). Returns 1 when that call started (cb runs for it). */
-static int try_fallback(struct pipe_job *j, const struct model_cfg *m, int *ep,
-                        const char *draft, mc_cb cb)
+static int begin_call(struct pipe_job *j, const struct model_cfg *m, const char *tmpl,
+                      mc_cb cb, double *wait_ms, int stream_text);
+
+/* After a stage's call failed: if the failure says its endpoint is out, nothing of the
+ * stage's text went out yet and there is time left, call the next endpoint of the model
+ * whose breaker lets it (docs/CONFIG.md#fallbacks). Returns 1 when that call is on its way
+ * (cb runs for it). */
+static int try_fallback(struct pipe_job *j, int refine, mc_cb cb)
 {
-    uint64_t now = uv_now(j->p->svc->loop), t0 = j->t_stage;
+    const struct model_cfg *m = refine ? &j->cfg->refine : &j->cfg->draft, *ep;
+    int *k = refine ? &j->refine_ep : &j->draft_ep, next;
+    uint64_t now = uv_now(j->p->svc->loop);
     char was[300];
-    int k;
-    if (!ups_outage(j->call.fail) || j->deadline_ms < now + FALLBACK_MIN_MS)
+    if (!ups_outage(j->call.fail) || j->text_sent > 0 || j->deadline_ms < now + FALLBACK_MIN_MS)
         return 0;
-    k = ups_pick(&j->p->ups, m, *ep + 1, now);
-    if (k < 0)
+    next = ups_pick(&j->p->ups, m, *k + 1, now);
+    if (next < 0)
         return 0;
-    url_redact(ups_endpoint(m, *ep)->base_url, was, sizeof(was));
-    log_info("%s model '%s' at %s is out (%s); trying fallback %d", m == &j->cfg->draft ?
-             "draft" : "refine", ups_endpoint(m, *ep)->name, was, mc_fail_name(j->call.fail), k);
-    *ep = k;
-    if (call_model(j, ups_endpoint(m, k), draft, cb) != 0)
+    url_redact(stage_endpoint(j, refine)->base_url, was, sizeof(was));
+    log_info("%s model '%s' at %s is out (%s); trying fallback %d", refine ? "refine" : "draft",
+             stage_endpoint(j, refine)->name, was, mc_fail_name(j->call.fail), next);
+    *k = next;
+    ep = ups_endpoint(m, next);
+    if (!j->t_stage0)
+        j->t_stage0 = j->t_stage; /* the stage's latency spans every endpoint it tried */
+    if (begin_call(j, ep, refine && j->direct ? ep->prompt_direct : ep->prompt_user, cb,
+                   refine ? &j->acct.refine_wait_ms : &j->acct.draft_wait_ms, refine) != 0)
         return 0;
-    j->t_stage = t0; /* the stage's latency spans every endpoint it tried */
     return 1;
 }
 
 /* --- refine --- */
+
+static void start_draft(struct pipe_job *j);
+
+/* The refinement did not produce the brief: keep the draft (degraded) - or, when pre-routing
+ * skipped the draft, have the draft model write it after all. */
+static void refine_failed(struct pipe_job *j)
+{
+    j->degraded = 1;
+    if (j->text_sent > 0)
+        j->text_broken = 1; /* text went out: it cannot be taken back */
+    if (!j->draft) {
+        start_draft(j);
+        return;
+    }
+    emit(j, j->draft, strlen(j->draft));
+    finish(j, PIPE_SUCCEEDED);
+}
 
 static void on_refine(struct mc_call *c, int status)
 {
     struct pipe_job *j = c->data;
     if (stage_done(j, c, status, 1, &j->acct.refine_ms, &j->acct.refine_busy_ms))
         return;
-    if (status != 0 && try_fallback(j, &j->cfg->refine, &j->refine_ep, j->draft, on_refine))
+    if (status != 0 && try_fallback(j, 1, on_refine))
         return;
     if (c->attempts > 0 && (status == 0 || c->http_status != 0))
         take_usage(&j->acct.refine, c);
@@ -376,41 +561,51 @@ static void on_refine(struct mc_call *c, int status)
         j->acct.refine_ttft_ms = c->ttft_ms;
         j->brief = strdup(c->res.content);
         j->refined = j->brief != NULL;
-        j->degraded = !j->refined;
-        if (!j->brief)
+        if (!j->brief) {
             snprintf(j->refine_err, sizeof(j->refine_err), "out of memory");
-    } else {
-        j->degraded = 1;
-        snprintf(j->refine_err, sizeof(j->refine_err), "%s (%s after %d attempts)",
-                 status == 0 ? "refine model returned an empty brief" : c->err,
-                 mc_fail_name(c->fail), c->attempts);
-        if (status != 0 && c->http_status == 0)
-            j->acct.refine.present = 0;
-    }
-    finish(j, PIPE_SUCCEEDED);
-}
-
-static void start_refine(struct pipe_job *j)
-{
-    const struct model_cfg *m = &j->cfg->refine;
-    int rc, k = ups_pick(&j->p->ups, m, 0, uv_now(j->p->svc->loop));
-    if (k < 0) {
-        j->degraded = 1;
-        snprintf(j->refine_err, sizeof(j->refine_err),
-                 "circuit breaker open for model '%.100s'%s after repeated failures; draft kept",
-                 m->name, m->n_fallbacks ? " and each of its fallbacks" : "");
+            refine_failed(j);
+            return;
+        }
+        emit_final(j, j->brief);
         finish(j, PIPE_SUCCEEDED);
         return;
     }
+    snprintf(j->refine_err, sizeof(j->refine_err), "%s (%s after %d attempts)",
+             status == 0 ? "refine model returned an empty brief" : c->err,
+             mc_fail_name(c->fail), c->attempts);
+    if (status != 0 && c->http_status == 0)
+        j->acct.refine.present = 0;
+    refine_failed(j);
+}
+
+/* Refine the draft (or, direct, write the brief from the document). Returns 0, or an error
+ * when it could not start (the caller decides what that means). */
+static int start_refine(struct pipe_job *j)
+{
+    const struct model_cfg *m;
+    int k = ups_pick(&j->p->ups, &j->cfg->refine, 0, uv_now(j->p->svc->loop));
+    if (k < 0)
+        return BD_ECIRCUIT_OPEN; /* every endpoint of the refine model is out */
+    j->refine_ep = k;
+    j->t_stage0 = 0;
+    m = ups_endpoint(&j->cfg->refine, k);
     if (j->on_stage)
         j->on_stage(j, "refining");
-    j->refine_ep = k;
-    rc = call_model(j, ups_endpoint(m, k), j->draft, on_refine);
-    if (rc != 0) {
-        j->degraded = 1;
-        snprintf(j->refine_err, sizeof(j->refine_err), "could not start refine call: %s",
-                 bd_strerror(rc));
-        finish(j, PIPE_SUCCEEDED);
+    return begin_call(j, m, j->direct ? m->prompt_direct : m->prompt_user, on_refine,
+                      &j->acct.refine_wait_ms, 1);
+}
+
+static void refine_or_keep(struct pipe_job *j)
+{
+    const struct model_cfg *m = &j->cfg->refine;
+    int rc = start_refine(j);
+    if (rc == BD_ECIRCUIT_OPEN) {
+        snprintf(j->refine_err, sizeof(j->refine_err),
+                 "circuit breaker open for model '%.100s'%s after repeated failures; draft kept",
+                 m->name, m->n_fallbacks ? " and each of its fallbacks" : "");
+        refine_failed(j);
+    } else if (rc != 0) {
+        start_failed(j, rc);
     }
 }
 
@@ -426,6 +621,28 @@ static void route(struct pipe_job *j)
     router_decide(j->cfg->router, &in, guard_figures(j->p, &g), &j->route);
     j->acct.route_ms = ms_since(t0);
     j->routed = 1;
+}
+
+/* Pre-routing: 1 when the input alone decided a refinement (route filled), else 0. Only
+ * while the refine model's breaker lets calls through (else the draft is the way). */
+static int pre_route(struct pipe_job *j)
+{
+    struct guard_input g;
+    struct route_input in;
+    struct lp_summary none;
+    uint64_t t0;
+    if (!router_pre_route(j->cfg->router) || !ups_any_open(&j->p->ups, &j->cfg->refine, j->t_loop))
+        return 0;
+    memset(&none, 0, sizeof(none));
+    job_route_input(j->req, NULL, &none, 0, &in);
+    t0 = uv_hrtime();
+    if (!router_pre_decide(j->cfg->router, &in, guard_figures(j->p, &g), &j->route) ||
+        !j->route.refine)
+        return 0;
+    j->acct.route_ms = ms_since(t0);
+    j->routed = 1;
+    j->direct = 1;
+    return 1;
 }
 
 /* Is the model out (unreachable, overloaded, timing out) rather than refusing this job
@@ -456,7 +673,7 @@ static void on_draft(struct mc_call *c, int status)
     struct pipe_job *j = c->data;
     if (stage_done(j, c, status, 0, &j->acct.draft_ms, &j->acct.draft_busy_ms))
         return;
-    if (status != 0 && try_fallback(j, &j->cfg->draft, &j->draft_ep, NULL, on_draft))
+    if (status != 0 && try_fallback(j, 0, on_draft))
         return;
     if (status != 0) {
         draft_failed(j, c, status);
@@ -476,11 +693,56 @@ static void on_draft(struct mc_call *c, int status)
     }
     j->draft_truncated = c->res.truncated;
     lp_summarize(c->res.logprobs, c->res.has_logprobs ? c->res.n_logprobs : 0, &j->lp);
-    route(j);
-    if (j->route.refine)
-        start_refine(j);
-    else
+    if (j->direct) { /* the direct refinement failed: the draft is the brief */
+        emit(j, j->draft, strlen(j->draft));
         finish(j, PIPE_SUCCEEDED);
+        return;
+    }
+    route(j);
+    if (j->route.refine) {
+        refine_or_keep(j);
+        return;
+    }
+    j->text_on = j->on_text && !j->listen_id;
+    emit(j, j->draft, strlen(j->draft));
+    finish(j, PIPE_SUCCEEDED);
+}
+
+static int begin_draft(struct pipe_job *j)
+{
+    const struct model_cfg *m;
+    int k = ups_pick(&j->p->ups, &j->cfg->draft, 0, uv_now(j->p->svc->loop));
+    if (k < 0)
+        return BD_ECIRCUIT_OPEN; /* every endpoint of the draft model is out: the job waits */
+    j->draft_ep = k;
+    j->t_stage0 = 0;
+    m = ups_endpoint(&j->cfg->draft, k);
+    return begin_call(j, m, m->prompt_user, on_draft, &j->acct.draft_wait_ms, 0);
+}
+
+/* The draft after a direct refinement failed. */
+static void start_draft(struct pipe_job *j)
+{
+    int rc = begin_draft(j);
+    if (rc == BD_ECIRCUIT_OPEN)
+        finish(j, PIPE_RETRY);
+    else if (rc != 0)
+        start_failed(j, rc);
+}
+
+/* A call that could not start once its waits were over (or at once). */
+static void start_failed(struct pipe_job *j, int rc)
+{
+    if (j->next_cb == on_refine) {
+        snprintf(j->refine_err, sizeof(j->refine_err), "could not start refine call: %s",
+                 rc == BD_EDEADLINE ? "deadline reached waiting for a slot" : bd_strerror(rc));
+        refine_failed(j);
+    } else if (rc == BD_EDEADLINE) {
+        finish(j, PIPE_RETRY); /* the model was busy for the whole deadline: try later */
+    } else {
+        fail(j, make_error("draft_failed", "could not start the draft call: %s",
+                           bd_strerror(rc)));
+    }
 }
 
 /* on_done never runs from inside pipe_start: a job that cannot start ends on the next loop
@@ -513,7 +775,7 @@ static int defer(struct pipe_job *j, cJSON *error)
 
 int pipe_start(struct pipeline *p, struct pipe_job *j)
 {
-    int rc, k;
+    int rc;
     j->p = p;
     j->draft_ep = j->refine_ep = -1;
     acct_init(&j->acct);
@@ -522,11 +784,17 @@ int pipe_start(struct pipeline *p, struct pipe_job *j)
     j->t_start = uv_hrtime();
     j->t_loop = uv_now(p->svc->loop);
     j->deadline_ms = j->t_loop + (uint64_t)j->cfg->job_timeout_ms;
-    k = ups_pick(&p->ups, &j->cfg->draft, 0, j->t_loop);
-    if (k < 0)
-        return defer(j, NULL); /* the draft model and its fallbacks are out: the job waits */
-    j->draft_ep = k;
-    rc = call_model(j, ups_endpoint(&j->cfg->draft, k), NULL, on_draft);
+    if (pre_route(j)) {
+        rc = start_refine(j);
+        if (rc == 0)
+            return 0;
+        j->direct = 0; /* could not even start: the draft decides */
+        j->routed = 0;
+        j->acct.route_ms = j->acct.refine_wait_ms = -1;
+    }
+    rc = begin_draft(j);
+    if (rc == BD_ECIRCUIT_OPEN || rc == BD_EDEADLINE)
+        return defer(j, NULL); /* the draft model is out: the job waits */
     if (rc != 0)
         return defer(j, make_error("draft_failed", "could not start the draft call: %s",
                                    bd_strerror(rc)));
@@ -556,17 +824,27 @@ void pipe_trace_meta(struct pipe_job *j, const char *meta_text)
 
 void pipe_cancel(struct pipe_job *j)
 {
+    if (j->waits > 0) {
+        slots_give(&j->slot);
+        if (j->listen)
+            j->listen->j = NULL;
+        j->listen = NULL;
+        j->waits = 0;
+        finish(j, PIPE_CANCELED);
+        return;
+    }
     if (pipe_busy(j))
         mc_call_cancel(&j->call);
 }
 
 int pipe_busy(const struct pipe_job *j)
 {
-    return j->call.att != NULL || j->call.backoff != NULL;
+    return j->waits > 0 || j->call.att != NULL || j->call.backoff != NULL;
 }
 
 void pipe_job_free(struct pipe_job *j)
 {
+    slots_give(&j->slot);
     mc_call_reset(&j->call);
     free(j->url);
     free(j->body);
@@ -582,6 +860,7 @@ void pipe_job_free(struct pipe_job *j)
     j->request_id = j->traceparent = j->tracestate = NULL;
     free(j->draft);
     free(j->brief);
+    free(sbuf_take(&j->sent));
     cJSON_Delete(j->error);
     j->url = j->body = j->draft = j->brief = NULL;
     j->error = NULL;
@@ -597,7 +876,10 @@ static cJSON *result_json(const struct pipe_job *j)
     cJSON_AddStringToObject(r, "model", stage_endpoint(j, j->refined)->name);
     cJSON_AddBoolToObject(r, "refined", j->refined);
     cJSON_AddBoolToObject(r, "degraded", j->degraded);
-    cJSON_AddStringToObject(r, "draft", j->draft ? j->draft : "");
+    if (j->draft)
+        cJSON_AddStringToObject(r, "draft", j->draft);
+    else
+        cJSON_AddNullToObject(r, "draft"); /* pre-routed: the refine model wrote from the text */
     if (j->degraded)
         cJSON_AddStringToObject(r, "refine_error", j->refine_err);
     return r;
@@ -654,7 +936,7 @@ cJSON *pipe_out_json(const struct pipe_job *j, const char *status)
     if (j->error)
         cJSON_AddItemToObject(out, "error", cJSON_Duplicate(j->error, 1));
     cJSON_AddStringToObject(out, "config_version", j->cfg->version);
-    if (j->draft)
+    if (j->draft || j->brief)
         cJSON_AddItemToObject(out, "signals", signals_json(j));
     return out;
 }

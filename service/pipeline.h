@@ -22,6 +22,22 @@
  *                   the job back without counting the attempt;
  *   PIPE_CANCELED   pipe_cancel() (shutdown).
  *
+ * Pre-routing (routing.pre_route): when the policies that can judge the input alone decide
+ * a refinement, the draft is skipped and the refine model writes the brief from the document
+ * (models.refine.prompt.direct); if that fails before any text went out, the draft model
+ * writes it after all (degraded). route.stage says where routing decided.
+ *
+ * Streaming: a job with on_text gets the served brief's text as it becomes known - the kept
+ * draft once routing decided, the refine model's text as it arrives (the refinement is then
+ * streamed whatever models.refine.stream says), the draft when a refinement failed before
+ * any text went out. When a refinement fails after text went out (or its final text is not
+ * what was streamed), text_broken is set: the job still ends (degraded, keeping the draft),
+ * but the stream cannot be completed. With listen_id, text flows only for a refinement that
+ * someone listens to (store_listening, asked before it starts); kept drafts are not passed.
+ *
+ * Model call slots: a model with max_concurrency waits for a slot (slots.h) before each
+ * call, in priority order; the wait is its own stage (latency_ms.draft_wait / refine_wait).
+ *
  * Ownership: struct pipe_job is the caller's; the caller holds a config reference for the
  * job's life and keeps req valid until on_done. The results (draft, brief, error, acct,
  * route) belong to the job until pipe_job_free(). */
@@ -34,6 +50,8 @@
 #include "job.h"
 #include "mclient.h"
 #include "router.h"
+#include "sbuf.h"
+#include "slots.h"
 
 struct cJSON;
 struct model_cfg;
@@ -61,6 +79,10 @@ struct pipe_job {
                                        NULL; each call is a new span of it */
     char *tracestate;               /* passed along with it, or NULL (pipe_trace_meta sets
                                        all three; pipe_job_free frees them) */
+    /* Text appended to the brief being served (may be NULL; see above). Runs inside a model
+     * transfer: it must not cancel the job (defer that). */
+    void (*on_text)(struct pipe_job *j, const char *text, size_t len);
+    const char *listen_id;          /* with on_text: pass text only if this job is listened to */
     /* results */
     struct job_acct acct;
     struct route_result route;
@@ -74,13 +96,29 @@ struct pipe_job {
     int draft_ep, refine_ep;        /* the endpoint of the stage's last call (upstream.h: 0 the
                                        model, k its fallback k); -1 before any call */
     struct cJSON *error;            /* PIPE_FAILED: {"code", "message", ...} */
+    int direct;                     /* pre-routing decided: the refine model wrote from the text */
+    size_t text_sent;               /* bytes passed to on_text */
+    int text_broken;                /* text went out, then the refinement failed or changed it */
     /* internal */
     struct pipeline *p;
     struct mc_call call;
     char *url, *body;
     const char **hdrs;              /* the call's header lines: the endpoint's, then ours */
     char *hdr_id, *hdr_tp, *hdr_ts; /* X-Request-Id, traceparent, tracestate lines */
+    struct sbuf sent;               /* the text passed to on_text */
+    int text_on;                    /* on_text is live for this stage */
+    int text_maybe;                 /* the call streams: on_text may go live during it */
+    uint64_t listen_at;             /* uv_now of the last listen question */
+    int waits;                      /* a slot and/or the listen answer still awaited */
+    struct listen_op *listen;       /* the listen question in flight, or NULL */
+    struct slot_wait slot;
+    const struct model_cfg *next_m; /* the call waiting to start */
+    const char *next_tmpl;
+    mc_cb next_cb;
+    double *next_wait_ms;
+    uint64_t t_wait;
     uint64_t t_start, t_stage;      /* uv_hrtime */
+    uint64_t t_stage0;              /* uv_hrtime: the stage's first call, once it fell back */
     uint64_t t_loop;                /* uv_now at start */
     uint64_t deadline_ms;           /* uv_now based */
 };

@@ -308,12 +308,35 @@ static const char TOTALS_LUA[] =
     "end\n"
     "return {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2]), depth, pending}\n";
 
+/* Model call slots (models.X.max_concurrency): a sorted set of leases scored by expiry on
+ * Redis's clock. KEYS: the set. ARGV: cap, member, lease ms. -> 1 granted, 0 all taken. */
+#define SLOT_NOW_LUA \
+    "if redis.replicate_commands then redis.replicate_commands() end\n" \
+    "local t = redis.call('TIME')\n" \
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+static const char SLOT_LUA[] =
+    SLOT_NOW_LUA
+    "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)\n"
+    "if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end\n"
+    "redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[2])\n"
+    "redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]) * 2)\n"
+    "return 1\n";
+/* KEYS: the set. ARGV: lease ms, members... -> how many of them were still held. */
+static const char SLOT_RENEW_LUA[] =
+    SLOT_NOW_LUA
+    "local n = 0\n"
+    "for i = 2, #ARGV do\n"
+    "  n = n + redis.call('ZADD', KEYS[1], 'XX', 'CH', now + tonumber(ARGV[1]), ARGV[i])\n"
+    "end\n"
+    "redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[1]) * 2)\n"
+    "return n\n";
+
 static struct rds_script sc_submit, sc_get, sc_finish, sc_transition, sc_redeliver,
-    sc_requeue, sc_fold, sc_guard, sc_totals;
+    sc_requeue, sc_fold, sc_guard, sc_totals, sc_slot, sc_slot_renew;
 static const struct rds_script *const scripts[] = {&sc_submit, &sc_get, &sc_finish,
                                                     &sc_transition, &sc_redeliver,
                                                     &sc_requeue, &sc_fold, &sc_guard,
-                                                    &sc_totals};
+                                                    &sc_totals, &sc_slot, &sc_slot_renew};
 
 static void scripts_init(void)
 {
@@ -330,6 +353,8 @@ static void scripts_init(void)
     rds_script_init(&sc_fold, FOLD_LUA);
     rds_script_init(&sc_guard, GUARD_LUA);
     rds_script_init(&sc_totals, TOTALS_LUA);
+    rds_script_init(&sc_slot, SLOT_LUA);
+    rds_script_init(&sc_slot_renew, SLOT_RENEW_LUA);
 }
 
 /* --- replies and callbacks ---------------------------------------------------------------- */
@@ -2615,4 +2640,117 @@ void store_close(struct store *s, void (*cb)(void *data), void *data)
     s->close_data = data;
     uv_timer_stop(&s->tick);
     close_step(s);
+}
+
+/* --- streamed text and model call slots ------------------------------------------------------ */
+
+void store_listen(struct store *s, const char *id, int ttl_ms)
+{
+    char k[KEY_MAX];
+    key(s, k, "listen:", id);
+    rds_cmd(s->cmd, NULL, NULL, "SET %s 1 PX %d", k, ttl_ms);
+}
+
+static void on_listening(struct rds *r, struct rds_reply *x, void *data)
+{
+    struct op *o = data;
+    store_flag_cb cb = (store_flag_cb)o->fn;
+    void *udata = o->data;
+    int st = reply_status(o->s, x, RDS_INTEGER);
+    (void)r;
+    free(o);
+    cb(udata, st, st == 0 && rds_reply_int(x) > 0);
+}
+
+int store_listening(struct store *s, const char *id, store_flag_cb cb, void *data)
+{
+    char k[KEY_MAX];
+    struct op *o = op_new(s, (void (*)(void))cb, data);
+    if (!o)
+        return BD_ENOMEM;
+    key(s, k, "listen:", id);
+    return send_or_free(rds_cmd(s->cmd, on_listening, o, "EXISTS %s", k), o);
+}
+
+void store_publish_delta(struct store *s, const char *id, const char *text, size_t len)
+{
+    struct sbuf js = {0}, ev = {0};
+    char chan[KEY_MAX], *t = malloc(len + 1), *payload;
+    if (!t)
+        return;
+    memcpy(t, text, len);
+    t[len] = '\0';
+    sbuf_adds(&js, "{\"text\":");
+    jsonx_write_string(&js, t);
+    sbuf_addc(&js, '}');
+    free(t);
+    if (!js.oom)
+        sbuf_printf(&ev, "%s delta %zu\n%s\n", id, js.len, js.p);
+    payload = sbuf_take(&ev);
+    free(sbuf_take(&js));
+    if (!payload)
+        return;
+    key(s, chan, "events", NULL);
+    rds_cmd(s->cmd, NULL, NULL, "PUBLISH %s %s", chan, payload);
+    free(payload);
+}
+
+static void on_slot(struct rds *r, struct rds_reply *x, void *data)
+{
+    struct op *o = data;
+    store_flag_cb cb = (store_flag_cb)o->fn;
+    void *udata = o->data;
+    int st = reply_status(o->s, x, RDS_INTEGER);
+    (void)r;
+    free(o);
+    cb(udata, st, st == 0 && rds_reply_int(x) == 1);
+}
+
+static void key_slots(const struct store *s, const char *server, char *buf)
+{
+    char h[24];
+    snprintf(h, sizeof(h), "%016llx", (unsigned long long)hash_fnv1a64_str(HASH_FNV1A64_INIT, server));
+    key(s, buf, "slots:", h);
+}
+
+int store_slot_take(struct store *s, const char *server, int cap, const char *member,
+                    int lease_ms, store_flag_cb cb, void *data)
+{
+    char k[KEY_MAX], c[16], l[16];
+    const char *argv[4];
+    struct op *o = op_new(s, (void (*)(void))cb, data);
+    if (!o)
+        return BD_ENOMEM;
+    key_slots(s, server, k);
+    snprintf(c, sizeof(c), "%d", cap);
+    snprintf(l, sizeof(l), "%d", lease_ms);
+    argv[0] = k;
+    argv[1] = c;
+    argv[2] = member;
+    argv[3] = l;
+    return send_or_free(evalsha(s, NULL, on_slot, o, &sc_slot, 1, 4, argv, NULL), o);
+}
+
+void store_slot_renew(struct store *s, const char *server, const char *const *members, size_t n,
+                      int lease_ms)
+{
+    char k[KEY_MAX], l[16];
+    const char **argv = calloc(n + 2, sizeof(*argv));
+    if (!argv)
+        return;
+    key_slots(s, server, k);
+    snprintf(l, sizeof(l), "%d", lease_ms);
+    argv[0] = k;
+    argv[1] = l;
+    for (size_t i = 0; i < n; i++)
+        argv[i + 2] = members[i];
+    evalsha(s, NULL, NULL, NULL, &sc_slot_renew, 1, (int)n + 2, argv, NULL);
+    free(argv);
+}
+
+void store_slot_give(struct store *s, const char *server, const char *member)
+{
+    char k[KEY_MAX];
+    key_slots(s, server, k);
+    rds_cmd(s->cmd, NULL, NULL, "ZREM %s %s", k, member);
 }

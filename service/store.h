@@ -91,6 +91,29 @@ void store_close(struct store *s, void (*cb)(void *data), void *data);
 
 /* --- job events --------------------------------------------------------------------- */
 
+/* Streamed text (GET /v1/jobs/{id}/events, event "delta"). An events stream marks its job
+ * as listened to (P listen:<id>, for ttl_ms; refresh it while the stream lasts); the worker
+ * asks whether anyone listens before a refinement, streams it only then, and publishes its
+ * text as "delta" events ({"text": "..."}: text appended to the brief) on the events
+ * channel. Fire and forget, except store_listening: cb(data, status, listened). */
+typedef void (*store_flag_cb)(void *data, int status, int applied); /* a yes/no answer */
+void store_listen(struct store *s, const char *id, int ttl_ms);
+int store_listening(struct store *s, const char *id, store_flag_cb cb, void *data);
+void store_publish_delta(struct store *s, const char *id, const char *text, size_t len);
+
+/* Model call slots (models.X.max_concurrency, shared by every process): leases in
+ * P slots:<hash of server> (a sorted set scored by expiry on Redis's clock). server names
+ * the model server (base_url and model name), member one lease ("<instance>:<n>").
+ * store_slot_take: cb(data, status, granted) - granted when fewer than cap live leases were
+ * held; the lease lasts lease_ms unless renewed (store_slot_renew, fire and forget) and is
+ * given back with store_slot_give (fire and forget). A process that dies stops renewing:
+ * its leases lapse. */
+int store_slot_take(struct store *s, const char *server, int cap, const char *member,
+                    int lease_ms, store_flag_cb cb, void *data);
+void store_slot_renew(struct store *s, const char *server, const char *const *members, size_t n,
+                      int lease_ms);
+void store_slot_give(struct store *s, const char *server, const char *member);
+
 /* A job changed status; for succeeded/failed, job is its job object (JSON text, len bytes,
  * not NUL-terminated), else NULL. id NULL: the subscription (re)connected - events may have
  * been missed, re-check what you wait for. */
@@ -174,9 +197,8 @@ int store_reclaim(struct store *s, enum job_priority p, int idle_ms, unsigned co
 /* Acknowledge away an entry that carries no job (it would otherwise block the group). */
 void store_discard(struct store *s, const struct store_entry *e);
 
-/* cb(data, status, applied): applied 0 when the script refused the write (the delivery is
- * no longer current). cb may be NULL. */
-typedef void (*store_flag_cb)(void *data, int status, int applied);
+/* store_flag_cb (above) for finishing: applied 0 when the script refused the write (the
+ * delivery is no longer current). cb may be NULL. */
 
 /* A job's running status beyond the first ("routing", "refining"), published and readable
  * by GET; batched. Informational: it never changes what is stored at the end. */

@@ -13,6 +13,7 @@
 #include "list.h"
 #include "log.h"
 #include "pipeline.h"
+#include "sbuf.h"
 #include "stats.h"
 #include "store.h"
 #include "svc.h"
@@ -21,6 +22,7 @@
 #define WORKER_TICK_MS 100
 #define WORKER_BLOCK_MS 1000
 #define STAGE_PUBLISH_MS 100    /* a stage is published once the job has run this long */
+#define DELTA_PUBLISH_MS 50     /* streamed text is published at most this often per job */
 #define MAX_FREE_RETRIES 20     /* uncounted returns to the queue before they count */
 
 struct wjob {
@@ -34,6 +36,8 @@ struct wjob {
     uint64_t started;             /* uv_now */
     char stage[16], published[16];
     int finishing;
+    struct sbuf delta;            /* streamed text not yet published (someone listens) */
+    uint64_t delta_at;            /* uv_now of the last delta published */
 };
 
 struct worker {
@@ -96,6 +100,7 @@ static void wjob_free(struct wjob *j)
     list_unlink(&j->node);
     w->inflight--;
     pipe_job_free(&j->pj);
+    free(sbuf_take(&j->delta));
     job_req_free(&j->req);
     free(j->req_text);
     free(j->meta_text);
@@ -235,6 +240,26 @@ static void publish_stages(struct worker *w)
     }
 }
 
+/* Text of a refinement someone listens to (GET /v1/jobs/{id}/events): published as delta
+ * events at most every DELTA_PUBLISH_MS; what is left when the job ends reaches the
+ * listeners with the job itself. */
+static void on_text(struct pipe_job *pj, const char *text, size_t len)
+{
+    struct wjob *j = pj->data;
+    uint64_t now = uv_now(j->w->svc->loop);
+    size_t n;
+    char *t;
+    sbuf_add(&j->delta, text, len);
+    if (now - j->delta_at < DELTA_PUBLISH_MS || j->delta.len == 0)
+        return;
+    j->delta_at = now;
+    n = j->delta.len;
+    t = sbuf_take(&j->delta);
+    if (t)
+        store_publish_delta(j->w->svc->store, j->e.id, t, n);
+    free(t);
+}
+
 /* --- starting jobs --- */
 
 static void start_job(struct worker *w, const struct store_entry *e)
@@ -252,6 +277,8 @@ static void start_job(struct worker *w, const struct store_entry *e)
     j->pj.req = &j->req;
     j->pj.on_done = on_pipe_done;
     j->pj.on_stage = on_stage;
+    j->pj.on_text = on_text;
+    j->pj.listen_id = j->e.id;
     j->pj.queue_ms = (double)(clock_wall_ms() - e->created_ms);
     if (j->pj.queue_ms < 0)
         j->pj.queue_ms = 0;

@@ -1208,13 +1208,13 @@ static void test_env_warnings(void)
 static void test_fallbacks(void)
 {
     const char *conf =
-        "{\"models\": {\"draft\": {\"timeout_ms\": 7000, \"max_tokens\": 111, "
+        "{\"models\": {\"draft\": {\"timeout_ms\": 7000, \"max_tokens\": 111, \"max_concurrency\": 3, "
         "\"api_key_env\": \"TC_MK\", \"headers\": {\"x-primary\": \"p\"}, "
         "\"price\": {\"input_per_mtok\": 1, \"output_per_mtok\": 2, \"source\": \"ours\"}, "
         "\"fallbacks\": [{\"base_url\": \"http://fb1:8000/v1/\"}, "
         "{\"base_url\": \"https://fb2/v1?x=1\", \"name\": \"phi-hosted\", \"timeout_ms\": 900, "
         "\"api_key_env\": \"TC_FK\", \"auth_header\": \"api-key\", \"headers\": "
-        "{\"x-fb\": {\"env\": \"TC_FH\"}}, \"price\": {\"input_per_mtok\": 5}}]}}}";
+        "{\"x-fb\": {\"env\": \"TC_FH\"}}, \"max_concurrency\": 0, \"price\": {\"input_per_mtok\": 5}}]}}}";
     struct cfg_err err;
     struct bd_config *c;
     const struct model_cfg *f0, *f1, *models[CONFIG_MAX_MODELS];
@@ -1243,6 +1243,7 @@ static void test_fallbacks(void)
     CHECK(f0->auth_header == MODEL_AUTH_BEARER);
     CHECK_STR(f0->prompt_user, c->draft.prompt_user);
     CHECK(f0->max_attempts == c->draft.max_attempts && f0->breaker_failures == 5);
+    CHECK(f0->max_concurrency == 3 && f1->max_concurrency == 0); /* inherited / given */
     /* given: its own */
     CHECK_STR(f1->name, "phi-hosted");
     CHECK(f1->timeout_ms == 900);
@@ -1261,7 +1262,7 @@ static void test_fallbacks(void)
     CHECK(text && strstr(text, "\"fallbacks\":[{\"base_url\":\"http://fb1:8000/v1\","
                                "\"name\":\"phi-4-mini\",\"api_key_env\":null,"
                                "\"auth_header\":\"bearer\",\"headers\":{},\"timeout_ms\":7000,"
-                               "\"price\":{\"input_per_mtok\":1,\"output_per_mtok\":2,"
+                               "\"max_concurrency\":3,\"price\":{\"input_per_mtok\":1,\"output_per_mtok\":2,"
                                "\"per_hour\":0,\"source\":\"ours\"}},"));
     CHECK(text && strstr(text, "\"headers\":{\"x-fb\":{\"env\":\"TC_FH\"}}"));
     CHECK(text && !strstr(text, "fb-header-secret") && !strstr(text, "sk-fallback"));

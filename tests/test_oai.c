@@ -1191,6 +1191,74 @@ static void test_sse_bounds(void)
     oai_sse_free(&s);
 }
 
+/* ---- what a stream shows while it runs (oai_sse_visible) ---- */
+
+/* Feed pieces[] as content deltas, one event each; after each, the visible text must be
+ * want[i]; at the end, the final content must start with the last visible text. */
+static void visible_case(const char *const *pieces, const char *const *want, size_t n,
+                         const char *final)
+{
+    struct oai_sse s;
+    struct oai_result r;
+    char msg[200], ev[512];
+    const char *text;
+    size_t len;
+
+    oai_sse_init(&s, 10);
+    for (size_t i = 0; i < n; i++) {
+        cJSON *o = cJSON_CreateObject(), *ch = cJSON_AddArrayToObject(o, "choices");
+        cJSON *c0 = cJSON_CreateObject(), *d = cJSON_AddObjectToObject(c0, "delta");
+        char *js;
+        cJSON_AddStringToObject(d, "content", pieces[i]);
+        cJSON_AddItemToArray(ch, c0);
+        js = cJSON_PrintUnformatted(o);
+        snprintf(ev, sizeof ev, "data: %s\n\n", js);
+        free(js);
+        cJSON_Delete(o);
+        CHECK(oai_sse_feed(&s, ev, strlen(ev), msg, sizeof msg) >= 0);
+        len = oai_sse_visible(&s, &text);
+        if (!(len == strlen(want[i]) && memcmp(text, want[i], len) == 0)) {
+            fprintf(stderr, "  after piece %zu: visible '%.*s', expected '%s'\n", i, (int)len,
+                    text, want[i]);
+            CHECK(0);
+        }
+    }
+    snprintf(ev, sizeof ev, "data: [DONE]\n\n");
+    CHECK(oai_sse_feed(&s, ev, strlen(ev), msg, sizeof msg) == 0);
+    CHECK(oai_sse_finish(&s, &r, msg, sizeof msg) == 0);
+    CHECK_STR(r.content, final);
+    CHECK(strncmp(r.content, want[n - 1], strlen(want[n - 1])) == 0);
+    oai_result_free(&r);
+}
+
+static void test_sse_visible(void)
+{
+    static const char *const plain[] = {"Hello", " world", " a <", "|b"};
+    static const char *const plain_w[] = {"Hello", "Hello world", "Hello world a ",
+                                          "Hello world a <|b"};
+    static const char *const harmony[] = {
+        "<|channel|>analysis<|message|>think", "<|end|><|start|>assistant<|channel|>final",
+        "<|message|>", " Brief", " text.", " <|", "return|>"};
+    static const char *const harmony_w[] = {"", "", "", "Brief", "Brief text.", "Brief text.",
+                                            "Brief text."};
+    static const char *const stripped[] = {"ana", "lysis", "We think.", "assistantfinal",
+                                           " Brief.", " More "};
+    static const char *const stripped_w[] = {"", "", "", "", "Brief.", "Brief. More"};
+    static const char *const lt[] = {"<", "|channel|>final<|message|>X"};
+    static const char *const lt_w[] = {"", "X"};
+    static const char *const analog[] = {"ana", "log of it", " Analysis"};
+    static const char *const analog_w[] = {"", "analog of it", "analog of it Analysis"};
+    static const char *const cap[] = {"Analysis shows"};
+    static const char *const cap_w[] = {"Analysis shows"};
+
+    visible_case(plain, plain_w, 4, "Hello world a <|b");
+    visible_case(harmony, harmony_w, 7, "Brief text.");
+    visible_case(stripped, stripped_w, 6, "Brief. More");
+    visible_case(lt, lt_w, 2, "X");
+    visible_case(analog, analog_w, 3, "analog of it Analysis");
+    visible_case(cap, cap_w, 1, "Analysis shows");
+}
+
 int main(void)
 {
     test_estimate();
@@ -1217,6 +1285,7 @@ int main(void)
     test_sse_fields();
     test_sse_first_token_once();
     test_sse_bounds();
+    test_sse_visible();
     free_pool();
     return tcheck_summary("test_oai");
 }
