@@ -2,10 +2,11 @@
 // /v1/chat/completions facade: a plain completion, a streamed one, models.list,
 // models.retrieve, and the SDK's typed errors for an unknown model (404 NotFoundError, on a
 // completion and on models.retrieve), for tool calling (400 BadRequestError), for a streamed
-// request whose draft fails (502 InternalServerError, before any chunk) and for a wrong key
-// (401 AuthenticationError); the x-briefd-* response headers as the SDK hands them out
-// (withResponse), on a plain and a streamed completion sent with an X-Request-Id and a
-// traceparent. Prints one JSON object with what it saw.
+// request whose draft fails (the stream's error chunk: APIError) and for a wrong key (401
+// AuthenticationError); the x-briefd-* response headers as the SDK hands them out
+// (withResponse), on a plain completion sent with an X-Request-Id and a traceparent and on a
+// streamed one (whose last chunk carries the route and the cost). Prints one JSON object
+// with what it saw.
 // usage: node facade_openai.mjs BASE_URL API_KEY
 // (the caller makes the draft model refuse documents that mention "Zanzibar")
 import OpenAI from "openai";
@@ -94,11 +95,15 @@ const streamed2 = await client.chat.completions
 let text2 = "";
 for await (const chunk of streamed2.data) {
   if (chunk.choices.length) text2 += chunk.choices[0].delta.content || "";
+  if (chunk.briefd)
+    out.stream_briefd = { job_id: chunk.briefd.job_id, route: chunk.briefd.route.decision,
+                          cost: chunk.briefd.cost_usd.total };
 }
 out.stream_headers = briefdHeaders(streamed2.response);
 out.streamed2 = text2;
 
-// a streamed request whose draft fails: an error before any chunk, not an empty stream
+// a streamed request whose draft fails: the stream ends with an error chunk, which the SDK
+// raises (not an empty stream that looks finished)
 try {
   const failing = await client.chat.completions.create({
     model: "briefd-hybrid",

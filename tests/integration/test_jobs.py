@@ -349,15 +349,19 @@ class FacadeOpenAISdk(Stack):
         self.assertEqual(pj["request_id"], "sdk-request-0001")
         self.assertEqual(pj["traceparent"],
                          "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
-        sh = out["stream_headers"]
-        self.assertEqual(sh["route"], "refine")
-        self.assertGreater(float(sh["cost"]), 0)
+        # a stream's headers go out before the job ends: its id only; its last chunk has
+        # the route and the cost
+        sh, sb = out["stream_headers"], out["stream_briefd"]
+        self.assertIsNone(sh["route"])
+        self.assertIsNone(sh["cost"])
+        self.assertEqual(sh["job_id"], sb["job_id"])
         sj = self.briefd.get("/v1/jobs/" + sh["job_id"], headers=auth)[1]
         self.assertEqual(out["streamed2"], sj["result"]["brief"])
-        # a streamed request whose draft failed is an error, not an empty stream
-        self.assertEqual(out["stream_error"], {"status": 502, "code": "draft_failed",
-                                               "type": "server_error",
-                                               "name": "InternalServerError", "param": None})
+        self.assertEqual(sb["route"], "refine")
+        self.assertEqual(sb["cost"], sj["cost_usd"]["total"])
+        # a streamed request whose draft failed ends in an error the SDK raises
+        self.assertEqual(out["stream_error"]["name"], "APIError", out["stream_error"])
+        self.assertEqual(out["stream_error"]["code"], "draft_failed")
         self.assertEqual(out["auth_error"], {"status": 401, "code": "invalid_api_key",
                                              "type": "authentication_error",
                                              "name": "AuthenticationError", "param": None})

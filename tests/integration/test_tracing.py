@@ -131,13 +131,20 @@ class Tracing(Stack):
         for call in self.calls(2):
             self.assertEqual(call["headers"]["x-request-id"], "facade-rid")
             self.assertTrue(call["headers"]["traceparent"].startswith("00-" + TID))
-        # streamed: the same headers on the event stream
-        body["stream"] = True
-        st, text, h = self.briefd.request("POST", "/v1/chat/completions", body)
+        # streamed: the stream's headers go out before the job ends - its id only; the last
+        # chunk's briefd object has the route and the cost
+        st, text, h = self.briefd.request("POST", "/v1/chat/completions",
+                                          dict(body, stream=True))
         self.assertEqual(st, 200)
-        self.assertIn("x-briefd-job-id", h)
-        self.assertEqual(h["x-briefd-route"], "refine")
-        self.assertGreater(float(h["x-briefd-cost-usd"]), 0)
+        self.assertNotIn("x-briefd-route", h)
+        self.assertNotIn("x-briefd-cost-usd", h)
+        chunks = [json.loads(line[6:]) for line in text.decode().splitlines()
+                  if line.startswith("data: {")]
+        last = [c["briefd"] for c in chunks if "briefd" in c][-1]
+        self.assertEqual(last["job_id"], h["x-briefd-job-id"])
+        self.assertEqual(last["route"]["decision"], "refine")
+        job = self.briefd.get("/v1/jobs/" + h["x-briefd-job-id"])[1]
+        self.assertEqual(last["cost_usd"]["total"], job["cost_usd"]["total"])
         # an error still names the job it was
         self.sim.rules(self.sim.rule(model=DRAFT, status=400))
         st, r, h = self.briefd.request("POST", "/v1/chat/completions", body)
