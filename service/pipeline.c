@@ -42,6 +42,7 @@ struct pipeline {
         uint64_t at_ms;
         double decided, refined, spent_today, avg_refine_cost;
     } guard;
+    int closed;                 /* closed while a guard fetch was out: its answer frees it */
     void (*close_cb)(void *);
     void *close_data;
 };
@@ -61,6 +62,11 @@ static void on_guard_figures(void *data, int status, double decided, double refi
 {
     struct pipeline *p = data;
     p->guard.fetching = 0;
+    if (p->closed) { /* the pipeline closed while this was out (shutdown) */
+        ups_free(&p->ups);
+        free(p);
+        return;
+    }
     if (status != 0)
         return;
     p->guard.valid = 1;
@@ -132,8 +138,11 @@ static void on_tick_closed(uv_handle_t *h)
     struct pipeline *p = h->data;
     void (*cb)(void *) = p->close_cb;
     void *data = p->close_data;
-    ups_free(&p->ups);
-    free(p);
+    p->closed = 1;
+    if (!p->guard.fetching) { /* else the fetch's answer (the store answers every one) frees */
+        ups_free(&p->ups);
+        free(p);
+    }
     if (cb)
         cb(data);
 }
