@@ -22,7 +22,8 @@
     X(TOOBIG,      -1015, "too large")                                   \
     X(SHUTDOWN,    -1016, "shutting down")                               \
     X(CIRCUIT_OPEN,-1017, "circuit breaker open")                        \
-    X(REFUSED,     -1018, "target refused by policy")
+    X(REFUSED,     -1018, "target refused by policy")                    \
+    X(REPLICATION, -1019, "not acknowledged by enough replicas in time")
 
 enum bd_err {
 #define BD_ERR_ENUM(name, val, msg) BD_E##name = (val),

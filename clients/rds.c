@@ -1,9 +1,14 @@
 /* rds.c - Redis client on hiredis async + libuv, with reconnect and backoff. */
 #include "rds.h"
 
+#include <arpa/inet.h>
 #include <hiredis/async.h>
 #include <openssl/evp.h>
 #include <hiredis/hiredis.h>
+#ifdef BRIEFD_REDIS_TLS
+#include <hiredis/hiredis_ssl.h>
+#endif
+#include <netdb.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,14 +49,23 @@ struct rds {
     const struct rds_script *const *scripts;
     size_t n_scripts;
     unsigned backoff_ms;
-    unsigned gen;              /* connection attempt number: stale handshake replies are ignored */
+    unsigned gen;              /* connection attempt number: stale handshake replies (and
+                                  address resolutions) are ignored */
+    int want_primary;          /* the handshake asks ROLE */
+    int started;               /* a target was given (no_target connections start unstarted) */
+    int resolving;             /* uv_getaddrinfo of host in flight for this attempt */
+    rds_event_cb ecb;
+    void *edata;
+#ifdef BRIEFD_REDIS_TLS
+    redisSSLContext *ssl;
+#endif
     int handshake_left;        /* handshake replies still awaited */
     struct list_node timed;    /* commands in flight, oldest first */
     char last_error[256];
     rds_state_cb scb;
     void *sdata;
     int closing;
-    int handles;               /* open uv handles (timer, ctimer) */
+    int handles;               /* open uv handles (timer, ctimer) + resolutions in flight */
     void (*close_cb)(void *);
     void *close_data;
 };
@@ -67,6 +81,16 @@ struct rds_pending {
 
 static void rds_connect(struct rds *r);
 static void drop(struct rds *r, const char *why);
+static void finish_close(struct rds *r);
+
+int rds_tls_supported(void)
+{
+#ifdef BRIEFD_REDIS_TLS
+    return 1;
+#else
+    return 0;
+#endif
+}
 
 /* --- the event adapter --- */
 
@@ -148,11 +172,28 @@ static void set_state(struct rds *r, enum rds_state s)
         r->scb(r, s, r->sdata);
 }
 
+static void fire(struct rds *r, enum rds_event ev, const char *detail)
+{
+    if (r->ecb && !r->closing)
+        r->ecb(r, ev, detail, r->edata);
+}
+
+static void fail_attempt(struct rds *r, const char *why);
+
 static void on_timer(uv_timer_t *t)
 {
     struct rds *r = t->data;
     if (r->closing)
         return;
+    if (r->resolving && r->state == RDS_CONNECTING) {
+        char why[64];
+        snprintf(why, sizeof(why), "could not resolve the host within %d ms",
+                 r->connect_timeout_ms);
+        r->resolving = 0;
+        r->gen++; /* the resolution still running is stale */
+        fail_attempt(r, why);
+        return;
+    }
     if (r->ac && r->state == RDS_CONNECTING) {
         char why[64];
         snprintf(why, sizeof(why), "no answer within %d ms", r->connect_timeout_ms);
@@ -181,7 +222,7 @@ static void set_error(struct rds *r, const char *why)
 }
 
 /* Give up on the current connection (its commands get NULL replies) and reconnect later. */
-static void drop(struct rds *r, const char *why)
+static void drop_quiet(struct rds *r, const char *why)
 {
     redisAsyncContext *ac = r->ac;
     set_error(r, why);
@@ -196,11 +237,29 @@ static void drop(struct rds *r, const char *why)
     schedule_reconnect(r);
 }
 
+/* The same, told to the event hook. */
+static void drop(struct rds *r, const char *why)
+{
+    drop_quiet(r, why);
+    fire(r, RDS_EV_FAILED, r->last_error);
+}
+
+/* An attempt that never got a connection (no address, refused): retry later. */
+static void fail_attempt(struct rds *r, const char *why)
+{
+    set_error(r, why);
+    set_state(r, RDS_CONNECTING);
+    uv_timer_stop(&r->timer);
+    schedule_reconnect(r);
+    fire(r, RDS_EV_FAILED, r->last_error);
+}
+
 /* --- the handshake: AUTH, SELECT, CLIENT SETNAME, SCRIPT LOAD, PING --- */
 
 struct hs {
     struct rds *r;
     unsigned gen;
+    int role;                  /* the ROLE check */
 };
 
 static void handshake_done(struct rds *r)
@@ -209,6 +268,26 @@ static void handshake_done(struct rds *r)
     r->backoff_ms = RDS_BACKOFF_MIN_MS;
     r->last_error[0] = '\0';
     set_state(r, RDS_CONNECTED);
+    if (r->state == RDS_CONNECTED)
+        fire(r, RDS_EV_UP, "");
+}
+
+/* Why a handshake reply refuses the connection (0: it does not). A refused ROLE is no
+ * refusal: an ACL user may lack the permission, and then nothing can be told. */
+static int hs_refused(const struct hs *h, const redisReply *x, char *why, size_t len)
+{
+    if (h->role) {
+        const redisReply *e = x->type == REDIS_REPLY_ARRAY && x->elements ? x->element[0] : NULL;
+        if (!e || (e->type != REDIS_REPLY_STRING && e->type != REDIS_REPLY_STATUS) ||
+            strcmp(e->str, "master") == 0)
+            return 0;
+        snprintf(why, len, "the server is a replica (ROLE %.40s), not the primary", e->str);
+        return 1;
+    }
+    if (x->type != REDIS_REPLY_ERROR)
+        return 0;
+    snprintf(why, len, "handshake refused: %.*s", (int)(x->len < 180 ? x->len : 180), x->str);
+    return 1;
 }
 
 static void on_hs_reply(redisAsyncContext *ac, void *reply, void *priv)
@@ -217,14 +296,16 @@ static void on_hs_reply(redisAsyncContext *ac, void *reply, void *priv)
     struct rds *r = h->r;
     const redisReply *x = reply;
     unsigned gen = h->gen;
+    char why[200];
+    int refused;
     (void)ac;
-    free(h);
-    if (!x || r->closing || gen != r->gen)
+    if (!x || r->closing || gen != r->gen) {
+        free(h);
         return; /* a connection that was dropped meanwhile */
-    if (x->type == REDIS_REPLY_ERROR) {
-        char why[200];
-        snprintf(why, sizeof(why), "handshake refused: %.*s", (int)(x->len < 180 ? x->len : 180),
-                 x->str);
+    }
+    refused = hs_refused(h, x, why, sizeof(why));
+    free(h);
+    if (refused) {
         drop(r, why);
         return;
     }
@@ -239,6 +320,7 @@ static int hs_send(struct rds *r, int argc, const char **argv)
         return -1;
     h->r = r;
     h->gen = r->gen;
+    h->role = strcmp(argv[0], "ROLE") == 0;
     if (redisAsyncCommandArgv(r->ac, on_hs_reply, h, argc, argv, NULL) != REDIS_OK) {
         free(h);
         return -1;
@@ -273,6 +355,10 @@ static int send_handshake(struct rds *r)
         const char *a[] = {"SCRIPT", "LOAD", r->scripts[i]->text};
         rc |= hs_send(r, 3, a);
     }
+    if (r->want_primary) {
+        const char *a[] = {"ROLE"};
+        rc |= hs_send(r, 1, a);
+    }
     {
         const char *a[] = {"PING"};
         rc |= hs_send(r, 1, a);
@@ -287,10 +373,7 @@ static void on_connect(const redisAsyncContext *cac, int status)
         return;
     if (status != REDIS_OK) {
         r->ac = NULL; /* hiredis frees the context after this callback */
-        set_error(r, cac->errstr[0] ? cac->errstr : "connect failed");
-        set_state(r, RDS_CONNECTING);
-        uv_timer_stop(&r->timer);
-        schedule_reconnect(r);
+        fail_attempt(r, cac->errstr[0] ? cac->errstr : "connect failed");
         return;
     }
     r->handshake_left = 0;
@@ -312,27 +395,117 @@ static void on_disconnect(const redisAsyncContext *cac, int status)
     uv_timer_stop(&r->ctimer);
     set_state(r, RDS_CONNECTING);
     schedule_reconnect(r);
+    fire(r, RDS_EV_FAILED, r->last_error);
 }
 
-static void rds_connect(struct rds *r)
+static int tls_attach(struct rds *r, redisAsyncContext *ac)
 {
-    redisAsyncContext *ac = redisAsyncConnect(r->host, r->port);
-    set_state(r, RDS_CONNECTING);
+#ifdef BRIEFD_REDIS_TLS
+    if (r->ssl && redisInitiateSSLWithContext(&ac->c, r->ssl) != REDIS_OK)
+        return -1;
+#else
+    (void)r;
+    (void)ac;
+#endif
+    return 0;
+}
+
+/* Connect (non-blocking) to ip, a numeric address; the connect timer is running. */
+static void connect_ip(struct rds *r, const char *ip)
+{
+    redisAsyncContext *ac = redisAsyncConnect(ip, r->port);
     if (!ac) {
-        schedule_reconnect(r);
+        fail_attempt(r, "out of memory");
         return;
     }
-    if (ac->err || ev_attach(ac, r->loop) != 0) {
-        set_error(r, ac->err ? ac->errstr : "out of memory");
+    if (ac->err || tls_attach(r, ac) != 0 || ev_attach(ac, r->loop) != 0) {
+        char why[200];
+        snprintf(why, sizeof(why), "%s", ac->err ? ac->errstr : "TLS or event set-up failed");
         redisAsyncFree(ac);
-        schedule_reconnect(r);
+        fail_attempt(r, why);
         return;
     }
     ac->data = r;
     r->ac = ac;
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
+}
+
+struct rds_resolve {
+    uv_getaddrinfo_t req;
+    struct rds *r;
+    unsigned gen;
+};
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *ai)
+{
+    struct rds_resolve *rr = req->data;
+    struct rds *r = rr->r;
+    unsigned gen = rr->gen;
+    char ip[64] = "", why[128];
+    free(rr);
+    if (status == 0 && ai && ai->ai_family == AF_INET6)
+        uv_ip6_name((const struct sockaddr_in6 *)(const void *)ai->ai_addr, ip, sizeof(ip));
+    else if (status == 0 && ai)
+        uv_ip4_name((const struct sockaddr_in *)(const void *)ai->ai_addr, ip, sizeof(ip));
+    uv_freeaddrinfo(ai);
+    if (--r->handles == 0 && r->closing) {
+        finish_close(r);
+        return;
+    }
+    if (r->closing || gen != r->gen)
+        return; /* superseded (a timeout, a retarget) */
+    r->resolving = 0;
+    if (!ip[0]) {
+        snprintf(why, sizeof(why), "cannot resolve %.60s: %s", r->host,
+                 status < 0 ? uv_strerror(status) : "no address");
+        fail_attempt(r, why);
+        return;
+    }
+    connect_ip(r, ip);
+}
+
+/* Resolve r->host off the loop (libuv's thread pool); the resolution counts as a handle. */
+static void resolve(struct rds *r)
+{
+    struct addrinfo hints;
+    struct rds_resolve *rr = calloc(1, sizeof(*rr));
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    if (!rr) {
+        fail_attempt(r, "out of memory");
+        return;
+    }
+    rr->r = r;
+    rr->gen = r->gen;
+    rr->req.data = rr;
+    if (uv_getaddrinfo(r->loop, &rr->req, on_resolved, r->host, NULL, &hints) != 0) {
+        free(rr);
+        fail_attempt(r, "cannot start resolving the host");
+        return;
+    }
+    r->handles++;
+    r->resolving = 1;
+}
+
+static int is_ip_literal(const char *host)
+{
+    unsigned char buf[16];
+    return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
+}
+
+static void rds_connect(struct rds *r)
+{
+    r->gen++;
+    r->resolving = 0;
+    r->started = 1;
+    set_state(r, RDS_CONNECTING);
     uv_timer_start(&r->timer, on_timer, (uint64_t)r->connect_timeout_ms, 0);
+    if (is_ip_literal(r->host))
+        connect_ip(r, r->host);
+    else
+        resolve(r);
 }
 
 static char *dup_opt(const char *s, int *bad)
@@ -352,6 +525,30 @@ static void wipe(char *s)
         explicit_bzero(s, strlen(s));
         free(s);
     }
+}
+
+static int tls_setup(struct rds *r, const struct rds_opts *o)
+{
+    if (!o->tls)
+        return 0;
+#ifdef BRIEFD_REDIS_TLS
+    {
+        static int openssl_ready;
+        redisSSLContextError e = REDIS_SSL_CTX_NONE;
+        if (!openssl_ready)
+            openssl_ready = redisInitOpenSSL() == REDIS_OK;
+        r->ssl = redisCreateSSLContext(o->tls_ca_file, NULL, NULL, NULL, r->host, &e);
+        if (!r->ssl) {
+            log_error("redis (%s): TLS set-up failed: %s", r->name,
+                      redisSSLContextGetError(e));
+            return BD_EINVAL;
+        }
+        return 0;
+    }
+#else
+    log_error("redis (%s): this build of hiredis has no TLS", r->name);
+    return BD_EINVAL;
+#endif
 }
 
 int rds_open(uv_loop_t *loop, const struct rds_opts *o, rds_state_cb cb, void *data,
@@ -374,8 +571,17 @@ int rds_open(uv_loop_t *loop, const struct rds_opts *o, rds_state_cb cb, void *d
         free(r);
         return BD_ENOMEM;
     }
+    if (tls_setup(r, o) != 0) {
+        free(r->host);
+        free(r->name);
+        wipe(r->user);
+        wipe(r->password);
+        free(r);
+        return BD_EINVAL;
+    }
     r->port = o->port ? o->port : 6379;
     r->db = o->db;
+    r->want_primary = o->want_primary;
     r->connect_timeout_ms = o->connect_timeout_ms > 0 ? o->connect_timeout_ms : 2000;
     r->command_timeout_ms = o->command_timeout_ms;
     r->block_allowance_ms = o->block_allowance_ms;
@@ -390,8 +596,19 @@ int rds_open(uv_loop_t *loop, const struct rds_opts *o, rds_state_cb cb, void *d
     r->timer.data = r->ctimer.data = r;
     r->handles = 2;
     *out = r;
-    rds_connect(r);
+    if (!o->no_target) {
+        rds_connect(r);
+    } else {
+        r->state = RDS_CONNECTING;
+        set_error(r, "waiting for the primary's address");
+    }
     return 0;
+}
+
+void rds_on_event(struct rds *r, rds_event_cb cb, void *data)
+{
+    r->ecb = cb;
+    r->edata = data;
 }
 
 enum rds_state rds_state(const struct rds *r) { return r->state; }
@@ -402,7 +619,7 @@ int rds_port(const struct rds *r) { return r->port; }
 int rds_retarget(struct rds *r, const char *host, int port)
 {
     char *h;
-    if (strcmp(host, r->host) == 0 && port == r->port)
+    if (r->closing || (r->started && strcmp(host, r->host) == 0 && port == r->port))
         return 0;
     h = strdup(host);
     if (!h)
@@ -413,7 +630,7 @@ int rds_retarget(struct rds *r, const char *host, int port)
     log_info("redis (%s): now %s:%d", r->name, host, port);
     r->backoff_ms = RDS_BACKOFF_MIN_MS;
     if (r->ac || r->state == RDS_CONNECTED)
-        drop(r, "the primary moved");
+        drop_quiet(r, "the primary moved");
     uv_timer_stop(&r->timer);
     rds_connect(r);
     return 0;
@@ -457,6 +674,20 @@ static void reload_scripts(struct rds *r)
         redisAsyncCommand(r->ac, NULL, NULL, "SCRIPT LOAD %s", r->scripts[i]->text);
 }
 
+/* READONLY (a primary demoted to replica) and MOVED (Cluster) go to the event hook. */
+static void notice_error(struct rds *r, const redisReply *x)
+{
+    const char *sp;
+    if (!x || x->type != REDIS_REPLY_ERROR || !x->str || r->closing)
+        return;
+    if (strncmp(x->str, "READONLY", 8) == 0) {
+        fire(r, RDS_EV_READONLY, x->str);
+    } else if (strncmp(x->str, "MOVED ", 6) == 0) {
+        sp = strrchr(x->str, ' ');
+        fire(r, RDS_EV_MOVED, sp + 1);
+    }
+}
+
 static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
 {
     struct rds_pending *p = priv;
@@ -469,6 +700,7 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
         reload_scripts(p->r);
     if (p->cb)
         p->cb(p->r, reply, p->data);
+    notice_error(p->r, x);
     free(p);
 }
 
@@ -611,6 +843,10 @@ static void finish_close(struct rds *r)
 {
     void (*cb)(void *) = r->close_cb;
     void *data = r->close_data;
+#ifdef BRIEFD_REDIS_TLS
+    if (r->ssl)
+        redisFreeSSLContext(r->ssl);
+#endif
     free(r->host);
     free(r->name);
     wipe(r->user);
@@ -633,6 +869,7 @@ void rds_close(struct rds *r, void (*cb)(void *data), void *data)
     r->close_cb = cb;
     r->close_data = data;
     r->state = RDS_CLOSED;
+    r->resolving = 0;
     uv_timer_stop(&r->timer);
     uv_timer_stop(&r->ctimer);
     if (r->ac) {

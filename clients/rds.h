@@ -18,6 +18,19 @@
  * called: a function that returns an error never calls its callback). Commands in flight when
  * the connection drops get their callback with reply NULL.
  *
+ * Nothing blocks the loop: a host that is not an IP literal is resolved with uv_getaddrinfo
+ * (within connect_timeout_ms) before every connect attempt, and hiredis only ever connects
+ * (non-blocking) to the numeric address.
+ *
+ * Following a primary (docs/REDIS.md): an event hook (rds_on_event) hears of every failed
+ * attempt or lost connection, of commands refused with READONLY (the server became a replica)
+ * and of MOVED redirections (Redis Cluster), so that whoever locates the primary can move the
+ * connection with rds_retarget. With want_primary the handshake also asks ROLE and refuses a
+ * replica. A connection opened with no_target waits for its first rds_retarget.
+ *
+ * TLS: only in builds where CMake found hiredis_ssl (BRIEFD_REDIS_TLS, rds_tls_supported());
+ * elsewhere opening a connection with tls set fails with BD_EINVAL.
+ *
  * Third-party types stay inside: callers see struct rds_reply only through accessors.
  *
  * Ownership: a reply passed to a callback belongs to the client and is valid only during
@@ -57,12 +70,32 @@ struct rds_opts {
     int block_allowance_ms;     /* added to the command timeout (blocking reads) */
     const struct rds_script *const *scripts; /* loaded at every (re)connect; may be NULL */
     size_t n_scripts;
+    int want_primary;           /* handshake: ROLE must not say replica (a refused ROLE is
+                                   accepted: an ACL user may lack the permission) */
+    int no_target;              /* 1: do not connect until rds_retarget names the address */
+    int tls;                    /* TLS (rds_tls_supported() builds only) */
+    const char *tls_ca_file;    /* PEM bundle to verify the server with (NULL: system's) */
+};
+
+/* 1 when this build can speak TLS to Redis (hiredis_ssl was found at configure time). */
+int rds_tls_supported(void);
+
+/* What the event hook hears besides state changes. */
+enum rds_event {
+    RDS_EV_UP = 0,              /* connected (the handshake is done); detail "" */
+    RDS_EV_FAILED,              /* a connect or handshake failed, or the connection was lost
+                                   or timed out (not after rds_retarget/rds_close); detail why */
+    RDS_EV_READONLY,            /* a command was refused with READONLY; detail the error */
+    RDS_EV_MOVED,               /* a command was refused with MOVED; detail "host:port" */
 };
 
 /* Called on every state change (connected / connecting again / closed); may be NULL. */
 typedef void (*rds_state_cb)(struct rds *r, enum rds_state state, void *data);
 /* reply NULL: the connection dropped, timed out or was closed before a reply came. */
 typedef void (*rds_cb)(struct rds *r, struct rds_reply *reply, void *data);
+/* An event (detail valid during the call). Runs after the callbacks of the commands concerned
+ * and after the reconnect is scheduled; it may call rds_retarget, not rds_close. */
+typedef void (*rds_event_cb)(struct rds *r, enum rds_event ev, const char *detail, void *data);
 
 /* Create and start connecting. Returns 0 or BD_ENOMEM. */
 int rds_open(uv_loop_t *loop, const struct rds_opts *o, rds_state_cb cb, void *data,
@@ -72,8 +105,11 @@ enum rds_state rds_state(const struct rds *r);
  * "WRONGPASS invalid username-password pair", "no answer within 2000 ms", ... */
 const char *rds_last_error(const struct rds *r);
 /* Connect to another address from now on (a failover): drops the current connection if the
- * address differs. Returns 0 or BD_ENOMEM. */
+ * address differs (commands in flight get NULL) and connects at once. The first call on a
+ * no_target connection starts it. Returns 0 or BD_ENOMEM. */
 int rds_retarget(struct rds *r, const char *host, int port);
+/* Set (or with NULL clear) the event hook. One per connection. */
+void rds_on_event(struct rds *r, rds_event_cb cb, void *data);
 /* The address connected to, or being connected to. */
 const char *rds_host(const struct rds *r);
 int rds_port(const struct rds *r);

@@ -11,7 +11,7 @@ export DEBIAN_FRONTEND=noninteractive
 
 BUILD_PKGS="build-essential cmake pkg-config libuv1-dev libcurl4-openssl-dev libssl-dev libcjson-dev libhiredis-dev"
 RUN_PKGS="redis-server redis-tools"
-TEST_PKGS="clang libclang-rt-14-dev curl python3 prometheus pmccabe"
+TEST_PKGS="clang libclang-rt-14-dev curl python3 prometheus pmccabe redis-sentinel stunnel4 openssl"
 
 want=""
 for p in $BUILD_PKGS $RUN_PKGS $TEST_PKGS; do

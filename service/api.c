@@ -234,12 +234,13 @@ static int rctx_reply(struct rctx *c)
 
 static int method_is(struct http_req *req, const char *m)
 {
-    return strcmp(http_req_method(req), m) == 0;
+    const char *have = http_req_method(req);
+    return strcmp(have, m) == 0 || (strcmp(m, "GET") == 0 && strcmp(have, "HEAD") == 0);
 }
 
 static void bad_method(struct http_req *req, const char *allow)
 {
-    http_resp_header(req, "Allow", allow);
+    http_resp_header(req, "Allow", strcmp(allow, "GET") == 0 ? "GET, HEAD" : allow);
     http_respond_error(req, 405, "method_not_allowed", NULL, "%s is not allowed here; use %s",
                        http_req_method(req), allow);
 }
@@ -351,12 +352,15 @@ static void sse_event(struct rctx *c, const char *event, const char *data)
     http_stream_write(c->req, "\n\n", 2);
 }
 
+static void sse_open(struct rctx *c);
+
 /* A delta event as published by a worker: payload {"text": "..."} (JSON, len bytes). */
 static void sse_delta(struct rctx *c, const char *payload, size_t len)
 {
     cJSON *o = cJSON_ParseWithLength(payload, len);
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "text");
     if (cJSON_IsString(t) && t->valuestring[0]) {
+        sse_open(c);
         sbuf_adds(&c->text, t->valuestring);
         http_stream_write(c->req, "event: delta\ndata: ", 19);
         http_stream_write(c->req, payload, len);
@@ -389,10 +393,31 @@ static void sse_rest(struct rctx *c, const cJSON *job)
     free(payload);
 }
 
+static void on_sse_timer(uv_timer_t *t);
+
+/* An events stream starts (200, its timer runs) once its job is known to exist. */
+static int sse_started(const struct rctx *c)
+{
+    return uv_is_active((const uv_handle_t *)&c->timer);
+}
+
+static void sse_open(struct rctx *c)
+{
+    if (sse_started(c))
+        return;
+    http_resp_header(c->req, "Cache-Control", "no-cache");
+    http_resp_header(c->req, "x-briefd-job-id", c->id);
+    http_stream_begin(c->req, 200, "text/event-stream");
+    http_stream_write(c->req, ": briefd job events\n\n", 21);
+    store_listen(c->api->svc->store, c->id, LISTEN_TTL_MS);
+    uv_timer_start(&c->timer, on_sse_timer, SSE_POLL_MS, SSE_POLL_MS);
+}
+
 /* Send a status event unless it repeats the last one sent. */
 static void sse_status(struct rctx *c, const char *status)
 {
     char buf[128];
+    sse_open(c);
     if (strcmp(c->last, status) == 0)
         return;
     snprintf(c->last, sizeof(c->last), "%s", status);
@@ -438,8 +463,9 @@ static void facade_answer(struct rctx *c, cJSON *job)
 /* Answer (or keep waiting) with the job object (status < 0: why there is none). Takes job. */
 static void answer(struct rctx *c, int status, cJSON *job)
 {
-    if (c->sse) {
+    if (c->sse && (status == 0 || sse_started(c))) { /* else: a plain 404 / 503 below */
         const cJSON *st = cJSON_GetObjectItemCaseSensitive(job, "status");
+        sse_open(c);
         if (status != 0 || !cJSON_IsString(st)) {
             if (status == BD_ENOTFOUND) {
                 sse_event(c, "error", "{\"code\":\"job_not_found\"}");
@@ -534,7 +560,7 @@ static void ctx_fetch(struct rctx *c)
         c->ops++;
         return;
     }
-    if (c->req && !c->sse) {
+    if (c->req && !(c->sse && sse_started(c))) {
         respond_redis_down(c->req);
         rctx_done(c);
     }
@@ -646,6 +672,14 @@ static void on_submitted(void *data, int status, enum store_submit_rc rc, long d
     (void)depth;
     if (!rctx_reply(c))
         return;
+    if (status == BD_EREPLICATION) {
+        http_resp_header(c->req, "Retry-After", "1");
+        http_respond_error(c->req, 503, "replication_timeout", NULL,
+                           "the job was written but fewer than redis.min_replicas_acked replicas "
+                           "acknowledged it in time; retry with the same Idempotency-Key");
+        rctx_done(c);
+        return;
+    }
     if (status != 0) {
         respond_redis_down(c->req);
         rctx_done(c);
@@ -1203,14 +1237,8 @@ static void get_job(struct api *api, struct http_req *req, const char *id, int e
     if (!c)
         return;
     if (events) {
-        c->sse = 1;
+        c->sse = 1;         /* the stream starts once the job is found (sse_open) */
         c->parked = 1;
-        http_resp_header(req, "Cache-Control", "no-cache");
-        http_resp_header(req, "x-briefd-job-id", id);
-        http_stream_begin(req, 200, "text/event-stream");
-        http_stream_write(req, ": briefd job events\n\n", 21);
-        store_listen(api->svc->store, id, LISTEN_TTL_MS);
-        uv_timer_start(&c->timer, on_sse_timer, SSE_POLL_MS, SSE_POLL_MS);
     } else if (wait > 0) {
         c->parked = 1;
         uv_timer_start(&c->timer, on_wait_timer, (uint64_t)(wait * 1000.0), 0);
@@ -1227,6 +1255,12 @@ static void get_health(struct api *api, struct http_req *req, int ready)
     int ok = !ready || (redis_ok && api->svc->cfg && !api->svc->stopping);
     cJSON_AddStringToObject(o, "status", ok ? "ok" : "unavailable");
     if (ready) {
+        int port = 0;
+        const char *via = "url", *host = store_primary(api->svc->store, &port, &via);
+        cJSON *p = cJSON_AddObjectToObject(o, "redis_primary");
+        cJSON_AddStringToObject(p, "host", host);
+        cJSON_AddNumberToObject(p, "port", port);
+        cJSON_AddStringToObject(p, "via", via);
         cJSON_AddBoolToObject(o, "redis", redis_ok);
         cJSON_AddStringToObject(o, "config_version", api->svc->cfg->version);
         cJSON_AddBoolToObject(o, "stopping", api->svc->stopping);
@@ -1644,8 +1678,8 @@ struct api_route {
 };
 
 static const struct api_route routes[] = {
-    {"/healthz", 0, NULL, AUTH_NONE, 0, r_healthz},
-    {"/readyz", 0, NULL, AUTH_NONE, 0, r_readyz},
+    {"/healthz", 0, "GET", AUTH_NONE, 0, r_healthz},
+    {"/readyz", 0, "GET", AUTH_NONE, 0, r_readyz},
     {"/metrics", 0, "GET", AUTH_NONE, 0, r_metrics},
     {"/dashboard", 1, NULL, AUTH_NONE, 0, r_dashboard},
     {"/v1/jobs", 1, NULL, AUTH_USER, 1, r_jobs},
@@ -1704,7 +1738,7 @@ void api_stop(struct api *api, void (*cb)(void *data), void *data)
     LIST_FOR_EACH_SAFE(it, tmp, &api->list) {
         struct rctx *c = LIST_ENTRY(it, struct rctx, node);
         if (c->req) {
-            if (c->sse) {
+            if (c->sse && sse_started(c)) {
                 http_stream_end(c->req);
             } else {
                 http_resp_header(c->req, "Retry-After", "1");

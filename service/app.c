@@ -16,6 +16,7 @@
 #include "curlm.h"
 #include "hook.h"
 #include "http.h"
+#include "job.h"
 #include "log.h"
 #include "mclient.h"
 #include "pipeline.h"
@@ -71,12 +72,14 @@ static int app_reload(struct svc *svc, struct cfg_err *err)
 static void on_store_state(void *data, int connected)
 {
     struct app *a = data;
-    const struct bd_config *cfg = a->svc.cfg;
+    int port = 0;
+    const char *via = "url";
+    const char *host = a->svc.store ? store_primary(a->svc.store, &port, &via) : "";
     if (connected) {
-        log_info("redis %s:%d connected", cfg->redis_host, cfg->redis_port);
+        log_info("redis %s:%d connected (primary from %s)", host, port, via);
         a->redis_seen = 1;
     } else if (!a->svc.stopping && a->redis_seen) {
-        log_warn("redis %s:%d unreachable; retrying", cfg->redis_host, cfg->redis_port);
+        log_warn("redis %s:%d unreachable; retrying", host, port);
         a->redis_seen = 0;
     }
 }
@@ -184,7 +187,16 @@ static int open_store(struct app *a)
     o.host = c->redis_host;
     o.port = c->redis_port;
     o.db = c->redis_db;
+    o.user = c->redis_user;
     o.password = c->redis_password;
+    o.tls = c->redis_tls;
+    o.tls_ca_file = c->redis_tls_ca_file;
+    o.sentinels = (const char *const *)c->redis_sentinels.v;
+    o.n_sentinels = c->redis_sentinels.n;
+    o.master_name = c->redis_master_name;
+    o.sentinel_password = c->redis_sentinel_password;
+    o.min_replicas_acked = c->redis_min_replicas_acked;
+    o.replica_ack_timeout_ms = c->redis_replica_ack_timeout_ms;
     o.prefix = c->redis_prefix;
     o.instance = a->instance;
     o.role = a->role == ROLE_ALL ? "all" : a->role == ROLE_API ? "api" : "worker";
@@ -225,8 +237,7 @@ static int open_http(struct app *a)
     if (rc != 0)
         return rc;
     http_limits_default(&lim);
-    /* a body holds the text plus JSON escaping (up to 6x for control characters) */
-    lim.max_body = a->svc.cfg->max_text_bytes * 2 + 65536;
+    lim.max_body = job_body_bound(a->svc.cfg->max_text_bytes); /* any encoding of a job */
     rc = http_server_start(a->svc.loop, host, port, &lim, api_handle, a->api, &a->http);
     if (rc != 0) {
         log_error("cannot listen on %s:%d: %s", host, port, bd_strerror(rc));

@@ -109,7 +109,7 @@ static int set_env_name(char *, const struct key *, const char *, const char *,
                         struct cfg_err *);
 static char *show_listen(const char *base);
 static char *show_redis_url(const char *base);
-static const struct key_ops headers_ops, allow_ops, fallbacks_ops;
+static const struct key_ops headers_ops, allow_ops, sentinels_ops, fallbacks_ops;
 
 static const char *const auth_header_names[] = {"bearer", "api-key", NULL};
 static const char *const log_format_names[] = {"text", "json", NULL};
@@ -229,6 +229,13 @@ static const struct key redis_keys[] = {
         show_redis_url),
     STR("prefix", K_STR, O(redis_prefix), 1, 64, "briefd:", NULL, NULL),
     NUM("command_timeout_ms", K_INT, O(redis_command_timeout_ms), 100, 60000, 3000),
+    CUSTOM("sentinels", &sentinels_ops),
+    STR("master_name", K_STRN, O(redis_master_name), 1, 127, NULL, NULL, NULL),
+    STR("sentinel_password_env", K_STRN, O(redis_sentinel_password_env), 1, 128, NULL,
+        set_env_name, NULL),
+    NUM("min_replicas_acked", K_INT, O(redis_min_replicas_acked), 0, 16, 0),
+    NUM("replica_ack_timeout_ms", K_INT, O(redis_replica_ack_timeout_ms), 10, 60000, 1000),
+    STR("tls_ca_file", K_STRN, O(redis_tls_ca_file), 1, 4096, NULL, NULL, NULL),
 };
 
 /* claim_idle_ms: default 0 means "job_timeout_ms + 30000", derived after parsing. */
@@ -499,10 +506,12 @@ struct redis_parts {
     char *host;
     int port;
     int db;
+    char *user;
     char *password;
+    int tls;
 };
 
-/* userinfo (before the last '@'): "[user]:password"; only the password is kept. */
+/* userinfo (before the last '@'): "[user]:password" (an ACL user, then AUTH user password). */
 static const char *redis_userinfo(const char *s, size_t len, struct redis_parts *p)
 {
     const char *colon = memchr(s, ':', len);
@@ -510,8 +519,13 @@ static const char *redis_userinfo(const char *s, size_t len, struct redis_parts 
 
     if (!colon)
         return "expected \":password@\" or \"user:password@\" before the host";
+    if (colon > s) {
+        p->user = pct_decode(s, (size_t)(colon - s), &why);
+        if (why)
+            return why;
+    }
     if (colon + 1 == s + len)
-        return NULL; /* empty password: none */
+        return p->user ? "an ACL user needs a password (user:password@)" : NULL;
     p->password = pct_decode(colon + 1, len - (size_t)(colon + 1 - s), &why);
     return why;
 }
@@ -537,11 +551,16 @@ static const char *redis_split(const char *url, struct redis_parts *p)
     const char *rest, *at, *slash;
     const char *why = NULL;
 
+#ifdef BRIEFD_REDIS_TLS
+    p->tls = strncasecmp(url, "rediss://", 9) == 0;
+#else
     if (strncasecmp(url, "rediss://", 9) == 0)
-        return "TLS (rediss://) is not supported; expected redis://[:password@]host[:port][/db]";
-    if (strncasecmp(url, "redis://", 8) != 0)
-        return "unsupported scheme; expected redis://[:password@]host[:port][/db]";
-    rest = url + 8;
+        return "this build of hiredis has no TLS; run a TLS sidecar such as stunnel: see "
+               "docs/REDIS.md";
+#endif
+    if (!p->tls && strncasecmp(url, "redis://", 8) != 0)
+        return "unsupported scheme; expected redis://[[user]:password@]host[:port][/db]";
+    rest = url + (p->tls ? 9 : 8);
     if (strpbrk(rest, "?#"))
         return "query and fragment parts are not supported (percent-encode '?' and '#' "
                "in a password)";
@@ -564,6 +583,7 @@ static const char *redis_split(const char *url, struct redis_parts *p)
 static void redis_parts_clear(struct redis_parts *p)
 {
     wipe_free(p->host);
+    wipe_free(p->user);
     wipe_free(p->password);
     memset(p, 0, sizeof *p);
 }
@@ -585,11 +605,14 @@ static int set_redis_url(char *base, const struct key *k, const char *s, const c
         return -1;
     }
     wipe_free(c->redis_host);
+    wipe_free(c->redis_user);
     wipe_free(c->redis_password);
     c->redis_host = p.host;
     c->redis_port = p.port;
     c->redis_db = p.db;
+    c->redis_user = p.user;
     c->redis_password = p.password;
+    c->redis_tls = p.tls;
     return 0;
 }
 
@@ -601,7 +624,8 @@ static char *show_redis_url(const char *base)
 
     if (!hp)
         return NULL;
-    snprintf(buf, sizeof buf, "redis://%s%s/%d", c->redis_password ? ":***@" : "", hp,
+    snprintf(buf, sizeof buf, "%s://%.128s%s%s/%d", c->redis_tls ? "rediss" : "redis",
+             c->redis_user ? c->redis_user : "", c->redis_password ? ":***@" : "", hp,
              c->redis_db);
     free(hp);
     return strdup(buf);
@@ -858,6 +882,65 @@ static int allow_describe(const char *base, const char *name, cJSON *out)
 }
 
 static const struct key_ops allow_ops = {allow_parse, allow_describe, allow_free};
+
+/* redis.sentinels: 0..CONFIG_MAX_SENTINELS "host:port" strings. */
+static void sentinels_free(char *base)
+{
+    struct cfg_strs *l = &((struct bd_config *)(void *)base)->redis_sentinels;
+    for (size_t i = 0; i < l->n; i++)
+        free(l->v[i]);
+    free(l->v);
+    l->v = NULL;
+    l->n = 0;
+}
+
+static int sentinels_parse(char *base, const cJSON *v, const char *path, struct cfg_err *err)
+{
+    struct cfg_strs *l = &((struct bd_config *)(void *)base)->redis_sentinels;
+    char sub[PATH_MAX_LEN];
+    int i = 0;
+
+    sentinels_free(base);
+    if (!cJSON_IsArray(v))
+        return cfg_fail(err, path, "expected an array of \"host:port\" strings");
+    if (cJSON_GetArraySize(v) > CONFIG_MAX_SENTINELS)
+        return cfg_fail(err, path, "at most %d sentinels", CONFIG_MAX_SENTINELS);
+    l->v = calloc((size_t)cJSON_GetArraySize(v) + 1, sizeof(*l->v));
+    if (!l->v)
+        return oom(err);
+    for (const cJSON *e = v->child; e; e = e->next, i++) {
+        char *host = NULL;
+        int port = 0;
+        const char *why = cJSON_IsString(e) ? split_hostport(e->valuestring,
+                              strlen(e->valuestring), 1, &host, &port) : "expected string";
+        snprintf(sub, sizeof sub, "%s[%d]", path, i);
+        wipe_free(host);
+        if (why)
+            return cfg_fail(err, sub, "%s", why);
+        l->v[l->n] = strdup(e->valuestring);
+        if (!l->v[l->n])
+            return oom(err);
+        l->n++;
+    }
+    return 0;
+}
+
+static int sentinels_describe(const char *base, const char *name, cJSON *out)
+{
+    const struct cfg_strs *l = &((const struct bd_config *)(const void *)base)->redis_sentinels;
+    cJSON *arr = cJSON_AddArrayToObject(out, name);
+
+    for (size_t i = 0; arr && i < l->n; i++) {
+        cJSON *s = cJSON_CreateString(l->v[i]);
+        if (!s)
+            return -1;
+        cJSON_AddItemToArray(arr, s);
+    }
+    return arr ? 0 : -1;
+}
+
+static const struct key_ops sentinels_ops = {sentinels_parse, sentinels_describe,
+                                             sentinels_free};
 
 /* ---- models.*.fallbacks -------------------------------------------------------------- */
 
@@ -1194,6 +1277,15 @@ static void wipe_tree(cJSON *item)
 
 /* ---- after the walk: derived values, secrets, version -------------------------------- */
 
+static int derive_redis(struct bd_config *c, struct cfg_err *err)
+{
+    if (c->redis_sentinels.n > 0 && !c->redis_master_name)
+        return cfg_fail(err, "redis.master_name", "needed with redis.sentinels");
+    if (c->redis_sentinels.n == 0 && c->redis_master_name)
+        return cfg_fail(err, "redis.sentinels", "needed with redis.master_name");
+    return 0;
+}
+
 /* models.judge's keys of judge_from_refine[] that the file (root) does not give. */
 /* dst's headers become a copy of src's (before load_headers() reads the variables). */
 static int copy_headers(struct model_cfg *dst, const struct model_cfg *src, struct cfg_err *err)
@@ -1273,6 +1365,8 @@ static void price_source_check(struct model_cfg *m, const char *dflt, double in,
 
 static int derive(struct bd_config *c, struct cfg_err *err)
 {
+    if (derive_redis(c, err) < 0)
+        return -1;
     price_source_check(&c->draft, DRAFT_PRICE_SOURCE, DRAFT_IN_PER_MTOK, DRAFT_OUT_PER_MTOK);
     price_source_check(&c->refine, REFINE_PRICE_SOURCE, REFINE_IN_PER_MTOK,
                        REFINE_OUT_PER_MTOK);
@@ -1654,6 +1748,11 @@ static int load_secrets(struct bd_config *c, struct cfg_err *err)
     if (load_model_key(&c->draft, "models.draft.api_key_env", err) < 0 ||
         load_model_key(&c->refine, "models.refine.api_key_env", err) < 0)
         return -1;
+    if (c->redis_sentinel_password_env && getenv(c->redis_sentinel_password_env) &&
+        *getenv(c->redis_sentinel_password_env) &&
+        store_str(&c->redis_sentinel_password, getenv(c->redis_sentinel_password_env),
+                  strlen(getenv(c->redis_sentinel_password_env)), err) < 0)
+        return -1;
     if (load_model_key(&c->judge, "models.judge.api_key_env", err) < 0)
         return -1;
     if (load_headers(&c->draft, "draft", err) < 0 || load_headers(&c->refine, "refine", err) < 0 ||
@@ -1837,7 +1936,9 @@ static void cfg_free(struct bd_config *c)
     free_strings(top_keys, ARRAY_LEN(top_keys), (char *)c);
     wipe_free(c->listen_host);
     wipe_free(c->redis_host);
+    wipe_free(c->redis_user);
     wipe_free(c->redis_password);
+    wipe_free(c->redis_sentinel_password);
     wipe_free(c->draft.api_key);
     wipe_free(c->refine.api_key);
     wipe_free(c->judge.api_key);

@@ -27,6 +27,7 @@ struct router;
 #define CONFIG_MAX_FILE_BYTES (1u << 20) /* a config file larger than this is refused */
 #define CONFIG_KEY_MIN 8                 /* API/admin key length bounds (bytes, printable ASCII) */
 #define CONFIG_KEY_MAX 256
+#define CONFIG_MAX_SENTINELS 16         /* redis.sentinels */
 #define CONFIG_MAX_HOST 253              /* host names (listen, redis.url): the DNS maximum */
 #define CONFIG_MAX_KEYS 1024             /* keys per environment variable */
 #define CONFIG_MAX_HEADERS 16            /* models.*.headers entries */
@@ -44,6 +45,12 @@ struct model_header {
     char *env;               /* the variable, or NULL for a literal value */
     char *value;             /* the literal, or the variable's value (secret), or NULL when the
                                 variable is unset or empty (then the header is not sent) */
+};
+
+/* A list of strings from the file (each validated by its key). */
+struct cfg_strs {
+    char **v;
+    size_t n;
 };
 
 struct model_cfg {
@@ -97,9 +104,18 @@ struct bd_config {
     char *redis_host;        /* parsed from redis_url */
     int redis_port;
     int redis_db;
+    char *redis_user;        /* ACL user from the URL ("user:password@"), or NULL */
     char *redis_password;    /* from the URL (secret), or NULL */
+    int redis_tls;           /* rediss:// (only accepted by builds with BRIEFD_REDIS_TLS) */
     char *redis_prefix;      /* "briefd:" */
     int redis_command_timeout_ms; /* redis.command_timeout_ms: every command bounded (3000) */
+    struct cfg_strs redis_sentinels; /* redis.sentinels: "host:port", 0..16 (docs/REDIS.md) */
+    char *redis_master_name; /* redis.master_name: Sentinel's name of the primary, or NULL */
+    char *redis_sentinel_password_env; /* redis.sentinel_password_env, or NULL */
+    char *redis_sentinel_password; /* read from it at load (secret), or NULL */
+    int redis_min_replicas_acked; /* redis.min_replicas_acked: WAIT for N replicas (0: off) */
+    int redis_replica_ack_timeout_ms; /* redis.replica_ack_timeout_ms (1000) */
+    char *redis_tls_ca_file; /* redis.tls_ca_file (TLS builds), or NULL */
 
     int concurrency;         /* jobs in flight per worker process, 1..4096 (64) */
     int max_attempts;        /* deliveries of one job before it fails, 1..100 (3) */

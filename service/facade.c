@@ -14,11 +14,7 @@
 static int ferr(struct job_verr *e, int status, const char *code, const char *param,
                 const char *msg)
 {
-    e->status = status;
-    e->code = code;
-    snprintf(e->param, sizeof(e->param), "%s", param ? param : "");
-    snprintf(e->msg, sizeof(e->msg), "%s", msg);
-    return -1;
+    return job_verr_set(e, status, code, param, msg);
 }
 
 /* The text of a message's content: a string, or the concatenated "text" parts. NULL if
@@ -134,12 +130,15 @@ static int refuse_tools(const cJSON *root, struct job_verr *err)
 int facade_parse(const char *body, size_t len, const char *alias, size_t max_text_bytes,
                  struct job_req *out, struct facade_req *fr, struct job_verr *err)
 {
-    cJSON *root = cJSON_ParseWithLength(body, len);
+    cJSON *root = NULL;
     const cJSON *model, *mt, *so, *n;
     char *text = NULL, *instr = NULL;
     int max_words = 0, rc = -1;
     memset(out, 0, sizeof(*out));
     memset(fr, 0, sizeof(*fr));
+    if (job_body_check(body, len, err) != 0)
+        return -1;
+    root = cJSON_ParseWithLength(body, len);
     if (!cJSON_IsObject(root)) {
         ferr(err, 400, "invalid_json", NULL, "request body must be a JSON object");
         goto out;
@@ -342,6 +341,7 @@ char *facade_chunk_end(const cJSON *job, long created, const char *alias, int in
         cJSON *u = base_of(id, created, alias, "chat.completion.chunk");
         cJSON_AddArrayToObject(u, "choices");
         cJSON_AddItemToObject(u, "usage", usage_obj(job));
+        cJSON_AddItemToObject(u, "briefd", briefd_obj(job)); /* on the last chunk too */
         event(&b, u);
     }
     sbuf_add(&b, "data: [DONE]\n\n", 14);

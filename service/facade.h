@@ -25,7 +25,9 @@ struct facade_req {
  * words a token, clamped to 10..2000 words); metadata (strings) passes through. Other
  * OpenAI parameters (temperature, top_p, n=1, user, ...) are accepted and ignored; tool
  * calling (tools, tool_choice, functions, function_call) is refused with 400
- * unsupported_parameter naming the parameter.
+ * unsupported_parameter naming the parameter. The body first gets job_body_check (strict
+ * JSON: a \u0000 anywhere is 400 invalid_value with param naming the string, e.g.
+ * "messages[1].content").
  * Returns 0, or -1 with err filled (404 model_not_found for another model). */
 int facade_parse(const char *body, size_t len, const char *alias, size_t max_text_bytes,
                  struct job_req *out, struct facade_req *fr, struct job_verr *err);
@@ -40,7 +42,7 @@ struct cJSON *facade_completion(const struct cJSON *job, const char *alias);
  *   text:  a content delta of len bytes of text;
  *   end:   the last chunk (empty delta, finish_reason "stop", the "briefd" object with the
  *          route, latency and cost of the finished job), then - include_usage - a chunk with
- *          empty choices and "usage", then "data: [DONE]";
+ *          empty choices, "usage" and the "briefd" object again, then "data: [DONE]";
  *   error: {"error": {"message", "type", "code", "param"}}, which the OpenAI SDKs raise
  *          as an APIError; the stream then ends without [DONE]. */
 char *facade_chunk_role(const char *id, long created, const char *alias);

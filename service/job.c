@@ -3,6 +3,7 @@
 
 #include <cjson/cJSON.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 #include <time.h>
 
 #include "hash.h"
+#include "jsonv.h"
 #include "policy.h"
 #include "sbuf.h"
 #include "url.h"
@@ -26,17 +28,81 @@ const char *job_priority_name(enum job_priority p)
 static int verr(struct job_verr *e, int status, const char *code, const char *param,
                 const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
+/* Copy s into out[0..n), cut to fit, each byte outside printable ASCII as '?'. */
+static void ascii_copy(char *out, size_t n, const char *s)
+{
+    size_t i = 0;
+
+    for (; s && s[i] && i + 1 < n; i++)
+        out[i] = s[i] >= 0x20 && s[i] < 0x7f ? s[i] : '?';
+    out[i] = '\0';
+}
+
+int job_verr_set(struct job_verr *e, int status, const char *code, const char *param,
+                 const char *msg)
+{
+    e->status = status;
+    e->code = code;
+    ascii_copy(e->param, sizeof(e->param), param);
+    ascii_copy(e->msg, sizeof(e->msg), msg);
+    return -1;
+}
+
 static int verr(struct job_verr *e, int status, const char *code, const char *param,
                 const char *fmt, ...)
 {
+    char msg[sizeof(e->msg)];
     va_list ap;
-    e->status = status;
-    e->code = code;
-    snprintf(e->param, sizeof(e->param), "%s", param ? param : "");
     va_start(ap, fmt);
-    vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    return -1;
+    return job_verr_set(e, status, code, param, msg);
+}
+
+int job_body_check(const char *body, size_t len, struct job_verr *e)
+{
+    struct jsonv_result jr;
+    const char *what, *path;
+
+    if (len == 0)
+        return verr(e, 400, "invalid_json", NULL,
+                    "request body is empty; expected a JSON object");
+    if (jsonv_check(body, len, &jr) == 0)
+        return 0;
+    what = jsonv_kind_text(jr.kind);
+    path = jr.path[0] ? jr.path : NULL;
+    if (jr.kind == JSONV_NUL && path)
+        return verr(e, 400, "invalid_value", path, "%s '%s' contains %s, which is not accepted",
+                    jr.in_key ? "the name of field" : "field", path, what);
+    if ((jr.kind == JSONV_UTF8 || jr.kind == JSONV_SURROGATE) && path)
+        return verr(e, 400, "invalid_utf8", path, "%s '%s' is not valid UTF-8: %s (byte %zu)",
+                    jr.in_key ? "the name of field" : "field", path, what, jr.offset);
+    if (jr.kind == JSONV_NUL)
+        return verr(e, 400, "invalid_value", NULL, "request body contains %s", what);
+    if (jr.kind == JSONV_UTF8 || jr.kind == JSONV_SURROGATE)
+        return verr(e, 400, "invalid_utf8", NULL, "request body is not valid UTF-8: %s", what);
+    if (path)
+        return verr(e, 400, "invalid_json", NULL, "request body is not valid JSON: %s at byte "
+                    "%zu (in '%s')", what, jr.offset, path);
+    return verr(e, 400, "invalid_json", NULL, "request body is not valid JSON: %s at byte %zu",
+                what, jr.offset);
+}
+
+/* Bytes of a maximal job besides its text (instructions, callback_url, flags, metadata),
+ * and the allowance for member names, punctuation, numbers and whitespace. */
+#define JOB_FIELDS_MAX                                                                   \
+    ((size_t)JOB_MAX_INSTRUCTIONS + JOB_MAX_URL + (size_t)JOB_MAX_FLAGS * JOB_MAX_FLAG_LEN + \
+     (size_t)JOB_MAX_META * (JOB_MAX_META_KEY + JOB_MAX_META_VALUE))
+#define JOB_BODY_SLACK   ((size_t)64 << 10)
+#define JSON_ESCAPE_MAX  6 /* \u00XX: the longest JSON form of one byte */
+
+size_t job_body_bound(size_t max_text_bytes)
+{
+    const size_t fixed = JSON_ESCAPE_MAX * JOB_FIELDS_MAX + JOB_BODY_SLACK;
+
+    if (max_text_bytes > (SIZE_MAX - fixed) / JSON_ESCAPE_MAX)
+        return SIZE_MAX;
+    return JSON_ESCAPE_MAX * max_text_bytes + fixed;
 }
 
 /* Strict UTF-8 check (no overlongs, no surrogates, <= U+10FFFF). */
@@ -288,9 +354,8 @@ int job_req_parse(const char *body, size_t len, size_t max_text_bytes, struct jo
     cJSON *root;
     int rc = -1;
     memset(out, 0, sizeof(*out));
-    if (len == 0)
-        return verr(err, 400, "invalid_json", NULL, "request body is empty; expected a JSON "
-                                                    "object");
+    if (job_body_check(body, len, err) != 0)
+        return -1;
     root = cJSON_ParseWithLength(body, len);
     if (!root)
         return verr(err, 400, "invalid_json", NULL, "request body is not valid JSON");

@@ -44,9 +44,30 @@ struct job_verr {
     char msg[256];
 };
 
-/* Validate a POST /v1/jobs body (len bytes, need not be NUL-terminated). Every field of
- * docs/API.md is checked; unknown fields are refused (code unknown_parameter). Returns 0 and
- * fills out, or -1 with err filled and out left zeroed. */
+/* Fill err: param may be NULL (""); param and msg are cut to fit, and every byte outside
+ * printable ASCII becomes '?' (a name cut in the middle of a character, or a control
+ * character, never reaches the error envelope). Returns -1. */
+int job_verr_set(struct job_verr *err, int status, const char *code, const char *param,
+                 const char *msg);
+
+/* The strict JSON check every request body gets before cJSON reads it (base/jsonv.h):
+ * 0, or -1 with err filled:
+ *   400 invalid_json   body empty, not JSON, data after the value, a raw control character
+ *                      in a string, nesting deeper than JSONV_MAX_DEPTH (param "");
+ *   400 invalid_value  a string holds \u0000 (param: the value's path, "text",
+ *                      "metadata.source", "messages[1].content"; "" at the top level);
+ *   400 invalid_utf8   a string is not UTF-8 or holds a lone surrogate (param: its path). */
+int job_body_check(const char *body, size_t len, struct job_verr *err);
+
+/* The largest request body a job of at most max_text_bytes can need: every field at its
+ * bound, each byte written in the longest JSON form there is (a \u00XX escape: 6 bytes a
+ * byte), plus 64 KiB for names, punctuation, numbers and whitespace. The HTTP body limit;
+ * the text itself is still checked against max_text_bytes once decoded. */
+size_t job_body_bound(size_t max_text_bytes);
+
+/* Validate a POST /v1/jobs body (len bytes, need not be NUL-terminated): job_body_check,
+ * then every field of docs/API.md; unknown fields are refused (code unknown_parameter).
+ * Returns 0 and fills out, or -1 with err filled and out left zeroed. */
 int job_req_parse(const char *body, size_t len, size_t max_text_bytes, struct job_req *out,
                   struct job_verr *err);
 void job_req_free(struct job_req *r);

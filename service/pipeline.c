@@ -42,9 +42,9 @@ struct pipeline {
         uint64_t at_ms;
         double decided, refined, spent_today, avg_refine_cost;
     } guard;
-    int closed;                 /* closed while a guard fetch was out: its answer frees it */
     void (*close_cb)(void *);
     void *close_data;
+    int closing;                /* freed once the tick is closed and no guard fetch is out */
 };
 
 /* A question to the store: does anyone listen to this job's text? */
@@ -52,6 +52,7 @@ struct listen_op {
     struct pipe_job *j;         /* NULL once the job stopped waiting (canceled, ended) */
     int gate;                   /* the call waits for the answer */
 };
+static void maybe_free(struct pipeline *p);
 
 static double ms_since(uint64_t t0) { return (double)(uv_hrtime() - t0) / 1e6; }
 
@@ -62,9 +63,8 @@ static void on_guard_figures(void *data, int status, double decided, double refi
 {
     struct pipeline *p = data;
     p->guard.fetching = 0;
-    if (p->closed) { /* the pipeline closed while this was out (shutdown) */
-        ups_free(&p->ups);
-        free(p);
+    if (p->closing) {
+        maybe_free(p);
         return;
     }
     if (status != 0)
@@ -133,24 +133,30 @@ int pipeline_new(struct svc *svc, struct pipeline **out)
     return 0;
 }
 
+static void maybe_free(struct pipeline *p)
+{
+    void (*cb)(void *) = p->close_cb;
+    void *data = p->close_data;
+    if (p->closing < 2 || p->guard.fetching)
+        return; /* the tick is not closed yet, or a guard fetch will still call back */
+    ups_free(&p->ups);
+    free(p);
+    if (cb)
+        cb(data);
+}
+
 static void on_tick_closed(uv_handle_t *h)
 {
     struct pipeline *p = h->data;
-    void (*cb)(void *) = p->close_cb;
-    void *data = p->close_data;
-    p->closed = 1;
-    if (!p->guard.fetching) { /* else the fetch's answer (the store answers every one) frees */
-        ups_free(&p->ups);
-        free(p);
-    }
-    if (cb)
-        cb(data);
+    p->closing = 2;
+    maybe_free(p);
 }
 
 void pipeline_close(struct pipeline *p, void (*cb)(void *data), void *data)
 {
     p->close_cb = cb;
     p->close_data = data;
+    p->closing = 1;
     slots_close(p->slots);
     uv_timer_stop(&p->tick);
     uv_close((uv_handle_t *)&p->tick, on_tick_closed);

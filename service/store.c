@@ -15,6 +15,8 @@
 #include "list.h"
 #include "log.h"
 #include "rds.h"
+#include "rloc.h"
+#include "rwait.h"
 #include "sbuf.h"
 #include "stats.h"
 
@@ -46,8 +48,13 @@ struct store {
     struct rds *cmd;            /* commands */
     struct rds *sub;            /* events subscription (store_watch), or NULL */
     struct rds *blk;            /* workers' blocking reads (store_read_open), or NULL */
+    struct rds *ack;            /* acknowledged submits, followed by WAIT, or NULL */
+    struct rwait *waits;        /* the WAITs on ack */
+    struct rloc *loc;           /* where the primary is; every connection follows it */
+    int acks;                   /* min_replicas_acked (0: off) */
+    int ack_timeout_ms;
     struct rds_opts ropts;      /* strings point into the fields below */
-    char *host, *user, *password;
+    char *host, *user, *password, *tls_ca;
     char tag[80];               /* "{<prefix>}": every key starts with it */
     char instance[128];
     char role[16];
@@ -524,7 +531,91 @@ static int copy_opts(struct store *s, const struct store_opts *o)
     s->ropts.command_timeout_ms = o->command_timeout_ms > 0 ? o->command_timeout_ms : 3000;
     s->ropts.scripts = scripts;
     s->ropts.n_scripts = sizeof(scripts) / sizeof(scripts[0]);
-    return 0;
+    s->ropts.want_primary = 1;
+    s->ropts.tls = o->tls;
+    s->tls_ca = o->tls_ca_file ? strdup(o->tls_ca_file) : NULL;
+    s->ropts.tls_ca_file = s->tls_ca;
+    s->acks = o->min_replicas_acked;
+    s->ack_timeout_ms = o->replica_ack_timeout_ms > 0 ? o->replica_ack_timeout_ms : 1000;
+    return o->tls_ca_file && !s->tls_ca ? BD_ENOMEM : 0;
+}
+
+/* --- following the primary (clients/rloc.h; docs/REDIS.md) ------------------------------ */
+
+static int open_locator(struct store *s, const struct store_opts *o)
+{
+    struct rloc_opts lo;
+    memset(&lo, 0, sizeof(lo));
+    lo.host = s->host;
+    lo.port = o->port;
+    lo.user = s->user;
+    lo.password = s->password;
+    lo.sentinels = o->sentinels;
+    lo.n_sentinels = o->n_sentinels;
+    lo.master_name = o->master_name;
+    lo.sentinel_password = o->sentinel_password;
+    lo.slot = rloc_slot(s->tag, strlen(s->tag));
+    lo.connect_timeout_ms = o->connect_timeout_ms;
+    lo.command_timeout_ms = s->ropts.command_timeout_ms;
+    return rloc_open(s->loop, &lo, &s->loc);
+}
+
+/* Open one of the store's connections at the primary (or waiting for its address), following
+ * it from now on. */
+static int open_conn(struct store *s, struct rds_opts *o, rds_state_cb cb, struct rds **out)
+{
+    int rc;
+    o->no_target = !rloc_known(s->loc);
+    if (rloc_known(s->loc)) {
+        o->host = rloc_host(s->loc);
+        o->port = rloc_port(s->loc);
+    }
+    rc = rds_open(s->loop, o, cb, s, out);
+    if (rc == 0)
+        rc = rloc_follow(s->loc, *out);
+    return rc;
+}
+
+/* Close one of the store's connections (NULL: none). */
+static void close_conn(struct store *s, struct rds *r, void (*cb)(void *data), void *data)
+{
+    if (!r)
+        return;
+    if (s->loc)
+        rloc_unfollow(s->loc, r);
+    rds_close(r, cb, data);
+}
+
+static int open_conns(struct store *s, const struct store_opts *o)
+{
+    struct rds_opts a = s->ropts, c = s->ropts;
+    int rc = open_locator(s, o);
+    if (rc == 0)
+        rc = open_conn(s, &c, on_cmd_state, &s->cmd);
+    if (rc == 0 && s->acks > 0) {
+        a.name = "ack";
+        a.block_allowance_ms = 2 * s->ack_timeout_ms; /* the WAIT in flight, then its own */
+        rc = open_conn(s, &a, NULL, &s->ack);
+        if (rc == 0)
+            rc = rwait_new(s->ack, s->acks, s->ack_timeout_ms, &s->waits);
+    }
+    if (rc != 0) {
+        close_conn(s, s->cmd, NULL, NULL);
+        close_conn(s, s->ack, NULL, NULL);
+        rwait_free(s->waits);
+        if (s->loc)
+            rloc_close(s->loc, NULL, NULL);
+        s->cmd = s->ack = NULL;
+        s->loc = NULL;
+    }
+    return rc;
+}
+
+const char *store_primary(const struct store *s, int *port, const char **via)
+{
+    *port = s->loc ? rloc_port(s->loc) : 0;
+    *via = s->loc ? rloc_mode_name(rloc_mode(s->loc)) : "url";
+    return s->loc ? rloc_host(s->loc) : "";
 }
 
 static void wipe_free(char *p)
@@ -540,6 +631,7 @@ static void free_store(struct store *s)
     void (*cb)(void *) = s->close_cb;
     void *data = s->close_data;
     free(s->host);
+    free(s->tls_ca);
     wipe_free(s->user);
     wipe_free(s->password);
     free(s);
@@ -562,7 +654,7 @@ int store_open(uv_loop_t *loop, const struct store_opts *o, store_state_cb cb, v
     list_init(&s->transitions);
     rc = copy_opts(s, o);
     if (rc == 0)
-        rc = rds_open(loop, &s->ropts, on_cmd_state, s, &s->cmd);
+        rc = open_conns(s, o);
     if (rc != 0) {
         free_store(s);
         return rc;
@@ -652,8 +744,7 @@ void store_unwatch(struct store *s)
     struct rds *sub = s->sub;
     s->event_cb = NULL;
     s->sub = NULL;
-    if (sub)
-        rds_close(sub, on_sub_closed, NULL);
+    close_conn(s, sub, on_sub_closed, NULL);
 }
 
 int store_watch(struct store *s, store_event_cb cb, void *data)
@@ -665,10 +756,13 @@ int store_watch(struct store *s, store_event_cb cb, void *data)
     o.command_timeout_ms = 0; /* a subscription waits by design */
     o.scripts = NULL;
     o.n_scripts = 0;
-    return rds_open(s->loop, &o, on_sub_state, s, &s->sub);
+    return open_conn(s, &o, on_sub_state, &s->sub);
 }
 
 /* --- submit -------------------------------------------------------------------------------- */
+
+/* With min_replicas_acked, a submit's answer waits for the WAIT sent right after it. */
+enum ack_state { ACK_NONE = 0, ACK_WAITING, ACK_BROKEN };
 
 struct submit_op {
     struct store *s;
@@ -676,7 +770,37 @@ struct submit_op {
     void *data;
     enum job_priority prio;
     int checked;                /* the bound was checked in the script */
+    enum ack_state ack;
+    int touched;                /* a duplicate's key was rewritten so WAIT covers it */
+    /* the submit's outcome, held until WAIT answers */
+    int st;
+    enum store_submit_rc rc;
+    long depth;
+    int64_t created_ms;
+    char id[JOB_ID_LEN + 1];
+    char hash[64];
+    char idem_value[200];       /* a duplicate: the key's value, rewritten before WAIT */
+    char idem_key[KEY_MAX + 300];
 };
+
+/* Deliver the submit's outcome now, or hold it for WAIT. */
+static void submit_done(struct submit_op *op, int st, enum store_submit_rc rc, long depth,
+                        const char *id, int64_t created_ms, const char *hash)
+{
+    if (op->ack == ACK_BROKEN) /* written, but it cannot be acknowledged */
+        op->cb(op->data, BD_EREDIS_DOWN, STORE_SUBMITTED, 0, NULL, 0, NULL);
+    if (op->ack != ACK_WAITING) {
+        if (op->ack == ACK_NONE)
+            op->cb(op->data, st, rc, depth, id, created_ms, hash);
+        return;
+    }
+    op->st = st;
+    op->rc = rc;
+    op->depth = depth;
+    op->created_ms = created_ms;
+    snprintf(op->id, sizeof(op->id), "%s", id ? id : "");
+    snprintf(op->hash, sizeof(op->hash), "%s", hash ? hash : "");
+}
 
 /* "<entry> <prio> <hash>" stored for an idempotency key -> the job id and the hash. */
 static void idem_existing(struct submit_op *op, const char *value)
@@ -685,10 +809,11 @@ static void idem_existing(struct submit_op *op, const char *value)
     int prio = -1;
     if (sscanf(value, "%47s %d %63s", entry, &prio, hash) != 3 || prio < PRIO_LOW ||
         prio > PRIO_HIGH || job_id_of_entry(id, (enum job_priority)prio, entry) != 0) {
-        op->cb(op->data, BD_EREDIS_REPLY, STORE_SUBMITTED, 0, NULL, 0, NULL);
+        submit_done(op, BD_EREDIS_REPLY, STORE_SUBMITTED, 0, NULL, 0, NULL);
         return;
     }
-    op->cb(op->data, 0, STORE_DUPLICATE, 0, id, 0, hash);
+    snprintf(op->idem_value, sizeof(op->idem_value), "%s", value);
+    submit_done(op, 0, STORE_DUPLICATE, 0, id, 0, hash);
 }
 
 static void submitted(struct submit_op *op, const char *entry, long depth)
@@ -696,7 +821,7 @@ static void submitted(struct submit_op *op, const char *entry, long depth)
     char id[JOB_ID_LEN + 1];
     struct store *s = op->s;
     if (job_id_of_entry(id, op->prio, entry) != 0) {
-        op->cb(op->data, BD_EREDIS_REPLY, STORE_SUBMITTED, 0, NULL, 0, NULL);
+        submit_done(op, BD_EREDIS_REPLY, STORE_SUBMITTED, 0, NULL, 0, NULL);
         return;
     }
     if (depth >= 0) {
@@ -704,7 +829,7 @@ static void submitted(struct submit_op *op, const char *entry, long depth)
         s->depth_at = uv_now(s->loop);
         s->submitted_since = 0;
     }
-    op->cb(op->data, 0, STORE_SUBMITTED, depth, id, job_id_ms(id), NULL);
+    submit_done(op, 0, STORE_SUBMITTED, depth, id, job_id_ms(id), NULL);
 }
 
 static void on_submit(struct rds *r, struct rds_reply *x, void *data)
@@ -715,7 +840,7 @@ static void on_submit(struct rds *r, struct rds_reply *x, void *data)
     (void)r;
     st = reply_status(op->s, x, op->checked ? RDS_ARRAY : RDS_STRING);
     if (st != 0) {
-        op->cb(op->data, st, STORE_SUBMITTED, 0, NULL, 0, NULL);
+        submit_done(op, st, STORE_SUBMITTED, 0, NULL, 0, NULL);
     } else if (!op->checked) {
         reply_copy(x, arg, sizeof(arg));
         submitted(op, arg, -1);
@@ -726,10 +851,39 @@ static void on_submit(struct rds *r, struct rds_reply *x, void *data)
         if (strcmp(what, "dup") == 0)
             idem_existing(op, arg);
         else if (strcmp(what, "full") == 0)
-            op->cb(op->data, 0, STORE_FULL, atol(arg), NULL, 0, NULL);
+            submit_done(op, 0, STORE_FULL, atol(arg), NULL, 0, NULL);
         else
             submitted(op, arg, depth[0] ? atol(depth) : -1);
     }
+    if (op->ack != ACK_WAITING)
+        free(op); /* else the WAIT's answer frees it */
+}
+
+/* WAIT answered for op's submit (n replicas, -1: no answer). */
+static void on_acked(void *data, long long n)
+{
+    struct submit_op *op = data;
+    if (op->st == 0 && op->rc != STORE_FULL) {
+        if (n < 0)
+            op->st = BD_EREDIS_DOWN;
+        else if (n < op->s->acks)
+            op->st = BD_EREPLICATION;
+    }
+    if (op->st == 0 && op->rc == STORE_DUPLICATE && !op->touched && op->idem_key[0]) {
+        /* the job the key names may have been written by another connection: rewrite the key
+         * (same value and TTL) so that this connection's WAIT covers that job too */
+        op->touched = 1;
+        if (rds_cmd(op->s->ack, NULL, NULL, "SET %s %s XX KEEPTTL", op->idem_key,
+                    op->idem_value) == 0 &&
+            rwait_after(op->s->waits, on_acked, op) == 0)
+            return;
+        op->st = BD_EREDIS_DOWN;
+    }
+    if (op->st == BD_EREPLICATION)
+        log_warn("submit %s: acknowledged by %lld of %d replicas within %d ms", op->id, n,
+                 op->s->acks, op->s->ack_timeout_ms);
+    op->cb(op->data, op->st, op->rc, op->depth, op->st == 0 ? op->id : NULL, op->created_ms,
+           op->st == 0 && op->hash[0] ? op->hash : NULL);
     free(op);
 }
 
@@ -754,6 +908,8 @@ int store_submit(struct store *s, const struct store_submit *sub, store_submit_c
     struct submit_op *op = calloc(1, sizeof(*op));
     if (!op)
         return BD_ENOMEM;
+    struct rds *conn = s->ack ? s->ack : s->cmd;
+    int rc;
     op->s = s;
     op->cb = cb;
     op->data = data;
@@ -764,14 +920,15 @@ int store_submit(struct store *s, const struct store_submit *sub, store_submit_c
     key_queue(s, PRIO_HIGH, kh);
     if (!op->checked) {
         s->submitted_since++;
-        return send_or_free(rds_cmd(s->cmd, on_submit, op, "XADD %s * r %s m %s",
-                                    qs[sub->priority], sub->req_json, sub->meta_json),
-                            op);
+        rc = rds_cmd(conn, on_submit, op, "XADD %s * r %s m %s", qs[sub->priority],
+                     sub->req_json, sub->meta_json);
+        goto sent;
     }
     if (idem) {
         char name[KEY_MAX + 200];
         snprintf(name, sizeof(name), "idem:%s:%s", sub->idem_scope, sub->idem_key);
         snprintf(kidem, sizeof(kidem), "%s%s", s->tag, name);
+        snprintf(op->idem_key, sizeof(op->idem_key), "%s", kidem);
     }
     snprintf(maxq, sizeof(maxq), "%ld", needs_check(s, sub->max_queue) ? sub->max_queue : 0);
     snprintf(prio, sizeof(prio), "%d", (int)sub->priority);
@@ -791,7 +948,11 @@ int store_submit(struct store *s, const struct store_submit *sub, store_submit_c
     args[na++] = sub->meta_json;
     args[na++] = idem ? sub->idem_hash : "";
     args[na++] = ttl;
-    return send_or_free(evalsha(s, NULL, on_submit, op, &sc_submit, nk, na, args, NULL), op);
+    rc = evalsha(s, conn, on_submit, op, &sc_submit, nk, na, args, NULL);
+sent:
+    if (rc == 0 && s->ack)
+        op->ack = rwait_after(s->waits, on_acked, op) == 0 ? ACK_WAITING : ACK_BROKEN;
+    return send_or_free(rc, op);
 }
 
 /* --- the job object ------------------------------------------------------------------------- */
@@ -1083,7 +1244,7 @@ int store_read_open(struct store *s, void (*cb)(void *data), void *data)
     o.block_allowance_ms = 5000; /* reads block up to a few seconds by design */
     o.scripts = NULL;
     o.n_scripts = 0;
-    return rds_open(s->loop, &o, on_blk_state, s, &s->blk);
+    return open_conn(s, &o, on_blk_state, &s->blk);
 }
 
 int store_read_ready(const struct store *s)
@@ -1148,7 +1309,7 @@ void store_read_stop(struct store *s, void (*cb)(void *data), void *data)
     s->read_stop_cb = cb;
     s->read_stop_data = data;
     if (blk)
-        rds_close(blk, on_blk_closed, s);
+        close_conn(s, blk, on_blk_closed, s);
     else
         on_blk_closed(s);
 }
@@ -2573,18 +2734,25 @@ static void on_tick_closed(uv_handle_t *h)
 
 static void close_connections(struct store *s)
 {
-    struct rds *conns[3] = {s->cmd, s->sub, s->blk};
+    struct rds *conns[4] = {s->cmd, s->sub, s->blk, s->ack};
     s->close_phase = 3;
     fail_queue(s, ITEM_FINISH);
     fail_queue(s, ITEM_TRANSITION);
     s->pending_closes = 2; /* this function's own + the tick handle */
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 4; i++) {
         if (conns[i]) {
             s->pending_closes++;
-            rds_close(conns[i], on_conn_closed, s);
+            close_conn(s, conns[i], on_conn_closed, s);
         }
     }
-    s->cmd = s->sub = s->blk = NULL;
+    s->cmd = s->sub = s->blk = s->ack = NULL;
+    rwait_free(s->waits); /* after its connection closed: every WAIT was answered */
+    s->waits = NULL;
+    if (s->loc) {
+        s->pending_closes++;
+        rloc_close(s->loc, on_conn_closed, s);
+        s->loc = NULL;
+    }
     uv_close((uv_handle_t *)&s->tick, on_tick_closed);
     on_conn_closed(s);
 }

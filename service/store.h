@@ -1,7 +1,7 @@
 /* store.h - briefd's Redis schema: the job queue, job records, running status, events,
  * statistics and the registry of processes. The only module that knows key names, stream
  * and group names, Lua scripts and the shape of Redis replies; the rest of briefd speaks in
- * jobs, entries and figures. docs/ARCHITECTURE.md has the key layout; in short (P = the
+ * jobs, entries and figures. docs/REDIS.md has the key layout; in short (P = the
  * hash tag "{<redis.prefix>}", so every key lands in one Redis Cluster slot):
  *
  *   P q:low|normal|high  streams + group "briefd-workers": a queued job IS its entry
@@ -32,8 +32,11 @@
  * for it. Counters are therefore up to about a second behind the job records.
  *
  * Connections: one for commands, one for the events subscription (store_watch), one for the
- * workers' blocking reads (store_read_open). Each reconnects by itself; every command is
- * bounded by redis.command_timeout_ms.
+ * workers' blocking reads (store_read_open), and with min_replicas_acked one for acknowledged
+ * submits (each followed by WAIT, so a WAIT never holds up other commands). Each reconnects by
+ * itself; every command is bounded by redis.command_timeout_ms. All of them follow the
+ * primary (clients/rloc.h: redis.url's address, Sentinel's answer, or the Redis Cluster node
+ * owning the keys' slot; docs/REDIS.md) and refuse a server whose ROLE says replica.
  *
  * Ownership: a struct store belongs to whoever opened it; strings passed in are copied into
  * the command before a function returns; data handed to callbacks (entries, strings, JSON)
@@ -67,6 +70,14 @@ struct store_opts {
     int command_timeout_ms;     /* every command bounded (0: 3000) */
     int connect_timeout_ms;     /* connect + handshake (0: 2000) */
     long stats_retention_s;     /* hour buckets live this long (minute buckets <= 7 h) */
+    const char *const *sentinels; /* "host:port" (n_sentinels > 0: ask Sentinel), copied */
+    size_t n_sentinels;
+    const char *master_name;    /* Sentinel's name of the primary (copied) */
+    const char *sentinel_password; /* AUTH for the sentinels, or NULL (copied, wiped) */
+    int min_replicas_acked;     /* > 0: a submit counts once WAIT saw this many replicas */
+    int replica_ack_timeout_ms; /* WAIT's timeout (0: 1000) */
+    int tls;                    /* TLS to the data nodes (builds with BRIEFD_REDIS_TLS) */
+    const char *tls_ca_file;    /* copied; NULL: the system's */
 };
 
 /* The command connection came up (connected = 1) or went down (0). */
@@ -80,6 +91,9 @@ int store_open(uv_loop_t *loop, const struct store_opts *o, store_state_cb cb, v
 int store_ready(const struct store *s);
 /* Why Redis is not usable ("" when it is): a connect or handshake error. */
 const char *store_last_error(const struct store *s);
+/* The primary in use: host ("" while unknown), port, and how it was found ("url", "sentinel"
+ * or "cluster"). Strings valid until the next loop iteration. */
+const char *store_primary(const struct store *s, int *port, const char **via);
 /* The error text of the last command Redis refused (e.g. "OOM command not allowed ..."). */
 const char *store_last_reply_error(const struct store *s);
 /* Settings that may change with a reload. */
@@ -138,7 +152,9 @@ struct store_submit {
     const char *idem_hash;      /* the normalized body's hash, stored with the key */
     long idem_ttl_s;
 };
-/* status < 0 on Redis failure. STORE_SUBMITTED: id and created_ms of the new job, depth the
+/* status < 0 on Redis failure; BD_EREPLICATION with min_replicas_acked when WAIT saw fewer
+ * replicas in time (the job may exist: retry with the same Idempotency-Key).
+ * STORE_SUBMITTED: id and created_ms of the new job, depth the
  * queue depth after it (-1 when not measured). STORE_FULL: depth. STORE_DUPLICATE: id of the
  * job the key named and idem_hash the hash stored with it. */
 typedef void (*store_submit_cb)(void *data, int status, enum store_submit_rc rc, long depth,

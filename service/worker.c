@@ -52,6 +52,7 @@ struct worker {
     int stopping;
     uint64_t last_claim_ms;
     int pending_closes;
+    int claims;                   /* reclaims in flight (stopping waits for them) */
     void (*stop_cb)(void *);
     void *stop_data;
 };
@@ -399,6 +400,7 @@ static void fetch(struct worker *w)
 static void on_claim(void *data, int status, const struct store_entry *e, size_t n)
 {
     struct worker *w = data;
+    w->claims--;
     if (status != 0 || w->stopping)
         return;
     for (size_t i = 0; i < n; i++) {
@@ -416,7 +418,9 @@ static void reclaim(struct worker *w)
 {
     const struct bd_config *cfg = w->svc->cfg;
     for (int p = PRIO_LOW; p <= PRIO_HIGH; p++)
-        store_reclaim(w->svc->store, (enum job_priority)p, cfg->claim_idle_ms, 100, on_claim, w);
+        if (store_reclaim(w->svc->store, (enum job_priority)p, cfg->claim_idle_ms, 100,
+                          on_claim, w) == 0)
+            w->claims++;
 }
 
 static void on_tick(uv_timer_t *t)
@@ -509,7 +513,7 @@ static void on_grace(uv_timer_t *t)
 static void on_drain_tick(uv_timer_t *t)
 {
     struct worker *w = t->data;
-    if (w->inflight > 0)
+    if (w->inflight > 0 || w->claims > 0) /* a reclaim's answer still comes to w */
         return;
     uv_timer_stop(&w->tick);
     uv_timer_stop(&w->grace);

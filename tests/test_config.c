@@ -342,9 +342,26 @@ static void test_errors_listen_redis(void)
         expect_err(big, "redis.url", "host name longer than 253 characters");
     }
     expect_err("{\"redis\": {\"url\": \"http://h:6379\"}}", "redis.url",
-               "unsupported scheme; expected redis://[:password@]host[:port][/db]");
+               "unsupported scheme; expected redis://[[user]:password@]host[:port][/db]");
+#ifndef BRIEFD_REDIS_TLS
     expect_err("{\"redis\": {\"url\": \"rediss://h:6379\"}}", "redis.url",
-               "TLS (rediss://) is not supported; expected redis://[:password@]host[:port][/db]");
+               "this build of hiredis has no TLS; run a TLS sidecar such as stunnel: see "
+               "docs/REDIS.md");
+#endif
+    expect_err("{\"redis\": {\"url\": \"redis://bob:@h:6379\"}}", "redis.url",
+               "an ACL user needs a password (user:password@)");
+    expect_err("{\"redis\": {\"sentinels\": [\"127.0.0.1:26379\"]}}", "redis.master_name",
+               "needed with redis.sentinels");
+    expect_err("{\"redis\": {\"master_name\": \"m\"}}", "redis.sentinels",
+               "needed with redis.master_name");
+    expect_err("{\"redis\": {\"sentinels\": [\"127.0.0.1\"], \"master_name\": \"m\"}}",
+               "redis.sentinels[0]", "expected \"host:port\"");
+    expect_err("{\"redis\": {\"sentinels\": [26379], \"master_name\": \"m\"}}",
+               "redis.sentinels[0]", "expected string");
+    expect_err("{\"redis\": {\"sentinels\": \"h:1\", \"master_name\": \"m\"}}",
+               "redis.sentinels", "expected an array of \"host:port\" strings");
+    expect_err("{\"redis\": {\"min_replicas_acked\": 17}}", "redis.min_replicas_acked",
+               "must be between 0 and 16");
     expect_err("{\"redis\": {\"url\": \"redis://\"}}", "redis.url", "missing host");
     expect_err("{\"redis\": {\"url\": \"redis://:pw@h:70000\"}}", "redis.url",
                "port must be between 1 and 65535");
@@ -620,11 +637,13 @@ static void test_describe(void)
         CHECK(strstr(text, "api-secret") == NULL);
         CHECK(strstr(text, "admin-secret") == NULL);
         CHECK(strstr(text, "sk-draft") == NULL);
-        CHECK(strstr(text, "bob") == NULL);
     }
     free(text);
     d = config_describe(c);
-    CHECK_STR(cJSON_GetStringValue(jget(d, "redis", "url", NULL)), "redis://:***@db.local:6390/2");
+    CHECK_STR(cJSON_GetStringValue(jget(d, "redis", "url", NULL)),
+              "redis://bob:***@db.local:6390/2");
+    CHECK_STR(c->redis_user, "bob");
+    CHECK_STR(c->redis_password, "s3cr3t-redis-pw");
     CHECK_STR(cJSON_GetStringValue(jget(d, "listen", NULL, NULL)), "[::1]:8080");
     CHECK_STR(cJSON_GetStringValue(jget(d, "version", NULL, NULL)), c->version);
     CHECK_STR(cJSON_GetStringValue(jget(d, "auth", "keys_env", NULL)), "TC_K");
@@ -978,6 +997,47 @@ static void test_check_all(void)
     unlink(path);
     CHECK(config_check_file(path, collect, &got) == 1); /* missing file */
     CHECK_STR(got.paths[0], "");
+}
+
+/* redis.sentinels and friends land in the config and come back out of describe. */
+static void test_redis_ha(void)
+{
+    struct cfg_err err;
+    struct bd_config *c;
+    cJSON *d;
+    const cJSON *arr;
+
+    setenv("TC_SENT_PW", "sentinel-pw-xyz", 1);
+    c = load_str("{\"redis\": {\"url\": \"redis://app%3Auser:pw@10.0.0.1:6380\","
+                 " \"sentinels\": [\"127.0.0.1:26379\", \"[::1]:26380\", \"s3.local:26381\"],"
+                 " \"master_name\": \"mymaster\", \"sentinel_password_env\": \"TC_SENT_PW\","
+                 " \"min_replicas_acked\": 1, \"replica_ack_timeout_ms\": 250}}", &err);
+    unsetenv("TC_SENT_PW");
+    CHECK(c != NULL);
+    if (!c)
+        return;
+    CHECK_STR(c->redis_user, "app:user");
+    CHECK(c->redis_sentinels.n == 3);
+    CHECK_STR(c->redis_sentinels.v[1], "[::1]:26380");
+    CHECK_STR(c->redis_master_name, "mymaster");
+    CHECK_STR(c->redis_sentinel_password, "sentinel-pw-xyz");
+    CHECK(c->redis_min_replicas_acked == 1);
+    CHECK(c->redis_replica_ack_timeout_ms == 250);
+    d = config_describe(c);
+    arr = jget(d, "redis", "sentinels", NULL);
+    CHECK(cJSON_GetArraySize(arr) == 3);
+    CHECK_STR(cJSON_GetStringValue(cJSON_GetArrayItem(arr, 2)), "s3.local:26381");
+    {
+        char *text = cJSON_PrintUnformatted(d);
+        CHECK(text && strstr(text, "sentinel-pw") == NULL);
+        free(text);
+    }
+    cJSON_Delete(d);
+    config_unref(c);
+    c = load_str("{}", &err);
+    CHECK(c && c->redis_sentinels.n == 0 && c->redis_min_replicas_acked == 0 &&
+          c->redis_replica_ack_timeout_ms == 1000 && !c->redis_user);
+    config_unref(c);
 }
 
 
@@ -1400,6 +1460,7 @@ int main(void)
     test_judge_evaluation_errors();
     test_judge_evaluation_describe();
     test_refcount();
+    test_redis_ha();
     test_headers();
     test_headers_errors();
     test_log_and_webhooks();

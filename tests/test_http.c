@@ -29,8 +29,8 @@
 
 static uv_loop_t loop;
 static uv_async_t stop_async;
-static struct http_server *s1, *s2, *s3, *s6;
-static int port1, port2, port3, port6;
+static struct http_server *s1, *s2, *s3, *s4, *s6;
+static int port1, port2, port3, port4, port6;
 static atomic_int n_aborts, n_deferred, n_closed, n_handled;
 
 /* The completion hook of s3: what the last finished request reported. */
@@ -211,6 +211,7 @@ static void on_stop(uv_async_t *a)
 {
     http_server_close(s1, on_server_closed, NULL);
     http_server_close(s2, on_server_closed, NULL);
+    http_server_close(s4, on_server_closed, NULL);
     if (s6)
         http_server_close(s6, on_server_closed, NULL);
     uv_close((uv_handle_t *)a, NULL);
@@ -284,6 +285,32 @@ static int cli_open_af(struct cli *c, int af, int port)
         return -1;
     }
     return 0;
+}
+
+/* A client whose source address is src (another 127.x.y.z: a different peer address). */
+static struct cli *cli_new_from(int port, const char *src)
+{
+    struct cli *c = malloc(sizeof *c);
+    struct sockaddr_in a, b;
+    struct timeval tv = {5, 0};
+
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    inet_pton(AF_INET, src, &a.sin_addr);
+    b = a;
+    b.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    b.sin_port = htons((uint16_t)port);
+    c->len = 0;
+    c->fd = socket(AF_INET, SOCK_STREAM, 0);
+    setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    if (c->fd < 0 || bind(c->fd, (struct sockaddr *)&a, sizeof a) < 0 ||
+        connect(c->fd, (struct sockaddr *)&b, sizeof b) < 0) {
+        if (c->fd >= 0)
+            close(c->fd);
+        free(c);
+        return NULL;
+    }
+    return c;
 }
 
 static struct cli *cli_new(int port)
@@ -482,6 +509,15 @@ static int cli_closed(struct cli *c, int ms)
         if (k != 0)
             return 0;  /* an error, or bytes nobody expected */
     }
+}
+
+/* Close with a reset (SO_LINGER 0): the client is gone. */
+static void cli_reset(struct cli *c)
+{
+    struct linger lg = {1, 0};
+    if (c)
+        setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    cli_free(c);
 }
 
 /* One request on a fresh connection; the response in *r. */
@@ -826,6 +862,97 @@ static void test_bad_requests(void)
     cli_free(c);
 }
 
+/* A request line with another major version than 1 gets 505 (then the close). */
+static void test_versions(void)
+{
+    struct resp r;
+    char v[64];
+
+    expect_fail(port1, "GET /echo HTTP/2.0\r\nHost: t\r\n\r\n", 505,
+                "http_version_not_supported");
+    expect_fail(port1, "GET /echo HTTP/3.0\r\nHost: t\r\n\r\n", 505,
+                "http_version_not_supported");
+    expect_fail(port1, "GET /echo HTTP/0.9\r\n\r\n", 505, "http_version_not_supported");
+    expect_fail(port1, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 505, "http_version_not_supported");
+    CHECK(roundtrip(port1, "GET /echo HTTP/2.0\r\nHost: t\r\n\r\n", &r) == 0);
+    CHECK(strncmp(r.head, "HTTP/1.1 505 HTTP Version Not Supported\r\n", 41) == 0);
+    CHECK_STR(http_status_text(505), "HTTP Version Not Supported");
+    CHECK_STR(http_status_text(501), "Not Implemented");
+    /* 1.x other than 1.0 / 1.1 is malformed for llhttp (strict): 400 */
+    expect_fail(port1, "GET /echo HTTP/1.2\r\nHost: t\r\n\r\n", 400, "bad_request");
+    expect_fail(port1, "GET /echo HTTP/x\r\nHost: t\r\n\r\n", 400, "bad_request");
+    CHECK(roundtrip(port1, "GET /echo HTTP/1.0\r\n\r\n", &r) == 0 && r.status == 200);
+    CHECK_STR(hval(&r, "Connection", v, sizeof v), "close");
+}
+
+/* Transfer codings: only plain chunked reaches the handler; a coding the server does not
+ * implement is refused (501) at the end of the headers, before any body byte is read. */
+static void test_transfer_codings(void)
+{
+    int handled = atomic_load(&n_handled);
+    struct resp r;
+    cJSON *j;
+
+    expect_fail(port1, "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+                501, "unsupported_transfer_encoding");
+    expect_fail(port1, "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n"
+                       "Transfer-Encoding: chunked\r\n\r\n", 501, "unsupported_transfer_encoding");
+    expect_fail(port1, "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: deflate,chunked\r\n\r\n"
+                       "5\r\nhello\r\n0\r\n\r\n", 501, "unsupported_transfer_encoding");
+    /* the last coding is not chunked: the length is unknown, 400 */
+    expect_fail(port1, "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+                400, "bad_request");
+    expect_fail(port1, "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: identity\r\n\r\n",
+                400, "bad_request");
+    /* HTTP/1.0 has no chunked coding: faulty framing */
+    expect_fail(port1, "POST /echo HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400,
+                "bad_request");
+    CHECK(atomic_load(&n_handled) == handled);
+    /* plain chunked, any case */
+    CHECK(roundtrip(port1, "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: Chunked\r\n\r\n"
+                           "5\r\nhello\r\n0\r\n\r\n", &r) == 0 && r.status == 200);
+    j = jbody(&r);
+    CHECK_STR(jstr(j, "body"), "hello");
+    cJSON_Delete(j);
+}
+
+/* HEAD: the head of the response, never its body; a streamed response is complete with its
+ * head (the connection closes and the handler sees the client leave). */
+static void test_head(void)
+{
+    int aborts = atomic_load(&n_aborts);
+    struct cli *c;
+    struct resp r;
+    char v[64];
+    double t0;
+
+    c = cli_new(port1);
+    t0 = now_ms();
+    CHECK(c && cli_sends(c, "HEAD /stream?ms=400 HTTP/1.1\r\nHost: t\r\n\r\n") == 0);
+    CHECK(c && cli_resp2(c, &r, 1, 0) == 0 && r.status == 200);
+    CHECK(now_ms() - t0 < 300);
+    CHECK_STR(hval(&r, "Content-Type", v, sizeof v), "text/event-stream");
+    CHECK_STR(hval(&r, "Connection", v, sizeof v), "close");
+    CHECK(c && cli_closed(c, 1000));           /* no chunk, no terminator: just the close */
+    cli_free(c);
+    for (int i = 0; i < 200 && atomic_load(&n_aborts) == aborts; i++)
+        msleep(5);
+    CHECK(atomic_load(&n_aborts) == aborts + 1);
+    /* a stream made inside the handler: the head, then the connection goes on */
+    c = cli_new(port1);
+    CHECK(c && cli_sends(c, "HEAD /burst HTTP/1.1\r\nHost: t\r\n\r\n") == 0);
+    CHECK(c && cli_resp2(c, &r, 1, 0) == 0 && r.status == 200);
+    CHECK(c && cli_closed(c, 1000));
+    cli_free(c);
+    c = cli_new(port1);
+    CHECK(c && cli_sends(c, "HEAD /echo HTTP/1.1\r\nHost: t\r\n\r\n"
+                            "GET /echo?n=4 HTTP/1.1\r\nHost: t\r\n\r\n") == 0);
+    CHECK(c && cli_resp2(c, &r, 1, 0) == 0 && r.status == 200);
+    CHECK(hval(&r, "Content-Length", v, sizeof v) && atoi(v) > 0);
+    CHECK(c && cli_resp(c, &r) == 0 && r.status == 200 && strstr(r.body, "\"n\":\"4\""));
+    cli_free(c);
+}
+
 static void test_timeouts(void)
 {
     struct cli *c;
@@ -881,31 +1008,76 @@ static void test_stream_outlives_idle(void)
     cli_free(c);
 }
 
+/* The global cap (2 on s2): a newcomer closes the connection idle the longest; only when
+ * none is idle is it refused (503). */
 static void test_conn_cap(void)
 {
-    struct cli *a = cli_new(port2), *b = cli_new(port2), *c, *d = NULL;
+    struct cli *a = cli_new(port2), *b, *c, *d;
     struct resp r;
-    int i, ok = 0;
 
     CHECK(a && cli_sends(a, "GET /echo HTTP/1.1\r\nHost: t\r\n\r\n") == 0);
     CHECK(a && cli_resp(a, &r) == 0 && r.status == 200);
+    msleep(20);
+    b = cli_new(port2);
     CHECK(b && cli_sends(b, "GET /echo HTTP/1.1\r\nHost: t\r\n\r\n") == 0);
     CHECK(b && cli_resp(b, &r) == 0 && r.status == 200);
-    expect_fail(port2, "GET /echo HTTP/1.1\r\nHost: t\r\n\r\n", 503, "too_many_connections");
-    /* a third one that sends nothing still gets the 503 */
+    /* both idle: the third is served, a (idle longest) is closed */
     c = cli_new(port2);
-    CHECK(c && cli_resp(c, &r) == 0 && r.status == 503);
-    cli_free(c);
-    cli_free(a);  /* frees a slot once the server sees the EOF */
-    for (i = 0; i < 50 && !ok; i++) {
-        msleep(10);
-        d = cli_new(port2);
-        ok = d && cli_sends(d, "GET /echo HTTP/1.1\r\nHost: t\r\n\r\n") == 0 &&
-             cli_resp(d, &r) == 0 && r.status == 200;
-        cli_free(d);
-    }
-    CHECK(ok);
+    CHECK(c && cli_sends(c, "GET /echo HTTP/1.1\r\nHost: t\r\n\r\n") == 0);
+    CHECK(c && cli_resp(c, &r) == 0 && r.status == 200);
+    CHECK(a && cli_closed(a, 1000));
+    CHECK(b && cli_sends(b, "GET /echo HTTP/1.1\r\nHost: t\r\n\r\n") == 0);
+    CHECK(b && cli_resp(b, &r) == 0 && r.status == 200);   /* b lives on */
+    cli_free(a);
+    /* both busy (answers deferred): nobody to close, the newcomer gets the 503 */
+    CHECK(b && cli_sends(b, "GET /defer?ms=300 HTTP/1.1\r\nHost: t\r\n\r\n") == 0);
+    CHECK(c && cli_sends(c, "GET /defer?ms=300 HTTP/1.1\r\nHost: t\r\n\r\n") == 0);
+    msleep(50);
+    expect_fail(port2, "GET /echo HTTP/1.1\r\nHost: t\r\n\r\n", 503, "too_many_connections");
+    d = cli_new(port2);    /* one that sends nothing still gets the 503 */
+    CHECK(d && cli_resp(d, &r) == 0 && r.status == 503);
+    cli_free(d);
+    CHECK(b && cli_resp(b, &r) == 0 && r.status == 200);
+    CHECK(c && cli_resp(c, &r) == 0 && r.status == 200);
     cli_free(b);
+    cli_free(c);
+}
+
+/* The per-address cap (2 on s4, global 4): one address cannot take every slot. */
+static void test_conn_cap_per_addr(void)
+{
+    struct cli *a = cli_new(port4), *b = cli_new(port4), *c, *o;
+    struct resp r;
+    char v[64];
+
+    CHECK(a && cli_sends(a, "GET /defer?ms=400 HTTP/1.1\r\nHost: t\r\n\r\n") == 0);
+    CHECK(b && cli_sends(b, "GET /defer?ms=400 HTTP/1.1\r\nHost: t\r\n\r\n") == 0);
+    msleep(50);
+    /* a third from 127.0.0.1: refused, though the server has room */
+    c = cli_new(port4);
+    CHECK(c && cli_resp(c, &r) == 0);
+    check_envelope(&r, 503, "server_error", "too_many_connections");
+    CHECK(c && cli_closed(c, 3000));
+    cli_free(c);
+    /* another address is served */
+    o = cli_new_from(port4, "127.0.0.2");
+    CHECK(o && cli_sends(o, "GET /echo HTTP/1.1\r\nHost: t\r\n\r\n") == 0);
+    CHECK(o && cli_resp(o, &r) == 0 && r.status == 200);
+    CHECK_STR(hval(&r, "Connection", v, sizeof v), "keep-alive");
+    /* once a and b are idle, a third from 127.0.0.1 closes a (its idle longest) */
+    CHECK(a && cli_resp(a, &r) == 0 && r.status == 200);
+    msleep(20);
+    CHECK(b && cli_resp(b, &r) == 0 && r.status == 200);
+    c = cli_new(port4);
+    CHECK(c && cli_sends(c, "GET /echo HTTP/1.1\r\nHost: t\r\n\r\n") == 0);
+    CHECK(c && cli_resp(c, &r) == 0 && r.status == 200);
+    CHECK(a && cli_closed(a, 1000));
+    CHECK(o && cli_sends(o, "GET /echo HTTP/1.1\r\nHost: t\r\n\r\n") == 0);
+    CHECK(o && cli_resp(o, &r) == 0 && r.status == 200);   /* the other address untouched */
+    cli_free(a);
+    cli_free(b);
+    cli_free(c);
+    cli_free(o);
 }
 
 static void test_abort(void)
@@ -915,13 +1087,92 @@ static void test_abort(void)
 
     CHECK(c && cli_sends(c, "GET /defer?ms=600 HTTP/1.1\r\nHost: t\r\n\r\n") == 0);
     msleep(100);
-    cli_free(c);
+    cli_reset(c);   /* gone: a reset (a FIN alone is a half-close, see test_half_close) */
     for (i = 0; i < 200 && atomic_load(&n_aborts) == aborts; i++)
         msleep(5);
     CHECK(atomic_load(&n_aborts) == aborts + 1);
     msleep(700);
     CHECK(atomic_load(&n_aborts) == aborts + 1);   /* once */
     CHECK(atomic_load(&n_deferred) == fired);      /* the handler did not answer after it */
+}
+
+/* A client that half-closes (shutdown SHUT_WR) after a complete request still gets its
+ * response, then the close; EOF with the request itself incomplete means gone. */
+static void test_half_close(void)
+{
+    int aborts = atomic_load(&n_aborts), fired = atomic_load(&n_deferred);
+    int handled;
+    struct cli *c;
+    struct resp r;
+    cJSON *j;
+    double t0;
+
+    /* answered later, from a timer */
+    c = cli_new(port1);
+    CHECK(c && cli_sends(c, "GET /defer?ms=150&n=5 HTTP/1.1\r\nHost: t\r\n\r\n") == 0);
+    CHECK(c && shutdown(c->fd, SHUT_WR) == 0);
+    CHECK(c && cli_resp(c, &r) == 0 && r.status == 200);
+    CHECK(strstr(r.head, "Connection: close\r\n") != NULL);
+    j = jbody(&r);
+    CHECK_STR(jstr(j, "n"), "5");
+    cJSON_Delete(j);
+    CHECK(c && cli_closed(c, 3000));
+    cli_free(c);
+    CHECK(atomic_load(&n_deferred) == fired + 1);
+    CHECK(atomic_load(&n_aborts) == aborts);
+
+    /* a stream, to its end */
+    c = cli_new(port1);
+    CHECK(c && cli_sends(c, "GET /stream?ms=40 HTTP/1.1\r\nHost: t\r\n\r\n") == 0);
+    CHECK(c && shutdown(c->fd, SHUT_WR) == 0);
+    CHECK(c && cli_resp(c, &r) == 0 && r.status == 200);
+    CHECK_STR(r.body, "data: 1\n\ndata: 2\n\ndata: 3\n\n");
+    CHECK(c && cli_closed(c, 3000));
+    cli_free(c);
+
+    /* pipelined requests, all answered in order; a partial one after them is dropped at
+     * once (no 408 after the header timeout) */
+    c = cli_new(port1);
+    CHECK(c && cli_sends(c, "GET /defer?ms=80&n=1 HTTP/1.1\r\nHost: t\r\n\r\n"
+                            "GET /echo?n=2 HTTP/1.1\r\nHost: t\r\n\r\n"
+                            "GET /defer?ms=10&n=3 HTTP/1.1\r\nHost: t\r\n\r\nGET /ec") == 0);
+    CHECK(c && shutdown(c->fd, SHUT_WR) == 0);
+    for (int i = 1; i <= 3; i++) {
+        char want[4];
+        snprintf(want, sizeof want, "%d", i);
+        CHECK(c && cli_resp(c, &r) == 0 && r.status == 200);
+        j = jbody(&r);
+        CHECK_STR(jstr(j, "n"), want);
+        cJSON_Delete(j);
+    }
+    t0 = now_ms();
+    CHECK(c && cli_closed(c, 3000));
+    CHECK(now_ms() - t0 < 1000);
+    cli_free(c);
+    CHECK(atomic_load(&n_aborts) == aborts);
+
+    /* EOF in the middle of the head or the body: gone, nothing handled, nothing sent */
+    handled = atomic_load(&n_handled);
+    c = cli_new(port1);
+    CHECK(c && cli_sends(c, "GET /echo HTTP/1.1\r\nHo") == 0);
+    CHECK(c && shutdown(c->fd, SHUT_WR) == 0);
+    CHECK(c && cli_closed(c, 1000));
+    cli_free(c);
+    c = cli_new(port1);
+    CHECK(c && cli_sends(c, "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc") == 0);
+    CHECK(c && shutdown(c->fd, SHUT_WR) == 0);
+    CHECK(c && cli_closed(c, 1000));
+    cli_free(c);
+    CHECK(atomic_load(&n_handled) == handled);
+
+    /* a reset still means gone: the parked request is aborted at once */
+    c = cli_new(port1);
+    CHECK(c && cli_sends(c, "GET /defer?ms=600 HTTP/1.1\r\nHost: t\r\n\r\n") == 0);
+    msleep(100);
+    cli_reset(c);
+    for (int i = 0; i < 200 && atomic_load(&n_aborts) == aborts; i++)
+        msleep(5);
+    CHECK(atomic_load(&n_aborts) == aborts + 1);
 }
 
 static void test_request_id(void)
@@ -1062,7 +1313,7 @@ static void test_complete_hook(void)
     c = cli_new(port3);
     CHECK(c && cli_sends(c, "GET /defer?ms=300 HTTP/1.1\r\nHost: t\r\n\r\n") == 0);
     msleep(50);
-    cli_free(c);
+    cli_reset(c); /* a reset: a plain close would be a half-close, still answered */
     CHECK(done_wait(before + 4));
     pthread_mutex_lock(&done_mu);
     CHECK(done_last.status == 499 && done_last.bytes == 0);
@@ -1188,7 +1439,7 @@ static void test_stream_abort_and_drain(void)
 
     CHECK(c && cli_sends(c, "GET /stream?ms=300 HTTP/1.1\r\nHost: t\r\n\r\n") == 0);
     msleep(100);
-    cli_free(c);
+    cli_reset(c);
     for (i = 0; i < 200 && atomic_load(&n_aborts) == aborts; i++)
         msleep(5);
     CHECK(atomic_load(&n_aborts) == aborts + 1);
@@ -1247,7 +1498,7 @@ static void test_write_to_reset_peer(void)
 
 static int start_servers(void)
 {
-    struct http_limits l1, l2;
+    struct http_limits l1, l2, l4;
     struct http_server *bad = NULL;
 
     http_limits_default(&l1);
@@ -1266,8 +1517,13 @@ static int start_servers(void)
     CHECK(http_server_start(&loop, "127.0.0.1", 0, &l1, handler, &s1, &s1) == 0);
     CHECK(http_server_start(&loop, "localhost", 0, &l2, handler, &s2, &s2) == 0);
     CHECK(http_server_start(&loop, "127.0.0.1", 0, NULL, handler, &s3, &s3) == 0);
-    if (!s1 || !s2 || !s3)
+    l4 = l1;
+    l4.max_conns = 4;
+    l4.max_conns_per_addr = 2;
+    CHECK(http_server_start(&loop, "127.0.0.1", 0, &l4, handler, &s4, &s4) == 0);
+    if (!s1 || !s2 || !s3 || !s4)
         return -1;
+    port4 = http_server_port(s4);
     port1 = http_server_port(s1);
     port2 = http_server_port(s2);
     port3 = http_server_port(s3);
@@ -1313,14 +1569,19 @@ int main(void)
     test_query();
     test_http10_and_head();
     test_expect_continue();
+    test_versions();
+    test_transfer_codings();
+    test_head();
     test_ipv6();
     test_abort();
+    test_half_close();
     test_write_to_reset_peer();
     test_pipeline_flood();
     test_stream_abort_and_drain();
     test_timeouts();
     test_stream_outlives_idle();
     test_conn_cap();
+    test_conn_cap_per_addr();
 
     /* close with a request pending: it is aborted, the servers report closed */
     aborts = atomic_load(&n_aborts);
@@ -1330,7 +1591,7 @@ int main(void)
     uv_async_send(&stop_async);
     pthread_join(th, NULL);
     CHECK(atomic_load(&n_aborts) == aborts + 1);
-    CHECK(atomic_load(&n_closed) == (s6 ? 4 : 3));
+    CHECK(atomic_load(&n_closed) == (s6 ? 5 : 4));
     CHECK(pending && cli_closed(pending, 1000));
     cli_free(pending);
     CHECK(uv_loop_close(&loop) == 0);

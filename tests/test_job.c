@@ -8,6 +8,7 @@
 #include "config.h"
 #include "facade.h"
 #include "job.h"
+#include "sbuf.h"
 #include "store.h"
 #include "tcheck.h"
 
@@ -20,7 +21,14 @@ static void expect_err(const char *body, int status, const char *code, const cha
 {
     struct job_req r;
     struct job_verr e;
-    CHECK(parse(body, &r, &e) == -1);
+    int rc;
+    memset(&e, 0, sizeof(e));
+    rc = parse(body, &r, &e);
+    CHECK(rc == -1);
+    if (rc == 0) { /* accepted: say what was kept */
+        fprintf(stderr, "  accepted: %.60s -> text \"%.40s\"\n", body, r.text);
+        job_req_free(&r);
+    }
     CHECK(e.status == status);
     CHECK_STR(e.code, code);
     CHECK_STR(e.param, param);
@@ -115,6 +123,152 @@ static void test_errors(void)
     struct job_verr e;
     CHECK(parse("{\"text\":\"Gr\xc3\xbc\xc3\x9f \xe2\x82\xac \xf0\x9f\x98\x80\"}", &r, &e) == 0);
     job_req_free(&r);
+}
+
+/* Strict JSON (RFC 8259) before cJSON: nothing is cut at a \u0000, nothing follows the
+ * value, no raw control characters, no lone surrogates, no invalid UTF-8 anywhere. */
+static void expect_err_len(const char *body, size_t len, int status, const char *code,
+                           const char *param)
+{
+    struct job_req r;
+    struct job_verr e;
+    int rc;
+    memset(&e, 0, sizeof(e));
+    rc = job_req_parse(body, len, 1000, &r, &e);
+    CHECK(rc == -1);
+    if (rc == 0)
+        job_req_free(&r);
+    CHECK(e.status == status);
+    CHECK_STR(e.code, code);
+    CHECK_STR(e.param, param);
+    CHECK(r.text == NULL);
+}
+
+static void test_strict_json(void)
+{
+    static const char raw_nul[] = "{\"text\":\"a\0b\"}";
+    struct job_req r;
+    struct job_verr e;
+
+    /* \u0000 in any string: 400 invalid_value naming the field, never a cut string */
+    expect_err("{\"text\":\"Revenue rose 10%.\\u0000 SECRET TAIL\"}", 400, "invalid_value",
+               "text");
+    expect_err("{\"text\":\"x\",\"instructions\":\"a\\u0000\"}", 400, "invalid_value",
+               "instructions");
+    expect_err("{\"text\":\"x\",\"topic_flags\":[\"a\",\"b\\u0000c\"]}", 400, "invalid_value",
+               "topic_flags[1]");
+    expect_err("{\"text\":\"x\",\"metadata\":{\"k\":\"v\\u0000w\"}}", 400, "invalid_value",
+               "metadata.k");
+    expect_err("{\"text\":\"x\",\"metadata\":{\"a\\u0000b\":\"v\"}}", 400, "invalid_value",
+               "metadata.a\\u0000b");
+    expect_err("{\"text\":\"x\",\"callback_url\":\"https://a.example/\\u0000\"}", 400,
+               "invalid_value", "callback_url");
+    expect_err("{\"te\\u0078t\":\"\\u0000\"}", 400, "invalid_value", "text");
+    expect_err("{\"text\":\"x\",\"priority\":\"high\\u0000\"}", 400, "invalid_value",
+               "priority");
+    /* data after the value */
+    expect_err("{\"text\":\"x\"} garbage", 400, "invalid_json", "");
+    expect_err("{\"text\":\"x\"}{\"text\":\"y\"}", 400, "invalid_json", "");
+    expect_err("{\"text\":\"x\"},", 400, "invalid_json", "");
+    CHECK(parse("{\"text\":\"x\"} \r\n\t", &r, &e) == 0);
+    job_req_free(&r);
+    /* raw control characters inside strings */
+    expect_err("{\"text\":\"a\x01z\"}", 400, "invalid_json", "");
+    expect_err("{\"text\":\"tab\there\"}", 400, "invalid_json", "");
+    expect_err("{\"text\":\"line\nbreak\"}", 400, "invalid_json", "");
+    expect_err("{\"text\":\"x\",\"metadata\":{\"k\":\"\x1f\"}}", 400, "invalid_json", "");
+    expect_err_len(raw_nul, sizeof raw_nul - 1, 400, "invalid_json", "");
+    /* lone surrogates and invalid UTF-8, wherever they are */
+    expect_err("{\"text\":\"a\\ud800\"}", 400, "invalid_utf8", "text");
+    expect_err("{\"text\":\"a\\udc00b\"}", 400, "invalid_utf8", "text");
+    expect_err("{\"text\":\"a\\ud800\\u0041\"}", 400, "invalid_utf8", "text");
+    expect_err("{\"text\":\"x\",\"metadata\":{\"k\":\"\\udfff\"}}", 400, "invalid_utf8",
+               "metadata.k");
+    expect_err("{\"text\":\"x\",\"metadata\":{\"k\":\"\xff\"}}", 400, "invalid_utf8",
+               "metadata.k");
+    expect_err("{\"text\":\"x\",\"instructions\":\"\xc0\xaf\"}", 400, "invalid_utf8",
+               "instructions");
+    /* strict numbers and literals */
+    expect_err("{\"text\":\"x\",\"max_words\":012}", 400, "invalid_json", "");
+    expect_err("{\"text\":\"x\",\"max_words\":12.}", 400, "invalid_json", "");
+    expect_err("{\"text\":\"x\",\"max_words\":+12}", 400, "invalid_json", "");
+    expect_err("{\"text\":\"x\",\"instructions\":nul}", 400, "invalid_json", "");
+    /* what stays valid: escapes of every kind, a surrogate pair, numbers with exponents */
+    CHECK(parse("{\"text\":\"\\ud83d\\ude00 \\u00e9\\t\\\"\\\\\\/\\b\\f\\n\\r\","
+                "\"max_words\":1.2e2}", &r, &e) == 0);
+    CHECK(r.text && strcmp(r.text, "\xf0\x9f\x98\x80 \xc3\xa9\t\"\\/\b\f\n\r") == 0);
+    CHECK(r.max_words == 120);
+    job_req_free(&r);
+}
+
+/* An error's param is printable ASCII even for a name that is not: the envelope must stay
+ * valid UTF-8 when the name is cut at 64 bytes. */
+static void test_param_printable(void)
+{
+    char body[400];
+    struct job_req r;
+    struct job_verr e;
+    int n = snprintf(body, sizeof body, "{\"text\":\"x\",\"a");
+    for (int i = 0; i < 40; i++)
+        n += snprintf(body + n, sizeof body - (size_t)n, "\xc3\xa9");
+    snprintf(body + n, sizeof body - (size_t)n, "\":1}");
+    CHECK(parse(body, &r, &e) == -1);
+    CHECK_STR(e.code, "unknown_parameter");
+    for (const char *p = e.param; *p; p++)
+        CHECK(*p >= 0x20 && *p < 0x7f);
+    for (const char *p = e.msg; *p; p++)
+        CHECK((unsigned char)*p >= 0x20 && (unsigned char)*p < 0x7f);
+}
+
+/* The HTTP body bound admits every field at its bound with every byte escaped (\u00XX:
+ * 6 bytes a byte), and job_req_parse accepts that body. */
+static void put_escaped(struct sbuf *b, size_t n, char c)
+{
+    for (size_t i = 0; i < n; i++)
+        sbuf_printf(b, "\\u%04x", (unsigned char)c);
+}
+
+static void test_body_bound(void)
+{
+    struct sbuf b = {0};
+    struct job_req r;
+    struct job_verr e;
+    char *body;
+    size_t max = 3000;
+
+    sbuf_adds(&b, "{\"text\":\"");
+    put_escaped(&b, max, 'x');
+    sbuf_adds(&b, "\",\"instructions\":\"");
+    put_escaped(&b, JOB_MAX_INSTRUCTIONS, 'i');
+    sbuf_adds(&b, "\",\"callback_url\":\"https://a.example/"); /* a host is <= 253 bytes */
+    put_escaped(&b, JOB_MAX_URL - 18, 'u');
+    sbuf_adds(&b, "\",\"topic_flags\":[");
+    for (int f = 0; f < JOB_MAX_FLAGS; f++) {
+        sbuf_adds(&b, f ? ",\"" : "\"");
+        put_escaped(&b, JOB_MAX_FLAG_LEN - 1, 'f');
+        sbuf_printf(&b, "%c\"", 'A' + f % 26);
+    }
+    sbuf_adds(&b, "],\"metadata\":{");
+    for (int m = 0; m < JOB_MAX_META; m++) {
+        sbuf_printf(&b, "%s\"%02d", m ? "," : "", m);
+        put_escaped(&b, JOB_MAX_META_KEY - 2, 'k');
+        sbuf_adds(&b, "\":\"");
+        put_escaped(&b, JOB_MAX_META_VALUE, 'v');
+        sbuf_adds(&b, "\"");
+    }
+    sbuf_adds(&b, "},\"max_words\":2000,\"priority\":\"normal\"}");
+    body = sbuf_take(&b);
+    CHECK(body && strlen(body) <= job_body_bound(max));
+    CHECK(body && job_req_parse(body, strlen(body), max, &r, &e) == 0);
+    if (r.text_len != max)
+        fprintf(stderr, "  refused: %d %s %s: %s\n", e.status, e.code, e.param, e.msg);
+    CHECK(r.text_len == max && r.n_topic_flags == JOB_MAX_FLAGS);
+    job_req_free(&r);
+    free(body);
+    /* 6 bytes a byte of text, and never an overflow */
+    CHECK(job_body_bound(262144) >= 6 * 262144);
+    CHECK(job_body_bound(262145) - job_body_bound(262144) == 6);
+    CHECK(job_body_bound((size_t)-1) == (size_t)-1);
 }
 
 static void test_ids(void)
@@ -249,6 +403,9 @@ int main(void)
     test_facade_tools();
     test_valid();
     test_errors();
+    test_strict_json();
+    test_param_printable();
+    test_body_bound();
     test_ids();
     test_entry_ids();
     test_time();

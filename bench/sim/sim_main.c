@@ -366,6 +366,8 @@ static int run(struct sim *s)
 
     http_limits_default(&lim);
     lim.max_body = SIM_MAX_BODY;
+    lim.abort_on_eof = 1; /* a client that closes while a reply hangs is gone (stats.aborted) */
+    lim.max_conns_per_addr = lim.max_conns; /* its clients (briefd) share one address */
     if (start_signals(s) != 0) {
         log_error("cannot install signal handlers");
         goto fail;

@@ -6,11 +6,15 @@
   var DEFAULT_WINDOW = 3600;
   var REFRESH_MS = 10000;
   var KEY_STORE = 'briefd.apiKey';
-  var STAGES = ['queue', 'draft', 'draft_ttft', 'refine', 'refine_ttft', 'total'];
+  var STAGES = ['queue', 'draft_wait', 'draft', 'draft_ttft', 'refine_wait', 'refine',
+                'refine_ttft', 'total'];
   var STAGE_LABELS = {
-    queue: 'Queue', draft: 'Draft', draft_ttft: 'Draft TTFT', refine: 'Refine',
-    refine_ttft: 'Refine TTFT', total: 'Total'
+    queue: 'Queue', draft_wait: 'Draft slot wait', draft: 'Draft', draft_ttft: 'Draft TTFT',
+    refine_wait: 'Refine slot wait', refine: 'Refine', refine_ttft: 'Refine TTFT', total: 'Total'
   };
+  /* the slot waits exist only with models.X.max_concurrency: in the table when they have
+     samples, never in the chart */
+  var CHART_STAGES = STAGES.filter(function (s) { return !/_wait$/.test(s); });
   var COLORS = {
     blue: '#2563eb', blueSoft: 'rgba(37, 99, 235, 0.12)', gray: '#98a2b3',
     graySoft: 'rgba(152, 162, 179, 0.35)', orange: '#e8590c',
@@ -245,6 +249,8 @@
     var tbody = tbodyOf('latency-table');
     STAGES.forEach(function (stage) {
       var e = lat[stage] || {};
+      if (/_wait$/.test(stage) && !lat[stage])
+        return;
       var tr = document.createElement('tr');
       tr.setAttribute('data-testid', 'latency-row');
       tr.setAttribute('data-key', stage);
@@ -408,7 +414,7 @@
     lat.plugins.tooltip = { callbacks: { label: function (c) { return c.dataset.label + ': ' + fmtMs(c.parsed.y) + ' ms'; } } };
     state.charts.latency = new Chart($('chart-latency'), {
       type: 'bar',
-      data: { labels: STAGES.map(function (s) { return STAGE_LABELS[s]; }), datasets: [
+      data: { labels: CHART_STAGES.map(function (s) { return STAGE_LABELS[s]; }), datasets: [
         { label: 'p50', data: [], backgroundColor: COLORS.p50 },
         { label: 'p95', data: [], backgroundColor: COLORS.p95 },
         { label: 'p99', data: [], backgroundColor: COLORS.p99 }
@@ -474,7 +480,7 @@
     var lat = s.latency_ms || {};
     var l = state.charts.latency;
     ['p50', 'p95', 'p99'].forEach(function (p, i) {
-      l.data.datasets[i].data = STAGES.map(function (st) { return positive(get(lat, [st, p])); });
+      l.data.datasets[i].data = CHART_STAGES.map(function (st) { return positive(get(lat, [st, p])); });
     });
     l.update('none');
     setText('step-label', 'per ' + fmtStep(num(s.step_s) || step));

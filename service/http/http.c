@@ -74,6 +74,7 @@ struct http_req {
 struct conn {
     struct http_server *srv;
     struct list_node node;    /* the server's connections */
+    struct list_node idle_node; /* the server's idle connections, idle longest first */
     uv_tcp_t tcp;
     uv_timer_t timer;
     uv_shutdown_t shut;
@@ -85,12 +86,16 @@ struct conn {
     size_t stash_off;
     size_t head_bytes, url_len, nheaders, trailer_bytes;
     int fail_status;          /* set by a parser callback that rejects the request */
+    char ver[4];              /* the request line's version ("1.1"), as sent */
+    size_t ver_len;
     const char *fail_code, *fail_msg;
     unsigned writes;          /* uv_write requests in flight */
     int handles;              /* open libuv handles (tcp, timer) */
     unsigned closing : 1, reading : 1, in_field : 1, keep_alive : 1, keep : 1,
         close_after : 1, rejected : 1, dispatch : 1, peer_eof : 1, http10 : 1;
     char peer[64];
+    unsigned char addr[16];   /* the peer's IP address (4 or 16 bytes), for its cap */
+    size_t addr_len;
 };
 
 struct http_server {
@@ -104,6 +109,7 @@ struct http_server {
     http_complete_fn on_complete;
     void *complete_data;
     struct list_node conns;
+    struct list_node idle;    /* connections with no request in progress, idle longest first */
     unsigned nconns;          /* open, counted against max_conns */
     unsigned nalive;          /* connection structs not yet freed */
     int handles;              /* listener + guard still open */
@@ -122,6 +128,7 @@ struct wreq {
 };
 
 static void conn_close(struct conn *c);
+static void conn_linger(struct conn *c);
 static void conn_fail(struct conn *c, int status, const char *code, const char *msg);
 static void conn_update_reading(struct conn *c);
 static void conn_parse(struct conn *c, const char *data, size_t len);
@@ -476,6 +483,7 @@ const char *http_status_text(int status)
     case 502: return "Bad Gateway";
     case 503: return "Service Unavailable";
     case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
     default: return "Unknown";
     }
 }
@@ -593,7 +601,8 @@ static int conn_send_head(struct conn *c, struct http_req *r, int status, const 
     if (!r->id)
         r->id = req_gen_id(r);
     r->status = status;
-    c->keep = c->keep_alive && !c->close_after && !c->srv->draining;
+    c->keep = c->keep_alive && !c->close_after && !c->srv->draining &&
+              !(c->peer_eof && stash_held(c) == 0);  /* half-closed, nothing more to do */
     o.cap = head_bound(r, ctype, framing);
     o.len = 0;
     w = wreq_new(c, o.cap + blen);
@@ -735,11 +744,14 @@ void http_stream_begin(struct http_req *r, int status, const char *content_type)
     r->chunked = !c->http10;
     if (!r->chunked)
         c->keep_alive = 0;  /* HTTP/1.0: no chunked coding, the close ends the body */
+    if (r->is_head)
+        c->close_after = 1; /* HEAD: the head is the whole response; the close ends it */
     framing = r->chunked ? "Transfer-Encoding: chunked\r\n" : "";
     if (!resp_has_header(r, "Cache-Control"))
         framing = r->chunked ? "Transfer-Encoding: chunked\r\nCache-Control: no-cache\r\n"
                              : "Cache-Control: no-cache\r\n";
-    conn_send_head(c, r, status, content_type, framing, NULL, 0);
+    if (conn_send_head(c, r, status, content_type, framing, NULL, 0) == 0 && r->is_head)
+        conn_linger(c);     /* the handler sees the client leave (abort) when it closes */
 }
 
 int http_stream_write(struct http_req *r, const char *data, size_t len)
@@ -780,8 +792,8 @@ void http_stream_end(struct http_req *r)
     if (r->state != RQ_STREAMING)
         return;
     r->state = RQ_DONE;
-    if (c->closing)
-        return;
+    if (c->closing || c->phase == PH_LINGER)
+        return;             /* gone, or a HEAD whose response ended with its head */
     if (r->chunked && !r->is_head && conn_write_raw(c, "0\r\n\r\n", 5) < 0)
         return;
     conn_response_complete(c);
@@ -824,6 +836,7 @@ static void conn_free(struct conn *c)
         req_free(r);
     }
     list_unlink(&c->node);
+    list_unlink(&c->idle_node);
     free(c->scratch.p);
     free(c->stash.p);
     free(c);
@@ -847,6 +860,7 @@ static void conn_close(struct conn *c)
         return;
     c->closing = 1;
     c->reading = 0;  /* uv_close stops reading */
+    list_unlink(&c->idle_node);
     if (!c->rejected)
         c->srv->nconns--;
     uv_close((uv_handle_t *)&c->timer, conn_on_closed);
@@ -856,8 +870,8 @@ static void conn_close(struct conn *c)
 static void conn_on_shutdown(uv_shutdown_t *req, int status)
 {
     struct conn *c = req->data;
-    if (status < 0 && !c->closing)
-        conn_close(c);
+    if ((status < 0 || c->peer_eof) && !c->closing)
+        conn_close(c);  /* failed, or the peer has already sent its EOF: nothing to wait for */
 }
 
 /* After a final response: send FIN, keep reading (and discarding) until the peer's EOF so
@@ -876,6 +890,15 @@ static void conn_linger(struct conn *c)
 }
 
 
+/* No request in progress: the connection joins the idle list, at the back (a newcomer past
+ * a connection cap closes the one at the front). */
+static void conn_set_idle(struct conn *c)
+{
+    c->phase = PH_IDLE;
+    list_unlink(&c->idle_node);
+    list_push_back(&c->srv->idle, &c->idle_node);
+}
+
 /* The response is written: free the request; on keep-alive parse what was held back. */
 static void conn_response_done(struct conn *c)
 {
@@ -890,11 +913,15 @@ static void conn_response_done(struct conn *c)
         conn_linger(c);
         return;
     }
-    c->phase = PH_IDLE;
+    conn_set_idle(c);
     conn_timer(c, c->srv->lim.idle_timeout_ms);
     llhttp_resume(&c->parser);
     if (stash_held(c))
         conn_parse_stash(c);
+    if (c->peer_eof && !c->closing && c->phase <= PH_BODY) {
+        conn_close(c);  /* half-closed, and what it pipelined last is incomplete */
+        return;
+    }
     conn_update_reading(c);
 }
 
@@ -981,14 +1008,21 @@ static void conn_update_reading(struct conn *c)
     }
 }
 
+/* The client's EOF (FIN) after a complete request is a half-close: that request (and any
+ * complete one it pipelined) is answered, then the connection closes. A reset, or an EOF
+ * while no complete request is in hand (between requests, or mid-head, mid-body), means
+ * the client is gone. */
 static void conn_on_eof(struct conn *c, ssize_t err)
 {
+    int answering = c->phase == PH_FLUSH ||
+                    (c->phase == PH_HANDLER && !c->srv->lim.abort_on_eof);
+
     c->reading = 0;  /* libuv stops reading at EOF and on errors */
-    if (err == UV_EOF && c->phase == PH_FLUSH) {
-        c->peer_eof = 1;  /* half-close: finish writing the response, then close */
+    if (err == UV_EOF && answering) {
+        c->peer_eof = 1;
         return;
     }
-    conn_close(c);       /* a pending request is aborted in the close callback */
+    conn_close(c);   /* a pending request is aborted in the close callback */
 }
 
 static void conn_on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
@@ -1050,6 +1084,32 @@ static int on_url(llhttp_t *p, const char *at, size_t n)
     return scratch_add(p, at, n);
 }
 
+/* The version as sent ("1.1"), kept for the 505 of a version llhttp refuses (3.0). */
+static int on_version(llhttp_t *p, const char *at, size_t n)
+{
+    struct conn *c = p->data;
+    while (n-- > 0 && c->ver_len < sizeof c->ver - 1)
+        c->ver[c->ver_len++] = *at++;
+    c->ver[c->ver_len] = '\0';
+    return 0;
+}
+
+/* HTTP/1.x only: 2.0 (an h2 preface too) and 0.9 get 505. */
+static int on_version_complete(llhttp_t *p)
+{
+    if (p->http_major != 1)
+        return set_fail(p, 505, "http_version_not_supported",
+                        "HTTP version not supported; use HTTP/1.1");
+    return 0;
+}
+
+/* A version llhttp refused: 505 when it has the shape D.D with a major other than 1. */
+static int version_unsupported(const struct conn *c)
+{
+    return c->ver_len == 3 && c->ver[0] >= '0' && c->ver[0] <= '9' && c->ver[0] != '1' &&
+           c->ver[1] == '.' && c->ver[2] >= '0' && c->ver[2] <= '9';
+}
+
 static int on_url_complete(llhttp_t *p)
 {
     return scratch_add(p, "", 1) == 0 ? 0 : -1;
@@ -1094,6 +1154,39 @@ static int on_header_value_complete(llhttp_t *p)
     return scratch_add(p, "", 1) == 0 ? 0 : -1;
 }
 
+/* Transfer-Encoding (every such field, in order): 0 when absent or exactly "chunked"; 501
+ * when it ends with chunked after a coding the server does not implement (gzip, chunked);
+ * 400 when chunked is not the last coding (the body length is unknown) or the request is
+ * HTTP/1.0 (which has no transfer codings). */
+static int te_status(const struct http_req *r, int http10)
+{
+    int n = 0, other = 0, last_chunked = 0;
+
+    for (size_t i = 0; i < r->nheaders; i++) {
+        const char *v = r->headers[i].value;
+        if (strcasecmp(r->headers[i].name, "Transfer-Encoding") != 0)
+            continue;
+        for (;;) {
+            size_t len, tl;
+            v += strspn(v, " \t,");
+            if (!*v)
+                break;
+            len = strcspn(v, ",");
+            for (tl = len; tl > 0 && (v[tl - 1] == ' ' || v[tl - 1] == '\t'); tl--)
+                ;
+            last_chunked = tl == 7 && strncasecmp(v, "chunked", 7) == 0;
+            other += !last_chunked;
+            n++;
+            v += len;
+        }
+    }
+    if (n == 0)
+        return 0;
+    if (http10 || !last_chunked)
+        return 400;
+    return other ? 501 : 0;
+}
+
 static int expects_continue(const struct conn *c)
 {
     const char *e = http_req_header(c->req, "Expect");
@@ -1103,10 +1196,21 @@ static int expects_continue(const struct conn *c)
 static int on_headers_complete(llhttp_t *p)
 {
     struct conn *c = p->data;
-    int has_len = (p->flags & F_CONTENT_LENGTH) != 0;
+    int has_len = (p->flags & F_CONTENT_LENGTH) != 0, te;
 
     if (req_finish_head(c) < 0) {
         set_fail(p, 500, "out_of_memory", "out of memory");
+        return -1;
+    }
+    te = te_status(c->req, c->http10);
+    if (te == 501) {
+        set_fail(p, 501, "unsupported_transfer_encoding",
+                 "Transfer-Encoding other than chunked is not supported");
+        return -1;
+    }
+    if (te) {
+        set_fail(p, 400, "bad_request",
+                 "malformed HTTP request: Transfer-Encoding must end with chunked (HTTP/1.1)");
         return -1;
     }
     if (has_len && p->content_length > c->srv->lim.max_body) {
@@ -1149,6 +1253,7 @@ static int conn_begin_request(struct conn *c)
         conn_close(c);
         return -1;
     }
+    list_unlink(&c->idle_node);
     c->phase = PH_HEAD;
     c->head_bytes = 0;
     c->url_len = 0;
@@ -1157,6 +1262,7 @@ static int conn_begin_request(struct conn *c)
     c->in_field = 0;
     c->keep_alive = 0;
     c->fail_status = 0;
+    c->ver_len = 0;
     c->scratch.len = 0;
     conn_timer(c, c->srv->lim.header_timeout_ms);
     return 0;
@@ -1167,6 +1273,11 @@ static void conn_parse_error(struct conn *c, llhttp_errno_t err)
     char msg[192];
     if (c->fail_status) {
         conn_fail(c, c->fail_status, c->fail_code, c->fail_msg);
+        return;
+    }
+    if (err == HPE_INVALID_VERSION && version_unsupported(c)) {
+        conn_fail(c, 505, "http_version_not_supported",
+                  "HTTP version not supported; use HTTP/1.1");
         return;
     }
     snprintf(msg, sizeof msg, "malformed HTTP request: %s (%s)",
@@ -1259,9 +1370,11 @@ void http_limits_default(struct http_limits *l)
     l->max_url = 4096;
     l->max_body = (size_t)1 << 20;
     l->max_conns = 1024;
+    l->max_conns_per_addr = 256;
     l->header_timeout_ms = 10000;
     l->body_timeout_ms = 30000;
     l->idle_timeout_ms = 60000;
+    l->abort_on_eof = 0;
 }
 
 /* Zero sizes take the default; zero timeouts stay zero (= no timeout). */
@@ -1279,12 +1392,16 @@ static void limits_sanitize(struct http_limits *l)
         l->max_body = d.max_body;
     if (!l->max_conns)
         l->max_conns = d.max_conns;
+    if (!l->max_conns_per_addr)
+        l->max_conns_per_addr = d.max_conns_per_addr;
 }
 
 static void settings_init(llhttp_settings_t *st)
 {
     llhttp_settings_init(st);
     st->on_url = on_url;
+    st->on_version = on_version;
+    st->on_version_complete = on_version_complete;
     st->on_url_complete = on_url_complete;
     st->on_header_field = on_header_field;
     st->on_header_field_complete = on_header_field_complete;
@@ -1295,24 +1412,36 @@ static void settings_init(llhttp_settings_t *st)
     st->on_message_complete = on_message_complete;
 }
 
-static void format_peer(const struct sockaddr_storage *ss, char *out, size_t n)
+/* "ip:port" (IPv6 in brackets) into c->peer, and the bare address into c->addr. */
+static void conn_peer(struct conn *c)
 {
+    struct sockaddr_storage ss;
+    int len = (int)sizeof ss;
     char ip[INET6_ADDRSTRLEN] = "?";
-    int port = 0;
 
-    if (ss->ss_family == AF_INET) {
-        const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+    snprintf(c->peer, sizeof c->peer, "unknown");
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) != 0)
+        return;
+    if (ss.ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
         uv_ip4_name(a, ip, sizeof ip);
-        port = ntohs(a->sin_port);
-        snprintf(out, n, "%s:%d", ip, port);
-    } else if (ss->ss_family == AF_INET6) {
-        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+        snprintf(c->peer, sizeof c->peer, "%s:%d", ip, ntohs(a->sin_port));
+        memcpy(c->addr, &a->sin_addr, 4);
+        c->addr_len = 4;
+    } else if (ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
         uv_ip6_name(a, ip, sizeof ip);
-        port = ntohs(a->sin6_port);
-        snprintf(out, n, "[%s]:%d", ip, port);
-    } else {
-        snprintf(out, n, "unknown");
+        snprintf(c->peer, sizeof c->peer, "[%s]:%d", ip, ntohs(a->sin6_port));
+        memcpy(c->addr, &a->sin6_addr, 16);
+        c->addr_len = 16;
     }
+}
+
+/* Same peer IP address (an unknown address matches nothing). */
+static int same_addr(const struct conn *a, const struct conn *b)
+{
+    return a->addr_len > 0 && a->addr_len == b->addr_len &&
+           memcmp(a->addr, b->addr, a->addr_len) == 0;
 }
 
 static struct conn *conn_new(struct http_server *s)
@@ -1326,18 +1455,60 @@ static struct conn *conn_new(struct http_server *s)
     c->tcp.data = c;
     c->timer.data = c;
     c->handles = 2;
+    c->rejected = 1;  /* not counted against the caps until admitted */
     list_push_front(&s->conns, &c->node);
+    list_init(&c->idle_node);
     s->nalive++;
     llhttp_init(&c->parser, HTTP_REQUEST, &s->settings);
     c->parser.data = c;
     return c;
 }
 
+/* The connection idle longest (of c's address when same is set), or NULL. */
+static struct conn *oldest_idle(struct http_server *s, const struct conn *c, int same)
+{
+    struct list_node *it, *tmp;
+
+    LIST_FOR_EACH_SAFE(it, tmp, &s->idle) {
+        struct conn *o = LIST_ENTRY(it, struct conn, idle_node);
+        if (!same || same_addr(o, c))
+            return o;
+    }
+    return NULL;
+}
+
+/* Room for c under the per-address and the global cap: NULL, after closing the connection
+ * idle the longest (of c's address, for the per-address cap) when a cap is reached; else
+ * the message of the 503 (every connection concerned is busy). Linear in the open
+ * connections. */
+static const char *srv_admit(struct http_server *s, struct conn *c)
+{
+    struct list_node *it, *tmp;
+    struct conn *victim = NULL;
+    unsigned same = 0;
+
+    LIST_FOR_EACH_SAFE(it, tmp, &s->conns) {
+        struct conn *o = LIST_ENTRY(it, struct conn, node);
+        same += o != c && !o->rejected && !o->closing && same_addr(o, c);
+    }
+    if (same >= s->lim.max_conns_per_addr) {
+        victim = oldest_idle(s, c, 1);
+        if (!victim)
+            return "too many connections from your address; retry later";
+    } else if (s->nconns >= s->lim.max_conns) {
+        victim = oldest_idle(s, c, 0);
+        if (!victim)
+            return "too many connections; retry later";
+    }
+    if (victim)
+        conn_close(victim);  /* idle keep-alive (or never used): clients expect such closes */
+    return NULL;
+}
+
 static void srv_on_connection(uv_stream_t *server, int status)
 {
     struct http_server *s = server->data;
-    struct sockaddr_storage ss;
-    int len = (int)sizeof ss;
+    const char *full;
     struct conn *c;
 
     if (status < 0) {
@@ -1349,20 +1520,21 @@ static void srv_on_connection(uv_stream_t *server, int status)
         log_error("http: accept: out of memory");
         return;
     }
-    c->rejected = s->nconns >= s->lim.max_conns;
-    if (!c->rejected)
-        s->nconns++;
     if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0) {
         conn_close(c);
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
-    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0)
-        format_peer(&ss, c->peer, sizeof c->peer);
-    c->phase = PH_IDLE;
+    conn_peer(c);
+    full = srv_admit(s, c);
+    c->rejected = full != NULL;
+    if (!c->rejected) {
+        s->nconns++;
+        conn_set_idle(c);
+    }
     conn_timer(c, s->lim.header_timeout_ms);
     if (c->rejected && conn_begin_request(c) == 0)
-        conn_fail(c, 503, "too_many_connections", "too many connections; retry later");
+        conn_fail(c, 503, "too_many_connections", full);
     conn_update_reading(c);
 }
 
@@ -1433,6 +1605,7 @@ static struct http_server *srv_new(uv_loop_t *loop, const struct http_limits *li
         return NULL;
     s->loop = loop;
     list_init(&s->conns);
+    list_init(&s->idle);
     s->handler = handler;
     s->data = data;
     if (limits)

@@ -3,10 +3,15 @@
  * One request at a time per connection (pipelining-safe: bytes of a following request are
  * held, unparsed, until the current response is complete). Keep-alive. Every input is
  * bounded (struct http_limits): header bytes (431), header count (431), URL length (414),
- * body bytes (413), connections (past the cap a connection gets a 503 and is closed),
- * and timeouts for slow headers, slow bodies and idle keep-alive (the connection is closed;
- * a request timed out mid-headers or mid-body gets a 408 first). Malformed requests get 400
- * and the connection is closed. Error responses use the JSON envelope of docs/API.md.
+ * body bytes (413), connections in all and from one address (at a cap, the connection
+ * idle longest - of that address, for its cap - is closed to make room; with none idle,
+ * the newcomer gets a 503 and is closed), and timeouts for slow headers, slow bodies and
+ * idle keep-alive (the connection is closed; a request timed out mid-headers or mid-body
+ * gets a 408 first). Malformed requests get 400 and the connection is closed; a version
+ * other than HTTP/1.x gets 505, a transfer coding other than chunked 501 (before the body
+ * is read). HEAD gets every response's head without its body (a streamed response ends
+ * with its head: the connection closes, and the handler's abort callback runs). Error
+ * responses use the JSON envelope of docs/API.md.
  *
  * Ownership: a struct http_req and everything reachable from it (method, path, headers,
  * body, arena allocations) belongs to the server and lives until the response is complete
@@ -28,11 +33,17 @@
  * - A fresh connection that sends nothing is closed after header_timeout_ms, silently.
  *   While a response is draining to a slow reader, idle_timeout_ms bounds the wait. During
  *   a streamed response no timer runs.
- * - While a request is in flight the socket is still read, so that a client that goes away
- *   (EOF or reset) is noticed and the request aborted; the bytes that follow (pipelining)
+ * - While a request is in flight the socket is still read, so that a client that resets
+ *   the connection is noticed and the request aborted; the bytes that follow (pipelining)
  *   are held unparsed, up to 64 KiB, beyond which reading pauses until the response is done.
- *   A client that half-closes after a request whose handler answers later therefore counts
- *   as gone, as in nginx.
+ * - A client's EOF (FIN) after a complete request is a half-close (shutdown(SHUT_WR), as
+ *   some clients and proxies do): the request, and every complete one it pipelined, is
+ *   answered, then the connection closes. An EOF with no complete request in hand (between
+ *   requests, mid-head, mid-body) means gone, as does a reset or a failed write. TCP cannot
+ *   tell a half-close from a full close: a handler that answers later learns that such a
+ *   client is gone only from a write (a stream's next chunk fails). With abort_on_eof set,
+ *   an EOF while the handler holds the request aborts it instead (for handlers that may
+ *   never answer, such as the model simulator's hangs).
  * - After a final response (error, Connection: close, HTTP/1.0) the write side is shut
  *   down and input is discarded until the client's EOF (at most 2 s), so that unread
  *   request bytes do not turn the close into a reset that destroys the response.
@@ -48,9 +59,11 @@ struct http_limits {
     size_t max_url;            /* default 4096 -> 414 */
     size_t max_body;           /* default 1 MiB -> 413 (checked against Content-Length first) */
     unsigned max_conns;        /* default 1024 */
+    unsigned max_conns_per_addr; /* from one IP address; default 256 */
     uint64_t header_timeout_ms;/* first byte of a request to end of headers; default 10000 */
     uint64_t body_timeout_ms;  /* end of headers to end of body; default 30000 */
     uint64_t idle_timeout_ms;  /* keep-alive idle; default 60000 */
+    unsigned abort_on_eof;     /* 1: a client's EOF aborts the request in hand; default 0 */
 };
 /* A zero size or count takes its default; a zero timeout disables that timeout. */
 /* Fill l with the defaults above. */

@@ -9,12 +9,18 @@
  *   mode bit 0 (0x01)  half-close (shutdown SHUT_WR) after the last byte
  *   mode bit 1 (0x02)  wait for the server to close (up to WAIT_MS: timeouts fire)
  *   mode bit 2 (0x04)  close the client with a reset (SO_LINGER 0) instead of a FIN
- *   mode bit 3 (0x08)  occupy the connection cap first (the request gets 503)
+ *   mode bit 3 (0x08)  occupy the connection cap first: MAX_CONNS idle connections from
+ *                      other addresses (the request's connection closes the oldest)
  *   mode bits 4-5      largest chunk: 1, 7, 64 or 1024 bytes
+ *   mode bit 6 (0x40)  with bit 3: the occupants each have a request in hand (/~, answered
+ *                      after HOLD_MS), so none can be closed: the request gets 503
+ *   mode bit 7 (0x80)  with bit 3: PER_ADDR occupants from the request's own address
+ *                      (its per-address cap instead of the global one)
  *   chunk seed         0: everything in one send(); else seeds the chunk-size sequence
  * Seeds in corpus/fuzz_http/ start with "0A" (mode 0x30: 1024-byte chunks, nothing else).
  *
  * Handler routes (by the second byte of the path): /d... answers later from a uv timer,
+ * /~... answers after HOLD_MS,
  * /s... streams three chunks from a timer, /b... streams inside the handler, /e... sends the
  * error envelope, /n... 204, /q... echoes query parameters, anything else echoes the body
  * length. Oracles: the request accessors keep their documented contracts, every byte the
@@ -39,7 +45,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define MAX_CONNS  2
+#define MAX_CONNS  3
+#define PER_ADDR   2
+#define HOLD_MS    10   /* /~: a request the server holds while the fuzzed one arrives */
 #define SETTLE_MS  200  /* without the wait bit: give up waiting for quiet after this */
 #define WAIT_MS    120  /* with the wait bit: longer than every server timeout below */
 #define CLEANUP_MS 2000 /* after the client closed: the server must have closed too */
@@ -49,6 +57,8 @@
 #define MODE_WAIT       0x02
 #define MODE_RESET      0x04
 #define MODE_CAP        0x08
+#define MODE_BUSY       0x40
+#define MODE_SAME_ADDR  0x80
 
 struct later {
     uv_timer_t timer;
@@ -212,6 +222,9 @@ static void handler(struct http_req *r, void *data)
     case 'd':
         start_later(r, defer_fire, len % 3, 0);
         break;
+    case '~':
+        start_later(r, defer_fire, HOLD_MS, 0);
+        break;
     case 's':
         http_stream_begin(r, 200, "text/event-stream");
         start_later(r, stream_tick, 1, 1);
@@ -297,6 +310,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     lim.max_url = 200;
     lim.max_body = 2048;
     lim.max_conns = MAX_CONNS;
+    lim.max_conns_per_addr = PER_ADDR;
     lim.header_timeout_ms = 25;
     lim.body_timeout_ms = 25;
     lim.idle_timeout_ms = 25;
@@ -324,19 +338,21 @@ static int on_response_done(llhttp_t *p)
 /* Spread the clients over 127.1.0.1 - 127.1.239.250: each source address has its own
  * ephemeral ports, so thousands of connections a second never run out of them while
  * earlier ones sit in TIME_WAIT (whatever net.ipv4.tcp_tw_reuse says). */
-static void bind_source(int fd)
-{
-    static uint32_t next;
-    struct sockaddr_in a;
-    uint32_t n = next++ % 60000;
+static uint32_t next_source;
 
+static void bind_source_n(int fd, uint32_t n)
+{
+    struct sockaddr_in a;
+
+    n %= 60000;
     memset(&a, 0, sizeof a);
     a.sin_family = AF_INET;
     a.sin_addr.s_addr = htonl(0x7f010000u | (n / 250) << 8 | (n % 250 + 1));
     bind(fd, (struct sockaddr *)&a, sizeof a); /* on failure: the kernel's choice */
 }
 
-static int client_open(void)
+/* Source address number n (one per client unless several must share one). */
+static int client_open(uint32_t n)
 {
     struct sockaddr_in a;
     struct pollfd p;
@@ -351,7 +367,7 @@ static int client_open(void)
     a.sin_port = htons((uint16_t)srv_port);
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    bind_source(fd);
+    bind_source_n(fd, n);
     /* Non-blocking, so that libFuzzer's timer signal cannot interrupt it half-way; on
      * loopback the kernel completes the handshake without the server's accept(). */
     rc = connect(fd, (struct sockaddr *)&a, sizeof a);
@@ -495,24 +511,33 @@ static void cleanup(void)
     }
 }
 
-static void fill_cap(int *fds)
+/* Occupy a cap (see the mode bits); the occupants' fds go into fds[MAX_CONNS]. */
+static void fill_cap(int *fds, uint8_t mode, uint32_t source)
 {
+    static const char hold[] = "GET /~ HTTP/1.1\r\nHost: a\r\n\r\n";
+    int same = (mode & MODE_SAME_ADDR) != 0;
+    int n = same ? PER_ADDR : MAX_CONNS, i;
     uint64_t start = uv_hrtime();
-    int i;
 
-    for (i = 0; i < MAX_CONNS; i++)
-        fds[i] = client_open();
-    while (http_server_connections(srv) < MAX_CONNS &&
+    for (i = 0; i < n; i++) {
+        fds[i] = client_open(same ? source : next_source++);
+        if (fds[i] >= 0 && (mode & MODE_BUSY))
+            send(fds[i], hold, sizeof hold - 1, MSG_NOSIGNAL);
+    }
+    while ((int)http_server_connections(srv) < n &&
            uv_hrtime() - start < (uint64_t)SETTLE_MS * 1000000) {
         pump(NULL);
         loop_wait(-1, 1);
     }
+    for (i = 0; i < 5; i++)
+        pump(NULL); /* the held requests are parsed and handed over */
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct client c;
-    int extra[MAX_CONNS] = {-1, -1};
+    int extra[MAX_CONNS] = {-1, -1, -1};
+    uint32_t source = next_source++;
     uint8_t mode, seed;
     int i;
 
@@ -524,8 +549,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size -= 2;
     memset(&c, 0, sizeof c);
     if (mode & MODE_CAP)
-        fill_cap(extra);
-    c.fd = client_open();
+        fill_cap(extra, mode, source);
+    c.fd = client_open(source);
     if (c.fd < 0)
         abort();
     c.check = memmem(data, size, "HEAD", 4) == NULL;

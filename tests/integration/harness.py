@@ -320,8 +320,10 @@ def request(host, port, method, path, body=None, headers=None, raw=None, timeout
         conn.close()
 
 
-def base_config(redis, sim, **over):
-    """A config pointing at this test's Redis and simulator, with a test prefix."""
+def base_config(redis_, sim, **over):
+    """A config pointing at this test's Redis and simulator, with a test prefix (over may hold
+    a "redis" section too: its keys are merged in)."""
+    redis = redis_
     cfg = {
         "redis": {"url": "redis://127.0.0.1:%d/0" % redis.port, "prefix": "t%d:" % redis.port},
         "workers": {"concurrency": 16, "max_attempts": 3, "job_timeout_ms": 20000,
@@ -333,6 +335,8 @@ def base_config(redis, sim, **over):
                        "backoff_ms": 50},
         },
     }
+    if hasattr(redis, "redis_config"):  # Sentinel, Cluster, TLS sidecar (ha_harness.py)
+        cfg["redis"] = redis.redis_config(cfg["redis"]["prefix"])
     for k, v in over.items():
         if isinstance(v, dict) and isinstance(cfg.get(k), dict):
             merged = dict(cfg[k])
@@ -355,14 +359,25 @@ class Stack(unittest.TestCase):
     sim_args = ()
     config_over = {}
     appendonly = False
+    redis_factory = None    # a callable(tmp) -> a Redis-like setup (ha_harness.py), or None
 
     @classmethod
     def setUpClass(cls):
         cls.tmpdir = tempfile.TemporaryDirectory(prefix="briefd-it-")
         cls.tmp = cls.tmpdir.name
-        cls.redis = Redis(cls.tmp, appendonly=cls.appendonly).start()
-        cls.sim = Sim(cls.tmp, cls.sim_profile, cls.sim_args).start()
-        cls.briefd = Briefd(cls.tmp, base_config(cls.redis, cls.sim, **cls.config_over)).start()
+        if cls.redis_factory is not None:
+            cls.redis = cls.redis_factory(cls.tmp).start()
+        else:
+            cls.redis = Redis(cls.tmp, appendonly=cls.appendonly).start()
+        try:
+            cls.sim = Sim(cls.tmp, cls.sim_profile, cls.sim_args).start()
+            cls.briefd = Briefd(cls.tmp, base_config(cls.redis, cls.sim, **cls.config_over)).start()
+        except BaseException:  # tearDownClass will not run: stop what was started
+            for part in ("briefd", "sim"):
+                if getattr(cls, part, None) is not None and getattr(cls, part).proc:
+                    getattr(cls, part).proc.kill()
+            cls.redis.stop()
+            raise
 
     @classmethod
     def tearDownClass(cls):
