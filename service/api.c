@@ -626,7 +626,9 @@ static void on_store_event(void *data, const char *id, const char *status, const
         recent_add(api, id, job, len);
     LIST_FOR_EACH_SAFE(it, tmp, &api->list) {
         struct rctx *c = LIST_ENTRY(it, struct rctx, node);
-        if (!c->req || !c->parked || c->run)
+        /* a submit whose reply has not come yet has no id to fetch: its reply looks for
+         * the job itself (reading "" would answer 404 for a job that exists) */
+        if (!c->req || !c->parked || c->run || !c->id[0])
             continue;
         if (!id) {
             ctx_fetch(c);
