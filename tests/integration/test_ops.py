@@ -255,6 +255,12 @@ class FinishGuard(Stack):
             self.assertEqual([d["id"] for d in lst["data"]], [jid])
             self.assertEqual(tally.ends(jid), ["failed"])   # one terminal event, never two
             self.assertEqual(queue_state(self.redis, prefix)["pending"], 0)
+            # and counted once, as failed (the refused result adds nothing): once everything
+            # this process queued for the statistics is folded, they say one failed job
+            pend = rkey(prefix, "stats:pend:" + list(consumers)[0])
+            wait_for(lambda: self.redis.cmd("LLEN", pend) == 0, 10, "the statistics folded")
+            st, s, _ = self.briefd.get("/v1/stats?window=3600")
+            self.assertEqual((s["jobs"], s["succeeded"], s["failed"]), (1, 0, 1), s)
         finally:
             tally.stop()
 

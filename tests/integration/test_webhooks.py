@@ -13,7 +13,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Briefd, Stack, base_config, tail  # noqa: E402
+from harness import Briefd, Stack, base_config, tail, wait_for  # noqa: E402
 
 SHORT = ("Revenue grew 12 percent in the third quarter. Costs were flat. "
          "The board approved a new data center in Ohio.")
@@ -203,11 +203,14 @@ class SendTimeCheck(Stack):
             st, job, _ = self.briefd.post_job({"text": SHORT + " Slowpoke.",
                                                "callback_url": rx.url()})
             self.assertEqual(st, 202, job)
+            wait_for(lambda: self.sim.stats()["pending"] == 1, 10, "the draft call in flight")
             cfg = dict(self.briefd.config)
             cfg["webhooks"] = {"allow": []}
             self.briefd.write_config(cfg)
             st, body, _ = self.briefd.request("POST", "/v1/config/reload")
             self.assertEqual(st, 200, body)
+            # the precondition: the job had not ended (nor sent anything) before the reload
+            self.assertEqual(self.sim.stats()["pending"], 1)
             done = self.briefd.wait_job(job["id"])
             self.assertEqual(done["status"], "succeeded")
             deadline = time.time() + 5
@@ -217,7 +220,8 @@ class SendTimeCheck(Stack):
                 log = tail(self.briefd.log, 100000)
             self.assertIn("webhook for job %s to %s refused: 127.0.0.1 is a loopback address"
                           % (job["id"], rx.url()), log)
-            time.sleep(0.3)
+            # the refusal is the delivery's end (logged when it gives up): it was refused
+            # before connecting, so the receiver never saw a request
             self.assertEqual(rx.got, [])
         finally:
             self.briefd.write_config(dict(self.briefd.config, webhooks={"allow": ["127.0.0.1"]}))
