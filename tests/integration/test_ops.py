@@ -14,6 +14,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (Briefd, EventTally, Redis, Sim, Stack, base_config,  # noqa: E402
                      entry_of_id, eventually, job_record, queue_state, request, rkey, tail,
                      wait_for)
+from test_webhooks import Receiver  # noqa: E402
 
 TEXT = "Revenue grew 12 percent. Costs were flat. The board approved a new data center."
 
@@ -207,9 +208,10 @@ class DeadLetters(Stack):
 
 
 class FinishGuard(Stack):
-    """A finished job is never overwritten (docs/API.md, "Guarantees"): a job whose entry is
+    """The first stored result wins (docs/API.md, "Status lifecycle"): a job whose entry is
     reclaimed past workers.max_attempts is dead-lettered as failed while the delivery that
-    held it still runs; when that delivery ends, its result is refused.
+    held it still runs; when that delivery ends, its result is refused, and the job gets no
+    webhook (docs/API.md, "Webhooks").
 
     The entry is made to look idle past claim_idle_ms with XCLAIM ... IDLE (what a worker
     stalled that long looks like to Redis) while the worker's draft call is held by the
@@ -218,15 +220,18 @@ class FinishGuard(Stack):
     config_over = {"workers": {"max_attempts": 1, "job_timeout_ms": 15000,
                                "claim_idle_ms": 16000},   # reclaim runs every 4 s
                    "models": {"draft": {"timeout_ms": 14000}},
-                   "routing": {"policies": []}}
+                   "routing": {"policies": []},
+                   "webhooks": {"allow": ["127.0.0.1"]}}
 
     def test_reclaimed_past_max_attempts_then_old_delivery_finishes(self):
         prefix = "t%d:" % self.redis.port
         tally = EventTally(self.redis, prefix).start()
+        rx = Receiver()
         try:
             self.sim.reset()
             self.sim.rules(self.sim.rule("Overtaken", delay_ms=self.HOLD_MS))
-            st, job, _ = self.briefd.post_job({"text": TEXT + " Overtaken."})
+            st, job, _ = self.briefd.post_job({"text": TEXT + " Overtaken.",
+                                               "callback_url": rx.url("/overtaken")})
             self.assertEqual(st, 202, job)
             jid = job["id"]
             wait_for(lambda: self.sim.stats()["pending"] == 1, 10, "the draft call in flight")
@@ -261,8 +266,16 @@ class FinishGuard(Stack):
             wait_for(lambda: self.redis.cmd("LLEN", pend) == 0, 10, "the statistics folded")
             st, s, _ = self.briefd.get("/v1/stats?window=3600")
             self.assertEqual((s["jobs"], s["succeeded"], s["failed"]), (1, 0, 1), s)
+            # no webhook for it: a later job's webhook, sent after anything the refused
+            # delivery could have sent, arrives alone
+            st, later, _ = self.briefd.post_job({"text": TEXT, "callback_url": rx.url("/later")},
+                                                wait=30)
+            self.assertEqual(st, 200, later)
+            got = rx.wait(1)
+            self.assertEqual([path for _h, _b, path in got], ["/later"])
         finally:
             tally.stop()
+            rx.close()
 
 
 class Shutdown(unittest.TestCase):

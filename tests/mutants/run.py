@@ -64,6 +64,21 @@ def load_mutants():
     return doc["mutants"]
 
 
+MODULE_DIRS = ("base", "clients", "policies", "router", "service", "service/http")
+
+
+def uncovered_modules(mutants):
+    """The .c files of the module folders that no mutant touches."""
+    have = {m["file"] for m in mutants}
+    out = []
+    for d in MODULE_DIRS:
+        for name in sorted(os.listdir(os.path.join(ROOT, d))):
+            rel = d + "/" + name
+            if name.endswith(".c") and rel not in have:
+                out.append(rel)
+    return out
+
+
 def test_kind(t):
     """'unit' (a tests/test_*.c program or check_style) or 'it' (a unittest id)."""
     if t == "check_style" or (t.startswith("test_") and "." not in t and
@@ -325,10 +340,13 @@ def main():
                     help="reuse the scratch copy as it is (do not copy the tree again)")
     a = ap.parse_args()
     mutants = load_mutants()
+    missing = uncovered_modules(mutants)
+    if missing:
+        log("modules without a mutant (add one): %s" % " ".join(missing))
     if a.list:
         for m in mutants:
             print("%-34s %-24s %s" % (m["id"], m["file"], " ".join(m["tests"])))
-        return 0
+        return 1 if missing else 0
     chosen = mutants
     if a.only:
         want = a.only.split(",")
