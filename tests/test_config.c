@@ -284,6 +284,13 @@ static void test_errors_keys_types(void)
                " {\"type\": \"topic\"}, {\"type\": \"confidence\", \"min_mean_logprob\": \"x\"}]}}",
                "routing.policies[2].min_mean_logprob", "expected number");
     expect_err("{\"listen\": \"a:1\", \"listen\": \"b:2\"}", "listen", "duplicate key");
+    /* the routing section and the policies read their objects with the cfg_* readers */
+    expect_err("{\"routing\": {\"guards\": {\"window_s\": 60, \"window_s\": 120}}}",
+               "routing.guards.window_s", "duplicate key");
+    expect_err("{\"routing\": {\"mode\": \"any\", \"mode\": \"all\"}}", "routing.mode",
+               "duplicate key");
+    expect_err("{\"routing\": {\"policies\": [{\"type\": \"confidence\", \"min_tokens\": 1,"
+               " \"min_tokens\": 2}]}}", "routing.policies[0].min_tokens", "duplicate key");
 }
 
 static void test_errors_ranges(void)

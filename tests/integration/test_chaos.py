@@ -344,6 +344,14 @@ class ChaosBase(unittest.TestCase):
             st, body, _ = request("127.0.0.1", b.port, "GET", "/healthz", timeout=5)
             self.assertEqual(st, 200, body)
 
+    def upstream_errors(self):
+        """Failed model calls counted by every process (briefd_upstream_errors_total)."""
+        st, text, _ = request("127.0.0.1", self.api.port, "GET", "/metrics", timeout=10)
+        self.assertEqual(st, 200)
+        return dict((l.rsplit(" ", 1)[0], float(l.rsplit(" ", 1)[1]))
+                    for l in text.decode().splitlines()
+                    if l.startswith("briefd_upstream_errors_total{"))
+
     def worker_consumer(self, w):
         return consumer_of(w.proc.pid, queue_state(self.redis, self.prefix)["consumers"])
 
@@ -721,6 +729,10 @@ class FrozenWorker(ChaosBase):
             if "discarded" in line or "reclaimed" in line)[:600]))
         self.report("sigstop-worker", book)
         self.assert_queues_empty()
+        # the simulator never failed: the calls a stopped worker finds timed out when it wakes
+        # are the stall's doing, not the model's (no error counted, no breaker opened)
+        self.assertEqual(self.upstream_errors(), {})
+        self.assertNotIn("circuit breaker", tail(a.log, 200000))
         self.passed = True
 
     def test_sigcont_while_reclaimed_job_runs(self):
@@ -749,6 +761,8 @@ class FrozenWorker(ChaosBase):
                     jid, job.get("status"), job.get("attempts"), json.dumps(job.get("error"))))
         self.report("sigcont-during-reclaim", book)
         self.assert_queues_empty()
+        self.assertEqual(self.upstream_errors(), {})   # the stall is not the model's failure
+        self.assertNotIn("circuit breaker", tail(a.log, 200000))
         self.passed = True
 
 

@@ -111,13 +111,13 @@ class Scratch:
         return os.path.join(self.path, BUILDS[kind][0])
 
     def copy(self):
-        """The tracked files of the working tree as they are now (edits included)."""
+        """The tracked files of the working tree as they are now (edits included). A file
+        already in the copy with the same content is left alone; a changed one is written
+        afresh (a new mtime, so the build recompiles it); files gone from the tree go."""
         files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others",
                                 "--exclude-standard"], cwd=ROOT, check=True,
                                capture_output=True).stdout.split(b"\0")
-        if os.path.isdir(self.src):
-            shutil.rmtree(self.src)
-        n = 0
+        keep, changed = set(), 0
         for rel in files:
             rel = rel.decode()
             if not rel or rel == "node_modules" or rel.startswith("node_modules/"):
@@ -125,14 +125,30 @@ class Scratch:
             src = os.path.join(ROOT, rel)
             if not os.path.isfile(src) or os.path.islink(src):
                 continue
+            keep.add(rel)
             dst = os.path.join(self.src, rel)
+            with open(src, "rb") as f:
+                data = f.read()
+            if os.path.isfile(dst):
+                with open(dst, "rb") as f:
+                    if f.read() == data:
+                        continue
             os.makedirs(os.path.dirname(dst), exist_ok=True)
-            shutil.copy2(src, dst)
-            n += 1
+            with open(dst, "wb") as f:
+                f.write(data)
+            shutil.copymode(src, dst)
+            changed += 1
+        for dirpath, dirnames, filenames in os.walk(self.src):
+            dirnames[:] = [d for d in dirnames if d != "node_modules"]
+            for name in filenames:
+                rel = os.path.relpath(os.path.join(dirpath, name), self.src)
+                if rel not in keep:
+                    os.remove(os.path.join(dirpath, name))
+        link = os.path.join(self.src, "node_modules")
         nm = os.path.realpath(os.path.join(ROOT, "node_modules"))
-        if os.path.isdir(nm):   # the browser and SDK tests use it (read only)
-            os.symlink(nm, os.path.join(self.src, "node_modules"))
-        log("scratch copy: %d files in %s" % (n, self.src))
+        if os.path.isdir(nm) and not os.path.islink(link):   # browser and SDK tests (read only)
+            os.symlink(nm, link)
+        log("scratch copy: %d files in %s (%d written)" % (len(keep), self.src, changed))
 
     def configure(self, kind):
         bdir = self.build_dir(kind)
