@@ -19,6 +19,7 @@
 #include "mclient.h"
 #include "router.h"
 #include "sbuf.h"
+#include "tenant.h"
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define NOFF ((size_t)-1) /* the key lands nowhere directly: its set()/show() handle it */
@@ -109,7 +110,7 @@ static int set_env_name(char *, const struct key *, const char *, const char *,
                         struct cfg_err *);
 static char *show_listen(const char *base);
 static char *show_redis_url(const char *base);
-static const struct key_ops headers_ops, allow_ops, sentinels_ops;
+static const struct key_ops headers_ops, allow_ops, sentinels_ops, tenants_ops;
 
 static const char *const auth_header_names[] = {"bearer", "api-key", NULL};
 static const char *const log_format_names[] = {"text", "json", NULL};
@@ -237,7 +238,8 @@ static const struct key limits_keys[] = {
     NUM("max_text_bytes", K_SIZE, O(max_text_bytes), 1, 16777216, 262144),
     NUM("max_queue", K_LONG, O(max_queue), 1, 10000000, 100000),
     NUM("max_wait_s", K_INT, O(max_wait_s), 0, 60, 60),
-    NUM("idempotency_ttl_s", K_LONG, O(idempotency_ttl_s), 60, 2592000, 86400),
+    /* default 0: min(86400, workers.result_ttl_s), derived after parsing */
+    NUM("idempotency_ttl_s", K_LONG, O(idempotency_ttl_s), 60, 2592000, 0),
 };
 
 static const struct key auth_keys[] = {
@@ -256,10 +258,20 @@ static const struct key log_keys[] = {
 static const struct key webhooks_keys[] = {
     STR("secret_env", K_STRN, O(webhook_secret_env), 1, 128, NULL, set_env_name, NULL),
     CUSTOM("allow", &allow_ops),
+    NUM("max_in_flight", K_INT, O(webhook_max_in_flight), 1, 4096, 64),
+    NUM("timeout_ms", K_INT, O(webhook_timeout_ms), 100, 120000, 10000),
+    NUM("max_attempts", K_INT, O(webhook_max_attempts), 1, 50, 10),
+    NUM("max_age_s", K_LONG, O(webhook_max_age_s), 1, 2592000, 86400),
+    NUM("backoff_base_ms", K_INT, O(webhook_backoff_base_ms), 1, 3600000, 5000),
 };
 
 static const struct key facade_keys[] = {
     STR("model", K_STR, O(facade_model), 1, 128, "briefd-hybrid", NULL, NULL),
+};
+
+/* The exact cache (docs/CONFIG.md#cache): 0 is off; at most 30 days. */
+static const struct key cache_keys[] = {
+    NUM("ttl_s", K_LONG, O(cache_ttl_s), 0, 2592000, 0),
 };
 
 static const struct key stats_keys[] = {
@@ -284,6 +296,8 @@ static const struct key top_keys[] = {
     OBJ("evaluation", 0, evaluation_keys, -1),
     OBJ("log", 0, log_keys, -1),
     OBJ("webhooks", 0, webhooks_keys, -1),
+    CUSTOM("tenants", &tenants_ops),
+    OBJ("cache", 0, cache_keys, -1),
     {"routing", K_ROUTING, O(router), 0, 0, {{0, NULL}, {0, NULL}, {0, NULL}}, NULL, 0, -1,
      NULL, NULL, NULL, NULL},
 };
@@ -926,6 +940,36 @@ static int sentinels_describe(const char *base, const char *name, cJSON *out)
 static const struct key_ops sentinels_ops = {sentinels_parse, sentinels_describe,
                                              sentinels_free};
 
+/* ---- tenants (tenant.h) --------------------------------------------------------------- */
+
+static void tenants_free(char *base)
+{
+    struct bd_config *c = (struct bd_config *)(void *)base;
+
+    tenant_table_free(c->tenants);
+    c->tenants = NULL;
+}
+
+static int tenants_parse(char *base, const cJSON *v, const char *path, struct cfg_err *err)
+{
+    (void)path; /* the section is always "tenants" */
+    tenants_free(base);
+    return tenant_table_parse(v, &((struct bd_config *)(void *)base)->tenants, err);
+}
+
+static int tenants_describe(const char *base, const char *name, cJSON *out)
+{
+    const struct bd_config *c = (const struct bd_config *)(const void *)base;
+    cJSON *o = tenant_table_describe(c->tenants);
+
+    if (!o)
+        return -1;
+    cJSON_AddItemToObject(out, name, o);
+    return 0;
+}
+
+static const struct key_ops tenants_ops = {tenants_parse, tenants_describe, tenants_free};
+
 /* ---- applying the table: defaults, then the JSON ------------------------------------- */
 
 static int apply_string(const struct key *k, char *base, const char *s, const char *path,
@@ -1267,6 +1311,23 @@ static void price_source_check(struct model_cfg *m, const char *dflt, double in,
     }
 }
 
+/* An Idempotency-Key must not outlive the job it names (a replay would answer 404 and the key
+ * would block a new submit): unset, it is min(IDEM_TTL_DEFAULT_S, workers.result_ttl_s); set
+ * longer than workers.result_ttl_s, it is refused. */
+#define IDEM_TTL_DEFAULT_S 86400L
+static int idempotency_ttl(struct bd_config *c, struct cfg_err *err)
+{
+    if (c->idempotency_ttl_s == 0)
+        c->idempotency_ttl_s = c->result_ttl_s < IDEM_TTL_DEFAULT_S ? c->result_ttl_s
+                                                                  : IDEM_TTL_DEFAULT_S;
+    if (c->idempotency_ttl_s > c->result_ttl_s)
+        return cfg_fail(err, "limits.idempotency_ttl_s",
+                        "must not exceed workers.result_ttl_s (%ld): a replay after the job's "
+                        "record expired would find no job",
+                        c->result_ttl_s);
+    return 0;
+}
+
 static int derive(struct bd_config *c, struct cfg_err *err)
 {
     if (derive_redis(c, err) < 0)
@@ -1278,6 +1339,8 @@ static int derive(struct bd_config *c, struct cfg_err *err)
         c->claim_idle_ms = c->job_timeout_ms + 30000;
     if (c->claim_idle_ms <= c->job_timeout_ms)
         return cfg_fail(err, "workers.claim_idle_ms", "must exceed workers.job_timeout_ms");
+    if (idempotency_ttl(c, err) < 0)
+        return -1;
     if (auth_header_clash(&c->draft, "draft", err) < 0)
         return -1;
     if (auth_header_clash(&c->refine, "refine", err) < 0)
@@ -1557,14 +1620,40 @@ static int load_secrets(struct bd_config *c, struct cfg_err *err)
 
 static cJSON *describe_core(const struct bd_config *c);
 
+/* The exact cache's scope: what shapes a brief (the two models' settings, prompts
+ * included, and routing), not the rest (listen, workers, tenants, the cache itself...). */
+static int answer_version(struct bd_config *c, const cJSON *d)
+{
+    static const char *const parts[][2] = {{"models", "draft"}, {"models", "refine"},
+                                           {"routing", NULL}};
+    uint64_t h = HASH_FNV1A64_INIT;
+
+    for (size_t i = 0; i < ARRAY_LEN(parts); i++) {
+        const cJSON *it = cJSON_GetObjectItemCaseSensitive(d, parts[i][0]);
+        char *text;
+        if (parts[i][1])
+            it = cJSON_GetObjectItemCaseSensitive(it, parts[i][1]);
+        text = it ? cJSON_PrintUnformatted(it) : NULL;
+        if (!text)
+            return -1;
+        h = hash_fnv1a64(hash_fnv1a64_str(h, text), "", 1);
+        free(text);
+    }
+    snprintf(c->answer_version, sizeof c->answer_version, "%016" PRIx64, h);
+    return 0;
+}
+
 static int compute_version(struct bd_config *c, struct cfg_err *err)
 {
     cJSON *d = describe_core(c);
     char *text = d ? cJSON_PrintUnformatted(d) : NULL;
+    int rc = text ? answer_version(c, d) : -1;
 
     cJSON_Delete(d);
-    if (!text)
+    if (!text || rc < 0) {
+        free(text);
         return oom(err);
+    }
     snprintf(c->version, sizeof c->version, "%016" PRIx64, hash_fnv1a64_str(HASH_FNV1A64_INIT, text));
     free(text);
     return 0;
@@ -1695,6 +1784,62 @@ cJSON *config_describe(const struct bd_config *c)
         return NULL;
     }
     return d;
+}
+
+/* ---- what a reload cannot change ----------------------------------------------------- */
+
+/* Top-level keys bound at start-up (docs/CONFIG.md#live-reload): the whole section. */
+static const char *const restart_only[] = {"listen", "redis"};
+
+/* The first member of section a (or b) that differs between them, as "name.member" (name when
+ * they are not objects) into path; 0 when they are the same. */
+static int first_change(const cJSON *a, const cJSON *b, const char *name, char *path)
+{
+    const cJSON *it;
+
+    if (!cJSON_IsObject(a) || !cJSON_IsObject(b)) {
+        join_path(path, "", name);
+        return !cJSON_Compare(a, b, 1);
+    }
+    for (int side = 0; side < 2; side++) {
+        const cJSON *one = side ? b : a, *two = side ? a : b;
+        cJSON_ArrayForEach(it, one) {
+            const cJSON *other = cJSON_GetObjectItemCaseSensitive(two, it->string);
+            if (!other || !cJSON_Compare(it, other, 1)) {
+                join_path(path, name, it->string);
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
+int config_restart_diff(const struct bd_config *cur, const struct bd_config *next,
+                        struct cfg_err *err)
+{
+    cJSON *a = describe_core(cur), *b = describe_core(next);
+    char path[PATH_MAX_LEN] = "";
+    int changed = 0;
+
+    if (!a || !b) {
+        cJSON_Delete(a);
+        cJSON_Delete(b);
+        return oom(err);
+    }
+    for (size_t i = 0; i < ARRAY_LEN(restart_only) && !changed; i++)
+        changed = first_change(cJSON_GetObjectItemCaseSensitive(a, restart_only[i]),
+                               cJSON_GetObjectItemCaseSensitive(b, restart_only[i]),
+                               restart_only[i], path);
+    if (!changed && strcmp(cur->redis_url, next->redis_url) != 0) {
+        changed = 1; /* the password: describe hides it */
+        join_path(path, "", "redis.url");
+    }
+    cJSON_Delete(a);
+    cJSON_Delete(b);
+    if (!changed)
+        return 0;
+    return cfg_fail(err, path, "cannot change on reload (it is bound at start-up); the running "
+                    "config stays - restart every process to change it");
 }
 
 /* ---- load / free --------------------------------------------------------------------- */

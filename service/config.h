@@ -23,6 +23,7 @@
 
 struct cJSON;
 struct router;
+struct tenant_table;
 
 #define CONFIG_MAX_FILE_BYTES (1u << 20) /* a config file larger than this is refused */
 #define CONFIG_KEY_MIN 8                 /* API/admin key length bounds (bytes, printable ASCII) */
@@ -148,12 +149,22 @@ struct bd_config {
     unsigned char *webhook_secret;  /* its decoded value (secret), or NULL: unsigned */
     size_t webhook_secret_len;
     struct target_policy webhook_allow; /* webhooks.allow */
+    int webhook_max_in_flight;      /* webhooks.max_in_flight: attempts at once, per process (64) */
+    int webhook_timeout_ms;         /* webhooks.timeout_ms: one attempt (10000) */
+    int webhook_max_attempts;       /* webhooks.max_attempts (10) */
+    long webhook_max_age_s;         /* webhooks.max_age_s: no attempt later (86400) */
+    int webhook_backoff_base_ms;    /* webhooks.backoff_base_ms: the first retry's delay (5000) */
 
     char *facade_model;      /* facade.model: alias for /v1/chat/completions ("briefd-hybrid") */
 
     struct router *router;   /* built from "routing" */
 
     long stats_retention_s;  /* stats.retention_s: 60..31536000 (604800) */
+
+    struct tenant_table *tenants; /* "tenants" (tenant.h), or NULL: no tenant limits */
+    long cache_ttl_s;             /* cache.ttl_s: exact-cache lifetime, 0 (off)..2592000 */
+    char answer_version[17];      /* 16 hex chars: hash of what shapes a brief - models.draft,
+                                     models.refine and routing - the exact cache's scope */
 
     double eval_shadow_rate;      /* evaluation.shadow_rate: 0..1 (0) */
     double eval_daily_budget_usd; /* evaluation.daily_budget_usd: >= 0, or -1 for null (none) */
@@ -173,6 +184,12 @@ struct bd_config *config_load_string(const char *json, size_t len, struct cfg_er
 int config_check_file(const char *path, void (*report)(const struct cfg_err *err, void *data),
                    void *data);
 
+
+/* A reload may not change what is bound at start-up (listen, the redis section): 0 when next
+ * changes none of it, else -1 with err naming the first key that changed
+ * ("redis.prefix"). */
+int config_restart_diff(const struct bd_config *cur, const struct bd_config *next,
+                        struct cfg_err *err);
 
 struct bd_config *config_ref(struct bd_config *c);
 void config_unref(struct bd_config *c); /* frees at zero */

@@ -1,5 +1,5 @@
 /* store.h - briefd's Redis schema: the job queue, job records, running status, events,
- * statistics and the registry of processes. The only module that knows key names, stream
+ * statistics, webhook deliveries and the registry of processes. The only module that knows key names, stream
  * and group names, Lua scripts and the shape of Redis replies; the rest of briefd speaks in
  * jobs, entries and figures. docs/REDIS.md has the key layout; in short (P = the
  * hash tag "{<redis.prefix>}", so every key lands in one Redis Cluster slot):
@@ -17,6 +17,12 @@
  *                        (fields: stats.h; "<dim>|<value>|<field>" for groups).
  *   P stats:pend:<proc>  what finished jobs added, not yet folded into the counters.
  *   P procs              the processes sharing this Redis and their heartbeats.
+ *   P wh:due, P wh:q     webhook deliveries (due time; attempts, job end, webhook-id, URL),
+ *   P wh:st:<id>         and a job's webhook outcome, joined into its object by store_get.
+ *   P tenant:rate:<t>, P tenant:spend:<day>:<t>, P tenant:resv:<t>, P tenant:resvx:<t>
+ *                        a tenant's admissions of the last minute, spend per UTC day,
+ *                        budget reservations of its jobs in flight (and their expiries).
+ *   P cache:<key>, P cache:lock:<key>   exact-cache entries and their single-flight locks.
  *
  * Writes that must not half-happen are Lua scripts called by SHA, each declaring every key it
  * touches. A delivery is fenced by its entry: finishing acks the entry, and a worker whose
@@ -36,7 +42,10 @@
  * submits (each followed by WAIT, so a WAIT never holds up other commands). Each reconnects by
  * itself; every command is bounded by redis.command_timeout_ms. All of them follow the
  * primary (clients/rloc.h: redis.url's address, Sentinel's answer, or the Redis Cluster node
- * owning the keys' slot; docs/REDIS.md) and refuse a server whose ROLE says replica.
+ * owning the keys' slot; docs/REDIS.md) and refuse a server whose ROLE says replica. A submit
+ * carries a deadline on Redis's clock (the clock offset is measured with TIME at every
+ * connect): one that reaches Redis after the connection gave up on it - a hung Redis that
+ * wakes up - does nothing, so a submit reported as failed never runs.
  *
  * Ownership: a struct store belongs to whoever opened it; strings passed in are copied into
  * the command before a function returns; data handed to callbacks (entries, strings, JSON)
@@ -141,7 +150,13 @@ void store_unwatch(struct store *s);
 
 /* --- submitting and reading jobs ------------------------------------------------------ */
 
-enum store_submit_rc { STORE_SUBMITTED = 0, STORE_FULL = 1, STORE_DUPLICATE = 2 };
+enum store_submit_rc {
+    STORE_SUBMITTED = 0,
+    STORE_FULL = 1,
+    STORE_DUPLICATE = 2,
+    STORE_TENANT_RATE = 3,      /* the tenant's jobs_per_minute is reached */
+    STORE_TENANT_BUDGET = 4,    /* the tenant's spend today reached its daily_budget_usd */
+};
 struct store_submit {
     const char *req_json;
     const char *meta_json;
@@ -151,12 +166,18 @@ struct store_submit {
     const char *idem_key;       /* the client's Idempotency-Key (with idem_scope) */
     const char *idem_hash;      /* the normalized body's hash, stored with the key */
     long idem_ttl_s;
+    const char *tenant;         /* the job's tenant, when it has limits to check, else NULL */
+    long tenant_jpm;            /* its jobs_per_minute (0: none) */
+    double tenant_budget_usd;   /* its daily_budget_usd (< 0: none) */
 };
 /* status < 0 on Redis failure; BD_EREPLICATION with min_replicas_acked when WAIT saw fewer
  * replicas in time (the job may exist: retry with the same Idempotency-Key).
  * STORE_SUBMITTED: id and created_ms of the new job, depth the
  * queue depth after it (-1 when not measured). STORE_FULL: depth. STORE_DUPLICATE: id of the
- * job the key named and idem_hash the hash stored with it. */
+ * job the key named and idem_hash the hash stored with it. STORE_TENANT_RATE /
+ * STORE_TENANT_BUDGET: nothing was queued; depth is the Retry-After in seconds. With a
+ * tenant, the checks, the job and the admission it counts are one script (one round trip):
+ * any number of processes together admit at most jobs_per_minute a minute. */
 typedef void (*store_submit_cb)(void *data, int status, enum store_submit_rc rc, long depth,
                                 const char *id, int64_t created_ms, const char *idem_hash);
 int store_submit(struct store *s, const struct store_submit *sub, store_submit_cb cb,
@@ -227,6 +248,12 @@ struct store_result {
     const char *meta_json;
     long ttl_s;                 /* record expiry */
     const struct stats_delta *stats; /* what the job adds to the statistics */
+    const char *webhook_url;    /* the job's callback_url, or NULL: a delivery is kept for it
+                                   in the same script (store_webhook_claim) */
+    const char *webhook_msg_id; /* its webhook-id (no spaces) */
+    const char *tenant;         /* the job's tenant (NULL or "": none): the job's cost is added
+                                   to its spend today and its budget reservation released */
+    double cost_usd;            /* the job's cost (settles the tenant's budget) */
 };
 /* End a job with r: store the record, ack and delete its entry, add its statistics and
  * publish - unless the delivery is no longer current (applied = 0). e NULL: a job that never
@@ -243,6 +270,46 @@ int store_finish(struct store *s, const struct store_entry *e, const char *id,
 int store_redeliver(struct store *s, const struct store_entry *e, int attempt, int handbacks,
                     int max_attempts, const struct store_result *failed, store_flag_cb cb,
                     void *data);
+
+/* --- webhook deliveries (service/webhook.c) -------------------------------------------- */
+
+/* A job that ended with a callback_url leaves a delivery in Redis (store_finish, in the same
+ * script): keys P wh:due (ZSET: id -> when it is due, ms) and P wh:q (HASH: id -> attempt
+ * count, when the job ended, the webhook-id, the URL). Any process claims due deliveries;
+ * a claim is a lease, so a delivery whose process died is claimed again once the lease is
+ * over, and two processes never make the same attempt. Outcomes are kept beside the job
+ * record (P wh:st:<id>), and GET shows them as the job's "webhook". */
+struct store_webhook {
+    char id[JOB_ID_LEN + 1];    /* the job */
+    int attempt;                /* this claim's attempt, from 1 */
+    int64_t created_ms;         /* when the job ended: the delivery's age */
+    char msg_id[64];            /* webhook-id */
+    const char *url;            /* the callback_url (valid during the callback) */
+};
+/* w[0..n) (and their strings) are valid during the callback; status < 0: Redis failure. */
+typedef void (*store_webhooks_cb)(void *data, int status, const struct store_webhook *w,
+                                  size_t n);
+/* Claim up to count deliveries due by now_ms, each for lease_ms. */
+int store_webhook_claim(struct store *s, int64_t now_ms, unsigned count, long lease_ms,
+                        store_webhooks_cb cb, void *data);
+
+enum store_webhook_outcome {
+    STORE_WH_DELIVERED = 0,     /* over: the receiver took it */
+    STORE_WH_FAILED,            /* over: given up */
+    STORE_WH_RETRY,             /* due again at due_ms */
+    STORE_WH_RELEASE,           /* not attempted after all (stopping): due at due_ms, uncounted */
+};
+struct store_webhook_done {
+    const char *id;
+    int attempt;                /* the claim's attempt: refused if another claim came since */
+    enum store_webhook_outcome outcome;
+    int64_t due_ms;
+    const char *status_json;    /* the job's "webhook" object from now on (not for RELEASE) */
+    long ttl_s;                 /* how long it is kept (the job record's ttl) */
+};
+/* Record an attempt's outcome; cb(data, status, applied) may be NULL. */
+int store_webhook_done(struct store *s, const struct store_webhook_done *d, store_flag_cb cb,
+                       void *data);
 
 /* --- dead letters -------------------------------------------------------------------- */
 
@@ -272,6 +339,10 @@ typedef void (*store_rows_cb)(void *data, int status, const struct stats_rows *r
  * beyond), grouped by dim ("" | "source" | "tenant"). */
 int store_stats_window(struct store *s, long window_s, const char *dim, store_rows_cb cb,
                        void *data);
+/* The same as one tenant sees it: only that tenant's figures (its group counters), grouped by
+ * dim "" or "tenant" (then one group, its own). */
+int store_stats_window_tenant(struct store *s, long window_s, const char *dim,
+                              const char *tenant, store_rows_cb cb, void *data);
 
 /* The guards' figures: decided and refined jobs over the last window_s seconds, today's
  * (UTC) refine spend and the mean refine cost of the window's refined jobs (USD). */
@@ -290,5 +361,80 @@ void store_count_upstream_error(struct store *s, const char *model, const char *
 /* Fold this process's pending statistics into the counters now (also done every second);
  * cb may be NULL. */
 void store_stats_flush(struct store *s, void (*cb)(void *data, int status), void *data);
+
+/* --- tenants (tenant.h): admissions, budgets, figures ------------------------------------
+ * Per tenant: its admissions of the last minute, its spend per UTC day (picodollars, the
+ * finish script adds each stored job's cost) and the budget reservations of its jobs in
+ * flight (each expires with its job's deadline). */
+
+/* Count an admission that is not a queued job (the facade's): like store_submit's tenant
+ * checks. cb(status, rc, retry_after_s): STORE_SUBMITTED (admitted, counted as member),
+ * STORE_TENANT_RATE or STORE_TENANT_BUDGET. */
+typedef void (*store_admit_cb)(void *data, int status, enum store_submit_rc rc,
+                               long retry_after_s);
+int store_tenant_admit(struct store *s, const char *tenant, long jpm, double budget_usd,
+                       const char *member, store_admit_cb cb, void *data);
+
+/* A budget reservation for a job about to call a model. admit (extend 0): reserve amount
+ * unless today's spend reached the budget (STORE_RESERVE_SPENT) or the other jobs'
+ * reservations fill what is left (STORE_RESERVE_BUSY; nothing reserved). extend: the job's
+ * reservation becomes amount if spend + every reservation stays within the budget
+ * (STORE_RESERVED), else fallback (STORE_RESERVE_HELD). The reservation expires ttl_ms (+ a
+ * minute) from now; the finish script releases it. */
+struct store_reservation {
+    const char *tenant;
+    const char *job_id;
+    double amount_usd;
+    double budget_usd;
+    int extend;
+    double fallback_usd;
+    long ttl_ms;
+};
+enum store_reserve {
+    STORE_RESERVED = 0,
+    STORE_RESERVE_BUSY = 1,
+    STORE_RESERVE_SPENT = 2,
+    STORE_RESERVE_HELD = 3,
+};
+/* spent_usd: the tenant's spend today; reserved_usd: every reservation after this one. */
+typedef void (*store_reserve_cb)(void *data, int status, enum store_reserve r,
+                                 double spent_usd, double reserved_usd);
+int store_tenant_reserve(struct store *s, const struct store_reservation *rv,
+                         store_reserve_cb cb, void *data);
+
+/* A tenant's figures: admissions of the last minute, spend today, reservations, and its
+ * decided / refined jobs over the last window_s seconds (from the statistics, grouped by
+ * tenant). f is valid during the callback (NULL on failure). */
+struct store_tenant_figures {
+    long jobs_this_minute;
+    double spent_today_usd, reserved_usd;
+    double decided, refined;
+};
+typedef void (*store_tenant_cb)(void *data, int status, const struct store_tenant_figures *f);
+int store_tenant_figures(struct store *s, const char *tenant, long window_s,
+                         store_tenant_cb cb, void *data);
+
+/* Spend today and reservations of n tenants (n <= STORE_SPEND_MAX): spent[i] and
+ * reserved[i] are v[2i] and v[2i+1] (valid during the callback). */
+#define STORE_SPEND_MAX 1024
+typedef void (*store_spend_cb)(void *data, int status, const double *v, size_t n);
+int store_tenant_spend(struct store *s, const char *const *tenants, size_t n,
+                       store_spend_cb cb, void *data);
+
+/* --- the exact cache (cache.h) -------------------------------------------------------- */
+
+/* Look the entry of cache_key up; if there is none, take its lock for job_id (lock_ms) so
+ * that identical jobs wait for this one instead of calling the models. STORE_CACHE_HIT:
+ * entry is the entry's text; STORE_CACHE_WAIT: another job holds the lock (entry: its id);
+ * STORE_CACHE_RUN: job_id holds the lock now (also when it held it already). */
+enum store_cache { STORE_CACHE_HIT = 0, STORE_CACHE_WAIT = 1, STORE_CACHE_RUN = 2 };
+typedef void (*store_cache_cb)(void *data, int status, enum store_cache kind,
+                               const char *entry, size_t len);
+int store_cache_claim(struct store *s, const char *cache_key, const char *job_id,
+                      long lock_ms, store_cache_cb cb, void *data);
+/* Store entry (NULL: none) for ttl_s and release the lock if job_id holds it (fire and
+ * forget). */
+void store_cache_put(struct store *s, const char *cache_key, const char *job_id,
+                     const char *entry, long ttl_s);
 
 #endif

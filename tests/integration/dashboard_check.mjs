@@ -32,7 +32,8 @@ function parseArgs(argv) {
   return out;
 }
 
-const TILES = ['jobs', 'refine-rate', 'cost-per-job', 'cost-total', 'savings', 'degraded', 'failed'];
+const TILES = ['jobs', 'refine-rate', 'cost-per-job', 'cost-total', 'savings', 'degraded',
+  'cache-hit-rate', 'failed'];
 const TABLES = { 'by-source': 'source-row', 'by-tenant': 'tenant-row', 'by-policy': 'policy-row',
   tokens: 'tokens-row', 'latency-table': 'latency-row' };
 
