@@ -379,7 +379,21 @@ static const struct bound bounds[] = {
     {"limits.max_text_bytes", NULL, B_INT, 1, 16777216, 0, NULL},
     {"limits.max_queue", NULL, B_INT, 1, 10000000, 0, NULL},
     {"limits.max_wait_s", NULL, B_INT, 0, 60, 0, NULL},
-    {"limits.idempotency_ttl_s", NULL, B_INT, 60, 2592000, 0, NULL},
+    {"limits.idempotency_ttl_s", /* and at most workers.result_ttl_s */
+     "{\"workers\": {\"result_ttl_s\": 31536000}, \"limits\": {\"idempotency_ttl_s\": %s}}",
+     B_INT, 60, 2592000, 0, NULL},
+    {"webhooks.max_in_flight", NULL, B_INT, 1, 4096, 0, NULL},
+    {"webhooks.timeout_ms", NULL, B_INT, 100, 120000, 0, NULL},
+    {"webhooks.max_attempts", NULL, B_INT, 1, 50, 0, NULL},
+    {"webhooks.max_age_s", NULL, B_INT, 1, 2592000, 0, NULL},
+    {"webhooks.backoff_base_ms", NULL, B_INT, 1, 3600000, 0, NULL},
+    {"cache.ttl_s", NULL, B_INT, 0, 2592000, 0, NULL},
+    {"tenants.default.jobs_per_minute", NULL, B_INT, 1, 100000, 0, NULL},
+    {"tenants.default.daily_budget_usd", NULL, B_NUM, 0, 1e9, 0, NULL},
+    {"tenants.default.max_refine_rate", NULL, B_NUM, 0, 1, B_LO_OPEN, NULL},
+    {"tenants.by_id[acme].jobs_per_minute",
+     "{\"tenants\": {\"by_id\": {\"acme\": {\"jobs_per_minute\": %s}}}}", B_INT, 1, 100000, 0,
+     "tenants.by_id.acme.jobs_per_minute"},
     MODEL_BOUNDS("draft"),
     MODEL_BOUNDS("refine"),
     MODEL_BOUNDS("judge"),
@@ -532,6 +546,8 @@ static void test_bounds_cover_describe(void)
 {
     static const char conf[] =
         "{\"evaluation\": {\"daily_budget_usd\": 1},"
+        " \"tenants\": {\"default\": {\"jobs_per_minute\": 5, \"daily_budget_usd\": 2,"
+        "  \"max_refine_rate\": 0.5}},"
         " \"routing\": {\"guards\": {\"daily_refine_budget_usd\": 1},"
         "  \"policies\": [{\"type\": \"length\", \"min_input_chars\": 5},"
         "   {\"type\": \"topic\"}, {\"type\": \"confidence\", \"min_p10_logprob\": -2}]}}";
