@@ -933,7 +933,10 @@ class HungRedis(ChaosBase):
 
         loader = threading.Thread(target=load, daemon=True)
         loader.start()
-        time.sleep(2.0)                          # jobs queued, running and finishing
+        # jobs queued, running and finishing
+        wait_for(lambda: len(book.accepted) >= 20 and len(self.tally.terminal) >= 5
+                 and queue_state(self.redis, self.prefix)["pending"] > 0, 30,
+                 "load with jobs in flight")
         before = len(book.accepted)
         self.stop_redis()
         seen = {}
@@ -946,7 +949,10 @@ class HungRedis(ChaosBase):
             time.sleep(0.1)
         self.cont_redis()
         back_after = self.ready_after(procs, self.t_cont, 200, 20)
-        time.sleep(2.0)                          # load goes on after the stop
+        # load goes on after the stop, until 20 more jobs were accepted
+        at_back = len(book.accepted)
+        wait_for(lambda: len(book.accepted) >= at_back + 20 or load_err, 30,
+                 "jobs accepted after the stop")
         stop_load.set()
         loader.join(15)
         self.assertFalse(loader.is_alive(), "the load thread hung")

@@ -337,6 +337,11 @@ class DurableWebhooks(unittest.TestCase):
         self.procs.append(b)
         return b
 
+    def wait_gone(self, b, rx, job_id):
+        """A delivery that ended is out of the queue and has no attempt in flight."""
+        wait_for(lambda: self.redis.cmd("HEXISTS", rkey(self.prefix(b), "wh:q"), job_id) == 0
+                 and rx.now == 0, 10, "the delivery to leave the queue")
+
     def receiver(self, **kw):
         rx = Receiver(**kw)
         self.receivers.append(rx)
@@ -412,7 +417,7 @@ class DurableWebhooks(unittest.TestCase):
         a.kill()
         self.procs.remove(a)
         gate.set()                                # what a had sent is answered into the void
-        time.sleep(0.2)
+        wait_for(lambda: rx.now == 0, 10, "the held answers to be sent")
         rx.got.clear()
         t = time.time()
         b = self.briefd(name="b")
@@ -437,7 +442,7 @@ class DurableWebhooks(unittest.TestCase):
         self.assertEqual(set(v.split(" ")[0] for v in states.values()), {"0"},
                          "given-back attempts are not counted: %s" % states)
         gate.set()
-        time.sleep(0.2)
+        wait_for(lambda: rx.now == 0, 10, "the held answers to be sent")
         rx.got.clear()
         t = time.time()
         b = self.briefd(name="b")
@@ -474,7 +479,8 @@ class DurableWebhooks(unittest.TestCase):
         # no attempt after the deadline (2 s after the job ended, plus scheduling slack)
         self.assertLess(w["attempts"], 4)
         self.assertIn("webhooks.max_age_s reached", tail(b.log, 100000))
-        time.sleep(1.0)
+        # the failed delivery left the queue and no attempt is in flight: nothing more comes
+        self.wait_gone(b, rx, job["id"])
         self.assertEqual(w["attempts"], len(rx.got))
         # and max_attempts bounds it the same way
         st, job2, _ = b.post_job({"text": SHORT + " Two.", "callback_url": rx.url(
@@ -486,9 +492,10 @@ class DurableWebhooks(unittest.TestCase):
         rx = self.receiver(statuses=[503] * 100)
         b = self.briefd(max_attempts=3)
         st, job, _ = b.post_job({"text": SHORT, "callback_url": rx.url()}, wait=30)
+        self.assertEqual(st, 200, job)
         wait_for(lambda: webhook_of(b, job["id"])["status"] == "failed", 15, "failed")
         self.assertEqual(webhook_of(b, job["id"])["attempts"], 3)
-        time.sleep(1.0)
+        self.wait_gone(b, rx, job["id"])   # out of the queue, nothing in flight
         self.assertEqual(len(rx.got), 3)
         self.assertIn("failed after 3 attempts: HTTP 503", tail(b.log, 100000))
 

@@ -151,9 +151,8 @@ class Scratch:
         log("scratch copy: %d files in %s (%d written)" % (len(keep), self.src, changed))
 
     def configure(self, kind):
+        """Configure (again: the copy's CMakeLists may have changed; quick once cached)."""
         bdir = self.build_dir(kind)
-        if os.path.exists(os.path.join(bdir, "CMakeCache.txt")):
-            return
         args = ["cmake", "-S", self.src, "-B", bdir, "-DCMAKE_C_COMPILER_LAUNCHER=",
                 "-DBRIEFD_FUZZ=OFF"] + BUILDS[kind][1]
         r = subprocess.run(args, capture_output=True, text=True)
