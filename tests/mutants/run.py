@@ -19,6 +19,7 @@ import argparse
 import datetime
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -248,13 +249,16 @@ def run_mutant(scratch, m):
 
 
 def failure_line(out):
-    """The most telling line of a failed test's output."""
-    for key in ("AssertionError", "CHECK failed", "CHECK_STR failed", "CHECK_NEAR failed",
-                "Error", "FAIL", "failed"):
-        for line in out.splitlines():
-            if key in line:
-                return line.strip()[:300]
-    return out.strip().splitlines()[-1][:300] if out.strip() else ""
+    """The most telling line of a failed test's output: a unit test's first failed CHECK,
+    else the last exception line of a unittest traceback, else the last line."""
+    lines = [l.strip() for l in out.splitlines() if l.strip()]
+    for line in lines:
+        if "CHECK" in line and "failed" in line:
+            return line[:300]
+    for line in reversed(lines):
+        if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Expired)\b", line):
+            return line[:300]
+    return lines[-1][:300] if lines else ""
 
 
 # --- baseline, results ---------------------------------------------------------------------
@@ -314,17 +318,20 @@ def write_results(mutants, results):
              TEST_TIMEOUT_S, "",
              "Summary: %d mutants; %s." % (len(rows), ", ".join(
                  "%d %s" % (n, s) for s, n in sorted(counts.items()))), "",
-             "| mutant | file | build | result | caught by | s | run at (tree) | what it breaks |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| mutant | file | build | result | caught by | how it failed | s | run at (tree) | "
+             "what it breaks |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         m = by_id[r["id"]]
         result = r["status"]
         if result == "survived" and m.get("equivalent"):
             result = "survived (explained below)"
-        lines.append("| `%s` | `%s` | %s | %s | %s | %s | %s (%s) | %s |" % (
+        how = r.get("detail", "") if r["status"] == "caught" else ""
+        lines.append("| `%s` | `%s` | %s | %s | %s | %s | %s | %s (%s) | %s |" % (
             r["id"], r["file"], r["build"], result,
             "`%s`" % r["caught_by"] if r.get("caught_by") else "",
-            r.get("seconds", ""), r.get("at", ""), r.get("tree", ""), md_cell(m["why"])))
+            md_cell(how[:140]), r.get("seconds", ""), r.get("at", ""), r.get("tree", ""),
+            md_cell(m["why"])))
     explained = [m for m in mutants if m.get("equivalent")]
     if explained:
         lines += ["", "## Survivors explained", ""]
