@@ -345,12 +345,15 @@ class ChaosBase(unittest.TestCase):
             self.assertEqual(st, 200, body)
 
     def upstream_errors(self):
-        """Failed model calls counted by every process (briefd_upstream_errors_total)."""
+        """Failed model calls counted by every process: the briefd_upstream_errors_total
+        series above 0."""
         st, text, _ = request("127.0.0.1", self.api.port, "GET", "/metrics", timeout=10)
         self.assertEqual(st, 200)
-        return dict((l.rsplit(" ", 1)[0], float(l.rsplit(" ", 1)[1]))
-                    for l in text.decode().splitlines()
-                    if l.startswith("briefd_upstream_errors_total{"))
+        series = dict((l.rsplit(" ", 1)[0], float(l.rsplit(" ", 1)[1]))
+                      for l in text.decode().splitlines()
+                      if l.startswith("briefd_upstream_errors_total{"))
+        self.assertTrue(series, "no briefd_upstream_errors_total series in /metrics")
+        return dict((k, v) for k, v in series.items() if v > 0)
 
     def worker_consumer(self, w):
         return consumer_of(w.proc.pid, queue_state(self.redis, self.prefix)["consumers"])
