@@ -539,6 +539,8 @@ class EventTally:
         self.terminal = {}          # id -> [status, ...]
         self.seen = 0
         self.sessions = 0           # subscriptions made; > 1: events may have been missed
+        self.gaps = []              # (lost, back): wall-clock times the subscription was down
+        self._lost = None
         self.subscribed = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="event-tally", daemon=True)
@@ -557,12 +559,21 @@ class EventTally:
         with self.lock:
             return list(self.terminal.get(job_id, ()))
 
+    def down_at(self, t, before=0.0, after=0.0):
+        """Was the subscription down at wall-clock time t (a gap widened by before/after)?"""
+        with self.lock:
+            gaps = list(self.gaps) + ([(self._lost, time.time())] if self._lost else [])
+        return any(lost - before <= t <= back + after for lost, back in gaps)
+
     def _run(self):
         while not self._stop.is_set():
             try:
                 self._session()
             except OSError:
                 pass
+            with self.lock:
+                if self.subscribed.is_set() and self._lost is None:
+                    self._lost = time.time()
             self.subscribed.clear()
             self._stop.wait(0.1)
 
@@ -593,6 +604,9 @@ class EventTally:
         if kind == "subscribe":
             with self.lock:
                 self.sessions += 1
+                if self._lost is not None:
+                    self.gaps.append((self._lost, time.time()))
+                    self._lost = None
             self.subscribed.set()
         elif kind == "message":
             for job_id, status in parse_events(msg[2]):

@@ -310,8 +310,9 @@ class SubmitLatency(unittest.TestCase):
             finally:
                 for p in procs.values():
                     self.assertEqual(p.stop(), 0, tail(p.log))
-                sim.stop(check=False)
+                sim_err = sim.stop(check=False)
                 ss.stop()
+                self.assertIsNone(sim_err)
 
 
 # --- Redis Cluster --------------------------------------------------------------------------------

@@ -173,11 +173,22 @@ class JobPath(Stack):
         self.assertEqual(phi["rate_limited"], 1, stats)
         self.assertEqual(phi["ok"], 1, stats)
         self.assertEqual(self.sim.get_faults()["rules"][0]["count"], 0)   # spent
+        # the 429 said Retry-After: 1 (the simulator's default): the retry waited it out,
+        # longer than the 50 ms backoff the config asks for
+        waited = job["latency_ms"]["draft"] - job["usage"]["draft"]["busy_ms"]
+        self.assertGreaterEqual(waited, 950, job["latency_ms"])
 
     def test_5xx_then_success_is_retried(self):
+        self.sim.reset()
         self.confident("Ohio", fail_next=2, fail_model="phi-4-mini")
         job = self.submit({"text": SHORT})
         self.assertEqual(job["status"], "succeeded")
+        self.assertEqual(job["attempts"], 1)   # retried within the call, not re-delivered
+        # the simulator really sent the two 500s before the answer that was used
+        phi = self.sim.stats()["by_model"]["phi-4-mini"]["by_outcome"]
+        self.assertEqual(phi.get("error"), 2, phi)
+        self.assertEqual(phi.get("ok"), 1, phi)
+        self.assertEqual(self.sim.get_faults()["fail_next"], 0)
 
     def test_garbage_body_is_retried_then_fails_clearly(self):
         self.sim.faults(garbage_rate=1.0, fail_model="phi-4-mini")
@@ -328,6 +339,7 @@ class FacadeOpenAISdk(Stack):
         import subprocess
         node = shutil.which("node")
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        # a missing dependency fails the test (it never skips)
         self.assertIsNotNone(node, "node is needed (deploy/setup.sh)")
         self.assertTrue(os.path.isdir(os.path.join(root, "node_modules", "openai")),
                         "node_modules/openai is needed (deploy/setup.sh runs npm ci)")
@@ -526,11 +538,30 @@ class Costs(Stack):
         self.assertGreater(r["busy_ms"], 0)
 
     def test_usage_matches_simulator_formula(self):
-        # The simulator reports prompt_tokens = ceil(prompt chars / 4): briefd passes it through.
-        st, job, _ = self.briefd.post_job({"text": SHORT}, wait=30)
+        # The simulator reports prompt_tokens = ceil(P / 4), P the bytes of every message's
+        # content, and completion_tokens = ceil(C / 4), C the bytes of the answer
+        # (bench/sim/README.md): briefd sends the prompts its config renders and passes the
+        # usage through, for both models.
+        body = {"text": SHORT, "topic_flags": ["exec"], "max_words": 55,
+                "instructions": "Mention the costs."}
+        st, job, _ = self.briefd.post_job(body, wait=30)
         self.assertEqual(st, 200, job)
-        d = job["usage"]["draft"]
-        self.assertEqual(d["completion_tokens"], -(-len(job["result"]["draft"].encode()) // 4))
+        self.assertTrue(job["result"]["refined"], job["route"])
+        models = self.briefd.get("/v1/config")[1]["models"]
+        ceil4 = lambda s: -(-len(s.encode()) // 4)
+
+        def prompt(slot, draft=""):
+            p = models[slot]["prompt"]
+            user = (p["user"].replace("{max_words}", "55")
+                    .replace("{instructions}", "\n\nInstructions: Mention the costs.")
+                    .replace("{text}", SHORT).replace("{draft}", draft))
+            return p["system"] + user
+        d, r = job["usage"]["draft"], job["usage"]["refine"]
+        self.assertEqual(d["prompt_tokens"], ceil4(prompt("draft")))
+        self.assertEqual(d["completion_tokens"], ceil4(job["result"]["draft"]))
+        self.assertEqual(r["prompt_tokens"], ceil4(prompt("refine", job["result"]["draft"])))
+        self.assertEqual(r["completion_tokens"], ceil4(job["result"]["brief"]))
+        self.assertFalse(d["estimated"] or r["estimated"])
 
 
 class Streaming(Stack):
