@@ -430,13 +430,17 @@ def openapi_problems():
     node = shutil.which("node")
     if not node:
         return "node is not installed (deploy/setup.sh installs it): the OpenAPI check needs it"
+    keep = os.environ.get("BRIEFD_OPENAPI_KEEP")  # a directory: keep the records there
     try:
         r = subprocess.run([node, OPENAPI_CHECK, _openapi_spec()] + taken, capture_output=True,
                            text=True, timeout=300, cwd=HERE)
     finally:
         for f in taken:
+            if keep:
+                shutil.copy(f, os.path.join(keep, "%d-%s" % (os.getpid(), os.path.basename(f))))
             os.unlink(f)
     if r.returncode == 0:
+        sys.stderr.write(r.stdout)
         return None
     return ("briefd's responses do not match docs/openapi.yaml (fix the spec, or the server "
             "when it is wrong):\n" + r.stdout + r.stderr)

@@ -173,7 +173,7 @@ class Served(Stack):
             st, body, _ = self.call(method, url, bodies.get((method, path)), key,
                                     {} if (method, path) in bodies or method == "GET"
                                     else {"Content-Length": "0"})
-            code = body.get("error", {}).get("code") if isinstance(body, dict) else None
+            code = (body.get("error") or {}).get("code") if isinstance(body, dict) else None
             self.assertNotIn(st, (405,), "%s %s" % (method, url))
             self.assertNotEqual(code, "not_found", "%s %s: %s" % (method, url, body))
             self.assertLess(st, 500, "%s %s: %s" % (method, url, body))
