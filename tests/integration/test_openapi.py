@@ -195,6 +195,25 @@ class Served(Stack):
                 self.assertEqual(hdrs["allow"], allow, "%s %s" % (method, url))
 
 
+class Described(Stack):
+    """Answers the other tests rarely see, so the harness checks them against the spec too:
+    a route decided in score mode (route.score), the HTTP layer's refusals (414, 431)."""
+    config_over = {"routing": {"mode": "score", "threshold": 0.3}}
+
+    def test_score_mode_route(self):
+        st, job, _ = self.briefd.post_job({"text": DOC, "topic_flags": ["legal"]}, wait=30)
+        self.assertEqual(st, 200, job)
+        self.assertEqual(job["route"]["mode"], "score")
+        self.assertIsInstance(job["route"]["score"], (int, float))
+
+    def test_http_layer_refusals(self):
+        st, body, _ = self.briefd.get("/v1/stats?pad=" + "x" * 5000)
+        self.assertEqual((st, body["error"]["code"]), (414, "url_too_long"))
+        many = dict(("X-Pad-%02d" % i, "1") for i in range(70))
+        st, body, _ = self.briefd.get("/healthz", headers=many)
+        self.assertEqual((st, body["error"]["code"]), (431, "headers_too_large"))
+
+
 class Examples(Stack):
     """docs/examples/ against a live briefd, authentication on."""
 
