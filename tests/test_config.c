@@ -1263,6 +1263,175 @@ static void test_env_warnings(void)
     unsetenv("TC_SET");
 }
 
+
+/* ---- models.*.fallbacks ------------------------------------------------------------------ */
+
+static void test_fallbacks(void)
+{
+    const char *conf =
+        "{\"models\": {\"draft\": {\"timeout_ms\": 7000, \"max_tokens\": 111, \"max_concurrency\": 3, "
+        "\"api_key_env\": \"TC_MK\", \"headers\": {\"x-primary\": \"p\"}, "
+        "\"price\": {\"input_per_mtok\": 1, \"output_per_mtok\": 2, \"source\": \"ours\"}, "
+        "\"fallbacks\": [{\"base_url\": \"http://fb1:8000/v1/\"}, "
+        "{\"base_url\": \"https://fb2/v1?x=1\", \"name\": \"phi-hosted\", \"timeout_ms\": 900, "
+        "\"api_key_env\": \"TC_FK\", \"auth_header\": \"api-key\", \"headers\": "
+        "{\"x-fb\": {\"env\": \"TC_FH\"}}, \"max_concurrency\": 0, \"price\": {\"input_per_mtok\": 5}}]}}}";
+    struct cfg_err err;
+    struct bd_config *c;
+    const struct model_cfg *f0, *f1, *models[CONFIG_MAX_MODELS];
+    const char *roles[CONFIG_MAX_MODELS];
+    char *text;
+
+    setenv("TC_MK", "sk-primary-key", 1);
+    setenv("TC_FK", "sk-fallback-key", 1);
+    setenv("TC_FH", "fb-header-secret", 1);
+    c = load_str(conf, &err);
+    CHECK(c != NULL);
+    if (!c) {
+        fprintf(stderr, "  %s: %s\n", err.path, err.msg);
+        return;
+    }
+    CHECK(c->draft.n_fallbacks == 2 && c->refine.n_fallbacks == 0);
+    f0 = &c->draft.fallbacks[0];
+    f1 = &c->draft.fallbacks[1];
+    /* inherited: name, timeout, price (whole), the call's shape; never the key or headers */
+    CHECK_STR(f0->base_url, "http://fb1:8000/v1");
+    CHECK_STR(f0->name, "phi-4-mini");
+    CHECK(f0->timeout_ms == 7000 && f0->max_tokens == 111 && f0->logprobs == 1);
+    CHECK(f0->price_in_per_mtok == 1 && f0->price_out_per_mtok == 2);
+    CHECK_STR(f0->price_source, "ours");
+    CHECK(f0->api_key == NULL && f0->api_key_env == NULL && f0->n_header_lines == 0);
+    CHECK(f0->auth_header == MODEL_AUTH_BEARER);
+    CHECK_STR(f0->prompt_user, c->draft.prompt_user);
+    CHECK(f0->max_attempts == c->draft.max_attempts && f0->breaker_failures == 5);
+    CHECK(f0->max_concurrency == 3 && f1->max_concurrency == 0); /* inherited / given */
+    /* given: its own */
+    CHECK_STR(f1->name, "phi-hosted");
+    CHECK(f1->timeout_ms == 900);
+    CHECK(f1->price_in_per_mtok == 5 && f1->price_out_per_mtok == 0 && f1->price_per_hour == 0);
+    CHECK(f1->price_source == NULL);
+    CHECK_STR(f1->api_key, "sk-fallback-key");
+    CHECK(f1->auth_header == MODEL_AUTH_API_KEY);
+    CHECK(f1->n_header_lines == 1 && strcmp(f1->header_lines[0], "x-fb: fb-header-secret") == 0);
+    CHECK(f1->n_fallbacks == 0);
+    /* the models the configuration calls (briefd probe) */
+    CHECK(config_models(c, models, roles, CONFIG_MAX_MODELS) == 4);
+    CHECK(models[1] == f0 && models[2] == f1 && models[3] == &c->refine);
+    CHECK_STR(roles[2], "draft.fallbacks[1]");
+    /* described with every key (inherited ones too), secrets as their variable */
+    text = describe_text(c);
+    CHECK(text && strstr(text, "\"fallbacks\":[{\"base_url\":\"http://fb1:8000/v1\","
+                               "\"name\":\"phi-4-mini\",\"api_key_env\":null,"
+                               "\"auth_header\":\"bearer\",\"headers\":{},\"timeout_ms\":7000,"
+                               "\"max_concurrency\":3,\"price\":{\"input_per_mtok\":1,\"output_per_mtok\":2,"
+                               "\"per_hour\":0,\"source\":\"ours\"}},"));
+    CHECK(text && strstr(text, "\"headers\":{\"x-fb\":{\"env\":\"TC_FH\"}}"));
+    CHECK(text && !strstr(text, "fb-header-secret") && !strstr(text, "sk-fallback"));
+    /* and that description loads back to the same configuration */
+    if (text) {
+        cJSON *d = cJSON_Parse(text);
+        char *again;
+        struct bd_config *b;
+        cJSON_DeleteItemFromObjectCaseSensitive(d, "version");
+        cJSON_DeleteItemFromObjectCaseSensitive(cJSON_GetObjectItem(d, "auth"), "api_keys");
+        cJSON_DeleteItemFromObjectCaseSensitive(cJSON_GetObjectItem(d, "auth"), "admin_keys");
+        cJSON_DeleteItemFromObjectCaseSensitive((cJSON *)jget(d, "models", "draft", NULL), "api_key");
+        cJSON_DeleteItemFromObjectCaseSensitive((cJSON *)jget(d, "models", "refine", NULL), "api_key");
+        cJSON_DeleteItemFromObjectCaseSensitive((cJSON *)jget(d, "models", "judge", NULL), "api_key");
+        again = cJSON_PrintUnformatted(d);
+        b = again ? load_str(again, &err) : NULL;
+        CHECK(b != NULL && strcmp(b->version, c->version) == 0);
+        config_unref(b);
+        free(again);
+        cJSON_Delete(d);
+    }
+    free(text);
+    config_unref(c);
+    unsetenv("TC_MK");
+    unsetenv("TC_FK");
+    unsetenv("TC_FH");
+}
+
+static void test_fallbacks_errors(void)
+{
+    expect_err("{\"models\": {\"draft\": {\"fallbacks\": {}}}}", "models.draft.fallbacks",
+               "expected array");
+    expect_err("{\"models\": {\"draft\": {\"fallbacks\": [{\"base_url\": \"http://a\"}, "
+               "{\"base_url\": \"http://b\"}, {\"base_url\": \"http://c\"}, "
+               "{\"base_url\": \"http://d\"}, {\"base_url\": \"http://e\"}]}}}",
+               "models.draft.fallbacks", "at most 4 fallbacks");
+    expect_err("{\"models\": {\"draft\": {\"fallbacks\": [\"http://a\"]}}}",
+               "models.draft.fallbacks[0]", "expected object");
+    expect_err("{\"models\": {\"refine\": {\"fallbacks\": [{\"name\": \"x\"}]}}}",
+               "models.refine.fallbacks[0]", "base_url is required");
+    expect_err("{\"models\": {\"draft\": {\"fallbacks\": [{\"base_url\": \"http://a\", "
+               "\"max_tokens\": 5}]}}}", "models.draft.fallbacks[0].max_tokens", "unknown key");
+    expect_err("{\"models\": {\"draft\": {\"fallbacks\": [{\"base_url\": \"ftp://a\"}]}}}",
+               "models.draft.fallbacks[0].base_url", "expected an http:// or https:// URL");
+    expect_err("{\"models\": {\"draft\": {\"fallbacks\": [{\"base_url\": \"http://a\", "
+               "\"timeout_ms\": 50}]}}}", "models.draft.fallbacks[0].timeout_ms",
+               "must be between 100 and 600000");
+    expect_err("{\"models\": {\"draft\": {\"fallbacks\": [{\"base_url\": \"http://a\", "
+               "\"price\": {\"per_hour\": -1}}]}}}",
+               "models.draft.fallbacks[0].price.per_hour", "must be >= 0");
+    /* the primary's endpoint again, or a fallback twice */
+    expect_err("{\"models\": {\"draft\": {\"fallbacks\": [{\"base_url\": "
+               "\"http://127.0.0.1:5273/v1/\"}]}}}", "models.draft.fallbacks[0]",
+               "the same endpoint (base_url and name) as models.draft or one of its fallbacks "
+               "before it");
+    expect_err("{\"models\": {\"refine\": {\"fallbacks\": [{\"base_url\": \"http://a\"}, "
+               "{\"base_url\": \"http://a/\"}]}}}", "models.refine.fallbacks[1]",
+               "the same endpoint (base_url and name) as models.refine or one of its "
+               "fallbacks before it");
+    expect_err("{\"models\": {\"judge\": {\"fallbacks\": [{\"base_url\": \"http://j\"}]}}}",
+               "models.judge.fallbacks",
+               "the judge has no fallbacks (briefd eval calls one endpoint)");
+    expect_err("{\"models\": {\"draft\": {\"fallbacks\": [{\"base_url\": \"http://a\", "
+               "\"api_key_env\": \"K\", \"headers\": {\"Authorization\": \"x\"}}]}}}",
+               "models.draft.fallbacks[0].headers.Authorization",
+               "conflicts with api_key_env, whose key is sent as Authorization (auth_header)");
+    /* briefd's own tracing headers are not configurable */
+    expect_err("{\"models\": {\"draft\": {\"headers\": {\"traceparent\": \"x\"}}}}",
+               "models.draft.headers.traceparent", "briefd sets this header itself");
+    expect_err("{\"models\": {\"draft\": {\"headers\": {\"X-Request-Id\": \"x\"}}}}",
+               "models.draft.headers.X-Request-Id", "briefd sets this header itself");
+}
+
+static void test_fallbacks_warnings_and_check(void)
+{
+    char path[] = "/tmp/briefd-test-fb-XXXXXX";
+    const char *bad = "{\"models\": {\"draft\": {\"fallbacks\": [{\"name\": \"x\"}, "
+                      "{\"base_url\": \"http://b\", \"bogus\": 1}]}}}";
+    struct collected got = {0};
+    struct warned w = {0};
+    struct cfg_err err;
+    struct bd_config *c;
+    int fd;
+
+    unsetenv("TC_NONE");
+    c = load_str("{\"auth\": {\"keys_env\": null, \"admin_keys_env\": null}, "
+                 "\"models\": {\"refine\": {\"fallbacks\": [{\"base_url\": \"http://b\", "
+                 "\"api_key_env\": \"TC_NONE\", \"headers\": {\"x-a\": {\"env\": "
+                 "\"TC_NONE\"}}}]}}}", &err);
+    CHECK(c != NULL);
+    if (c) {
+        CHECK(config_env_warnings(c, on_warn, &w) == 2);
+        CHECK_STR(w.paths[0], "models.refine.fallbacks[0].api_key_env");
+        CHECK_STR(w.paths[1], "models.refine.fallbacks[0].headers.x-a.env");
+    }
+    config_unref(c);
+    fd = mkstemp(path);
+    CHECK(fd >= 0);
+    if (fd < 0)
+        return;
+    CHECK(write(fd, bad, strlen(bad)) == (ssize_t)strlen(bad));
+    close(fd);
+    CHECK(config_check_file(path, collect, &got) == 2);
+    CHECK_STR(got.paths[0], "models.draft.fallbacks[0]");
+    CHECK_STR(got.paths[1], "models.draft.fallbacks[1].bogus");
+    unlink(path);
+}
+
 /* A reload may not change listen or the redis section; each change is named. */
 static void test_restart_diff(void)
 {
@@ -1461,6 +1630,9 @@ int main(void)
     test_price_source();
     test_fingerprint();
     test_env_warnings();
+    test_fallbacks();
+    test_fallbacks_errors();
+    test_fallbacks_warnings_and_check();
     test_restart_diff();
     test_idempotency_ttl();
     test_webhook_bounds();
