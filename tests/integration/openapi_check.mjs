@@ -20,7 +20,8 @@
 //     of {"event", "data"} (the convention docs/openapi.yaml's info describes);
 //   - for a 2xx answer, the request too: the spec must accept what briefd accepted (the JSON
 //     body against the request body's schema, every query parameter declared and valid,
-//     path parameters and the declared request headers valid).
+//     path parameters and the declared request headers valid - except those the spec marks
+//     `x-briefd-invalid: ignored`, which briefd ignores rather than refuses when invalid).
 // Exits 0 when everything matches, else 1 after printing each mismatch (and how many of the
 // same kind there were); 2 when it cannot run.
 import fs from "node:fs";
@@ -234,7 +235,9 @@ function checkRequest(problems, rec, op, item, params, query) {
   }
   for (const [name, value] of Object.entries(rec.request?.headers ?? {})) {
     const p = declared[`header:${name.toLowerCase()}`];
-    if (p) checkValue(problems, `request header ${name}`, value, p.schema);
+    // a header briefd ignores when it is invalid was not accepted, whatever the status
+    if (p && p["x-briefd-invalid"] !== "ignored")
+      checkValue(problems, `request header ${name}`, value, p.schema);
   }
   const body = rec.request?.body;
   const rb = deref(op.requestBody);
