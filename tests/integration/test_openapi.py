@@ -183,6 +183,44 @@ class Served(Stack):
                 st, body, _ = self.call(method, url, bodies.get((method, path)))
                 self.assertEqual(st, 401, "%s %s answers without a key" % (method, url))
 
+    def test_errors_of_every_route(self):
+        """Each route's own refusals (the harness holds them to the spec like the rest)."""
+        job_id = "job_01M8TF00C7A5XB8MFJTDWJ3M9C"
+        chat = {"model": "briefd-hybrid", "messages": [{"role": "user", "content": DOC}]}
+        cases = [
+            ("POST", "/v1/jobs", {"text": " "}, CLIENT_KEY, 400, "text_required"),
+            ("POST", "/v1/jobs", {"text": DOC, "max_words": 5}, CLIENT_KEY, 422, "invalid_value"),
+            ("GET", "/v1/jobs/%s?wait=99" % job_id, None, CLIENT_KEY, 400, "invalid_value"),
+            ("GET", "/v1/jobs/" + job_id, None, CLIENT_KEY, 404, "job_not_found"),
+            ("GET", "/v1/jobs/%s/events" % job_id, None, CLIENT_KEY, 404, "job_not_found"),
+            ("POST", "/v1/chat/completions", dict(chat, model="gpt-4o"), CLIENT_KEY, 404,
+             "model_not_found"),
+            ("POST", "/v1/chat/completions", dict(chat, n=2), CLIENT_KEY, 400, "invalid_value"),
+            ("POST", "/v1/chat/completions",
+             dict(chat, messages=[{"role": "user", "content": "x"}] * 257), CLIENT_KEY, 422,
+             "invalid_value"),
+            ("GET", "/v1/models/gpt-4o", None, CLIENT_KEY, 404, "model_not_found"),
+            ("GET", "/v1/stats?window=10", None, CLIENT_KEY, 400, "invalid_value"),
+            ("GET", "/v1/config", None, CLIENT_KEY, 403, "admin_required"),
+            ("POST", "/v1/config/reload", None, CLIENT_KEY, 403, "admin_required"),
+            ("GET", "/v1/dead-letters?limit=0", None, ADMIN_KEY, 400, "invalid_value"),
+            ("GET", "/v1/dead-letters", None, CLIENT_KEY, 403, "admin_required"),
+            ("POST", "/v1/dead-letters/%s/requeue" % job_id, None, ADMIN_KEY, 404,
+             "job_not_found"),
+            ("POST", "/v1/dead-letters/%s/requeue" % job_id, None, CLIENT_KEY, 403,
+             "admin_required"),
+            ("GET", "/v1/tenants/" + "t" * 300, None, ADMIN_KEY, 400, "invalid_value"),
+            ("GET", "/v1/tenants/acme", None, CLIENT_KEY, 403, "admin_required"),
+            ("GET", "/v1/stats", None, "not-a-key-at-all", 401, "invalid_api_key"),
+        ]
+        for method, path, body, key, status, code in cases:
+            st, got, _ = self.call(method, path, body, key,
+                                   None if body is not None else {"Content-Length": "0"})
+            self.assertEqual((st, got["error"]["code"]), (status, code), "%s %s" % (method, path))
+        st, got, _ = self.briefd.request("POST", "/v1/chat/completions", raw=b"hi", headers={
+            "Content-Type": "text/plain", "Authorization": "Bearer " + CLIENT_KEY})
+        self.assertEqual((st, got["error"]["code"]), (415, "unsupported_media_type"))
+
     def test_methods_the_spec_does_not_list_get_405(self):
         job_id = "job_01M8TF00C7A5XB8MFJTDWJ3M9C"
         for path, item in spec()["paths"].items():
