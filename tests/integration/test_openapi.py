@@ -1,4 +1,5 @@
-"""Integration: docs/openapi.yaml is the API briefd serves (docs/API.md#openapi-description).
+"""Integration: docs/openapi.yaml is the API briefd serves (docs/API.md,
+"OpenAPI description").
 
 - The route table (`briefd routes`) and the spec's operations are the same set, with the
   same authentication; a live briefd answers every operation it lists, and a method the
