@@ -20,6 +20,7 @@
 #include "list.h"
 #include "log.h"
 #include "metrics.h"
+#include "openapi.h"
 #include "pipeline.h"
 #include "stats.h"
 #include "store.h"
@@ -1951,6 +1952,19 @@ static void r_dashboard(struct api *api, struct http_req *req, const char *rest)
     get_dashboard(req, http_req_path(req));
 }
 
+static void r_openapi(struct api *api, struct http_req *req, const char *rest)
+{
+    const struct dash_asset *d = openapi_json();
+    (void)api;
+    (void)rest;
+    if (!d) {
+        http_respond_error(req, 404, "not_found", NULL, "no route /openapi.json");
+        return;
+    }
+    http_resp_header(req, "Cache-Control", "no-cache");
+    http_respond(req, 200, d->content_type, (const char *)d->data, d->len);
+}
+
 static void r_jobs(struct api *api, struct http_req *req, const char *rest)
 {
     route_jobs(api, req, *rest ? rest + 1 : "");
@@ -1985,22 +1999,56 @@ struct api_route {
     enum route_auth auth;
     int intake;                 /* takes new work: refused (503) while shutting down */
     void (*fn)(struct api *api, struct http_req *req, const char *rest);
+    /* A prefix route: every "METHOD /path/{param}" its handler serves, NULL-terminated
+     * (NULL: the dashboard's files, dash_path()). Listed by `briefd routes` and compared
+     * with docs/openapi.yaml by the tests: a route added to a handler goes here too. */
+    const char *const *serves;
 };
 
+static const char *const serves_jobs[] = {"POST /v1/jobs", "GET /v1/jobs/{id}",
+                                          "GET /v1/jobs/{id}/events", NULL};
+static const char *const serves_dead[] = {"GET /v1/dead-letters",
+                                          "POST /v1/dead-letters/{id}/requeue", NULL};
+static const char *const serves_models[] = {"GET /v1/models", "GET /v1/models/{id}", NULL};
+static const char *const serves_tenants[] = {"GET /v1/tenants/{id}", NULL};
+
 static const struct api_route routes[] = {
-    {"/healthz", 0, "GET", AUTH_NONE, 0, r_healthz},
-    {"/readyz", 0, "GET", AUTH_NONE, 0, r_readyz},
-    {"/metrics", 0, "GET", AUTH_NONE, 0, r_metrics},
-    {"/dashboard", 1, NULL, AUTH_NONE, 0, r_dashboard},
-    {"/v1/jobs", 1, NULL, AUTH_USER, 1, r_jobs},
-    {"/v1/dead-letters", 1, NULL, AUTH_ADMIN, 0, dead_letters},
-    {"/v1/stats", 0, "GET", AUTH_USER, 0, r_stats},
-    {"/v1/chat/completions", 0, "POST", AUTH_USER, 1, r_chat},
-    {"/v1/models", 1, "GET", AUTH_USER, 0, r_models},
-    {"/v1/config", 0, "GET", AUTH_ADMIN, 0, r_config},
-    {"/v1/config/reload", 0, "POST", AUTH_ADMIN, 0, r_reload},
-    {"/v1/tenants", 1, "GET", AUTH_ADMIN, 0, r_tenants},
+    {"/healthz", 0, "GET", AUTH_NONE, 0, r_healthz, NULL},
+    {"/readyz", 0, "GET", AUTH_NONE, 0, r_readyz, NULL},
+    {"/metrics", 0, "GET", AUTH_NONE, 0, r_metrics, NULL},
+    {"/openapi.json", 0, "GET", AUTH_NONE, 0, r_openapi, NULL},
+    {"/dashboard", 1, NULL, AUTH_NONE, 0, r_dashboard, NULL},
+    {"/v1/jobs", 1, NULL, AUTH_USER, 1, r_jobs, serves_jobs},
+    {"/v1/dead-letters", 1, NULL, AUTH_ADMIN, 0, dead_letters, serves_dead},
+    {"/v1/stats", 0, "GET", AUTH_USER, 0, r_stats, NULL},
+    {"/v1/chat/completions", 0, "POST", AUTH_USER, 1, r_chat, NULL},
+    {"/v1/models", 1, "GET", AUTH_USER, 0, r_models, serves_models},
+    {"/v1/config", 0, "GET", AUTH_ADMIN, 0, r_config, NULL},
+    {"/v1/config/reload", 0, "POST", AUTH_ADMIN, 0, r_reload, NULL},
+    {"/v1/tenants", 1, "GET", AUTH_ADMIN, 0, r_tenants, serves_tenants},
 };
+
+void api_routes(api_route_cb cb, void *data)
+{
+    static const char *const auth_names[] = {"none", "client", "admin"};
+    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+        const struct api_route *r = &routes[i];
+        const char *auth = auth_names[r->auth];
+        if (!r->prefix) {
+            cb(r->method, r->path, auth, data);
+        } else if (!r->serves) {
+            for (size_t k = 0; dash_path(k); k++)
+                cb("GET", dash_path(k), auth, data);
+        } else {
+            for (size_t k = 0; r->serves[k]; k++) {
+                const char *sp = strchr(r->serves[k], ' ');
+                char method[8];
+                snprintf(method, sizeof(method), "%.*s", (int)(sp - r->serves[k]), r->serves[k]);
+                cb(method, sp + 1, auth, data);
+            }
+        }
+    }
+}
 
 /* The route for path, with *rest set to what follows its path ("" or "/..."). */
 static const struct api_route *find_route(const char *path, const char **rest)

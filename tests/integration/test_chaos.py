@@ -122,6 +122,11 @@ class Book:
 
 class ChaosBase(unittest.TestCase):
     """One fresh stack per scenario: Redis, the simulator, an API process, worker processes."""
+    @classmethod
+    def tearDownClass(cls):
+        from harness import check_openapi
+        check_openapi()  # every briefd response of the class against docs/openapi.yaml
+
     maxDiff = None
 
     def setUp(self):

@@ -240,6 +240,8 @@ class DashboardAuth(unittest.TestCase):
             raise AssertionError("briefd exited %s on SIGTERM" % rc)
         if sim_err:
             raise AssertionError(sim_err)
+        from harness import check_openapi
+        check_openapi()  # every briefd response of the class against docs/openapi.yaml
 
     def test_key_asked_once(self):
         st, _, _ = self.briefd.get("/v1/stats")

@@ -133,6 +133,11 @@ class Backpressure(Stack):
 
 class RedisOutage(unittest.TestCase):
     """Redis down: POST 503 and nothing half-written, /readyz 503; back up: carry on."""
+    @classmethod
+    def tearDownClass(cls):
+        from harness import check_openapi
+        check_openapi()  # every briefd response of the class against docs/openapi.yaml
+
 
     def test_outage_and_recovery(self):
         import tempfile
@@ -280,6 +285,11 @@ class FinishGuard(Stack):
 
 class Shutdown(unittest.TestCase):
     """SIGTERM with jobs in flight: in-flight jobs finish or go back; exit 0, no leaks."""
+    @classmethod
+    def tearDownClass(cls):
+        from harness import check_openapi
+        check_openapi()  # every briefd response of the class against docs/openapi.yaml
+
 
     def test_sigterm_hands_back(self):
         import tempfile

@@ -74,6 +74,8 @@ class Multi(unittest.TestCase):
             raise AssertionError("briefd exited %s:\n%s" % (codes, "\n".join(logs)))
         if sim_err:
             raise AssertionError(sim_err)
+        from harness import check_openapi
+        check_openapi()  # every briefd response of the class against docs/openapi.yaml
 
     def setUp(self):
         self.sim.faults()

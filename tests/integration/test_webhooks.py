@@ -305,6 +305,11 @@ def webhook_of(b, job_id):
 
 class DurableWebhooks(unittest.TestCase):
     """Each test starts its own Redis, simulator and briefd processes."""
+    @classmethod
+    def tearDownClass(cls):
+        from harness import check_openapi
+        check_openapi()  # every briefd response of the class against docs/openapi.yaml
+
 
     def setUp(self):
         import tempfile
