@@ -1217,7 +1217,8 @@ static void facade_run_free(struct facade_run *r)
 }
 
 /* Record and count the answered run (fire and forget: the answer does not wait for it). */
-static void facade_record(struct facade_run *r, const char *status, const char *job_text)
+static void facade_record(struct store *st, struct facade_run *r, const char *status,
+                          const char *job_text)
 {
     struct stats_delta delta;
     struct store_result res;
@@ -1231,7 +1232,7 @@ static void facade_record(struct facade_run *r, const char *status, const char *
     res.stats = &delta;
     res.tenant = job_req_meta(&r->jr, "tenant");
     res.cost_usd = r->pj.acct.cost_draft + r->pj.acct.cost_refine;
-    if (store_finish(r->c->api->svc->store, NULL, r->id, &res, NULL, NULL) != 0)
+    if (store_finish(st, NULL, r->id, &res, NULL, NULL) != 0)
         log_warn("facade: the result of %s could not be recorded", r->id);
 }
 
@@ -1239,6 +1240,7 @@ static void on_facade_done(struct pipe_job *pj, enum pipe_outcome o)
 {
     struct facade_run *r = pj->data;
     struct rctx *c = r->c;
+    struct store *st = c->api->svc->store; /* c may be gone once answered */
     const char *status = o == PIPE_SUCCEEDED ? "succeeded" : "failed";
     cJSON *out, *job = NULL;
     char *job_text = NULL;
@@ -1247,10 +1249,7 @@ static void on_facade_done(struct pipe_job *pj, enum pipe_outcome o)
         out = pipe_out_json(pj, status);
         job = out ? store_job_object(r->id, status, r->created_ms, 1, r->meta_text, out,
                                      clock_wall_ms()) : NULL;
-        job_text = job ? jsonx_print(job) : NULL;
     }
-    if (job_text) /* also when the client left: the models were called, their cost counts */
-        facade_record(r, status, job_text);
     if (!c->req) {
         /* the client left: nothing answered */
     } else if (r->streaming) {
@@ -1270,6 +1269,11 @@ static void on_facade_done(struct pipe_job *pj, enum pipe_outcome o)
                            NULL, "the brief could not be produced; try again");
         rctx_done(c);
     }
+    /* recorded once the answer is on its way (in this same turn of the loop), also when
+     * the client left: the models were called, their cost counts */
+    job_text = job ? jsonx_print(job) : NULL;
+    if (job_text)
+        facade_record(st, r, status, job_text);
     cJSON_Delete(job);
     free(job_text);
     facade_run_free(r);
