@@ -11,8 +11,10 @@ facade request is one upstream call like the gateway's). Then, with wrk (Debian)
   1. each path at 1 connection (p50 latency) and 32 connections (requests/s): the upstream
      direct, Portkey, briefd's facade (POST /v1/chat/completions), briefd's job path
      (POST /v1/jobs?wait=10, through Redis); "added p50" is a path's p50 minus the upstream's;
-  2. Redis INFO commandstats over the job path's 32-connection run: commands and Redis CPU
-     (usec) per job, commands run inside scripts included;
+  2. Redis over the job path's 32-connection run: commands per job (INFO commandstats,
+     commands run inside scripts included), Redis's own CPU per job (INFO cpu: the server's
+     user and system time, network included - the real cost), and commandstats' usec per job
+     (which counts a script's inner commands twice: once in EVALSHA's time, once on their own);
   3. briefd's RSS idle and its peak;
   4. scaling: jobs/s at 32 connections with 1, 2 and 4 worker processes (role worker) behind
      one API process, all on one Redis;
@@ -77,6 +79,14 @@ def rss_kb(pid, field="VmRSS"):
     return 0
 
 
+def redis_cpu_s(redis):
+    """Redis's main-thread user + system CPU seconds (INFO cpu)."""
+    info = redis.cmd("INFO", "cpu")
+    info = info.decode() if isinstance(info, bytes) else info
+    d = dict(re.findall(r"(used_cpu_(?:user|sys)):([\d.]+)", info))
+    return float(d["used_cpu_user"]) + float(d["used_cpu_sys"])
+
+
 def commandstats(redis):
     """{command: (calls, usec)} from INFO commandstats."""
     info = redis.cmd("INFO", "commandstats")
@@ -137,6 +147,7 @@ def main():
         sys.exit("wrk is needed (apt-get install wrk)")
     import harness
     rows, notes = {}, []
+    figures = {}  # what the goals are checked against
     with tempfile.TemporaryDirectory(prefix="briefd-overhead-") as tmp:
         redis = harness.Redis(tmp).start()
         sim = harness.Sim(tmp, "zero", ("--quiet",)).start()
@@ -166,10 +177,12 @@ def main():
                 p50, _, bad1, _ = median_of(a.rounds, lambda: wrk(url, 1, a.seconds, body, hdrs))
                 if name == "briefd job path":
                     redis.cmd("CONFIG", "RESETSTAT")
+                    cpu0 = redis_cpu_s(redis)
                 _, rps, bad32, n = median_of(
                     a.rounds, lambda: wrk(url, 32, a.seconds, body, hdrs))
                 rows[name] = (p50, rps, bad1 + bad32)
                 if name == "briefd job path":
+                    cpu = redis_cpu_s(redis) - cpu0
                     cs = commandstats(redis)
                     jobs = n * a.rounds
                     skip = ("info", "config|resetstat", "config", "ping")
@@ -177,14 +190,19 @@ def main():
                     usec = sum(u for k, (c, u) in cs.items() if k not in skip)
                     top = sorted(((c, k) for k, (c, u) in cs.items() if k not in skip),
                                  reverse=True)[:8]
+                    figures["redis_cmds"] = calls / jobs
+                    figures["redis_cpu_us"] = cpu * 1e6 / jobs
                     notes.append("Redis per job (32 connections, %d jobs): %.2f commands, "
-                                 "%.1f us of Redis CPU; most called: %s" % (
-                                     jobs, calls / jobs, usec / jobs,
+                                 "%.1f us of Redis CPU (INFO cpu, user + system), %.1f us of "
+                                 "commandstats time (a script's inner commands counted twice); "
+                                 "most called: %s" % (
+                                     jobs, calls / jobs, cpu * 1e6 / jobs, usec / jobs,
                                      ", ".join("%s %.2f" % (k, c / jobs) for c, k in top)))
                 print("%-24s p50 %.3f ms (1 conn), %.0f req/s (32 conns)%s" % (
                     name, p50, rps, ", %d non-2xx!" % (bad1 + bad32) if bad1 + bad32 else ""),
                     flush=True)
             peak_rss = rss_kb(b.proc.pid, "VmHWM")
+            figures["idle_mb"] = idle_rss / 1024.0
             notes.append("briefd RSS: %.1f MB idle, %.1f MB peak over the runs" % (
                 idle_rss / 1024.0, peak_rss / 1024.0))
         finally:
@@ -196,10 +214,12 @@ def main():
             scaling = run_scaling(harness, tmp, redis, sim, a)
             for conc in (64, 4096):
                 redis.cmd("FLUSHALL")
-                notes.append(run_inflight(harness, tmp, redis, conc))
+                line, mb = run_inflight(harness, tmp, redis, conc)
+                notes.append(line)
+                figures["inflight_mb_%d" % conc] = mb
         sim.stop(check=False)
         redis.stop()
-    write_results(rows, notes, scaling, a)
+    write_results(rows, notes, scaling, a, figures)
 
 
 def run_scaling(harness, tmp, redis, sim, a):
@@ -248,13 +268,43 @@ def run_inflight(harness, tmp, redis, concurrency):
                 "calls at once, the rest queued in Redis): %d accepted, briefd peak RSS %.1f MB" % (
                     concurrency, codes.count(202), max(peak, hwm) / 1024.0))
         print(line, flush=True)
-        return line
+        return line, max(peak, hwm) / 1024.0
     finally:
         b.stop()
         slow.stop(check=False)
 
 
-def write_results(rows, notes, scaling, a):
+def goal_lines(rows, figures):
+    """The issue's goals, each with this run's figure and met / not met."""
+    up = rows["upstream direct"][0]
+    pk = rows["Portkey gateway 1.15.2"]
+    fa, jp = rows["briefd facade"], rows["briefd job path"]
+    goals = [
+        ("facade added p50 <= 1/10 of Portkey's", "%.2f×" % ((pk[0] - up) / max(fa[0] - up, 1e-6)),
+         (fa[0] - up) * 10 <= pk[0] - up),
+        ("facade requests/s >= 10× Portkey's", "%.1f×" % (fa[1] / pk[1]), fa[1] >= 10 * pk[1]),
+        ("job path added p50 <= 0.5 ms", "%.3f ms" % (jp[0] - up), jp[0] - up <= 0.5),
+        ("job path >= 5,000 jobs/s at 32 connections", "%.0f" % jp[1], jp[1] >= 5000),
+    ]
+    if "redis_cmds" in figures:
+        goals += [("Redis <= 8 commands per job", "%.2f" % figures["redis_cmds"],
+                   figures["redis_cmds"] <= 8),
+                  ("Redis CPU <= 60 us per job", "%.1f us" % figures["redis_cpu_us"],
+                   figures["redis_cpu_us"] <= 60)]
+    if "idle_mb" in figures:
+        goals.append(("RSS <= 32 MB idle", "%.1f MB" % figures["idle_mb"],
+                      figures["idle_mb"] <= 32))
+    for conc in (64, 4096):
+        k = "inflight_mb_%d" % conc
+        if k in figures:
+            goals.append(("RSS <= 64 MB with 10,000 jobs in flight (workers.concurrency %d)"
+                          % conc, "%.1f MB" % figures[k], figures[k] <= 64))
+    out = ["| goal | this run | |", "|---|---|---|"]
+    out += ["| %s | %s | %s |" % (g, v, "met" if ok else "**not met**") for g, v, ok in goals]
+    return out
+
+
+def write_results(rows, notes, scaling, a, figures):
     up = rows["upstream direct"][0]
     pk = rows["Portkey gateway 1.15.2"]
     lines = ["# bench_overhead.py results", "",
@@ -276,6 +326,7 @@ def write_results(rows, notes, scaling, a):
             name, (pk[0] - up) / max(p50 - up, 1e-6), rps / pk[1]))
     lines.append("")
     lines += ["- " + n for n in notes]
+    lines += [""] + goal_lines(rows, figures)
     if scaling:
         lines += ["", "| worker processes (one API process, one Redis) | jobs/s at 32 connections |",
                   "|---|---|"]
