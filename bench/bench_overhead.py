@@ -26,7 +26,11 @@ Each measurement is taken --rounds times (default 3); the medians are printed an
 with the machine's description, to bench/results-overhead.md (replacing it). The machine is
 shared and noisy: compare within one run.
 
+  6. with --soak-jobs N (e.g. 1000000; off by default, it takes minutes): N jobs through the
+     job path at 32 connections, briefd's RSS sampled as they go, to show it does not grow.
+
 usage: bench/bench_overhead.py [--rounds 3] [--seconds 5] [--build build] [--quick]
+                               [--soak-jobs N]
 """
 import argparse
 import concurrent.futures as cf
@@ -140,6 +144,8 @@ def main():
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--build", default=os.path.join(HERE, "..", "build"))
     ap.add_argument("--quick", action="store_true", help="skip scaling and the 10,000 jobs")
+    ap.add_argument("--soak-jobs", type=int, default=0,
+                    help="also run this many jobs and sample briefd's RSS (0: skip)")
     a = ap.parse_args()
     os.environ["BRIEFD_BIN"] = os.path.join(a.build, "briefd")
     os.environ["BRIEFD_SIM_BIN"] = os.path.join(a.build, "briefd-modelsim")
@@ -217,9 +223,40 @@ def main():
                 line, mb = run_inflight(harness, tmp, redis, conc)
                 notes.append(line)
                 figures["inflight_mb_%d" % conc] = mb
+        if a.soak_jobs > 0:
+            redis.cmd("FLUSHALL")
+            line, growth = run_soak(harness, tmp, redis, sim, a.soak_jobs)
+            notes.append(line)
+            figures["soak_growth_mb"] = growth
         sim.stop(check=False)
         redis.stop()
     write_results(rows, notes, scaling, a, figures)
+
+
+def run_soak(harness, tmp, redis, sim, jobs):
+    """jobs through POST /v1/jobs?wait at 32 connections, in 20-second wrk runs; briefd's RSS
+    after each. Growth is the last sample minus the first (after the first run warmed up)."""
+    cfg = harness.base_config(redis, sim, workers={"concurrency": 64, "result_ttl_s": 60},
+                              routing={"policies": [], "guards": {"max_refine_rate": None}})
+    b = harness.Briefd(tmp, cfg, name="soak").start()
+    url = "http://127.0.0.1:%d/v1/jobs?wait=10" % b.port
+    done, samples, bad = 0, [], 0
+    try:
+        while done < jobs:
+            _, _, nbad, n = wrk(url, 32, 20 if jobs > 100000 else 5, {"text": DOC}, {"Content-Type": "application/json"})
+            done += n
+            bad += nbad
+            samples.append((done, rss_kb(b.proc.pid) / 1024.0))
+            print("soak: %d jobs, briefd RSS %.1f MB" % samples[-1], flush=True)
+    finally:
+        b.stop()
+    growth = samples[-1][1] - samples[0][1]
+    line = ("%d jobs through the job path (32 connections, result_ttl_s 60): briefd RSS %s MB "
+            "at %s jobs; growth after the first %d: %+.1f MB%s" % (
+                done, " / ".join("%.1f" % m for _, m in samples),
+                " / ".join("%d" % d for d, _ in samples), samples[0][0], growth,
+                ", %d non-2xx" % bad if bad else ""))
+    return line, growth
 
 
 def run_scaling(harness, tmp, redis, sim, a):
@@ -299,6 +336,9 @@ def goal_lines(rows, figures):
         if k in figures:
             goals.append(("RSS <= 64 MB with 10,000 jobs in flight (workers.concurrency %d)"
                           % conc, "%.1f MB" % figures[k], figures[k] <= 64))
+    if "soak_growth_mb" in figures:
+        goals.append(("no RSS growth over the soak's jobs (within 4 MB)",
+                      "%+.1f MB" % figures["soak_growth_mb"], figures["soak_growth_mb"] <= 4))
     out = ["| goal | this run | |", "|---|---|---|"]
     out += ["| %s | %s | %s |" % (g, v, "met" if ok else "**not met**") for g, v, ok in goals]
     return out
