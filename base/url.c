@@ -25,7 +25,7 @@ static int userinfo_ok(const char *s, size_t n)
     return 1;
 }
 
-static int parse_port(const char *s, size_t n, int *port)
+int url_parse_port(const char *s, size_t n, int *port)
 {
     long v = 0;
 
@@ -75,7 +75,7 @@ static int parse_hostport(const char *s, size_t n, struct url_parts *out, const 
     out->host[hlen] = '\0';
     if (out->host_v6 && (netaddr_parse(out->host, &a) != 0 || !a.v6))
         return fail(why, "brackets must hold an IPv6 address (without a zone)");
-    if (colon && parse_port(colon + 1, n - (size_t)(colon + 1 - s), &out->port) != 0)
+    if (colon && url_parse_port(colon + 1, n - (size_t)(colon + 1 - s), &out->port) != 0)
         return fail(why, "the port must be a number from 1 to 65535");
     out->has_port = colon != NULL;
     return 0;

@@ -27,6 +27,8 @@ struct url_parts {
 
 /* Returns 0, or BD_EINVAL with *why (static) saying what is wrong. */
 int url_parse(const char *url, struct url_parts *out, const char **why);
+/* The decimal port of 1 to 5 digits at s (n bytes) into *port: 0, or -1 unless 1..65535. */
+int url_parse_port(const char *s, size_t n, int *port);
 /* "scheme://host[:port]/path" of url into out (n bytes): no credentials, query or fragment,
  * what logs may show. A URL that does not parse gives "(unparsable URL)". */
 void url_redact(const char *url, char *out, size_t n);

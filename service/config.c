@@ -20,6 +20,7 @@
 #include "router.h"
 #include "sbuf.h"
 #include "tenant.h"
+#include "url.h"
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define NOFF ((size_t)-1) /* the key lands nowhere directly: its set()/show() handle it */
@@ -363,23 +364,6 @@ static int is_integral(double d)
     return isfinite(d) && floor(d) == d;
 }
 
-static int parse_port(const char *s, size_t len, int *port)
-{
-    long v = 0;
-
-    if (len == 0 || len > 5)
-        return -1;
-    for (size_t i = 0; i < len; i++) {
-        if (!isdigit((unsigned char)s[i]))
-            return -1;
-        v = v * 10 + (s[i] - '0');
-    }
-    if (v < 1 || v > 65535)
-        return -1;
-    *port = (int)v;
-    return 0;
-}
-
 static int host_char_ok(int ch, int bracketed)
 {
     if (isalnum(ch) || ch == '.' || ch == '-' || ch == '_')
@@ -436,7 +420,7 @@ static const char *split_hostport(const char *s, size_t len, int port_req, char 
         return "brackets must hold an IPv6 address, e.g. [::1]";
     if (!colon && port_req)
         return "expected \"host:port\"";
-    if (colon && parse_port(colon + 1, len - (size_t)(colon + 1 - s), port) < 0)
+    if (colon && url_parse_port(colon + 1, len - (size_t)(colon + 1 - s), port) < 0)
         return "port must be between 1 and 65535";
     *host = strndup(h, hlen);
     return *host ? NULL : "out of memory";
