@@ -162,6 +162,23 @@ int pipeline_draft_open(const struct pipeline *p)
                                p->svc->cfg->draft.breaker_open_ms);
 }
 
+int pipeline_refine_open(const struct pipeline *p)
+{
+    return breaker_would_allow(&p->refine_br, uv_now(p->svc->loop),
+                               p->svc->cfg->refine.breaker_open_ms);
+}
+
+static void server_key(const struct model_cfg *m, char *buf, size_t len);
+
+int pipeline_slot_take(struct pipeline *p, const struct model_cfg *m, int prio,
+                       struct slot_wait *w, slot_cb cb)
+{
+    char server[2400];
+    server_key(m, server, sizeof(server));
+    return slots_take(p->slots, server, m->max_concurrency, p->svc->cfg->claim_idle_ms, prio, w,
+                      cb);
+}
+
 /* --- helpers --- */
 
 static cJSON *make_error(const char *code, const char *fmt, ...)

@@ -112,6 +112,13 @@ int pipeline_new(struct svc *svc, struct pipeline **out);
 void pipeline_close(struct pipeline *p, void (*cb)(void *data), void *data);
 /* 1 while the draft model's breaker lets calls through (queued jobs wait otherwise). */
 int pipeline_draft_open(const struct pipeline *p);
+/* 1 while the refine model's breaker lets calls through (no side effect). */
+int pipeline_refine_open(const struct pipeline *p);
+/* Get in line for a call slot of model m (m->max_concurrency > 0) as the pipeline's own calls
+ * do (slots.h; leases of workers.claim_idle_ms), for a call made elsewhere (shadow judging),
+ * with priority prio. Returns 0 (cb will run; give it back with slots_give) or BD_ENOMEM. */
+int pipeline_slot_take(struct pipeline *p, const struct model_cfg *m, int prio,
+                       struct slot_wait *w, slot_cb cb);
 
 /* Start j (inputs filled, results zeroed). Returns 0: on_done runs exactly once, never from
  * inside this call. */
