@@ -26,7 +26,7 @@
 
 #define SAMPLE_SALT 0x73686164ull     /* "shad": sampling is independent of other hashes */
 #define EST_MIN_BUSY_MS 1000.0        /* busy time an estimate assumes per call, at least */
-#define EST_PROMPT_SLACK 400          /* characters of a prompt besides the texts */
+#define EST_PROMPT_SLACK 64           /* characters of a prompt besides texts and templates */
 
 enum { SIDE_DRAFT = 0, SIDE_REFINE = 1 };
 
@@ -66,6 +66,7 @@ struct shadow_task {
     struct judgement jd[2];
     int judged[2];                  /* a judge call answered for that side */
     int pending;                    /* judge calls out */
+    int wrote;                      /* 1 + the side of the brief written here, or 0 */
     char why[400];                  /* the first reason a side is null */
 };
 
@@ -299,8 +300,22 @@ static cJSON *side_json(const struct judgement *j)
     return o;
 }
 
+/* The brief written here: {"side", "model", "text"}, or null. */
+static cJSON *shadow_brief_json(const struct shadow_task *t)
+{
+    cJSON *o;
+    int side = t->wrote - 1;
+    if (!t->wrote)
+        return cJSON_CreateNull();
+    o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "side", side == SIDE_REFINE ? "refine" : "draft");
+    cJSON_AddStringToObject(o, "model", t->brief.m->name);
+    cJSON_AddStringToObject(o, "text", t->text[side]);
+    return o;
+}
+
 /* {"draft", "refine", "gap", "served", "judge", "source", "evaluation_usd", "judged_at",
- * "error"} (docs/API.md#quality). */
+ * "shadow_brief", "error"} (docs/API.md#quality). */
 static char *quality_text(const struct shadow_task *t)
 {
     const struct judgement *d = &t->jd[SIDE_DRAFT], *r = &t->jd[SIDE_REFINE];
@@ -320,6 +335,7 @@ static char *quality_text(const struct shadow_task *t)
     cJSON_AddStringToObject(q, "source", "shadow");
     jsonx_add_number(q, "evaluation_usd", t->cost);
     cJSON_AddStringToObject(q, "judged_at", ts);
+    cJSON_AddItemToObject(q, "shadow_brief", shadow_brief_json(t));
     if (t->why[0])
         cJSON_AddStringToObject(q, "error", t->why);
     else
@@ -424,6 +440,8 @@ static void on_brief(struct scall *c, int status)
     }
     if (status == 0 && c->call.res.content && c->call.res.content[0])
         t->text[c->side] = strdup(c->call.res.content);
+    if (t->text[c->side])
+        t->wrote = 1 + c->side;
     if (!t->text[c->side])
         note_why(t, c->side == SIDE_DRAFT ? "shadow draft" : "shadow refinement", c);
     judge_all(t);
@@ -471,19 +489,27 @@ static void run(struct shadow_task *t)
 
 /* An upper estimate of what the evaluation costs: prompts of about chars / 4 tokens, every
  * completion at max_tokens, per-hour prices for the job's own latency per call. */
+/* Characters of a prompt of m around the texts (its system message and user template). */
+static size_t prompt_overhead(const struct model_cfg *m)
+{
+    return (m->prompt_system ? strlen(m->prompt_system) : 0) + strlen(m->prompt_user) +
+           EST_PROMPT_SLACK;
+}
+
 static double estimate(const struct shadow_task *t)
 {
     const struct bd_config *c = t->cfg;
     double busy = t->total_ms > EST_MIN_BUSY_MS ? t->total_ms : EST_MIN_BUSY_MS, e = 0;
-    size_t doc = t->req.text_len + EST_PROMPT_SLACK;
+    size_t doc = t->req.text_len + (t->req.instructions ? strlen(t->req.instructions) : 0);
     for (int side = SIDE_DRAFT; side <= SIDE_REFINE; side++) {
         const struct model_cfg *w = side == SIDE_DRAFT ? &c->draft : &c->refine;
         size_t brief = t->text[side] ? strlen(t->text[side]) : (size_t)w->max_tokens * 4;
-        if (!t->text[side])
-            e += acct_cost(w, (long)((doc + brief) / 4 + 1), w->max_tokens, busy);
-        size_t sys = c->judge.prompt_system ? strlen(c->judge.prompt_system) : 0;
-        e += acct_cost(&c->judge, (long)((doc + brief + sys) / 4 + 1), c->judge.max_tokens,
-                       busy);
+        size_t other = t->text[SIDE_DRAFT] ? strlen(t->text[SIDE_DRAFT]) : 0;
+        if (!t->text[side]) /* the brief written here (a refinement reads the draft) */
+            e += acct_cost(w, (long)((doc + other + prompt_overhead(w)) / 4 + 1), w->max_tokens,
+                           busy);
+        e += acct_cost(&c->judge, (long)((doc + brief + prompt_overhead(&c->judge)) / 4 + 1),
+                       c->judge.max_tokens, busy);
     }
     return e;
 }
