@@ -865,6 +865,10 @@ static void test_judge_evaluation_errors(void)
     expect_err("{\"evaluation\": {\"daily_budget_usd\": 1e999}}",
                "evaluation.daily_budget_usd", "expected number or null");
     expect_err("{\"evaluation\": {\"budget\": 1}}", "evaluation.budget", "unknown key");
+    expect_err("{\"evaluation\": {\"max_in_flight\": 0}}", "evaluation.max_in_flight",
+               "must be between 1 and 1024");
+    expect_err("{\"evaluation\": {\"max_in_flight\": 2.5}}", "evaluation.max_in_flight",
+               "expected integer");
     expect_err("{\"evaluation\": []}", "evaluation", "expected object");
 }
 
@@ -892,6 +896,8 @@ static void test_judge_evaluation_describe(void)
     CHECK(cJSON_GetNumberValue(jget(d, "models", "judge", "temperature")) == 0);
     CHECK(cJSON_GetNumberValue(jget(d, "evaluation", "shadow_rate", NULL)) == 0.05);
     CHECK(cJSON_GetNumberValue(jget(d, "evaluation", "daily_budget_usd", NULL)) == 2.5);
+    CHECK(cJSON_GetNumberValue(jget(d, "evaluation", "max_in_flight", NULL)) == 4);
+    CHECK(c->eval_max_in_flight == 4);
     CHECK(cJSON_IsNull(jget(dn, "evaluation", "daily_budget_usd", NULL)));
     CHECK(cJSON_IsNull(jget(dn, "models", "judge", "api_key")));
     {
