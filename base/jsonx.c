@@ -12,16 +12,82 @@
 /* Integers (the common case: counts, tokens, times) print as themselves. */
 #define EXACT_INT_LIMIT 9007199254740992.0 /* 2^53 */
 
+/* The decimal digits of n (>= 0) into buf, backwards from its end; returns the start. */
+static char *digits_back(unsigned long long n, char *end)
+{
+    do {
+        *--end = (char)('0' + n % 10);
+        n /= 10;
+    } while (n);
+    return end;
+}
+
+size_t jsonx_int(long long v, char *buf)
+{
+    char tmp[24], *p = digits_back(v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v,
+                                   tmp + sizeof(tmp));
+    size_t n = (size_t)(tmp + sizeof(tmp) - p);
+    size_t off = v < 0;
+    if (off)
+        buf[0] = '-';
+    memcpy(buf + off, p, n);
+    buf[off + n] = '\0';
+    return off + n;
+}
+
+/* v as "I.F" with at most 9 decimals when that is exactly v (n / 10^k == v in double
+ * arithmetic is the correctly rounded value of the decimal, so strtod gives v back). The
+ * common non-integers - milliseconds to 3 decimals, prices, small costs - print without
+ * printf. Returns 0 when v needs more digits. */
+static int fixed_decimal(double v, char *buf, size_t len)
+{
+    double scale = 1;
+    for (int k = 1; k <= 9; k++) {
+        double n;
+        scale *= 10;
+        n = nearbyint(v * scale);
+        if (fabs(n) < EXACT_INT_LIMIT && n / scale == v) {
+            unsigned long long a = (unsigned long long)fabs(n), ip, fp;
+            unsigned long long p10 = (unsigned long long)scale;
+            char tmp[48], *q = tmp + sizeof(tmp);
+            int kk = k;
+            ip = a / p10;
+            fp = a % p10;
+            while (kk > 0 && fp % 10 == 0) { /* trailing zeros go */
+                fp /= 10;
+                kk--;
+            }
+            for (int i = 0; i < kk; i++) {
+                *--q = (char)('0' + fp % 10);
+                fp /= 10;
+            }
+            if (kk > 0)
+                *--q = '.';
+            q = digits_back(ip, q);
+            if (n < 0)
+                *--q = '-';
+            if ((size_t)(tmp + sizeof(tmp) - q) + 1 > len)
+                return 0;
+            memcpy(buf, q, (size_t)(tmp + sizeof(tmp) - q));
+            buf[tmp + sizeof(tmp) - q] = '\0';
+            return 1;
+        }
+    }
+    return 0;
+}
+
 void jsonx_number(double v, char *buf, size_t len)
 {
     if (!isfinite(v)) {
         snprintf(buf, len, "null");
         return;
     }
-    if (v == floor(v) && fabs(v) < EXACT_INT_LIMIT) {
-        snprintf(buf, len, "%lld", (long long)v);
+    if (v == floor(v) && fabs(v) < EXACT_INT_LIMIT && len >= 24) {
+        jsonx_int((long long)v, buf);
         return;
     }
+    if (fabs(v) >= 1e-9 && fabs(v) < 1e9 && fixed_decimal(v, buf, len))
+        return;
     for (int prec = 15; prec <= 17; prec++) {
         snprintf(buf, len, "%.*g", prec, v);
         if (strtod(buf, NULL) == v)

@@ -17,8 +17,12 @@
 struct cJSON;
 struct sbuf;
 
-/* The shortest %.Ng (N = 15..17) of v that reads back as v, into buf (>= 32 bytes). */
+/* v as JSON text that reads back as exactly v, into buf (>= 32 bytes): an integer's digits;
+ * a decimal of at most 9 places when that is exact ("28.717", "0.000026325"); else the
+ * shortest %.Ng (N = 15..17) that reads back as v; "null" when not finite. */
 void jsonx_number(double v, char *buf, size_t len);
+/* v's decimal digits into buf (at least 21 bytes), NUL-terminated; returns the length. */
+size_t jsonx_int(long long v, char *buf);
 /* Unformatted JSON text of item with exact numbers. */
 char *jsonx_print(const struct cJSON *item);
 /* Append item's JSON text / s as a JSON string literal to b. */

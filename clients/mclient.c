@@ -207,6 +207,8 @@ static struct curl_slist *build_headers(const struct mc_call *call)
 
     if (call->body && call->stream && !call->raw)
         h = add_line(h, "Accept: text/event-stream");
+    if (call->body)
+        h = add_line(h, "Expect:"); /* no 100-continue round trip before a large body */
     if (call->api_key) {
         snprintf(auth, sizeof(auth), call->auth == MC_AUTH_API_KEY ? "api-key: %s"
                                                                    : "Authorization: Bearer %s",

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jsonv.h"
+
 #define HARMONY_CHANNEL "<|channel|>"
 #define HARMONY_FINAL "<|channel|>final<|message|>"
 #define HARMONY_ANALYSIS "<|channel|>analysis"
@@ -299,8 +301,212 @@ static cJSON *parse_whole(const char *buf, size_t len)
 }
 
 /* Parse len bytes as one JSON value into *root. what names the input in msg. */
+/* ---------- logprobs without a tree ----------
+ * A completion with logprobs is mostly its choices[0].logprobs.content array: an object per
+ * token ({"token", "logprob", "bytes": [...], "top_logprobs": [...]}), several times the
+ * size of the text. Building a cJSON tree of it dominated the cost of a draft. So before
+ * cJSON sees the body, the array is found by a small scanner, checked strictly (jsonv: what
+ * it accepts, cJSON reads the same), its "logprob" numbers taken, and it is blanked to "[]"
+ * in the private copy cJSON parses. Anything unexpected - a key written with escapes, a
+ * shape other than the standard one, a region jsonv refuses - leaves the body as it is, for
+ * the tree to handle as before. */
+
+struct lifted {
+    int found;
+    double *v;
+    size_t n, cap;
+};
+
+static const char *lp_ws(const char *p, const char *e)
+{
+    while (p < e && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+        p++;
+    return p;
+}
+
+/* Past the string at p (p[0] == '"'); NULL if unterminated. *escaped: it had a backslash. */
+static const char *lp_string(const char *p, const char *e, int *escaped)
+{
+    for (p++; p < e;) {
+        const char *q = memchr(p, '"', (size_t)(e - p)), *b;
+        if (q == NULL)
+            return NULL;
+        b = memchr(p, '\\', (size_t)(q - p));
+        if (b == NULL)
+            return q + 1;
+        *escaped = 1;
+        p = b + 2; /* the escaped character, whatever it is */
+    }
+    return NULL;
+}
+
+/* Past the value at p, by brackets and strings (lenient: the region is checked later). */
+static const char *lp_skip(const char *p, const char *e)
+{
+    int depth = 0, esc = 0;
+    do {
+        p = lp_ws(p, e);
+        if (p >= e)
+            return NULL;
+        if (*p == '"') {
+            p = lp_string(p, e, &esc);
+            if (p == NULL)
+                return NULL;
+        } else if (*p == '{' || *p == '[') {
+            depth++;
+            p++;
+        } else if (*p == '}' || *p == ']') {
+            depth--;
+            p++;
+        } else {
+            while (p < e && *p != ',' && *p != '}' && *p != ']' && *p != ' ' && *p != '\n' &&
+                   *p != '\r' && *p != '\t')
+                p++;
+        }
+        if (depth > 0)
+            while ((p = lp_ws(p, e)) < e && (*p == ',' || *p == ':'))
+                p++;
+    } while (depth > 0 && p < e);
+    return depth == 0 ? p : NULL;
+}
+
+/* In the object at p ('{'), the value of the first member named key; NULL if none. A
+ * member name written with escapes sets *odd (its decoded name is not compared here: the
+ * tree must decide). */
+static const char *lp_member(const char *p, const char *e, const char *key, int *odd)
+{
+    size_t kl = strlen(key);
+    p = lp_ws(p, e);
+    if (p >= e || *p != '{')
+        return NULL;
+    p = lp_ws(p + 1, e);
+    while (p < e && *p == '"') {
+        int esc = 0;
+        const char *k = p + 1, *ke = lp_string(p, e, &esc);
+        if (ke == NULL || esc) {
+            *odd = 1;
+            return NULL;
+        }
+        p = lp_ws(ke, e);
+        if (p >= e || *p != ':')
+            return NULL;
+        p = lp_ws(p + 1, e);
+        if ((size_t)(ke - 1 - k) == kl && memcmp(k, key, kl) == 0)
+            return p;
+        p = lp_skip(p, e);
+        if (p == NULL)
+            return NULL;
+        p = lp_ws(p, e);
+        if (p < e && *p == ',')
+            p = lp_ws(p + 1, e);
+    }
+    return NULL;
+}
+
+static int lp_push(struct lifted *l, double v)
+{
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 64;
+        double *nv = realloc(l->v, cap * sizeof *nv);
+        if (nv == NULL)
+            return -1;
+        l->v = nv;
+        l->cap = cap;
+    }
+    l->v[l->n++] = v;
+    return 0;
+}
+
+/* One element of the array at p: the first "logprob" member's number, if any. Returns
+ * past the element, NULL on a shape the tree must read (a name with escapes). */
+static const char *lp_element(const char *p, const char *e, struct lifted *l, int *oom)
+{
+    int taken = 0;
+    if (*p != '{')
+        return lp_skip(p, e); /* not an object: no logprob, as for the tree */
+    p = lp_ws(p + 1, e);
+    while (p < e && *p == '"') {
+        int esc = 0;
+        const char *k = p + 1, *ke = lp_string(p, e, &esc);
+        if (ke == NULL || esc)
+            return NULL;
+        p = lp_ws(ke, e);
+        if (p >= e || *p != ':')
+            return NULL;
+        p = lp_ws(p + 1, e);
+        if (!taken && ke - 1 - k == 7 && memcmp(k, "logprob", 7) == 0) {
+            taken = 1;
+            if (p < e && (*p == '-' || (*p >= '0' && *p <= '9'))) {
+                double d = strtod(p, NULL);
+                if (isfinite(d) && l->n < OAI_MAX_LOGPROBS && lp_push(l, d) < 0) {
+                    *oom = 1;
+                    return NULL;
+                }
+            }
+        }
+        p = lp_skip(p, e);
+        if (p == NULL)
+            return NULL;
+        p = lp_ws(p, e);
+        if (p < e && *p == ',')
+            p = lp_ws(p + 1, e);
+    }
+    return p < e && *p == '}' ? p + 1 : NULL;
+}
+
+/* The logprob of each element of the array at a ('['): what take_logprobs would take.
+ * Returns past the array, or NULL (then nothing is lifted). */
+static const char *lp_numbers(const char *a, const char *e, struct lifted *l)
+{
+    const char *p = lp_ws(a + 1, e);
+    int oom = 0;
+    while (p != NULL && p < e && *p != ']') {
+        p = lp_element(p, e, l, &oom);
+        if (p == NULL)
+            return NULL;
+        p = lp_ws(p, e);
+        if (p < e && *p == ',')
+            p = lp_ws(p + 1, e);
+    }
+    return p != NULL && p < e ? p + 1 : NULL;
+}
+
+/* Find, take and empty choices[0].logprobs.content in buf (NUL-terminated, len bytes):
+ * the array becomes "[]" (what follows moves up). Returns buf's new length. */
+static size_t lift_logprobs(char *buf, size_t len, struct lifted *l)
+{
+    const char *e = buf + len, *c, *a, *z;
+    struct jsonv_result vr;
+    int odd = 0;
+    c = lp_member(buf, e, "choices", &odd);
+    if (c == NULL || *c != '[')
+        return len;
+    c = lp_ws(c + 1, e);
+    if (c >= e || *c != '{' || (c = lp_member(c, e, "logprobs", &odd)) == NULL || *c != '{' ||
+        (a = lp_member(c, e, "content", &odd)) == NULL || *a != '[')
+        return len; /* (a name with escapes on the way: not found, the tree reads it all) */
+    z = lp_numbers(a, e, l);
+    if (z == NULL || z - a < 64 || jsonv_check(a, (size_t)(z - a), &vr) != 0) {
+        free(l->v); /* a shape for the tree, small, or not strictly valid: the tree reads it */
+        memset(l, 0, sizeof *l);
+        return len;
+    }
+    l->found = 1;
+    memmove((char *)a + 1, z - 1, (size_t)(e - (z - 1)) + 1); /* "]" onwards, and the NUL */
+    return len - (size_t)(z - a - 2);
+}
+
+static int parse_json_lifting(const char *body, size_t len, cJSON **root, struct lifted *l,
+                              const char *what, char *msg, size_t msglen);
+
 static int parse_json(const char *body, size_t len, cJSON **root, const char *what,
                       char *msg, size_t msglen)
+{
+    return parse_json_lifting(body, len, root, NULL, what, msg, msglen);
+}
+
+static int parse_json_lifting(const char *body, size_t len, cJSON **root, struct lifted *l,
+                              const char *what, char *msg, size_t msglen)
 {
     char preview[PREVIEW_BYTES + 1];
     char *copy;
@@ -321,6 +527,8 @@ static int parse_json(const char *body, size_t len, cJSON **root, const char *wh
     }
     memcpy(copy, body, len);
     copy[len] = '\0';
+    if (l != NULL)
+        len = lift_logprobs(copy, len, l);
     *root = parse_whole(copy, len);
     free(copy);
     if (*root != NULL)
@@ -686,12 +894,17 @@ int oai_parse_response(const char *body, size_t len, size_t prompt_chars,
     cJSON *root = NULL;
     int rc;
 
+    struct lifted lp;
+
     memset(out, 0, sizeof *out);
     memset(&st, 0, sizeof st);
+    memset(&lp, 0, sizeof lp);
     clear_msg(msg, msglen);
-    rc = parse_json(body, len, &root, "body", msg, msglen);
-    if (rc < 0)
+    rc = parse_json_lifting(body, len, &root, &lp, "body", msg, msglen);
+    if (rc < 0) {
+        free(lp.v);
         return rc;
+    }
     if (!cJSON_IsObject(root)) {
         set_msg(msg, msglen, "body is not a JSON object");
         rc = OAI_EPARSE;
@@ -702,11 +915,19 @@ int oai_parse_response(const char *body, size_t len, size_t prompt_chars,
         goto fail;
     }
     rc = take_body(root, "message", out, &st, msg, msglen);
+    if (lp.found && out->has_logprobs && out->n_logprobs == 0) { /* the blanked array */
+        free(out->logprobs);
+        out->logprobs = lp.v;
+        out->n_logprobs = lp.n;
+        st.logprobs_cap = lp.cap;
+        lp.v = NULL;
+    }
     if (rc == OAI_ENOCHOICE)
         set_msg(msg, msglen, "no choices[0].message in the response");
     if (rc == 0)
         rc = finalize(out, &st, prompt_chars, msg, msglen);
 fail:
+    free(lp.v);
     cJSON_Delete(root);
     return rc;
 }

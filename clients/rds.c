@@ -27,8 +27,11 @@
  * handle is closed by hiredis' cleanup hook, before hiredis closes the fd (libuv issue 2387). */
 struct rds_ev {
     uv_poll_t poll;
+    uv_prepare_t flush;        /* writes what the loop iteration queued, before polling */
     redisAsyncContext *ac;
-    int events;
+    int events;                /* what poll watches */
+    int want_write;            /* hiredis has output queued */
+    int closed;                /* handles closed so far (of 2) */
 };
 
 struct rds {
@@ -105,26 +108,66 @@ static void ev_on_poll(uv_poll_t *h, int status, int events)
         redisAsyncHandleWrite(ev->ac);
 }
 
-static void ev_update(struct rds_ev *ev)
+/* Changing what a uv_poll watches costs epoll_ctl calls: only when it really changes. */
+static void ev_watch(struct rds_ev *ev, int events)
 {
-    if (ev->events)
-        uv_poll_start(&ev->poll, ev->events, ev_on_poll);
+    if (events == ev->events)
+        return;
+    ev->events = events;
+    if (events)
+        uv_poll_start(&ev->poll, events, ev_on_poll);
     else
         uv_poll_stop(&ev->poll);
 }
 
-static void ev_add_read(void *p) { struct rds_ev *ev = p; ev->events |= UV_READABLE; ev_update(ev); }
-static void ev_del_read(void *p) { struct rds_ev *ev = p; ev->events &= ~UV_READABLE; ev_update(ev); }
-static void ev_add_write(void *p) { struct rds_ev *ev = p; ev->events |= UV_WRITABLE; ev_update(ev); }
-static void ev_del_write(void *p) { struct rds_ev *ev = p; ev->events &= ~UV_WRITABLE; ev_update(ev); }
+/* Output: rather than waiting for the socket to be writable (it nearly always is), the
+ * commands queued during one loop iteration are written together just before the loop
+ * polls (one write for all of them: pipelining for free). Only a write that could not
+ * finish - or a connect in progress - waits on writability. */
+static void ev_on_flush(uv_prepare_t *h)
+{
+    struct rds_ev *ev = h->data;
+    uv_prepare_stop(h);
+    if (ev->ac && ev->want_write)
+        redisAsyncHandleWrite(ev->ac);
+    if (ev->ac && ev->want_write) /* not all of it went: wait until the socket takes more */
+        ev_watch(ev, ev->events | UV_WRITABLE);
+}
 
-static void ev_on_closed(uv_handle_t *h) { free(h->data); }
+static void ev_add_read(void *p) { struct rds_ev *ev = p; ev_watch(ev, ev->events | UV_READABLE); }
+static void ev_del_read(void *p) { struct rds_ev *ev = p; ev_watch(ev, ev->events & ~UV_READABLE); }
+
+static void ev_add_write(void *p)
+{
+    struct rds_ev *ev = p;
+    ev->want_write = 1;
+    if (!(ev->ac->c.flags & REDIS_CONNECTED))
+        ev_watch(ev, ev->events | UV_WRITABLE); /* the connect's completion */
+    else if (!(ev->events & UV_WRITABLE))
+        uv_prepare_start(&ev->flush, ev_on_flush);
+}
+
+static void ev_del_write(void *p)
+{
+    struct rds_ev *ev = p;
+    ev->want_write = 0;
+    ev_watch(ev, ev->events & ~UV_WRITABLE);
+}
+
+static void ev_on_closed(uv_handle_t *h)
+{
+    struct rds_ev *ev = h->data;
+    if (++ev->closed == 2)
+        free(ev);
+}
 
 static void ev_cleanup(void *p)
 {
     struct rds_ev *ev = p;
     ev->ac = NULL;
+    uv_prepare_stop(&ev->flush);
     uv_close((uv_handle_t *)&ev->poll, ev_on_closed);
+    uv_close((uv_handle_t *)&ev->flush, ev_on_closed);
 }
 
 static int ev_attach(redisAsyncContext *ac, uv_loop_t *loop)
@@ -136,7 +179,9 @@ static int ev_attach(redisAsyncContext *ac, uv_loop_t *loop)
         free(ev);
         return -1;
     }
+    uv_prepare_init(loop, &ev->flush);
     ev->poll.data = ev;
+    ev->flush.data = ev;
     ev->ac = ac;
     ac->ev.data = ev;
     ac->ev.addRead = ev_add_read;

@@ -479,14 +479,30 @@ static void guard_budget(const struct router *r, const struct guard_input *g,
              g->spent_today_usd, g->est_refine_cost_usd, r->budget);
 }
 
+/* A tenant's daily budget: a cap on spending, so it binds exempt refinements too. */
+static void guard_tenant_budget(const struct guard_input *g, struct route_result *out)
+{
+    double total = g->tenant_spent_usd + g->tenant_est_refine_usd;
+    struct verdict *v;
+
+    if (!g->have_tenant_budget || !(total > g->tenant_budget_usd))
+        return;
+    v = router_hold_back(out, "guard:tenant_budget", total);
+    snprintf(v->detail, sizeof v->detail,
+             "tenant spent today with jobs in flight %.6f + this refinement up to %.6f USD > "
+             "daily budget %g USD; draft kept", g->tenant_spent_usd, g->tenant_est_refine_usd,
+             g->tenant_budget_usd);
+}
+
 static void apply_guards(const struct router *r, const struct guard_input *g,
                          struct route_result *out)
 {
     if (!out->policy_refine || !g)
         return;
+    guard_tenant_budget(g, out);
     out->exempt = exempt_refine(r, out);
     if (out->exempt)
-        return; /* no guard holds back what an exempt policy asked for */
+        return; /* no other guard holds back what an exempt policy asked for */
     /* every guard that would hold it back says so */
     if (g->have_rate)
         rate_guard(r, out, r->max_rate, g->recent_refine_rate, g->decided,

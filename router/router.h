@@ -39,6 +39,11 @@ struct guard_input {
     double tenant_max_rate;
     double tenant_refine_rate;   /* its refined / decided over the window */
     double tenant_decided;
+    int have_tenant_budget;      /* the job's tenant has a daily_budget_usd */
+    double tenant_budget_usd;
+    double tenant_spent_usd;     /* its spend today + what its jobs in flight hold, this one's
+                                    draft included */
+    double tenant_est_refine_usd; /* an upper bound of this refinement's cost */
 };
 
 struct route_result {
@@ -80,8 +85,10 @@ double router_guard_daily_budget(const struct router *r); /* < 0: no budget guar
  * window holds min_samples decided jobs; over the limit it holds back weak refinements
  * (one vote in any/all mode, a score in the lower half of the refine range in score mode)
  * first, strong ones only at ROUTER_STRONG_SLACK times the limit; no guard holds back a
- * refinement an exempt policy asked for. A held-back refinement gets a verdict
- * "guard:<name>" saying which rule acted and on what numbers. */
+ * refinement an exempt policy asked for - except the tenant's budget (a spending cap, not a
+ * quality trade-off): a refinement whose upper bound would take the tenant's spend past
+ * its daily budget is held back ("guard:tenant_budget") whoever asked for it. A held-back
+ * refinement gets a verdict "guard:<name>" saying which rule acted and on what numbers. */
 void router_decide(const struct router *r, const struct route_input *in,
                    const struct guard_input *g, struct route_result *out);
 /* Pre-routing (routing.pre_route): decide on the input alone (in->draft NULL) with the

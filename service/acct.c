@@ -42,6 +42,12 @@ double acct_cost(const struct model_cfg *m, long prompt_tokens, long completion_
     return c;
 }
 
+double acct_cost_bound(const struct model_cfg *m, size_t prompt_bytes)
+{
+    double busy = (double)m->timeout_ms * (double)m->max_attempts;
+    return acct_cost(m, (long)prompt_bytes + ACCT_PROMPT_OVERHEAD, m->max_tokens, busy);
+}
+
 void acct_price(struct job_acct *a, const struct model_cfg *draft, const struct model_cfg *refine)
 {
     a->cost_draft = a->draft.present ? acct_cost(draft, a->draft.prompt_tokens,

@@ -14,6 +14,8 @@
 #ifndef BRIEFD_ACCT_H
 #define BRIEFD_ACCT_H
 
+#include <stddef.h>
+
 struct cJSON;
 struct model_cfg;
 
@@ -44,6 +46,13 @@ double acct_stage_ms(const struct job_acct *a, int i);
 void acct_init(struct job_acct *a);
 double acct_cost(const struct model_cfg *m, long prompt_tokens, long completion_tokens,
                  double busy_ms);
+/* An upper bound of what one call to m with a prompt of prompt_bytes can cost (the tenant
+ * budget's reservations): every prompt byte a token plus ACCT_PROMPT_OVERHEAD tokens of
+ * chat template, max_tokens completion tokens, and, with per_hour pricing, the call busy
+ * for its whole timeout on every attempt. A bound as long as the server's tokens are at
+ * least a byte each (byte-level BPE tokenizers) and it stops at max_tokens. */
+#define ACCT_PROMPT_OVERHEAD 64
+double acct_cost_bound(const struct model_cfg *m, size_t prompt_bytes);
 /* Fill cost_draft / cost_refine from usage and busy time. */
 void acct_price(struct job_acct *a, const struct model_cfg *draft, const struct model_cfg *refine);
 

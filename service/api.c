@@ -2,6 +2,7 @@
 #include "api.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,7 @@
 #include "stats.h"
 #include "store.h"
 #include "svc.h"
+#include "tenant.h"
 #include "webhook.h"
 
 #define SSE_MAX_MS (30u * 60u * 1000u)   /* one events stream lives at most 30 minutes */
@@ -62,6 +64,11 @@ struct rctx {
     struct feedback *fb;          /* POST .../feedback: the validated body, or NULL */
     char *fb_item;                /* ... and the item stored (answered with 201) */
     char kid[32];                 /* ... the caller's api_key_id */
+    struct tenant_limits tlim;    /* POST: the job's tenant limits (for a 429's message);
+                                     GET /v1/tenants/{id}: that tenant's */
+    const char *tlim_src;         /* "by_id" | "default" | NULL (static) */
+    char *tenant;                 /* GET /v1/tenants/{id}: the id */
+    cJSON *stats;                 /* GET /v1/stats?by=tenant: the answer, awaiting spend */
 };
 
 /* The last terminal events, so a submit whose job ended before its own reply came back
@@ -140,7 +147,9 @@ static void rctx_maybe_free(struct rctx *c)
     list_unlink(&c->node);
     api->n--;
     cJSON_Delete(c->queued);
+    cJSON_Delete(c->stats);
     free(c->meta_text);
+    free(c->tenant);
     free(sbuf_take(&c->text));
     if (c->fb)
         feedback_free(c->fb);
@@ -647,6 +656,26 @@ static void idempotent_replay(struct rctx *c, const char *id, const char *hash)
     ctx_fetch(c); /* answers now, or keeps waiting (?wait) for that job */
 }
 
+/* 429 for a tenant over its jobs_per_minute (Retry-After: until its oldest admission of the
+ * last minute leaves the window) or past its daily budget (Retry-After: until midnight
+ * UTC). */
+static void respond_tenant_limited(struct http_req *req, enum store_submit_rc rc,
+                                   long retry_s, const struct tenant_limits *l)
+{
+    char ra[24];
+    snprintf(ra, sizeof(ra), "%ld", retry_s < 1 ? 1 : retry_s);
+    http_resp_header(req, "Retry-After", ra);
+    if (rc == STORE_TENANT_RATE)
+        http_respond_error(req, 429, "tenant_rate_limited", NULL,
+                           "the tenant is over its limit of %ld jobs per minute "
+                           "(tenants: jobs_per_minute); retry in %s s", l->jobs_per_minute, ra);
+    else
+        http_respond_error(req, 429, "tenant_budget_exhausted", NULL,
+                           "the tenant has spent its daily budget of %g USD (tenants: "
+                           "daily_budget_usd); new jobs are refused until midnight UTC",
+                           l->daily_budget_usd);
+}
+
 static void on_submitted(void *data, int status, enum store_submit_rc rc, long depth,
                          const char *id, int64_t created_ms, const char *hash)
 {
@@ -678,6 +707,11 @@ static void on_submitted(void *data, int status, enum store_submit_rc rc, long d
     }
     if (rc == STORE_DUPLICATE) {
         idempotent_replay(c, id, hash);
+        return;
+    }
+    if (rc == STORE_TENANT_RATE || rc == STORE_TENANT_BUDGET) {
+        respond_tenant_limited(c->req, rc, depth, &c->tlim);
+        rctx_done(c);
         return;
     }
     snprintf(c->id, sizeof(c->id), "%s", id);
@@ -878,7 +912,7 @@ static void post_job(struct api *api, struct http_req *req)
 
 /* POST /v1/chat/completions: the pipeline run here and now, answered as an OpenAI
  * completion (not queued: like any proxy, a request whose process dies is not answered;
- * every answered request is recorded and counted). */
+ * every finished run is recorded and counted, answered or not). */
 static void post_chat(struct api *api, struct http_req *req)
 {
     const struct bd_config *cfg = api->svc->cfg;
@@ -924,6 +958,18 @@ static int job_texts(struct api *api, struct http_req *req, struct job_req *jr, 
     return BD_ENOMEM;
 }
 
+/* The tenant's jobs_per_minute and daily budget, checked in the submit's own script. */
+static void tenant_submit(struct rctx *c, struct store_submit *s, const char *tenant)
+{
+    const struct tenant_limits *l = tenant_limits_of(c->api->svc->cfg->tenants, tenant, NULL);
+    if (!l || (l->jobs_per_minute <= 0 && l->daily_budget_usd < 0))
+        return;
+    c->tlim = *l;
+    s->tenant = tenant;
+    s->tenant_jpm = l->jobs_per_minute;
+    s->tenant_budget_usd = l->daily_budget_usd;
+}
+
 /* Queue a validated job; answer now (202), or when it ends / wait passes. */
 static void enqueue(struct api *api, struct http_req *req, struct job_req *jr, double wait,
                     const char *idem)
@@ -951,6 +997,7 @@ static void enqueue(struct api *api, struct http_req *req, struct job_req *jr, d
     s.meta_json = meta_text;
     s.priority = jr->priority;
     s.max_queue = cfg->max_queue;
+    tenant_submit(c, &s, job_req_meta(jr, "tenant"));
     if (idem) {
         /* the key is scoped to the caller's API key; the body is compared by the hash of
          * its normalized form (so whitespace or key order do not matter) */
@@ -1087,6 +1134,8 @@ static void facade_record(struct facade_run *r, const char *status, const char *
     res.meta_json = r->meta_text;
     res.ttl_s = r->cfg->result_ttl_s;
     res.stats = &delta;
+    res.tenant = job_req_meta(&r->jr, "tenant");
+    res.cost_usd = r->pj.acct.cost_draft + r->pj.acct.cost_refine;
     if (store_finish(svc->store, NULL, r->id, &res, t ? shadow_stored : NULL, t) != 0) {
         log_warn("facade: the result of %s could not be recorded", r->id);
         shadow_drop(t);
@@ -1107,10 +1156,10 @@ static void on_facade_done(struct pipe_job *pj, enum pipe_outcome o)
                                      clock_wall_ms()) : NULL;
         job_text = job ? jsonx_print(job) : NULL;
     }
-    if (job_text && c->req)
+    if (job_text) /* also when the client left: the models were called, their cost counts */
         facade_record(r, status, job_text);
     if (!c->req) {
-        /* the client left: nothing answered, nothing recorded */
+        /* the client left: nothing answered */
     } else if (r->streaming) {
         facade_stream_end(r, o, job);
     } else if (job) {
@@ -1131,6 +1180,69 @@ static void on_facade_done(struct pipe_job *pj, enum pipe_outcome o)
     free(job_text);
     facade_run_free(r);
     rctx_maybe_free(c);
+}
+
+/* Admitted: run the pipeline (a streamed answer begins now). */
+static void facade_go(struct facade_run *r)
+{
+    struct rctx *c = r->c;
+    if (c->fr.stream)
+        facade_stream_begin(r);
+    if (pipe_start(c->api->svc->pipe, &r->pj) != 0) {
+        c->run = NULL;
+        if (r->streaming) {
+            facade_stream_end(r, PIPE_FAILED, NULL); /* no job error: out of memory */
+        } else {
+            http_respond_error(c->req, 500, "out_of_memory", NULL, "out of memory");
+            rctx_done(c);
+        }
+        facade_run_free(r);
+    }
+}
+
+static void on_facade_admitted(void *data, int status, enum store_submit_rc rc, long retry_s)
+{
+    struct facade_run *r = data;
+    struct rctx *c = r->c;
+    c->ops--;
+    if (!c->req || status != 0 || rc != STORE_SUBMITTED) {
+        if (c->req && status != 0)
+            respond_redis_down(c->req);
+        else if (c->req)
+            respond_tenant_limited(c->req, rc, retry_s, &c->tlim);
+        c->run = NULL;
+        facade_run_free(r);
+        if (c->req)
+            rctx_done(c);
+        else
+            rctx_maybe_free(c);
+        return;
+    }
+    facade_go(r);
+}
+
+/* The facade is a submission too: the tenant's jobs_per_minute and budget apply. */
+static void facade_admit(struct facade_run *r)
+{
+    struct rctx *c = r->c;
+    const char *tenant = job_req_meta(&r->jr, "tenant");
+    const struct tenant_limits *l = tenant_limits_of(r->cfg->tenants, tenant, NULL);
+    int rc;
+    if (!l || (l->jobs_per_minute <= 0 && l->daily_budget_usd < 0)) {
+        facade_go(r);
+        return;
+    }
+    c->tlim = *l;
+    rc = store_tenant_admit(c->api->svc->store, tenant, l->jobs_per_minute,
+                            l->daily_budget_usd, r->id, on_facade_admitted, r);
+    if (rc == 0) {
+        c->ops++;
+        return;
+    }
+    c->run = NULL;
+    facade_run_free(r);
+    respond_redis_down(c->req);
+    rctx_done(c);
 }
 
 static void run_facade(struct api *api, struct http_req *req, struct job_req *jr,
@@ -1160,22 +1272,12 @@ static void run_facade(struct api *api, struct http_req *req, struct job_req *jr
     c->fr = *fr;
     c->run = r;
     r->pj.data = r;
+    r->pj.id = r->id;
     r->pj.cfg = r->cfg;
     r->pj.req = &r->jr;
     r->pj.queue_ms = -1;
     r->pj.on_done = on_facade_done;
-    if (fr->stream)
-        facade_stream_begin(r);
-    if (pipe_start(api->svc->pipe, &r->pj) != 0) {
-        c->run = NULL;
-        if (r->streaming) {
-            facade_stream_end(r, PIPE_FAILED, NULL); /* no job error: out of memory */
-        } else {
-            http_respond_error(req, 500, "out_of_memory", NULL, "out of memory");
-            rctx_done(c);
-        }
-        facade_run_free(r);
-    }
+    facade_admit(r);
 }
 
 /* --- GET /v1/jobs/{id}[/events] --- */
@@ -1443,6 +1545,65 @@ static void post_reload(struct api *api, struct http_req *req)
 
 /* --- statistics --- */
 
+/* A tenant group of /v1/stats?by=tenant: its limits (the group is named by the tenant id)
+ * and, with a budget, what is left of it today. */
+static void tenant_budget_figures(cJSON *g, double budget, double spent, double reserved)
+{
+    double left = budget - spent - reserved;
+    jsonx_add_number(g, "spent_today_usd", spent);
+    jsonx_add_number(g, "reserved_usd", reserved);
+    jsonx_add_number(g, "remaining_budget_usd", left > 0 ? left : 0);
+}
+
+static void on_tenants_spend(void *data, int status, const double *v, size_t n)
+{
+    struct rctx *c = data;
+    cJSON *groups, *g;
+    size_t i = 0;
+    if (!rctx_reply(c))
+        return;
+    groups = cJSON_GetObjectItemCaseSensitive(c->stats, "groups");
+    cJSON_ArrayForEach(g, groups) {
+        const cJSON *b = cJSON_GetObjectItemCaseSensitive(
+            cJSON_GetObjectItemCaseSensitive(g, "limits"), "daily_budget_usd");
+        if (!cJSON_IsNumber(b) || i >= n)
+            continue;
+        if (status == 0)
+            tenant_budget_figures(g, b->valuedouble, v[2 * i], v[2 * i + 1]);
+        i++;
+    }
+    if (status != 0)
+        respond_redis_down(c->req);
+    else
+        http_respond_json(c->req, 200, c->stats);
+    rctx_done(c);
+}
+
+/* by=tenant: every group gets its limits; those with a budget their spend today (one more
+ * read). Returns 1 when that read was sent (it answers), else 0 (answer now). */
+static int add_tenant_limits(struct rctx *c, cJSON *stats)
+{
+    const struct tenant_table *t = c->api->svc->cfg->tenants;
+    cJSON *g, *groups = cJSON_GetObjectItemCaseSensitive(stats, "groups");
+    const char *ids[STORE_SPEND_MAX];
+    size_t n = 0;
+    if (strcmp(c->dim, "tenant") != 0 || !t)
+        return 0;
+    cJSON_ArrayForEach(g, groups) {
+        const struct tenant_limits *l = tenant_limits_of(t, g->string, NULL);
+        if (strcmp(g->string, "(other)") == 0)
+            continue; /* many tenants counted together: no limits of its own */
+        cJSON_AddItemToObject(g, "limits", tenant_limits_json(l));
+        if (l && l->daily_budget_usd >= 0 && n < STORE_SPEND_MAX)
+            ids[n++] = g->string;
+    }
+    if (n == 0)
+        return 0;
+    c->stats = stats;
+    rctx_sent(c, store_tenant_spend(c->api->svc->store, ids, n, on_tenants_spend, c));
+    return 1;
+}
+
 static void on_stats_rows(void *data, int status, const struct stats_rows *rows)
 {
     struct rctx *c = data;
@@ -1450,12 +1611,88 @@ static void on_stats_rows(void *data, int status, const struct stats_rows *rows)
     if (!rctx_reply(c))
         return;
     stats = status == 0 ? stats_window_json(rows, c->window_s, c->dim, c->step_s) : NULL;
+    if (stats && add_tenant_limits(c, stats))
+        return;
     if (!stats)
         respond_redis_down(c->req);
     else
         http_respond_json(c->req, 200, stats);
     cJSON_Delete(stats);
     rctx_done(c);
+}
+
+/* --- GET /v1/tenants/{id} (admin) --- */
+
+static void on_tenant_figures(void *data, int status, const struct store_tenant_figures *f)
+{
+    struct rctx *c = data;
+    cJSON *o;
+    char day[16];
+    if (!rctx_reply(c))
+        return;
+    if (status != 0 || !f) {
+        respond_redis_down(c->req);
+        rctx_done(c);
+        return;
+    }
+    o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "object", "tenant");
+    cJSON_AddStringToObject(o, "id", c->tenant);
+    cJSON_AddItemToObject(o, "limits", tenant_limits_json(c->tlim_src ? &c->tlim : NULL));
+    if (c->tlim_src)
+        cJSON_AddStringToObject(o, "limits_from", c->tlim_src);
+    else
+        cJSON_AddNullToObject(o, "limits_from");
+    clock_utc_day(clock_wall_ms(), day, sizeof(day));
+    cJSON_AddStringToObject(o, "day", day);
+    cJSON_AddNumberToObject(o, "jobs_this_minute", (double)f->jobs_this_minute);
+    if (c->tlim_src && c->tlim.daily_budget_usd >= 0)
+        tenant_budget_figures(o, c->tlim.daily_budget_usd, f->spent_today_usd, f->reserved_usd);
+    else {
+        jsonx_add_number(o, "spent_today_usd", f->spent_today_usd);
+        jsonx_add_number(o, "reserved_usd", f->reserved_usd);
+        cJSON_AddNullToObject(o, "remaining_budget_usd");
+    }
+    cJSON_AddNumberToObject(o, "window_s", (double)c->window_s);
+    cJSON_AddNumberToObject(o, "decided", f->decided);
+    cJSON_AddNumberToObject(o, "refined", f->refined);
+    jsonx_add_number(o, "refine_rate", f->decided > 0 ? f->refined / f->decided : NAN);
+    http_respond_json(c->req, 200, o);
+    cJSON_Delete(o);
+    rctx_done(c);
+}
+
+static void get_tenant(struct api *api, struct http_req *req, const char *rest)
+{
+    const struct bd_config *cfg = api->svc->cfg;
+    const struct tenant_limits *l;
+    char id[TENANT_ID_MAX + 2];
+    struct rctx *c;
+    if (*rest == '\0' || strchr(rest + 1, '/')) {
+        http_respond_error(req, 404, "not_found", NULL, "no route %.200s; use /v1/tenants/{id}",
+                           http_req_path(req));
+        return;
+    }
+    segment_decode(rest + 1, id, sizeof(id));
+    if (!tenant_id_valid(id)) {
+        http_respond_error(req, 400, "invalid_value", "id",
+                           "a tenant id is 1 to %d bytes of UTF-8", TENANT_ID_MAX);
+        return;
+    }
+    c = rctx_begin(api, req, "");
+    if (!c)
+        return;
+    c->tenant = strdup(id);
+    l = tenant_limits_of(cfg->tenants, id, &c->tlim_src);
+    if (l)
+        c->tlim = *l;
+    c->window_s = router_guard_window_s(cfg->router);
+    if (!c->tenant) {
+        http_respond_error(req, 500, "out_of_memory", NULL, "out of memory");
+        rctx_done(c);
+        return;
+    }
+    rctx_sent(c, store_tenant_figures(api->svc->store, id, c->window_s, on_tenant_figures, c));
 }
 
 /* Parse an integer query parameter within [lo, hi]; dflt when absent; -1 after a 400. */
@@ -1701,6 +1938,11 @@ static void r_models(struct api *api, struct http_req *req, const char *rest)
     get_models(api, req, rest);
 }
 
+static void r_tenants(struct api *api, struct http_req *req, const char *rest)
+{
+    get_tenant(api, req, rest);
+}
+
 #define R_PLAIN(name, fn) \
     static void name(struct api *api, struct http_req *req, const char *rest) \
     { (void)rest; fn(api, req); }
@@ -1734,6 +1976,7 @@ static const struct api_route routes[] = {
     {"/v1/models", 1, "GET", AUTH_USER, 0, r_models},
     {"/v1/config", 0, "GET", AUTH_ADMIN, 0, r_config},
     {"/v1/config/reload", 0, "POST", AUTH_ADMIN, 0, r_reload},
+    {"/v1/tenants", 1, "GET", AUTH_ADMIN, 0, r_tenants},
 };
 
 /* The route for path, with *rest set to what follows its path ("" or "/..."). */

@@ -19,6 +19,7 @@
 #include "mclient.h"
 #include "router.h"
 #include "sbuf.h"
+#include "tenant.h"
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define NOFF ((size_t)-1) /* the key lands nowhere directly: its set()/show() handle it */
@@ -109,7 +110,7 @@ static int set_env_name(char *, const struct key *, const char *, const char *,
                         struct cfg_err *);
 static char *show_listen(const char *base);
 static char *show_redis_url(const char *base);
-static const struct key_ops headers_ops, allow_ops, sentinels_ops;
+static const struct key_ops headers_ops, allow_ops, sentinels_ops, tenants_ops;
 
 static const char *const auth_header_names[] = {"bearer", "api-key", NULL};
 static const char *const log_format_names[] = {"text", "json", NULL};
@@ -262,6 +263,11 @@ static const struct key facade_keys[] = {
     STR("model", K_STR, O(facade_model), 1, 128, "briefd-hybrid", NULL, NULL),
 };
 
+/* The exact cache (docs/CONFIG.md#cache): 0 is off; at most 30 days. */
+static const struct key cache_keys[] = {
+    NUM("ttl_s", K_LONG, O(cache_ttl_s), 0, 2592000, 0),
+};
+
 static const struct key stats_keys[] = {
     NUM("retention_s", K_LONG, O(stats_retention_s), 60, 31536000, 604800),
 };
@@ -285,6 +291,8 @@ static const struct key top_keys[] = {
     OBJ("evaluation", 0, evaluation_keys, -1),
     OBJ("log", 0, log_keys, -1),
     OBJ("webhooks", 0, webhooks_keys, -1),
+    CUSTOM("tenants", &tenants_ops),
+    OBJ("cache", 0, cache_keys, -1),
     {"routing", K_ROUTING, O(router), 0, 0, {{0, NULL}, {0, NULL}, {0, NULL}}, NULL, 0, -1,
      NULL, NULL, NULL, NULL},
 };
@@ -927,6 +935,36 @@ static int sentinels_describe(const char *base, const char *name, cJSON *out)
 static const struct key_ops sentinels_ops = {sentinels_parse, sentinels_describe,
                                              sentinels_free};
 
+/* ---- tenants (tenant.h) --------------------------------------------------------------- */
+
+static void tenants_free(char *base)
+{
+    struct bd_config *c = (struct bd_config *)(void *)base;
+
+    tenant_table_free(c->tenants);
+    c->tenants = NULL;
+}
+
+static int tenants_parse(char *base, const cJSON *v, const char *path, struct cfg_err *err)
+{
+    (void)path; /* the section is always "tenants" */
+    tenants_free(base);
+    return tenant_table_parse(v, &((struct bd_config *)(void *)base)->tenants, err);
+}
+
+static int tenants_describe(const char *base, const char *name, cJSON *out)
+{
+    const struct bd_config *c = (const struct bd_config *)(const void *)base;
+    cJSON *o = tenant_table_describe(c->tenants);
+
+    if (!o)
+        return -1;
+    cJSON_AddItemToObject(out, name, o);
+    return 0;
+}
+
+static const struct key_ops tenants_ops = {tenants_parse, tenants_describe, tenants_free};
+
 /* ---- applying the table: defaults, then the JSON ------------------------------------- */
 
 static int apply_string(const struct key *k, char *base, const char *s, const char *path,
@@ -1558,14 +1596,40 @@ static int load_secrets(struct bd_config *c, struct cfg_err *err)
 
 static cJSON *describe_core(const struct bd_config *c);
 
+/* The exact cache's scope: what shapes a brief (the two models' settings, prompts
+ * included, and routing), not the rest (listen, workers, tenants, the cache itself...). */
+static int answer_version(struct bd_config *c, const cJSON *d)
+{
+    static const char *const parts[][2] = {{"models", "draft"}, {"models", "refine"},
+                                           {"routing", NULL}};
+    uint64_t h = HASH_FNV1A64_INIT;
+
+    for (size_t i = 0; i < ARRAY_LEN(parts); i++) {
+        const cJSON *it = cJSON_GetObjectItemCaseSensitive(d, parts[i][0]);
+        char *text;
+        if (parts[i][1])
+            it = cJSON_GetObjectItemCaseSensitive(it, parts[i][1]);
+        text = it ? cJSON_PrintUnformatted(it) : NULL;
+        if (!text)
+            return -1;
+        h = hash_fnv1a64(hash_fnv1a64_str(h, text), "", 1);
+        free(text);
+    }
+    snprintf(c->answer_version, sizeof c->answer_version, "%016" PRIx64, h);
+    return 0;
+}
+
 static int compute_version(struct bd_config *c, struct cfg_err *err)
 {
     cJSON *d = describe_core(c);
     char *text = d ? cJSON_PrintUnformatted(d) : NULL;
+    int rc = text ? answer_version(c, d) : -1;
 
     cJSON_Delete(d);
-    if (!text)
+    if (!text || rc < 0) {
+        free(text);
         return oom(err);
+    }
     snprintf(c->version, sizeof c->version, "%016" PRIx64, hash_fnv1a64_str(HASH_FNV1A64_INIT, text));
     free(text);
     return 0;

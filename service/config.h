@@ -23,6 +23,7 @@
 
 struct cJSON;
 struct router;
+struct tenant_table;
 
 #define CONFIG_MAX_FILE_BYTES (1u << 20) /* a config file larger than this is refused */
 #define CONFIG_KEY_MIN 8                 /* API/admin key length bounds (bytes, printable ASCII) */
@@ -155,6 +156,11 @@ struct bd_config {
     struct router *router;   /* built from "routing" */
 
     long stats_retention_s;  /* stats.retention_s: 60..31536000 (604800) */
+
+    struct tenant_table *tenants; /* "tenants" (tenant.h), or NULL: no tenant limits */
+    long cache_ttl_s;             /* cache.ttl_s: exact-cache lifetime, 0 (off)..2592000 */
+    char answer_version[17];      /* 16 hex chars: hash of what shapes a brief - models.draft,
+                                     models.refine and routing - the exact cache's scope */
 
     double eval_shadow_rate;      /* evaluation.shadow_rate: 0..1 (0) */
     double eval_daily_budget_usd; /* evaluation.daily_budget_usd: >= 0, or -1 for null (none) */

@@ -210,7 +210,8 @@ static cJSON *usage_obj(const cJSON *job)
 
 static cJSON *briefd_obj(const cJSON *job)
 {
-    static const char *const keys[] = {"route", "latency_ms", "cost_usd", NULL};
+    static const char *const keys[] = {"route", "latency_ms", "cost_usd", "cached", "cached_from",
+                                       NULL};
     cJSON *b = cJSON_CreateObject();
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(job, "id");
     const cJSON *res = cJSON_GetObjectItemCaseSensitive(job, "result");

@@ -421,6 +421,11 @@ int job_req_from_json(const char *json, size_t len, struct job_req *out)
     return job_req_parse(json, len, (size_t)1 << 30, out, &e);
 }
 
+int job_utf8_valid(const char *s, size_t n)
+{
+    return utf8_valid((const unsigned char *)s, n);
+}
+
 const char *job_req_meta(const struct job_req *r, const char *key)
 {
     const cJSON *v = r->metadata ? cJSON_GetObjectItemCaseSensitive(r->metadata, key) : NULL;

@@ -77,6 +77,9 @@ struct cJSON *job_req_to_json(const struct job_req *r);
 int job_req_from_json(const char *json, size_t len, struct job_req *out);
 /* metadata[key] if it is a string, else NULL (borrowed). */
 const char *job_req_meta(const struct job_req *r, const char *key);
+/* 1 if n bytes at s are strict UTF-8 (no overlongs, no surrogates, <= U+10FFFF): the check
+ * every text field of a job passes. */
+int job_utf8_valid(const char *s, size_t n);
 
 /* Job ids are "job_" + a ULID-shaped 26 chars of Crockford base32: 48 bits of creation time
  * (ms) then 80 bits, so ids sort by creation time. A queued job's id encodes the queue entry

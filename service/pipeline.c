@@ -18,6 +18,7 @@
 #include "stats.h"
 #include "store.h"
 #include "svc.h"
+#include "tenant.h"
 
 #define TICK_MS 100
 #define GUARD_REFRESH_MS 1000   /* guard figures are re-read this often... */
@@ -30,6 +31,7 @@ struct pipeline {
     uv_timer_t tick;
     uint64_t last_tick;
     uint64_t stalled_at;        /* uv_now when the last stall was seen (0: never) */
+    struct gate *gate;          /* the cache's and the tenants' per-process state */
     struct breaker draft_br;    /* circuit breakers of this process, per model */
     struct breaker refine_br;
     struct slots *slots;        /* model call slots (max_concurrency) */
@@ -114,8 +116,10 @@ static void on_tick(uv_timer_t *t)
 int pipeline_new(struct svc *svc, struct pipeline **out)
 {
     struct pipeline *p = calloc(1, sizeof(*p));
-    if (!p)
+    if (!p || gate_new(svc, &p->gate) != 0) {
+        free(p);
         return BD_ENOMEM;
+    }
     p->svc = svc;
     if (slots_new(svc->loop, svc->store, svc->instance, &p->slots) != 0) {
         free(p);
@@ -134,6 +138,7 @@ static void maybe_free(struct pipeline *p)
     void *data = p->close_data;
     if (p->closing < 2 || p->guard.fetching)
         return; /* the tick is not closed yet, or a guard fetch will still call back */
+    gate_free(p->gate);
     free(p);
     if (cb)
         cb(data);
@@ -197,6 +202,19 @@ static cJSON *make_error(const char *code, const char *fmt, ...)
     return e;
 }
 
+static cJSON *result_json(const struct pipe_job *j);
+
+/* Leave the result in the exact cache when it may be served again: a brief the models wrote
+ * (not a copy), not degraded, not shaped by a guard (the guards' figures change). */
+static void gate_done(struct pipe_job *j, enum pipe_outcome o)
+{
+    int cacheable = o == PIPE_SUCCEEDED && !j->gate.cached && j->routed && !j->degraded &&
+                    !j->route.guarded;
+    cJSON *res = cacheable ? result_json(j) : NULL;
+    gate_end(&j->gate, res != NULL, res);
+    cJSON_Delete(res);
+}
+
 static void finish(struct pipe_job *j, enum pipe_outcome o)
 {
     if (j->listen) { /* a listen question still out: its answer finds no job */
@@ -206,6 +224,7 @@ static void finish(struct pipe_job *j, enum pipe_outcome o)
     if (o == PIPE_SUCCEEDED || o == PIPE_FAILED)
         j->acct.total_ms = (j->acct.queue_ms > 0 ? j->acct.queue_ms : 0) + ms_since(j->t_start);
     acct_price(&j->acct, &j->cfg->draft, &j->cfg->refine);
+    gate_done(j, o);
     j->on_done(j, o);
 }
 
@@ -523,7 +542,77 @@ static void refine_or_keep(struct pipe_job *j)
         start_failed(j, rc);
 }
 
+/* The bytes of model m's prompt for this job (system + user message), 0 on OOM. */
+static size_t prompt_bytes(const struct model_cfg *m, const struct job_req *req,
+                           const char *draft)
+{
+    char *user = job_render_prompt(m->prompt_user, req, draft);
+    size_t n = user ? strlen(user) + (m->prompt_system ? strlen(m->prompt_system) : 0) : 0;
+    free(user);
+    return n;
+}
+
+/* The draft's cost so far (its usage is in). */
+static double draft_cost(const struct pipe_job *j)
+{
+    const struct stage_usage *u = &j->acct.draft;
+    return u->present ? acct_cost(&j->cfg->draft, u->prompt_tokens, u->completion_tokens,
+                                  j->acct.draft_busy_ms)
+                      : 0;
+}
+
+/* The draft is the brief: it goes out (to a streaming client) and the job ends. */
+static void keep_draft(struct pipe_job *j)
+{
+    j->text_on = j->on_text && !j->listen_id;
+    emit(j, j->draft, strlen(j->draft));
+    finish(j, PIPE_SUCCEEDED);
+}
+
+/* The tenant's budget had no room for the refinement: keep the draft, say why. */
+static void hold_back_budget(struct pipe_job *j)
+{
+    struct verdict *v = router_hold_back(&j->route, "guard:tenant_budget",
+                                         j->gate.spent_usd + j->gate.others_usd +
+                                             j->gate.reserved_usd + j->gate.refine_bound_usd);
+    snprintf(v->detail, sizeof(v->detail), "%.199s", j->gate.detail);
+    keep_draft(j);
+}
+
+static void on_budget_checked(struct gate_job *gj, int ok)
+{
+    struct pipe_job *j = gj->data;
+    if (ok)
+        refine_or_keep(j);
+    else
+        hold_back_budget(j);
+}
+
+/* A refinement the router decided: within the tenant's budget (reserved across processes)
+ * it starts; else it is held back. */
+static void refine_within_budget(struct pipe_job *j)
+{
+    int rc = gate_refine(&j->gate, draft_cost(j), j->refine_bound, on_budget_checked);
+    if (rc == 0)
+        refine_or_keep(j);
+    else if (rc < 0)
+        hold_back_budget(j);
+}
+
 /* --- draft and route --- */
+
+/* The guards' figures: the process's (if fresh) and the job's tenant's (gate.h), or NULL. */
+static struct guard_input *all_figures(struct pipe_job *j, struct guard_input *g)
+{
+    struct guard_input *gi = (struct guard_input *)guard_figures(j->p, g);
+    if (!gi && j->gate.lim) {
+        memset(g, 0, sizeof(*g)); /* the tenant's figures alone */
+        gi = g;
+    }
+    if (gi)
+        gate_guard_input(&j->gate, draft_cost(j), j->refine_bound, gi);
+    return gi;
+}
 
 static void route(struct pipe_job *j)
 {
@@ -531,8 +620,11 @@ static void route(struct pipe_job *j)
     struct route_input in;
     uint64_t t0;
     job_route_input(j->req, j->draft, &j->lp, j->draft_truncated, &in);
+    if (j->gate.lim && j->gate.lim->daily_budget_usd >= 0)
+        j->refine_bound = acct_cost_bound(&j->cfg->refine, prompt_bytes(&j->cfg->refine,
+                                                                        j->req, j->draft));
     t0 = uv_hrtime();
-    router_decide(j->cfg->router, &in, guard_figures(j->p, &g), &j->route);
+    router_decide(j->cfg->router, &in, all_figures(j, &g), &j->route);
     j->acct.route_ms = ms_since(t0);
     j->routed = 1;
 }
@@ -551,7 +643,7 @@ static int pre_route(struct pipe_job *j)
     memset(&none, 0, sizeof(none));
     job_route_input(j->req, NULL, &none, 0, &in);
     t0 = uv_hrtime();
-    if (!router_pre_decide(j->cfg->router, &in, guard_figures(j->p, &g), &j->route) ||
+    if (!router_pre_decide(j->cfg->router, &in, all_figures(j, &g), &j->route) ||
         !j->route.refine)
         return 0;
     j->acct.route_ms = ms_since(t0);
@@ -613,13 +705,10 @@ static void on_draft(struct mc_call *c, int status)
         return;
     }
     route(j);
-    if (j->route.refine) {
-        refine_or_keep(j);
-        return;
-    }
-    j->text_on = j->on_text && !j->listen_id;
-    emit(j, j->draft, strlen(j->draft));
-    finish(j, PIPE_SUCCEEDED);
+    if (j->route.refine)
+        refine_within_budget(j);
+    else
+        keep_draft(j);
 }
 
 static int begin_draft(struct pipe_job *j)
@@ -683,16 +772,11 @@ static int defer(struct pipe_job *j, cJSON *error)
     return 0;
 }
 
-int pipe_start(struct pipeline *p, struct pipe_job *j)
+/* The models' part: a pre-routed refinement from the document, or the draft. Returns 0
+ * (the job ends later, never from inside this call) or BD_ENOMEM. */
+static int begin_models(struct pipe_job *j)
 {
     int rc;
-    j->p = p;
-    acct_init(&j->acct);
-    j->acct.queue_ms = j->queue_ms;
-    j->call.ttft_ms = -1;
-    j->t_start = uv_hrtime();
-    j->t_loop = uv_now(p->svc->loop);
-    j->deadline_ms = j->t_loop + (uint64_t)j->cfg->job_timeout_ms;
     if (pre_route(j)) {
         rc = start_refine(j);
         if (rc == 0)
@@ -710,8 +794,86 @@ int pipe_start(struct pipeline *p, struct pipe_job *j)
     return 0;
 }
 
+/* A copy of an earlier result is the brief: it goes out and the job ends. */
+static void serve_cached(struct pipe_job *j)
+{
+    const cJSON *b = cJSON_GetObjectItemCaseSensitive(j->gate.cached_result, "brief");
+    j->text_on = j->on_text && !j->listen_id;
+    if (cJSON_IsString(b))
+        emit(j, b->valuestring, strlen(b->valuestring));
+    finish(j, PIPE_SUCCEEDED);
+}
+
+/* The gate's verdict before the models (gate.h). */
+static void on_gate(struct gate_job *gj, enum gate_verdict v)
+{
+    struct pipe_job *j = gj->data;
+    cJSON *e;
+    switch (v) {
+    case GATE_RUN:
+        if (begin_models(j) != 0)
+            fail(j, make_error("internal", "%s", "out of memory"));
+        break;
+    case GATE_CACHED:
+        serve_cached(j);
+        break;
+    case GATE_REFUSED:
+        e = make_error("tenant_budget_exhausted", "%s", gj->refusal);
+        cJSON_AddStringToObject(e, "tenant", gj->tenant);
+        fail(j, e);
+        break;
+    case GATE_RETRY:
+        finish(j, PIPE_RETRY);
+        break;
+    }
+}
+
+/* An upper bound of the first model call's cost, for a tenant's budget reservation: the
+ * draft's, plus a direct refinement's when pre-routing may skip the draft. */
+static double draft_bound(const struct pipe_job *j)
+{
+    const struct model_cfg *r = &j->cfg->refine;
+    double b;
+    if (!j->cfg->tenants)
+        return 0;
+    b = acct_cost_bound(&j->cfg->draft, prompt_bytes(&j->cfg->draft, j->req, NULL));
+    if (router_pre_route(j->cfg->router)) {
+        char *user = job_render_prompt(r->prompt_direct, j->req, NULL);
+        size_t n = user ? strlen(user) + (r->prompt_system ? strlen(r->prompt_system) : 0) : 0;
+        free(user);
+        b += acct_cost_bound(r, n);
+    }
+    return b;
+}
+
+int pipe_start(struct pipeline *p, struct pipe_job *j)
+{
+    int rc;
+    j->p = p;
+    acct_init(&j->acct);
+    j->acct.queue_ms = j->queue_ms;
+    j->call.ttft_ms = -1;
+    j->t_start = uv_hrtime();
+    j->t_loop = uv_now(p->svc->loop);
+    j->deadline_ms = j->t_loop + (uint64_t)j->cfg->job_timeout_ms;
+    j->gate.g = p->gate;
+    j->gate.cfg = j->cfg;
+    j->gate.req = j->req;
+    j->gate.job_id = j->id ? j->id : "";
+    j->gate.data = j;
+    rc = gate_begin(&j->gate, draft_bound(j), on_gate);
+    if (rc < 0)
+        return defer(j, NULL); /* Redis is out: the job waits */
+    return rc == 1 ? 0 : begin_models(j);
+}
+
 void pipe_cancel(struct pipe_job *j)
 {
+    if (gate_busy(&j->gate)) {
+        gate_cancel(&j->gate);
+        finish(j, PIPE_CANCELED);
+        return;
+    }
     if (j->waits > 0) {
         slots_give(&j->slot);
         if (j->listen)
@@ -727,11 +889,13 @@ void pipe_cancel(struct pipe_job *j)
 
 int pipe_busy(const struct pipe_job *j)
 {
-    return j->waits > 0 || j->call.att != NULL || j->call.backoff != NULL;
+    return j->waits > 0 || j->call.att != NULL || j->call.backoff != NULL ||
+           gate_busy(&j->gate);
 }
 
 void pipe_job_free(struct pipe_job *j)
 {
+    gate_job_free(&j->gate);
     slots_give(&j->slot);
     mc_call_reset(&j->call);
     free(j->url);
@@ -781,13 +945,27 @@ static cJSON *signals_json(const struct pipe_job *j)
     return s;
 }
 
+/* A job answered from the exact cache: a copy of the result, at no cost, no model usage. */
+static cJSON *cached_out_json(const struct pipe_job *j, cJSON *out)
+{
+    cJSON_AddItemToObject(out, "result", cJSON_Duplicate(j->gate.cached_result, 1));
+    cJSON_AddTrueToObject(out, "cached");
+    cJSON_AddStringToObject(out, "cached_from", j->gate.cached_from);
+    acct_to_json(&j->acct, out);
+    cJSON_AddStringToObject(out, "config_version", j->cfg->version);
+    return out;
+}
+
 cJSON *pipe_out_json(const struct pipe_job *j, const char *status)
 {
     cJSON *out = cJSON_CreateObject();
     if (!out)
         return NULL;
+    if (j->gate.cached && strcmp(status, "succeeded") == 0)
+        return cached_out_json(j, out);
     if (strcmp(status, "succeeded") == 0)
         cJSON_AddItemToObject(out, "result", result_json(j));
+    cJSON_AddFalseToObject(out, "cached");
     if (j->routed)
         cJSON_AddItemToObject(out, "route", route_result_json(&j->route));
     acct_to_json(&j->acct, out);
@@ -807,6 +985,8 @@ int pipe_stats(const struct pipe_job *j, int succeeded, struct stats_delta *out)
     s.decided = j->routed;
     s.refined = j->refined;
     s.degraded = j->degraded;
+    s.cached = j->gate.cached;
+    s.cache_miss = j->gate.cache_lookup && !j->gate.cached;
     s.draft_model = j->cfg->draft.name;
     s.refine_model = j->cfg->refine.name;
     s.acct = &j->acct;

@@ -6,11 +6,16 @@
  * few seconds), a detector of stalls (a process stopped by SIGSTOP or starved) - lives in
  * struct pipeline.
  *
+ * Around the model calls, the gate (gate.h) answers a job from the exact cache (no model
+ * call: cached), makes identical jobs in flight wait for one another, reserves the tenant's
+ * budget and reads the tenant's refine figures.
+ *
  * A job ends in one of these ways (on_done):
- *   PIPE_SUCCEEDED  a brief (the draft, the refined brief, or the draft kept because the
- *                   refinement failed: degraded);
+ *   PIPE_SUCCEEDED  a brief (the draft, the refined brief, the draft kept because the
+ *                   refinement failed: degraded, or a copy from the exact cache: cached);
  *   PIPE_FAILED     the job itself cannot be briefed (the draft model refused it, answered
- *                   nothing usable, a corrupt request): error says why;
+ *                   nothing usable, a corrupt request, its tenant's budget is spent): error
+ *                   says why;
  *   PIPE_RETRY      not the job's fault: the draft model is out (connection refused, timeouts,
  *                   5xx, 429 after every retry, its breaker open) or the process was stalled
  *                   past the deadline; the caller puts the job back without counting the
@@ -42,6 +47,7 @@
 #include <stdint.h>
 
 #include "acct.h"
+#include "gate.h"
 #include "job.h"
 #include "mclient.h"
 #include "router.h"
@@ -63,6 +69,8 @@ typedef void (*pipe_stage_cb)(struct pipe_job *j, const char *status);
 struct pipe_job {
     /* inputs */
     void *data;                     /* the caller's */
+    const char *id;                 /* the job's id (the cache's single flight, the tenant's
+                                       reservation); kept valid by the caller */
     struct bd_config *cfg;          /* the config it runs under (caller's reference) */
     const struct job_req *req;
     double queue_ms;                /* time spent queued before (negative: none) */
@@ -86,7 +94,9 @@ struct pipe_job {
     int direct;                     /* pre-routing decided: the refine model wrote from the text */
     size_t text_sent;               /* bytes passed to on_text */
     int text_broken;                /* text went out, then the refinement failed or changed it */
+    struct gate_job gate;           /* cache and tenant state (gate.cached: from the cache) */
     /* internal */
+    double refine_bound;            /* an upper bound of the refinement's cost (tenant budget) */
     struct pipeline *p;
     struct mc_call call;
     char *url, *body;

@@ -190,9 +190,9 @@ struct shadow_task *shadow_take(struct shadow *sh, const struct pipe_job *pj, co
                                 const char *req_json, int64_t finished_ms)
 {
     struct shadow_task *t;
-    if (!sh || sh->closing || !sampled(id, pj->cfg->eval_shadow_rate) ||
+    if (!sh || sh->closing || !sampled(id, pj->cfg->eval_shadow_rate) || pj->gate.cached ||
         (!pj->draft && !pj->brief))
-        return NULL;
+        return NULL; /* not sampled; or a copy from the exact cache: no model wrote it */
     t = task_new(sh, pj, id, req_json);
     if (!t)
         return NULL;

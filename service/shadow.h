@@ -5,6 +5,8 @@
  * sampled ones once the record is stored and its event published (shadow_start), so a
  * client never waits for any of this.
  *
+ * Jobs answered from the exact cache (gate.h) are not evaluated: no model wrote them.
+ *
  * What a sampled job gets: a kept draft (or one kept because the refinement failed) a
  * background refinement with models.refine's prompt; a refined job has both briefs already;
  * a pre-routed job (no draft) a background draft with models.draft's prompt. Each brief

@@ -49,8 +49,12 @@ static void inc(struct stats_delta *d, const char *field, long long n)
             d->dropped++;
             return;
         }
+        size_t len = strlen(field);
         it = &d->inc[d->n++];
-        snprintf(it->field, sizeof(it->field), "%s", field);
+        if (len >= sizeof(it->field))
+            len = sizeof(it->field) - 1;
+        memcpy(it->field, field, len);
+        it->field[len] = '\0';
         for (char *p = it->field; *p; p++) /* fields travel as "field<TAB>n" lines */
             if (*p == '\t' || *p == '\n')
                 *p = '_';
@@ -59,19 +63,32 @@ static void inc(struct stats_delta *d, const char *field, long long n)
     it->n += n;
 }
 
+/* a, b and c joined into f (cap bytes, cut to fit): no printf on the per-job path. */
+static void cat3(char *f, size_t cap, const char *a, const char *b, const char *c)
+{
+    const char *parts[3] = {a, b, c};
+    size_t n = 0;
+    for (int i = 0; i < 3; i++)
+        for (const char *p = parts[i]; *p && n + 1 < cap; p++)
+            f[n++] = *p;
+    f[n] = '\0';
+}
+
 static void incf(struct stats_delta *d, const char *a, const char *b, const char *c, long long n)
 {
     char f[200];
-    snprintf(f, sizeof(f), "%s%s%s", a, b, c);
+    cat3(f, sizeof(f), a, b, c);
     inc(d, f, n);
 }
 
 static void add_latency(struct stats_delta *d, const char *stage, double ms)
 {
-    char f[64];
+    char f[64], num[24];
     if (ms < 0)
         return;
-    snprintf(f, sizeof(f), "h:%s:%d", stage, stats_bucket(ms));
+    jsonx_int(stats_bucket(ms), num);
+    cat3(f, sizeof(f), "h:", stage, ":");
+    cat3(f + strlen(f), sizeof(f) - strlen(f), num, "", "");
     inc(d, f, 1);
     incf(d, "n:", stage, "", 1);
     incf(d, "sum_us:", stage, "", llround(ms * 1000.0));
@@ -88,6 +105,8 @@ static void job_fields(struct stats_delta *i, const struct stats_job *j)
     }
     inc(i, "refined", j->refined);
     inc(i, "degraded", j->degraded);
+    inc(i, "cached", j->cached);
+    inc(i, "cache_miss", j->cache_miss);
     inc(i, "cost_draft_p", pico(a->cost_draft));
     inc(i, "cost_refine_p", pico(a->cost_refine));
     incf(i, "cost_p:", j->draft_model, "", pico(a->cost_draft));
@@ -115,8 +134,7 @@ static void job_fields(struct stats_delta *i, const struct stats_job *j)
         add_latency(i, acct_stage_names[k], acct_stage_ms(a, k));
 }
 
-/* A dimension value as a label-safe group name: printable, no spaces or colons, bounded. */
-static void label_safe(const char *value, char *out, size_t len)
+void stats_label(const char *value, char *out, size_t len)
 {
     size_t n = 0;
     for (const char *p = value ? value : ""; *p && n < 64 && n + 1 < len; p++)
@@ -128,8 +146,8 @@ int stats_delta_of(const struct stats_job *j, struct stats_delta *out)
 {
     memset(out, 0, sizeof(*out));
     job_fields(out, j);
-    label_safe(j->source, out->source, sizeof(out->source));
-    label_safe(j->tenant, out->tenant, sizeof(out->tenant));
+    stats_label(j->source, out->source, sizeof(out->source));
+    stats_label(j->tenant, out->tenant, sizeof(out->tenant));
     out->at_ms = j->finished_ms;
     return out->dropped ? BD_ETOOBIG : 0;
 }
@@ -148,8 +166,8 @@ static void quality_head(struct stats_delta *out, const char *source, const char
                          int64_t at_ms)
 {
     memset(out, 0, sizeof(*out));
-    label_safe(source, out->source, sizeof(out->source));
-    label_safe(tenant, out->tenant, sizeof(out->tenant));
+    stats_label(source, out->source, sizeof(out->source));
+    stats_label(tenant, out->tenant, sizeof(out->tenant));
     out->at_ms = at_ms;
 }
 
@@ -542,6 +560,16 @@ static void add_quality(cJSON *obj, const cJSON *m)
     add_feedback(q, m);
 }
 
+/* "cache": exact-cache hits, misses (lookups that ran the models) and the hit rate. */
+static void add_cache(cJSON *obj, const cJSON *m)
+{
+    double hits = num(m, "cached"), misses = num(m, "cache_miss");
+    cJSON *c = cJSON_AddObjectToObject(obj, "cache");
+    cJSON_AddNumberToObject(c, "hits", hits);
+    cJSON_AddNumberToObject(c, "misses", misses);
+    jsonx_add_number(c, "hit_rate", hits + misses > 0 ? hits / (hits + misses) : NAN);
+}
+
 static void add_figures(cJSON *obj, const cJSON *m, const cJSON *ratio_from)
 {
     double jobs = num(m, "jobs"), cd = num(m, "cost_draft_p"), cr = num(m, "cost_refine_p");
@@ -564,6 +592,7 @@ static void add_figures(cJSON *obj, const cJSON *m, const cJSON *ratio_from)
     jsonx_add_number(cf, "savings_vs_all_refine", isnan(allr) || allr <= 0
                                                       ? NAN
                                                       : 1.0 - (cd + cr) / allr);
+    add_cache(obj, m);
     add_latency_json(obj, m);
     add_breakdowns(obj, m);
     add_quality(obj, m);
@@ -844,6 +873,12 @@ char *stats_metrics_text(const cJSON *m, double depth, double pending)
     metric_head(&t, "briefd_degraded_total", "counter",
                 "Jobs that kept their draft because refinement failed.");
     sbuf_printf(&t, "briefd_degraded_total %.17g\n", num(m, "degraded"));
+    metric_head(&t, "briefd_cache_hits_total", "counter",
+                "Jobs answered from the exact cache (no model call).");
+    sbuf_printf(&t, "briefd_cache_hits_total %.17g\n", num(m, "cached"));
+    metric_head(&t, "briefd_cache_misses_total", "counter",
+                "Jobs looked up in the exact cache and not found (the models ran).");
+    sbuf_printf(&t, "briefd_cache_misses_total %.17g\n", num(m, "cache_miss"));
     metric_head(&t, "briefd_policy_votes_total", "counter", "Verdicts by policy (and guard).");
     metric_pairs(&t, m, "vote:", "briefd_policy_votes_total", "policy", "verdict", NULL);
     metric_histograms(&t, m);

@@ -6,6 +6,7 @@
  *
  * Counter fields (integers, so sums from any number of processes are exact):
  *   jobs succeeded failed decided dec_refine dec_keep refined degraded
+ *   cached cache_miss                            exact cache: hits, lookups that ran the models
  *   cost_draft_p cost_refine_p cost_p:<model>   costs in picodollars
  *   tok:<model>:p tok:<model>:c                  prompt / completion tokens
  *   dtok_all dtok_refined                        draft tokens of all / of refined jobs
@@ -50,6 +51,8 @@ struct stats_job {
     int succeeded;
     int decided;                 /* a route decision was made */
     int refined, degraded;
+    int cached;                  /* answered from the exact cache (no model call) */
+    int cache_miss;              /* looked up in the exact cache, not found: the models ran */
     const char *draft_model, *refine_model;
     const struct job_acct *acct;
     const struct route_result *route;   /* NULL if not routed */
@@ -74,6 +77,9 @@ struct stats_delta {
     char tenant[80];
     int64_t at_ms;
 };
+/* A dimension value (source, tenant) as the group name it is counted under: printable, no
+ * spaces or colons (each becomes '_'), at most 64 bytes; "" for NULL. */
+void stats_label(const char *value, char *out, size_t len);
 /* Returns 0, or BD_ETOOBIG when increments had to be dropped (the rest is still there). */
 int stats_delta_of(const struct stats_job *j, struct stats_delta *out);
 /* The increment of field (0 when absent). */

@@ -19,6 +19,7 @@
 #include "rwait.h"
 #include "sbuf.h"
 #include "stats.h"
+#include "tenant.h"
 
 #define GROUP "briefd-workers"
 #define KEY_MAX 256
@@ -150,17 +151,20 @@ static const char GET_LUA[] =
     "local pend = redis.call('XPENDING', q, ARGV[1], e, e, 1)\n"
     "return {'live', f[1][2], #pend > 0 and 1 or 0, redis.call('GET', KEYS[3]) or ''}\n";
 
-/* KEYS: q:low q:normal q:high pend, then per job: job, jobx.
+/* KEYS: q:low q:normal q:high pend, then per job: job, jobx, and its tenant's spend today,
+ * reservations and their expiries (tenant keys: any key when the job has no tenant).
  * ARGV: group, channel, n, then per job: prio (-1: never queued), entry, has jobx (0/1),
- * ttl, record, delta, event. -> per job 1 stored, 2 stored earlier by this very delivery (a
- * resent batch), 0 refused (the delivery is no longer current). */
+ * ttl, record, delta, event, id, has tenant (0/1), cost (picodollars).
+ * -> per job 1 stored, 2 stored earlier by this very delivery (a resent batch), 0 refused
+ * (the delivery is no longer current). A stored job of a tenant settles its budget: its
+ * reservation goes and its cost is added to the tenant's spend today. */
 static const char FINISH_LUA[] =
     "local group, chan, n = ARGV[1], ARGV[2], tonumber(ARGV[3])\n"
     "local res, dels, deltas, events = {}, {{}, {}, {}}, {}, {}\n"
     "for i = 0, n - 1 do\n"
-    "  local a = 4 + i * 7\n"
+    "  local a = 4 + i * 10\n"
     "  local p, entry = tonumber(ARGV[a]), ARGV[a + 1]\n"
-    "  local jk, xk = KEYS[5 + i * 2], KEYS[6 + i * 2]\n"
+    "  local jk, xk = KEYS[5 + i * 5], KEYS[6 + i * 5]\n"
     "  local ok = 1\n"
     "  if p >= 0 then ok = redis.call('XACK', KEYS[p + 1], group, entry) end\n"
     "  if ok == 1 then\n"
@@ -169,6 +173,17 @@ static const char FINISH_LUA[] =
     "    if p >= 0 then table.insert(dels[p + 1], entry) end\n"
     "    deltas[#deltas + 1] = ARGV[a + 5]\n"
     "    events[#events + 1] = ARGV[a + 6]\n"
+    "    if ARGV[a + 8] == '1' then\n"
+    "      local sk, rk, ek, id = KEYS[7 + i * 5], KEYS[8 + i * 5], KEYS[9 + i * 5], ARGV[a + 7]\n"
+    "      local own = redis.call('HGET', rk, id)\n"
+    "      if own then\n"
+    "        redis.call('HDEL', rk, id)\n"
+    "        redis.call('ZREM', ek, id)\n"
+    "        redis.call('HINCRBY', rk, '#sum', -tonumber(own))\n"
+    "      end\n"
+    "      redis.call('INCRBY', sk, ARGV[a + 9])\n"
+    "      redis.call('EXPIRE', sk, 172800)\n"
+    "    end\n"
     "    res[#res + 1] = 1\n"
     "  else\n"
     "    local cur = redis.call('GET', jk)\n"
@@ -367,21 +382,184 @@ static const char FEEDBACK_LUA[] =
 /* The evaluation's daily budget: reserve an estimate (picodollars) unless it would take the
  * day's spend past the budget. KEYS: evalspend:<day>. ARGV: budget, estimate, ttl s.
  * -> 1 reserved, 0 refused. */
-static const char RESERVE_LUA[] =
+static const char EVAL_RESERVE_LUA[] =
     "local cur = tonumber(redis.call('GET', KEYS[1]) or '0')\n"
     "if cur + tonumber(ARGV[2]) > tonumber(ARGV[1]) then return 0 end\n"
     "redis.call('INCRBY', KEYS[1], ARGV[2])\n"
     "redis.call('EXPIRE', KEYS[1], ARGV[3])\n"
     "return 1\n";
 
+
+/* --- tenants and the exact cache (docs/ARCHITECTURE.md#where-state-lives-in-redis) --------
+ * P tenant:rate:<t>           zset: the tenant's admissions of the last minute (score: ms)
+ * P tenant:spend:<day>:<t>    string: the tenant's spend that UTC day, picodollars
+ * P tenant:resv:<t>           hash: job id -> picodollars reserved, "#sum" their total
+ * P tenant:resvx:<t>          zset: job id -> when its reservation expires (ms)
+ * P cache:<key>               string: an exact-cache entry (cache.h), expires cache.ttl_s
+ * P cache:lock:<key>          string: the job computing that entry (single flight)
+ * The tenant id comes last, so no two tenants' keys can meet. Times are Redis's (TIME), so
+ * every process counts the same window. */
+
+/* Lua shared by the tenant scripts: the clock, expired reservations, the rate window and the
+ * admission check (budget spent: {'budget', seconds to midnight}; jobs_per_minute reached:
+ * {'rate', the oldest admission's time, now}, both in ms). */
+#define TENANT_LUA_LIB \
+    "if redis.replicate_commands then redis.replicate_commands() end\n" \
+    "local function now_ms()\n" \
+    "  local t = redis.call('TIME')\n" \
+    "  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n" \
+    "end\n" \
+    "local function reserved(rk, xk, now)\n" \
+    "  local old = redis.call('ZRANGEBYSCORE', xk, '-inf', now, 'LIMIT', 0, 200)\n" \
+    "  for _, j in ipairs(old) do\n" \
+    "    local v = tonumber(redis.call('HGET', rk, j) or '0')\n" \
+    "    redis.call('HDEL', rk, j)\n" \
+    "    redis.call('ZREM', xk, j)\n" \
+    "    if v ~= 0 then redis.call('HINCRBY', rk, '#sum', string.format('%.0f', -v)) end\n" \
+    "  end\n" \
+    "  return tonumber(redis.call('HGET', rk, '#sum') or '0')\n" \
+    "end\n" \
+    "local function admit(zk, sk, jpm, budget, midnight, now)\n" \
+    "  if budget >= 0 and tonumber(redis.call('GET', sk) or '0') >= budget then\n" \
+    "    return {'budget', midnight}\n" \
+    "  end\n" \
+    "  if jpm > 0 then\n" \
+    "    redis.call('ZREMRANGEBYSCORE', zk, '-inf', now - 60000)\n" \
+    "    if redis.call('ZCARD', zk) >= jpm then\n" \
+    "      local o = redis.call('ZRANGE', zk, 0, 0, 'WITHSCORES')\n" \
+    "      return {'rate', o[2], string.format('%d', now)}\n" \
+    "    end\n" \
+    "  end\n" \
+    "  return nil\n" \
+    "end\n" \
+    "local function admitted(zk, jpm, now, member)\n" \
+    "  if jpm > 0 then\n" \
+    "    redis.call('ZADD', zk, now, member)\n" \
+    "    redis.call('PEXPIRE', zk, 61000)\n" \
+    "  end\n" \
+    "end\n"
+
+/* KEYS: q:low q:normal q:high idem (any key when there is none) rate spend. ARGV: prio, max_queue
+ * (0: no bound), req, meta, idem hash, idem ttl, has idem (0/1), jobs_per_minute (0: none),
+ * budget (picodollars, -1: none), seconds to midnight.
+ * -> {'ok', entry, depth} | {'full', depth} | {'dup', value} | {'budget', retry_s} |
+ *    {'rate', oldest_ms, now_ms} */
+static const char SUBMIT_TENANT_LUA[] = TENANT_LUA_LIB
+    "local p = tonumber(ARGV[1]) + 1\n"
+    "if ARGV[7] == '1' then\n"
+    "  local ex = redis.call('GET', KEYS[4])\n"
+    "  if ex then return {'dup', ex} end\n"
+    "end\n"
+    "local now, jpm = now_ms(), tonumber(ARGV[8])\n"
+    "local lim = admit(KEYS[5], KEYS[6], jpm, tonumber(ARGV[9]), ARGV[10], now)\n"
+    "if lim then return lim end\n"
+    "local depth = -1\n"
+    "if tonumber(ARGV[2]) > 0 then\n"
+    "  depth = redis.call('XLEN', KEYS[1]) + redis.call('XLEN', KEYS[2])"
+    " + redis.call('XLEN', KEYS[3])\n"
+    "  if depth >= tonumber(ARGV[2]) then return {'full', tostring(depth)} end\n"
+    "  depth = depth + 1\n"
+    "end\n"
+    "local e = redis.call('XADD', KEYS[p], '*', 'r', ARGV[3], 'm', ARGV[4])\n"
+    "if ARGV[7] == '1' then\n"
+    "  redis.call('SET', KEYS[4], e .. ' ' .. ARGV[1] .. ' ' .. ARGV[5], 'EX', ARGV[6])\n"
+    "end\n"
+    "admitted(KEYS[5], jpm, now, e)\n"
+    "return {'ok', e, tostring(depth)}\n";
+
+/* KEYS: rate spend. ARGV: jobs_per_minute, budget (pico, -1: none), seconds to midnight,
+ * member. -> {'ok', ''} | {'budget', retry_s} | {'rate', oldest_ms, now_ms} */
+static const char ADMIT_LUA[] = TENANT_LUA_LIB
+    "local now, jpm = now_ms(), tonumber(ARGV[1])\n"
+    "local lim = admit(KEYS[1], KEYS[2], jpm, tonumber(ARGV[2]), ARGV[3], now)\n"
+    "if lim then return lim end\n"
+    "admitted(KEYS[1], jpm, now, ARGV[4])\n"
+    "return {'ok', ''}\n";
+
+/* KEYS: spend resv resvx. ARGV: job, amount (pico), budget (pico), mode ('admit' | 'extend'),
+ * fallback (pico: extend's reservation when refused), ttl (ms).
+ * admit: refused when today's spend reached the budget ('spent') or the reservations of the
+ * other jobs fill it ('busy'); extend: the job's reservation becomes amount if the total stays
+ * within the budget, else fallback ('held').
+ * -> {'ok'|'spent'|'busy'|'held', spent, reserved (after)} */
+static const char RESERVE_LUA[] = TENANT_LUA_LIB
+    "local now, job = now_ms(), ARGV[1]\n"
+    "local amt, b = tonumber(ARGV[2]), tonumber(ARGV[3])\n"
+    "local r = reserved(KEYS[2], KEYS[3], now)\n"
+    "local s = tonumber(redis.call('GET', KEYS[1]) or '0')\n"
+    "local own = tonumber(redis.call('HGET', KEYS[2], job) or '0')\n"
+    "local verdict = 'ok'\n"
+    "if ARGV[4] == 'admit' then\n"
+    "  if s >= b then return {'spent', tostring(s), tostring(r)} end\n"
+    "  if s + r - own >= b then return {'busy', tostring(s), tostring(r)} end\n"
+    "elseif s + r - own + amt > b then\n"
+    "  verdict, amt = 'held', tonumber(ARGV[5])\n"
+    "end\n"
+    "local ttl = tonumber(ARGV[6])\n"
+    "redis.call('HSET', KEYS[2], job, string.format('%.0f', amt))\n"
+    "redis.call('HINCRBY', KEYS[2], '#sum', string.format('%.0f', amt - own))\n"
+    "redis.call('ZADD', KEYS[3], now + ttl, job)\n"
+    "redis.call('PEXPIRE', KEYS[2], ttl + 60000)\n"
+    "redis.call('PEXPIRE', KEYS[3], ttl + 60000)\n"
+    "return {verdict, tostring(s), string.format('%.0f', r - own + amt)}\n";
+
+/* KEYS: rate spend resv resvx, then the statistics buckets of the window. ARGV: the tenant's
+ * group name in the statistics.
+ * -> {jobs this minute, spend today, reserved, decided, refined} */
+static const char TENANT_INFO_LUA[] = TENANT_LUA_LIB
+    "local now = now_ms()\n"
+    "local jm = redis.call('ZCOUNT', KEYS[1], '(' .. (now - 60000), '+inf')\n"
+    "local s = redis.call('GET', KEYS[2]) or '0'\n"
+    "local r = reserved(KEYS[3], KEYS[4], now)\n"
+    "local fd, fr = 'g|tenant|' .. ARGV[1] .. '|decided', 'g|tenant|' .. ARGV[1] .. '|refined'\n"
+    "local d, rf = 0, 0\n"
+    "for i = 5, #KEYS do\n"
+    "  local v = redis.call('HMGET', KEYS[i], fd, fr)\n"
+    "  d = d + (tonumber(v[1]) or 0)\n"
+    "  rf = rf + (tonumber(v[2]) or 0)\n"
+    "end\n"
+    "return {tostring(jm), s, string.format('%.0f', r), tostring(d), tostring(rf)}\n";
+
+/* KEYS: per tenant spend, resv, resvx. -> per tenant {spend, reserved} */
+static const char TENANT_SPEND_LUA[] = TENANT_LUA_LIB
+    "local now, out = now_ms(), {}\n"
+    "for i = 1, #KEYS, 3 do\n"
+    "  out[#out + 1] = redis.call('GET', KEYS[i]) or '0'\n"
+    "  out[#out + 1] = string.format('%.0f', reserved(KEYS[i + 1], KEYS[i + 2], now))\n"
+    "end\n"
+    "return out\n";
+
+/* KEYS: cache:<key> cache:lock:<key>. ARGV: job, lock ttl (ms).
+ * -> {'hit', entry} | {'wait', owner} | {'run', ''} (this job now holds the lock) */
+static const char CACHE_CLAIM_LUA[] =
+    "local v = redis.call('GET', KEYS[1])\n"
+    "if v then return {'hit', v} end\n"
+    "local o = redis.call('GET', KEYS[2])\n"
+    "if o and o ~= ARGV[1] then return {'wait', o} end\n"
+    "redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])\n"
+    "return {'run', ''}\n";
+
+/* KEYS: cache:<key> cache:lock:<key>. ARGV: job, entry ('' : none), ttl (s). The entry is
+ * stored; the lock is released if the job holds it. */
+static const char CACHE_PUT_LUA[] =
+    "if ARGV[2] ~= '' then redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) end\n"
+    "if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end\n"
+    "return 1\n";
+
 static struct rds_script sc_submit, sc_get, sc_finish, sc_transition, sc_redeliver,
-    sc_requeue, sc_fold, sc_guard, sc_totals, sc_slot, sc_slot_renew, sc_quality, sc_feedback,
-    sc_reserve;
+    sc_requeue, sc_fold, sc_guard, sc_totals, sc_slot, sc_slot_renew;
+static struct rds_script sc_submit_tenant, sc_admit, sc_reserve, sc_tenant_info,
+    sc_tenant_spend, sc_cache_claim, sc_cache_put;
+static struct rds_script sc_quality, sc_feedback, sc_eval_reserve;
 static const struct rds_script *const scripts[] = {&sc_submit, &sc_get, &sc_finish,
                                                     &sc_transition, &sc_redeliver,
                                                     &sc_requeue, &sc_fold, &sc_guard,
                                                     &sc_totals, &sc_slot, &sc_slot_renew,
-                                                    &sc_quality, &sc_feedback, &sc_reserve};
+                                                    &sc_submit_tenant, &sc_admit,
+                                                    &sc_reserve, &sc_tenant_info,
+                                                    &sc_tenant_spend, &sc_cache_claim,
+                                                    &sc_cache_put, &sc_quality, &sc_feedback,
+                                                    &sc_eval_reserve};
 
 static void scripts_init(void)
 {
@@ -400,9 +578,16 @@ static void scripts_init(void)
     rds_script_init(&sc_totals, TOTALS_LUA);
     rds_script_init(&sc_slot, SLOT_LUA);
     rds_script_init(&sc_slot_renew, SLOT_RENEW_LUA);
+    rds_script_init(&sc_submit_tenant, SUBMIT_TENANT_LUA);
+    rds_script_init(&sc_admit, ADMIT_LUA);
+    rds_script_init(&sc_reserve, RESERVE_LUA);
+    rds_script_init(&sc_tenant_info, TENANT_INFO_LUA);
+    rds_script_init(&sc_tenant_spend, TENANT_SPEND_LUA);
+    rds_script_init(&sc_cache_claim, CACHE_CLAIM_LUA);
+    rds_script_init(&sc_cache_put, CACHE_PUT_LUA);
     rds_script_init(&sc_quality, QUALITY_LUA);
     rds_script_init(&sc_feedback, FEEDBACK_LUA);
-    rds_script_init(&sc_reserve, RESERVE_LUA);
+    rds_script_init(&sc_eval_reserve, EVAL_RESERVE_LUA);
 }
 
 /* --- replies and callbacks ---------------------------------------------------------------- */
@@ -501,7 +686,10 @@ static int evalsha(struct store *s, struct rds *r, rds_cb cb, void *data,
                    const struct rds_script *sc, int nkeys, int nargs, const char *const *args,
                    const size_t *lens)
 {
-    return rds_evalsha(r ? r : s->cmd, cb, data, sc, nkeys, nargs, args, lens);
+    struct rds *c = r ? r : s->cmd;
+    if (!c)
+        return BD_EREDIS_DOWN; /* closed */
+    return rds_evalsha(c, cb, data, sc, nkeys, nargs, args, lens);
 }
 
 /* --- connections ----------------------------------------------------------------------------- */
@@ -873,6 +1061,8 @@ static void submitted(struct submit_op *op, const char *entry, long depth)
     submit_done(op, 0, STORE_SUBMITTED, depth, id, job_id_ms(id), NULL);
 }
 
+static long limited_retry_s(const struct rds_reply *x);
+
 static void on_submit(struct rds *r, struct rds_reply *x, void *data)
 {
     struct submit_op *op = data;
@@ -893,6 +1083,9 @@ static void on_submit(struct rds *r, struct rds_reply *x, void *data)
             idem_existing(op, arg);
         else if (strcmp(what, "full") == 0)
             submit_done(op, 0, STORE_FULL, atol(arg), NULL, 0, NULL);
+        else if (strcmp(what, "rate") == 0 || strcmp(what, "budget") == 0)
+            submit_done(op, 0, what[0] == 'r' ? STORE_TENANT_RATE : STORE_TENANT_BUDGET,
+                        limited_retry_s(x), NULL, 0, NULL);
         else
             submitted(op, arg, depth[0] ? atol(depth) : -1);
     }
@@ -904,7 +1097,8 @@ static void on_submit(struct rds *r, struct rds_reply *x, void *data)
 static void on_acked(void *data, long long n)
 {
     struct submit_op *op = data;
-    if (op->st == 0 && op->rc != STORE_FULL) {
+    if (op->st == 0 && op->rc != STORE_FULL && op->rc != STORE_TENANT_RATE &&
+        op->rc != STORE_TENANT_BUDGET) { /* a refusal wrote nothing that matters */
         if (n < 0)
             op->st = BD_EREDIS_DOWN;
         else if (n < op->s->acks)
@@ -940,6 +1134,9 @@ static int needs_check(struct store *s, long max_queue)
     return s->depth_est + s->submitted_since + margin >= max_queue;
 }
 
+static int submit_tenant(struct store *s, struct rds *conn, const struct store_submit *sub,
+                         struct submit_op *op);
+
 int store_submit(struct store *s, const struct store_submit *sub, store_submit_cb cb,
                  void *data)
 {
@@ -956,6 +1153,11 @@ int store_submit(struct store *s, const struct store_submit *sub, store_submit_c
     op->data = data;
     op->prio = sub->priority;
     op->checked = idem || needs_check(s, sub->max_queue);
+    if (sub->tenant && (sub->tenant_jpm > 0 || sub->tenant_budget_usd >= 0)) {
+        op->checked = 1;
+        rc = submit_tenant(s, conn, sub, op);
+        goto sent;
+    }
     key_queue(s, PRIO_LOW, kl);
     key_queue(s, PRIO_NORMAL, kn);
     key_queue(s, PRIO_HIGH, kh);
@@ -1439,6 +1641,8 @@ struct batch_item {
     char *record;               /* owned */
     char *delta;
     char *event;
+    char *tenant;               /* the job's tenant, whose budget it settles (owned), or NULL */
+    char cost[24];              /* its cost in picodollars */
 };
 
 struct batch_op {
@@ -1454,6 +1658,7 @@ static void item_free(struct batch_item *it)
     free(it->record);
     free(it->delta);
     free(it->event);
+    free(it->tenant);
     free(it);
 }
 
@@ -1512,9 +1717,21 @@ static cJSON *record_header(const char *rec, size_t len)
 static char *delta_text(const struct stats_delta *d)
 {
     struct sbuf b = {0};
-    sbuf_printf(&b, "%lld\t%s\t%s\n", (long long)d->at_ms, d->source, d->tenant);
-    for (size_t k = 0; k < d->n; k++)
-        sbuf_printf(&b, "%s\t%lld\n", d->inc[k].field, d->inc[k].n);
+    char num[24];
+    size_t n = jsonx_int((long long)d->at_ms, num);
+    sbuf_add(&b, num, n);
+    sbuf_addc(&b, '\t');
+    sbuf_adds(&b, d->source);
+    sbuf_addc(&b, '\t');
+    sbuf_adds(&b, d->tenant);
+    sbuf_addc(&b, '\n');
+    for (size_t k = 0; k < d->n; k++) { /* "field\tN\n" (no printf: it showed in profiles) */
+        sbuf_adds(&b, d->inc[k].field);
+        sbuf_addc(&b, '\t');
+        n = jsonx_int(d->inc[k].n, num);
+        sbuf_add(&b, num, n);
+        sbuf_addc(&b, '\n');
+    }
     return sbuf_take(&b);
 }
 
@@ -1557,13 +1774,23 @@ static void on_batch(struct rds *r, struct rds_reply *x, void *data)
         close_step(s);
 }
 
-static int add_finish_args(struct batch_item *it, const char **keys, const char **args,
-                           char (*kbuf)[KEY_MAX], struct store *s, char *prio)
+static void key_tenant(const struct store *s, char *buf, const char *what, const char *day,
+                       const char *tenant);
+
+/* Per job: KEYS job, jobx, tenant spend, reservations, expiries (into kbuf[0..5)); ARGV the
+ * 10 values FINISH_LUA reads. */
+static void add_finish_args(struct batch_item *it, const char **keys, const char **args,
+                            char (*kbuf)[KEY_MAX], struct store *s, char *prio, const char *day)
 {
     key(s, kbuf[0], "job:", it->id);
     key(s, kbuf[1], "jobx:", it->id);
-    keys[0] = kbuf[0];
-    keys[1] = kbuf[1];
+    if (it->tenant) {
+        key_tenant(s, kbuf[2], "spend", day, it->tenant);
+        key_tenant(s, kbuf[3], "resv", NULL, it->tenant);
+        key_tenant(s, kbuf[4], "resvx", NULL, it->tenant);
+    }
+    for (int k = 0; k < 5; k++)
+        keys[k] = (k >= 2 && !it->tenant) ? kbuf[0] : kbuf[k]; /* declared, never touched */
     snprintf(prio, 4, "%d", it->prio);
     args[0] = prio;
     args[1] = it->entry;
@@ -1572,17 +1799,19 @@ static int add_finish_args(struct batch_item *it, const char **keys, const char 
     args[4] = it->record;
     args[5] = it->delta;
     args[6] = it->event;
-    return 0;
+    args[7] = it->id;
+    args[8] = it->tenant ? "1" : "0";
+    args[9] = it->cost;
 }
 
 static int send_finishes(struct store *s, struct batch_op *b)
 {
     size_t n = b->n;
-    size_t nkeys = 4 + 2 * n, nargs = nkeys + 3 + 7 * n;
+    size_t nkeys = 4 + 5 * n, nargs = nkeys + 3 + 10 * n;
     const char **argv = calloc(nargs, sizeof(*argv));
-    char (*kbuf)[KEY_MAX] = calloc(4 + 2 * n, KEY_MAX);
+    char (*kbuf)[KEY_MAX] = calloc(4 + 5 * n, KEY_MAX);
     char (*prio)[4] = calloc(n ? n : 1, 4);
-    char chan[KEY_MAX], num[16];
+    char chan[KEY_MAX], num[16], day[16];
     int rc = BD_ENOMEM;
     if (!argv || !kbuf || !prio)
         goto out;
@@ -1593,13 +1822,14 @@ static int send_finishes(struct store *s, struct batch_op *b)
     key(s, kbuf[3], "stats:pend:", s->instance);
     argv[3] = kbuf[3];
     key(s, chan, "events", NULL);
+    clock_utc_day(clock_wall_ms(), day, sizeof(day));
     snprintf(num, sizeof(num), "%zu", n);
     argv[nkeys] = GROUP;
     argv[nkeys + 1] = chan;
     argv[nkeys + 2] = num;
     for (size_t i = 0; i < n; i++)
-        add_finish_args(b->items[i], argv + 4 + 2 * i, argv + nkeys + 3 + 7 * i,
-                        kbuf + 4 + 2 * i, s, prio[i]);
+        add_finish_args(b->items[i], argv + 4 + 5 * i, argv + nkeys + 3 + 10 * i,
+                        kbuf + 4 + 5 * i, s, prio[i], day);
     rc = evalsha(s, NULL, on_batch, b, &sc_finish, (int)nkeys, (int)nargs, argv, NULL);
 out:
     free(argv);
@@ -1692,10 +1922,14 @@ int store_finish(struct store *s, const struct store_entry *e, const char *id,
                              r->meta_json, r->job_json);
     it->delta = r->stats ? delta_text(r->stats) : strdup("");
     it->event = event_text(it->id, r->status, r->job_json);
-    if (!it->record || !it->delta || !it->event) {
+    it->tenant = r->tenant && *r->tenant ? strdup(r->tenant) : NULL;
+    snprintf(it->cost, sizeof(it->cost), "%lld",
+             r->cost_usd > 0 ? (long long)llround(r->cost_usd * STATS_PICO) : 0LL);
+    if (!it->record || !it->delta || !it->event || (r->tenant && *r->tenant && !it->tenant)) {
         free(it->record);
         free(it->delta);
         free(it->event);
+        free(it->tenant);
         free(it);
         return BD_ENOMEM;
     }
@@ -2795,6 +3029,377 @@ void store_count_upstream_error(struct store *s, const char *model, const char *
     rds_cmd(s->cmd, NULL, NULL, "HINCRBY %s %s %ld", k, field, n);
 }
 
+
+/* --- tenants: admissions, budgets, figures ---------------------------------------------- */
+
+#define TENANT_RAW_MAX 100      /* longer tenant ids appear in keys as "#<SHA-256 hex>" */
+#define RESERVE_MARGIN_MS 60000 /* a reservation outlives its job's deadline by this */
+
+/* The tenant as it appears in its keys: the id itself, or "#" and its SHA-256 when it is
+ * long (or starts with '#'), so every key stays bounded and no two tenants share one. */
+static void tenant_part(const char *tenant, char *out, size_t len)
+{
+    unsigned char md[HASH_SHA256_LEN];
+    size_t n = strlen(tenant);
+    if (n <= TENANT_RAW_MAX && tenant[0] != '#') {
+        snprintf(out, len, "%s", tenant);
+        return;
+    }
+    memset(md, 0, sizeof(md));
+    hash_sha256(tenant, n, md);
+    out[0] = '#';
+    for (int i = 0; i < HASH_SHA256_LEN && 3 + 2 * (size_t)i <= len; i++)
+        snprintf(out + 1 + 2 * i, 3, "%02x", md[i]);
+}
+
+/* "P tenant:<what>:[<day>:]<tenant>" */
+static void key_tenant(const struct store *s, char *buf, const char *what, const char *day,
+                       const char *tenant)
+{
+    char part[2 * HASH_SHA256_LEN + TENANT_RAW_MAX + 2];
+    tenant_part(tenant, part, sizeof(part));
+    snprintf(buf, KEY_MAX, "%stenant:%s:%s%s%s", s->tag, what, day ? day : "", day ? ":" : "",
+             part);
+}
+
+static void today(char *day, size_t len)
+{
+    clock_utc_day(clock_wall_ms(), day, len);
+}
+
+static long long to_pico(double usd)
+{
+    return llround(usd * STATS_PICO);
+}
+
+static double reply_num(const struct rds_reply *x, size_t i)
+{
+    char b[48];
+    reply_copy(rds_reply_elem(x, i), b, sizeof(b));
+    return strtod(b, NULL);
+}
+
+/* The Retry-After of a {'rate', oldest_ms, now_ms} or {'budget', seconds} reply. */
+static long limited_retry_s(const struct rds_reply *x)
+{
+    char what[16];
+    reply_copy(rds_reply_elem(x, 0), what, sizeof(what));
+    if (strcmp(what, "rate") == 0 && rds_reply_len(x) == 3)
+        return tenant_retry_window_s((int64_t)reply_num(x, 1), (int64_t)reply_num(x, 2));
+    return (long)reply_num(x, 1);
+}
+
+static int submit_tenant(struct store *s, struct rds *conn, const struct store_submit *sub,
+                         struct submit_op *op)
+{
+    char k[6][KEY_MAX], kidem[KEY_MAX + 300], maxq[24], prio[4], ttl[24], jpm[24], budget[32];
+    char midnight[24], day[16];
+    int idem = sub->idem_scope && sub->idem_key;
+    for (int p = PRIO_LOW; p <= PRIO_HIGH; p++)
+        key_queue(s, (enum job_priority)p, k[p]);
+    snprintf(kidem, sizeof(kidem), "%sidem:%s:%s", s->tag, idem ? sub->idem_scope : "",
+             idem ? sub->idem_key : "");
+    if (idem)
+        snprintf(op->idem_key, sizeof(op->idem_key), "%s", kidem);
+    today(day, sizeof(day));
+    key_tenant(s, k[4], "rate", NULL, sub->tenant);
+    key_tenant(s, k[5], "spend", day, sub->tenant);
+    snprintf(maxq, sizeof(maxq), "%ld", needs_check(s, sub->max_queue) ? sub->max_queue : 0);
+    snprintf(prio, sizeof(prio), "%d", (int)sub->priority);
+    snprintf(ttl, sizeof(ttl), "%ld", sub->idem_ttl_s > 0 ? sub->idem_ttl_s : 86400);
+    snprintf(jpm, sizeof(jpm), "%ld", sub->tenant_jpm > 0 ? sub->tenant_jpm : 0);
+    snprintf(budget, sizeof(budget), "%lld",
+             sub->tenant_budget_usd >= 0 ? to_pico(sub->tenant_budget_usd) : -1LL);
+    snprintf(midnight, sizeof(midnight), "%ld", tenant_retry_midnight_s(clock_wall_ms()));
+    const char *args[] = {k[0], k[1], k[2], idem ? kidem : k[4], k[4], k[5], prio, maxq,
+                          sub->req_json, sub->meta_json, idem ? sub->idem_hash : "", ttl,
+                          idem ? "1" : "0", jpm, budget, midnight};
+    return evalsha(s, conn, on_submit, op, &sc_submit_tenant, 6, 16, args, NULL);
+}
+
+struct admit_op {
+    struct store *s;
+    store_admit_cb cb;
+    void *data;
+};
+
+static void on_admit(struct rds *r, struct rds_reply *x, void *data)
+{
+    struct admit_op *op = data;
+    char what[16];
+    int st = reply_status(op->s, x, RDS_ARRAY);
+    (void)r;
+    if (st != 0 || rds_reply_len(x) < 2) {
+        op->cb(op->data, st ? st : BD_EREDIS_REPLY, STORE_SUBMITTED, 0);
+    } else {
+        reply_copy(rds_reply_elem(x, 0), what, sizeof(what));
+        op->cb(op->data, 0,
+               strcmp(what, "rate") == 0     ? STORE_TENANT_RATE
+               : strcmp(what, "budget") == 0 ? STORE_TENANT_BUDGET
+                                             : STORE_SUBMITTED,
+               limited_retry_s(x));
+    }
+    free(op);
+}
+
+int store_tenant_admit(struct store *s, const char *tenant, long jpm, double budget_usd,
+                       const char *member, store_admit_cb cb, void *data)
+{
+    char k[2][KEY_MAX], n[24], budget[32], midnight[24], day[16];
+    struct admit_op *op = calloc(1, sizeof(*op));
+    if (!op)
+        return BD_ENOMEM;
+    op->s = s;
+    op->cb = cb;
+    op->data = data;
+    today(day, sizeof(day));
+    key_tenant(s, k[0], "rate", NULL, tenant);
+    key_tenant(s, k[1], "spend", day, tenant);
+    snprintf(n, sizeof(n), "%ld", jpm > 0 ? jpm : 0);
+    snprintf(budget, sizeof(budget), "%lld", budget_usd >= 0 ? to_pico(budget_usd) : -1LL);
+    snprintf(midnight, sizeof(midnight), "%ld", tenant_retry_midnight_s(clock_wall_ms()));
+    const char *args[] = {k[0], k[1], n, budget, midnight, member};
+    return send_or_free(evalsha(s, NULL, on_admit, op, &sc_admit, 2, 6, args, NULL), op);
+}
+
+struct reserve_op {
+    struct store *s;
+    store_reserve_cb cb;
+    void *data;
+};
+
+static enum store_reserve reserve_verdict(const char *what)
+{
+    if (strcmp(what, "spent") == 0)
+        return STORE_RESERVE_SPENT;
+    if (strcmp(what, "busy") == 0)
+        return STORE_RESERVE_BUSY;
+    if (strcmp(what, "held") == 0)
+        return STORE_RESERVE_HELD;
+    return STORE_RESERVED;
+}
+
+static void on_reserve(struct rds *r, struct rds_reply *x, void *data)
+{
+    struct reserve_op *op = data;
+    char what[16];
+    int st = reply_status(op->s, x, RDS_ARRAY);
+    (void)r;
+    if (st != 0 || rds_reply_len(x) != 3) {
+        op->cb(op->data, st ? st : BD_EREDIS_REPLY, STORE_RESERVE_BUSY, 0, 0);
+    } else {
+        reply_copy(rds_reply_elem(x, 0), what, sizeof(what));
+        op->cb(op->data, 0, reserve_verdict(what), reply_num(x, 1) / STATS_PICO,
+               reply_num(x, 2) / STATS_PICO);
+    }
+    free(op);
+}
+
+int store_tenant_reserve(struct store *s, const struct store_reservation *rv,
+                         store_reserve_cb cb, void *data)
+{
+    char k[3][KEY_MAX], amount[32], budget[32], fallback[32], ttl[24], day[16];
+    struct reserve_op *op = calloc(1, sizeof(*op));
+    if (!op)
+        return BD_ENOMEM;
+    op->s = s;
+    op->cb = cb;
+    op->data = data;
+    today(day, sizeof(day));
+    key_tenant(s, k[0], "spend", day, rv->tenant);
+    key_tenant(s, k[1], "resv", NULL, rv->tenant);
+    key_tenant(s, k[2], "resvx", NULL, rv->tenant);
+    snprintf(amount, sizeof(amount), "%lld", to_pico(rv->amount_usd));
+    snprintf(budget, sizeof(budget), "%lld", to_pico(rv->budget_usd));
+    snprintf(fallback, sizeof(fallback), "%lld", to_pico(rv->fallback_usd));
+    snprintf(ttl, sizeof(ttl), "%ld", rv->ttl_ms + RESERVE_MARGIN_MS);
+    const char *args[] = {k[0], k[1], k[2], rv->job_id, amount, budget,
+                          rv->extend ? "extend" : "admit", fallback, ttl};
+    return send_or_free(evalsha(s, NULL, on_reserve, op, &sc_reserve, 3, 9, args, NULL), op);
+}
+
+struct tinfo_op {
+    struct store *s;
+    store_tenant_cb cb;
+    void *data;
+};
+
+static void on_tenant_info(struct rds *r, struct rds_reply *x, void *data)
+{
+    struct tinfo_op *op = data;
+    struct store_tenant_figures f;
+    int st = reply_status(op->s, x, RDS_ARRAY);
+    (void)r;
+    if (st != 0 || rds_reply_len(x) != 5) {
+        op->cb(op->data, st ? st : BD_EREDIS_REPLY, NULL);
+    } else {
+        f.jobs_this_minute = (long)reply_num(x, 0);
+        f.spent_today_usd = reply_num(x, 1) / STATS_PICO;
+        f.reserved_usd = reply_num(x, 2) / STATS_PICO;
+        f.decided = reply_num(x, 3);
+        f.refined = reply_num(x, 4);
+        op->cb(op->data, 0, &f);
+    }
+    free(op);
+}
+
+int store_tenant_figures(struct store *s, const char *tenant, long window_s,
+                         store_tenant_cb cb, void *data)
+{
+    long long now_s = (long long)time(NULL);
+    int minute = window_s <= 6 * 3600;
+    long gran = minute ? 60 : 3600;
+    long long first = (now_s - window_s) / gran + 1, last = now_s / gran;
+    size_t nb = (size_t)(last - first + 1), nk = 4 + nb;
+    char (*keys)[KEY_MAX] = calloc(nk, KEY_MAX);
+    const char **argv = calloc(nk + 1, sizeof(*argv));
+    char label[80], day[16];
+    struct tinfo_op *op = calloc(1, sizeof(*op));
+    int rc = BD_ENOMEM;
+    if (keys && argv && op) {
+        op->s = s;
+        op->cb = cb;
+        op->data = data;
+        today(day, sizeof(day));
+        key_tenant(s, keys[0], "rate", NULL, tenant);
+        key_tenant(s, keys[1], "spend", day, tenant);
+        key_tenant(s, keys[2], "resv", NULL, tenant);
+        key_tenant(s, keys[3], "resvx", NULL, tenant);
+        for (size_t i = 0; i < nb; i++)
+            key_bucket(s, minute ? 'm' : 'h', first + (long long)i, keys[4 + i]);
+        for (size_t i = 0; i < nk; i++)
+            argv[i] = keys[i];
+        stats_label(tenant, label, sizeof(label));
+        argv[nk] = label;
+        rc = evalsha(s, NULL, on_tenant_info, op, &sc_tenant_info, (int)nk, (int)nk + 1, argv,
+                     NULL);
+    }
+    if (rc != 0)
+        free(op);
+    free(keys);
+    free(argv);
+    return rc;
+}
+
+struct spend_op {
+    struct store *s;
+    store_spend_cb cb;
+    void *data;
+    size_t n;
+};
+
+static void on_tenant_spend(struct rds *r, struct rds_reply *x, void *data)
+{
+    struct spend_op *op = data;
+    int st = reply_status(op->s, x, RDS_ARRAY);
+    double *v = st == 0 && rds_reply_len(x) == 2 * op->n ? calloc(2 * op->n + 1, sizeof(*v))
+                                                        : NULL;
+    (void)r;
+    if (!v) {
+        op->cb(op->data, st ? st : BD_EREDIS_REPLY, NULL, 0);
+    } else {
+        for (size_t i = 0; i < 2 * op->n; i++)
+            v[i] = reply_num(x, i) / STATS_PICO;
+        op->cb(op->data, 0, v, op->n);
+    }
+    free(v);
+    free(op);
+}
+
+int store_tenant_spend(struct store *s, const char *const *tenants, size_t n,
+                       store_spend_cb cb, void *data)
+{
+    char (*keys)[KEY_MAX] = calloc(3 * n + 1, KEY_MAX);
+    const char **argv = calloc(3 * n + 1, sizeof(*argv));
+    struct spend_op *op = calloc(1, sizeof(*op));
+    char day[16];
+    int rc = BD_ENOMEM;
+    if (keys && argv && op && n <= STORE_SPEND_MAX) {
+        op->s = s;
+        op->cb = cb;
+        op->data = data;
+        op->n = n;
+        today(day, sizeof(day));
+        for (size_t i = 0; i < n; i++) {
+            key_tenant(s, keys[3 * i], "spend", day, tenants[i]);
+            key_tenant(s, keys[3 * i + 1], "resv", NULL, tenants[i]);
+            key_tenant(s, keys[3 * i + 2], "resvx", NULL, tenants[i]);
+        }
+        for (size_t i = 0; i < 3 * n; i++)
+            argv[i] = keys[i];
+        rc = evalsha(s, NULL, on_tenant_spend, op, &sc_tenant_spend, (int)(3 * n),
+                     (int)(3 * n), argv, NULL);
+    } else if (n > STORE_SPEND_MAX) {
+        rc = BD_ETOOBIG;
+    }
+    if (rc != 0)
+        free(op);
+    free(keys);
+    free(argv);
+    return rc;
+}
+
+/* --- the exact cache ---------------------------------------------------------------------- */
+
+struct cache_op {
+    struct store *s;
+    store_cache_cb cb;
+    void *data;
+};
+
+static void on_cache_claim(struct rds *r, struct rds_reply *x, void *data)
+{
+    struct cache_op *op = data;
+    char what[8];
+    size_t len = 0;
+    const char *v;
+    int st = reply_status(op->s, x, RDS_ARRAY);
+    (void)r;
+    if (st != 0 || rds_reply_len(x) != 2) {
+        op->cb(op->data, st ? st : BD_EREDIS_REPLY, STORE_CACHE_RUN, NULL, 0);
+    } else {
+        reply_copy(rds_reply_elem(x, 0), what, sizeof(what));
+        v = rds_reply_str(rds_reply_elem(x, 1), &len);
+        op->cb(op->data, 0,
+               strcmp(what, "hit") == 0    ? STORE_CACHE_HIT
+               : strcmp(what, "wait") == 0 ? STORE_CACHE_WAIT
+                                           : STORE_CACHE_RUN,
+               v, v ? len : 0);
+    }
+    free(op);
+}
+
+int store_cache_claim(struct store *s, const char *cache_key, const char *job_id, long lock_ms,
+                      store_cache_cb cb, void *data)
+{
+    char k[2][KEY_MAX], ms[24];
+    struct cache_op *op = calloc(1, sizeof(*op));
+    if (!op)
+        return BD_ENOMEM;
+    op->s = s;
+    op->cb = cb;
+    op->data = data;
+    key(s, k[0], "cache:", cache_key);
+    key(s, k[1], "cache:lock:", cache_key);
+    snprintf(ms, sizeof(ms), "%ld", lock_ms > 0 ? lock_ms : 1);
+    const char *args[] = {k[0], k[1], job_id, ms};
+    return send_or_free(evalsha(s, NULL, on_cache_claim, op, &sc_cache_claim, 2, 4, args, NULL),
+                        op);
+}
+
+void store_cache_put(struct store *s, const char *cache_key, const char *job_id,
+                     const char *entry, long ttl_s)
+{
+    char k[2][KEY_MAX], ttl[24];
+    if (!store_ready(s))
+        return; /* the lock expires with its job's deadline */
+    key(s, k[0], "cache:", cache_key);
+    key(s, k[1], "cache:lock:", cache_key);
+    snprintf(ttl, sizeof(ttl), "%ld", ttl_s > 0 ? ttl_s : 1);
+    const char *args[] = {k[0], k[1], job_id, entry && ttl_s > 0 ? entry : "", ttl};
+    evalsha(s, NULL, NULL, NULL, &sc_cache_put, 2, 5, args, NULL);
+}
+
 /* --- closing: finish the batches, fold, leave the registry and the group, disconnect ------ */
 
 static void on_conn_closed(void *data)
@@ -3105,7 +3710,7 @@ int store_eval_reserve(struct store *s, int64_t day_ms, double estimate_usd, dou
     argv[1] = b;
     argv[2] = e;
     argv[3] = ttl;
-    return send_or_free(evalsha(s, NULL, on_flag, o, &sc_reserve, 1, 4, argv, NULL), o);
+    return send_or_free(evalsha(s, NULL, on_flag, o, &sc_eval_reserve, 1, 4, argv, NULL), o);
 }
 
 void store_eval_settle(struct store *s, int64_t day_ms, double delta_usd)

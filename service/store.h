@@ -19,6 +19,10 @@
  *   P procs              the processes sharing this Redis and their heartbeats.
  *   P quality:<id>, P feedback:<id>  a finished job's quality and feedback (beside its
  *                        record, same expiry); P evalspend:<day>  the evaluation's spend. 
+ *   P tenant:rate:<t>, P tenant:spend:<day>:<t>, P tenant:resv:<t>, P tenant:resvx:<t>
+ *                        a tenant's admissions of the last minute, spend per UTC day,
+ *                        budget reservations of its jobs in flight (and their expiries).
+ *   P cache:<key>, P cache:lock:<key>   exact-cache entries and their single-flight locks.
  *
  * Writes that must not half-happen are Lua scripts called by SHA, each declaring every key it
  * touches. A delivery is fenced by its entry: finishing acks the entry, and a worker whose
@@ -143,7 +147,13 @@ void store_unwatch(struct store *s);
 
 /* --- submitting and reading jobs ------------------------------------------------------ */
 
-enum store_submit_rc { STORE_SUBMITTED = 0, STORE_FULL = 1, STORE_DUPLICATE = 2 };
+enum store_submit_rc {
+    STORE_SUBMITTED = 0,
+    STORE_FULL = 1,
+    STORE_DUPLICATE = 2,
+    STORE_TENANT_RATE = 3,      /* the tenant's jobs_per_minute is reached */
+    STORE_TENANT_BUDGET = 4,    /* the tenant's spend today reached its daily_budget_usd */
+};
 struct store_submit {
     const char *req_json;
     const char *meta_json;
@@ -153,12 +163,18 @@ struct store_submit {
     const char *idem_key;       /* the client's Idempotency-Key (with idem_scope) */
     const char *idem_hash;      /* the normalized body's hash, stored with the key */
     long idem_ttl_s;
+    const char *tenant;         /* the job's tenant, when it has limits to check, else NULL */
+    long tenant_jpm;            /* its jobs_per_minute (0: none) */
+    double tenant_budget_usd;   /* its daily_budget_usd (< 0: none) */
 };
 /* status < 0 on Redis failure; BD_EREPLICATION with min_replicas_acked when WAIT saw fewer
  * replicas in time (the job may exist: retry with the same Idempotency-Key).
  * STORE_SUBMITTED: id and created_ms of the new job, depth the
  * queue depth after it (-1 when not measured). STORE_FULL: depth. STORE_DUPLICATE: id of the
- * job the key named and idem_hash the hash stored with it. */
+ * job the key named and idem_hash the hash stored with it. STORE_TENANT_RATE /
+ * STORE_TENANT_BUDGET: nothing was queued; depth is the Retry-After in seconds. With a
+ * tenant, the checks, the job and the admission it counts are one script (one round trip):
+ * any number of processes together admit at most jobs_per_minute a minute. */
 typedef void (*store_submit_cb)(void *data, int status, enum store_submit_rc rc, long depth,
                                 const char *id, int64_t created_ms, const char *idem_hash);
 int store_submit(struct store *s, const struct store_submit *sub, store_submit_cb cb,
@@ -229,6 +245,9 @@ struct store_result {
     const char *meta_json;
     long ttl_s;                 /* record expiry */
     const struct stats_delta *stats; /* what the job adds to the statistics */
+    const char *tenant;         /* the job's tenant (NULL or "": none): the job's cost is added
+                                   to its spend today and its budget reservation released */
+    double cost_usd;            /* the job's cost (settles the tenant's budget) */
 };
 /* End a job with r: store the record, ack and delete its entry, add its statistics and
  * publish - unless the delivery is no longer current (applied = 0). e NULL: a job that never
@@ -318,5 +337,80 @@ int store_add_feedback(struct store *s, const char *id, const char *item_json, i
 int store_eval_reserve(struct store *s, int64_t day_ms, double estimate_usd, double budget_usd,
                        store_flag_cb cb, void *data);
 void store_eval_settle(struct store *s, int64_t day_ms, double delta_usd);
+
+/* --- tenants (tenant.h): admissions, budgets, figures ------------------------------------
+ * Per tenant: its admissions of the last minute, its spend per UTC day (picodollars, the
+ * finish script adds each stored job's cost) and the budget reservations of its jobs in
+ * flight (each expires with its job's deadline). */
+
+/* Count an admission that is not a queued job (the facade's): like store_submit's tenant
+ * checks. cb(status, rc, retry_after_s): STORE_SUBMITTED (admitted, counted as member),
+ * STORE_TENANT_RATE or STORE_TENANT_BUDGET. */
+typedef void (*store_admit_cb)(void *data, int status, enum store_submit_rc rc,
+                               long retry_after_s);
+int store_tenant_admit(struct store *s, const char *tenant, long jpm, double budget_usd,
+                       const char *member, store_admit_cb cb, void *data);
+
+/* A budget reservation for a job about to call a model. admit (extend 0): reserve amount
+ * unless today's spend reached the budget (STORE_RESERVE_SPENT) or the other jobs'
+ * reservations fill what is left (STORE_RESERVE_BUSY; nothing reserved). extend: the job's
+ * reservation becomes amount if spend + every reservation stays within the budget
+ * (STORE_RESERVED), else fallback (STORE_RESERVE_HELD). The reservation expires ttl_ms (+ a
+ * minute) from now; the finish script releases it. */
+struct store_reservation {
+    const char *tenant;
+    const char *job_id;
+    double amount_usd;
+    double budget_usd;
+    int extend;
+    double fallback_usd;
+    long ttl_ms;
+};
+enum store_reserve {
+    STORE_RESERVED = 0,
+    STORE_RESERVE_BUSY = 1,
+    STORE_RESERVE_SPENT = 2,
+    STORE_RESERVE_HELD = 3,
+};
+/* spent_usd: the tenant's spend today; reserved_usd: every reservation after this one. */
+typedef void (*store_reserve_cb)(void *data, int status, enum store_reserve r,
+                                 double spent_usd, double reserved_usd);
+int store_tenant_reserve(struct store *s, const struct store_reservation *rv,
+                         store_reserve_cb cb, void *data);
+
+/* A tenant's figures: admissions of the last minute, spend today, reservations, and its
+ * decided / refined jobs over the last window_s seconds (from the statistics, grouped by
+ * tenant). f is valid during the callback (NULL on failure). */
+struct store_tenant_figures {
+    long jobs_this_minute;
+    double spent_today_usd, reserved_usd;
+    double decided, refined;
+};
+typedef void (*store_tenant_cb)(void *data, int status, const struct store_tenant_figures *f);
+int store_tenant_figures(struct store *s, const char *tenant, long window_s,
+                         store_tenant_cb cb, void *data);
+
+/* Spend today and reservations of n tenants (n <= STORE_SPEND_MAX): spent[i] and
+ * reserved[i] are v[2i] and v[2i+1] (valid during the callback). */
+#define STORE_SPEND_MAX 1024
+typedef void (*store_spend_cb)(void *data, int status, const double *v, size_t n);
+int store_tenant_spend(struct store *s, const char *const *tenants, size_t n,
+                       store_spend_cb cb, void *data);
+
+/* --- the exact cache (cache.h) -------------------------------------------------------- */
+
+/* Look the entry of cache_key up; if there is none, take its lock for job_id (lock_ms) so
+ * that identical jobs wait for this one instead of calling the models. STORE_CACHE_HIT:
+ * entry is the entry's text; STORE_CACHE_WAIT: another job holds the lock (entry: its id);
+ * STORE_CACHE_RUN: job_id holds the lock now (also when it held it already). */
+enum store_cache { STORE_CACHE_HIT = 0, STORE_CACHE_WAIT = 1, STORE_CACHE_RUN = 2 };
+typedef void (*store_cache_cb)(void *data, int status, enum store_cache kind,
+                               const char *entry, size_t len);
+int store_cache_claim(struct store *s, const char *cache_key, const char *job_id,
+                      long lock_ms, store_cache_cb cb, void *data);
+/* Store entry (NULL: none) for ttl_s and release the lock if job_id holds it (fire and
+ * forget). */
+void store_cache_put(struct store *s, const char *cache_key, const char *job_id,
+                     const char *entry, long ttl_s);
 
 #endif

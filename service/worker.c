@@ -167,6 +167,8 @@ static void finish_job(struct wjob *j, const char *status)
     r.meta_json = j->meta_text;
     r.ttl_s = j->cfg->result_ttl_s;
     r.stats = &delta;
+    r.tenant = job_req_meta(&j->req, "tenant");
+    r.cost_usd = j->pj.acct.cost_draft + j->pj.acct.cost_refine;
     rc = store_finish(store_of(j), &j->e, NULL, &r, on_finished, j);
     free(text);
     if (rc != 0) {
@@ -282,6 +284,7 @@ static void start_job(struct worker *w, const struct store_entry *e)
     if (!j)
         return;
     j->pj.data = j;
+    j->pj.id = j->e.id;
     j->pj.cfg = j->cfg;
     j->pj.req = &j->req;
     j->pj.on_done = on_pipe_done;

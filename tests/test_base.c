@@ -2,6 +2,7 @@
  * vectors, strict decoding), IP literals, CIDR blocks and refused ranges, URL parts and
  * redaction, ISO 8601 timestamps read back. */
 #include <stdio.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -9,6 +10,7 @@
 #include "bderr.h"
 #include "clock.h"
 #include "hash.h"
+#include "jsonx.h"
 #include "netaddr.h"
 #include "tcheck.h"
 #include "url.h"
@@ -223,9 +225,56 @@ static void test_iso8601(void)
     CHECK(clock_parse_iso8601(NULL, &back) == -1);
 }
 
+/* jsonx_number: every double reads back as itself; the fast forms are what they say. */
+static void test_jsonx_number(void)
+{
+    static const struct {
+        double v;
+        const char *want;
+    } cases[] = {
+        {0, "0"}, {-0.0, "0"}, {42, "42"}, {-7, "-7"}, {9007199254740991.0, "9007199254740991"},
+        {28.717, "28.717"}, {-3.5, "-3.5"}, {0.05, "0.05"}, {2.6325e-05, "0.000026325"},
+        {0.1 + 0.2, "0.30000000000000004"}, {1e-12, "1e-12"}, {1e300, "1e+300"},
+        {123456.001, "123456.001"}, {0.000000001, "0.000000001"},
+    };
+    char buf[64];
+    unsigned long long x = 88172645463325252ull;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        jsonx_number(cases[i].v, buf, sizeof buf);
+        CHECK_STR(buf, cases[i].want);
+        CHECK(strtod(buf, NULL) == cases[i].v);
+    }
+    jsonx_number(NAN, buf, sizeof buf);
+    CHECK_STR(buf, "null");
+    for (int i = 0; i < 200000; i++) { /* random doubles, and decimals like latencies, costs */
+        double v;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        if (i % 3 == 0) {
+            memcpy(&v, &x, sizeof v);
+            if (!isfinite(v))
+                continue;
+        } else if (i % 3 == 1) {
+            v = (double)(x % 100000000ull) / 1000.0;
+        } else {
+            v = (double)(x % 1000000ull) * 0.075 / 1e6;
+        }
+        jsonx_number(v, buf, sizeof buf);
+        if (strtod(buf, NULL) != v) {
+            fprintf(stderr, "  %.17g printed as %s\n", v, buf);
+            CHECK(0);
+            break;
+        }
+    }
+    CHECK(jsonx_int(-9223372036854775807LL - 1, buf) == 20);
+    CHECK_STR(buf, "-9223372036854775808");
+}
+
 int main(void)
 {
     test_iso8601();
+    test_jsonx_number();
     test_hmac_rfc4231();
     test_sha256();
     test_b64();

@@ -7,6 +7,7 @@
 #include "config.h"
 #include "router.h"
 #include "tcheck.h"
+#include "tenant.h"
 
 /* ---- helpers ------------------------------------------------------------------------- */
 
@@ -1268,6 +1269,97 @@ static void test_env_warnings(void)
     unsetenv("TC_SET");
 }
 
+/* ---- tenants and cache ------------------------------------------------------------------ */
+
+static void test_tenants_and_cache(void)
+{
+    struct cfg_err err;
+    struct bd_config *d = load_str("{}", &err);
+    struct bd_config *c = load_str(
+        "{\"tenants\": {\"default\": {\"jobs_per_minute\": 60},"
+        "              \"by_id\": {\"acme\": {\"daily_budget_usd\": 2.5}}},"
+        " \"cache\": {\"ttl_s\": 600}}", &err);
+    const struct tenant_limits *l;
+    cJSON *desc;
+
+    CHECK(d && c);
+    if (!d || !c)
+        goto out;
+    /* defaults: no tenant limits, cache off */
+    CHECK(d->tenants == NULL);
+    CHECK(d->cache_ttl_s == 0);
+    CHECK(tenant_limits_of(d->tenants, "acme", NULL) == NULL);
+    desc = config_describe(d);
+    CHECK(cJSON_IsNull(jget(desc, "tenants", "default", "jobs_per_minute")));
+    CHECK(cJSON_IsObject(jget(desc, "tenants", "by_id", NULL)));
+    CHECK(cJSON_GetNumberValue(jget(desc, "cache", "ttl_s", NULL)) == 0);
+    cJSON_Delete(desc);
+    /* set */
+    CHECK(c->cache_ttl_s == 600);
+    l = tenant_limits_of(c->tenants, "acme", NULL);
+    CHECK(l && l->jobs_per_minute == 60 && l->daily_budget_usd == 2.5);
+    desc = config_describe(c);
+    CHECK(cJSON_GetNumberValue(jget(desc, "tenants", "by_id", "acme")->child) == 60);
+    CHECK(cJSON_GetNumberValue(jget(desc, "cache", "ttl_s", NULL)) == 600);
+    cJSON_Delete(desc);
+    /* the version covers them; the cache's scope (answer_version) does not */
+    CHECK(strcmp(c->version, d->version) != 0);
+    CHECK_STR(c->answer_version, d->answer_version);
+out:
+    config_unref(c);
+    config_unref(d);
+    expect_err("{\"tenants\": []}", "tenants", "expected object");
+    expect_err("{\"tenants\": {\"by_id\": {\"acme\": {\"jobs_per_minute\": 0}}}}",
+               "tenants.by_id.acme.jobs_per_minute", "must be >= 1");
+    expect_err("{\"tenants\": {\"default\": {\"max_refine_rate\": 2}}}",
+               "tenants.default.max_refine_rate", "must be in (0, 1]");
+    expect_err("{\"tenants\": {\"tiers\": {}}}", "tenants.tiers", "unknown key");
+    expect_err("{\"cache\": {\"ttl_s\": -1}}", "cache.ttl_s", "must be between 0 and 2592000");
+    expect_err("{\"cache\": {\"ttl_s\": 2592001}}", "cache.ttl_s",
+               "must be between 0 and 2592000");
+    expect_err("{\"cache\": {\"ttl_s\": 1.5}}", "cache.ttl_s", "expected integer");
+    expect_err("{\"cache\": {\"size\": 1}}", "cache.size", "unknown key");
+}
+
+/* The cache's scope changes with what shapes a brief, and only with that. */
+static void test_answer_version(void)
+{
+    static const char *const same[] = {
+        "{}",
+        "{\"workers\": {\"concurrency\": 7}}",
+        "{\"limits\": {\"max_wait_s\": 5}}",
+        "{\"cache\": {\"ttl_s\": 60}}",
+        "{\"tenants\": {\"default\": {\"jobs_per_minute\": 5}}}",
+        "{\"models\": {\"judge\": {\"name\": \"judge-model\"}}}",
+    };
+    static const char *const other[] = {
+        "{\"models\": {\"draft\": {\"name\": \"other\"}}}",
+        "{\"models\": {\"refine\": {\"prompt\": {\"user\": \"{draft}\"}}}}",
+        "{\"models\": {\"draft\": {\"max_tokens\": 200}}}",
+        "{\"routing\": {\"mode\": \"all\"}}",
+        "{\"routing\": {\"policies\": [{\"type\": \"length\", \"min_chars\": 10}]}}",
+    };
+    struct cfg_err err;
+    struct bd_config *base = load_str(same[0], &err);
+
+    CHECK(base != NULL && is_hex16(base->answer_version));
+    for (size_t i = 1; base && i < sizeof(same) / sizeof(same[0]); i++) {
+        struct bd_config *c = load_str(same[i], &err);
+        CHECK(c != NULL);
+        if (c)
+            CHECK_STR(c->answer_version, base->answer_version);
+        config_unref(c);
+    }
+    for (size_t i = 0; base && i < sizeof(other) / sizeof(other[0]); i++) {
+        struct bd_config *c = load_str(other[i], &err);
+        CHECK(c != NULL);
+        if (c)
+            CHECK(strcmp(c->answer_version, base->answer_version) != 0);
+        config_unref(c);
+    }
+    config_unref(base);
+}
+
 int main(void)
 {
     unsetenv("BRIEFD_API_KEYS");
@@ -1304,5 +1396,7 @@ int main(void)
     test_price_source();
     test_fingerprint();
     test_env_warnings();
+    test_tenants_and_cache();
+    test_answer_version();
     return tcheck_summary("test_config");
 }

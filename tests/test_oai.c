@@ -1,5 +1,6 @@
 /* test_oai.c - oai: request bodies, every response variant, error bodies, SSE streams. */
 #include "oai.h"
+#include "sbuf.h"
 #include "tcheck.h"
 
 #include <cjson/cJSON.h>
@@ -1259,6 +1260,68 @@ static void test_sse_visible(void)
     visible_case(cap, cap_w, 1, "Analysis shows");
 }
 
+/* Logprobs read without a cJSON tree (oai.c lifts choices[0].logprobs.content): the same
+ * numbers as the tree would give, whatever the shape; odd shapes fall back to the tree. */
+static void lifted_case(const char *content_array, size_t want_n, const double *want,
+                        const char *what)
+{
+    struct oai_result r;
+    char msg[256], *body;
+    size_t n = strlen(content_array) + 400;
+    body = malloc(n);
+    snprintf(body, n, "{\"choices\": [ {\"index\":0, \"message\": {\"role\":\"assistant\","
+             "\"content\":\"Brief.\"},\n \"logprobs\" : { \"content\" : %s },"
+             "\"finish_reason\":\"stop\"}], \"usage\":{\"prompt_tokens\":5,"
+             "\"completion_tokens\":2}}", content_array);
+    CHECK(parse(body, 10, &r, msg) == 0);
+    if (r.n_logprobs != want_n)
+        fprintf(stderr, "  %s: %zu logprobs, expected %zu\n", what, r.n_logprobs, want_n);
+    CHECK(r.has_logprobs == 1 && r.n_logprobs == want_n);
+    for (size_t i = 0; i < want_n && i < r.n_logprobs; i++)
+        CHECK(r.logprobs[i] == want[i]);
+    CHECK_STR(r.content, "Brief.");
+    CHECK(r.prompt_tokens == 5 && r.completion_tokens == 2);
+    oai_result_free(&r);
+    free(body);
+}
+
+static void test_logprobs_lifted(void)
+{
+    static const double three[] = {-0.25, -1e-05, -3};
+    static const double two[] = {-0.25, -3};
+    static const double one[] = {-0.5};
+    struct sbuf b = {0};
+    char *big;
+    double *want;
+
+    lifted_case("[{\"token\":\"A\",\"logprob\":-0.25,\"bytes\":[65],\"top_logprobs\":[]},"
+                " {\"token\":\"\\u00e9\\\"}\",\"logprob\":-1e-05,\"bytes\":[195,169],"
+                "\"top_logprobs\":[{\"token\":\"x\",\"logprob\":-9}]} ,"
+                "{\"logprob\":-3,\"logprob\":-4,\"token\":\"]}\"}]", 3, three, "standard");
+    lifted_case("[{\"token\":\"A\",\"logprob\":-0.25,\"bytes\":[65]}, 7, null,"
+                " {\"token\":\"B\",\"logprob\":null}, {\"token\":\"C\",\"logprob\":\"-1\"},"
+                " {\"token\":\"D\",\"logprob\":-3}]", 2, two, "odd elements");
+    /* a member name written with escapes: the tree decodes it as "logprob" */
+    lifted_case("[{\"token\":\"A\",\"log\\u0070rob\":-0.5,\"bytes\":[65,66,67,68,69,70]}]", 1,
+                one, "escaped name");
+    /* bytes that are not UTF-8 in a token (a partial character): the tree reads it */
+    lifted_case("[{\"token\":\"\xc3\",\"logprob\":-0.5,\"bytes\":[195],\"top_logprobs\":[]}]",
+                1, one, "partial UTF-8");
+    /* past OAI_MAX_LOGPROBS the first ones are kept */
+    want = malloc(sizeof(double) * OAI_MAX_LOGPROBS);
+    sbuf_addc(&b, '[');
+    for (int i = 0; i < OAI_MAX_LOGPROBS + 10; i++) {
+        sbuf_printf(&b, "%s{\"token\":\"t\",\"logprob\":-%d.5}", i ? "," : "", i % 7);
+        if (i < OAI_MAX_LOGPROBS)
+            want[i] = -(i % 7) - 0.5;
+    }
+    sbuf_addc(&b, ']');
+    big = sbuf_take(&b);
+    lifted_case(big, OAI_MAX_LOGPROBS, want, "over the cap");
+    free(big);
+    free(want);
+}
+
 int main(void)
 {
     test_estimate();
@@ -1286,6 +1349,7 @@ int main(void)
     test_sse_first_token_once();
     test_sse_bounds();
     test_sse_visible();
+    test_logprobs_lifted();
     free_pool();
     return tcheck_summary("test_oai");
 }

@@ -620,6 +620,44 @@ static void test_guard_samples_strength_exempt(void)
     router_free(r);
 }
 
+/* A tenant's budget: a refinement whose upper bound would take the tenant past its budget
+ * is held back, whoever asked for it (exempt policies included); within it, it goes on. */
+static void test_guard_tenant_budget(void)
+{
+    struct router *r = steer_router("any", STEER_POLICIES("1", "1", "1"),
+                                    ", \"guards\": {\"max_refine_rate\": null,"
+                                    " \"exempt_policies\": [\"topic\"]}");
+    struct guard_input g = {.have_tenant_budget = 1, .tenant_budget_usd = 1.0,
+                            .tenant_spent_usd = 0.7, .tenant_est_refine_usd = 0.3};
+    struct route_result res;
+    cJSON *j;
+
+    steer_decide(r, (struct votes){1, 0, 0}, &g, &res);
+    CHECK(res.refine == 1 && res.guarded == 0); /* 0.7 + 0.3 = the budget: still within */
+    g.tenant_est_refine_usd = 0.31;
+    steer_decide(r, (struct votes){1, 0, 0}, &g, &res);
+    CHECK(res.refine == 0 && res.guarded == 1);
+    CHECK(res.policy_refine == 1);
+    CHECK_STR(res.v[res.n - 1].policy, "guard:tenant_budget");
+    CHECK(res.v[res.n - 1].kind == VERDICT_KEEP);
+    CHECK_NEAR(res.v[res.n - 1].score, 1.01, 1e-12);
+    CHECK(strstr(res.v[res.n - 1].detail, "daily budget 1 USD") != NULL);
+    j = route_result_json(&res);
+    CHECK_STR(jstr(j, "decision"), "keep");
+    cJSON_Delete(j);
+    /* a spending cap binds what an exempt policy asked for too */
+    steer_decide(r, (struct votes){0, 1, 0}, &g, &res);
+    CHECK(res.refine == 0 && res.guarded == 1);
+    CHECK_STR(res.v[res.n - 1].policy, "guard:tenant_budget");
+    /* a keep decision is not touched; no budget, no guard */
+    steer_decide(r, (struct votes){0, 0, 0}, &g, &res);
+    CHECK(res.refine == 0 && res.guarded == 0);
+    g.have_tenant_budget = 0;
+    steer_decide(r, (struct votes){1, 0, 0}, &g, &res);
+    CHECK(res.refine == 1 && res.guarded == 0);
+    router_free(r);
+}
+
 /* Pre-routing decides on the input alone with the policies that can. */
 static void test_pre_route(void)
 {
@@ -726,6 +764,7 @@ int main(void)
     test_guard_budget();
     test_guard_both();
     test_guard_samples_strength_exempt();
+    test_guard_tenant_budget();
     test_pre_route();
     test_result_json();
     test_deterministic();

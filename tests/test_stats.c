@@ -466,6 +466,70 @@ static void test_quality_json(void)
     cJSON_Delete(rows.rows);
 }
 
+/* The exact cache: a hit counts "cached" (and nothing routed, refined or spent), a lookup
+ * that ran the models "cache_miss"; /v1/stats gives hits, misses and the hit rate, /metrics
+ * briefd_cache_hits_total and briefd_cache_misses_total. */
+static void test_cache_counts(void)
+{
+    struct job_acct a;
+    struct stats_job j;
+    struct stats_delta hit, miss;
+    struct stats_rows rows;
+    cJSON *m, *out;
+    char *text;
+
+    acct_init(&a);
+    a.total_ms = 2;
+    memset(&j, 0, sizeof(j));
+    j.succeeded = 1;
+    j.cached = 1;
+    j.draft_model = "phi-4-mini";
+    j.refine_model = "gpt-oss-20b";
+    j.acct = &a;
+    j.tenant = "acme";
+    j.finished_ms = 1700000000000;
+    CHECK(stats_delta_of(&j, &hit) == 0);
+    CHECK(stats_delta_get(&hit, "cached") == 1);
+    CHECK(stats_delta_get(&hit, "cache_miss") == 0);
+    CHECK(stats_delta_get(&hit, "decided") == 0);
+    CHECK(stats_delta_get(&hit, "refined") == 0);
+    CHECK(stats_delta_get(&hit, "cost_draft_p") == 0);
+    CHECK_STR(hit.tenant, "acme");
+    j.cached = 0;
+    j.cache_miss = 1;
+    CHECK(stats_delta_of(&j, &miss) == 0);
+    CHECK(stats_delta_get(&miss, "cache_miss") == 1);
+    CHECK(stats_delta_get(&miss, "cached") == 0);
+
+    m = cJSON_CreateObject();
+    cJSON_AddNumberToObject(m, "jobs", 4);
+    cJSON_AddNumberToObject(m, "succeeded", 4);
+    cJSON_AddNumberToObject(m, "cached", 1);
+    cJSON_AddNumberToObject(m, "cache_miss", 3);
+    memset(&rows, 0, sizeof(rows));
+    rows.total = m;
+    rows.rows = cJSON_CreateArray();
+    rows.gran_s = 60;
+    out = stats_window_json(&rows, 3600, "", 60);
+    CHECK(jnum(out, "cache.hits") == 1);
+    CHECK(jnum(out, "cache.misses") == 3);
+    CHECK(jnum(out, "cache.hit_rate") == 0.25);
+    cJSON_Delete(out);
+    text = stats_metrics_text(m, 0, 0);
+    CHECK(text && strstr(text, "\nbriefd_cache_hits_total 1\n") != NULL);
+    CHECK(text && strstr(text, "\nbriefd_cache_misses_total 3\n") != NULL);
+    CHECK(text && strstr(text, "# TYPE briefd_cache_hits_total counter\n") != NULL);
+    free(text);
+    /* no lookup at all: the hit rate is null, not a division by zero */
+    cJSON_DeleteItemFromObject(m, "cached");
+    cJSON_DeleteItemFromObject(m, "cache_miss");
+    out = stats_window_json(&rows, 3600, "", 60);
+    CHECK(cJSON_IsNull(cJSON_GetObjectItem(cJSON_GetObjectItem(out, "cache"), "hit_rate")));
+    cJSON_Delete(out);
+    cJSON_Delete(rows.rows);
+    cJSON_Delete(m);
+}
+
 int main(void)
 {
     test_buckets();
@@ -477,5 +541,6 @@ int main(void)
     test_quality_delta();
     test_feedback_delta();
     test_quality_json();
+    test_cache_counts();
     return tcheck_summary("test_stats");
 }

@@ -240,6 +240,11 @@
 
     setFigure('degraded', fmtInt(s.degraded), num(s.degraded));
     $('degraded-tile').className = 'tile' + (s.degraded > 0 ? ' warn' : '');
+    var cache = s.cache || {};
+    var lookups = (num(cache.hits) || 0) + (num(cache.misses) || 0);
+    setFigure('cache-hit-rate', fmtPct(cache.hit_rate), num(cache.hit_rate));
+    setText('cache-sub', lookups ? fmtInt(cache.hits) + ' of ' + fmtInt(lookups) + ' lookups' : 'no lookups (cache off?)');
+
     setFigure('failed', fmtInt(s.failed), num(s.failed));
     setText('failed-sub', jobs ? fmtPct(s.failed / jobs) + ' of jobs' : '\u00a0');
     $('failed-tile').className = 'tile' + (s.failed > 0 ? ' bad' : '');
@@ -263,14 +268,26 @@
     });
   }
 
-  function renderGroups(id, rowId, groups) {
+  /* A tenant's limits (docs/CONFIG.md#tenants) in a few words; a dash when it has none. */
+  function fmtLimits(l) {
+    var parts = [];
+    if (!l) return '—';
+    if (isNum(l.jobs_per_minute)) parts.push(fmtInt(l.jobs_per_minute) + '/min');
+    if (isNum(l.daily_budget_usd)) parts.push(fmtUSD(l.daily_budget_usd) + '/day');
+    if (isNum(l.max_refine_rate)) parts.push('refine ≤ ' + fmtPct(l.max_refine_rate));
+    return parts.length ? parts.join(' · ') : '—';
+  }
+
+  /* withLimits: the tenants' table, with each tenant's limits and what is left of its
+   * budget today. */
+  function renderGroups(id, rowId, groups, withLimits) {
     var tbody = tbodyOf(id);
     var names = Object.keys(groups || {});
     names.sort(function (a, b) {
       return ((groups[b] && groups[b].jobs) || 0) - ((groups[a] && groups[a].jobs) || 0) || (a < b ? -1 : 1);
     });
     if (!names.length) {
-      emptyRow(tbody, 7, 'no jobs in this window');
+      emptyRow(tbody, withLimits ? 9 : 7, 'no jobs in this window');
       return;
     }
     names.forEach(function (name) {
@@ -287,6 +304,10 @@
       tr.appendChild(cell(fmtUSD(cost.total), 'n num', 'cost_total', num(cost.total)));
       tr.appendChild(cell(fmtPct(cf.savings_vs_all_refine), 'n num', 'savings', num(cf.savings_vs_all_refine)));
       tr.appendChild(cell(fmtInt(g.failed), 'n num', 'failed', num(g.failed)));
+      if (withLimits) {
+        tr.appendChild(cell(fmtLimits(g.limits), null, 'limits'));
+        tr.appendChild(cell(fmtUSD(g.remaining_budget_usd), 'n num', 'budget_left', num(g.remaining_budget_usd)));
+      }
       tbody.appendChild(tr);
     });
   }
@@ -603,7 +624,7 @@
     renderCharts(main, step);
     renderLatencyTable(main.latency_ms || {});
     renderGroups('by-source', 'source-row', main.groups);
-    renderGroups('by-tenant', 'tenant-row', tenants.groups);
+    renderGroups('by-tenant', 'tenant-row', tenants.groups, true);
     renderPolicies(main.by_policy, num(main.jobs));
     renderTokens(main.tokens);
     renderQuality(main.quality, main.evaluation_usd);

@@ -32,7 +32,8 @@ function parseArgs(argv) {
   return out;
 }
 
-const TILES = ['jobs', 'refine-rate', 'cost-per-job', 'cost-total', 'savings', 'degraded', 'failed',
+const TILES = ['jobs', 'refine-rate', 'cost-per-job', 'cost-total', 'savings', 'degraded',
+  'cache-hit-rate', 'failed',
   // the Quality section (shadow judging and feedback)
   'q-judged', 'q-judged-sub', 'q-served', 'q-served-sub', 'q-gap', 'q-gap-sub', 'q-missed',
   'q-needless', 'q-feedback', 'q-feedback-sub', 'q-eval-usd'];

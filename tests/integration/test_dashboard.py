@@ -55,6 +55,9 @@ CONFIG = {
         "draft": {"price": {"input_per_mtok": 0.15, "output_per_mtok": 0.6}},
         "refine": {"price": {"input_per_mtok": 1.2, "output_per_mtok": 4.8}},
     },
+    # acme's two SHORT jobs are one brief: the second comes from the exact cache
+    "cache": {"ttl_s": 3600},
+    "tenants": {"by_id": {"acme": {"jobs_per_minute": 600, "daily_budget_usd": 10}}},
 }
 
 
@@ -181,6 +184,18 @@ class Dashboard(Stack):
         self.assertEqual(set(by_tenant), {"acme", "globex", "initech"})
         for name, g in tenants["groups"].items():
             self.assertEqual(by_tenant[name]["jobs"]["value"], g["jobs"], name)
+        # the tenants' limits and what is left of acme's budget today
+        self.assertEqual(by_tenant["acme"]["limits"]["text"], "600/min · $10.00/day")
+        self.assertEqual(by_tenant["globex"]["limits"]["text"], "—")
+        left = tenants["groups"]["acme"]["remaining_budget_usd"]
+        self.assertTrue(0 < left < 10, left)
+        self.assertAlmostEqual(by_tenant["acme"]["budget_left"]["value"], left, places=12)
+        self.assertEqual(by_tenant["globex"]["budget_left"]["text"], "—")
+        # the exact cache's hit rate
+        self.assertGreaterEqual(stats["cache"]["hits"], 1)
+        self.assertEqual(tiles["cache-hit-rate"]["text"], pct(stats["cache"]["hit_rate"]))
+        self.assertAlmostEqual(tiles["cache-hit-rate"]["value"], stats["cache"]["hit_rate"],
+                               places=9)
         # refine votes by policy, tokens per model, latency percentiles
         policies = page["tables"]["by-policy"]
         for name, votes in stats["by_policy"].items():

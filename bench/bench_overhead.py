@@ -1,0 +1,288 @@
+#!/usr/bin/env python3
+"""bench_overhead.py - what briefd adds on top of the model calls, side by side with a
+reference gateway, in one run.
+
+Starts redis-server, briefd-modelsim --profile zero (the "upstream": a chat completion answered
+at once), Portkey's open-source gateway (npm @portkey-ai/gateway, pinned in bench/portkey/,
+installed there with `npm ci` on first use; started with --port=N --headless and routed with
+x-portkey-provider: openai and x-portkey-custom-host) and briefd (routing with no policy, so a
+facade request is one upstream call like the gateway's). Then, with wrk (Debian):
+
+  1. each path at 1 connection (p50 latency) and 32 connections (requests/s): the upstream
+     direct, Portkey, briefd's facade (POST /v1/chat/completions), briefd's job path
+     (POST /v1/jobs?wait=10, through Redis); "added p50" is a path's p50 minus the upstream's;
+  2. Redis INFO commandstats over the job path's 32-connection run: commands and Redis CPU
+     (usec) per job, commands run inside scripts included;
+  3. briefd's RSS idle and its peak;
+  4. scaling: jobs/s at 32 connections with 1, 2 and 4 worker processes (role worker) behind
+     one API process, all on one Redis;
+  5. memory with 10,000 jobs in flight (the simulator answering after 3 s, workers.concurrency
+     4096): peak RSS while they run.
+
+Each measurement is taken --rounds times (default 3); the medians are printed and written,
+with the machine's description, to bench/results-overhead.md (replacing it). The machine is
+shared and noisy: compare within one run.
+
+usage: bench/bench_overhead.py [--rounds 3] [--seconds 5] [--build build] [--quick]
+"""
+import argparse
+import concurrent.futures as cf
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
+DOC = ("Acme Corp reported third quarter revenue of 41.2 million dollars, up 12 percent. "
+       "Costs rose 8 percent. The board approved a new data center in Ohio. ") * 4
+
+
+def wrk(url, conns, seconds, body, headers):
+    """Run wrk; returns (p50 ms, requests/s, non-2xx count, requests)."""
+    script = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
+    script.write('wrk.method = "POST"\nwrk.body = %s\n' % json.dumps(json.dumps(body)))
+    for k, v in headers.items():
+        script.write('wrk.headers[%s] = %s\n' % (json.dumps(k), json.dumps(v)))
+    script.close()
+    try:
+        out = subprocess.run(["wrk", "-t", "1" if conns == 1 else "2", "-c", str(conns),
+                              "-d", "%ds" % seconds, "--latency", "-s", script.name, url],
+                             capture_output=True, text=True, timeout=seconds + 60).stdout
+    finally:
+        os.unlink(script.name)
+    p50 = re.search(r"^\s+50%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+    scale = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    reqs = re.search(r"(\d+) requests in", out)
+    if not p50 or not rps:
+        raise RuntimeError("wrk output not understood:\n" + out)
+    return (float(p50.group(1)) * scale[p50.group(2)], float(rps.group(1)),
+            int(bad.group(1)) if bad else 0, int(reqs.group(1)))
+
+
+def rss_kb(pid, field="VmRSS"):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def commandstats(redis):
+    """{command: (calls, usec)} from INFO commandstats."""
+    info = redis.cmd("INFO", "commandstats")
+    info = info.decode() if isinstance(info, bytes) else info
+    out = {}
+    for m in re.finditer(r"cmdstat_([\w|]+):calls=(\d+),usec=(\d+)", info):
+        out[m.group(1)] = (int(m.group(2)), int(m.group(3)))
+    return out
+
+
+def start_portkey(tmp, port):
+    pk = os.path.join(HERE, "portkey")
+    entry = os.path.join(pk, "node_modules", "@portkey-ai", "gateway", "build", "start-server.js")
+    if not os.path.exists(entry):
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=pk, check=True)
+    log = open(os.path.join(tmp, "portkey.log"), "wb")
+    proc = subprocess.Popen(["node", entry, "--port=%d" % port, "--headless"], stdout=log,
+                            stderr=subprocess.STDOUT)
+    import harness
+    harness.wait_port(port, timeout=60, proc=proc)
+    return proc
+
+
+def median_of(rounds, fn):
+    res = [fn() for _ in range(rounds)]
+    return [statistics.median(x[i] for x in res) for i in range(len(res[0]))]
+
+
+def machine():
+    cpu = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem = rss_kb_total()
+    return "%s, %d cores, %.0f GiB RAM, %s %s, redis %s" % (
+        cpu, os.cpu_count(), mem / 1048576.0, platform.system(), platform.release(),
+        subprocess.run(["redis-server", "--version"], capture_output=True,
+                       text=True).stdout.split()[2])
+
+
+def rss_kb_total():
+    with open("/proc/meminfo") as f:
+        return int(f.readline().split()[1])
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seconds", type=int, default=5)
+    ap.add_argument("--build", default=os.path.join(HERE, "..", "build"))
+    ap.add_argument("--quick", action="store_true", help="skip scaling and the 10,000 jobs")
+    a = ap.parse_args()
+    os.environ["BRIEFD_BIN"] = os.path.join(a.build, "briefd")
+    os.environ["BRIEFD_SIM_BIN"] = os.path.join(a.build, "briefd-modelsim")
+    if not shutil.which("wrk"):
+        sys.exit("wrk is needed (apt-get install wrk)")
+    import harness
+    rows, notes = {}, []
+    with tempfile.TemporaryDirectory(prefix="briefd-overhead-") as tmp:
+        redis = harness.Redis(tmp).start()
+        sim = harness.Sim(tmp, "zero", ("--quiet",)).start()
+        pk_port = harness.free_port()
+        portkey = start_portkey(tmp, pk_port)
+        cfg = harness.base_config(redis, sim, workers={"concurrency": 64},
+                                  routing={"policies": [], "guards": {"max_refine_rate": None}})
+        b = harness.Briefd(tmp, cfg).start()
+        try:
+            time.sleep(1)
+            idle_rss = rss_kb(b.proc.pid)
+            chat = {"model": "phi-4-mini", "messages": [{"role": "user", "content": DOC}]}
+            facade = {"model": "briefd-hybrid", "messages": [{"role": "user", "content": DOC}]}
+            json_h = {"Content-Type": "application/json"}
+            paths = [
+                ("upstream direct", sim.base_url + "/chat/completions", chat, json_h),
+                ("Portkey gateway 1.15.2", "http://127.0.0.1:%d/v1/chat/completions" % pk_port,
+                 chat, dict(json_h, **{"x-portkey-provider": "openai",
+                                       "x-portkey-custom-host": sim.base_url})),
+                ("briefd facade", "http://127.0.0.1:%d/v1/chat/completions" % b.port, facade,
+                 json_h),
+                ("briefd job path", "http://127.0.0.1:%d/v1/jobs?wait=10" % b.port,
+                 {"text": DOC}, json_h),
+            ]
+            for name, url, body, hdrs in paths:
+                wrk(url, 8, 2, body, hdrs)  # warm up
+                p50, _, bad1, _ = median_of(a.rounds, lambda: wrk(url, 1, a.seconds, body, hdrs))
+                if name == "briefd job path":
+                    redis.cmd("CONFIG", "RESETSTAT")
+                _, rps, bad32, n = median_of(
+                    a.rounds, lambda: wrk(url, 32, a.seconds, body, hdrs))
+                rows[name] = (p50, rps, bad1 + bad32)
+                if name == "briefd job path":
+                    cs = commandstats(redis)
+                    jobs = n * a.rounds
+                    skip = ("info", "config|resetstat", "config", "ping")
+                    calls = sum(c for k, (c, u) in cs.items() if k not in skip)
+                    usec = sum(u for k, (c, u) in cs.items() if k not in skip)
+                    top = sorted(((c, k) for k, (c, u) in cs.items() if k not in skip),
+                                 reverse=True)[:8]
+                    notes.append("Redis per job (32 connections, %d jobs): %.2f commands, "
+                                 "%.1f us of Redis CPU; most called: %s" % (
+                                     jobs, calls / jobs, usec / jobs,
+                                     ", ".join("%s %.2f" % (k, c / jobs) for c, k in top)))
+                print("%-24s p50 %.3f ms (1 conn), %.0f req/s (32 conns)%s" % (
+                    name, p50, rps, ", %d non-2xx!" % (bad1 + bad32) if bad1 + bad32 else ""),
+                    flush=True)
+            peak_rss = rss_kb(b.proc.pid, "VmHWM")
+            notes.append("briefd RSS: %.1f MB idle, %.1f MB peak over the runs" % (
+                idle_rss / 1024.0, peak_rss / 1024.0))
+        finally:
+            b.stop()
+            portkey.terminate()
+            portkey.wait(10)
+        scaling = []
+        if not a.quick:
+            scaling = run_scaling(harness, tmp, redis, sim, a)
+            notes.append(run_inflight(harness, tmp, redis))
+        sim.stop(check=False)
+        redis.stop()
+    write_results(rows, notes, scaling, a)
+
+
+def run_scaling(harness, tmp, redis, sim, a):
+    out = []
+    for n in (1, 2, 4):
+        cfg = harness.base_config(redis, sim, workers={"concurrency": 64},
+                                  routing={"policies": [], "guards": {"max_refine_rate": None}})
+        api = harness.Briefd(tmp, cfg, role="api", name="api%d" % n).start()
+        ws = [harness.Briefd(tmp, cfg, role="worker", name="w%d-%d" % (n, i)).start()
+              for i in range(n)]
+        try:
+            url = "http://127.0.0.1:%d/v1/jobs?wait=10" % api.port
+            wrk(url, 8, 2, {"text": DOC}, {"Content-Type": "application/json"})
+            _, rps, bad, _ = median_of(a.rounds, lambda: wrk(
+                url, 32, a.seconds, {"text": DOC}, {"Content-Type": "application/json"}))
+            out.append((n, rps, bad))
+            print("scaling: %d worker process(es): %.0f jobs/s%s" % (
+                n, rps, ", %d non-2xx!" % bad if bad else ""), flush=True)
+        finally:
+            for p in ws + [api]:
+                p.stop()
+    return out
+
+
+def run_inflight(harness, tmp, redis):
+    """Peak RSS with 10,000 jobs in flight (model calls answered after 3 s)."""
+    slow = harness.Sim(tmp, "zero", ("--quiet", "--ttft-ms", "3000")).start()
+    cfg = harness.base_config(redis, slow, workers={"concurrency": 4096, "job_timeout_ms": 120000},
+                              routing={"policies": [], "guards": {"max_refine_rate": None}},
+                              limits={"max_queue": 100000})
+    b = harness.Briefd(tmp, cfg, name="inflight").start()
+    try:
+        def submit(i):
+            return harness.request("127.0.0.1", b.port, "POST", "/v1/jobs",
+                                   {"text": DOC + " %d" % i})[0]
+        with cf.ThreadPoolExecutor(32) as ex:
+            codes = list(ex.map(submit, range(10000)))
+        peak = 0
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            peak = max(peak, rss_kb(b.proc.pid))
+            st, s, _ = harness.request("127.0.0.1", b.port, "GET", "/v1/stats?window=3600")
+            if st == 200 and s.get("jobs", 0) >= 10000:
+                break
+            time.sleep(0.2)
+        hwm = rss_kb(b.proc.pid, "VmHWM")
+        line = ("10,000 jobs in flight (simulator 3 s, workers.concurrency 4096): %d accepted, "
+                "briefd peak RSS %.1f MB" % (codes.count(202), max(peak, hwm) / 1024.0))
+        print(line, flush=True)
+        return line
+    finally:
+        b.stop()
+        slow.stop(check=False)
+
+
+def write_results(rows, notes, scaling, a):
+    up = rows["upstream direct"][0]
+    pk = rows["Portkey gateway 1.15.2"]
+    lines = ["# bench_overhead.py results", "",
+             "Run %s on %s; wrk, %d rounds of %d s, medians; the upstream is the simulator at "
+             "zero latency; briefd routes with no policy (one upstream call per request). "
+             "Regenerate with `bench/bench_overhead.py`." % (
+                 time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), machine(), a.rounds,
+                 a.seconds), "",
+             "| path | p50 at 1 connection | added p50 | requests/s at 32 connections |",
+             "|---|---|---|---|"]
+    for name, (p50, rps, bad) in rows.items():
+        added = "—" if name == "upstream direct" else "%.3f ms" % (p50 - up)
+        lines.append("| %s | %.3f ms | %s | %.0f%s |" % (name, p50, added, rps,
+                                                         " (%d non-2xx)" % bad if bad else ""))
+    lines.append("")
+    for name in ("briefd facade", "briefd job path"):
+        p50, rps, _ = rows[name]
+        lines.append("- %s vs Portkey: added p50 %.2f× lower, %.1f× the requests/s" % (
+            name, (pk[0] - up) / max(p50 - up, 1e-6), rps / pk[1]))
+    lines.append("")
+    lines += ["- " + n for n in notes]
+    if scaling:
+        lines += ["", "| worker processes (one API process, one Redis) | jobs/s at 32 connections |",
+                  "|---|---|"]
+        lines += ["| %d | %.0f |" % (n, rps) for n, rps, _ in scaling]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    with open(os.path.join(HERE, "results-overhead.md"), "w") as f:
+        f.write(text)
+
+
+if __name__ == "__main__":
+    main()
