@@ -713,6 +713,18 @@ static void on_ctimer(uv_timer_t *t)
     arm_ctimer(r);
 }
 
+uint64_t rds_drop_at(const struct rds *r)
+{
+    struct list_node *first;
+
+    if (r->command_timeout_ms <= 0)
+        return 0;
+    first = list_first(&r->timed);
+    if (first)
+        return LIST_ENTRY(first, struct rds_pending, node)->deadline;
+    return uv_now(r->loop) + (uint64_t)(r->command_timeout_ms + r->block_allowance_ms);
+}
+
 static void reload_scripts(struct rds *r)
 {
     for (size_t i = 0; i < r->n_scripts && r->ac; i++)

@@ -114,6 +114,13 @@ void rds_on_event(struct rds *r, rds_event_cb cb, void *data);
 const char *rds_host(const struct rds *r);
 int rds_port(const struct rds *r);
 
+/* The earliest time (uv_now() ms) at which a command sent now may be given up unanswered:
+ * the deadline of the oldest timed command in flight (a timeout drops every command in
+ * flight), or now + the command timeout; 0 when commands are not timed. A command that
+ * reaches Redis after this time may run although its caller was told it failed: writes that
+ * must not (submits) carry this deadline and check it in Redis. */
+uint64_t rds_drop_at(const struct rds *r);
+
 /* printf-style hiredis format (%s, %b with pointer+length, %d via %lld etc.). cb may be
  * NULL (fire and forget). */
 int rds_cmd(struct rds *r, rds_cb cb, void *data, const char *fmt, ...);

@@ -59,6 +59,8 @@ struct rctx {
     long window_s, step_s;        /* GET /v1/stats */
     char dim[16];
     char *meta_text;              /* POST: the stored metadata (the queued job object) */
+    char scope[80];               /* GET by a tenant key: only that tenant's jobs ("" all) */
+    int vetted;                   /* the job was read and is in scope */
     struct facade_run *run;       /* the facade's pipeline run, or NULL */
     struct sbuf text;             /* events: the brief's text sent in delta events */
     struct feedback *fb;          /* POST .../feedback: the validated body, or NULL */
@@ -209,13 +211,14 @@ static void rctx_done(struct rctx *c)
 }
 
 static void respond_redis_down(struct http_req *req);
+static void respond_store_error(struct api *api, struct http_req *req, int status);
 
 /* A parked request whose Redis call is being made: NULL after answering 503/500. */
 static struct rctx *rctx_begin(struct api *api, struct http_req *req, const char *id)
 {
     struct rctx *c;
     if (!store_ready(api->svc->store)) {
-        respond_redis_down(req);
+        respond_store_error(api, req, BD_EREDIS_DOWN);
         return NULL;
     }
     c = rctx_new(api, req, id);
@@ -232,7 +235,7 @@ static void rctx_sent(struct rctx *c, int rc)
         return;
     }
     if (c->req)
-        respond_redis_down(c->req);
+        respond_store_error(c->api, c->req, rc);
     rctx_done(c);
 }
 
@@ -299,6 +302,25 @@ static int check_auth(struct api *api, struct http_req *req, int admin)
     return -1;
 }
 
+/* The tenant whose jobs and figures the caller may see, or NULL for everything: keys bound to
+ * a tenant ("tenant=KEY") see their tenant's only; untenanted and admin keys (and everyone,
+ * without auth) see all. */
+static const char *view_tenant(struct api *api, struct http_req *req)
+{
+    const struct bd_config *cfg = api->svc->cfg;
+    const char *key = config_auth_enabled(cfg) ? bearer(req) : NULL;
+    if (!key || !*key || config_is_admin_key(cfg, key))
+        return NULL;
+    return config_key_tenant(cfg, key);
+}
+
+/* Whether c may see job: a scoped request sees only its tenant's jobs. */
+static int in_scope(const struct rctx *c, const cJSON *job)
+{
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(job, "tenant");
+    return !c->scope[0] || (cJSON_IsString(t) && strcmp(t->valuestring, c->scope) == 0);
+}
+
 /* Parse ?wait=S (0..max). Returns seconds (0 when absent) or -1 after answering 400. */
 static double parse_wait(struct http_req *req, int max_s)
 {
@@ -333,6 +355,27 @@ static void respond_redis_down(struct http_req *req)
     http_resp_header(req, "Retry-After", "1");
     http_respond_error(req, 503, "redis_unavailable", NULL,
                        "the job store is unreachable; nothing was queued, try again");
+}
+
+/* 503 for a store call that failed with status: what Redis said when it refused the command
+ * (out of memory, a read-only replica ...), else why it is unreachable (refused, timed out,
+ * handshake refused). */
+static void respond_store_error(struct api *api, struct http_req *req, int status)
+{
+    const char *said = store_last_reply_error(api->svc->store);
+    const char *why = store_last_error(api->svc->store);
+
+    http_resp_header(req, "Retry-After", "1");
+    if (status == BD_EREDIS_REPLY && said[0])
+        http_respond_error(req, 503, "redis_error", NULL,
+                           "the job store refused the command: %.200s; nothing was queued, "
+                           "try again later", said);
+    else if (why[0])
+        http_respond_error(req, 503, "redis_unavailable", NULL,
+                           "the job store is unreachable (%.200s); nothing was queued, try "
+                           "again", why);
+    else
+        respond_redis_down(req);
 }
 
 /* --- fetching a job for a parked request --- */
@@ -485,7 +528,7 @@ static void answer(struct rctx *c, int status, cJSON *job)
         http_respond_error(c->req, 404, "job_not_found", "id", "no job with id '%s'", c->id);
         rctx_done(c);
     } else if (status != 0) {
-        respond_redis_down(c->req);
+        respond_store_error(c->api, c->req, status);
         rctx_done(c);
     } else if (c->fb) {
         feedback_found(c, job); /* the job as GET would return it: feedback goes on it */
@@ -542,6 +585,12 @@ static void on_job_for_ctx(void *data, int status, cJSON *job)
         cJSON_Delete(job);
         return;
     }
+    if (status == 0 && !in_scope(c, job)) {
+        cJSON_Delete(job);
+        job = NULL;
+        status = BD_ENOTFOUND; /* another tenant's job: as if there were none */
+    }
+    c->vetted = status == 0;
     answer(c, status, job);
 }
 
@@ -624,6 +673,9 @@ static void on_store_event(void *data, const char *id, const char *status, const
             ctx_fetch(c);
         } else if (strcmp(c->id, id) != 0) {
             continue;
+        } else if (c->scope[0] && !c->vetted) {
+            if (strcmp(status, "delta") != 0)
+                ctx_fetch(c); /* not yet known to be this tenant's: read it first */
         } else if (strcmp(status, "delta") == 0) {
             if (c->sse && job)
                 sse_delta(c, job, len);
@@ -693,7 +745,7 @@ static void on_submitted(void *data, int status, enum store_submit_rc rc, long d
         return;
     }
     if (status != 0) {
-        respond_redis_down(c->req);
+        respond_store_error(c->api, c->req, status);
         rctx_done(c);
         return;
     }
@@ -981,7 +1033,7 @@ static void enqueue(struct api *api, struct http_req *req, struct job_req *jr, d
     struct rctx *c;
 
     if (!store_ready(api->svc->store)) {
-        respond_redis_down(req);
+        respond_store_error(api, req, BD_EREDIS_DOWN);
         return;
     }
     if (job_texts(api, req, jr, &req_text, &meta_text, kid, sizeof(kid)) != 0 ||
@@ -1284,6 +1336,7 @@ static void run_facade(struct api *api, struct http_req *req, struct job_req *jr
 
 static void get_job(struct api *api, struct http_req *req, const char *id, int events)
 {
+    const char *scope;
     struct rctx *c;
     double wait = 0;
     if (!job_id_valid(id)) {
@@ -1298,6 +1351,8 @@ static void get_job(struct api *api, struct http_req *req, const char *id, int e
     c = rctx_begin(api, req, id);
     if (!c)
         return;
+    scope = view_tenant(api, req);
+    snprintf(c->scope, sizeof(c->scope), "%s", scope ? scope : "");
     if (events) {
         c->sse = 1;         /* the stream starts once the job is found (sse_open) */
         c->parked = 1;
@@ -1368,7 +1423,7 @@ static void post_feedback(struct api *api, struct http_req *req, const char *id)
     struct feedback fb;
     struct job_verr ve;
     size_t len;
-    const char *body = http_req_body(req, &len);
+    const char *body = http_req_body(req, &len), *scope;
     struct rctx *c;
     if (!content_type_json(req)) {
         http_respond_error(req, 415, "unsupported_media_type", NULL,
@@ -1397,6 +1452,8 @@ static void post_feedback(struct api *api, struct http_req *req, const char *id)
     }
     *c->fb = fb;
     key_id(api, req, c->kid, sizeof(c->kid));
+    scope = view_tenant(api, req); /* a tenant's key: its tenant's jobs only, as for GET */
+    snprintf(c->scope, sizeof(c->scope), "%s", scope ? scope : "");
     ctx_fetch(c); /* the same lookup as GET /v1/jobs/{id}: answer() calls feedback_found */
 }
 
@@ -1416,6 +1473,8 @@ static void get_health(struct api *api, struct http_req *req, int ready)
         cJSON_AddNumberToObject(p, "port", port);
         cJSON_AddStringToObject(p, "via", via);
         cJSON_AddBoolToObject(o, "redis", redis_ok);
+        if (!redis_ok)
+            cJSON_AddStringToObject(o, "redis_error", store_last_error(api->svc->store));
         cJSON_AddStringToObject(o, "config_version", api->svc->cfg->version);
         cJSON_AddBoolToObject(o, "stopping", api->svc->stopping);
     }
@@ -1614,7 +1673,7 @@ static void on_stats_rows(void *data, int status, const struct stats_rows *rows)
     if (stats && add_tenant_limits(c, stats))
         return;
     if (!stats)
-        respond_redis_down(c->req);
+        respond_store_error(c->api, c->req, status);
     else
         http_respond_json(c->req, 200, stats);
     cJSON_Delete(stats);
@@ -1717,6 +1776,7 @@ static void get_stats(struct api *api, struct http_req *req)
 {
     const struct bd_config *cfg = api->svc->cfg;
     const char *by = http_req_query_param(req, "by");
+    const char *tenant = view_tenant(api, req);
     long window = query_long(req, "window", 60, cfg->stats_retention_s, 3600);
     long step;
     struct rctx *c;
@@ -1730,13 +1790,21 @@ static void get_stats(struct api *api, struct http_req *req)
                            "query parameter 'by' must be 'source' or 'tenant'");
         return;
     }
+    if (tenant && by && strcmp(by, "source") == 0) {
+        http_respond_error(req, 403, "tenant_scope", "by",
+                           "this key sees tenant '%s' only: group by tenant, not by source",
+                           tenant);
+        return;
+    }
     c = rctx_begin(api, req, "");
     if (!c)
         return;
     c->window_s = window;
     c->step_s = step;
     snprintf(c->dim, sizeof(c->dim), "%s", by ? by : "");
-    rctx_sent(c, store_stats_window(api->svc->store, window, c->dim, on_stats_rows, c));
+    rctx_sent(c, tenant ? store_stats_window_tenant(api->svc->store, window, c->dim, tenant,
+                                                    on_stats_rows, c)
+                        : store_stats_window(api->svc->store, window, c->dim, on_stats_rows, c));
 }
 
 static void on_totals(void *data, int status, const cJSON *totals, long depth, long pending)
@@ -1747,7 +1815,7 @@ static void on_totals(void *data, int status, const cJSON *totals, long depth, l
         return;
     text = status == 0 ? stats_metrics_text(totals, (double)depth, (double)pending) : NULL;
     if (!text)
-        respond_redis_down(c->req);
+        respond_store_error(c->api, c->req, status);
     else
         http_respond(c->req, 200, "text/plain; version=0.0.4; charset=utf-8", text,
                      strlen(text));

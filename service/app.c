@@ -53,13 +53,10 @@ static int app_reload(struct svc *svc, struct cfg_err *err)
     next = config_load(a->cfg_path, err);
     if (!next)
         return -1;
-    /* Settings bound at start-up (listen address, Redis) need a restart to change. */
-    if (strcmp(next->redis_url, cur->redis_url) != 0 ||
-        strcmp(next->redis_prefix, cur->redis_prefix) != 0 ||
-        strcmp(next->listen_host, cur->listen_host) != 0 ||
-        next->listen_port != cur->listen_port) {
-        log_warn("reload: listen and redis settings changed in the file; they take effect "
-                 "at the next restart");
+    /* Settings bound at start-up (listen, Redis) need a restart: refused, not half-applied. */
+    if (config_restart_diff(cur, next, err) != 0) {
+        config_unref(next);
+        return -1;
     }
     config_unref(cur);
     svc->cfg = next;
@@ -240,6 +237,8 @@ static int listen_addr(const struct app *a, char *host, size_t len, int *port)
     return 0;
 }
 
+static const char *const probe_paths[] = {"/healthz", "/readyz", NULL};
+
 static int open_http(struct app *a)
 {
     struct http_limits lim;
@@ -250,6 +249,7 @@ static int open_http(struct app *a)
         return rc;
     http_limits_default(&lim);
     lim.max_body = job_body_bound(a->svc.cfg->max_text_bytes); /* any encoding of a job */
+    lim.probe_paths = probe_paths; /* answered even when every connection is taken */
     rc = http_server_start(a->svc.loop, host, port, &lim, api_handle, a->api, &a->http);
     if (rc != 0) {
         log_error("cannot listen on %s:%d: %s", host, port, bd_strerror(rc));

@@ -238,7 +238,8 @@ static const struct key limits_keys[] = {
     NUM("max_text_bytes", K_SIZE, O(max_text_bytes), 1, 16777216, 262144),
     NUM("max_queue", K_LONG, O(max_queue), 1, 10000000, 100000),
     NUM("max_wait_s", K_INT, O(max_wait_s), 0, 60, 60),
-    NUM("idempotency_ttl_s", K_LONG, O(idempotency_ttl_s), 60, 2592000, 86400),
+    /* default 0: min(86400, workers.result_ttl_s), derived after parsing */
+    NUM("idempotency_ttl_s", K_LONG, O(idempotency_ttl_s), 60, 2592000, 0),
 };
 
 static const struct key auth_keys[] = {
@@ -257,6 +258,11 @@ static const struct key log_keys[] = {
 static const struct key webhooks_keys[] = {
     STR("secret_env", K_STRN, O(webhook_secret_env), 1, 128, NULL, set_env_name, NULL),
     CUSTOM("allow", &allow_ops),
+    NUM("max_in_flight", K_INT, O(webhook_max_in_flight), 1, 4096, 64),
+    NUM("timeout_ms", K_INT, O(webhook_timeout_ms), 100, 120000, 10000),
+    NUM("max_attempts", K_INT, O(webhook_max_attempts), 1, 50, 10),
+    NUM("max_age_s", K_LONG, O(webhook_max_age_s), 1, 2592000, 86400),
+    NUM("backoff_base_ms", K_INT, O(webhook_backoff_base_ms), 1, 3600000, 5000),
 };
 
 static const struct key facade_keys[] = {
@@ -1306,6 +1312,23 @@ static void price_source_check(struct model_cfg *m, const char *dflt, double in,
     }
 }
 
+/* An Idempotency-Key must not outlive the job it names (a replay would answer 404 and the key
+ * would block a new submit): unset, it is min(IDEM_TTL_DEFAULT_S, workers.result_ttl_s); set
+ * longer than workers.result_ttl_s, it is refused. */
+#define IDEM_TTL_DEFAULT_S 86400L
+static int idempotency_ttl(struct bd_config *c, struct cfg_err *err)
+{
+    if (c->idempotency_ttl_s == 0)
+        c->idempotency_ttl_s = c->result_ttl_s < IDEM_TTL_DEFAULT_S ? c->result_ttl_s
+                                                                  : IDEM_TTL_DEFAULT_S;
+    if (c->idempotency_ttl_s > c->result_ttl_s)
+        return cfg_fail(err, "limits.idempotency_ttl_s",
+                        "must not exceed workers.result_ttl_s (%ld): a replay after the job's "
+                        "record expired would find no job",
+                        c->result_ttl_s);
+    return 0;
+}
+
 static int derive(struct bd_config *c, struct cfg_err *err)
 {
     if (derive_redis(c, err) < 0)
@@ -1317,6 +1340,8 @@ static int derive(struct bd_config *c, struct cfg_err *err)
         c->claim_idle_ms = c->job_timeout_ms + 30000;
     if (c->claim_idle_ms <= c->job_timeout_ms)
         return cfg_fail(err, "workers.claim_idle_ms", "must exceed workers.job_timeout_ms");
+    if (idempotency_ttl(c, err) < 0)
+        return -1;
     if (auth_header_clash(&c->draft, "draft", err) < 0)
         return -1;
     if (auth_header_clash(&c->refine, "refine", err) < 0)
@@ -1760,6 +1785,62 @@ cJSON *config_describe(const struct bd_config *c)
         return NULL;
     }
     return d;
+}
+
+/* ---- what a reload cannot change ----------------------------------------------------- */
+
+/* Top-level keys bound at start-up (docs/CONFIG.md#live-reload): the whole section. */
+static const char *const restart_only[] = {"listen", "redis"};
+
+/* The first member of section a (or b) that differs between them, as "name.member" (name when
+ * they are not objects) into path; 0 when they are the same. */
+static int first_change(const cJSON *a, const cJSON *b, const char *name, char *path)
+{
+    const cJSON *it;
+
+    if (!cJSON_IsObject(a) || !cJSON_IsObject(b)) {
+        join_path(path, "", name);
+        return !cJSON_Compare(a, b, 1);
+    }
+    for (int side = 0; side < 2; side++) {
+        const cJSON *one = side ? b : a, *two = side ? a : b;
+        cJSON_ArrayForEach(it, one) {
+            const cJSON *other = cJSON_GetObjectItemCaseSensitive(two, it->string);
+            if (!other || !cJSON_Compare(it, other, 1)) {
+                join_path(path, name, it->string);
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
+int config_restart_diff(const struct bd_config *cur, const struct bd_config *next,
+                        struct cfg_err *err)
+{
+    cJSON *a = describe_core(cur), *b = describe_core(next);
+    char path[PATH_MAX_LEN] = "";
+    int changed = 0;
+
+    if (!a || !b) {
+        cJSON_Delete(a);
+        cJSON_Delete(b);
+        return oom(err);
+    }
+    for (size_t i = 0; i < ARRAY_LEN(restart_only) && !changed; i++)
+        changed = first_change(cJSON_GetObjectItemCaseSensitive(a, restart_only[i]),
+                               cJSON_GetObjectItemCaseSensitive(b, restart_only[i]),
+                               restart_only[i], path);
+    if (!changed && strcmp(cur->redis_url, next->redis_url) != 0) {
+        changed = 1; /* the password: describe hides it */
+        join_path(path, "", "redis.url");
+    }
+    cJSON_Delete(a);
+    cJSON_Delete(b);
+    if (!changed)
+        return 0;
+    return cfg_fail(err, path, "cannot change on reload (it is bound at start-up); the running "
+                    "config stays - restart every process to change it");
 }
 
 /* ---- load / free --------------------------------------------------------------------- */

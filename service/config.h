@@ -150,6 +150,11 @@ struct bd_config {
     unsigned char *webhook_secret;  /* its decoded value (secret), or NULL: unsigned */
     size_t webhook_secret_len;
     struct target_policy webhook_allow; /* webhooks.allow */
+    int webhook_max_in_flight;      /* webhooks.max_in_flight: attempts at once, per process (64) */
+    int webhook_timeout_ms;         /* webhooks.timeout_ms: one attempt (10000) */
+    int webhook_max_attempts;       /* webhooks.max_attempts (10) */
+    long webhook_max_age_s;         /* webhooks.max_age_s: no attempt later (86400) */
+    int webhook_backoff_base_ms;    /* webhooks.backoff_base_ms: the first retry's delay (5000) */
 
     char *facade_model;      /* facade.model: alias for /v1/chat/completions ("briefd-hybrid") */
 
@@ -182,6 +187,12 @@ struct bd_config *config_load_string(const char *json, size_t len, struct cfg_er
 int config_check_file(const char *path, void (*report)(const struct cfg_err *err, void *data),
                    void *data);
 
+
+/* A reload may not change what is bound at start-up (listen, the redis section): 0 when next
+ * changes none of it, else -1 with err naming the first key that changed
+ * ("redis.prefix"). */
+int config_restart_diff(const struct bd_config *cur, const struct bd_config *next,
+                        struct cfg_err *err);
 
 struct bd_config *config_ref(struct bd_config *c);
 void config_unref(struct bd_config *c); /* frees at zero */

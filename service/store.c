@@ -33,6 +33,7 @@
 #define FLUSH_MAX_ITEMS 20000         /* pending items folded per script */
 #define DEPTH_STALE_MS 500            /* a queue depth estimate older than this is re-measured */
 #define SCAN_MAX_INFLIGHT 64
+#define LATE_MARGIN_MS 50             /* a submit's deadline is this much before the give-up */
 
 static const char *const prio_names[] = {"low", "normal", "high"};
 
@@ -63,6 +64,9 @@ struct store {
     long retention_s;
     char claim_cursor[3][48];
     char last_reply_error[200];
+    int64_t clock_off_ms;       /* Redis's clock minus ours (TIME at each connect) ... */
+    int64_t clock_err_ms;       /* ... within this much */
+    int clock_ok;
     uv_timer_t tick;            /* flush, heartbeat, recovery */
     uint64_t last_flush, last_beat, last_recover;
     int flushing, recovering;
@@ -112,9 +116,23 @@ static void key_bucket(const struct store *s, char g, long long n, char *buf)
 
 /* --- scripts (every key a script touches is in KEYS) ------------------------------------ */
 
+/* A submit that reaches Redis after its deadline (the Lua local "deadline": ms on Redis's
+ * clock, 0 for none) - after briefd told its client it failed - does nothing
+ * (store_submit). */
+#define LATE_CHECK_LUA \
+    "if deadline > 0 then\n" \
+    "  if redis.replicate_commands then redis.replicate_commands() end\n" \
+    "  local t = redis.call('TIME')\n" \
+    "  if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > deadline then\n" \
+    "    return redis.error_reply('LATE the submit reached Redis after briefd gave up on it;" \
+    " nothing was queued')\n" \
+    "  end\n" \
+    "end\n"
+
 /* KEYS: q:low q:normal q:high [idem]. ARGV: prio (0..2), max_queue (0: no bound), req, meta,
- * idem hash, idem ttl. -> {'ok', entry, depth} | {'full', depth} | {'dup', value} */
+ * idem hash, idem ttl, deadline. -> {'ok', entry, depth} | {'full', depth} | {'dup', value} */
 static const char SUBMIT_LUA[] =
+    "local deadline = tonumber(ARGV[7])\n" LATE_CHECK_LUA
     "local p = tonumber(ARGV[1]) + 1\n"
     "if KEYS[4] then\n"
     "  local ex = redis.call('GET', KEYS[4])\n"
@@ -133,14 +151,19 @@ static const char SUBMIT_LUA[] =
     "end\n"
     "return {'ok', e, tostring(depth)}\n";
 
-/* KEYS: job, jobx, run, q:low, q:normal, q:high, quality, feedback. ARGV: group, entry, prio
- * (the id's first entry; "" for an id that never was queued).
- * -> {'done', record, quality or '', [feedback...]} | {'live', fields, pending, run} |
- *    {'none'} */
+/* KEYS: the queue. ARGV: deadline, req, meta. -> the entry (a submit far from the bound) */
+static const char SUBMIT_FAST_LUA[] =
+    "local deadline = tonumber(ARGV[1])\n" LATE_CHECK_LUA
+    "return redis.call('XADD', KEYS[1], '*', 'r', ARGV[2], 'm', ARGV[3])\n";
+
+/* KEYS: job, jobx, run, q:low, q:normal, q:high, wh:st, quality, feedback. ARGV: group, entry,
+ * prio (the id's first entry; "" for an id that never was queued).
+ * -> {'done', record, webhook status or '', quality or '', [feedback...]} |
+ *    {'live', fields, pending, run} | {'none'} */
 static const char GET_LUA[] =
     "local rec = redis.call('GET', KEYS[1])\n"
     "if rec then return {'done', rec, redis.call('GET', KEYS[7]) or '',"
-    " redis.call('LRANGE', KEYS[8], 0, -1)} end\n"
+    " redis.call('GET', KEYS[8]) or '', redis.call('LRANGE', KEYS[9], 0, -1)} end\n"
     "local e, p = ARGV[2], tonumber(ARGV[3])\n"
     "local x = redis.call('HMGET', KEYS[2], 'e', 'p')\n"
     "if x[1] then e = x[1]; p = tonumber(x[2]) end\n"
@@ -152,17 +175,20 @@ static const char GET_LUA[] =
     "return {'live', f[1][2], #pend > 0 and 1 or 0, redis.call('GET', KEYS[3]) or ''}\n";
 
 /* KEYS: q:low q:normal q:high pend, then per job: job, jobx, and its tenant's spend today,
- * reservations and their expiries (tenant keys: any key when the job has no tenant).
+ * reservations and their expiries (tenant keys: any key when the job has no tenant); then
+ * wh:q wh:due.
  * ARGV: group, channel, n, then per job: prio (-1: never queued), entry, has jobx (0/1),
- * ttl, record, delta, event, id, has tenant (0/1), cost (picodollars).
+ * ttl, record, delta, event, id, has tenant (0/1), cost (picodollars), webhook ("" or
+ * "<id> <created ms> <msg id> <url>": a delivery to keep, see WH_CLAIM_LUA).
  * -> per job 1 stored, 2 stored earlier by this very delivery (a resent batch), 0 refused
  * (the delivery is no longer current). A stored job of a tenant settles its budget: its
  * reservation goes and its cost is added to the tenant's spend today. */
 static const char FINISH_LUA[] =
     "local group, chan, n = ARGV[1], ARGV[2], tonumber(ARGV[3])\n"
     "local res, dels, deltas, events = {}, {{}, {}, {}}, {}, {}\n"
+    "local whq, whdue = KEYS[5 + n * 5], KEYS[6 + n * 5]\n"
     "for i = 0, n - 1 do\n"
-    "  local a = 4 + i * 10\n"
+    "  local a = 4 + i * 11\n"
     "  local p, entry = tonumber(ARGV[a]), ARGV[a + 1]\n"
     "  local jk, xk = KEYS[5 + i * 5], KEYS[6 + i * 5]\n"
     "  local ok = 1\n"
@@ -183,6 +209,11 @@ static const char FINISH_LUA[] =
     "      end\n"
     "      redis.call('INCRBY', sk, ARGV[a + 9])\n"
     "      redis.call('EXPIRE', sk, 172800)\n"
+    "    end\n"
+    "    local w = ARGV[a + 10]\n"
+    "    local wid, wc = string.match(w, '^(%S+) (%d+) ')\n"
+    "    if wid and redis.call('HSETNX', whq, wid, '0 ' .. string.sub(w, #wid + 2)) == 1 then\n"
+    "      redis.call('ZADD', whdue, wc, wid)\n"
     "    end\n"
     "    res[#res + 1] = 1\n"
     "  else\n"
@@ -441,10 +472,11 @@ static const char EVAL_RESERVE_LUA[] =
 
 /* KEYS: q:low q:normal q:high idem (any key when there is none) rate spend. ARGV: prio, max_queue
  * (0: no bound), req, meta, idem hash, idem ttl, has idem (0/1), jobs_per_minute (0: none),
- * budget (picodollars, -1: none), seconds to midnight.
+ * budget (picodollars, -1: none), seconds to midnight, deadline (LATE_CHECK_LUA).
  * -> {'ok', entry, depth} | {'full', depth} | {'dup', value} | {'budget', retry_s} |
  *    {'rate', oldest_ms, now_ms} */
 static const char SUBMIT_TENANT_LUA[] = TENANT_LUA_LIB
+    "local deadline = tonumber(ARGV[11])\n" LATE_CHECK_LUA
     "local p = tonumber(ARGV[1]) + 1\n"
     "if ARGV[7] == '1' then\n"
     "  local ex = redis.call('GET', KEYS[4])\n"
@@ -546,20 +578,67 @@ static const char CACHE_PUT_LUA[] =
     "if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end\n"
     "return 1\n";
 
-static struct rds_script sc_submit, sc_get, sc_finish, sc_transition, sc_redeliver,
-    sc_requeue, sc_fold, sc_guard, sc_totals, sc_slot, sc_slot_renew;
+/* KEYS: wh:due wh:q. ARGV: now ms, count, lease ms. Up to count deliveries due by now, each
+ * claimed for lease ms: its due time moves past the lease and its attempt number goes up by
+ * one, so another process claims it again only if this one has recorded no outcome by then.
+ * -> {id, state, id, state, ...}, state "<attempt> <created ms> <msg id> <url>" */
+static const char WH_CLAIM_LUA[] =
+    "local now = tonumber(ARGV[1])\n"
+    "local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, ARGV[2])\n"
+    "local out = {}\n"
+    "for _, id in ipairs(ids) do\n"
+    "  local v = redis.call('HGET', KEYS[2], id)\n"
+    "  local a, rest\n"
+    "  if v then a, rest = string.match(v, '^(%d+) (.*)$') end\n"
+    "  if a then\n"
+    "    local nv = tostring(tonumber(a) + 1) .. ' ' .. rest\n"
+    "    redis.call('HSET', KEYS[2], id, nv)\n"
+    "    redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), id)\n"
+    "    out[#out + 1] = id\n"
+    "    out[#out + 1] = nv\n"
+    "  else\n"
+    "    redis.call('ZREM', KEYS[1], id)\n"
+    "    redis.call('HDEL', KEYS[2], id)\n"
+    "  end\n"
+    "end\n"
+    "return out\n";
+
+/* KEYS: wh:due wh:q wh:st:<id>. ARGV: id, attempt, outcome (delivered | failed | retry |
+ * release), due ms (retry, release), status JSON, status ttl s. Applied (1) only while the
+ * delivery is still at that attempt - no other process claimed it since. delivered / failed:
+ * the delivery is over; retry: due again then; release: the attempt did not happen (the
+ * process is stopping), it is due then and not counted. The status key is what GET joins. */
+static const char WH_DONE_LUA[] =
+    "local v = redis.call('HGET', KEYS[2], ARGV[1])\n"
+    "if not v then return 0 end\n"
+    "local a, rest = string.match(v, '^(%d+) (.*)$')\n"
+    "if not a or tonumber(a) ~= tonumber(ARGV[2]) then return 0 end\n"
+    "if ARGV[3] == 'release' then\n"
+    "  redis.call('HSET', KEYS[2], ARGV[1], tostring(tonumber(a) - 1) .. ' ' .. rest)\n"
+    "  redis.call('ZADD', KEYS[1], ARGV[4], ARGV[1])\n"
+    "  return 1\n"
+    "end\n"
+    "if ARGV[3] == 'retry' then\n"
+    "  redis.call('ZADD', KEYS[1], ARGV[4], ARGV[1])\n"
+    "else\n"
+    "  redis.call('ZREM', KEYS[1], ARGV[1])\n"
+    "  redis.call('HDEL', KEYS[2], ARGV[1])\n"
+    "end\n"
+    "redis.call('SET', KEYS[3], ARGV[5], 'EX', ARGV[6])\n"
+    "return 1\n";
+
+static struct rds_script sc_submit, sc_submit_fast, sc_get, sc_finish, sc_transition,
+    sc_redeliver, sc_requeue, sc_fold, sc_guard, sc_totals, sc_slot, sc_slot_renew, sc_wh_claim,
+    sc_wh_done;
 static struct rds_script sc_submit_tenant, sc_admit, sc_reserve, sc_tenant_info,
     sc_tenant_spend, sc_cache_claim, sc_cache_put;
 static struct rds_script sc_quality, sc_feedback, sc_eval_reserve;
-static const struct rds_script *const scripts[] = {&sc_submit, &sc_get, &sc_finish,
-                                                    &sc_transition, &sc_redeliver,
-                                                    &sc_requeue, &sc_fold, &sc_guard,
-                                                    &sc_totals, &sc_slot, &sc_slot_renew,
-                                                    &sc_submit_tenant, &sc_admit,
-                                                    &sc_reserve, &sc_tenant_info,
-                                                    &sc_tenant_spend, &sc_cache_claim,
-                                                    &sc_cache_put, &sc_quality, &sc_feedback,
-                                                    &sc_eval_reserve};
+static const struct rds_script *const scripts[] = {
+    &sc_submit,     &sc_submit_fast, &sc_get,          &sc_finish,       &sc_transition,
+    &sc_redeliver,  &sc_requeue,     &sc_fold,         &sc_guard,        &sc_totals,
+    &sc_slot,       &sc_slot_renew,  &sc_wh_claim,     &sc_wh_done,      &sc_submit_tenant,
+    &sc_admit,      &sc_reserve,     &sc_tenant_info,  &sc_tenant_spend, &sc_cache_claim,
+    &sc_cache_put,  &sc_quality,     &sc_feedback,     &sc_eval_reserve};
 
 static void scripts_init(void)
 {
@@ -568,6 +647,7 @@ static void scripts_init(void)
         return;
     done = 1;
     rds_script_init(&sc_submit, SUBMIT_LUA);
+    rds_script_init(&sc_submit_fast, SUBMIT_FAST_LUA);
     rds_script_init(&sc_get, GET_LUA);
     rds_script_init(&sc_finish, FINISH_LUA);
     rds_script_init(&sc_transition, TRANSITION_LUA);
@@ -578,6 +658,8 @@ static void scripts_init(void)
     rds_script_init(&sc_totals, TOTALS_LUA);
     rds_script_init(&sc_slot, SLOT_LUA);
     rds_script_init(&sc_slot_renew, SLOT_RENEW_LUA);
+    rds_script_init(&sc_wh_claim, WH_CLAIM_LUA);
+    rds_script_init(&sc_wh_done, WH_DONE_LUA);
     rds_script_init(&sc_submit_tenant, SUBMIT_TENANT_LUA);
     rds_script_init(&sc_admit, ADMIT_LUA);
     rds_script_init(&sc_reserve, RESERVE_LUA);
@@ -720,10 +802,13 @@ static void heartbeat(struct store *s);
 static void kick_finishes(struct store *s);
 static void kick_transitions(struct store *s);
 
+static void measure_clock(struct store *s);
+
 static void on_cmd_state(struct rds *r, enum rds_state st, void *data)
 {
     struct store *s = data;
     if (st == RDS_CONNECTED) {
+        measure_clock(s);
         if (s->consumer)
             ensure_groups(s, r);
         s->depth_at = 0;
@@ -1134,6 +1219,58 @@ static int needs_check(struct store *s, long max_queue)
     return s->depth_est + s->submitted_since + margin >= max_queue;
 }
 
+/* --- a submit's deadline (Redis's clock): what runs later than briefd waited, never runs --- */
+
+struct clock_op {
+    struct store *s;
+    int64_t t0;                 /* our wall clock when TIME was sent */
+};
+
+static void on_time(struct rds *r, struct rds_reply *x, void *data)
+{
+    struct clock_op *op = data;
+    struct store *s = op->s;
+    int64_t t1 = clock_wall_ms(), redis_ms;
+    char sec[24], usec[24];
+    (void)r;
+    if (reply_status(s, x, RDS_ARRAY) == 0 && rds_reply_len(x) == 2) {
+        reply_copy(rds_reply_elem(x, 0), sec, sizeof(sec));
+        reply_copy(rds_reply_elem(x, 1), usec, sizeof(usec));
+        redis_ms = atoll(sec) * 1000 + atoll(usec) / 1000;
+        s->clock_off_ms = redis_ms - (op->t0 + t1) / 2;
+        s->clock_err_ms = (t1 - op->t0) / 2 + 1;
+        s->clock_ok = 1;
+    }
+    free(op);
+}
+
+/* On every (re)connect: how far Redis's clock is from ours (it may be another machine). */
+static void measure_clock(struct store *s)
+{
+    struct clock_op *op = malloc(sizeof(*op));
+    if (!op)
+        return;
+    op->s = s;
+    op->t0 = clock_wall_ms();
+    if (rds_cmd(s->cmd, on_time, op, "TIME") != 0)
+        free(op);
+}
+
+/* The deadline of a submit sent now on conn, on Redis's clock: the earliest moment the
+ * connection may give it up (rds_drop_at), less the clock's uncertainty and a margin; "0" (none) until the
+ * clock is measured or when commands are not timed. */
+static void submit_deadline(struct store *s, struct rds *conn, char *buf, size_t n)
+{
+    uint64_t at = conn ? rds_drop_at(conn) : 0;
+    int64_t d;
+    if (!s->clock_ok || at == 0) {
+        snprintf(buf, n, "0");
+        return;
+    }
+    d = clock_wall_ms() + ((int64_t)at - (int64_t)uv_now(s->loop)) + s->clock_off_ms -
+        s->clock_err_ms - LATE_MARGIN_MS;
+    snprintf(buf, n, "%lld", (long long)d);
+}
 static int submit_tenant(struct store *s, struct rds *conn, const struct store_submit *sub,
                          struct submit_op *op);
 
@@ -1141,6 +1278,7 @@ int store_submit(struct store *s, const struct store_submit *sub, store_submit_c
                  void *data)
 {
     char kl[KEY_MAX], kn[KEY_MAX], kh[KEY_MAX], kidem[KEY_MAX + 300], maxq[24], prio[4], ttl[24];
+    char deadline[24];
     const char *qs[3] = {kl, kn, kh};
     int idem = sub->idem_scope && sub->idem_key;
     struct submit_op *op = calloc(1, sizeof(*op));
@@ -1161,10 +1299,16 @@ int store_submit(struct store *s, const struct store_submit *sub, store_submit_c
     key_queue(s, PRIO_LOW, kl);
     key_queue(s, PRIO_NORMAL, kn);
     key_queue(s, PRIO_HIGH, kh);
+    submit_deadline(s, conn, deadline, sizeof(deadline));
     if (!op->checked) {
         s->submitted_since++;
-        rc = rds_cmd(conn, on_submit, op, "XADD %s * r %s m %s", qs[sub->priority],
-                     sub->req_json, sub->meta_json);
+        if (strcmp(deadline, "0") != 0) {
+            const char *fargs[] = {qs[sub->priority], deadline, sub->req_json, sub->meta_json};
+            rc = evalsha(s, conn, on_submit, op, &sc_submit_fast, 1, 4, fargs, NULL);
+        } else {
+            rc = rds_cmd(conn, on_submit, op, "XADD %s * r %s m %s", qs[sub->priority],
+                         sub->req_json, sub->meta_json);
+        }
         goto sent;
     }
     if (idem) {
@@ -1176,7 +1320,7 @@ int store_submit(struct store *s, const struct store_submit *sub, store_submit_c
     snprintf(maxq, sizeof(maxq), "%ld", needs_check(s, sub->max_queue) ? sub->max_queue : 0);
     snprintf(prio, sizeof(prio), "%d", (int)sub->priority);
     snprintf(ttl, sizeof(ttl), "%ld", sub->idem_ttl_s > 0 ? sub->idem_ttl_s : 86400);
-    const char *args[10];
+    const char *args[11];
     int nk = 3, na = 0;
     args[na++] = kl;
     args[na++] = kn;
@@ -1191,6 +1335,7 @@ int store_submit(struct store *s, const struct store_submit *sub, store_submit_c
     args[na++] = sub->meta_json;
     args[na++] = idem ? sub->idem_hash : "";
     args[na++] = ttl;
+    args[na++] = deadline;
     rc = evalsha(s, conn, on_submit, op, &sc_submit, nk, na, args, NULL);
 sent:
     if (rc == 0 && s->ack)
@@ -1293,6 +1438,19 @@ static cJSON *live_job(const char *id, const struct rds_reply *fields, int pendi
     return job;
 }
 
+/* A finished job's webhook outcome, kept beside its record (store_webhook_done), replaces
+ * the "webhook" member it was stored with. */
+static void join_webhook(cJSON *job, const struct rds_reply *st)
+{
+    size_t n;
+    const char *p = rds_reply_str(st, &n);
+    cJSON *w = job && p && n ? cJSON_ParseWithLength(p, n) : NULL;
+    if (!w)
+        return;
+    cJSON_DeleteItemFromObjectCaseSensitive(job, "webhook");
+    cJSON_AddItemToObject(job, "webhook", w);
+}
+
 /* Add a finished job's side keys to its object: "quality" (the stored JSON) and
  * "feedback" (the list, oldest first); each only when there is one. */
 static void add_side(cJSON *job, const struct rds_reply *q, const struct rds_reply *fb)
@@ -1333,8 +1491,9 @@ static void on_get(struct rds *r, struct rds_reply *x, void *data)
         char *rec = elem_dup(x, 1, NULL);
         job = rec ? record_job(rec) : NULL;
         free(rec);
-        if (job && rds_reply_len(x) == 4)
-            add_side(job, rds_reply_elem(x, 2), rds_reply_elem(x, 3));
+        join_webhook(job, rds_reply_elem(x, 2));
+        if (job && rds_reply_len(x) == 5)
+            add_side(job, rds_reply_elem(x, 3), rds_reply_elem(x, 4));
     } else if (strcmp(what, "live") == 0 && rds_reply_len(x) == 4) {
         reply_copy(rds_reply_elem(x, 3), run, sizeof(run));
         job = live_job(g->id, rds_reply_elem(x, 1), rds_reply_int(rds_reply_elem(x, 2)) != 0,
@@ -1351,7 +1510,7 @@ static void on_get(struct rds *r, struct rds_reply *x, void *data)
 int store_get(struct store *s, const char *id, store_job_cb cb, void *data)
 {
     char kjob[KEY_MAX], kx[KEY_MAX], krun[KEY_MAX], kl[KEY_MAX], kn[KEY_MAX], kh[KEY_MAX];
-    char kq[KEY_MAX], kfb[KEY_MAX], entry[48] = "", prio[4] = "";
+    char kw[KEY_MAX], kq[KEY_MAX], kfb[KEY_MAX], entry[48] = "", prio[4] = "";
     enum job_priority p;
     struct get_op *g = calloc(1, sizeof(*g));
     if (!g)
@@ -1363,6 +1522,7 @@ int store_get(struct store *s, const char *id, store_job_cb cb, void *data)
     key(s, kjob, "job:", id);
     key(s, kx, "jobx:", id);
     key(s, krun, "run:", id);
+    key(s, kw, "wh:st:", id);
     key_queue(s, PRIO_LOW, kl);
     key_queue(s, PRIO_NORMAL, kn);
     key_queue(s, PRIO_HIGH, kh);
@@ -1370,8 +1530,8 @@ int store_get(struct store *s, const char *id, store_job_cb cb, void *data)
     key(s, kfb, "feedback:", id);
     if (job_entry_of_id(id, &p, entry, sizeof(entry)) == 0)
         snprintf(prio, sizeof(prio), "%d", (int)p);
-    const char *args[] = {kjob, kx, krun, kl, kn, kh, kq, kfb, GROUP, entry, prio};
-    return send_or_free(evalsha(s, NULL, on_get, g, &sc_get, 8, 11, args, NULL), g);
+    const char *args[] = {kjob, kx, krun, kl, kn, kh, kw, kq, kfb, GROUP, entry, prio};
+    return send_or_free(evalsha(s, NULL, on_get, g, &sc_get, 9, 12, args, NULL), g);
 }
 
 /* --- reading the queue ------------------------------------------------------------------------ */
@@ -1643,6 +1803,7 @@ struct batch_item {
     char *event;
     char *tenant;               /* the job's tenant, whose budget it settles (owned), or NULL */
     char cost[24];              /* its cost in picodollars */
+    char *webhook;              /* "" or the delivery to keep (FINISH_LUA) */
 };
 
 struct batch_op {
@@ -1659,6 +1820,7 @@ static void item_free(struct batch_item *it)
     free(it->delta);
     free(it->event);
     free(it->tenant);
+    free(it->webhook);
     free(it);
 }
 
@@ -1802,14 +1964,15 @@ static void add_finish_args(struct batch_item *it, const char **keys, const char
     args[7] = it->id;
     args[8] = it->tenant ? "1" : "0";
     args[9] = it->cost;
+    args[10] = it->webhook ? it->webhook : "";
 }
 
 static int send_finishes(struct store *s, struct batch_op *b)
 {
     size_t n = b->n;
-    size_t nkeys = 4 + 5 * n, nargs = nkeys + 3 + 10 * n;
+    size_t nkeys = 4 + 5 * n + 2, nargs = nkeys + 3 + 11 * n;
     const char **argv = calloc(nargs, sizeof(*argv));
-    char (*kbuf)[KEY_MAX] = calloc(4 + 5 * n, KEY_MAX);
+    char (*kbuf)[KEY_MAX] = calloc(nkeys, KEY_MAX);
     char (*prio)[4] = calloc(n ? n : 1, 4);
     char chan[KEY_MAX], num[16], day[16];
     int rc = BD_ENOMEM;
@@ -1821,6 +1984,10 @@ static int send_finishes(struct store *s, struct batch_op *b)
     }
     key(s, kbuf[3], "stats:pend:", s->instance);
     argv[3] = kbuf[3];
+    key(s, kbuf[nkeys - 2], "wh:q", NULL);
+    key(s, kbuf[nkeys - 1], "wh:due", NULL);
+    argv[nkeys - 2] = kbuf[nkeys - 2];
+    argv[nkeys - 1] = kbuf[nkeys - 1];
     key(s, chan, "events", NULL);
     clock_utc_day(clock_wall_ms(), day, sizeof(day));
     snprintf(num, sizeof(num), "%zu", n);
@@ -1828,7 +1995,7 @@ static int send_finishes(struct store *s, struct batch_op *b)
     argv[nkeys + 1] = chan;
     argv[nkeys + 2] = num;
     for (size_t i = 0; i < n; i++)
-        add_finish_args(b->items[i], argv + 4 + 5 * i, argv + nkeys + 3 + 10 * i,
+        add_finish_args(b->items[i], argv + 4 + 5 * i, argv + nkeys + 3 + 11 * i,
                         kbuf + 4 + 5 * i, s, prio[i], day);
     rc = evalsha(s, NULL, on_batch, b, &sc_finish, (int)nkeys, (int)nargs, argv, NULL);
 out:
@@ -1901,6 +2068,19 @@ static void fail_queue(struct store *s, enum item_kind kind)
     }
 }
 
+/* The delivery a finished job leaves for its callback_url: "<id> <now ms> <msg id> <url>", or
+ * "" without one (malloc'd; NULL on OOM). */
+static char *webhook_arg(const char *id, const struct store_result *r)
+{
+    char *out = NULL;
+    if (!r->webhook_url || !r->webhook_msg_id)
+        return strdup("");
+    if (asprintf(&out, "%s %lld %s %s", id, (long long)clock_wall_ms(), r->webhook_msg_id,
+                 r->webhook_url) < 0)
+        return NULL;
+    return out;
+}
+
 int store_finish(struct store *s, const struct store_entry *e, const char *id,
                  const struct store_result *r, store_flag_cb cb, void *data)
 {
@@ -1910,6 +2090,7 @@ int store_finish(struct store *s, const struct store_entry *e, const char *id,
     it = calloc(1, sizeof(*it));
     if (!it)
         return BD_ENOMEM;
+    list_init(&it->node);
     it->kind = ITEM_FINISH;
     it->cb = cb;
     it->data = data;
@@ -1925,12 +2106,10 @@ int store_finish(struct store *s, const struct store_entry *e, const char *id,
     it->tenant = r->tenant && *r->tenant ? strdup(r->tenant) : NULL;
     snprintf(it->cost, sizeof(it->cost), "%lld",
              r->cost_usd > 0 ? (long long)llround(r->cost_usd * STATS_PICO) : 0LL);
-    if (!it->record || !it->delta || !it->event || (r->tenant && *r->tenant && !it->tenant)) {
-        free(it->record);
-        free(it->delta);
-        free(it->event);
-        free(it->tenant);
-        free(it);
+    it->webhook = webhook_arg(it->id, r);
+    if (!it->record || !it->delta || !it->event || !it->webhook ||
+        (r->tenant && *r->tenant && !it->tenant)) {
+        item_free(it);
         return BD_ENOMEM;
     }
     list_push_back(&s->finishes, &it->node);
@@ -2781,6 +2960,7 @@ struct window_op {
     store_rows_cb cb;
     void *data;
     char dim[16];
+    char scope[80];             /* a tenant: only its figures (store_stats_window_tenant) */
     long gran_s;
     long long first, last;
     int left;
@@ -2832,6 +3012,20 @@ static void add_into(cJSON *acc, const cJSON *m)
     }
 }
 
+/* A bucket as one tenant sees it: that tenant's group counters as the plain ones. */
+static void scope_bucket(const cJSON *raw, const char *tenant, cJSON *m)
+{
+    char pre[100];
+    size_t n = (size_t)snprintf(pre, sizeof(pre), "g|tenant|%s|", tenant);
+    const cJSON *it;
+    if (n >= sizeof(pre))
+        return;
+    cJSON_ArrayForEach(it, raw) {
+        if (strncmp(it->string, pre, n) == 0)
+            cJSON_AddNumberToObject(m, it->string + n, it->valuedouble);
+    }
+}
+
 static void window_finish(struct window_op *q)
 {
     struct stats_rows rows;
@@ -2848,13 +3042,22 @@ static void window_finish(struct window_op *q)
             cJSON_Delete(m);
             continue;
         }
-        split_bucket(q->maps[b], q->dim, m, rows.groups);
+        if (q->scope[0])
+            scope_bucket(q->maps[b], q->scope, m);
+        else
+            split_bucket(q->maps[b], q->dim, m, rows.groups);
+        if (!m->child) {
+            cJSON_Delete(m);
+            continue;
+        }
         add_into(rows.total, m);
         row = cJSON_CreateArray();
         cJSON_AddItemToArray(row, cJSON_CreateNumber((double)(q->first + b)));
         cJSON_AddItemToArray(row, m);
         cJSON_AddItemToArray(rows.rows, row);
     }
+    if (q->scope[0] && strcmp(q->dim, "tenant") == 0 && rows.total && rows.total->child)
+        cJSON_AddItemToObject(rows.groups, q->scope, cJSON_Duplicate(rows.total, 1));
     q->cb(q->data, q->status, q->status == 0 ? &rows : NULL);
     cJSON_Delete(rows.total);
     cJSON_Delete(rows.rows);
@@ -2885,8 +3088,8 @@ static void on_bucket(struct rds *r, struct rds_reply *x, void *data)
         window_finish(q);
 }
 
-int store_stats_window(struct store *s, long window_s, const char *dim, store_rows_cb cb,
-                       void *data)
+static int window_start(struct store *s, long window_s, const char *dim, const char *tenant,
+                        store_rows_cb cb, void *data)
 {
     struct window_op *q = calloc(1, sizeof(*q));
     long long now_s = (long long)time(NULL), nb;
@@ -2896,6 +3099,7 @@ int store_stats_window(struct store *s, long window_s, const char *dim, store_ro
     q->cb = cb;
     q->data = data;
     snprintf(q->dim, sizeof(q->dim), "%s", dim ? dim : "");
+    snprintf(q->scope, sizeof(q->scope), "%s", tenant ? tenant : "");
     q->gran_s = window_s > 6 * 3600 ? 3600 : 60;
     q->first = (now_s - window_s) / q->gran_s + 1;
     q->last = now_s / q->gran_s;
@@ -2930,6 +3134,18 @@ int store_stats_window(struct store *s, long window_s, const char *dim, store_ro
     if (--q->left == 0)
         window_finish(q);
     return 0;
+}
+
+int store_stats_window(struct store *s, long window_s, const char *dim, store_rows_cb cb,
+                       void *data)
+{
+    return window_start(s, window_s, dim, NULL, cb, data);
+}
+
+int store_stats_window_tenant(struct store *s, long window_s, const char *dim,
+                              const char *tenant, store_rows_cb cb, void *data)
+{
+    return window_start(s, window_s, dim, tenant, cb, data);
 }
 
 static void on_guard(struct rds *r, struct rds_reply *x, void *data)
@@ -3029,6 +3245,98 @@ void store_count_upstream_error(struct store *s, const char *model, const char *
     rds_cmd(s->cmd, NULL, NULL, "HINCRBY %s %s %ld", k, field, n);
 }
 
+/* --- webhook deliveries: kept in Redis, claimed by any process --------------------------- */
+
+/* One claimed state "<attempt> <created ms> <msg id> <url>" into w (url borrowed from the
+ * reply): 0, or -1 when it is malformed. */
+static int take_webhook(const char *id, const char *state, size_t len, struct store_webhook *w)
+{
+    char head[160];
+    int attempt = 0, used = 0;
+    long long created = 0;
+    size_t n = len < sizeof(head) - 1 ? len : sizeof(head) - 1;
+    memcpy(head, state, n);
+    head[n] = '\0';
+    memset(w, 0, sizeof(*w));
+    if (strlen(id) != JOB_ID_LEN ||
+        sscanf(head, "%d %lld %63s %n", &attempt, &created, w->msg_id, &used) != 3 ||
+        used <= 0 || (size_t)used >= len || attempt < 1)
+        return -1;
+    snprintf(w->id, sizeof(w->id), "%s", id);
+    w->attempt = attempt;
+    w->created_ms = created;
+    w->url = state + used;
+    return 0;
+}
+
+struct wh_claim_op {
+    struct store *s;
+    store_webhooks_cb cb;
+    void *data;
+};
+
+static void on_wh_claim(struct rds *r, struct rds_reply *x, void *data)
+{
+    struct wh_claim_op *op = data;
+    size_t n = rds_reply_len(x) / 2, got = 0;
+    struct store_webhook *w = NULL;
+    int st = reply_status(op->s, x, RDS_ARRAY);
+    (void)r;
+    if (st == 0 && n > 0) {
+        w = calloc(n, sizeof(*w));
+        st = w ? 0 : BD_ENOMEM;
+    }
+    for (size_t i = 0; st == 0 && i < n; i++) {
+        char id[JOB_ID_LEN + 2];
+        size_t len;
+        const char *state = rds_reply_str(rds_reply_elem(x, 2 * i + 1), &len);
+        reply_copy(rds_reply_elem(x, 2 * i), id, sizeof(id));
+        if (state && take_webhook(id, state, len, &w[got]) == 0)
+            got++;
+    }
+    op->cb(op->data, st, w, got);
+    free(w);
+    free(op);
+}
+
+int store_webhook_claim(struct store *s, int64_t now_ms, unsigned count, long lease_ms,
+                        store_webhooks_cb cb, void *data)
+{
+    char kd[KEY_MAX], kq[KEY_MAX], now[24], cnt[16], lease[24];
+    struct wh_claim_op *op = malloc(sizeof(*op));
+    if (!op)
+        return BD_ENOMEM;
+    op->s = s;
+    op->cb = cb;
+    op->data = data;
+    key(s, kd, "wh:due", NULL);
+    key(s, kq, "wh:q", NULL);
+    snprintf(now, sizeof(now), "%lld", (long long)now_ms);
+    snprintf(cnt, sizeof(cnt), "%u", count);
+    snprintf(lease, sizeof(lease), "%ld", lease_ms);
+    const char *args[] = {kd, kq, now, cnt, lease};
+    return send_or_free(evalsha(s, NULL, on_wh_claim, op, &sc_wh_claim, 2, 5, args, NULL), op);
+}
+
+static const char *const wh_outcomes[] = {"delivered", "failed", "retry", "release"};
+
+int store_webhook_done(struct store *s, const struct store_webhook_done *d, store_flag_cb cb,
+                       void *data)
+{
+    char kd[KEY_MAX], kq[KEY_MAX], kst[KEY_MAX], att[16], due[24], ttl[24];
+    struct op *o = op_new(s, (void (*)(void))cb, data);
+    if (!o)
+        return BD_ENOMEM;
+    key(s, kd, "wh:due", NULL);
+    key(s, kq, "wh:q", NULL);
+    key(s, kst, "wh:st:", d->id);
+    snprintf(att, sizeof(att), "%d", d->attempt);
+    snprintf(due, sizeof(due), "%lld", (long long)d->due_ms);
+    snprintf(ttl, sizeof(ttl), "%ld", d->ttl_s > 0 ? d->ttl_s : 1);
+    const char *args[] = {kd, kq, kst, d->id, att, wh_outcomes[d->outcome], due,
+                          d->status_json ? d->status_json : "{}", ttl};
+    return send_or_free(evalsha(s, NULL, on_flag, o, &sc_wh_done, 3, 9, args, NULL), o);
+}
 
 /* --- tenants: admissions, budgets, figures ---------------------------------------------- */
 
@@ -3093,8 +3401,9 @@ static int submit_tenant(struct store *s, struct rds *conn, const struct store_s
                          struct submit_op *op)
 {
     char k[6][KEY_MAX], kidem[KEY_MAX + 300], maxq[24], prio[4], ttl[24], jpm[24], budget[32];
-    char midnight[24], day[16];
+    char midnight[24], day[16], deadline[24];
     int idem = sub->idem_scope && sub->idem_key;
+    submit_deadline(s, conn, deadline, sizeof(deadline));
     for (int p = PRIO_LOW; p <= PRIO_HIGH; p++)
         key_queue(s, (enum job_priority)p, k[p]);
     snprintf(kidem, sizeof(kidem), "%sidem:%s:%s", s->tag, idem ? sub->idem_scope : "",
@@ -3113,8 +3422,8 @@ static int submit_tenant(struct store *s, struct rds *conn, const struct store_s
     snprintf(midnight, sizeof(midnight), "%ld", tenant_retry_midnight_s(clock_wall_ms()));
     const char *args[] = {k[0], k[1], k[2], idem ? kidem : k[4], k[4], k[5], prio, maxq,
                           sub->req_json, sub->meta_json, idem ? sub->idem_hash : "", ttl,
-                          idem ? "1" : "0", jpm, budget, midnight};
-    return evalsha(s, conn, on_submit, op, &sc_submit_tenant, 6, 16, args, NULL);
+                          idem ? "1" : "0", jpm, budget, midnight, deadline};
+    return evalsha(s, conn, on_submit, op, &sc_submit_tenant, 6, 17, args, NULL);
 }
 
 struct admit_op {

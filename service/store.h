@@ -1,5 +1,5 @@
 /* store.h - briefd's Redis schema: the job queue, job records, running status, events,
- * statistics and the registry of processes. The only module that knows key names, stream
+ * statistics, webhook deliveries and the registry of processes. The only module that knows key names, stream
  * and group names, Lua scripts and the shape of Redis replies; the rest of briefd speaks in
  * jobs, entries and figures. docs/REDIS.md has the key layout; in short (P = the
  * hash tag "{<redis.prefix>}", so every key lands in one Redis Cluster slot):
@@ -19,6 +19,8 @@
  *   P procs              the processes sharing this Redis and their heartbeats.
  *   P quality:<id>, P feedback:<id>  a finished job's quality and feedback (beside its
  *                        record, same expiry); P evalspend:<day>  the evaluation's spend. 
+ *   P wh:due, P wh:q     webhook deliveries (due time; attempts, job end, webhook-id, URL),
+ *   P wh:st:<id>         and a job's webhook outcome, joined into its object by store_get.
  *   P tenant:rate:<t>, P tenant:spend:<day>:<t>, P tenant:resv:<t>, P tenant:resvx:<t>
  *                        a tenant's admissions of the last minute, spend per UTC day,
  *                        budget reservations of its jobs in flight (and their expiries).
@@ -42,7 +44,10 @@
  * submits (each followed by WAIT, so a WAIT never holds up other commands). Each reconnects by
  * itself; every command is bounded by redis.command_timeout_ms. All of them follow the
  * primary (clients/rloc.h: redis.url's address, Sentinel's answer, or the Redis Cluster node
- * owning the keys' slot; docs/REDIS.md) and refuse a server whose ROLE says replica.
+ * owning the keys' slot; docs/REDIS.md) and refuse a server whose ROLE says replica. A submit
+ * carries a deadline on Redis's clock (the clock offset is measured with TIME at every
+ * connect): one that reaches Redis after the connection gave up on it - a hung Redis that
+ * wakes up - does nothing, so a submit reported as failed never runs.
  *
  * Ownership: a struct store belongs to whoever opened it; strings passed in are copied into
  * the command before a function returns; data handed to callbacks (entries, strings, JSON)
@@ -245,6 +250,9 @@ struct store_result {
     const char *meta_json;
     long ttl_s;                 /* record expiry */
     const struct stats_delta *stats; /* what the job adds to the statistics */
+    const char *webhook_url;    /* the job's callback_url, or NULL: a delivery is kept for it
+                                   in the same script (store_webhook_claim) */
+    const char *webhook_msg_id; /* its webhook-id (no spaces) */
     const char *tenant;         /* the job's tenant (NULL or "": none): the job's cost is added
                                    to its spend today and its budget reservation released */
     double cost_usd;            /* the job's cost (settles the tenant's budget) */
@@ -264,6 +272,46 @@ int store_finish(struct store *s, const struct store_entry *e, const char *id,
 int store_redeliver(struct store *s, const struct store_entry *e, int attempt, int handbacks,
                     int max_attempts, const struct store_result *failed, store_flag_cb cb,
                     void *data);
+
+/* --- webhook deliveries (service/webhook.c) -------------------------------------------- */
+
+/* A job that ended with a callback_url leaves a delivery in Redis (store_finish, in the same
+ * script): keys P wh:due (ZSET: id -> when it is due, ms) and P wh:q (HASH: id -> attempt
+ * count, when the job ended, the webhook-id, the URL). Any process claims due deliveries;
+ * a claim is a lease, so a delivery whose process died is claimed again once the lease is
+ * over, and two processes never make the same attempt. Outcomes are kept beside the job
+ * record (P wh:st:<id>), and GET shows them as the job's "webhook". */
+struct store_webhook {
+    char id[JOB_ID_LEN + 1];    /* the job */
+    int attempt;                /* this claim's attempt, from 1 */
+    int64_t created_ms;         /* when the job ended: the delivery's age */
+    char msg_id[64];            /* webhook-id */
+    const char *url;            /* the callback_url (valid during the callback) */
+};
+/* w[0..n) (and their strings) are valid during the callback; status < 0: Redis failure. */
+typedef void (*store_webhooks_cb)(void *data, int status, const struct store_webhook *w,
+                                  size_t n);
+/* Claim up to count deliveries due by now_ms, each for lease_ms. */
+int store_webhook_claim(struct store *s, int64_t now_ms, unsigned count, long lease_ms,
+                        store_webhooks_cb cb, void *data);
+
+enum store_webhook_outcome {
+    STORE_WH_DELIVERED = 0,     /* over: the receiver took it */
+    STORE_WH_FAILED,            /* over: given up */
+    STORE_WH_RETRY,             /* due again at due_ms */
+    STORE_WH_RELEASE,           /* not attempted after all (stopping): due at due_ms, uncounted */
+};
+struct store_webhook_done {
+    const char *id;
+    int attempt;                /* the claim's attempt: refused if another claim came since */
+    enum store_webhook_outcome outcome;
+    int64_t due_ms;
+    const char *status_json;    /* the job's "webhook" object from now on (not for RELEASE) */
+    long ttl_s;                 /* how long it is kept (the job record's ttl) */
+};
+/* Record an attempt's outcome; cb(data, status, applied) may be NULL. */
+int store_webhook_done(struct store *s, const struct store_webhook_done *d, store_flag_cb cb,
+                       void *data);
 
 /* --- dead letters -------------------------------------------------------------------- */
 
@@ -293,6 +341,10 @@ typedef void (*store_rows_cb)(void *data, int status, const struct stats_rows *r
  * beyond), grouped by dim ("" | "source" | "tenant"). */
 int store_stats_window(struct store *s, long window_s, const char *dim, store_rows_cb cb,
                        void *data);
+/* The same as one tenant sees it: only that tenant's figures (its group counters), grouped by
+ * dim "" or "tenant" (then one group, its own). */
+int store_stats_window_tenant(struct store *s, long window_s, const char *dim,
+                              const char *tenant, store_rows_cb cb, void *data);
 
 /* The guards' figures: decided and refined jobs over the last window_s seconds, today's
  * (UTC) refine spend and the mean refine cost of the window's refined jobs (USD). */

@@ -1,17 +1,28 @@
 /* webhook.h - callback deliveries: when a job that named a callback_url ends, its job object
- * is POSTed there (docs/API.md). Up to WEBHOOK_ATTEMPTS attempts with exponential backoff;
- * connection failures, timeouts, 408, 429 and 5xx are retried, other answers are final.
+ * is POSTed there (docs/API.md#webhooks).
  *
- * Every delivery carries the Standard Webhooks headers: webhook-id (one per delivery, the
+ * Deliveries are durable and shared: the job's finish leaves one in Redis (store_finish, same
+ * script), and every process that runs workers claims due deliveries (store_webhook_claim: a
+ * lease, so a delivery survives a restart, SIGTERM or kill -9 of the process that had it, and
+ * two processes never make the same attempt). At most webhooks.max_in_flight attempts run at
+ * once per process, each bounded by webhooks.timeout_ms. Connection failures, timeouts, 408,
+ * 429 and 5xx are retried on a schedule of webhooks.backoff_base_ms x (1, 6, 24, 120, 360,
+ * 720, 1440, 2880, 5760) with +-20% jitter (5 s, 30 s, 2 min ... 8 h by default), up to
+ * webhooks.max_attempts attempts, none later than webhooks.max_age_s after the job ended;
+ * other answers are final. Each outcome is recorded beside the job (its "webhook" object:
+ * attempts, status pending|delivered|failed, last_status, error).
+ *
+ * Every attempt carries the Standard Webhooks headers: webhook-id (one per delivery, the
  * same on its retries), webhook-timestamp (Unix seconds of the attempt) and, when
  * webhooks.secret_env holds a secret, webhook-signature "v1,<base64 HMAC-SHA256 of
  * id.timestamp.body>". Each connection's address is checked against the target policy
- * (target.h) of the configuration the delivery started under; a refused address fails the
- * delivery at once (no retry). Logs show the URL as scheme://host[:port]/path only.
+ * (target.h) of the configuration current at the attempt; a refused address fails the
+ * delivery at once (no retry). Logs and recorded errors show the URL as
+ * scheme://host[:port]/path only - never its credentials or query string.
  *
- * Ownership: the webhook sender belongs to the process (svc); it copies the id and URL it is
- * given, and each delivery holds a reference to the config it started under.
- * webhook_close() cancels deliveries in flight. */
+ * Ownership: the sender belongs to the worker; webhook_close() cancels the attempts in flight
+ * and gives their claims back (uncounted) through the store, which must stay open until those
+ * calls are answered (it is closed after the worker). */
 #ifndef BRIEFD_WEBHOOK_H
 #define BRIEFD_WEBHOOK_H
 
@@ -21,12 +32,13 @@
 struct svc;
 struct webhook;
 
-#define WEBHOOK_ATTEMPTS 3
-
-/* The sender posts with svc->hooks and reads jobs with svc->store. */
+/* The sender claims with svc->store and posts with svc->hooks; it looks for due deliveries
+ * every half second. */
 int webhook_new(struct svc *svc, struct webhook **out);
-/* Job id ended: deliver it to url (fire and forget; failures are logged). */
-void webhook_send(struct webhook *w, const char *id, const char *url);
+/* A job with a callback_url just ended: look for due deliveries now. */
+void webhook_kick(struct webhook *w);
+/* A new webhook-id: "msg_" + 32 hex digits of randomness, into out (at least 37 bytes). */
+void webhook_msg_id(char *out, size_t n);
 
 /* Vet a callback_url before its job is accepted, against the target policy of cfg
  * (target.h). webhook_vet_now() decides what needs no lookup: 0 allowed (an allowed literal
@@ -46,7 +58,8 @@ int webhook_vet_resolve(uv_loop_t *loop, struct bd_config *cfg, const char *url,
 #define WEBHOOK_SIGNATURE_LEN 48
 int webhook_sign(const unsigned char *secret, size_t secret_len, const char *msg_id,
                  long long timestamp, const char *body, char *out, size_t n);
-/* Cancel every delivery and free the sender. */
+/* Cancel the attempts in flight (their claims are given back, uncounted) and free the sender
+ * (once its handles are closed). */
 void webhook_close(struct webhook *w);
 
 #endif

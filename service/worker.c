@@ -119,8 +119,8 @@ static void wjob_free(struct wjob *j)
 static void on_finished(void *data, int status, int applied)
 {
     struct wjob *j = data;
-    if (status == 0 && applied && j->req.callback_url)
-        webhook_send(j->w->webhooks, j->e.id, j->req.callback_url);
+    if (status == 0 && applied && j->req.callback_url && j->w->webhooks)
+        webhook_kick(j->w->webhooks); /* its delivery was stored with the result */
     if (j->shadow) /* after the record and its event: the client never waits for it */
         shadow_stored(j->shadow, status, applied);
     j->shadow = NULL;
@@ -137,8 +137,17 @@ static void on_finished(void *data, int status, int applied)
  * (taken). */
 static char *job_text(const struct wjob *j, const char *status, cJSON *out)
 {
-    cJSON *job = store_job_object(j->e.id, status, j->e.created_ms, j->e.attempt, j->meta_text,
-                                  out, clock_wall_ms());
+    cJSON *job;
+    if (out && j->req.callback_url) {
+        /* the delivery's outcome replaces it as it goes (GET joins it) */
+        cJSON *w = cJSON_AddObjectToObject(out, "webhook");
+        cJSON_AddNumberToObject(w, "attempts", 0);
+        cJSON_AddStringToObject(w, "status", "pending");
+        cJSON_AddNullToObject(w, "last_status");
+        cJSON_AddNullToObject(w, "error");
+    }
+    job = store_job_object(j->e.id, status, j->e.created_ms, j->e.attempt, j->meta_text, out,
+                           clock_wall_ms());
     char *text = job ? jsonx_print(job) : NULL;
     cJSON_Delete(job);
     return text;
@@ -150,6 +159,7 @@ static void finish_job(struct wjob *j, const char *status)
     struct store_result r;
     cJSON *out = pipe_out_json(&j->pj, status);
     char *text = out ? job_text(j, status, out) : NULL;
+    char msg_id[40];
     int rc;
     j->finishing = 1;
     if (!text) {
@@ -167,6 +177,11 @@ static void finish_job(struct wjob *j, const char *status)
     r.meta_json = j->meta_text;
     r.ttl_s = j->cfg->result_ttl_s;
     r.stats = &delta;
+    if (j->req.callback_url) {
+        webhook_msg_id(msg_id, sizeof(msg_id));
+        r.webhook_url = j->req.callback_url;
+        r.webhook_msg_id = msg_id;
+    }
     r.tenant = job_req_meta(&j->req, "tenant");
     r.cost_usd = j->pj.acct.cost_draft + j->pj.acct.cost_refine;
     rc = store_finish(store_of(j), &j->e, NULL, &r, on_finished, j);
@@ -492,7 +507,6 @@ static void stop_closed(void *data)
         return;
     void (*cb)(void *) = w->stop_cb;
     void *cbdata = w->stop_data;
-    webhook_close(w->webhooks);
     free(w);
     if (cb)
         cb(cbdata);
@@ -536,6 +550,10 @@ void worker_stop(struct worker *w, unsigned grace_ms, void (*cb)(void *data), vo
     w->stopping = 1;
     w->stop_cb = cb;
     w->stop_data = data;
+    /* webhook attempts in flight give their claims back now: another process (or this one
+     * after a restart) makes them */
+    webhook_close(w->webhooks);
+    w->webhooks = NULL;
     /* Stop reading the queue first: entries handed back from now on must not be delivered
      * to this consumer's blocking read. (An entry delivered just before is started.) */
     w->pending_closes = 3; /* the blocking connection, tick, grace */

@@ -1269,6 +1269,77 @@ static void test_env_warnings(void)
     unsetenv("TC_SET");
 }
 
+/* A reload may not change listen or the redis section; each change is named. */
+static void test_restart_diff(void)
+{
+    static const struct {
+        const char *next, *path;
+    } cases[] = {
+        {"{\"redis\": {\"prefix\": \"other:\"}}", "redis.prefix"},
+        {"{\"redis\": {\"url\": \"redis://127.0.0.1:6380/0\"}}", "redis.url"},
+        {"{\"redis\": {\"url\": \"redis://:pw@127.0.0.1:6379/0\"}}", "redis.url"},
+        {"{\"redis\": {\"command_timeout_ms\": 500}}", "redis.command_timeout_ms"},
+        {"{\"listen\": \"127.0.0.1:9090\"}", "listen"},
+    };
+    struct cfg_err err;
+    struct bd_config *cur = load_str("{}", &err), *next;
+
+    CHECK(cur != NULL);
+    next = load_str("{\"workers\": {\"concurrency\": 3}, \"redis\": {\"prefix\": \"briefd:\"}}",
+                    &err);
+    CHECK(next && config_restart_diff(cur, next, &err) == 0);
+    config_unref(next);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        next = load_str(cases[i].next, &err);
+        CHECK(next != NULL);
+        if (!next)
+            continue;
+        CHECK(config_restart_diff(cur, next, &err) == -1);
+        CHECK_STR(err.path, cases[i].path);
+        CHECK(strstr(err.msg, "cannot change on reload") != NULL);
+        CHECK(strstr(err.msg, "pw") == NULL);
+        config_unref(next);
+    }
+    config_unref(cur);
+}
+
+/* limits.idempotency_ttl_s: derived as min(86400, result_ttl_s); refused above it. */
+static void test_idempotency_ttl(void)
+{
+    struct cfg_err err;
+    struct bd_config *c = load_str("{}", &err);
+
+    CHECK(c && c->idempotency_ttl_s == 86400);
+    config_unref(c);
+    c = load_str("{\"workers\": {\"result_ttl_s\": 600}}", &err);
+    CHECK(c && c->idempotency_ttl_s == 600);
+    config_unref(c);
+    c = load_str("{\"workers\": {\"result_ttl_s\": 600}, \"limits\": "
+                 "{\"idempotency_ttl_s\": 600}}", &err);
+    CHECK(c && c->idempotency_ttl_s == 600);
+    config_unref(c);
+    expect_err("{\"workers\": {\"result_ttl_s\": 600}, \"limits\": {\"idempotency_ttl_s\": 601}}",
+               "limits.idempotency_ttl_s",
+               "must not exceed workers.result_ttl_s (600): a replay after the job's record "
+               "expired would find no job");
+}
+
+/* The webhooks delivery bounds: defaults and ranges. */
+static void test_webhook_bounds(void)
+{
+    struct cfg_err err;
+    struct bd_config *c = load_str("{}", &err);
+
+    CHECK(c && c->webhook_max_in_flight == 64 && c->webhook_timeout_ms == 10000 &&
+          c->webhook_max_attempts == 10 && c->webhook_max_age_s == 86400 &&
+          c->webhook_backoff_base_ms == 5000);
+    config_unref(c);
+    expect_err("{\"webhooks\": {\"max_in_flight\": 0}}", "webhooks.max_in_flight",
+               "must be between 1 and 4096");
+    expect_err("{\"webhooks\": {\"max_attempts\": 51}}", "webhooks.max_attempts",
+               "must be between 1 and 50");
+}
+
 /* ---- tenants and cache ------------------------------------------------------------------ */
 
 static void test_tenants_and_cache(void)
@@ -1396,6 +1467,9 @@ int main(void)
     test_price_source();
     test_fingerprint();
     test_env_warnings();
+    test_restart_diff();
+    test_idempotency_ttl();
+    test_webhook_bounds();
     test_tenants_and_cache();
     test_answer_version();
     return tcheck_summary("test_config");

@@ -1014,6 +1014,8 @@ static void test_conn_cap(void)
 {
     struct cli *a = cli_new(port2), *b, *c, *d;
     struct resp r;
+    char v[64];
+    int i;
 
     CHECK(a && cli_sends(a, "GET /echo HTTP/1.1\r\nHost: t\r\n\r\n") == 0);
     CHECK(a && cli_resp(a, &r) == 0 && r.status == 200);
@@ -1034,7 +1036,15 @@ static void test_conn_cap(void)
     CHECK(c && cli_sends(c, "GET /defer?ms=300 HTTP/1.1\r\nHost: t\r\n\r\n") == 0);
     msleep(50);
     expect_fail(port2, "GET /echo HTTP/1.1\r\nHost: t\r\n\r\n", 503, "too_many_connections");
-    d = cli_new(port2);    /* one that sends nothing still gets the 503 */
+    /* a probe path is answered past the cap, on the reserve, and the connection closes */
+    for (i = 0; i < 3; i++) {
+        d = cli_new(port2);
+        CHECK(d && cli_sends(d, "GET /echo-probe HTTP/1.1\r\nHost: t\r\n\r\n") == 0);
+        CHECK(d && cli_resp(d, &r) == 0 && r.status == 404);
+        CHECK_STR(hval(&r, "Connection", v, sizeof v), "close");
+        cli_free(d);
+    }
+    d = cli_new(port2);    /* one that sends nothing still gets the 503 (head overdue) */
     CHECK(d && cli_resp(d, &r) == 0 && r.status == 503);
     cli_free(d);
     CHECK(b && cli_resp(b, &r) == 0 && r.status == 200);
@@ -1496,6 +1506,8 @@ static void test_write_to_reset_peer(void)
     CHECK(roundtrip(port1, "GET /echo HTTP/1.1\r\nHost: t\r\n\r\n", &r) == 0 && r.status == 200);
 }
 
+static const char *const probe_paths[] = {"/echo-probe", NULL};
+
 static int start_servers(void)
 {
     struct http_limits l1, l2, l4;
@@ -1511,6 +1523,8 @@ static int start_servers(void)
     l1.idle_timeout_ms = 5000;
     l2 = l1;
     l2.max_conns = 2;
+    l2.probe_paths = probe_paths;
+    l2.probe_reserve = 2;
     l2.header_timeout_ms = 250;
     l2.body_timeout_ms = 250;
     l2.idle_timeout_ms = 400;

@@ -25,6 +25,7 @@
 #define STREAM_QUEUE_MAX ((size_t)8 << 20) /* unsent streamed bytes before we give up */
 #define REQ_ID_MAX       64
 #define LISTEN_BACKLOG   511
+#define PROBE_HEAD_MS    2000         /* a connection on the probe reserve sends its head by then */
 
 /* Where a connection is in its request cycle; the one timer means something per phase. */
 enum phase {
@@ -92,7 +93,8 @@ struct conn {
     unsigned writes;          /* uv_write requests in flight */
     int handles;              /* open libuv handles (tcp, timer) */
     unsigned closing : 1, reading : 1, in_field : 1, keep_alive : 1, keep : 1,
-        close_after : 1, rejected : 1, dispatch : 1, peer_eof : 1, http10 : 1;
+        close_after : 1, rejected : 1, dispatch : 1, peer_eof : 1, http10 : 1,
+        probe_only : 1;       /* past the caps: only a probe path is answered (on the reserve) */
     char peer[64];
     unsigned char addr[16];   /* the peer's IP address (4 or 16 bytes), for its cap */
     size_t addr_len;
@@ -111,6 +113,7 @@ struct http_server {
     struct list_node conns;
     struct list_node idle;    /* connections with no request in progress, idle longest first */
     unsigned nconns;          /* open, counted against max_conns */
+    unsigned nprobe;          /* open past the caps on the probe reserve */
     unsigned nalive;          /* connection structs not yet freed */
     int handles;              /* listener + guard still open */
     unsigned listening : 1, draining : 1, closing : 1;
@@ -863,6 +866,8 @@ static void conn_close(struct conn *c)
     list_unlink(&c->idle_node);
     if (!c->rejected)
         c->srv->nconns--;
+    if (c->probe_only)
+        c->srv->nprobe--;
     uv_close((uv_handle_t *)&c->timer, conn_on_closed);
     uv_close((uv_handle_t *)&c->tcp, conn_on_closed);
 }
@@ -949,7 +954,10 @@ static void conn_on_timer(uv_timer_t *t)
     switch (c->phase) {
     case PH_HEAD:
     case PH_BODY:
-        conn_fail(c, 408, "request_timeout", "request not received in time");
+        if (c->probe_only)  /* past the caps and no probe in time: what it would have got */
+            conn_fail(c, 503, "too_many_connections", "too many connections; retry later");
+        else
+            conn_fail(c, 408, "request_timeout", "request not received in time");
         break;
     case PH_FLUSH:
         if (c->writes == 0)
@@ -1193,6 +1201,14 @@ static int expects_continue(const struct conn *c)
     return e && strcasecmp(e, "100-continue") == 0 && !c->http10;
 }
 
+static int is_probe_path(const struct http_server *s, const char *path)
+{
+    for (const char *const *pp = s->lim.probe_paths; pp && *pp; pp++)
+        if (strcmp(*pp, path) == 0)
+            return 1;
+    return 0;
+}
+
 static int on_headers_complete(llhttp_t *p)
 {
     struct conn *c = p->data;
@@ -1200,6 +1216,10 @@ static int on_headers_complete(llhttp_t *p)
 
     if (req_finish_head(c) < 0) {
         set_fail(p, 500, "out_of_memory", "out of memory");
+        return -1;
+    }
+    if (c->probe_only && !is_probe_path(c->srv, c->req->path)) {
+        set_fail(p, 503, "too_many_connections", "too many connections; retry later");
         return -1;
     }
     te = te_status(c->req, c->http10);
@@ -1239,7 +1259,7 @@ static int on_body(llhttp_t *p, const char *at, size_t n)
 static int on_message_complete(llhttp_t *p)
 {
     struct conn *c = p->data;
-    c->keep_alive = llhttp_should_keep_alive(p) && !llhttp_get_upgrade(p);
+    c->keep_alive = llhttp_should_keep_alive(p) && !llhttp_get_upgrade(p) && !c->probe_only;
     c->phase = PH_HANDLER;
     c->dispatch = 1;
     uv_timer_stop(&c->timer);
@@ -1374,6 +1394,8 @@ void http_limits_default(struct http_limits *l)
     l->header_timeout_ms = 10000;
     l->body_timeout_ms = 30000;
     l->idle_timeout_ms = 60000;
+    l->probe_paths = NULL;
+    l->probe_reserve = 64;
     l->abort_on_eof = 0;
 }
 
@@ -1392,6 +1414,8 @@ static void limits_sanitize(struct http_limits *l)
         l->max_body = d.max_body;
     if (!l->max_conns)
         l->max_conns = d.max_conns;
+    if (!l->probe_reserve)
+        l->probe_reserve = d.probe_reserve;
     if (!l->max_conns_per_addr)
         l->max_conns_per_addr = d.max_conns_per_addr;
 }
@@ -1505,6 +1529,23 @@ static const char *srv_admit(struct http_server *s, struct conn *c)
     return NULL;
 }
 
+/* A connection past the caps: kept on the probe reserve when there is room (it is answered
+ * only if it asks for a probe path, then closed; its head must come within PROBE_HEAD_MS). */
+static int conn_probe_only(struct conn *c)
+{
+    struct http_server *s = c->srv;
+    uint64_t t = s->lim.header_timeout_ms;
+
+    if (!s->lim.probe_paths || s->nprobe >= s->lim.probe_reserve)
+        return 0;
+    c->probe_only = 1;
+    s->nprobe++;
+    if (conn_begin_request(c) < 0)
+        return 1;
+    conn_timer(c, t && t < PROBE_HEAD_MS ? t : PROBE_HEAD_MS);
+    return 1;
+}
+
 static void srv_on_connection(uv_stream_t *server, int status)
 {
     struct http_server *s = server->data;
@@ -1533,7 +1574,7 @@ static void srv_on_connection(uv_stream_t *server, int status)
         conn_set_idle(c);
     }
     conn_timer(c, s->lim.header_timeout_ms);
-    if (c->rejected && conn_begin_request(c) == 0)
+    if (c->rejected && !conn_probe_only(c) && conn_begin_request(c) == 0)
         conn_fail(c, 503, "too_many_connections", full);
     conn_update_reading(c);
 }

@@ -5,7 +5,8 @@
  * bounded (struct http_limits): header bytes (431), header count (431), URL length (414),
  * body bytes (413), connections in all and from one address (at a cap, the connection
  * idle longest - of that address, for its cap - is closed to make room; with none idle,
- * the newcomer gets a 503 and is closed), and timeouts for slow headers, slow bodies and
+ * the newcomer gets a 503 and is closed, unless it asks for a probe path: see probe_paths),
+ * and timeouts for slow headers, slow bodies and
  * idle keep-alive (the connection is closed; a request timed out mid-headers or mid-body
  * gets a 408 first). Malformed requests get 400 and the connection is closed; a version
  * other than HTTP/1.x gets 505, a transfer coding other than chunked 501 (before the body
@@ -64,6 +65,12 @@ struct http_limits {
     uint64_t body_timeout_ms;  /* end of headers to end of body; default 30000 */
     uint64_t idle_timeout_ms;  /* keep-alive idle; default 60000 */
     unsigned abort_on_eof;     /* 1: a client's EOF aborts the request in hand; default 0 */
+    /* Paths answered even past the connection caps (health probes; NULL-terminated, borrowed,
+     * default NULL: none): up to probe_reserve (default 64) connections beyond the caps are
+     * read, and a request for one of these paths is answered (then the connection closes);
+     * any other request on them gets the 503. */
+    const char *const *probe_paths;
+    unsigned probe_reserve;
 };
 /* A zero size or count takes its default; a zero timeout disables that timeout. */
 /* Fill l with the defaults above. */

@@ -22,7 +22,8 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (Briefd, EventTally, Redis, Sim, base_config, consumer_of,  # noqa: E402
-                     job_record, pending_jobs, queue_state, request, tail)
+                     job_id_of_entry, job_record, pending_jobs, queue_state, request, rkey,
+                     tail, wait_for)
 
 SHORT = ("Revenue grew 12 percent in the third quarter. Costs were flat. "
          "The board approved a new data center in Ohio.")
@@ -656,8 +657,10 @@ class FrozenWorker(ChaosBase):
         rerun = []
         while time.time() < deadline and not rerun:
             recs = dict((j, job_record(self.redis, self.prefix, j)) for j in held)
+            # None: the job moved to a fresh entry between job_record's reads (a reclaim);
+            # the next poll sees it
             rerun = [j for j, r in recs.items()
-                     if int(r["attempts"]) >= 2 and r["status"] not in TERMINAL]
+                     if r and int(r["attempts"]) >= 2 and r["status"] not in TERMINAL]
             time.sleep(0.02)
         self.assertTrue(rerun, "b never re-ran a's jobs: %s" % recs)
         os.kill(a.proc.pid, signal.SIGCONT)
@@ -672,6 +675,341 @@ class FrozenWorker(ChaosBase):
                     jid, job.get("status"), job.get("attempts"), json.dumps(job.get("error"))))
         self.report("sigcont-during-reclaim", book)
         self.assert_queues_empty()
+        self.passed = True
+
+
+
+# --- 5. a hung Redis (issue 13, item 1) ----------------------------------------------------
+
+HUNG_TIMEOUT_MS = 500        # redis.command_timeout_ms of the hung-Redis scenario
+HUNG_BOUND_S = 2.5           # "about the command timeout", with room for a sanitizer build
+PARKED = 1040                # parked ?wait requests: past the connection cap of 1024
+
+
+def timed(method, port, path, body=None, timeout=15):
+    """(status, body, headers, seconds) of one request on a new connection."""
+    t = time.time()
+    try:
+        st, b, h = request("127.0.0.1", port, method, path, body=body, timeout=timeout)
+    except Exception as e:  # a hang past timeout or a reset is reported as such
+        return None, repr(e), {}, time.time() - t
+    return st, b, h, time.time() - t
+
+
+def park(port, path, n):
+    """n sockets each sending GET path and not reading: spread over 127.0.0.2.. so that no
+    one source address holds more than 250 of them."""
+    import socket
+    socks = []
+    for i in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.%d" % (2 + i // 250), 0))
+        s.connect(("127.0.0.1", port))
+        s.sendall(("GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n" % path).encode())
+        socks.append(s)
+    return socks
+
+
+def collect(socks, timeout):
+    """The status line of each parked socket's response (None when it got none in time)."""
+    import selectors
+    sel = selectors.DefaultSelector()
+    got = {}
+    for s in socks:
+        s.setblocking(False)
+        sel.register(s, selectors.EVENT_READ)
+        got[s] = b""
+    deadline = time.time() + timeout
+    done = set()
+    while len(done) < len(socks) and time.time() < deadline:
+        for key, _ in sel.select(0.2):
+            s = key.fileobj
+            try:
+                data = s.recv(65536)
+            except OSError:
+                data = b""
+            got[s] += data
+            if not data or b"\r\n\r\n" in got[s]:
+                done.add(s)
+                sel.unregister(s)
+    for s in socks:
+        s.close()
+    return [got[s].split(b"\r\n", 1)[0].decode("latin-1") or None for s in socks]
+
+
+class HungRedis(ChaosBase):
+    """5. SIGSTOP redis-server under load (it accepts connections and reads nothing): every
+    route that needs Redis answers 503 + Retry-After within about redis.command_timeout_ms,
+    /readyz turns 503 within that bound, /healthz always answers - also with more parked ?wait
+    requests than the connection cap - and after SIGCONT everything recovers without a
+    restart. No accepted job is lost or duplicated, and no refused submit (503) runs later."""
+    STOP_S = 5.0
+
+    def start_hung_stack(self):
+        self.redis = Redis(self.tmp).start()
+        self.sim = Sim(self.tmp, "realistic", SLOWISH).start()
+        self.config = base_config(self.redis, self.sim, routing=ROUTING,
+                                  workers={"concurrency": 8, "max_attempts": 10,
+                                           "job_timeout_ms": 20000, "claim_idle_ms": 25000,
+                                           "result_ttl_s": 3600},
+                                  models={"draft": {"timeout_ms": 15000}})
+        self.config["redis"]["command_timeout_ms"] = HUNG_TIMEOUT_MS
+        self.prefix = self.config["redis"]["prefix"]
+        self.tally = EventTally(self.redis, self.prefix).start()
+        self.api = self.start_briefd("api")
+        self.workers = [self.start_briefd("worker", name="worker%d" % i) for i in range(2)]
+        return [self.api] + self.workers
+
+    def evalsha_calls(self):
+        info = self.redis.cmd("INFO", "commandstats")
+        for line in info.splitlines():
+            if line.startswith("cmdstat_evalsha:"):
+                return int(line.split("calls=", 1)[1].split(",", 1)[0])
+        return 0
+
+    def stop_redis(self):
+        os.kill(self.redis.proc.pid, signal.SIGSTOP)
+        self.t_stop = time.time()
+
+    def cont_redis(self):
+        os.kill(self.redis.proc.pid, signal.SIGCONT)
+        self.t_cont = time.time()
+
+    def tearDown(self):
+        if self.redis and self.redis.proc and self.redis.proc.poll() is None:
+            os.kill(self.redis.proc.pid, signal.SIGCONT)
+        super().tearDown()
+
+    def probe_during_stop(self, procs, book, seen):
+        """One round of requests against a stopped Redis; each must be answered in bound."""
+        for b in procs:
+            for path in ("/readyz", "/healthz"):
+                st, body, _, dt = timed("GET", b.port, path)
+                seen.setdefault(path, []).append((round(time.time() - self.t_stop, 2), st))
+                self.assertLess(dt, HUNG_BOUND_S, "%s took %.1f s" % (path, dt))
+                if path == "/healthz":
+                    self.assertEqual(st, 200, body)
+        for method, path, body in (("POST", "/v1/jobs", job_body(7)), ("GET", "/v1/stats", None),
+                                   ("GET", "/metrics", None)):
+            st, resp, h, dt = timed(method, self.api.port, path, body)
+            seen.setdefault(path, []).append((round(time.time() - self.t_stop, 2), st))
+            self.assertLess(dt, HUNG_BOUND_S, "%s %s took %.1f s" % (method, path, dt))
+            if st == 202:
+                book.accept(resp["id"])   # sent before the stop was noticed
+            elif time.time() - self.t_stop > HUNG_BOUND_S:
+                self.assertEqual(st, 503, resp)
+                self.assertIn("retry-after", h)
+                self.assertEqual(resp["error"]["type"], "server_error")
+
+    def ready_after(self, procs, since, want, bound):
+        """Seconds from since until every process's /readyz is want (or None)."""
+        deadline = time.time() + bound
+        while time.time() < deadline:
+            if all(timed("GET", b.port, "/readyz")[0] == want for b in procs):
+                return time.time() - since
+            time.sleep(0.05)
+        return None
+
+    def existing_jobs(self):
+        """Every job id Redis knows: finished records and queued entries."""
+        ids = set(k.split("job:", 1)[1] for k in self.redis.cmd("KEYS", rkey(self.prefix, "job:*")))
+        for p in ("low", "normal", "high"):
+            for entry, fields in self.redis.cmd("XRANGE", rkey(self.prefix, "q:" + p), "-", "+"):
+                kv = dict(zip(fields[::2], fields[1::2]))
+                ids.add(kv.get("id") or job_id_of_entry(p, entry))
+        return ids
+
+    def test_sigstop_redis_under_load(self):
+        procs = self.start_hung_stack()
+        book = Book()
+        refused = {"n": 0}
+        stop_load = threading.Event()
+        load_err = []
+
+        def load():
+            i = 5000
+            while not stop_load.is_set():
+                st, job, hdrs, dt = timed("POST", self.api.port, "/v1/jobs", job_body(i))
+                if st == 202:
+                    book.accept(job["id"])
+                elif st == 503 and "retry-after" in hdrs:
+                    refused["n"] += 1
+                else:
+                    load_err.append("POST -> %s %s" % (st, job))
+                if dt > HUNG_BOUND_S:
+                    load_err.append("POST took %.1f s" % dt)
+                i += 1
+                stop_load.wait(0.02)
+
+        loader = threading.Thread(target=load, daemon=True)
+        loader.start()
+        time.sleep(2.0)                          # jobs queued, running and finishing
+        before = len(book.accepted)
+        self.stop_redis()
+        seen = {}
+        unready_after = None
+        while time.time() - self.t_stop < self.STOP_S:
+            self.probe_during_stop(procs, book, seen)
+            if unready_after is None and all(
+                    timed("GET", b.port, "/readyz")[0] == 503 for b in procs):
+                unready_after = time.time() - self.t_stop
+            time.sleep(0.1)
+        self.cont_redis()
+        back_after = self.ready_after(procs, self.t_cont, 200, 20)
+        time.sleep(2.0)                          # load goes on after the stop
+        stop_load.set()
+        loader.join(15)
+        self.assertFalse(loader.is_alive(), "the load thread hung")
+        print("  SIGSTOP redis %.1f s under load: %d accepted before, %d in all; %d POSTs "
+              "refused with 503; all /readyz 503 after %s s, 200 again %s s after SIGCONT" % (
+                  self.STOP_S, before, len(book.accepted), refused["n"],
+                  None if unready_after is None else round(unready_after, 2),
+                  None if back_after is None else round(back_after, 2)))
+        print("  during the stop: %s" % dict((k, sorted(set(s for _, s in v)))
+                                             for k, v in seen.items()))
+        self.assertEqual(load_err, [])
+        self.assertIsNotNone(unready_after, "/readyz never said 503 while Redis was stopped")
+        self.assertLess(unready_after, HUNG_BOUND_S)
+        self.assertIsNotNone(back_after, "not ready again after SIGCONT")
+        self.assertGreater(refused["n"], 0)
+        self.assertGreater(len(book.accepted), before)
+        self.assert_healthy(procs)
+        self.assertTrue(self.drain(book, timeout=60, during=lambda: self.assert_healthy(procs)),
+                        "accepted jobs still open: %s" % book.open_ids()[:5])
+        self.settle(book, 1.5)
+        phantom = self.existing_jobs() - set(book.accepted)
+        print("  refused submits that ran anyway: %d" % len(phantom))
+        self.report("hung-redis", book)
+        self.assertEqual(sorted(phantom), [], "jobs that exist although their POST got 503")
+        self.assert_queues_empty()
+        self.passed = True
+
+    def test_sigstop_redis_with_parked_requests(self):
+        """More parked ?wait requests than the connection cap: /healthz (200) and /readyz (503
+        while Redis is stopped) are still answered; every parked request gets its job after
+        SIGCONT."""
+        procs = self.start_hung_stack()
+        self.sim.rules(Sim.rule("PARKME", delay_ms=6000), *CONF_RULES)
+        book = Book()
+        st, job, _ = self.api.post_job({"text": SHORT + " PARKME", "max_words": 40})
+        self.assertEqual(st, 202, job)
+        book.accept(job["id"])
+        before = self.evalsha_calls()
+        socks = park(self.api.port, "/v1/jobs/%s?wait=60" % job["id"], PARKED)
+        # every parked request the process took has read its job (one script call each): once
+        # the calls have grown by the parked requests and slowed to the background rate
+        # (folds, heartbeats: a few a second), no connection is idle - all are busy
+        last = {"n": before}
+
+        def settled():
+            prev, last["n"] = last["n"], self.evalsha_calls()
+            return last["n"] - before >= 900 and last["n"] - prev < 10
+        deadline = time.time() + 20
+        while not settled():
+            self.assertLess(time.time(), deadline, "the parked requests were not read")
+            time.sleep(0.3)
+        for _ in range(20):
+            self.assertEqual(timed("GET", self.api.port, "/healthz")[0], 200)
+        self.stop_redis()
+        unready_after = self.ready_after([self.api], self.t_stop, 503, 10)
+        for _ in range(20):
+            st, body, _, dt = timed("GET", self.api.port, "/healthz")
+            self.assertEqual(st, 200, body)
+            self.assertLess(dt, HUNG_BOUND_S)
+        self.cont_redis()
+        back_after = self.ready_after([self.api], self.t_cont, 200, 20)
+        lines = collect(socks, 60)
+        print("  %d parked ?wait requests; /readyz 503 %s s after SIGSTOP, 200 %s s after "
+              "SIGCONT; parked answers: %s" % (
+                  PARKED, unready_after and round(unready_after, 2),
+                  back_after and round(back_after, 2),
+                  dict((s, lines.count(s)) for s in set(lines))))
+        self.assertIsNotNone(unready_after)
+        self.assertLess(unready_after, HUNG_BOUND_S)
+        self.assertIsNotNone(back_after)
+        # those past the cap were refused at once (how many depends on the connections the
+        # process still counted when they came), or closed unread to make room (a connection
+        # whose request is not read yet counts as idle: None); every admitted one got its job
+        self.assertLessEqual(set(lines), {"HTTP/1.1 200 OK", "HTTP/1.1 503 Service Unavailable",
+                                          None})
+        self.assertGreaterEqual(lines.count("HTTP/1.1 200 OK"), 900)
+        self.assertLessEqual(lines.count("HTTP/1.1 200 OK"), 1024)
+        self.drain(book, timeout=30)
+        self.report("hung-redis-parked", book)
+        self.passed = True
+
+
+
+# --- 6. webhooks through outages (issue 13, item 3) ---------------------------------------
+
+class WebhookOutage(ChaosBase):
+    """6. 200 jobs with a callback_url while the receiver is down for 8 s; a worker is killed
+    (kill -9) and another stopped (SIGTERM) with deliveries pending and claimed; new workers
+    take over. Every job's callback arrives (at least once, the same webhook-id on every
+    attempt), no delivery is dropped, and each job records "delivered"."""
+    JOBS = 200
+    DOWN_S = 8.0
+
+    def test_receiver_down_workers_killed(self):
+        from harness import free_port
+        from test_webhooks import Receiver
+        port = free_port()
+        self.start_stack(SLOWISH, routing=ROUTING,
+                         workers={"concurrency": 16, "max_attempts": 10,
+                                  "job_timeout_ms": 5000, "claim_idle_ms": 6000,
+                                  "result_ttl_s": 3600},
+                         webhooks={"allow": ["127.0.0.1"], "backoff_base_ms": 300,
+                                   "timeout_ms": 1000, "max_in_flight": 16})
+        workers = [self.start_briefd("worker", name="worker%d" % i) for i in range(2)]
+        book = Book()
+        url = "http://127.0.0.1:%d/hook" % port
+        t_down = time.time()
+        for i in range(self.JOBS):
+            body = job_body(i)
+            body["callback_url"] = url
+            self.submit(book, body)
+        # some jobs ended, their deliveries are failing: kill -9 one worker
+        wait_for(lambda: len(self.redis.cmd("ZRANGE", rkey(self.prefix, "wh:due"), 0, -1)) >= 20,
+                 30, "deliveries pending")
+        self.kill9(workers[0])
+        workers[0] = self.start_briefd("worker", name="worker2")
+        self.assertTrue(self.drain(book, timeout=90), "jobs still open: %s" % book.open_ids()[:5])
+        # every job has ended; SIGTERM the other worker with deliveries still retrying
+        self.assertEqual(workers[1].stop(), 0)
+        self.procs.remove(workers[1])
+        workers[1] = self.start_briefd("worker", name="worker3")
+        time.sleep(max(0.0, self.DOWN_S - (time.time() - t_down)))
+        rx = Receiver(port=port)
+        t_up = time.time()
+        try:
+            def delivered():
+                return set(json.loads(g[1])["id"] for g in rx.got)
+            wait_for(lambda: len(delivered()) >= self.JOBS, 120, "every callback")
+            deadline = time.time() + 20
+            while time.time() < deadline:
+                states = [self.api.get("/v1/jobs/" + j)[1].get("webhook", {}).get("status")
+                          for j in book.accepted]
+                if states.count("delivered") == self.JOBS:
+                    break
+                time.sleep(0.5)
+            posts = len(rx.got)
+            ids = {}
+            for headers, raw, _ in rx.got:
+                ids.setdefault(json.loads(raw)["id"], set()).add(headers["webhook-id"])
+        finally:
+            rx.close()
+        q = self.redis.cmd("HLEN", rkey(self.prefix, "wh:q"))
+        print("  receiver down %.0f s, kill -9 of a worker, SIGTERM of another: %d jobs, %d "
+              "callbacks delivered (%d POSTs, %d duplicate) %.1f s after the receiver came "
+              "back; %d recorded delivered; %d deliveries left" % (
+                  self.DOWN_S, self.JOBS, len(ids), posts, posts - len(ids),
+                  time.time() - t_up, states.count("delivered"), q))
+        self.assertEqual(sorted(ids), sorted(book.accepted))
+        self.assertEqual([j for j, m in ids.items() if len(m) != 1], [],
+                         "a job's attempts carried different webhook-ids")
+        self.assertEqual(states.count("delivered"), self.JOBS, states)
+        self.assertEqual(q, 0)
+        self.report("webhooks", book)
         self.passed = True
 
 

@@ -6,11 +6,13 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import BRIEFD, Sim, Stack, eventually, rkey, wait_for  # noqa: E402
+from harness import (BRIEFD, Briefd, Redis, Sim, Stack, base_config, eventually,  # noqa: E402
+                     rkey, wait_for)
 from test_dashboard import ARTIFACTS, run_check  # noqa: E402
 
 JUDGE_MODEL = "gpt-oss-20b"
@@ -513,6 +515,47 @@ class ShadowOff(Stack):
         # every one is counted, not only the ones kept
         eventually(lambda: stats(self.briefd)["quality"]["feedback"]["by_decision"]["refine"],
                    lambda f: f["count"] >= 23, timeout=20, what="the feedback counted")
+
+
+class FeedbackTenants(unittest.TestCase):
+    """A key bound to a tenant gives feedback on its tenant's jobs only (the job is found the
+    way GET finds it: another tenant's job is not found)."""
+    KEYS = "acme=acme-key-0001,globex=globex-key-0001"
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmpdir = tempfile.TemporaryDirectory(prefix="briefd-it-")
+        cls.redis = Redis(cls.tmpdir.name).start()
+        cls.sim = Sim(cls.tmpdir.name).start()
+        cfg = base_config(cls.redis, cls.sim, routing=ROUTING)
+        cls.briefd = Briefd(cls.tmpdir.name, cfg, env={"BRIEFD_API_KEYS": cls.KEYS}).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        rc = cls.briefd.stop()
+        sim_err = cls.sim.stop(check=False)
+        cls.redis.stop()
+        cls.tmpdir.cleanup()
+        if rc != 0:
+            raise AssertionError("briefd exited %s on SIGTERM" % rc)
+        if sim_err:
+            raise AssertionError(sim_err)
+
+    def test_other_tenants_job_is_not_found(self):
+        acme = {"Authorization": "Bearer acme-key-0001"}
+        globex = {"Authorization": "Bearer globex-key-0001"}
+        st, job, _ = self.briefd.post_job({"text": KEPT_PROSE}, wait=30, headers=acme)
+        self.assertEqual((st, job["status"], job["tenant"]), (200, "succeeded", "acme"), job)
+        path = "/v1/jobs/%s/feedback" % job["id"]
+        st, err, _ = self.briefd.request("POST", path, {"score": 2}, headers=globex)
+        self.assertEqual((st, err["error"]["code"]), (404, "job_not_found"), err)
+        st, err, _ = self.briefd.request("POST", path, {"score": 2})
+        self.assertEqual(st, 401, err)
+        st, fb, _ = self.briefd.request("POST", path, {"score": 5}, headers=acme)
+        self.assertEqual(st, 201, fb)
+        self.assertTrue(fb["api_key_id"].startswith("key_"), fb)
+        st, got, _ = self.briefd.get("/v1/jobs/%s" % job["id"], headers=acme)
+        self.assertEqual(got["feedback"], [fb])
 
 
 class ShadowBudget(Stack):

@@ -13,7 +13,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Briefd, Stack, base_config, tail  # noqa: E402
+from harness import Briefd, Stack, base_config, free_port, rkey, tail, wait_for  # noqa: E402
 
 SHORT = ("Revenue grew 12 percent in the third quarter. Costs were flat. "
          "The board approved a new data center in Ohio.")
@@ -34,28 +34,53 @@ def with_env(env, fn):
                 os.environ[k] = v
 
 
-class Receiver:
-    """A webhook receiver on 127.0.0.1: records (headers, raw body) of every POST and answers
-    with the next status of `statuses` (then 204)."""
+class _Server(http.server.ThreadingHTTPServer):
+    allow_reuse_address = True
+    request_queue_size = 128        # many deliveries may connect at once
+    daemon_threads = True
 
-    def __init__(self, statuses=()):
+
+class Receiver:
+    """A webhook receiver on 127.0.0.1 (port 0: any free one): records (headers, raw body) of
+    every POST and answers with the next status of `statuses` (then 204), each after `delay`
+    seconds; `gate`, when set, holds every answer until it is set. `most` is the largest
+    number of POSTs it had in hand at once."""
+
+    def __init__(self, statuses=(), port=0, delay=0.0, gate=None):
         self.got = []
         self.statuses = list(statuses)
+        self.delay = delay
+        self.gate = gate
+        self.lock = threading.Lock()
+        self.now = self.most = 0
         outer = self
 
         class H(http.server.BaseHTTPRequestHandler):
             def do_POST(self):
-                n = int(self.headers["Content-Length"])
-                outer.got.append(({k.lower(): v for k, v in self.headers.items()},
-                                  self.rfile.read(n), self.path))
-                self.send_response(outer.statuses.pop(0) if outer.statuses else 204)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
+                with outer.lock:
+                    outer.now += 1
+                    outer.most = max(outer.most, outer.now)
+                try:
+                    n = int(self.headers["Content-Length"])
+                    body = self.rfile.read(n)
+                    if outer.gate is not None:
+                        outer.gate.wait(60)
+                    time.sleep(outer.delay)
+                    with outer.lock:
+                        outer.got.append(({k.lower(): v for k, v in self.headers.items()},
+                                          body, self.path))
+                        status = outer.statuses.pop(0) if outer.statuses else 204
+                    self.send_response(status)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                finally:
+                    with outer.lock:
+                        outer.now -= 1
 
             def log_message(self, *a):
                 pass
 
-        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.srv = _Server(("127.0.0.1", port), H)
         self.port = self.srv.server_address[1]
         self.thread = threading.Thread(target=self.srv.serve_forever, daemon=True)
         self.thread.start()
@@ -90,7 +115,8 @@ def verify(headers, body, secret_b64):
 
 class SignedWebhooks(Stack):
     # the receiver runs on 127.0.0.1, a loopback target: allowed explicitly
-    config_over = {"webhooks": {"secret_env": "T_WEBHOOK_SECRET", "allow": ["127.0.0.1"]}}
+    config_over = {"webhooks": {"secret_env": "T_WEBHOOK_SECRET", "allow": ["127.0.0.1"],
+                                "backoff_base_ms": 500}}
 
     @classmethod
     def setUpClass(cls):
@@ -260,6 +286,225 @@ class Fingerprints(Stack):
         self.assertRegex(c, r"^key_[0-9a-f]{16}$")
         self.assertNotEqual(a, c)
         self.assertNotIn(self.KEY, a + c)
+
+
+# --- durable, bounded deliveries (issue 13, item 3) ----------------------------------------
+
+FAST = {"allow": ["127.0.0.1"], "backoff_base_ms": 300, "timeout_ms": 1000}
+
+
+def webhook_of(b, job_id):
+    st, job, _ = b.get("/v1/jobs/" + job_id)
+    assert st == 200, (st, job)
+    return job.get("webhook")
+
+
+class DurableWebhooks(unittest.TestCase):
+    """Each test starts its own Redis, simulator and briefd processes."""
+
+    def setUp(self):
+        import tempfile
+        from harness import Redis, Sim
+        self.tmpdir = tempfile.TemporaryDirectory(prefix="briefd-it-")
+        self.tmp = self.tmpdir.name
+        self.redis = Redis(self.tmp).start()
+        self.sim = Sim(self.tmp).start()
+        self.procs = []
+        self.receivers = []
+
+    def tearDown(self):
+        bad = []
+        for b in self.procs:
+            if b.proc and b.proc.poll() is None:
+                rc = b.stop()
+                if rc != 0:
+                    bad.append((b.log, rc, tail(b.log, 3000)))
+        for rx in self.receivers:
+            rx.close()
+        self.sim.stop()
+        self.redis.stop()
+        self.tmpdir.cleanup()
+        self.assertEqual(bad, [], "briefd exited non-zero on SIGTERM")
+
+    def briefd(self, name="briefd", **webhooks):
+        cfg = base_config(self.redis, self.sim, webhooks=dict(FAST, **webhooks))
+        cfg["redis"]["command_timeout_ms"] = 1000
+        b = Briefd(self.tmp, cfg, name=name).start()
+        self.procs.append(b)
+        return b
+
+    def receiver(self, **kw):
+        rx = Receiver(**kw)
+        self.receivers.append(rx)
+        return rx
+
+    def prefix(self, b):
+        return b.config["redis"]["prefix"]
+
+    def test_receiver_down_then_up(self):
+        """The receiver is down (connection refused) for 3 s: retries go on with backoff
+        and the callback arrives once it is up; the job records the outcome."""
+        b = self.briefd()
+        port = free_port()
+        st, job, _ = b.post_job({"text": SHORT, "callback_url":
+                                 "http://127.0.0.1:%d/hook" % port}, wait=30)
+        self.assertEqual(st, 200, job)
+        self.assertEqual(job["webhook"], {"attempts": 0, "status": "pending",
+                                          "last_status": None, "error": None})
+        wait_for(lambda: (webhook_of(b, job["id"]) or {}).get("attempts", 0) >= 2, 10,
+                 "two failed attempts")
+        w = webhook_of(b, job["id"])
+        self.assertEqual((w["status"], w["last_status"], w["error"]),
+                         ("pending", None, "could not connect"))
+        time.sleep(max(0.0, 3.0 - (time.time() - self.t0())))
+        rx = self.receiver(port=port)
+        got = rx.wait(1, timeout=30)
+        self.assertEqual(len(got), 1)
+        self.assertEqual(json.loads(got[0][1])["id"], job["id"])
+        self.assertNotIn("webhook", json.loads(got[0][1]))
+        wait_for(lambda: webhook_of(b, job["id"])["status"] == "delivered", 10, "delivered")
+        w = webhook_of(b, job["id"])
+        self.assertGreaterEqual(w["attempts"], 3)
+        self.assertEqual((w["last_status"], w["error"]), (204, None))
+        self.assertEqual(self.redis.cmd("ZCARD", rkey(self.prefix(b), "wh:due")), 0)
+        self.assertEqual(self.redis.cmd("HLEN", rkey(self.prefix(b), "wh:q")), 0)
+        print("  receiver down 3 s: delivered on attempt %d" % w["attempts"])
+
+    def t0(self):
+        return self._t0
+
+    def run(self, result=None):
+        self._t0 = time.time()
+        return super().run(result)
+
+    def finish_jobs(self, b, n, url):
+        ids = []
+        for i in range(n):
+            st, job, _ = b.post_job({"text": SHORT + " (%d)" % i, "callback_url": url})
+            self.assertEqual(st, 202, job)
+            ids.append(job["id"])
+        for jid in ids:
+            self.assertEqual(b.wait_job(jid)["status"], "succeeded")
+        return ids
+
+    def assert_delivered_once_each(self, b, rx, ids, timeout):
+        wait_for(lambda: len(set(json.loads(g[1])["id"] for g in rx.got)) >= len(ids), timeout,
+                 "every job's callback")
+        seen = [json.loads(g[1])["id"] for g in rx.got]
+        self.assertEqual(sorted(set(seen)), sorted(ids))
+        wait_for(lambda: all(webhook_of(b, j)["status"] == "delivered" for j in ids), 10,
+                 "every delivery recorded")
+        return seen
+
+    def test_kill9_with_pending_deliveries(self):
+        """kill -9 of the process with deliveries pending (and some claimed, mid-attempt):
+        a new process delivers every one of them."""
+        gate = threading.Event()
+        rx = self.receiver(gate=gate)              # accepts, and answers nothing for now
+        a = self.briefd(name="a")
+        ids = self.finish_jobs(a, 12, rx.url())
+        wait_for(lambda: len(rx.got) + rx.now >= 1, 10, "an attempt in flight")
+        pending = self.redis.cmd("HLEN", rkey(self.prefix(a), "wh:q"))
+        a.kill()
+        self.procs.remove(a)
+        gate.set()                                # what a had sent is answered into the void
+        time.sleep(0.2)
+        rx.got.clear()
+        t = time.time()
+        b = self.briefd(name="b")
+        seen = self.assert_delivered_once_each(b, rx, ids, 30)
+        print("  kill -9 with %d deliveries pending: a new process delivered all %d in %.1f s "
+              "(%d POSTs)" % (pending, len(ids), time.time() - t, len(seen)))
+        self.assertEqual(pending, len(ids))
+
+    def test_sigterm_gives_claims_back(self):
+        """SIGTERM while attempts are in flight: their claims are given back uncounted, and
+        a new process delivers them at once (not after the lease)."""
+        gate = threading.Event()
+        rx = self.receiver(gate=gate)
+        a = self.briefd(name="a", max_in_flight=4)
+        ids = self.finish_jobs(a, 8, rx.url())
+        wait_for(lambda: rx.now >= 4, 10, "four attempts in flight")
+        self.assertEqual(a.stop(), 0)
+        self.procs.remove(a)
+        q = self.redis.cmd("HGETALL", rkey(self.prefix(a), "wh:q"))
+        states = dict(zip(q[::2], q[1::2]))
+        self.assertEqual(sorted(states), sorted(ids))
+        self.assertEqual(set(v.split(" ")[0] for v in states.values()), {"0"},
+                         "given-back attempts are not counted: %s" % states)
+        gate.set()
+        time.sleep(0.2)
+        rx.got.clear()
+        t = time.time()
+        b = self.briefd(name="b")
+        self.assert_delivered_once_each(b, rx, ids, 30)
+        took = time.time() - t
+        lease = 1.0 + 2 * 1.0 + 1.0
+        print("  SIGTERM with 4 attempts in flight, 8 pending: delivered by a new process in "
+              "%.1f s" % took)
+        self.assertLess(took, lease + 2.0)
+        self.assertEqual([webhook_of(b, j)["attempts"] for j in ids], [1] * len(ids))
+
+    def test_in_flight_cap(self):
+        """A slow receiver (0.8 s per POST): never more than webhooks.max_in_flight attempts
+        at once."""
+        rx = self.receiver(delay=0.8)
+        b = self.briefd(max_in_flight=3, timeout_ms=5000)
+        ids = self.finish_jobs(b, 12, rx.url())
+        self.assert_delivered_once_each(b, rx, ids, 30)
+        print("  12 deliveries to a slow receiver: at most %d at once (max_in_flight 3)" % rx.most)
+        self.assertEqual(rx.most, 3)
+
+    def test_total_deadline_fails_the_delivery(self):
+        """A receiver that always answers 500: retried until webhooks.max_age_s, then the
+        delivery fails; the job says so."""
+        rx = self.receiver(statuses=[500] * 100)
+        b = self.briefd(max_age_s=2)
+        st, job, _ = b.post_job({"text": SHORT, "callback_url": rx.url()}, wait=30)
+        self.assertEqual(st, 200, job)
+        wait_for(lambda: webhook_of(b, job["id"])["status"] == "failed", 15, "failed")
+        w = webhook_of(b, job["id"])
+        self.assertEqual((w["last_status"], w["error"]), (500, "HTTP 500"))
+        self.assertEqual(w["attempts"], len(rx.got))
+        self.assertGreaterEqual(w["attempts"], 2)
+        # no attempt after the deadline (2 s after the job ended, plus scheduling slack)
+        self.assertLess(w["attempts"], 4)
+        self.assertIn("webhooks.max_age_s reached", tail(b.log, 100000))
+        time.sleep(1.0)
+        self.assertEqual(w["attempts"], len(rx.got))
+        # and max_attempts bounds it the same way
+        st, job2, _ = b.post_job({"text": SHORT + " Two.", "callback_url": rx.url(
+            "/two")}, wait=30)
+        wait_for(lambda: webhook_of(b, job2["id"])["status"] == "failed", 15, "failed")
+        self.assertLessEqual(webhook_of(b, job2["id"])["attempts"], 3)
+
+    def test_max_attempts(self):
+        rx = self.receiver(statuses=[503] * 100)
+        b = self.briefd(max_attempts=3)
+        st, job, _ = b.post_job({"text": SHORT, "callback_url": rx.url()}, wait=30)
+        wait_for(lambda: webhook_of(b, job["id"])["status"] == "failed", 15, "failed")
+        self.assertEqual(webhook_of(b, job["id"])["attempts"], 3)
+        time.sleep(1.0)
+        self.assertEqual(len(rx.got), 3)
+        self.assertIn("failed after 3 attempts: HTTP 503", tail(b.log, 100000))
+
+    def test_no_credentials_in_logs_or_record(self):
+        port = free_port()
+        url = "http://hookuser:pa55word-xyz@127.0.0.1:%d/hooks/briefd?token=qs-secret-123" % port
+        b = self.briefd()
+        st, job, _ = b.post_job({"text": SHORT, "callback_url": url}, wait=30)
+        self.assertEqual(st, 200, job)
+        wait_for(lambda: webhook_of(b, job["id"])["attempts"] >= 2, 10, "retries")
+        rx = self.receiver(port=port)
+        rx.wait(1, timeout=30)
+        wait_for(lambda: webhook_of(b, job["id"])["status"] == "delivered", 10, "delivered")
+        log = tail(b.log, 200000)
+        self.assertIn("webhook for job %s to http://127.0.0.1:%d/hooks/briefd: attempt 1 failed"
+                      % (job["id"], port), log)
+        shown = json.dumps(webhook_of(b, job["id"]))
+        for secret in ("pa55word-xyz", "qs-secret-123", "hookuser"):
+            self.assertNotIn(secret, log)
+            self.assertNotIn(secret, shown)
 
 
 if __name__ == "__main__":

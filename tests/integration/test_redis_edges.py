@@ -1,0 +1,259 @@
+"""Integration: configuration and Redis edge cases (issue 13, item 7) - a reload that would
+change what is bound at start-up is refused and the running config stays; a Redis that
+refuses the password or the database keeps briefd not ready, with Redis's words in /readyz and
+a bounded number of log lines; a Redis out of memory is reported as what Redis said, not as
+"unreachable"; limits.idempotency_ttl_s may not outlive workers.result_ttl_s."""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import (BRIEFD, REDIS, Briefd, Redis, Sim, Stack, base_config,  # noqa: E402
+                     rkey, tail, wait_for, wait_port)
+
+TEXT = "Revenue grew 12 percent. Costs were flat. The board approved a new data center."
+
+
+class ArgsRedis(Redis):
+    """A redis-server with extra command-line arguments (requirepass, databases ...)."""
+
+    def __init__(self, tmp, extra):
+        super().__init__(tmp)
+        self.extra = list(extra)
+
+    def start(self):
+        args = [REDIS, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
+                "--save", "", "--appendonly", "no", "--logfile", self.log] + self.extra
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(self.port, proc=self.proc, log=self.log)
+        return self
+
+
+def log_lines(path, needle):
+    with open(path, "rb") as f:
+        return [ln for ln in f.read().decode("utf-8", "replace").splitlines() if needle in ln]
+
+
+class RestartOnlyReload(Stack):
+    """redis.url, redis.prefix and listen are bound at start-up: a reload that changes one is
+    refused with 422 naming it, and everything goes on under the running config."""
+
+    def reload_with(self, mutate):
+        cfg = json.loads(json.dumps(self.original))
+        mutate(cfg)
+        self.briefd.write_config(cfg)
+        return self.briefd.request("POST", "/v1/config/reload")
+
+    def tearDown(self):
+        self.briefd.write_config(self.original)
+
+    def setUp(self):
+        super().setUp()
+        self.original = json.loads(json.dumps(self.briefd.config))
+
+    def assert_refused(self, st, body, param):
+        self.assertEqual(st, 422, body)
+        self.assertEqual(body["error"]["code"], "invalid_config")
+        self.assertEqual(body["error"]["param"], param)
+        self.assertIn("restart", body["error"]["message"])
+        self.assertEqual([e["param"] for e in body["error"]["errors"]], [param])
+
+    def test_prefix_change_refused_and_nothing_moves(self):
+        v0 = self.briefd.get("/v1/config")[1]
+        old_prefix = v0["redis"]["prefix"]
+        st, body, _ = self.reload_with(
+            lambda c: c["redis"].update(prefix="moved:"))
+        self.assert_refused(st, body, "redis.prefix")
+        v1 = self.briefd.get("/v1/config")[1]
+        self.assertEqual(v1["version"], v0["version"])
+        self.assertEqual(v1["redis"]["prefix"], old_prefix)
+        # jobs still go under the old prefix, and a ?wait still hears the job's events at
+        # once (the subscription is on the channel jobs are published to)
+        t = time.time()
+        st, job, _ = self.briefd.post_job({"text": TEXT}, wait=20)
+        self.assertEqual(st, 200, job)
+        self.assertLess(time.time() - t, 8.0)
+        self.assertIsNotNone(self.redis.cmd("GET", rkey(old_prefix, "job:" + job["id"])))
+        self.assertIsNone(self.redis.cmd("GET", rkey("moved:", "job:" + job["id"])))
+        self.assertEqual(self.redis.cmd("KEYS", "{moved:}*"), [])
+
+    def test_url_and_listen_changes_refused(self):
+        st, body, _ = self.reload_with(lambda c: c["redis"].update(
+            url="redis://127.0.0.1:%d/3" % self.redis.port))
+        self.assert_refused(st, body, "redis.url")
+        st, body, _ = self.reload_with(lambda c: c["redis"].update(
+            url="redis://:secret@127.0.0.1:%d/0" % self.redis.port))
+        self.assert_refused(st, body, "redis.url")        # a password is part of the url
+        self.assertNotIn("secret", json.dumps(body))
+        st, body, _ = self.reload_with(lambda c: c.update(listen="127.0.0.1:1"))
+        self.assert_refused(st, body, "listen")
+        st, body, _ = self.reload_with(lambda c: c["redis"].update(command_timeout_ms=1234))
+        self.assert_refused(st, body, "redis.command_timeout_ms")
+        # what may change still does
+        st, body, _ = self.reload_with(lambda c: c.setdefault("limits", {}).update(max_wait_s=30))
+        self.assertEqual(st, 200, body)
+        self.assertEqual(self.briefd.get("/v1/config")[1]["limits"]["max_wait_s"], 30)
+
+    def test_sighup_refused_logged(self):
+        v0 = self.briefd.get("/v1/config")[1]["version"]
+        cfg = json.loads(json.dumps(self.briefd.config))
+        cfg["redis"]["prefix"] = "other:"
+        self.briefd.write_config(cfg)
+        self.briefd.proc.send_signal(1)
+        wait_for(lambda: log_lines(self.briefd.log, "redis.prefix: cannot change on reload"),
+                 10, "the refused SIGHUP reload in the log")
+        self.assertEqual(self.briefd.get("/v1/config")[1]["version"], v0)
+
+
+class IdempotencyTtl(unittest.TestCase):
+    """limits.idempotency_ttl_s longer than workers.result_ttl_s is refused at load with its
+    path; left out, it is derived as min(86400, result_ttl_s)."""
+
+    def check(self, cfg):
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+            json.dump(cfg, f)
+        try:
+            return subprocess.run([BRIEFD, "check", "--config", f.name], capture_output=True,
+                                  text=True, timeout=30)
+        finally:
+            os.unlink(f.name)
+
+    def test_refused_and_derived(self):
+        r = self.check({"workers": {"result_ttl_s": 3600}, "limits": {"idempotency_ttl_s": 7200}})
+        self.assertNotEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("limits.idempotency_ttl_s: must not exceed workers.result_ttl_s (3600)",
+                      r.stdout + r.stderr)
+        r = self.check({"workers": {"result_ttl_s": 3600}, "limits": {"idempotency_ttl_s": 3600}})
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
+    def test_derived_default_shown(self):
+        with tempfile.TemporaryDirectory(prefix="briefd-it-") as tmp:
+            redis = Redis(tmp).start()
+            sim = Sim(tmp).start()
+            b = Briefd(tmp, base_config(redis, sim, workers={"result_ttl_s": 600})).start()
+            try:
+                lim = b.get("/v1/config")[1]["limits"]
+                self.assertEqual(lim["idempotency_ttl_s"], 600)
+                # a replayed key answers with the job, whose record lives as long as the key
+                h = {"Idempotency-Key": "ttl-check"}
+                st, j1, _ = b.post_job({"text": TEXT}, headers=h)
+                self.assertEqual(st, 202)
+                prefix = b.config["redis"]["prefix"]
+                ttl = redis.cmd("TTL", rkey(prefix, "idem:anon:ttl-check"))
+                self.assertTrue(0 < ttl <= 600, ttl)
+                self.assertEqual(b.stop(), 0)
+            finally:
+                b.kill()
+                sim.stop()
+                redis.stop()
+
+
+class RedisRefusals(unittest.TestCase):
+    """A wrong password or database: not ready, with what Redis said; a Redis out of memory:
+    503 with what Redis said."""
+
+    def setUp(self):
+        self.tmpdir = tempfile.TemporaryDirectory(prefix="briefd-it-")
+        self.tmp = self.tmpdir.name
+        self.stack = []
+
+    def tearDown(self):
+        for p in reversed(self.stack):
+            if isinstance(p, Briefd):
+                p.kill()
+            else:
+                p.stop()
+        self.tmpdir.cleanup()
+
+    def start_unready(self, redis, url):
+        """briefd against a Redis that refuses its handshake: it never becomes ready, so it is
+        started by hand (Briefd.start waits for /readyz 200)."""
+        sim = Sim(self.tmp).start()
+        self.stack.append(sim)
+        cfg = base_config(redis, sim)
+        cfg["redis"].update(url=url, command_timeout_ms=500)
+        b = Briefd(self.tmp, cfg)
+        self.stack.append(b)
+        with open(b.log, "ab") as out:
+            b.proc = subprocess.Popen([BRIEFD, "serve", "--config", b.config_path], stdout=out,
+                                      stderr=subprocess.STDOUT, env=b.env)
+        wait_port(b.port, proc=b.proc, log=b.log)
+        return b
+
+    def assert_not_ready(self, b, words):
+        st, body, _ = b.get("/readyz")
+        wait_for(lambda: words in (b.get("/readyz")[1].get("redis_error") or ""), 10,
+                 "/readyz naming %r" % words)
+        st, body, _ = b.get("/readyz")
+        self.assertEqual(st, 503, body)
+        self.assertFalse(body["redis"])
+        self.assertEqual(b.get("/healthz")[0], 200)
+        st, body, h = b.post_job({"text": TEXT})
+        self.assertEqual(st, 503, body)
+        self.assertEqual(body["error"]["code"], "redis_unavailable")
+        self.assertIn(words, body["error"]["message"])
+        self.assertIn("retry-after", h)
+
+    def test_wrong_password(self):
+        redis = ArgsRedis(self.tmp, ["--requirepass", "right-password"]).start()
+        self.stack.append(redis)
+        b = self.start_unready(redis, "redis://:wrong-password@127.0.0.1:%d/0" % redis.port)
+        self.assert_not_ready(b, "WRONGPASS")
+        # reconnects go on (100 ms doubling to 5 s): a few attempts, but the refusal is logged
+        # once per connection, not once per attempt or per request
+        t0 = time.time()
+        for _ in range(20):
+            b.get("/readyz")
+            b.post_job({"text": TEXT})
+        time.sleep(max(0.0, 3.0 - (time.time() - t0)))
+        lines = log_lines(b.log, "WRONGPASS")
+        self.assertGreaterEqual(len(lines), 1)
+        # one line per connection (cmd, sub, worker, ...), not one per attempt or request
+        conns = [ln.split("(", 1)[1].split(")", 1)[0] for ln in lines]
+        self.assertEqual(len(conns), len(set(conns)), lines)
+        self.assertLessEqual(len(lines), 6, lines)
+        self.assertNotIn("wrong-password", tail(b.log, 100000))
+        self.assertNotIn("wrong-password", json.dumps(b.get("/readyz")[1]))
+
+    def test_no_password_given(self):
+        redis = ArgsRedis(self.tmp, ["--requirepass", "right-password"]).start()
+        self.stack.append(redis)
+        b = self.start_unready(redis, "redis://127.0.0.1:%d/0" % redis.port)
+        self.assert_not_ready(b, "NOAUTH")
+
+    def test_database_out_of_range(self):
+        redis = ArgsRedis(self.tmp, ["--databases", "4"]).start()
+        self.stack.append(redis)
+        b = self.start_unready(redis, "redis://127.0.0.1:%d/9" % redis.port)
+        self.assert_not_ready(b, "DB index is out of range")
+
+    def test_out_of_memory(self):
+        redis = Redis(self.tmp).start()
+        self.stack.append(redis)
+        sim = Sim(self.tmp).start()
+        self.stack.append(sim)
+        b = Briefd(self.tmp, base_config(redis, sim)).start()
+        self.stack.append(b)
+        st, job, _ = b.post_job({"text": TEXT}, wait=20)
+        self.assertEqual(st, 200, job)
+        redis.cmd("CONFIG", "SET", "maxmemory-policy", "noeviction")
+        redis.cmd("CONFIG", "SET", "maxmemory", "1")   # below what Redis already uses
+        st, body, h = b.post_job({"text": TEXT + " oom"})
+        self.assertEqual(st, 503, body)
+        self.assertEqual(body["error"]["code"], "redis_error")
+        self.assertIn("OOM command not allowed", body["error"]["message"])
+        self.assertNotIn("unreachable", body["error"]["message"])
+        self.assertIn("retry-after", h)
+        self.assertEqual(b.get("/readyz")[0], 200)    # reachable: it answers, it is full
+        redis.cmd("CONFIG", "SET", "maxmemory", "0")
+        st, job, _ = b.post_job({"text": TEXT + " after"}, wait=20)
+        self.assertEqual(st, 200, job)
+        self.assertEqual(b.stop(), 0)
+
+
+if __name__ == "__main__":
+    unittest.main()
