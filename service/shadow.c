@@ -77,6 +77,7 @@ struct shadow {
     unsigned n_tasks;               /* taken, not ended */
     unsigned n_started;             /* of which started */
     int closing;
+    int held;                       /* closing is walking the tasks or calling close_cb */
     void (*close_cb)(void *);
     void *close_data;
 };
@@ -94,14 +95,19 @@ int shadow_new(struct svc *svc, struct shadow **out)
 
 /* --- ending --- */
 
+/* Closing: cb once nothing started is left, the memory once no task is left. Not while
+ * shadow_close walks the tasks or cb runs (held): both may end tasks. */
 static void maybe_closed(struct shadow *sh)
 {
     void (*cb)(void *) = sh->close_cb;
-    if (!sh->closing || sh->n_started > 0)
+    if (!sh->closing || sh->held)
         return;
-    sh->close_cb = NULL;
-    if (cb)
+    if (sh->n_started == 0 && cb) {
+        sh->close_cb = NULL;
+        sh->held = 1;
         cb(sh->close_data);
+        sh->held = 0;
+    }
     if (sh->n_tasks == 0)
         free(sh);
 }
@@ -624,10 +630,12 @@ void shadow_close(struct shadow *sh, void (*cb)(void *data), void *data)
     sh->closing = 1;
     sh->close_cb = cb;
     sh->close_data = data;
+    sh->held = 1;
     LIST_FOR_EACH_SAFE(it, tmp, &sh->tasks) {
         struct shadow_task *t = LIST_ENTRY(it, struct shadow_task, node);
         if (t->started && !t->canceled)
             cancel_task(t); /* may free t (the iteration holds the next one) */
     }
+    sh->held = 0;
     maybe_closed(sh);
 }
