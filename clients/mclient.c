@@ -271,6 +271,9 @@ static int attempt_start(struct mc_call *call)
     curl_easy_setopt(a->easy, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(a->easy, CURLOPT_USERAGENT, "briefd/0.1");
     curl_easy_setopt(a->easy, CURLOPT_PROTOCOLS_STR, "http,https");
+    /* memory per call in flight: model answers are small and come in pieces anyway */
+    curl_easy_setopt(a->easy, CURLOPT_BUFFERSIZE, 8192L);
+    curl_easy_setopt(a->easy, CURLOPT_UPLOAD_BUFFERSIZE, 16384L);
     a->t0 = uv_hrtime();
     a->xfer.data = a;
     a->xfer.easy = a->easy;

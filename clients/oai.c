@@ -370,35 +370,49 @@ static const char *lp_skip(const char *p, const char *e)
     return depth == 0 ? p : NULL;
 }
 
+/* The member whose name starts at p ('"'): its name in [*k, *k + *kl) and a pointer to its
+ * value; NULL if malformed or the name has escapes (*odd set: the tree must decide). */
+static const char *lp_key(const char *p, const char *e, const char **k, size_t *kl, int *odd)
+{
+    int esc = 0;
+    const char *ke = lp_string(p, e, &esc);
+    if (ke == NULL || esc) {
+        *odd |= esc;
+        return NULL;
+    }
+    *k = p + 1;
+    *kl = (size_t)(ke - 1 - *k);
+    p = lp_ws(ke, e);
+    return p < e && *p == ':' ? lp_ws(p + 1, e) : NULL;
+}
+
+/* Past the value at v and the comma after it: the next member or element (or the end). */
+static const char *lp_next(const char *v, const char *e)
+{
+    const char *p = lp_skip(v, e);
+    if (p == NULL)
+        return NULL;
+    p = lp_ws(p, e);
+    return p < e && *p == ',' ? lp_ws(p + 1, e) : p;
+}
+
 /* In the object at p ('{'), the value of the first member named key; NULL if none. A
  * member name written with escapes sets *odd (its decoded name is not compared here: the
  * tree must decide). */
 static const char *lp_member(const char *p, const char *e, const char *key, int *odd)
 {
-    size_t kl = strlen(key);
+    size_t kl, want = strlen(key);
+    const char *k, *v;
     p = lp_ws(p, e);
     if (p >= e || *p != '{')
         return NULL;
     p = lp_ws(p + 1, e);
-    while (p < e && *p == '"') {
-        int esc = 0;
-        const char *k = p + 1, *ke = lp_string(p, e, &esc);
-        if (ke == NULL || esc) {
-            *odd = 1;
+    while (p != NULL && p < e && *p == '"') {
+        if ((v = lp_key(p, e, &k, &kl, odd)) == NULL)
             return NULL;
-        }
-        p = lp_ws(ke, e);
-        if (p >= e || *p != ':')
-            return NULL;
-        p = lp_ws(p + 1, e);
-        if ((size_t)(ke - 1 - k) == kl && memcmp(k, key, kl) == 0)
-            return p;
-        p = lp_skip(p, e);
-        if (p == NULL)
-            return NULL;
-        p = lp_ws(p, e);
-        if (p < e && *p == ',')
-            p = lp_ws(p + 1, e);
+        if (kl == want && memcmp(k, key, kl) == 0)
+            return v;
+        p = lp_next(v, e);
     }
     return NULL;
 }
@@ -421,37 +435,28 @@ static int lp_push(struct lifted *l, double v)
  * past the element, NULL on a shape the tree must read (a name with escapes). */
 static const char *lp_element(const char *p, const char *e, struct lifted *l, int *oom)
 {
-    int taken = 0;
+    int taken = 0, odd = 0;
+    const char *k, *v;
+    size_t kl;
     if (*p != '{')
         return lp_skip(p, e); /* not an object: no logprob, as for the tree */
     p = lp_ws(p + 1, e);
-    while (p < e && *p == '"') {
-        int esc = 0;
-        const char *k = p + 1, *ke = lp_string(p, e, &esc);
-        if (ke == NULL || esc)
+    while (p != NULL && p < e && *p == '"') {
+        if ((v = lp_key(p, e, &k, &kl, &odd)) == NULL)
             return NULL;
-        p = lp_ws(ke, e);
-        if (p >= e || *p != ':')
-            return NULL;
-        p = lp_ws(p + 1, e);
-        if (!taken && ke - 1 - k == 7 && memcmp(k, "logprob", 7) == 0) {
+        if (!taken && kl == 7 && memcmp(k, "logprob", 7) == 0) {
             taken = 1;
-            if (p < e && (*p == '-' || (*p >= '0' && *p <= '9'))) {
-                double d = strtod(p, NULL);
+            if (v < e && (*v == '-' || (*v >= '0' && *v <= '9'))) {
+                double d = strtod(v, NULL);
                 if (isfinite(d) && l->n < OAI_MAX_LOGPROBS && lp_push(l, d) < 0) {
                     *oom = 1;
                     return NULL;
                 }
             }
         }
-        p = lp_skip(p, e);
-        if (p == NULL)
-            return NULL;
-        p = lp_ws(p, e);
-        if (p < e && *p == ',')
-            p = lp_ws(p + 1, e);
+        p = lp_next(v, e);
     }
-    return p < e && *p == '}' ? p + 1 : NULL;
+    return p != NULL && p < e && *p == '}' ? p + 1 : NULL;
 }
 
 /* The logprob of each element of the array at a ('['): what take_logprobs would take.

@@ -69,7 +69,11 @@ if [ -n "$dash_want" ]; then
     $SUDO apt-get install -y -qq --no-install-recommends $dash_want
 fi
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-if [ ! -d "$repo_root/node_modules" ] || [ "$repo_root/package-lock.json" -nt "$repo_root/node_modules" ]; then
+if [ -L "$repo_root/node_modules" ]; then
+    # a checkout sharing another's packages (a git worktree with a symlink): npm ci would
+    # empty the shared directory for everyone - leave it to the checkout that owns it
+    echo "setup.sh: node_modules is a symlink; not running npm ci here"
+elif [ ! -d "$repo_root/node_modules" ] || [ "$repo_root/package-lock.json" -nt "$repo_root/node_modules" ]; then
     (cd "$repo_root" && npm ci --no-audit --no-fund)
     touch "$repo_root/node_modules"
 fi

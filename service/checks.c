@@ -196,8 +196,12 @@ static const struct {
 /* The value of the spelled-out number s[a..b) (ASCII letters), or NULL. */
 static const char *spelled_value(const char *s, size_t a, size_t b)
 {
+    char first = (char)(s[a] | 0x20); /* every word of the table is lower-case ASCII */
+    if (b - a > 9) /* the longest entry ("september") */
+        return NULL;
     for (size_t i = 0; i < sizeof(spelled) / sizeof(spelled[0]); i++)
-        if (strlen(spelled[i].word) == b - a && strncasecmp(spelled[i].word, s + a, b - a) == 0)
+        if (spelled[i].word[0] == first && strlen(spelled[i].word) == b - a &&
+            strncasecmp(spelled[i].word, s + a, b - a) == 0)
             return spelled[i].norm;
     return NULL;
 }
@@ -397,6 +401,9 @@ int checks_run(const char *brief, size_t brief_len, const char *doc, size_t doc_
     memset(&d, 0, sizeof(d));
     out->words = checks_words(brief, brief_len);
     out->over_max_words = max_words >= 0 && out->words > (size_t)max_words;
+    if (!next_number(brief, brief_len, &i, &a, &b, &x))
+        goto out; /* a brief without numbers needs nothing of the document */
+    i = 0;
     if (numset_of(&d.exact, doc, doc_len) != 0) {
         rc = BD_ENOMEM;
         goto out;

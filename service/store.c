@@ -3810,17 +3810,6 @@ void store_listen(struct store *s, const char *id, int ttl_ms)
     rds_cmd(s->cmd, NULL, NULL, "SET %s 1 PX %d", k, ttl_ms);
 }
 
-static void on_listening(struct rds *r, struct rds_reply *x, void *data)
-{
-    struct op *o = data;
-    store_flag_cb cb = (store_flag_cb)o->fn;
-    void *udata = o->data;
-    int st = reply_status(o->s, x, RDS_INTEGER);
-    (void)r;
-    free(o);
-    cb(udata, st, st == 0 && rds_reply_int(x) > 0);
-}
-
 int store_listening(struct store *s, const char *id, store_flag_cb cb, void *data)
 {
     char k[KEY_MAX];
@@ -3828,7 +3817,7 @@ int store_listening(struct store *s, const char *id, store_flag_cb cb, void *dat
     if (!o)
         return BD_ENOMEM;
     key(s, k, "listen:", id);
-    return send_or_free(rds_cmd(s->cmd, on_listening, o, "EXISTS %s", k), o);
+    return send_or_free(rds_cmd(s->cmd, on_flag, o, "EXISTS %s", k), o);
 }
 
 void store_publish_delta(struct store *s, const char *id, const char *text, size_t len)
@@ -3854,17 +3843,6 @@ void store_publish_delta(struct store *s, const char *id, const char *text, size
     free(payload);
 }
 
-static void on_slot(struct rds *r, struct rds_reply *x, void *data)
-{
-    struct op *o = data;
-    store_flag_cb cb = (store_flag_cb)o->fn;
-    void *udata = o->data;
-    int st = reply_status(o->s, x, RDS_INTEGER);
-    (void)r;
-    free(o);
-    cb(udata, st, st == 0 && rds_reply_int(x) == 1);
-}
-
 static void key_slots(const struct store *s, const char *server, char *buf)
 {
     char h[24];
@@ -3887,7 +3865,7 @@ int store_slot_take(struct store *s, const char *server, int cap, const char *me
     argv[1] = c;
     argv[2] = member;
     argv[3] = l;
-    return send_or_free(evalsha(s, NULL, on_slot, o, &sc_slot, 1, 4, argv, NULL), o);
+    return send_or_free(evalsha(s, NULL, on_flag, o, &sc_slot, 1, 4, argv, NULL), o);
 }
 
 void store_slot_renew(struct store *s, const char *server, const char *const *members, size_t n,

@@ -7,7 +7,7 @@
 
 #include "tcheck.h"
 
-/* SPEC §3's routing object, verbatim. */
+/* The routing object of docs/CONFIG.md, verbatim. */
 static const char spec_routing[] =
     "{\"mode\": \"any\","
     " \"policies\": ["
