@@ -15,7 +15,8 @@
 # and prints the arms table. The simulator runs on a free port and is stopped at the end.
 # Prices are the ones docs/API.md's examples use (USD per million tokens: draft 0.075 in /
 # 0.30 out, refine and judge 0.07 / 0.30), so costs do not depend on timing; routing is the
-# default chain. Results are not committed.
+# default chain. The default OUT is not committed; bench/results/eval-example/ holds one run
+# (OUT=bench/results/eval-example), committed as an example of the report.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)

@@ -9,9 +9,10 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 
-BUILD_PKGS="build-essential cmake pkg-config libuv1-dev libcurl4-openssl-dev libssl-dev libcjson-dev libhiredis-dev"
+# python3-yaml: the build converts docs/openapi.yaml to the JSON served at /openapi.json
+BUILD_PKGS="build-essential cmake pkg-config libuv1-dev libcurl4-openssl-dev libssl-dev libcjson-dev libhiredis-dev python3 python3-yaml"
 RUN_PKGS="redis-server redis-tools"
-TEST_PKGS="clang libclang-rt-14-dev curl python3 prometheus pmccabe redis-sentinel stunnel4 openssl"
+TEST_PKGS="clang libclang-rt-14-dev curl jq prometheus pmccabe redis-sentinel stunnel4 openssl"
 
 want=""
 for p in $BUILD_PKGS $RUN_PKGS $TEST_PKGS; do

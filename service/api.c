@@ -20,12 +20,15 @@
 #include "list.h"
 #include "log.h"
 #include "feedback.h"
+#include "metrics.h"
+#include "openapi.h"
 #include "pipeline.h"
 #include "shadow.h"
 #include "stats.h"
 #include "store.h"
 #include "svc.h"
 #include "tenant.h"
+#include "trace.h"
 #include "webhook.h"
 
 #define SSE_MAX_MS (30u * 60u * 1000u)   /* one events stream lives at most 30 minutes */
@@ -343,10 +346,32 @@ static int is_terminal(const char *status)
     return strcmp(status, "succeeded") == 0 || strcmp(status, "failed") == 0;
 }
 
+/* x-briefd-job-id, and once they are known x-briefd-route (the decision) and
+ * x-briefd-cost-usd (a finished job's cost_usd.total) - docs/API.md#response-headers. */
+static void briefd_headers(struct http_req *req, const cJSON *job)
+{
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(job, "id");
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(job, "status");
+    const cJSON *dec = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(job, "route"), "decision");
+    const cJSON *cost = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(job, "cost_usd"), "total");
+    char num[40];
+    if (cJSON_IsString(id))
+        http_resp_header(req, "x-briefd-job-id", id->valuestring);
+    if (cJSON_IsString(dec))
+        http_resp_header(req, "x-briefd-route", dec->valuestring);
+    if (cJSON_IsString(st) && is_terminal(st->valuestring) && cJSON_IsNumber(cost)) {
+        jsonx_number(cost->valuedouble, num, sizeof(num));
+        http_resp_header(req, "x-briefd-cost-usd", num);
+    }
+}
+
 static void respond_job(struct http_req *req, cJSON *job)
 {
     const cJSON *st = cJSON_GetObjectItemCaseSensitive(job, "status");
     int done = cJSON_IsString(st) && is_terminal(st->valuestring);
+    briefd_headers(req, job);
     http_respond_json(req, done ? 200 : 202, job);
 }
 
@@ -443,6 +468,7 @@ static void sse_open(struct rctx *c)
     if (sse_started(c))
         return;
     http_resp_header(c->req, "Cache-Control", "no-cache");
+    http_resp_header(c->req, "x-briefd-job-id", c->id);
     http_stream_begin(c->req, 200, "text/event-stream");
     http_stream_write(c->req, ": briefd job events\n\n", 21);
     store_listen(c->api->svc->store, c->id, LISTEN_TTL_MS);
@@ -468,9 +494,10 @@ static void facade_answer(struct rctx *c, cJSON *job)
     const cJSON *st = cJSON_GetObjectItemCaseSensitive(job, "status");
     const char *status = cJSON_IsString(st) ? st->valuestring : "";
     const char *alias = c->api->svc->cfg->facade_model;
+    if (!is_terminal(status) && c->parked && uv_is_active((uv_handle_t *)&c->timer))
+        return;
+    briefd_headers(c->req, job);
     if (!is_terminal(status)) {
-        if (c->parked && uv_is_active((uv_handle_t *)&c->timer))
-            return;
         http_respond_error(c->req, 504, "timeout", NULL,
                            "the brief did not finish in time; it goes on as job %s", c->id);
     } else if (strcmp(status, "failed") == 0) {
@@ -554,6 +581,7 @@ static void answer(struct rctx *c, int status, cJSON *job)
 /* Answer with a finished job's object as published (JSON text, sent as is). */
 static void answer_done(struct rctx *c, const char *status, const char *job, size_t len)
 {
+    cJSON *parsed;
     if (c->sse) {
         cJSON *o = cJSON_ParseWithLength(job, len);
         sse_status(c, status);
@@ -574,6 +602,9 @@ static void answer_done(struct rctx *c, const char *status, const char *job, siz
     }
     if (c->replayed)
         http_resp_header(c->req, "Idempotent-Replayed", "true");
+    parsed = cJSON_ParseWithLength(job, len);
+    briefd_headers(c->req, parsed);
+    cJSON_Delete(parsed);
     http_respond(c->req, 200, "application/json", job, len);
     rctx_done(c);
 }
@@ -667,7 +698,9 @@ static void on_store_event(void *data, const char *id, const char *status, const
         recent_add(api, id, job, len);
     LIST_FOR_EACH_SAFE(it, tmp, &api->list) {
         struct rctx *c = LIST_ENTRY(it, struct rctx, node);
-        if (!c->req || !c->parked || c->run)
+        /* a submit whose reply has not come yet has no id to fetch: its reply looks for
+         * the job itself (reading "" would answer 404 for a job that exists) */
+        if (!c->req || !c->parked || c->run || !c->id[0])
             continue;
         if (!id) {
             ctx_fetch(c);
@@ -779,6 +812,7 @@ static void on_submitted(void *data, int status, enum store_submit_rc rc, long d
     char loc[64];
     snprintf(loc, sizeof(loc), "/v1/jobs/%s", c->id);
     http_resp_header(c->req, "Location", loc);
+    http_resp_header(c->req, "x-briefd-job-id", c->id);
     if (c->queued)
         http_respond_json(c->req, 202, c->queued);
     else
@@ -988,9 +1022,27 @@ static void post_chat(struct api *api, struct http_req *req)
     job_req_free(&jr);
 }
 
-/* The stored request and metadata of a validated job, as JSON text (caller frees). */
+/* The request's id and W3C trace context, kept with the job and sent upstream
+ * (docs/API.md#request-ids-and-tracing): a traceparent that is not valid is ignored, and so
+ * is a tracestate without one. */
+static void add_trace(cJSON *mj, struct http_req *req)
+{
+    char tp[TRACE_PARENT_LEN + 1];
+    const char *ts = http_req_header(req, "tracestate");
+    cJSON_AddStringToObject(mj, "request_id", http_req_id(req));
+    if (!trace_parent_ok(http_req_header(req, "traceparent"), tp))
+        return;
+    cJSON_AddStringToObject(mj, "traceparent", tp);
+    if (trace_state_ok(ts))
+        cJSON_AddStringToObject(mj, "tracestate", ts);
+}
+
+/* The stored request and metadata of a validated job, as JSON text (caller frees). With
+ * body_hash (17 bytes), the hash an Idempotency-Key compares: of the request and of the
+ * metadata without what differs between two sends of one request (the request id and the
+ * trace context). */
 static int job_texts(struct api *api, struct http_req *req, struct job_req *jr, char **req_text,
-                     char **meta_text, char *kid, size_t kid_len)
+                     char **meta_text, char *kid, size_t kid_len, char *body_hash)
 {
     cJSON *rj, *mj;
     key_tenant(api, req, jr);
@@ -1001,6 +1053,15 @@ static int job_texts(struct api *api, struct http_req *req, struct job_req *jr, 
         cJSON_AddStringToObject(mj, "api_key_id", kid);
     *req_text = rj ? cJSON_PrintUnformatted(rj) : NULL;
     *meta_text = mj ? cJSON_PrintUnformatted(mj) : NULL;
+    if (body_hash && *req_text && *meta_text)
+        snprintf(body_hash, 17, "%016llx",
+                 (unsigned long long)hash_fnv1a64_str(hash_fnv1a64_str(HASH_FNV1A64_INIT,
+                                                                       *req_text), *meta_text));
+    if (mj && *meta_text) {
+        free(*meta_text);
+        add_trace(mj, req);
+        *meta_text = cJSON_PrintUnformatted(mj);
+    }
     cJSON_Delete(rj);
     cJSON_Delete(mj);
     if (*req_text && *meta_text)
@@ -1029,14 +1090,14 @@ static void enqueue(struct api *api, struct http_req *req, struct job_req *jr, d
     const struct bd_config *cfg = api->svc->cfg;
     struct store_submit s;
     char *req_text = NULL, *meta_text = NULL;
-    char kid[32];
+    char kid[32], hash[17];
     struct rctx *c;
 
     if (!store_ready(api->svc->store)) {
         respond_store_error(api, req, BD_EREDIS_DOWN);
         return;
     }
-    if (job_texts(api, req, jr, &req_text, &meta_text, kid, sizeof(kid)) != 0 ||
+    if (job_texts(api, req, jr, &req_text, &meta_text, kid, sizeof(kid), hash) != 0 ||
         !(c = rctx_new(api, req, ""))) {
         free(req_text);
         free(meta_text);
@@ -1053,9 +1114,7 @@ static void enqueue(struct api *api, struct http_req *req, struct job_req *jr, d
     if (idem) {
         /* the key is scoped to the caller's API key; the body is compared by the hash of
          * its normalized form (so whitespace or key order do not matter) */
-        snprintf(c->body_hash, sizeof(c->body_hash), "%016llx",
-                 (unsigned long long)hash_fnv1a64_str(hash_fnv1a64_str(HASH_FNV1A64_INIT,
-                                                                       req_text), meta_text));
+        snprintf(c->body_hash, sizeof(c->body_hash), "%s", hash);
         s.idem_scope = kid;
         s.idem_key = idem;
         s.idem_hash = c->body_hash;
@@ -1117,6 +1176,8 @@ static void facade_stream_begin(struct facade_run *r)
 {
     struct rctx *c = r->c;
     http_resp_header(c->req, "Cache-Control", "no-cache");
+    /* only the id is known this early: the route and the cost come in the last chunk */
+    http_resp_header(c->req, "x-briefd-job-id", r->id);
     http_stream_begin(c->req, 200, "text/event-stream");
     facade_write(c, facade_chunk_role(r->id, (long)(r->created_ms / 1000), r->cfg->facade_model));
     uv_timer_start(&c->timer, on_facade_keepalive, FACADE_KEEPALIVE_MS, FACADE_KEEPALIVE_MS);
@@ -1218,6 +1279,7 @@ static void on_facade_done(struct pipe_job *pj, enum pipe_outcome o)
         facade_answer(c, job);
     } else if (o == PIPE_RETRY) {
         /* the draft model is out: a proxy answers what the upstream did */
+        http_resp_header(c->req, "x-briefd-job-id", r->id);
         http_respond_error(c->req, 502, "draft_failed", NULL,
                            "draft model '%.60s' is unavailable: %.250s", r->cfg->draft.name,
                            pj->call.err[0] ? pj->call.err : "circuit breaker open");
@@ -1303,7 +1365,7 @@ static void run_facade(struct api *api, struct http_req *req, struct job_req *jr
     struct facade_run *r = calloc(1, sizeof(*r));
     char kid[32];
     struct rctx *c;
-    if (!r || job_texts(api, req, jr, &r->req_text, &r->meta_text, kid, sizeof(kid)) != 0 ||
+    if (!r || job_texts(api, req, jr, &r->req_text, &r->meta_text, kid, sizeof(kid), NULL) != 0 ||
         job_req_from_json(r->req_text, strlen(r->req_text), &r->jr) != 0 ||
         !(c = rctx_new(api, req, ""))) {
         if (r) {
@@ -1329,6 +1391,7 @@ static void run_facade(struct api *api, struct http_req *req, struct job_req *jr
     r->pj.req = &r->jr;
     r->pj.queue_ms = -1;
     r->pj.on_done = on_facade_done;
+    pipe_trace_meta(&r->pj, r->meta_text);
     facade_admit(r);
 }
 
@@ -1807,27 +1870,41 @@ static void get_stats(struct api *api, struct http_req *req)
                         : store_stats_window(api->svc->store, window, c->dim, on_stats_rows, c));
 }
 
+/* The exposition: cluster-wide series when totals came from Redis, this process's own always
+ * (docs/METRICS.md: /metrics answers while Redis is down). */
+static void respond_metrics(struct api *api, struct http_req *req, const cJSON *totals,
+                            long depth, long pending)
+{
+    char *text = metrics_render(api->svc, totals, (double)depth, (double)pending);
+    if (!text)
+        http_respond_error(req, 500, "out_of_memory", NULL, "out of memory");
+    else
+        http_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", text, strlen(text));
+    free(text);
+}
+
 static void on_totals(void *data, int status, const cJSON *totals, long depth, long pending)
 {
     struct rctx *c = data;
-    char *text;
     if (!rctx_reply(c))
         return;
-    text = status == 0 ? stats_metrics_text(totals, (double)depth, (double)pending) : NULL;
-    if (!text)
-        respond_store_error(c->api, c->req, status);
-    else
-        http_respond(c->req, 200, "text/plain; version=0.0.4; charset=utf-8", text,
-                     strlen(text));
-    free(text);
+    respond_metrics(c->api, c->req, status == 0 ? totals : NULL, depth, pending);
     rctx_done(c);
 }
 
 static void get_metrics(struct api *api, struct http_req *req)
 {
-    struct rctx *c = rctx_begin(api, req, "");
-    if (c)
-        rctx_sent(c, store_stats_totals(api->svc->store, on_totals, c));
+    struct rctx *c = store_ready(api->svc->store) ? rctx_new(api, req, "") : NULL;
+    if (!c) {
+        respond_metrics(api, req, NULL, 0, 0);
+        return;
+    }
+    if (store_stats_totals(api->svc->store, on_totals, c) == 0) {
+        c->ops++;
+        return;
+    }
+    respond_metrics(api, req, NULL, 0, 0);
+    rctx_done(c);
 }
 
 /* --- dead letters (admin) --- */
@@ -1996,6 +2073,19 @@ static void r_dashboard(struct api *api, struct http_req *req, const char *rest)
     get_dashboard(req, http_req_path(req));
 }
 
+static void r_openapi(struct api *api, struct http_req *req, const char *rest)
+{
+    const struct dash_asset *d = openapi_json();
+    (void)api;
+    (void)rest;
+    if (!d) {
+        http_respond_error(req, 404, "not_found", NULL, "no route /openapi.json");
+        return;
+    }
+    http_resp_header(req, "Cache-Control", "no-cache");
+    http_respond(req, 200, d->content_type, (const char *)d->data, d->len);
+}
+
 static void r_jobs(struct api *api, struct http_req *req, const char *rest)
 {
     route_jobs(api, req, *rest ? rest + 1 : "");
@@ -2030,22 +2120,57 @@ struct api_route {
     enum route_auth auth;
     int intake;                 /* takes new work: refused (503) while shutting down */
     void (*fn)(struct api *api, struct http_req *req, const char *rest);
+    /* A prefix route: every "METHOD /path/{param}" its handler serves, NULL-terminated
+     * (NULL: the dashboard's files, dash_path()). Listed by `briefd routes` and compared
+     * with docs/openapi.yaml by the tests: a route added to a handler goes here too. */
+    const char *const *serves;
 };
 
+static const char *const serves_jobs[] = {"POST /v1/jobs", "GET /v1/jobs/{id}",
+                                          "GET /v1/jobs/{id}/events",
+                                          "POST /v1/jobs/{id}/feedback", NULL};
+static const char *const serves_dead[] = {"GET /v1/dead-letters",
+                                          "POST /v1/dead-letters/{id}/requeue", NULL};
+static const char *const serves_models[] = {"GET /v1/models", "GET /v1/models/{id}", NULL};
+static const char *const serves_tenants[] = {"GET /v1/tenants/{id}", NULL};
+
 static const struct api_route routes[] = {
-    {"/healthz", 0, "GET", AUTH_NONE, 0, r_healthz},
-    {"/readyz", 0, "GET", AUTH_NONE, 0, r_readyz},
-    {"/metrics", 0, "GET", AUTH_NONE, 0, r_metrics},
-    {"/dashboard", 1, NULL, AUTH_NONE, 0, r_dashboard},
-    {"/v1/jobs", 1, NULL, AUTH_USER, 1, r_jobs},
-    {"/v1/dead-letters", 1, NULL, AUTH_ADMIN, 0, dead_letters},
-    {"/v1/stats", 0, "GET", AUTH_USER, 0, r_stats},
-    {"/v1/chat/completions", 0, "POST", AUTH_USER, 1, r_chat},
-    {"/v1/models", 1, "GET", AUTH_USER, 0, r_models},
-    {"/v1/config", 0, "GET", AUTH_ADMIN, 0, r_config},
-    {"/v1/config/reload", 0, "POST", AUTH_ADMIN, 0, r_reload},
-    {"/v1/tenants", 1, "GET", AUTH_ADMIN, 0, r_tenants},
+    {"/healthz", 0, "GET", AUTH_NONE, 0, r_healthz, NULL},
+    {"/readyz", 0, "GET", AUTH_NONE, 0, r_readyz, NULL},
+    {"/metrics", 0, "GET", AUTH_NONE, 0, r_metrics, NULL},
+    {"/openapi.json", 0, "GET", AUTH_NONE, 0, r_openapi, NULL},
+    {"/dashboard", 1, NULL, AUTH_NONE, 0, r_dashboard, NULL},
+    {"/v1/jobs", 1, NULL, AUTH_USER, 1, r_jobs, serves_jobs},
+    {"/v1/dead-letters", 1, NULL, AUTH_ADMIN, 0, dead_letters, serves_dead},
+    {"/v1/stats", 0, "GET", AUTH_USER, 0, r_stats, NULL},
+    {"/v1/chat/completions", 0, "POST", AUTH_USER, 1, r_chat, NULL},
+    {"/v1/models", 1, "GET", AUTH_USER, 0, r_models, serves_models},
+    {"/v1/config", 0, "GET", AUTH_ADMIN, 0, r_config, NULL},
+    {"/v1/config/reload", 0, "POST", AUTH_ADMIN, 0, r_reload, NULL},
+    {"/v1/tenants", 1, "GET", AUTH_ADMIN, 0, r_tenants, serves_tenants},
 };
+
+void api_routes(api_route_cb cb, void *data)
+{
+    static const char *const auth_names[] = {"none", "client", "admin"};
+    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+        const struct api_route *r = &routes[i];
+        const char *auth = auth_names[r->auth];
+        if (!r->prefix) {
+            cb(r->method, r->path, auth, data);
+        } else if (!r->serves) {
+            for (size_t k = 0; dash_path(k); k++)
+                cb("GET", dash_path(k), auth, data);
+        } else {
+            for (size_t k = 0; r->serves[k]; k++) {
+                const char *sp = strchr(r->serves[k], ' ');
+                char method[8];
+                snprintf(method, sizeof(method), "%.*s", (int)(sp - r->serves[k]), r->serves[k]);
+                cb(method, sp + 1, auth, data);
+            }
+        }
+    }
+}
 
 /* The route for path, with *rest set to what follows its path ("" or "/..."). */
 static const struct api_route *find_route(const char *path, const char **rest)

@@ -1,5 +1,6 @@
 /* api.h - briefd's HTTP API handlers (docs/API.md): jobs, events, the OpenAI-compatible
- * facade, statistics, metrics, the dashboard, health, config, dead letters.
+ * facade, statistics, metrics, the dashboard, health, config, dead letters, tenants and
+ * the OpenAPI description (GET /openapi.json).
  *
  * Requests that wait (POST/GET with ?wait=, the events stream, the facade) are parked on a
  * per-request context that lives until both the response is done and every Redis call made
@@ -22,5 +23,13 @@ void api_handle(struct http_req *req, void *data);
 /* Answer parked requests and stop; cb(data) once nothing is left in flight. */
 void api_stop(struct api *api, void (*cb)(void *data), void *data);
 void api_free(struct api *api);
+
+/* Every operation the API serves, as docs/openapi.yaml lists them: cb(method, path, auth,
+ * data) once each, in the route table's order; path is a template ("/v1/jobs/{id}"), method
+ * "GET" or "POST" (HEAD is served wherever GET is and not listed), auth "none", "client" or
+ * "admin". The strings are static. For `briefd routes` and the tests. */
+typedef void (*api_route_cb)(const char *method, const char *path, const char *auth,
+                             void *data);
+void api_routes(api_route_cb cb, void *data);
 
 #endif

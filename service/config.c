@@ -110,7 +110,7 @@ static int set_env_name(char *, const struct key *, const char *, const char *,
                         struct cfg_err *);
 static char *show_listen(const char *base);
 static char *show_redis_url(const char *base);
-static const struct key_ops headers_ops, allow_ops, sentinels_ops, tenants_ops;
+static const struct key_ops headers_ops, allow_ops, sentinels_ops, tenants_ops, fallbacks_ops;
 
 static const char *const auth_header_names[] = {"bearer", "api-key", NULL};
 static const char *const log_format_names[] = {"text", "json", NULL};
@@ -191,6 +191,21 @@ static const struct key model_keys[] = {
     NUM("max_concurrency", K_INT, M(max_concurrency), 0, 100000, 0),
     OBJ("price", 0, price_keys, -1),
     OBJ("prompt", 0, prompt_keys, -1),
+    CUSTOM("fallbacks", &fallbacks_ops),
+};
+
+/* What one models.*.fallbacks entry may give (the rest comes from its model: see
+ * fallback_inherit()); base_url is required. Defaults are applied by no one: a key the
+ * entry leaves out is zero until it is inherited. */
+static const struct key fallback_keys[] = {
+    STR("base_url", K_STR, M(base_url), 1, 2048, NULL, set_base_url, NULL),
+    STR("name", K_STR, M(name), 1, 256, NULL, NULL, NULL),
+    STR("api_key_env", K_STRN, M(api_key_env), 1, 128, NULL, set_env_name, NULL),
+    ENUM("auth_header", M(auth_header), auth_header_names, MODEL_AUTH_BEARER),
+    CUSTOM("headers", &headers_ops),
+    NUM("timeout_ms", K_INT, M(timeout_ms), 100, 600000, 0),
+    NUM("max_concurrency", K_INT, M(max_concurrency), 0, 100000, 0),
+    OBJ("price", 0, price_keys, -1),
 };
 
 static const struct key models_keys[] = {
@@ -675,11 +690,12 @@ static int set_env_name(char *base, const struct key *k, const char *s, const ch
 
 /* ---- models.*.headers ---------------------------------------------------------------- */
 
-/* Headers briefd sets itself (framing, content negotiation, the connection): refused. */
+/* Headers briefd sets itself (framing, content negotiation, the connection, the request id
+ * and trace context it sends on every call): refused. */
 static const char *const reserved_headers[] = {
     "host", "content-length", "content-type", "transfer-encoding", "connection", "keep-alive",
     "upgrade", "te", "trailer", "expect", "accept", "accept-encoding", "proxy-authorization",
-    "proxy-connection", NULL};
+    "proxy-connection", "x-request-id", "traceparent", "tracestate", NULL};
 
 /* An RFC 9110 token: 1..CONFIG_HEADER_NAME_MAX of "!#$%&'*+-.^_`|~" and alphanumerics. */
 static int token_ok(const char *s)
@@ -970,6 +986,86 @@ static int tenants_describe(const char *base, const char *name, cJSON *out)
 }
 
 static const struct key_ops tenants_ops = {tenants_parse, tenants_describe, tenants_free};
+
+/* ---- models.*.fallbacks -------------------------------------------------------------- */
+
+static int apply_object(const cJSON *obj, const struct key *keys, size_t n, char *base,
+                        int role, const char *parent, struct cfg_err *err);
+static void free_strings(const struct key *keys, size_t n, char *base);
+static int describe_keys(const struct bd_config *c, const struct key *keys, size_t n,
+                         const char *base, cJSON *out);
+
+static void fallbacks_free(char *base)
+{
+    struct model_cfg *m = (struct model_cfg *)(void *)base;
+
+    for (size_t i = 0; i < m->n_fallbacks; i++) {
+        free_strings(model_keys, ARRAY_LEN(model_keys), (char *)&m->fallbacks[i]);
+        wipe_free(m->fallbacks[i].api_key);
+    }
+    free(m->fallbacks);
+    m->fallbacks = NULL;
+    m->n_fallbacks = 0;
+}
+
+static int fallback_parse(struct model_cfg *fb, const cJSON *v, const char *path,
+                          struct cfg_err *err)
+{
+    if (!cJSON_IsObject(v))
+        return cfg_fail(err, path, "expected object");
+    if (apply_object(v, fallback_keys, ARRAY_LEN(fallback_keys), (char *)fb, 0, path, err) < 0)
+        return -1;
+    if (!fb->base_url)
+        return cfg_fail(err, path, "base_url is required");
+    return 0;
+}
+
+static int fallbacks_parse(char *base, const cJSON *v, const char *path, struct cfg_err *err)
+{
+    struct model_cfg *m = (struct model_cfg *)(void *)base;
+    char sub[PATH_MAX_LEN];
+    int n = cJSON_GetArraySize(v), i = 0;
+
+    fallbacks_free(base);
+    if (cJSON_IsNull(v))
+        return 0;
+    if (!cJSON_IsArray(v))
+        return cfg_fail(err, path, "expected array");
+    if (n > CONFIG_MAX_FALLBACKS)
+        return cfg_fail(err, path, "at most %d fallbacks", CONFIG_MAX_FALLBACKS);
+    m->fallbacks = calloc((size_t)(n ? n : 1), sizeof *m->fallbacks);
+    if (!m->fallbacks)
+        return oom(err);
+    for (const cJSON *e = v->child; e; e = e->next, i++) {
+        snprintf(sub, sizeof sub, "%s[%d]", path, i);
+        m->n_fallbacks++;
+        if (fallback_parse(&m->fallbacks[i], e, sub, err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Every fallback with every key it may give, inherited values included (so the output
+ * loads back to the same configuration). */
+static int fallbacks_describe(const char *base, const char *name, cJSON *out)
+{
+    const struct model_cfg *m = (const struct model_cfg *)(const void *)base;
+    cJSON *arr = cJSON_AddArrayToObject(out, name);
+
+    for (size_t i = 0; arr && i < m->n_fallbacks; i++) {
+        cJSON *o = cJSON_CreateObject();
+        if (!o || describe_keys(NULL, fallback_keys, ARRAY_LEN(fallback_keys),
+                                (const char *)&m->fallbacks[i], o) < 0) {
+            cJSON_Delete(o);
+            return -1;
+        }
+        cJSON_AddItemToArray(arr, o);
+    }
+    return arr ? 0 : -1;
+}
+
+static const struct key_ops fallbacks_ops = {fallbacks_parse, fallbacks_describe,
+                                             fallbacks_free};
 
 /* ---- applying the table: defaults, then the JSON ------------------------------------- */
 
@@ -1349,6 +1445,103 @@ static int derive(struct bd_config *c, struct cfg_err *err)
     return auth_header_clash(&c->judge, "judge", err);
 }
 
+/* A copy of the string at src into dst (NULL stays NULL). */
+static int copy_str(char **dst, const char *src, struct cfg_err *err)
+{
+    if (*dst || !src)
+        return 0;
+    return store_str(dst, src, strlen(src), err);
+}
+
+/* What a fallback takes from its model (docs/CONFIG.md#fallbacks): its name, timeout,
+ * max_concurrency and price when its entry (e) does not give them, and always the call's
+ * shape (prompts, limits, streaming, logprobs, retries, breaker settings). Never the key or
+ * the headers. */
+static int fallback_inherit(struct model_cfg *fb, const struct model_cfg *m, const cJSON *e,
+                            struct cfg_err *err)
+{
+    if (copy_str(&fb->name, m->name, err) < 0 || copy_str(&fb->prompt_system, m->prompt_system,
+                                                           err) < 0 ||
+        copy_str(&fb->prompt_user, m->prompt_user, err) < 0 ||
+        copy_str(&fb->prompt_direct, m->prompt_direct, err) < 0)
+        return -1;
+    if (!fb->timeout_ms)
+        fb->timeout_ms = m->timeout_ms;
+    if (!cJSON_GetObjectItemCaseSensitive(e, "max_concurrency"))
+        fb->max_concurrency = m->max_concurrency;
+    if (!cJSON_GetObjectItemCaseSensitive(e, "price")) {
+        fb->price_in_per_mtok = m->price_in_per_mtok;
+        fb->price_out_per_mtok = m->price_out_per_mtok;
+        fb->price_per_hour = m->price_per_hour;
+        if (copy_str(&fb->price_source, m->price_source, err) < 0)
+            return -1;
+    }
+    fb->max_tokens = m->max_tokens;
+    fb->temperature = m->temperature;
+    fb->stream = m->stream;
+    fb->logprobs = m->logprobs;
+    fb->max_attempts = m->max_attempts;
+    fb->backoff_ms = m->backoff_ms;
+    fb->breaker_failures = m->breaker_failures;
+    fb->breaker_open_ms = m->breaker_open_ms;
+    return 0;
+}
+
+/* An endpoint is its base_url and name: each must be another one than the model's and the
+ * fallbacks' before it (the circuit breakers are kept per endpoint). */
+static int fallback_duplicate(const struct model_cfg *m, size_t i)
+{
+    const struct model_cfg *fb = &m->fallbacks[i];
+
+    if (strcmp(fb->base_url, m->base_url) == 0 && strcmp(fb->name, m->name) == 0)
+        return 1;
+    for (size_t k = 0; k < i; k++)
+        if (strcmp(fb->base_url, m->fallbacks[k].base_url) == 0 &&
+            strcmp(fb->name, m->fallbacks[k].name) == 0)
+            return 1;
+    return 0;
+}
+
+static int derive_model_fallbacks(struct model_cfg *m, const char *role, const cJSON *arr,
+                                  struct cfg_err *err)
+{
+    char path[PATH_MAX_LEN];
+
+    for (size_t i = 0; i < m->n_fallbacks; i++) {
+        struct model_cfg *fb = &m->fallbacks[i];
+        snprintf(path, sizeof path, "models.%s.fallbacks[%zu]", role, i);
+        if (fallback_inherit(fb, m, cJSON_GetArrayItem(arr, (int)i), err) < 0)
+            return -1;
+        if (fallback_duplicate(m, i))
+            return cfg_fail(err, path, "the same endpoint (base_url and name) as models.%s "
+                            "or one of its fallbacks before it", role);
+        snprintf(path, sizeof path, "%s.fallbacks[%zu]", role, i);
+        if (auth_header_clash(fb, path, err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int derive_fallbacks(struct bd_config *c, const cJSON *root, struct cfg_err *err)
+{
+    const cJSON *models = cJSON_GetObjectItemCaseSensitive(root, "models");
+
+    if (c->judge.n_fallbacks) /* [] and null are fine: the described config says [] */
+        return cfg_fail(err, "models.judge.fallbacks",
+                        "the judge has no fallbacks (briefd eval calls one endpoint)");
+    if (derive_model_fallbacks(&c->draft, "draft",
+                               cJSON_GetObjectItemCaseSensitive(
+                                   cJSON_GetObjectItemCaseSensitive(models, "draft"),
+                                   "fallbacks"),
+                               err) < 0)
+        return -1;
+    return derive_model_fallbacks(&c->refine, "refine",
+                                  cJSON_GetObjectItemCaseSensitive(
+                                      cJSON_GetObjectItemCaseSensitive(models, "refine"),
+                                      "fallbacks"),
+                                  err);
+}
+
 static void trim(const char **s, size_t *len)
 {
     while (*len && isspace((unsigned char)(*s)[0])) {
@@ -1523,6 +1716,21 @@ static int load_headers(struct model_cfg *m, const char *role, struct cfg_err *e
     return 0;
 }
 
+/* The keys and header values of a model's fallbacks. */
+static int load_fallback_secrets(struct model_cfg *m, const char *role, struct cfg_err *err)
+{
+    char path[PATH_MAX_LEN], sub[48];
+
+    for (size_t i = 0; i < m->n_fallbacks; i++) {
+        snprintf(sub, sizeof sub, "%s.fallbacks[%zu]", role, i);
+        snprintf(path, sizeof path, "models.%s.api_key_env", sub);
+        if (load_model_key(&m->fallbacks[i], path, err) < 0 ||
+            load_headers(&m->fallbacks[i], sub, err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 #define WHSEC_PREFIX "whsec_"
 #define WEBHOOK_SECRET_MIN 16
 #define WEBHOOK_SECRET_MAX 128
@@ -1613,6 +1821,9 @@ static int load_secrets(struct bd_config *c, struct cfg_err *err)
         return -1;
     if (load_headers(&c->draft, "draft", err) < 0 || load_headers(&c->refine, "refine", err) < 0 ||
         load_headers(&c->judge, "judge", err) < 0)
+        return -1;
+    if (load_fallback_secrets(&c->draft, "draft", err) < 0 ||
+        load_fallback_secrets(&c->refine, "refine", err) < 0)
         return -1;
     if (load_webhook_secret(c, err) < 0)
         return -1;
@@ -1913,7 +2124,8 @@ struct bd_config *config_load_string(const char *json, size_t len, struct cfg_er
         goto fail;
     if (router_parse(cJSON_GetObjectItemCaseSensitive(root, "routing"), &c->router, err) < 0)
         goto fail;
-    if (derive_judge(c, root, err) < 0 || derive(c, err) < 0 || load_secrets(c, err) < 0 ||
+    if (derive_judge(c, root, err) < 0 || derive(c, err) < 0 ||
+        derive_fallbacks(c, root, err) < 0 || load_secrets(c, err) < 0 ||
         compute_version(c, err) < 0)
         goto fail;
     wipe_tree(root);
@@ -2315,6 +2527,17 @@ static void model_env_warnings(struct env_warn *w, const struct model_cfg *m, co
     }
 }
 
+static void fallback_env_warnings(struct env_warn *w, const struct model_cfg *m,
+                                  const char *role)
+{
+    char sub[48];
+
+    for (size_t i = 0; i < m->n_fallbacks; i++) {
+        snprintf(sub, sizeof sub, "%s.fallbacks[%zu]", role, i);
+        model_env_warnings(w, &m->fallbacks[i], sub);
+    }
+}
+
 int config_env_warnings(const struct bd_config *c,
                         void (*warn)(const char *path, const char *msg, void *data), void *data)
 {
@@ -2327,25 +2550,39 @@ int config_env_warnings(const struct bd_config *c,
     env_warn(&w, "auth.fingerprint_salt_env", c->fingerprint_salt_env,
              "api_key_id fingerprints use the salt derived from redis.url and redis.prefix");
     model_env_warnings(&w, &c->draft, "draft");
+    fallback_env_warnings(&w, &c->draft, "draft");
     model_env_warnings(&w, &c->refine, "refine");
+    fallback_env_warnings(&w, &c->refine, "refine");
     env_warn(&w, "webhooks.secret_env", c->webhook_secret_env,
              "webhooks are sent without a webhook-signature");
     return w.n;
 }
 
+static const char *const fallback_roles[2][CONFIG_MAX_FALLBACKS] = {
+    {"draft.fallbacks[0]", "draft.fallbacks[1]", "draft.fallbacks[2]", "draft.fallbacks[3]"},
+    {"refine.fallbacks[0]", "refine.fallbacks[1]", "refine.fallbacks[2]",
+     "refine.fallbacks[3]"}};
+
+static size_t add_model(const struct model_cfg *m, int r, const struct model_cfg **models,
+                        const char **roles, size_t n, size_t max)
+{
+    if (n < max) {
+        models[n] = m;
+        roles[n++] = r ? "refine" : "draft";
+    }
+    for (size_t i = 0; i < m->n_fallbacks && n < max; i++) {
+        models[n] = &m->fallbacks[i];
+        roles[n++] = fallback_roles[r][i];
+    }
+    return n;
+}
+
 size_t config_models(const struct bd_config *c, const struct model_cfg **models,
                      const char **roles, size_t max)
 {
-    size_t n = 0;
+    size_t n = add_model(&c->draft, 0, models, roles, 0, max);
 
-    if (n < max) {
-        models[n] = &c->draft;
-        roles[n++] = "draft";
-    }
-    if (n < max) {
-        models[n] = &c->refine;
-        roles[n++] = "refine";
-    }
+    n = add_model(&c->refine, 1, models, roles, n, max);
     if (n < max && (strcmp(c->judge.name, c->refine.name) != 0 ||
                     strcmp(c->judge.base_url, c->refine.base_url) != 0)) {
         models[n] = &c->judge;

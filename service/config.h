@@ -35,6 +35,7 @@ struct tenant_table;
 #define CONFIG_HEADER_NAME_MAX 64        /* bytes of a header name */
 #define CONFIG_HEADER_VALUE_MAX 4096     /* bytes of a header value (literal or from the env) */
 #define CONFIG_FINGERPRINT_LEN 21        /* "key_" + 16 hex digits, plus the NUL */
+#define CONFIG_MAX_FALLBACKS 4           /* models.*.fallbacks entries */
 
 /* How a model's key is sent: "Authorization: Bearer KEY" or Azure's "api-key: KEY". */
 enum model_auth { MODEL_AUTH_BEARER = 0, MODEL_AUTH_API_KEY = 1 };
@@ -83,6 +84,13 @@ struct model_cfg {
     char *prompt_direct;     /* models.refine: the user message when it writes the brief from
                                 the document alone (pre-routing); NULL elsewhere by default */
     int max_concurrency;     /* calls in flight to this model across all processes, 0 = no cap */
+    /* models.draft/refine.fallbacks (docs/CONFIG.md#fallbacks): endpoints tried in order when
+     * this one is out. Each is a complete model_cfg of its own: what its entry does not give
+     * (name, timeout_ms, price, and every key an entry cannot set) is copied from this
+     * model after parsing; api_key_env, auth_header and headers are never inherited. A
+     * fallback has no fallbacks. */
+    struct model_cfg *fallbacks;
+    size_t n_fallbacks;
 };
 
 struct bd_config {
@@ -223,8 +231,9 @@ int config_env_warnings(const struct bd_config *c,
                         void (*warn)(const char *path, const char *msg, void *data), void *data);
 
 /* The models the configuration calls: up to max (model, role) pairs in a fixed order
- * ("draft", "refine", then "judge" when it is not the refine model). Returns how many. */
-#define CONFIG_MAX_MODELS 4
+ * ("draft", its fallbacks "draft.fallbacks[0]"..., "refine", its fallbacks, then "judge" when
+ * it is not the refine model). Returns how many. */
+#define CONFIG_MAX_MODELS (3 + 2 * CONFIG_MAX_FALLBACKS)
 size_t config_models(const struct bd_config *c, const struct model_cfg **models,
                      const char **roles, size_t max);
 

@@ -30,3 +30,11 @@ const struct dash_asset *dash_find(const char *path)
     }
     return find_exact(path);
 }
+
+const char *dash_path(size_t i)
+{
+    if (i < dash_assets_count)
+        return dash_assets[i].path;
+    i -= dash_assets_count;
+    return i < sizeof k_aliases / sizeof k_aliases[0] ? k_aliases[i].alias : NULL;
+}

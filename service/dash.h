@@ -11,6 +11,7 @@
 
 #include <stddef.h>
 
+/* One embedded file (also the type of other embedded files: openapi.h). */
 struct dash_asset {
     const char *path;            /* URL path: "/dashboard", "/dashboard/dashboard.js", ... */
     const char *content_type;    /* "text/html; charset=utf-8", ... */
@@ -21,6 +22,9 @@ struct dash_asset {
 /* The asset served at URL path `path` (no query string), or NULL. "/dashboard/" and
  * "/dashboard/index.html" are the page itself, like "/dashboard". */
 const struct dash_asset *dash_find(const char *path);
+/* The i-th URL path dash_find() answers (the assets', then their other names), or NULL
+ * past the last: what `briefd routes` lists for /dashboard. */
+const char *dash_path(size_t i);
 
 /* The generated table (defined in dashboard_assets.c). */
 extern const struct dash_asset dash_assets[];

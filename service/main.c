@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api.h"
 #include "app.h"
 #include "config.h"
 #include "eval.h"
@@ -235,6 +236,11 @@ static int cmd_serve(const struct args *a)
     return usage(stderr, 2);
 }
 
+static void print_route(const char *method, const char *path, const char *auth, void *data)
+{
+    fprintf(data, "%s %s %s\n", method, path, auth);
+}
+
 int main(int argc, char **argv)
 {
     struct args a;
@@ -243,6 +249,10 @@ int main(int argc, char **argv)
         return usage(stdout, 0);
     if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
         printf("briefd %s\n", BRIEFD_VERSION);
+        return 0;
+    }
+    if (strcmp(cmd, "routes") == 0 && argc == 2) { /* not in --help: for the tests */
+        api_routes(print_route, stdout);
         return 0;
     }
     if (argc < 2 || parse_args(argc, argv, &a) != 0)

@@ -19,12 +19,16 @@
 #include "store.h"
 #include "svc.h"
 #include "tenant.h"
+#include "trace.h"
+#include "upstream.h"
+#include "url.h"
 
 #define TICK_MS 100
 #define GUARD_REFRESH_MS 1000   /* guard figures are re-read this often... */
 #define GUARD_STALE_MS 30000    /* ...and not used once this old (then guards do not hold) */
 #define LISTEN_REASK_MS 250     /* a streamed refinement nobody listens to asks again this often */
 #define STALL_MS 1000           /* a loop iteration this late means the process was stalled */
+#define FALLBACK_MIN_MS 100     /* a fallback is tried only with this much of the job's time left */
 
 struct pipeline {
     struct svc *svc;
@@ -32,8 +36,8 @@ struct pipeline {
     uint64_t last_tick;
     uint64_t stalled_at;        /* uv_now when the last stall was seen (0: never) */
     struct gate *gate;          /* the cache's and the tenants' per-process state */
-    struct breaker draft_br;    /* circuit breakers of this process, per model */
-    struct breaker refine_br;
+    struct ups ups;             /* circuit breakers of this process, per endpoint */
+    uint64_t rng;               /* span ids of the calls' trace contexts */
     struct slots *slots;        /* model call slots (max_concurrency) */
     struct {                    /* the guards' figures, read from the shared statistics */
         int valid, fetching;
@@ -121,6 +125,7 @@ int pipeline_new(struct svc *svc, struct pipeline **out)
         return BD_ENOMEM;
     }
     p->svc = svc;
+    p->rng = uv_hrtime() ^ ((uint64_t)(uintptr_t)p << 16) ^ 0x9e3779b97f4a7c15ull;
     if (slots_new(svc->loop, svc->store, svc->instance, &p->slots) != 0) {
         free(p);
         return BD_ENOMEM;
@@ -139,6 +144,7 @@ static void maybe_free(struct pipeline *p)
     if (p->closing < 2 || p->guard.fetching)
         return; /* the tick is not closed yet, or a guard fetch will still call back */
     gate_free(p->gate);
+    ups_free(&p->ups);
     free(p);
     if (cb)
         cb(data);
@@ -163,14 +169,17 @@ void pipeline_close(struct pipeline *p, void (*cb)(void *data), void *data)
 
 int pipeline_draft_open(const struct pipeline *p)
 {
-    return breaker_would_allow(&p->draft_br, uv_now(p->svc->loop),
-                               p->svc->cfg->draft.breaker_open_ms);
+    return ups_any_open(&p->ups, &p->svc->cfg->draft, uv_now(p->svc->loop));
 }
 
-int pipeline_refine_open(const struct pipeline *p)
+int pipeline_breaker_open(const struct pipeline *p, const struct model_cfg *ep)
 {
-    return breaker_would_allow(&p->refine_br, uv_now(p->svc->loop),
-                               p->svc->cfg->refine.breaker_open_ms);
+    return ups_state(&p->ups, ep) != BREAKER_CLOSED;
+}
+
+int pipeline_endpoint_allows(const struct pipeline *p, const struct model_cfg *ep)
+{
+    return ups_would_allow(&p->ups, ep, uv_now(p->svc->loop));
 }
 
 static void server_key(const struct model_cfg *m, char *buf, size_t len);
@@ -215,6 +224,14 @@ static void gate_done(struct pipe_job *j, enum pipe_outcome o)
     cJSON_Delete(res);
 }
 
+/* The endpoint of the stage's last call (the model itself before any call). */
+static const struct model_cfg *stage_endpoint(const struct pipe_job *j, int refine)
+{
+    const struct model_cfg *m = refine ? &j->cfg->refine : &j->cfg->draft;
+    const struct model_cfg *ep = ups_endpoint(m, refine ? j->refine_ep : j->draft_ep);
+    return ep ? ep : m;
+}
+
 static void finish(struct pipe_job *j, enum pipe_outcome o)
 {
     if (j->listen) { /* a listen question still out: its answer finds no job */
@@ -223,7 +240,7 @@ static void finish(struct pipe_job *j, enum pipe_outcome o)
     }
     if (o == PIPE_SUCCEEDED || o == PIPE_FAILED)
         j->acct.total_ms = (j->acct.queue_ms > 0 ? j->acct.queue_ms : 0) + ms_since(j->t_start);
-    acct_price(&j->acct, &j->cfg->draft, &j->cfg->refine);
+    acct_price(&j->acct, stage_endpoint(j, 0), stage_endpoint(j, 1));
     gate_done(j, o);
     j->on_done(j, o);
 }
@@ -236,6 +253,49 @@ static void fail(struct pipe_job *j, cJSON *error)
 }
 
 /* --- model calls --- */
+
+static uint64_t rng_next(struct pipeline *p)
+{
+    uint64_t z = (p->rng += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* The call's headers: the endpoint's own, then X-Request-Id and the trace context, a new
+ * span for every call (docs/UPSTREAMS.md#the-request). */
+static int call_headers(struct pipe_job *j, const struct model_cfg *m)
+{
+    char tp[TRACE_PARENT_LEN + 1];
+    size_t n = 0;
+    free(j->hdrs);
+    free(j->hdr_tp);
+    j->hdr_tp = NULL;
+    j->hdrs = calloc(m->n_header_lines + 3, sizeof(*j->hdrs));
+    if (!j->hdrs)
+        return BD_ENOMEM;
+    for (size_t i = 0; i < m->n_header_lines; i++)
+        j->hdrs[n++] = m->header_lines[i];
+    if (j->request_id && !j->hdr_id && asprintf(&j->hdr_id, "X-Request-Id: %s", j->request_id) < 0)
+        j->hdr_id = NULL;
+    if (j->hdr_id)
+        j->hdrs[n++] = j->hdr_id;
+    if (j->traceparent) {
+        trace_child(j->traceparent, rng_next(j->p), tp);
+        if (asprintf(&j->hdr_tp, "traceparent: %s", tp) < 0)
+            j->hdr_tp = NULL;
+    }
+    if (j->hdr_tp)
+        j->hdrs[n++] = j->hdr_tp;
+    if (j->hdr_tp && j->tracestate && !j->hdr_ts &&
+        asprintf(&j->hdr_ts, "tracestate: %s", j->tracestate) < 0)
+        j->hdr_ts = NULL;
+    if (j->hdr_tp && j->hdr_ts)
+        j->hdrs[n++] = j->hdr_ts;
+    j->call.headers = j->hdrs;
+    j->call.n_headers = n;
+    return 0;
+}
 
 /* Pass text on: text[0..len) is the brief served so far (what went out is a prefix of it). */
 static void emit(struct pipe_job *j, const char *text, size_t len)
@@ -298,6 +358,8 @@ static int call_model(struct pipe_job *j)
     j->call.url = j->url;
     j->call.body = j->body;
     config_model_call(&j->call, m);
+    if (call_headers(j, m) != 0)
+        return BD_ENOMEM;
     j->call.stream = stream;
     j->call.on_text = j->text_on || j->text_maybe ? on_call_text : NULL;
     j->call.prompt_chars = ulen;
@@ -428,28 +490,47 @@ static int stalled_during(const struct pipe_job *j)
     return j->p->stalled_at && j->p->stalled_at >= j->t_loop;
 }
 
-static void breaker_note(struct pipe_job *j, struct breaker *b, const struct model_cfg *m,
-                         const char *role, int down)
+/* What an open breaker of endpoint k of model m means for the jobs. */
+static const char *breaker_effect(const struct model_cfg *m, int k, int refine)
 {
-    uint64_t now = uv_now(j->p->svc->loop);
-    if (breaker_record(b, !down, now, m->breaker_failures))
+    if (k > 0)
+        return " (calls skip this fallback)";
+    if (m->n_fallbacks)
+        return " (calls go to its fallbacks)";
+    return refine ? " (calls paused; jobs that route to refinement keep their drafts)"
+                  : " (calls paused; jobs wait in the queue)";
+}
+
+static void breaker_note(struct pipe_job *j, int refine, int down)
+{
+    const struct model_cfg *m = refine ? &j->cfg->refine : &j->cfg->draft;
+    int k = refine ? j->refine_ep : j->draft_ep;
+    const struct model_cfg *ep = stage_endpoint(j, refine);
+    const char *role = refine ? "refine" : "draft";
+    enum breaker_state st;
+    char where[300];
+    if (!ups_record(&j->p->ups, ep, !down, uv_now(j->p->svc->loop)))
+        return;
+    st = ups_state(&j->p->ups, ep);
+    if (k == 0) {
         log_warn("circuit breaker for the %s model '%s' is now %s%s", role, m->name,
-                 breaker_state_name(b->state),
-                 b->state != BREAKER_OPEN ? ""
-                 : b == &j->p->draft_br
-                     ? " (calls paused; jobs wait in the queue)"
-                     : " (calls paused; jobs that route to refinement keep their drafts)");
+                 breaker_state_name(st), st == BREAKER_OPEN ? breaker_effect(m, k, refine) : "");
+        return;
+    }
+    url_redact(ep->base_url, where, sizeof(where));
+    log_warn("circuit breaker for fallback %d of the %s model, '%s' at %s, is now %s%s", k, role,
+             ep->name, where, breaker_state_name(st),
+             st == BREAKER_OPEN ? breaker_effect(m, k, refine) : "");
 }
 
 /* The bookkeeping every model stage ends with: its latency and busy time, failures for the
  * metrics, the model's breaker. Returns 1 if the job ended here (canceled or stalled). */
-static int stage_done(struct pipe_job *j, const struct mc_call *c, int status,
-                      const struct model_cfg *m, const char *role, double *stage_ms,
-                      double *busy_ms)
+static int stage_done(struct pipe_job *j, const struct mc_call *c, int status, int refine,
+                      double *stage_ms, double *busy_ms)
 {
-    struct breaker *b = m == &j->cfg->draft ? &j->p->draft_br : &j->p->refine_br;
+    const struct model_cfg *m = stage_endpoint(j, refine);
     slots_give(&j->slot);
-    *stage_ms = ms_since(j->t_stage);
+    *stage_ms = ms_since(j->t_stage0 ? j->t_stage0 : j->t_stage);
     *busy_ms = c->busy_ms;
     if (status == BD_ECANCELED) {
         finish(j, PIPE_CANCELED);
@@ -463,8 +544,39 @@ static int stage_done(struct pipe_job *j, const struct mc_call *c, int status,
     for (int f = MC_FAIL_CONNECT; f < MC_FAIL_CANCELED; f++)
         store_count_upstream_error(j->p->svc->store, m->name, mc_fail_name((enum mc_fail)f),
                                    c->fails[f]);
-    breaker_note(j, b, m, role, upstream_down(status, c));
+    breaker_note(j, refine, upstream_down(status, c));
     return 0;
+}
+
+static int begin_call(struct pipe_job *j, const struct model_cfg *m, const char *tmpl,
+                      mc_cb cb, double *wait_ms, int stream_text);
+
+/* After a stage's call failed: if the failure says its endpoint is out, nothing of the
+ * stage's text went out yet and there is time left, call the next endpoint of the model
+ * whose breaker lets it (docs/CONFIG.md#fallbacks). Returns 1 when that call is on its way
+ * (cb runs for it). */
+static int try_fallback(struct pipe_job *j, int refine, mc_cb cb)
+{
+    const struct model_cfg *m = refine ? &j->cfg->refine : &j->cfg->draft, *ep;
+    int *k = refine ? &j->refine_ep : &j->draft_ep, next;
+    uint64_t now = uv_now(j->p->svc->loop);
+    char was[300];
+    if (!ups_outage(j->call.fail) || j->text_sent > 0 || j->deadline_ms < now + FALLBACK_MIN_MS)
+        return 0;
+    next = ups_pick(&j->p->ups, m, *k + 1, now);
+    if (next < 0)
+        return 0;
+    url_redact(stage_endpoint(j, refine)->base_url, was, sizeof(was));
+    log_info("%s model '%s' at %s is out (%s); trying fallback %d", refine ? "refine" : "draft",
+             stage_endpoint(j, refine)->name, was, mc_fail_name(j->call.fail), next);
+    *k = next;
+    ep = ups_endpoint(m, next);
+    if (!j->t_stage0)
+        j->t_stage0 = j->t_stage; /* the stage's latency spans every endpoint it tried */
+    if (begin_call(j, ep, refine && j->direct ? ep->prompt_direct : ep->prompt_user, cb,
+                   refine ? &j->acct.refine_wait_ms : &j->acct.draft_wait_ms, refine) != 0)
+        return 0;
+    return 1;
 }
 
 /* --- refine --- */
@@ -489,8 +601,9 @@ static void refine_failed(struct pipe_job *j)
 static void on_refine(struct mc_call *c, int status)
 {
     struct pipe_job *j = c->data;
-    if (stage_done(j, c, status, &j->cfg->refine, "refine", &j->acct.refine_ms,
-                   &j->acct.refine_busy_ms))
+    if (stage_done(j, c, status, 1, &j->acct.refine_ms, &j->acct.refine_busy_ms))
+        return;
+    if (status != 0 && try_fallback(j, 1, on_refine))
         return;
     if (c->attempts > 0 && (status == 0 || c->http_status != 0))
         take_usage(&j->acct.refine, c);
@@ -519,7 +632,13 @@ static void on_refine(struct mc_call *c, int status)
  * when it could not start (the caller decides what that means). */
 static int start_refine(struct pipe_job *j)
 {
-    const struct model_cfg *m = &j->cfg->refine;
+    const struct model_cfg *m;
+    int k = ups_pick(&j->p->ups, &j->cfg->refine, 0, uv_now(j->p->svc->loop));
+    if (k < 0)
+        return BD_ECIRCUIT_OPEN; /* every endpoint of the refine model is out */
+    j->refine_ep = k;
+    j->t_stage0 = 0;
+    m = ups_endpoint(&j->cfg->refine, k);
     if (j->on_stage)
         j->on_stage(j, "refining");
     return begin_call(j, m, j->direct ? m->prompt_direct : m->prompt_user, on_refine,
@@ -529,17 +648,15 @@ static int start_refine(struct pipe_job *j)
 static void refine_or_keep(struct pipe_job *j)
 {
     const struct model_cfg *m = &j->cfg->refine;
-    int rc;
-    if (!breaker_allow(&j->p->refine_br, uv_now(j->p->svc->loop), m->breaker_open_ms)) {
+    int rc = start_refine(j);
+    if (rc == BD_ECIRCUIT_OPEN) {
         snprintf(j->refine_err, sizeof(j->refine_err),
-                 "circuit breaker open for model '%.100s' after repeated failures; draft kept",
-                 m->name);
+                 "circuit breaker open for model '%.100s'%s after repeated failures; draft kept",
+                 m->name, m->n_fallbacks ? " and each of its fallbacks" : "");
         refine_failed(j);
-        return;
-    }
-    rc = start_refine(j);
-    if (rc != 0)
+    } else if (rc != 0) {
         start_failed(j, rc);
+    }
 }
 
 /* The bytes of model m's prompt for this job (system + user message), 0 on OOM. */
@@ -614,6 +731,18 @@ static struct guard_input *all_figures(struct pipe_job *j, struct guard_input *g
     return gi;
 }
 
+/* acct_cost_bound of a call to m: the largest over its endpoints (a stage is priced at the
+ * endpoint that answers: a fallback may cost more). */
+static double cost_bound(const struct model_cfg *m, size_t prompt_bytes)
+{
+    double b = 0;
+    for (int k = 0; k < ups_count(m); k++) {
+        double e = acct_cost_bound(ups_endpoint(m, k), prompt_bytes);
+        b = e > b ? e : b;
+    }
+    return b;
+}
+
 static void route(struct pipe_job *j)
 {
     struct guard_input g;
@@ -621,8 +750,8 @@ static void route(struct pipe_job *j)
     uint64_t t0;
     job_route_input(j->req, j->draft, &j->lp, j->draft_truncated, &in);
     if (j->gate.lim && j->gate.lim->daily_budget_usd >= 0)
-        j->refine_bound = acct_cost_bound(&j->cfg->refine, prompt_bytes(&j->cfg->refine,
-                                                                        j->req, j->draft));
+        j->refine_bound = cost_bound(&j->cfg->refine, prompt_bytes(&j->cfg->refine, j->req,
+                                                                   j->draft));
     t0 = uv_hrtime();
     router_decide(j->cfg->router, &in, all_figures(j, &g), &j->route);
     j->acct.route_ms = ms_since(t0);
@@ -637,8 +766,7 @@ static int pre_route(struct pipe_job *j)
     struct route_input in;
     struct lp_summary none;
     uint64_t t0;
-    if (!router_pre_route(j->cfg->router) ||
-        !breaker_would_allow(&j->p->refine_br, j->t_loop, j->cfg->refine.breaker_open_ms))
+    if (!router_pre_route(j->cfg->router) || !ups_any_open(&j->p->ups, &j->cfg->refine, j->t_loop))
         return 0;
     memset(&none, 0, sizeof(none));
     job_route_input(j->req, NULL, &none, 0, &in);
@@ -678,8 +806,9 @@ static void draft_failed(struct pipe_job *j, const struct mc_call *c, int status
 static void on_draft(struct mc_call *c, int status)
 {
     struct pipe_job *j = c->data;
-    if (stage_done(j, c, status, &j->cfg->draft, "draft", &j->acct.draft_ms,
-                   &j->acct.draft_busy_ms))
+    if (stage_done(j, c, status, 0, &j->acct.draft_ms, &j->acct.draft_busy_ms))
+        return;
+    if (status != 0 && try_fallback(j, 0, on_draft))
         return;
     if (status != 0) {
         draft_failed(j, c, status);
@@ -713,10 +842,14 @@ static void on_draft(struct mc_call *c, int status)
 
 static int begin_draft(struct pipe_job *j)
 {
-    if (!breaker_allow(&j->p->draft_br, uv_now(j->p->svc->loop), j->cfg->draft.breaker_open_ms))
-        return BD_ECIRCUIT_OPEN; /* the draft model is out: the job waits */
-    return begin_call(j, &j->cfg->draft, j->cfg->draft.prompt_user, on_draft,
-                      &j->acct.draft_wait_ms, 0);
+    const struct model_cfg *m;
+    int k = ups_pick(&j->p->ups, &j->cfg->draft, 0, uv_now(j->p->svc->loop));
+    if (k < 0)
+        return BD_ECIRCUIT_OPEN; /* every endpoint of the draft model is out: the job waits */
+    j->draft_ep = k;
+    j->t_stage0 = 0;
+    m = ups_endpoint(&j->cfg->draft, k);
+    return begin_call(j, m, m->prompt_user, on_draft, &j->acct.draft_wait_ms, 0);
 }
 
 /* The draft after a direct refinement failed. */
@@ -836,12 +969,12 @@ static double draft_bound(const struct pipe_job *j)
     double b;
     if (!j->cfg->tenants)
         return 0;
-    b = acct_cost_bound(&j->cfg->draft, prompt_bytes(&j->cfg->draft, j->req, NULL));
+    b = cost_bound(&j->cfg->draft, prompt_bytes(&j->cfg->draft, j->req, NULL));
     if (router_pre_route(j->cfg->router)) {
         char *user = job_render_prompt(r->prompt_direct, j->req, NULL);
         size_t n = user ? strlen(user) + (r->prompt_system ? strlen(r->prompt_system) : 0) : 0;
         free(user);
-        b += acct_cost_bound(r, n);
+        b += cost_bound(r, n);
     }
     return b;
 }
@@ -850,6 +983,7 @@ int pipe_start(struct pipeline *p, struct pipe_job *j)
 {
     int rc;
     j->p = p;
+    j->draft_ep = j->refine_ep = -1;
     acct_init(&j->acct);
     j->acct.queue_ms = j->queue_ms;
     j->call.ttft_ms = -1;
@@ -865,6 +999,27 @@ int pipe_start(struct pipeline *p, struct pipe_job *j)
     if (rc < 0)
         return defer(j, NULL); /* Redis is out: the job waits */
     return rc == 1 ? 0 : begin_models(j);
+}
+
+/* A copy of meta's string member name if ok() accepts it, else NULL. */
+static char *meta_member(const cJSON *meta, const char *name, int (*ok)(const char *))
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(meta, name);
+    return cJSON_IsString(v) && ok(v->valuestring) ? strdup(v->valuestring) : NULL;
+}
+
+static int parent_ok(const char *s)
+{
+    return trace_parent_ok(s, NULL) && strncmp(s, "00-", 3) == 0;
+}
+
+void pipe_trace_meta(struct pipe_job *j, const char *meta_text)
+{
+    cJSON *meta = meta_text ? cJSON_Parse(meta_text) : NULL;
+    j->request_id = meta_member(meta, "request_id", trace_request_id_ok);
+    j->traceparent = meta_member(meta, "traceparent", parent_ok);
+    j->tracestate = j->traceparent ? meta_member(meta, "tracestate", trace_state_ok) : NULL;
+    cJSON_Delete(meta);
 }
 
 void pipe_cancel(struct pipe_job *j)
@@ -900,6 +1055,16 @@ void pipe_job_free(struct pipe_job *j)
     mc_call_reset(&j->call);
     free(j->url);
     free(j->body);
+    free(j->hdrs);
+    free(j->hdr_id);
+    free(j->hdr_tp);
+    free(j->hdr_ts);
+    free(j->request_id);
+    free(j->traceparent);
+    free(j->tracestate);
+    j->hdrs = NULL;
+    j->hdr_id = j->hdr_tp = j->hdr_ts = NULL;
+    j->request_id = j->traceparent = j->tracestate = NULL;
     free(j->draft);
     free(j->brief);
     free(sbuf_take(&j->sent));
@@ -915,7 +1080,7 @@ static cJSON *result_json(const struct pipe_job *j)
     cJSON *r = cJSON_CreateObject();
     const char *brief = j->refined ? j->brief : j->draft;
     cJSON_AddStringToObject(r, "brief", brief ? brief : "");
-    cJSON_AddStringToObject(r, "model", j->refined ? j->cfg->refine.name : j->cfg->draft.name);
+    cJSON_AddStringToObject(r, "model", stage_endpoint(j, j->refined)->name);
     cJSON_AddBoolToObject(r, "refined", j->refined);
     cJSON_AddBoolToObject(r, "degraded", j->degraded);
     if (j->draft)
@@ -956,6 +1121,25 @@ static cJSON *cached_out_json(const struct pipe_job *j, cJSON *out)
     return out;
 }
 
+/* usage.<stage>.endpoint: the base_url (without credentials or query) of the endpoint that
+ * answered, and usage.<stage>.model when its name is not the model's. */
+static void add_endpoints(const struct pipe_job *j, cJSON *out)
+{
+    cJSON *usage = cJSON_GetObjectItemCaseSensitive(out, "usage");
+    for (int refine = 0; refine < 2; refine++) {
+        cJSON *u = cJSON_GetObjectItemCaseSensitive(usage, refine ? "refine" : "draft");
+        const struct model_cfg *m = refine ? &j->cfg->refine : &j->cfg->draft;
+        const struct model_cfg *ep = stage_endpoint(j, refine);
+        char where[2100];
+        if (!u || (refine ? j->refine_ep : j->draft_ep) < 0)
+            continue;
+        url_redact(ep->base_url, where, sizeof(where));
+        cJSON_AddStringToObject(u, "endpoint", where);
+        if (strcmp(ep->name, m->name) != 0)
+            cJSON_AddStringToObject(u, "model", ep->name);
+    }
+}
+
 cJSON *pipe_out_json(const struct pipe_job *j, const char *status)
 {
     cJSON *out = cJSON_CreateObject();
@@ -969,6 +1153,7 @@ cJSON *pipe_out_json(const struct pipe_job *j, const char *status)
     if (j->routed)
         cJSON_AddItemToObject(out, "route", route_result_json(&j->route));
     acct_to_json(&j->acct, out);
+    add_endpoints(j, out);
     if (j->error)
         cJSON_AddItemToObject(out, "error", cJSON_Duplicate(j->error, 1));
     cJSON_AddStringToObject(out, "config_version", j->cfg->version);
@@ -987,8 +1172,10 @@ int pipe_stats(const struct pipe_job *j, int succeeded, struct stats_delta *out)
     s.degraded = j->degraded;
     s.cached = j->gate.cached;
     s.cache_miss = j->gate.cache_lookup && !j->gate.cached;
-    s.draft_model = j->cfg->draft.name;
-    s.refine_model = j->cfg->refine.name;
+    s.draft_model = stage_endpoint(j, 0)->name;
+    s.refine_model = stage_endpoint(j, 1)->name;
+    s.draft_fallback = j->draft && j->draft_ep > 0 ? j->draft_ep : 0;
+    s.refine_fallback = j->refined && j->refine_ep > 0 ? j->refine_ep : 0;
     s.acct = &j->acct;
     s.route = j->routed ? &j->route : NULL;
     s.source = j->req ? job_req_meta(j->req, "source") : NULL;

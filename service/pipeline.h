@@ -2,9 +2,14 @@
  * large model, and account for it (latency, tokens, cost, what it adds to the statistics).
  * No queue and no writes to Redis of its own: the worker runs queued jobs through it, the
  * facade runs its requests through it directly. What the pipeline keeps for the whole
- * process - the models' circuit breakers, the guards' figures (refreshed from the store every
- * few seconds), a detector of stalls (a process stopped by SIGSTOP or starved) - lives in
- * struct pipeline.
+ * process - a circuit breaker per model endpoint (upstream.h), the guards' figures (refreshed
+ * from the store every few seconds), a detector of stalls (a process stopped by SIGSTOP or
+ * starved) - lives in struct pipeline.
+ *
+ * A stage calls the first endpoint of its model whose breaker lets it (the model, then its
+ * fallbacks, docs/CONFIG.md#fallbacks); when that call fails because the endpoint is out, the
+ * next endpoint gets a fresh call. Every call carries the job's request id and a new span of
+ * its trace context (trace.h). The stage is priced at the endpoint that answered.
  *
  * Around the model calls, the gate (gate.h) answers a job from the exact cache (no model
  * call: cached), makes identical jobs in flight wait for one another, reserves the tenant's
@@ -16,10 +21,10 @@
  *   PIPE_FAILED     the job itself cannot be briefed (the draft model refused it, answered
  *                   nothing usable, a corrupt request, its tenant's budget is spent): error
  *                   says why;
- *   PIPE_RETRY      not the job's fault: the draft model is out (connection refused, timeouts,
- *                   5xx, 429 after every retry, its breaker open) or the process was stalled
- *                   past the deadline; the caller puts the job back without counting the
- *                   attempt;
+ *   PIPE_RETRY      not the job's fault: the draft model is out - every endpoint of it
+ *                   (connection refused, timeouts, 5xx, 429 after every retry, breakers
+ *                   open) - or the process was stalled past the deadline; the caller puts
+ *                   the job back without counting the attempt;
  *   PIPE_CANCELED   pipe_cancel() (shutdown).
  *
  * Pre-routing (routing.pre_route): when the policies that can judge the input alone decide
@@ -55,6 +60,7 @@
 #include "slots.h"
 
 struct cJSON;
+struct model_cfg;
 struct pipeline;
 struct stats_delta;
 struct svc;
@@ -76,6 +82,11 @@ struct pipe_job {
     double queue_ms;                /* time spent queued before (negative: none) */
     pipe_done_cb on_done;
     pipe_stage_cb on_stage;
+    char *request_id;               /* sent upstream as X-Request-Id, or NULL */
+    char *traceparent;              /* the caller's trace context (trace.h: version 00), or
+                                       NULL; each call is a new span of it */
+    char *tracestate;               /* passed along with it, or NULL (pipe_trace_meta sets
+                                       all three; pipe_job_free frees them) */
     /* Text appended to the brief being served (may be NULL; see above). Runs inside a model
      * transfer: it must not cancel the job (defer that). */
     void (*on_text)(struct pipe_job *j, const char *text, size_t len);
@@ -90,6 +101,8 @@ struct pipe_job {
     char *brief;                    /* the refined brief, or NULL */
     int refined, degraded;
     char refine_err[300];
+    int draft_ep, refine_ep;        /* the endpoint of the stage's last call (upstream.h: 0 the
+                                       model, k its fallback k); -1 before any call */
     struct cJSON *error;            /* PIPE_FAILED: {"code", "message", ...} */
     int direct;                     /* pre-routing decided: the refine model wrote from the text */
     size_t text_sent;               /* bytes passed to on_text */
@@ -100,6 +113,8 @@ struct pipe_job {
     struct pipeline *p;
     struct mc_call call;
     char *url, *body;
+    const char **hdrs;              /* the call's header lines: the endpoint's, then ours */
+    char *hdr_id, *hdr_tp, *hdr_ts; /* X-Request-Id, traceparent, tracestate lines */
     struct sbuf sent;               /* the text passed to on_text */
     int text_on;                    /* on_text is live for this stage */
     int text_maybe;                 /* the call streams: on_text may go live during it */
@@ -113,6 +128,7 @@ struct pipe_job {
     double *next_wait_ms;
     uint64_t t_wait;
     uint64_t t_start, t_stage;      /* uv_hrtime */
+    uint64_t t_stage0;              /* uv_hrtime: the stage's first call, once it fell back */
     uint64_t t_loop;                /* uv_now at start */
     uint64_t deadline_ms;           /* uv_now based */
 };
@@ -120,16 +136,24 @@ struct pipe_job {
 int pipeline_new(struct svc *svc, struct pipeline **out);
 /* Stop the pipeline's timer and free it, then cb(data) (jobs must be over). */
 void pipeline_close(struct pipeline *p, void (*cb)(void *data), void *data);
-/* 1 while the draft model's breaker lets calls through (queued jobs wait otherwise). */
+/* 1 while the breaker of one of the draft model's endpoints (upstream.h) lets calls through
+ * (queued jobs wait otherwise). */
 int pipeline_draft_open(const struct pipeline *p);
-/* 1 while the refine model's breaker lets calls through (no side effect). */
-int pipeline_refine_open(const struct pipeline *p);
+/* 1 while the circuit breaker of endpoint ep (one of a model's, upstream.h) lets calls
+ * through (no side effect). */
+int pipeline_endpoint_allows(const struct pipeline *p, const struct model_cfg *ep);
 /* Get in line for a call slot of model m (m->max_concurrency > 0) as the pipeline's own calls
  * do (slots.h; leases of workers.claim_idle_ms), for a call made elsewhere (shadow judging),
  * with priority prio. Returns 0 (cb will run; give it back with slots_give) or BD_ENOMEM. */
 int pipeline_slot_take(struct pipeline *p, const struct model_cfg *m, int prio,
                        struct slot_wait *w, slot_cb cb);
+/* 1 while endpoint ep's circuit breaker is not closed (open, or letting one probe through). */
+int pipeline_breaker_open(const struct pipeline *p, const struct model_cfg *ep);
 
+/* Take the request id and trace context stored in a job's metadata text (its request_id,
+ * traceparent and tracestate members, docs/API.md#request-ids-and-tracing) into j, copied;
+ * members that are absent or not valid are left out. Call before pipe_start. */
+void pipe_trace_meta(struct pipe_job *j, const char *meta_text);
 /* Start j (inputs filled, results zeroed). Returns 0: on_done runs exactly once, never from
  * inside this call. */
 int pipe_start(struct pipeline *p, struct pipe_job *j);

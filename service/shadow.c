@@ -547,7 +547,8 @@ static int breakers_open(const struct shadow_task *t)
         return 1;
     if (!needs_brief(t))
         return 0;
-    return t->text[SIDE_REFINE] ? !pipeline_draft_open(p) : !pipeline_refine_open(p);
+    /* the missing brief is asked of the model's own endpoint, never of a fallback */
+    return !pipeline_endpoint_allows(p, t->text[SIDE_REFINE] ? &t->cfg->draft : &t->cfg->refine);
 }
 
 void shadow_start(struct shadow_task *t)

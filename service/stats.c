@@ -10,6 +10,7 @@
 #include "acct.h"
 #include "bderr.h"
 #include "jsonx.h"
+#include "mclient.h"
 #include "router.h"
 #include "sbuf.h"
 
@@ -94,6 +95,16 @@ static void add_latency(struct stats_delta *d, const char *stage, double ms)
     incf(d, "sum_us:", stage, "", llround(ms * 1000.0));
 }
 
+/* A stage that fallback k (> 0) answered. */
+static void add_fallback(struct stats_delta *d, const char *role, int k)
+{
+    char f[32];
+    if (k <= 0)
+        return;
+    snprintf(f, sizeof(f), "fb:%s:%d", role, k);
+    inc(d, f, 1);
+}
+
 static void job_fields(struct stats_delta *i, const struct stats_job *j)
 {
     const struct job_acct *a = j->acct;
@@ -124,6 +135,8 @@ static void job_fields(struct stats_delta *i, const struct stats_job *j)
         incf(i, "tok:", j->refine_model, ":p", a->refine.prompt_tokens);
         incf(i, "tok:", j->refine_model, ":c", a->refine.completion_tokens);
     }
+    add_fallback(i, "draft", j->draft_fallback);
+    add_fallback(i, "refine", j->refine_fallback);
     for (size_t k = 0; j->route && k < j->route->n; k++) {
         char f[160];
         snprintf(f, sizeof(f), "vote:%s:%s", j->route->v[k].policy,
@@ -237,7 +250,7 @@ int stats_feedback_delta(const struct stats_feedback *f, struct stats_delta *out
         return BD_EINVAL;
     inc(out, "fb_n", 1);
     inc(out, "fb_sum", f->score);
-    snprintf(field, sizeof(field), "fb:%d", f->score);
+    snprintf(field, sizeof(field), "fbs:%d", f->score);
     inc(out, field, 1);
     if (f->decision) {
         snprintf(field, sizeof(field), "fb_dec:%s", f->decision);
@@ -515,7 +528,7 @@ static void add_feedback(cJSON *q, const cJSON *m)
     const cJSON *it;
     for (int k = 1; k <= 5; k++) {
         char f[16], name[4];
-        snprintf(f, sizeof(f), "fb:%d", k);
+        snprintf(f, sizeof(f), "fbs:%d", k);
         snprintf(name, sizeof(name), "%d", k);
         cJSON_AddNumberToObject(sc, name, num(m, f));
     }
@@ -832,7 +845,7 @@ static void metrics_quality(struct sbuf *t, const cJSON *m)
     metric_head(t, "briefd_feedback_total", "counter", "Feedback given on jobs, by score.");
     for (int k = 1; k <= 5; k++) {
         char f[16];
-        snprintf(f, sizeof(f), "fb:%d", k);
+        snprintf(f, sizeof(f), "fbs:%d", k);
         sbuf_printf(t, "briefd_feedback_total{score=\"%d\"} %.17g\n", k, num(m, f));
     }
     metric_head(t, "briefd_evaluation_cost_usd_total", "counter",
@@ -857,7 +870,76 @@ static void metrics_quality(struct sbuf *t, const cJSON *m)
     sbuf_printf(t, "briefd_needless_refinements_total %.17g\n", num(m, "q_needless"));
 }
 
-char *stats_metrics_text(const cJSON *m, double depth, double pending)
+/* Is models[i] the first of its name? */
+static int first_of(const struct stats_known *k, size_t i)
+{
+    for (size_t j = 0; j < i; j++)
+        if (strcmp(k->models[j], k->models[i]) == 0)
+            return 0;
+    return 1;
+}
+
+/* briefd_cost_usd_total: a series per model counted, then a zero one for each known model
+ * not counted yet. */
+static void metric_costs(struct sbuf *t, const cJSON *m, const struct stats_known *k)
+{
+    const cJSON *it;
+    char e[260], f[300];
+    metric_head(t, "briefd_cost_usd_total", "counter", "Cost in USD by model.");
+    cJSON_ArrayForEach(it, m) {
+        if (strncmp(it->string, "cost_p:", 7) == 0)
+            sbuf_printf(t, "briefd_cost_usd_total{model=\"%s\"} %.12f\n",
+                        esc(it->string + 7, e, sizeof(e)), usd(it->valuedouble));
+    }
+    for (size_t i = 0; k && i < k->n_models; i++) {
+        snprintf(f, sizeof(f), "cost_p:%s", k->models[i]);
+        if (first_of(k, i) && !cJSON_GetObjectItemCaseSensitive(m, f))
+            sbuf_printf(t, "briefd_cost_usd_total{model=\"%s\"} 0\n",
+                        esc(k->models[i], e, sizeof(e)));
+    }
+}
+
+/* briefd_upstream_errors_total: the counted series, then zero ones for every reason of
+ * every known model not counted yet. */
+static void metric_errors(struct sbuf *t, const cJSON *m, const struct stats_known *k)
+{
+    char e[260], f[300];
+    metric_head(t, "briefd_upstream_errors_total", "counter",
+                "Failed model calls (attempts) by model and reason.");
+    metric_pairs(t, m, "err:", "briefd_upstream_errors_total", "model", "reason", NULL);
+    for (size_t i = 0; k && i < k->n_models; i++) {
+        for (int r = MC_FAIL_CONNECT; r < MC_FAIL_CANCELED && first_of(k, i); r++) {
+            snprintf(f, sizeof(f), "err:%s:%s", k->models[i], mc_fail_name((enum mc_fail)r));
+            if (!cJSON_GetObjectItemCaseSensitive(m, f))
+                sbuf_printf(t, "briefd_upstream_errors_total{model=\"%s\",reason=\"%s\"} 0\n",
+                            esc(k->models[i], e, sizeof(e)), mc_fail_name((enum mc_fail)r));
+        }
+    }
+}
+
+/* briefd_fallback_answers_total{role, endpoint="fallbackK"} from the fb:<role>:<k> fields,
+ * and at zero for the known fallbacks not counted yet. */
+static void metric_fallbacks(struct sbuf *t, const cJSON *m, const struct stats_known *known)
+{
+    static const char *const roles[2] = {"draft", "refine"};
+    char f[32];
+    metric_head(t, "briefd_fallback_answers_total", "counter",
+                "Model stages answered by a fallback endpoint, by role and fallback.");
+    for (int r = 0; r < 2; r++) {
+        int n = known ? known->fallbacks[r] : 0;
+        for (int k = 1; k <= 9; k++) {
+            const cJSON *v;
+            snprintf(f, sizeof(f), "fb:%s:%d", roles[r], k);
+            v = cJSON_GetObjectItemCaseSensitive(m, f);
+            if (v || k <= n)
+                sbuf_printf(t, "briefd_fallback_answers_total{role=\"%s\",endpoint=\"fallback%d\"} "
+                            "%.17g\n", roles[r], k, v ? v->valuedouble : 0);
+        }
+    }
+}
+
+char *stats_metrics_text(const cJSON *m, double depth, double pending,
+                         const struct stats_known *known)
 {
     struct sbuf t = {0};
     static const char *const kinds[] = {"p", "prompt", "c", "completion", NULL};
@@ -884,19 +966,9 @@ char *stats_metrics_text(const cJSON *m, double depth, double pending)
     metric_histograms(&t, m);
     metric_head(&t, "briefd_model_tokens_total", "counter", "Tokens by model and kind.");
     metric_pairs(&t, m, "tok:", "briefd_model_tokens_total", "model", "kind", kinds);
-    metric_head(&t, "briefd_cost_usd_total", "counter", "Cost in USD by model.");
-    {
-        const cJSON *it;
-        cJSON_ArrayForEach(it, m) {
-            char e[260];
-            if (strncmp(it->string, "cost_p:", 7) == 0)
-                sbuf_printf(&t, "briefd_cost_usd_total{model=\"%s\"} %.12f\n",
-                        esc(it->string + 7, e, sizeof(e)), usd(it->valuedouble));
-        }
-    }
-    metric_head(&t, "briefd_upstream_errors_total", "counter",
-                "Failed model calls (attempts) by model and reason.");
-    metric_pairs(&t, m, "err:", "briefd_upstream_errors_total", "model", "reason", NULL);
+    metric_costs(&t, m, known);
+    metric_errors(&t, m, known);
+    metric_fallbacks(&t, m, known);
     metrics_quality(&t, m);
     metric_head(&t, "briefd_queue_depth", "gauge", "Jobs queued or running (all processes).");
     sbuf_printf(&t, "briefd_queue_depth %.17g\n", depth);

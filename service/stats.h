@@ -13,6 +13,7 @@
  *   vote:<policy>:<verdict>                      verdicts (guards too: "guard:<name>")
  *   h:<stage>:<i> n:<stage> sum_us:<stage>       latency histogram, count, sum (us)
  *   err:<model>:<reason>                         failed upstream attempts (totals only)
+ *   fb:<role>:<k>                                stages fallback k answered (role draft/refine)
  * Histogram bucket i >= 1 covers (0.001 * 1.09^(i-1), 0.001 * 1.09^i] ms and bucket 0 is
  * <= 1 microsecond; the last bucket also holds everything beyond (15 minutes). A percentile is
  * the geometric middle of the bucket that holds it: within 4.4% of the exact value however
@@ -53,7 +54,8 @@ struct stats_job {
     int refined, degraded;
     int cached;                  /* answered from the exact cache (no model call) */
     int cache_miss;              /* looked up in the exact cache, not found: the models ran */
-    const char *draft_model, *refine_model;
+    const char *draft_model, *refine_model;  /* the names of the endpoints that answered */
+    int draft_fallback, refine_fallback;     /* k when fallback k answered the stage, else 0 */
     const struct job_acct *acct;
     const struct route_result *route;   /* NULL if not routed */
     const char *source, *tenant;        /* NULL when absent */
@@ -103,7 +105,7 @@ long long stats_delta_get(const struct stats_delta *d, const char *field);
  *   qs:<model>:<s3>                     judgements per model that wrote the brief
  *   eval_cost_p                         evaluation spend (picodollars), never in cost_*
  *   q_skip:<reason>                     sampled jobs not evaluated (budget, breaker, busy)
- *   fb_n fb_sum fb:<score>              feedback: count, sum of scores, per score 1..5
+ *   fb_n fb_sum fbs:<score>             feedback: count, sum of scores, per score 1..5
  *   fb_dec:<keep|refine>:n / :sum       per route decision
  *   fb_pol:<policy>:<verdict>:n / :sum  per policy verdict of the job */
 #define STATS_S3_MIN 3
@@ -157,8 +159,18 @@ struct stats_rows {
 struct cJSON *stats_window_json(const struct stats_rows *rows, long window_s, const char *dim,
                                 long step_s);
 
+/* What the configuration says exists, so that its series are there from the start, at 0:
+ * briefd_cost_usd_total and briefd_upstream_errors_total (every reason) per model name,
+ * briefd_fallback_answers_total per configured fallback. */
+struct stats_known {
+    const char *const *models;  /* model names (repeats are fine) */
+    size_t n_models;
+    int fallbacks[2];           /* how many fallbacks the draft / refine model has */
+};
+
 /* The Prometheus text exposition (docs/METRICS.md) from the all-time totals and the live
- * queue gauges. NULL on OOM. */
-char *stats_metrics_text(const struct cJSON *totals, double depth, double in_flight);
+ * queue gauges; known may be NULL. NULL on OOM. */
+char *stats_metrics_text(const struct cJSON *totals, double depth, double in_flight,
+                         const struct stats_known *known);
 
 #endif

@@ -1849,6 +1849,7 @@ static char *event_text(const char *id, const char *status, const char *json)
  * object as GET returns it), then the request and the metadata as they were queued, a line
  * each (JSON printed unformatted has no newline). "delivery" comes first: the finish script
  * recognises its own earlier write by that prefix. */
+#define DEAD_LETTER_MARK "dead-letter" /* the "delivery" of a record the reclaim wrote */
 static char *record_text(const char *delivery, int64_t created_ms, const char *req,
                          const char *meta, const char *job)
 {
@@ -2167,7 +2168,9 @@ int store_redeliver(struct store *s, const struct store_entry *e, int attempt, i
     if (!o || !req || !meta)
         goto out;
     if (failed) {
-        rec = record_text(e->entry, e->created_ms, req, meta, failed->job_json);
+        /* marked as no delivery's own: the delivery that still holds e and ends later must
+         * find its finish refused, not taken for a resend of its own earlier write */
+        rec = record_text(DEAD_LETTER_MARK, e->created_ms, req, meta, failed->job_json);
         delta = failed->stats ? delta_text(failed->stats) : strdup("");
         ev = event_text(e->id, failed->status, failed->job_json);
         snprintf(ttl, sizeof(ttl), "%ld", failed->ttl_s);

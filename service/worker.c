@@ -316,6 +316,7 @@ static void start_job(struct worker *w, const struct store_entry *e)
         finish_job(j, "failed");
         return;
     }
+    pipe_trace_meta(&j->pj, j->meta_text);
     if (pipe_start(w->pipe, &j->pj) != 0)
         wjob_free(j); /* left pending: reclaimed once idle */
 }

@@ -1,6 +1,6 @@
-/* test_base.c - base/: SHA-256 and HMAC-SHA-256 (RFC 4231 vectors), base64 (RFC 4648
- * vectors, strict decoding), IP literals, CIDR blocks and refused ranges, URL parts and
- * redaction, ISO 8601 timestamps read back. */
+/* test_base.c - base/: SHA-256 and HMAC-SHA-256 (RFC 4231 vectors), FNV-1a (reference
+ * values), base64 (RFC 4648 vectors, strict decoding), IP literals, CIDR blocks and refused
+ * ranges, URL parts and redaction, error names, ISO 8601 timestamps read back. */
 #include <stdio.h>
 #include <math.h>
 #include <stdlib.h>
@@ -14,6 +14,8 @@
 #include "netaddr.h"
 #include "tcheck.h"
 #include "url.h"
+
+#include <uv.h>
 
 static void hex(const unsigned char *p, size_t n, char *out)
 {
@@ -194,6 +196,8 @@ static void test_url(void)
     CHECK(url_parse("http://[127.0.0.1]/", &u, &why) == BD_EINVAL);
     CHECK(url_parse("http://example.com:0/", &u, &why) == BD_EINVAL);
     CHECK(url_parse("http://example.com:99999/", &u, &why) == BD_EINVAL);
+    CHECK(url_parse("http://example.com:65536/", &u, &why) == BD_EINVAL);
+    CHECK(url_parse("http://example.com:65535/", &u, &why) == 0 && u.port == 65535);
     CHECK(url_parse("http://:80/", &u, &why) == BD_EINVAL);
     CHECK(url_parse("http://ex ample.com/", &u, &why) == BD_EINVAL);
     url_redact("https://user:secret@hooks.example.com:8443/in/briefd?token=abc#x", shown,
@@ -223,6 +227,27 @@ static void test_iso8601(void)
     CHECK(clock_parse_iso8601("2023-11-14 22:13:20.123Z", &back) == -1);
     CHECK(clock_parse_iso8601("", &back) == -1);
     CHECK(clock_parse_iso8601(NULL, &back) == -1);
+}
+
+/* FNV-1a 64 (job ids' check bits, config versions): the reference values of the
+ * algorithm's authors (offset basis 0xcbf29ce484222325, prime 0x100000001b3). */
+static void test_fnv(void)
+{
+    CHECK(hash_fnv1a64(HASH_FNV1A64_INIT, "", 0) == 0xcbf29ce484222325ull);
+    CHECK(hash_fnv1a64_str(HASH_FNV1A64_INIT, "a") == 0xaf63dc4c8601ec8cull);
+    CHECK(hash_fnv1a64_str(HASH_FNV1A64_INIT, "foobar") == 0x85944171f73967e8ull);
+    CHECK(hash_fnv1a64_str(hash_fnv1a64_str(HASH_FNV1A64_INIT, "foo"), "bar") ==
+          hash_fnv1a64_str(HASH_FNV1A64_INIT, "foobar")); /* it continues */
+}
+
+/* briefd's codes are named by the table, libuv's by libuv, anything else is unknown. */
+static void test_strerror(void)
+{
+    CHECK_STR(bd_strerror(BD_ETIMEOUT), "timed out");
+    CHECK_STR(bd_strerror(BD_EREPLICATION), "not acknowledged by enough replicas in time");
+    CHECK_STR(bd_strerror(UV_ECONNREFUSED), uv_strerror(UV_ECONNREFUSED));
+    CHECK_STR(bd_strerror(-5000), "unknown error");
+    CHECK_STR(bd_strerror(7), "unknown error");
 }
 
 /* jsonx_number: every double reads back as itself; the fast forms are what they say. */
@@ -276,6 +301,8 @@ int main(void)
     test_iso8601();
     test_jsonx_number();
     test_hmac_rfc4231();
+    test_fnv();
+    test_strerror();
     test_sha256();
     test_b64();
     test_standard_webhooks_vector();

@@ -285,6 +285,13 @@ static void test_errors_keys_types(void)
                " {\"type\": \"topic\"}, {\"type\": \"confidence\", \"min_mean_logprob\": \"x\"}]}}",
                "routing.policies[2].min_mean_logprob", "expected number");
     expect_err("{\"listen\": \"a:1\", \"listen\": \"b:2\"}", "listen", "duplicate key");
+    /* the routing section and the policies read their objects with the cfg_* readers */
+    expect_err("{\"routing\": {\"guards\": {\"window_s\": 60, \"window_s\": 120}}}",
+               "routing.guards.window_s", "duplicate key");
+    expect_err("{\"routing\": {\"mode\": \"any\", \"mode\": \"all\"}}", "routing.mode",
+               "duplicate key");
+    expect_err("{\"routing\": {\"policies\": [{\"type\": \"confidence\", \"min_tokens\": 1,"
+               " \"min_tokens\": 2}]}}", "routing.policies[0].min_tokens", "duplicate key");
 }
 
 static void test_errors_ranges(void)
@@ -319,6 +326,243 @@ static void test_errors_ranges(void)
                "workers.claim_idle_ms", "must exceed workers.job_timeout_ms");
     expect_err("{\"workers\": {\"claim_idle_ms\": 100000}}", /* default job_timeout 120000 */
                "workers.claim_idle_ms", "must exceed workers.job_timeout_ms");
+}
+
+/* ---- bounds: every numeric key, one step outside each bound ----------------------------
+ * The bounds are docs/CONFIG.md's, written out here independently of the key table (a test
+ * that read them from the table would agree with any bound the table says). Each key must
+ * load at its minimum and maximum and be refused, naming its path, one step outside: 1 for
+ * integers, the next double for numbers. Every number that GET /v1/config shows must be in
+ * this list (test_bounds_cover_describe), so a new key cannot go untested. */
+
+enum bkind { B_INT, B_NUM };
+#define B_LO_OPEN 1    /* the minimum itself is refused: (lo, ...] */
+#define B_NO_LO 2      /* no lower bound */
+#define B_NO_HI 4      /* no upper bound (lo only) */
+#define B_LO_UNREACH 8 /* lo is refused by another rule (claim_idle_ms > job_timeout_ms) */
+
+struct bound {
+    const char *path;  /* as docs/CONFIG.md and GET /v1/config name it */
+    const char *json;  /* the document with %s for the value; NULL: nested objects of path */
+    enum bkind kind;
+    double lo, hi;
+    int flags;
+    const char *err_path; /* the path of the refusal when it is not path */
+};
+
+#define POL(type, key) "{\"routing\": {\"policies\": [{\"type\": \"" type "\", \"" key "\": %s}]}}"
+#define GUARD(key) "{\"routing\": {\"guards\": {\"" key "\": %s}}}"
+#define MODEL_BOUNDS(m)                                                                       \
+    {"models." m ".timeout_ms", NULL, B_INT, 100, 600000, 0, NULL},                          \
+    {"models." m ".max_tokens", NULL, B_INT, 1, 32768, 0, NULL},                             \
+    {"models." m ".temperature", NULL, B_NUM, 0, 2, 0, NULL},                                \
+    {"models." m ".max_attempts", NULL, B_INT, 1, 10, 0, NULL},                              \
+    {"models." m ".backoff_ms", NULL, B_INT, 1, 60000, 0, NULL},                             \
+    {"models." m ".breaker_failures", NULL, B_INT, 1, 1000, 0, NULL},                        \
+    {"models." m ".breaker_open_ms", NULL, B_INT, 100, 3600000, 0, NULL},                    \
+    {"models." m ".max_concurrency", NULL, B_INT, 0, 100000, 0, NULL},                       \
+    {"models." m ".price.input_per_mtok", NULL, B_NUM, 0, 0, B_NO_HI, NULL},                 \
+    {"models." m ".price.output_per_mtok", NULL, B_NUM, 0, 0, B_NO_HI, NULL},                \
+    {"models." m ".price.per_hour", NULL, B_NUM, 0, 0, B_NO_HI, NULL}
+
+static const struct bound bounds[] = {
+    {"redis.command_timeout_ms", NULL, B_INT, 100, 60000, 0, NULL},
+    {"redis.min_replicas_acked", NULL, B_INT, 0, 16, 0, NULL},
+    {"redis.replica_ack_timeout_ms", NULL, B_INT, 10, 60000, 0, NULL},
+    {"workers.concurrency", NULL, B_INT, 1, 4096, 0, NULL},
+    {"workers.max_attempts", NULL, B_INT, 1, 100, 0, NULL},
+    {"workers.job_timeout_ms", NULL, B_INT, 1000, 3600000, 0, NULL},
+    {"workers.result_ttl_s", NULL, B_INT, 60, 31536000, 0, NULL},
+    {"workers.claim_idle_ms", "{\"workers\": {\"job_timeout_ms\": 1000, \"claim_idle_ms\": %s}}",
+     B_INT, 1000, 86400000, B_LO_UNREACH, NULL},
+    {"workers.shutdown_grace_ms", NULL, B_INT, 0, 3600000, 0, NULL},
+    {"limits.max_text_bytes", NULL, B_INT, 1, 16777216, 0, NULL},
+    {"limits.max_queue", NULL, B_INT, 1, 10000000, 0, NULL},
+    {"limits.max_wait_s", NULL, B_INT, 0, 60, 0, NULL},
+    {"limits.idempotency_ttl_s", /* and at most workers.result_ttl_s */
+     "{\"workers\": {\"result_ttl_s\": 31536000}, \"limits\": {\"idempotency_ttl_s\": %s}}",
+     B_INT, 60, 2592000, 0, NULL},
+    {"webhooks.max_in_flight", NULL, B_INT, 1, 4096, 0, NULL},
+    {"webhooks.timeout_ms", NULL, B_INT, 100, 120000, 0, NULL},
+    {"webhooks.max_attempts", NULL, B_INT, 1, 50, 0, NULL},
+    {"webhooks.max_age_s", NULL, B_INT, 1, 2592000, 0, NULL},
+    {"webhooks.backoff_base_ms", NULL, B_INT, 1, 3600000, 0, NULL},
+    {"cache.ttl_s", NULL, B_INT, 0, 2592000, 0, NULL},
+    {"tenants.default.jobs_per_minute", NULL, B_INT, 1, 100000, 0, NULL},
+    {"tenants.default.daily_budget_usd", NULL, B_NUM, 0, 1e9, 0, NULL},
+    {"tenants.default.max_refine_rate", NULL, B_NUM, 0, 1, B_LO_OPEN, NULL},
+    {"tenants.by_id[acme].jobs_per_minute",
+     "{\"tenants\": {\"by_id\": {\"acme\": {\"jobs_per_minute\": %s}}}}", B_INT, 1, 100000, 0,
+     "tenants.by_id.acme.jobs_per_minute"},
+    MODEL_BOUNDS("draft"),
+    MODEL_BOUNDS("refine"),
+    MODEL_BOUNDS("judge"),
+    {"stats.retention_s", NULL, B_INT, 60, 31536000, 0, NULL},
+    {"evaluation.shadow_rate", NULL, B_NUM, 0, 1, 0, NULL},
+    {"evaluation.daily_budget_usd", NULL, B_NUM, 0, 0, B_NO_HI, NULL},
+    {"evaluation.max_in_flight", NULL, B_INT, 1, 1024, 0, NULL},
+    {"routing.threshold", "{\"routing\": {\"threshold\": %s}}", B_NUM, 0, 1, 0, NULL},
+    {"routing.guards.max_refine_rate", GUARD("max_refine_rate"), B_NUM, 0, 1, B_LO_OPEN, NULL},
+    {"routing.guards.window_s", GUARD("window_s"), B_INT, 10, 86400, 0, NULL},
+    {"routing.guards.min_samples", GUARD("min_samples"), B_INT, 0, 1000000, 0, NULL},
+    {"routing.guards.daily_refine_budget_usd", GUARD("daily_refine_budget_usd"), B_NUM, 0, 0,
+     B_NO_HI, NULL},
+    {"routing.policies[length].weight", POL("length", "weight"), B_NUM, 0, 0,
+     B_LO_OPEN | B_NO_HI, "routing.policies[0].weight"},
+    {"routing.policies[topic].weight", POL("topic", "weight"), B_NUM, 0, 0, B_LO_OPEN | B_NO_HI,
+     "routing.policies[0].weight"},
+    {"routing.policies[confidence].weight", POL("confidence", "weight"), B_NUM, 0, 0,
+     B_LO_OPEN | B_NO_HI, "routing.policies[0].weight"},
+    {"routing.policies[length].min_chars", POL("length", "min_chars"), B_INT, 1, 1000000000, 0,
+     "routing.policies[0].min_chars"},
+    {"routing.policies[length].min_input_chars", POL("length", "min_input_chars"), B_INT, 1,
+     1000000000, 0, "routing.policies[0].min_input_chars"},
+    {"routing.policies[confidence].min_mean_logprob", POL("confidence", "min_mean_logprob"),
+     B_NUM, 0, 0, B_NO_LO, "routing.policies[0].min_mean_logprob"},
+    {"routing.policies[confidence].min_p10_logprob", POL("confidence", "min_p10_logprob"),
+     B_NUM, 0, 0, B_NO_LO, "routing.policies[0].min_p10_logprob"},
+    {"routing.policies[confidence].min_tokens", POL("confidence", "min_tokens"), B_INT, 0,
+     1000000, 0, "routing.policies[0].min_tokens"},
+};
+
+/* The document of b with value v (printed so that it reads back as the same double). */
+static char *bound_doc(const struct bound *b, double v)
+{
+    char num[40], *out = malloc(1024);
+    const char *p = b->path, *dot;
+    size_t n = 0, depth = 0;
+
+    snprintf(num, sizeof num, b->kind == B_INT ? "%.0f" : "%.17g", v);
+    if (b->json) { /* the template's "%s" replaced by the value */
+        const char *hole = strstr(b->json, "%s");
+        snprintf(out, 1024, "%.*s%s%s", (int)(hole - b->json), b->json, num, hole + 2);
+        return out;
+    }
+    while ((dot = strchr(p, '.')) != NULL) { /* {"a": {"b": ... */
+        n += (size_t)snprintf(out + n, 1024 - n, "{\"%.*s\": ", (int)(dot - p), p);
+        depth++;
+        p = dot + 1;
+    }
+    n += (size_t)snprintf(out + n, 1024 - n, "{\"%s\": %s}", p, num);
+    while (depth-- > 0)
+        n += (size_t)snprintf(out + n, 1024 - n, "}");
+    return out;
+}
+
+/* The document with v must load (ok) or be refused naming the key's path. */
+static void bound_try(const struct bound *b, double v, int ok)
+{
+    struct cfg_err err;
+    char *doc = bound_doc(b, v);
+    struct bd_config *c = config_load_string(doc, strlen(doc), &err);
+    int before = tcheck_fail_;
+
+    if (ok) {
+        CHECK(c != NULL);
+    } else {
+        CHECK(c == NULL);
+        if (!c)
+            CHECK_STR(err.path, b->err_path ? b->err_path : b->path);
+    }
+    if (tcheck_fail_ != before)
+        fprintf(stderr, "  ^ %s = %.17g should be %s: %s (%s: %s)\n", b->path, v,
+                ok ? "accepted" : "refused", doc, c ? "loaded" : err.path, c ? "" : err.msg);
+    config_unref(c);
+    free(doc);
+}
+
+static double step_below(const struct bound *b, double v)
+{
+    return b->kind == B_INT ? v - 1 : nextafter(v, -INFINITY);
+}
+
+static double step_above(const struct bound *b, double v)
+{
+    return b->kind == B_INT ? v + 1 : nextafter(v, INFINITY);
+}
+
+static void test_bounds_one_step_outside(void)
+{
+    for (size_t i = 0; i < sizeof bounds / sizeof bounds[0]; i++) {
+        const struct bound *b = &bounds[i];
+        if (!(b->flags & B_NO_LO)) {
+            int lo_ok = !(b->flags & (B_LO_OPEN | B_LO_UNREACH));
+            bound_try(b, b->lo, lo_ok);
+            if (!lo_ok)
+                bound_try(b, step_above(b, b->lo), 1);
+            bound_try(b, step_below(b, b->lo), 0);
+        }
+        if (b->flags & B_NO_HI) {
+            bound_try(b, 1e300, 1);
+        } else {
+            bound_try(b, b->hi, 1);
+            bound_try(b, step_above(b, b->hi), 0);
+        }
+    }
+    /* the table's refusals name the bounds docs/CONFIG.md gives */
+    expect_err("{\"workers\": {\"max_attempts\": 0}}", "workers.max_attempts",
+               "must be between 1 and 100");
+    expect_err("{\"models\": {\"judge\": {\"backoff_ms\": 0}}}", "models.judge.backoff_ms",
+               "must be between 1 and 60000");
+    expect_err("{\"evaluation\": {\"daily_budget_usd\": -1e-300}}",
+               "evaluation.daily_budget_usd", "must be >= 0");
+}
+
+/* The name of a described number as bounds[] has it: "routing.policies[i].k" becomes
+ * "routing.policies[<type>].k". */
+static int bound_listed(const char *path)
+{
+    for (size_t i = 0; i < sizeof bounds / sizeof bounds[0]; i++)
+        if (strcmp(bounds[i].path, path) == 0)
+            return 1;
+    return 0;
+}
+
+static void walk_numbers(const cJSON *o, const char *path, int *n)
+{
+    char sub[256];
+    const cJSON *it;
+
+    cJSON_ArrayForEach(it, o) {
+        if (cJSON_IsArray(o)) {
+            const cJSON *type = cJSON_GetObjectItemCaseSensitive(it, "type");
+            snprintf(sub, sizeof sub, "%s[%s]", path,
+                     cJSON_IsString(type) ? type->valuestring : "?");
+        } else {
+            snprintf(sub, sizeof sub, "%s%s%s", path, path[0] ? "." : "", it->string);
+        }
+        if (cJSON_IsNumber(it) && strcmp(sub, "auth.api_keys") != 0 &&
+            strcmp(sub, "auth.admin_keys") != 0) { /* counts of keys, not settings */
+            (*n)++;
+            if (!bound_listed(sub))
+                fprintf(stderr, "  ^ %s is a number without bounds in test_config.c\n", sub);
+            CHECK(bound_listed(sub));
+        }
+        if (cJSON_IsObject(it) || cJSON_IsArray(it))
+            walk_numbers(it, sub, n);
+    }
+}
+
+static void test_bounds_cover_describe(void)
+{
+    static const char conf[] =
+        "{\"evaluation\": {\"daily_budget_usd\": 1},"
+        " \"tenants\": {\"default\": {\"jobs_per_minute\": 5, \"daily_budget_usd\": 2,"
+        "  \"max_refine_rate\": 0.5}},"
+        " \"routing\": {\"guards\": {\"daily_refine_budget_usd\": 1},"
+        "  \"policies\": [{\"type\": \"length\", \"min_input_chars\": 5},"
+        "   {\"type\": \"topic\"}, {\"type\": \"confidence\", \"min_p10_logprob\": -2}]}}";
+    struct cfg_err err;
+    struct bd_config *c = load_str(conf, &err);
+    cJSON *d = c ? config_describe(c) : NULL;
+    int n = 0;
+
+    CHECK(d != NULL);
+    if (d)
+        walk_numbers(d, "", &n);
+    CHECK(n >= 40); /* the walk saw the numbers (a describe without them proves nothing) */
+    cJSON_Delete(d);
+    config_unref(c);
 }
 
 static void test_errors_listen_redis(void)
@@ -1269,6 +1513,175 @@ static void test_env_warnings(void)
     unsetenv("TC_SET");
 }
 
+
+/* ---- models.*.fallbacks ------------------------------------------------------------------ */
+
+static void test_fallbacks(void)
+{
+    const char *conf =
+        "{\"models\": {\"draft\": {\"timeout_ms\": 7000, \"max_tokens\": 111, \"max_concurrency\": 3, "
+        "\"api_key_env\": \"TC_MK\", \"headers\": {\"x-primary\": \"p\"}, "
+        "\"price\": {\"input_per_mtok\": 1, \"output_per_mtok\": 2, \"source\": \"ours\"}, "
+        "\"fallbacks\": [{\"base_url\": \"http://fb1:8000/v1/\"}, "
+        "{\"base_url\": \"https://fb2/v1?x=1\", \"name\": \"phi-hosted\", \"timeout_ms\": 900, "
+        "\"api_key_env\": \"TC_FK\", \"auth_header\": \"api-key\", \"headers\": "
+        "{\"x-fb\": {\"env\": \"TC_FH\"}}, \"max_concurrency\": 0, \"price\": {\"input_per_mtok\": 5}}]}}}";
+    struct cfg_err err;
+    struct bd_config *c;
+    const struct model_cfg *f0, *f1, *models[CONFIG_MAX_MODELS];
+    const char *roles[CONFIG_MAX_MODELS];
+    char *text;
+
+    setenv("TC_MK", "sk-primary-key", 1);
+    setenv("TC_FK", "sk-fallback-key", 1);
+    setenv("TC_FH", "fb-header-secret", 1);
+    c = load_str(conf, &err);
+    CHECK(c != NULL);
+    if (!c) {
+        fprintf(stderr, "  %s: %s\n", err.path, err.msg);
+        return;
+    }
+    CHECK(c->draft.n_fallbacks == 2 && c->refine.n_fallbacks == 0);
+    f0 = &c->draft.fallbacks[0];
+    f1 = &c->draft.fallbacks[1];
+    /* inherited: name, timeout, price (whole), the call's shape; never the key or headers */
+    CHECK_STR(f0->base_url, "http://fb1:8000/v1");
+    CHECK_STR(f0->name, "phi-4-mini");
+    CHECK(f0->timeout_ms == 7000 && f0->max_tokens == 111 && f0->logprobs == 1);
+    CHECK(f0->price_in_per_mtok == 1 && f0->price_out_per_mtok == 2);
+    CHECK_STR(f0->price_source, "ours");
+    CHECK(f0->api_key == NULL && f0->api_key_env == NULL && f0->n_header_lines == 0);
+    CHECK(f0->auth_header == MODEL_AUTH_BEARER);
+    CHECK_STR(f0->prompt_user, c->draft.prompt_user);
+    CHECK(f0->max_attempts == c->draft.max_attempts && f0->breaker_failures == 5);
+    CHECK(f0->max_concurrency == 3 && f1->max_concurrency == 0); /* inherited / given */
+    /* given: its own */
+    CHECK_STR(f1->name, "phi-hosted");
+    CHECK(f1->timeout_ms == 900);
+    CHECK(f1->price_in_per_mtok == 5 && f1->price_out_per_mtok == 0 && f1->price_per_hour == 0);
+    CHECK(f1->price_source == NULL);
+    CHECK_STR(f1->api_key, "sk-fallback-key");
+    CHECK(f1->auth_header == MODEL_AUTH_API_KEY);
+    CHECK(f1->n_header_lines == 1 && strcmp(f1->header_lines[0], "x-fb: fb-header-secret") == 0);
+    CHECK(f1->n_fallbacks == 0);
+    /* the models the configuration calls (briefd probe) */
+    CHECK(config_models(c, models, roles, CONFIG_MAX_MODELS) == 4);
+    CHECK(models[1] == f0 && models[2] == f1 && models[3] == &c->refine);
+    CHECK_STR(roles[2], "draft.fallbacks[1]");
+    /* described with every key (inherited ones too), secrets as their variable */
+    text = describe_text(c);
+    CHECK(text && strstr(text, "\"fallbacks\":[{\"base_url\":\"http://fb1:8000/v1\","
+                               "\"name\":\"phi-4-mini\",\"api_key_env\":null,"
+                               "\"auth_header\":\"bearer\",\"headers\":{},\"timeout_ms\":7000,"
+                               "\"max_concurrency\":3,\"price\":{\"input_per_mtok\":1,\"output_per_mtok\":2,"
+                               "\"per_hour\":0,\"source\":\"ours\"}},"));
+    CHECK(text && strstr(text, "\"headers\":{\"x-fb\":{\"env\":\"TC_FH\"}}"));
+    CHECK(text && !strstr(text, "fb-header-secret") && !strstr(text, "sk-fallback"));
+    /* and that description loads back to the same configuration */
+    if (text) {
+        cJSON *d = cJSON_Parse(text);
+        char *again;
+        struct bd_config *b;
+        cJSON_DeleteItemFromObjectCaseSensitive(d, "version");
+        cJSON_DeleteItemFromObjectCaseSensitive(cJSON_GetObjectItem(d, "auth"), "api_keys");
+        cJSON_DeleteItemFromObjectCaseSensitive(cJSON_GetObjectItem(d, "auth"), "admin_keys");
+        cJSON_DeleteItemFromObjectCaseSensitive((cJSON *)jget(d, "models", "draft", NULL), "api_key");
+        cJSON_DeleteItemFromObjectCaseSensitive((cJSON *)jget(d, "models", "refine", NULL), "api_key");
+        cJSON_DeleteItemFromObjectCaseSensitive((cJSON *)jget(d, "models", "judge", NULL), "api_key");
+        again = cJSON_PrintUnformatted(d);
+        b = again ? load_str(again, &err) : NULL;
+        CHECK(b != NULL && strcmp(b->version, c->version) == 0);
+        config_unref(b);
+        free(again);
+        cJSON_Delete(d);
+    }
+    free(text);
+    config_unref(c);
+    unsetenv("TC_MK");
+    unsetenv("TC_FK");
+    unsetenv("TC_FH");
+}
+
+static void test_fallbacks_errors(void)
+{
+    expect_err("{\"models\": {\"draft\": {\"fallbacks\": {}}}}", "models.draft.fallbacks",
+               "expected array");
+    expect_err("{\"models\": {\"draft\": {\"fallbacks\": [{\"base_url\": \"http://a\"}, "
+               "{\"base_url\": \"http://b\"}, {\"base_url\": \"http://c\"}, "
+               "{\"base_url\": \"http://d\"}, {\"base_url\": \"http://e\"}]}}}",
+               "models.draft.fallbacks", "at most 4 fallbacks");
+    expect_err("{\"models\": {\"draft\": {\"fallbacks\": [\"http://a\"]}}}",
+               "models.draft.fallbacks[0]", "expected object");
+    expect_err("{\"models\": {\"refine\": {\"fallbacks\": [{\"name\": \"x\"}]}}}",
+               "models.refine.fallbacks[0]", "base_url is required");
+    expect_err("{\"models\": {\"draft\": {\"fallbacks\": [{\"base_url\": \"http://a\", "
+               "\"max_tokens\": 5}]}}}", "models.draft.fallbacks[0].max_tokens", "unknown key");
+    expect_err("{\"models\": {\"draft\": {\"fallbacks\": [{\"base_url\": \"ftp://a\"}]}}}",
+               "models.draft.fallbacks[0].base_url", "expected an http:// or https:// URL");
+    expect_err("{\"models\": {\"draft\": {\"fallbacks\": [{\"base_url\": \"http://a\", "
+               "\"timeout_ms\": 50}]}}}", "models.draft.fallbacks[0].timeout_ms",
+               "must be between 100 and 600000");
+    expect_err("{\"models\": {\"draft\": {\"fallbacks\": [{\"base_url\": \"http://a\", "
+               "\"price\": {\"per_hour\": -1}}]}}}",
+               "models.draft.fallbacks[0].price.per_hour", "must be >= 0");
+    /* the primary's endpoint again, or a fallback twice */
+    expect_err("{\"models\": {\"draft\": {\"fallbacks\": [{\"base_url\": "
+               "\"http://127.0.0.1:5273/v1/\"}]}}}", "models.draft.fallbacks[0]",
+               "the same endpoint (base_url and name) as models.draft or one of its fallbacks "
+               "before it");
+    expect_err("{\"models\": {\"refine\": {\"fallbacks\": [{\"base_url\": \"http://a\"}, "
+               "{\"base_url\": \"http://a/\"}]}}}", "models.refine.fallbacks[1]",
+               "the same endpoint (base_url and name) as models.refine or one of its "
+               "fallbacks before it");
+    expect_err("{\"models\": {\"judge\": {\"fallbacks\": [{\"base_url\": \"http://j\"}]}}}",
+               "models.judge.fallbacks",
+               "the judge has no fallbacks (briefd eval calls one endpoint)");
+    expect_err("{\"models\": {\"draft\": {\"fallbacks\": [{\"base_url\": \"http://a\", "
+               "\"api_key_env\": \"K\", \"headers\": {\"Authorization\": \"x\"}}]}}}",
+               "models.draft.fallbacks[0].headers.Authorization",
+               "conflicts with api_key_env, whose key is sent as Authorization (auth_header)");
+    /* briefd's own tracing headers are not configurable */
+    expect_err("{\"models\": {\"draft\": {\"headers\": {\"traceparent\": \"x\"}}}}",
+               "models.draft.headers.traceparent", "briefd sets this header itself");
+    expect_err("{\"models\": {\"draft\": {\"headers\": {\"X-Request-Id\": \"x\"}}}}",
+               "models.draft.headers.X-Request-Id", "briefd sets this header itself");
+}
+
+static void test_fallbacks_warnings_and_check(void)
+{
+    char path[] = "/tmp/briefd-test-fb-XXXXXX";
+    const char *bad = "{\"models\": {\"draft\": {\"fallbacks\": [{\"name\": \"x\"}, "
+                      "{\"base_url\": \"http://b\", \"bogus\": 1}]}}}";
+    struct collected got = {0};
+    struct warned w = {0};
+    struct cfg_err err;
+    struct bd_config *c;
+    int fd;
+
+    unsetenv("TC_NONE");
+    c = load_str("{\"auth\": {\"keys_env\": null, \"admin_keys_env\": null}, "
+                 "\"models\": {\"refine\": {\"fallbacks\": [{\"base_url\": \"http://b\", "
+                 "\"api_key_env\": \"TC_NONE\", \"headers\": {\"x-a\": {\"env\": "
+                 "\"TC_NONE\"}}}]}}}", &err);
+    CHECK(c != NULL);
+    if (c) {
+        CHECK(config_env_warnings(c, on_warn, &w) == 2);
+        CHECK_STR(w.paths[0], "models.refine.fallbacks[0].api_key_env");
+        CHECK_STR(w.paths[1], "models.refine.fallbacks[0].headers.x-a.env");
+    }
+    config_unref(c);
+    fd = mkstemp(path);
+    CHECK(fd >= 0);
+    if (fd < 0)
+        return;
+    CHECK(write(fd, bad, strlen(bad)) == (ssize_t)strlen(bad));
+    close(fd);
+    CHECK(config_check_file(path, collect, &got) == 2);
+    CHECK_STR(got.paths[0], "models.draft.fallbacks[0]");
+    CHECK_STR(got.paths[1], "models.draft.fallbacks[1].bogus");
+    unlink(path);
+}
+
 /* A reload may not change listen or the redis section; each change is named. */
 static void test_restart_diff(void)
 {
@@ -1439,6 +1852,8 @@ int main(void)
     test_full_file();
     test_errors_keys_types();
     test_errors_ranges();
+    test_bounds_one_step_outside();
+    test_bounds_cover_describe();
     test_errors_listen_redis();
     test_errors_text();
     test_errors_files();
@@ -1467,6 +1882,9 @@ int main(void)
     test_price_source();
     test_fingerprint();
     test_env_warnings();
+    test_fallbacks();
+    test_fallbacks_errors();
+    test_fallbacks_warnings_and_check();
     test_restart_diff();
     test_idempotency_ttl();
     test_webhook_bounds();

@@ -325,6 +325,13 @@ static void test_pages(void)
     CHECK(back && cJSON_Compare(back, rep, 1)); /* exact numbers survive the indentation */
     CHECK(json[strlen(json) - 1] == '\n' && strchr(json, '\n') < json + strlen(json) - 1);
     cJSON_Delete(back);
+    free(html);
+    /* text from the dataset is escaped: it never becomes markup */
+    cJSON_ReplaceItemInObject(cJSON_GetObjectItem(rep, "dataset"), "path",
+                              cJSON_CreateString("<b>data&'set\".jsonl"));
+    html = evalpage_html(rep);
+    CHECK(html && strstr(html, "&lt;b&gt;data&amp;&#39;set&quot;.jsonl") != NULL);
+    CHECK(html && strstr(html, "<b>data") == NULL);
 out:
     free(table);
     free(md);

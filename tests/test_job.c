@@ -375,6 +375,47 @@ static void test_cost(void)
     CHECK_NEAR(acct_cost(&m, 0, 0, 3.6e6), 1.2, 1e-12);
 }
 
+/* A job's prices: each model on its own tokens and its own busy time (the per-hour part of
+ * the refine cost is the refine call's time, never the draft's), as the job shows them. */
+static void test_price(void)
+{
+    struct model_cfg d, r;
+    struct job_acct a;
+    cJSON *o = cJSON_CreateObject();
+    double want_d = (400 * 0.07 + 100 * 0.35) / 1e6 + 0.5 * 900 / 3.6e6;
+    double want_r = (700 * 0.5 + 200 * 1.5) / 1e6 + 1.2 * 2500 / 3.6e6;
+    memset(&d, 0, sizeof(d));
+    memset(&r, 0, sizeof(r));
+    d.price_in_per_mtok = 0.07;
+    d.price_out_per_mtok = 0.35;
+    d.price_per_hour = 0.5;
+    r.price_in_per_mtok = 0.5;
+    r.price_out_per_mtok = 1.5;
+    r.price_per_hour = 1.2;
+    acct_init(&a);
+    a.draft = (struct stage_usage){1, 400, 100, 0};
+    a.refine = (struct stage_usage){1, 700, 200, 0};
+    a.draft_busy_ms = 900;
+    a.refine_busy_ms = 2500;
+    acct_price(&a, &d, &r);
+    CHECK(a.cost_draft == want_d);
+    CHECK(a.cost_refine == want_r);
+    acct_to_json(&a, o);
+    CHECK(cJSON_GetNumberValue(cJSON_GetObjectItem(cJSON_GetObjectItem(o, "cost_usd"),
+                                                   "refine")) == want_r);
+    CHECK(cJSON_GetNumberValue(cJSON_GetObjectItem(cJSON_GetObjectItem(o, "cost_usd"),
+                                                   "total")) == want_d + want_r);
+    CHECK(cJSON_GetNumberValue(cJSON_GetObjectItem(
+              cJSON_GetObjectItem(cJSON_GetObjectItem(o, "usage"), "refine"), "busy_ms")) == 2500);
+    cJSON_Delete(o);
+    /* no refine call: no refine cost, whatever its busy time says */
+    acct_init(&a);
+    a.draft = (struct stage_usage){1, 400, 100, 0};
+    a.draft_busy_ms = 900;
+    acct_price(&a, &d, &r);
+    CHECK(a.cost_draft == want_d && a.cost_refine == 0);
+}
+
 /* The facade refuses tool calling, naming the parameter; null counts as absent. */
 static void test_facade_tools(void)
 {
@@ -412,5 +453,6 @@ int main(void)
     test_prompt();
     test_job_object();
     test_cost();
+    test_price();
     return tcheck_summary("test_job");
 }

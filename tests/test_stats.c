@@ -253,7 +253,7 @@ static void test_metrics(void)
     CHECK(stats_delta_of(&j, &d) == 0);
     cJSON *m = inc_json(&d);
     cJSON_AddNumberToObject(m, "err:phi-4-mini:timeout", 3);
-    text = stats_metrics_text(m, 7, 2);
+    text = stats_metrics_text(m, 7, 2, NULL);
     CHECK(text != NULL);
     CHECK(strstr(text, "briefd_jobs_total{status=\"succeeded\"} 1\n") != NULL);
     CHECK(strstr(text, "briefd_route_decisions_total{decision=\"refine\"} 1\n") != NULL);
@@ -385,7 +385,7 @@ static void test_feedback_delta(void)
     f.finished_ms = 42;
     CHECK(stats_feedback_delta(&f, &d) == 0);
     CHECK(stats_delta_get(&d, "fb_n") == 1 && stats_delta_get(&d, "fb_sum") == 4);
-    CHECK(stats_delta_get(&d, "fb:4") == 1);
+    CHECK(stats_delta_get(&d, "fbs:4") == 1);
     CHECK(stats_delta_get(&d, "fb_dec:refine:n") == 1);
     CHECK(stats_delta_get(&d, "fb_dec:refine:sum") == 4);
     CHECK(stats_delta_get(&d, "fb_pol:length:refine:sum") == 4);
@@ -451,7 +451,7 @@ static void test_quality_json(void)
     CHECK(jnum(out, "quality.feedback.by_policy.length.keep.mean_score") == 3.5);
     CHECK_NEAR(jnum(out, "evaluation_usd"), 4 * 0.000123, 1e-15);
     cJSON_Delete(out);
-    text = stats_metrics_text(total, 0, 0);
+    text = stats_metrics_text(total, 0, 0, NULL);
     CHECK(strstr(text, "briefd_quality_score_bucket{model=\"phi-4-mini\",le=\"4\"} 2\n"));
     CHECK(strstr(text, "briefd_quality_score_bucket{model=\"phi-4-mini\",le=\"4.5\"} 2\n"));
     CHECK(strstr(text, "briefd_quality_score_bucket{model=\"phi-4-mini\",le=\"5\"} 4\n"));
@@ -464,6 +464,54 @@ static void test_quality_json(void)
     free(text);
     cJSON_Delete(total);
     cJSON_Delete(rows.rows);
+}
+
+/* Series the configuration makes known are there at zero; a fallback's answers are counted;
+ * the exported histogram buckets fit LLM latencies (5 ms .. 120 s, at most x2 apart). */
+static void test_metrics_known(void)
+{
+    static const char *const models[] = {"phi-4-mini", "gpt-oss-20b", "phi-backup",
+                                         "phi-4-mini"};
+    struct stats_known known = {models, 4, {1, 0}};
+    struct job_acct a;
+    struct route_result rr;
+    struct stats_job j;
+    struct stats_delta d;
+    char *text, *p;
+    double prev = 0, first = 0, last = 0, worst = 0;
+    fill_job(&a, &rr, &j);
+    j.draft_fallback = 1;
+    CHECK(stats_delta_of(&j, &d) == 0);
+    CHECK(stats_delta_get(&d, "fb:draft:1") == 1);
+    cJSON *m = inc_json(&d);
+    text = stats_metrics_text(m, 0, 0, &known);
+    CHECK(text != NULL);
+    if (!text)
+        return;
+    CHECK(strstr(text, "briefd_cost_usd_total{model=\"phi-backup\"} 0\n") != NULL);
+    CHECK(strstr(text, "briefd_cost_usd_total{model=\"gpt-oss-20b\"} 0.000120000000\n"));
+    CHECK(strstr(text, "briefd_cost_usd_total{model=\"gpt-oss-20b\"} 0\n") == NULL);
+    CHECK(strstr(text, "briefd_upstream_errors_total{model=\"phi-backup\",reason=\"deadline\"} 0\n"));
+    CHECK(strstr(text, "briefd_upstream_errors_total{model=\"phi-4-mini\",reason=\"connect\"} 0\n"));
+    p = strstr(text, "briefd_upstream_errors_total{model=\"phi-4-mini\",reason=\"connect\"}");
+    CHECK(p && !strstr(p + 1, "briefd_upstream_errors_total{model=\"phi-4-mini\",reason=\"connect\"}"));
+    CHECK(strstr(text, "briefd_fallback_answers_total{role=\"draft\",endpoint=\"fallback1\"} 1\n"));
+    CHECK(!strstr(text, "briefd_fallback_answers_total{role=\"refine\""));
+    for (p = strstr(text, "stage=\"total\",le=\""); p; p = strstr(p + 1, "stage=\"total\",le=\"")) {
+        double le = strtod(p + 18, NULL);
+        if (p[18] == '+')
+            break;
+        if (prev > 0 && le / prev > worst)
+            worst = le / prev;
+        if (first == 0)
+            first = le;
+        prev = last = le;
+    }
+    CHECK(first > 0 && first <= 0.005);
+    CHECK(last >= 120);
+    CHECK(worst > 1.5 && worst <= 2.0);
+    free(text);
+    cJSON_Delete(m);
 }
 
 /* The exact cache: a hit counts "cached" (and nothing routed, refined or spent), a lookup
@@ -515,7 +563,7 @@ static void test_cache_counts(void)
     CHECK(jnum(out, "cache.misses") == 3);
     CHECK(jnum(out, "cache.hit_rate") == 0.25);
     cJSON_Delete(out);
-    text = stats_metrics_text(m, 0, 0);
+    text = stats_metrics_text(m, 0, 0, NULL);
     CHECK(text && strstr(text, "\nbriefd_cache_hits_total 1\n") != NULL);
     CHECK(text && strstr(text, "\nbriefd_cache_misses_total 3\n") != NULL);
     CHECK(text && strstr(text, "# TYPE briefd_cache_hits_total counter\n") != NULL);
@@ -541,6 +589,7 @@ int main(void)
     test_quality_delta();
     test_feedback_delta();
     test_quality_json();
+    test_metrics_known();
     test_cache_counts();
     return tcheck_summary("test_stats");
 }

@@ -235,7 +235,7 @@ static cJSON *authorization_json(const char *v)
     return o;
 }
 
-/* api-key, traceparent and every x-* header, names in lower case. */
+/* api-key, traceparent, tracestate and every x-* header, names in lower case. */
 static cJSON *headers_json(const struct http_req *req)
 {
     cJSON *o = cJSON_CreateObject();
@@ -250,7 +250,7 @@ static cJSON *headers_json(const struct http_req *req)
         for (size_t k = 0; k <= n; k++)
             low[k] = (char)tolower((unsigned char)name[k]);
         if (strcmp(low, "api-key") != 0 && strcmp(low, "traceparent") != 0 &&
-            strncmp(low, "x-", 2) != 0)
+            strcmp(low, "tracestate") != 0 && strncmp(low, "x-", 2) != 0)
             continue;
         if (cJSON_HasObjectItem(o, low) || (low[0] == 'x' && x >= LOG_MAX_X_HEADERS))
             continue;

@@ -9,10 +9,12 @@
 #   - the dashboard is valid JSON;
 #   - every briefd_* name it mentions (queries, descriptions, variables) is a metric in the
 #     capture: a sample name, or a family declared by a "# TYPE" line (histogram base names);
-#   - in queries, every label a briefd_* selector matches on (except job/instance, which
-#     Prometheus adds) is a label of that metric, and every value it compares with = is a
-#     value seen in the capture; every label in "by (...)" / "without (...)" exists on some
-#     briefd metric the query uses (le: on a histogram bucket).
+#   - in queries, every label a briefd_* selector matches on (except the target labels job
+#     and instance, which Prometheus adds, and deployment, which the scrape configuration
+#     sets: docs/METRICS.md) is a label of that metric, and every value it compares with = is
+#     a value seen in the capture; every label in "by (...)" / "without (...)" exists on some
+#     briefd metric the query uses (le: on a histogram bucket). A metric the capture declares
+#     but has no samples of (a counter nothing has counted yet) is noted, its labels unchecked.
 # Exit 0 when all hold, 1 otherwise (each problem is printed). Needs python3.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -92,7 +94,7 @@ for n, where in sorted(used.items()):
         problems.append(f"{n}: not in {metrics_path} (first used at {where})")
 
 # --- selectors and grouping labels in queries ---
-IMPLICIT = {"job", "instance"}
+IMPLICIT = {"job", "instance", "deployment"}   # target labels, not briefd's
 sel_re = re.compile(r'\b(briefd_[a-zA-Z0-9_:]*)\s*\{([^}]*)\}')
 matcher_re = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"')
 group_re = re.compile(r'\b(?:by|without)\s*\(([^)]*)\)')
@@ -112,10 +114,13 @@ for where, e in exprs:
             elif op == "=" and "$" not in value and value not in have[label]:
                 problems.append(f"{where}: {metric}{{{label}=\"{value}\"}} never seen "
                                 f"(values: {', '.join(sorted(have[label]))})")
+    sampled = {n for n in names_here if n in samples}
     for group in group_re.findall(e):
         for label in (x.strip() for x in group.split(",")):
             if not label or label in IMPLICIT:
                 continue
+            if not sampled:
+                continue   # as for selectors: no samples, no labels to check against
             if not any(label in samples.get(n, {}) for n in names_here):
                 problems.append(f"{where}: grouping label '{label}' is on none of "
                                 f"{', '.join(sorted(names_here))}")

@@ -11,7 +11,9 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
+import threading
 import time
 import unittest
 
@@ -239,6 +241,7 @@ class Briefd:
         self.env = dict(os.environ)
         self.env.update(env or {})
         self.proc = None
+        record_responses(self.port, tmp)
 
     def write_config(self, config):
         self.config = config
@@ -312,12 +315,152 @@ def request(host, port, method, path, body=None, headers=None, raw=None, timeout
         resp = conn.getresponse()
         payload = resp.read()
         ctype = resp.getheader("Content-Type", "")
+        record_response(port, method, path, resp.status, resp.getheaders(), payload, hdrs, data)
         out = payload
         if "json" in ctype and payload:
             out = json.loads(payload)
         return resp.status, out, dict((k.lower(), v) for k, v in resp.getheaders())
     finally:
         conn.close()
+
+
+# --- the OpenAPI contract: every briefd response checked against docs/openapi.yaml ---------
+# request() records each exchange with a briefd port (Briefd registers its port) into a JSONL
+# file; openapi_problems() has tests/integration/openapi_check.mjs (ajv) validate what was
+# recorded since the last check. Stack.tearDownClass fails its class on a mismatch, other
+# classes call check_openapi() in theirs, and whatever is still unchecked when the process
+# exits is checked then (a mismatch makes the test program exit 1). Clients of their own
+# (event stream readers) hand their exchanges to record_response().
+OPENAPI_YAML = os.path.join(ROOT, "docs", "openapi.yaml")
+OPENAPI_CHECK = os.path.join(HERE, "openapi_check.mjs")
+_openapi = {"dir": None, "ports": {}, "spec": None}
+_openapi_lock = threading.Lock()
+
+
+def _openapi_dir():
+    if _openapi["dir"] is None:
+        import atexit
+        _openapi["dir"] = tempfile.mkdtemp(prefix="briefd-openapi-")
+        atexit.register(_openapi_at_exit)
+    return _openapi["dir"]
+
+
+def record_responses(port, tmp):
+    """Record what briefd answers on port from now on (into a file named after tmp)."""
+    name = "".join(c if c.isalnum() or c in "-_" else "_" for c in os.path.basename(tmp))
+    _openapi["ports"][port] = os.path.join(_openapi_dir(), (name or "briefd") + ".jsonl")
+
+
+def _current_test():
+    f = sys._getframe(2)
+    for _ in range(40):
+        if f is None:
+            break
+        me = f.f_locals.get("self")
+        if isinstance(me, unittest.TestCase):
+            return me.id()
+        cls = f.f_locals.get("cls")
+        if isinstance(cls, type) and issubclass(cls, unittest.TestCase):
+            return "%s.%s" % (cls.__module__, cls.__qualname__)
+        f = f.f_back
+    return None
+
+
+def _text(data):
+    if data is None:
+        return None
+    if isinstance(data, str):
+        return data
+    try:
+        return bytes(data).decode("utf-8")
+    except (UnicodeDecodeError, TypeError):
+        return None
+
+
+def record_response(port, method, path, status, headers, body, req_headers=None, req_body=None):
+    """Add one exchange with the briefd on port (if it records) for the OpenAPI check:
+    headers as (name, value) pairs or a dict, body the response's bytes or text (only JSON
+    and event streams are kept), req_* what was sent."""
+    where = _openapi["ports"].get(port)
+    if where is None:
+        return
+    pairs = headers.items() if isinstance(headers, dict) else headers
+    hdrs = {}
+    for k, v in pairs:
+        hdrs[k.lower()] = v
+    ctype = hdrs.get("content-type", "")
+    keep = "json" in ctype or "event-stream" in ctype
+    rec = {"test": _current_test(), "method": method, "path": path, "status": status,
+           "headers": hdrs, "body": _text(body) if keep else None,
+           "request": {"headers": dict(req_headers or {}), "body": _text(req_body)}}
+    line = json.dumps(rec) + "\n"
+    with _openapi_lock:
+        with open(where, "a", encoding="utf-8") as f:
+            f.write(line)
+
+
+def _openapi_spec():
+    """docs/openapi.yaml as JSON, converted as the build does (cmake/openapi_json.py)."""
+    if _openapi["spec"] is None:
+        out = os.path.join(_openapi_dir(), "openapi.json")
+        conv = os.path.join(ROOT, "cmake", "openapi_json.py")
+        r = subprocess.run([sys.executable, conv, OPENAPI_YAML, out], capture_output=True,
+                           text=True, timeout=60)
+        if r.returncode != 0:
+            raise AssertionError("docs/openapi.yaml does not convert: " + r.stderr)
+        _openapi["spec"] = out
+    return _openapi["spec"]
+
+
+def openapi_problems():
+    """Check every exchange recorded since the last check; None, or what did not match."""
+    import glob
+    import shutil
+    with _openapi_lock:
+        if _openapi["dir"] is None:
+            return None
+        files = sorted(glob.glob(os.path.join(_openapi["dir"], "*.jsonl")))
+        taken = []
+        for i, f in enumerate(files):
+            dst = "%s.%d.checking" % (f, i)
+            os.replace(f, dst)
+            taken.append(dst)
+    if not taken:
+        return None
+    node = shutil.which("node")
+    if not node:
+        return "node is not installed (deploy/setup.sh installs it): the OpenAPI check needs it"
+    keep = os.environ.get("BRIEFD_OPENAPI_KEEP")  # a directory: keep the records there
+    try:
+        r = subprocess.run([node, OPENAPI_CHECK, _openapi_spec()] + taken, capture_output=True,
+                           text=True, timeout=300, cwd=HERE)
+    finally:
+        for f in taken:
+            if keep:
+                shutil.copy(f, os.path.join(keep, "%d-%s" % (os.getpid(), os.path.basename(f))))
+            os.unlink(f)
+    if r.returncode == 0:
+        sys.stderr.write(r.stdout)
+        return None
+    return ("briefd's responses do not match docs/openapi.yaml (fix the spec, or the server "
+            "when it is wrong):\n" + r.stdout + r.stderr)
+
+
+def check_openapi():
+    """Fail (AssertionError) when a response recorded since the last check breaks the spec."""
+    err = openapi_problems()
+    if err:
+        raise AssertionError(err)
+
+
+def _openapi_at_exit():
+    import shutil
+    err = openapi_problems()
+    shutil.rmtree(_openapi["dir"], ignore_errors=True)
+    if err:
+        sys.stderr.write("\n" + err + "\n")
+        sys.stderr.flush()
+        os._exit(1)
 
 
 def base_config(redis_, sim, **over):
@@ -386,10 +529,13 @@ class Stack(unittest.TestCase):
         cls.redis.stop()
         log = _tail(cls.briefd.log, 20000)
         cls.tmpdir.cleanup()
+        spec_err = openapi_problems()
         if rc != 0:
             raise AssertionError("briefd exited %s on SIGTERM (sanitizer finding?):\n%s" % (rc, log))
         if sim_err:
             raise AssertionError(sim_err)
+        if spec_err:
+            raise AssertionError(spec_err)
 
     def setUp(self):
         self.sim.faults()  # all faults off
@@ -539,6 +685,8 @@ class EventTally:
         self.terminal = {}          # id -> [status, ...]
         self.seen = 0
         self.sessions = 0           # subscriptions made; > 1: events may have been missed
+        self.gaps = []              # (lost, back): wall-clock times the subscription was down
+        self._lost = None
         self.subscribed = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="event-tally", daemon=True)
@@ -557,12 +705,21 @@ class EventTally:
         with self.lock:
             return list(self.terminal.get(job_id, ()))
 
+    def down_at(self, t, before=0.0, after=0.0):
+        """Was the subscription down at wall-clock time t (a gap widened by before/after)?"""
+        with self.lock:
+            gaps = list(self.gaps) + ([(self._lost, time.time())] if self._lost else [])
+        return any(lost - before <= t <= back + after for lost, back in gaps)
+
     def _run(self):
         while not self._stop.is_set():
             try:
                 self._session()
             except OSError:
                 pass
+            with self.lock:
+                if self.subscribed.is_set() and self._lost is None:
+                    self._lost = time.time()
             self.subscribed.clear()
             self._stop.wait(0.1)
 
@@ -593,6 +750,9 @@ class EventTally:
         if kind == "subscribe":
             with self.lock:
                 self.sessions += 1
+                if self._lost is not None:
+                    self.gaps.append((self._lost, time.time()))
+                    self._lost = None
             self.subscribed.set()
         elif kind == "message":
             for job_id, status in parse_events(msg[2]):

@@ -180,16 +180,23 @@ class StoppingAndStreams(Stack):
         conn.request("GET", "/readyz")
         r = conn.getresponse()
         self.assertEqual(json.loads(r.read())["status"], "ok")
-        time.sleep(0.3)  # the job is in flight
+        # the job is in flight: the simulator holds its draft
+        wait_for(lambda: self.sim.stats()["pending"] == 1, 10, "the draft call in flight")
         self.briefd.proc.send_signal(signal.SIGTERM)
-        time.sleep(0.3)
-        conn.request("GET", "/readyz")
-        r = conn.getresponse()
-        body = json.loads(r.read())
+        seen = []
+
+        def readyz():   # on the open connection, until the signal has been handled
+            conn.request("GET", "/readyz")
+            r = conn.getresponse()
+            seen.append((r.status, json.loads(r.read())))
+            return r.status != 200
+        wait_for(readyz, 10, "/readyz to change after SIGTERM")
         conn.close()
-        self.assertEqual(r.status, 503)
+        status, body = seen[-1]
+        self.assertEqual(status, 503)
         self.assertEqual(body["status"], "unavailable")
         self.assertIs(body["stopping"], True)
+        self.assertEqual(self.sim.stats()["pending"], 1)   # it was stopping with a job in flight
         self.assertEqual(self.briefd.proc.wait(30), 0)
 
 

@@ -115,6 +115,11 @@ WORKERS = {"concurrency": 16, "max_attempts": 5, "job_timeout_ms": 5000,
 
 
 class Failover(unittest.TestCase):
+    @classmethod
+    def tearDownClass(cls):
+        from harness import check_openapi
+        check_openapi()  # every briefd response of the class against docs/openapi.yaml
+
     """Each test builds its own primary + replica + three sentinels, cuts the replica off the
     primary (the writes then accepted exist on the primary only, as in a network partition or a
     lagging replica), kills the primary (kill -9) and lets Sentinel promote the replica."""
@@ -284,6 +289,11 @@ class AckedSubmits(Stack):
 
 class SubmitLatency(unittest.TestCase):
     """p50/p95 of POST /v1/jobs with and without min_replicas_acked 1 (printed)."""
+    @classmethod
+    def tearDownClass(cls):
+        from harness import check_openapi
+        check_openapi()  # every briefd response of the class against docs/openapi.yaml
+
     N = 400
 
     def test_latency_with_and_without_acks(self):
@@ -310,8 +320,9 @@ class SubmitLatency(unittest.TestCase):
             finally:
                 for p in procs.values():
                     self.assertEqual(p.stop(), 0, tail(p.log))
-                sim.stop(check=False)
+                sim_err = sim.stop(check=False)
                 ss.stop()
+                self.assertIsNone(sim_err)
 
 
 # --- Redis Cluster --------------------------------------------------------------------------------

@@ -173,11 +173,22 @@ class JobPath(Stack):
         self.assertEqual(phi["rate_limited"], 1, stats)
         self.assertEqual(phi["ok"], 1, stats)
         self.assertEqual(self.sim.get_faults()["rules"][0]["count"], 0)   # spent
+        # the 429 said Retry-After: 1 (the simulator's default): the retry waited it out,
+        # longer than the 50 ms backoff the config asks for
+        waited = job["latency_ms"]["draft"] - job["usage"]["draft"]["busy_ms"]
+        self.assertGreaterEqual(waited, 950, job["latency_ms"])
 
     def test_5xx_then_success_is_retried(self):
+        self.sim.reset()
         self.confident("Ohio", fail_next=2, fail_model="phi-4-mini")
         job = self.submit({"text": SHORT})
         self.assertEqual(job["status"], "succeeded")
+        self.assertEqual(job["attempts"], 1)   # retried within the call, not re-delivered
+        # the simulator really sent the two 500s before the answer that was used
+        phi = self.sim.stats()["by_model"]["phi-4-mini"]["by_outcome"]
+        self.assertEqual(phi.get("error"), 2, phi)
+        self.assertEqual(phi.get("ok"), 1, phi)
+        self.assertEqual(self.sim.get_faults()["fail_next"], 0)
 
     def test_garbage_body_is_retried_then_fails_clearly(self):
         self.sim.faults(garbage_rate=1.0, fail_model="phi-4-mini")
@@ -311,25 +322,62 @@ class Facade(Stack):
 
 
 class FacadeOpenAISdk(Stack):
-    """The official OpenAI JS SDK (npm `openai`) is a client of the facade."""
-    config_over = {"routing": {"policies": [{"type": "topic", "keywords": ["lawsuit"]}]}}
+    """The official OpenAI JS SDK (npm `openai`) is a client of the facade. (No Python SDK:
+    Debian 12's python3-openai does not import - its typing_extensions and pydantic are too
+    old - and nothing else installs it from Debian packages.)"""
+    KEY = "sdk-client-key-0001"
+    config_over = {"routing": {"policies": [{"type": "topic", "keywords": ["lawsuit"]}]},
+                   "auth": {"keys_env": "T_SDK_KEYS"}}
+
+    @classmethod
+    def setUpClass(cls):
+        os.environ["T_SDK_KEYS"] = cls.KEY
+        super().setUpClass()
 
     def test_openai_sdk(self):
         import shutil
         import subprocess
         node = shutil.which("node")
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        if not node or not os.path.isdir(os.path.join(root, "node_modules", "openai")):
-            if os.environ.get("CI"):
-                self.fail("node and node_modules/openai are needed (deploy/setup.sh)")
-            self.skipTest("node or the openai npm package is missing (run deploy/setup.sh)")
+        # a missing dependency fails the test (it never skips)
+        self.assertIsNotNone(node, "node is needed (deploy/setup.sh)")
+        self.assertTrue(os.path.isdir(os.path.join(root, "node_modules", "openai")),
+                        "node_modules/openai is needed (deploy/setup.sh runs npm ci)")
+        self.sim.rules(self.sim.rule("Zanzibar", model="phi-4-mini", status=400))
         base = "http://127.0.0.1:%d/v1" % self.briefd.port
+        auth = {"Authorization": "Bearer " + self.KEY}
         r = subprocess.run([node, os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                               "facade_openai.mjs"), base],
+                                               "facade_openai.mjs"), base, self.KEY],
                            capture_output=True, text=True, timeout=120)
         self.assertEqual(r.returncode, 0, r.stderr)
         out = json.loads(r.stdout)
-        job = self.briefd.get("/v1/jobs/" + out["job_id"])[1]
+        # the response headers, as the SDK hands them out
+        ph = out["plain_headers"]
+        self.assertEqual(ph["job_id"], out["plain_job_id"])
+        self.assertEqual(ph["route"], "refine")
+        self.assertEqual(ph["request_id"], "sdk-request-0001")
+        pj = self.briefd.get("/v1/jobs/" + ph["job_id"], headers=auth)[1]
+        self.assertEqual(float(ph["cost"]), pj["cost_usd"]["total"])
+        self.assertEqual(pj["request_id"], "sdk-request-0001")
+        self.assertEqual(pj["traceparent"],
+                         "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+        # a stream's headers go out before the job ends: its id only; its last chunk has
+        # the route and the cost
+        sh, sb = out["stream_headers"], out["stream_briefd"]
+        self.assertIsNone(sh["route"])
+        self.assertIsNone(sh["cost"])
+        self.assertEqual(sh["job_id"], sb["job_id"])
+        sj = self.briefd.get("/v1/jobs/" + sh["job_id"], headers=auth)[1]
+        self.assertEqual(out["streamed2"], sj["result"]["brief"])
+        self.assertEqual(sb["route"], "refine")
+        self.assertEqual(sb["cost"], sj["cost_usd"]["total"])
+        # a streamed request whose draft failed ends in an error the SDK raises
+        self.assertEqual(out["stream_error"]["name"], "APIError", out["stream_error"])
+        self.assertEqual(out["stream_error"]["code"], "draft_failed")
+        self.assertEqual(out["auth_error"], {"status": 401, "code": "invalid_api_key",
+                                             "type": "authentication_error",
+                                             "name": "AuthenticationError", "param": None})
+        job = self.briefd.get("/v1/jobs/" + out["job_id"], headers=auth)[1]
         self.assertEqual(out["content"], job["result"]["brief"])
         self.assertTrue(job["result"]["refined"])
         self.assertEqual(out["finish_reason"], "stop")
@@ -490,11 +538,30 @@ class Costs(Stack):
         self.assertGreater(r["busy_ms"], 0)
 
     def test_usage_matches_simulator_formula(self):
-        # The simulator reports prompt_tokens = ceil(prompt chars / 4): briefd passes it through.
-        st, job, _ = self.briefd.post_job({"text": SHORT}, wait=30)
+        # The simulator reports prompt_tokens = ceil(P / 4), P the bytes of every message's
+        # content, and completion_tokens = ceil(C / 4), C the bytes of the answer
+        # (bench/sim/README.md): briefd sends the prompts its config renders and passes the
+        # usage through, for both models.
+        body = {"text": SHORT, "topic_flags": ["exec"], "max_words": 55,
+                "instructions": "Mention the costs."}
+        st, job, _ = self.briefd.post_job(body, wait=30)
         self.assertEqual(st, 200, job)
-        d = job["usage"]["draft"]
-        self.assertEqual(d["completion_tokens"], -(-len(job["result"]["draft"].encode()) // 4))
+        self.assertTrue(job["result"]["refined"], job["route"])
+        models = self.briefd.get("/v1/config")[1]["models"]
+        ceil4 = lambda s: -(-len(s.encode()) // 4)
+
+        def prompt(slot, draft=""):
+            p = models[slot]["prompt"]
+            user = (p["user"].replace("{max_words}", "55")
+                    .replace("{instructions}", "\n\nInstructions: Mention the costs.")
+                    .replace("{text}", SHORT).replace("{draft}", draft))
+            return p["system"] + user
+        d, r = job["usage"]["draft"], job["usage"]["refine"]
+        self.assertEqual(d["prompt_tokens"], ceil4(prompt("draft")))
+        self.assertEqual(d["completion_tokens"], ceil4(job["result"]["draft"]))
+        self.assertEqual(r["prompt_tokens"], ceil4(prompt("refine", job["result"]["draft"])))
+        self.assertEqual(r["completion_tokens"], ceil4(job["result"]["brief"]))
+        self.assertFalse(d["estimated"] or r["estimated"])
 
 
 class Streaming(Stack):

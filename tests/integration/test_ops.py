@@ -11,8 +11,10 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (Briefd, Redis, Sim, Stack, base_config, eventually,  # noqa: E402
-                     job_record, request, wait_for)
+from harness import (Briefd, EventTally, Redis, Sim, Stack, base_config,  # noqa: E402
+                     entry_of_id, eventually, job_record, queue_state, request, rkey, tail,
+                     wait_for)
+from test_webhooks import Receiver  # noqa: E402
 
 TEXT = "Revenue grew 12 percent. Costs were flat. The board approved a new data center."
 
@@ -131,6 +133,11 @@ class Backpressure(Stack):
 
 class RedisOutage(unittest.TestCase):
     """Redis down: POST 503 and nothing half-written, /readyz 503; back up: carry on."""
+    @classmethod
+    def tearDownClass(cls):
+        from harness import check_openapi
+        check_openapi()  # every briefd response of the class against docs/openapi.yaml
+
 
     def test_outage_and_recovery(self):
         import tempfile
@@ -143,7 +150,7 @@ class RedisOutage(unittest.TestCase):
                 self.assertEqual(st, 200)
                 accepted = []
                 redis.stop()
-                time.sleep(0.3)
+                wait_for(lambda: b.get("/readyz")[0] == 503, 10, "briefd to see Redis gone")
                 st, body, h = b.post_job({"text": TEXT + " during"})
                 self.assertEqual(st, 503)
                 self.assertEqual(body["error"]["type"], "server_error")
@@ -183,7 +190,10 @@ class DeadLetters(Stack):
         self.sim.faults(hang_rate=1.0)
         st, job, _ = self.briefd.post_job({"text": TEXT})
         self.assertEqual(st, 202)
-        time.sleep(0.5)
+        # the worker took the job: its draft call hangs in the simulator
+        wait_for(lambda: self.sim.stats()["pending"] == 1, 10, "the draft call in flight")
+        prefix = "t%d:" % self.redis.port
+        self.assertEqual(job_record(self.redis, prefix, job["id"])["status"], "drafting")
         self.briefd.kill()
         self.sim.faults()
         self.__class__.briefd = Briefd(self.tmp, self.briefd.config).start()
@@ -202,8 +212,84 @@ class DeadLetters(Stack):
         self.assertEqual(st, 409)
 
 
+class FinishGuard(Stack):
+    """The first stored result wins (docs/API.md, "Status lifecycle"): a job whose entry is
+    reclaimed past workers.max_attempts is dead-lettered as failed while the delivery that
+    held it still runs; when that delivery ends, its result is refused, and the job gets no
+    webhook (docs/API.md, "Webhooks").
+
+    The entry is made to look idle past claim_idle_ms with XCLAIM ... IDLE (what a worker
+    stalled that long looks like to Redis) while the worker's draft call is held by the
+    simulator, so the old delivery really finishes after the dead-lettering."""
+    HOLD_MS = 8000
+    config_over = {"workers": {"max_attempts": 1, "job_timeout_ms": 15000,
+                               "claim_idle_ms": 16000},   # reclaim runs every 4 s
+                   "models": {"draft": {"timeout_ms": 14000}},
+                   "routing": {"policies": []},
+                   "webhooks": {"allow": ["127.0.0.1"]}}
+
+    def test_reclaimed_past_max_attempts_then_old_delivery_finishes(self):
+        prefix = "t%d:" % self.redis.port
+        tally = EventTally(self.redis, prefix).start()
+        rx = Receiver()
+        try:
+            self.sim.reset()
+            self.sim.rules(self.sim.rule("Overtaken", delay_ms=self.HOLD_MS))
+            st, job, _ = self.briefd.post_job({"text": TEXT + " Overtaken.",
+                                               "callback_url": rx.url("/overtaken")})
+            self.assertEqual(st, 202, job)
+            jid = job["id"]
+            wait_for(lambda: self.sim.stats()["pending"] == 1, 10, "the draft call in flight")
+            prio, entry = entry_of_id(jid)
+            consumers = queue_state(self.redis, prefix)["consumers"]
+            self.assertEqual(len(consumers), 1, consumers)
+            self.redis.cmd("XCLAIM", rkey(prefix, "q:" + prio), "briefd-workers",
+                           list(consumers)[0], "0", entry, "IDLE", "600000", "JUSTID")
+            # the worker's reclaim finds the entry and dead-letters the job
+            failed = self.briefd.wait_job(jid, timeout=15)
+            self.assertEqual(failed["status"], "failed", failed)
+            self.assertEqual(failed["error"]["code"], "max_attempts_exceeded")
+            rec = job_record(self.redis, prefix, jid)
+            # the precondition: the first delivery is still running (its draft is held)
+            self.assertEqual(self.sim.stats()["pending"], 1)
+            # it ends now: its result is refused, the failed record stays as it was
+            discarded = "%s had already ended or was reclaimed by another worker" % jid
+            wait_for(lambda: discarded in tail(self.briefd.log, 200000), self.HOLD_MS / 1000 + 10,
+                     "the old delivery's finish")
+            self.assertEqual(self.sim.stats()["by_outcome"].get("ok"), 1)
+            self.assertEqual(job_record(self.redis, prefix, jid), rec)
+            got = self.briefd.get("/v1/jobs/" + jid)[1]
+            self.assertEqual((got["status"], got["error"]["code"], got["finished_at"]),
+                             ("failed", "max_attempts_exceeded", failed["finished_at"]))
+            st, lst, _ = self.briefd.get("/v1/dead-letters")
+            self.assertEqual([d["id"] for d in lst["data"]], [jid])
+            self.assertEqual(tally.ends(jid), ["failed"])   # one terminal event, never two
+            self.assertEqual(queue_state(self.redis, prefix)["pending"], 0)
+            # and counted once, as failed (the refused result adds nothing): once everything
+            # this process queued for the statistics is folded, they say one failed job
+            pend = rkey(prefix, "stats:pend:" + list(consumers)[0])
+            wait_for(lambda: self.redis.cmd("LLEN", pend) == 0, 10, "the statistics folded")
+            st, s, _ = self.briefd.get("/v1/stats?window=3600")
+            self.assertEqual((s["jobs"], s["succeeded"], s["failed"]), (1, 0, 1), s)
+            # no webhook for it: a later job's webhook, sent after anything the refused
+            # delivery could have sent, arrives alone
+            st, later, _ = self.briefd.post_job({"text": TEXT, "callback_url": rx.url("/later")},
+                                                wait=30)
+            self.assertEqual(st, 200, later)
+            got = rx.wait(1)
+            self.assertEqual([path for _h, _b, path in got], ["/later"])
+        finally:
+            tally.stop()
+            rx.close()
+
+
 class Shutdown(unittest.TestCase):
     """SIGTERM with jobs in flight: in-flight jobs finish or go back; exit 0, no leaks."""
+    @classmethod
+    def tearDownClass(cls):
+        from harness import check_openapi
+        check_openapi()  # every briefd response of the class against docs/openapi.yaml
+
 
     def test_sigterm_hands_back(self):
         import tempfile
@@ -307,6 +393,9 @@ class StatsAndMetrics(Stack):
         self.assertIn('briefd_stage_duration_seconds_count{stage="total"} 6', text)
         self.assertIn('briefd_model_tokens_total{model="phi-4-mini",kind="prompt"}', text)
         self.assertIn("briefd_queue_depth 0", text)
+        # nothing runs: every finished job's delivery was acknowledged
+        self.assertRegex(text, r"\nbriefd_jobs_in_flight 0\n")
+        self.assertEqual(queue_state(self.redis, "t%d:" % self.redis.port)["pending"], 0)
         promtool = shutil.which("promtool")
         self.assertIsNotNone(promtool, "promtool (package prometheus) is needed")
         r = subprocess.run([promtool, "check", "metrics"], input=text.encode(),
@@ -382,7 +471,9 @@ class Guards(Stack):
             st, j, _ = self.briefd.post_job({"text": TEXT + " %d" % len(results)}, wait=30)
             self.assertEqual(st, 200, j)
             results.append(j)
-            time.sleep(0.1)   # the figures are folded (1 s) and re-read (1 s) as jobs go
+            # the figures are folded (about 1 s) and then re-read (every 1 s) as jobs go
+            eventually(lambda: self.briefd.get("/v1/stats?window=600")[1],
+                       lambda s: s.get("jobs") == len(results), what="the job counted")
         guarded = [i for i, j in enumerate(results) if j["route"].get("guarded")]
         self.assertTrue(guarded, [j["route"] for j in results])
         # every job refines by length (rate 1.0): the guard needed MIN decided jobs first
@@ -416,12 +507,17 @@ class BudgetGuard(Stack):
         self.assertEqual(st, 200, first)
         self.assertTrue(first["result"]["refined"])
         self.assertGreater(first["cost_usd"]["refine"], 0.05)   # one refine spends the budget
+        # the spend is folded into the statistics (about 1 s); the worker re-reads it every
+        # second, so within a few jobs one is held back
+        eventually(lambda: self.briefd.get("/v1/stats?window=3600")[1],
+                   lambda s: s.get("cost_usd", {}).get("refine", 0) > 0.05,
+                   what="the refine spend counted")
         deadline = time.time() + 20
-        held = None
+        held, n = None, 0
         while time.time() < deadline and held is None:
-            time.sleep(0.3)   # the worker re-reads today's spend every second
-            st, j, _ = self.briefd.post_job({"text": TEXT + " again", "topic_flags": ["exec"]},
-                                            wait=30)
+            st, j, _ = self.briefd.post_job({"text": TEXT + " again %d" % n,
+                                             "topic_flags": ["exec"]}, wait=30)
+            n += 1
             if j["route"].get("guarded"):
                 held = j
         self.assertIsNotNone(held, "the budget guard never held a refinement back")
@@ -496,7 +592,8 @@ class InFlightReload(Stack):
     def test_running_job_keeps_its_config(self):
         st, j, _ = self.briefd.post_job({"text": TEXT})
         self.assertEqual(st, 202)
-        time.sleep(0.4)   # drafting now (1.5 s to first token)
+        # drafting now (1.5 s to first token): the simulator holds the call
+        wait_for(lambda: self.sim.stats()["pending"] == 1, 10, "the draft call in flight")
         v_old = self.briefd.get("/v1/config")[1]["version"]
         cfg = json.loads(json.dumps(self.briefd.config))
         cfg["routing"] = {"policies": [{"type": "length", "min_chars": 1}]}
@@ -504,6 +601,10 @@ class InFlightReload(Stack):
         st, body, _ = self.briefd.request("POST", "/v1/config/reload")
         self.assertEqual(st, 200, body)
         self.assertNotEqual(body["version"], v_old)
+        # the precondition: the job was still running when the new config came in
+        self.assertEqual(self.sim.stats()["pending"], 1)
+        self.assertNotIn(self.briefd.get("/v1/jobs/" + j["id"])[1]["status"],
+                         ("succeeded", "failed"))
         done = self.briefd.wait_job(j["id"])
         self.assertEqual(done["config_version"], v_old)
         self.assertEqual(done["route"]["decision"], "keep")

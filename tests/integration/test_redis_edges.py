@@ -110,6 +110,11 @@ class RestartOnlyReload(Stack):
 
 
 class IdempotencyTtl(unittest.TestCase):
+    @classmethod
+    def tearDownClass(cls):
+        from harness import check_openapi
+        check_openapi()  # every briefd response of the class against docs/openapi.yaml
+
     """limits.idempotency_ttl_s longer than workers.result_ttl_s is refused at load with its
     path; left out, it is derived as min(86400, result_ttl_s)."""
 
@@ -153,6 +158,11 @@ class IdempotencyTtl(unittest.TestCase):
 
 
 class RedisRefusals(unittest.TestCase):
+    @classmethod
+    def tearDownClass(cls):
+        from harness import check_openapi
+        check_openapi()  # every briefd response of the class against docs/openapi.yaml
+
     """A wrong password or database: not ready, with what Redis said; a Redis out of memory:
     503 with what Redis said."""
 

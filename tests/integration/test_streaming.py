@@ -16,6 +16,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (ROOT, Briefd, Redis, Sim, Stack, base_config, rkey,  # noqa: E402
                      wait_for)
+from harness import record_response  # noqa: E402
 
 DOC = ("The board met on Tuesday to review the quarterly results. Revenue rose 12 percent "
        "to 4.1 million dollars while costs fell by 3 percent. The company hired 40 engineers "
@@ -36,12 +37,18 @@ def read_sse(port, method, path, body=None, timeout=60):
                  {"Content-Type": "application/json"} if body is not None else {})
     r = conn.getresponse()
     events, name = [], "message"
+    sent = (json.dumps(body) if body is not None else None,
+            {"Content-Type": "application/json"} if body is not None else {})
     if r.status != 200:
-        return r.status, [(0, "body", r.read().decode())]
+        text = r.read().decode()
+        record_response(port, method, path, r.status, r.getheaders(), text, sent[1], sent[0])
+        return r.status, [(0, "body", text)]
+    raw = []  # the stream as read, for the OpenAPI check (harness.record_response)
     while True:
         line = r.readline()
         if not line:
             break
+        raw.append(line.decode())
         t = time.monotonic() - t0
         line = line.decode().rstrip("\r\n")
         if line.startswith(":"):
@@ -54,6 +61,8 @@ def read_sse(port, method, path, body=None, timeout=60):
             if line == "data: [DONE]" or events[-1][1] == "done":
                 break
     conn.close()
+    record_response(port, method, path, r.status, r.getheaders(), "".join(raw) + "\n",
+                    sent[1], sent[0])
     return r.status, events
 
 

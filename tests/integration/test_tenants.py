@@ -74,6 +74,8 @@ class Multi(unittest.TestCase):
             raise AssertionError("briefd exited %s:\n%s" % (codes, "\n".join(logs)))
         if sim_err:
             raise AssertionError(sim_err)
+        from harness import check_openapi
+        check_openapi()  # every briefd response of the class against docs/openapi.yaml
 
     def setUp(self):
         self.sim.faults()
@@ -291,7 +293,11 @@ class TenantRefineRate(Multi):
                                             headers=ACME)
             self.assertEqual(st, 200, j)
             results.append(j)
-            time.sleep(0.1)   # the tenant's figures are folded (1 s) and re-read (1 s)
+            # the tenant's figures are folded (about 1 s), then re-read (every 1 s)
+            eventually(lambda: self.briefd.get("/v1/stats?window=600&by=tenant",
+                                               headers=ADMIN)[1],
+                       lambda s: s.get("groups", {}).get("acme", {}).get("jobs") == len(results),
+                       what="acme's job counted")
         guarded = [i for i, j in enumerate(results) if j["route"].get("guarded")]
         self.assertTrue(guarded, [j["route"] for j in results])
         self.assertGreaterEqual(guarded[0], self.MIN)

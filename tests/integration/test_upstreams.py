@@ -73,23 +73,29 @@ class UpstreamHeaders(Stack):
                 return entry
         raise AssertionError("no request to %s in the simulator's log" % model)
 
-    def check_draft_request(self, e):
+    def check_draft_request(self, e, rid=None):
+        """rid: the job's request_id, which a job's calls carry as X-Request-Id."""
         self.assertEqual(e["authorization"], {"scheme": "Bearer", "token": ENV["T_DRAFT_KEY"]})
-        self.assertEqual(e["headers"], {"x-title": "briefd tests",
-                                        "x-portkey-provider": "openai",
-                                        "x-portkey-api-key": ENV["T_PORTKEY_KEY"]})
+        want = {"x-title": "briefd tests", "x-portkey-provider": "openai",
+                "x-portkey-api-key": ENV["T_PORTKEY_KEY"]}
+        if rid:
+            want["x-request-id"] = rid
+        self.assertEqual(e["headers"], want)
 
-    def check_refine_request(self, e):
+    def check_refine_request(self, e, rid=None):
         self.assertIsNone(e["authorization"])
-        self.assertEqual(e["headers"], {"api-key": ENV["T_REFINE_KEY"],
-                                        "x-portkey-custom-host": "http://10.0.0.5:8000/v1"})
+        want = {"api-key": ENV["T_REFINE_KEY"], "x-portkey-custom-host": "http://10.0.0.5:8000/v1"}
+        if rid:
+            want["x-request-id"] = rid
+        self.assertEqual(e["headers"], want)
 
     def test_headers_and_auth_reach_upstream(self):
         st, job, _ = self.briefd.post_job({"text": SHORT}, wait=30)
         self.assertEqual(st, 200, job)
         self.assertTrue(job["result"]["refined"], job)
-        self.check_draft_request(self.latest(DRAFT))
-        self.check_refine_request(self.latest(REFINE))
+        self.assertRegex(job["request_id"], r"^req_[0-9a-f]{16}$")
+        self.check_draft_request(self.latest(DRAFT), job["request_id"])
+        self.check_refine_request(self.latest(REFINE), job["request_id"])
 
     def test_upstream_requiring_them_accepts(self):
         # the simulator refuses requests without these (400/401): the job only succeeds if
