@@ -234,6 +234,15 @@ static int scan_string(struct jv *v, int in_key)
 
     while (i < v->len) {
         unsigned char c = v->s[i];
+        if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') { /* plain ASCII: the run */
+            size_t j = i + 1;
+            while (j < v->len && v->s[j] >= 0x20 && v->s[j] < 0x80 && v->s[j] != '"' &&
+                   v->s[j] != '\\')
+                j++;
+            bytes += j - i;
+            i = j;
+            continue;
+        }
         if (c == '"') {
             v->pos = i + 1;
             v->res->strings++;

@@ -76,6 +76,61 @@ static int fixed_decimal(double v, char *buf, size_t len)
     return 0;
 }
 
+#define FAST_DIGITS 15   /* 10^15 < 2^53: the digits are an exact double */
+#define FAST_POW10 22    /* 10^22 is the largest exact power of ten */
+
+static const double POW10[FAST_POW10 + 1] = {
+    1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+    1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+};
+
+/* The digits at p into *m (leading zeros skipped; *nd counts the significant ones, *m takes
+ * the first FAST_DIGITS), *count every digit. Returns past them. */
+static const char *fast_digits(const char *p, unsigned long long *m, int *nd, int *count)
+{
+    for (; *p >= '0' && *p <= '9'; p++) {
+        (*count)++;
+        if (*m == 0 && *p == '0')
+            continue;
+        if (++*nd <= FAST_DIGITS)
+            *m = *m * 10 + (unsigned long long)(*p - '0');
+    }
+    return p;
+}
+
+double jsonx_read_number(const char *s, char **end)
+{
+    const char *p = s + (*s == '-');
+    unsigned long long m = 0;
+    int nd = 0, ni = 0, nf = 0, ex = 0, eneg = 0, ne = 0;
+    double v;
+    if (p[0] == '0' && (p[1] == 'x' || p[1] == 'X'))
+        return strtod(s, end); /* hexadecimal */
+    p = fast_digits(p, &m, &nd, &ni);
+    if (*p == '.') {
+        if (p[1] < '0' || p[1] > '9')
+            return strtod(s, end);
+        p = fast_digits(p + 1, &m, &nd, &nf);
+    }
+    if (*p == 'e' || *p == 'E') {
+        const char *q = p + 1;
+        eneg = *q == '-';
+        q += *q == '-' || *q == '+';
+        for (; *q >= '0' && *q <= '9' && ne < 4; q++, ne++)
+            ex = ex * 10 + (*q - '0');
+        if (ne == 0 || (*q >= '0' && *q <= '9'))
+            return strtod(s, end);
+        p = q;
+    }
+    ex = (eneg ? -ex : ex) - nf;
+    if (ni == 0 || nd > FAST_DIGITS || ex < -FAST_POW10 || ex > FAST_POW10)
+        return strtod(s, end);
+    v = ex < 0 ? (double)m / POW10[-ex] : (double)m * POW10[ex];
+    if (end != NULL)
+        *end = (char *)p;
+    return *s == '-' ? -v : v;
+}
+
 void jsonx_number(double v, char *buf, size_t len)
 {
     if (!isfinite(v)) {

@@ -21,6 +21,11 @@ struct sbuf;
  * a decimal of at most 9 places when that is exact ("28.717", "0.000026325"); else the
  * shortest %.Ng (N = 15..17) that reads back as v; "null" when not finite. */
 void jsonx_number(double v, char *buf, size_t len);
+/* The number at s as a double, exactly as strtod reads it, *end past it when end is set:
+ * a number of at most 15 significant digits and a power of ten within 10^+-22 is one
+ * correctly rounded IEEE multiplication or division of two exact doubles (Clinger's fast
+ * path), read without strtod; others go to strtod. */
+double jsonx_read_number(const char *s, char **end);
 /* v's decimal digits into buf (at least 21 bytes), NUL-terminated; returns the length. */
 size_t jsonx_int(long long v, char *buf);
 /* Unformatted JSON text of item with exact numbers. */

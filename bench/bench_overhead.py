@@ -11,8 +11,10 @@ facade request is one upstream call like the gateway's). Then, with wrk (Debian)
   1. each path at 1 connection (p50 latency) and 32 connections (requests/s): the upstream
      direct, Portkey, briefd's facade (POST /v1/chat/completions), briefd's job path
      (POST /v1/jobs?wait=10, through Redis); "added p50" is a path's p50 minus the upstream's;
-  2. Redis INFO commandstats over the job path's 32-connection run: commands and Redis CPU
-     (usec) per job, commands run inside scripts included;
+  2. Redis over the job path's 32-connection run: commands per job (INFO commandstats,
+     commands run inside scripts included), Redis's own CPU per job (INFO cpu: the server's
+     user and system time, network included - the real cost), and commandstats' usec per job
+     (which counts a script's inner commands twice: once in EVALSHA's time, once on their own);
   3. briefd's RSS idle and its peak;
   4. scaling: jobs/s at 32 connections with 1, 2 and 4 worker processes (role worker) behind
      one API process, all on one Redis;
@@ -24,7 +26,11 @@ Each measurement is taken --rounds times (default 3); the medians are printed an
 with the machine's description, to bench/results-overhead.md (replacing it). The machine is
 shared and noisy: compare within one run.
 
+  6. with --soak-jobs N (e.g. 1000000; off by default, it takes minutes): N jobs through the
+     job path at 32 connections, briefd's RSS sampled as they go, to show it does not grow.
+
 usage: bench/bench_overhead.py [--rounds 3] [--seconds 5] [--build build] [--quick]
+                               [--soak-jobs N]
 """
 import argparse
 import concurrent.futures as cf
@@ -75,6 +81,14 @@ def rss_kb(pid, field="VmRSS"):
             if line.startswith(field + ":"):
                 return int(line.split()[1])
     return 0
+
+
+def redis_cpu_s(redis):
+    """Redis's main-thread user + system CPU seconds (INFO cpu)."""
+    info = redis.cmd("INFO", "cpu")
+    info = info.decode() if isinstance(info, bytes) else info
+    d = dict(re.findall(r"(used_cpu_(?:user|sys)):([\d.]+)", info))
+    return float(d["used_cpu_user"]) + float(d["used_cpu_sys"])
 
 
 def commandstats(redis):
@@ -130,6 +144,8 @@ def main():
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--build", default=os.path.join(HERE, "..", "build"))
     ap.add_argument("--quick", action="store_true", help="skip scaling and the 10,000 jobs")
+    ap.add_argument("--soak-jobs", type=int, default=0,
+                    help="also run this many jobs and sample briefd's RSS (0: skip)")
     a = ap.parse_args()
     os.environ["BRIEFD_BIN"] = os.path.join(a.build, "briefd")
     os.environ["BRIEFD_SIM_BIN"] = os.path.join(a.build, "briefd-modelsim")
@@ -137,6 +153,7 @@ def main():
         sys.exit("wrk is needed (apt-get install wrk)")
     import harness
     rows, notes = {}, []
+    figures = {}  # what the goals are checked against
     with tempfile.TemporaryDirectory(prefix="briefd-overhead-") as tmp:
         redis = harness.Redis(tmp).start()
         sim = harness.Sim(tmp, "zero", ("--quiet",)).start()
@@ -166,10 +183,12 @@ def main():
                 p50, _, bad1, _ = median_of(a.rounds, lambda: wrk(url, 1, a.seconds, body, hdrs))
                 if name == "briefd job path":
                     redis.cmd("CONFIG", "RESETSTAT")
+                    cpu0 = redis_cpu_s(redis)
                 _, rps, bad32, n = median_of(
                     a.rounds, lambda: wrk(url, 32, a.seconds, body, hdrs))
                 rows[name] = (p50, rps, bad1 + bad32)
                 if name == "briefd job path":
+                    cpu = redis_cpu_s(redis) - cpu0
                     cs = commandstats(redis)
                     jobs = n * a.rounds
                     skip = ("info", "config|resetstat", "config", "ping")
@@ -177,14 +196,19 @@ def main():
                     usec = sum(u for k, (c, u) in cs.items() if k not in skip)
                     top = sorted(((c, k) for k, (c, u) in cs.items() if k not in skip),
                                  reverse=True)[:8]
+                    figures["redis_cmds"] = calls / jobs
+                    figures["redis_cpu_us"] = cpu * 1e6 / jobs
                     notes.append("Redis per job (32 connections, %d jobs): %.2f commands, "
-                                 "%.1f us of Redis CPU; most called: %s" % (
-                                     jobs, calls / jobs, usec / jobs,
+                                 "%.1f us of Redis CPU (INFO cpu, user + system), %.1f us of "
+                                 "commandstats time (a script's inner commands counted twice); "
+                                 "most called: %s" % (
+                                     jobs, calls / jobs, cpu * 1e6 / jobs, usec / jobs,
                                      ", ".join("%s %.2f" % (k, c / jobs) for c, k in top)))
                 print("%-24s p50 %.3f ms (1 conn), %.0f req/s (32 conns)%s" % (
                     name, p50, rps, ", %d non-2xx!" % (bad1 + bad32) if bad1 + bad32 else ""),
                     flush=True)
             peak_rss = rss_kb(b.proc.pid, "VmHWM")
+            figures["idle_mb"] = idle_rss / 1024.0
             notes.append("briefd RSS: %.1f MB idle, %.1f MB peak over the runs" % (
                 idle_rss / 1024.0, peak_rss / 1024.0))
         finally:
@@ -196,10 +220,43 @@ def main():
             scaling = run_scaling(harness, tmp, redis, sim, a)
             for conc in (64, 4096):
                 redis.cmd("FLUSHALL")
-                notes.append(run_inflight(harness, tmp, redis, conc))
+                line, mb = run_inflight(harness, tmp, redis, conc)
+                notes.append(line)
+                figures["inflight_mb_%d" % conc] = mb
+        if a.soak_jobs > 0:
+            redis.cmd("FLUSHALL")
+            line, growth = run_soak(harness, tmp, redis, sim, a.soak_jobs)
+            notes.append(line)
+            figures["soak_growth_mb"] = growth
         sim.stop(check=False)
         redis.stop()
-    write_results(rows, notes, scaling, a)
+    write_results(rows, notes, scaling, a, figures)
+
+
+def run_soak(harness, tmp, redis, sim, jobs):
+    """jobs through POST /v1/jobs?wait at 32 connections, in 20-second wrk runs; briefd's RSS
+    after each. Growth is the last sample minus the first (after the first run warmed up)."""
+    cfg = harness.base_config(redis, sim, workers={"concurrency": 64, "result_ttl_s": 60},
+                              routing={"policies": [], "guards": {"max_refine_rate": None}})
+    b = harness.Briefd(tmp, cfg, name="soak").start()
+    url = "http://127.0.0.1:%d/v1/jobs?wait=10" % b.port
+    done, samples, bad = 0, [], 0
+    try:
+        while done < jobs:
+            _, _, nbad, n = wrk(url, 32, 20 if jobs > 100000 else 5, {"text": DOC}, {"Content-Type": "application/json"})
+            done += n
+            bad += nbad
+            samples.append((done, rss_kb(b.proc.pid) / 1024.0))
+            print("soak: %d jobs, briefd RSS %.1f MB" % samples[-1], flush=True)
+    finally:
+        b.stop()
+    growth = samples[-1][1] - samples[0][1]
+    line = ("%d jobs through the job path (32 connections, result_ttl_s 60): briefd RSS %s MB "
+            "at %s jobs; growth after the first %d: %+.1f MB%s" % (
+                done, " / ".join("%.1f" % m for _, m in samples),
+                " / ".join("%d" % d for d, _ in samples), samples[0][0], growth,
+                ", %d non-2xx" % bad if bad else ""))
+    return line, growth
 
 
 def run_scaling(harness, tmp, redis, sim, a):
@@ -248,13 +305,46 @@ def run_inflight(harness, tmp, redis, concurrency):
                 "calls at once, the rest queued in Redis): %d accepted, briefd peak RSS %.1f MB" % (
                     concurrency, codes.count(202), max(peak, hwm) / 1024.0))
         print(line, flush=True)
-        return line
+        return line, max(peak, hwm) / 1024.0
     finally:
         b.stop()
         slow.stop(check=False)
 
 
-def write_results(rows, notes, scaling, a):
+def goal_lines(rows, figures):
+    """The issue's goals, each with this run's figure and met / not met."""
+    up = rows["upstream direct"][0]
+    pk = rows["Portkey gateway 1.15.2"]
+    fa, jp = rows["briefd facade"], rows["briefd job path"]
+    goals = [
+        ("facade added p50 <= 1/10 of Portkey's", "%.2f×" % ((pk[0] - up) / max(fa[0] - up, 1e-6)),
+         (fa[0] - up) * 10 <= pk[0] - up),
+        ("facade requests/s >= 10× Portkey's", "%.1f×" % (fa[1] / pk[1]), fa[1] >= 10 * pk[1]),
+        ("job path added p50 <= 0.5 ms", "%.3f ms" % (jp[0] - up), jp[0] - up <= 0.5),
+        ("job path >= 5,000 jobs/s at 32 connections", "%.0f" % jp[1], jp[1] >= 5000),
+    ]
+    if "redis_cmds" in figures:
+        goals += [("Redis <= 8 commands per job", "%.2f" % figures["redis_cmds"],
+                   figures["redis_cmds"] <= 8),
+                  ("Redis CPU <= 60 us per job", "%.1f us" % figures["redis_cpu_us"],
+                   figures["redis_cpu_us"] <= 60)]
+    if "idle_mb" in figures:
+        goals.append(("RSS <= 32 MB idle", "%.1f MB" % figures["idle_mb"],
+                      figures["idle_mb"] <= 32))
+    for conc in (64, 4096):
+        k = "inflight_mb_%d" % conc
+        if k in figures:
+            goals.append(("RSS <= 64 MB with 10,000 jobs in flight (workers.concurrency %d)"
+                          % conc, "%.1f MB" % figures[k], figures[k] <= 64))
+    if "soak_growth_mb" in figures:
+        goals.append(("no RSS growth over the soak's jobs (within 4 MB)",
+                      "%+.1f MB" % figures["soak_growth_mb"], figures["soak_growth_mb"] <= 4))
+    out = ["| goal | this run | |", "|---|---|---|"]
+    out += ["| %s | %s | %s |" % (g, v, "met" if ok else "**not met**") for g, v, ok in goals]
+    return out
+
+
+def write_results(rows, notes, scaling, a, figures):
     up = rows["upstream direct"][0]
     pk = rows["Portkey gateway 1.15.2"]
     lines = ["# bench_overhead.py results", "",
@@ -276,6 +366,7 @@ def write_results(rows, notes, scaling, a):
             name, (pk[0] - up) / max(p50 - up, 1e-6), rps / pk[1]))
     lines.append("")
     lines += ["- " + n for n in notes]
+    lines += [""] + goal_lines(rows, figures)
     if scaling:
         lines += ["", "| worker processes (one API process, one Redis) | jobs/s at 32 connections |",
                   "|---|---|"]

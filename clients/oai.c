@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "jsonv.h"
+#include "jsonx.h"
 
 #define HARMONY_CHANNEL "<|channel|>"
 #define HARMONY_FINAL "<|channel|>final<|message|>"
@@ -447,7 +448,7 @@ static const char *lp_element(const char *p, const char *e, struct lifted *l, in
         if (!taken && kl == 7 && memcmp(k, "logprob", 7) == 0) {
             taken = 1;
             if (v < e && (*v == '-' || (*v >= '0' && *v <= '9'))) {
-                double d = strtod(v, NULL);
+                double d = jsonx_read_number(v, NULL);
                 if (isfinite(d) && l->n < OAI_MAX_LOGPROBS && lp_push(l, d) < 0) {
                     *oom = 1;
                     return NULL;

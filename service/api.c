@@ -1231,9 +1231,9 @@ static void facade_run_free(struct facade_run *r)
 
 /* Record and count the answered run (fire and forget: the answer does not wait for it); a
  * run sampled for shadow judging starts it once the record is stored. */
-static void facade_record(struct facade_run *r, const char *status, const char *job_text)
+static void facade_record(struct svc *svc, struct facade_run *r, const char *status,
+                          const char *job_text)
 {
-    struct svc *svc = r->c->api->svc;
     struct stats_delta delta;
     struct store_result res;
     struct shadow_task *t = NULL;
@@ -1259,6 +1259,7 @@ static void on_facade_done(struct pipe_job *pj, enum pipe_outcome o)
 {
     struct facade_run *r = pj->data;
     struct rctx *c = r->c;
+    struct svc *svc = c->api->svc; /* c may be gone once answered */
     const char *status = o == PIPE_SUCCEEDED ? "succeeded" : "failed";
     cJSON *out, *job = NULL;
     char *job_text = NULL;
@@ -1267,10 +1268,7 @@ static void on_facade_done(struct pipe_job *pj, enum pipe_outcome o)
         out = pipe_out_json(pj, status);
         job = out ? store_job_object(r->id, status, r->created_ms, 1, r->meta_text, out,
                                      clock_wall_ms()) : NULL;
-        job_text = job ? jsonx_print(job) : NULL;
     }
-    if (job_text) /* also when the client left: the models were called, their cost counts */
-        facade_record(r, status, job_text);
     if (!c->req) {
         /* the client left: nothing answered */
     } else if (r->streaming) {
@@ -1290,6 +1288,11 @@ static void on_facade_done(struct pipe_job *pj, enum pipe_outcome o)
                            NULL, "the brief could not be produced; try again");
         rctx_done(c);
     }
+    /* recorded once the answer is on its way (in this same turn of the loop), also when
+     * the client left: the models were called, their cost counts */
+    job_text = job ? jsonx_print(job) : NULL;
+    if (job_text)
+        facade_record(svc, r, status, job_text);
     cJSON_Delete(job);
     free(job_text);
     facade_run_free(r);

@@ -296,10 +296,59 @@ static void test_jsonx_number(void)
     CHECK_STR(buf, "-9223372036854775808");
 }
 
+/* jsonx_read_number reads what strtod reads, to the bit and to the same end, on the fast
+ * path's edges and on random decimals of every length. */
+static void read_same(const char *text)
+{
+    char *e1, *e2;
+    double a = jsonx_read_number(text, &e1), b = strtod(text, &e2);
+    if (memcmp(&a, &b, sizeof a) != 0 || e1 != e2) {
+        fprintf(stderr, "  %s read as %.17g (end +%d), strtod %.17g (end +%d)\n", text, a,
+                (int)(e1 - text), b, (int)(e2 - text));
+        CHECK(0);
+    }
+}
+
+static void test_jsonx_read_number(void)
+{
+    static const char *edges[] = {
+        "0", "-0", "-0.0", "1", "-1.5", "0.1", "0.30000000000000004", "123456789012345",
+        "1234567890123456", "999999999999999e22", "1e22", "1e23", "1e-22", "1e-23",
+        "-0.000123", "0.0000000000000000000001", "12.50,", "-3.25}", "1.", "1e", "1e+",
+        "1E5", "2.5e-3", "2.5E+3", "7e0009", "1e10000", "00012", "-", ".5", "0x10",
+        "-0.12345678901234567", "4.9406564584124654e-324", "1.7976931348623157e308",
+    };
+    unsigned long long x = 0x9E3779B97F4A7C15ull;
+    char buf[64];
+    for (size_t i = 0; i < sizeof(edges) / sizeof(edges[0]); i++)
+        read_same(edges[i]);
+    for (int i = 0; i < 200000; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        int digits = 1 + (int)(x % 18), point = (int)((x >> 8) % (unsigned)(digits + 1));
+        int exp = (int)((x >> 16) % 61) - 30, n = 0;
+        unsigned long long y = x;
+        if ((x >> 24) & 1)
+            buf[n++] = '-';
+        for (int d = 0; d < digits; d++) {
+            if (d == point && d > 0)
+                buf[n++] = '.';
+            y = y * 6364136223846793005ull + 1442695040888963407ull;
+            buf[n++] = (char)('0' + (y >> 60) % 10);
+        }
+        if ((x >> 25) & 1)
+            n += snprintf(buf + n, sizeof(buf) - (size_t)n, "e%d", exp);
+        buf[n] = '\0';
+        read_same(buf);
+    }
+}
+
 int main(void)
 {
     test_iso8601();
     test_jsonx_number();
+    test_jsonx_read_number();
     test_hmac_rfc4231();
     test_fnv();
     test_strerror();
