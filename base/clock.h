@@ -17,6 +17,9 @@ uint64_t clock_mono_ns(void);
 double clock_ms_since(uint64_t t0);
 /* "2026-11-25T12:00:00.123Z" into out (>= 32 bytes; shorter buffers get a truncated text). */
 void clock_iso8601(int64_t unix_ms, char *out, size_t outlen);
+/* Read back exactly what clock_iso8601 writes ("2026-11-25T12:00:00.123Z", 1970 on):
+ * 0 and *unix_ms, or -1 for anything else. */
+int clock_parse_iso8601(const char *s, int64_t *unix_ms);
 /* "20261125" (UTC day of unix_ms) into out (>= 9 bytes). */
 void clock_utc_day(int64_t unix_ms, char *out, size_t outlen);
 

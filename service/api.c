@@ -19,9 +19,11 @@
 #include "sbuf.h"
 #include "list.h"
 #include "log.h"
+#include "feedback.h"
 #include "metrics.h"
 #include "openapi.h"
 #include "pipeline.h"
+#include "shadow.h"
 #include "stats.h"
 #include "store.h"
 #include "svc.h"
@@ -64,6 +66,9 @@ struct rctx {
     int vetted;                   /* the job was read and is in scope */
     struct facade_run *run;       /* the facade's pipeline run, or NULL */
     struct sbuf text;             /* events: the brief's text sent in delta events */
+    struct feedback *fb;          /* POST .../feedback: the validated body, or NULL */
+    char *fb_item;                /* ... and the item stored (answered with 201) */
+    char kid[32];                 /* ... the caller's api_key_id */
     struct tenant_limits tlim;    /* POST: the job's tenant limits (for a 429's message);
                                      GET /v1/tenants/{id}: that tenant's */
     const char *tlim_src;         /* "by_id" | "default" | NULL (static) */
@@ -151,6 +156,10 @@ static void rctx_maybe_free(struct rctx *c)
     free(c->meta_text);
     free(c->tenant);
     free(sbuf_take(&c->text));
+    if (c->fb)
+        feedback_free(c->fb);
+    free(c->fb);
+    free(c->fb_item);
     free(c);
     if (api->stopping && api->n == 0 && api->stop_cb) {
         void (*cb)(void *) = api->stop_cb;
@@ -513,6 +522,8 @@ static void facade_answer(struct rctx *c, cJSON *job)
     rctx_done(c);
 }
 
+static void feedback_found(struct rctx *c, const cJSON *job);
+
 /* Answer (or keep waiting) with the job object (status < 0: why there is none). Takes job. */
 static void answer(struct rctx *c, int status, cJSON *job)
 {
@@ -546,6 +557,8 @@ static void answer(struct rctx *c, int status, cJSON *job)
     } else if (status != 0) {
         respond_store_error(c->api, c->req, status);
         rctx_done(c);
+    } else if (c->fb) {
+        feedback_found(c, job); /* the job as GET would return it: feedback goes on it */
     } else {
         const cJSON *st = cJSON_GetObjectItemCaseSensitive(job, "status");
         int done = cJSON_IsString(st) && is_terminal(st->valuestring);
@@ -1216,13 +1229,17 @@ static void facade_run_free(struct facade_run *r)
     free(r);
 }
 
-/* Record and count the answered run (fire and forget: the answer does not wait for it). */
-static void facade_record(struct store *st, struct facade_run *r, const char *status,
+/* Record and count the answered run (fire and forget: the answer does not wait for it); a
+ * run sampled for shadow judging starts it once the record is stored. */
+static void facade_record(struct svc *svc, struct facade_run *r, const char *status,
                           const char *job_text)
 {
     struct stats_delta delta;
     struct store_result res;
+    struct shadow_task *t = NULL;
     pipe_stats(&r->pj, strcmp(status, "succeeded") == 0, &delta);
+    if (strcmp(status, "succeeded") == 0)
+        t = shadow_take(svc->shadow, &r->pj, r->id, r->req_text, delta.at_ms);
     memset(&res, 0, sizeof(res));
     res.status = status;
     res.job_json = job_text;
@@ -1232,15 +1249,17 @@ static void facade_record(struct store *st, struct facade_run *r, const char *st
     res.stats = &delta;
     res.tenant = job_req_meta(&r->jr, "tenant");
     res.cost_usd = r->pj.acct.cost_draft + r->pj.acct.cost_refine;
-    if (store_finish(st, NULL, r->id, &res, NULL, NULL) != 0)
+    if (store_finish(svc->store, NULL, r->id, &res, t ? shadow_stored : NULL, t) != 0) {
         log_warn("facade: the result of %s could not be recorded", r->id);
+        shadow_drop(t);
+    }
 }
 
 static void on_facade_done(struct pipe_job *pj, enum pipe_outcome o)
 {
     struct facade_run *r = pj->data;
     struct rctx *c = r->c;
-    struct store *st = c->api->svc->store; /* c may be gone once answered */
+    struct svc *svc = c->api->svc; /* c may be gone once answered */
     const char *status = o == PIPE_SUCCEEDED ? "succeeded" : "failed";
     cJSON *out, *job = NULL;
     char *job_text = NULL;
@@ -1273,7 +1292,7 @@ static void on_facade_done(struct pipe_job *pj, enum pipe_outcome o)
      * the client left: the models were called, their cost counts */
     job_text = job ? jsonx_print(job) : NULL;
     if (job_text)
-        facade_record(st, r, status, job_text);
+        facade_record(svc, r, status, job_text);
     cJSON_Delete(job);
     free(job_text);
     facade_run_free(r);
@@ -1408,6 +1427,100 @@ static void get_job(struct api *api, struct http_req *req, const char *id, int e
         uv_timer_start(&c->timer, on_wait_timer, (uint64_t)(wait * 1000.0), 0);
     }
     ctx_fetch(c);
+}
+
+/* --- POST /v1/jobs/{id}/feedback --- */
+
+static void on_feedback_stored(void *data, int status, int applied)
+{
+    struct rctx *c = data;
+    if (!rctx_reply(c))
+        return;
+    if (status != 0) {
+        respond_redis_down(c->req);
+    } else if (!applied) {
+        http_respond_error(c->req, 409, "job_not_finished", "id",
+                           "job '%s' is no longer finished (requeued) or has expired", c->id);
+    } else {
+        http_respond(c->req, 201, "application/json", c->fb_item, strlen(c->fb_item));
+    }
+    rctx_done(c);
+}
+
+/* The job was found (through GET's lookup): store the feedback on it if it is finished. */
+static void feedback_found(struct rctx *c, const cJSON *job)
+{
+    struct feedback_facts ff;
+    struct stats_feedback sf;
+    struct stats_delta delta;
+    int64_t now = clock_wall_ms();
+    cJSON *item;
+    feedback_job_facts(job, &ff);
+    if (!ff.finished) {
+        http_respond_error(c->req, 409, "job_not_finished", "id",
+                           "job '%s' has not finished yet; feedback is for finished jobs", c->id);
+        rctx_done(c);
+        return;
+    }
+    memset(&sf, 0, sizeof(sf));
+    sf.score = c->fb->score;
+    sf.decision = ff.decision;
+    sf.policies = ff.policies;
+    sf.verdicts = ff.verdicts;
+    sf.n = ff.n;
+    sf.source = ff.source;
+    sf.tenant = ff.tenant;
+    sf.finished_ms = ff.finished_ms > 0 ? ff.finished_ms : now; /* counted with the job */
+    stats_feedback_delta(&sf, &delta);
+    item = feedback_item_json(c->fb, c->id, now, c->kid);
+    c->fb_item = item ? jsonx_print(item) : NULL;
+    cJSON_Delete(item);
+    if (!c->fb_item) {
+        http_respond_error(c->req, 500, "out_of_memory", NULL, "out of memory");
+        rctx_done(c);
+        return;
+    }
+    rctx_sent(c, store_add_feedback(c->api->svc->store, c->id, c->fb_item, FEEDBACK_KEEP,
+                                    &delta, on_feedback_stored, c));
+}
+
+static void post_feedback(struct api *api, struct http_req *req, const char *id)
+{
+    struct feedback fb;
+    struct job_verr ve;
+    size_t len;
+    const char *body = http_req_body(req, &len), *scope;
+    struct rctx *c;
+    if (!content_type_json(req)) {
+        http_respond_error(req, 415, "unsupported_media_type", NULL,
+                           "Content-Type must be application/json");
+        return;
+    }
+    if (!job_id_valid(id)) {
+        http_respond_error(req, 404, "job_not_found", "id", "no job with id '%.40s'", id);
+        return;
+    }
+    if (feedback_parse(body, len, &fb, &ve) != 0) {
+        http_respond_error(req, ve.status, ve.code, ve.param[0] ? ve.param : NULL, "%s",
+                           ve.msg);
+        return;
+    }
+    c = rctx_begin(api, req, id);
+    if (c)
+        c->fb = malloc(sizeof(*c->fb));
+    if (!c || !c->fb) {
+        if (c && !c->fb) {
+            http_respond_error(req, 500, "out_of_memory", NULL, "out of memory");
+            rctx_done(c);
+        }
+        feedback_free(&fb);
+        return;
+    }
+    *c->fb = fb;
+    key_id(api, req, c->kid, sizeof(c->kid));
+    scope = view_tenant(api, req); /* a tenant's key: its tenant's jobs only, as for GET */
+    snprintf(c->scope, sizeof(c->scope), "%s", scope ? scope : "");
+    ctx_fetch(c); /* the same lookup as GET /v1/jobs/{id}: answer() calls feedback_found */
 }
 
 /* --- small routes --- */
@@ -1924,6 +2037,13 @@ static void route_jobs(struct api *api, struct http_req *req, const char *rest)
     }
     memcpy(id, rest, n);
     id[n] = '\0';
+    if (slash && strcmp(slash, "/feedback") == 0) {
+        if (method_is(req, "POST"))
+            post_feedback(api, req, id);
+        else
+            bad_method(req, "POST");
+        return;
+    }
     if (slash && strcmp(slash, "/events") != 0) {
         http_respond_error(req, 404, "not_found", NULL, "no route %s", http_req_path(req));
         return;
@@ -2010,7 +2130,8 @@ struct api_route {
 };
 
 static const char *const serves_jobs[] = {"POST /v1/jobs", "GET /v1/jobs/{id}",
-                                          "GET /v1/jobs/{id}/events", NULL};
+                                          "GET /v1/jobs/{id}/events",
+                                          "POST /v1/jobs/{id}/feedback", NULL};
 static const char *const serves_dead[] = {"GET /v1/dead-letters",
                                           "POST /v1/dead-letters/{id}/requeue", NULL};
 static const char *const serves_models[] = {"GET /v1/models", "GET /v1/models/{id}", NULL};

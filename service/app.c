@@ -21,6 +21,7 @@
 #include "mclient.h"
 #include "pipeline.h"
 #include "oplog.h"
+#include "shadow.h"
 #include "store.h"
 #include "svc.h"
 #include "worker.h"
@@ -81,17 +82,18 @@ static void on_store_state(void *data, int connected)
     }
 }
 
-/* --- shutdown: worker -> api -> http -> clients -> store --- */
+/* --- shutdown: worker -> api -> http -> shadow judging -> clients -> store --- */
 
 static void closed_one(void *data)
 {
     (void)data; /* the loop ends when the last handle is closed */
 }
 
-static void on_http_closed(void *data)
+/* After the shadow evaluations in flight were canceled (shadow.h): the clients, the store. */
+static void on_shadow_closed(void *data)
 {
     struct app *a = data;
-    a->http = NULL;
+    a->svc.shadow = NULL;
     if (a->svc.pipe)
         pipeline_close(a->svc.pipe, closed_one, a);
     if (a->svc.mc)
@@ -107,6 +109,16 @@ static void on_http_closed(void *data)
     a->svc.hooks = NULL;
     a->engine = NULL;
     a->svc.store = NULL;
+}
+
+static void on_http_closed(void *data)
+{
+    struct app *a = data;
+    a->http = NULL;
+    if (a->svc.shadow)
+        shadow_close(a->svc.shadow, on_shadow_closed, a);
+    else
+        on_shadow_closed(a);
 }
 
 static void on_api_stopped(void *data)
@@ -258,6 +270,8 @@ static int open_clients(struct app *a)
         rc = hook_client_new(a->engine, &a->svc.hooks);
     if (rc == 0)
         rc = pipeline_new(&a->svc, &a->svc.pipe);
+    if (rc == 0)
+        rc = shadow_new(&a->svc, &a->svc.shadow);
     return rc;
 }
 

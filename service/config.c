@@ -294,10 +294,11 @@ static const struct key stats_keys[] = {
     NUM("retention_s", K_LONG, O(stats_retention_s), 60, 31536000, 604800),
 };
 
-/* For the evaluation (docs/EVALUATION.md): read by the online evaluation, validated here. */
+/* The online evaluation (shadow judging, service/shadow.h; docs/EVALUATION.md). */
 static const struct key evaluation_keys[] = {
     NUM("shadow_rate", K_DBL, O(eval_shadow_rate), 0, 1, 0),
     NUM("daily_budget_usd", K_DBLN, O(eval_daily_budget_usd), 0, INFINITY, -1),
+    NUM("max_in_flight", K_INT, O(eval_max_in_flight), 1, 1024, 4),
 };
 
 static const struct key top_keys[] = {

@@ -147,8 +147,9 @@ struct bd_config {
 
     struct model_cfg draft;
     struct model_cfg refine;
-    struct model_cfg judge;  /* models.judge: scores briefs in `briefd eval`; name, base_url
-                                and api_key_env default to refine's, temperature to 0 */
+    struct model_cfg judge;  /* models.judge: scores briefs (`briefd eval`, shadow judging);
+                                name, base_url and api_key_env default to refine's,
+                                temperature to 0 */
 
     int log_format;          /* log.format: enum log_format (text) */
     int log_level;           /* log.level: enum log_level (info) */
@@ -176,6 +177,8 @@ struct bd_config {
 
     double eval_shadow_rate;      /* evaluation.shadow_rate: 0..1 (0) */
     double eval_daily_budget_usd; /* evaluation.daily_budget_usd: >= 0, or -1 for null (none) */
+    int eval_max_in_flight;       /* evaluation.max_in_flight: shadow evaluations at once in one
+                                     process, 1..1024 (4) */
 };
 
 /* Load path (NULL: embedded defaults only). Returns a config with refcount 1, or NULL with

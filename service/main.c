@@ -23,7 +23,8 @@ static int usage(FILE *f, int code)
             "  briefd check  --config F\n"
             "  briefd probe  [--config F] [--json]\n"
             "  briefd replay [--config F] [--window S]\n"
-            "  briefd calibrate [--config F] --target-refine-rate R [--window S]\n"
+            "  briefd calibrate [--config F] (--target-refine-rate R | --target-gap G)\n"
+            "                [--window S]\n"
             "  briefd eval   --config F --dataset FILE.jsonl [--out DIR]\n"
             "                [--arms draft,refine,hybrid] [--concurrency N] [--limit N]\n"
             "  briefd --help | --version\n"
@@ -37,10 +38,13 @@ static int usage(FILE *f, int code)
             "        (reachable, listed, logprobs, streaming, usage, reasoning, timings) with\n"
             "        advice; exit 1 if a model does not answer\n"
             "replay  re-run routing with F's policies over the drafts stored in Redis (the\n"
-            "        last S seconds, default 86400): refine rate, cost and the jobs that flip;\n"
-            "        no model is called\n"
+            "        last S seconds, default 86400): refine rate, cost and the jobs that flip,\n"
+            "        and the judged quality served where shadow judging scored jobs; no model\n"
+            "        is called\n"
             "calibrate  propose each policy's threshold that would have refined a fraction R\n"
-            "        (0..1) of those jobs, as a config snippet\n"
+            "        (0..1) of those jobs, or (--target-gap) the cheapest one whose kept\n"
+            "        judged jobs lose at most G points of overall score on average, as a\n"
+            "        config snippet\n"
             "eval    score briefs of a dataset with the judge (models.judge): the draft model's,\n"
             "        the refine model's and what F's routing would serve (arms), with cost,\n"
             "        latency, a threshold sweep, APGR and CPT; the Markdown table on stdout,\n"
@@ -86,7 +90,7 @@ static int cmd_check(const char *path)
 struct args {
     const char *config, *role, *listen;
     long window;
-    double target;
+    double target, target_gap;
     const char *dataset, *out, *arms, *concurrency, *limit; /* eval; checked by cmd_eval */
     int json, help;
 };
@@ -117,6 +121,7 @@ static int parse_args(int argc, char **argv, struct args *a)
     a->listen = NULL;
     a->window = 86400;
     a->target = -1;
+    a->target_gap = -1;
     a->dataset = a->out = a->arms = a->concurrency = a->limit = NULL;
     a->json = a->help = 0;
     for (int i = 2; i < argc; i++) {
@@ -141,6 +146,8 @@ static int parse_args(int argc, char **argv, struct args *a)
             a->window = strtol(val, NULL, 10);
         else if (strcmp(opt, "--target-refine-rate") == 0)
             a->target = strtod(val, NULL);
+        else if (strcmp(opt, "--target-gap") == 0)
+            a->target_gap = strtod(val, NULL);
         else if (parse_eval_arg(opt, val, a) != 0)
             return -1;
         i++;
@@ -154,15 +161,21 @@ static int cmd_replay(const char *cmd, const struct args *a)
     const char *why = NULL;
     if (a->window < 1)
         why = "--window S must be >= 1";
-    else if (cal && !(a->target >= 0 && a->target <= 1))
-        why = "--target-refine-rate R (0..1) is required";
+    else if (cal && a->target != -1 && a->target_gap != -1)
+        why = "give --target-refine-rate R or --target-gap G, not both";
+    else if (cal && a->target_gap != -1 && !(a->target_gap >= 0 && a->target_gap <= 4))
+        why = "--target-gap G must be from 0 to 4 (points of overall score)";
+    else if (cal && a->target_gap == -1 && !(a->target >= 0 && a->target <= 1))
+        why = "--target-refine-rate R (0..1) or --target-gap G (0..4) is required";
     else if (!cal && a->target != -1)
         why = "--target-refine-rate is an option of briefd calibrate, not of briefd replay";
+    else if (!cal && a->target_gap != -1)
+        why = "--target-gap is an option of briefd calibrate, not of briefd replay";
     if (why) {
         fprintf(stderr, "briefd %s: %s\n", cmd, why);
         return 2;
     }
-    return replay_main(a->config, a->window, cal ? a->target : -1);
+    return replay_main(a->config, a->window, cal ? a->target : -1, cal ? a->target_gap : -1);
 }
 
 /* A whole decimal number in lo..hi from s (NULL: dflt); 0, or -1. */

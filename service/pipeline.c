@@ -177,6 +177,22 @@ int pipeline_breaker_open(const struct pipeline *p, const struct model_cfg *ep)
     return ups_state(&p->ups, ep) != BREAKER_CLOSED;
 }
 
+int pipeline_endpoint_allows(const struct pipeline *p, const struct model_cfg *ep)
+{
+    return ups_would_allow(&p->ups, ep, uv_now(p->svc->loop));
+}
+
+static void server_key(const struct model_cfg *m, char *buf, size_t len);
+
+int pipeline_slot_take(struct pipeline *p, const struct model_cfg *m, int prio,
+                       struct slot_wait *w, slot_cb cb)
+{
+    char server[2400];
+    server_key(m, server, sizeof(server));
+    return slots_take(p->slots, server, m->max_concurrency, p->svc->cfg->claim_idle_ms, prio, w,
+                      cb);
+}
+
 /* --- helpers --- */
 
 static cJSON *make_error(const char *code, const char *fmt, ...)

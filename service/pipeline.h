@@ -139,6 +139,14 @@ void pipeline_close(struct pipeline *p, void (*cb)(void *data), void *data);
 /* 1 while the breaker of one of the draft model's endpoints (upstream.h) lets calls through
  * (queued jobs wait otherwise). */
 int pipeline_draft_open(const struct pipeline *p);
+/* 1 while the circuit breaker of endpoint ep (one of a model's, upstream.h) lets calls
+ * through (no side effect). */
+int pipeline_endpoint_allows(const struct pipeline *p, const struct model_cfg *ep);
+/* Get in line for a call slot of model m (m->max_concurrency > 0) as the pipeline's own calls
+ * do (slots.h; leases of workers.claim_idle_ms), for a call made elsewhere (shadow judging),
+ * with priority prio. Returns 0 (cb will run; give it back with slots_give) or BD_ENOMEM. */
+int pipeline_slot_take(struct pipeline *p, const struct model_cfg *m, int prio,
+                       struct slot_wait *w, slot_cb cb);
 /* 1 while endpoint ep's circuit breaker is not closed (open, or letting one probe through). */
 int pipeline_breaker_open(const struct pipeline *p, const struct model_cfg *ep);
 

@@ -27,6 +27,8 @@ struct rjob {
     double cost_draft, cost_refine;
     long draft_tokens;           /* prompt + completion */
     size_t draft_chars;
+    int d_s3, r_s3;              /* judged quality (shadow judging): the sum of the draft's /
+                                    the refined brief's rubric scores, 0 when not judged */
 };
 
 struct replay {
@@ -57,6 +59,27 @@ static double jnum(const cJSON *o, const char *a, const char *b)
     if (b)
         v = cJSON_GetObjectItemCaseSensitive(v, b);
     return cJSON_IsNumber(v) ? v->valuedouble : 0;
+}
+
+/* The sum of a judgement's three scores (3..15), or 0 when it is null or malformed. */
+static int side_s3(const cJSON *side)
+{
+    static const char *const names[3] = {"coherence", "faithfulness", "brevity"};
+    int sum = 0;
+    for (int i = 0; i < 3; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(side, names[i]);
+        if (!cJSON_IsNumber(v) || v->valuedouble < 1 || v->valuedouble > 5)
+            return 0;
+        sum += (int)v->valuedouble;
+    }
+    return sum;
+}
+
+static void load_quality(struct rjob *j, const cJSON *o)
+{
+    const cJSON *q = cJSON_GetObjectItemCaseSensitive(o, "quality");
+    j->d_s3 = side_s3(cJSON_GetObjectItemCaseSensitive(q, "draft"));
+    j->r_s3 = side_s3(cJSON_GetObjectItemCaseSensitive(q, "refine"));
 }
 
 /* Fill j from the stored request and out JSON; 0 if it is a usable routed job. */
@@ -94,6 +117,7 @@ static int load_job(struct rjob *j, const char *req, size_t req_len, const char 
             cJSON_GetObjectItemCaseSensitive(o, "usage"), "draft");
         j->draft_tokens = (long)(jnum(u, "prompt_tokens", NULL) + jnum(u, "completion_tokens", NULL));
     }
+    load_quality(j, o);
     rc = 0;
 done:
     cJSON_Delete(o);
@@ -188,11 +212,45 @@ static double refine_cost_per_draft_token(const struct replay *rp)
     return tok > 0 ? cost / tok : 0;
 }
 
+/* The judged quality a set of decisions serves: the refined brief's score where it refines,
+ * the draft's where it keeps, over the jobs whose served side was judged. */
+struct served {
+    double s3;
+    size_t n;
+};
+
+static void serve(struct served *sv, const struct rjob *j, int refine)
+{
+    int s3 = refine ? j->r_s3 : j->d_s3;
+    if (s3 > 0) {
+        sv->s3 += s3;
+        sv->n++;
+    }
+}
+
+static double served_mean(const struct served *sv)
+{
+    return sv->n ? sv->s3 / (3.0 * (double)sv->n) : NAN;
+}
+
+static void print_quality(const struct served *live, const struct served *now)
+{
+    if (live->n == 0 && now->n == 0) {
+        printf("\nno judged job in the window (evaluation.shadow_rate): no quality to compare\n");
+        return;
+    }
+    printf("\njudged quality (shadow judging; the brief each decision serves):\n");
+    printf("%-22s %12s %12s\n", "", "live", "replayed");
+    printf("%-22s %12.4f %12.4f\n", "served overall (1-5)", served_mean(live), served_mean(now));
+    printf("%-22s %12zu %12zu\n", "judged jobs covered", live->n, now->n);
+}
+
 static int do_replay(const struct replay *rp, long window_s)
 {
     double per_tok = refine_cost_per_draft_token(rp);
     double was_cost = 0, new_cost = 0;
     size_t was_ref = 0, new_ref = 0, flips = 0;
+    struct served q_live = {0, 0}, q_now = {0, 0};
     struct route_result res;
     printf("replay over %zu finished jobs of the last %ld s, with %s (version %s); no model "
            "is called, guards are not applied\n\n",
@@ -200,6 +258,8 @@ static int do_replay(const struct replay *rp, long window_s)
     for (size_t i = 0; i < rp->n; i++) {
         const struct rjob *j = &rp->jobs[i];
         route_one(rp->cfg->router, j, &res);
+        serve(&q_live, j, j->refined);
+        serve(&q_now, j, res.refine);
         was_ref += (size_t)j->was_refine;
         new_ref += (size_t)res.refine;
         was_cost += j->cost_draft + j->cost_refine;
@@ -232,6 +292,7 @@ static int do_replay(const struct replay *rp, long window_s)
     printf("%-22s %12s %12zu\n", "flips", "", flips);
     printf("\n(new refinements are priced at the observed refine cost per draft token, "
            "%.3g USD)\n", per_tok);
+    print_quality(&q_live, &q_now);
     return 0;
 }
 
@@ -325,6 +386,233 @@ static int do_calibrate(const struct replay *rp, double target, long window_s)
     return 0;
 }
 
+/* --- calibrate --target-gap: the cheapest threshold whose kept jobs lose at most G --- */
+
+#define GAP_MAX_CANDIDATES 256   /* thresholds tried per policy (quantiles beyond) */
+
+/* What a routing would have done on the jobs judged both ways. */
+struct gap_eval {
+    size_t n, refined, kept;
+    double gap3;                 /* sum of refine - draft over kept jobs, in thirds */
+    double cost;                 /* USD: drafts, and refinements as in replay */
+    struct served sv;
+};
+
+static int judged_both(const struct rjob *j) { return j->d_s3 > 0 && j->r_s3 > 0; }
+
+static void eval_router(const struct replay *rp, const struct router *r, double per_tok,
+                        struct gap_eval *e)
+{
+    struct route_result res;
+    memset(e, 0, sizeof(*e));
+    for (size_t i = 0; i < rp->n; i++) {
+        const struct rjob *j = &rp->jobs[i];
+        if (!judged_both(j))
+            continue;
+        route_one(r, j, &res);
+        e->n++;
+        e->cost += j->cost_draft;
+        if (res.refine) {
+            e->refined++;
+            e->cost += j->refined ? j->cost_refine : per_tok * (double)j->draft_tokens;
+        } else {
+            e->kept++;
+            e->gap3 += j->r_s3 - j->d_s3;
+        }
+        serve(&e->sv, j, res.refine);
+    }
+}
+
+/* The mean gap over the kept jobs (0 when none is kept: nothing is lost). */
+static double gap_mean(const struct gap_eval *e)
+{
+    return e->kept ? e->gap3 / (3.0 * (double)e->kept) : 0;
+}
+
+/* A router from routing (guards off); NULL when it does not parse. */
+static struct router *router_of(cJSON *routing)
+{
+    struct router *r = NULL;
+    struct cfg_err err;
+    cJSON *g = cJSON_AddObjectToObject(routing, "guards");
+    cJSON_AddNullToObject(g, "max_refine_rate");
+    if (router_parse(routing, &r, &err) != 0)
+        return NULL;
+    return r;
+}
+
+/* Policy p alone (its description) with key set to t, evaluated into e. 0, or -1. */
+static int eval_alone(const struct replay *rp, const cJSON *p, const char *key, double t,
+                      double per_tok, struct gap_eval *e)
+{
+    cJSON *routing = cJSON_CreateObject(), *np = cJSON_Duplicate(p, 1);
+    struct router *r;
+    cJSON_DeleteItemFromObjectCaseSensitive(np, key);
+    cJSON_AddNumberToObject(np, key, t);
+    cJSON_AddStringToObject(routing, "mode", "any");
+    cJSON_AddItemToArray(cJSON_AddArrayToObject(routing, "policies"), np);
+    r = router_of(routing);
+    cJSON_Delete(routing);
+    if (!r)
+        return -1;
+    eval_router(rp, r, per_tok, e);
+    router_free(r);
+    return 0;
+}
+
+/* The thresholds to try for a policy: n distinct sorted values of its signal on the judged
+ * jobs -> candidates (length: each value and one above the longest; confidence: one below
+ * the lowest, the midpoints, one above the highest, at most 0), thinned to
+ * GAP_MAX_CANDIDATES. Returns how many. */
+static size_t gap_candidates(double *xs, size_t n, int length, double *out)
+{
+    size_t k = 0, m = 0;
+    qsort(xs, n, sizeof(*xs), cmp_double);
+    for (size_t i = 0; i < n; i++)
+        if (i == 0 || xs[i] != xs[m - 1])
+            xs[m++] = xs[i];
+    if (m == 0)
+        return 0;
+    if (length) {
+        for (size_t i = 0; i < m; i++)
+            out[k++] = xs[i] < 1 ? 1 : xs[i];
+        out[k++] = xs[m - 1] + 1;
+    } else {
+        out[k++] = round((xs[0] - 0.001) * 1e6) / 1e6;
+        for (size_t i = 0; i + 1 < m; i++)
+            out[k++] = round((xs[i] + xs[i + 1]) / 2 * 1e6) / 1e6;
+        out[k++] = fmin(0, round((xs[m - 1] + 0.001) * 1e6) / 1e6);
+    }
+    if (k <= GAP_MAX_CANDIDATES)
+        return k;
+    for (size_t i = 0; i < GAP_MAX_CANDIDATES; i++)
+        out[i] = out[i * (k - 1) / (GAP_MAX_CANDIDATES - 1)];
+    return GAP_MAX_CANDIDATES;
+}
+
+/* The signal a thresholded policy reads, for the judged jobs, into xs; its key. */
+static size_t gap_signal(const struct replay *rp, const char *type, double *xs,
+                         const char **key)
+{
+    size_t n = 0;
+    int length = strcmp(type, "length") == 0;
+    *key = length ? "min_chars" : strcmp(type, "confidence") == 0 ? "min_mean_logprob" : NULL;
+    for (size_t i = 0; *key && i < rp->n; i++) {
+        const struct rjob *j = &rp->jobs[i];
+        if (!judged_both(j))
+            continue;
+        if (length)
+            xs[n++] = (double)j->draft_chars;
+        else if (j->lp.present && !j->truncated)
+            xs[n++] = j->lp.mean;
+    }
+    return n;
+}
+
+/* Fit one policy: the cheapest candidate whose mean gap on kept jobs is <= target (set in
+ * np). 0 when one was found, 1 when none (np left as is), -1 on failure. */
+static int fit_gap(const struct replay *rp, const cJSON *p, cJSON *np, double target,
+                   double per_tok, double *xs, double *cand)
+{
+    const char *type = cJSON_GetObjectItemCaseSensitive(p, "type")->valuestring, *key;
+    size_t n = gap_signal(rp, type, xs, &key), k, best = 0;
+    struct gap_eval e, be;
+    int found = 0;
+    if (!key) {
+        printf("  %s: no threshold to fit (kept as configured)\n", type);
+        return 1;
+    }
+    k = gap_candidates(xs, n, strcmp(type, "length") == 0, cand);
+    for (size_t i = 0; i < k; i++) {
+        if (eval_alone(rp, p, key, cand[i], per_tok, &e) != 0)
+            return -1;
+        if (gap_mean(&e) > target + 1e-9)
+            continue;
+        if (!found || e.cost < be.cost || (e.cost == be.cost && e.refined < be.refined)) {
+            found = 1;
+            best = i;
+            be = e;
+        }
+    }
+    if (!found) {
+        printf("  %s: no %s keeps the mean gap of kept jobs within %.3f (kept as configured)\n",
+               type, key, target);
+        return 1;
+    }
+    cJSON_DeleteItemFromObjectCaseSensitive(np, key);
+    cJSON_AddNumberToObject(np, key, cand[best]);
+    printf("  %s: %s %.6g refines %.3f of the %zu judged jobs on its own; mean gap of the %zu "
+           "kept %.4f, cost per job %.8f USD, served overall %.4f\n", type, key, cand[best],
+           (double)be.refined / (double)be.n, be.n, be.kept, gap_mean(&be),
+           be.cost / (double)be.n, served_mean(&be.sv));
+    return 0;
+}
+
+/* The chain as proposed (configured mode), on the judged jobs. */
+static void print_chain(const struct replay *rp, const cJSON *routing, double per_tok)
+{
+    cJSON *copy = cJSON_Duplicate(routing, 1);
+    struct router *r = copy ? router_of(copy) : NULL;
+    struct gap_eval e;
+    cJSON_Delete(copy);
+    if (!r)
+        return;
+    eval_router(rp, r, per_tok, &e);
+    router_free(r);
+    printf("\nthe proposed chain together (mode as configured) on the %zu judged jobs: refine "
+           "rate %.3f, mean gap of the kept %.4f, served overall %.4f\n", e.n,
+           (double)e.refined / (double)e.n, gap_mean(&e), served_mean(&e.sv));
+}
+
+static size_t count_judged(const struct replay *rp)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < rp->n; i++)
+        n += (size_t)judged_both(&rp->jobs[i]);
+    return n;
+}
+
+static int do_calibrate_gap(const struct replay *rp, double target, long window_s)
+{
+    cJSON *desc = router_describe(rp->cfg->router), *snippet = NULL, *routing, *pols;
+    double *xs = calloc(rp->n + 1, sizeof(double)), *cand = calloc(rp->n + 3, sizeof(double));
+    double per_tok = refine_cost_per_draft_token(rp);
+    size_t judged = count_judged(rp);
+    const cJSON *p;
+    int rc = 1;
+    char *text;
+    printf("calibrating to a mean quality gap of at most %.3f on kept jobs over %zu judged "
+           "jobs of the last %ld s\n", target, judged, window_s);
+    if (!xs || !cand || !desc || judged == 0) {
+        if (judged == 0)
+            printf("no job in the window has both its draft and its refinement judged "
+                   "(evaluation.shadow_rate): nothing to fit\n");
+        goto out;
+    }
+    snippet = cJSON_CreateObject();
+    routing = cJSON_AddObjectToObject(snippet, "routing");
+    cJSON_AddItemToObject(routing, "mode", cJSON_Duplicate(cJSON_GetObjectItem(desc, "mode"), 1));
+    pols = cJSON_AddArrayToObject(routing, "policies");
+    cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(desc, "policies")) {
+        cJSON *np = cJSON_Duplicate(p, 1);
+        cJSON_AddItemToArray(pols, np);
+        if (fit_gap(rp, p, np, target, per_tok, xs, cand) < 0)
+            goto out;
+    }
+    print_chain(rp, routing, per_tok);
+    text = cJSON_Print(snippet);
+    printf("\nproposed config snippet (each policy alone is the cheapest setting within the "
+           "target; check the chain with `briefd replay`):\n%s\n", text);
+    free(text);
+    rc = 0;
+out:
+    cJSON_Delete(snippet);
+    cJSON_Delete(desc);
+    free(xs);
+    free(cand);
+    return rc;
+}
+
 static int open_store(struct replay *rp)
 {
     struct store_opts o;
@@ -337,7 +625,7 @@ static int open_store(struct replay *rp)
     return store_open(rp->loop, &o, on_store_state, rp, &rp->store);
 }
 
-int replay_main(const char *config_path, long window_s, double target)
+int replay_main(const char *config_path, long window_s, double target, double target_gap)
 {
     struct cfg_err err;
     struct replay rp;
@@ -363,8 +651,10 @@ int replay_main(const char *config_path, long window_s, double target)
     }
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);
-    rc = rp.failed ? 1
-                   : target < 0 ? do_replay(&rp, window_s) : do_calibrate(&rp, target, window_s);
+    rc = rp.failed            ? 1
+         : target_gap >= 0    ? do_calibrate_gap(&rp, target_gap, window_s)
+         : target < 0         ? do_replay(&rp, window_s)
+                              : do_calibrate(&rp, target, window_s);
     for (size_t i = 0; i < rp.n; i++) {
         job_req_free(&rp.jobs[i].req);
         free(rp.jobs[i].draft);

@@ -173,6 +173,127 @@ long long stats_delta_get(const struct stats_delta *d, const char *field)
     return 0;
 }
 
+/* --- quality deltas --- */
+
+static void quality_head(struct stats_delta *out, const char *source, const char *tenant,
+                         int64_t at_ms)
+{
+    memset(out, 0, sizeof(*out));
+    stats_label(source, out->source, sizeof(out->source));
+    stats_label(tenant, out->tenant, sizeof(out->tenant));
+    out->at_ms = at_ms;
+}
+
+static int valid_s3(int s3) { return s3 >= STATS_S3_MIN && s3 <= STATS_S3_MAX; }
+
+/* One judgement of a brief written by model: its side's count and sum, its model's score. */
+static void add_judgement(struct stats_delta *d, const char *side, const char *model, int s3)
+{
+    char f[200];
+    snprintf(f, sizeof(f), "q_%s_n", side);
+    inc(d, f, 1);
+    snprintf(f, sizeof(f), "q_%s_s3", side);
+    inc(d, f, s3);
+    snprintf(f, sizeof(f), "qs:%s:%d", model ? model : "", s3);
+    inc(d, f, 1);
+}
+
+int stats_quality_delta(const struct stats_quality *q, struct stats_delta *out)
+{
+    int dv = valid_s3(q->draft_s3), rv = valid_s3(q->refine_s3);
+    int served = q->served_refine ? q->refine_s3 : q->draft_s3;
+    quality_head(out, q->source, q->tenant, q->finished_ms);
+    inc(out, "q_shadow", 1);
+    inc(out, "q_judged", dv || rv);
+    if (dv)
+        add_judgement(out, "d", q->draft_model, q->draft_s3);
+    if (rv)
+        add_judgement(out, "r", q->refine_model, q->refine_s3);
+    if (valid_s3(served)) {
+        inc(out, "q_s_n", 1);
+        inc(out, "q_s_s3", served);
+    }
+    if (dv && rv && q->kept) {
+        char f[32];
+        int g = q->refine_s3 - q->draft_s3;
+        inc(out, "q_gk_n", 1);
+        inc(out, "q_gk_s3", g);
+        snprintf(f, sizeof(f), "q_gk:%d", g);
+        inc(out, f, 1);
+        inc(out, "q_missed", g >= 3);        /* at least one point (three thirds) higher */
+    }
+    if (dv && rv && q->refined)
+        inc(out, "q_needless", q->draft_s3 >= q->refine_s3);
+    inc(out, "eval_cost_p", pico(q->cost_usd));
+    return out->dropped ? BD_ETOOBIG : 0;
+}
+
+int stats_skip_delta(const char *reason, int64_t at_ms, struct stats_delta *out)
+{
+    quality_head(out, NULL, NULL, at_ms);
+    incf(out, "q_skip:", reason, "", 1);
+    return 0;
+}
+
+/* feedback counted under prefix: "<prefix>:n" and "<prefix>:sum" */
+static void add_fb(struct stats_delta *d, const char *prefix, int score)
+{
+    incf(d, prefix, ":n", "", 1);
+    incf(d, prefix, ":sum", "", score);
+}
+
+int stats_feedback_delta(const struct stats_feedback *f, struct stats_delta *out)
+{
+    char field[200];
+    quality_head(out, f->source, f->tenant, f->finished_ms);
+    if (f->score < 1 || f->score > 5)
+        return BD_EINVAL;
+    inc(out, "fb_n", 1);
+    inc(out, "fb_sum", f->score);
+    snprintf(field, sizeof(field), "fbs:%d", f->score);
+    inc(out, field, 1);
+    if (f->decision) {
+        snprintf(field, sizeof(field), "fb_dec:%s", f->decision);
+        add_fb(out, field, f->score);
+    }
+    for (size_t k = 0; k < f->n && k < STATS_FB_MAX_VOTES; k++) {
+        snprintf(field, sizeof(field), "fb_pol:%.80s:%.20s", f->policies[k], f->verdicts[k]);
+        add_fb(out, field, f->score);
+    }
+    return out->dropped ? BD_ETOOBIG : 0;
+}
+
+/* The value of count k: (first + k) / div. */
+static double count_value(size_t k, int first, double div)
+{
+    return ((double)first + (double)k) / div;
+}
+
+/* The value at sorted position pos (0-based) of values with counts[0..n). */
+static double value_at(const double *counts, size_t n, double pos, int first, double div)
+{
+    double cum = 0;
+    for (size_t k = 0; k < n; k++) {
+        cum += counts[k];
+        if (counts[k] > 0 && pos < cum)
+            return count_value(k, first, div);
+    }
+    return NAN;
+}
+
+double stats_counts_percentile(const double *counts, size_t n, int first, double div, double p)
+{
+    double total = 0, h, a, b;
+    for (size_t k = 0; k < n; k++)
+        total += counts[k] > 0 ? counts[k] : 0;
+    if (total <= 0 || !(p >= 0 && p <= 1))
+        return NAN;
+    h = p * (total - 1);
+    a = value_at(counts, n, floor(h), first, div);
+    b = value_at(counts, n, ceil(h), first, div);
+    return a + (h - floor(h)) * (b - a);
+}
+
 /* --- the /v1/stats object --- */
 
 static double num(const cJSON *m, const char *f)
@@ -307,6 +428,151 @@ static void add_breakdowns(cJSON *obj, const cJSON *m)
     }
 }
 
+/* --- quality figures --- */
+
+/* The mean overall score of n judgements whose s3 sum to s3 (NAN when none). */
+static double mean_s3(double s3, double n) { return n > 0 ? s3 / (3.0 * n) : NAN; }
+
+/* {"count": n, "mean_score": sum / n or null} */
+static cJSON *count_mean(cJSON *parent, const char *name, double n, double sum)
+{
+    cJSON *o = cJSON_AddObjectToObject(parent, name);
+    cJSON_AddNumberToObject(o, "count", n);
+    jsonx_add_number(o, "mean_score", n > 0 ? sum / n : NAN);
+    return o;
+}
+
+/* The field's text after prefix up to its last ':' into a (the rest after it in *tail);
+ * 0, or -1 when the field does not have that shape. */
+static int split_field(const char *f, const char *prefix, char *a, size_t len,
+                       const char **tail)
+{
+    size_t pl = strlen(prefix), n;
+    const char *last;
+    if (strncmp(f, prefix, pl) != 0)
+        return -1;
+    last = strrchr(f + pl, ':');
+    if (!last)
+        return -1;
+    n = (size_t)(last - (f + pl));
+    if (n == 0 || n >= len)
+        return -1;
+    memcpy(a, f + pl, n);
+    a[n] = '\0';
+    *tail = last + 1;
+    return 0;
+}
+
+/* Add v to obj.name (created at 0). */
+static void bump(cJSON *obj, const char *name, double v)
+{
+    cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, name);
+    if (!it)
+        it = cJSON_AddNumberToObject(obj, name, 0);
+    if (it)
+        cJSON_SetNumberValue(it, it->valuedouble + v);
+}
+
+/* by_model: {model: {"count", "mean"}} from the qs:<model>:<s3> counters. */
+static void add_quality_models(cJSON *q, const cJSON *m)
+{
+    cJSON *sums = cJSON_CreateObject(), *out = cJSON_AddObjectToObject(q, "by_model");
+    const cJSON *it;
+    cJSON_ArrayForEach(it, m) {
+        char model[128];
+        const char *tail;
+        int s3;
+        if (split_field(it->string, "qs:", model, sizeof(model), &tail) != 0)
+            continue;
+        s3 = atoi(tail);
+        if (s3 < STATS_S3_MIN || s3 > STATS_S3_MAX)
+            continue;
+        cJSON *o = cJSON_GetObjectItemCaseSensitive(sums, model);
+        if (!o)
+            o = cJSON_AddObjectToObject(sums, model);
+        bump(o, "n", it->valuedouble);
+        bump(o, "s3", it->valuedouble * s3);
+    }
+    cJSON_ArrayForEach(it, sums) {
+        cJSON *o = cJSON_AddObjectToObject(out, it->string);
+        double n = num(it, "n");
+        cJSON_AddNumberToObject(o, "count", n);
+        jsonx_add_number(o, "mean", mean_s3(num(it, "s3"), n));
+    }
+    cJSON_Delete(sums);
+}
+
+/* gap_when_kept: count, mean and p90 of refine - draft over kept jobs judged both ways. */
+static void add_gap(cJSON *q, const cJSON *m)
+{
+    double counts[2 * STATS_GAP_MAX + 1];
+    cJSON *g = cJSON_AddObjectToObject(q, "gap_when_kept");
+    for (int k = -STATS_GAP_MAX; k <= STATS_GAP_MAX; k++) {
+        char f[32];
+        snprintf(f, sizeof(f), "q_gk:%d", k);
+        counts[k + STATS_GAP_MAX] = num(m, f);
+    }
+    cJSON_AddNumberToObject(g, "count", num(m, "q_gk_n"));
+    jsonx_add_number(g, "mean", mean_s3(num(m, "q_gk_s3"), num(m, "q_gk_n")));
+    jsonx_add_number(g, "p90", stats_counts_percentile(counts, 2 * STATS_GAP_MAX + 1,
+                                                       -STATS_GAP_MAX, 3.0, 0.9));
+}
+
+/* feedback: count, mean, by score, by route decision, by policy verdict. */
+static void add_feedback(cJSON *q, const cJSON *m)
+{
+    cJSON *fb = count_mean(q, "feedback", num(m, "fb_n"), num(m, "fb_sum"));
+    cJSON *sc = cJSON_AddObjectToObject(fb, "by_score");
+    cJSON *dec = cJSON_AddObjectToObject(fb, "by_decision");
+    cJSON *pol = cJSON_AddObjectToObject(fb, "by_policy");
+    const cJSON *it;
+    for (int k = 1; k <= 5; k++) {
+        char f[16], name[4];
+        snprintf(f, sizeof(f), "fbs:%d", k);
+        snprintf(name, sizeof(name), "%d", k);
+        cJSON_AddNumberToObject(sc, name, num(m, f));
+    }
+    count_mean(dec, "keep", num(m, "fb_dec:keep:n"), num(m, "fb_dec:keep:sum"));
+    count_mean(dec, "refine", num(m, "fb_dec:refine:n"), num(m, "fb_dec:refine:sum"));
+    cJSON_ArrayForEach(it, m) {
+        char pv[128], sum_f[200];
+        const char *tail, *colon;
+        cJSON *po;
+        if (split_field(it->string, "fb_pol:", pv, sizeof(pv), &tail) != 0 ||
+            strcmp(tail, "n") != 0)
+            continue;
+        colon = strrchr(pv, ':'); /* pv is "<policy>:<verdict>" */
+        if (!colon || colon == pv)
+            continue;
+        snprintf(sum_f, sizeof(sum_f), "fb_pol:%s:sum", pv);
+        pv[colon - pv] = '\0';
+        po = cJSON_GetObjectItemCaseSensitive(pol, pv);
+        if (!po)
+            po = cJSON_AddObjectToObject(pol, pv);
+        count_mean(po, colon + 1, it->valuedouble, num(m, sum_f));
+    }
+}
+
+static void add_quality(cJSON *obj, const cJSON *m)
+{
+    cJSON *q = cJSON_AddObjectToObject(obj, "quality"), *o, *sk;
+    cJSON_AddNumberToObject(q, "judged", num(m, "q_judged"));
+    cJSON_AddNumberToObject(q, "shadow", num(m, "q_shadow"));
+    o = cJSON_AddObjectToObject(q, "overall");
+    jsonx_add_number(o, "draft", mean_s3(num(m, "q_d_s3"), num(m, "q_d_n")));
+    jsonx_add_number(o, "refine", mean_s3(num(m, "q_r_s3"), num(m, "q_r_n")));
+    jsonx_add_number(o, "served", mean_s3(num(m, "q_s_s3"), num(m, "q_s_n")));
+    add_gap(q, m);
+    cJSON_AddNumberToObject(q, "missed_refinements", num(m, "q_missed"));
+    cJSON_AddNumberToObject(q, "needless_refinements", num(m, "q_needless"));
+    add_quality_models(q, m);
+    sk = cJSON_AddObjectToObject(q, "skipped");
+    cJSON_AddNumberToObject(sk, "budget", num(m, "q_skip:budget"));
+    cJSON_AddNumberToObject(sk, "breaker", num(m, "q_skip:breaker"));
+    cJSON_AddNumberToObject(sk, "busy", num(m, "q_skip:busy"));
+    add_feedback(q, m);
+}
+
 /* "cache": exact-cache hits, misses (lookups that ran the models) and the hit rate. */
 static void add_cache(cJSON *obj, const cJSON *m)
 {
@@ -342,6 +608,8 @@ static void add_figures(cJSON *obj, const cJSON *m, const cJSON *ratio_from)
     add_cache(obj, m);
     add_latency_json(obj, m);
     add_breakdowns(obj, m);
+    add_quality(obj, m);
+    jsonx_add_number(obj, "evaluation_usd", usd(num(m, "eval_cost_p")));
 }
 
 struct series_ctx {
@@ -366,6 +634,14 @@ static cJSON *series_point(long long slot, long gran_s, const cJSON *m)
     jsonx_add_number(o, "cost_usd", usd(cd + cr));
     jsonx_add_number(o, "per_job", jobs > 0 ? usd(cd + cr) / jobs : 0);
     jsonx_add_number(o, "all_refine_usd", usd(allr));
+    cJSON_AddNumberToObject(o, "judged", num(m, "q_judged"));
+    jsonx_add_number(o, "served_overall", mean_s3(num(m, "q_s_s3"), num(m, "q_s_n")));
+    jsonx_add_number(o, "gap_when_kept", mean_s3(num(m, "q_gk_s3"), num(m, "q_gk_n")));
+    cJSON_AddNumberToObject(o, "missed_refinements", num(m, "q_missed"));
+    cJSON_AddNumberToObject(o, "needless_refinements", num(m, "q_needless"));
+    cJSON_AddNumberToObject(o, "feedback", num(m, "fb_n"));
+    jsonx_add_number(o, "feedback_mean", num(m, "fb_n") > 0 ? num(m, "fb_sum") / num(m, "fb_n")
+                                                            : NAN);
     return o;
 }
 
@@ -374,7 +650,9 @@ static void merge_into(cJSON *acc, const cJSON *m)
 {
     static const char *const fields[] = {"jobs", "succeeded", "failed", "refined", "degraded",
                                          "cost_draft_p", "cost_refine_p", "dtok_all",
-                                         "dtok_refined"};
+                                         "dtok_refined", "q_judged", "q_s_n", "q_s_s3",
+                                         "q_gk_n", "q_gk_s3", "q_missed", "q_needless",
+                                         "fb_n", "fb_sum"};
     for (size_t f = 0; f < sizeof(fields) / sizeof(fields[0]); f++) {
         cJSON *it = cJSON_GetObjectItemCaseSensitive(acc, fields[f]);
         double v = num(m, fields[f]);
@@ -517,6 +795,81 @@ static void metric_histograms(struct sbuf *t, const cJSON *m)
     }
 }
 
+/* briefd_quality_score{model}: overall scores (s3 / 3) in half-point buckets 1 .. 5. */
+static void metric_quality_scores(struct sbuf *t, const cJSON *m)
+{
+    cJSON *models = cJSON_CreateObject();
+    const cJSON *it;
+    metric_head(t, "briefd_quality_score", "histogram",
+                "Judged overall score (1-5) of briefs, by the model that wrote them.");
+    cJSON_ArrayForEach(it, m) {
+        char model[128];
+        const char *tail;
+        int s3;
+        cJSON *arr;
+        if (split_field(it->string, "qs:", model, sizeof(model), &tail) != 0)
+            continue;
+        s3 = atoi(tail);
+        if (s3 < STATS_S3_MIN || s3 > STATS_S3_MAX)
+            continue;
+        arr = cJSON_GetObjectItemCaseSensitive(models, model);
+        if (!arr)
+            arr = cJSON_AddObjectToObject(models, model);
+        bump(arr, tail, it->valuedouble);
+    }
+    cJSON_ArrayForEach(it, models) {
+        char e[260], f[16];
+        double cum = 0, sum = 0;
+        int s3 = STATS_S3_MIN;
+        esc(it->string, e, sizeof(e));
+        for (int half = 2; half <= 10; half++) { /* le = half / 2: 1, 1.5, ... 5 */
+            for (; s3 <= 3 * half / 2; s3++) {    /* overall = s3 / 3 <= le */
+                snprintf(f, sizeof(f), "%d", s3);
+                cum += num(it, f);
+                sum += num(it, f) * s3 / 3.0;
+            }
+            sbuf_printf(t, "briefd_quality_score_bucket{model=\"%s\",le=\"%g\"} %.17g\n", e,
+                        half / 2.0, cum);
+        }
+        sbuf_printf(t, "briefd_quality_score_bucket{model=\"%s\",le=\"+Inf\"} %.17g\n", e, cum);
+        sbuf_printf(t, "briefd_quality_score_sum{model=\"%s\"} %.17g\n", e, sum);
+        sbuf_printf(t, "briefd_quality_score_count{model=\"%s\"} %.17g\n", e, cum);
+    }
+    cJSON_Delete(models);
+}
+
+static void metrics_quality(struct sbuf *t, const cJSON *m)
+{
+    static const char *const reasons[] = {"budget", "breaker", "busy"};
+    metric_quality_scores(t, m);
+    metric_head(t, "briefd_feedback_total", "counter", "Feedback given on jobs, by score.");
+    for (int k = 1; k <= 5; k++) {
+        char f[16];
+        snprintf(f, sizeof(f), "fbs:%d", k);
+        sbuf_printf(t, "briefd_feedback_total{score=\"%d\"} %.17g\n", k, num(m, f));
+    }
+    metric_head(t, "briefd_evaluation_cost_usd_total", "counter",
+                "Spend of the online evaluation (judge and shadow calls), in USD.");
+    sbuf_printf(t, "briefd_evaluation_cost_usd_total %.12f\n", usd(num(m, "eval_cost_p")));
+    metric_head(t, "briefd_shadow_evaluations_total", "counter",
+                "Finished jobs evaluated in the shadow (quality stored).");
+    sbuf_printf(t, "briefd_shadow_evaluations_total %.17g\n", num(m, "q_shadow"));
+    metric_head(t, "briefd_shadow_skipped_total", "counter",
+                "Jobs sampled for shadow evaluation that were not evaluated, by reason.");
+    for (size_t k = 0; k < sizeof(reasons) / sizeof(reasons[0]); k++) {
+        char f[32];
+        snprintf(f, sizeof(f), "q_skip:%s", reasons[k]);
+        sbuf_printf(t, "briefd_shadow_skipped_total{reason=\"%s\"} %.17g\n", reasons[k],
+                    num(m, f));
+    }
+    metric_head(t, "briefd_missed_refinements_total", "counter",
+                "Kept drafts whose refinement the judge scored at least 1 point higher.");
+    sbuf_printf(t, "briefd_missed_refinements_total %.17g\n", num(m, "q_missed"));
+    metric_head(t, "briefd_needless_refinements_total", "counter",
+                "Refined jobs whose draft the judge scored as high or higher.");
+    sbuf_printf(t, "briefd_needless_refinements_total %.17g\n", num(m, "q_needless"));
+}
+
 /* Is models[i] the first of its name? */
 static int first_of(const struct stats_known *k, size_t i)
 {
@@ -616,6 +969,7 @@ char *stats_metrics_text(const cJSON *m, double depth, double pending,
     metric_costs(&t, m, known);
     metric_errors(&t, m, known);
     metric_fallbacks(&t, m, known);
+    metrics_quality(&t, m);
     metric_head(&t, "briefd_queue_depth", "gauge", "Jobs queued or running (all processes).");
     sbuf_printf(&t, "briefd_queue_depth %.17g\n", depth);
     metric_head(&t, "briefd_jobs_in_flight", "gauge", "Jobs held by workers now (all processes).");

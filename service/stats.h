@@ -87,6 +87,63 @@ int stats_delta_of(const struct stats_job *j, struct stats_delta *out);
 /* The increment of field (0 when absent). */
 long long stats_delta_get(const struct stats_delta *d, const char *field);
 
+/* --- quality: shadow evaluations and feedback (docs/API.md, docs/EVALUATION.md) ---
+ *
+ * Their counters travel as deltas like a job's (struct stats_delta, folded the same way),
+ * sent when the evaluation or the feedback arrives and counted in the buckets of the job's
+ * own end (at_ms = the job's finished_ms), so a window's quality figures describe the
+ * window's jobs. A judgement is kept as s3, the sum of its three rubric scores (3..15:
+ * overall = s3 / 3), so every sum is an exact integer. Fields:
+ *   q_shadow q_judged                   evaluations stored / with a non-null judgement
+ *   q_d_n q_d_s3, q_r_n q_r_s3          draft / refined brief judged: count, sum of s3
+ *   q_s_n q_s_s3                        the brief served (what the job returned)
+ *   q_gk_n q_gk_s3 q_gk:<g>             jobs routing kept with both judged: count, sum of
+ *                                       the gap in thirds (g = refine s3 - draft s3,
+ *                                       -12..12) and its histogram
+ *   q_missed q_needless                 kept and the refinement scored >= 1 point higher /
+ *                                       refined and the draft scored as high or higher
+ *   qs:<model>:<s3>                     judgements per model that wrote the brief
+ *   eval_cost_p                         evaluation spend (picodollars), never in cost_*
+ *   q_skip:<reason>                     sampled jobs not evaluated (budget, breaker, busy)
+ *   fb_n fb_sum fbs:<score>             feedback: count, sum of scores, per score 1..5
+ *   fb_dec:<keep|refine>:n / :sum       per route decision
+ *   fb_pol:<policy>:<verdict>:n / :sum  per policy verdict of the job */
+#define STATS_S3_MIN 3
+#define STATS_S3_MAX 15
+#define STATS_GAP_MAX 12           /* |refine s3 - draft s3| */
+#define STATS_FB_MAX_VOTES 32      /* policy verdicts a feedback is counted under */
+
+struct stats_quality {
+    int draft_s3, refine_s3;        /* 3..15, or 0: that judgement is null (or absent) */
+    int served_refine;              /* the job served the refined brief */
+    int kept;                       /* routing decided keep (and the draft was served) */
+    int refined;                    /* routing decided refine and the refinement was served */
+    const char *draft_model, *refine_model;
+    double cost_usd;                /* what the evaluation cost */
+    const char *source, *tenant;    /* the job's dimensions, NULL when absent */
+    int64_t finished_ms;            /* the job's end */
+};
+int stats_quality_delta(const struct stats_quality *q, struct stats_delta *out);
+
+/* A sampled job whose evaluation did not run: reason "budget", "breaker" or "busy". */
+int stats_skip_delta(const char *reason, int64_t at_ms, struct stats_delta *out);
+
+struct stats_feedback {
+    int score;                      /* 1..5 */
+    const char *decision;           /* "keep" | "refine", or NULL (the job was not routed) */
+    const char *const *policies;    /* the job's policy verdicts (guards left out) */
+    const char *const *verdicts;
+    size_t n;
+    const char *source, *tenant;
+    int64_t finished_ms;
+};
+int stats_feedback_delta(const struct stats_feedback *f, struct stats_delta *out);
+
+/* The p-quantile (0..1) of values (first + k) / div with counts[k] (k = 0..n-1), as
+ * quality.h defines percentiles (sorted values, rank p (N - 1), linear interpolation):
+ * exact from the counts. NAN when they are all zero (or p is outside 0..1). */
+double stats_counts_percentile(const double *counts, size_t n, int first, double div, double p);
+
 /* Summed buckets of a window, as read from the store: maps are cJSON objects of field ->
  * number. */
 struct stats_rows {

@@ -156,12 +156,14 @@ static const char SUBMIT_FAST_LUA[] =
     "local deadline = tonumber(ARGV[1])\n" LATE_CHECK_LUA
     "return redis.call('XADD', KEYS[1], '*', 'r', ARGV[2], 'm', ARGV[3])\n";
 
-/* KEYS: job, jobx, run, q:low, q:normal, q:high, wh:st. ARGV: group, entry, prio (the id's
- * first entry; "" for an id that never was queued).
- * -> {'done', record, webhook status or ''} | {'live', fields, pending, run} | {'none'} */
+/* KEYS: job, jobx, run, q:low, q:normal, q:high, wh:st, quality, feedback. ARGV: group, entry,
+ * prio (the id's first entry; "" for an id that never was queued).
+ * -> {'done', record, webhook status or '', quality or '', [feedback...]} |
+ *    {'live', fields, pending, run} | {'none'} */
 static const char GET_LUA[] =
     "local rec = redis.call('GET', KEYS[1])\n"
-    "if rec then return {'done', rec, redis.call('GET', KEYS[7]) or ''} end\n"
+    "if rec then return {'done', rec, redis.call('GET', KEYS[7]) or '',"
+    " redis.call('GET', KEYS[8]) or '', redis.call('LRANGE', KEYS[9], 0, -1)} end\n"
     "local e, p = ARGV[2], tonumber(ARGV[3])\n"
     "local x = redis.call('HMGET', KEYS[2], 'e', 'p')\n"
     "if x[1] then e = x[1]; p = tonumber(x[2]) end\n"
@@ -384,6 +386,40 @@ static const char SLOT_RENEW_LUA[] =
     "redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[1]) * 2)\n"
     "return n\n";
 
+/* A finished job's quality (shadow judging) and feedback live beside its record, with the
+ * record's remaining time to live; each write pushes its statistics delta onto this
+ * process's pending list in the same script. A record that is gone (expired, requeued)
+ * gets neither.
+ * KEYS: job, quality, pend. ARGV: quality JSON, delta ('' for none).
+ * -> 1 stored, 2 the job already had one (nothing changed), 0 no such record. */
+static const char QUALITY_LUA[] =
+    "local ttl = redis.call('PTTL', KEYS[1])\n"
+    "if ttl == -2 then return 0 end\n"
+    "if redis.call('EXISTS', KEYS[2]) == 1 then return 2 end\n"
+    "redis.call('SET', KEYS[2], ARGV[1])\n"
+    "if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end\n"
+    "if ARGV[2] ~= '' then redis.call('RPUSH', KEYS[3], ARGV[2]) end\n"
+    "return 1\n";
+/* KEYS: job, feedback (a list, the newest last), pend. ARGV: item JSON, items kept, delta.
+ * -> 1 stored, 0 no such record. */
+static const char FEEDBACK_LUA[] =
+    "local ttl = redis.call('PTTL', KEYS[1])\n"
+    "if ttl == -2 then return 0 end\n"
+    "redis.call('RPUSH', KEYS[2], ARGV[1])\n"
+    "redis.call('LTRIM', KEYS[2], -tonumber(ARGV[2]), -1)\n"
+    "if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end\n"
+    "if ARGV[3] ~= '' then redis.call('RPUSH', KEYS[3], ARGV[3]) end\n"
+    "return 1\n";
+/* The evaluation's daily budget: reserve an estimate (picodollars) unless it would take the
+ * day's spend past the budget. KEYS: evalspend:<day>. ARGV: budget, estimate, ttl s.
+ * -> 1 reserved, 0 refused. */
+static const char EVAL_RESERVE_LUA[] =
+    "local cur = tonumber(redis.call('GET', KEYS[1]) or '0')\n"
+    "if cur + tonumber(ARGV[2]) > tonumber(ARGV[1]) then return 0 end\n"
+    "redis.call('INCRBY', KEYS[1], ARGV[2])\n"
+    "redis.call('EXPIRE', KEYS[1], ARGV[3])\n"
+    "return 1\n";
+
 
 /* --- tenants and the exact cache (docs/ARCHITECTURE.md#where-state-lives-in-redis) --------
  * P tenant:rate:<t>           zset: the tenant's admissions of the last minute (score: ms)
@@ -596,12 +632,13 @@ static struct rds_script sc_submit, sc_submit_fast, sc_get, sc_finish, sc_transi
     sc_wh_done;
 static struct rds_script sc_submit_tenant, sc_admit, sc_reserve, sc_tenant_info,
     sc_tenant_spend, sc_cache_claim, sc_cache_put;
+static struct rds_script sc_quality, sc_feedback, sc_eval_reserve;
 static const struct rds_script *const scripts[] = {
     &sc_submit,     &sc_submit_fast, &sc_get,          &sc_finish,       &sc_transition,
     &sc_redeliver,  &sc_requeue,     &sc_fold,         &sc_guard,        &sc_totals,
     &sc_slot,       &sc_slot_renew,  &sc_wh_claim,     &sc_wh_done,      &sc_submit_tenant,
     &sc_admit,      &sc_reserve,     &sc_tenant_info,  &sc_tenant_spend, &sc_cache_claim,
-    &sc_cache_put};
+    &sc_cache_put,  &sc_quality,     &sc_feedback,     &sc_eval_reserve};
 
 static void scripts_init(void)
 {
@@ -630,6 +667,9 @@ static void scripts_init(void)
     rds_script_init(&sc_tenant_spend, TENANT_SPEND_LUA);
     rds_script_init(&sc_cache_claim, CACHE_CLAIM_LUA);
     rds_script_init(&sc_cache_put, CACHE_PUT_LUA);
+    rds_script_init(&sc_quality, QUALITY_LUA);
+    rds_script_init(&sc_feedback, FEEDBACK_LUA);
+    rds_script_init(&sc_eval_reserve, EVAL_RESERVE_LUA);
 }
 
 /* --- replies and callbacks ---------------------------------------------------------------- */
@@ -1411,6 +1451,29 @@ static void join_webhook(cJSON *job, const struct rds_reply *st)
     cJSON_AddItemToObject(job, "webhook", w);
 }
 
+/* Add a finished job's side keys to its object: "quality" (the stored JSON) and
+ * "feedback" (the list, oldest first); each only when there is one. */
+static void add_side(cJSON *job, const struct rds_reply *q, const struct rds_reply *fb)
+{
+    size_t n;
+    const char *p = rds_reply_str(q, &n);
+    cJSON *o, *arr;
+    if (p && n > 0) {
+        o = cJSON_ParseWithLength(p, n);
+        if (o)
+            cJSON_AddItemToObject(job, "quality", o);
+    }
+    if (rds_reply_len(fb) == 0)
+        return;
+    arr = cJSON_AddArrayToObject(job, "feedback");
+    for (size_t i = 0; arr && i < rds_reply_len(fb); i++) {
+        p = rds_reply_str(rds_reply_elem(fb, i), &n);
+        o = p ? cJSON_ParseWithLength(p, n) : NULL;
+        if (o)
+            cJSON_AddItemToArray(arr, o);
+    }
+}
+
 static void on_get(struct rds *r, struct rds_reply *x, void *data)
 {
     struct get_op *g = data;
@@ -1429,6 +1492,8 @@ static void on_get(struct rds *r, struct rds_reply *x, void *data)
         job = rec ? record_job(rec) : NULL;
         free(rec);
         join_webhook(job, rds_reply_elem(x, 2));
+        if (job && rds_reply_len(x) == 5)
+            add_side(job, rds_reply_elem(x, 3), rds_reply_elem(x, 4));
     } else if (strcmp(what, "live") == 0 && rds_reply_len(x) == 4) {
         reply_copy(rds_reply_elem(x, 3), run, sizeof(run));
         job = live_job(g->id, rds_reply_elem(x, 1), rds_reply_int(rds_reply_elem(x, 2)) != 0,
@@ -1445,7 +1510,7 @@ static void on_get(struct rds *r, struct rds_reply *x, void *data)
 int store_get(struct store *s, const char *id, store_job_cb cb, void *data)
 {
     char kjob[KEY_MAX], kx[KEY_MAX], krun[KEY_MAX], kl[KEY_MAX], kn[KEY_MAX], kh[KEY_MAX];
-    char kw[KEY_MAX], entry[48] = "", prio[4] = "";
+    char kw[KEY_MAX], kq[KEY_MAX], kfb[KEY_MAX], entry[48] = "", prio[4] = "";
     enum job_priority p;
     struct get_op *g = calloc(1, sizeof(*g));
     if (!g)
@@ -1461,10 +1526,12 @@ int store_get(struct store *s, const char *id, store_job_cb cb, void *data)
     key_queue(s, PRIO_LOW, kl);
     key_queue(s, PRIO_NORMAL, kn);
     key_queue(s, PRIO_HIGH, kh);
+    key(s, kq, "quality:", id);
+    key(s, kfb, "feedback:", id);
     if (job_entry_of_id(id, &p, entry, sizeof(entry)) == 0)
         snprintf(prio, sizeof(prio), "%d", (int)p);
-    const char *args[] = {kjob, kx, krun, kl, kn, kh, kw, GROUP, entry, prio};
-    return send_or_free(evalsha(s, NULL, on_get, g, &sc_get, 7, 10, args, NULL), g);
+    const char *args[] = {kjob, kx, krun, kl, kn, kh, kw, kq, kfb, GROUP, entry, prio};
+    return send_or_free(evalsha(s, NULL, on_get, g, &sc_get, 9, 12, args, NULL), g);
 }
 
 /* --- reading the queue ------------------------------------------------------------------------ */
@@ -2252,19 +2319,25 @@ struct scan_get {
     char id[JOB_ID_LEN + 1];
 };
 
-/* One record: its finish time from the header, then each(). */
-static void scan_record(struct scan *sc, const char *id, const char *text, size_t len)
+/* One record (and its quality, qlen bytes, or NULL): its finish time from the header, then
+ * each() with the job object as GET returns it (feedback aside). */
+static void scan_record(struct scan *sc, const char *id, const char *text, size_t len,
+                        const char *quality, size_t qlen)
 {
     cJSON *h = record_header(text, len);
-    const cJSON *job = cJSON_GetObjectItemCaseSensitive(h, "job");
+    cJSON *job = cJSON_GetObjectItemCaseSensitive(h, "job");
+    cJSON *q = quality && qlen ? cJSON_ParseWithLength(quality, qlen) : NULL;
     const cJSON *fin = cJSON_GetObjectItemCaseSensitive(h, "finished_ms");
     const char *req = memchr(text, '\n', len), *end;
     char *jt;
     if (!req || !cJSON_IsObject(job) ||
         (cJSON_IsNumber(fin) && fin->valuedouble < (double)sc->since_ms)) {
         cJSON_Delete(h);
+        cJSON_Delete(q);
         return;
     }
+    if (q)
+        cJSON_AddItemToObject(job, "quality", q);
     req++;
     end = memchr(req, '\n', len - (size_t)(req - text));
     jt = jsonx_print(job);
@@ -2282,11 +2355,12 @@ static void on_scan_job(struct rds *r, struct rds_reply *x, void *data)
     sc->pending--;
     if (!x) {
         sc->status = BD_EREDIS_DOWN;
-    } else if (rds_reply_type(x) == RDS_STRING) {
-        size_t n;
-        const char *p = rds_reply_str(x, &n);
+    } else if (rds_reply_type(x) == RDS_ARRAY && rds_reply_len(x) == 2) {
+        size_t n, qn;
+        const char *p = rds_reply_str(rds_reply_elem(x, 0), &n);
+        const char *q = rds_reply_str(rds_reply_elem(x, 1), &qn);
         if (p)
-            scan_record(sc, g->id, p, n);
+            scan_record(sc, g->id, p, n, q, q ? qn : 0);
     }
     free(g);
     scan_maybe_done(sc);
@@ -2294,6 +2368,7 @@ static void on_scan_job(struct rds *r, struct rds_reply *x, void *data)
 
 static void scan_job(struct scan *sc, const struct rds_reply *keyr, size_t plen)
 {
+    char kq[KEY_MAX];
     size_t kl;
     const char *k = rds_reply_str(keyr, &kl);
     struct scan_get *g;
@@ -2304,7 +2379,8 @@ static void scan_job(struct scan *sc, const struct rds_reply *keyr, size_t plen)
         return;
     g->sc = sc;
     memcpy(g->id, k + plen, JOB_ID_LEN);
-    if (rds_cmd(sc->s->cmd, on_scan_job, g, "GET %b", k, kl) == 0)
+    key(sc->s, kq, "quality:", g->id);
+    if (rds_cmd(sc->s->cmd, on_scan_job, g, "MGET %b %s", k, kl, kq) == 0)
         sc->pending++;
     else
         free(g);
@@ -3817,4 +3893,123 @@ void store_slot_give(struct store *s, const char *server, const char *member)
     char k[KEY_MAX];
     key_slots(s, server, k);
     rds_cmd(s->cmd, NULL, NULL, "ZREM %s %s", k, member);
+}
+
+/* --- quality and feedback of finished jobs, the evaluation's budget ------------------------ */
+
+#define EVAL_SPEND_TTL_S (2L * 86400L) /* a day's evaluation spend outlives its day */
+
+int store_set_quality(struct store *s, const char *id, const char *quality_json,
+                      const struct stats_delta *delta, store_flag_cb cb, void *data)
+{
+    char kj[KEY_MAX], kq[KEY_MAX], kp[KEY_MAX];
+    char *dt = delta ? delta_text(delta) : strdup("");
+    const char *argv[5];
+    struct op *o;
+    int rc;
+    if (!dt)
+        return BD_ENOMEM;
+    o = op_new(s, (void (*)(void))cb, data);
+    if (!o) {
+        free(dt);
+        return BD_ENOMEM;
+    }
+    key(s, kj, "job:", id);
+    key(s, kq, "quality:", id);
+    key(s, kp, "stats:pend:", s->instance);
+    argv[0] = kj;
+    argv[1] = kq;
+    argv[2] = kp;
+    argv[3] = quality_json;
+    argv[4] = dt;
+    rc = send_or_free(evalsha(s, NULL, on_flag, o, &sc_quality, 3, 5, argv, NULL), o);
+    free(dt);
+    return rc;
+}
+
+int store_add_feedback(struct store *s, const char *id, const char *item_json, int keep,
+                       const struct stats_delta *delta, store_flag_cb cb, void *data)
+{
+    char kj[KEY_MAX], kf[KEY_MAX], kp[KEY_MAX], n[16];
+    char *dt = delta ? delta_text(delta) : strdup("");
+    const char *argv[6];
+    struct op *o;
+    int rc;
+    if (!dt)
+        return BD_ENOMEM;
+    o = op_new(s, (void (*)(void))cb, data);
+    if (!o) {
+        free(dt);
+        return BD_ENOMEM;
+    }
+    key(s, kj, "job:", id);
+    key(s, kf, "feedback:", id);
+    key(s, kp, "stats:pend:", s->instance);
+    snprintf(n, sizeof(n), "%d", keep > 0 ? keep : 1);
+    argv[0] = kj;
+    argv[1] = kf;
+    argv[2] = kp;
+    argv[3] = item_json;
+    argv[4] = n;
+    argv[5] = dt;
+    rc = send_or_free(evalsha(s, NULL, on_flag, o, &sc_feedback, 3, 6, argv, NULL), o);
+    free(dt);
+    return rc;
+}
+
+void store_stats_add(struct store *s, const struct stats_delta *delta)
+{
+    char kp[KEY_MAX];
+    char *dt = delta_text(delta);
+    if (!dt)
+        return;
+    key(s, kp, "stats:pend:", s->instance);
+    rds_cmd(s->cmd, NULL, NULL, "RPUSH %s %s", kp, dt);
+    free(dt);
+}
+
+/* USD as picodollars, within what Redis's 64-bit counters (and Lua's doubles, roughly) hold. */
+static long long pico_clamped(double usd)
+{
+    double p = usd * 1e12;
+    if (!(p > -9e18))
+        return -9000000000000000000LL;
+    return p < 9e18 ? llround(p) : 9000000000000000000LL;
+}
+
+static void key_spend(const struct store *s, int64_t day_ms, char *buf)
+{
+    char day[16];
+    clock_utc_day(day_ms, day, sizeof(day));
+    key(s, buf, "evalspend:", day);
+}
+
+int store_eval_reserve(struct store *s, int64_t day_ms, double estimate_usd, double budget_usd,
+                       store_flag_cb cb, void *data)
+{
+    char k[KEY_MAX], b[32], e[32], ttl[24];
+    const char *argv[4];
+    struct op *o = op_new(s, (void (*)(void))cb, data);
+    if (!o)
+        return BD_ENOMEM;
+    key_spend(s, day_ms, k);
+    snprintf(b, sizeof(b), "%lld", pico_clamped(budget_usd));
+    snprintf(e, sizeof(e), "%lld", pico_clamped(estimate_usd));
+    snprintf(ttl, sizeof(ttl), "%ld", EVAL_SPEND_TTL_S);
+    argv[0] = k;
+    argv[1] = b;
+    argv[2] = e;
+    argv[3] = ttl;
+    return send_or_free(evalsha(s, NULL, on_flag, o, &sc_eval_reserve, 1, 4, argv, NULL), o);
+}
+
+void store_eval_settle(struct store *s, int64_t day_ms, double delta_usd)
+{
+    char k[KEY_MAX], d[32];
+    long long p = pico_clamped(delta_usd);
+    if (p == 0)
+        return;
+    key_spend(s, day_ms, k);
+    snprintf(d, sizeof(d), "%lld", p);
+    rds_cmd(s->cmd, NULL, NULL, "INCRBY %s %s", k, d);
 }

@@ -17,6 +17,8 @@
  *                        (fields: stats.h; "<dim>|<value>|<field>" for groups).
  *   P stats:pend:<proc>  what finished jobs added, not yet folded into the counters.
  *   P procs              the processes sharing this Redis and their heartbeats.
+ *   P quality:<id>, P feedback:<id>  a finished job's quality and feedback (beside its
+ *                        record, same expiry); P evalspend:<day>  the evaluation's spend. 
  *   P wh:due, P wh:q     webhook deliveries (due time; attempts, job end, webhook-id, URL),
  *   P wh:st:<id>         and a job's webhook outcome, joined into its object by store_get.
  *   P tenant:rate:<t>, P tenant:spend:<day>:<t>, P tenant:resv:<t>, P tenant:resvx:<t>
@@ -361,6 +363,32 @@ void store_count_upstream_error(struct store *s, const char *model, const char *
 /* Fold this process's pending statistics into the counters now (also done every second);
  * cb may be NULL. */
 void store_stats_flush(struct store *s, void (*cb)(void *data, int status), void *data);
+/* Put a delta (stats.h) on this process's pending list by itself (fire and forget). */
+void store_stats_add(struct store *s, const struct stats_delta *delta);
+
+/* --- quality and feedback of finished jobs (docs/API.md) ------------------------------- */
+
+/* Beside a finished job's record: P quality:<id> (a string: the job's "quality" object) and
+ * P feedback:<id> (a list of feedback objects, oldest first), both expiring with the record;
+ * store_get adds them to the job object. Each write also puts its statistics delta (may be
+ * NULL) on this process's pending list, atomically with it.
+ * store_set_quality: applied 1 stored, 2 the job already had a quality (nothing written),
+ * 0 there is no finished record (expired, or requeued from the dead letters).
+ * store_add_feedback: keeps the newest keep items; applied 1 stored, 0 no finished record.
+ * cb may be NULL. */
+int store_set_quality(struct store *s, const char *id, const char *quality_json,
+                      const struct stats_delta *delta, store_flag_cb cb, void *data);
+int store_add_feedback(struct store *s, const char *id, const char *item_json, int keep,
+                       const struct stats_delta *delta, store_flag_cb cb, void *data);
+
+/* The evaluation's daily budget (evaluation.daily_budget_usd), shared by every process in
+ * P evalspend:<UTC day of day_ms> (picodollars, kept two days): reserve an estimate -
+ * applied 1 when the day's spend plus the estimate stays within budget_usd (then it is
+ * added), 0 when it would not - and later settle the difference between what was spent and
+ * what was reserved (delta_usd, negative when less was spent; fire and forget). */
+int store_eval_reserve(struct store *s, int64_t day_ms, double estimate_usd, double budget_usd,
+                       store_flag_cb cb, void *data);
+void store_eval_settle(struct store *s, int64_t day_ms, double delta_usd);
 
 /* --- tenants (tenant.h): admissions, budgets, figures ------------------------------------
  * Per tenant: its admissions of the last minute, its spend per UTC day (picodollars, the

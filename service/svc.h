@@ -18,6 +18,7 @@ struct cfg_err;
 struct hook_client;
 struct mc_ctx;
 struct pipeline;
+struct shadow;
 struct store;
 
 struct svc {
@@ -27,6 +28,7 @@ struct svc {
     struct mc_ctx *mc;              /* model calls */
     struct hook_client *hooks;      /* webhook POSTs */
     struct pipeline *pipe;          /* draft -> route -> refine, breakers, guard figures */
+    struct shadow *shadow;          /* shadow judging of finished jobs (shadow.h) */
     const char *instance;           /* this process: "host-pid-rand" (its consumer name) */
     int stopping;                   /* shutdown has begun: refuse new work, not ready */
     /* Re-read the config file, validate all of it and swap it in. Returns 0, or -1 with err

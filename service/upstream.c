@@ -90,14 +90,17 @@ int ups_pick(struct ups *u, const struct model_cfg *m, int from, uint64_t now_ms
     return -1;
 }
 
+int ups_would_allow(const struct ups *u, const struct model_cfg *ep, uint64_t now_ms)
+{
+    const struct ups_breaker *e = find(u, ep);
+    return !e || breaker_would_allow(&e->b, now_ms, ep->breaker_open_ms);
+}
+
 int ups_any_open(const struct ups *u, const struct model_cfg *m, uint64_t now_ms)
 {
-    for (int k = 0; k < ups_count(m); k++) {
-        const struct model_cfg *ep = ups_endpoint(m, k);
-        const struct ups_breaker *e = find(u, ep);
-        if (!e || breaker_would_allow(&e->b, now_ms, ep->breaker_open_ms))
+    for (int k = 0; k < ups_count(m); k++)
+        if (ups_would_allow(u, ups_endpoint(m, k), now_ms))
             return 1;
-    }
     return 0;
 }
 

@@ -51,6 +51,8 @@ enum breaker_state ups_state(const struct ups *u, const struct model_cfg *ep);
 /* The first endpoint k >= from of m whose breaker lets a call through now (breaker_allow:
  * a half-open breaker lets one probe through and counts it in flight), or -1 if none does. */
 int ups_pick(struct ups *u, const struct model_cfg *m, int from, uint64_t now_ms);
+/* Would endpoint ep take a call now (no side effect)? */
+int ups_would_allow(const struct ups *u, const struct model_cfg *ep, uint64_t now_ms);
 /* Would some endpoint of m take a call now (no side effect)? */
 int ups_any_open(const struct ups *u, const struct model_cfg *m, uint64_t now_ms);
 /* Record the outcome of a call to ep (ok: it answered, even with a 4xx). Returns 1 if the

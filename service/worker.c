@@ -14,6 +14,7 @@
 #include "log.h"
 #include "pipeline.h"
 #include "sbuf.h"
+#include "shadow.h"
 #include "stats.h"
 #include "store.h"
 #include "svc.h"
@@ -38,6 +39,7 @@ struct wjob {
     int finishing;
     struct sbuf delta;            /* streamed text not yet published (someone listens) */
     uint64_t delta_at;            /* uv_now of the last delta published */
+    struct shadow_task *shadow;   /* sampled for shadow judging, started once stored */
 };
 
 struct worker {
@@ -100,6 +102,7 @@ static void wjob_free(struct wjob *j)
     struct worker *w = j->w;
     list_unlink(&j->node);
     w->inflight--;
+    shadow_drop(j->shadow);
     pipe_job_free(&j->pj);
     free(sbuf_take(&j->delta));
     job_req_free(&j->req);
@@ -118,6 +121,9 @@ static void on_finished(void *data, int status, int applied)
     struct wjob *j = data;
     if (status == 0 && applied && j->req.callback_url && j->w->webhooks)
         webhook_kick(j->w->webhooks); /* its delivery was stored with the result */
+    if (j->shadow) /* after the record and its event: the client never waits for it */
+        shadow_stored(j->shadow, status, applied);
+    j->shadow = NULL;
     if (status != 0)
         log_error("worker: could not store the result of %s: %s (it stays pending and will be "
                   "retried)", j->e.id, bd_strerror(status));
@@ -162,6 +168,8 @@ static void finish_job(struct wjob *j, const char *status)
         return;
     }
     pipe_stats(&j->pj, strcmp(status, "succeeded") == 0, &delta);
+    if (strcmp(status, "succeeded") == 0)
+        j->shadow = shadow_take(j->w->svc->shadow, &j->pj, j->e.id, j->req_text, delta.at_ms);
     memset(&r, 0, sizeof(r));
     r.status = status;
     r.job_json = text;

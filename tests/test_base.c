@@ -1,6 +1,6 @@
 /* test_base.c - base/: SHA-256 and HMAC-SHA-256 (RFC 4231 vectors), FNV-1a (reference
  * values), base64 (RFC 4648 vectors, strict decoding), IP literals, CIDR blocks and refused
- * ranges, URL parts and redaction, error names. */
+ * ranges, URL parts and redaction, error names, ISO 8601 timestamps read back. */
 #include <stdio.h>
 #include <math.h>
 #include <stdlib.h>
@@ -8,6 +8,7 @@
 
 #include "b64.h"
 #include "bderr.h"
+#include "clock.h"
 #include "hash.h"
 #include "jsonx.h"
 #include "netaddr.h"
@@ -208,6 +209,26 @@ static void test_url(void)
     CHECK_STR(shown, "(unparsable URL)");
 }
 
+/* clock_iso8601 and clock_parse_iso8601 agree; anything else is refused. */
+static void test_iso8601(void)
+{
+    static const int64_t times[] = {0, 1700000000123, 951782400000 /* 2000-02-29 */,
+                                    4102444799999 /* 2099-12-31T23:59:59.999Z */};
+    char buf[40];
+    int64_t back;
+    for (size_t i = 0; i < sizeof(times) / sizeof(times[0]); i++) {
+        clock_iso8601(times[i], buf, sizeof(buf));
+        CHECK(clock_parse_iso8601(buf, &back) == 0 && back == times[i]);
+    }
+    CHECK(clock_parse_iso8601("2023-11-14T22:13:20.123Z", &back) == 0 && back == 1700000000123);
+    CHECK(clock_parse_iso8601("2023-11-14T22:13:20.123", &back) == -1);
+    CHECK(clock_parse_iso8601("2023-11-14T22:13:20.123Zx", &back) == -1);
+    CHECK(clock_parse_iso8601("2023-13-14T22:13:20.123Z", &back) == -1);
+    CHECK(clock_parse_iso8601("2023-11-14 22:13:20.123Z", &back) == -1);
+    CHECK(clock_parse_iso8601("", &back) == -1);
+    CHECK(clock_parse_iso8601(NULL, &back) == -1);
+}
+
 /* FNV-1a 64 (job ids' check bits, config versions): the reference values of the
  * algorithm's authors (offset basis 0xcbf29ce484222325, prime 0x100000001b3). */
 static void test_fnv(void)
@@ -325,6 +346,7 @@ static void test_jsonx_read_number(void)
 
 int main(void)
 {
+    test_iso8601();
     test_jsonx_number();
     test_jsonx_read_number();
     test_hmac_rfc4231();

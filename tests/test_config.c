@@ -400,6 +400,7 @@ static const struct bound bounds[] = {
     {"stats.retention_s", NULL, B_INT, 60, 31536000, 0, NULL},
     {"evaluation.shadow_rate", NULL, B_NUM, 0, 1, 0, NULL},
     {"evaluation.daily_budget_usd", NULL, B_NUM, 0, 0, B_NO_HI, NULL},
+    {"evaluation.max_in_flight", NULL, B_INT, 1, 1024, 0, NULL},
     {"routing.threshold", "{\"routing\": {\"threshold\": %s}}", B_NUM, 0, 1, 0, NULL},
     {"routing.guards.max_refine_rate", GUARD("max_refine_rate"), B_NUM, 0, 1, B_LO_OPEN, NULL},
     {"routing.guards.window_s", GUARD("window_s"), B_INT, 10, 86400, 0, NULL},
@@ -1109,6 +1110,10 @@ static void test_judge_evaluation_errors(void)
     expect_err("{\"evaluation\": {\"daily_budget_usd\": 1e999}}",
                "evaluation.daily_budget_usd", "expected number or null");
     expect_err("{\"evaluation\": {\"budget\": 1}}", "evaluation.budget", "unknown key");
+    expect_err("{\"evaluation\": {\"max_in_flight\": 0}}", "evaluation.max_in_flight",
+               "must be between 1 and 1024");
+    expect_err("{\"evaluation\": {\"max_in_flight\": 2.5}}", "evaluation.max_in_flight",
+               "expected integer");
     expect_err("{\"evaluation\": []}", "evaluation", "expected object");
 }
 
@@ -1136,6 +1141,8 @@ static void test_judge_evaluation_describe(void)
     CHECK(cJSON_GetNumberValue(jget(d, "models", "judge", "temperature")) == 0);
     CHECK(cJSON_GetNumberValue(jget(d, "evaluation", "shadow_rate", NULL)) == 0.05);
     CHECK(cJSON_GetNumberValue(jget(d, "evaluation", "daily_budget_usd", NULL)) == 2.5);
+    CHECK(cJSON_GetNumberValue(jget(d, "evaluation", "max_in_flight", NULL)) == 4);
+    CHECK(c->eval_max_in_flight == 4);
     CHECK(cJSON_IsNull(jget(dn, "evaluation", "daily_budget_usd", NULL)));
     CHECK(cJSON_IsNull(jget(dn, "models", "judge", "api_key")));
     {

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "acct.h"
+#include "bderr.h"
 #include "router.h"
 #include "tcheck.h"
 
@@ -268,6 +269,203 @@ static void test_metrics(void)
     cJSON_Delete(m);
 }
 
+/* --- quality: shadow evaluations and feedback --- */
+
+static int cmp_int_d(const void *a, const void *b) { return cmp_d(a, b); }
+
+/* The percentile of counts equals quality.h's percentile of the values they stand for,
+ * to the last bit (both interpolate the same two sorted values). */
+static void test_counts_percentile(void)
+{
+    double counts[25] = {0}, vals[200], ps[] = {0, 0.1, 0.5, 0.9, 0.95, 1};
+    size_t n = 0;
+    unsigned r = 7;
+    for (int i = 0; i < 60; i++) {
+        int k;
+        r = r * 1103515245u + 12345u;
+        k = (int)((r >> 8) % 25);
+        counts[k]++;
+        vals[n++] = (double)(k - 12) / 3.0;
+    }
+    qsort(vals, n, sizeof(double), cmp_int_d);
+    for (size_t q = 0; q < sizeof(ps) / sizeof(ps[0]); q++) {
+        double h = ps[q] * (double)(n - 1), lo = floor(h), hi = ceil(h);
+        double want = vals[(size_t)lo] + (h - lo) * (vals[(size_t)hi] - vals[(size_t)lo]);
+        CHECK(stats_counts_percentile(counts, 25, -12, 3.0, ps[q]) == want);
+    }
+    /* hand-computed: gaps 0, 1/3, 1/3, 4/3 -> p90 at rank 2.7: 1/3 + 0.7 * (4/3 - 1/3) */
+    memset(counts, 0, sizeof(counts));
+    counts[12] = 1;
+    counts[13] = 2;
+    counts[16] = 1;
+    CHECK_NEAR(stats_counts_percentile(counts, 25, -12, 3.0, 0.9), 1.0 / 3.0 + 0.7, 1e-12);
+    CHECK(stats_counts_percentile(counts, 25, -12, 3.0, 0.5) == 1.0 / 3.0);
+    memset(counts, 0, sizeof(counts));
+    CHECK(isnan(stats_counts_percentile(counts, 25, -12, 3.0, 0.9)));
+    counts[0] = 1;
+    CHECK(isnan(stats_counts_percentile(counts, 25, -12, 3.0, 1.5)));
+    CHECK(stats_counts_percentile(counts, 25, -12, 3.0, 0.9) == -4);
+}
+
+static void quality_of(struct stats_quality *q, int d3, int r3, int kept, int refined)
+{
+    memset(q, 0, sizeof(*q));
+    q->draft_s3 = d3;
+    q->refine_s3 = r3;
+    q->kept = kept;
+    q->refined = refined;
+    q->served_refine = refined;
+    q->draft_model = "phi-4-mini";
+    q->refine_model = "gpt-oss-20b";
+    q->cost_usd = 0.000123;
+    q->source = "crm";
+    q->finished_ms = 1700000000123;
+}
+
+static void test_quality_delta(void)
+{
+    struct stats_quality q;
+    struct stats_delta d;
+    /* kept, refine 14 vs draft 11: a gap of one point: a missed refinement */
+    quality_of(&q, 11, 14, 1, 0);
+    CHECK(stats_quality_delta(&q, &d) == 0);
+    CHECK(stats_delta_get(&d, "q_shadow") == 1 && stats_delta_get(&d, "q_judged") == 1);
+    CHECK(stats_delta_get(&d, "q_d_n") == 1 && stats_delta_get(&d, "q_d_s3") == 11);
+    CHECK(stats_delta_get(&d, "q_r_n") == 1 && stats_delta_get(&d, "q_r_s3") == 14);
+    CHECK(stats_delta_get(&d, "q_s_n") == 1 && stats_delta_get(&d, "q_s_s3") == 11);
+    CHECK(stats_delta_get(&d, "q_gk_n") == 1 && stats_delta_get(&d, "q_gk_s3") == 3);
+    CHECK(stats_delta_get(&d, "q_gk:3") == 1);
+    CHECK(stats_delta_get(&d, "q_missed") == 1 && stats_delta_get(&d, "q_needless") == 0);
+    CHECK(stats_delta_get(&d, "qs:phi-4-mini:11") == 1);
+    CHECK(stats_delta_get(&d, "qs:gpt-oss-20b:14") == 1);
+    CHECK(stats_delta_get(&d, "eval_cost_p") == 123000000);
+    CHECK_STR(d.source, "crm");
+    CHECK(d.at_ms == 1700000000123);
+    /* kept with a gap of 2/3: not missed */
+    quality_of(&q, 11, 13, 1, 0);
+    stats_quality_delta(&q, &d);
+    CHECK(stats_delta_get(&d, "q_missed") == 0 && stats_delta_get(&d, "q_gk:2") == 1);
+    /* refined, the draft as good: needless; the served brief is the refined one */
+    quality_of(&q, 15, 15, 0, 1);
+    stats_quality_delta(&q, &d);
+    CHECK(stats_delta_get(&d, "q_needless") == 1 && stats_delta_get(&d, "q_gk_n") == 0);
+    CHECK(stats_delta_get(&d, "q_s_s3") == 15);
+    quality_of(&q, 12, 15, 0, 1);
+    stats_quality_delta(&q, &d);
+    CHECK(stats_delta_get(&d, "q_needless") == 0);
+    /* a null side: counted as evaluated, judged by the other side, no gap */
+    quality_of(&q, 12, 0, 1, 0);
+    stats_quality_delta(&q, &d);
+    CHECK(stats_delta_get(&d, "q_judged") == 1 && stats_delta_get(&d, "q_r_n") == 0);
+    CHECK(stats_delta_get(&d, "q_gk_n") == 0 && stats_delta_get(&d, "q_missed") == 0);
+    quality_of(&q, 0, 0, 1, 0);
+    stats_quality_delta(&q, &d);
+    CHECK(stats_delta_get(&d, "q_shadow") == 1 && stats_delta_get(&d, "q_judged") == 0);
+    /* degraded (neither kept nor refined): no gap, not missed, not needless */
+    quality_of(&q, 9, 15, 0, 0);
+    stats_quality_delta(&q, &d);
+    CHECK(stats_delta_get(&d, "q_gk_n") == 0 && stats_delta_get(&d, "q_missed") == 0);
+    CHECK(stats_delta_get(&d, "q_needless") == 0);
+    CHECK(stats_skip_delta("budget", 5, &d) == 0);
+    CHECK(stats_delta_get(&d, "q_skip:budget") == 1 && d.at_ms == 5);
+}
+
+static void test_feedback_delta(void)
+{
+    static const char *const pols[] = {"length", "topic"}, *const verd[] = {"refine", "keep"};
+    struct stats_feedback f;
+    struct stats_delta d;
+    memset(&f, 0, sizeof(f));
+    f.score = 4;
+    f.decision = "refine";
+    f.policies = pols;
+    f.verdicts = verd;
+    f.n = 2;
+    f.tenant = "acme";
+    f.finished_ms = 42;
+    CHECK(stats_feedback_delta(&f, &d) == 0);
+    CHECK(stats_delta_get(&d, "fb_n") == 1 && stats_delta_get(&d, "fb_sum") == 4);
+    CHECK(stats_delta_get(&d, "fbs:4") == 1);
+    CHECK(stats_delta_get(&d, "fb_dec:refine:n") == 1);
+    CHECK(stats_delta_get(&d, "fb_dec:refine:sum") == 4);
+    CHECK(stats_delta_get(&d, "fb_pol:length:refine:sum") == 4);
+    CHECK(stats_delta_get(&d, "fb_pol:topic:keep:n") == 1);
+    CHECK_STR(d.tenant, "acme");
+    CHECK(d.at_ms == 42);
+    f.score = 6;
+    CHECK(stats_feedback_delta(&f, &d) == BD_EINVAL);
+}
+
+/* Quality counters in a window: the /v1/stats quality object and the /metrics series. */
+static void test_quality_json(void)
+{
+    struct stats_quality q;
+    struct stats_feedback f;
+    struct stats_delta d;
+    static const char *const pols[] = {"length"}, *const verd[] = {"keep"};
+    cJSON *total = cJSON_CreateObject(), *out, *i;
+    struct stats_rows rows;
+    char *text;
+    /* kept: gaps 1/3 and 4/3; refined: needless once; evaluation spend */
+    int cases[][4] = {{14, 15, 1, 0}, {11, 15, 1, 0}, {15, 15, 0, 1}, {12, 0, 1, 0}};
+    for (size_t k = 0; k < 4; k++) {
+        quality_of(&q, cases[k][0], cases[k][1], cases[k][2], cases[k][3]);
+        stats_quality_delta(&q, &d);
+        i = inc_json(&d);
+        add_inc(total, i);
+        cJSON_Delete(i);
+    }
+    memset(&f, 0, sizeof(f));
+    f.decision = "keep";
+    f.policies = pols;
+    f.verdicts = verd;
+    f.n = 1;
+    for (int s = 2; s <= 5; s += 3) {
+        f.score = s;
+        stats_feedback_delta(&f, &d);
+        i = inc_json(&d);
+        add_inc(total, i);
+        cJSON_Delete(i);
+    }
+    memset(&rows, 0, sizeof(rows));
+    rows.total = total;
+    rows.rows = cJSON_CreateArray();
+    rows.gran_s = 60;
+    out = stats_window_json(&rows, 3600, "", 60);
+    CHECK(jnum(out, "quality.shadow") == 4 && jnum(out, "quality.judged") == 4);
+    CHECK(jnum(out, "quality.overall.draft") == (14.0 + 11 + 15 + 12) / (3.0 * 4));
+    CHECK(jnum(out, "quality.overall.refine") == 45.0 / 9.0);
+    CHECK(jnum(out, "quality.overall.served") == (14.0 + 11 + 15 + 12) / (3.0 * 4));
+    CHECK(jnum(out, "quality.gap_when_kept.count") == 2);
+    CHECK(jnum(out, "quality.gap_when_kept.mean") == 5.0 / 6.0);
+    CHECK_NEAR(jnum(out, "quality.gap_when_kept.p90"), 1.0 / 3.0 + 0.9 * 1.0, 1e-12);
+    CHECK(jnum(out, "quality.missed_refinements") == 1);
+    CHECK(jnum(out, "quality.needless_refinements") == 1);
+    CHECK(jnum(out, "quality.by_model.phi-4-mini.count") == 4);
+    CHECK(jnum(out, "quality.by_model.gpt-oss-20b.mean") == 5);
+    CHECK(jnum(out, "quality.feedback.count") == 2);
+    CHECK(jnum(out, "quality.feedback.mean_score") == 3.5);
+    CHECK(jnum(out, "quality.feedback.by_score.5") == 1);
+    CHECK(jnum(out, "quality.feedback.by_decision.keep.count") == 2);
+    CHECK(jnum(out, "quality.feedback.by_decision.refine.count") == 0);
+    CHECK(jnum(out, "quality.feedback.by_policy.length.keep.mean_score") == 3.5);
+    CHECK_NEAR(jnum(out, "evaluation_usd"), 4 * 0.000123, 1e-15);
+    cJSON_Delete(out);
+    text = stats_metrics_text(total, 0, 0, NULL);
+    CHECK(strstr(text, "briefd_quality_score_bucket{model=\"phi-4-mini\",le=\"4\"} 2\n"));
+    CHECK(strstr(text, "briefd_quality_score_bucket{model=\"phi-4-mini\",le=\"4.5\"} 2\n"));
+    CHECK(strstr(text, "briefd_quality_score_bucket{model=\"phi-4-mini\",le=\"5\"} 4\n"));
+    CHECK(strstr(text, "briefd_quality_score_count{model=\"gpt-oss-20b\"} 3\n"));
+    CHECK(strstr(text, "briefd_quality_score_sum{model=\"gpt-oss-20b\"} 15\n"));
+    CHECK(strstr(text, "briefd_feedback_total{score=\"2\"} 1\n"));
+    CHECK(strstr(text, "briefd_feedback_total{score=\"3\"} 0\n"));
+    CHECK(strstr(text, "briefd_evaluation_cost_usd_total 0.000492000000\n"));
+    CHECK(strstr(text, "briefd_missed_refinements_total 1\n"));
+    free(text);
+    cJSON_Delete(total);
+    cJSON_Delete(rows.rows);
+}
+
 /* Series the configuration makes known are there at zero; a fallback's answers are counted;
  * the exported histogram buckets fit LLM latencies (5 ms .. 120 s, at most x2 apart). */
 static void test_metrics_known(void)
@@ -387,6 +585,10 @@ int main(void)
     test_delta();
     test_window();
     test_metrics();
+    test_counts_percentile();
+    test_quality_delta();
+    test_feedback_delta();
+    test_quality_json();
     test_metrics_known();
     test_cache_counts();
     return tcheck_summary("test_stats");

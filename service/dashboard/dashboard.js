@@ -1,4 +1,4 @@
-/* dashboard.js - briefd's dashboard: reads /v1/stats, fills the tiles and tables, draws the Chart.js charts. */
+/* dashboard.js - briefd's dashboard: reads /v1/stats, fills the tiles and tables (cost, latency, quality), draws the Chart.js charts. */
 (function () {
   'use strict';
 
@@ -370,6 +370,92 @@
     });
   }
 
+  /* ---- quality (shadow judging and feedback) ---- */
+
+  /* An overall score (1-5) with two decimals; a gap with a sign. */
+  function fmtScore(v) {
+    return isNum(v) ? v.toFixed(2) : '—';
+  }
+
+  function fmtGap(v) {
+    return isNum(v) ? (v > 0 ? '+' : '') + v.toFixed(2) : '—';
+  }
+
+  function renderQuality(q, evalUsd) {
+    q = q || {};
+    var overall = q.overall || {};
+    var gap = q.gap_when_kept || {};
+    var fb = q.feedback || {};
+    setFigure('q-judged', fmtInt(q.judged), num(q.judged));
+    setText('q-judged-sub', isNum(q.shadow) ? fmtInt(q.shadow) + ' evaluated in the shadow' : '\u00a0');
+    setFigure('q-served', fmtScore(overall.served), num(overall.served));
+    setText('q-served-sub', 'draft ' + fmtScore(overall.draft) + ' · refine ' + fmtScore(overall.refine));
+    setFigure('q-gap', fmtGap(gap.mean), num(gap.mean));
+    setText('q-gap-sub', isNum(gap.count) && gap.count > 0 ? 'p90 ' + fmtGap(gap.p90) + ' over ' + fmtInt(gap.count) + ' kept' : 'no kept job judged');
+    setFigure('q-missed', fmtInt(q.missed_refinements), num(q.missed_refinements));
+    $('q-missed-tile').className = 'tile' + (q.missed_refinements > 0 ? ' warn' : '');
+    setFigure('q-needless', fmtInt(q.needless_refinements), num(q.needless_refinements));
+    $('q-needless-tile').className = 'tile' + (q.needless_refinements > 0 ? ' warn' : '');
+    setFigure('q-feedback', fmtScore(fb.mean_score), num(fb.mean_score));
+    setText('q-feedback-sub', fmtInt(fb.count) + ' given');
+    setFigure('q-eval-usd', fmtUSD(evalUsd), num(evalUsd));
+    renderQualityModels(q.by_model);
+    renderFeedback(fb);
+  }
+
+  function renderQualityModels(byModel) {
+    var tbody = tbodyOf('quality-models');
+    var names = Object.keys(byModel || {}).sort();
+    if (!names.length) {
+      emptyRow(tbody, 4, 'no judged briefs in this window');
+      return;
+    }
+    names.forEach(function (model) {
+      var m = byModel[model] || {};
+      var tr = document.createElement('tr');
+      tr.setAttribute('data-testid', 'quality-model-row');
+      tr.setAttribute('data-key', model);
+      tr.appendChild(cell(model, null, 'model'));
+      tr.appendChild(cell(fmtInt(m.count), 'n num', 'count', num(m.count)));
+      tr.appendChild(cell(fmtScore(m.mean), 'n num', 'mean', num(m.mean)));
+      var td = cell('', 'num', 'bar');
+      var bar = document.createElement('span');
+      bar.className = 'bar';
+      bar.style.width = (isNum(m.mean) ? Math.max(2, Math.round(120 * (m.mean - 1) / 4)) : 0) + 'px';
+      td.appendChild(bar);
+      tr.appendChild(td);
+      tbody.appendChild(tr);
+    });
+  }
+
+  function feedbackRow(tbody, rowId, key, labels, c) {
+    var tr = document.createElement('tr');
+    tr.setAttribute('data-testid', rowId);
+    tr.setAttribute('data-key', key);
+    labels.forEach(function (l, i) { tr.appendChild(cell(l, null, i ? 'verdict' : 'name')); });
+    tr.appendChild(cell(fmtInt(c.count), 'n num', 'count', num(c.count)));
+    tr.appendChild(cell(fmtScore(c.mean_score), 'n num', 'mean_score', num(c.mean_score)));
+    tbody.appendChild(tr);
+  }
+
+  function renderFeedback(fb) {
+    var tbody = tbodyOf('feedback-decisions');
+    var dec = fb.by_decision || {};
+    ['keep', 'refine'].forEach(function (d) {
+      feedbackRow(tbody, 'feedback-decision-row', d, [d], dec[d] || {});
+    });
+    tbody = tbodyOf('feedback-policies');
+    var pols = fb.by_policy || {};
+    var rows = 0;
+    Object.keys(pols).sort().forEach(function (p) {
+      Object.keys(pols[p] || {}).sort().forEach(function (v) {
+        feedbackRow(tbody, 'feedback-policy-row', p + ':' + v, [p, v], pols[p][v] || {});
+        rows++;
+      });
+    });
+    if (!rows) emptyRow(tbody, 4, 'no feedback in this window');
+  }
+
   /* ---- charts ---- */
 
   function baseOptions() {
@@ -442,6 +528,25 @@
       ] },
       options: lat
     });
+
+    var q = baseOptions();
+    q.scales.y.ticks = { precision: 0 };
+    q.scales.y.title = { display: true, text: 'jobs' };
+    q.scales.gap = { position: 'right', suggestedMin: -1, suggestedMax: 1, grid: { display: false },
+      title: { display: true, text: 'gap when kept' } };
+    q.plugins.tooltip = { callbacks: { label: function (c) {
+      return c.dataset.yAxisID === 'gap' ? 'Gap when kept: ' + fmtGap(c.parsed.y) : c.dataset.label + ': ' + fmtInt(c.parsed.y);
+    } } };
+    state.charts.quality = new Chart($('chart-quality'), {
+      type: 'bar',
+      data: { labels: [], datasets: [
+        { type: 'bar', label: 'Missed refinements', data: [], backgroundColor: COLORS.orange, yAxisID: 'y', order: 2 },
+        { type: 'bar', label: 'Needless refinements', data: [], backgroundColor: COLORS.gray, yAxisID: 'y', order: 3 },
+        { type: 'line', label: 'Gap when kept', data: [], borderColor: COLORS.blue, backgroundColor: COLORS.blue,
+          yAxisID: 'gap', tension: 0.25, pointRadius: 3, spanGaps: true, order: 1 }
+      ] },
+      options: q
+    });
     return true;
   }
 
@@ -498,6 +603,13 @@
     r.data.datasets[0].pointRadius = busy > 30 ? 1.5 : 3;
     r.update('none');
 
+    var qc = state.charts.quality;
+    qc.data.labels = labels;
+    qc.data.datasets[0].data = series.map(function (b) { return num(b.missed_refinements) || 0; });
+    qc.data.datasets[1].data = series.map(function (b) { return num(b.needless_refinements) || 0; });
+    qc.data.datasets[2].data = series.map(function (b) { return num(b.gap_when_kept); });
+    qc.update('none');
+
     var lat = s.latency_ms || {};
     var l = state.charts.latency;
     ['p50', 'p95', 'p99'].forEach(function (p, i) {
@@ -515,6 +627,7 @@
     renderGroups('by-tenant', 'tenant-row', tenants.groups, true);
     renderPolicies(main.by_policy, num(main.jobs));
     renderTokens(main.tokens);
+    renderQuality(main.quality, main.evaluation_usd);
   }
 
   /* ---- status ---- */

@@ -26,7 +26,7 @@ SEED=${FUZZ_SEED:-1}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${2:-build-fuzz}
 case $BUILD in /*) ;; *) BUILD="$ROOT/$BUILD" ;; esac
-read -r -a HARNESSES <<<"${FUZZ_HARNESSES:-fuzz_http fuzz_job fuzz_json fuzz_config fuzz_oai fuzz_judge}"
+read -r -a HARNESSES <<<"${FUZZ_HARNESSES:-fuzz_http fuzz_job fuzz_json fuzz_config fuzz_oai fuzz_judge fuzz_feedback}"
 JOBS=$(nproc 2>/dev/null || echo 2)
 
 case $SECS in

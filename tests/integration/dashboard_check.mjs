@@ -33,9 +33,13 @@ function parseArgs(argv) {
 }
 
 const TILES = ['jobs', 'refine-rate', 'cost-per-job', 'cost-total', 'savings', 'degraded',
-  'cache-hit-rate', 'failed'];
+  'cache-hit-rate', 'failed',
+  // the Quality section (shadow judging and feedback)
+  'q-judged', 'q-judged-sub', 'q-served', 'q-served-sub', 'q-gap', 'q-gap-sub', 'q-missed',
+  'q-needless', 'q-feedback', 'q-feedback-sub', 'q-eval-usd'];
 const TABLES = { 'by-source': 'source-row', 'by-tenant': 'tenant-row', 'by-policy': 'policy-row',
-  tokens: 'tokens-row', 'latency-table': 'latency-row' };
+  tokens: 'tokens-row', 'latency-table': 'latency-row', 'quality-models': 'quality-model-row',
+  'feedback-decisions': 'feedback-decision-row', 'feedback-policies': 'feedback-policy-row' };
 
 // Runs in the page: every figure the test compares, as text and raw value.
 function readFigures({ tiles, tables }) {

@@ -59,8 +59,17 @@ class CommandLine(unittest.TestCase):
                                    "calibrate, not of briefd replay\n")
         r = run("calibrate")
         self.assertEqual(r.returncode, 2)
-        self.assertEqual(r.stderr, "briefd calibrate: --target-refine-rate R (0..1) is "
-                                   "required\n")
+        self.assertEqual(r.stderr, "briefd calibrate: --target-refine-rate R (0..1) or "
+                                   "--target-gap G (0..4) is required\n")
+        r = run("calibrate", "--target-gap", "0.5", "--target-refine-rate", "0.3")
+        self.assertEqual((r.returncode, r.stderr), (2, "briefd calibrate: give "
+                         "--target-refine-rate R or --target-gap G, not both\n"))
+        r = run("calibrate", "--target-gap", "5")
+        self.assertEqual((r.returncode, r.stderr), (2, "briefd calibrate: --target-gap G must "
+                         "be from 0 to 4 (points of overall score)\n"))
+        r = run("replay", "--target-gap", "0.5")
+        self.assertEqual((r.returncode, r.stderr), (2, "briefd replay: --target-gap is an "
+                         "option of briefd calibrate, not of briefd replay\n"))
         r = run("replay", "--window", "0")
         self.assertEqual(r.stderr, "briefd replay: --window S must be >= 1\n")
 

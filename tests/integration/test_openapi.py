@@ -168,6 +168,7 @@ class Served(Stack):
         st, job, _ = self.call("POST", "/v1/jobs?wait=30", {"text": DOC}, CLIENT_KEY)
         self.assertEqual(st, 200, job)
         bodies = {("POST", "/v1/jobs"): {"text": DOC},
+                  ("POST", "/v1/jobs/{id}/feedback"): {"score": 4, "label": "good"},
                   ("POST", "/v1/chat/completions"): {
                       "model": "briefd-hybrid", "messages": [{"role": "user", "content": DOC}]}}
         for (method, path), auth in sorted(route_table().items()):
@@ -194,6 +195,12 @@ class Served(Stack):
             ("GET", "/v1/jobs/%s?wait=99" % job_id, None, CLIENT_KEY, 400, "invalid_value"),
             ("GET", "/v1/jobs/" + job_id, None, CLIENT_KEY, 404, "job_not_found"),
             ("GET", "/v1/jobs/%s/events" % job_id, None, CLIENT_KEY, 404, "job_not_found"),
+            ("POST", "/v1/jobs/%s/feedback" % job_id, {"score": 4}, CLIENT_KEY, 404,
+             "job_not_found"),
+            ("POST", "/v1/jobs/%s/feedback" % job_id, {"score": 6}, CLIENT_KEY, 422,
+             "invalid_value"),
+            ("POST", "/v1/jobs/%s/feedback" % job_id, {"label": "x"}, CLIENT_KEY, 400,
+             "score_required"),
             ("POST", "/v1/chat/completions", dict(chat, model="gpt-4o"), CLIENT_KEY, 404,
              "model_not_found"),
             ("POST", "/v1/chat/completions", dict(chat, n=2), CLIENT_KEY, 400, "invalid_value"),
