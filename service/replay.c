@@ -516,7 +516,7 @@ static int fit_gap(const struct replay *rp, const cJSON *p, cJSON *np, double ta
 {
     const char *type = cJSON_GetObjectItemCaseSensitive(p, "type")->valuestring, *key;
     size_t n = gap_signal(rp, type, xs, &key), k, best = 0;
-    struct gap_eval e, be;
+    struct gap_eval e, be = {0};
     int found = 0;
     if (!key) {
         printf("  %s: no threshold to fit (kept as configured)\n", type);
