@@ -3899,12 +3899,17 @@ void store_slot_give(struct store *s, const char *server, const char *member)
 
 #define EVAL_SPEND_TTL_S (2L * 86400L) /* a day's evaluation spend outlives its day */
 
-int store_set_quality(struct store *s, const char *id, const char *quality_json,
-                      const struct stats_delta *delta, store_flag_cb cb, void *data)
+/* A finished job's side key (side: "quality:" or "feedback:") written by script with the
+ * job's record, its key and the process's pending statistics as KEYS; ARGV: json, then
+ * extra when set, then the statistics delta. */
+static int job_side_write(struct store *s, const char *id, const char *side,
+                          struct rds_script *script, const char *json, const char *extra,
+                          const struct stats_delta *delta, store_flag_cb cb, void *data)
 {
-    char kj[KEY_MAX], kq[KEY_MAX], kp[KEY_MAX];
+    char kj[KEY_MAX], ks[KEY_MAX], kp[KEY_MAX];
     char *dt = delta ? delta_text(delta) : strdup("");
-    const char *argv[5];
+    const char *argv[6];
+    int nargs = 3;
     struct op *o;
     int rc;
     if (!dt)
@@ -3915,46 +3920,32 @@ int store_set_quality(struct store *s, const char *id, const char *quality_json,
         return BD_ENOMEM;
     }
     key(s, kj, "job:", id);
-    key(s, kq, "quality:", id);
+    key(s, ks, side, id);
     key(s, kp, "stats:pend:", s->instance);
     argv[0] = kj;
-    argv[1] = kq;
+    argv[1] = ks;
     argv[2] = kp;
-    argv[3] = quality_json;
-    argv[4] = dt;
-    rc = send_or_free(evalsha(s, NULL, on_flag, o, &sc_quality, 3, 5, argv, NULL), o);
+    argv[nargs++] = json;
+    if (extra)
+        argv[nargs++] = extra;
+    argv[nargs++] = dt;
+    rc = send_or_free(evalsha(s, NULL, on_flag, o, script, 3, nargs, argv, NULL), o);
     free(dt);
     return rc;
+}
+
+int store_set_quality(struct store *s, const char *id, const char *quality_json,
+                      const struct stats_delta *delta, store_flag_cb cb, void *data)
+{
+    return job_side_write(s, id, "quality:", &sc_quality, quality_json, NULL, delta, cb, data);
 }
 
 int store_add_feedback(struct store *s, const char *id, const char *item_json, int keep,
                        const struct stats_delta *delta, store_flag_cb cb, void *data)
 {
-    char kj[KEY_MAX], kf[KEY_MAX], kp[KEY_MAX], n[16];
-    char *dt = delta ? delta_text(delta) : strdup("");
-    const char *argv[6];
-    struct op *o;
-    int rc;
-    if (!dt)
-        return BD_ENOMEM;
-    o = op_new(s, (void (*)(void))cb, data);
-    if (!o) {
-        free(dt);
-        return BD_ENOMEM;
-    }
-    key(s, kj, "job:", id);
-    key(s, kf, "feedback:", id);
-    key(s, kp, "stats:pend:", s->instance);
+    char n[16];
     snprintf(n, sizeof(n), "%d", keep > 0 ? keep : 1);
-    argv[0] = kj;
-    argv[1] = kf;
-    argv[2] = kp;
-    argv[3] = item_json;
-    argv[4] = n;
-    argv[5] = dt;
-    rc = send_or_free(evalsha(s, NULL, on_flag, o, &sc_feedback, 3, 6, argv, NULL), o);
-    free(dt);
-    return rc;
+    return job_side_write(s, id, "feedback:", &sc_feedback, item_json, n, delta, cb, data);
 }
 
 void store_stats_add(struct store *s, const struct stats_delta *delta)
