@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jscan.h"
 #include "jsonv.h"
 #include "jsonx.h"
 
@@ -306,7 +307,7 @@ static cJSON *parse_whole(const char *buf, size_t len)
  * A completion with logprobs is mostly its choices[0].logprobs.content array: an object per
  * token ({"token", "logprob", "bytes": [...], "top_logprobs": [...]}), several times the
  * size of the text. Building a cJSON tree of it dominated the cost of a draft. So before
- * cJSON sees the body, the array is found by a small scanner, checked strictly (jsonv: what
+ * cJSON sees the body, the array is found by a small scanner (base/jscan.h), checked strictly (jsonv: what
  * it accepts, cJSON reads the same), its "logprob" numbers taken, and it is blanked to "[]"
  * in the private copy cJSON parses. Anything unexpected - a key written with escapes, a
  * shape other than the standard one, a region jsonv refuses - leaves the body as it is, for
@@ -317,106 +318,6 @@ struct lifted {
     double *v;
     size_t n, cap;
 };
-
-static const char *lp_ws(const char *p, const char *e)
-{
-    while (p < e && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
-        p++;
-    return p;
-}
-
-/* Past the string at p (p[0] == '"'); NULL if unterminated. *escaped: it had a backslash. */
-static const char *lp_string(const char *p, const char *e, int *escaped)
-{
-    for (p++; p < e;) {
-        const char *q = memchr(p, '"', (size_t)(e - p)), *b;
-        if (q == NULL)
-            return NULL;
-        b = memchr(p, '\\', (size_t)(q - p));
-        if (b == NULL)
-            return q + 1;
-        *escaped = 1;
-        p = b + 2; /* the escaped character, whatever it is */
-    }
-    return NULL;
-}
-
-/* Past the value at p, by brackets and strings (lenient: the region is checked later). */
-static const char *lp_skip(const char *p, const char *e)
-{
-    int depth = 0, esc = 0;
-    do {
-        p = lp_ws(p, e);
-        if (p >= e)
-            return NULL;
-        if (*p == '"') {
-            p = lp_string(p, e, &esc);
-            if (p == NULL)
-                return NULL;
-        } else if (*p == '{' || *p == '[') {
-            depth++;
-            p++;
-        } else if (*p == '}' || *p == ']') {
-            depth--;
-            p++;
-        } else {
-            while (p < e && *p != ',' && *p != '}' && *p != ']' && *p != ' ' && *p != '\n' &&
-                   *p != '\r' && *p != '\t')
-                p++;
-        }
-        if (depth > 0)
-            while ((p = lp_ws(p, e)) < e && (*p == ',' || *p == ':'))
-                p++;
-    } while (depth > 0 && p < e);
-    return depth == 0 ? p : NULL;
-}
-
-/* The member whose name starts at p ('"'): its name in [*k, *k + *kl) and a pointer to its
- * value; NULL if malformed or the name has escapes (*odd set: the tree must decide). */
-static const char *lp_key(const char *p, const char *e, const char **k, size_t *kl, int *odd)
-{
-    int esc = 0;
-    const char *ke = lp_string(p, e, &esc);
-    if (ke == NULL || esc) {
-        *odd |= esc;
-        return NULL;
-    }
-    *k = p + 1;
-    *kl = (size_t)(ke - 1 - *k);
-    p = lp_ws(ke, e);
-    return p < e && *p == ':' ? lp_ws(p + 1, e) : NULL;
-}
-
-/* Past the value at v and the comma after it: the next member or element (or the end). */
-static const char *lp_next(const char *v, const char *e)
-{
-    const char *p = lp_skip(v, e);
-    if (p == NULL)
-        return NULL;
-    p = lp_ws(p, e);
-    return p < e && *p == ',' ? lp_ws(p + 1, e) : p;
-}
-
-/* In the object at p ('{'), the value of the first member named key; NULL if none. A
- * member name written with escapes sets *odd (its decoded name is not compared here: the
- * tree must decide). */
-static const char *lp_member(const char *p, const char *e, const char *key, int *odd)
-{
-    size_t kl, want = strlen(key);
-    const char *k, *v;
-    p = lp_ws(p, e);
-    if (p >= e || *p != '{')
-        return NULL;
-    p = lp_ws(p + 1, e);
-    while (p != NULL && p < e && *p == '"') {
-        if ((v = lp_key(p, e, &k, &kl, odd)) == NULL)
-            return NULL;
-        if (kl == want && memcmp(k, key, kl) == 0)
-            return v;
-        p = lp_next(v, e);
-    }
-    return NULL;
-}
 
 static int lp_push(struct lifted *l, double v)
 {
@@ -440,10 +341,10 @@ static const char *lp_element(const char *p, const char *e, struct lifted *l, in
     const char *k, *v;
     size_t kl;
     if (*p != '{')
-        return lp_skip(p, e); /* not an object: no logprob, as for the tree */
-    p = lp_ws(p + 1, e);
+        return jscan_skip(p, e); /* not an object: no logprob, as for the tree */
+    p = jscan_ws(p + 1, e);
     while (p != NULL && p < e && *p == '"') {
-        if ((v = lp_key(p, e, &k, &kl, &odd)) == NULL)
+        if ((v = jscan_key(p, e, &k, &kl, &odd)) == NULL)
             return NULL;
         if (!taken && kl == 7 && memcmp(k, "logprob", 7) == 0) {
             taken = 1;
@@ -455,7 +356,7 @@ static const char *lp_element(const char *p, const char *e, struct lifted *l, in
                 }
             }
         }
-        p = lp_next(v, e);
+        p = jscan_next(v, e);
     }
     return p != NULL && p < e && *p == '}' ? p + 1 : NULL;
 }
@@ -464,15 +365,15 @@ static const char *lp_element(const char *p, const char *e, struct lifted *l, in
  * Returns past the array, or NULL (then nothing is lifted). */
 static const char *lp_numbers(const char *a, const char *e, struct lifted *l)
 {
-    const char *p = lp_ws(a + 1, e);
+    const char *p = jscan_ws(a + 1, e);
     int oom = 0;
     while (p != NULL && p < e && *p != ']') {
         p = lp_element(p, e, l, &oom);
         if (p == NULL)
             return NULL;
-        p = lp_ws(p, e);
+        p = jscan_ws(p, e);
         if (p < e && *p == ',')
-            p = lp_ws(p + 1, e);
+            p = jscan_ws(p + 1, e);
     }
     return p != NULL && p < e ? p + 1 : NULL;
 }
@@ -484,12 +385,12 @@ static size_t lift_logprobs(char *buf, size_t len, struct lifted *l)
     const char *e = buf + len, *c, *a, *z;
     struct jsonv_result vr;
     int odd = 0;
-    c = lp_member(buf, e, "choices", &odd);
+    c = jscan_member(buf, e, "choices", &odd);
     if (c == NULL || *c != '[')
         return len;
-    c = lp_ws(c + 1, e);
-    if (c >= e || *c != '{' || (c = lp_member(c, e, "logprobs", &odd)) == NULL || *c != '{' ||
-        (a = lp_member(c, e, "content", &odd)) == NULL || *a != '[')
+    c = jscan_ws(c + 1, e);
+    if (c >= e || *c != '{' || (c = jscan_member(c, e, "logprobs", &odd)) == NULL || *c != '{' ||
+        (a = jscan_member(c, e, "content", &odd)) == NULL || *a != '[')
         return len; /* (a name with escapes on the way: not found, the tree reads it all) */
     z = lp_numbers(a, e, l);
     if (z == NULL || z - a < 64 || jsonv_check(a, (size_t)(z - a), &vr) != 0) {

@@ -13,6 +13,7 @@
 #include "config.h"
 #include "dash.h"
 #include "facade.h"
+#include "jscan.h"
 #include "hash.h"
 #include "http.h"
 #include "jsonx.h"
@@ -367,6 +368,48 @@ static void briefd_headers(struct http_req *req, const cJSON *job)
     }
 }
 
+/* briefd_headers for a terminal job's text as briefd printed it, read with the scanner (no
+ * tree: a ?wait answer is sent as the text it arrived as). -1, nothing set, when the text has
+ * a shape the scanner leaves to cJSON (a name or value with escapes, a malformed value). */
+static int briefd_headers_scan(struct http_req *req, const char *job, size_t len)
+{
+    const char *e = job + len, *id, *dec = NULL, *num = NULL, *v, *end;
+    const char *route = NULL, *cost = NULL;
+    size_t idn, decn = 0;
+    int odd = 0;
+    char buf[64], num_s[40];
+    if (jscan_plain_string(jscan_member(job, e, "id", &odd), e, &id, &idn) != 0 ||
+        idn >= sizeof(buf))
+        return -1;
+    route = jscan_member(job, e, "route", &odd);
+    cost = jscan_member(job, e, "cost_usd", &odd);
+    if (route && (v = jscan_member(route, e, "decision", &odd)) != NULL &&
+        (jscan_plain_string(v, e, &dec, &decn) != 0 || decn >= sizeof(buf)))
+        return -1;
+    if (cost && (num = jscan_member(cost, e, "total", &odd)) != NULL &&
+        (*num == '-' || (*num >= '0' && *num <= '9'))) {
+        double d = jsonx_read_number(num, (char **)&end);
+        if (end == num || !isfinite(d))
+            return -1;
+        jsonx_number(d, num_s, sizeof(num_s));
+    } else {
+        num = NULL;
+    }
+    if (odd)
+        return -1;
+    memcpy(buf, id, idn);
+    buf[idn] = '\0';
+    http_resp_header(req, "x-briefd-job-id", buf);
+    if (dec) {
+        memcpy(buf, dec, decn);
+        buf[decn] = '\0';
+        http_resp_header(req, "x-briefd-route", buf);
+    }
+    if (num)
+        http_resp_header(req, "x-briefd-cost-usd", num_s);
+    return 0;
+}
+
 static void respond_job(struct http_req *req, cJSON *job)
 {
     const cJSON *st = cJSON_GetObjectItemCaseSensitive(job, "status");
@@ -602,9 +645,11 @@ static void answer_done(struct rctx *c, const char *status, const char *job, siz
     }
     if (c->replayed)
         http_resp_header(c->req, "Idempotent-Replayed", "true");
-    parsed = cJSON_ParseWithLength(job, len);
-    briefd_headers(c->req, parsed);
-    cJSON_Delete(parsed);
+    if (briefd_headers_scan(c->req, job, len) != 0) {
+        parsed = cJSON_ParseWithLength(job, len);
+        briefd_headers(c->req, parsed);
+        cJSON_Delete(parsed);
+    }
     http_respond(c->req, 200, "application/json", job, len);
     rctx_done(c);
 }

@@ -10,6 +10,7 @@
 #include "bderr.h"
 #include "clock.h"
 #include "hash.h"
+#include "jscan.h"
 #include "jsonx.h"
 #include "netaddr.h"
 #include "tcheck.h"
@@ -344,9 +345,38 @@ static void test_jsonx_read_number(void)
     }
 }
 
+/* jscan: members found past strings with quotes and brackets, nested objects, arrays; a
+ * name with escapes stops the search (odd); cut text gives NULL, never a read past the end. */
+static void test_jscan(void)
+{
+    static const char t[] = "{\"a\": \"x\\\"}]{\", \"s\": \"plain\", \"n\": [1, {\"b\": 2}], "
+                            "\"o\": {\"b\": -0.5e-3, \"c\": null}, \"d\\u0041\": 1}";
+    const char *e = t + strlen(t), *v, *s;
+    size_t n;
+    int odd = 0;
+    v = jscan_member(t, e, "o", &odd);
+    CHECK(v && *v == '{');
+    v = jscan_member(v, e, "b", &odd);
+    CHECK(v && strncmp(v, "-0.5e-3", 7) == 0);
+    CHECK(jscan_plain_string(jscan_member(t, e, "s", &odd), e, &s, &n) == 0);
+    CHECK(n == 5 && strncmp(s, "plain", 5) == 0);
+    CHECK(odd == 0);
+    CHECK(jscan_member(t, e, "b", &odd) == NULL); /* not at the top; "d\u0041" on the way */
+    CHECK(odd == 1);
+    CHECK(jscan_plain_string(jscan_member(t, e, "a", &odd), e, &s, &n) == -1); /* escapes */
+    CHECK(jscan_plain_string(NULL, e, &s, &n) == -1);
+    for (size_t cut = 0; cut < strlen(t) - 1; cut++) /* every prefix: no overread (ASan) */
+        (void)jscan_member(t, t + cut, "o", &odd);
+    CHECK(jscan_member(t, t + 40, "o", &odd) == NULL);
+    v = "[1, [2, \"]\"]]";
+    CHECK(jscan_skip(v, v + strlen(v)) == v + strlen(v));
+    CHECK(jscan_skip(v, v + strlen(v) - 1) == NULL); /* the last bracket cut off */
+}
+
 int main(void)
 {
     test_iso8601();
+    test_jscan();
     test_jsonx_number();
     test_jsonx_read_number();
     test_hmac_rfc4231();
