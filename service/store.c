@@ -3272,15 +3272,10 @@ static int take_webhook(const char *id, const char *state, size_t len, struct st
     return 0;
 }
 
-struct wh_claim_op {
-    struct store *s;
-    store_webhooks_cb cb;
-    void *data;
-};
-
 static void on_wh_claim(struct rds *r, struct rds_reply *x, void *data)
 {
-    struct wh_claim_op *op = data;
+    struct op *op = data;
+    store_webhooks_cb cb = (store_webhooks_cb)op->fn;
     size_t n = rds_reply_len(x) / 2, got = 0;
     struct store_webhook *w = NULL;
     int st = reply_status(op->s, x, RDS_ARRAY);
@@ -3297,7 +3292,7 @@ static void on_wh_claim(struct rds *r, struct rds_reply *x, void *data)
         if (state && take_webhook(id, state, len, &w[got]) == 0)
             got++;
     }
-    op->cb(op->data, st, w, got);
+    cb(op->data, st, w, got);
     free(w);
     free(op);
 }
@@ -3306,12 +3301,9 @@ int store_webhook_claim(struct store *s, int64_t now_ms, unsigned count, long le
                         store_webhooks_cb cb, void *data)
 {
     char kd[KEY_MAX], kq[KEY_MAX], now[24], cnt[16], lease[24];
-    struct wh_claim_op *op = malloc(sizeof(*op));
+    struct op *op = op_new(s, (void (*)(void))cb, data);
     if (!op)
         return BD_ENOMEM;
-    op->s = s;
-    op->cb = cb;
-    op->data = data;
     key(s, kd, "wh:due", NULL);
     key(s, kq, "wh:q", NULL);
     snprintf(now, sizeof(now), "%lld", (long long)now_ms);
@@ -3429,23 +3421,18 @@ static int submit_tenant(struct store *s, struct rds *conn, const struct store_s
     return evalsha(s, conn, on_submit, op, &sc_submit_tenant, 6, 17, args, NULL);
 }
 
-struct admit_op {
-    struct store *s;
-    store_admit_cb cb;
-    void *data;
-};
-
 static void on_admit(struct rds *r, struct rds_reply *x, void *data)
 {
-    struct admit_op *op = data;
+    struct op *op = data;
+    store_admit_cb cb = (store_admit_cb)op->fn;
     char what[16];
     int st = reply_status(op->s, x, RDS_ARRAY);
     (void)r;
     if (st != 0 || rds_reply_len(x) < 2) {
-        op->cb(op->data, st ? st : BD_EREDIS_REPLY, STORE_SUBMITTED, 0);
+        cb(op->data, st ? st : BD_EREDIS_REPLY, STORE_SUBMITTED, 0);
     } else {
         reply_copy(rds_reply_elem(x, 0), what, sizeof(what));
-        op->cb(op->data, 0,
+        cb(op->data, 0,
                strcmp(what, "rate") == 0     ? STORE_TENANT_RATE
                : strcmp(what, "budget") == 0 ? STORE_TENANT_BUDGET
                                              : STORE_SUBMITTED,
@@ -3458,12 +3445,9 @@ int store_tenant_admit(struct store *s, const char *tenant, long jpm, double bud
                        const char *member, store_admit_cb cb, void *data)
 {
     char k[2][KEY_MAX], n[24], budget[32], midnight[24], day[16];
-    struct admit_op *op = calloc(1, sizeof(*op));
+    struct op *op = op_new(s, (void (*)(void))cb, data);
     if (!op)
         return BD_ENOMEM;
-    op->s = s;
-    op->cb = cb;
-    op->data = data;
     today(day, sizeof(day));
     key_tenant(s, k[0], "rate", NULL, tenant);
     key_tenant(s, k[1], "spend", day, tenant);
@@ -3473,12 +3457,6 @@ int store_tenant_admit(struct store *s, const char *tenant, long jpm, double bud
     const char *args[] = {k[0], k[1], n, budget, midnight, member};
     return send_or_free(evalsha(s, NULL, on_admit, op, &sc_admit, 2, 6, args, NULL), op);
 }
-
-struct reserve_op {
-    struct store *s;
-    store_reserve_cb cb;
-    void *data;
-};
 
 static enum store_reserve reserve_verdict(const char *what)
 {
@@ -3493,15 +3471,16 @@ static enum store_reserve reserve_verdict(const char *what)
 
 static void on_reserve(struct rds *r, struct rds_reply *x, void *data)
 {
-    struct reserve_op *op = data;
+    struct op *op = data;
+    store_reserve_cb cb = (store_reserve_cb)op->fn;
     char what[16];
     int st = reply_status(op->s, x, RDS_ARRAY);
     (void)r;
     if (st != 0 || rds_reply_len(x) != 3) {
-        op->cb(op->data, st ? st : BD_EREDIS_REPLY, STORE_RESERVE_BUSY, 0, 0);
+        cb(op->data, st ? st : BD_EREDIS_REPLY, STORE_RESERVE_BUSY, 0, 0);
     } else {
         reply_copy(rds_reply_elem(x, 0), what, sizeof(what));
-        op->cb(op->data, 0, reserve_verdict(what), reply_num(x, 1) / STATS_PICO,
+        cb(op->data, 0, reserve_verdict(what), reply_num(x, 1) / STATS_PICO,
                reply_num(x, 2) / STATS_PICO);
     }
     free(op);
@@ -3511,12 +3490,9 @@ int store_tenant_reserve(struct store *s, const struct store_reservation *rv,
                          store_reserve_cb cb, void *data)
 {
     char k[3][KEY_MAX], amount[32], budget[32], fallback[32], ttl[24], day[16];
-    struct reserve_op *op = calloc(1, sizeof(*op));
+    struct op *op = op_new(s, (void (*)(void))cb, data);
     if (!op)
         return BD_ENOMEM;
-    op->s = s;
-    op->cb = cb;
-    op->data = data;
     today(day, sizeof(day));
     key_tenant(s, k[0], "spend", day, rv->tenant);
     key_tenant(s, k[1], "resv", NULL, rv->tenant);
@@ -3530,27 +3506,22 @@ int store_tenant_reserve(struct store *s, const struct store_reservation *rv,
     return send_or_free(evalsha(s, NULL, on_reserve, op, &sc_reserve, 3, 9, args, NULL), op);
 }
 
-struct tinfo_op {
-    struct store *s;
-    store_tenant_cb cb;
-    void *data;
-};
-
 static void on_tenant_info(struct rds *r, struct rds_reply *x, void *data)
 {
-    struct tinfo_op *op = data;
+    struct op *op = data;
+    store_tenant_cb cb = (store_tenant_cb)op->fn;
     struct store_tenant_figures f;
     int st = reply_status(op->s, x, RDS_ARRAY);
     (void)r;
     if (st != 0 || rds_reply_len(x) != 5) {
-        op->cb(op->data, st ? st : BD_EREDIS_REPLY, NULL);
+        cb(op->data, st ? st : BD_EREDIS_REPLY, NULL);
     } else {
         f.jobs_this_minute = (long)reply_num(x, 0);
         f.spent_today_usd = reply_num(x, 1) / STATS_PICO;
         f.reserved_usd = reply_num(x, 2) / STATS_PICO;
         f.decided = reply_num(x, 3);
         f.refined = reply_num(x, 4);
-        op->cb(op->data, 0, &f);
+        cb(op->data, 0, &f);
     }
     free(op);
 }
@@ -3566,12 +3537,9 @@ int store_tenant_figures(struct store *s, const char *tenant, long window_s,
     char (*keys)[KEY_MAX] = calloc(nk, KEY_MAX);
     const char **argv = calloc(nk + 1, sizeof(*argv));
     char label[80], day[16];
-    struct tinfo_op *op = calloc(1, sizeof(*op));
+    struct op *op = op_new(s, (void (*)(void))cb, data);
     int rc = BD_ENOMEM;
     if (keys && argv && op) {
-        op->s = s;
-        op->cb = cb;
-        op->data = data;
         today(day, sizeof(day));
         key_tenant(s, keys[0], "rate", NULL, tenant);
         key_tenant(s, keys[1], "spend", day, tenant);
@@ -3653,26 +3621,21 @@ int store_tenant_spend(struct store *s, const char *const *tenants, size_t n,
 
 /* --- the exact cache ---------------------------------------------------------------------- */
 
-struct cache_op {
-    struct store *s;
-    store_cache_cb cb;
-    void *data;
-};
-
 static void on_cache_claim(struct rds *r, struct rds_reply *x, void *data)
 {
-    struct cache_op *op = data;
+    struct op *op = data;
+    store_cache_cb cb = (store_cache_cb)op->fn;
     char what[8];
     size_t len = 0;
     const char *v;
     int st = reply_status(op->s, x, RDS_ARRAY);
     (void)r;
     if (st != 0 || rds_reply_len(x) != 2) {
-        op->cb(op->data, st ? st : BD_EREDIS_REPLY, STORE_CACHE_RUN, NULL, 0);
+        cb(op->data, st ? st : BD_EREDIS_REPLY, STORE_CACHE_RUN, NULL, 0);
     } else {
         reply_copy(rds_reply_elem(x, 0), what, sizeof(what));
         v = rds_reply_str(rds_reply_elem(x, 1), &len);
-        op->cb(op->data, 0,
+        cb(op->data, 0,
                strcmp(what, "hit") == 0    ? STORE_CACHE_HIT
                : strcmp(what, "wait") == 0 ? STORE_CACHE_WAIT
                                            : STORE_CACHE_RUN,
@@ -3685,12 +3648,9 @@ int store_cache_claim(struct store *s, const char *cache_key, const char *job_id
                       store_cache_cb cb, void *data)
 {
     char k[2][KEY_MAX], ms[24];
-    struct cache_op *op = calloc(1, sizeof(*op));
+    struct op *op = op_new(s, (void (*)(void))cb, data);
     if (!op)
         return BD_ENOMEM;
-    op->s = s;
-    op->cb = cb;
-    op->data = data;
     key(s, k[0], "cache:", cache_key);
     key(s, k[1], "cache:lock:", cache_key);
     snprintf(ms, sizeof(ms), "%ld", lock_ms > 0 ? lock_ms : 1);
