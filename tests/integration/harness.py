@@ -47,6 +47,20 @@ def wait_port(port, timeout=15.0, proc=None, log=None):
     raise RuntimeError("port %d did not open; log:\n%s" % (port, _tail(log)))
 
 
+def with_env(env, fn):
+    """Run fn with env added to os.environ (the harness copies os.environ at start)."""
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        return fn()
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def wait_for(cond, timeout, what):
     """Poll cond() until it is true; fail with what after timeout seconds."""
     deadline = time.time() + timeout

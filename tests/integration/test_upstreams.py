@@ -8,7 +8,7 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import BRIEFD, Stack, base_config, free_port  # noqa: E402
+from harness import BRIEFD, Stack, base_config, free_port, with_env  # noqa: E402
 
 SHORT = ("Revenue grew 12 percent in the third quarter. Costs were flat. "
          "The board approved a new data center in Ohio.")
@@ -30,20 +30,6 @@ UPSTREAM_MODELS = {
     "refine": {"api_key_env": "T_REFINE_KEY", "auth_header": "api-key",
                "headers": {"x-portkey-custom-host": "http://10.0.0.5:8000/v1"}},
 }
-
-
-def with_env(env, fn):
-    """Run fn with env added to os.environ (the harness copies os.environ at start)."""
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        return fn()
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def run_probe(config, tmp, env=None, json_out=True):

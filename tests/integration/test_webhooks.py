@@ -13,25 +13,13 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Briefd, Stack, base_config, free_port, rkey, tail, wait_for  # noqa: E402
+from harness import (Briefd, Stack, base_config, free_port, rkey, tail, wait_for,  # noqa: E402
+                     with_env)
 
 SHORT = ("Revenue grew 12 percent in the third quarter. Costs were flat. "
          "The board approved a new data center in Ohio.")
 SECRET = base64.b64encode(os.urandom(32)).decode()
 ENV = {"T_WEBHOOK_SECRET": "whsec_" + SECRET}
-
-
-def with_env(env, fn):
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        return fn()
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 class _Server(http.server.ThreadingHTTPServer):
