@@ -47,20 +47,6 @@ def wait_port(port, timeout=15.0, proc=None, log=None):
     raise RuntimeError("port %d did not open; log:\n%s" % (port, _tail(log)))
 
 
-def with_env(env, fn):
-    """Run fn with env added to os.environ (the harness copies os.environ at start)."""
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        return fn()
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 def wait_for(cond, timeout, what):
     """Poll cond() until it is true; fail with what after timeout seconds."""
     deadline = time.time() + timeout
@@ -517,6 +503,7 @@ class Stack(unittest.TestCase):
     config_over = {}
     appendonly = False
     redis_factory = None    # a callable(tmp) -> a Redis-like setup (ha_harness.py), or None
+    briefd_env = {}         # environment variables added for briefd (API keys, secrets)
 
     @classmethod
     def setUpClass(cls):
@@ -528,7 +515,8 @@ class Stack(unittest.TestCase):
             cls.redis = Redis(cls.tmp, appendonly=cls.appendonly).start()
         try:
             cls.sim = Sim(cls.tmp, cls.sim_profile, cls.sim_args).start()
-            cls.briefd = Briefd(cls.tmp, base_config(cls.redis, cls.sim, **cls.config_over)).start()
+            cls.briefd = Briefd(cls.tmp, base_config(cls.redis, cls.sim, **cls.config_over),
+                                env=cls.briefd_env).start()
         except BaseException:  # tearDownClass will not run: stop what was started
             for part in ("briefd", "sim"):
                 if getattr(cls, part, None) is not None and getattr(cls, part).proc:

@@ -3,13 +3,12 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 import sys
 import unittest
 from decimal import ROUND_HALF_UP, Decimal
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import ROOT, Briefd, Redis, Sim, Stack, base_config, eventually  # noqa: E402
+from harness import ROOT, Sim, Stack, eventually  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CHECK = os.path.join(HERE, "dashboard_check.mjs")
@@ -218,30 +217,11 @@ class Dashboard(Stack):
         self.assertIn("stale", gone["last_updated"])
 
 
-class DashboardAuth(unittest.TestCase):
+class DashboardAuth(Stack):
     """Auth on: the page asks for a key once and keeps it for the tab."""
     KEY = "dash-test-key-1"
-
-    @classmethod
-    def setUpClass(cls):
-        cls.tmpdir = tempfile.TemporaryDirectory(prefix="briefd-it-")
-        cls.redis = Redis(cls.tmpdir.name).start()
-        cls.sim = Sim(cls.tmpdir.name).start()
-        cfg = base_config(cls.redis, cls.sim, **CONFIG)
-        cls.briefd = Briefd(cls.tmpdir.name, cfg, env={"BRIEFD_API_KEYS": cls.KEY}).start()
-
-    @classmethod
-    def tearDownClass(cls):
-        rc = cls.briefd.stop()
-        sim_err = cls.sim.stop(check=False)
-        cls.redis.stop()
-        cls.tmpdir.cleanup()
-        if rc != 0:
-            raise AssertionError("briefd exited %s on SIGTERM" % rc)
-        if sim_err:
-            raise AssertionError(sim_err)
-        from harness import check_openapi
-        check_openapi()  # every briefd response of the class against docs/openapi.yaml
+    config_over = CONFIG
+    briefd_env = {"BRIEFD_API_KEYS": KEY}
 
     def test_key_asked_once(self):
         st, _, _ = self.briefd.get("/v1/stats")

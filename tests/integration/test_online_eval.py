@@ -6,13 +6,11 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (BRIEFD, Briefd, Redis, Sim, Stack, base_config, eventually,  # noqa: E402
-                     rkey, wait_for)
+from harness import BRIEFD, Sim, Stack, eventually, rkey, wait_for  # noqa: E402
 from test_dashboard import ARTIFACTS, run_check  # noqa: E402
 
 JUDGE_MODEL = "gpt-oss-20b"
@@ -517,29 +515,12 @@ class ShadowOff(Stack):
                    lambda f: f["count"] >= 23, timeout=20, what="the feedback counted")
 
 
-class FeedbackTenants(unittest.TestCase):
+class FeedbackTenants(Stack):
     """A key bound to a tenant gives feedback on its tenant's jobs only (the job is found the
     way GET finds it: another tenant's job is not found)."""
     KEYS = "acme=acme-key-0001,globex=globex-key-0001"
-
-    @classmethod
-    def setUpClass(cls):
-        cls.tmpdir = tempfile.TemporaryDirectory(prefix="briefd-it-")
-        cls.redis = Redis(cls.tmpdir.name).start()
-        cls.sim = Sim(cls.tmpdir.name).start()
-        cfg = base_config(cls.redis, cls.sim, routing=ROUTING)
-        cls.briefd = Briefd(cls.tmpdir.name, cfg, env={"BRIEFD_API_KEYS": cls.KEYS}).start()
-
-    @classmethod
-    def tearDownClass(cls):
-        rc = cls.briefd.stop()
-        sim_err = cls.sim.stop(check=False)
-        cls.redis.stop()
-        cls.tmpdir.cleanup()
-        if rc != 0:
-            raise AssertionError("briefd exited %s on SIGTERM" % rc)
-        if sim_err:
-            raise AssertionError(sim_err)
+    config_over = {"routing": ROUTING}
+    briefd_env = {"BRIEFD_API_KEYS": KEYS}
 
     def test_other_tenants_job_is_not_found(self):
         acme = {"Authorization": "Bearer acme-key-0001"}

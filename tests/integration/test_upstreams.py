@@ -8,7 +8,7 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import BRIEFD, Stack, base_config, free_port, with_env  # noqa: E402
+from harness import BRIEFD, Stack, base_config, free_port  # noqa: E402
 
 SHORT = ("Revenue grew 12 percent in the third quarter. Costs were flat. "
          "The board approved a new data center in Ohio.")
@@ -48,10 +48,7 @@ class UpstreamHeaders(Stack):
     config_over = {"models": UPSTREAM_MODELS,
                    "routing": {"policies": [{"type": "length", "min_chars": 1}],
                                "guards": {"max_refine_rate": None}}}
-
-    @classmethod
-    def setUpClass(cls):
-        with_env(ENV, super().setUpClass)
+    briefd_env = ENV
 
     def latest(self, model):
         for entry in self.sim.requests():

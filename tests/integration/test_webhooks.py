@@ -13,8 +13,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (Briefd, Stack, base_config, free_port, rkey, tail, wait_for,  # noqa: E402
-                     with_env)
+from harness import Briefd, Stack, base_config, free_port, rkey, tail, wait_for  # noqa: E402
 
 SHORT = ("Revenue grew 12 percent in the third quarter. Costs were flat. "
          "The board approved a new data center in Ohio.")
@@ -105,10 +104,7 @@ class SignedWebhooks(Stack):
     # the receiver runs on 127.0.0.1, a loopback target: allowed explicitly
     config_over = {"webhooks": {"secret_env": "T_WEBHOOK_SECRET", "allow": ["127.0.0.1"],
                                 "backoff_base_ms": 500}}
-
-    @classmethod
-    def setUpClass(cls):
-        with_env(ENV, super().setUpClass)
+    briefd_env = ENV
 
     def test_signature_verifies_and_id_is_stable_across_retries(self):
         rx = Receiver(statuses=[500])  # the first delivery fails and is retried
@@ -246,10 +242,11 @@ class SendTimeCheck(Stack):
 class Fingerprints(Stack):
     """api_key_id: an HMAC fingerprint, the same from every process of a deployment."""
     KEY = "k-fingerprint-0123456789"
+    briefd_env = {"BRIEFD_API_KEYS": KEY}
 
     @classmethod
     def setUpClass(cls):
-        with_env({"BRIEFD_API_KEYS": cls.KEY}, super().setUpClass)
+        super().setUpClass()
         cfg = base_config(cls.redis, cls.sim)
         cls.other = Briefd(cls.tmp, cfg, role="api", env={"BRIEFD_API_KEYS": cls.KEY},
                            name="other").start()
