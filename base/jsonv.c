@@ -25,8 +25,24 @@ struct jv {
     const unsigned char *s;
     size_t len, pos;
     unsigned depth;
+    int escaped;              /* the last string scanned had an escape */
     struct jsonv_result *res;
+    jsonv_member_fn on_member; /* NULL: none */
+    void *ctx;
     struct frame st[JSONV_MAX_DEPTH];
+};
+
+/* 1 for the bytes a string holds as they are: printable ASCII but '"' and '\\' (the run
+ * that needs no further look; control characters, escapes and UTF-8 lead bytes do). */
+static const unsigned char PLAIN[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* 0x00 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* 0x10 */
+    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x20: '"' */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x30 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x40 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1, /* 0x50: '\\' */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x60 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x70 */
 };
 
 /* ------------------------------------------------------------ the path --- */
@@ -155,6 +171,8 @@ static size_t fail_len(struct jv *v, enum jsonv_kind kind, size_t off, int in_ke
 
 static void skip_ws(struct jv *v)
 {
+    if (v->pos < v->len && v->s[v->pos] > ' ')
+        return; /* the usual case: no whitespace */
     while (v->pos < v->len) {
         unsigned char c = v->s[v->pos];
         if (c != ' ' && c != '\t' && c != '\n' && c != '\r')
@@ -230,19 +248,20 @@ static size_t escape(struct jv *v, size_t i, int in_key, size_t *bytes)
 /* The string whose opening quote is at pos. */
 static int scan_string(struct jv *v, int in_key)
 {
-    size_t i = v->pos + 1, bytes = 0, n;
+    const unsigned char *s = v->s;
+    size_t i = v->pos + 1, len = v->len, bytes = 0, n;
 
-    while (i < v->len) {
-        unsigned char c = v->s[i];
-        if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') { /* plain ASCII: the run */
-            size_t j = i + 1;
-            while (j < v->len && v->s[j] >= 0x20 && v->s[j] < 0x80 && v->s[j] != '"' &&
-                   v->s[j] != '\\')
-                j++;
-            bytes += j - i;
-            i = j;
-            continue;
-        }
+    v->escaped = 0;
+    while (i < len) {
+        size_t j = i;
+        unsigned char c;
+        while (j < len && PLAIN[s[j]]) /* the run of plain ASCII */
+            j++;
+        bytes += j - i;
+        i = j;
+        if (i >= len)
+            break;
+        c = s[i];
         if (c == '"') {
             v->pos = i + 1;
             v->res->strings++;
@@ -252,21 +271,19 @@ static int scan_string(struct jv *v, int in_key)
         if (c < 0x20)
             return fail(v, JSONV_CONTROL, i, in_key);
         if (c == '\\') {
+            v->escaped = 1;
             n = escape(v, i, in_key, &bytes);
             if (n == 0)
                 return -1;
-        } else if (c < 0x80) {
-            n = 1;
-            bytes++;
-        } else {
-            n = utf8_len(v->s + i, v->len - i);
+        } else { /* a UTF-8 lead byte (or not UTF-8) */
+            n = utf8_len(s + i, len - i);
             if (n == 0)
                 return fail(v, JSONV_UTF8, i, in_key);
             bytes += n;
         }
         i += n;
     }
-    return fail(v, JSONV_SYNTAX, v->len, in_key); /* unterminated */
+    return fail(v, JSONV_SYNTAX, len, in_key); /* unterminated */
 }
 
 static size_t digits_end(const struct jv *v, size_t i)
@@ -367,6 +384,7 @@ static int on_value(struct jv *v, enum state *next)
 static int on_key(struct jv *v, enum state *next)
 {
     struct frame *f = &v->st[v->depth - 1];
+    size_t name_end;
 
     if (v->pos >= v->len || v->s[v->pos] != '"')
         return fail(v, JSONV_SYNTAX, v->pos, 0);
@@ -374,11 +392,24 @@ static int on_key(struct jv *v, enum state *next)
     f->has_key = 1;
     if (scan_string(v, 1) != 0)
         return -1;
+    name_end = v->pos - 1;
     skip_ws(v);
     if (v->pos >= v->len || v->s[v->pos] != ':')
         return fail(v, JSONV_SYNTAX, v->pos, 0);
     v->pos++;
+    skip_ws(v);
     *next = ST_VALUE;
+    if (v->on_member != NULL && v->pos < v->len) {
+        struct jsonv_member m;
+        const struct frame *up = v->depth >= 2 ? &v->st[v->depth - 2] : NULL;
+        m.depth = v->depth;
+        m.elem = up != NULL && !up->obj ? up->index : 0;
+        m.name = (const char *)v->s + f->key_off + 1;
+        m.name_len = name_end - f->key_off - 1;
+        m.escaped = v->escaped;
+        m.value = (const char *)v->s + v->pos;
+        v->on_member(v->ctx, &m);
+    }
     return 0;
 }
 
@@ -405,7 +436,10 @@ static int on_after(struct jv *v, enum state *next)
     return 0;
 }
 
-int jsonv_check(const char *s, size_t len, struct jsonv_result *res)
+/* One value from the start of s; prefix: whatever follows it is not looked at (*used says
+ * where it ended), else only whitespace may. */
+static int run(const char *s, size_t len, int prefix, size_t *used, struct jsonv_result *res,
+               jsonv_member_fn on_member, void *ctx)
 {
     struct jv v;
     enum state st = ST_VALUE;
@@ -416,26 +450,86 @@ int jsonv_check(const char *s, size_t len, struct jsonv_result *res)
     v.len = s ? len : 0;
     v.pos = 0;
     v.depth = 0;
+    v.escaped = 0;
     v.res = res;
+    v.on_member = on_member;
+    v.ctx = ctx;
     skip_ws(&v);
     if (v.pos == v.len) {
         fail(&v, JSONV_EMPTY, 0, 0);
         return BD_EINVAL;
     }
-    while (rc == 0) {
-        skip_ws(&v);
+    for (;;) {
         if (st == ST_AFTER && v.depth == 0)
             break;
+        skip_ws(&v);
         if (st == ST_VALUE)
             rc = on_value(&v, &st);
         else if (st == ST_KEY)
             rc = on_key(&v, &st);
         else
             rc = on_after(&v, &st);
+        if (rc != 0)
+            return BD_EINVAL;
     }
-    if (rc == 0 && v.pos != v.len)
-        rc = fail(&v, JSONV_TRAILING, v.pos, 0);
-    return rc == 0 ? 0 : BD_EINVAL;
+    if (prefix) {
+        *used = v.pos;
+        return 0;
+    }
+    skip_ws(&v);
+    if (v.pos != v.len) {
+        fail(&v, JSONV_TRAILING, v.pos, 0);
+        return BD_EINVAL;
+    }
+    return 0;
+}
+
+int jsonv_check(const char *s, size_t len, struct jsonv_result *res)
+{
+    return run(s, len, 0, NULL, res, NULL, NULL);
+}
+
+int jsonv_value(const char *s, size_t len, size_t *used, struct jsonv_result *res,
+                jsonv_member_fn on_member, void *ctx)
+{
+    *used = 0;
+    return run(s, len, 1, used, res, on_member, ctx);
+}
+
+/* A machine for one token: no frames in use, results kept locally. */
+static void token_machine(struct jv *v, struct jsonv_result *r, const char *s, size_t len)
+{
+    r->strings = r->string_bytes = 0;
+    v->s = (const unsigned char *)s;
+    v->len = len;
+    v->pos = 0;
+    v->depth = 0;
+    v->escaped = 0;
+    v->res = r;
+    v->on_member = NULL;
+    v->ctx = NULL;
+}
+
+size_t jsonv_string(const char *s, size_t len)
+{
+    struct jv v;
+    struct jsonv_result r;
+
+    if (s == NULL || len == 0 || s[0] != '"')
+        return 0;
+    token_machine(&v, &r, s, len);
+    return scan_string(&v, 0) == 0 ? v.pos : 0;
+}
+
+size_t jsonv_number(const char *s, size_t len)
+{
+    struct jv v;
+    struct jsonv_result r;
+
+    if (s == NULL || len == 0)
+        return 0;
+    token_machine(&v, &r, s, len);
+    return scan_number(&v) == 0 ? v.pos : 0;
 }
 
 const char *jsonv_kind_text(enum jsonv_kind kind)

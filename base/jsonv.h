@@ -50,6 +50,36 @@ struct jsonv_result {
  * jsonv refuses; else BD_EINVAL with res->kind, offset, in_key and path set. */
 int jsonv_check(const char *s, size_t len, struct jsonv_result *res);
 
+/* An object member jsonv_value saw: depth is the object's depth (1 for the members of the
+ * value itself when it is an object, 2 for the members of its elements or members, ...),
+ * elem the index of the array element the object is (when the object is an element of an
+ * array, else 0), name[0..name_len) the name as written (escaped: it holds a backslash, so
+ * its decoded text differs), value the first byte of the member's value, not yet checked. */
+struct jsonv_member {
+    unsigned depth;
+    size_t elem;
+    const char *name;
+    size_t name_len;
+    int escaped;
+    const char *value;
+};
+typedef void (*jsonv_member_fn)(void *ctx, const struct jsonv_member *m);
+
+/* jsonv_check on the one value at the start of s[0..len) (whitespace before it allowed),
+ * whatever follows it: 0 with *used set past the value, or BD_EINVAL as jsonv_check. If
+ * on_member is not NULL it is called, in order, for every member of every object in the
+ * value - so one strict pass can also pick values out (a member whose value later proves
+ * invalid may have been reported: use what it gave only when this returns 0). */
+int jsonv_value(const char *s, size_t len, size_t *used, struct jsonv_result *res,
+                jsonv_member_fn on_member, void *ctx);
+
+/* The length of the JSON string (s[0] == '"') or number at the start of s[0..len), as
+ * jsonv_check would accept it (UTF-8, escapes, no raw control characters, no \u0000, no
+ * lone surrogate; RFC 8259's number grammar); 0 when it is not one. For hand-written fast
+ * paths over a known shape: what they match is held to the same rules. */
+size_t jsonv_string(const char *s, size_t len);
+size_t jsonv_number(const char *s, size_t len);
+
 /* What a kind means, as a phrase ("data after the JSON value"). Never NULL. */
 const char *jsonv_kind_text(enum jsonv_kind kind);
 

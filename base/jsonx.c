@@ -35,16 +35,16 @@ size_t jsonx_int(long long v, char *buf)
     return off + n;
 }
 
-/* v as "I.F" with at most 9 decimals when that is exactly v (n / 10^k == v in double
+/* v as "I.F" with at most 17 decimals when that is exactly v (n / 10^k == v in double
  * arithmetic is the correctly rounded value of the decimal, so strtod gives v back). The
  * common non-integers - milliseconds to 3 decimals, prices, small costs - print without
  * printf. Returns 0 when v needs more digits. */
 static int fixed_decimal(double v, char *buf, size_t len)
 {
     double scale = 1;
-    for (int k = 1; k <= 9; k++) {
+    for (int k = 1; k <= 17; k++) {
         double n;
-        scale *= 10;
+        scale *= 10; /* exact: 10^17 < 10^22 */
         n = nearbyint(v * scale);
         if (fabs(n) < EXACT_INT_LIMIT && n / scale == v) {
             unsigned long long a = (unsigned long long)fabs(n), ip, fp;

@@ -307,14 +307,17 @@ static cJSON *parse_whole(const char *buf, size_t len)
  * A completion with logprobs is mostly its choices[0].logprobs.content array: an object per
  * token ({"token", "logprob", "bytes": [...], "top_logprobs": [...]}), several times the
  * size of the text. Building a cJSON tree of it dominated the cost of a draft. So before
- * cJSON sees the body, the array is found by a small scanner (base/jscan.h), checked strictly (jsonv: what
- * it accepts, cJSON reads the same), its "logprob" numbers taken, and it is blanked to "[]"
- * in the private copy cJSON parses. Anything unexpected - a key written with escapes, a
- * shape other than the standard one, a region jsonv refuses - leaves the body as it is, for
- * the tree to handle as before. */
+ * cJSON sees the body, the array is found by a small scanner (base/jscan.h), checked strictly
+ * in the same pass that takes its "logprob" numbers - elements in the shape servers write
+ * by a matcher of that shape, any other by jsonv (what they accept, cJSON reads the same) -
+ * and blanked to "[]" in the private copy cJSON parses. Anything unexpected - a
+ * key written with escapes, a region jsonv refuses - leaves the body as it is, for the tree
+ * to handle as before. */
 
 struct lifted {
     int found;
+    int odd;            /* the tree must read it (a name with escapes, out of memory) */
+    int elem_taken;     /* the element being read had its logprob taken */
     double *v;
     size_t n, cap;
 };
@@ -333,49 +336,132 @@ static int lp_push(struct lifted *l, double v)
     return 0;
 }
 
-/* One element of the array at p: the first "logprob" member's number, if any. Returns
- * past the element, NULL on a shape the tree must read (a name with escapes). */
-static const char *lp_element(const char *p, const char *e, struct lifted *l, int *oom)
+static int lp_take(struct lifted *l, const char *v)
 {
-    int taken = 0, odd = 0;
-    const char *k, *v;
-    size_t kl;
-    if (*p != '{')
-        return jscan_skip(p, e); /* not an object: no logprob, as for the tree */
-    p = jscan_ws(p + 1, e);
-    while (p != NULL && p < e && *p == '"') {
-        if ((v = jscan_key(p, e, &k, &kl, &odd)) == NULL)
-            return NULL;
-        if (!taken && kl == 7 && memcmp(k, "logprob", 7) == 0) {
-            taken = 1;
-            if (v < e && (*v == '-' || (*v >= '0' && *v <= '9'))) {
-                double d = jsonx_read_number(v, NULL);
-                if (isfinite(d) && l->n < OAI_MAX_LOGPROBS && lp_push(l, d) < 0) {
-                    *oom = 1;
-                    return NULL;
-                }
-            }
-        }
-        p = jscan_next(v, e);
-    }
-    return p != NULL && p < e && *p == '}' ? p + 1 : NULL;
+    double d;
+
+    if (*v != '-' && (*v < '0' || *v > '9'))
+        return 0; /* not a number: no logprob, as for the tree */
+    d = jsonx_read_number(v, NULL);
+    if (isfinite(d) && l->n < OAI_MAX_LOGPROBS && lp_push(l, d) < 0)
+        return -1;
+    return 0;
 }
 
-/* The logprob of each element of the array at a ('['): what take_logprobs would take.
- * Returns past the array, or NULL (then nothing is lifted). */
-static const char *lp_numbers(const char *a, const char *e, struct lifted *l)
+/* jsonv_value's member hook over one element of the array: its first "logprob" member
+ * (depth 1: the element's own members), when its value is a number - what take_logprobs
+ * would take. A member name written with escapes there may decode to "logprob": the tree
+ * must decide. */
+static void lp_member(void *ctx, const struct jsonv_member *m)
+{
+    struct lifted *l = ctx;
+
+    if (m->depth != 1 || l->odd)
+        return;
+    if (m->escaped) {
+        l->odd = 1;
+        return;
+    }
+    if (m->name_len != 7 || memcmp(m->name, "logprob", 7) != 0 || l->elem_taken)
+        return;
+    l->elem_taken = 1;
+    if (lp_take(l, m->value) < 0)
+        l->odd = 1; /* out of memory: the tree reads it (and fails the same way) */
+}
+
+#define LIT(p, e, lit) ((size_t)((e) - (p)) >= sizeof(lit) - 1 && memcmp(p, lit, sizeof(lit) - 1) == 0)
+
+/* The element at p in the shape servers write, members in this order and no whitespace:
+ * {"token":S,"logprob":N,"bytes":null|[N,...],"top_logprobs":V} - every token held to
+ * jsonv's rules (V, usually [], by jsonv_value). Returns past it with its logprob taken,
+ * or NULL for any other shape (nothing taken: jsonv_value reads it). */
+static const char *lp_fast_element(const char *p, const char *e, struct lifted *l, int *oom)
+{
+    struct jsonv_result vr;
+    const char *num;
+    size_t n;
+
+    if (!LIT(p, e, "{\"token\":"))
+        return NULL;
+    p += 9;
+    if ((n = jsonv_string(p, (size_t)(e - p))) == 0)
+        return NULL;
+    p += n;
+    if (!LIT(p, e, ",\"logprob\":"))
+        return NULL;
+    num = p += 11;
+    if ((n = jsonv_number(p, (size_t)(e - p))) == 0)
+        return NULL;
+    p += n;
+    if (!LIT(p, e, ",\"bytes\":"))
+        return NULL;
+    p += 9;
+    if (LIT(p, e, "null")) {
+        p += 4;
+    } else if (p < e && *p == '[') {
+        p++;
+        while (p < e && *p != ']') {
+            if ((n = jsonv_number(p, (size_t)(e - p))) == 0)
+                return NULL;
+            p += n;
+            if (p < e && *p == ',' && p + 1 < e && p[1] != ']')
+                p++;
+            else if (p >= e || *p != ']')
+                return NULL;
+        }
+        if (p >= e)
+            return NULL;
+        p++;
+    } else {
+        return NULL;
+    }
+    if (!LIT(p, e, ",\"top_logprobs\":"))
+        return NULL;
+    p += 16;
+    if (LIT(p, e, "[]")) {
+        p += 2;
+    } else {
+        if (jsonv_value(p, (size_t)(e - p), &n, &vr, NULL, NULL) != 0)
+            return NULL;
+        p += n;
+    }
+    if (p >= e || *p != '}')
+        return NULL;
+    if (lp_take(l, num) < 0)
+        *oom = 1;
+    return p + 1;
+}
+
+/* The array at a ('['): each element's logprob taken, the array checked strictly - the
+ * usual shape by lp_fast_element, anything else by jsonv_value. Returns past the array, or
+ * NULL when it is not valid or the tree must read it. */
+static const char *lp_array(const char *a, const char *e, struct lifted *l)
 {
     const char *p = jscan_ws(a + 1, e);
+    struct jsonv_result vr;
     int oom = 0;
-    while (p != NULL && p < e && *p != ']') {
-        p = lp_element(p, e, l, &oom);
-        if (p == NULL)
+
+    if (p < e && *p == ']')
+        return p + 1;
+    while (p < e) {
+        const char *q = lp_fast_element(p, e, l, &oom);
+        if (q == NULL && !oom) {
+            size_t used;
+            l->elem_taken = 0;
+            if (jsonv_value(p, (size_t)(e - p), &used, &vr, lp_member, l) != 0)
+                return NULL;
+            q = p + used;
+        }
+        if (oom || l->odd)
             return NULL;
-        p = jscan_ws(p, e);
-        if (p < e && *p == ',')
-            p = jscan_ws(p + 1, e);
+        p = jscan_ws(q, e);
+        if (p < e && *p == ']')
+            return p + 1;
+        if (p >= e || *p != ',')
+            return NULL;
+        p = jscan_ws(p + 1, e);
     }
-    return p != NULL && p < e ? p + 1 : NULL;
+    return NULL;
 }
 
 /* Find, take and empty choices[0].logprobs.content in buf (NUL-terminated, len bytes):
@@ -383,7 +469,6 @@ static const char *lp_numbers(const char *a, const char *e, struct lifted *l)
 static size_t lift_logprobs(char *buf, size_t len, struct lifted *l)
 {
     const char *e = buf + len, *c, *a, *z;
-    struct jsonv_result vr;
     int odd = 0;
     c = jscan_member(buf, e, "choices", &odd);
     if (c == NULL || *c != '[')
@@ -392,9 +477,9 @@ static size_t lift_logprobs(char *buf, size_t len, struct lifted *l)
     if (c >= e || *c != '{' || (c = jscan_member(c, e, "logprobs", &odd)) == NULL || *c != '{' ||
         (a = jscan_member(c, e, "content", &odd)) == NULL || *a != '[')
         return len; /* (a name with escapes on the way: not found, the tree reads it all) */
-    z = lp_numbers(a, e, l);
-    if (z == NULL || z - a < 64 || jsonv_check(a, (size_t)(z - a), &vr) != 0) {
-        free(l->v); /* a shape for the tree, small, or not strictly valid: the tree reads it */
+    z = lp_array(a, e, l);
+    if (z == NULL || z - a < 64) {
+        free(l->v); /* not strictly valid, a shape for the tree, or small: the tree reads it */
         memset(l, 0, sizeof *l);
         return len;
     }

@@ -20,32 +20,66 @@ const char *verdict_name(enum verdict_kind v)
     return "unknown";
 }
 
-static int cmp_double(const void *a, const void *b)
+/* Rearrange s[0..n) so that s[k] holds the value it would hold sorted, with nothing greater
+ * before it and nothing smaller after it (Hoare's selection: linear on average). */
+static void select_kth(double *s, size_t n, size_t k)
 {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
+    size_t lo = 0, hi = n - 1;
+
+    while (lo < hi) {
+        double pivot = s[lo + (hi - lo) / 2];
+        size_t i = lo, j = hi;
+        while (i <= j) {
+            while (s[i] < pivot)
+                i++;
+            while (s[j] > pivot)
+                j--;
+            if (i <= j) {
+                double t = s[i];
+                s[i] = s[j];
+                s[j] = t;
+                i++;
+                if (j == 0)
+                    break;
+                j--;
+            }
+        }
+        if (k <= j)
+            hi = j;
+        else if (k >= i)
+            lo = i;
+        else
+            return; /* between j and i: all equal to the pivot */
+    }
 }
 
 /* 10th percentile by linear interpolation between the closest ranks (numpy's default).
- * Sorts a copy; if that copy cannot be allocated, falls back to the minimum (the most
+ * Selects in a copy (no full sort: the two ranks around the 10th percentile are all it
+ * needs); if that copy cannot be allocated, falls back to the minimum (the most
  * conservative low quantile). */
 static double p10_of(const double *lp, size_t n, double min)
 {
-    double *s = malloc(n * sizeof *s);
+    double local[256], *s = n <= 256 ? local : malloc(n * sizeof *s);
     double pos, frac, p;
     size_t lo;
 
     if (!s)
         return min;
     memcpy(s, lp, n * sizeof *s);
-    qsort(s, n, sizeof *s, cmp_double);
     pos = 0.1 * (double)(n - 1);
     lo = (size_t)pos;
     frac = pos - (double)lo;
+    select_kth(s, n, lo);
     p = s[lo];
-    if (lo + 1 < n)
-        p += frac * (s[lo + 1] - s[lo]);
-    free(s);
+    if (lo + 1 < n) {
+        double next = s[lo + 1]; /* the smallest of what follows lo */
+        for (size_t i = lo + 2; i < n; i++)
+            if (s[i] < next)
+                next = s[i];
+        p += frac * (next - p);
+    }
+    if (s != local)
+        free(s);
     return p;
 }
 

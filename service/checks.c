@@ -125,7 +125,9 @@ static void normalize(const char *s, size_t a, size_t b, int dots, struct num *o
     while (start + 1 < end && digits[start] == '0' && digits[start + 1] != '.')
         start++;
     out->decimals = dot != (size_t)-1 && end > dot ? (int)(end - dot - 1) : 0;
-    snprintf(out->norm, sizeof(out->norm), "%.*s", (int)(end - start), digits + start);
+    n = end - start < sizeof(out->norm) - 1 ? end - start : sizeof(out->norm) - 1;
+    memcpy(out->norm, digits + start, n);
+    out->norm[n] = '\0';
 }
 
 /* The next number token at or after *i in s[0..n): 1 with [*a, *b) and out filled, 0 when
@@ -169,40 +171,48 @@ static int next_number(const char *s, size_t n, size_t *i, size_t *a, size_t *b,
     return 1;
 }
 
-/* Numbers documents spell out (whole words, any case). */
+/* Numbers documents spell out (whole words, any case), sorted by word: spelled_value
+ * searches by halves. */
 static const struct {
     const char *word;
     const char *norm;
 } spelled[] = {
-    {"zero", "0"},      {"one", "1"},        {"two", "2"},        {"three", "3"},
-    {"four", "4"},      {"five", "5"},       {"six", "6"},        {"seven", "7"},
-    {"eight", "8"},     {"nine", "9"},       {"ten", "10"},       {"eleven", "11"},
-    {"twelve", "12"},   {"thirteen", "13"},  {"fourteen", "14"},  {"fifteen", "15"},
-    {"sixteen", "16"},  {"seventeen", "17"}, {"eighteen", "18"},  {"nineteen", "19"},
-    {"twenty", "20"},   {"thirty", "30"},    {"forty", "40"},     {"fifty", "50"},
-    {"sixty", "60"},    {"seventy", "70"},   {"eighty", "80"},    {"ninety", "90"},
-    {"hundred", "100"}, {"thousand", "1000"}, {"dozen", "12"},    {"first", "1"},
-    {"second", "2"},    {"third", "3"},      {"fourth", "4"},     {"fifth", "5"},
-    {"sixth", "6"},     {"seventh", "7"},    {"eighth", "8"},     {"ninth", "9"},
-    {"tenth", "10"},    {"eleventh", "11"},  {"twelfth", "12"},   {"january", "1"},
-    {"jan", "1"},       {"february", "2"},   {"feb", "2"},        {"march", "3"},
-    {"mar", "3"},       {"april", "4"},      {"apr", "4"},        {"may", "5"},
-    {"june", "6"},      {"jun", "6"},        {"july", "7"},       {"jul", "7"},
-    {"august", "8"},    {"aug", "8"},        {"september", "9"},  {"sep", "9"},
-    {"sept", "9"},      {"october", "10"},   {"oct", "10"},       {"november", "11"},
-    {"nov", "11"},      {"december", "12"},  {"dec", "12"},
+    {"apr", "4"}, {"april", "4"}, {"aug", "8"}, {"august", "8"}, {"dec", "12"},
+    {"december", "12"}, {"dozen", "12"}, {"eight", "8"}, {"eighteen", "18"}, {"eighth", "8"},
+    {"eighty", "80"}, {"eleven", "11"}, {"eleventh", "11"}, {"feb", "2"}, {"february", "2"},
+    {"fifteen", "15"}, {"fifth", "5"}, {"fifty", "50"}, {"first", "1"}, {"five", "5"},
+    {"forty", "40"}, {"four", "4"}, {"fourteen", "14"}, {"fourth", "4"}, {"hundred", "100"},
+    {"jan", "1"}, {"january", "1"}, {"jul", "7"}, {"july", "7"}, {"jun", "6"}, {"june", "6"},
+    {"mar", "3"}, {"march", "3"}, {"may", "5"}, {"nine", "9"}, {"nineteen", "19"},
+    {"ninety", "90"}, {"ninth", "9"}, {"nov", "11"}, {"november", "11"}, {"oct", "10"},
+    {"october", "10"}, {"one", "1"}, {"second", "2"}, {"sep", "9"}, {"sept", "9"},
+    {"september", "9"}, {"seven", "7"}, {"seventeen", "17"}, {"seventh", "7"},
+    {"seventy", "70"}, {"six", "6"}, {"sixteen", "16"}, {"sixth", "6"}, {"sixty", "60"},
+    {"ten", "10"}, {"tenth", "10"}, {"third", "3"}, {"thirteen", "13"}, {"thirty", "30"},
+    {"thousand", "1000"}, {"three", "3"}, {"twelfth", "12"}, {"twelve", "12"}, {"twenty", "20"},
+    {"two", "2"}, {"zero", "0"},
 };
 
 /* The value of the spelled-out number s[a..b) (ASCII letters), or NULL. */
 static const char *spelled_value(const char *s, size_t a, size_t b)
 {
-    char first = (char)(s[a] | 0x20); /* every word of the table is lower-case ASCII */
-    if (b - a > 9) /* the longest entry ("september") */
+    char w[10];
+    size_t lo = 0, hi = sizeof(spelled) / sizeof(spelled[0]), n = b - a;
+    if (n > 9) /* the longest entry ("september") */
         return NULL;
-    for (size_t i = 0; i < sizeof(spelled) / sizeof(spelled[0]); i++)
-        if (spelled[i].word[0] == first && strlen(spelled[i].word) == b - a &&
-            strncasecmp(spelled[i].word, s + a, b - a) == 0)
-            return spelled[i].norm;
+    for (size_t i = 0; i < n; i++)
+        w[i] = (char)(s[a + i] | 0x20); /* ASCII letters: lower case; the table is */
+    w[n] = '\0';
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(spelled[mid].word, w);
+        if (c == 0)
+            return spelled[mid].norm;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
     return NULL;
 }
 

@@ -134,6 +134,12 @@ static void test_numbers_spelled(void)
     CHECK_STR(unsupported("the 2nd phase", "the second phase"), "");
     CHECK_STR(unsupported("40 people", "Forty people"), "");
     CHECK_STR(unsupported("4 sites", "threefold sites"), "4");        /* whole words only */
+    /* the table's first and last words, any case; near misses are no numbers */
+    CHECK_STR(unsupported("in 4 weeks", "in APR weeks"), "");
+    CHECK_STR(unsupported("0 errors", "Zero errors"), "");
+    CHECK_STR(unsupported("9 sites", "SEPTEMBER sites"), "");
+    CHECK_STR(unsupported("10 sites", "octo sites"), "10");
+    CHECK_STR(unsupported("2 sites", "twos sites"), "2");
     /* dates: month names supply 1..12 */
     CHECK_STR(unsupported("due 2024-05-01", "due May 1, 2024"), "");
     CHECK_STR(unsupported("due 2024-06-01", "due May 1, 2024"), "06"); /* as written */

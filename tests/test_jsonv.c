@@ -179,8 +179,43 @@ static void test_depth(void)
         CHECK(jsonv_kind_text((enum jsonv_kind)k)[0] != '\0');
 }
 
+/* jsonv_value: one value at the start, where it ends, and the members it saw on the way. */
+struct seen {
+    char log[512];
+};
+
+static void on_member(void *ctx, const struct jsonv_member *m)
+{
+    struct seen *s = ctx;
+    size_t n = strlen(s->log);
+    snprintf(s->log + n, sizeof s->log - n, "%u/%zu/%.*s%s=%c ", m->depth, m->elem,
+             (int)m->name_len, m->name, m->escaped ? "(esc)" : "", m->value[0]);
+}
+
+static void test_value_prefix(void)
+{
+    const char *s = " [{\"a\":1,\"b\":{\"c\":\"x\"}}, 7, {\"d\\u0041\": [true]}] , tail";
+    struct seen seen = {{0}};
+    size_t used = 99;
+
+    CHECK(jsonv_value(s, strlen(s), &used, &res, on_member, &seen) == 0);
+    CHECK(used == strlen(s) - strlen(" , tail"));
+    CHECK_STR(seen.log, "2/0/a=1 2/0/b={ 3/0/c=\" 2/2/d\\u0041(esc)=[ ");
+    /* the value itself is checked strictly; what follows is not looked at */
+    CHECK(jsonv_value("{\"a\":01}", 8, &used, &res, NULL, NULL) == BD_EINVAL);
+    CHECK(res.kind == JSONV_SYNTAX && res.offset == 6);
+    CHECK(jsonv_value("\"ab\" \x01\xff", 7, &used, &res, NULL, NULL) == 0 && used == 4);
+    CHECK(jsonv_value("  ", 2, &used, &res, NULL, NULL) == BD_EINVAL && res.kind == JSONV_EMPTY);
+    CHECK(jsonv_value("[1,", 3, &used, &res, NULL, NULL) == BD_EINVAL);
+    /* a string's plain run ends at DEL (kept), control characters and UTF-8 lead bytes */
+    ok("\"a\x7f\xc3\xa9" "b\"");
+    bad("\"ab\x1f\"", JSONV_CONTROL, 3, "");
+    bad("\"ab\xc3\"", JSONV_UTF8, 3, "");
+}
+
 int main(void)
 {
+    test_value_prefix();
     test_valid();
     test_syntax();
     test_trailing();

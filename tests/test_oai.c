@@ -1307,6 +1307,36 @@ static void test_logprobs_lifted(void)
     /* bytes that are not UTF-8 in a token (a partial character): the tree reads it */
     lifted_case("[{\"token\":\"\xc3\",\"logprob\":-0.5,\"bytes\":[195],\"top_logprobs\":[]}]",
                 1, one, "partial UTF-8");
+    /* the shape servers write (the fast matcher), with bytes arrays, null and top_logprobs */
+    lifted_case("[{\"token\":\"A\",\"logprob\":-0.25,\"bytes\":[65],\"top_logprobs\":[]},"
+                "{\"token\":\"\\u00e9\\\"}\",\"logprob\":-1e-05,\"bytes\":null,\"top_logprobs\":"
+                "[{\"token\":\"x\",\"logprob\":-9,\"bytes\":[120]}]},"
+                "{\"token\":\"]}\",\"logprob\":-3,\"bytes\":[93,125],\"top_logprobs\":[]}]",
+                3, three, "compact");
+    /* that shape with something jsonv refuses inside (a raw control character, a number
+     * with a leading zero): the matcher and jsonv refuse, the tree reads */
+    lifted_case("[{\"token\":\"A\",\"logprob\":-0.25,\"bytes\":[65],\"top_logprobs\":[]},"
+                "{\"token\":\"\x01\",\"logprob\":-3,\"bytes\":null,\"top_logprobs\":[]}]",
+                2, two, "control character");
+    lifted_case("[{\"token\":\"A\",\"logprob\":-0.25,\"bytes\":[65, 66],\"top_logprobs\":[]},"
+                "{\"token\":\"B\",\"logprob\":-3,\"bytes\":[066],\"top_logprobs\":[]}]",
+                2, two, "bad bytes");
+    {   /* a trailing comma in bytes: not JSON, and the tree says so too */
+        struct oai_result r;
+        char msg[256];
+        const char *body = "{\"choices\":[{\"message\":{\"content\":\"B.\"},\"logprobs\":"
+                           "{\"content\":[{\"token\":\"A\",\"logprob\":-0.25,\"bytes\":[65,],"
+                           "\"top_logprobs\":[]},{\"token\":\"B\",\"logprob\":-3,\"bytes\":null,"
+                           "\"top_logprobs\":[]}]}}]}";
+        CHECK(parse(body, 10, &r, msg) == OAI_EPARSE);
+        oai_result_free(&r);
+        /* nor is a byte that is no number (the matcher must not step over it) */
+        body = "{\"choices\":[{\"message\":{\"content\":\"B.\"},\"logprobs\":{\"content\":["
+               "{\"token\":\"A\",\"logprob\":-0.25,\"bytes\":[x],\"top_logprobs\":[]},"
+               "{\"token\":\"B\",\"logprob\":-3,\"bytes\":null,\"top_logprobs\":[]}]}}]}";
+        CHECK(parse(body, 10, &r, msg) == OAI_EPARSE);
+        oai_result_free(&r);
+    }
     /* past OAI_MAX_LOGPROBS the first ones are kept */
     want = malloc(sizeof(double) * OAI_MAX_LOGPROBS);
     sbuf_addc(&b, '[');

@@ -225,6 +225,40 @@ static void test_lp_summary(void)
     CHECK(s.present == 0);
 }
 
+static int cmp_dbl(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* p10 is selected, not sorted: the same value as a full sort's interpolation, for sizes
+ * around the stack copy's 256 and many ties. */
+static void test_lp_p10_matches_sort(void)
+{
+    static double lp[700], sorted[700];
+    unsigned seed = 12345;
+    int bad = 0;
+
+    for (size_t n = 1; n < 700; n += (n < 300 ? 1 : 37)) {
+        struct lp_summary s;
+        double pos = 0.1 * (double)(n - 1), want;
+        size_t lo = (size_t)pos;
+        for (size_t i = 0; i < n; i++) {
+            seed = seed * 1103515245u + 12345u;
+            lp[i] = -(double)((seed >> 16) % (n % 3 == 0 ? 5 : 1000)) / 8.0; /* ties */
+        }
+        memcpy(sorted, lp, n * sizeof *lp);
+        qsort(sorted, n, sizeof *sorted, cmp_dbl);
+        want = sorted[lo] + (lo + 1 < n ? (pos - (double)lo) * (sorted[lo + 1] - sorted[lo]) : 0);
+        lp_summarize(lp, n, &s);
+        if (s.p10 != want || s.min != sorted[0]) {
+            fprintf(stderr, "  n=%zu: p10 %.17g, sort gives %.17g\n", n, s.p10, want);
+            bad++;
+        }
+    }
+    CHECK(bad == 0);
+}
+
 static void test_registry(void)
 {
     const struct policy_ops *const *all = policy_all();
@@ -640,6 +674,7 @@ int main(void)
     test_cfg_readers();
     test_verdict_name();
     test_lp_summary();
+    test_lp_p10_matches_sort();
     test_registry();
     test_length_defaults();
     test_length_utf8();

@@ -47,6 +47,7 @@ class Receiver:
                 with outer.lock:
                     outer.now += 1
                     outer.most = max(outer.most, outer.now)
+                held = True
                 try:
                     n = int(self.headers["Content-Length"])
                     body = self.rfile.read(n)
@@ -57,12 +58,17 @@ class Receiver:
                         outer.got.append(({k.lower(): v for k, v in self.headers.items()},
                                           body, self.path))
                         status = outer.statuses.pop(0) if outer.statuses else 204
+                        # no longer in hand once answered: briefd may send its next POST the
+                        # moment it reads this answer, before this thread runs on
+                        outer.now -= 1
+                        held = False
                     self.send_response(status)
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                 finally:
-                    with outer.lock:
-                        outer.now -= 1
+                    if held:
+                        with outer.lock:
+                            outer.now -= 1
 
             def log_message(self, *a):
                 pass
