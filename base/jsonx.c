@@ -3,6 +3,7 @@
 
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -141,8 +142,15 @@ void jsonx_number(double v, char *buf, size_t len)
         jsonx_int((long long)v, buf);
         return;
     }
-    if (fabs(v) >= 1e-9 && fabs(v) < 1e9 && fixed_decimal(v, buf, len))
+    if (fabs(v) >= 1e-9 && fabs(v) < 1e9) {
+        if (fixed_decimal(v, buf, len))
+            return;
+        /* not a decimal of at most 17 places: 17 significant digits always read back as
+         * the same double (a shorter form, if any, is not looked for: most such values -
+         * means, sums of prices - need all 17) */
+        snprintf(buf, len, "%.17g", v);
         return;
+    }
     for (int prec = 15; prec <= 17; prec++) {
         snprintf(buf, len, "%.*g", prec, v);
         if (strtod(buf, NULL) == v)
@@ -150,16 +158,37 @@ void jsonx_number(double v, char *buf, size_t len)
     }
 }
 
-/* s as a JSON string literal: quotes, backslashes and control characters escaped. */
+/* Nonzero if any of the 8 bytes of w needs escaping: below 0x20, '"' or '\\' (the
+ * "has a byte less than n" and "has a zero byte" word tricks; exact as a yes or no). */
+static uint64_t escape_in8(uint64_t w)
+{
+    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+    uint64_t q = w ^ (ones * '"'), k = w ^ (ones * '\\');
+    return (((w - ones * 0x20) & ~w) | ((q - ones) & ~q) | ((k - ones) & ~k)) & highs;
+}
+
+/* s as a JSON string literal: quotes, backslashes and control characters escaped. The
+ * runs between them are found 8 bytes at a time and copied whole. */
 static void put_string(struct sbuf *b, const char *s)
 {
     const unsigned char *p = (const unsigned char *)(s ? s : ""), *run = p;
+    const unsigned char *e = p + strlen((const char *)p);
     sbuf_add(b, "\"", 1);
-    for (; *p; p++) {
+    while (p < e) {
         const char *esc = NULL;
         char u[8];
-        if (*p >= 0x20 && *p != '"' && *p != '\\')
+        uint64_t w;
+        if (e - p >= 8) {
+            memcpy(&w, p, sizeof w);
+            if (!escape_in8(w)) {
+                p += 8;
+                continue;
+            }
+        }
+        if (*p >= 0x20 && *p != '"' && *p != '\\') {
+            p++;
             continue;
+        }
         sbuf_add(b, (const char *)run, (size_t)(p - run));
         switch (*p) {
         case '"': esc = "\\\""; break;
@@ -174,7 +203,8 @@ static void put_string(struct sbuf *b, const char *s)
             esc = u;
         }
         sbuf_add(b, esc, strlen(esc));
-        run = p + 1;
+        p++;
+        run = p;
     }
     sbuf_add(b, (const char *)run, (size_t)(p - run));
     sbuf_add(b, "\"", 1);

@@ -279,7 +279,7 @@ char *oai_build_request(const char *model, const char *system, const char *user,
         goto fail;
     if (add_options(root, max_tokens, temperature, stream, logprobs) < 0)
         goto fail;
-    out = cJSON_PrintUnformatted(root);
+    out = jsonx_print(root);
 fail:
     cJSON_Delete(root);
     return out;

@@ -10,12 +10,13 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 
 # python3-yaml: the build converts docs/openapi.yaml to the JSON served at /openapi.json
-BUILD_PKGS="build-essential cmake pkg-config libuv1-dev libcurl4-openssl-dev libssl-dev libcjson-dev libhiredis-dev python3 python3-yaml"
+BUILD_PKGS="build-essential cmake pkg-config libuv1-dev libcurl4-openssl-dev libssl-dev libcjson-dev libhiredis-dev libjemalloc-dev python3 python3-yaml"
 RUN_PKGS="redis-server redis-tools"
 TEST_PKGS="clang libclang-rt-14-dev curl jq prometheus pmccabe redis-sentinel stunnel4 openssl"
+BENCH_PKGS="wrk"  # bench/bench_overhead.py drives HTTP with it
 
 want=""
-for p in $BUILD_PKGS $RUN_PKGS $TEST_PKGS; do
+for p in $BUILD_PKGS $RUN_PKGS $TEST_PKGS $BENCH_PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || want="$want $p"
 done
 need_llhttp=0

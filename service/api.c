@@ -1096,8 +1096,8 @@ static int job_texts(struct api *api, struct http_req *req, struct job_req *jr, 
     key_id(api, req, kid, kid_len);
     if (mj)
         cJSON_AddStringToObject(mj, "api_key_id", kid);
-    *req_text = rj ? cJSON_PrintUnformatted(rj) : NULL;
-    *meta_text = mj ? cJSON_PrintUnformatted(mj) : NULL;
+    *req_text = rj ? jsonx_print(rj) : NULL;
+    *meta_text = mj ? jsonx_print(mj) : NULL;
     if (body_hash && *req_text && *meta_text)
         snprintf(body_hash, 17, "%016llx",
                  (unsigned long long)hash_fnv1a64_str(hash_fnv1a64_str(HASH_FNV1A64_INIT,
@@ -1105,7 +1105,7 @@ static int job_texts(struct api *api, struct http_req *req, struct job_req *jr, 
     if (mj && *meta_text) {
         free(*meta_text);
         add_trace(mj, req);
-        *meta_text = cJSON_PrintUnformatted(mj);
+        *meta_text = jsonx_print(mj);
     }
     cJSON_Delete(rj);
     cJSON_Delete(mj);

@@ -62,7 +62,7 @@ static int to_job(const char *text, const char *instr, int max_words, const cJSO
         cJSON_AddNumberToObject(b, "max_words", max_words);
     if (cJSON_IsObject(meta))
         cJSON_AddItemToObject(b, "metadata", cJSON_Duplicate(meta, 1));
-    s = cJSON_PrintUnformatted(b);
+    s = jsonx_print(b);
     cJSON_Delete(b);
     if (!s)
         return ferr(err, 500, "out_of_memory", NULL, "out of memory");

@@ -12,6 +12,7 @@
 #include "hash.h"
 #include "jscan.h"
 #include "jsonx.h"
+#include "sbuf.h"
 #include "netaddr.h"
 #include "tcheck.h"
 #include "url.h"
@@ -251,6 +252,61 @@ static void test_strerror(void)
     CHECK_STR(bd_strerror(7), "unknown error");
 }
 
+/* jsonx_write_string (8 bytes at a time between escapes) writes what a byte-by-byte
+ * escaper writes, whatever the length and wherever the escapes fall. */
+static void test_jsonx_string(void)
+{
+    static const unsigned char alphabet[] = {'a', 'Z', ' ', '"', '\\', '\n', '\t', 0x01, 0x1f,
+                                             0x7f, 0xc3, 0xa9, '/', 0x20, 0x21, 0x5b, 0x5d};
+    unsigned x = 2463534242u;
+    int bad = 0;
+    for (int t = 0; t < 20000 && !bad; t++) {
+        char in[40], want[300];
+        struct sbuf got = {0};
+        size_t n, w = 0;
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        n = x % 39;
+        for (size_t i = 0; i < n; i++) {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            in[i] = (char)(t % 4 == 0 || x % 5 == 0 ? alphabet[x % sizeof alphabet] : 'q');
+        }
+        in[n] = '\0';
+        want[w++] = '"';
+        for (size_t i = 0; i < n; i++) {
+            unsigned char c = (unsigned char)in[i];
+            if (c == '"' || c == '\\') {
+                want[w++] = '\\';
+                want[w++] = (char)c;
+            } else if (c == '\n') {
+                want[w++] = '\\';
+                want[w++] = 'n';
+            } else if (c == '\t') {
+                want[w++] = '\\';
+                want[w++] = 't';
+            } else if (c < 0x20) {
+                w += (size_t)snprintf(want + w, 7, "\\u%04x", c);
+            } else {
+                want[w++] = (char)c;
+            }
+        }
+        want[w++] = '"';
+        want[w] = '\0';
+        jsonx_write_string(&got, in);
+        sbuf_addc(&got, '\0');
+        if (strcmp(got.p ? got.p : "", want) != 0) {
+            fprintf(stderr, "  string %d: written unlike byte by byte (%zu vs %zu bytes)\n", t,
+                    strlen(got.p ? got.p : ""), strlen(want));
+            bad = 1;
+        }
+        free(got.p);
+    }
+    CHECK(!bad);
+}
+
 /* jsonx_number: every double reads back as itself; the fast forms are what they say. */
 static void test_jsonx_number(void)
 {
@@ -378,6 +434,7 @@ int main(void)
     test_iso8601();
     test_jscan();
     test_jsonx_number();
+    test_jsonx_string();
     test_jsonx_read_number();
     test_hmac_rfc4231();
     test_fnv();
