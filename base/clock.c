@@ -27,10 +27,25 @@ void clock_iso8601(int64_t unix_ms, char *out, size_t outlen)
 {
     time_t secs = (time_t)(unix_ms / 1000);
     struct tm tm;
+    int year, f[7], w[7] = {4, 2, 2, 2, 2, 2, 3};
+    static const char sep[7] = {'-', '-', 'T', ':', ':', '.', 'Z'};
+    char *p = out;
     gmtime_r(&secs, &tm);
-    snprintf(out, outlen, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-             (int)(unix_ms % 1000));
+    year = tm.tm_year + 1900;
+    if (unix_ms < 0 || year > 9999 || outlen < 25) { /* the rare case: printf's padding */
+        snprintf(out, outlen, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", year, tm.tm_mon + 1,
+                 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(unix_ms % 1000));
+        return;
+    }
+    f[0] = year, f[1] = tm.tm_mon + 1, f[2] = tm.tm_mday, f[3] = tm.tm_hour;
+    f[4] = tm.tm_min, f[5] = tm.tm_sec, f[6] = (int)(unix_ms % 1000);
+    for (int i = 0; i < 7; i++) { /* YYYY-MM-DDTHH:MM:SS.mmmZ without printf */
+        for (int k = w[i] - 1, v = f[i]; k >= 0; k--, v /= 10)
+            p[k] = (char)('0' + v % 10);
+        p += w[i];
+        *p++ = sep[i];
+    }
+    *p = '\0';
 }
 
 void clock_utc_day(int64_t unix_ms, char *out, size_t outlen)

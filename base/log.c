@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "jsonx.h"
 #include "sbuf.h"
 
 static struct {
@@ -45,21 +46,6 @@ int log_enabled(enum log_level l)
     return l >= logger.min;
 }
 
-/* s as the inside of a JSON string (quotes, backslashes and control characters escaped). */
-static void json_escaped(struct sbuf *b, const char *s)
-{
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            sbuf_printf(b, "\\%c", *p);
-        else if (*p == '\n')
-            sbuf_add(b, "\\n", 2);
-        else if (*p < 0x20 || *p == 0x7f)
-            sbuf_printf(b, "\\u%04x", *p);
-        else
-            sbuf_add(b, (const char *)p, 1);
-    }
-}
-
 /* Text values with spaces, quotes or control characters are quoted (logfmt style). */
 static void text_value(struct sbuf *b, const char *s)
 {
@@ -70,17 +56,14 @@ static void text_value(struct sbuf *b, const char *s)
         sbuf_add(b, s, strlen(s));
         return;
     }
-    sbuf_add(b, "\"", 1);
-    json_escaped(b, s);
-    sbuf_add(b, "\"", 1);
+    jsonx_write_string(b, s);
 }
 
 static void add_number(struct sbuf *b, double v)
 {
-    if (isfinite(v))
-        sbuf_printf(b, "%.15g", v);
-    else
-        sbuf_add(b, "null", 4);
+    char num[48];
+    jsonx_number(v, num, sizeof num); /* "null" when not finite */
+    sbuf_add(b, num, strlen(num));
 }
 
 static void add_fields(struct sbuf *b, const struct log_field *f, size_t nf)
@@ -89,19 +72,19 @@ static void add_fields(struct sbuf *b, const struct log_field *f, size_t nf)
         if (!f[i].is_num && (!f[i].str || !f[i].str[0]))
             continue;
         if (logger.format == LOG_JSON) {
-            sbuf_add(b, ",\"", 2);
-            json_escaped(b, f[i].key);
-            sbuf_add(b, "\":", 2);
+            sbuf_add(b, ",", 1);
+            jsonx_write_string(b, f[i].key);
+            sbuf_add(b, ":", 1);
         } else {
-            sbuf_printf(b, " %s=", f[i].key);
+            sbuf_add(b, " ", 1);
+            sbuf_add(b, f[i].key, strlen(f[i].key));
+            sbuf_add(b, "=", 1);
         }
         if (f[i].is_num)
             add_number(b, f[i].num);
-        else if (logger.format == LOG_JSON) {
-            sbuf_add(b, "\"", 1);
-            json_escaped(b, f[i].str);
-            sbuf_add(b, "\"", 1);
-        } else
+        else if (logger.format == LOG_JSON)
+            jsonx_write_string(b, f[i].str);
+        else
             text_value(b, f[i].str);
     }
 }
@@ -119,10 +102,9 @@ void log_write(enum log_level l, const struct log_field *f, size_t nf, const cha
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     if (logger.format == LOG_JSON) {
-        sbuf_printf(&b, "{\"ts\":\"%s\",\"level\":\"%s\",\"pid\":%d,\"msg\":\"", ts,
+        sbuf_printf(&b, "{\"ts\":\"%s\",\"level\":\"%s\",\"pid\":%d,\"msg\":", ts,
                     log_level_name(l), (int)getpid());
-        json_escaped(&b, msg);
-        sbuf_add(&b, "\"", 1);
+        jsonx_write_string(&b, msg);
         add_fields(&b, f, nf);
         sbuf_add(&b, "}\n", 2);
     } else {

@@ -223,6 +223,14 @@ static void test_iso8601(void)
         CHECK(clock_parse_iso8601(buf, &back) == 0 && back == times[i]);
     }
     CHECK(clock_parse_iso8601("2023-11-14T22:13:20.123Z", &back) == 0 && back == 1700000000123);
+    clock_iso8601(1700000000123, buf, sizeof(buf));
+    CHECK_STR(buf, "2023-11-14T22:13:20.123Z");
+    clock_iso8601(951782400007, buf, sizeof(buf));
+    CHECK_STR(buf, "2000-02-29T00:00:00.007Z");
+    clock_iso8601(1700000000123, buf, 25); /* exactly enough room */
+    CHECK_STR(buf, "2023-11-14T22:13:20.123Z");
+    clock_iso8601(1700000000123, buf, 10); /* cut, as snprintf cuts */
+    CHECK_STR(buf, "2023-11-1");
     CHECK(clock_parse_iso8601("2023-11-14T22:13:20.123", &back) == -1);
     CHECK(clock_parse_iso8601("2023-11-14T22:13:20.123Zx", &back) == -1);
     CHECK(clock_parse_iso8601("2023-13-14T22:13:20.123Z", &back) == -1);
