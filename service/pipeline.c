@@ -218,7 +218,7 @@ static cJSON *result_json(const struct pipe_job *j);
 static void gate_done(struct pipe_job *j, enum pipe_outcome o)
 {
     int cacheable = o == PIPE_SUCCEEDED && !j->gate.cached && j->routed && !j->degraded &&
-                    !j->route.guarded;
+                    !j->route->guarded;
     cJSON *res = cacheable ? result_json(j) : NULL;
     gate_end(&j->gate, res != NULL, res);
     cJSON_Delete(res);
@@ -689,7 +689,7 @@ static void keep_draft(struct pipe_job *j)
 /* The tenant's budget had no room for the refinement: keep the draft, say why. */
 static void hold_back_budget(struct pipe_job *j)
 {
-    struct verdict *v = router_hold_back(&j->route, "guard:tenant_budget",
+    struct verdict *v = router_hold_back(j->route, "guard:tenant_budget",
                                          j->gate.spent_usd + j->gate.others_usd +
                                              j->gate.reserved_usd + j->gate.refine_bound_usd);
     snprintf(v->detail, sizeof(v->detail), "%.199s", j->gate.detail);
@@ -743,19 +743,32 @@ static double cost_bound(const struct model_cfg *m, size_t prompt_bytes)
     return b;
 }
 
-static void route(struct pipe_job *j)
+/* The job's route result, allocated on first use (4.5 KB: not held while the draft runs);
+ * NULL when out of memory. */
+static struct route_result *route_of(struct pipe_job *j)
+{
+    if (j->route == NULL)
+        j->route = calloc(1, sizeof(*j->route));
+    return j->route;
+}
+
+/* Route the draft; 0, or BD_ENOMEM (nothing decided). */
+static int route(struct pipe_job *j)
 {
     struct guard_input g;
     struct route_input in;
     uint64_t t0;
+    if (route_of(j) == NULL)
+        return BD_ENOMEM;
     job_route_input(j->req, j->draft, &j->lp, j->draft_truncated, &in);
     if (j->gate.lim && j->gate.lim->daily_budget_usd >= 0)
         j->refine_bound = cost_bound(&j->cfg->refine, prompt_bytes(&j->cfg->refine, j->req,
                                                                    j->draft));
     t0 = uv_hrtime();
-    router_decide(j->cfg->router, &in, all_figures(j, &g), &j->route);
+    router_decide(j->cfg->router, &in, all_figures(j, &g), j->route);
     j->acct.route_ms = ms_since(t0);
     j->routed = 1;
+    return 0;
 }
 
 /* Pre-routing: 1 when the input alone decided a refinement (route filled), else 0. Only
@@ -768,12 +781,17 @@ static int pre_route(struct pipe_job *j)
     uint64_t t0;
     if (!router_pre_route(j->cfg->router) || !ups_any_open(&j->p->ups, &j->cfg->refine, j->t_loop))
         return 0;
+    if (route_of(j) == NULL)
+        return 0; /* out of memory: no pre-routing, the draft decides */
     memset(&none, 0, sizeof(none));
     job_route_input(j->req, NULL, &none, 0, &in);
     t0 = uv_hrtime();
-    if (!router_pre_decide(j->cfg->router, &in, all_figures(j, &g), &j->route) ||
-        !j->route.refine)
+    if (!router_pre_decide(j->cfg->router, &in, all_figures(j, &g), j->route) ||
+        !j->route->refine) {
+        free(j->route); /* not decided: none held while the draft runs */
+        j->route = NULL;
         return 0;
+    }
     j->acct.route_ms = ms_since(t0);
     j->routed = 1;
     j->direct = 1;
@@ -833,8 +851,11 @@ static void on_draft(struct mc_call *c, int status)
         finish(j, PIPE_SUCCEEDED);
         return;
     }
-    route(j);
-    if (j->route.refine)
+    if (route(j) != 0) {
+        fail(j, make_error("internal", "%s", "out of memory"));
+        return;
+    }
+    if (j->route->refine)
         refine_within_budget(j);
     else
         keep_draft(j);
@@ -1067,6 +1088,8 @@ void pipe_job_free(struct pipe_job *j)
     j->request_id = j->traceparent = j->tracestate = NULL;
     free(j->draft);
     free(j->brief);
+    free(j->route);
+    j->route = NULL;
     free(sbuf_take(&j->sent));
     cJSON_Delete(j->error);
     j->url = j->body = j->draft = j->brief = NULL;
@@ -1151,7 +1174,7 @@ cJSON *pipe_out_json(const struct pipe_job *j, const char *status)
         cJSON_AddItemToObject(out, "result", result_json(j));
     cJSON_AddFalseToObject(out, "cached");
     if (j->routed)
-        cJSON_AddItemToObject(out, "route", route_result_json(&j->route));
+        cJSON_AddItemToObject(out, "route", route_result_json(j->route));
     acct_to_json(&j->acct, out);
     add_endpoints(j, out);
     if (j->error)
@@ -1177,7 +1200,7 @@ int pipe_stats(const struct pipe_job *j, int succeeded, struct stats_delta *out)
     s.draft_fallback = j->draft && j->draft_ep > 0 ? j->draft_ep : 0;
     s.refine_fallback = j->refined && j->refine_ep > 0 ? j->refine_ep : 0;
     s.acct = &j->acct;
-    s.route = j->routed ? &j->route : NULL;
+    s.route = j->routed ? j->route : NULL;
     s.source = j->req ? job_req_meta(j->req, "source") : NULL;
     s.tenant = j->req ? job_req_meta(j->req, "tenant") : NULL;
     s.finished_ms = clock_wall_ms();

@@ -93,7 +93,8 @@ struct pipe_job {
     const char *listen_id;          /* with on_text: pass text only if this job is listened to */
     /* results */
     struct job_acct acct;
-    struct route_result route;
+    struct route_result *route;     /* allocated when routing begins (a job waiting for its
+                                       draft holds none); set whenever routed is */
     int routed;
     char *draft;
     int draft_truncated;

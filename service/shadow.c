@@ -177,8 +177,8 @@ static struct shadow_task *task_new(struct shadow *sh, const struct pipe_job *pj
     t->sh = sh;
     snprintf(t->id, sizeof(t->id), "%s", id);
     t->served = pj->refined ? SIDE_REFINE : SIDE_DRAFT;
-    t->kept = pj->routed && !pj->route.refine && !pj->refined;
-    t->refined = pj->routed && pj->route.refine && pj->refined;
+    t->kept = pj->routed && !pj->route->refine && !pj->refined;
+    t->refined = pj->routed && pj->route->refine && pj->refined;
     t->total_ms = pj->acct.total_ms;
     label_copy(t->source, sizeof(t->source), job_req_meta(&t->req, "source"));
     label_copy(t->tenant, sizeof(t->tenant), job_req_meta(&t->req, "tenant"));

@@ -644,7 +644,14 @@ def consumer_of(proc_pid, consumers):
 
 def job_record(redis, prefix, job_id):
     """What Redis holds of a job, read the way the store's GET does: {"status", "attempts",
-    "finished_ms", "out"} (None if there is no such job). attempts counts deliveries begun."""
+    "finished_ms", "out"} (None if there is no such job). attempts counts deliveries begun.
+    The job may finish between reading its record and its queue entry (the store's GET is
+    one script; these are separate reads): then the record is read again."""
+    r = _job_record_once(redis, prefix, job_id)
+    return r if r is not None else _job_record_once(redis, prefix, job_id)
+
+
+def _job_record_once(redis, prefix, job_id):
     rec = redis.cmd("GET", rkey(prefix, "job:" + job_id))
     if rec is not None:
         r = json.loads(rec.split("\n", 1)[0])   # header line; then request, metadata
