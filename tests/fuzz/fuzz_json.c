@@ -13,6 +13,10 @@
  *  - What jsonv refuses, job_req_parse and facade_parse refuse with 400 and the code of its
  *    kind (invalid_json / invalid_value / invalid_utf8), param = the path (cut to fit).
  *  - Every error's param and message is printable ASCII (the envelope stays valid UTF-8).
+ *  - jsonv_value (one value, whatever follows) agrees with jsonv_check: where jsonv_check
+ *    accepts, it accepts and ends where only whitespace is left; where it accepts a prefix,
+ *    jsonv_check accepts that prefix; the members it reports lie inside the value, in order.
+ *    jsonv_string / jsonv_number at the start agree with jsonv_value on a string or number.
  */
 #include "facade.h"
 #include "job.h"
@@ -143,6 +147,53 @@ static void parsers_agree(const uint8_t *data, size_t size, const struct jsonv_r
     }
 }
 
+struct members {
+    const char *base, *last;
+    size_t end;
+    int bad;
+};
+
+static void on_member(void *ctx, const struct jsonv_member *m)
+{
+    struct members *ms = ctx;
+    if (m->name < ms->base || m->value <= m->name || m->value < ms->last ||
+        (size_t)(m->value - ms->base) >= ms->end || m->depth < 1)
+        ms->bad = 1;
+    ms->last = m->value;
+}
+
+static void value_agrees(const uint8_t *data, size_t size, int rc)
+{
+    const char *s = (const char *)data;
+    struct jsonv_result r, r2;
+    struct members ms = {s, s, size, 0};
+    size_t used = 0, k;
+    int vrc = jsonv_value(s, size, &used, &r, on_member, &ms);
+
+    if (vrc == 0 && (used == 0 || used > size))
+        FAIL("jsonv_value: used %zu of %zu", used, size);
+    if (rc == 0) {
+        if (vrc != 0)
+            FAIL("jsonv_value refused what jsonv_check accepts");
+        for (k = used; k < size; k++)
+            if (!strchr(" \t\r\n", s[k]) || s[k] == 0)
+                FAIL("jsonv_value ended at %zu, before %zu", used, size);
+    }
+    if (vrc == 0 && jsonv_check(s, used, &r2) != 0)
+        FAIL("jsonv_value accepted a prefix jsonv_check refuses");
+    if (vrc == 0 && ms.bad)
+        FAIL("a member reported outside the value or out of order");
+    for (k = 0; k < size && strchr(" \t\r\n", s[k]) && s[k]; k++)
+        ;
+    if (vrc == 0 && k == 0 && s[0] == '"' && jsonv_string(s, size) != used)
+        FAIL("jsonv_string %zu, jsonv_value %zu", jsonv_string(s, size), used);
+    if (vrc == 0 && k == 0 && (s[0] == '-' || (s[0] >= '0' && s[0] <= '9')) &&
+        jsonv_number(s, size) != used)
+        FAIL("jsonv_number %zu, jsonv_value %zu", jsonv_number(s, size), used);
+    if (vrc != 0 && size > 0 && s[0] == '"' && jsonv_string(s, size) != 0)
+        FAIL("jsonv_string accepted a string jsonv_value refuses");
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct jsonv_result r;
@@ -152,5 +203,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (rc == 0 && longest_number_run(data, size) < 60)
         against_cjson(data, size, &r);
     parsers_agree(data, size, &r, rc);
+    value_agrees(data, size, rc);
     return 0;
 }
