@@ -401,9 +401,7 @@ static int on_key(struct jv *v, enum state *next)
     *next = ST_VALUE;
     if (v->on_member != NULL && v->pos < v->len) {
         struct jsonv_member m;
-        const struct frame *up = v->depth >= 2 ? &v->st[v->depth - 2] : NULL;
         m.depth = v->depth;
-        m.elem = up != NULL && !up->obj ? up->index : 0;
         m.name = (const char *)v->s + f->key_off + 1;
         m.name_len = name_end - f->key_off - 1;
         m.escaped = v->escaped;

@@ -52,12 +52,10 @@ int jsonv_check(const char *s, size_t len, struct jsonv_result *res);
 
 /* An object member jsonv_value saw: depth is the object's depth (1 for the members of the
  * value itself when it is an object, 2 for the members of its elements or members, ...),
- * elem the index of the array element the object is (when the object is an element of an
- * array, else 0), name[0..name_len) the name as written (escaped: it holds a backslash, so
- * its decoded text differs), value the first byte of the member's value, not yet checked. */
+ * name[0..name_len) the name as written (escaped: it holds a backslash, so its decoded
+ * text differs), value the first byte of the member's value, not yet checked. */
 struct jsonv_member {
     unsigned depth;
-    size_t elem;
     const char *name;
     size_t name_len;
     int escaped;

@@ -1,7 +1,6 @@
 /* log.c - leveled text/JSON log lines on stderr. */
 #include "log.h"
 
-#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>

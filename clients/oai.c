@@ -375,7 +375,7 @@ static void lp_member(void *ctx, const struct jsonv_member *m)
  * {"token":S,"logprob":N,"bytes":null|[N,...],"top_logprobs":V} - every token held to
  * jsonv's rules (V, usually [], by jsonv_value). Returns past it with its logprob taken,
  * or NULL for any other shape (nothing taken: jsonv_value reads it). */
-static const char *lp_fast_element(const char *p, const char *e, struct lifted *l, int *oom)
+static const char *lp_fast_element(const char *p, const char *e, struct lifted *l)
 {
     struct jsonv_result vr;
     const char *num;
@@ -428,7 +428,7 @@ static const char *lp_fast_element(const char *p, const char *e, struct lifted *
     if (p >= e || *p != '}')
         return NULL;
     if (lp_take(l, num) < 0)
-        *oom = 1;
+        l->odd = 1; /* out of memory: the tree reads it (and fails the same way) */
     return p + 1;
 }
 
@@ -439,20 +439,19 @@ static const char *lp_array(const char *a, const char *e, struct lifted *l)
 {
     const char *p = jscan_ws(a + 1, e);
     struct jsonv_result vr;
-    int oom = 0;
 
     if (p < e && *p == ']')
         return p + 1;
     while (p < e) {
-        const char *q = lp_fast_element(p, e, l, &oom);
-        if (q == NULL && !oom) {
+        const char *q = lp_fast_element(p, e, l);
+        if (q == NULL && !l->odd) {
             size_t used;
             l->elem_taken = 0;
             if (jsonv_value(p, (size_t)(e - p), &used, &vr, lp_member, l) != 0)
                 return NULL;
             q = p + used;
         }
-        if (oom || l->odd)
+        if (l->odd)
             return NULL;
         p = jscan_ws(q, e);
         if (p < e && *p == ']')
