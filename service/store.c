@@ -151,18 +151,16 @@ static const char SUBMIT_LUA[] =
     "end\n"
     "return {'ok', e, tostring(depth)}\n";
 
-/* KEYS: the queue. ARGV: deadline, req, meta. -> the entry (a submit far from the bound) */
-static const char SUBMIT_FAST_LUA[] =
-    "local deadline = tonumber(ARGV[1])\n" LATE_CHECK_LUA
-    "return redis.call('XADD', KEYS[1], '*', 'r', ARGV[2], 'm', ARGV[3])\n";
-
 /* KEYS: job, jobx, run, q:low, q:normal, q:high, wh:st, quality, feedback. ARGV: group, entry,
- * prio (the id's first entry; "" for an id that never was queued).
- * -> {'done', record, webhook status or '', quality or '', [feedback...]} |
+ * prio (the id's first entry; "" for an id that never was queued), with record (1: return
+ * it; 0: the caller read it with a plain GET just before - a record's bytes cost Lua about
+ * 10 instructions each).
+ * -> {'done', record or '', webhook status or '', quality or '', [feedback...]} |
  *    {'live', fields, pending, run} | {'none'} */
 static const char GET_LUA[] =
-    "local rec = redis.call('GET', KEYS[1])\n"
-    "if rec then return {'done', rec, redis.call('GET', KEYS[7]) or '',"
+    "local rec = redis.call(ARGV[4] == '1' and 'GET' or 'EXISTS', KEYS[1])\n"
+    "if rec and rec ~= 0 then return {'done', ARGV[4] == '1' and rec or '',"
+    " redis.call('GET', KEYS[7]) or '',"
     " redis.call('GET', KEYS[8]) or '', redis.call('LRANGE', KEYS[9], 0, -1)} end\n"
     "local e, p = ARGV[2], tonumber(ARGV[3])\n"
     "local x = redis.call('HMGET', KEYS[2], 'e', 'p')\n"
@@ -174,52 +172,66 @@ static const char GET_LUA[] =
     "local pend = redis.call('XPENDING', q, ARGV[1], e, e, 1)\n"
     "return {'live', f[1][2], #pend > 0 and 1 or 0, redis.call('GET', KEYS[3]) or ''}\n";
 
-/* KEYS: q:low q:normal q:high pend, then per job: job, jobx, and its tenant's spend today,
+/* KEYS: q:low q:normal q:high pend, then per job: job, jobx, its record as written just
+ * before (fin:<id>:<entry>, with the record's TTL), and its tenant's spend today,
  * reservations and their expiries (tenant keys: any key when the job has no tenant); then
  * wh:q wh:due.
- * ARGV: group, channel, n, then per job: prio (-1: never queued), entry, has jobx (0/1),
- * ttl, record, delta, event, id, has tenant (0/1), cost (picodollars), webhook ("" or
- * "<id> <created ms> <msg id> <url>": a delivery to keep, see WH_CLAIM_LUA).
+ * ARGV: group, channel, n, origin (the event that leads what this batch publishes), then per
+ * job: prio (-1: never queued), entry, has jobx (0/1), status, delta, id, has tenant (0/1),
+ * cost (picodollars), webhook ("" or "<id> <created ms> <msg id> <url>": a delivery to keep,
+ * see WH_CLAIM_LUA).
  * -> per job 1 stored, 2 stored earlier by this very delivery (a resent batch), 0 refused
- * (the delivery is no longer current). A stored job of a tenant settles its budget: its
- * reservation goes and its cost is added to the tenant's spend today. */
+ * (the delivery is no longer current); an error, and nothing written, when a record is
+ * missing. A stored job's record is renamed into place (its bytes never pass through Lua:
+ * Redis's Lua hashes every byte of every string it is given or makes), its terminal event
+ * carries no job object (listeners read the record; the origin delivers its own in process)
+ * and a stored job of a tenant settles its budget: its reservation goes and its cost is
+ * added to the tenant's spend today. */
 static const char FINISH_LUA[] =
     "local group, chan, n = ARGV[1], ARGV[2], tonumber(ARGV[3])\n"
-    "local res, dels, deltas, events = {}, {{}, {}, {}}, {}, {}\n"
-    "local whq, whdue = KEYS[5 + n * 5], KEYS[6 + n * 5]\n"
     "for i = 0, n - 1 do\n"
-    "  local a = 4 + i * 11\n"
+    "  if redis.call('EXISTS', KEYS[7 + i * 6]) == 0 then\n"
+    "    return redis.error_reply('ERR finish: the record of ' .. ARGV[10 + i * 9] .."
+    " ' is missing (not written or expired); nothing was stored')\n"
+    "  end\n"
+    "end\n"
+    "local res, dels, deltas, events = {}, {{}, {}, {}}, {}, {ARGV[4]}\n"
+    "local whq, whdue = KEYS[5 + n * 6], KEYS[6 + n * 6]\n"
+    "for i = 0, n - 1 do\n"
+    "  local a, k = 5 + i * 9, 5 + i * 6\n"
     "  local p, entry = tonumber(ARGV[a]), ARGV[a + 1]\n"
-    "  local jk, xk = KEYS[5 + i * 5], KEYS[6 + i * 5]\n"
+    "  local jk, xk, tk = KEYS[k], KEYS[k + 1], KEYS[k + 2]\n"
     "  local ok = 1\n"
     "  if p >= 0 then ok = redis.call('XACK', KEYS[p + 1], group, entry) end\n"
     "  if ok == 1 then\n"
-    "    redis.call('SET', jk, ARGV[a + 4], 'EX', ARGV[a + 3])\n"
+    "    redis.call('RENAME', tk, jk)\n"
     "    if ARGV[a + 2] == '1' then redis.call('DEL', xk) end\n"
     "    if p >= 0 then table.insert(dels[p + 1], entry) end\n"
-    "    deltas[#deltas + 1] = ARGV[a + 5]\n"
-    "    events[#events + 1] = ARGV[a + 6]\n"
-    "    if ARGV[a + 8] == '1' then\n"
-    "      local sk, rk, ek, id = KEYS[7 + i * 5], KEYS[8 + i * 5], KEYS[9 + i * 5], ARGV[a + 7]\n"
+    "    deltas[#deltas + 1] = ARGV[a + 4]\n"
+    "    events[#events + 1] = ARGV[a + 5] .. ' ' .. ARGV[a + 3] .. ' 0\\n\\n'\n"
+    "    if ARGV[a + 6] == '1' then\n"
+    "      local sk, rk, ek, id = KEYS[k + 3], KEYS[k + 4], KEYS[k + 5], ARGV[a + 5]\n"
     "      local own = redis.call('HGET', rk, id)\n"
     "      if own then\n"
     "        redis.call('HDEL', rk, id)\n"
     "        redis.call('ZREM', ek, id)\n"
     "        redis.call('HINCRBY', rk, '#sum', -tonumber(own))\n"
     "      end\n"
-    "      redis.call('INCRBY', sk, ARGV[a + 9])\n"
+    "      redis.call('INCRBY', sk, ARGV[a + 7])\n"
     "      redis.call('EXPIRE', sk, 172800)\n"
     "    end\n"
-    "    local w = ARGV[a + 10]\n"
-    "    local wid, wc = string.match(w, '^(%S+) (%d+) ')\n"
-    "    if wid and redis.call('HSETNX', whq, wid, '0 ' .. string.sub(w, #wid + 2)) == 1 then\n"
-    "      redis.call('ZADD', whdue, wc, wid)\n"
+    "    local w = ARGV[a + 8]\n"
+    "    if w ~= '' then\n"
+    "      local wid, wc = string.match(w, '^(%S+) (%d+) ')\n"
+    "      if wid and redis.call('HSETNX', whq, wid, '0 ' .. string.sub(w, #wid + 2)) == 1 then\n"
+    "        redis.call('ZADD', whdue, wc, wid)\n"
+    "      end\n"
     "    end\n"
     "    res[#res + 1] = 1\n"
     "  else\n"
-    "    local cur = redis.call('GET', jk)\n"
-    "    local mark = '{\"delivery\":\"' .. entry .. '\"'\n"
-    "    if cur and string.sub(cur, 1, #mark) == mark then res[#res + 1] = 2"
+    "    redis.call('DEL', tk)\n"
+    "    local cur = redis.call('GETRANGE', jk, 0, #entry + 13)\n"
+    "    if cur == '{\"delivery\":\"' .. entry .. '\"' then res[#res + 1] = 2"
     " else res[#res + 1] = 0 end\n"
     "  end\n"
     "end\n"
@@ -227,7 +239,7 @@ static const char FINISH_LUA[] =
     "  if #dels[p] > 0 then redis.call('XDEL', KEYS[p], unpack(dels[p])) end\n"
     "end\n"
     "if #deltas > 0 then redis.call('RPUSH', KEYS[4], unpack(deltas)) end\n"
-    "if #events > 0 then redis.call('PUBLISH', chan, table.concat(events)) end\n"
+    "if #events > 1 then redis.call('PUBLISH', chan, table.concat(events)) end\n"
     "return res\n";
 
 /* KEYS: run:<id> per job. ARGV: channel, ttl, then per job: status, event. */
@@ -627,14 +639,14 @@ static const char WH_DONE_LUA[] =
     "redis.call('SET', KEYS[3], ARGV[5], 'EX', ARGV[6])\n"
     "return 1\n";
 
-static struct rds_script sc_submit, sc_submit_fast, sc_get, sc_finish, sc_transition,
+static struct rds_script sc_submit, sc_get, sc_finish, sc_transition,
     sc_redeliver, sc_requeue, sc_fold, sc_guard, sc_totals, sc_slot, sc_slot_renew, sc_wh_claim,
     sc_wh_done;
 static struct rds_script sc_submit_tenant, sc_admit, sc_reserve, sc_tenant_info,
     sc_tenant_spend, sc_cache_claim, sc_cache_put;
 static struct rds_script sc_quality, sc_feedback, sc_eval_reserve;
 static const struct rds_script *const scripts[] = {
-    &sc_submit,     &sc_submit_fast, &sc_get,          &sc_finish,       &sc_transition,
+    &sc_submit,     &sc_get,          &sc_finish,       &sc_transition,
     &sc_redeliver,  &sc_requeue,     &sc_fold,         &sc_guard,        &sc_totals,
     &sc_slot,       &sc_slot_renew,  &sc_wh_claim,     &sc_wh_done,      &sc_submit_tenant,
     &sc_admit,      &sc_reserve,     &sc_tenant_info,  &sc_tenant_spend, &sc_cache_claim,
@@ -647,7 +659,6 @@ static void scripts_init(void)
         return;
     done = 1;
     rds_script_init(&sc_submit, SUBMIT_LUA);
-    rds_script_init(&sc_submit_fast, SUBMIT_FAST_LUA);
     rds_script_init(&sc_get, GET_LUA);
     rds_script_init(&sc_finish, FINISH_LUA);
     rds_script_init(&sc_transition, TRANSITION_LUA);
@@ -732,10 +743,10 @@ static int reply_status(struct store *s, const struct rds_reply *x, enum rds_typ
     return (want == RDS_OTHER || rds_reply_type(x) == want) ? 0 : BD_EREDIS_REPLY;
 }
 
-static char *elem_dup(const struct rds_reply *x, size_t i, size_t *len)
+static char *reply_dup(const struct rds_reply *x, size_t *len)
 {
     size_t n;
-    const char *p = rds_reply_str(rds_reply_elem(x, i), &n);
+    const char *p = rds_reply_str(x, &n);
     char *d = p ? malloc(n + 1) : NULL;
     if (d) {
         memcpy(d, p, n);
@@ -744,6 +755,11 @@ static char *elem_dup(const struct rds_reply *x, size_t i, size_t *len)
             *len = n;
     }
     return d;
+}
+
+static char *elem_dup(const struct rds_reply *x, size_t i, size_t *len)
+{
+    return reply_dup(rds_reply_elem(x, i), len);
 }
 
 /* A flat [field, value, ...] reply merged into m (numbers summed). */
@@ -1000,8 +1016,12 @@ void store_set_retention(struct store *s, long stats_retention_s)
 
 /* --- events ------------------------------------------------------------------------------- */
 
+#define EVENT_ORIGIN "origin" /* the status of a message's origin line (parse_events) */
+
 /* A published message: events "<id> <status> <len>\n<len bytes of job JSON>\n", one after
- * the other. */
+ * the other. A finish batch's message starts with "<process> origin 0\n\n": the process
+ * that finished those jobs has delivered their events (with their job objects) in process
+ * already and skips the message. */
 static void parse_events(struct store *s, const char *p, size_t n)
 {
     const char *end = p + n;
@@ -1017,6 +1037,12 @@ static void parse_events(struct store *s, const char *p, size_t n)
         if (sscanf(head, "%63s %15s %lu", id, status, &len) != 3 ||
             len > (unsigned long)(end - nl - 1))
             return;
+        if (strcmp(status, EVENT_ORIGIN) == 0) {
+            if (strcmp(id, s->instance) == 0)
+                return;
+            p = nl + 1 + len + 1;
+            continue;
+        }
         s->event_cb(s->event_data, id, status, len ? nl + 1 : NULL, len);
         p = nl + 1 + len + 1;
     }
@@ -1084,6 +1110,7 @@ struct submit_op {
     void *data;
     enum job_priority prio;
     int checked;                /* the bound was checked in the script */
+    int64_t deadline;           /* a plain XADD's deadline (Redis's clock, ms), 0: none */
     enum ack_state ack;
     int touched;                /* a duplicate's key was rewritten so WAIT covers it */
     /* the submit's outcome, held until WAIT answers */
@@ -1148,6 +1175,14 @@ static void submitted(struct submit_op *op, const char *entry, long depth)
 
 static long limited_retry_s(const struct rds_reply *x);
 
+/* Whether a plain XADD ran after its deadline (Redis's clock, ms; 0: none): the entry id's
+ * first part is Redis's clock when it ran (or later, never earlier). Such an entry is
+ * refused on both sides - its submit answers an error, the worker discards it. */
+static int late_entry(const char *entry, int64_t deadline)
+{
+    return deadline > 0 && strtoll(entry, NULL, 10) > deadline;
+}
+
 static void on_submit(struct rds *r, struct rds_reply *x, void *data)
 {
     struct submit_op *op = data;
@@ -1159,7 +1194,14 @@ static void on_submit(struct rds *r, struct rds_reply *x, void *data)
         submit_done(op, st, STORE_SUBMITTED, 0, NULL, 0, NULL);
     } else if (!op->checked) {
         reply_copy(x, arg, sizeof(arg));
-        submitted(op, arg, -1);
+        if (late_entry(arg, op->deadline)) {
+            log_warn("a submit reached Redis after briefd gave up on it (entry %s, deadline %lld):"
+                     " refused; the worker that reads the entry discards it", arg,
+                     (long long)op->deadline);
+            submit_done(op, BD_EREDIS_REPLY, STORE_SUBMITTED, 0, NULL, 0, NULL);
+        } else {
+            submitted(op, arg, -1);
+        }
     } else {
         reply_copy(rds_reply_elem(x, 0), what, sizeof(what));
         reply_copy(rds_reply_elem(x, 1), arg, sizeof(arg));
@@ -1302,9 +1344,10 @@ int store_submit(struct store *s, const struct store_submit *sub, store_submit_c
     submit_deadline(s, conn, deadline, sizeof(deadline));
     if (!op->checked) {
         s->submitted_since++;
-        if (strcmp(deadline, "0") != 0) {
-            const char *fargs[] = {qs[sub->priority], deadline, sub->req_json, sub->meta_json};
-            rc = evalsha(s, conn, on_submit, op, &sc_submit_fast, 1, 4, fargs, NULL);
+        op->deadline = strtoll(deadline, NULL, 10);
+        if (op->deadline > 0) { /* "d": a late entry is discarded by its reader */
+            rc = rds_cmd(conn, on_submit, op, "XADD %s * r %s m %s d %s", qs[sub->priority],
+                         sub->req_json, sub->meta_json, deadline);
         } else {
             rc = rds_cmd(conn, on_submit, op, "XADD %s * r %s m %s", qs[sub->priority],
                          sub->req_json, sub->meta_json);
@@ -1398,7 +1441,18 @@ struct get_op {
     store_job_cb cb;
     void *data;
     char id[JOB_ID_LEN + 1];
+    int with_record;            /* the script returns the record (else: rec, read before it) */
+    char *rec;                  /* the record as the plain GET before the script read it */
+    int unsent;                 /* the script could not follow the GET: its error */
 };
+
+static int send_get(struct get_op *g);
+
+static void get_op_free(struct get_op *g)
+{
+    free(g->rec);
+    free(g);
+}
 
 static cJSON *record_header(const char *rec, size_t len);
 
@@ -1483,14 +1537,24 @@ static void on_get(struct rds *r, struct rds_reply *x, void *data)
     (void)r;
     if (st != 0 || rds_reply_len(x) < 1) {
         g->cb(g->data, st ? st : BD_EREDIS_REPLY, NULL);
-        free(g);
+        get_op_free(g);
         return;
     }
     reply_copy(rds_reply_elem(x, 0), what, sizeof(what));
     if (strcmp(what, "done") == 0) {
-        char *rec = elem_dup(x, 1, NULL);
+        char *rec = g->with_record ? elem_dup(x, 1, NULL) : g->rec;
+        if (!rec && !g->with_record) { /* it ended between the GET and the script */
+            g->with_record = 1;
+            st = send_get(g);
+            if (st != 0) {
+                g->cb(g->data, st, NULL);
+                get_op_free(g);
+            }
+            return;
+        }
         job = rec ? record_job(rec) : NULL;
-        free(rec);
+        if (g->with_record)
+            free(rec);
         join_webhook(job, rds_reply_elem(x, 2));
         if (job && rds_reply_len(x) == 5)
             add_side(job, rds_reply_elem(x, 3), rds_reply_elem(x, 4));
@@ -1500,25 +1564,36 @@ static void on_get(struct rds *r, struct rds_reply *x, void *data)
                        run);
     } else {
         g->cb(g->data, BD_ENOTFOUND, NULL);
-        free(g);
+        get_op_free(g);
         return;
     }
     g->cb(g->data, job ? 0 : BD_ENOMEM, job);
-    free(g);
+    get_op_free(g);
 }
 
-int store_get(struct store *s, const char *id, store_job_cb cb, void *data)
+/* The plain GET's reply, which comes just before the script's (same connection). */
+static void on_get_record(struct rds *r, struct rds_reply *x, void *data)
 {
+    struct get_op *g = data;
+    (void)r;
+    free(g->rec);
+    g->rec = x && rds_reply_type(x) == RDS_STRING ? reply_dup(x, NULL) : NULL;
+    if (g->unsent) { /* the script could not be sent after this GET: fail here */
+        g->cb(g->data, g->unsent, NULL);
+        get_op_free(g);
+    }
+}
+
+/* Send the reads of g: the script, after a plain GET of the record unless the script is
+ * to return it. */
+static int send_get(struct get_op *g)
+{
+    struct store *s = g->s;
+    const char *id = g->id;
     char kjob[KEY_MAX], kx[KEY_MAX], krun[KEY_MAX], kl[KEY_MAX], kn[KEY_MAX], kh[KEY_MAX];
     char kw[KEY_MAX], kq[KEY_MAX], kfb[KEY_MAX], entry[48] = "", prio[4] = "";
     enum job_priority p;
-    struct get_op *g = calloc(1, sizeof(*g));
-    if (!g)
-        return BD_ENOMEM;
-    g->s = s;
-    g->cb = cb;
-    g->data = data;
-    snprintf(g->id, sizeof(g->id), "%s", id);
+    int rc;
     key(s, kjob, "job:", id);
     key(s, kx, "jobx:", id);
     key(s, krun, "run:", id);
@@ -1530,8 +1605,32 @@ int store_get(struct store *s, const char *id, store_job_cb cb, void *data)
     key(s, kfb, "feedback:", id);
     if (job_entry_of_id(id, &p, entry, sizeof(entry)) == 0)
         snprintf(prio, sizeof(prio), "%d", (int)p);
-    const char *args[] = {kjob, kx, krun, kl, kn, kh, kw, kq, kfb, GROUP, entry, prio};
-    return send_or_free(evalsha(s, NULL, on_get, g, &sc_get, 9, 12, args, NULL), g);
+    if (!g->with_record && (rc = rds_cmd(s->cmd, on_get_record, g, "GET %s", kjob)) != 0)
+        return rc;
+    const char *args[] = {kjob, kx,  krun,  kl,    kn,   kh, kw, kq, kfb, GROUP, entry, prio,
+                          g->with_record ? "1" : "0"};
+    rc = evalsha(s, NULL, on_get, g, &sc_get, 9, 13, args, NULL);
+    if (rc != 0 && !g->with_record) {
+        g->unsent = rc; /* the GET's callback owns g now */
+        return 0;
+    }
+    return rc;
+}
+
+int store_get(struct store *s, const char *id, store_job_cb cb, void *data)
+{
+    struct get_op *g = calloc(1, sizeof(*g));
+    int rc;
+    if (!g)
+        return BD_ENOMEM;
+    g->s = s;
+    g->cb = cb;
+    g->data = data;
+    snprintf(g->id, sizeof(g->id), "%s", id);
+    rc = send_get(g);
+    if (rc != 0)
+        get_op_free(g);
+    return rc;
 }
 
 /* --- reading the queue ------------------------------------------------------------------------ */
@@ -1548,7 +1647,7 @@ struct read_op {
 static int take_entry(const struct rds_reply *e, enum job_priority p, struct store_entry *se)
 {
     const struct rds_reply *fields = rds_reply_elem(e, 1);
-    char a[16] = "1", c[24] = "", h[16] = "0";
+    char a[16] = "1", c[24] = "", h[16] = "0", d[24] = "";
     memset(se, 0, sizeof(*se));
     se->prio = p;
     reply_copy(rds_reply_elem(e, 0), se->entry, sizeof(se->entry));
@@ -1570,6 +1669,8 @@ static int take_entry(const struct rds_reply *e, enum job_priority p, struct sto
             reply_copy(v, h, sizeof(h));
         else if (rds_reply_is(f, "x"))
             se->redelivered = 1;
+        else if (rds_reply_is(f, "d"))
+            reply_copy(v, d, sizeof(d));
     }
     if (!se->id[0] && job_id_of_entry(se->id, p, se->entry) != 0)
         se->id[0] = '\0';
@@ -1578,6 +1679,11 @@ static int take_entry(const struct rds_reply *e, enum job_priority p, struct sto
     se->created_ms = c[0] ? atoll(c) : job_id_ms(se->id);
     if (!se->req || !se->meta)
         se->id[0] = '\0'; /* not a job entry: the caller discards it */
+    if (se->id[0] && late_entry(se->entry, strtoll(d, NULL, 10))) {
+        log_warn("entry %s reached Redis after its submit gave up (deadline %s; the client was "
+                 "answered an error): discarded, %s never runs", se->entry, d, se->id);
+        se->id[0] = '\0';
+    }
     return 0;
 }
 
@@ -1924,8 +2030,11 @@ static void on_batch(struct rds *r, struct rds_reply *x, void *data)
     for (size_t i = 0; i < b->n && !resend; i++) {
         struct batch_item *it = b->items[i];
         if (kind == ITEM_FINISH) {
+            int stored = st == 0 && rds_reply_int(rds_reply_elem(x, i)) > 0;
             s->n_finishes--;
-            item_done(it, st, st == 0 && rds_reply_int(rds_reply_elem(x, i)) > 0);
+            if (stored && s->event_cb) /* the published event skips this process */
+                parse_events(s, it->event, strlen(it->event));
+            item_done(it, st, stored);
         } else {
             item_done(it, 0, 1);
         }
@@ -1940,42 +2049,50 @@ static void on_batch(struct rds *r, struct rds_reply *x, void *data)
 static void key_tenant(const struct store *s, char *buf, const char *what, const char *day,
                        const char *tenant);
 
-/* Per job: KEYS job, jobx, tenant spend, reservations, expiries (into kbuf[0..5)); ARGV the
- * 10 values FINISH_LUA reads. */
+/* Where a finishing delivery writes its record before the finish script renames it into
+ * place: P fin:<id>:<entry> (one key per delivery). */
+static void key_record(const struct store *s, char *buf, const struct batch_item *it)
+{
+    snprintf(buf, KEY_MAX, "%sfin:%s:%s", s->tag, it->id, it->entry);
+}
+
+/* Per job: KEYS job, jobx, record, tenant spend, reservations, expiries (into kbuf[0..6));
+ * ARGV the 9 values FINISH_LUA reads. */
 static void add_finish_args(struct batch_item *it, const char **keys, const char **args,
                             char (*kbuf)[KEY_MAX], struct store *s, char *prio, const char *day)
 {
     key(s, kbuf[0], "job:", it->id);
     key(s, kbuf[1], "jobx:", it->id);
+    key_record(s, kbuf[2], it);
     if (it->tenant) {
-        key_tenant(s, kbuf[2], "spend", day, it->tenant);
-        key_tenant(s, kbuf[3], "resv", NULL, it->tenant);
-        key_tenant(s, kbuf[4], "resvx", NULL, it->tenant);
+        key_tenant(s, kbuf[3], "spend", day, it->tenant);
+        key_tenant(s, kbuf[4], "resv", NULL, it->tenant);
+        key_tenant(s, kbuf[5], "resvx", NULL, it->tenant);
     }
-    for (int k = 0; k < 5; k++)
-        keys[k] = (k >= 2 && !it->tenant) ? kbuf[0] : kbuf[k]; /* declared, never touched */
+    for (int k = 0; k < 6; k++)
+        keys[k] = (k >= 3 && !it->tenant) ? kbuf[0] : kbuf[k]; /* declared, never touched */
     snprintf(prio, 4, "%d", it->prio);
     args[0] = prio;
     args[1] = it->entry;
     args[2] = it->has_x ? "1" : "0";
-    args[3] = it->ttl;
-    args[4] = it->record;
-    args[5] = it->delta;
-    args[6] = it->event;
-    args[7] = it->id;
-    args[8] = it->tenant ? "1" : "0";
-    args[9] = it->cost;
-    args[10] = it->webhook ? it->webhook : "";
+    args[3] = it->status;
+    args[4] = it->delta;
+    args[5] = it->id;
+    args[6] = it->tenant ? "1" : "0";
+    args[7] = it->cost;
+    args[8] = it->webhook ? it->webhook : "";
 }
 
+/* A batch of finishes: each record written to its own key first (plain SETs, pipelined on
+ * the same connection, so they run before the script), then the script. */
 static int send_finishes(struct store *s, struct batch_op *b)
 {
     size_t n = b->n;
-    size_t nkeys = 4 + 5 * n + 2, nargs = nkeys + 3 + 11 * n;
+    size_t nkeys = 4 + 6 * n + 2, nargs = nkeys + 4 + 9 * n;
     const char **argv = calloc(nargs, sizeof(*argv));
     char (*kbuf)[KEY_MAX] = calloc(nkeys, KEY_MAX);
     char (*prio)[4] = calloc(n ? n : 1, 4);
-    char chan[KEY_MAX], num[16], day[16];
+    char chan[KEY_MAX], num[16], day[16], origin[sizeof(s->instance) + 16];
     int rc = BD_ENOMEM;
     if (!argv || !kbuf || !prio)
         goto out;
@@ -1992,12 +2109,20 @@ static int send_finishes(struct store *s, struct batch_op *b)
     key(s, chan, "events", NULL);
     clock_utc_day(clock_wall_ms(), day, sizeof(day));
     snprintf(num, sizeof(num), "%zu", n);
+    snprintf(origin, sizeof(origin), "%s " EVENT_ORIGIN " 0\n\n", s->instance);
     argv[nkeys] = GROUP;
     argv[nkeys + 1] = chan;
     argv[nkeys + 2] = num;
-    for (size_t i = 0; i < n; i++)
-        add_finish_args(b->items[i], argv + 4 + 5 * i, argv + nkeys + 3 + 11 * i,
-                        kbuf + 4 + 5 * i, s, prio[i], day);
+    argv[nkeys + 3] = origin;
+    for (size_t i = 0; i < n; i++) {
+        struct batch_item *it = b->items[i];
+        add_finish_args(it, argv + 4 + 6 * i, argv + nkeys + 4 + 9 * i, kbuf + 4 + 6 * i, s,
+                        prio[i], day);
+        rc = rds_cmd(s->cmd, NULL, NULL, "SET %s %s EX %s", kbuf[4 + 6 * i + 2], it->record,
+                     it->ttl);
+        if (rc != 0)
+            goto out;
+    }
     rc = evalsha(s, NULL, on_batch, b, &sc_finish, (int)nkeys, (int)nargs, argv, NULL);
 out:
     free(argv);
@@ -2103,7 +2228,8 @@ int store_finish(struct store *s, const struct store_entry *e, const char *id,
     it->record = record_text(it->entry, e ? e->created_ms : job_id_ms(it->id), r->req_json,
                              r->meta_json, r->job_json);
     it->delta = r->stats ? delta_text(r->stats) : strdup("");
-    it->event = event_text(it->id, r->status, r->job_json);
+    snprintf(it->status, sizeof(it->status), "%s", r->status);
+    it->event = event_text(it->id, r->status, r->job_json); /* delivered in process */
     it->tenant = r->tenant && *r->tenant ? strdup(r->tenant) : NULL;
     snprintf(it->cost, sizeof(it->cost), "%lld",
              r->cost_usd > 0 ? (long long)llround(r->cost_usd * STATS_PICO) : 0LL);

@@ -5,11 +5,14 @@
  * hash tag "{<redis.prefix>}", so every key lands in one Redis Cluster slot):
  *
  *   P q:low|normal|high  streams + group "briefd-workers": a queued job IS its entry
- *                        (fields r = request, m = metadata; re-delivered entries also carry
- *                        id, a = attempt, c = created ms, x = 1). A fresh job's id encodes its
- *                        entry (job_id_of_entry), so submitting is one XADD.
+ *                        (fields r = request, m = metadata, d = the submit's deadline;
+ *                        re-delivered entries also carry id, a = attempt, c = created ms,
+ *                        x = 1). A fresh job's id encodes its entry (job_id_of_entry), so
+ *                        submitting is one XADD.
  *   P job:<id>           the finished record (string, expires result_ttl_s after the end):
- *                        {"delivery", "req", "meta", "job"} - "job" is what GET returns.
+ *                        {"delivery", "req", "meta", "job"} - "job" is what GET returns;
+ *                        written as P fin:<id>:<entry>, renamed into place by the finish
+ *                        script (a job's bytes never pass through Lua).
  *   P jobx:<id>          where a re-delivered job's current entry is (hash e, p).
  *   P run:<id>           a running job's status beyond "drafting" (string with a TTL).
  *   P dead               dead letters. P events: the events channel. P idem:<k>:<key>.
@@ -47,7 +50,12 @@
  * owning the keys' slot; docs/REDIS.md) and refuse a server whose ROLE says replica. A submit
  * carries a deadline on Redis's clock (the clock offset is measured with TIME at every
  * connect): one that reaches Redis after the connection gave up on it - a hung Redis that
- * wakes up - does nothing, so a submit reported as failed never runs.
+ * wakes up - does nothing (a script) or leaves an entry its reader discards (a plain XADD,
+ * whose entry id is Redis's clock when it ran), so a submit reported as failed never runs.
+ *
+ * Events: a finish batch publishes its terminal events without job objects, after an origin
+ * line naming this process; this process delivers them (with job objects) to its own
+ * store_watch callback when the script answers, and skips the published copy.
  *
  * Ownership: a struct store belongs to whoever opened it; strings passed in are copied into
  * the command before a function returns; data handed to callbacks (entries, strings, JSON)

@@ -13,7 +13,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (BRIEFD, REDIS, Briefd, Redis, Sim, Stack, base_config,  # noqa: E402
-                     rkey, tail, wait_for, wait_port)
+                     job_id_of_entry, queue_state, rkey, tail, wait_for, wait_port)
 
 TEXT = "Revenue grew 12 percent. Costs were flat. The board approved a new data center."
 
@@ -107,6 +107,41 @@ class RestartOnlyReload(Stack):
         wait_for(lambda: log_lines(self.briefd.log, "redis.prefix: cannot change on reload"),
                  10, "the refused SIGHUP reload in the log")
         self.assertEqual(self.briefd.get("/v1/config")[1]["version"], v0)
+
+
+class LateEntries(Stack):
+    """A submit far from the queue bound is one XADD carrying its deadline (field d, Redis's
+    clock): the entry id is Redis's clock when the XADD ran, so an entry whose id is past d
+    reached Redis after briefd gave up on it (and answered the client an error). The worker
+    that reads it discards it unrun; an entry within its deadline runs."""
+
+    def test_late_entry_discarded_on_time_entry_runs(self):
+        st, job, _ = self.briefd.post_job({"text": TEXT}, wait=20)
+        self.assertEqual(st, 200, job)
+        prefix = self.briefd.config["redis"]["prefix"]
+        rec = self.redis.cmd("GET", rkey(prefix, "job:" + job["id"]))
+        _, req, meta = rec.split("\n", 2)
+        q = rkey(prefix, "q:normal")
+        now_ms = int(time.time() * 1000)
+        late = self.redis.cmd("XADD", q, "*", "r", req, "m", meta, "d", str(now_ms - 60000))
+        ok = self.redis.cmd("XADD", q, "*", "r", req, "m", meta, "d", str(now_ms + 60000))
+        late_id, ok_id = job_id_of_entry("normal", late), job_id_of_entry("normal", ok)
+
+        def ended(jid):
+            st, body = self.briefd.get("/v1/jobs/" + jid)[:2]
+            return st == 200 and body["status"] in ("succeeded", "failed")
+        wait_for(lambda: ended(ok_id), 20, "the entry within its deadline to run")
+        self.assertEqual(self.briefd.get("/v1/jobs/" + ok_id)[1]["status"], "succeeded")
+        wait_for(lambda: queue_state(self.redis, prefix)["xlen"] == 0, 20,
+                 "the late entry to be discarded")
+        self.assertEqual(queue_state(self.redis, prefix)["pending"], 0)
+        st, body = self.briefd.get("/v1/jobs/" + late_id)[:2]
+        self.assertEqual(st, 404, body)
+        self.assertIsNone(self.redis.cmd("GET", rkey(prefix, "job:" + late_id)))
+        lines = log_lines(self.briefd.log, "reached Redis after its submit gave up")
+        self.assertEqual(len(lines), 1, lines)
+        self.assertIn(late, lines[0])
+        self.assertIn(late_id, lines[0])
 
 
 class IdempotencyTtl(unittest.TestCase):
