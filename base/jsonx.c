@@ -167,13 +167,51 @@ static uint64_t escape_in8(uint64_t w)
     return (((w - ones * 0x20) & ~w) | ((q - ones) & ~q) | ((k - ones) & ~k)) & highs;
 }
 
+static void put1(struct sbuf *b, char c)
+{
+    char *w = b->len + 2 <= b->cap && !b->oom ? b->p + b->len : sbuf_room(b, 1);
+    if (w) {
+        w[0] = c;
+        w[1] = '\0';
+        b->len++;
+    }
+}
+
 /* s as a JSON string literal: quotes, backslashes and control characters escaped. The
- * runs between them are found 8 bytes at a time and copied whole. */
+ * runs between them are found 8 bytes at a time; a string with nothing to escape (most)
+ * is written in one piece. */
 static void put_string(struct sbuf *b, const char *s)
 {
     const unsigned char *p = (const unsigned char *)(s ? s : ""), *run = p;
     const unsigned char *e = p + strlen((const char *)p);
-    sbuf_add(b, "\"", 1);
+    for (;;) { /* p: the first byte that needs escaping, or e */
+        uint64_t w;
+        if (e - p >= 8) {
+            memcpy(&w, p, sizeof w);
+            if (!escape_in8(w)) {
+                p += 8;
+                continue;
+            }
+        }
+        if (p < e && *p >= 0x20 && *p != '"' && *p != '\\') {
+            p++;
+            continue;
+        }
+        break;
+    }
+    if (p == e) {
+        size_t n = (size_t)(e - run);
+        char *o = sbuf_room(b, n + 2);
+        if (o) {
+            o[0] = '"';
+            memcpy(o + 1, run, n);
+            o[n + 1] = '"';
+            o[n + 2] = '\0';
+            b->len += n + 2;
+        }
+        return;
+    }
+    put1(b, '"');
     while (p < e) {
         const char *esc = NULL;
         char u[8];
@@ -207,24 +245,24 @@ static void put_string(struct sbuf *b, const char *s)
         run = p;
     }
     sbuf_add(b, (const char *)run, (size_t)(p - run));
-    sbuf_add(b, "\"", 1);
+    put1(b, '"');
 }
 
 static void put_item(struct sbuf *b, const cJSON *it);
 
 static void put_container(struct sbuf *b, const cJSON *it, int object)
 {
-    sbuf_add(b, object ? "{" : "[", 1);
+    put1(b, object ? '{' : '[');
     for (const cJSON *c = it->child; c; c = c->next) {
         if (c != it->child)
-            sbuf_add(b, ",", 1);
+            put1(b, ',');
         if (object) {
             put_string(b, c->string);
-            sbuf_add(b, ":", 1);
+            put1(b, ':');
         }
         put_item(b, c);
     }
-    sbuf_add(b, object ? "}" : "]", 1);
+    put1(b, object ? '}' : ']');
 }
 
 static void put_item(struct sbuf *b, const cJSON *it)

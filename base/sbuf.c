@@ -27,6 +27,11 @@ static int reserve(struct sbuf *b, size_t more)
     return 0;
 }
 
+char *sbuf_room(struct sbuf *b, size_t n)
+{
+    return reserve(b, n) == 0 ? b->p + b->len : NULL;
+}
+
 void sbuf_add(struct sbuf *b, const char *s, size_t n)
 {
     if (reserve(b, n) != 0)

@@ -126,6 +126,11 @@ uint64_t rds_drop_at(const struct rds *r);
 int rds_cmd(struct rds *r, rds_cb cb, void *data, const char *fmt, ...);
 int rds_cmdargv(struct rds *r, rds_cb cb, void *data, int argc, const char **argv,
                 const size_t *argvlen);
+/* The RESP text rds_cmd sends for fmt and its arguments (malloc'd, *len bytes; the caller
+ * frees it), or NULL when fmt is outside the subset rds_cmd encodes itself (%s, %b, %d, %u,
+ * %ld, %lld, %%; anything else goes to hiredis's formatter). For tests, which hold it
+ * to hiredis's redisFormatCommand byte for byte. */
+char *rds_format(size_t *len, const char *fmt, ...);
 /* EVALSHA s with nkeys keys followed by the other arguments (args[0..nargs), lens may be
  * NULL for NUL-terminated strings). A server that lost the script answers NOSCRIPT: that
  * error reaches cb, and the scripts are loaded again for the next call. */

@@ -198,14 +198,16 @@ static const char *spelled_value(const char *s, size_t a, size_t b)
 {
     char w[10];
     size_t lo = 0, hi = sizeof(spelled) / sizeof(spelled[0]), n = b - a;
-    if (n > 9) /* the longest entry ("september") */
+    if (n < 3 || n > 9) /* the shortest entries ("one", "jan"), the longest ("september") */
         return NULL;
     for (size_t i = 0; i < n; i++)
         w[i] = (char)(s[a + i] | 0x20); /* ASCII letters: lower case; the table is */
     w[n] = '\0';
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        int c = strcmp(spelled[mid].word, w);
+        int c = (unsigned char)spelled[mid].word[0] - (unsigned char)w[0];
+        if (c == 0) /* most probes differ at the first letter: no call for those */
+            c = strcmp(spelled[mid].word + 1, w + 1);
         if (c == 0)
             return spelled[mid].norm;
         if (c < 0)

@@ -155,13 +155,21 @@ void stats_label(const char *value, char *out, size_t len)
     out[n] = '\0';
 }
 
+/* An empty delta (not memset: inc[] is 16 KB, and inc() writes each entry it uses). */
+static void delta_head(struct stats_delta *out, const char *source, const char *tenant,
+                       int64_t at_ms)
+{
+    out->n = 0;
+    out->dropped = 0;
+    stats_label(source, out->source, sizeof(out->source));
+    stats_label(tenant, out->tenant, sizeof(out->tenant));
+    out->at_ms = at_ms;
+}
+
 int stats_delta_of(const struct stats_job *j, struct stats_delta *out)
 {
-    memset(out, 0, sizeof(*out));
+    delta_head(out, j->source, j->tenant, j->finished_ms);
     job_fields(out, j);
-    stats_label(j->source, out->source, sizeof(out->source));
-    stats_label(j->tenant, out->tenant, sizeof(out->tenant));
-    out->at_ms = j->finished_ms;
     return out->dropped ? BD_ETOOBIG : 0;
 }
 
@@ -174,15 +182,6 @@ long long stats_delta_get(const struct stats_delta *d, const char *field)
 }
 
 /* --- quality deltas --- */
-
-static void quality_head(struct stats_delta *out, const char *source, const char *tenant,
-                         int64_t at_ms)
-{
-    memset(out, 0, sizeof(*out));
-    stats_label(source, out->source, sizeof(out->source));
-    stats_label(tenant, out->tenant, sizeof(out->tenant));
-    out->at_ms = at_ms;
-}
 
 static int valid_s3(int s3) { return s3 >= STATS_S3_MIN && s3 <= STATS_S3_MAX; }
 
@@ -202,7 +201,7 @@ int stats_quality_delta(const struct stats_quality *q, struct stats_delta *out)
 {
     int dv = valid_s3(q->draft_s3), rv = valid_s3(q->refine_s3);
     int served = q->served_refine ? q->refine_s3 : q->draft_s3;
-    quality_head(out, q->source, q->tenant, q->finished_ms);
+    delta_head(out, q->source, q->tenant, q->finished_ms);
     inc(out, "q_shadow", 1);
     inc(out, "q_judged", dv || rv);
     if (dv)
@@ -230,7 +229,7 @@ int stats_quality_delta(const struct stats_quality *q, struct stats_delta *out)
 
 int stats_skip_delta(const char *reason, int64_t at_ms, struct stats_delta *out)
 {
-    quality_head(out, NULL, NULL, at_ms);
+    delta_head(out, NULL, NULL, at_ms);
     incf(out, "q_skip:", reason, "", 1);
     return 0;
 }
@@ -245,7 +244,7 @@ static void add_fb(struct stats_delta *d, const char *prefix, int score)
 int stats_feedback_delta(const struct stats_feedback *f, struct stats_delta *out)
 {
     char field[200];
-    quality_head(out, f->source, f->tenant, f->finished_ms);
+    delta_head(out, f->source, f->tenant, f->finished_ms);
     if (f->score < 1 || f->score > 5)
         return BD_EINVAL;
     inc(out, "fb_n", 1);

@@ -97,9 +97,19 @@ struct store {
 /* --- keys -------------------------------------------------------------------------------- */
 
 /* buf (KEY_MAX bytes) = the hash tag + name + suffix (suffix may be NULL). */
+/* buf = tag + name + suffix, cut to KEY_MAX - 1 bytes (no printf: many per job). */
 static void key(const struct store *s, char *buf, const char *name, const char *suffix)
 {
-    snprintf(buf, KEY_MAX, "%s%s%s", s->tag, name, suffix ? suffix : "");
+    const char *parts[3] = {s->tag, name, suffix ? suffix : ""};
+    size_t n = 0;
+    for (int i = 0; i < 3; i++) {
+        size_t k = strlen(parts[i]);
+        if (k > KEY_MAX - 1 - n)
+            k = KEY_MAX - 1 - n;
+        memcpy(buf + n, parts[i], k);
+        n += k;
+    }
+    buf[n] = '\0';
 }
 
 static void key_queue(const struct store *s, enum job_priority p, char *buf)
@@ -110,7 +120,9 @@ static void key_queue(const struct store *s, enum job_priority p, char *buf)
 static void key_bucket(const struct store *s, char g, long long n, char *buf)
 {
     char num[32];
-    snprintf(num, sizeof(num), "%c:%lld", g, n);
+    num[0] = g;
+    num[1] = ':';
+    num[2 + jsonx_int(n, num + 2)] = '\0';
     key(s, buf, "stats:", num);
 }
 
@@ -1944,7 +1956,13 @@ static char *event_text(const char *id, const char *status, const char *json)
 {
     size_t len = json ? strlen(json) : 0;
     struct sbuf b = {0};
-    sbuf_printf(&b, "%s %s %zu\n", id, status, len);
+    char num[24];
+    sbuf_adds(&b, id);
+    sbuf_addc(&b, ' ');
+    sbuf_adds(&b, status);
+    sbuf_addc(&b, ' ');
+    sbuf_add(&b, num, jsonx_int((long long)len, num));
+    sbuf_addc(&b, '\n');
     if (json)
         sbuf_add(&b, json, len);
     sbuf_add(&b, "\n", 1);
@@ -1960,10 +1978,14 @@ static char *record_text(const char *delivery, int64_t created_ms, const char *r
                          const char *meta, const char *job)
 {
     struct sbuf b = {0};
+    char num[24];
     sbuf_add(&b, "{\"delivery\":", 12);
     jsonx_write_string(&b, delivery);
-    sbuf_printf(&b, ",\"created_ms\":%lld,\"finished_ms\":%lld,\"job\":",
-                (long long)created_ms, (long long)clock_wall_ms());
+    sbuf_add(&b, ",\"created_ms\":", 14);
+    sbuf_add(&b, num, jsonx_int((long long)created_ms, num));
+    sbuf_add(&b, ",\"finished_ms\":", 15);
+    sbuf_add(&b, num, jsonx_int((long long)clock_wall_ms(), num));
+    sbuf_add(&b, ",\"job\":", 7);
     req = req ? req : "{}";
     meta = meta ? meta : "{}";
     sbuf_add(&b, job, strlen(job));
@@ -2053,7 +2075,12 @@ static void key_tenant(const struct store *s, char *buf, const char *what, const
  * place: P fin:<id>:<entry> (one key per delivery). */
 static void key_record(const struct store *s, char *buf, const struct batch_item *it)
 {
-    snprintf(buf, KEY_MAX, "%sfin:%s:%s", s->tag, it->id, it->entry);
+    char tail[sizeof(it->id) + sizeof(it->entry) + 1];
+    size_t n = strlen(it->id);
+    memcpy(tail, it->id, n);
+    tail[n] = ':';
+    memcpy(tail + n + 1, it->entry, strlen(it->entry) + 1);
+    key(s, buf, "fin:", tail);
 }
 
 /* Per job: KEYS job, jobx, record, tenant spend, reservations, expiries (into kbuf[0..6));
@@ -2584,6 +2611,12 @@ struct cmap {
     size_t cap, used;
 };
 
+/* field's hash in every cmap (computed once for the maps a line goes to) */
+static uint64_t cmap_hash(const char *field)
+{
+    return hash_fnv1a64_str(HASH_FNV1A64_INIT, field);
+}
+
 static int cmap_grow(struct cmap *m)
 {
     size_t cap = m->cap ? m->cap * 2 : 256;
@@ -2594,7 +2627,7 @@ static int cmap_grow(struct cmap *m)
         size_t h;
         if (!m->slots[i].field)
             continue;
-        h = (size_t)hash_fnv1a64_str(HASH_FNV1A64_INIT, m->slots[i].field) & (cap - 1);
+        h = (size_t)cmap_hash(m->slots[i].field) & (cap - 1);
         while (ns[h].field)
             h = (h + 1) & (cap - 1);
         ns[h] = m->slots[i];
@@ -2605,12 +2638,12 @@ static int cmap_grow(struct cmap *m)
     return 0;
 }
 
-static int cmap_add(struct cmap *m, const char *field, long long n)
+static int cmap_add_h(struct cmap *m, const char *field, uint64_t hash, long long n)
 {
     size_t h;
     if ((m->used + 1) * 2 > m->cap && cmap_grow(m) != 0)
         return -1;
-    h = (size_t)hash_fnv1a64_str(HASH_FNV1A64_INIT, field) & (m->cap - 1);
+    h = (size_t)hash & (m->cap - 1);
     while (m->slots[h].field && strcmp(m->slots[h].field, field) != 0)
         h = (h + 1) & (m->cap - 1);
     if (!m->slots[h].field) {
@@ -2621,6 +2654,11 @@ static int cmap_add(struct cmap *m, const char *field, long long n)
     }
     m->slots[h].n += n;
     return 0;
+}
+
+static int cmap_add(struct cmap *m, const char *field, long long n)
+{
+    return cmap_add_h(m, field, cmap_hash(field), n);
 }
 
 static void cmap_free(struct cmap *m)
@@ -2728,10 +2766,11 @@ static int fold_item(struct store *s, struct fold *f, const char *text, size_t l
         if (tab && (size_t)(tab - p) < sizeof(field)) {
             memcpy(field, p, (size_t)(tab - p));
             field[tab - p] = '\0';
+            uint64_t fh = cmap_hash(field);
             n = atoll(tab + 1);
-            fold_line(ms, field, n, NULL, NULL);
-            fold_line(hs, field, n, NULL, NULL);
-            fold_line(ts, field, n, NULL, NULL);
+            cmap_add_h(ms, field, fh, n);
+            cmap_add_h(hs, field, fh, n);
+            cmap_add_h(ts, field, fh, n);
             for (int g = 0; g < 2; g++) {
                 const char *v = g ? h.tenant : h.source;
                 if (v[0]) {

@@ -544,16 +544,26 @@ struct out {
     size_t cap, len;
 };
 
-static void out_printf(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void out_printf(struct out *o, const char *fmt, ...)
+/* Appends within o's bound (head_bound sized it); no printf: a response's head is built
+ * for every request. */
+static void out_add(struct out *o, const char *s, size_t n)
 {
-    va_list ap;
-    int n;
-    va_start(ap, fmt);
-    n = vsnprintf(o->p + o->len, o->cap - o->len, fmt, ap);
-    va_end(ap);
-    if (n > 0)
-        o->len += (size_t)n < o->cap - o->len ? (size_t)n : o->cap - o->len - 1;
+    if (n > o->cap - o->len - 1)
+        n = o->cap - o->len - 1;
+    memcpy(o->p + o->len, s, n);
+    o->len += n;
+    o->p[o->len] = '\0';
+}
+
+static void out_str(struct out *o, const char *s) { out_add(o, s, strlen(s)); }
+
+/* n (0..9999) as exactly w digits. */
+static void out_digits(struct out *o, int n, int w)
+{
+    char d[4];
+    for (int i = w - 1; i >= 0; i--, n /= 10)
+        d[i] = (char)('0' + n % 10);
+    out_add(o, d, (size_t)w);
 }
 
 static void out_date(struct out *o)
@@ -563,11 +573,23 @@ static void out_date(struct out *o)
                                      "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
     time_t t = time(NULL);
     struct tm tm;
-    if (!gmtime_r(&t, &tm))
+    if (!gmtime_r(&t, &tm) || tm.tm_year + 1900 < 0 || tm.tm_year + 1900 > 9999)
         return;
-    out_printf(o, "Date: %s, %02d %s %04d %02d:%02d:%02d GMT\r\n", days[tm.tm_wday % 7],
-               tm.tm_mday, mons[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
-               tm.tm_sec);
+    out_str(o, "Date: ");
+    out_str(o, days[tm.tm_wday % 7]);
+    out_str(o, ", ");
+    out_digits(o, tm.tm_mday, 2);
+    out_str(o, " ");
+    out_str(o, mons[tm.tm_mon % 12]);
+    out_str(o, " ");
+    out_digits(o, tm.tm_year + 1900, 4);
+    out_str(o, " ");
+    out_digits(o, tm.tm_hour, 2);
+    out_str(o, ":");
+    out_digits(o, tm.tm_min, 2);
+    out_str(o, ":");
+    out_digits(o, tm.tm_sec, 2);
+    out_str(o, " GMT\r\n");
 }
 
 static size_t head_bound(const struct http_req *r, const char *ctype, const char *framing)
@@ -583,15 +605,28 @@ static void head_format(struct out *o, const struct http_req *r, int status, con
                         const char *framing, int keep)
 {
     size_t i;
-    out_printf(o, "HTTP/1.1 %d %s\r\n", status, http_status_text(status));
+    out_str(o, "HTTP/1.1 ");
+    out_digits(o, status >= 100 && status <= 999 ? status : 500, 3);
+    out_str(o, " ");
+    out_str(o, http_status_text(status));
+    out_str(o, "\r\n");
     out_date(o);
-    if (ctype)
-        out_printf(o, "Content-Type: %s\r\n", ctype);
-    out_printf(o, "%sX-Request-Id: %s\r\nConnection: %s\r\n", framing, http_req_id(r),
-               keep ? "keep-alive" : "close");
-    for (i = 0; i < r->nresp; i++)
-        out_printf(o, "%s: %s\r\n", r->resp[i].name, r->resp[i].value);
-    out_printf(o, "\r\n");
+    if (ctype) {
+        out_str(o, "Content-Type: ");
+        out_str(o, ctype);
+        out_str(o, "\r\n");
+    }
+    out_str(o, framing);
+    out_str(o, "X-Request-Id: ");
+    out_str(o, http_req_id(r));
+    out_str(o, keep ? "\r\nConnection: keep-alive\r\n" : "\r\nConnection: close\r\n");
+    for (i = 0; i < r->nresp; i++) {
+        out_str(o, r->resp[i].name);
+        out_str(o, ": ");
+        out_str(o, r->resp[i].value);
+        out_str(o, "\r\n");
+    }
+    out_str(o, "\r\n");
 }
 
 /* Write status line + headers (+ body) in one buffer; decides keep-alive for the response. */
