@@ -177,14 +177,10 @@ static void put1(struct sbuf *b, char c)
     }
 }
 
-/* s as a JSON string literal: quotes, backslashes and control characters escaped. The
- * runs between them are found 8 bytes at a time; a string with nothing to escape (most)
- * is written in one piece. */
-static void put_string(struct sbuf *b, const char *s)
+/* The first byte of [p, e) that needs escaping, or e: 8 bytes at a time while none does. */
+static const unsigned char *next_escape(const unsigned char *p, const unsigned char *e)
 {
-    const unsigned char *p = (const unsigned char *)(s ? s : ""), *run = p;
-    const unsigned char *e = p + strlen((const char *)p);
-    for (;;) { /* p: the first byte that needs escaping, or e */
+    while (p < e) {
         uint64_t w;
         if (e - p >= 8) {
             memcpy(&w, p, sizeof w);
@@ -193,12 +189,20 @@ static void put_string(struct sbuf *b, const char *s)
                 continue;
             }
         }
-        if (p < e && *p >= 0x20 && *p != '"' && *p != '\\') {
-            p++;
-            continue;
-        }
-        break;
+        if (*p < 0x20 || *p == '"' || *p == '\\')
+            return p;
+        p++;
     }
+    return e;
+}
+
+/* s as a JSON string literal: quotes, backslashes and control characters escaped, the runs
+ * between them copied whole; a string with nothing to escape (most) in one piece. */
+static void put_string(struct sbuf *b, const char *s)
+{
+    const unsigned char *run = (const unsigned char *)(s ? s : "");
+    const unsigned char *e = run + strlen((const char *)run);
+    const unsigned char *p = next_escape(run, e);
     if (p == e) {
         size_t n = (size_t)(e - run);
         char *o = sbuf_room(b, n + 2);
@@ -213,20 +217,8 @@ static void put_string(struct sbuf *b, const char *s)
     }
     put1(b, '"');
     while (p < e) {
-        const char *esc = NULL;
+        const char *esc;
         char u[8];
-        uint64_t w;
-        if (e - p >= 8) {
-            memcpy(&w, p, sizeof w);
-            if (!escape_in8(w)) {
-                p += 8;
-                continue;
-            }
-        }
-        if (*p >= 0x20 && *p != '"' && *p != '\\') {
-            p++;
-            continue;
-        }
         sbuf_add(b, (const char *)run, (size_t)(p - run));
         switch (*p) {
         case '"': esc = "\\\""; break;
@@ -241,10 +233,10 @@ static void put_string(struct sbuf *b, const char *s)
             esc = u;
         }
         sbuf_add(b, esc, strlen(esc));
-        p++;
-        run = p;
+        run = p + 1;
+        p = next_escape(run, e);
     }
-    sbuf_add(b, (const char *)run, (size_t)(p - run));
+    sbuf_add(b, (const char *)run, (size_t)(e - run));
     put1(b, '"');
 }
 
