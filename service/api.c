@@ -1087,7 +1087,7 @@ static void add_trace(cJSON *mj, struct http_req *req)
  * metadata without what differs between two sends of one request (the request id and the
  * trace context). */
 static int job_texts(struct api *api, struct http_req *req, struct job_req *jr, char **req_text,
-                     char **meta_text, char *kid, size_t kid_len, char *body_hash)
+                     char **meta_text, char *kid, size_t kid_len, char *body_hash, int waits)
 {
     cJSON *rj, *mj;
     key_tenant(api, req, jr);
@@ -1105,6 +1105,8 @@ static int job_texts(struct api *api, struct http_req *req, struct job_req *jr, 
     if (mj && *meta_text) {
         free(*meta_text);
         add_trace(mj, req);
+        if (waits) /* a request of this process is parked on the job (store.h) */
+            cJSON_AddStringToObject(mj, STORE_WAITER, store_instance(api->svc->store));
         *meta_text = jsonx_print(mj);
     }
     cJSON_Delete(rj);
@@ -1142,7 +1144,7 @@ static void enqueue(struct api *api, struct http_req *req, struct job_req *jr, d
         respond_store_error(api, req, BD_EREDIS_DOWN);
         return;
     }
-    if (job_texts(api, req, jr, &req_text, &meta_text, kid, sizeof(kid), hash) != 0 ||
+    if (job_texts(api, req, jr, &req_text, &meta_text, kid, sizeof(kid), hash, wait > 0) != 0 ||
         !(c = rctx_new(api, req, ""))) {
         free(req_text);
         free(meta_text);
@@ -1413,7 +1415,7 @@ static void run_facade(struct api *api, struct http_req *req, struct job_req *jr
     struct facade_run *r = calloc(1, sizeof(*r));
     char kid[32];
     struct rctx *c;
-    if (!r || job_texts(api, req, jr, &r->req_text, &r->meta_text, kid, sizeof(kid), NULL) != 0 ||
+    if (!r || job_texts(api, req, jr, &r->req_text, &r->meta_text, kid, sizeof(kid), NULL, 0) != 0 ||
         job_req_from_json(r->req_text, strlen(r->req_text), &r->jr) != 0 ||
         !(c = rctx_new(api, req, ""))) {
         if (r) {

@@ -11,6 +11,7 @@
 #include "bderr.h"
 #include "clock.h"
 #include "hash.h"
+#include "jscan.h"
 #include "jsonx.h"
 #include "list.h"
 #include "log.h"
@@ -191,26 +192,29 @@ static const char GET_LUA[] =
  * ARGV: group, channel, n, origin (the event that leads what this batch publishes), then per
  * job: prio (-1: never queued), entry, has jobx (0/1), status, delta, id, has tenant (0/1),
  * cost (picodollars), webhook ("" or "<id> <created ms> <msg id> <url>": a delivery to keep,
- * see WH_CLAIM_LUA).
+ * see WH_CLAIM_LUA), event (its whole event, with the job object, for a job another process
+ * waits for - published as a message of its own; "": the event without the object, in the
+ * batch's message).
  * -> per job 1 stored, 2 stored earlier by this very delivery (a resent batch), 0 refused
  * (the delivery is no longer current); an error, and nothing written, when a record is
  * missing. A stored job's record is renamed into place (its bytes never pass through Lua:
  * Redis's Lua hashes every byte of every string it is given or makes), its terminal event
- * carries no job object (listeners read the record; the origin delivers its own in process)
+ * carries no job object unless another process waits for it (other listeners read the
+ * record; the origin delivers its own in process)
  * and a stored job of a tenant settles its budget: its reservation goes and its cost is
  * added to the tenant's spend today. */
 static const char FINISH_LUA[] =
     "local group, chan, n = ARGV[1], ARGV[2], tonumber(ARGV[3])\n"
     "for i = 0, n - 1 do\n"
     "  if redis.call('EXISTS', KEYS[7 + i * 6]) == 0 then\n"
-    "    return redis.error_reply('ERR finish: the record of ' .. ARGV[10 + i * 9] .."
+    "    return redis.error_reply('ERR finish: the record of ' .. ARGV[10 + i * 10] .."
     " ' is missing (not written or expired); nothing was stored')\n"
     "  end\n"
     "end\n"
     "local res, dels, deltas, events = {}, {{}, {}, {}}, {}, {ARGV[4]}\n"
     "local whq, whdue = KEYS[5 + n * 6], KEYS[6 + n * 6]\n"
     "for i = 0, n - 1 do\n"
-    "  local a, k = 5 + i * 9, 5 + i * 6\n"
+    "  local a, k = 5 + i * 10, 5 + i * 6\n"
     "  local p, entry = tonumber(ARGV[a]), ARGV[a + 1]\n"
     "  local jk, xk, tk = KEYS[k], KEYS[k + 1], KEYS[k + 2]\n"
     "  local ok = 1\n"
@@ -220,7 +224,11 @@ static const char FINISH_LUA[] =
     "    if ARGV[a + 2] == '1' then redis.call('DEL', xk) end\n"
     "    if p >= 0 then table.insert(dels[p + 1], entry) end\n"
     "    deltas[#deltas + 1] = ARGV[a + 4]\n"
-    "    events[#events + 1] = ARGV[a + 5] .. ' ' .. ARGV[a + 3] .. ' 0\\n\\n'\n"
+    "    if ARGV[a + 9] == '' then\n"
+    "      events[#events + 1] = ARGV[a + 5] .. ' ' .. ARGV[a + 3] .. ' 0\\n\\n'\n"
+    "    else\n" /* its own message: no concatenation, which would hash the job again */
+    "      redis.call('PUBLISH', chan, ARGV[a + 9])\n"
+    "    end\n"
     "    if ARGV[a + 6] == '1' then\n"
     "      local sk, rk, ek, id = KEYS[k + 3], KEYS[k + 4], KEYS[k + 5], ARGV[a + 5]\n"
     "      local own = redis.call('HGET', rk, id)\n"
@@ -1020,6 +1028,8 @@ const char *store_last_error(const struct store *s)
 
 const char *store_last_reply_error(const struct store *s) { return s->last_reply_error; }
 
+const char *store_instance(const struct store *s) { return s->instance; }
+
 void store_set_retention(struct store *s, long stats_retention_s)
 {
     if (stats_retention_s > 0)
@@ -1438,6 +1448,7 @@ cJSON *store_job_object(const char *id, const char *status, int64_t created_ms, 
     }
     cJSON_AddNumberToObject(job, "attempts", attempts);
     merge_members(job, meta ? cJSON_Parse(meta) : NULL);
+    cJSON_DeleteItemFromObjectCaseSensitive(job, STORE_WAITER); /* internal (store.h) */
     merge_members(job, out);
     if (!cJSON_GetObjectItemCaseSensitive(job, "result"))
         cJSON_AddNullToObject(job, "result");
@@ -1922,6 +1933,7 @@ struct batch_item {
     char *tenant;               /* the job's tenant, whose budget it settles (owned), or NULL */
     char cost[24];              /* its cost in picodollars */
     char *webhook;              /* "" or the delivery to keep (FINISH_LUA) */
+    int remote_waiter;          /* another process waits for the job: publish its object */
 };
 
 struct batch_op {
@@ -2084,7 +2096,7 @@ static void key_record(const struct store *s, char *buf, const struct batch_item
 }
 
 /* Per job: KEYS job, jobx, record, tenant spend, reservations, expiries (into kbuf[0..6));
- * ARGV the 9 values FINISH_LUA reads. */
+ * ARGV the 10 values FINISH_LUA reads. */
 static void add_finish_args(struct batch_item *it, const char **keys, const char **args,
                             char (*kbuf)[KEY_MAX], struct store *s, char *prio, const char *day)
 {
@@ -2108,6 +2120,7 @@ static void add_finish_args(struct batch_item *it, const char **keys, const char
     args[6] = it->tenant ? "1" : "0";
     args[7] = it->cost;
     args[8] = it->webhook ? it->webhook : "";
+    args[9] = it->remote_waiter ? it->event : "";
 }
 
 /* A batch of finishes: each record written to its own key first (plain SETs, pipelined on
@@ -2115,7 +2128,7 @@ static void add_finish_args(struct batch_item *it, const char **keys, const char
 static int send_finishes(struct store *s, struct batch_op *b)
 {
     size_t n = b->n;
-    size_t nkeys = 4 + 6 * n + 2, nargs = nkeys + 4 + 9 * n;
+    size_t nkeys = 4 + 6 * n + 2, nargs = nkeys + 4 + 10 * n;
     const char **argv = calloc(nargs, sizeof(*argv));
     char (*kbuf)[KEY_MAX] = calloc(nkeys, KEY_MAX);
     char (*prio)[4] = calloc(n ? n : 1, 4);
@@ -2143,7 +2156,7 @@ static int send_finishes(struct store *s, struct batch_op *b)
     argv[nkeys + 3] = origin;
     for (size_t i = 0; i < n; i++) {
         struct batch_item *it = b->items[i];
-        add_finish_args(it, argv + 4 + 6 * i, argv + nkeys + 4 + 9 * i, kbuf + 4 + 6 * i, s,
+        add_finish_args(it, argv + 4 + 6 * i, argv + nkeys + 4 + 10 * i, kbuf + 4 + 6 * i, s,
                         prio[i], day);
         rc = rds_cmd(s->cmd, NULL, NULL, "SET %s %s EX %s", kbuf[4 + 6 * i + 2], it->record,
                      it->ttl);
@@ -2234,6 +2247,18 @@ static char *webhook_arg(const char *id, const struct store_result *r)
     return out;
 }
 
+/* Whether the metadata names another process as the job's waiter (STORE_WAITER). */
+static int remote_waiter(const struct store *s, const char *meta)
+{
+    const char *e = meta ? meta + strlen(meta) : NULL, *v, *w;
+    size_t n;
+    int odd = 0;
+    if (!meta || !(v = jscan_member(jscan_ws(meta, e), e, STORE_WAITER, &odd)) ||
+        jscan_plain_string(v, e, &w, &n) != 0)
+        return 0;
+    return n != strlen(s->instance) || memcmp(w, s->instance, n) != 0;
+}
+
 int store_finish(struct store *s, const struct store_entry *e, const char *id,
                  const struct store_result *r, store_flag_cb cb, void *data)
 {
@@ -2257,6 +2282,7 @@ int store_finish(struct store *s, const struct store_entry *e, const char *id,
     it->delta = r->stats ? delta_text(r->stats) : strdup("");
     snprintf(it->status, sizeof(it->status), "%s", r->status);
     it->event = event_text(it->id, r->status, r->job_json); /* delivered in process */
+    it->remote_waiter = remote_waiter(s, r->meta_json);
     it->tenant = r->tenant && *r->tenant ? strdup(r->tenant) : NULL;
     snprintf(it->cost, sizeof(it->cost), "%lld",
              r->cost_usd > 0 ? (long long)llround(r->cost_usd * STATS_PICO) : 0LL);

@@ -53,9 +53,10 @@
  * wakes up - does nothing (a script) or leaves an entry its reader discards (a plain XADD,
  * whose entry id is Redis's clock when it ran), so a submit reported as failed never runs.
  *
- * Events: a finish batch publishes its terminal events without job objects, after an origin
- * line naming this process; this process delivers them (with job objects) to its own
- * store_watch callback when the script answers, and skips the published copy.
+ * Events: a finish batch publishes its terminal events without job objects (but for a job
+ * another process waits for: STORE_WAITER), after an origin line naming this process; this
+ * process delivers them (with job objects) to its own store_watch callback when the script
+ * answers, and skips the published copy.
  *
  * Ownership: a struct store belongs to whoever opened it; strings passed in are copied into
  * the command before a function returns; data handed to callbacks (entries, strings, JSON)
@@ -113,6 +114,12 @@ const char *store_last_error(const struct store *s);
 /* The primary in use: host ("" while unknown), port, and how it was found ("url", "sentinel"
  * or "cluster"). Strings valid until the next loop iteration. */
 const char *store_primary(const struct store *s, int *port, const char **via);
+/* This process's name in the registry (its consumer name). A submit's metadata member
+ * STORE_WAITER set to it tells the finish that this process has a request parked on the
+ * job: a finish in another process then publishes the job's object with its event (else
+ * the event carries none and a listener reads the record). */
+const char *store_instance(const struct store *s);
+#define STORE_WAITER "waiter"
 /* The error text of the last command Redis refused (e.g. "OOM command not allowed ..."). */
 const char *store_last_reply_error(const struct store *s);
 /* Settings that may change with a reload. */

@@ -5,6 +5,7 @@ a bounded number of log lines; a Redis out of memory is reported as what Redis s
 "unreachable"; limits.idempotency_ttl_s may not outlive workers.result_ttl_s."""
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -12,8 +13,9 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (BRIEFD, REDIS, Briefd, Redis, Sim, Stack, base_config,  # noqa: E402
-                     job_id_of_entry, queue_state, rkey, tail, wait_for, wait_port)
+from harness import (BRIEFD, REDIS, Briefd, Redis, Sim, Stack, _resp_take,  # noqa: E402
+                     base_config, job_id_of_entry, queue_state, rkey, tail, wait_for,
+                     wait_port)
 
 TEXT = "Revenue grew 12 percent. Costs were flat. The board approved a new data center."
 
@@ -142,6 +144,146 @@ class LateEntries(Stack):
         self.assertEqual(len(lines), 1, lines)
         self.assertIn(late, lines[0])
         self.assertIn(late_id, lines[0])
+
+
+class EventLog:
+    """Every message published on a prefix's events channel, as [(id, status, len)] lists
+    (one per message, in order), read by a background subscriber."""
+
+    def __init__(self, redis, prefix):
+        import threading
+        self.messages, self.lock = [], threading.Lock()
+        self.sock = socket.create_connection(("127.0.0.1", redis.port), timeout=5)
+        ch = rkey(prefix, "events").encode()
+        self.sock.sendall(b"*2\r\n$9\r\nSUBSCRIBE\r\n$%d\r\n%s\r\n" % (len(ch), ch))
+        self.buf = b""
+        self._read_one()                       # the subscribe confirmation
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _read_one(self):
+        while True:
+            msg, self.buf = _resp_take(self.buf)
+            if msg is not None:
+                return msg
+            data = self.sock.recv(65536)
+            if not data:
+                raise OSError("closed")
+            self.buf += data
+
+    def _run(self):
+        try:
+            while True:
+                msg = self._read_one()
+                if isinstance(msg, list) and msg[0] == "message":
+                    with self.lock:
+                        self.messages.append(parse_lens(msg[2]))
+        except OSError:
+            return
+
+    def find(self, job_id):
+        """(the message holding job_id's terminal event, that event) or (None, None)."""
+        with self.lock:
+            for m in self.messages:
+                for ev in m:
+                    if ev[0] == job_id and ev[1] in ("succeeded", "failed"):
+                        return m, ev
+        return None, None
+
+    def close(self):
+        self.sock.close()
+
+
+def parse_lens(payload):
+    out, data = [], payload.encode("utf-8")
+    while data:
+        nl = data.find(b"\n")
+        head = data[:nl].decode().split(" ")
+        n = int(head[2])
+        out.append((head[0], head[1], n))
+        data = data[nl + 1 + n + 1:]
+    return out
+
+
+class FinishEvents(unittest.TestCase):
+    """A finish batch publishes its terminal events after an origin line naming the process.
+    The events carry no job object - the finishing process answers its own parked requests
+    in process, other listeners read the record - except for a job whose submit was parked
+    on another process (an API-only process in front of worker processes): that event
+    carries the job, in a message of its own, so the waiting process answers without
+    reading Redis. The waiter's
+    mark never shows in the job object."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmpdir = tempfile.TemporaryDirectory(prefix="briefd-it-")
+        cls.redis = Redis(cls.tmpdir.name).start()
+        cls.sim = Sim(cls.tmpdir.name, "fast").start()
+        cls.procs = []
+
+    @classmethod
+    def tearDownClass(cls):
+        rcs = [p.stop() for p in cls.procs]
+        cls.sim.stop(check=False)
+        cls.redis.stop()
+        cls.tmpdir.cleanup()
+        if any(rc != 0 for rc in rcs):
+            raise AssertionError("a briefd exited %s on SIGTERM" % rcs)
+
+    def start(self, prefix, role):
+        cfg = base_config(self.redis, self.sim)
+        cfg["redis"]["prefix"] = prefix
+        b = Briefd(self.tmpdir.name, cfg, role=role, name="%s%s" % (prefix.strip(":"), role))
+        self.procs.append(b.start())
+        return b
+
+    def event_of(self, log, job_id):
+        wait_for(lambda: log.find(job_id)[0] is not None, 10, "the terminal event of " + job_id)
+        return log.find(job_id)
+
+    def test_all_in_one_event_has_no_job(self):
+        log = EventLog(self.redis, "one:")
+        try:
+            b = self.start("one:", "all")
+            st, job, _ = b.post_job({"text": TEXT}, wait=20)
+            self.assertEqual(st, 200, job)
+            self.assertEqual(job["status"], "succeeded")
+            self.assertNotIn("waiter", job)
+            msg, ev = self.event_of(log, job["id"])
+            self.assertEqual(ev[2], 0, msg)             # answered in process: no job object
+            self.assertEqual(msg[0][1], "origin", msg)
+            self.assertEqual(msg[0][2], 0, msg)
+            self.assertNotIn("waiter", b.get("/v1/jobs/" + job["id"])[1])
+        finally:
+            log.close()
+
+    def test_api_process_waiting_gets_the_job_in_the_event(self):
+        log = EventLog(self.redis, "split:")
+        try:
+            api = self.start("split:", "api")
+            self.start("split:", "worker")
+            st, job, _ = api.post_job({"text": TEXT}, wait=20)
+            self.assertEqual(st, 200, job)
+            self.assertEqual(job["status"], "succeeded")
+            self.assertTrue(job["result"]["brief"])
+            self.assertNotIn("waiter", job)
+            msg, ev = self.event_of(log, job["id"])
+            self.assertEqual(len(msg), 1, msg)          # a message of its own
+            self.assertGreater(ev[2], 100, msg)         # the job object rides along
+            got = api.get("/v1/jobs/" + job["id"])[1]
+            self.assertNotIn("waiter", got)
+            self.assertEqual(got["result"], job["result"])
+            # a job nobody waits for: its event carries no object; a later ?wait on it
+            # reads the record
+            st, queued, _ = api.post_job({"text": TEXT + " Later."})
+            self.assertEqual(st, 202, queued)
+            msg, ev = self.event_of(log, queued["id"])
+            self.assertEqual(ev[2], 0, msg)
+            st, done, _ = api.get("/v1/jobs/%s?wait=5" % queued["id"])
+            self.assertEqual(st, 200, done)
+            self.assertEqual(done["status"], "succeeded")
+        finally:
+            log.close()
 
 
 class IdempotencyTtl(unittest.TestCase):
