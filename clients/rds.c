@@ -822,16 +822,26 @@ static void resp_argv(struct rds *r, int argc, const char *const *argv, const si
     }
 }
 
-/* Queue r->out (a whole command) for p. */
+#define RDS_SCRATCH_KEEP (64 * 1024) /* scratch kept between commands; a bigger one goes */
+
+static void scratch_trim(struct sbuf *b)
+{
+    if (b->oom || b->cap > RDS_SCRATCH_KEEP) {
+        free(b->p);
+        memset(b, 0, sizeof(*b));
+    }
+}
+
+/* Queue r->out (a whole command; hiredis copies it) for p. */
 static int send_out(struct rds *r, struct rds_pending *p)
 {
-    if (r->out.oom) { /* the scratch buffers stay unusable: start them over */
-        free(r->out.p);
-        memset(&r->out, 0, sizeof(r->out));
-        return BD_ENOMEM;
-    }
-    return redisAsyncFormattedCommand(r->ac, on_reply, p, r->out.p, r->out.len) == REDIS_OK
-               ? 0 : BD_EREDIS_DOWN;
+    int rc = r->out.oom ? BD_ENOMEM
+             : redisAsyncFormattedCommand(r->ac, on_reply, p, r->out.p, r->out.len) == REDIS_OK
+                 ? 0
+                 : BD_EREDIS_DOWN;
+    scratch_trim(&r->out); /* a job's record can be megabytes: not held per connection */
+    scratch_trim(&r->args);
+    return rc;
 }
 
 /* The arguments of a hiredis-style format (words split at spaces; %s, %b, %d, %u, %ld,
@@ -909,10 +919,7 @@ int rds_cmd(struct rds *r, rds_cb cb, void *data, const char *fmt, ...)
         resp_argv(r, n, argv, len);
         rc = send_out(r, p);
     } else { /* outside the subset (or out of memory): hiredis formats it */
-        if (r->args.oom) {
-            free(r->args.p);
-            memset(&r->args, 0, sizeof(r->args));
-        }
+        scratch_trim(&r->args);
         rc = redisvAsyncCommand(r->ac, on_reply, p, fmt, again) == REDIS_OK ? 0
                                                                              : BD_EREDIS_DOWN;
     }

@@ -1048,15 +1048,15 @@ static void parse_events(struct store *s, const char *p, size_t n)
 {
     const char *end = p + n;
     while (p < end) {
-        char id[64], status[16];
+        char id[160], status[16]; /* an id, or an origin line's process name */
         unsigned long len = 0;
         const char *nl = memchr(p, '\n', (size_t)(end - p));
-        char head[128];
+        char head[200];
         if (!nl || (size_t)(nl - p) >= sizeof(head))
             return;
         memcpy(head, p, (size_t)(nl - p));
         head[nl - p] = '\0';
-        if (sscanf(head, "%63s %15s %lu", id, status, &len) != 3 ||
+        if (sscanf(head, "%159s %15s %lu", id, status, &len) != 3 ||
             len > (unsigned long)(end - nl - 1))
             return;
         if (strcmp(status, EVENT_ORIGIN) == 0) {
@@ -2281,8 +2281,10 @@ int store_finish(struct store *s, const struct store_entry *e, const char *id,
                              r->meta_json, r->job_json);
     it->delta = r->stats ? delta_text(r->stats) : strdup("");
     snprintf(it->status, sizeof(it->status), "%s", r->status);
-    it->event = event_text(it->id, r->status, r->job_json); /* delivered in process */
     it->remote_waiter = remote_waiter(s, r->meta_json);
+    /* delivered in process (store_watch), or published whole for another process */
+    it->event = s->event_cb || it->remote_waiter ? event_text(it->id, r->status, r->job_json)
+                                                 : strdup("");
     it->tenant = r->tenant && *r->tenant ? strdup(r->tenant) : NULL;
     snprintf(it->cost, sizeof(it->cost), "%lld",
              r->cost_usd > 0 ? (long long)llround(r->cost_usd * STATS_PICO) : 0LL);
