@@ -121,8 +121,8 @@ int rds_port(const struct rds *r);
  * must not (submits) carry this deadline and check it in Redis. */
 uint64_t rds_drop_at(const struct rds *r);
 
-/* printf-style hiredis format (%s, %b with pointer+length, %d via %lld etc.). cb may be
- * NULL (fire and forget). */
+/* printf-style hiredis format (%s, %b with pointer+length, %d via %lld etc.; briefd
+ * encodes the common ones itself, see rds_format). cb may be NULL (fire and forget). */
 int rds_cmd(struct rds *r, rds_cb cb, void *data, const char *fmt, ...);
 int rds_cmdargv(struct rds *r, rds_cb cb, void *data, int argc, const char **argv,
                 const size_t *argvlen);
