@@ -2,6 +2,7 @@
 #include "clock.h"
 
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 int64_t clock_wall_ms(void)
@@ -23,6 +24,14 @@ double clock_ms_since(uint64_t t0)
     return (double)(clock_mono_ns() - t0) / 1e6;
 }
 
+/* v (>= 0) as exactly w decimal digits at p; returns past them. */
+static char *put_digits(char *p, int v, int w)
+{
+    for (int k = w - 1; k >= 0; k--, v /= 10)
+        p[k] = (char)('0' + v % 10);
+    return p + w;
+}
+
 void clock_iso8601(int64_t unix_ms, char *out, size_t outlen)
 {
     time_t secs = (time_t)(unix_ms / 1000);
@@ -40,12 +49,38 @@ void clock_iso8601(int64_t unix_ms, char *out, size_t outlen)
     f[0] = year, f[1] = tm.tm_mon + 1, f[2] = tm.tm_mday, f[3] = tm.tm_hour;
     f[4] = tm.tm_min, f[5] = tm.tm_sec, f[6] = (int)(unix_ms % 1000);
     for (int i = 0; i < 7; i++) { /* YYYY-MM-DDTHH:MM:SS.mmmZ without printf */
-        for (int k = w[i] - 1, v = f[i]; k >= 0; k--, v /= 10)
-            p[k] = (char)('0' + v % 10);
-        p += w[i];
+        p = put_digits(p, f[i], w[i]);
         *p++ = sep[i];
     }
     *p = '\0';
+}
+
+int clock_http_date(int64_t unix_s, char out[CLOCK_HTTP_DATE_LEN + 1])
+{
+    static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+    static const char mons[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                     "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    time_t t = (time_t)unix_s;
+    struct tm tm;
+    char *p = out;
+    if (!gmtime_r(&t, &tm) || tm.tm_year + 1900 < 0 || tm.tm_year + 1900 > 9999)
+        return -1;
+    memcpy(p, days[tm.tm_wday % 7], 3); /* "Wed, 02 Dec 2026 16:52:43 GMT", no printf */
+    p[3] = ',';
+    p[4] = ' ';
+    p = put_digits(p + 5, tm.tm_mday, 2);
+    *p++ = ' ';
+    memcpy(p, mons[tm.tm_mon % 12], 3);
+    p[3] = ' ';
+    p = put_digits(p + 4, tm.tm_year + 1900, 4);
+    *p++ = ' ';
+    p = put_digits(p, tm.tm_hour, 2);
+    *p++ = ':';
+    p = put_digits(p, tm.tm_min, 2);
+    *p++ = ':';
+    p = put_digits(p, tm.tm_sec, 2);
+    memcpy(p, " GMT", 5);
+    return 0;
 }
 
 void clock_utc_day(int64_t unix_ms, char *out, size_t outlen)

@@ -239,6 +239,25 @@ static void test_iso8601(void)
     CHECK(clock_parse_iso8601(NULL, &back) == -1);
 }
 
+/* HTTP dates (RFC 9110 IMF-fixdate), as Python's email.utils.formatdate(t, usegmt=True)
+ * writes them; a year past 9999 is refused. */
+static void test_http_date(void)
+{
+    char d[CLOCK_HTTP_DATE_LEN + 1];
+    CHECK(clock_http_date(0, d) == 0);
+    CHECK_STR(d, "Thu, 01 Jan 1970 00:00:00 GMT");
+    CHECK(clock_http_date(1796230397, d) == 0);
+    CHECK_STR(d, "Wed, 02 Dec 2026 16:53:17 GMT");
+    CHECK(clock_http_date(951782400, d) == 0);
+    CHECK_STR(d, "Tue, 29 Feb 2000 00:00:00 GMT");
+    CHECK(clock_http_date(253402300799, d) == 0);
+    CHECK_STR(d, "Fri, 31 Dec 9999 23:59:59 GMT");
+    CHECK(strlen(d) == CLOCK_HTTP_DATE_LEN);
+    memcpy(d, "untouched", 10);
+    CHECK(clock_http_date(253402300800, d) == -1);
+    CHECK_STR(d, "untouched");
+}
+
 /* FNV-1a 64 (job ids' check bits, config versions): the reference values of the
  * algorithm's authors (offset basis 0xcbf29ce484222325, prime 0x100000001b3). */
 static void test_fnv(void)
@@ -440,6 +459,7 @@ static void test_jscan(void)
 int main(void)
 {
     test_iso8601();
+    test_http_date();
     test_jscan();
     test_jsonx_number();
     test_jsonx_string();

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "jsonx.h"
 #include "list.h"
 #include "log.h"
@@ -557,39 +558,14 @@ static void out_add(struct out *o, const char *s, size_t n)
 
 static void out_str(struct out *o, const char *s) { out_add(o, s, strlen(s)); }
 
-/* n (0..9999) as exactly w digits. */
-static void out_digits(struct out *o, int n, int w)
-{
-    char d[4];
-    for (int i = w - 1; i >= 0; i--, n /= 10)
-        d[i] = (char)('0' + n % 10);
-    out_add(o, d, (size_t)w);
-}
-
 static void out_date(struct out *o)
 {
-    static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-    static const char mons[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                     "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-    time_t t = time(NULL);
-    struct tm tm;
-    if (!gmtime_r(&t, &tm) || tm.tm_year + 1900 < 0 || tm.tm_year + 1900 > 9999)
+    char d[CLOCK_HTTP_DATE_LEN + 1];
+    if (clock_http_date((int64_t)time(NULL), d) != 0)
         return;
     out_str(o, "Date: ");
-    out_str(o, days[tm.tm_wday % 7]);
-    out_str(o, ", ");
-    out_digits(o, tm.tm_mday, 2);
-    out_str(o, " ");
-    out_str(o, mons[tm.tm_mon % 12]);
-    out_str(o, " ");
-    out_digits(o, tm.tm_year + 1900, 4);
-    out_str(o, " ");
-    out_digits(o, tm.tm_hour, 2);
-    out_str(o, ":");
-    out_digits(o, tm.tm_min, 2);
-    out_str(o, ":");
-    out_digits(o, tm.tm_sec, 2);
-    out_str(o, " GMT\r\n");
+    out_add(o, d, CLOCK_HTTP_DATE_LEN);
+    out_str(o, "\r\n");
 }
 
 static size_t head_bound(const struct http_req *r, const char *ctype, const char *framing)
@@ -605,8 +581,9 @@ static void head_format(struct out *o, const struct http_req *r, int status, con
                         const char *framing, int keep)
 {
     size_t i;
+    char num[24];
     out_str(o, "HTTP/1.1 ");
-    out_digits(o, status >= 100 && status <= 999 ? status : 500, 3);
+    out_add(o, num, jsonx_int(status, num));
     out_str(o, " ");
     out_str(o, http_status_text(status));
     out_str(o, "\r\n");
