@@ -900,22 +900,31 @@ static int fmt_args(struct rds *r, const char *fmt, va_list ap, size_t *off, siz
     return r->args.oom ? -1 : n;
 }
 
+/* fmt and its arguments as one command in r->out (fmt_args, then resp_argv); -1 when fmt
+ * is outside the subset or memory ran out (r->out untouched). */
+static int encode_fmt(struct rds *r, const char *fmt, va_list ap)
+{
+    const char *argv[RDS_FMT_MAX_ARGS];
+    size_t off[RDS_FMT_MAX_ARGS], len[RDS_FMT_MAX_ARGS];
+    int n = fmt_args(r, fmt, ap, off, len);
+    if (n < 0)
+        return -1;
+    for (int i = 0; i < n; i++)
+        argv[i] = r->args.p + off[i];
+    resp_argv(r, n, argv, len);
+    return 0;
+}
+
 int rds_cmd(struct rds *r, rds_cb cb, void *data, const char *fmt, ...)
 {
     va_list ap, again;
-    const char *argv[RDS_FMT_MAX_ARGS];
-    size_t off[RDS_FMT_MAX_ARGS], len[RDS_FMT_MAX_ARGS];
-    int rc, n;
+    int rc;
     struct rds_pending *p = pending_new(r, cb, data, 1);
     if (!p)
         return r->state == RDS_CONNECTED ? BD_ENOMEM : BD_EREDIS_DOWN;
     va_start(ap, fmt);
     va_copy(again, ap);
-    n = fmt_args(r, fmt, ap, off, len);
-    if (n >= 0) {
-        for (int i = 0; i < n; i++)
-            argv[i] = r->args.p + off[i];
-        resp_argv(r, n, argv, len);
+    if (encode_fmt(r, fmt, ap) == 0) {
         rc = send_out(r, p);
     } else { /* outside the subset (or out of memory): hiredis formats it */
         scratch_trim(&r->args);
@@ -932,21 +941,14 @@ int rds_cmd(struct rds *r, rds_cb cb, void *data, const char *fmt, ...)
 char *rds_format(size_t *len, const char *fmt, ...)
 {
     struct rds r;
-    const char *argv[RDS_FMT_MAX_ARGS];
-    size_t off[RDS_FMT_MAX_ARGS], alen[RDS_FMT_MAX_ARGS];
     va_list ap;
-    int n;
+    int rc;
     memset(&r, 0, sizeof(r));
     va_start(ap, fmt);
-    n = fmt_args(&r, fmt, ap, off, alen);
+    rc = encode_fmt(&r, fmt, ap);
     va_end(ap);
-    if (n >= 0) {
-        for (int i = 0; i < n; i++)
-            argv[i] = r.args.p + off[i];
-        resp_argv(&r, n, argv, alen);
-    }
     free(r.args.p);
-    if (n < 0 || r.out.oom) {
+    if (rc != 0 || r.out.oom) {
         free(r.out.p);
         return NULL;
     }
