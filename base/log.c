@@ -75,9 +75,9 @@ static void add_fields(struct sbuf *b, const struct log_field *f, size_t nf)
             jsonx_write_string(b, f[i].key);
             sbuf_add(b, ":", 1);
         } else {
-            sbuf_add(b, " ", 1);
-            sbuf_add(b, f[i].key, strlen(f[i].key));
-            sbuf_add(b, "=", 1);
+            sbuf_addc(b, ' ');
+            sbuf_adds(b, f[i].key);
+            sbuf_addc(b, '=');
         }
         if (f[i].is_num)
             add_number(b, f[i].num);

@@ -336,16 +336,17 @@ static int lp_push(struct lifted *l, double v)
     return 0;
 }
 
-static int lp_take(struct lifted *l, const char *v)
+/* The logprob whose value starts at v, when it is a number; out of memory sets l->odd
+ * (the tree reads the body, and fails the same way). */
+static void lp_take(struct lifted *l, const char *v)
 {
     double d;
 
     if (*v != '-' && (*v < '0' || *v > '9'))
-        return 0; /* not a number: no logprob, as for the tree */
+        return; /* not a number: no logprob, as for the tree */
     d = jsonx_read_number(v, NULL);
     if (isfinite(d) && l->n < OAI_MAX_LOGPROBS && lp_push(l, d) < 0)
-        return -1;
-    return 0;
+        l->odd = 1;
 }
 
 /* jsonv_value's member hook over one element of the array: its first "logprob" member
@@ -365,8 +366,7 @@ static void lp_member(void *ctx, const struct jsonv_member *m)
     if (m->name_len != 7 || memcmp(m->name, "logprob", 7) != 0 || l->elem_taken)
         return;
     l->elem_taken = 1;
-    if (lp_take(l, m->value) < 0)
-        l->odd = 1; /* out of memory: the tree reads it (and fails the same way) */
+    lp_take(l, m->value);
 }
 
 #define LIT(p, e, lit) ((size_t)((e) - (p)) >= sizeof(lit) - 1 && memcmp(p, lit, sizeof(lit) - 1) == 0)
@@ -427,8 +427,7 @@ static const char *lp_fast_element(const char *p, const char *e, struct lifted *
     }
     if (p >= e || *p != '}')
         return NULL;
-    if (lp_take(l, num) < 0)
-        l->odd = 1; /* out of memory: the tree reads it (and fails the same way) */
+    lp_take(l, num);
     return p + 1;
 }
 

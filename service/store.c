@@ -1321,19 +1321,18 @@ static void measure_clock(struct store *s)
 }
 
 /* The deadline of a submit sent now on conn, on Redis's clock: the earliest moment the
- * connection may give it up (rds_drop_at), less the clock's uncertainty and a margin; "0" (none) until the
- * clock is measured or when commands are not timed. */
-static void submit_deadline(struct store *s, struct rds *conn, char *buf, size_t n)
+ * connection may give it up (rds_drop_at), less the clock's uncertainty and a margin; 0
+ * (none) until the clock is measured or when commands are not timed. Returned, and written
+ * into buf as the text the scripts and the entry's field d take. */
+static int64_t submit_deadline(struct store *s, struct rds *conn, char *buf, size_t n)
 {
     uint64_t at = conn ? rds_drop_at(conn) : 0;
-    int64_t d;
-    if (!s->clock_ok || at == 0) {
-        snprintf(buf, n, "0");
-        return;
-    }
-    d = clock_wall_ms() + ((int64_t)at - (int64_t)uv_now(s->loop)) + s->clock_off_ms -
-        s->clock_err_ms - LATE_MARGIN_MS;
+    int64_t d = 0;
+    if (s->clock_ok && at != 0)
+        d = clock_wall_ms() + ((int64_t)at - (int64_t)uv_now(s->loop)) + s->clock_off_ms -
+            s->clock_err_ms - LATE_MARGIN_MS;
     snprintf(buf, n, "%lld", (long long)d);
+    return d;
 }
 static int submit_tenant(struct store *s, struct rds *conn, const struct store_submit *sub,
                          struct submit_op *op);
@@ -1363,10 +1362,9 @@ int store_submit(struct store *s, const struct store_submit *sub, store_submit_c
     key_queue(s, PRIO_LOW, kl);
     key_queue(s, PRIO_NORMAL, kn);
     key_queue(s, PRIO_HIGH, kh);
-    submit_deadline(s, conn, deadline, sizeof(deadline));
+    op->deadline = submit_deadline(s, conn, deadline, sizeof(deadline));
     if (!op->checked) {
         s->submitted_since++;
-        op->deadline = strtoll(deadline, NULL, 10);
         if (op->deadline > 0) { /* "d": a late entry is discarded by its reader */
             rc = rds_cmd(conn, on_submit, op, "XADD %s * r %s m %s d %s", qs[sub->priority],
                          sub->req_json, sub->meta_json, deadline);
