@@ -373,9 +373,9 @@ def write_results(rows, notes, scaling, a, figures):
         lp = rows["upstream direct, with logprobs"]
         lines.append("- the added p50 above is counted from the plain request (the one Portkey "
                      "forwards); briefd's draft asks the upstream for logprobs, whose answer "
-                     "(~12 KB) takes the upstream itself %.3f ms more at p50 and caps it at %.0f "
-                     "requests/s: counted from that request, the facade adds %.3f ms" % (
-                         lp[0] - up, lp[1], rows["briefd facade"][0] - lp[0]))
+                     "(~12 KB) the upstream answers in %+.3f ms at p50 against the plain one's "
+                     "and at %.0f requests/s: counted from that request, the facade adds "
+                     "%.3f ms" % (lp[0] - up, lp[1], rows["briefd facade"][0] - lp[0]))
     lines.append("")
     lines += ["- " + n for n in notes]
     lines += [""] + goal_lines(rows, figures)

@@ -28,27 +28,37 @@ static cJSON *resp_base(const struct completion *c, const char *object)
     return o;
 }
 
+/* {"content": [...]} for tokens [a, b), written as text (a reply carries one entry a token:
+ * a cJSON tree of them cost the simulator more than the model's work). NULL on OOM. */
 static cJSON *logprobs_json(const struct completion *c, size_t a, size_t b)
 {
-    cJSON *lp = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(lp, "content"), *t;
     const struct text_answer *x = &c->a;
-    char tok[16];
+    struct sbuf s = {0};
+    char tok[16], num[32];
+    cJSON *raw = NULL;
+    char *text;
     size_t n;
 
+    sbuf_adds(&s, "{\"content\":[");
     for (size_t i = a; i < b; i++) {
         n = x->tok[i + 1] - x->tok[i];
         if (n >= sizeof tok)
             n = sizeof tok - 1;
         memcpy(tok, x->content + x->tok[i], n);
         tok[n] = '\0';
-        t = cJSON_CreateObject();
-        cJSON_AddStringToObject(t, "token", tok);
-        cJSON_AddNumberToObject(t, "logprob", x->lp[i]);
-        cJSON_AddNullToObject(t, "bytes");
-        cJSON_AddArrayToObject(t, "top_logprobs");
-        cJSON_AddItemToArray(arr, t);
+        jsonx_number(x->lp[i], num, sizeof num);
+        sbuf_adds(&s, i > a ? ",{\"token\":" : "{\"token\":");
+        jsonx_write_string(&s, tok);
+        sbuf_adds(&s, ",\"logprob\":");
+        sbuf_adds(&s, num);
+        sbuf_adds(&s, ",\"bytes\":null,\"top_logprobs\":[]}");
     }
-    return lp;
+    sbuf_adds(&s, "]}");
+    text = sbuf_take(&s);
+    if (text)
+        raw = cJSON_CreateRaw(text);
+    free(text);
+    return raw;
 }
 
 static void add_logprobs(cJSON *choice, const struct completion *c, size_t a, size_t b,

@@ -76,17 +76,26 @@ static int next_word(const char *s, size_t end, size_t *i, size_t *ws, size_t *w
     return *wn > 0;
 }
 
+/* Stopwords by length (3 to 6 bytes), lower case; looked up with the word's length first. */
 static int is_stopword(const char *w, size_t n)
 {
-    static const char *const stop[] = {
-        "the", "and", "for", "are", "but", "not", "you", "all", "any", "can", "had", "her",
-        "was", "one", "our", "out", "has", "have", "this", "that", "with", "from", "they",
-        "will", "would", "there", "their", "what", "about", "which", "when", "were", "been",
-        "into", "than", "then", "them", "these", "those", "its", "also", "such", "more",
-        "other", "some", "may", "should", "could", "who", "his", "she", "him", "how", "each",
+    static const char *const by_len[7] = {
+        [3] = "the and for are but not you all any can had her was one our out has its may "
+              "who his she him how ",
+        [4] = "have this that with from they will what when were been into than then them also "
+              "such more some each ",
+        [5] = "would there their about which these those other could ",
+        [6] = "should ",
     };
-    for (size_t i = 0; i < sizeof stop / sizeof stop[0]; i++)
-        if (strlen(stop[i]) == n && strncasecmp(stop[i], w, n) == 0)
+    char low[6];
+    const char *p;
+
+    if (n < 3 || n > 6)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        low[i] = (char)tolower((unsigned char)w[i]);
+    for (p = by_len[n]; *p; p += n + 1)
+        if (p[0] == low[0] && memcmp(p, low, n) == 0)
             return 1;
     return 0;
 }

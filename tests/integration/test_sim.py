@@ -250,6 +250,17 @@ def _post_with_timeout(port, body, timeout):
         s.recv(1)
 
 
+class Drafts(SimCase):
+    def test_stopwords_do_not_score(self):
+        """The extractive draft scores sentences by their content words: sentences made of
+        stopwords (repeated, so they would score highest if counted) are left out."""
+        filler = "There were those which would have been there with them. " * 6
+        doc = filler + "Revenue grew and revenue beat the revenue forecast."
+        c = self.ok(PHI, prompt(doc))["choices"][0]["message"]["content"]
+        self.assertIn("Revenue grew", c)
+        self.assertNotIn("those", c)
+
+
 class Truncation(SimCase):
     def test_max_tokens_really_cuts(self):
         full = self.ok(PHI, prompt())["choices"][0]["message"]["content"]
@@ -430,6 +441,11 @@ class Capabilities(SimCase):
     def test_logprobs_knobs(self):
         c = self.ok(PHI, prompt(), logprobs=True)["choices"][0]
         self.assertTrue(c["logprobs"]["content"])
+        for t in c["logprobs"]["content"]:      # the shape OpenAI's servers answer with
+            self.assertEqual(sorted(t), ["bytes", "logprob", "token", "top_logprobs"])
+            self.assertIsNone(t["bytes"])
+            self.assertEqual(t["top_logprobs"], [])
+            self.assertLessEqual(t["logprob"], 0)
         self.sim.faults(models={PHI: {"null_logprobs": True}, GPT: {"no_logprobs": True}})
         self.assertIsNone(self.ok(PHI, prompt(), logprobs=True)["choices"][0]["logprobs"])
         self.assertNotIn("logprobs", self.ok(GPT, prompt(), logprobs=True)["choices"][0])
