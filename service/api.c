@@ -1416,10 +1416,8 @@ static void run_facade(struct api *api, struct http_req *req, struct job_req *jr
     char kid[32];
     struct rctx *c;
     if (!r || job_texts(api, req, jr, &r->req_text, &r->meta_text, kid, sizeof(kid), NULL, 0) != 0 ||
-        job_req_from_json(r->req_text, strlen(r->req_text), &r->jr) != 0 ||
         !(c = rctx_new(api, req, ""))) {
         if (r) {
-            job_req_free(&r->jr);
             free(r->req_text);
             free(r->meta_text);
             free(r);
@@ -1427,6 +1425,10 @@ static void run_facade(struct api *api, struct http_req *req, struct job_req *jr
         http_respond_error(req, 500, "out_of_memory", NULL, "out of memory");
         return;
     }
+    /* the run takes the request as job_texts left it (req_text is its printed form: what
+     * the worker would read back) */
+    r->jr = *jr;
+    memset(jr, 0, sizeof(*jr));
     r->c = c;
     r->cfg = config_ref(api->svc->cfg);
     r->created_ms = clock_wall_ms();

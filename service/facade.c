@@ -48,13 +48,15 @@ static char *content_text(const cJSON *content)
 }
 
 /* Build the job body {"text", "instructions", "max_words", "metadata"} and validate it
- * with the job API's own rules. */
+ * with the job API's own rules (job_req_from_object: the body was checked whole by
+ * job_body_check, so it is not printed and parsed again). */
 static int to_job(const char *text, const char *instr, int max_words, const cJSON *meta,
                   size_t max_text_bytes, struct job_req *out, struct job_verr *err)
 {
     cJSON *b = cJSON_CreateObject();
-    char *s;
     int rc;
+    if (!b)
+        return ferr(err, 500, "out_of_memory", NULL, "out of memory");
     cJSON_AddStringToObject(b, "text", text);
     if (instr)
         cJSON_AddStringToObject(b, "instructions", instr);
@@ -62,12 +64,8 @@ static int to_job(const char *text, const char *instr, int max_words, const cJSO
         cJSON_AddNumberToObject(b, "max_words", max_words);
     if (cJSON_IsObject(meta))
         cJSON_AddItemToObject(b, "metadata", cJSON_Duplicate(meta, 1));
-    s = jsonx_print(b);
+    rc = job_req_from_object(b, max_text_bytes, out, err);
     cJSON_Delete(b);
-    if (!s)
-        return ferr(err, 500, "out_of_memory", NULL, "out of memory");
-    rc = job_req_parse(s, strlen(s), max_text_bytes, out, err);
-    free(s);
     if (rc != 0 && strcmp(err->param, "text") == 0)
         snprintf(err->param, sizeof(err->param), "messages");
     return rc;

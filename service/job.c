@@ -352,17 +352,24 @@ int job_req_parse(const char *body, size_t len, size_t max_text_bytes, struct jo
                   struct job_verr *err)
 {
     cJSON *root;
-    int rc = -1;
+    int rc;
     memset(out, 0, sizeof(*out));
     if (job_body_check(body, len, err) != 0)
         return -1;
     root = cJSON_ParseWithLength(body, len);
     if (!root)
         return verr(err, 400, "invalid_json", NULL, "request body is not valid JSON");
-    if (!cJSON_IsObject(root)) {
-        verr(err, 400, "invalid_json", NULL, "request body must be a JSON object");
-        goto out;
-    }
+    rc = job_req_from_object(root, max_text_bytes, out, err);
+    cJSON_Delete(root);
+    return rc;
+}
+
+int job_req_from_object(const cJSON *root, size_t max_text_bytes, struct job_req *out,
+                        struct job_verr *err)
+{
+    memset(out, 0, sizeof(*out));
+    if (!cJSON_IsObject(root))
+        return verr(err, 400, "invalid_json", NULL, "request body must be a JSON object");
     if (check_unknown(root, err) != 0 ||
         parse_text(cJSON_GetObjectItemCaseSensitive(root, "text"), max_text_bytes, out, err) ||
         parse_instructions(cJSON_GetObjectItemCaseSensitive(root, "instructions"), out, err) ||
@@ -370,14 +377,11 @@ int job_req_parse(const char *body, size_t len, size_t max_text_bytes, struct jo
         parse_flags(cJSON_GetObjectItemCaseSensitive(root, "topic_flags"), out, err) ||
         parse_priority(cJSON_GetObjectItemCaseSensitive(root, "priority"), out, err) ||
         parse_metadata(cJSON_GetObjectItemCaseSensitive(root, "metadata"), out, err) ||
-        parse_callback(cJSON_GetObjectItemCaseSensitive(root, "callback_url"), out, err))
-        goto out;
-    rc = 0;
-out:
-    cJSON_Delete(root);
-    if (rc != 0)
+        parse_callback(cJSON_GetObjectItemCaseSensitive(root, "callback_url"), out, err)) {
         job_req_free(out);
-    return rc;
+        return -1;
+    }
+    return 0;
 }
 
 void job_req_free(struct job_req *r)

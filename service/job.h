@@ -70,6 +70,10 @@ size_t job_body_bound(size_t max_text_bytes);
  * Returns 0 and fills out, or -1 with err filled and out left zeroed. */
 int job_req_parse(const char *body, size_t len, size_t max_text_bytes, struct job_req *out,
                   struct job_verr *err);
+/* The same rules on a parsed body (root borrowed): the facade's request, already checked
+ * by job_body_check, validated without printing and parsing it again. */
+int job_req_from_object(const struct cJSON *root, size_t max_text_bytes, struct job_req *out,
+                        struct job_verr *err);
 void job_req_free(struct job_req *r);
 /* The normalized request as JSON (what is stored and what the worker reads back). */
 struct cJSON *job_req_to_json(const struct job_req *r);
