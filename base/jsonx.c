@@ -89,13 +89,19 @@ static const double POW10[FAST_POW10 + 1] = {
  * the first FAST_DIGITS), *count every digit. Returns past them. */
 static const char *fast_digits(const char *p, unsigned long long *m, int *nd, int *count)
 {
+    unsigned long long mm = *m; /* locals: the loop reads chars, which may alias *m */
+    int d = *nd, c = *count;
+
     for (; *p >= '0' && *p <= '9'; p++) {
-        (*count)++;
-        if (*m == 0 && *p == '0')
+        c++;
+        if (mm == 0 && *p == '0')
             continue;
-        if (++*nd <= FAST_DIGITS)
-            *m = *m * 10 + (unsigned long long)(*p - '0');
+        if (++d <= FAST_DIGITS)
+            mm = mm * 10 + (unsigned long long)(*p - '0');
     }
+    *m = mm;
+    *nd = d;
+    *count = c;
     return p;
 }
 

@@ -55,7 +55,6 @@ struct rctx {
     uint64_t started;
     int closing;
     char last[16];                /* events: the last status sent */
-    cJSON *queued;                /* POST: the job object as accepted (status queued) */
     char body_hash[17];           /* POST with Idempotency-Key: hash of the normalized body */
     int facade;                   /* /v1/chat/completions: answer as chat.completion */
     struct facade_req fr;
@@ -81,6 +80,7 @@ struct rctx {
  * (the event and the reply travel on different connections) still answers at once. */
 struct recent {
     char id[JOB_ID_LEN + 1];
+    uint64_t hash;                /* of id: compared first (every ?wait submit looks here) */
     char *job;
     size_t len;
 };
@@ -152,7 +152,6 @@ static void rctx_maybe_free(struct rctx *c)
     }
     list_unlink(&c->node);
     api->n--;
-    cJSON_Delete(c->queued);
     cJSON_Delete(c->stats);
     free(c->meta_text);
     free(c->tenant);
@@ -721,13 +720,15 @@ static void recent_add(struct api *api, const char *id, const char *job, size_t 
     memcpy(r->job, job, len);
     r->len = len;
     snprintf(r->id, sizeof(r->id), "%s", id);
+    r->hash = hash_fnv1a64_str(HASH_FNV1A64_INIT, r->id);
     api->recent_next = (api->recent_next + 1) % RECENT_MAX;
 }
 
 static cJSON *recent_find(const struct api *api, const char *id)
 {
+    uint64_t h = hash_fnv1a64_str(HASH_FNV1A64_INIT, id);
     for (size_t i = 0; i < RECENT_MAX; i++)
-        if (api->recent[i].job && strcmp(api->recent[i].id, id) == 0)
+        if (api->recent[i].hash == h && api->recent[i].job && strcmp(api->recent[i].id, id) == 0)
             return cJSON_ParseWithLength(api->recent[i].job, api->recent[i].len);
     return NULL;
 }
@@ -810,7 +811,8 @@ static void on_submitted(void *data, int status, enum store_submit_rc rc, long d
                          const char *id, int64_t created_ms, const char *hash)
 {
     struct rctx *c = data;
-    cJSON *done;
+    cJSON *done, *queued; /* (the queued object is built only for a 202: a ?wait submit
+                             answered by its job's end never needs it) */
     (void)depth;
     if (!rctx_reply(c))
         return;
@@ -846,7 +848,6 @@ static void on_submitted(void *data, int status, enum store_submit_rc rc, long d
     }
     snprintf(c->id, sizeof(c->id), "%s", id);
     c->submitted = 1;
-    c->queued = store_job_object(id, "queued", created_ms, 0, c->meta_text, NULL, 0);
     done = c->parked ? recent_find(c->api, id) : NULL;
     if (done) {
         answer(c, 0, done); /* it ended before this reply came back */
@@ -858,10 +859,12 @@ static void on_submitted(void *data, int status, enum store_submit_rc rc, long d
     snprintf(loc, sizeof(loc), "/v1/jobs/%s", c->id);
     http_resp_header(c->req, "Location", loc);
     http_resp_header(c->req, "x-briefd-job-id", c->id);
-    if (c->queued)
-        http_respond_json(c->req, 202, c->queued);
+    queued = store_job_object(id, "queued", created_ms, 0, c->meta_text, NULL, 0);
+    if (queued)
+        http_respond_json(c->req, 202, queued);
     else
         http_respond_error(c->req, 500, "out_of_memory", NULL, "out of memory");
+    cJSON_Delete(queued);
     rctx_done(c);
 }
 

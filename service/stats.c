@@ -9,6 +9,7 @@
 
 #include "acct.h"
 #include "bderr.h"
+#include "hash.h"
 #include "jsonx.h"
 #include "mclient.h"
 #include "router.h"
@@ -40,10 +41,12 @@ static long long pico(double usd) { return llround(usd * STATS_PICO); }
 static void inc(struct stats_delta *d, const char *field, long long n)
 {
     struct stats_inc *it = NULL;
+    uint64_t h;
     if (n == 0)
         return;
+    h = hash_fnv1a64_str(HASH_FNV1A64_INIT, field);
     for (size_t k = 0; k < d->n && !it; k++)
-        if (strcmp(d->inc[k].field, field) == 0)
+        if (d->inc[k].hash == h && strcmp(d->inc[k].field, field) == 0)
             it = &d->inc[k];
     if (!it) {
         if (d->n == STATS_DELTA_MAX) {
@@ -60,6 +63,7 @@ static void inc(struct stats_delta *d, const char *field, long long n)
             if (*p == '\t' || *p == '\n')
                 *p = '_';
         it->n = 0;
+        it->hash = h;
     }
     it->n += n;
 }

@@ -70,6 +70,7 @@ struct stats_job {
 struct stats_inc {
     char field[120];
     long long n;
+    uint64_t hash;              /* of the field as added: compared before the text */
 };
 struct stats_delta {
     struct stats_inc inc[STATS_DELTA_MAX];
