@@ -146,6 +146,62 @@ class LateEntries(Stack):
         self.assertIn(late_id, lines[0])
 
 
+def xreadgroup_calls(redis):
+    """XREADGROUP calls Redis has run (INFO commandstats)."""
+    for line in redis.cmd("INFO", "commandstats").splitlines():
+        if line.startswith("cmdstat_xreadgroup:"):
+            return int(line.split("calls=", 1)[1].split(",", 1)[0])
+    return 0
+
+
+class PriorityOrder(Stack):
+    """One call slot: a job holds it (its model call answered late) while three low, three
+    normal and three high jobs queue, submitted in that order. The worker takes them high
+    before normal before low: the model sees them in that order."""
+    config_over = {"workers": {"concurrency": 1}}
+
+    def test_high_before_normal_before_low(self):
+        self.sim.rules(Sim.rule("BLOCKER", delay_ms=1500))
+        st, blocker, _ = self.briefd.post_job({"text": TEXT + " BLOCKER"})
+        self.assertEqual(st, 202, blocker)
+        wait_for(lambda: self.sim.stats()["pending"] >= 1, 10, "the blocker's model call")
+        ids = [blocker["id"]]
+        for prio in ("low", "normal", "high"):
+            for i in range(3):
+                st, job, _ = self.briefd.post_job(
+                    {"text": "%s (%s %d)" % (TEXT, prio, i), "priority": prio},
+                    headers={"X-Request-Id": "prio-%s-%d" % (prio, i)})
+                self.assertEqual(st, 202, job)
+                ids.append(job["id"])
+        for jid in ids:
+            self.assertEqual(self.briefd.wait_job(jid)["status"], "succeeded")
+        order = []
+        for r in reversed(self.sim.requests()):     # oldest first
+            rid = r["headers"].get("x-request-id", "")
+            if rid.startswith("prio-") and rid not in order:
+                order.append(rid)
+        self.assertEqual([o.split("-")[1] for o in order],
+                         ["high"] * 3 + ["normal"] * 3 + ["low"] * 3, order)
+
+
+class ReadsAtLowLoad(Stack):
+    """At low load a worker's blocking read answers with the one new entry it was woken for,
+    which shows the queues are empty: the next read blocks at once, without polling the
+    three queues first - about one XREADGROUP a job, not four."""
+
+    def test_one_read_a_job(self):
+        st, job, _ = self.briefd.post_job({"text": TEXT}, wait=20)     # warmed up
+        self.assertEqual(st, 200, job)
+        before, n = xreadgroup_calls(self.redis), 20
+        for i in range(n):
+            st, job, _ = self.briefd.post_job({"text": "%s (%d)" % (TEXT, i)}, wait=20)
+            self.assertEqual((st, job["status"]), (200, "succeeded"), job)
+        calls = xreadgroup_calls(self.redis) - before
+        # n reads, plus one for each second a read blocked with nothing to take
+        self.assertGreaterEqual(calls, n)
+        self.assertLessEqual(calls, n + 6, calls)
+
+
 class EventLog:
     """Every message published on a prefix's events channel, as [(id, status, len)] lists
     (one per message, in order), read by a background subscriber."""
