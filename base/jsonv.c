@@ -512,11 +512,44 @@ size_t jsonv_string(const char *s, size_t len)
 {
     struct jv v;
     struct jsonv_result r;
+    size_t i;
 
     if (s == NULL || len == 0 || s[0] != '"')
         return 0;
+    /* a run of PLAIN bytes closed by '"' is valid as it stands: most strings of the fast
+     * paths (a token's text) end here; anything else goes to the machine */
+    for (i = 1; i < len && PLAIN[(unsigned char)s[i]]; i++)
+        ;
+    if (i < len && s[i] == '"')
+        return i + 1;
     token_machine(&v, &r, s, len);
     return scan_string(&v, 0) == 0 ? v.pos : 0;
+}
+
+/* The length of a plain decimal at s (-?(0|[1-9][0-9]*)(.[0-9]+)?) followed, within len, by
+ * a byte that cannot continue a number; 0 for anything else (the machine decides). */
+static size_t plain_number(const char *s, size_t len)
+{
+    size_t i = s[0] == '-';
+
+    if (i >= len || s[i] < '0' || s[i] > '9')
+        return 0;
+    if (s[i] == '0')
+        i++;
+    else
+        while (i < len && s[i] >= '0' && s[i] <= '9')
+            i++;
+    if (i < len && s[i] == '.') {
+        size_t f = ++i;
+        while (i < len && s[i] >= '0' && s[i] <= '9')
+            i++;
+        if (i == f)
+            return 0;
+    }
+    if (i >= len || (s[i] >= '0' && s[i] <= '9') || s[i] == '.' || s[i] == 'e' || s[i] == 'E' ||
+        s[i] == '+' || s[i] == '-')
+        return 0;
+    return i;
 }
 
 size_t jsonv_number(const char *s, size_t len)
@@ -524,8 +557,12 @@ size_t jsonv_number(const char *s, size_t len)
     struct jv v;
     struct jsonv_result r;
 
+    size_t n;
+
     if (s == NULL || len == 0)
         return 0;
+    if ((n = plain_number(s, len)) > 0)
+        return n;
     token_machine(&v, &r, s, len);
     return scan_number(&v) == 0 ? v.pos : 0;
 }

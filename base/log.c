@@ -15,7 +15,8 @@ static struct {
     const char *program;
     enum log_format format;
     enum log_level min;
-} logger = {"briefd", LOG_TEXT, LOG_INFO};
+    int pid;                    /* 0 until the first line (a system call a line otherwise) */
+} logger = {"briefd", LOG_TEXT, LOG_INFO, 0};
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
@@ -96,18 +97,20 @@ void log_write(enum log_level l, const struct log_field *f, size_t nf, const cha
     char *line;
     if (!log_enabled(l))
         return;
+    if (logger.pid == 0)
+        logger.pid = (int)getpid(); /* briefd never forks */
     clock_iso8601(clock_wall_ms(), ts, sizeof(ts));
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     if (logger.format == LOG_JSON) {
         sbuf_printf(&b, "{\"ts\":\"%s\",\"level\":\"%s\",\"pid\":%d,\"msg\":", ts,
-                    log_level_name(l), (int)getpid());
+                    log_level_name(l), logger.pid);
         jsonx_write_string(&b, msg);
         add_fields(&b, f, nf);
         sbuf_add(&b, "}\n", 2);
     } else {
-        sbuf_printf(&b, "%s %s[%d] %s: %s", ts, logger.program, (int)getpid(),
+        sbuf_printf(&b, "%s %s[%d] %s: %s", ts, logger.program, logger.pid,
                     log_level_name(l), msg);
         add_fields(&b, f, nf);
         sbuf_add(&b, "\n", 1);

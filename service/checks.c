@@ -69,7 +69,8 @@ size_t checks_words(const char *s, size_t len)
         if (i >= len)
             break;
         while (i < len && !is_ws((unsigned char)s[i])) {
-            counts |= wordish(s, len, i);
+            if (!counts) /* (one word byte decides: the rest is only skipped) */
+                counts = wordish(s, len, i);
             i++;
         }
         n += (size_t)counts;

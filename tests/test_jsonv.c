@@ -213,8 +213,65 @@ static void test_value_prefix(void)
     bad("\"ab\xc3\"", JSONV_UTF8, 3, "");
 }
 
+/* jsonv_string / jsonv_number (with their fast paths for plain strings and decimals) against
+ * jsonv_check on the token alone: over random short inputs from an alphabet of the bytes that
+ * matter, the length returned is exactly the shortest prefix that is a complete valid string
+ * (the first prefix check accepts ending in '"') / the longest prefix that is a valid number
+ * when no byte that could continue a number follows it (and never an invalid one). */
+static int num_byte(char c)
+{
+    return (c >= '0' && c <= '9') || c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-';
+}
+
+static void show(const char *what, const char *s, size_t len, size_t got, size_t want)
+{
+    fprintf(stderr, "  %s", what);
+    for (size_t i = 0; i < len; i++)
+        fprintf(stderr, " %02x", (unsigned char)s[i]);
+    fprintf(stderr, ": got %zu, want %zu\n", got, want);
+}
+
+static void test_token_lengths(void)
+{
+    static const char alpha[] = {'-', '0', '1', '9', '.', 'e', 'E', '+', ',', '"', '\\', 'u',
+                                 'a', ' ', 0x01, (char)0xC3, (char)0xA9, ']', 0x7f, 'n'};
+    unsigned seed = 12345;
+    char s[12];
+    size_t bad_count = 0;
+
+    for (int t = 0; t < 200000; t++) {
+        size_t len = 1 + (seed = seed * 1103515245u + 12345u) % 10, want = 0, got;
+        for (size_t i = 0; i < len; i++) {
+            seed = seed * 1103515245u + 12345u;
+            s[i] = alpha[(seed >> 16) % sizeof(alpha)];
+        }
+        if (t % 2 == 0)
+            s[0] = '"';
+        if (s[0] == '"') {
+            for (size_t k = 2; k <= len && !want; k++)
+                if (s[k - 1] == '"' && check_len(s, k) == 0)
+                    want = k;
+            got = jsonv_string(s, len);
+        } else {
+            for (size_t k = len; k >= 1 && !want; k--)
+                if (check_len(s, k) == 0 && s[0] != ' ' && s[k - 1] != ' ' &&
+                    (s[0] == '-' || (s[0] >= '0' && s[0] <= '9')))
+                    want = k;
+            got = jsonv_number(s, len);
+            if (got > 0 && check_len(s, got) != 0 && bad_count++ < 5)
+                show("number (invalid)", s, len, got, 0);
+            if (want < len && num_byte(s[want]))
+                want = got; /* "00", "9.": what may follow is the machine's call */
+        }
+        if (got != want && bad_count++ < 5)
+            show("token", s, len, got, want);
+    }
+    CHECK(bad_count == 0);
+}
+
 int main(void)
 {
+    test_token_lengths();
     test_value_prefix();
     test_valid();
     test_syntax();
