@@ -24,9 +24,11 @@ facade request is one upstream call like the gateway's). Then, with wrk (Debian)
      they run, with workers.concurrency 64 (the default: 64 model calls at once, the rest
      queued in Redis) and 4096 (4096 calls at once).
 
-Each measurement is taken --rounds times (default 3); the medians are printed and written,
-with the machine's description, to bench/results-overhead.md (replacing it). The machine is
-shared and noisy: compare within one run.
+Each measurement is taken --rounds times (default 3), the rounds interleaving the paths (each
+round measures every path once), so that the host's drift over minutes weighs on each path
+alike; the medians are printed and written, with the machine's description, to
+bench/results-overhead.md (replacing it). The machine is shared and noisy: compare within
+one run.
 
   6. with --soak-jobs N (e.g. 1000000; off by default, it takes minutes): N jobs through the
      job path at 32 connections, briefd's RSS sampled as they go, to show it does not grow.
@@ -185,21 +187,31 @@ def main():
             ]
             for name, url, body, hdrs in paths:
                 wrk(url, 8, 2, body, hdrs)  # warm up
-                p50, _, bad1, _ = median_of(a.rounds, lambda: wrk(url, 1, a.seconds, body, hdrs))
+            # rounds interleave the paths (a round measures each path once, 1 connection then
+            # 32), so that the host's drift over minutes weighs on every path alike
+            one, many, job_runs = {}, {}, []
+            cpu, cs = 0.0, {}
+            for _ in range(a.rounds):
+                for name, url, body, hdrs in paths:
+                    one.setdefault(name, []).append(wrk(url, 1, a.seconds, body, hdrs))
+                for name, url, body, hdrs in paths:
+                    if name == "briefd job path":
+                        cpu0, cs0 = redis_cpu_s(redis), commandstats(redis)
+                    many.setdefault(name, []).append(wrk(url, 32, a.seconds, body, hdrs))
+                    if name == "briefd job path":
+                        cpu += redis_cpu_s(redis) - cpu0
+                        for k, (c, u) in commandstats(redis).items():
+                            c0, u0 = cs0.get(k, (0, 0))
+                            d = cs.get(k, (0, 0))
+                            cs[k] = (d[0] + c - c0, d[1] + u - u0)
+                        job_runs.append(many[name][-1])
+            for name, _, _, _ in paths:
+                p50 = statistics.median(r[0] for r in one[name])
+                rps = statistics.median(r[1] for r in many[name])
+                bad = sum(r[2] for r in one[name] + many[name])
+                rows[name] = (p50, rps, bad)
                 if name == "briefd job path":
-                    redis.cmd("CONFIG", "RESETSTAT")
-                    cpu0 = redis_cpu_s(redis)
-                runs = []  # every round's requests count toward the per-job figures
-
-                def run32(url=url, body=body, hdrs=hdrs):
-                    runs.append(wrk(url, 32, a.seconds, body, hdrs))
-                    return runs[-1]
-                _, rps, bad32, _ = median_of(a.rounds, run32)
-                rows[name] = (p50, rps, bad1 + bad32)
-                if name == "briefd job path":
-                    cpu = redis_cpu_s(redis) - cpu0
-                    cs = commandstats(redis)
-                    jobs = sum(r[3] for r in runs)
+                    jobs = sum(r[3] for r in job_runs)  # every round's requests
                     skip = ("info", "config|resetstat", "config", "ping")
                     calls = sum(c for k, (c, u) in cs.items() if k not in skip)
                     usec = sum(u for k, (c, u) in cs.items() if k not in skip)
@@ -214,8 +226,7 @@ def main():
                                      jobs, calls / jobs, cpu * 1e6 / jobs, usec / jobs,
                                      ", ".join("%s %.2f" % (k, c / jobs) for c, k in top)))
                 print("%-24s p50 %.3f ms (1 conn), %.0f req/s (32 conns)%s" % (
-                    name, p50, rps, ", %d non-2xx!" % (bad1 + bad32) if bad1 + bad32 else ""),
-                    flush=True)
+                    name, p50, rps, ", %d non-2xx!" % bad if bad else ""), flush=True)
             peak_rss = rss_kb(b.proc.pid, "VmHWM")
             figures["idle_mb"] = idle_rss / 1024.0
             notes.append("briefd RSS: %.1f MB idle, %.1f MB peak over the runs" % (
