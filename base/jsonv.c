@@ -286,42 +286,58 @@ static int scan_string(struct jv *v, int in_key)
     return fail(v, JSONV_SYNTAX, len, in_key); /* unterminated */
 }
 
-static size_t digits_end(const struct jv *v, size_t i)
+static size_t digits_end(const unsigned char *s, size_t len, size_t i)
 {
-    while (i < v->len && v->s[i] >= '0' && v->s[i] <= '9')
+    while (i < len && s[i] >= '0' && s[i] <= '9')
         i++;
     return i;
 }
 
-/* -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? at pos. */
+/* The end of the number -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? at s[i], or 0 with
+ * *bad where it stops being one. No state: jsonv_number calls it without the machine. */
+static size_t number_end(const unsigned char *s, size_t len, size_t i, size_t *bad)
+{
+    size_t e;
+
+    if (i < len && s[i] == '-')
+        i++;
+    if (i < len && s[i] == '0')
+        i++;
+    else if (i < len && s[i] >= '1' && s[i] <= '9')
+        i = digits_end(s, len, i);
+    else {
+        *bad = i;
+        return 0;
+    }
+    if (i < len && s[i] == '.') {
+        e = digits_end(s, len, i + 1);
+        if (e == i + 1) {
+            *bad = e;
+            return 0;
+        }
+        i = e;
+    }
+    if (i < len && (s[i] == 'e' || s[i] == 'E')) {
+        i++;
+        if (i < len && (s[i] == '+' || s[i] == '-'))
+            i++;
+        e = digits_end(s, len, i);
+        if (e == i) {
+            *bad = e;
+            return 0;
+        }
+        i = e;
+    }
+    return i;
+}
+
 static int scan_number(struct jv *v)
 {
-    size_t i = v->pos, e;
+    size_t bad, end = number_end(v->s, v->len, v->pos, &bad);
 
-    if (v->s[i] == '-')
-        i++;
-    if (i < v->len && v->s[i] == '0')
-        i++;
-    else if (i < v->len && v->s[i] >= '1' && v->s[i] <= '9')
-        i = digits_end(v, i);
-    else
-        return fail(v, JSONV_SYNTAX, i, 0);
-    if (i < v->len && v->s[i] == '.') {
-        e = digits_end(v, i + 1);
-        if (e == i + 1)
-            return fail(v, JSONV_SYNTAX, e, 0);
-        i = e;
-    }
-    if (i < v->len && (v->s[i] == 'e' || v->s[i] == 'E')) {
-        i++;
-        if (i < v->len && (v->s[i] == '+' || v->s[i] == '-'))
-            i++;
-        e = digits_end(v, i);
-        if (e == i)
-            return fail(v, JSONV_SYNTAX, e, 0);
-        i = e;
-    }
-    v->pos = i;
+    if (end == 0)
+        return fail(v, JSONV_SYNTAX, bad, 0);
+    v->pos = end;
     return 0;
 }
 
@@ -526,45 +542,13 @@ size_t jsonv_string(const char *s, size_t len)
     return scan_string(&v, 0) == 0 ? v.pos : 0;
 }
 
-/* The length of a plain decimal at s (-?(0|[1-9][0-9]*)(.[0-9]+)?) followed, within len, by
- * a byte that cannot continue a number; 0 for anything else (the machine decides). */
-static size_t plain_number(const char *s, size_t len)
-{
-    size_t i = s[0] == '-';
-
-    if (i >= len || s[i] < '0' || s[i] > '9')
-        return 0;
-    if (s[i] == '0')
-        i++;
-    else
-        while (i < len && s[i] >= '0' && s[i] <= '9')
-            i++;
-    if (i < len && s[i] == '.') {
-        size_t f = ++i;
-        while (i < len && s[i] >= '0' && s[i] <= '9')
-            i++;
-        if (i == f)
-            return 0;
-    }
-    if (i >= len || (s[i] >= '0' && s[i] <= '9') || s[i] == '.' || s[i] == 'e' || s[i] == 'E' ||
-        s[i] == '+' || s[i] == '-')
-        return 0;
-    return i;
-}
-
 size_t jsonv_number(const char *s, size_t len)
 {
-    struct jv v;
-    struct jsonv_result r;
-
-    size_t n;
+    size_t bad;
 
     if (s == NULL || len == 0)
         return 0;
-    if ((n = plain_number(s, len)) > 0)
-        return n;
-    token_machine(&v, &r, s, len);
-    return scan_number(&v) == 0 ? v.pos : 0;
+    return number_end((const unsigned char *)s, len, 0, &bad);
 }
 
 const char *jsonv_kind_text(enum jsonv_kind kind)

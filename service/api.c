@@ -811,8 +811,7 @@ static void on_submitted(void *data, int status, enum store_submit_rc rc, long d
                          const char *id, int64_t created_ms, const char *hash)
 {
     struct rctx *c = data;
-    cJSON *done, *queued; /* (the queued object is built only for a 202: a ?wait submit
-                             answered by its job's end never needs it) */
+    cJSON *done, *queued;
     (void)depth;
     if (!rctx_reply(c))
         return;
@@ -859,6 +858,7 @@ static void on_submitted(void *data, int status, enum store_submit_rc rc, long d
     snprintf(loc, sizeof(loc), "/v1/jobs/%s", c->id);
     http_resp_header(c->req, "Location", loc);
     http_resp_header(c->req, "x-briefd-job-id", c->id);
+    /* built only here: a ?wait submit answered at its job's end never sends it */
     queued = store_job_object(id, "queued", created_ms, 0, c->meta_text, NULL, 0);
     if (queued)
         http_respond_json(c->req, 202, queued);

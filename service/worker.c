@@ -422,7 +422,9 @@ static void fetch_next(struct fetch_step *f)
         return;
     }
     f->prio = prio >= 0 ? prio - 1 : -2;
-    count = prio >= 0 ? slots : slots / 3 ? slots / 3 : 1;
+    count = slots;
+    if (prio < 0) /* blocking: a third of the free slots from each queue, at least one */
+        count = slots >= 3 ? slots / 3 : 1;
     f->asked = count;
     if (store_read(w->svc->store, prio, count, WORKER_BLOCK_MS, on_read, f) != 0) {
         w->fetching = 0;
