@@ -1315,7 +1315,9 @@ static void on_facade_done(struct pipe_job *pj, enum pipe_outcome o)
     char *job_text = NULL;
     c->run = NULL;
     if (o == PIPE_SUCCEEDED || o == PIPE_FAILED) {
-        out = pipe_out_json(pj, status);
+        /* the signals (checks of the brief against the text) are the record's, not the
+         * answer's: added once the answer is on its way */
+        out = pipe_out_json(pj, status, 0);
         job = out ? store_job_object(r->id, status, r->created_ms, 1, r->meta_text, out,
                                      clock_wall_ms()) : NULL;
     }
@@ -1340,6 +1342,7 @@ static void on_facade_done(struct pipe_job *pj, enum pipe_outcome o)
     }
     /* recorded once the answer is on its way (in this same turn of the loop), also when
      * the client left: the models were called, their cost counts */
+    pipe_add_signals(pj, job);
     job_text = job ? jsonx_print(job) : NULL;
     if (job_text)
         facade_record(svc, r, status, job_text);

@@ -511,10 +511,27 @@ static uint64_t entry_check(unsigned kind, uint64_t ms, uint64_t seq)
     return hash_fnv1a64(HASH_FNV1A64_INIT, v, sizeof(v));
 }
 
+/* n random bytes (n <= 64) into out: getrandom(2) fills a pool that serves 32 ids, not a
+ * system call an id (briefd is one thread, and never forks). 0, or -1 if the kernel has none. */
+static int random_bytes(unsigned char *out, size_t n)
+{
+    static unsigned char pool[320];
+    static size_t used = sizeof(pool);
+    if (sizeof(pool) - used < n) {
+        if (getrandom(pool, sizeof(pool), 0) != (ssize_t)sizeof(pool))
+            return -1;
+        used = 0;
+    }
+    memcpy(out, pool + used, n);
+    memset(pool + used, 0, n); /* handed out once */
+    used += n;
+    return 0;
+}
+
 void job_new_id(char *out, int64_t now_ms)
 {
     unsigned char rnd[10];
-    if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
+    if (random_bytes(rnd, sizeof(rnd)) != 0) {
         uint64_t x = (uint64_t)now_ms ^ (uint64_t)clock();
         for (int i = 0; i < 10; i++) {
             x = x * 6364136223846793005ull + 1442695040888963407ull;

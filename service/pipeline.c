@@ -1163,7 +1163,13 @@ static void add_endpoints(const struct pipe_job *j, cJSON *out)
     }
 }
 
-cJSON *pipe_out_json(const struct pipe_job *j, const char *status)
+void pipe_add_signals(const struct pipe_job *j, cJSON *obj)
+{
+    if (obj && (j->draft || j->brief))
+        cJSON_AddItemToObject(obj, "signals", signals_json(j));
+}
+
+cJSON *pipe_out_json(const struct pipe_job *j, const char *status, int signals)
 {
     cJSON *out = cJSON_CreateObject();
     if (!out)
@@ -1180,8 +1186,8 @@ cJSON *pipe_out_json(const struct pipe_job *j, const char *status)
     if (j->error)
         cJSON_AddItemToObject(out, "error", cJSON_Duplicate(j->error, 1));
     cJSON_AddStringToObject(out, "config_version", j->cfg->version);
-    if (j->draft || j->brief)
-        cJSON_AddItemToObject(out, "signals", signals_json(j));
+    if (signals)
+        pipe_add_signals(j, out);
     return out;
 }
 

@@ -166,9 +166,13 @@ int pipe_busy(const struct pipe_job *j);
 void pipe_job_free(struct pipe_job *j);
 
 /* The finished job's own part of the job object: result, route, usage, cost_usd,
- * latency_ms, error, config_version, signals (caller frees). status is "succeeded" or
- * "failed". */
-struct cJSON *pipe_out_json(const struct pipe_job *j, const char *status);
+ * latency_ms, error, config_version, and signals unless !signals (caller frees). status is
+ * "succeeded" or "failed". */
+struct cJSON *pipe_out_json(const struct pipe_job *j, const char *status, int signals);
+
+/* Adds the job's "signals" (what replay re-runs routing on, and checks.h's cheap checks of
+ * the brief served) to obj, when it has a brief: the facade adds them once it has answered. */
+void pipe_add_signals(const struct pipe_job *j, struct cJSON *obj);
 /* What the finished job adds to the statistics (stats.h); 0 or BD_ENOMEM. */
 int pipe_stats(const struct pipe_job *j, int succeeded, struct stats_delta *out);
 

@@ -158,7 +158,7 @@ static void finish_job(struct wjob *j, const char *status)
 {
     struct stats_delta delta;
     struct store_result r;
-    cJSON *out = pipe_out_json(&j->pj, status);
+    cJSON *out = pipe_out_json(&j->pj, status, 1);
     char *text = out ? job_text(j, status, out) : NULL;
     char msg_id[40];
     int rc;

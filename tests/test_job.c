@@ -287,6 +287,19 @@ static void test_ids(void)
     CHECK(!job_id_valid(NULL));
     CHECK(!job_id_valid("job_81M899CZYDCP5YQKTPHM9B7QDZ")); /* more than 48 bits of time */
     CHECK(job_id_ms(a) == 1764072000123LL);
+    {
+        /* the random part comes from a pool that getrandom refills every 32 ids: 100 ids of
+         * one millisecond, across three refills, all valid and all different */
+        static char many[100][JOB_ID_LEN + 1];
+        int dup = 0;
+        for (int i = 0; i < 100; i++) {
+            job_new_id(many[i], 1764072000125LL);
+            CHECK(job_id_valid(many[i]));
+            for (int k = 0; k < i; k++)
+                dup += strcmp(many[i], many[k]) == 0;
+        }
+        CHECK(dup == 0);
+    }
 }
 
 /* A queued job's id encodes its first entry: both ways, and nothing else decodes. */

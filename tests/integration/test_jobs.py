@@ -285,6 +285,15 @@ class Facade(Stack):
                          + job["usage"]["refine"]["prompt_tokens"])
         self.assertEqual(u["total_tokens"], u["prompt_tokens"] + u["completion_tokens"])
         self.assertEqual(r["briefd"]["cost_usd"], job["cost_usd"])
+        self.assert_signals(job)
+
+    def assert_signals(self, job):
+        # the record's signals are added after the answer went out: still there
+        sig = job["signals"]
+        self.assertGreater(sig["words"], 0)
+        self.assertIs(sig["over_max_words"], False)
+        self.assertIsInstance(sig["unsupported_numbers"], list)
+        self.assertIs(sig["logprobs"]["present"], True)
 
     def test_stream(self):
         body = {"model": "briefd-hybrid", "stream": True,
@@ -301,6 +310,7 @@ class Facade(Stack):
         self.assertIn("Revenue grew", text)
         self.assertEqual(chunks[-2]["choices"][0]["finish_reason"], "stop")
         self.assertGreater(chunks[-1]["usage"]["total_tokens"], 0)
+        self.assert_signals(self.briefd.get("/v1/jobs/" + h["x-briefd-job-id"])[1])
 
     def test_errors(self):
         st, r, _ = self.briefd.request("POST", "/v1/chat/completions",
