@@ -13,6 +13,7 @@
 #include "config.h"
 #include "dash.h"
 #include "facade.h"
+#include "handoff.h"
 #include "jscan.h"
 #include "hash.h"
 #include "http.h"
@@ -1175,7 +1176,8 @@ static void enqueue(struct api *api, struct http_req *req, struct job_req *jr, d
         uv_timer_start(&c->timer, on_wait_timer, (uint64_t)(wait * 1000.0), 0);
     }
     rctx_sent(c, store_submit(api->svc->store, &s, on_submitted, c));
-    free(req_text);
+    /* parsed, for this process's worker: the entry comes back in a later turn of the loop */
+    handoff_put(api->svc->handoff, req_text, jr); /* takes req_text */
 }
 
 /* --- the facade's direct runs --- */

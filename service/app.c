@@ -14,6 +14,7 @@
 #include "bderr.h"
 #include "config.h"
 #include "curlm.h"
+#include "handoff.h"
 #include "hook.h"
 #include "http.h"
 #include "job.h"
@@ -292,6 +293,8 @@ static int app_start(struct app *a)
     rc = open_store(a);
     if (rc == 0)
         rc = open_clients(a);
+    if (rc == 0 && a->role != ROLE_API) /* this process's worker reads what its API queues */
+        rc = handoff_new(&a->svc.handoff);
     if (rc == 0)
         rc = api_new(&a->svc, &a->api);
     if (rc == 0 && (a->role != ROLE_WORKER || a->listen))
@@ -336,6 +339,7 @@ int app_run(const char *cfg_path, enum app_role role, const char *listen)
         app_shutdown(&a); /* close what was opened, then leave */
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);
+    handoff_free(a.svc.handoff);
     curl_global_cleanup();
     config_unref(a.svc.cfg);
     if (rc == 0)

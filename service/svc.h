@@ -15,6 +15,7 @@
 
 struct bd_config;
 struct cfg_err;
+struct handoff;
 struct hook_client;
 struct mc_ctx;
 struct pipeline;
@@ -29,6 +30,8 @@ struct svc {
     struct hook_client *hooks;      /* webhook POSTs */
     struct pipeline *pipe;          /* draft -> route -> refine, breakers, guard figures */
     struct shadow *shadow;          /* shadow judging of finished jobs (shadow.h) */
+    struct handoff *handoff;        /* role all: the requests the API queued, parsed, for
+                                       this process's worker (handoff.h); else NULL */
     const char *instance;           /* this process: "host-pid-rand" (its consumer name) */
     int stopping;                   /* shutdown has begun: refuse new work, not ready */
     /* Re-read the config file, validate all of it and swap it in. Returns 0, or -1 with err

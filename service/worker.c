@@ -9,6 +9,7 @@
 #include "bderr.h"
 #include "clock.h"
 #include "config.h"
+#include "handoff.h"
 #include "jsonx.h"
 #include "list.h"
 #include "log.h"
@@ -292,6 +293,7 @@ static void on_text(struct pipe_job *pj, const char *text, size_t len)
 static void start_job(struct worker *w, const struct store_entry *e)
 {
     struct wjob *j;
+    size_t len;
     if (!job_id_valid(e->id)) {
         store_discard(w->svc->store, e); /* not ours: ack it away so it never blocks the group */
         return;
@@ -310,7 +312,9 @@ static void start_job(struct worker *w, const struct store_entry *e)
     j->pj.queue_ms = (double)(clock_wall_ms() - e->created_ms);
     if (j->pj.queue_ms < 0)
         j->pj.queue_ms = 0;
-    if (job_req_from_json(j->req_text, strlen(j->req_text), &j->req) != 0) {
+    len = strlen(j->req_text);
+    if (handoff_take(w->svc->handoff, j->req_text, len, &j->req) != 0 &&
+        job_req_from_json(j->req_text, len, &j->req) != 0) {
         j->pj.error = cJSON_CreateObject();
         cJSON_AddStringToObject(j->pj.error, "code", "corrupt_job");
         cJSON_AddStringToObject(j->pj.error, "message", "the stored request could not be read");
