@@ -205,10 +205,14 @@ static const char GET_LUA[] =
  * added to the tenant's spend today. */
 static const char FINISH_LUA[] =
     "local group, chan, n = ARGV[1], ARGV[2], tonumber(ARGV[3])\n"
-    "for i = 0, n - 1 do\n"
-    "  if redis.call('EXISTS', KEYS[7 + i * 6]) == 0 then\n"
-    "    return redis.error_reply('ERR finish: the record of ' .. ARGV[10 + i * 10] .."
+    "local recs = {}\n"
+    "for i = 0, n - 1 do recs[i + 1] = KEYS[7 + i * 6] end\n"
+    "if redis.call('EXISTS', unpack(recs)) ~= n then\n" /* one call for the batch */
+    "  for i = 0, n - 1 do\n"
+    "    if redis.call('EXISTS', KEYS[7 + i * 6]) == 0 then\n"
+    "      return redis.error_reply('ERR finish: the record of ' .. ARGV[10 + i * 10] .."
     " ' is missing (not written or expired); nothing was stored')\n"
+    "    end\n"
     "  end\n"
     "end\n"
     "local res, dels, deltas, events = {}, {{}, {}, {}}, {}, {ARGV[4]}\n"
