@@ -28,6 +28,45 @@ static cJSON *resp_base(const struct completion *c, const char *object)
     return o;
 }
 
+/* A logprob as JSON: the simulator's are multiples of 1/10000 at most 0 (text_logprobs), so
+ * "-I.FFFF" (trailing zeros cut) is the shortest text that reads back as the same double
+ * (n / 10000 correctly rounded, as text_logprobs made it); anything else by jsonx_number.
+ * Returns the length written into buf (32 bytes). */
+static size_t logprob_text(double v, char *buf)
+{
+    long long n;
+    char *p = buf;
+    if (!(v <= 0 && v > -1e9)) {
+        jsonx_number(v, buf, 32);
+        return strlen(buf);
+    }
+    n = llround(-v * 10000.0);
+    if ((double)-n / 10000.0 != v) {
+        jsonx_number(v, buf, 32);
+        return strlen(buf);
+    }
+    if (n == 0) {
+        buf[0] = '0';
+        return 1;
+    }
+    *p++ = '-';
+    p += jsonx_int(n / 10000, p);
+    if (n % 10000) {
+        int fp = (int)(n % 10000), k = 4;
+        while (fp % 10 == 0) {
+            fp /= 10;
+            k--;
+        }
+        *p++ = '.';
+        for (int i = k - 1; i >= 0; i--, fp /= 10)
+            p[i] = (char)('0' + fp % 10);
+        p += k;
+    }
+    return (size_t)(p - buf);
+}
+
+#define LIT(s) s, sizeof(s) - 1
+
 /* {"content": [...]} for tokens [a, b), written as text (a reply carries one entry a token:
  * a cJSON tree of them cost the simulator more than the model's work). NULL on OOM. */
 static cJSON *logprobs_json(const struct completion *c, size_t a, size_t b)
@@ -39,21 +78,24 @@ static cJSON *logprobs_json(const struct completion *c, size_t a, size_t b)
     char *text;
     size_t n;
 
-    sbuf_adds(&s, "{\"content\":[");
+    sbuf_room(&s, 16 + (b - a) * 80); /* one allocation for the usual token */
+    sbuf_add(&s, LIT("{\"content\":["));
     for (size_t i = a; i < b; i++) {
         n = x->tok[i + 1] - x->tok[i];
         if (n >= sizeof tok)
             n = sizeof tok - 1;
         memcpy(tok, x->content + x->tok[i], n);
         tok[n] = '\0';
-        jsonx_number(x->lp[i], num, sizeof num);
-        sbuf_adds(&s, i > a ? ",{\"token\":" : "{\"token\":");
+        if (i > a)
+            sbuf_add(&s, LIT(",{\"token\":"));
+        else
+            sbuf_add(&s, LIT("{\"token\":"));
         jsonx_write_string(&s, tok);
-        sbuf_adds(&s, ",\"logprob\":");
-        sbuf_adds(&s, num);
-        sbuf_adds(&s, ",\"bytes\":null,\"top_logprobs\":[]}");
+        sbuf_add(&s, LIT(",\"logprob\":"));
+        sbuf_add(&s, num, logprob_text(x->lp[i], num));
+        sbuf_add(&s, LIT(",\"bytes\":null,\"top_logprobs\":[]}"));
     }
-    sbuf_adds(&s, "]}");
+    sbuf_add(&s, LIT("]}"));
     text = sbuf_take(&s);
     if (text)
         raw = cJSON_CreateRaw(text);
