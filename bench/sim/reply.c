@@ -35,13 +35,9 @@ static cJSON *resp_base(const struct completion *c, const char *object)
 static size_t logprob_text(double v, char *buf)
 {
     long long n;
-    char *p = buf;
-    if (!(v <= 0 && v > -1e9)) {
-        jsonx_number(v, buf, 32);
-        return strlen(buf);
-    }
-    n = llround(-v * 10000.0);
-    if ((double)-n / 10000.0 != v) {
+    char *p = buf, tmp[24], *q = tmp + sizeof(tmp);
+    int fp, k = 4;
+    if (!(v <= 0 && v > -1e9) || (double)-(n = (long long)(-v * 10000.0 + 0.5)) / 10000.0 != v) {
         jsonx_number(v, buf, 32);
         return strlen(buf);
     }
@@ -50,13 +46,13 @@ static size_t logprob_text(double v, char *buf)
         return 1;
     }
     *p++ = '-';
-    p += jsonx_int(n / 10000, p);
-    if (n % 10000) {
-        int fp = (int)(n % 10000), k = 4;
-        while (fp % 10 == 0) {
+    for (long long ip = n / 10000; ip > 0 || q == tmp + sizeof(tmp); ip /= 10)
+        *--q = (char)('0' + ip % 10);
+    memcpy(p, q, (size_t)(tmp + sizeof(tmp) - q));
+    p += tmp + sizeof(tmp) - q;
+    if ((fp = (int)(n % 10000)) != 0) {
+        for (; fp % 10 == 0; k--)
             fp /= 10;
-            k--;
-        }
         *p++ = '.';
         for (int i = k - 1; i >= 0; i--, fp /= 10)
             p[i] = (char)('0' + fp % 10);
@@ -81,19 +77,36 @@ static cJSON *logprobs_json(const struct completion *c, size_t a, size_t b)
     sbuf_room(&s, 16 + (b - a) * 80); /* one allocation for the usual token */
     sbuf_add(&s, LIT("{\"content\":["));
     for (size_t i = a; i < b; i++) {
+        char *w = sbuf_room(&s, 128), *p;
+        int plain = 1;
         n = x->tok[i + 1] - x->tok[i];
         if (n >= sizeof tok)
             n = sizeof tok - 1;
         memcpy(tok, x->content + x->tok[i], n);
         tok[n] = '\0';
+        for (size_t k = 0; k < n; k++)
+            plain &= (unsigned char)tok[k] >= 0x20 && tok[k] != '"' && tok[k] != '\\';
+        if (!w || !plain) { /* a token JSON must escape: the general writer */
+            sbuf_add(&s, i > a ? ",{\"token\":" : "{\"token\":", i > a ? 10 : 9);
+            jsonx_write_string(&s, tok);
+            sbuf_add(&s, LIT(",\"logprob\":"));
+            sbuf_add(&s, num, logprob_text(x->lp[i], num));
+            sbuf_add(&s, LIT(",\"bytes\":null,\"top_logprobs\":[]}"));
+            continue;
+        }
+        p = w; /* 128 bytes: 1 + 10 + 15 + 12 + 32 + 32 at most */
         if (i > a)
-            sbuf_add(&s, LIT(",{\"token\":"));
-        else
-            sbuf_add(&s, LIT("{\"token\":"));
-        jsonx_write_string(&s, tok);
-        sbuf_add(&s, LIT(",\"logprob\":"));
-        sbuf_add(&s, num, logprob_text(x->lp[i], num));
-        sbuf_add(&s, LIT(",\"bytes\":null,\"top_logprobs\":[]}"));
+            *p++ = ',';
+        memcpy(p, "{\"token\":\"", 10);
+        memcpy(p + 10, tok, n);
+        p += 10 + n;
+        memcpy(p, "\",\"logprob\":", 12);
+        p += 12;
+        p += logprob_text(x->lp[i], p);
+        memcpy(p, ",\"bytes\":null,\"top_logprobs\":[]}", 32);
+        p += 32;
+        s.len += (size_t)(p - w);
+        s.p[s.len] = '\0';
     }
     sbuf_add(&s, LIT("]}"));
     text = sbuf_take(&s);
