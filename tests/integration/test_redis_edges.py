@@ -2,7 +2,8 @@
 change what is bound at start-up is refused and the running config stays; a Redis that
 refuses the password or the database keeps briefd not ready, with Redis's words in /readyz and
 a bounded number of log lines; a Redis out of memory is reported as what Redis said, not as
-"unreachable"; limits.idempotency_ttl_s may not outlive workers.result_ttl_s."""
+"unreachable"; limits.idempotency_ttl_s may not outlive workers.result_ttl_s; the finish script
+on its own: a batch with a record missing writes nothing."""
 import json
 import os
 import socket
@@ -340,6 +341,86 @@ class FinishEvents(unittest.TestCase):
             self.assertEqual(done["status"], "succeeded")
         finally:
             log.close()
+
+
+def finish_script():
+    """FINISH_LUA as Redis runs it: read from service/store.c (the C string literal)."""
+    import re
+    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "service",
+                       "store.c")
+    with open(src) as f:
+        text = f.read()
+    body = re.search(r"static const char FINISH_LUA\[\] =\n(.*?);\n", text, re.S).group(1)
+    body = re.sub(r"/\*.*?\*/", "", body, flags=re.S)
+    parts = re.findall(r'"((?:[^"\\]|\\.)*)"', body)
+    return "".join(parts).encode().decode("unicode_escape")
+
+
+class FinishScript(unittest.TestCase):
+    """The finish script on its own, against a real Redis: a batch whose records were all
+    written stores every job (each record renamed into place, each entry acked, the deltas
+    queued); a batch with one record missing fails whole, naming that job, and writes
+    nothing - not even for the jobs whose records are there."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmpdir = tempfile.TemporaryDirectory(prefix="briefd-it-")
+        cls.redis = Redis(cls.tmpdir.name).start()
+        cls.lua = finish_script()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.redis.stop()
+        cls.tmpdir.cleanup()
+
+    def batch(self, n, prefix):
+        """KEYS and ARGV of a batch of n jobs, each delivered from q:normal (group g)."""
+        r = self.redis
+        q = prefix + "q:normal"
+        r.cmd("XGROUP", "CREATE", q, "g", "$", "MKSTREAM")
+        entries = [r.cmd("XADD", q, "*", "r", "{}") for _ in range(n)]
+        r.cmd("XREADGROUP", "GROUP", "g", "c", "COUNT", str(n), "STREAMS", q, ">")
+        keys = [prefix + "q:low", q, prefix + "q:high", prefix + "pend"]
+        args = ["g", prefix + "events", str(n), "origin"]
+        for i, e in enumerate(entries):
+            e = e.decode() if isinstance(e, bytes) else e
+            keys += [prefix + "job:%d" % i, prefix + "jobx:%d" % i, prefix + "fin:%d" % i,
+                     prefix + "spend", prefix + "resv", prefix + "exp"]
+            args += ["1", e, "0", "succeeded", "delta%d" % i, "job_%d" % i, "0", "0", "", ""]
+        keys += [prefix + "wh:q", prefix + "wh:due"]
+        return keys, args
+
+    def run_script(self, keys, args):
+        try:
+            return self.redis.cmd("EVAL", self.lua, str(len(keys)), *(keys + args))
+        except Exception as e:  # an error reply
+            return e
+
+    def test_all_records_written(self):
+        keys, args = self.batch(3, "a:")
+        for i in range(3):
+            self.redis.cmd("SET", "a:fin:%d" % i, "record %d" % i)
+        self.assertEqual(self.run_script(keys, args), [1, 1, 1])
+        for i in range(3):
+            self.assertEqual(self.redis.cmd("GET", "a:job:%d" % i), "record %d" % i)
+            self.assertEqual(self.redis.cmd("EXISTS", "a:fin:%d" % i), 0)
+        self.assertEqual(self.redis.cmd("LRANGE", "a:pend", "0", "-1"),
+                         ["delta0", "delta1", "delta2"])
+        self.assertEqual(self.redis.cmd("XPENDING", "a:q:normal", "g")[0], 0)
+        self.assertEqual(self.redis.cmd("XLEN", "a:q:normal"), 0)
+
+    def test_a_missing_record_stores_nothing(self):
+        keys, args = self.batch(3, "b:")
+        self.redis.cmd("SET", "b:fin:0", "record 0")
+        self.redis.cmd("SET", "b:fin:2", "record 2")   # job_1's record is missing
+        err = self.run_script(keys, args)
+        self.assertIsInstance(err, Exception)
+        self.assertIn("the record of job_1 is missing", str(err))
+        for i in range(3):
+            self.assertEqual(self.redis.cmd("EXISTS", "b:job:%d" % i), 0)
+        self.assertEqual(self.redis.cmd("EXISTS", "b:fin:0"), 1)
+        self.assertEqual(self.redis.cmd("EXISTS", "b:pend"), 0)
+        self.assertEqual(self.redis.cmd("XPENDING", "b:q:normal", "g")[0], 3)  # none acked
 
 
 class IdempotencyTtl(unittest.TestCase):
