@@ -8,6 +8,7 @@ with a generated config, all over real sockets. Binaries come from the environme
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -81,20 +82,47 @@ def _tail(path, n=4000):
 
 class Redis:
     def __init__(self, tmp, appendonly=False, port=None):
-        self.port = port or free_port()
-        self.dir = os.path.join(tmp, "redis-%d" % self.port)
-        os.makedirs(self.dir, exist_ok=True)
-        self.log = os.path.join(self.dir, "redis.log")
+        self.tmp = tmp
+        self.fixed_port = port is not None    # a restart on the port it had
         self.appendonly = appendonly
         self.proc = None
+        self._place(port or free_port())
+
+    def _place(self, port):
+        self.port = port
+        self.dir = os.path.join(self.tmp, "redis-%d" % self.port)
+        os.makedirs(self.dir, exist_ok=True)
+        self.log = os.path.join(self.dir, "redis.log")
+
+    def _ours(self):
+        """Whether the Redis answering on the port is the process we started."""
+        try:
+            info = self.cmd("INFO", "server")
+        except Exception:  # another server, or one that wants a password
+            return False
+        m = re.search(r"process_id:(\d+)", info or "")
+        return m is not None and int(m.group(1)) == self.proc.pid
 
     def start(self):
-        args = [REDIS, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
-                "--save", "", "--appendonly", "yes" if self.appendonly else "no",
-                "--appendfsync", "always", "--logfile", self.log]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_port(self.port, proc=self.proc, log=self.log)
-        return self
+        # Tests run in parallel: another process may take the port between free_port() and
+        # redis-server's bind. Ours then exits, and the port answers all the same - with
+        # another test's Redis, whose keys (the prefix is derived from the port) it would
+        # share. So the answering server must be ours; if not, another port.
+        for _ in range(5):
+            args = [REDIS, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
+                    "--save", "", "--appendonly", "yes" if self.appendonly else "no",
+                    "--appendfsync", "always", "--logfile", self.log]
+            self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.DEVNULL)
+            wait_port(self.port, proc=self.proc, log=self.log)
+            if self._ours():
+                return self
+            self.proc.kill()
+            self.proc.wait(10)
+            if self.fixed_port:
+                raise RuntimeError("port %d is held by another process" % self.port)
+            self._place(free_port())
+        raise RuntimeError("redis-server found no free port")
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
