@@ -14,15 +14,20 @@
 #define MC_MAX_BACKOFF_MS 10000u     /* cap on one backoff delay */
 #define MC_MAX_RETRY_AFTER_S 120.0   /* cap on an honoured Retry-After */
 
+#define MC_EASY_POOL 64            /* easy handles kept for the next attempts */
+
 struct mc_ctx {
     uv_loop_t *loop;
     struct curlm *engine;
     struct list_node calls;     /* started, not yet called back */
     unsigned rng;
+    CURL *pool[MC_EASY_POOL];   /* finished attempts' handles, reset (curl_easy_reset) */
+    unsigned npool;
 };
 
 struct mc_attempt {
     struct curlm_xfer xfer;     /* xfer.data = the attempt, xfer.easy = the CURL * */
+    struct mc_ctx *ctx;
     struct mc_call *call;
     CURL *easy;
     struct curl_slist *hdrs;
@@ -178,8 +183,13 @@ static void attempt_free(struct mc_attempt *a)
 {
     if (!a)
         return;
-    if (a->easy)
+    if (a->easy && a->ctx->npool < MC_EASY_POOL) {
+        /* reused: libcurl's advice (its allocations and settings are not made again) */
+        curl_easy_reset(a->easy);
+        a->ctx->pool[a->ctx->npool++] = a->easy;
+    } else if (a->easy) {
         curl_easy_cleanup(a->easy);
+    }
     headers_free(a->hdrs);
     if (a->sse_used)
         oai_sse_free(&a->sse);
@@ -240,9 +250,10 @@ static int attempt_start(struct mc_call *call)
             return BD_EDEADLINE;
         }
     }
+    a->ctx = ctx;
     a->call = call;
     a->ttft_ms = -1;
-    a->easy = curl_easy_init();
+    a->easy = ctx->npool ? ctx->pool[--ctx->npool] : curl_easy_init();
     if (!a->easy)
         goto fail;
     a->plain = !call->stream || call->raw;
@@ -534,5 +545,7 @@ void mc_ctx_close(struct mc_ctx *ctx)
     struct list_node *first;
     while ((first = list_first(&ctx->calls)) != NULL)
         mc_call_cancel(LIST_ENTRY(first, struct mc_call, node));
+    while (ctx->npool)
+        curl_easy_cleanup(ctx->pool[--ctx->npool]);
     free(ctx);
 }
