@@ -12,7 +12,10 @@ facade request is one upstream call like the gateway's). Then, with wrk (Debian)
      direct, Portkey, briefd's facade (POST /v1/chat/completions), briefd's job path
      (POST /v1/jobs?wait=10, through Redis); "added p50" is a path's p50 minus the upstream's;
      the upstream is also measured with the request briefd's draft sends (logprobs asked:
-     a ~12 KB answer), to show what of briefd's p50 is the upstream's own extra work;
+     a ~12 KB answer), to show what of briefd's p50 is the upstream's own extra work; and,
+     when nginx is installed (Debian's nginx-light; not installed by the benchmark), nginx
+     as a bare keep-alive reverse proxy: what one more hop costs on this machine, with no
+     work but forwarding - the floor under any gateway's added p50;
   2. Redis over the job path's 32-connection run: commands per job (INFO commandstats,
      commands run inside scripts included), Redis's own CPU per job (INFO cpu: the server's
      user and system time, network included - the real cost), and commandstats' usec per job
@@ -118,6 +121,38 @@ def start_portkey(tmp, port):
     return proc
 
 
+NGINX_NAME = "nginx, a bare reverse proxy (reference)"
+
+
+def start_nginx(tmp, port, upstream_port):
+    """nginx (Debian's nginx-light, when installed) as a plain keep-alive reverse proxy to the
+    upstream: what one more hop costs on this machine, with no work but forwarding. None
+    without nginx (the row is then left out; the benchmark does not install it: Debian's
+    package starts a system nginx on port 80)."""
+    exe = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx")
+                                    else None)
+    if not exe:
+        print("nginx not installed (apt-get install nginx-light): its reference row is left "
+              "out", flush=True)
+        return None
+    d = os.path.join(tmp, "nginx")
+    os.makedirs(os.path.join(d, "logs"), exist_ok=True)
+    conf = os.path.join(d, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write("worker_processes 1; master_process off; daemon off; pid %s/nginx.pid;\n"
+                "error_log %s/error.log;\nevents { worker_connections 1024; }\n"
+                "http { access_log off; client_body_buffer_size 64k;\n"
+                "  upstream up { server 127.0.0.1:%d; keepalive 64; }\n"
+                "  server { listen 127.0.0.1:%d; location / { proxy_pass http://up;\n"
+                "    proxy_http_version 1.1; proxy_set_header Connection \"\"; } } }\n"
+                % (d, d, upstream_port, port))
+    proc = subprocess.Popen([exe, "-p", d, "-c", conf], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.STDOUT)
+    import harness
+    harness.wait_port(port, timeout=15, proc=proc)
+    return proc
+
+
 def median_of(rounds, fn):
     res = [fn() for _ in range(rounds)]
     return [statistics.median(x[i] for x in res) for i in range(len(res[0]))]
@@ -163,6 +198,8 @@ def main():
         sim = harness.Sim(tmp, "zero", ("--quiet",)).start()
         pk_port = harness.free_port()
         portkey = start_portkey(tmp, pk_port)
+        ngx_port = harness.free_port()
+        nginx = start_nginx(tmp, ngx_port, sim.port)
         cfg = harness.base_config(redis, sim, workers={"concurrency": 64},
                                   routing={"policies": [], "guards": {"max_refine_rate": None}})
         b = harness.Briefd(tmp, cfg).start()
@@ -185,6 +222,9 @@ def main():
                 ("briefd job path", "http://127.0.0.1:%d/v1/jobs?wait=10" % b.port,
                  {"text": DOC}, json_h),
             ]
+            if nginx:
+                paths.insert(3, (NGINX_NAME, "http://127.0.0.1:%d/v1/chat/completions" % ngx_port,
+                                 chat, json_h))
             for name, url, body, hdrs in paths:
                 wrk(url, 8, 2, body, hdrs)  # warm up
             # rounds interleave the paths (a round measures each path once, 1 connection then
@@ -235,6 +275,9 @@ def main():
             b.stop()
             portkey.terminate()
             portkey.wait(10)
+            if nginx:
+                nginx.terminate()
+                nginx.wait(10)
         scaling = []
         if not a.quick:
             scaling = run_scaling(harness, tmp, redis, sim, a)
@@ -384,6 +427,14 @@ def write_results(rows, notes, scaling, a, figures):
         p50, rps, _ = rows[name]
         lines.append("- %s vs Portkey: added p50 %.2f× lower, %.1f× the requests/s" % (
             name, (pk[0] - up) / max(p50 - up, 1e-6), rps / pk[1]))
+    if NGINX_NAME in rows:
+        ng = rows[NGINX_NAME][0] - up
+        lines.append("- one more hop, with no work but forwarding (nginx), adds %.3f ms here: "
+                     "1/10 of Portkey's added p50 (%.3f ms) leaves %.3f ms above that for "
+                     "briefd's own work, where it spends %.3f ms (facade) and %.3f ms (job "
+                     "path)" % (ng, (pk[0] - up) / 10, (pk[0] - up) / 10 - ng,
+                                rows["briefd facade"][0] - up - ng,
+                                rows["briefd job path"][0] - up - ng))
     if "upstream direct, with logprobs" in rows:
         lp = rows["upstream direct, with logprobs"]
         lines.append("- the added p50 above is counted from the plain request (the one Portkey "
