@@ -73,7 +73,9 @@ struct store {
     int flushing, recovering;
     struct list_node finishes;  /* queued finish items, oldest first */
     size_t n_finishes;
-    int finishing;              /* a finish batch is in flight */
+    int finishing;              /* a finish batch is in flight ... */
+    size_t finishing_n;         /* ... of this many items (the first on the queue) */
+    struct list_node held_gets; /* store_get of a job whose finish waits behind that batch */
     struct list_node transitions;
     int transiting;
     /* queue depth estimate for the bound check (store_submit) */
@@ -1005,6 +1007,7 @@ int store_open(uv_loop_t *loop, const struct store_opts *o, store_state_cb cb, v
     s->state_cb = cb;
     s->state_data = data;
     list_init(&s->finishes);
+    list_init(&s->held_gets);
     list_init(&s->transitions);
     rc = copy_opts(s, o);
     if (rc == 0)
@@ -1462,6 +1465,7 @@ cJSON *store_job_object(const char *id, const char *status, int64_t created_ms, 
 /* --- get ------------------------------------------------------------------------------------ */
 
 struct get_op {
+    struct list_node node;      /* s->held_gets, while held */
     struct store *s;
     store_job_cb cb;
     void *data;
@@ -1642,6 +1646,8 @@ static int send_get(struct get_op *g)
     return rc;
 }
 
+static int finish_waiting(const struct store *s, const char *id);
+
 int store_get(struct store *s, const char *id, store_job_cb cb, void *data)
 {
     struct get_op *g = calloc(1, sizeof(*g));
@@ -1651,7 +1657,14 @@ int store_get(struct store *s, const char *id, store_job_cb cb, void *data)
     g->s = s;
     g->cb = cb;
     g->data = data;
+    list_init(&g->node);
     snprintf(g->id, sizeof(g->id), "%s", id);
+    if (finish_waiting(s, id)) {
+        /* read your writes: a job this process finished (the facade's, answered before its
+         * record is stored) is read after its record, not before */
+        list_push_back(&s->held_gets, &g->node);
+        return 0;
+    }
     rc = send_get(g);
     if (rc != 0)
         get_op_free(g);
@@ -1945,6 +1958,42 @@ struct batch_op {
     struct batch_item *items[BATCH_MAX];
 };
 
+/* Whether id's finish is queued but not yet sent: behind the batch in flight (the items of
+ * which are the first finishing_n on the queue). A read sent now would overtake it. */
+static int finish_waiting(const struct store *s, const char *id)
+{
+    const struct list_node *it;
+    size_t i = 0;
+    if (!s->finishing)
+        return 0; /* nothing in flight: a queued finish goes out before anything else */
+    for (it = s->finishes.next; it != &s->finishes; it = it->next, i++) {
+        if (i >= s->finishing_n &&
+            strcmp(LIST_ENTRY(it, const struct batch_item, node)->id, id) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* After a finish batch was answered (and the next one sent): the held reads whose finish
+ * went out follow it on the same connection, so they see its record (fail: the store is
+ * closing, they fail). */
+static void release_gets(struct store *s, int fail)
+{
+    struct list_node *it, *tmp;
+    LIST_FOR_EACH_SAFE(it, tmp, &s->held_gets) {
+        struct get_op *g = LIST_ENTRY(it, struct get_op, node);
+        int rc;
+        if (!fail && finish_waiting(s, g->id))
+            continue;
+        list_unlink(&g->node);
+        rc = fail ? BD_ESHUTDOWN : send_get(g);
+        if (rc != 0) {
+            g->cb(g->data, rc, NULL);
+            get_op_free(g);
+        }
+    }
+}
+
 static void item_free(struct batch_item *it)
 {
     list_unlink(&it->node);
@@ -2059,10 +2108,12 @@ static void on_batch(struct rds *r, struct rds_reply *x, void *data)
     int st = reply_status(s, x, kind == ITEM_FINISH ? RDS_ARRAY : RDS_INTEGER);
     int resend = st == BD_EREDIS_DOWN && kind == ITEM_FINISH && !s->closing;
     (void)r;
-    if (kind == ITEM_FINISH)
+    if (kind == ITEM_FINISH) {
         s->finishing = 0;
-    else
+        s->finishing_n = 0;
+    } else {
         s->transiting = 0;
+    }
     for (size_t i = 0; i < b->n && !resend; i++) {
         struct batch_item *it = b->items[i];
         if (kind == ITEM_FINISH) {
@@ -2078,6 +2129,8 @@ static void on_batch(struct rds *r, struct rds_reply *x, void *data)
     free(b);
     if (!resend)
         send_batch(s, kind);
+    if (kind == ITEM_FINISH)
+        release_gets(s, 0); /* with Redis down (resend), they fail like any read */
     if (s->closing)
         close_step(s);
 }
@@ -2220,6 +2273,8 @@ static void send_batch(struct store *s, enum item_kind kind)
         return; /* retried on the next tick or reconnect */
     }
     *busy = 1;
+    if (kind == ITEM_FINISH)
+        s->finishing_n = b->n;
 }
 
 static void kick_finishes(struct store *s) { send_batch(s, ITEM_FINISH); }
@@ -3887,6 +3942,7 @@ static void close_connections(struct store *s)
     s->close_phase = 3;
     fail_queue(s, ITEM_FINISH);
     fail_queue(s, ITEM_TRANSITION);
+    release_gets(s, 1);
     s->pending_closes = 2; /* this function's own + the tick handle */
     for (int i = 0; i < 4; i++) {
         if (conns[i]) {

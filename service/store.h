@@ -201,7 +201,9 @@ int store_submit(struct store *s, const struct store_submit *sub, store_submit_c
                  void *data);
 
 /* The job object (docs/API.md shape); cb owns job. status BD_ENOTFOUND when the job does not
- * exist, < 0 on Redis failure (job NULL). */
+ * exist, < 0 on Redis failure (job NULL). Reads this process's writes: a job whose finish
+ * is queued here behind a batch in flight is read once its finish has gone out (the read
+ * follows it on the same connection); BD_ESHUTDOWN if the store closes first. */
 typedef void (*store_job_cb)(void *data, int status, struct cJSON *job);
 int store_get(struct store *s, const char *id, store_job_cb cb, void *data);
 /* Build the job object from its parts (pure; exposed for tests): meta is a JSON object as

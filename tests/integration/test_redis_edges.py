@@ -3,7 +3,8 @@ change what is bound at start-up is refused and the running config stays; a Redi
 refuses the password or the database keeps briefd not ready, with Redis's words in /readyz and
 a bounded number of log lines; a Redis out of memory is reported as what Redis said, not as
 "unreachable"; limits.idempotency_ttl_s may not outlive workers.result_ttl_s; the finish script
-on its own: a batch with a record missing writes nothing."""
+on its own: a batch with a record missing writes nothing; a facade job read right after its
+answer, while its record waits behind another finish batch, is read after the record."""
 import json
 import os
 import socket
@@ -421,6 +422,36 @@ class FinishScript(unittest.TestCase):
         self.assertEqual(self.redis.cmd("EXISTS", "b:fin:0"), 1)
         self.assertEqual(self.redis.cmd("EXISTS", "b:pend"), 0)
         self.assertEqual(self.redis.cmd("XPENDING", "b:q:normal", "g")[0], 3)  # none acked
+
+
+class FacadeReadAfterAnswer(Stack):
+    """The facade answers before its record is stored (the record goes out in the next finish
+    batch). A GET of that job, sent to the same process right after the answer, must see the
+    record also when the record waits behind a batch Redis has not answered yet: the read is
+    held until the record has gone out ahead of it on the same connection."""
+    config_over = {"routing": {"policies": [], "guards": {"max_refine_rate": None}}}
+
+    def chat(self, text):
+        st, r, _ = self.briefd.request("POST", "/v1/chat/completions", {
+            "model": "briefd-hybrid", "messages": [{"role": "user", "content": text}]})
+        self.assertEqual(st, 200, r)
+        return r["briefd"]["job_id"]
+
+    def test_get_waits_for_the_record_behind_a_batch_in_flight(self):
+        warm = self.chat(TEXT)
+        wait_for(lambda: self.briefd.get("/v1/jobs/" + warm)[0] == 200, 10, "the first record")
+        # Redis holds every write for 1.5 s: the first run's finish batch is sent and waits in
+        # Redis; the second run's record queues behind it, in this process
+        self.redis.cmd("CLIENT", "PAUSE", "1500", "WRITE")
+        t0 = time.time()
+        first = self.chat(TEXT + " First.")
+        second = self.chat(TEXT + " Second.")
+        self.assertLess(time.time() - t0, 1.2, "the answers must come while Redis is paused")
+        for jid in (second, first):
+            st, job, _ = self.briefd.get("/v1/jobs/" + jid)
+            self.assertEqual(st, 200, (jid, job))
+            self.assertEqual(job["status"], "succeeded")
+            self.assertEqual(job["id"], jid)
 
 
 class IdempotencyTtl(unittest.TestCase):
