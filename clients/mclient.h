@@ -1,9 +1,10 @@
 /* mclient.h - model client: OpenAI-compatible Chat Completions on the shared transfer engine
  * (curlm.h: libcurl's multi interface driven by libuv). Connections are reused across calls
  * (the engine keeps the pool), and so are libcurl's easy handles (the context keeps up to
- * MC_EASY_POOL of them, each reset with curl_easy_reset before its next attempt). Each call has a per-attempt timeout; failed attempts are
- * retried with exponential backoff and full jitter, bounded by max_attempts and the call's
- * deadline; a 429's Retry-After is honoured when it fits before the deadline.
+ * MC_EASY_POOL of them, each reset with curl_easy_reset before its next attempt). Each call
+ * has a per-attempt timeout; failed attempts are retried with exponential backoff and full
+ * jitter, bounded by max_attempts and the call's deadline; a 429's Retry-After is honoured
+ * when it fits before the deadline.
  *
  * What is retried: connection failures, timeouts, 408, 429, 5xx, and 200s whose body is
  * not a valid completion (non-JSON, truncated, truncated stream). What is not: other 4xx

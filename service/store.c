@@ -73,11 +73,11 @@ struct store {
     int flushing, recovering;
     struct list_node finishes;  /* queued finish items, oldest first */
     size_t n_finishes;
-    int finishing;              /* a finish batch is in flight ... */
-    size_t finishing_n;         /* ... of this many items (the first on the queue) */
+    size_t finishing;           /* the finish batch in flight: its items (the first on the
+                                   queue), 0 when none is */
     struct list_node held_gets; /* store_get of a job whose finish waits behind that batch */
     struct list_node transitions;
-    int transiting;
+    size_t transiting;          /* the same for transitions */
     /* queue depth estimate for the bound check (store_submit) */
     long depth_est;
     uint64_t depth_at;
@@ -1959,7 +1959,7 @@ struct batch_op {
 };
 
 /* Whether id's finish is queued but not yet sent: behind the batch in flight (the items of
- * which are the first finishing_n on the queue). A read sent now would overtake it. */
+ * which are the first s->finishing on the queue). A read sent now would overtake it. */
 static int finish_waiting(const struct store *s, const char *id)
 {
     const struct list_node *it;
@@ -1967,7 +1967,7 @@ static int finish_waiting(const struct store *s, const char *id)
     if (!s->finishing)
         return 0; /* nothing in flight: a queued finish goes out before anything else */
     for (it = s->finishes.next; it != &s->finishes; it = it->next, i++) {
-        if (i >= s->finishing_n &&
+        if (i >= s->finishing &&
             strcmp(LIST_ENTRY(it, const struct batch_item, node)->id, id) == 0)
             return 1;
     }
@@ -2108,12 +2108,10 @@ static void on_batch(struct rds *r, struct rds_reply *x, void *data)
     int st = reply_status(s, x, kind == ITEM_FINISH ? RDS_ARRAY : RDS_INTEGER);
     int resend = st == BD_EREDIS_DOWN && kind == ITEM_FINISH && !s->closing;
     (void)r;
-    if (kind == ITEM_FINISH) {
+    if (kind == ITEM_FINISH)
         s->finishing = 0;
-        s->finishing_n = 0;
-    } else {
+    else
         s->transiting = 0;
-    }
     for (size_t i = 0; i < b->n && !resend; i++) {
         struct batch_item *it = b->items[i];
         if (kind == ITEM_FINISH) {
@@ -2255,7 +2253,7 @@ out:
 static void send_batch(struct store *s, enum item_kind kind)
 {
     struct list_node *q = queue_of(s, kind), *it;
-    int *busy = kind == ITEM_FINISH ? &s->finishing : &s->transiting;
+    size_t *busy = kind == ITEM_FINISH ? &s->finishing : &s->transiting;
     struct batch_op *b;
     int rc;
     if (*busy || list_empty(q) || !store_ready(s))
@@ -2272,9 +2270,7 @@ static void send_batch(struct store *s, enum item_kind kind)
         free(b);
         return; /* retried on the next tick or reconnect */
     }
-    *busy = 1;
-    if (kind == ITEM_FINISH)
-        s->finishing_n = b->n;
+    *busy = b->n;
 }
 
 static void kick_finishes(struct store *s) { send_batch(s, ITEM_FINISH); }
