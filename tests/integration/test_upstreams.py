@@ -5,6 +5,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -121,6 +123,73 @@ class UpstreamHeaders(Stack):
         self.assertEqual(rc, 0, (out, err))
         self.check_draft_request(self.latest(DRAFT))
         self.check_refine_request(self.latest(REFINE))
+
+
+class PooledConnections(Stack):
+    """The model client keeps a pooled connection's poll between transfers (clients/curlm.c):
+    a pool whose server went away must neither spin the loop nor hang the next calls."""
+    config_over = {"routing": {"policies": [], "guards": {"max_refine_rate": None}},
+                   "models": {"draft": {"timeout_ms": 3000, "max_attempts": 1}}}
+
+    def cpu_s(self):
+        with open("/proc/%d/stat" % self.briefd.proc.pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def facade_round(self, n):
+        """n facade requests at once: each answered 200, with the time the slowest took."""
+        body = {"model": "briefd-hybrid", "messages": [{"role": "user", "content": SHORT}]}
+        out = [None] * n
+
+        def one(i):
+            t0 = time.monotonic()
+            st, b, _ = self.briefd.request("POST", "/v1/chat/completions", body)
+            out[i] = (st, b, time.monotonic() - t0)
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        for st, b, _ in out:
+            self.assertEqual(st, 200, b)
+        return max(o[2] for o in out)
+
+    def warm(self):
+        for _ in range(3):  # several connections, each reused (their polls kept)
+            self.facade_round(4)
+
+    def calls_go_through(self):
+        for _ in range(3):
+            # below the draft's 3 s timeout: no call waits on a poll that was lost
+            slowest = self.facade_round(4)
+            self.assertLess(slowest, 2.5)
+        st, j, _ = self.briefd.post_job({"text": SHORT}, wait=10)
+        self.assertEqual(st, 200, j)
+        self.assertEqual(j["status"], "succeeded", j)
+
+    def test_call_timed_out_on_a_pooled_connection(self):
+        """curl closes the connection of a call that timed out; the next socket often gets
+        its fd number, and must be watched as the new socket it is."""
+        self.warm()
+        self.sim.faults(rules=[self.sim.rule(hang=True, count=1)])
+        body = {"model": "briefd-hybrid", "messages": [{"role": "user", "content": SHORT}]}
+        st, b, _ = self.briefd.request("POST", "/v1/chat/completions", body)
+        self.assertGreaterEqual(st, 500, b)
+        self.sim.faults()
+        self.calls_go_through()
+
+    def test_upstream_restarted_under_a_pool(self):
+        self.warm()
+        before = self.cpu_s()
+        self.sim.stop()  # every pooled connection is closed under briefd
+        t0 = time.monotonic()
+        time.sleep(1.0)  # a window to watch: a loop spinning on a closed idle socket burns it
+        used = self.cpu_s() - before
+        spent = time.monotonic() - t0
+        self.assertLess(used, 0.3 * spent, "briefd used %.2f s of CPU in %.2f s idle" % (used, spent))
+        self.sim.exit_checked = False
+        self.sim.start()  # the same port
+        self.calls_go_through()
 
 
 class DefaultPrices(Stack):
