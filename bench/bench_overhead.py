@@ -15,7 +15,9 @@ facade request is one upstream call like the gateway's). Then, with wrk (Debian)
      a ~12 KB answer), to show what of briefd's p50 is the upstream's own extra work; and,
      when nginx is installed (Debian's nginx-light; not installed by the benchmark), nginx
      as a bare keep-alive reverse proxy: what one more hop costs on this machine, with no
-     work but forwarding - the floor under any gateway's added p50;
+     work but forwarding - the floor under any gateway's added p50; and the facade of a
+     second briefd with models.draft.logprobs false, whose upstream call is the one Portkey
+     forwards (what asking for logprobs costs; the default asks);
   2. Redis over the job path's 32-connection run: commands per job (INFO commandstats,
      commands run inside scripts included), Redis's own CPU per job (INFO cpu: the server's
      user and system time, network included - the real cost), and commandstats' usec per job
@@ -56,6 +58,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
 DOC = ("Acme Corp reported third quarter revenue of 41.2 million dollars, up 12 percent. "
        "Costs rose 8 percent. The board approved a new data center in Ohio. ") * 4
+
+
+NOLP_NAME = "briefd facade, draft logprobs off"
 
 
 def wrk(url, conns, seconds, body, headers):
@@ -203,6 +208,14 @@ def main():
         cfg = harness.base_config(redis, sim, workers={"concurrency": 64},
                                   routing={"policies": [], "guards": {"max_refine_rate": None}})
         b = harness.Briefd(tmp, cfg).start()
+        # the same facade asking the upstream for what Portkey's request asks (no logprobs)
+        cfg_nolp = harness.base_config(redis, sim, workers={"concurrency": 64},
+                                       routing={"policies": [],
+                                                "guards": {"max_refine_rate": None}},
+                                       models={"draft": {"logprobs": False}})
+        cfg_nolp["redis"]["prefix"] = "nolp:"
+        os.makedirs(os.path.join(tmp, "nolp"))
+        b_nolp = harness.Briefd(os.path.join(tmp, "nolp"), cfg_nolp).start()
         try:
             time.sleep(1)
             idle_rss = rss_kb(b.proc.pid)
@@ -221,6 +234,8 @@ def main():
                  json_h),
                 ("briefd job path", "http://127.0.0.1:%d/v1/jobs?wait=10" % b.port,
                  {"text": DOC}, json_h),
+                (NOLP_NAME, "http://127.0.0.1:%d/v1/chat/completions" % b_nolp.port, facade,
+                 json_h),
             ]
             if nginx:
                 paths.insert(3, (NGINX_NAME, "http://127.0.0.1:%d/v1/chat/completions" % ngx_port,
@@ -273,6 +288,7 @@ def main():
                 idle_rss / 1024.0, peak_rss / 1024.0))
         finally:
             b.stop()
+            b_nolp.stop()
             portkey.terminate()
             portkey.wait(10)
             if nginx:
@@ -435,6 +451,16 @@ def write_results(rows, notes, scaling, a, figures):
                      "path)" % (ng, (pk[0] - up) / 10, (pk[0] - up) / 10 - ng,
                                 rows["briefd facade"][0] - up - ng,
                                 rows["briefd job path"][0] - up - ng))
+    if NOLP_NAME in rows:
+        p50, rps, _ = rows[NOLP_NAME]
+        lines.append("- the facade with `models.draft.logprobs: false` makes the upstream call "
+                     "Portkey forwards (no logprobs asked): added p50 %.2f× lower than "
+                     "Portkey's, %.1f× its requests/s. Not the goals' configuration (the "
+                     "default asks for logprobs, for the confidence policy and `briefd replay`)"
+                     "; it shows what the logprobs cost: %.3f ms at p50, %.0f%% of the "
+                     "facade's requests/s" % ((pk[0] - up) / max(p50 - up, 1e-6), rps / pk[1],
+                                             rows["briefd facade"][0] - p50,
+                                             100.0 * (1 - rows["briefd facade"][1] / rps)))
     if "upstream direct, with logprobs" in rows:
         lp = rows["upstream direct, with logprobs"]
         lines.append("- the added p50 above is counted from the plain request (the one Portkey "
