@@ -103,6 +103,18 @@ def redis_cpu_s(redis):
     return float(d["used_cpu_user"]) + float(d["used_cpu_sys"])
 
 
+def redis_round_trip_ms(redis, requests=20000):
+    """p50 of a PING's round trip to Redis at 1 connection (redis-benchmark, Debian's
+    redis-tools), or None when redis-benchmark is missing."""
+    if not shutil.which("redis-benchmark"):
+        return None
+    out = subprocess.run(["redis-benchmark", "-p", str(redis.port), "-c", "1", "-n",
+                          str(requests), "-t", "ping", "-q"], capture_output=True, text=True,
+                         timeout=120).stdout
+    p50 = re.findall(r"p50=([\d.]+) msec", out)  # PING_INLINE's, then PING_MBULK's
+    return float(p50[-1]) if p50 else None
+
+
 def commandstats(redis):
     """{command: (calls, usec)} from INFO commandstats."""
     info = redis.cmd("INFO", "commandstats")
@@ -246,7 +258,9 @@ def main():
             # 32), so that the host's drift over minutes weighs on every path alike
             one, many, job_runs = {}, {}, []
             cpu, cs = 0.0, {}
+            rtts = []
             for _ in range(a.rounds):
+                rtts.append(redis_round_trip_ms(redis))
                 for name, url, body, hdrs in paths:
                     one.setdefault(name, []).append(wrk(url, 1, a.seconds, body, hdrs))
                 for name, url, body, hdrs in paths:
@@ -282,6 +296,14 @@ def main():
                                      ", ".join("%s %.2f" % (k, c / jobs) for c, k in top)))
                 print("%-24s p50 %.3f ms (1 conn), %.0f req/s (32 conns)%s" % (
                     name, p50, rps, ", %d non-2xx!" % bad if bad else ""), flush=True)
+            if None not in rtts:
+                rtt = statistics.median(rtts)
+                jp_over = rows["briefd job path"][0] - rows["briefd facade"][0]
+                notes.append("a Redis round trip at 1 connection (redis-benchmark PING, p50): "
+                             "%.3f ms. The job path has two on its way (the submit that makes "
+                             "the job durable before work starts, the finish that makes its "
+                             "record durable before the answer): %.3f ms of the %.3f ms it "
+                             "takes over the facade" % (rtt, 2 * rtt, jp_over))
             peak_rss = rss_kb(b.proc.pid, "VmHWM")
             figures["idle_mb"] = idle_rss / 1024.0
             notes.append("briefd RSS: %.1f MB idle, %.1f MB peak over the runs" % (

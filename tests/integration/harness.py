@@ -30,9 +30,14 @@ os.environ.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1:exitc
 
 
 def free_port():
+    """A port free now. A briefd that answered on it before is gone: what answers there next
+    (a simulator, another test's server) is not recorded for the OpenAPI check as briefd."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port = s.getsockname()[1]
+    with _openapi_lock:
+        _openapi["ports"].pop(port, None)
+    return port
 
 
 def wait_port(port, timeout=15.0, proc=None, log=None):
