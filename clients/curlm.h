@@ -3,7 +3,9 @@
  * docs/examples/multi-uv.c: CURLMOPT_SOCKETFUNCTION -> uv_poll, CURLMOPT_TIMERFUNCTION ->
  * one uv_timer; libcurl is never called from inside its own timer callback; a negative poll
  * status is handed to curl as CURL_CSELECT_ERR; curl_multi_info_read is drained after
- * every action.
+ * every action. Unlike the example, a pooled connection's socket keeps its poll between
+ * transfers (registered once, not once a transfer; released when curl closes it, through
+ * CURLOPT_CLOSESOCKETFUNCTION, which curlm_add sets on every easy handle).
  *
  * Ownership: struct curlm_xfer is the caller's and stays valid until its done callback has
  * run or curlm_remove() returned. The easy handle is the caller's too: curlm only adds it to
