@@ -16,6 +16,7 @@ struct curlm {
     uv_timer_t timer;
     struct list_node xfers;     /* started, not yet done */
     unsigned active;
+    unsigned peak;              /* the most transfers in flight at once so far */
     struct curlm_sock **conns;  /* by fd: the pooled connections' sockets (note_pooled) */
     size_t n_conns;
     void (*close_cb)(void *);
@@ -106,7 +107,6 @@ static int on_socket(CURL *easy, curl_socket_t fd, int action, void *userp, void
     struct curlm *m = userp;
     struct curlm_sock *s = socketp;
     int events = 0;
-    (void)easy;
     if (action == CURL_POLL_REMOVE) {
         if (s == NULL)
             return 0;
@@ -122,8 +122,11 @@ static int on_socket(CURL *easy, curl_socket_t fd, int action, void *userp, void
             uv_unref((uv_handle_t *)&s->poll);
         return 0;
     }
-    if (s == NULL && fd >= 0 && (size_t)fd < m->n_conns)
-        s = m->conns[fd];
+    if (s == NULL && fd >= 0 && (size_t)fd < m->n_conns && (s = m->conns[fd]) != NULL) {
+        struct curlm_xfer *x = NULL; /* its end need not look the socket up (note_pooled) */
+        if (curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&x) == CURLE_OK && x)
+            x->on_listed = 1;
+    }
     if (s == NULL) {
         s = calloc(1, sizeof(*s));
         if (s == NULL)
@@ -152,7 +155,8 @@ static int on_socket(CURL *easy, curl_socket_t fd, int action, void *userp, void
 
 /* A transfer ended with its connection back in the pool: remember that connection's socket
  * (curl closes it through on_close_socket, whoever closes the connection), so that the next
- * transfer on it keeps its poll between transfers. Any other socket - a connection attempt
+ * transfer on it keeps its poll between transfers. Asked only after a transfer that did not
+ * run on a listed socket: libcurl finds the socket by walking its whole connection pool. Any other socket - a connection attempt
  * that lost or failed, which curl closes itself - is never listed. */
 static void note_pooled(struct curlm *m, CURL *easy)
 {
@@ -233,7 +237,7 @@ static void check_info(struct curlm *m)
         curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&x);
         if (x) {
             CURLcode rc = msg->data.result;
-            if (rc == CURLE_OK)
+            if (rc == CURLE_OK && !x->on_listed)
                 note_pooled(m, msg->easy_handle);
             xfer_detach(x);
             x->done(x, (int)rc);
@@ -259,12 +263,14 @@ int curlm_new(uv_loop_t *loop, struct curlm **out)
     curl_multi_setopt(m->multi, CURLMOPT_SOCKETDATA, m);
     curl_multi_setopt(m->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
     curl_multi_setopt(m->multi, CURLMOPT_TIMERDATA, m);
+    curl_multi_setopt(m->multi, CURLMOPT_MAXCONNECTS, (long)CURLM_POOL_MIN);
     *out = m;
     return 0;
 }
 
 int curlm_add(struct curlm *m, struct curlm_xfer *x, curlm_done_cb done)
 {
+    x->on_listed = 0;
     curl_easy_setopt(x->easy, CURLOPT_PRIVATE, x);
     curl_easy_setopt(x->easy, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
     curl_easy_setopt(x->easy, CURLOPT_CLOSESOCKETDATA, m);
@@ -274,6 +280,11 @@ int curlm_add(struct curlm *m, struct curlm_xfer *x, curlm_done_cb done)
     x->done = done;
     list_push_back(&m->xfers, &x->node);
     m->active++;
+    if (m->active > m->peak) { /* the pool follows the busiest moment, not the current one */
+        m->peak = m->active;
+        if ((size_t)m->peak * 4 > CURLM_POOL_MIN)
+            curl_multi_setopt(m->multi, CURLMOPT_MAXCONNECTS, (long)m->peak * 4);
+    }
     return 0;
 }
 

@@ -167,6 +167,35 @@ class PooledConnections(Stack):
         self.assertEqual(st, 200, j)
         self.assertEqual(j["status"], "succeeded", j)
 
+    def closed_by_briefd(self):
+        """Connections to the simulator that this side closed (TIME_WAIT towards its port)."""
+        out = set()
+        for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+            try:
+                with open(name) as f:
+                    rows = f.read().splitlines()[1:]
+            except FileNotFoundError:
+                continue
+            for row in rows:
+                fields = row.split()
+                if fields[3] == "06" and int(fields[2].rsplit(":", 1)[1], 16) == self.sim.port:
+                    out.add((fields[1], fields[2]))
+        return out
+
+    def test_pool_kept_when_the_load_dips(self):
+        """Connections opened for a burst stay pooled while the load dips (libcurl's default
+        pool, 4 per transfer in flight now, would close all but 4 of them), so the next
+        burst opens none."""
+        self.facade_round(16)
+        self.facade_round(16)
+        before = self.closed_by_briefd()
+        for _ in range(10):
+            self.facade_round(1)
+        self.facade_round(16)
+        closed = self.closed_by_briefd() - before
+        self.assertEqual(len(closed), 0, "briefd closed %d pooled upstream connections" %
+                         len(closed))
+
     def test_call_timed_out_on_a_pooled_connection(self):
         """curl closes the connection of a call that timed out; the next socket often gets
         its fd number, and must be watched as the new socket it is."""
