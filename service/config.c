@@ -615,19 +615,49 @@ static int set_redis_url(char *base, const struct key *k, const char *s, const c
     return 0;
 }
 
+/* s with every byte but RFC 3986's unreserved ones percent-encoded (what pct_decode reads
+ * back as s): a user name holding ':', '@', '%' or any other byte shows as it parses. */
+static char *pct_encode(const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t n = strlen(s), k = 0;
+    char *out = malloc(n * 3 + 1);
+
+    if (!out)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+            ch == '-' || ch == '.' || ch == '_' || ch == '~') {
+            out[k++] = (char)ch;
+        } else {
+            out[k++] = '%';
+            out[k++] = hex[ch >> 4];
+            out[k++] = hex[ch & 15];
+        }
+    }
+    out[k] = '\0';
+    return out;
+}
+
 static char *show_redis_url(const char *base)
 {
     const struct bd_config *c = (const struct bd_config *)(const void *)base;
     char *hp = fmt_hostport(c->redis_host, c->redis_port);
-    char buf[400];
+    char *user = pct_encode(c->redis_user ? c->redis_user : "");
+    char *out = NULL;
+    size_t n;
 
-    if (!hp)
-        return NULL;
-    snprintf(buf, sizeof buf, "%s://%.128s%s%s/%d", c->redis_tls ? "rediss" : "redis",
-             c->redis_user ? c->redis_user : "", c->redis_password ? ":***@" : "", hp,
-             c->redis_db);
+    if (hp && user) {
+        n = strlen(user) + strlen(hp) + 64;
+        out = malloc(n);
+        if (out)
+            snprintf(out, n, "%s://%s%s%s/%d", c->redis_tls ? "rediss" : "redis", user,
+                     c->redis_password ? ":***@" : "", hp, c->redis_db);
+    }
+    free(user);
     free(hp);
-    return strdup(buf);
+    return out;
 }
 
 /* http(s)://host[:port][/path][?query]: trailing slashes of the path are dropped; a query
