@@ -217,14 +217,12 @@ def main():
         portkey = start_portkey(tmp, pk_port)
         ngx_port = harness.free_port()
         nginx = start_nginx(tmp, ngx_port, sim.port)
-        cfg = harness.base_config(redis, sim, workers={"concurrency": 64},
-                                  routing={"policies": [], "guards": {"max_refine_rate": None}})
+        over = {"workers": {"concurrency": 64},
+                "routing": {"policies": [], "guards": {"max_refine_rate": None}}}
+        cfg = harness.base_config(redis, sim, **over)
         b = harness.Briefd(tmp, cfg).start()
         # the same facade asking the upstream for what Portkey's request asks (no logprobs)
-        cfg_nolp = harness.base_config(redis, sim, workers={"concurrency": 64},
-                                       routing={"policies": [],
-                                                "guards": {"max_refine_rate": None}},
-                                       models={"draft": {"logprobs": False}})
+        cfg_nolp = harness.base_config(redis, sim, models={"draft": {"logprobs": False}}, **over)
         cfg_nolp["redis"]["prefix"] = "nolp:"
         os.makedirs(os.path.join(tmp, "nolp"))
         b_nolp = harness.Briefd(os.path.join(tmp, "nolp"), cfg_nolp).start()

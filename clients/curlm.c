@@ -30,9 +30,9 @@ struct curlm {
  * (idle), so the next transfer on the connection finds it registered and no epoll_ctl is
  * made for it; a poll is restarted only when the events curl wants change (libuv's
  * uv_poll_start always unregisters and registers again). Input on an idle connection (the
- * server closed it) stops the poll until curl uses or closes the connection. Other sockets - a connection's first transfer, a
- * connection attempt, the threaded resolver's wake-up pipe - are watched as curl's
- * multi-uv.c does: a handle from the first action to REMOVE. */
+ * server closed it) stops the poll until curl uses or closes the connection. Other sockets
+ * - a connection's first transfer, a connection attempt, the threaded resolver's wake-up
+ * pipe - are watched as curl's multi-uv.c does: a handle from the first action to REMOVE. */
 struct curlm_sock {
     uv_poll_t poll;
     curl_socket_t fd;
@@ -44,7 +44,12 @@ struct curlm_sock {
 };
 
 static void check_info(struct curlm *m);
-static void sock_release(struct curlm_sock *s);
+
+/* The pooled connection's socket listed for fd, or NULL. */
+static struct curlm_sock *listed(const struct curlm *m, curl_socket_t fd)
+{
+    return fd >= 0 && (size_t)fd < m->n_conns ? m->conns[fd] : NULL;
+}
 
 static void on_poll(uv_poll_t *h, int status, int events)
 {
@@ -122,7 +127,7 @@ static int on_socket(CURL *easy, curl_socket_t fd, int action, void *userp, void
             uv_unref((uv_handle_t *)&s->poll);
         return 0;
     }
-    if (s == NULL && fd >= 0 && (size_t)fd < m->n_conns && (s = m->conns[fd]) != NULL) {
+    if (s == NULL && (s = listed(m, fd)) != NULL) {
         struct curlm_xfer *x = NULL; /* its end need not look the socket up (note_pooled) */
         if (curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&x) == CURLE_OK && x)
             x->on_listed = 1;
@@ -147,7 +152,7 @@ static int on_socket(CURL *easy, curl_socket_t fd, int action, void *userp, void
     if (sock_watch(s, events) != 0) {
         curl_multi_assign(m->multi, fd, NULL);
         if (!s->conn)
-            free(s);
+            sock_release(s); /* its poll may be initialized: closed through libuv */
         return -1;
     }
     return 0;
@@ -156,8 +161,9 @@ static int on_socket(CURL *easy, curl_socket_t fd, int action, void *userp, void
 /* A transfer ended with its connection back in the pool: remember that connection's socket
  * (curl closes it through on_close_socket, whoever closes the connection), so that the next
  * transfer on it keeps its poll between transfers. Asked only after a transfer that did not
- * run on a listed socket: libcurl finds the socket by walking its whole connection pool. Any other socket - a connection attempt
- * that lost or failed, which curl closes itself - is never listed. */
+ * run on a listed socket: libcurl finds the socket by walking its whole connection pool.
+ * Any other socket - a connection attempt that lost or failed, which curl closes itself -
+ * is never listed. */
 static void note_pooled(struct curlm *m, CURL *easy)
 {
     curl_socket_t fd = CURL_SOCKET_BAD;
@@ -173,7 +179,7 @@ static void note_pooled(struct curlm *m, CURL *easy)
         m->conns = c;
         m->n_conns = n;
     }
-    if (m->conns[fd] != NULL)
+    if (listed(m, fd) != NULL)
         return;
     s = calloc(1, sizeof(*s));
     if (s == NULL)
@@ -188,9 +194,9 @@ static void note_pooled(struct curlm *m, CURL *easy)
 /* CURLOPT_CLOSESOCKETFUNCTION: the poll goes before the fd. */
 static int on_close_socket(void *clientp, curl_socket_t fd)
 {
-    struct curlm *m = clientp;
-    if (fd >= 0 && (size_t)fd < m->n_conns && m->conns[fd] != NULL)
-        sock_release(m->conns[fd]);
+    struct curlm_sock *s = listed(clientp, fd);
+    if (s != NULL)
+        sock_release(s);
     return close(fd);
 }
 

@@ -130,6 +130,7 @@ class PooledConnections(Stack):
     a pool whose server went away must neither spin the loop nor hang the next calls."""
     config_over = {"routing": {"policies": [], "guards": {"max_refine_rate": None}},
                    "models": {"draft": {"timeout_ms": 3000, "max_attempts": 1}}}
+    FACADE = {"model": "briefd-hybrid", "messages": [{"role": "user", "content": SHORT}]}
 
     def cpu_s(self):
         with open("/proc/%d/stat" % self.briefd.proc.pid) as f:
@@ -138,12 +139,11 @@ class PooledConnections(Stack):
 
     def facade_round(self, n):
         """n facade requests at once: each answered 200, with the time the slowest took."""
-        body = {"model": "briefd-hybrid", "messages": [{"role": "user", "content": SHORT}]}
         out = [None] * n
 
         def one(i):
             t0 = time.monotonic()
-            st, b, _ = self.briefd.request("POST", "/v1/chat/completions", body)
+            st, b, _ = self.briefd.request("POST", "/v1/chat/completions", self.FACADE)
             out[i] = (st, b, time.monotonic() - t0)
         threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
         for t in threads:
@@ -201,8 +201,7 @@ class PooledConnections(Stack):
         its fd number, and must be watched as the new socket it is."""
         self.warm()
         self.sim.faults(rules=[self.sim.rule(hang=True, count=1)])
-        body = {"model": "briefd-hybrid", "messages": [{"role": "user", "content": SHORT}]}
-        st, b, _ = self.briefd.request("POST", "/v1/chat/completions", body)
+        st, b, _ = self.briefd.request("POST", "/v1/chat/completions", self.FACADE)
         self.assertGreaterEqual(st, 500, b)
         self.sim.faults()
         self.calls_go_through()
@@ -215,7 +214,8 @@ class PooledConnections(Stack):
         time.sleep(1.0)  # a window to watch: a loop spinning on a closed idle socket burns it
         used = self.cpu_s() - before
         spent = time.monotonic() - t0
-        self.assertLess(used, 0.3 * spent, "briefd used %.2f s of CPU in %.2f s idle" % (used, spent))
+        self.assertLess(used, 0.3 * spent,
+                        "briefd used %.2f s of CPU in %.2f s idle" % (used, spent))
         self.sim.exit_checked = False
         self.sim.start()  # the same port
         self.calls_go_through()
