@@ -265,15 +265,11 @@ static void put_container(struct sbuf *b, const cJSON *it, int object)
 
 static void put_item(struct sbuf *b, const cJSON *it)
 {
-    char num[40];
     switch (it->type & 0xff) {
     case cJSON_False: sbuf_add(b, "false", 5); break;
     case cJSON_True: sbuf_add(b, "true", 4); break;
     case cJSON_NULL: sbuf_add(b, "null", 4); break;
-    case cJSON_Number:
-        jsonx_number(it->valuedouble, num, sizeof(num));
-        sbuf_add(b, num, strlen(num));
-        break;
+    case cJSON_Number: jsonx_write_number(b, it->valuedouble); break;
     case cJSON_String: put_string(b, it->valuestring); break;
     case cJSON_Raw:
         if (it->valuestring)
@@ -295,6 +291,13 @@ void jsonx_write(struct sbuf *b, const cJSON *item)
 void jsonx_write_string(struct sbuf *b, const char *s)
 {
     put_string(b, s);
+}
+
+void jsonx_write_number(struct sbuf *b, double v)
+{
+    char num[40];
+    jsonx_number(v, num, sizeof(num));
+    sbuf_add(b, num, strlen(num));
 }
 
 char *jsonx_print(const cJSON *item)

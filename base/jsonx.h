@@ -30,9 +30,10 @@ double jsonx_read_number(const char *s, char **end);
 size_t jsonx_int(long long v, char *buf);
 /* Unformatted JSON text of item with exact numbers. */
 char *jsonx_print(const struct cJSON *item);
-/* Append item's JSON text / s as a JSON string literal to b. */
+/* Append item's JSON text / s as a JSON string literal / v as jsonx_number prints it to b. */
 void jsonx_write(struct sbuf *b, const struct cJSON *item);
 void jsonx_write_string(struct sbuf *b, const char *s);
+void jsonx_write_number(struct sbuf *b, double v);
 /* Add name: v to obj (caller-owned) as a number, or null when v is not finite. */
 void jsonx_add_number(struct cJSON *obj, const char *name, double v);
 

@@ -16,7 +16,30 @@ static struct {
     enum log_format format;
     enum log_level min;
     int pid;                    /* 0 until the first line (a system call a line otherwise) */
-} logger = {"briefd", LOG_TEXT, LOG_INFO, 0};
+    int hold;                   /* log_hold: info and debug lines wait in held */
+    size_t held_len;
+    char held[LOG_HOLD_MAX];
+} logger = {"briefd", LOG_TEXT, LOG_INFO, 0, 0, 0, {0}};
+
+static void write_all(const char *p, size_t n)
+{
+    ssize_t rc = write(STDERR_FILENO, p, n);
+    (void)rc;
+}
+
+void log_flush(void)
+{
+    if (logger.held_len)
+        write_all(logger.held, logger.held_len);
+    logger.held_len = 0;
+}
+
+void log_hold(int on)
+{
+    if (!on)
+        log_flush();
+    logger.hold = on;
+}
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
@@ -117,8 +140,15 @@ void log_write(enum log_level l, const struct log_field *f, size_t nf, const cha
     }
     line = sbuf_take(&b);
     if (line) {
-        ssize_t rc = write(STDERR_FILENO, line, strlen(line));
-        (void)rc;
+        size_t n = strlen(line);
+        if (logger.held_len + n > sizeof(logger.held) || !logger.hold || l >= LOG_WARN)
+            log_flush();
+        if (logger.hold && l < LOG_WARN && n <= sizeof(logger.held)) {
+            memcpy(logger.held + logger.held_len, line, n);
+            logger.held_len += n;
+        } else {
+            write_all(line, n);
+        }
     }
     free(line);
 }

@@ -6,7 +6,11 @@
  *          "job_id":"job_01J...","ms":12.5}
  *
  * Each line is written with one write(2), so lines from several processes sharing a stderr
- * do not interleave. Callers never pass secrets: API keys, passwords, header values from the
+ * do not interleave. A program with an event loop may hold info and debug lines (an access
+ * line a request) and write them together once a turn of its loop (log_hold, log_flush):
+ * held lines go out in writes of at most LOG_HOLD_MAX bytes (PIPE_BUF: one write to a pipe
+ * is not interleaved with others), and a warning or an error writes what is held, then
+ * itself, at once. Callers never pass secrets: API keys, passwords, header values from the
  * environment and callback URL credentials are kept out of messages and fields.
  *
  * Ownership: the logger copies nothing past the call; the program name given to
@@ -37,6 +41,13 @@ struct log_field {
 };
 #define LOG_STR(k, v) ((struct log_field){(k), (v), 0, 0})
 #define LOG_NUM(k, v) ((struct log_field){(k), NULL, (double)(v), 1})
+
+#define LOG_HOLD_MAX 4096
+
+/* While on, info and debug lines are held (up to LOG_HOLD_MAX bytes; a line that does not
+ * fit writes what is held first) until log_flush(). Off writes what is held. */
+void log_hold(int on);
+void log_flush(void);
 
 /* Write one line at level l with nf fields (f may be NULL when nf is 0). */
 void log_write(enum log_level l, const struct log_field *f, size_t nf, const char *fmt, ...)

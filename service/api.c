@@ -349,23 +349,32 @@ static int is_terminal(const char *status)
 
 /* x-briefd-job-id, and once they are known x-briefd-route (the decision) and
  * x-briefd-cost-usd (a finished job's cost_usd.total) - docs/API.md#response-headers. */
+/* The x-briefd-* headers from obj (a job object, or a run's output): the job id, the route's
+ * decision and - once finished - the total cost. */
+static void briefd_headers_of(struct http_req *req, const char *id, int finished,
+                              const cJSON *obj)
+{
+    const cJSON *dec = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(obj, "route"), "decision");
+    const cJSON *cost = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(obj, "cost_usd"), "total");
+    char num[40];
+    if (id)
+        http_resp_header(req, "x-briefd-job-id", id);
+    if (cJSON_IsString(dec))
+        http_resp_header(req, "x-briefd-route", dec->valuestring);
+    if (finished && cJSON_IsNumber(cost)) {
+        jsonx_number(cost->valuedouble, num, sizeof(num));
+        http_resp_header(req, "x-briefd-cost-usd", num);
+    }
+}
+
 static void briefd_headers(struct http_req *req, const cJSON *job)
 {
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(job, "id");
     const cJSON *st = cJSON_GetObjectItemCaseSensitive(job, "status");
-    const cJSON *dec = cJSON_GetObjectItemCaseSensitive(
-        cJSON_GetObjectItemCaseSensitive(job, "route"), "decision");
-    const cJSON *cost = cJSON_GetObjectItemCaseSensitive(
-        cJSON_GetObjectItemCaseSensitive(job, "cost_usd"), "total");
-    char num[40];
-    if (cJSON_IsString(id))
-        http_resp_header(req, "x-briefd-job-id", id->valuestring);
-    if (cJSON_IsString(dec))
-        http_resp_header(req, "x-briefd-route", dec->valuestring);
-    if (cJSON_IsString(st) && is_terminal(st->valuestring) && cJSON_IsNumber(cost)) {
-        jsonx_number(cost->valuedouble, num, sizeof(num));
-        http_resp_header(req, "x-briefd-cost-usd", num);
-    }
+    briefd_headers_of(req, cJSON_IsString(id) ? id->valuestring : NULL,
+                      cJSON_IsString(st) && is_terminal(st->valuestring), job);
 }
 
 /* briefd_headers for a terminal job's text as briefd printed it, read with the scanner (no
@@ -530,37 +539,25 @@ static void sse_status(struct rctx *c, const char *status)
     sse_event(c, "status", buf);
 }
 
-/* /v1/chat/completions: the finished job as a completion; a failure or a timeout as an
- * OpenAI error. Keeps waiting while the job runs and the wait lasts. */
-static void facade_answer(struct rctx *c, cJSON *job)
+/* /v1/chat/completions: the finished run (out: its pipe_out_json) as a completion, its
+ * failure as an OpenAI error. */
+static void facade_answer(struct rctx *c, const char *id, const char *alias, int succeeded,
+                          const cJSON *out)
 {
-    const cJSON *st = cJSON_GetObjectItemCaseSensitive(job, "status");
-    const char *status = cJSON_IsString(st) ? st->valuestring : "";
-    const char *alias = c->api->svc->cfg->facade_model;
-    if (!is_terminal(status) && c->parked && uv_is_active((uv_handle_t *)&c->timer))
-        return;
-    briefd_headers(c->req, job);
-    if (!is_terminal(status)) {
-        http_respond_error(c->req, 504, "timeout", NULL,
-                           "the brief did not finish in time; it goes on as job %s", c->id);
-    } else if (strcmp(status, "failed") == 0) {
-        const cJSON *e = cJSON_GetObjectItemCaseSensitive(job, "error");
+    briefd_headers_of(c->req, id, 1, out);
+    if (!succeeded) {
+        const cJSON *e = cJSON_GetObjectItemCaseSensitive(out, "error");
         const cJSON *code = cJSON_GetObjectItemCaseSensitive(e, "code");
         const cJSON *msg = cJSON_GetObjectItemCaseSensitive(e, "message");
         http_respond_error(c->req, 502, cJSON_IsString(code) ? code->valuestring : "job_failed",
                            NULL, "%s", cJSON_IsString(msg) ? msg->valuestring : "job failed");
-    } else if (c->fr.stream) {
-        char *text = facade_stream(job, alias, c->fr.include_usage);
-        http_resp_header(c->req, "Cache-Control", "no-cache");
-        http_stream_begin(c->req, 200, "text/event-stream");
-        if (text)
-            http_stream_write(c->req, text, strlen(text));
-        http_stream_end(c->req);
-        free(text);
     } else {
-        cJSON *o = facade_completion(job, alias);
-        http_respond_json(c->req, 200, o);
-        cJSON_Delete(o);
+        char *text = facade_completion(id, out, alias);
+        if (text)
+            http_respond(c->req, 200, "application/json", text, strlen(text));
+        else
+            http_respond_error(c->req, 500, "out_of_memory", NULL, "out of memory");
+        free(text);
     }
     rctx_done(c);
 }
@@ -1239,15 +1236,15 @@ static void facade_stream_begin(struct facade_run *r)
 
 /* The stream's end: the last chunks, or an error chunk (no [DONE]) when the job failed, the
  * draft model is out, or the refinement failed after part of the brief went out. */
-static void facade_stream_end(struct facade_run *r, enum pipe_outcome o, const cJSON *job)
+static void facade_stream_end(struct facade_run *r, enum pipe_outcome o, const cJSON *out)
 {
     struct rctx *c = r->c;
     char msg[400];
     uv_timer_stop(&c->timer);
-    if (o == PIPE_SUCCEEDED && job && !r->pj.text_broken) {
-        facade_write(c, facade_chunk_end(job, (long)(r->created_ms / 1000), r->cfg->facade_model,
-                                         c->fr.include_usage));
-    } else if (o == PIPE_SUCCEEDED && job) {
+    if (o == PIPE_SUCCEEDED && out && !r->pj.text_broken) {
+        facade_write(c, facade_chunk_end(r->id, out, (long)(r->created_ms / 1000),
+                                         r->cfg->facade_model, c->fr.include_usage));
+    } else if (o == PIPE_SUCCEEDED && out) {
         snprintf(msg, sizeof(msg), "the refinement failed after part of the brief was sent: "
                  "%.300s (job %s)", r->pj.refine_err, r->id);
         facade_write(c, facade_chunk_error("api_error", "refine_failed", msg));
@@ -1313,22 +1310,19 @@ static void on_facade_done(struct pipe_job *pj, enum pipe_outcome o)
     struct rctx *c = r->c;
     struct svc *svc = c->api->svc; /* c may be gone once answered */
     const char *status = o == PIPE_SUCCEEDED ? "succeeded" : "failed";
-    cJSON *out, *job = NULL;
+    cJSON *out = NULL, *job = NULL;
     char *job_text = NULL;
     c->run = NULL;
-    if (o == PIPE_SUCCEEDED || o == PIPE_FAILED) {
-        /* the signals (checks of the brief against the text) are the record's, not the
-         * answer's: added once the answer is on its way */
+    /* answered from the run's output; the job object and its signals (checks of the brief
+     * against the text) are the record's, built once the answer is on its way */
+    if (o == PIPE_SUCCEEDED || o == PIPE_FAILED)
         out = pipe_out_json(pj, status, 0);
-        job = out ? store_job_object(r->id, status, r->created_ms, 1, r->meta_text, out,
-                                     clock_wall_ms()) : NULL;
-    }
     if (!c->req) {
         /* the client left: nothing answered */
     } else if (r->streaming) {
-        facade_stream_end(r, o, job);
-    } else if (job) {
-        facade_answer(c, job);
+        facade_stream_end(r, o, out);
+    } else if (out) {
+        facade_answer(c, r->id, r->cfg->facade_model, o == PIPE_SUCCEEDED, out);
     } else if (o == PIPE_RETRY) {
         /* the draft model is out: a proxy answers what the upstream did */
         http_resp_header(c->req, "x-briefd-job-id", r->id);
@@ -1344,6 +1338,8 @@ static void on_facade_done(struct pipe_job *pj, enum pipe_outcome o)
     }
     /* recorded once the answer is on its way (in this same turn of the loop), also when
      * the client left: the models were called, their cost counts */
+    job = out ? store_job_object(r->id, status, r->created_ms, 1, r->meta_text, out,
+                                 clock_wall_ms()) : NULL; /* takes out */
     pipe_add_signals(pj, job);
     job_text = job ? jsonx_print(job) : NULL;
     if (job_text)

@@ -37,6 +37,7 @@ struct app {
     struct worker *worker;
     struct api *api;
     uv_signal_t sig_term, sig_int, sig_hup;
+    uv_prepare_t log_flush;     /* held log lines written before the loop waits */
     char instance[96];          /* host-pid-random: the worker's consumer name */
     int redis_seen;             /* connected since the last loss (for log lines) */
 };
@@ -156,6 +157,8 @@ static void app_shutdown(struct app *a)
     uv_close((uv_handle_t *)&a->sig_term, on_sig_closed);
     uv_close((uv_handle_t *)&a->sig_int, on_sig_closed);
     uv_close((uv_handle_t *)&a->sig_hup, on_sig_closed);
+    uv_close((uv_handle_t *)&a->log_flush, on_sig_closed);
+    log_hold(0); /* the lines of the shutdown as they come */
     if (a->http)
         http_server_stop_accepting(a->http);
     if (a->worker)
@@ -276,12 +279,20 @@ static int open_clients(struct app *a)
     return rc;
 }
 
+static void on_prepare(uv_prepare_t *p)
+{
+    (void)p;
+    log_flush();
+}
+
+/* The signal handles and the log flush (closed by app_shutdown). */
 static void start_signals(struct app *a)
 {
     uv_signal_init(a->svc.loop, &a->sig_term);
     uv_signal_init(a->svc.loop, &a->sig_int);
     uv_signal_init(a->svc.loop, &a->sig_hup);
     a->sig_term.data = a->sig_int.data = a->sig_hup.data = a;
+    uv_prepare_init(a->svc.loop, &a->log_flush);
 }
 
 static int app_start(struct app *a)
@@ -307,6 +318,11 @@ static int app_start(struct app *a)
     uv_signal_start(&a->sig_term, on_signal, SIGTERM);
     uv_signal_start(&a->sig_int, on_signal, SIGINT);
     uv_signal_start(&a->sig_hup, on_signal, SIGHUP);
+    /* info lines (an access line a request) are written together once a turn of the loop,
+     * before it waits: one write for many requests under load */
+    uv_prepare_start(&a->log_flush, on_prepare);
+    uv_unref((uv_handle_t *)&a->log_flush);
+    log_hold(1);
     log_info("briefd started: instance %s, config %s (version %s), draft %s, refine %s",
              a->instance, a->cfg_path ? a->cfg_path : "(embedded defaults)",
              a->svc.cfg->version, a->svc.cfg->draft.name, a->svc.cfg->refine.name);

@@ -182,11 +182,15 @@ out:
     return rc;
 }
 
-/* --- responses --- */
+/* --- responses ---
+ *
+ * Printed straight into a buffer from the run's output object (pipe_out_json's shape):
+ * nothing is copied into a tree of its own first. */
 
-static double usage_sum(const cJSON *job, const char *kind)
+/* The sum of one count over the stages of out's "usage" ({"draft": {...}, "refine": {...}}). */
+static double usage_sum(const cJSON *out, const char *kind)
 {
-    const cJSON *u = cJSON_GetObjectItemCaseSensitive(job, "usage"), *stage;
+    const cJSON *u = cJSON_GetObjectItemCaseSensitive(out, "usage"), *stage;
     double sum = 0;
     cJSON_ArrayForEach(stage, u) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(stage, kind);
@@ -196,124 +200,118 @@ static double usage_sum(const cJSON *job, const char *kind)
     return sum;
 }
 
-static cJSON *usage_obj(const cJSON *job)
+/* ,"name":item - when item is there. */
+static void put_member(struct sbuf *b, const char *name, const cJSON *item)
 {
-    cJSON *u = cJSON_CreateObject();
-    double p = usage_sum(job, "prompt_tokens"), c = usage_sum(job, "completion_tokens");
-    cJSON_AddNumberToObject(u, "prompt_tokens", p);
-    cJSON_AddNumberToObject(u, "completion_tokens", c);
-    cJSON_AddNumberToObject(u, "total_tokens", p + c);
-    return u;
+    if (!item)
+        return;
+    sbuf_addc(b, ',');
+    jsonx_write_string(b, name);
+    sbuf_addc(b, ':');
+    jsonx_write(b, item);
 }
 
-static cJSON *briefd_obj(const cJSON *job)
+/* ,"usage":{"prompt_tokens":P,"completion_tokens":C,"total_tokens":P+C} */
+static void put_usage(struct sbuf *b, const cJSON *out)
+{
+    double p = usage_sum(out, "prompt_tokens"), c = usage_sum(out, "completion_tokens");
+    sbuf_adds(b, ",\"usage\":{\"prompt_tokens\":");
+    jsonx_write_number(b, p);
+    sbuf_adds(b, ",\"completion_tokens\":");
+    jsonx_write_number(b, c);
+    sbuf_adds(b, ",\"total_tokens\":");
+    jsonx_write_number(b, p + c);
+    sbuf_addc(b, '}');
+}
+
+/* ,"briefd":{"job_id", "route", "latency_ms", "cost_usd", "cached", "cached_from", and the
+ * result's "model", "refined", "degraded"} - the members out has. */
+static void put_briefd(struct sbuf *b, const char *id, const cJSON *out)
 {
     static const char *const keys[] = {"route", "latency_ms", "cost_usd", "cached", "cached_from",
                                        NULL};
-    cJSON *b = cJSON_CreateObject();
-    const cJSON *id = cJSON_GetObjectItemCaseSensitive(job, "id");
-    const cJSON *res = cJSON_GetObjectItemCaseSensitive(job, "result");
-    cJSON_AddStringToObject(b, "job_id", cJSON_IsString(id) ? id->valuestring : "");
-    for (size_t i = 0; keys[i]; i++) {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(job, keys[i]);
-        if (v)
-            cJSON_AddItemToObject(b, keys[i], cJSON_Duplicate(v, 1));
-    }
-    if (res) {
-        cJSON_AddItemToObject(b, "model",
-                              cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(res, "model"), 1));
-        cJSON_AddItemToObject(b, "refined", cJSON_Duplicate(
-                                                cJSON_GetObjectItemCaseSensitive(res, "refined"), 1));
-        cJSON_AddItemToObject(b, "degraded", cJSON_Duplicate(
-                                                 cJSON_GetObjectItemCaseSensitive(res, "degraded"), 1));
-    }
-    return b;
+    static const char *const result_keys[] = {"model", "refined", "degraded", NULL};
+    const cJSON *res = cJSON_GetObjectItemCaseSensitive(out, "result");
+    sbuf_adds(b, ",\"briefd\":{\"job_id\":");
+    jsonx_write_string(b, id);
+    for (size_t i = 0; keys[i]; i++)
+        put_member(b, keys[i], cJSON_GetObjectItemCaseSensitive(out, keys[i]));
+    for (size_t i = 0; res && result_keys[i]; i++)
+        put_member(b, result_keys[i], cJSON_GetObjectItemCaseSensitive(res, result_keys[i]));
+    sbuf_addc(b, '}');
 }
 
-static const char *job_str(const cJSON *job, const char *a, const char *b)
+/* {"id":"chatcmpl-<id>","object":...,"created":...,"model":alias,"system_fingerprint":"briefd"
+ * - the object left open. */
+static void put_base(struct sbuf *b, const char *id, long created, const char *alias,
+                     const char *object)
 {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(job, a);
-    if (b)
-        v = cJSON_GetObjectItemCaseSensitive(v, b);
+    char cid[80];
+    snprintf(cid, sizeof(cid), "chatcmpl-%.60s", id);
+    sbuf_adds(b, "{\"id\":");
+    jsonx_write_string(b, cid);
+    sbuf_adds(b, ",\"object\":");
+    jsonx_write_string(b, object);
+    sbuf_adds(b, ",\"created\":");
+    jsonx_write_number(b, (double)created);
+    sbuf_adds(b, ",\"model\":");
+    jsonx_write_string(b, alias);
+    sbuf_adds(b, ",\"system_fingerprint\":\"briefd\"");
+}
+
+static const char *brief_of(const cJSON *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(out, "result"), "brief");
     return cJSON_IsString(v) ? v->valuestring : "";
 }
 
-static cJSON *base_of(const char *job_id, long created, const char *alias, const char *object)
+char *facade_completion(const char *id, const cJSON *out, const char *alias)
 {
-    cJSON *o = cJSON_CreateObject();
-    char id[64];
-    snprintf(id, sizeof(id), "chatcmpl-%s", job_id);
-    cJSON_AddStringToObject(o, "id", id);
-    cJSON_AddStringToObject(o, "object", object);
-    cJSON_AddNumberToObject(o, "created", (double)created);
-    cJSON_AddStringToObject(o, "model", alias);
-    cJSON_AddStringToObject(o, "system_fingerprint", "briefd");
-    return o;
+    struct sbuf b = {0};
+    put_base(&b, id, (long)time(NULL), alias, "chat.completion");
+    sbuf_adds(&b, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":");
+    jsonx_write_string(&b, brief_of(out));
+    sbuf_adds(&b, ",\"refusal\":null},\"logprobs\":null,\"finish_reason\":\"stop\"}]");
+    put_usage(&b, out);
+    put_briefd(&b, id, out);
+    sbuf_addc(&b, '}');
+    return sbuf_take(&b);
 }
 
-static cJSON *base(const cJSON *job, const char *alias, const char *object)
+/* One chunk as a "data: {...}\n\n" event: choices[0] has the delta (its members' JSON text,
+ * without braces) and finish_reason (NULL: null); out, when set, adds the "briefd" object. */
+static void put_chunk(struct sbuf *b, const char *id, long created, const char *alias,
+                      const char *delta, const char *text, size_t len, const char *finish,
+                      const cJSON *out)
 {
-    return base_of(job_str(job, "id", NULL), (long)time(NULL), alias, object);
-}
-
-cJSON *facade_completion(const cJSON *job, const char *alias)
-{
-    cJSON *o = base(job, alias, "chat.completion");
-    cJSON *choices = cJSON_AddArrayToObject(o, "choices");
-    cJSON *ch = cJSON_CreateObject(), *msg;
-    cJSON_AddNumberToObject(ch, "index", 0);
-    msg = cJSON_AddObjectToObject(ch, "message");
-    cJSON_AddStringToObject(msg, "role", "assistant");
-    cJSON_AddStringToObject(msg, "content", job_str(job, "result", "brief"));
-    cJSON_AddNullToObject(msg, "refusal");
-    cJSON_AddNullToObject(ch, "logprobs");
-    cJSON_AddStringToObject(ch, "finish_reason", "stop");
-    cJSON_AddItemToArray(choices, ch);
-    cJSON_AddItemToObject(o, "usage", usage_obj(job));
-    cJSON_AddItemToObject(o, "briefd", briefd_obj(job));
-    return o;
-}
-
-/* o as one "data: {...}\n\n" event appended to b (o is freed). */
-static void event(struct sbuf *b, cJSON *o)
-{
-    char *s = o ? jsonx_print(o) : NULL;
-    cJSON_Delete(o);
-    if (!s) {
-        b->oom = 1;
-        return;
+    sbuf_adds(b, "data: ");
+    put_base(b, id, created, alias, "chat.completion.chunk");
+    sbuf_adds(b, ",\"choices\":[{\"index\":0,\"delta\":{");
+    sbuf_adds(b, delta);
+    if (text) {
+        char *piece = strndup(text, len);
+        if (!piece)
+            b->oom = 1;
+        jsonx_write_string(b, piece ? piece : "");
+        free(piece);
     }
-    sbuf_add(b, "data: ", 6);
-    sbuf_add(b, s, strlen(s));
-    sbuf_add(b, "\n\n", 2);
-    free(s);
-}
-
-/* A chunk whose choices[0] has delta (owned; NULL: {}) and finish_reason (NULL: null). */
-static cJSON *chunk_of(const char *id, long created, const char *alias, cJSON *delta,
-                       const char *finish)
-{
-    cJSON *o = base_of(id, created, alias, "chat.completion.chunk");
-    cJSON *choices = cJSON_AddArrayToObject(o, "choices");
-    cJSON *ch = cJSON_CreateObject();
-    cJSON_AddNumberToObject(ch, "index", 0);
-    cJSON_AddItemToObject(ch, "delta", delta ? delta : cJSON_CreateObject());
-    cJSON_AddNullToObject(ch, "logprobs");
+    sbuf_adds(b, "},\"logprobs\":null,\"finish_reason\":");
     if (finish)
-        cJSON_AddStringToObject(ch, "finish_reason", finish);
+        jsonx_write_string(b, finish);
     else
-        cJSON_AddNullToObject(ch, "finish_reason");
-    cJSON_AddItemToArray(choices, ch);
-    return o;
+        sbuf_adds(b, "null");
+    sbuf_adds(b, "}]");
+    if (out)
+        put_briefd(b, id, out);
+    sbuf_adds(b, "}\n\n");
 }
 
 char *facade_chunk_role(const char *id, long created, const char *alias)
 {
     struct sbuf b = {0};
-    cJSON *d = cJSON_CreateObject();
-    cJSON_AddStringToObject(d, "role", "assistant");
-    cJSON_AddStringToObject(d, "content", "");
-    event(&b, chunk_of(id, created, alias, d, NULL));
+    put_chunk(&b, id, created, alias, "\"role\":\"assistant\",\"content\":\"\"", NULL, 0, NULL,
+              NULL);
     return sbuf_take(&b);
 }
 
@@ -321,67 +319,36 @@ char *facade_chunk_text(const char *id, long created, const char *alias, const c
                         size_t len)
 {
     struct sbuf b = {0};
-    char *piece = strndup(text, len);
-    cJSON *d = cJSON_CreateObject();
-    cJSON_AddStringToObject(d, "content", piece ? piece : "");
-    free(piece);
-    event(&b, chunk_of(id, created, alias, d, NULL));
+    put_chunk(&b, id, created, alias, "\"content\":", text, len, NULL, NULL);
     return sbuf_take(&b);
 }
 
-char *facade_chunk_end(const cJSON *job, long created, const char *alias, int include_usage)
+char *facade_chunk_end(const char *id, const cJSON *out, long created, const char *alias,
+                       int include_usage)
 {
     struct sbuf b = {0};
-    const char *id = job_str(job, "id", NULL);
-    cJSON *last = chunk_of(id, created, alias, NULL, "stop");
-    cJSON_AddItemToObject(last, "briefd", briefd_obj(job));
-    event(&b, last);
+    put_chunk(&b, id, created, alias, "", NULL, 0, "stop", out);
     if (include_usage) {
-        cJSON *u = base_of(id, created, alias, "chat.completion.chunk");
-        cJSON_AddArrayToObject(u, "choices");
-        cJSON_AddItemToObject(u, "usage", usage_obj(job));
-        cJSON_AddItemToObject(u, "briefd", briefd_obj(job)); /* on the last chunk too */
-        event(&b, u);
+        sbuf_adds(&b, "data: ");
+        put_base(&b, id, created, alias, "chat.completion.chunk");
+        sbuf_adds(&b, ",\"choices\":[]");
+        put_usage(&b, out);
+        put_briefd(&b, id, out); /* on the last chunk too */
+        sbuf_adds(&b, "}\n\n");
     }
-    sbuf_add(&b, "data: [DONE]\n\n", 14);
+    sbuf_adds(&b, "data: [DONE]\n\n");
     return sbuf_take(&b);
 }
 
 char *facade_chunk_error(const char *type, const char *code, const char *message)
 {
     struct sbuf b = {0};
-    cJSON *o = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(o, "error");
-    cJSON_AddStringToObject(e, "message", message);
-    cJSON_AddStringToObject(e, "type", type);
-    cJSON_AddNullToObject(e, "param");
-    cJSON_AddStringToObject(e, "code", code);
-    event(&b, o);
-    return sbuf_take(&b);
-}
-
-char *facade_stream(const cJSON *job, const char *alias, int include_usage)
-{
-    struct sbuf b = {0};
-    const char *id = job_str(job, "id", NULL), *brief = job_str(job, "result", "brief");
-    long created = (long)time(NULL);
-    size_t n = strlen(brief), i = 0;
-    char *part = facade_chunk_role(id, created, alias);
-    sbuf_adds(&b, part ? part : "");
-    free(part);
-    while (i < n) { /* a few words per chunk, split on spaces */
-        size_t j = i, words = 0;
-        while (j < n && words < 4) {
-            if (brief[j] == ' ')
-                words++;
-            j++;
-        }
-        part = facade_chunk_text(id, created, alias, brief + i, j - i);
-        sbuf_adds(&b, part ? part : "");
-        free(part);
-        i = j;
-    }
-    part = facade_chunk_end(job, created, alias, include_usage);
-    sbuf_adds(&b, part ? part : "");
-    free(part);
+    sbuf_adds(&b, "data: {\"error\":{\"message\":");
+    jsonx_write_string(&b, message);
+    sbuf_adds(&b, ",\"type\":");
+    jsonx_write_string(&b, type);
+    sbuf_adds(&b, ",\"param\":null,\"code\":");
+    jsonx_write_string(&b, code);
+    sbuf_adds(&b, "}}\n\n");
     return sbuf_take(&b);
 }

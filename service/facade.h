@@ -4,7 +4,7 @@
  * latency and cost. Pure translation between the two shapes: the API module runs the job.
  *
  * Ownership: facade_parse fills a caller-owned job_req (free with job_req_free); the
- * functions returning cJSON* / char* hand them to the caller. */
+ * functions returning char* hand the text to the caller; out is only read. */
 #ifndef BRIEFD_FACADE_H
 #define BRIEFD_FACADE_H
 
@@ -32,28 +32,30 @@ struct facade_req {
 int facade_parse(const char *body, size_t len, const char *alias, size_t max_text_bytes,
                  struct job_req *out, struct facade_req *fr, struct job_verr *err);
 
-/* The chat.completion for a finished job object (docs/API.md job shape). */
-struct cJSON *facade_completion(const struct cJSON *job, const char *alias);
+/* The answers, printed from a finished run: id is its job id, out the pipeline's output
+ * object (pipe_out_json: "result", "usage", "route", "latency_ms", "cost_usd", "cached"...).
+ * Each returns malloc'd JSON text (NULL on OOM).
+ *
+ * The chat.completion: the brief as the assistant's message, usage summed over the stages,
+ * and the "briefd" object (job_id, route, latency_ms, cost_usd, cached, cached_from, and the
+ * result's model, refined, degraded). */
+char *facade_completion(const char *id, const struct cJSON *out, const char *alias);
 
-/* Streaming, one piece at a time: each function returns whole "data: {...}\n\n" events
- * (malloc'd, NUL-terminated; NULL on OOM). id is the job id (the chunks' id is
- * "chatcmpl-<id>"), created the Unix time shared by every chunk of one answer.
+/* Streaming, one piece at a time: each function returns whole "data: {...}\n\n" events.
+ * The chunks' id is "chatcmpl-<id>", created the Unix time shared by every chunk of one
+ * answer.
  *   role:  the first chunk, delta {"role": "assistant", "content": ""};
  *   text:  a content delta of len bytes of text;
- *   end:   the last chunk (empty delta, finish_reason "stop", the "briefd" object with the
- *          route, latency and cost of the finished job), then - include_usage - a chunk with
- *          empty choices, "usage" and the "briefd" object again, then "data: [DONE]";
- *   error: {"error": {"message", "type", "code", "param"}}, which the OpenAI SDKs raise
+ *   end:   the last chunk (empty delta, finish_reason "stop", the "briefd" object), then -
+ *          include_usage - a chunk with empty choices, "usage" and the "briefd" object
+ *          again, then "data: [DONE]";
+ *   error: {"error": {"message", "type", "param", "code"}}, which the OpenAI SDKs raise
  *          as an APIError; the stream then ends without [DONE]. */
 char *facade_chunk_role(const char *id, long created, const char *alias);
 char *facade_chunk_text(const char *id, long created, const char *alias, const char *text,
                         size_t len);
-char *facade_chunk_end(const struct cJSON *job, long created, const char *alias,
+char *facade_chunk_end(const char *id, const struct cJSON *out, long created, const char *alias,
                        int include_usage);
 char *facade_chunk_error(const char *type, const char *code, const char *message);
-
-/* The whole stream for a finished job, as the pieces above would send it (the brief in
- * chunks of a few words). */
-char *facade_stream(const struct cJSON *job, const char *alias, int include_usage);
 
 #endif

@@ -1,6 +1,7 @@
 /* test_base.c - base/: SHA-256 and HMAC-SHA-256 (RFC 4231 vectors), FNV-1a (reference
  * values), base64 (RFC 4648 vectors, strict decoding), IP literals, CIDR blocks and refused
- * ranges, URL parts and redaction, error names, ISO 8601 timestamps read back. */
+ * ranges, URL parts and redaction, error names, ISO 8601 timestamps read back, held log
+ * lines. */
 #include <stdio.h>
 #include <math.h>
 #include <stdlib.h>
@@ -12,11 +13,13 @@
 #include "hash.h"
 #include "jscan.h"
 #include "jsonx.h"
+#include "log.h"
 #include "sbuf.h"
 #include "netaddr.h"
 #include "tcheck.h"
 #include "url.h"
 
+#include <unistd.h>
 #include <uv.h>
 
 static void hex(const unsigned char *p, size_t n, char *out)
@@ -456,6 +459,73 @@ static void test_jscan(void)
     CHECK(jscan_skip(v, v + strlen(v) - 1) == NULL); /* the last bracket cut off */
 }
 
+/* stderr's bytes written since the last call (stderr is a temporary file here). */
+static size_t log_out(FILE *f, char *buf, size_t cap)
+{
+    static long at;
+    size_t n;
+    fseek(f, at, SEEK_SET);
+    n = fread(buf, 1, cap - 1, f);
+    buf[n] = '\0';
+    at += (long)n;
+    return n;
+}
+
+static void test_log_hold(void)
+{
+    FILE *f = tmpfile();
+    int saved = dup(STDERR_FILENO);
+    char out[16384], big[LOG_HOLD_MAX];
+    CHECK(f != NULL && saved >= 0);
+    dup2(fileno(f), STDERR_FILENO);
+    log_configure("test", LOG_TEXT, LOG_DEBUG);
+    log_info("not held");
+    CHECK(log_out(f, out, sizeof out) > 0 && strstr(out, "info: not held\n") != NULL);
+
+    log_hold(1);
+    log_info("first");
+    log_debug("second");
+    CHECK(log_out(f, out, sizeof out) == 0); /* held */
+    log_warn("third");                        /* writes what is held, then itself */
+    log_out(f, out, sizeof out);
+    CHECK(strstr(out, "first") && strstr(out, "second") && strstr(out, "third"));
+    CHECK(strstr(out, "first") < strstr(out, "second") &&
+          strstr(out, "second") < strstr(out, "third"));
+
+    log_info("fourth");
+    CHECK(log_out(f, out, sizeof out) == 0);
+    log_flush();
+    CHECK(log_out(f, out, sizeof out) > 0 && strstr(out, "fourth") != NULL);
+    log_flush();
+    CHECK(log_out(f, out, sizeof out) == 0); /* nothing twice */
+
+    /* a line that does not fit writes what is held first; one longer than the buffer (a
+     * message is cut at 2 KB, a field is not) is written at once, after what is held */
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    log_info("fifth");
+    log_info("%.2000s", big);
+    CHECK(log_out(f, out, sizeof out) == 0);
+    log_info("%.2000s", big);
+    log_out(f, out, sizeof out);
+    CHECK(strstr(out, "fifth") != NULL && strlen(out) > 2000 && strlen(out) < 2200);
+    log_write(LOG_INFO, &LOG_STR("field", big), 1, "long");
+    log_out(f, out, sizeof out);
+    CHECK(strlen(out) > 2000 + sizeof big && strlen(out) < 2200 + sizeof big);
+
+    log_info("sixth");
+    log_hold(0); /* off: what is held goes out */
+    log_out(f, out, sizeof out);
+    CHECK(strstr(out, "sixth") != NULL);
+    log_info("after");
+    CHECK(log_out(f, out, sizeof out) > 0 && strstr(out, "after") != NULL);
+
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    fclose(f);
+    log_configure("briefd", LOG_TEXT, LOG_INFO);
+}
+
 int main(void)
 {
     test_iso8601();
@@ -472,5 +542,6 @@ int main(void)
     test_standard_webhooks_vector();
     test_netaddr();
     test_url();
+    test_log_hold();
     return tcheck_summary("test_base");
 }

@@ -5,7 +5,7 @@
  * loop thread touches libuv (the stop request crosses over with uv_async_send). Handler
  * counters are atomics. Routes: /echo (method, path, query, params, body, headers as JSON),
  * /defer?ms=N (answers from a uv_timer), /stream?ms=N (3 chunks from a timer), /error,
- * /ratelimit, anything else 404. */
+ * /ratelimit, /big (BIG_BYTES of a known pattern), anything else 404. */
 #include "http.h"
 #include "tcheck.h"
 
@@ -169,6 +169,26 @@ static void on_server_closed(void *data)
 }
 
 /* data points at the server's own variable (for /drain and /shutdown). */
+#define BIG_BYTES (8u << 20) /* more than a loopback socket with a small receive buffer holds */
+
+static char big_byte(size_t i)
+{
+    return (char)('a' + (i * 7 + i / 4099) % 26);
+}
+
+static void route_big(struct http_req *r)
+{
+    char *body = malloc(BIG_BYTES);
+    if (!body) {
+        http_respond_error(r, 500, "out_of_memory", NULL, "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < BIG_BYTES; i++)
+        body[i] = big_byte(i);
+    http_respond(r, 200, "application/octet-stream", body, BIG_BYTES);
+    free(body);
+}
+
 static void handler(struct http_req *r, void *data)
 {
     struct http_server **self = data;
@@ -197,6 +217,8 @@ static void handler(struct http_req *r, void *data)
         http_stream_write(r, "one\n", 4);
         http_stream_write(r, "two\n", 4);
         http_stream_end(r);
+    } else if (strcmp(p, "/big") == 0) {
+        route_big(r);
     } else if (strcmp(p, "/error") == 0) {
         http_respond_error(r, 422, "text_required", "text", "field '%s' is required", "text");
     } else if (strcmp(p, "/ratelimit") == 0) {
@@ -1557,6 +1579,58 @@ static void test_write_to_reset_peer(void)
     CHECK(roundtrip(port1, "GET /echo HTTP/1.1\r\nHost: t\r\n\r\n", &r) == 0 && r.status == 200);
 }
 
+/* A response larger than the socket takes at once (the client's receive buffer is small):
+ * the part written at once and the rest queued behind it arrive whole and in order, twice
+ * on one connection, and the connection goes on. */
+static void test_big_response(void)
+{
+    struct sockaddr_in a;
+    struct timeval tv = {10, 0};
+    int fd = socket(AF_INET, SOCK_STREAM, 0), rcv = 64 * 1024;
+    char head[4096];
+
+    CHECK(fd >= 0);
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof rcv); /* before connect: no autotuning */
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)port3);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CHECK(connect(fd, (struct sockaddr *)&a, sizeof a) == 0);
+    for (int round = 0; round < 2; round++) {
+        static const char req[] = "GET /big HTTP/1.1\r\nHost: t\r\n\r\n";
+        size_t hlen = 0, got = 0, bad = 0;
+        char *e = NULL, *cl;
+        CHECK(send(fd, req, sizeof req - 1, MSG_NOSIGNAL) == (ssize_t)(sizeof req - 1));
+        while (!e && hlen < sizeof head - 1) { /* the head, a byte at a time: nothing past it */
+            ssize_t k = recv(fd, head + hlen, 1, 0);
+            if (k <= 0)
+                break;
+            hlen++;
+            head[hlen] = '\0';
+            e = hlen >= 4 ? strstr(head, "\r\n\r\n") : NULL;
+        }
+        CHECK(e != NULL && strncmp(head, "HTTP/1.1 200 ", 13) == 0);
+        cl = e ? strcasestr(head, "\r\nContent-Length: ") : NULL;
+        CHECK(cl && strtoul(cl + 18, NULL, 10) == BIG_BYTES);
+        while (e && got < BIG_BYTES) {
+            char buf[65536];
+            size_t want = BIG_BYTES - got < sizeof buf ? BIG_BYTES - got : sizeof buf;
+            ssize_t k = recv(fd, buf, want, 0);
+            if (k <= 0)
+                break;
+            for (ssize_t i = 0; i < k; i++)
+                bad += buf[i] != big_byte(got + (size_t)i);
+            got += (size_t)k;
+        }
+        CHECK(got == BIG_BYTES);
+        CHECK(bad == 0);
+    }
+    close(fd);
+    struct resp r;
+    CHECK(roundtrip(port3, "GET /echo HTTP/1.1\r\nHost: t\r\n\r\n", &r) == 0 && r.status == 200);
+}
+
 static const char *const probe_paths[] = {"/echo-probe", NULL};
 
 static int start_servers(void)
@@ -1642,6 +1716,7 @@ int main(void)
     test_abort();
     test_half_close();
     test_write_to_reset_peer();
+    test_big_response();
     test_pipeline_flood();
     test_stream_abort_and_drain();
     test_timeouts();

@@ -515,11 +515,31 @@ static struct wreq *wreq_new(struct conn *c, size_t cap)
     return w;
 }
 
-/* Queue w->data[0..len); on failure w is freed and the connection closed. */
+/* Send w->data[0..len): written at once when nothing is queued before it and the socket
+ * takes it (uv_try_write: no write request, so libuv makes no epoll change for it), else
+ * what is left is queued; w is freed once its bytes are written. On failure w is freed and
+ * the connection closed. */
 static int conn_submit(struct conn *c, struct wreq *w, size_t len)
 {
-    uv_buf_t b = uv_buf_init(w->data, (unsigned)len);
-    int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, conn_on_write);
+    size_t off = 0;
+    uv_buf_t b;
+    int rc;
+    if (c->writes == 0) {
+        b = uv_buf_init(w->data, (unsigned)len);
+        rc = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+        if (rc < 0 && rc != UV_EAGAIN) {
+            free(w);
+            conn_close(c);
+            return -1;
+        }
+        off = rc > 0 ? (size_t)rc : 0;
+        if (off == len) {
+            free(w);
+            return 0;
+        }
+    }
+    b = uv_buf_init(w->data + off, (unsigned)(len - off));
+    rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, conn_on_write);
     if (rc < 0) {
         free(w);
         conn_close(c);

@@ -268,7 +268,7 @@ class Facade(Stack):
         body = {"model": "briefd-hybrid", "max_tokens": 60, "temperature": 0.2,
                 "messages": [{"role": "system", "content": "focus on risks"},
                              {"role": "user", "content": SHORT + " A lawsuit is pending."}]}
-        st, r, _ = self.briefd.request("POST", "/v1/chat/completions", body)
+        st, r, h = self.briefd.request("POST", "/v1/chat/completions", body)
         self.assertEqual(st, 200, r)
         self.assertEqual(r["object"], "chat.completion")
         self.assertEqual(r["model"], "briefd-hybrid")
@@ -285,6 +285,17 @@ class Facade(Stack):
                          + job["usage"]["refine"]["prompt_tokens"])
         self.assertEqual(u["total_tokens"], u["prompt_tokens"] + u["completion_tokens"])
         self.assertEqual(r["briefd"]["cost_usd"], job["cost_usd"])
+        # the answer's briefd object and headers say what the record says
+        b = r["briefd"]
+        self.assertEqual(b["route"], job["route"])
+        self.assertEqual(b["latency_ms"], job["latency_ms"])
+        self.assertEqual((b["model"], b["refined"], b["degraded"], b["cached"]),
+                         ("gpt-oss-20b", True, False, False))
+        self.assertEqual((job["result"]["model"], job["result"]["refined"]),
+                         ("gpt-oss-20b", True))
+        self.assertEqual(h["x-briefd-job-id"], b["job_id"])
+        self.assertEqual(h["x-briefd-route"], "refine")
+        self.assertEqual(float(h["x-briefd-cost-usd"]), job["cost_usd"]["total"])
         self.assert_signals(job)
 
     def assert_signals(self, job):
@@ -310,7 +321,16 @@ class Facade(Stack):
         self.assertIn("Revenue grew", text)
         self.assertEqual(chunks[-2]["choices"][0]["finish_reason"], "stop")
         self.assertGreater(chunks[-1]["usage"]["total_tokens"], 0)
-        self.assert_signals(self.briefd.get("/v1/jobs/" + h["x-briefd-job-id"])[1])
+        job = self.briefd.get("/v1/jobs/" + h["x-briefd-job-id"])[1]
+        for c in chunks[-2:]:  # the last chunk and the usage chunk carry the briefd object
+            self.assertEqual(c["briefd"]["job_id"], job["id"])
+            self.assertEqual(c["briefd"]["route"], job["route"])
+            self.assertEqual(c["briefd"]["cost_usd"], job["cost_usd"])
+            self.assertEqual(c["briefd"]["model"], job["result"]["model"])
+        self.assertEqual(chunks[-1]["usage"]["total_tokens"],
+                         sum(u["prompt_tokens"] + u["completion_tokens"]
+                             for u in job["usage"].values()))
+        self.assert_signals(job)
 
     def test_errors(self):
         st, r, _ = self.briefd.request("POST", "/v1/chat/completions",
