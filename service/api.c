@@ -1098,13 +1098,20 @@ static int job_texts(struct api *api, struct http_req *req, struct job_req *jr, 
     if (mj)
         cJSON_AddStringToObject(mj, "api_key_id", kid);
     *req_text = rj ? jsonx_print(rj) : NULL;
-    *meta_text = mj ? jsonx_print(mj) : NULL;
-    if (body_hash && *req_text && *meta_text)
-        snprintf(body_hash, 17, "%016llx",
-                 (unsigned long long)hash_fnv1a64_str(hash_fnv1a64_str(HASH_FNV1A64_INIT,
-                                                                       *req_text), *meta_text));
-    if (mj && *meta_text) {
-        free(*meta_text);
+    *meta_text = NULL;
+    if (body_hash && mj) { /* of the request and its metadata, before the trace is added */
+        char *m = jsonx_print(mj);
+        if (*req_text && m)
+            snprintf(body_hash, 17, "%016llx",
+                     (unsigned long long)hash_fnv1a64_str(
+                         hash_fnv1a64_str(HASH_FNV1A64_INIT, *req_text), m));
+        if (!m) { /* out of memory: fails below */
+            cJSON_Delete(mj);
+            mj = NULL;
+        }
+        free(m);
+    }
+    if (mj) {
         add_trace(mj, req);
         if (waits) /* a request of this process is parked on the job (store.h) */
             cJSON_AddStringToObject(mj, STORE_WAITER, store_instance(api->svc->store));

@@ -1425,7 +1425,8 @@ static void merge_members(cJSON *job, cJSON *o)
     while (it) {
         cJSON *next = it->next;
         cJSON_DeleteItemFromObjectCaseSensitive(job, it->string);
-        cJSON_AddItemToObject(job, it->string, cJSON_DetachItemViaPointer(o, it));
+        /* moved with its name (no copy of the name): appended as an array would be */
+        cJSON_AddItemToArray(job, cJSON_DetachItemViaPointer(o, it));
         it = next;
     }
     cJSON_Delete(o);
