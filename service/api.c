@@ -1317,11 +1317,11 @@ static void on_facade_done(struct pipe_job *pj, enum pipe_outcome o)
     struct rctx *c = r->c;
     struct svc *svc = c->api->svc; /* c may be gone once answered */
     const char *status = o == PIPE_SUCCEEDED ? "succeeded" : "failed";
-    cJSON *out = NULL, *job = NULL;
+    cJSON *out = NULL;
     char *job_text = NULL;
     c->run = NULL;
-    /* answered from the run's output; the job object and its signals (checks of the brief
-     * against the text) are the record's, built once the answer is on its way */
+    /* answered from the run's output; the signals (checks of the brief against the text)
+     * and the job object are the record's, made once the answer is on its way */
     if (o == PIPE_SUCCEEDED || o == PIPE_FAILED)
         out = pipe_out_json(pj, status, 0);
     if (!c->req) {
@@ -1345,13 +1345,11 @@ static void on_facade_done(struct pipe_job *pj, enum pipe_outcome o)
     }
     /* recorded once the answer is on its way (in this same turn of the loop), also when
      * the client left: the models were called, their cost counts */
-    job = out ? store_job_object(r->id, status, r->created_ms, 1, r->meta_text, out,
-                                 clock_wall_ms()) : NULL; /* takes out */
-    pipe_add_signals(pj, job);
-    job_text = job ? jsonx_print(job) : NULL;
+    pipe_add_signals(pj, out);
+    job_text = out ? store_job_text(r->id, status, r->created_ms, 1, r->meta_text, out,
+                                    clock_wall_ms()) : NULL; /* takes out */
     if (job_text)
         facade_record(svc, r, status, job_text);
-    cJSON_Delete(job);
     free(job_text);
     facade_run_free(r);
     rctx_maybe_free(c);

@@ -1463,6 +1463,118 @@ cJSON *store_job_object(const char *id, const char *status, int64_t created_ms, 
     return job;
 }
 
+/* The base members of a job object, the object left open: {"id", "object", "status",
+ * "created_at", "finished_at", "attempts" - as store_job_object adds them. */
+static void put_job_base(struct sbuf *b, const char *id, const char *status, int64_t created_ms,
+                         int attempts, int64_t finished_ms)
+{
+    char ts[40];
+    sbuf_adds(b, "{\"id\":");
+    jsonx_write_string(b, id);
+    sbuf_adds(b, ",\"object\":\"brief.job\",\"status\":");
+    jsonx_write_string(b, status ? status : "queued");
+    clock_iso8601(created_ms, ts, sizeof(ts));
+    sbuf_adds(b, ",\"created_at\":");
+    jsonx_write_string(b, ts);
+    sbuf_adds(b, ",\"finished_at\":");
+    if (finished_ms > 0) {
+        clock_iso8601(finished_ms, ts, sizeof(ts));
+        jsonx_write_string(b, ts);
+    } else {
+        sbuf_adds(b, "null");
+    }
+    sbuf_adds(b, ",\"attempts\":");
+    jsonx_write_number(b, attempts);
+}
+
+/* 1 if k[0..kl) names a member store_job_object sets itself: a base one, or (with
+ * result_error) the "result" and "error" it adds when nothing else did. */
+static int base_member(const char *k, size_t kl, int result_error)
+{
+    static const char *const names[] = {"id", "object", "status", "created_at", "finished_at",
+                                        "attempts", "result", "error", NULL};
+    for (size_t i = 0; names[i] && (result_error || i < 6); i++)
+        if (strlen(names[i]) == kl && memcmp(names[i], k, kl) == 0)
+            return 1;
+    return 0;
+}
+
+/* 1 if out's members print as they are, in their order: all named, no name twice, none a
+ * base member or the waiter mark (the tree would move or drop those). */
+static int out_plain(const cJSON *out)
+{
+    const cJSON *it;
+    if (out && !cJSON_IsObject(out))
+        return 0;
+    cJSON_ArrayForEach(it, out) {
+        if (!it->string || cJSON_GetObjectItemCaseSensitive(out, it->string) != it ||
+            base_member(it->string, strlen(it->string), 0) ||
+            strcmp(it->string, STORE_WAITER) == 0)
+            return 0;
+    }
+    return 1;
+}
+
+/* meta's members (JSON object text, as briefd prints it), but the waiter mark and those out
+ * replaces, copied as text: ,"name":value each. -1 when the text is not the plain shape this
+ * expects (a name with escapes, a base member): the caller builds the tree instead. */
+static int put_meta_members(struct sbuf *b, const char *meta, const cJSON *out)
+{
+    const char *e = meta + strlen(meta), *p = jscan_ws(meta, e);
+    if (p >= e || *p != '{')
+        return -1;
+    p = jscan_ws(p + 1, e);
+    while (p < e && *p != '}') {
+        const char *k, *v, *end;
+        size_t kl;
+        int odd = 0;
+        char name[64];
+        v = jscan_key(p, e, &k, &kl, &odd);
+        end = v ? jscan_skip(v, e) : NULL;
+        if (!end || odd || kl >= sizeof(name) || base_member(k, kl, 1))
+            return -1;
+        memcpy(name, k, kl);
+        name[kl] = '\0';
+        if (strcmp(name, STORE_WAITER) != 0 && !cJSON_GetObjectItemCaseSensitive(out, name)) {
+            sbuf_addc(b, ',');
+            sbuf_add(b, p, (size_t)(end - p)); /* "name":value, as printed */
+        }
+        p = jscan_ws(jscan_next(v, e), e);
+    }
+    return p < e ? 0 : -1;
+}
+
+char *store_job_text(const char *id, const char *status, int64_t created_ms, int attempts,
+                     const char *meta, cJSON *out, int64_t finished_ms)
+{
+    struct sbuf b = {0};
+    const cJSON *it;
+    int plain = out_plain(out);
+    put_job_base(&b, id, status, created_ms, attempts, finished_ms);
+    if (plain && meta && put_meta_members(&b, meta, out) != 0)
+        plain = 0;
+    if (!plain) {
+        cJSON *job = store_job_object(id, status, created_ms, attempts, meta, out, finished_ms);
+        char *text = job ? jsonx_print(job) : NULL;
+        cJSON_Delete(job);
+        free(sbuf_take(&b));
+        return text;
+    }
+    cJSON_ArrayForEach(it, out) {
+        sbuf_addc(&b, ',');
+        jsonx_write_string(&b, it->string);
+        sbuf_addc(&b, ':');
+        jsonx_write(&b, it);
+    }
+    if (!cJSON_GetObjectItemCaseSensitive(out, "result"))
+        sbuf_adds(&b, ",\"result\":null");
+    if (!cJSON_GetObjectItemCaseSensitive(out, "error"))
+        sbuf_adds(&b, ",\"error\":null");
+    sbuf_addc(&b, '}');
+    cJSON_Delete(out);
+    return sbuf_take(&b);
+}
+
 /* --- get ------------------------------------------------------------------------------------ */
 
 struct get_op {

@@ -212,6 +212,12 @@ int store_get(struct store *s, const char *id, store_job_cb cb, void *data);
 struct cJSON *store_job_object(const char *id, const char *status, int64_t created_ms,
                                int attempts, const char *meta, struct cJSON *out,
                                int64_t finished_ms);
+/* The same job object as JSON text (malloc'd; NULL on OOM), byte for byte what jsonx_print
+ * makes of store_job_object's tree, printed without building it: meta's members are copied
+ * as text (it is briefd's own printing) and out's printed (out is freed). Text of another
+ * shape (a name with escapes, a member that replaces a base one) goes through the tree. */
+char *store_job_text(const char *id, const char *status, int64_t created_ms, int attempts,
+                     const char *meta, struct cJSON *out, int64_t finished_ms);
 
 /* --- the workers' side of the queue ---------------------------------------------------- */
 

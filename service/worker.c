@@ -139,7 +139,6 @@ static void on_finished(void *data, int status, int applied)
  * (taken). */
 static char *job_text(const struct wjob *j, const char *status, cJSON *out)
 {
-    cJSON *job;
     if (out && j->req.callback_url) {
         /* the delivery's outcome replaces it as it goes (GET joins it) */
         cJSON *w = cJSON_AddObjectToObject(out, "webhook");
@@ -148,11 +147,8 @@ static char *job_text(const struct wjob *j, const char *status, cJSON *out)
         cJSON_AddNullToObject(w, "last_status");
         cJSON_AddNullToObject(w, "error");
     }
-    job = store_job_object(j->e.id, status, j->e.created_ms, j->e.attempt, j->meta_text, out,
-                           clock_wall_ms());
-    char *text = job ? jsonx_print(job) : NULL;
-    cJSON_Delete(job);
-    return text;
+    return store_job_text(j->e.id, status, j->e.created_ms, j->e.attempt, j->meta_text, out,
+                          clock_wall_ms());
 }
 
 static void finish_job(struct wjob *j, const char *status)

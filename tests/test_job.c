@@ -8,6 +8,7 @@
 #include "config.h"
 #include "facade.h"
 #include "job.h"
+#include "jsonx.h"
 #include "sbuf.h"
 #include "store.h"
 #include "tcheck.h"
@@ -376,6 +377,55 @@ static void test_job_object(void)
     cJSON_Delete(j);
 }
 
+/* store_job_text prints what jsonx_print makes of store_job_object's tree, byte for byte:
+ * the plain shapes (meta's members copied as text) and those it hands to the tree. */
+static void check_job_text(const char *meta, const char *out, int64_t finished_ms)
+{
+    cJSON *tree = store_job_object("job_T", "succeeded", 1764072000123LL, 3, meta,
+                                   out ? cJSON_Parse(out) : NULL, finished_ms);
+    char *want = jsonx_print(tree);
+    char *got = store_job_text("job_T", "succeeded", 1764072000123LL, 3, meta,
+                               out ? cJSON_Parse(out) : NULL, finished_ms);
+    CHECK(want != NULL && got != NULL);
+    if (want && got)
+        CHECK_STR(got, want);
+    free(want);
+    free(got);
+    cJSON_Delete(tree);
+}
+
+static void test_job_text(void)
+{
+    const char *meta = "{\"priority\":\"high\",\"max_words\":80,\"metadata\":{\"t\":\"a \\\"q\\\" "
+                       "\\n\\u0001 \u00e9\",\"n\":[1,2.5]},\"tenant\":\"acme\",\"api_key_id\":\"k1\","
+                       "\"waiter\":\"host-1-x\",\"request_id\":\"r1\"}";
+    const char *out = "{\"result\":{\"brief\":\"B \\\"x\\\"\",\"refined\":true},\"cached\":false,"
+                      "\"route\":{\"decision\":\"keep\"},\"usage\":{\"draft\":{\"prompt_tokens\":7}},"
+                      "\"cost_usd\":{\"total\":6.0524999999999994e-05},\"latency_ms\":{\"total\":0.517},"
+                      "\"config_version\":\"v1\"}";
+    char *plain;
+
+    check_job_text(meta, out, 1764072001000LL);
+    check_job_text(meta, out, 0);                                       /* not finished */
+    check_job_text(meta, NULL, 0);                                      /* queued: nulls */
+    check_job_text(NULL, out, 1764072001000LL);
+    check_job_text("{}", "{}", 1764072001000LL);
+    check_job_text(meta, "{\"error\":{\"code\":\"x\"},\"max_words\":5}", 1); /* replaces meta's */
+    check_job_text("{\"status\":\"odd\",\"a\":1}", out, 1);              /* a base member */
+    check_job_text("{\"result\":1}", out, 1);
+    check_job_text(meta, "{\"a\":1,\"a\":2}", 1);                         /* a name twice */
+    check_job_text(meta, "{\"attempts\":9}", 1);
+    check_job_text(meta, "{\"waiter\":\"w\"}", 1);
+    check_job_text("{\"a\\u0062\":1,\"c\":2}", out, 1);                    /* escaped name */
+    check_job_text("{\"a\":", out, 1);                                    /* malformed */
+    check_job_text("[1]", out, 1);
+    /* the plain shape is the text path, not the tree's (the waiter mark dropped) */
+    plain = store_job_text("job_T", "queued", 1764072000123LL, 0, meta, NULL, 0);
+    CHECK(plain && strstr(plain, "waiter") == NULL && strstr(plain, "\"tenant\":\"acme\"") &&
+          strstr(plain, ",\"result\":null,\"error\":null}"));
+    free(plain);
+}
+
 static void test_cost(void)
 {
     struct model_cfg m;
@@ -465,6 +515,7 @@ int main(void)
     test_time();
     test_prompt();
     test_job_object();
+    test_job_text();
     test_cost();
     test_price();
     return tcheck_summary("test_job");
