@@ -522,6 +522,8 @@ static const char *redis_userinfo(const char *s, size_t len, struct redis_parts 
         p->user = pct_decode(s, (size_t)(colon - s), &why);
         if (why)
             return why;
+        if (strlen(p->user) > CONFIG_MAX_REDIS_USER)
+            return "user name longer than 1024 bytes";
     }
     if (colon + 1 == s + len)
         return p->user ? "an ACL user needs a password (user:password@)" : NULL;

@@ -30,6 +30,9 @@ struct tenant_table;
 #define CONFIG_KEY_MAX 256
 #define CONFIG_MAX_SENTINELS 16         /* redis.sentinels */
 #define CONFIG_MAX_HOST 253              /* host names (listen, redis.url): the DNS maximum */
+#define CONFIG_MAX_REDIS_USER 1024       /* redis.url's user name, decoded: percent-encoded
+                                          * (3 bytes a byte at most), the URL shown by
+                                          * GET /v1/config stays within redis.url's 4096 */
 #define CONFIG_MAX_KEYS 1024             /* keys per environment variable */
 #define CONFIG_MAX_HEADERS 16            /* models.*.headers entries */
 #define CONFIG_HEADER_NAME_MAX 64        /* bytes of a header name */

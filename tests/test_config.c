@@ -595,6 +595,38 @@ static void test_errors_listen_redis(void)
 #endif
     expect_err("{\"redis\": {\"url\": \"redis://bob:@h:6379\"}}", "redis.url",
                "an ACL user needs a password (user:password@)");
+    {
+        /* the longest user name, every byte one the description percent-encodes: shown
+         * within redis.url's 4096 characters, and read back as the same user */
+        char url[4096], *d_url;
+        struct bd_config *lc, *back;
+        struct cfg_err le;
+        cJSON *d;
+        size_t n = 0;
+        n += (size_t)snprintf(url, sizeof url, "{\"redis\": {\"url\": \"redis://");
+        for (int i = 0; i < CONFIG_MAX_REDIS_USER; i++)
+            n += (size_t)snprintf(url + n, sizeof url - n, "%%40");
+        snprintf(url + n, sizeof url - n, ":pw@h:6379\"}}");
+        lc = load_str(url, &le);
+        CHECK(lc != NULL && lc->redis_user && strlen(lc->redis_user) == CONFIG_MAX_REDIS_USER);
+        d = lc ? config_describe(lc) : NULL;
+        d_url = cJSON_GetStringValue(jget(d, "redis", "url", NULL));
+        CHECK(d_url && strlen(d_url) <= 4096);
+        if (d_url) {
+            snprintf(url, sizeof url, "{\"redis\": {\"url\": \"%s\"}}", d_url);
+            back = load_str(url, &le);
+            CHECK(back && back->redis_user && strcmp(back->redis_user, lc->redis_user) == 0);
+            config_unref(back);
+        }
+        cJSON_Delete(d);
+        config_unref(lc);
+        /* one byte more is refused (its description would not read back) */
+        n = (size_t)snprintf(url, sizeof url, "{\"redis\": {\"url\": \"redis://");
+        for (int i = 0; i <= CONFIG_MAX_REDIS_USER; i++)
+            n += (size_t)snprintf(url + n, sizeof url - n, "a");
+        snprintf(url + n, sizeof url - n, ":pw@h:6379\"}}");
+        expect_err(url, "redis.url", "user name longer than 1024 bytes");
+    }
     expect_err("{\"redis\": {\"sentinels\": [\"127.0.0.1:26379\"]}}", "redis.master_name",
                "needed with redis.sentinels");
     expect_err("{\"redis\": {\"master_name\": \"m\"}}", "redis.sentinels",
