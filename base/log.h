@@ -5,13 +5,14 @@
  *   json: {"ts":"2026-12-02T03:54:51.123Z","level":"info","pid":4242,"msg":"job finished",
  *          "job_id":"job_01J...","ms":12.5}
  *
- * Each line is written with one write(2), so lines from several processes sharing a stderr
- * do not interleave. A program with an event loop may hold info and debug lines (an access
- * line a request) and write them together once a turn of its loop (log_hold, log_flush):
- * held lines go out in writes of at most LOG_HOLD_MAX bytes (PIPE_BUF: one write to a pipe
- * is not interleaved with others), and a warning or an error writes what is held, then
- * itself, at once. Callers never pass secrets: API keys, passwords, header values from the
- * environment and callback URL credentials are kept out of messages and fields.
+ * A line is never split between two write(2)s, so lines from several processes sharing a
+ * stderr do not interleave. A program with an event loop may hold info and debug lines (an
+ * access line a request) and write them together once a turn of its loop (log_hold,
+ * log_flush): held lines go out in writes of at most LOG_HOLD_MAX bytes (PIPE_BUF: one
+ * write to a pipe is not interleaved with others), and a warning or an error writes what
+ * is held, then itself, at once. Callers never pass secrets: API keys, passwords, header
+ * values from the environment and callback URL credentials are kept out of messages and
+ * fields.
  *
  * Ownership: the logger copies nothing past the call; the program name given to
  * log_configure() must outlive the process (a string literal). Single-threaded. */
