@@ -194,21 +194,45 @@ static const struct {
     {"two", "2"}, {"zero", "0"},
 };
 
-/* The value of the spelled-out number s[a..b) (ASCII letters), or NULL. */
+/* For each letter c (0 = 'a'), the entries of spelled[] that start with it: [first[c],
+ * first[c + 1]). Built on first use (pure data; briefd is single-threaded). */
+static unsigned char spelled_first[27];
+static int spelled_indexed;
+
+static void index_spelled(void)
+{
+    size_t n = sizeof(spelled) / sizeof(spelled[0]), k = 0;
+    for (int c = 0; c <= 26; c++) {
+        while (k < n && spelled[k].word[0] - 'a' < c)
+            k++;
+        spelled_first[c] = (unsigned char)k;
+    }
+    spelled_indexed = 1;
+}
+
+/* The value of the spelled-out number s[a..b) (ASCII letters), or NULL: the entries of its
+ * first letter searched by halves (most words start with a letter no entry starts with, or
+ * with one of a handful of entries). */
 static const char *spelled_value(const char *s, size_t a, size_t b)
 {
     char w[10];
-    size_t lo = 0, hi = sizeof(spelled) / sizeof(spelled[0]), n = b - a;
+    size_t lo, hi, n = b - a;
+    int first;
     if (n < 3 || n > 9) /* the shortest entries ("one", "jan"), the longest ("september") */
         return NULL;
-    for (size_t i = 0; i < n; i++)
-        w[i] = (char)(s[a + i] | 0x20); /* ASCII letters: lower case; the table is */
+    if (!spelled_indexed)
+        index_spelled();
+    first = (s[a] | 0x20) - 'a'; /* ASCII letters: lower case; the table is */
+    lo = spelled_first[first];
+    hi = spelled_first[first + 1];
+    if (lo == hi)
+        return NULL;
+    for (size_t i = 1; i < n; i++)
+        w[i] = (char)(s[a + i] | 0x20);
     w[n] = '\0';
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        int c = (unsigned char)spelled[mid].word[0] - (unsigned char)w[0];
-        if (c == 0) /* most probes differ at the first letter: no call for those */
-            c = strcmp(spelled[mid].word + 1, w + 1);
+        int c = strcmp(spelled[mid].word + 1, w + 1); /* the first letters are equal */
         if (c == 0)
             return spelled[mid].norm;
         if (c < 0)

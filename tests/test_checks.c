@@ -144,6 +144,39 @@ static void test_numbers_spelled(void)
     CHECK_STR(unsupported("due 2024-05-01", "due May 1, 2024"), "");
     CHECK_STR(unsupported("due 2024-06-01", "due May 1, 2024"), "06"); /* as written */
     CHECK_STR(unsupported("on 9/30", "on Sept. 30"), "");
+    /* every word of the table, in the case a document might use, supplies its number */
+    {
+        static const char *const words[][2] = {
+            {"Apr", "4"}, {"april", "4"}, {"Aug", "8"}, {"AUGUST", "8"}, {"Dec", "12"},
+            {"December", "12"}, {"dozen", "12"}, {"eight", "8"}, {"Eighteen", "18"},
+            {"eighth", "8"}, {"eighty", "80"}, {"eleven", "11"}, {"eleventh", "11"},
+            {"Feb", "2"}, {"February", "2"}, {"fifteen", "15"}, {"fifth", "5"},
+            {"fifty", "50"}, {"first", "1"}, {"five", "5"}, {"forty", "40"}, {"four", "4"},
+            {"fourteen", "14"}, {"fourth", "4"}, {"Hundred", "100"}, {"Jan", "1"},
+            {"January", "1"}, {"Jul", "7"}, {"July", "7"}, {"Jun", "6"}, {"June", "6"},
+            {"Mar", "3"}, {"March", "3"}, {"May", "5"}, {"nine", "9"}, {"nineteen", "19"},
+            {"ninety", "90"}, {"ninth", "9"}, {"Nov", "11"}, {"November", "11"},
+            {"Oct", "10"}, {"October", "10"}, {"One", "1"}, {"second", "2"}, {"Sep", "9"},
+            {"Sept", "9"}, {"September", "9"}, {"seven", "7"}, {"seventeen", "17"},
+            {"seventh", "7"}, {"seventy", "70"}, {"six", "6"}, {"sixteen", "16"},
+            {"sixth", "6"}, {"sixty", "60"}, {"ten", "10"}, {"tenth", "10"}, {"third", "3"},
+            {"thirteen", "13"}, {"thirty", "30"}, {"thousand", "1000"}, {"three", "3"},
+            {"twelfth", "12"}, {"twelve", "12"}, {"twenty", "20"}, {"two", "2"},
+            {"ZERO", "0"},
+        };
+        for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
+            char brief[32], doc[48];
+            snprintf(brief, sizeof brief, "%s units", words[i][1]);
+            snprintf(doc, sizeof doc, "some %s units", words[i][0]);
+            CHECK_STR(unsupported(brief, doc), "");
+        }
+        /* words of those letters that are no entry, and letters no entry starts with */
+        CHECK_STR(unsupported("5 units", "fivefold units"), "5");
+        CHECK_STR(unsupported("3 units", "thr units"), "3");
+        CHECK_STR(unsupported("7 units", "zebra units"), "7");
+        CHECK_STR(unsupported("8 units", "bight units"), "8");
+        CHECK_STR(unsupported("1 units", "yone units"), "1");
+    }
 }
 
 static void test_json(void)
