@@ -300,6 +300,16 @@ void jsonx_write_number(struct sbuf *b, double v)
     sbuf_add(b, num, strlen(num));
 }
 
+void jsonx_write_member(struct sbuf *b, const char *name, const cJSON *item)
+{
+    if (!item)
+        return;
+    put1(b, ',');
+    put_string(b, name);
+    put1(b, ':');
+    put_item(b, item);
+}
+
 char *jsonx_print(const cJSON *item)
 {
     struct sbuf b = {0};

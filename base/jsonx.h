@@ -34,6 +34,8 @@ char *jsonx_print(const struct cJSON *item);
 void jsonx_write(struct sbuf *b, const struct cJSON *item);
 void jsonx_write_string(struct sbuf *b, const char *s);
 void jsonx_write_number(struct sbuf *b, double v);
+/* Append ,"name":item (an object's next member; nothing when item is NULL) to b. */
+void jsonx_write_member(struct sbuf *b, const char *name, const struct cJSON *item);
 /* Add name: v to obj (caller-owned) as a number, or null when v is not finite. */
 void jsonx_add_number(struct cJSON *obj, const char *name, double v);
 

@@ -347,10 +347,9 @@ static int is_terminal(const char *status)
     return strcmp(status, "succeeded") == 0 || strcmp(status, "failed") == 0;
 }
 
-/* x-briefd-job-id, and once they are known x-briefd-route (the decision) and
- * x-briefd-cost-usd (a finished job's cost_usd.total) - docs/API.md#response-headers. */
-/* The x-briefd-* headers from obj (a job object, or a run's output): the job id, the route's
- * decision and - once finished - the total cost. */
+/* The x-briefd-* headers (docs/API.md#response-headers) from obj, a job object or a run's
+ * output: x-briefd-job-id, and once they are known x-briefd-route (the decision) and - once
+ * finished - x-briefd-cost-usd (cost_usd.total). */
 static void briefd_headers_of(struct http_req *req, const char *id, int finished,
                               const cJSON *obj)
 {

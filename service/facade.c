@@ -200,17 +200,6 @@ static double usage_sum(const cJSON *out, const char *kind)
     return sum;
 }
 
-/* ,"name":item - when item is there. */
-static void put_member(struct sbuf *b, const char *name, const cJSON *item)
-{
-    if (!item)
-        return;
-    sbuf_addc(b, ',');
-    jsonx_write_string(b, name);
-    sbuf_addc(b, ':');
-    jsonx_write(b, item);
-}
-
 /* ,"usage":{"prompt_tokens":P,"completion_tokens":C,"total_tokens":P+C} */
 static void put_usage(struct sbuf *b, const cJSON *out)
 {
@@ -235,9 +224,10 @@ static void put_briefd(struct sbuf *b, const char *id, const cJSON *out)
     sbuf_adds(b, ",\"briefd\":{\"job_id\":");
     jsonx_write_string(b, id);
     for (size_t i = 0; keys[i]; i++)
-        put_member(b, keys[i], cJSON_GetObjectItemCaseSensitive(out, keys[i]));
+        jsonx_write_member(b, keys[i], cJSON_GetObjectItemCaseSensitive(out, keys[i]));
     for (size_t i = 0; res && result_keys[i]; i++)
-        put_member(b, result_keys[i], cJSON_GetObjectItemCaseSensitive(res, result_keys[i]));
+        jsonx_write_member(b, result_keys[i],
+                           cJSON_GetObjectItemCaseSensitive(res, result_keys[i]));
     sbuf_addc(b, '}');
 }
 

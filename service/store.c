@@ -1560,12 +1560,8 @@ char *store_job_text(const char *id, const char *status, int64_t created_ms, int
         free(sbuf_take(&b));
         return text;
     }
-    cJSON_ArrayForEach(it, out) {
-        sbuf_addc(&b, ',');
-        jsonx_write_string(&b, it->string);
-        sbuf_addc(&b, ':');
-        jsonx_write(&b, it);
-    }
+    cJSON_ArrayForEach(it, out)
+        jsonx_write_member(&b, it->string, it);
     if (!cJSON_GetObjectItemCaseSensitive(out, "result"))
         sbuf_adds(&b, ",\"result\":null");
     if (!cJSON_GetObjectItemCaseSensitive(out, "error"))
