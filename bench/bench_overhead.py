@@ -298,10 +298,12 @@ def main():
                 rtt = statistics.median(rtts)
                 jp_over = rows["briefd job path"][0] - rows["briefd facade"][0]
                 notes.append("a Redis round trip at 1 connection (redis-benchmark PING, p50): "
-                             "%.3f ms. The job path has two on its way (the submit that makes "
-                             "the job durable before work starts, the finish that makes its "
-                             "record durable before the answer): %.3f ms of the %.3f ms it "
-                             "takes over the facade" % (rtt, 2 * rtt, jp_over))
+                             "%.3f ms. The job path waits for one on its way, the finish "
+                             "that makes its record durable before the answer (the submit "
+                             "that makes the job durable travels while the draft runs: the "
+                             "worker starts an idle moment's job ahead of its submit): "
+                             "%.3f ms of the %.3f ms it takes over the facade" % (
+                                 rtt, rtt, jp_over))
             peak_rss = rss_kb(b.proc.pid, "VmHWM")
             figures["idle_mb"] = idle_rss / 1024.0
             notes.append("briefd RSS: %.1f MB idle, %.1f MB peak over the runs" % (

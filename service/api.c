@@ -32,6 +32,7 @@
 #include "tenant.h"
 #include "trace.h"
 #include "webhook.h"
+#include "worker.h"
 
 #define SSE_MAX_MS (30u * 60u * 1000u)   /* one events stream lives at most 30 minutes */
 #define SSE_POLL_MS 5000u                 /* and re-checks its job this often */
@@ -1177,6 +1178,11 @@ static void enqueue(struct api *api, struct http_req *req, struct job_req *jr, d
     if (wait > 0) {
         c->parked = 1;
         uv_timer_start(&c->timer, on_wait_timer, (uint64_t)(wait * 1000.0), 0);
+    }
+    if (wait > 0 && worker_ahead(api->svc->worker, &s, jr, on_submitted, c)) {
+        rctx_sent(c, 0); /* the worker runs it already (it took jr) */
+        free(req_text);
+        return;
     }
     rctx_sent(c, store_submit(api->svc->store, &s, on_submitted, c));
     /* parsed, for this process's worker: the entry comes back in a later turn of the loop */

@@ -139,6 +139,7 @@ static void on_worker_stopped(void *data)
 {
     struct app *a = data;
     a->worker = NULL;
+    a->svc.worker = NULL;
     if (a->api)
         api_stop(a->api, on_api_stopped, a);
     else
@@ -312,6 +313,7 @@ static int app_start(struct app *a)
         rc = open_http(a);
     if (rc == 0 && a->role != ROLE_API)
         rc = worker_start(&a->svc, &a->worker);
+    a->svc.worker = a->worker;
     start_signals(a);
     if (rc != 0)
         return rc;

@@ -282,6 +282,13 @@ static void step_budget(struct gate_job *gj)
     reserve_draft(gj);
 }
 
+int gate_passes(const struct bd_config *cfg, const struct job_req *req)
+{
+    const char *t = job_req_meta(req, "tenant");
+    const struct tenant_limits *lim = tenant_limits_of(cfg->tenants, t && *t ? t : NULL, NULL);
+    return cfg->cache_ttl_s <= 0 && !(lim && lim->daily_budget_usd >= 0);
+}
+
 int gate_begin(struct gate_job *gj, double draft_bound_usd, gate_cb cb)
 {
     const struct bd_config *cfg = gj->cfg;

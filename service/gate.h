@@ -90,6 +90,9 @@ struct gate_job {
 int gate_new(struct svc *svc, struct gate **out);
 void gate_free(struct gate *g);
 
+/* 1 when gate_begin lets a job of req under cfg through at once with no Redis call (no
+ * exact cache to look in, no budget of its tenant to reserve). */
+int gate_passes(const struct bd_config *cfg, const struct job_req *req);
 /* Start gj (inputs set, the rest zeroed) with draft_bound_usd, an upper bound of the
  * draft's cost. Returns 0: nothing to wait for, call the models now (cb never runs); 1: cb
  * runs later with the verdict; < 0: Redis is not reachable (cb never runs). */

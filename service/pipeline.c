@@ -1000,6 +1000,21 @@ static double draft_bound(const struct pipe_job *j)
     return b;
 }
 
+/* 1 when no endpoint of m waits for a call slot. */
+static int slot_free(const struct model_cfg *m)
+{
+    for (int k = 0; k < ups_count(m); k++)
+        if (ups_endpoint(m, k)->max_concurrency > 0)
+            return 0;
+    return 1;
+}
+
+int pipe_starts_free(const struct bd_config *cfg, const struct job_req *req)
+{
+    return gate_passes(cfg, req) && slot_free(&cfg->draft) &&
+           (!router_pre_route(cfg->router) || slot_free(&cfg->refine));
+}
+
 int pipe_start(struct pipeline *p, struct pipe_job *j)
 {
     int rc;

@@ -155,6 +155,10 @@ int pipeline_breaker_open(const struct pipeline *p, const struct model_cfg *ep);
  * traceparent and tracestate members, docs/API.md#request-ids-and-tracing) into j, copied;
  * members that are absent or not valid are left out. Call before pipe_start. */
 void pipe_trace_meta(struct pipe_job *j, const char *meta_text);
+/* 1 when a job of req under cfg reaches its first model call with no Redis call on the way
+ * (gate_passes; no call slot of models.X.max_concurrency to wait for), and with no use of
+ * its id before that call ends: it may start before the job is queued (worker.h). */
+int pipe_starts_free(const struct bd_config *cfg, const struct job_req *req);
 /* Start j (inputs filled, results zeroed). Returns 0: on_done runs exactly once, never from
  * inside this call. */
 int pipe_start(struct pipeline *p, struct pipe_job *j);

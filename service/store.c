@@ -145,7 +145,10 @@ static void key_bucket(const struct store *s, char g, long long n, char *buf)
     "end\n"
 
 /* KEYS: q:low q:normal q:high [idem]. ARGV: prio (0..2), max_queue (0: no bound), req, meta,
- * idem hash, idem ttl, deadline. -> {'ok', entry, depth} | {'full', depth} | {'dup', value} */
+ * idem hash, idem ttl, deadline[, group, consumer: then the oldest entry of the job's queue
+ * not yet delivered - the new one unless the queue had a backlog - is read for consumer in
+ * the same script (store_submit_claim)].
+ * -> {'ok', entry, depth[, claimed entry]} | {'full', depth} | {'dup', value} */
 static const char SUBMIT_LUA[] =
     "local deadline = tonumber(ARGV[7])\n" LATE_CHECK_LUA
     "local p = tonumber(ARGV[1]) + 1\n"
@@ -164,7 +167,13 @@ static const char SUBMIT_LUA[] =
     "if KEYS[4] then\n"
     "  redis.call('SET', KEYS[4], e .. ' ' .. ARGV[1] .. ' ' .. ARGV[5], 'EX', ARGV[6])\n"
     "end\n"
-    "return {'ok', e, tostring(depth)}\n";
+    "local c\n"
+    "if ARGV[9] then\n" /* pcall: a missing group must not fail a job already queued */
+    "  local r = redis.pcall('XREADGROUP', 'GROUP', ARGV[8], ARGV[9], 'COUNT', 1,"
+    " 'STREAMS', KEYS[p], '>')\n"
+    "  if type(r) == 'table' and r[1] and r[1][2] then c = r[1][2][1] end\n"
+    "end\n"
+    "return {'ok', e, tostring(depth), c}\n";
 
 /* KEYS: job, jobx, run, q:low, q:normal, q:high, wh:st, quality, feedback. ARGV: group, entry,
  * prio (the id's first entry; "" for an id that never was queued), with record (1: return
@@ -1136,6 +1145,8 @@ enum ack_state { ACK_NONE = 0, ACK_WAITING, ACK_BROKEN };
 struct submit_op {
     struct store *s;
     store_submit_cb cb;
+    store_claim_cb claim_cb;    /* store_submit_claim's (then cb is NULL) */
+    const struct store_entry *claimed; /* the entry its script read, during on_submit */
     void *data;
     enum job_priority prio;
     int checked;                /* the bound was checked in the script */
@@ -1160,7 +1171,9 @@ static void submit_done(struct submit_op *op, int st, enum store_submit_rc rc, l
     if (op->ack == ACK_BROKEN) /* written, but it cannot be acknowledged */
         op->cb(op->data, BD_EREDIS_DOWN, STORE_SUBMITTED, 0, NULL, 0, NULL);
     if (op->ack != ACK_WAITING) {
-        if (op->ack == ACK_NONE)
+        if (op->ack == ACK_NONE && op->claim_cb)
+            op->claim_cb(op->data, st, rc, depth, id, created_ms, hash, op->claimed);
+        else if (op->ack == ACK_NONE)
             op->cb(op->data, st, rc, depth, id, created_ms, hash);
         return;
     }
@@ -1203,6 +1216,7 @@ static void submitted(struct submit_op *op, const char *entry, long depth)
 }
 
 static long limited_retry_s(const struct rds_reply *x);
+static int take_entry(const struct rds_reply *e, enum job_priority p, struct store_entry *se);
 
 /* Whether a plain XADD ran after its deadline (Redis's clock, ms; 0: none): the entry id's
  * first part is Redis's clock when it ran (or later, never earlier). Such an entry is
@@ -1215,6 +1229,7 @@ static int late_entry(const char *entry, int64_t deadline)
 static void on_submit(struct rds *r, struct rds_reply *x, void *data)
 {
     struct submit_op *op = data;
+    struct store_entry claimed;
     char what[16], arg[200], depth[24];
     int st;
     (void)r;
@@ -1242,8 +1257,13 @@ static void on_submit(struct rds *r, struct rds_reply *x, void *data)
         else if (strcmp(what, "rate") == 0 || strcmp(what, "budget") == 0)
             submit_done(op, 0, what[0] == 'r' ? STORE_TENANT_RATE : STORE_TENANT_BUDGET,
                         limited_retry_s(x), NULL, 0, NULL);
-        else
+        else {
+            if (op->claim_cb && rds_reply_len(x) > 3 &&
+                take_entry(rds_reply_elem(x, 3), op->prio, &claimed) == 0)
+                op->claimed = &claimed;
             submitted(op, arg, depth[0] ? atol(depth) : -1);
+            op->claimed = NULL;
+        }
     }
     if (op->ack != ACK_WAITING)
         free(op); /* else the WAIT's answer frees it */
@@ -1344,8 +1364,14 @@ static int64_t submit_deadline(struct store *s, struct rds *conn, char *buf, siz
 static int submit_tenant(struct store *s, struct rds *conn, const struct store_submit *sub,
                          struct submit_op *op);
 
-int store_submit(struct store *s, const struct store_submit *sub, store_submit_cb cb,
-                 void *data)
+/* A tenant's limits are checked by a script of their own (submit_tenant). */
+static int tenant_limited(const struct store_submit *sub)
+{
+    return sub->tenant && (sub->tenant_jpm > 0 || sub->tenant_budget_usd >= 0);
+}
+
+static int submit_send(struct store *s, const struct store_submit *sub, store_submit_cb cb,
+                       store_claim_cb claim_cb, void *data)
 {
     char kl[KEY_MAX], kn[KEY_MAX], kh[KEY_MAX], kidem[KEY_MAX + 300], maxq[24], prio[4], ttl[24];
     char deadline[24];
@@ -1358,10 +1384,11 @@ int store_submit(struct store *s, const struct store_submit *sub, store_submit_c
     int rc;
     op->s = s;
     op->cb = cb;
+    op->claim_cb = claim_cb;
     op->data = data;
     op->prio = sub->priority;
-    op->checked = idem || needs_check(s, sub->max_queue);
-    if (sub->tenant && (sub->tenant_jpm > 0 || sub->tenant_budget_usd >= 0)) {
+    op->checked = idem || claim_cb || needs_check(s, sub->max_queue);
+    if (tenant_limited(sub)) {
         op->checked = 1;
         rc = submit_tenant(s, conn, sub, op);
         goto sent;
@@ -1390,7 +1417,7 @@ int store_submit(struct store *s, const struct store_submit *sub, store_submit_c
     snprintf(maxq, sizeof(maxq), "%ld", needs_check(s, sub->max_queue) ? sub->max_queue : 0);
     snprintf(prio, sizeof(prio), "%d", (int)sub->priority);
     snprintf(ttl, sizeof(ttl), "%ld", sub->idem_ttl_s > 0 ? sub->idem_ttl_s : 86400);
-    const char *args[11];
+    const char *args[13];
     int nk = 3, na = 0;
     args[na++] = kl;
     args[na++] = kn;
@@ -1406,11 +1433,29 @@ int store_submit(struct store *s, const struct store_submit *sub, store_submit_c
     args[na++] = idem ? sub->idem_hash : "";
     args[na++] = ttl;
     args[na++] = deadline;
+    if (claim_cb) {
+        args[na++] = GROUP;
+        args[na++] = s->instance;
+    }
     rc = evalsha(s, conn, on_submit, op, &sc_submit, nk, na, args, NULL);
 sent:
     if (rc == 0 && s->ack)
         op->ack = rwait_after(s->waits, on_acked, op) == 0 ? ACK_WAITING : ACK_BROKEN;
     return send_or_free(rc, op);
+}
+
+int store_submit(struct store *s, const struct store_submit *sub, store_submit_cb cb,
+                 void *data)
+{
+    return submit_send(s, sub, cb, NULL, data);
+}
+
+int store_submit_claim(struct store *s, const struct store_submit *sub, store_claim_cb cb,
+                       void *data)
+{
+    if (s->ack || tenant_limited(sub))
+        return BD_EINVAL;
+    return submit_send(s, sub, NULL, cb, data);
 }
 
 /* --- the job object ------------------------------------------------------------------------- */

@@ -73,6 +73,7 @@
 
 struct cJSON;
 struct store;
+struct store_entry;
 struct stats_delta;
 struct stats_rows;
 
@@ -199,6 +200,19 @@ typedef void (*store_submit_cb)(void *data, int status, enum store_submit_rc rc,
                                 const char *id, int64_t created_ms, const char *idem_hash);
 int store_submit(struct store *s, const struct store_submit *sub, store_submit_cb cb,
                  void *data);
+/* store_submit for a job this process's worker has started ahead of its submit (worker.h):
+ * the script that queues the job also reads, for this process's consumer, the oldest entry
+ * of the job's queue not yet delivered - the new job's own unless the queue had a backlog,
+ * as a worker's read would have - so the entry is this worker's the moment it exists, and
+ * no other process runs it. claimed: that entry, or NULL (none read: the submit failed or
+ * was refused; strings valid during the callback). Not with min_replicas_acked or a
+ * tenant's limits (their submits are other round trips or scripts): BD_EINVAL, nothing
+ * sent. */
+typedef void (*store_claim_cb)(void *data, int status, enum store_submit_rc rc, long depth,
+                               const char *id, int64_t created_ms, const char *idem_hash,
+                               const struct store_entry *claimed);
+int store_submit_claim(struct store *s, const struct store_submit *sub, store_claim_cb cb,
+                       void *data);
 
 /* The job object (docs/API.md shape); cb owns job. status BD_ENOTFOUND when the job does not
  * exist, < 0 on Redis failure (job NULL). Reads this process's writes: a job whose finish

@@ -21,6 +21,7 @@ struct mc_ctx;
 struct pipeline;
 struct shadow;
 struct store;
+struct worker;
 
 struct svc {
     uv_loop_t *loop;
@@ -32,6 +33,8 @@ struct svc {
     struct shadow *shadow;          /* shadow judging of finished jobs (shadow.h) */
     struct handoff *handoff;        /* role all: the requests the API queued, parsed, for
                                        this process's worker (handoff.h); else NULL */
+    struct worker *worker;          /* role all: this process's worker, which may start a
+                                       job ahead of its submit (worker_ahead); else NULL */
     const char *instance;           /* this process: "host-pid-rand" (its consumer name) */
     int stopping;                   /* shutdown has begun: refuse new work, not ready */
     /* Re-read the config file, validate all of it and swap it in. Returns 0, or -1 with err

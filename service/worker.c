@@ -41,6 +41,14 @@ struct wjob {
     struct sbuf delta;            /* streamed text not yet published (someone listens) */
     uint64_t delta_at;            /* uv_now of the last delta published */
     struct shadow_task *shadow;   /* sampled for shadow judging, started once stored */
+    /* started ahead of its submit (worker_ahead): until the submit's answer, e holds no
+     * entry and no id, and the pipeline's end is held */
+    int ahead;
+    int held;                     /* the pipeline ended (held_o) before the answer came */
+    enum pipe_outcome held_o;
+    int abandoned;                /* ahead, and its entry went elsewhere: ends uncounted */
+    store_submit_cb submit_cb;    /* the submitter's callback, passed the answer */
+    void *submit_data;
 };
 
 struct worker {
@@ -53,6 +61,7 @@ struct worker {
     unsigned inflight;
     int fetching;
     int queues_drained;           /* the last read proved the queues empty: block at once */
+    unsigned blk_asked;           /* the blocking read in flight: its COUNT (0: none) */
     int stopping;
     uint64_t last_claim_ms;
     int pending_closes;
@@ -223,6 +232,15 @@ static void put_back(struct wjob *j)
 static void on_pipe_done(struct pipe_job *pj, enum pipe_outcome o)
 {
     struct wjob *j = pj->data;
+    if (j->ahead) { /* its entry is not known yet: the submit's answer goes on */
+        j->held = 1;
+        j->held_o = o;
+        return;
+    }
+    if (j->abandoned) {
+        wjob_free(j);
+        return;
+    }
     switch (o) {
     case PIPE_SUCCEEDED:
         finish_job(j, "succeeded");
@@ -256,7 +274,7 @@ static void publish_stages(struct worker *w)
     struct list_node *it;
     for (it = w->jobs.next; it != &w->jobs; it = it->next) {
         struct wjob *j = LIST_ENTRY(it, struct wjob, node);
-        if (j->finishing || strcmp(j->stage, j->published) == 0 ||
+        if (j->finishing || j->ahead || j->abandoned || strcmp(j->stage, j->published) == 0 ||
             now - j->started < STAGE_PUBLISH_MS)
             continue;
         store_transition(w->svc->store, j->e.id, j->stage);
@@ -286,6 +304,20 @@ static void on_text(struct pipe_job *pj, const char *text, size_t len)
 
 /* --- starting jobs --- */
 
+/* The pipeline's inputs of j (its id and listen_id: j->e.id, filled in later for a job
+ * started ahead). */
+static void pipe_inputs(struct wjob *j)
+{
+    j->pj.data = j;
+    j->pj.id = j->e.id;
+    j->pj.cfg = j->cfg;
+    j->pj.req = &j->req;
+    j->pj.on_done = on_pipe_done;
+    j->pj.on_stage = on_stage;
+    j->pj.on_text = on_text;
+    j->pj.listen_id = j->e.id;
+}
+
 static void start_job(struct worker *w, const struct store_entry *e)
 {
     struct wjob *j;
@@ -297,14 +329,7 @@ static void start_job(struct worker *w, const struct store_entry *e)
     j = wjob_new(w, e);
     if (!j)
         return;
-    j->pj.data = j;
-    j->pj.id = j->e.id;
-    j->pj.cfg = j->cfg;
-    j->pj.req = &j->req;
-    j->pj.on_done = on_pipe_done;
-    j->pj.on_stage = on_stage;
-    j->pj.on_text = on_text;
-    j->pj.listen_id = j->e.id;
+    pipe_inputs(j);
     j->pj.queue_ms = (double)(clock_wall_ms() - e->created_ms);
     if (j->pj.queue_ms < 0)
         j->pj.queue_ms = 0;
@@ -320,6 +345,87 @@ static void start_job(struct worker *w, const struct store_entry *e)
     pipe_trace_meta(&j->pj, j->meta_text);
     if (pipe_start(w->pipe, &j->pj) != 0)
         wjob_free(j); /* left pending: reclaimed once idle */
+}
+
+/* --- jobs started ahead of their submit --- */
+
+/* The submit's answer for a job started ahead: the entry its script claimed is the job's
+ * own (the job goes on as if read from the queue, its held end applied), another (the
+ * queue's backlog: started as any entry read), or none (the submit failed or was refused:
+ * the job ends uncounted, as it never was). The submitter hears the answer either way. */
+static void on_ahead_submitted(void *data, int status, enum store_submit_rc rc, long depth,
+                               const char *id, int64_t created_ms, const char *idem_hash,
+                               const struct store_entry *claimed)
+{
+    struct wjob *j = data;
+    int ours = status == 0 && rc == STORE_SUBMITTED && claimed && id &&
+               strcmp(claimed->id, id) == 0;
+    j->ahead = 0;
+    if (ours) {
+        j->e = *claimed;
+        j->e.req = j->req_text;
+        j->e.req_len = strlen(j->req_text);
+        j->e.meta = j->meta_text;
+        j->e.meta_len = strlen(j->meta_text);
+    } else if (claimed) {
+        log_info("worker: a submit claimed entry %s of the backlog (job %s) before its own: "
+                 "started it; the job started ahead is dropped and runs once its entry is read",
+                 claimed->entry, claimed->id);
+        start_job(j->w, claimed);
+    }
+    j->submit_cb(j->submit_data, status, rc, depth, id, created_ms, idem_hash);
+    if (ours) {
+        if (j->held)
+            on_pipe_done(&j->pj, j->held_o);
+    } else if (j->held) {
+        wjob_free(j);
+    } else {
+        j->abandoned = 1;
+        pipe_cancel(&j->pj); /* on_pipe_done frees it */
+    }
+}
+
+/* A free slot the blocking read in flight cannot fill (it may deliver COUNT entries from
+ * each of the three queues), while it waits on queues it found empty. */
+static int idle_slot(const struct worker *w)
+{
+    return w->blk_asked > 0 && free_slots(w) > 3 * w->blk_asked;
+}
+
+int worker_ahead(struct worker *w, const struct store_submit *sub, struct job_req *jr,
+                 store_submit_cb cb, void *data)
+{
+    struct store_entry e;
+    struct wjob *j;
+    if (!w || w->stopping || w->svc->stopping || !idle_slot(w) || !pipeline_draft_open(w->pipe) ||
+        !pipe_starts_free(w->svc->cfg, jr))
+        return 0;
+    memset(&e, 0, sizeof(e));
+    e.prio = sub->priority;
+    e.attempt = 1;
+    e.req = sub->req_json;
+    e.req_len = strlen(sub->req_json);
+    e.meta = sub->meta_json;
+    e.meta_len = strlen(sub->meta_json);
+    j = wjob_new(w, &e);
+    if (!j)
+        return 0;
+    j->ahead = 1;
+    j->submit_cb = cb;
+    j->submit_data = data;
+    if (store_submit_claim(w->svc->store, sub, on_ahead_submitted, j) != 0) {
+        wjob_free(j);
+        return 0;
+    }
+    j->req = *jr;
+    memset(jr, 0, sizeof(*jr));
+    pipe_inputs(j);
+    pipe_trace_meta(&j->pj, j->meta_text);
+    if (pipe_start(w->pipe, &j->pj) != 0) { /* out of memory: back to the queue once claimed */
+        j->held = 1;
+        j->held_o = PIPE_RETRY;
+    }
+    return 1;
 }
 
 /* A reclaimed entry (its worker died or stalled): a fresh entry with the attempt counted, or
@@ -398,11 +504,14 @@ static void on_read(void *data, int status, const struct store_entry *e, size_t 
     if (status != 0) {
         f->w->fetching = 0;
         f->w->queues_drained = 0;
+        f->w->blk_asked = 0;
         free(f);
         return;
     }
-    if (f->prio == -2) /* the answer of the blocking read */
+    if (f->prio == -2) { /* the answer of the blocking read */
         f->w->queues_drained = drained(e, n, f->asked);
+        f->w->blk_asked = 0;
+    }
     for (size_t i = 0; i < n; i++)
         start_job(f->w, &e[i]);
     f->got += (unsigned)n;
@@ -423,13 +532,17 @@ static void fetch_next(struct fetch_step *f)
     }
     f->prio = prio >= 0 ? prio - 1 : -2;
     count = slots;
-    if (prio < 0) /* blocking: a third of the free slots from each queue, at least one */
-        count = slots >= 3 ? slots / 3 : 1;
+    if (prio < 0) /* blocking: a third of the free slots from each queue, at least one (and
+                     one slot left for a job started ahead, worker_ahead) */
+        count = slots >= 4 ? (slots - 1) / 3 : 1;
     f->asked = count;
     if (store_read(w->svc->store, prio, count, WORKER_BLOCK_MS, on_read, f) != 0) {
         w->fetching = 0;
         free(f);
+        return;
     }
+    if (prio < 0)
+        w->blk_asked = count;
 }
 
 static void fetch(struct worker *w)

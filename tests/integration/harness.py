@@ -77,6 +77,12 @@ def eventually(fetch, pred, timeout=10.0, what="a condition"):
         time.sleep(0.05)
 
 
+def log_lines(path, needle):
+    """The lines of a log file that contain needle."""
+    with open(path, "rb") as f:
+        return [ln for ln in f.read().decode("utf-8", "replace").splitlines() if needle in ln]
+
+
 def _tail(path, n=4000):
     if not path or not os.path.exists(path):
         return ""

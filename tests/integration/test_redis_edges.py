@@ -16,7 +16,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (BRIEFD, REDIS, Briefd, Redis, Sim, Stack, _resp_take,  # noqa: E402
-                     base_config, job_id_of_entry, queue_state, rkey, tail, wait_for,
+                     base_config, job_id_of_entry, log_lines, queue_state, rkey, tail, wait_for,
                      wait_port)
 
 TEXT = "Revenue grew 12 percent. Costs were flat. The board approved a new data center."
@@ -35,11 +35,6 @@ class ArgsRedis(Redis):
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_port(self.port, proc=self.proc, log=self.log)
         return self
-
-
-def log_lines(path, needle):
-    with open(path, "rb") as f:
-        return [ln for ln in f.read().decode("utf-8", "replace").splitlines() if needle in ln]
 
 
 class RestartOnlyReload(Stack):
