@@ -385,11 +385,13 @@ static void on_ahead_submitted(void *data, int status, enum store_submit_rc rc, 
     }
 }
 
-/* A free slot the blocking read in flight cannot fill (it may deliver COUNT entries from
- * each of the three queues), while it waits on queues it found empty. */
+/* The worker idles: no job in flight, its blocking read waits on queues it found empty, and
+ * a free slot is left that read cannot fill (it may deliver COUNT entries from each of the
+ * three queues). Under load - jobs in flight - a submit stays a plain XADD: the script that
+ * claims costs Redis about twice the CPU, and a blocking read serves many entries at once. */
 static int idle_slot(const struct worker *w)
 {
-    return w->blk_asked > 0 && free_slots(w) > 3 * w->blk_asked;
+    return w->inflight == 0 && w->blk_asked > 0 && free_slots(w) > 3 * w->blk_asked;
 }
 
 int worker_ahead(struct worker *w, const struct store_submit *sub, struct job_req *jr,

@@ -18,8 +18,8 @@ struct worker;
 
 int worker_start(struct svc *svc, struct worker **out);
 /* Jobs started ahead of their submit. The API of a process that also runs a worker offers
- * it each job it queues: when the worker idles (its blocking read waits on queues it found
- * empty, with a free slot that read cannot fill), the job's pipeline touches neither Redis
+ * it each job it queues: when the worker idles (no job in flight, its blocking read waits on
+ * queues it found empty, a free slot left that read cannot fill), the job's pipeline touches neither Redis
  * nor its id before its first model call ends (pipe_starts_free), and the submit can claim
  * (store_submit_claim), the worker starts the job at once and sends the submit that claims
  * its entry for this process in the same script: the draft runs while the submit is on its
