@@ -487,6 +487,8 @@ static void on_xfer_done(struct curlm_xfer *x, int result)
 
 /* --- public --- */
 
+int mc_ctx_busy(const struct mc_ctx *ctx) { return !list_empty(&ctx->calls); }
+
 int mc_call_start(struct mc_ctx *ctx, struct mc_call *call, mc_cb cb)
 {
     int rc;

@@ -116,6 +116,9 @@ int mc_ctx_new(uv_loop_t *loop, struct curlm *engine, struct mc_ctx **out);
 /* Cancel every call in flight (their callbacks run with BD_ECANCELED) and free the client. */
 void mc_ctx_close(struct mc_ctx *ctx);
 
+/* 1 while a call is started and not yet called back (in flight or backing off), else 0. */
+int mc_ctx_busy(const struct mc_ctx *ctx);
+
 /* Start call (inputs filled). Returns 0 (cb will run exactly once, never from inside this
  * function) or a negative error (cb will not run). On success status 0; on failure a
  * negative BD_E* code and call->fail / call->err say why. */

@@ -21,6 +21,7 @@
 #include "sbuf.h"
 #include "list.h"
 #include "log.h"
+#include "mclient.h"
 #include "feedback.h"
 #include "metrics.h"
 #include "openapi.h"
@@ -40,6 +41,9 @@
                                              this long, renewed at each re-check */
 #define RECENT_MAX 256                    /* terminal events remembered ... */
 #define RECENT_MAX_BYTES (4u << 20)       /* ... within this many bytes */
+#define LATER_MS 1                        /* an answered facade run's record waits at most
+                                             this long (api_later) ... */
+#define LATER_MAX 64                      /* ... and at most this many wait */
 
 /* A parked request. Freed when the response is done (or the client left) and no Redis
  * call made for it is still outstanding. */
@@ -96,10 +100,19 @@ struct api {
     int stopping;
     void (*stop_cb)(void *);
     void *stop_data;
+    struct list_node later;       /* answered facade runs whose record is still to make */
+    unsigned nlater;
+    uv_check_t *later_check;      /* malloc'd (freed when closed): the loop's check phase */
+    uv_timer_t *later_timer;      /* ... and the LATER_MS bound */
 };
 
 static void on_store_event(void *data, const char *id, const char *status, const char *job,
                            size_t len);
+static void later_flush(struct api *api);
+static void on_later_check(uv_check_t *h);
+static void on_later_timer(uv_timer_t *t);
+
+static void on_handle_freed(uv_handle_t *h) { free(h); }
 
 int api_new(struct svc *svc, struct api **out)
 {
@@ -109,19 +122,32 @@ int api_new(struct svc *svc, struct api **out)
         return BD_ENOMEM;
     api->svc = svc;
     list_init(&api->list);
+    list_init(&api->later);
     api->recent = calloc(RECENT_MAX, sizeof(*api->recent));
-    rc = api->recent ? store_watch(svc->store, on_store_event, api) : BD_ENOMEM;
+    api->later_check = malloc(sizeof(*api->later_check));
+    api->later_timer = malloc(sizeof(*api->later_timer));
+    rc = api->recent && api->later_check && api->later_timer
+             ? store_watch(svc->store, on_store_event, api) : BD_ENOMEM;
     if (rc != 0) {
         free(api->recent);
+        free(api->later_check);
+        free(api->later_timer);
         free(api);
         return rc;
     }
+    uv_check_init(svc->loop, api->later_check);
+    uv_timer_init(svc->loop, api->later_timer);
+    api->later_check->data = api;
+    api->later_timer->data = api;
     *out = api;
     return 0;
 }
 
 void api_free(struct api *api)
 {
+    /* api_stop made the waiting records; none wait since (api_later makes them at once) */
+    uv_close((uv_handle_t *)api->later_check, on_handle_freed);
+    uv_close((uv_handle_t *)api->later_timer, on_handle_freed);
     store_unwatch(api->svc->store);
     for (size_t i = 0; i < RECENT_MAX; i++)
         free(api->recent[i].job);
@@ -1200,6 +1226,11 @@ struct facade_run {
     int64_t created_ms;
     int streaming;                /* stream: true - the answer is on its way (200 sent) */
     struct pipe_job pj;
+    /* answered, its record to make (api_later) */
+    struct list_node later;
+    const char *status;           /* "succeeded" | "failed" */
+    cJSON *out;                   /* pipe_out_json, or NULL (nothing to record) */
+    int64_t done_ms;
 };
 
 static void pipe_job_of_run(struct rctx *c, struct pipe_job **pj)
@@ -1316,14 +1347,74 @@ static void facade_record(struct svc *svc, struct facade_run *r, const char *sta
     }
 }
 
+/* The record of an answered run: the signals (checks of the brief against the text), the
+ * job object, the finish; then the run is freed. */
+static void facade_run_record(struct svc *svc, struct facade_run *r)
+{
+    char *job_text;
+    pipe_add_signals(&r->pj, r->out);
+    job_text = r->out ? store_job_text(r->id, r->status, r->created_ms, 1, r->meta_text, r->out,
+                                       r->done_ms) : NULL; /* takes out */
+    r->out = NULL;
+    if (job_text)
+        facade_record(svc, r, r->status, job_text);
+    free(job_text);
+    facade_run_free(r);
+}
+
+static void later_flush(struct api *api)
+{
+    uv_check_stop(api->later_check);
+    uv_timer_stop(api->later_timer);
+    while (!list_empty(&api->later)) {
+        struct facade_run *r = LIST_ENTRY(api->later.next, struct facade_run, later);
+        list_unlink(&r->later);
+        api->nlater--;
+        facade_run_record(api->svc, r);
+    }
+}
+
+/* After the loop's I/O of a turn: a model call in flight means the loop will wait for it,
+ * so the records are made now, while it waits, not in front of the next request. */
+static void on_later_check(uv_check_t *h)
+{
+    struct api *api = h->data;
+    if (mc_ctx_busy(api->svc->mc))
+        later_flush(api);
+}
+
+static void on_later_timer(uv_timer_t *t) { later_flush(t->data); }
+
+/* An answered run's record is made later, off the path of the next request: at 1
+ * connection that request arrives while the record would be made (its CPU, ~30% of a
+ * facade request's, stood in front of it), and starts a model call whose wait the record
+ * can fill. Made when the loop's turn ends with a model call in flight, before any request
+ * other than a chat completion (a read of this process then sees it), after LATER_MS, when
+ * LATER_MAX wait, and at once while stopping. */
+static void api_later(struct api *api, struct facade_run *r)
+{
+    if (api->stopping || api->svc->stopping) {
+        facade_run_record(api->svc, r);
+        return;
+    }
+    list_push_back(&api->later, &r->later);
+    if (++api->nlater >= LATER_MAX) {
+        later_flush(api);
+        return;
+    }
+    if (!uv_is_active((uv_handle_t *)api->later_timer)) {
+        uv_check_start(api->later_check, on_later_check);
+        uv_timer_start(api->later_timer, on_later_timer, LATER_MS, 0);
+    }
+}
+
 static void on_facade_done(struct pipe_job *pj, enum pipe_outcome o)
 {
     struct facade_run *r = pj->data;
     struct rctx *c = r->c;
-    struct svc *svc = c->api->svc; /* c may be gone once answered */
+    struct api *api = c->api; /* c may be gone once answered */
     const char *status = o == PIPE_SUCCEEDED ? "succeeded" : "failed";
     cJSON *out = NULL;
-    char *job_text = NULL;
     c->run = NULL;
     /* answered from the run's output; the signals (checks of the brief against the text)
      * and the job object are the record's, made once the answer is on its way */
@@ -1348,16 +1439,14 @@ static void on_facade_done(struct pipe_job *pj, enum pipe_outcome o)
                            NULL, "the brief could not be produced; try again");
         rctx_done(c);
     }
-    /* recorded once the answer is on its way (in this same turn of the loop), also when
-     * the client left: the models were called, their cost counts */
-    pipe_add_signals(pj, out);
-    job_text = out ? store_job_text(r->id, status, r->created_ms, 1, r->meta_text, out,
-                                    clock_wall_ms()) : NULL; /* takes out */
-    if (job_text)
-        facade_record(svc, r, status, job_text);
-    free(job_text);
-    facade_run_free(r);
+    /* recorded once the answer is on its way, also when the client left: the models were
+     * called, their cost counts */
+    r->c = NULL;
+    r->status = status;
+    r->out = out;
+    r->done_ms = clock_wall_ms();
     rctx_maybe_free(c);
+    api_later(api, r);
 }
 
 /* Admitted: run the pipeline (a streamed answer begins now). */
@@ -2262,6 +2351,8 @@ void api_handle(struct http_req *req, void *data)
         http_respond_error(req, 404, "not_found", NULL, "no route %.200s", path);
         return;
     }
+    if (api->nlater && r->fn != r_chat)
+        later_flush(api); /* what this request reads includes the answered runs' records */
     if (r->auth != AUTH_NONE && check_auth(api, req, r->auth == AUTH_ADMIN) != 0)
         return;
     if (r->method && !method_is(req, r->method)) {
@@ -2282,6 +2373,7 @@ void api_stop(struct api *api, void (*cb)(void *data), void *data)
     api->stopping = 1;
     api->stop_cb = cb;
     api->stop_data = data;
+    later_flush(api);
     LIST_FOR_EACH_SAFE(it, tmp, &api->list) {
         struct rctx *c = LIST_ENTRY(it, struct rctx, node);
         if (c->req) {

@@ -7,7 +7,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Stack, request, rkey  # noqa: E402
+from harness import Briefd, Stack, request, rkey  # noqa: E402
 
 SHORT = ("Revenue grew 12 percent in the third quarter. Costs were flat. "
          "The board approved a new data center in Ohio.")
@@ -349,6 +349,39 @@ class Facade(Stack):
         self.assertEqual(r["error"]["code"], "draft_failed")
         st, r, _ = self.briefd.get("/v1/models")
         self.assertEqual([m["id"] for m in r["data"]], ["briefd-hybrid"])
+
+
+class FacadeRecord(Stack):
+    """A facade answer's record is made after the answer, off the next request's path (a
+    model call's wait, at most 1 ms later): still there for any read of the process that
+    follows the answer, and across a stop that follows it."""
+
+    def facade(self, b):
+        st, r, _ = b.request("POST", "/v1/chat/completions",
+                             {"model": "briefd-hybrid",
+                              "messages": [{"role": "user", "content": SHORT}]})
+        self.assertEqual(st, 200, r)
+        return r["briefd"]["job_id"]
+
+    def test_read_right_after_the_answer(self):
+        # each GET reaches briefd well within the 1 ms the record may wait: the waiting
+        # records are made before the read
+        for _ in range(40):
+            jid = self.facade(self.briefd)
+            st, job, _ = self.briefd.get("/v1/jobs/" + jid)
+            self.assertEqual((st, job.get("status")), (200, "succeeded"), job)
+
+    def test_stop_right_after_the_answers(self):
+        # role api: no worker to wait for, the stop comes within the 1 ms the last record
+        # may wait
+        for round_ in range(3):
+            b = Briefd(self.tmp, self.briefd.config, role="api", name="stop%d" % round_).start()
+            ids = [self.facade(b) for _ in range(3)]
+            self.assertEqual(b.stop(), 0)
+            for jid in ids:  # read through the other process: its reads flush nothing
+                st, job, _ = self.briefd.get("/v1/jobs/" + jid)
+                self.assertEqual((st, job.get("status")), (200, "succeeded"), job)
+                self.assertIn("signals", job)
 
 
 class FacadeOpenAISdk(Stack):
