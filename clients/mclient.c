@@ -1,4 +1,5 @@
-/* mclient.c - OpenAI-compatible model client on libcurl multi + libuv, with retries. */
+/* mclient.c - OpenAI-compatible model client on hconn (http://) or libcurl multi, with
+ * retries. */
 #include "mclient.h"
 
 #include <curl/curl.h>
@@ -9,6 +10,9 @@
 
 #include "bderr.h"
 #include "curlm.h"
+#include "hconn.h"
+#include "sbuf.h"
+#include "url.h"
 
 #define MC_MAX_BODY (4u << 20)       /* non-streamed response bound */
 #define MC_MAX_BACKOFF_MS 10000u     /* cap on one backoff delay */
@@ -19,6 +23,7 @@
 struct mc_ctx {
     uv_loop_t *loop;
     struct curlm *engine;
+    struct hc_pool *hc;         /* http:// calls, NULL: every call through libcurl */
     struct list_node calls;     /* started, not yet called back */
     unsigned rng;
     CURL *pool[MC_EASY_POOL];   /* finished attempts' handles, reset (curl_easy_reset) */
@@ -26,11 +31,15 @@ struct mc_ctx {
 };
 
 struct mc_attempt {
-    struct curlm_xfer xfer;     /* xfer.data = the attempt, xfer.easy = the CURL * */
+    struct curlm_xfer xfer;     /* libcurl: xfer.data = the attempt, xfer.easy = the CURL * */
+    struct hc_xfer hx;          /* hconn: hx.data = the attempt */
     struct mc_ctx *ctx;
     struct mc_call *call;
-    CURL *easy;
+    CURL *easy;                 /* NULL: the attempt runs on hconn */
     struct curl_slist *hdrs;
+    struct sbuf head;           /* hconn: the request head (wiped: it may hold the key) */
+    long code;                  /* the response's status, once known */
+    char host[URL_MAX_HOST + 1]; /* hconn: the URL's host */
     char *buf;                  /* raw body (non-stream, or any non-200) */
     size_t len, cap;
     struct oai_sse sse;
@@ -56,6 +65,21 @@ const char *mc_fail_name(enum mc_fail f)
 
 static double ms_since(uint64_t t0) { return (double)(uv_hrtime() - t0) / 1e6; }
 
+static int env_set(const char *name)
+{
+    const char *v = getenv(name);
+    return v && *v;
+}
+
+int mc_builtin_http(void)
+{
+    const char *v = getenv("BRIEFD_UPSTREAM_CLIENT");
+    if (v && strcmp(v, "curl") == 0)
+        return 0;
+    /* libcurl's proxy variables (it ignores an upper-case HTTP_PROXY): libcurl honours them */
+    return !env_set("http_proxy") && !env_set("all_proxy") && !env_set("ALL_PROXY");
+}
+
 int mc_ctx_new(uv_loop_t *loop, struct curlm *engine, struct mc_ctx **out)
 {
     struct mc_ctx *ctx = calloc(1, sizeof(*ctx));
@@ -65,36 +89,45 @@ int mc_ctx_new(uv_loop_t *loop, struct curlm *engine, struct mc_ctx **out)
     ctx->engine = engine;
     ctx->rng = (unsigned)uv_hrtime() ^ 0x9e3779b9u;
     list_init(&ctx->calls);
+    if (mc_builtin_http() && hc_pool_new(loop, &ctx->hc) != 0) {
+        free(ctx);
+        return BD_ENOMEM;
+    }
     *out = ctx;
     return 0;
 }
 
 /* --- one attempt --- */
 
+/* A Retry-After value: seconds, or an HTTP date. */
+static void retry_after(struct mc_attempt *a, const char *value, size_t vlen)
+{
+    char tmp[64], *end;
+    double v;
+
+    if (vlen >= sizeof(tmp))
+        vlen = sizeof(tmp) - 1;
+    memcpy(tmp, value, vlen);
+    tmp[vlen] = '\0';
+    v = strtod(tmp, &end);
+    if (end != tmp && v >= 0) {
+        a->retry_after_s = v;
+    } else {
+        time_t when = curl_getdate(tmp, NULL);
+        if (when > 0) {
+            double d = difftime(when, time(NULL));
+            a->retry_after_s = d > 0 ? d : 0;
+        }
+    }
+}
+
 static size_t on_header(char *buf, size_t size, size_t n, void *userp)
 {
     struct mc_attempt *a = userp;
     size_t len = size * n;
     static const char name[] = "retry-after:";
-    if (len > sizeof(name) - 1 && strncasecmp(buf, name, sizeof(name) - 1) == 0) {
-        char tmp[64];
-        size_t vlen = len - (sizeof(name) - 1);
-        if (vlen >= sizeof(tmp))
-            vlen = sizeof(tmp) - 1;
-        memcpy(tmp, buf + sizeof(name) - 1, vlen);
-        tmp[vlen] = '\0';
-        char *end;
-        double v = strtod(tmp, &end);
-        if (end != tmp && v >= 0) {
-            a->retry_after_s = v;
-        } else {
-            time_t when = curl_getdate(tmp, NULL);
-            if (when > 0) {
-                double d = difftime(when, time(NULL));
-                a->retry_after_s = d > 0 ? d : 0;
-            }
-        }
-    }
+    if (len > sizeof(name) - 1 && strncasecmp(buf, name, sizeof(name) - 1) == 0)
+        retry_after(a, buf + sizeof(name) - 1, len - (sizeof(name) - 1));
     return len;
 }
 
@@ -121,12 +154,9 @@ static int append_raw(struct mc_attempt *a, const char *p, size_t len)
 }
 
 /* A streamed request answered with JSON rather than an event stream: read it whole. */
-static void check_stream_type(struct mc_attempt *a)
+static void check_stream_type(struct mc_attempt *a, const char *ctype)
 {
-    char *ctype = NULL;
-
     a->typed = 1;
-    curl_easy_getinfo(a->easy, CURLINFO_CONTENT_TYPE, &ctype);
     if (ctype && strcasestr(ctype, "json") && !strcasestr(ctype, "event-stream")) {
         a->plain = 1;
         a->call->stream_ignored = 1;
@@ -144,20 +174,15 @@ static void show_text(struct mc_attempt *a)
     }
 }
 
-static size_t on_write(char *p, size_t size, size_t n, void *userp)
+/* Body bytes of the response (a->code set; a streamed 200 typed): 0, or -1 to stop. */
+static int body_in(struct mc_attempt *a, const char *p, size_t len)
 {
-    struct mc_attempt *a = userp;
-    size_t len = size * n;
-    long code = 0;
-    curl_easy_getinfo(a->easy, CURLINFO_RESPONSE_CODE, &code);
-    if (code == 200 && a->call->stream && !a->typed)
-        check_stream_type(a);
     if (a->ttft_ms < 0 && a->plain)
         a->ttft_ms = ms_since(a->t0);
-    if (code == 200 && !a->plain) {
+    if (a->code == 200 && !a->plain) {
         int rc;
         if (a->sse_rc)
-            return len; /* drain; the error is reported at the end */
+            return 0; /* drain; the error is reported at the end */
         rc = oai_sse_feed(&a->sse, p, len, a->sse_msg, sizeof(a->sse_msg));
         if (rc == 1 && a->ttft_ms < 0)
             a->ttft_ms = ms_since(a->t0);
@@ -165,9 +190,45 @@ static size_t on_write(char *p, size_t size, size_t n, void *userp)
             a->sse_rc = rc;
         else if (a->call->on_text)
             show_text(a);
-        return len;
+        return 0;
     }
-    return append_raw(a, p, len) == 0 ? len : 0;
+    return append_raw(a, p, len);
+}
+
+static size_t on_write(char *p, size_t size, size_t n, void *userp)
+{
+    struct mc_attempt *a = userp;
+    size_t len = size * n;
+    curl_easy_getinfo(a->easy, CURLINFO_RESPONSE_CODE, &a->code);
+    if (a->code == 200 && a->call->stream && !a->typed) {
+        char *ctype = NULL;
+        curl_easy_getinfo(a->easy, CURLINFO_CONTENT_TYPE, &ctype);
+        check_stream_type(a, ctype);
+    }
+    return body_in(a, p, len) == 0 ? len : 0;
+}
+
+/* hconn's callbacks: the same, from the parsed response. */
+static int hc_on_header(struct hc_xfer *x, const char *name, size_t nlen, const char *value,
+                        size_t vlen)
+{
+    struct mc_attempt *a = x->data;
+    a->code = x->status;
+    if (nlen == 11 && strncasecmp(name, "retry-after", 11) == 0)
+        retry_after(a, value, vlen);
+    else if (nlen == 12 && strncasecmp(name, "content-type", 12) == 0 && a->code == 200 &&
+             a->call->stream && !a->typed)
+        check_stream_type(a, value);
+    return 0;
+}
+
+static int hc_on_body(struct hc_xfer *x, const char *p, size_t len)
+{
+    struct mc_attempt *a = x->data;
+    a->code = x->status;
+    if (a->code == 200 && a->call->stream && !a->typed)
+        check_stream_type(a, NULL); /* no Content-Type: an event stream */
+    return body_in(a, p, len);
 }
 
 /* Free a header list, wiping each line first: they may hold keys. */
@@ -191,6 +252,9 @@ static void attempt_free(struct mc_attempt *a)
         curl_easy_cleanup(a->easy);
     }
     headers_free(a->hdrs);
+    if (a->head.p)
+        explicit_bzero(a->head.p, a->head.len);
+    free(a->head.p);
     if (a->sse_used)
         oai_sse_free(&a->sse);
     free(a->buf);
@@ -232,12 +296,89 @@ static struct curl_slist *build_headers(const struct mc_call *call)
 }
 
 static void on_xfer_done(struct curlm_xfer *x, int result);
+static void on_hc_done(struct hc_xfer *x, int result);
+
+/* The request head for hconn: what build_headers gives libcurl, plus what libcurl adds
+ * itself (Host, User-Agent unless the caller's headers set one, Accept: any when none is
+ * given, Content-Length). One allocation, so that no copy of the key is left unwiped.
+ * Returns 0 or BD_ENOMEM. */
+static int hc_head(struct sbuf *h, const struct mc_call *call, const struct url_parts *u,
+                   size_t body_len)
+{
+    const char *target = u->path_len && *u->path == '/' ? u->path : "/";
+    size_t need = 256 + strlen(call->url) + (call->api_key ? strlen(call->api_key) + 32 : 0);
+    int ua = 0;
+
+    for (size_t i = 0; i < call->n_headers; i++) {
+        need += strlen(call->headers[i]) + 2;
+        ua |= strncasecmp(call->headers[i], "user-agent:", 11) == 0;
+    }
+    if (!sbuf_room(h, need))
+        return BD_ENOMEM;
+    sbuf_printf(h, "%s %s HTTP/1.1\r\nHost: %s%s%s", call->body ? "POST" : "GET", target,
+                u->host_v6 ? "[" : "", u->host, u->host_v6 ? "]" : "");
+    if (u->port != 80)
+        sbuf_printf(h, ":%d", u->port);
+    sbuf_adds(h, ua ? "\r\n" : "\r\nUser-Agent: briefd/0.1\r\n");
+    if (!call->body)
+        sbuf_adds(h, "Accept: application/json\r\n");
+    else if (call->stream && !call->raw)
+        sbuf_adds(h, "Content-Type: application/json\r\nAccept: text/event-stream\r\n");
+    else
+        sbuf_adds(h, "Content-Type: application/json\r\nAccept: */*\r\n");
+    if (call->api_key)
+        sbuf_printf(h, call->auth == MC_AUTH_API_KEY ? "api-key: %s\r\n"
+                                                     : "Authorization: Bearer %s\r\n",
+                    call->api_key);
+    for (size_t i = 0; i < call->n_headers; i++) {
+        sbuf_adds(h, call->headers[i]);
+        sbuf_adds(h, "\r\n");
+    }
+    if (call->body)
+        sbuf_printf(h, "Content-Length: %zu\r\n", body_len);
+    sbuf_adds(h, "\r\n");
+    return h->oom ? BD_ENOMEM : 0;
+}
+
+/* An attempt on hconn when the URL is plain http:// without credentials (libcurl sends
+ * those as Basic auth) and ctx has a pool. Returns 0 (started), 1 (not for hconn: use
+ * libcurl) or BD_ENOMEM. */
+static int hc_attempt(struct mc_attempt *a, long timeout)
+{
+    const struct mc_call *call = a->call;
+    struct url_parts u;
+    const char *why;
+    struct hc_req req;
+    size_t body_len = call->body ? strlen(call->body) : 0;
+
+    if (!a->ctx->hc || url_parse(call->url, &u, &why) != 0 || strcmp(u.scheme, "http") != 0 ||
+        u.has_userinfo)
+        return 1;
+    if (hc_head(&a->head, call, &u, body_len) != 0)
+        return BD_ENOMEM;
+    memset(&req, 0, sizeof(req));
+    memcpy(a->host, u.host, sizeof(a->host)); /* borrowed by hconn until the attempt ends */
+    req.host = a->host;
+    req.port = u.port;
+    req.head = a->head.p;
+    req.head_len = a->head.len;
+    req.body = call->body;
+    req.body_len = body_len;
+    req.timeout_ms = timeout;
+    req.connect_timeout_ms = timeout < 10000 ? timeout : 10000L;
+    a->hx.data = a;
+    a->hx.on_header = hc_on_header;
+    a->hx.on_body = hc_on_body;
+    a->t0 = uv_hrtime();
+    return hc_start(a->ctx->hc, &a->hx, &req, on_hc_done) == 0 ? 0 : BD_ENOMEM;
+}
 
 static int attempt_start(struct mc_call *call)
 {
     struct mc_ctx *ctx = call->ctx;
     struct mc_attempt *a = calloc(1, sizeof(*a));
     long timeout = call->timeout_ms > 0 ? call->timeout_ms : 60000;
+    int rc;
     if (!a)
         return BD_ENOMEM;
     if (call->deadline_ms) {
@@ -253,17 +394,25 @@ static int attempt_start(struct mc_call *call)
     a->ctx = ctx;
     a->call = call;
     a->ttft_ms = -1;
-    a->easy = ctx->npool ? ctx->pool[--ctx->npool] : curl_easy_init();
-    if (!a->easy)
-        goto fail;
     a->plain = !call->stream || call->raw;
-    a->hdrs = build_headers(call);
-    if (!a->hdrs)
-        goto fail;
     if (!a->plain) {
         oai_sse_init(&a->sse, call->prompt_chars);
         a->sse_used = 1;
     }
+    rc = hc_attempt(a, timeout);
+    if (rc == 0) {
+        call->att = a;
+        call->attempts++;
+        return 0;
+    }
+    if (rc < 0)
+        goto fail;
+    a->easy = ctx->npool ? ctx->pool[--ctx->npool] : curl_easy_init();
+    if (!a->easy)
+        goto fail;
+    a->hdrs = build_headers(call);
+    if (!a->hdrs)
+        goto fail;
     curl_easy_setopt(a->easy, CURLOPT_URL, call->url);
     if (call->body) {
         curl_easy_setopt(a->easy, CURLOPT_POST, 1L);
@@ -371,17 +520,17 @@ static enum mc_fail classify_curl(CURLcode cc, const struct mc_attempt *a)
     return MC_FAIL_CONNECT;
 }
 
-/* Turn a finished exchange into call->res or call->fail; returns 1 if retryable. */
-static int attempt_outcome(struct mc_call *call, struct mc_attempt *a, CURLcode cc)
+/* Turn a finished exchange into call->res or call->fail; returns 1 if retryable. xfail: how
+ * the exchange itself ended (MC_OK: a response read whole; else MC_FAIL_TIMEOUT,
+ * MC_FAIL_CONNECT or MC_FAIL_TOO_BIG, with why in a->errbuf). */
+static int attempt_outcome(struct mc_call *call, struct mc_attempt *a, enum mc_fail xfail)
 {
-    long code = 0;
+    long code = a->code;
     int rc;
-    curl_easy_getinfo(a->easy, CURLINFO_RESPONSE_CODE, &code);
     call->http_status = code;
-    if (cc != CURLE_OK) {
-        call->fail = classify_curl(cc, a);
-        snprintf(call->err, sizeof(call->err), "%s", a->errbuf[0] ? a->errbuf
-                                                                   : curl_easy_strerror(cc));
+    if (xfail != MC_OK) {
+        call->fail = xfail;
+        snprintf(call->err, sizeof(call->err), "%s", a->errbuf);
         if (call->fail == MC_FAIL_TOO_BIG)
             snprintf(call->err, sizeof(call->err), "response larger than %u bytes",
                      MC_MAX_BODY);
@@ -443,7 +592,7 @@ static int attempt_outcome(struct mc_call *call, struct mc_attempt *a, CURLcode 
     return 0;
 }
 
-static void attempt_done(struct mc_call *call, CURLcode cc)
+static void attempt_done(struct mc_call *call, enum mc_fail xfail)
 {
     struct mc_attempt *a = call->att;
     double took = ms_since(a->t0);
@@ -451,7 +600,7 @@ static void attempt_done(struct mc_call *call, CURLcode cc)
     int retryable;
     call->att = NULL;
     call->busy_ms += took;
-    retryable = attempt_outcome(call, a, cc) && call->text_len == 0;
+    retryable = attempt_outcome(call, a, xfail) && call->text_len == 0;
     retry_after = a->retry_after_s;
     attempt_free(a);
     if (call->fail != MC_OK)
@@ -482,7 +631,27 @@ static void attempt_done(struct mc_call *call, CURLcode cc)
 static void on_xfer_done(struct curlm_xfer *x, int result)
 {
     struct mc_attempt *a = x->data;
-    attempt_done(a->call, (CURLcode)result);
+    CURLcode cc = (CURLcode)result;
+    enum mc_fail xfail = cc == CURLE_OK ? MC_OK : classify_curl(cc, a);
+
+    curl_easy_getinfo(a->easy, CURLINFO_RESPONSE_CODE, &a->code);
+    if (cc != CURLE_OK && !a->errbuf[0])
+        snprintf(a->errbuf, sizeof(a->errbuf), "%s", curl_easy_strerror(cc));
+    attempt_done(a->call, xfail);
+}
+
+static void on_hc_done(struct hc_xfer *x, int result)
+{
+    struct mc_attempt *a = x->data;
+    enum mc_fail xfail = MC_OK;
+
+    a->code = x->status;
+    if (result != HC_OK) {
+        xfail = a->too_big ? MC_FAIL_TOO_BIG
+                : result == HC_ETIMEOUT ? MC_FAIL_TIMEOUT : MC_FAIL_CONNECT;
+        snprintf(a->errbuf, sizeof(a->errbuf), "%s", x->err);
+    }
+    attempt_done(a->call, xfail);
 }
 
 /* --- public --- */
@@ -509,7 +678,10 @@ void mc_call_cancel(struct mc_call *call)
     if (!call->ctx || (!call->att && !call->backoff))
         return;
     if (call->att) {
-        curlm_remove(&call->att->xfer);
+        if (call->att->easy)
+            curlm_remove(&call->att->xfer);
+        else
+            hc_cancel(&call->att->hx);
         attempt_free(call->att);
         call->att = NULL;
     }
@@ -549,5 +721,6 @@ void mc_ctx_close(struct mc_ctx *ctx)
         mc_call_cancel(LIST_ENTRY(first, struct mc_call, node));
     while (ctx->npool)
         curl_easy_cleanup(ctx->pool[--ctx->npool]);
+    hc_pool_close(ctx->hc);
     free(ctx);
 }

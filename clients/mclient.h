@@ -1,7 +1,12 @@
-/* mclient.h - model client: OpenAI-compatible Chat Completions on the shared transfer engine
- * (curlm.h: libcurl's multi interface driven by libuv). Connections are reused across calls
- * (the engine keeps the pool), and so are libcurl's easy handles (the context keeps up to
- * MC_EASY_POOL of them, each reset with curl_easy_reset before its next attempt). Each call
+/* mclient.h - model client: OpenAI-compatible Chat Completions over HTTP/1.1. A call to a
+ * plain http:// URL without credentials goes through the client's own keep-alive pool
+ * (hconn.h: libuv TCP and llhttp, the request in one write, the answer parsed as it is
+ * read); https, credentials in the URL and proxies go through the shared transfer engine
+ * (curlm.h: libcurl's multi interface driven by libuv). The environment decides once, at
+ * mc_ctx_new (mc_builtin_http): BRIEFD_UPSTREAM_CLIENT=curl, or a proxy set in
+ * http_proxy, all_proxy or ALL_PROXY, sends every call through libcurl. Connections are
+ * reused across calls either way, and so are libcurl's easy handles (the context keeps up
+ * to MC_EASY_POOL of them, each reset with curl_easy_reset before its next attempt). Each call
  * has a per-attempt timeout; failed attempts are retried with exponential backoff and full
  * jitter, bounded by max_attempts and the call's deadline; a 429's Retry-After is honoured
  * when it fits before the deadline.
@@ -115,6 +120,9 @@ struct mc_call {
 int mc_ctx_new(uv_loop_t *loop, struct curlm *engine, struct mc_ctx **out);
 /* Cancel every call in flight (their callbacks run with BD_ECANCELED) and free the client. */
 void mc_ctx_close(struct mc_ctx *ctx);
+
+/* 1 unless the environment sends every call through libcurl (see above). */
+int mc_builtin_http(void);
 
 /* 1 while a call is started and not yet called back (in flight or backing off), else 0. */
 int mc_ctx_busy(const struct mc_ctx *ctx);
