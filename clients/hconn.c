@@ -185,15 +185,17 @@ static void parser_reset(struct hc_conn *c)
 
 /* --- connections --- */
 
-static void on_handle_closed(uv_handle_t *h)
+/* One of c's handles closed, or its resolve came back: the last one frees it. */
+static void conn_unref(struct hc_conn *c)
 {
-    struct hc_conn *c = h->data;
     if (--c->refs == 0) {
         if (c->ai)
             uv_freeaddrinfo(c->ai);
         free(c);
     }
 }
+
+static void on_handle_closed(uv_handle_t *h) { conn_unref(h->data); }
 
 /* Close c (idle, or its exchange already detached). Pending writes are canceled. */
 static void conn_close(struct hc_conn *c)
@@ -264,22 +266,29 @@ static void xfer_finish(struct hc_conn *c, int result)
     x->done(x, result);
 }
 
-/* A reused connection closed before a byte of the answer: once, on a new connection. */
-static int resend(struct hc_conn *c)
+/* c's exchange moves to a new connection (to [ai, next...] as conn_open takes them), c is
+ * closed; out of memory, the exchange ends with HC_ENOMEM. */
+static void reopen(struct hc_conn *c, struct addrinfo *ai, struct addrinfo *next)
 {
     struct hc_xfer *x = c->x;
     struct hc_pool *pool = c->pool;
-    if (!c->reused || c->got || x->resent)
-        return 0;
-    x->resent = 1;
     c->x = NULL;
     x->conn = NULL;
     conn_close(c);
-    if (conn_open(pool, x, NULL, NULL) == 0)
-        return 1;
+    if (conn_open(pool, x, ai, next) == 0)
+        return;
     pool->busy--;
     snprintf(x->err, sizeof(x->err), "out of memory");
     x->done(x, HC_ENOMEM);
+}
+
+/* A reused connection closed before a byte of the answer: once, on a new connection. */
+static int resend(struct hc_conn *c)
+{
+    if (!c->reused || c->got || c->x->resent)
+        return 0;
+    c->x->resent = 1;
+    reopen(c, NULL, NULL);
     return 1;
 }
 
@@ -396,17 +405,9 @@ static void on_connect(uv_connect_t *req, int status)
         status = rc;
     }
     if (c->next_ai) { /* the next address, on a new socket */
-        struct hc_pool *pool = c->pool;
-        struct addrinfo *ai = c->ai, *next = c->next_ai;
-        c->ai = NULL;  /* the list moves to the new connection */
-        c->x = NULL;
-        x->conn = NULL;
-        conn_close(c);
-        if (conn_open(pool, x, ai, next) == 0)
-            return;
-        pool->busy--;
-        snprintf(x->err, sizeof(x->err), "out of memory");
-        x->done(x, HC_ENOMEM);
+        struct addrinfo *ai = c->ai;
+        c->ai = NULL; /* the list moves to the new connection */
+        reopen(c, ai, c->next_ai);
         return;
     }
     snprintf(x->err, sizeof(x->err), "connecting to %.64s port %d: %s", c->host, c->port,
@@ -431,14 +432,10 @@ static void on_resolved(uv_getaddrinfo_t *g, int status, struct addrinfo *res)
 
     c->ai = res;
     if (c->state == C_CLOSING) { /* canceled meanwhile */
-        if (--c->refs == 0) {
-            if (c->ai)
-                uv_freeaddrinfo(c->ai);
-            free(c);
-        }
+        conn_unref(c);
         return;
     }
-    c->refs--;
+    c->refs--; /* the handles still hold it */
     if (status != 0 || !res) {
         snprintf(x->err, sizeof(x->err), "resolving %.64s: %s", c->host,
                  uv_strerror(status ? status : UV_EAI_NONAME));
