@@ -384,7 +384,10 @@ def run_scaling(harness, tmp, redis, sim, a):
 
 def run_inflight(harness, tmp, redis, concurrency):
     """Peak RSS with 10,000 jobs in flight (model calls answered after 3 s)."""
-    slow = harness.Sim(tmp, "zero", ("--quiet", "--ttft-ms", "3000")).start()
+    # the simulator holds every call briefd makes at once (its default is 1,024 connections:
+    # past it, a call is refused with a 503, and retries would stand in for calls in flight)
+    slow = harness.Sim(tmp, "zero", ("--quiet", "--ttft-ms", "3000",
+                                     "--max-conns", str(max(1024, concurrency + 256)))).start()
     cfg = harness.base_config(redis, slow, workers={"concurrency": concurrency,
                                                     "job_timeout_ms": 600000},
                               routing={"policies": [], "guards": {"max_refine_rate": None}},

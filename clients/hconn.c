@@ -38,7 +38,7 @@ struct hc_conn {
     struct addrinfo *next_ai;    /* the addresses not yet tried */
     struct list_node node;       /* pool->idle while idle */
     uint64_t idle_since;
-    char host[256];
+    char *host;                  /* owned copy: the pool's key with port */
     int port;
     int reused;                  /* it served an exchange before this one */
     int writing;                 /* a write in flight */
@@ -51,11 +51,18 @@ struct hc_conn {
     size_t head_bytes;           /* read before the final response's headers were complete */
     int headers_done;            /* the final response's headers were read */
     int complete, keep, fail;    /* fail: an hc_result set by a callback */
-    char name[HC_NAME_MAX + 1];
-    size_t nlen;
-    char value[HC_VALUE_MAX + 1];
-    size_t vlen;
+    struct hc_hdr *hdr;          /* the final response's header being read (owned), NULL
+                                    until its first header and once its head is complete */
+};
+
+/* A header of the final response as it is read: name and value may come in pieces over
+ * several reads. Allocated at the head's first header, freed when the head is complete, so
+ * that a connection waiting for its answer (or idle) does not carry a kilobyte of scratch. */
+struct hc_hdr {
+    size_t nlen, vlen;
     int name_long;
+    char name[HC_NAME_MAX + 1];
+    char value[HC_VALUE_MAX + 1];
 };
 
 static void conn_close(struct hc_conn *c);
@@ -85,28 +92,47 @@ static int on_status_complete(llhttp_t *p)
     return 0;
 }
 
+/* The scratch a piece of a header passed on goes to; NULL for a header not passed on (an
+ * interim response's, a trailer, none wanted) - and, out of memory, c->fail is set. */
+static struct hc_hdr *header_scratch(llhttp_t *p)
+{
+    struct hc_conn *c = p->data;
+    if (p->status_code < 200 || c->headers_done || !c->x->on_header)
+        return NULL;
+    if (!c->hdr && !(c->hdr = calloc(1, sizeof(*c->hdr)))) {
+        c->fail = HC_ENOMEM;
+        snprintf(c->x->err, sizeof(c->x->err), "out of memory reading the headers");
+    }
+    return c->hdr;
+}
+
 static int on_header_field(llhttp_t *p, const char *at, size_t len)
 {
     struct hc_conn *c = p->data;
+    struct hc_hdr *h;
     head_mark(c, at, len);
-    if (c->nlen + len > HC_NAME_MAX) {
-        c->name_long = 1;
+    if (!(h = header_scratch(p)))
+        return c->fail ? -1 : 0;
+    if (h->nlen + len > HC_NAME_MAX) {
+        h->name_long = 1;
         return 0;
     }
-    memcpy(c->name + c->nlen, at, len);
-    c->nlen += len;
+    memcpy(h->name + h->nlen, at, len);
+    h->nlen += len;
     return 0;
 }
 
 static int on_header_value(llhttp_t *p, const char *at, size_t len)
 {
     struct hc_conn *c = p->data;
-    size_t room = HC_VALUE_MAX - c->vlen;
+    struct hc_hdr *h;
     head_mark(c, at, len);
-    if (len > room)
-        len = room;
-    memcpy(c->value + c->vlen, at, len);
-    c->vlen += len;
+    if (!(h = header_scratch(p)))
+        return c->fail ? -1 : 0;
+    if (len > HC_VALUE_MAX - h->vlen)
+        len = HC_VALUE_MAX - h->vlen;
+    memcpy(h->value + h->vlen, at, len);
+    h->vlen += len;
     return 0;
 }
 
@@ -114,21 +140,24 @@ static int on_header_value_complete(llhttp_t *p)
 {
     struct hc_conn *c = p->data;
     struct hc_xfer *x = c->x;
+    struct hc_hdr *h = header_scratch(p);
     int rc = 0;
-    size_t vlen = c->vlen;
+    size_t vlen;
 
-    while (vlen && (c->value[vlen - 1] == ' ' || c->value[vlen - 1] == '\t'))
+    if (!h)
+        return c->fail ? -1 : 0;
+    vlen = h->vlen;
+    while (vlen && (h->value[vlen - 1] == ' ' || h->value[vlen - 1] == '\t'))
         vlen--;
-    c->name[c->nlen] = '\0';
-    c->value[vlen] = '\0';
-    if (p->status_code >= 200 && !c->headers_done && !c->name_long && x->on_header &&
-        x->on_header(x, c->name, c->nlen, c->value, vlen) != 0) {
+    h->name[h->nlen] = '\0';
+    h->value[vlen] = '\0';
+    if (!h->name_long && x->on_header(x, h->name, h->nlen, h->value, vlen) != 0) {
         c->fail = HC_EABORT;
         snprintf(x->err, sizeof(x->err), "stopped by the caller at a header");
         rc = -1;
     }
-    c->nlen = c->vlen = 0;
-    c->name_long = 0;
+    h->nlen = h->vlen = 0;
+    h->name_long = 0;
     return rc;
 }
 
@@ -138,6 +167,8 @@ static int on_headers_complete(llhttp_t *p)
     if (p->status_code < 200)
         return 0;
     c->headers_done = 1; /* what follows a chunked body's end is trailers: not passed */
+    free(c->hdr);
+    c->hdr = NULL;
     if (c->head_end + 4 > HC_MAX_HEAD) { /* + the blank line's CRLF CRLF at most */
         c->fail = HC_EPROTO;
         snprintf(c->x->err, sizeof(c->x->err), "response head larger than %u bytes",
@@ -179,8 +210,8 @@ static void parser_reset(struct hc_conn *c)
     c->parser.data = c;
     c->got = c->head_bytes = c->head_end = 0;
     c->complete = c->keep = c->fail = c->headers_done = 0;
-    c->nlen = c->vlen = 0;
-    c->name_long = 0;
+    free(c->hdr);
+    c->hdr = NULL;
 }
 
 /* --- connections --- */
@@ -191,6 +222,8 @@ static void conn_unref(struct hc_conn *c)
     if (--c->refs == 0) {
         if (c->ai)
             uv_freeaddrinfo(c->ai);
+        free(c->hdr);
+        free(c->host);
         free(c);
     }
 }
@@ -459,6 +492,7 @@ static int conn_open(struct hc_pool *pool, struct hc_xfer *x, struct addrinfo *a
                      struct addrinfo *next)
 {
     struct hc_conn *c = calloc(1, sizeof(*c));
+    char *host = c ? strdup(x->req.host) : NULL;
     union {
         struct sockaddr_in v4;
         struct sockaddr_in6 v6;
@@ -467,17 +501,18 @@ static int conn_open(struct hc_pool *pool, struct hc_xfer *x, struct addrinfo *a
     uint64_t left = x->deadline > now ? x->deadline - now : 0;
     int rc;
 
-    if (!c) {
+    if (!host) {
+        free(c);
         if (ai)
             uv_freeaddrinfo(ai);
         return HC_ENOMEM;
     }
+    c->host = host;
     c->pool = pool;
     c->x = x;
     x->conn = c;
     c->ai = ai;
     c->port = x->req.port;
-    snprintf(c->host, sizeof(c->host), "%s", x->req.host);
     list_init(&c->node);
     uv_tcp_init(pool->loop, &c->tcp);
     uv_timer_init(pool->loop, &c->timer);

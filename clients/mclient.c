@@ -52,7 +52,8 @@ struct mc_attempt {
     uint64_t t0;                /* uv_hrtime at start */
     double ttft_ms;
     double retry_after_s;
-    char errbuf[CURL_ERROR_SIZE];
+    char *errbuf;               /* libcurl: its error buffer (CURL_ERROR_SIZE, owned); an
+                                   hconn exchange says why it failed in hx.err */
 };
 
 const char *mc_fail_name(enum mc_fail f)
@@ -258,6 +259,7 @@ static void attempt_free(struct mc_attempt *a)
     if (a->sse_used)
         oai_sse_free(&a->sse);
     free(a->buf);
+    free(a->errbuf);
     free(a);
 }
 
@@ -408,7 +410,7 @@ static int attempt_start(struct mc_call *call)
     if (rc < 0)
         goto fail;
     a->easy = ctx->npool ? ctx->pool[--ctx->npool] : curl_easy_init();
-    if (!a->easy)
+    if (!a->easy || !(a->errbuf = calloc(1, CURL_ERROR_SIZE)))
         goto fail;
     a->hdrs = build_headers(call);
     if (!a->hdrs)
@@ -522,7 +524,7 @@ static enum mc_fail classify_curl(CURLcode cc, const struct mc_attempt *a)
 
 /* Turn a finished exchange into call->res or call->fail; returns 1 if retryable. xfail: how
  * the exchange itself ended (MC_OK: a response read whole; else MC_FAIL_TIMEOUT,
- * MC_FAIL_CONNECT or MC_FAIL_TOO_BIG, with why in a->errbuf). */
+ * MC_FAIL_CONNECT or MC_FAIL_TOO_BIG, with why in a->errbuf or a->hx.err). */
 static int attempt_outcome(struct mc_call *call, struct mc_attempt *a, enum mc_fail xfail)
 {
     long code = a->code;
@@ -530,7 +532,7 @@ static int attempt_outcome(struct mc_call *call, struct mc_attempt *a, enum mc_f
     call->http_status = code;
     if (xfail != MC_OK) {
         call->fail = xfail;
-        snprintf(call->err, sizeof(call->err), "%s", a->errbuf);
+        snprintf(call->err, sizeof(call->err), "%s", a->easy ? a->errbuf : a->hx.err);
         if (call->fail == MC_FAIL_TOO_BIG)
             snprintf(call->err, sizeof(call->err), "response larger than %u bytes",
                      MC_MAX_BODY);
@@ -636,7 +638,7 @@ static void on_xfer_done(struct curlm_xfer *x, int result)
 
     curl_easy_getinfo(a->easy, CURLINFO_RESPONSE_CODE, &a->code);
     if (cc != CURLE_OK && !a->errbuf[0])
-        snprintf(a->errbuf, sizeof(a->errbuf), "%s", curl_easy_strerror(cc));
+        snprintf(a->errbuf, CURL_ERROR_SIZE, "%s", curl_easy_strerror(cc));
     attempt_done(a->call, xfail);
 }
 
@@ -646,11 +648,9 @@ static void on_hc_done(struct hc_xfer *x, int result)
     enum mc_fail xfail = MC_OK;
 
     a->code = x->status;
-    if (result != HC_OK) {
+    if (result != HC_OK)
         xfail = a->too_big ? MC_FAIL_TOO_BIG
                 : result == HC_ETIMEOUT ? MC_FAIL_TIMEOUT : MC_FAIL_CONNECT;
-        snprintf(a->errbuf, sizeof(a->errbuf), "%s", x->err);
-    }
     attempt_done(a->call, xfail);
 }
 

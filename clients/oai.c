@@ -280,6 +280,11 @@ char *oai_build_request(const char *model, const char *system, const char *user,
     if (add_options(root, max_tokens, temperature, stream, logprobs) < 0)
         goto fail;
     out = jsonx_print(root);
+    if (out) { /* held for the whole call and its retries: without the printer's slack */
+        char *fit = realloc(out, strlen(out) + 1);
+        if (fit)
+            out = fit;
+    }
 fail:
     cJSON_Delete(root);
     return out;

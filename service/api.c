@@ -1289,7 +1289,7 @@ static void facade_stream_end(struct facade_run *r, enum pipe_outcome o, const c
                                          r->cfg->facade_model, c->fr.include_usage));
     } else if (o == PIPE_SUCCEEDED && out) {
         snprintf(msg, sizeof(msg), "the refinement failed after part of the brief was sent: "
-                 "%.300s (job %s)", r->pj.refine_err, r->id);
+                 "%.300s (job %s)", pipe_refine_err(&r->pj), r->id);
         facade_write(c, facade_chunk_error("api_error", "refine_failed", msg));
     } else if (o == PIPE_FAILED && r->pj.error) {
         const cJSON *code = cJSON_GetObjectItemCaseSensitive(r->pj.error, "code");

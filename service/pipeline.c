@@ -583,6 +583,24 @@ static int try_fallback(struct pipe_job *j, int refine, mc_cb cb)
 
 static void start_draft(struct pipe_job *j);
 
+/* Why the refinement failed, in j->refine_err (replaced; at most 300 bytes). Out of memory it
+ * stays NULL, which pipe_refine_err reads as "out of memory". */
+static void set_refine_err(struct pipe_job *j, const char *fmt, ...)
+{
+    char buf[300];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    free(j->refine_err);
+    j->refine_err = strdup(buf);
+}
+
+const char *pipe_refine_err(const struct pipe_job *j)
+{
+    return j->refine_err ? j->refine_err : "out of memory";
+}
+
 /* The refinement did not produce the brief: keep the draft (degraded) - or, when pre-routing
  * skipped the draft, have the draft model write it after all. */
 static void refine_failed(struct pipe_job *j)
@@ -612,7 +630,7 @@ static void on_refine(struct mc_call *c, int status)
         j->brief = strdup(c->res.content);
         j->refined = j->brief != NULL;
         if (!j->brief) {
-            snprintf(j->refine_err, sizeof(j->refine_err), "out of memory");
+            set_refine_err(j, "out of memory");
             refine_failed(j);
             return;
         }
@@ -620,7 +638,7 @@ static void on_refine(struct mc_call *c, int status)
         finish(j, PIPE_SUCCEEDED);
         return;
     }
-    snprintf(j->refine_err, sizeof(j->refine_err), "%s (%s after %d attempts)",
+    set_refine_err(j, "%s (%s after %d attempts)",
              status == 0 ? "refine model returned an empty brief" : c->err,
              mc_fail_name(c->fail), c->attempts);
     if (status != 0 && c->http_status == 0)
@@ -650,8 +668,7 @@ static void refine_or_keep(struct pipe_job *j)
     const struct model_cfg *m = &j->cfg->refine;
     int rc = start_refine(j);
     if (rc == BD_ECIRCUIT_OPEN) {
-        snprintf(j->refine_err, sizeof(j->refine_err),
-                 "circuit breaker open for model '%.100s'%s after repeated failures; draft kept",
+        set_refine_err(j, "circuit breaker open for model '%.100s'%s after repeated failures; draft kept",
                  m->name, m->n_fallbacks ? " and each of its fallbacks" : "");
         refine_failed(j);
     } else if (rc != 0) {
@@ -887,7 +904,7 @@ static void start_draft(struct pipe_job *j)
 static void start_failed(struct pipe_job *j, int rc)
 {
     if (j->next_cb == on_refine) {
-        snprintf(j->refine_err, sizeof(j->refine_err), "could not start refine call: %s",
+        set_refine_err(j, "could not start refine call: %s",
                  rc == BD_EDEADLINE ? "deadline reached waiting for a slot" : bd_strerror(rc));
         refine_failed(j);
     } else if (rc == BD_EDEADLINE) {
@@ -1103,6 +1120,8 @@ void pipe_job_free(struct pipe_job *j)
     j->request_id = j->traceparent = j->tracestate = NULL;
     free(j->draft);
     free(j->brief);
+    free(j->refine_err);
+    j->refine_err = NULL;
     free(j->route);
     j->route = NULL;
     free(sbuf_take(&j->sent));
@@ -1126,7 +1145,7 @@ static cJSON *result_json(const struct pipe_job *j)
     else
         cJSON_AddNullToObject(r, "draft"); /* pre-routed: the refine model wrote from the text */
     if (j->degraded)
-        cJSON_AddStringToObject(r, "refine_error", j->refine_err);
+        cJSON_AddStringToObject(r, "refine_error", pipe_refine_err(j));
     return r;
 }
 

@@ -101,7 +101,8 @@ struct pipe_job {
     struct lp_summary lp;
     char *brief;                    /* the refined brief, or NULL */
     int refined, degraded;
-    char refine_err[300];
+    char *refine_err;               /* why a degraded job kept its draft (owned; read it with
+                                       pipe_refine_err) */
     int draft_ep, refine_ep;        /* the endpoint of the stage's last call (upstream.h: 0 the
                                        model, k its fallback k); -1 before any call */
     struct cJSON *error;            /* PIPE_FAILED: {"code", "message", ...} */
@@ -168,6 +169,8 @@ void pipe_cancel(struct pipe_job *j);
 int pipe_busy(const struct pipe_job *j);
 /* Free the results. */
 void pipe_job_free(struct pipe_job *j);
+/* Why a degraded job kept its draft (valid until pipe_job_free). */
+const char *pipe_refine_err(const struct pipe_job *j);
 
 /* The finished job's own part of the job object: result, route, usage, cost_usd,
  * latency_ms, error, config_version, and signals unless !signals (caller frees). status is

@@ -34,6 +34,7 @@ struct sim {
     enum sim_profile profile;
     double ttft_override, tps_override;     /* < 0: none */
     unsigned retry_after;                   /* seconds, on 429 */
+    unsigned max_conns;                     /* open connections at most (0: the server's default) */
     int closing;
     uint64_t seed, rng, next_id;
     int64_t started_ms;

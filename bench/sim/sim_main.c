@@ -96,6 +96,8 @@ static void usage(FILE *out)
         "  --ttft-ms N            time to first token for every model (overrides profile)\n"
         "  --tps N                tokens per second for every model (0 = instant)\n"
         "  --retry-after S        Retry-After seconds on 429 (default 1)\n"
+        "  --max-conns N          open connections at most (default 1024; 1..65536); past\n"
+        "                         it a new connection is refused with a 503\n"
         "  --seed N               fault PRNG seed (default 1)\n"
         "  --faults JSON|@FILE    initial settings, the body of POST /sim/faults (knobs,\n"
         "                         \"models\", \"rules\"); must come before other knob flags\n"
@@ -262,6 +264,10 @@ static int set_option(struct sim *s, struct args *a, const char *name, const cha
         return parse_num(v, 0, SIM_MAX_DELAY_MS, &s->ttft_override);
     if (strcmp(name, "tps") == 0)
         return parse_num(v, 0, 1e9, &s->tps_override);
+    if (strcmp(name, "max-conns") == 0 && parse_num(v, 1, 65536, &d) == 0 && d == floor(d)) {
+        s->max_conns = (unsigned)d;
+        return 0;
+    }
     if (strcmp(name, "retry-after") == 0 && parse_num(v, 0, 86400, &d) == 0 && d == floor(d)) {
         s->retry_after = (unsigned)d;
         return 0;
@@ -367,6 +373,8 @@ static int run(struct sim *s)
     http_limits_default(&lim);
     lim.max_body = SIM_MAX_BODY;
     lim.abort_on_eof = 1; /* a client that closes while a reply hangs is gone (stats.aborted) */
+    if (s->max_conns)
+        lim.max_conns = s->max_conns;
     lim.max_conns_per_addr = lim.max_conns; /* its clients (briefd) share one address */
     if (start_signals(s) != 0) {
         log_error("cannot install signal handlers");

@@ -586,6 +586,46 @@ class Flags(SimCase):
                 other.stop()
 
 
+    def test_max_conns(self):
+        """--max-conns N: with N connections busy, the next one is refused with a 503."""
+        with tempfile.TemporaryDirectory() as tmp:
+            other = Sim(tmp, "zero", ["--max-conns", "3", "--hang-rate", "1"]).start()
+            socks = []
+            try:
+                socks = [_send_chat(other.port, PHI) for _ in range(2)]
+                # the stats request is the third connection, closed once answered
+                deadline_wait("2 in flight", lambda: other.stats()["inflight"] == 2)
+                refused = None
+                deadline = time.time() + 10
+                while refused is None and time.time() < deadline:
+                    third = _send_chat(other.port, PHI)  # the third busy one
+                    socks.append(third)
+                    st, body, _ = other.request("GET", "/sim/stats")
+                    if st == 503:
+                        refused = body
+                    else:
+                        # only if the third was admitted but not yet read: the server then
+                        # closed it as never used to make room (as an idle keep-alive one)
+                        third.settimeout(5)
+                        try:
+                            self.assertEqual(third.recv(100), b"", "a 4th connection admitted")
+                        except ConnectionResetError:
+                            pass  # closed with its request unread
+                        socks.pop().close()
+                self.assertIsNotNone(refused, "no connection was refused")
+                self.assertEqual(refused["error"]["code"], "too_many_connections")
+                socks.pop(0).close()  # one busy connection goes: room for the next
+                deadline_wait("room again", lambda: other.request(
+                    "GET", "/sim/stats")[0] == 200)
+            finally:
+                for s in socks:
+                    s.close()
+                other.stop()
+        for bad in ("0", "65537", "1.5", "x"):
+            r = subprocess.run([SIM, "--max-conns", bad], capture_output=True, timeout=10)
+            self.assertEqual(r.returncode, 2, bad)
+
+
 class Harness(unittest.TestCase):
     def test_stop_checks_the_exit_status(self):
         with tempfile.TemporaryDirectory() as tmp:
