@@ -399,8 +399,9 @@ static void on_written(uv_write_t *w, int status)
 static int conn_send(struct hc_conn *c, struct hc_xfer *x)
 {
     uv_buf_t bufs[2];
-    unsigned n = 1;
+    unsigned n = 1, first = 0;
     uint64_t now = uv_now(c->tcp.loop);
+    ssize_t w;
     int rc;
 
     c->x = x;
@@ -410,11 +411,26 @@ static int conn_send(struct hc_conn *c, struct hc_xfer *x)
     bufs[0] = uv_buf_init((char *)x->req.head, (unsigned)x->req.head_len);
     if (x->req.body && x->req.body_len)
         bufs[n++] = uv_buf_init((char *)x->req.body, (unsigned)x->req.body_len);
-    c->wreq.data = c;
-    rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, bufs, n, on_written);
-    if (rc != 0)
-        return rc;
-    c->writing = 1;
+    /* written at once when the socket takes it all (it nearly always does): a uv_write that
+     * completes makes libuv re-register the socket with epoll (uv__drain), a system call a
+     * request; what is left (or a failure, which uv_write reports through on_written, where
+     * a stale pooled connection's request is sent again) goes the queued way */
+    w = uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
+    for (unsigned i = 0; w > 0 && i < n; i++) {
+        size_t take = (size_t)w < bufs[i].len ? (size_t)w : bufs[i].len;
+        bufs[i].base += take;
+        bufs[i].len -= take;
+        w -= (ssize_t)take;
+    }
+    while (first < n && bufs[first].len == 0) /* what went whole */
+        first++;
+    if (first < n) {
+        c->wreq.data = c;
+        rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, bufs + first, n - first, on_written);
+        if (rc != 0)
+            return rc;
+        c->writing = 1;
+    }
     uv_timer_start(&c->timer, on_timer, x->deadline > now ? x->deadline - now : 0, 0);
     return 0;
 }
