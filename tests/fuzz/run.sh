@@ -10,7 +10,7 @@
 # order each time and does not fail on a random new finding; open-ended fuzzing
 # (bench/fuzz-long.sh) uses a random seed, and what it finds becomes a seed here.
 #
-# Configures BUILD_DIR with CC=clang -DBRIEFD_FUZZ=ON (-O1 -g, asserts on), builds the five
+# Configures BUILD_DIR with CC=clang -DBRIEFD_FUZZ=ON (-O1 -g, asserts on), builds the
 # harnesses, copies each seed corpus (tests/fuzz/corpus/<harness>/) into a working corpus
 # under BUILD_DIR (fuzz-corpus/<harness>/: new inputs accumulate there across runs; the tree
 # is never written), runs each harness for SECONDS with its dictionary, prints
@@ -26,7 +26,7 @@ SEED=${FUZZ_SEED:-1}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${2:-build-fuzz}
 case $BUILD in /*) ;; *) BUILD="$ROOT/$BUILD" ;; esac
-read -r -a HARNESSES <<<"${FUZZ_HARNESSES:-fuzz_http fuzz_job fuzz_json fuzz_config fuzz_oai fuzz_judge fuzz_feedback}"
+read -r -a HARNESSES <<<"${FUZZ_HARNESSES:-fuzz_http fuzz_job fuzz_json fuzz_config fuzz_oai fuzz_judge fuzz_feedback fuzz_hconn}"
 JOBS=$(nproc 2>/dev/null || echo 2)
 
 case $SECS in
