@@ -586,6 +586,8 @@ static void start_draft(struct pipe_job *j);
 /* Why the refinement failed, in j->refine_err (replaced; at most 300 bytes). Out of memory it
  * stays NULL, which pipe_refine_err reads as "out of memory". */
 static void set_refine_err(struct pipe_job *j, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void set_refine_err(struct pipe_job *j, const char *fmt, ...)
 {
     char buf[300];
     va_list ap;
