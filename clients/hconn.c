@@ -2,6 +2,7 @@
 #include "hconn.h"
 
 #include <llhttp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -594,8 +595,14 @@ static struct hc_conn *take_idle(struct hc_pool *pool, const struct hc_req *req)
 int hc_pool_new(uv_loop_t *loop, struct hc_pool **out)
 {
     struct hc_pool *pool = calloc(1, sizeof(*pool));
+    struct sigaction sa;
     if (!pool)
         return HC_ENOMEM;
+    /* libuv writes with write(2), which raises SIGPIPE on a connection the server reset: it
+     * must fail with EPIPE (and the request be sent again or fail) rather than kill the
+     * process. A disposition the program chose itself is left alone. */
+    if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL)
+        signal(SIGPIPE, SIG_IGN);
     if (!parser_settings.on_message_complete) {
         llhttp_settings_init(&parser_settings);
         parser_settings.on_status = on_status;

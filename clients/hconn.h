@@ -89,7 +89,9 @@ struct hc_xfer {
     int resent;                  /* already sent again after a reused connection closed */
 };
 
-/* Create a pool on loop. Returns 0 or HC_ENOMEM. */
+/* Create a pool on loop. Returns 0 or HC_ENOMEM. If SIGPIPE is at its default disposition
+ * it is set to SIG_IGN: a write to a server that reset must fail with EPIPE, not kill the
+ * process. */
 int hc_pool_new(uv_loop_t *loop, struct hc_pool **out);
 /* Close the idle connections and free the pool (see ownership). */
 void hc_pool_close(struct hc_pool *pool);
