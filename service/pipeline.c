@@ -641,8 +641,8 @@ static void on_refine(struct mc_call *c, int status)
         return;
     }
     set_refine_err(j, "%s (%s after %d attempts)",
-             status == 0 ? "refine model returned an empty brief" : c->err,
-             mc_fail_name(c->fail), c->attempts);
+                   status == 0 ? "refine model returned an empty brief" : c->err,
+                   mc_fail_name(c->fail), c->attempts);
     if (status != 0 && c->http_status == 0)
         j->acct.refine.present = 0;
     refine_failed(j);
@@ -670,8 +670,10 @@ static void refine_or_keep(struct pipe_job *j)
     const struct model_cfg *m = &j->cfg->refine;
     int rc = start_refine(j);
     if (rc == BD_ECIRCUIT_OPEN) {
-        set_refine_err(j, "circuit breaker open for model '%.100s'%s after repeated failures; draft kept",
-                 m->name, m->n_fallbacks ? " and each of its fallbacks" : "");
+        set_refine_err(j,
+                       "circuit breaker open for model '%.100s'%s after repeated failures; "
+                       "draft kept",
+                       m->name, m->n_fallbacks ? " and each of its fallbacks" : "");
         refine_failed(j);
     } else if (rc != 0) {
         start_failed(j, rc);
@@ -907,7 +909,8 @@ static void start_failed(struct pipe_job *j, int rc)
 {
     if (j->next_cb == on_refine) {
         set_refine_err(j, "could not start refine call: %s",
-                 rc == BD_EDEADLINE ? "deadline reached waiting for a slot" : bd_strerror(rc));
+                       rc == BD_EDEADLINE ? "deadline reached waiting for a slot"
+                                          : bd_strerror(rc));
         refine_failed(j);
     } else if (rc == BD_EDEADLINE) {
         finish(j, PIPE_RETRY); /* the model was busy for the whole deadline: try later */
