@@ -1638,8 +1638,9 @@ static void get_op_free(struct get_op *g)
 }
 
 static cJSON *record_header(const char *rec, size_t len);
+static void restore_kept_draft(cJSON *job);
 
-/* The stored record's "job" member. */
+/* The stored record's "job" member (as GET returns it). */
 static cJSON *record_job(const char *rec)
 {
     cJSON *r = record_header(rec, strlen(rec)), *job;
@@ -1647,6 +1648,7 @@ static cJSON *record_job(const char *rec)
         return NULL;
     job = cJSON_DetachItemFromObjectCaseSensitive(r, "job");
     cJSON_Delete(r);
+    restore_kept_draft(job);
     return job;
 }
 
@@ -2186,16 +2188,69 @@ static char *event_text(const char *id, const char *status, const char *json)
     return sbuf_take(&b);
 }
 
+/* In job (a job object as briefd prints it), the member ,"draft":"..." of its "result" when it
+ * is the same text as the result's "brief" (a draft kept, as most are): 1 and its span
+ * [*at, *at + *n); 0 when there is none or the text is not the shape expected. */
+static int kept_draft_span(const char *job, size_t len, size_t *at, size_t *n)
+{
+    const char *e = job + len, *p, *brief = NULL, *brief_end = NULL, *prev_end = NULL;
+    int odd = 0;
+    p = jscan_member(jscan_ws(job, e), e, "result", &odd);
+    if (!p || *p != '{')
+        return 0;
+    for (p = jscan_ws(p + 1, e); p && p < e && *p == '"';) {
+        const char *k, *v, *v_end;
+        size_t kl;
+        v = jscan_key(p, e, &k, &kl, &odd);
+        v_end = v ? jscan_skip(v, e) : NULL;
+        if (!v_end)
+            return 0;
+        if (kl == 5 && memcmp(k, "brief", 5) == 0 && *v == '"') {
+            brief = v;
+            brief_end = v_end;
+        } else if (kl == 5 && memcmp(k, "draft", 5) == 0) {
+            /* cut from the comma that ends the previous member (draft is never first) */
+            if (!brief || !prev_end || *prev_end != ',' || *v != '"' ||
+                v_end - v != brief_end - brief || memcmp(v, brief, (size_t)(v_end - v)) != 0)
+                return 0;
+            *at = (size_t)(prev_end - job);
+            *n = (size_t)(v_end - prev_end);
+            return 1;
+        }
+        prev_end = jscan_ws(v_end, e);
+        p = jscan_next(v, e);
+        p = p ? jscan_ws(p, e) : NULL;
+    }
+    return 0;
+}
+
+/* What kept_draft_span left out of a record, put back: a "result" with a string "brief" and
+ * no "draft" gets "draft" (after "degraded", before "refine_error", as the job had it). */
+static void restore_kept_draft(cJSON *job)
+{
+    cJSON *r = cJSON_GetObjectItemCaseSensitive(job, "result"), *re;
+    const cJSON *brief = cJSON_GetObjectItemCaseSensitive(r, "brief");
+    if (!cJSON_IsObject(r) || !cJSON_IsString(brief) ||
+        cJSON_GetObjectItemCaseSensitive(r, "draft"))
+        return;
+    cJSON_AddStringToObject(r, "draft", brief->valuestring);
+    if ((re = cJSON_DetachItemFromObjectCaseSensitive(r, "refine_error")) != NULL)
+        cJSON_AddItemToObject(r, "refine_error", re);
+}
+
 /* The stored record: a header line {"delivery", "created_ms", "finished_ms", "job"} (the job
- * object as GET returns it), then the request and the metadata as they were queued, a line
- * each (JSON printed unformatted has no newline). "delivery" comes first: the finish script
- * recognises its own earlier write by that prefix. */
+ * object as GET returns it, but for a kept draft's text: result.draft is left out when it is
+ * result.brief, and put back by whatever reads the record - restore_kept_draft), then the
+ * request and the metadata as they were queued, a line each (JSON printed unformatted has no
+ * newline). "delivery" comes first: the finish script recognises its own earlier write by
+ * that prefix. */
 #define DEAD_LETTER_MARK "dead-letter" /* the "delivery" of a record the reclaim wrote */
 static char *record_text(const char *delivery, int64_t created_ms, const char *req,
                          const char *meta, const char *job)
 {
     struct sbuf b = {0};
     char num[24];
+    size_t job_len = strlen(job), cut_at = 0, cut_n = 0;
     sbuf_add(&b, "{\"delivery\":", 12);
     jsonx_write_string(&b, delivery);
     sbuf_add(&b, ",\"created_ms\":", 14);
@@ -2205,7 +2260,10 @@ static char *record_text(const char *delivery, int64_t created_ms, const char *r
     sbuf_add(&b, ",\"job\":", 7);
     req = req ? req : "{}";
     meta = meta ? meta : "{}";
-    sbuf_add(&b, job, strlen(job));
+    if (!kept_draft_span(job, job_len, &cut_at, &cut_n))
+        cut_at = job_len;
+    sbuf_add(&b, job, cut_at);
+    sbuf_add(&b, job + cut_at + cut_n, job_len - cut_at - cut_n);
     sbuf_add(&b, "}\n", 2);
     sbuf_add(&b, req, strlen(req));
     sbuf_add(&b, "\n", 1);
@@ -2724,6 +2782,7 @@ static void scan_record(struct scan *sc, const char *id, const char *text, size_
         cJSON_Delete(q);
         return;
     }
+    restore_kept_draft(job);
     if (q)
         cJSON_AddItemToObject(job, "quality", q);
     req++;

@@ -10,7 +10,10 @@
  *                        x = 1). A fresh job's id encodes its entry (job_id_of_entry), so
  *                        submitting is one XADD.
  *   P job:<id>           the finished record (string, expires result_ttl_s after the end):
- *                        {"delivery", "req", "meta", "job"} - "job" is what GET returns;
+ *                        a header line {"delivery", "created_ms", "finished_ms", "job"},
+ *                        then the request and the metadata a line each; "job" is what GET
+ *                        returns (result.draft left out when it is result.brief, put back
+ *                        on read);
  *                        written as P fin:<id>:<entry>, renamed into place by the finish
  *                        script (a job's bytes never pass through Lua).
  *   P jobx:<id>          where a re-delivered job's current entry is (hash e, p).

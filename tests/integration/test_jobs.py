@@ -72,6 +72,35 @@ class JobPath(Stack):
         self.assertTrue(job["created_at"].endswith("Z"))
         self.assertTrue(job["finished_at"] >= job["created_at"])
 
+    def record(self, job_id):
+        """The stored record's header line, parsed."""
+        rec = self.redis.cmd("GET", rkey("t%d:" % self.redis.port, "job:" + job_id))
+        self.assertIsNotNone(rec, job_id)
+        return json.loads(rec.split("\n", 1)[0])
+
+    def test_record_leaves_a_kept_draft_out(self):
+        """A kept draft is the brief: the record holds the text once, GET gives both back;
+        a refined job's record keeps its draft."""
+        self.sim.rules(self.sim.rule("degrade", model="gpt-oss-20b", status=500),
+                       self.sim.rule("Ohio", logprob_mean=self.sim.HIGHCONF))
+        kept = self.submit({"text": SHORT})
+        degraded = self.submit({"text": SHORT + " degrade", "topic_flags": ["legal"]})
+        refined = self.submit({"text": SHORT, "topic_flags": ["legal"]})
+        self.assertEqual((kept["result"]["refined"], degraded["result"]["degraded"],
+                          refined["result"]["refined"]), (False, True, True))
+        for job, stored in ((kept, False), (degraded, False), (refined, True)):
+            with self.subTest(job=job["result"]):
+                res = self.record(job["id"])["job"]["result"]
+                self.assertEqual("draft" in res, stored, res)
+                self.assertEqual(res["brief"], job["result"]["brief"])
+                st, got = self.briefd.get("/v1/jobs/" + job["id"])[:2]
+                self.assertEqual(st, 200, got)
+                # as the job was answered, members in the same order
+                self.assertEqual(list(got["result"].items()), list(job["result"].items()))
+        self.assertEqual(degraded["result"]["draft"], degraded["result"]["brief"])
+        self.assertEqual(list(degraded["result"])[-2:], ["draft", "refine_error"])
+        self.assertNotEqual(refined["result"]["draft"], refined["result"]["brief"])
+
     def test_refine_by_length_alone(self):
         self.confident("regional sales programme")
         job = self.submit({"text": LONG, "max_words": 100})
