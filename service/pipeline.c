@@ -583,11 +583,18 @@ static int try_fallback(struct pipe_job *j, int refine, mc_cb cb)
 
 static void start_draft(struct pipe_job *j);
 
-/* Why the refinement failed, in j->refine_err (replaced; at most 300 bytes). Out of memory it
- * stays NULL, which pipe_refine_err reads as "out of memory". */
-static void set_refine_err(struct pipe_job *j, const char *fmt, ...)
+const char *pipe_refine_err(const struct pipe_job *j)
+{
+    return j->refine_err ? j->refine_err : "out of memory";
+}
+
+/* The refinement did not produce the brief, for the reason fmt says (kept in j->refine_err,
+ * replacing any; at most 300 bytes; out of memory it stays NULL, which pipe_refine_err reads
+ * as "out of memory"): keep the draft (degraded) - or, when pre-routing skipped the draft,
+ * have the draft model write it after all. */
+static void refine_failed(struct pipe_job *j, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-static void set_refine_err(struct pipe_job *j, const char *fmt, ...)
+static void refine_failed(struct pipe_job *j, const char *fmt, ...)
 {
     char buf[300];
     va_list ap;
@@ -596,17 +603,6 @@ static void set_refine_err(struct pipe_job *j, const char *fmt, ...)
     va_end(ap);
     free(j->refine_err);
     j->refine_err = strdup(buf);
-}
-
-const char *pipe_refine_err(const struct pipe_job *j)
-{
-    return j->refine_err ? j->refine_err : "out of memory";
-}
-
-/* The refinement did not produce the brief: keep the draft (degraded) - or, when pre-routing
- * skipped the draft, have the draft model write it after all. */
-static void refine_failed(struct pipe_job *j)
-{
     j->degraded = 1;
     if (j->text_sent > 0)
         j->text_broken = 1; /* text went out: it cannot be taken back */
@@ -632,20 +628,18 @@ static void on_refine(struct mc_call *c, int status)
         j->brief = strdup(c->res.content);
         j->refined = j->brief != NULL;
         if (!j->brief) {
-            set_refine_err(j, "out of memory");
-            refine_failed(j);
+            refine_failed(j, "out of memory");
             return;
         }
         emit_final(j, j->brief);
         finish(j, PIPE_SUCCEEDED);
         return;
     }
-    set_refine_err(j, "%s (%s after %d attempts)",
-                   status == 0 ? "refine model returned an empty brief" : c->err,
-                   mc_fail_name(c->fail), c->attempts);
     if (status != 0 && c->http_status == 0)
         j->acct.refine.present = 0;
-    refine_failed(j);
+    refine_failed(j, "%s (%s after %d attempts)",
+                  status == 0 ? "refine model returned an empty brief" : c->err,
+                  mc_fail_name(c->fail), c->attempts);
 }
 
 /* Refine the draft (or, direct, write the brief from the document). Returns 0, or an error
@@ -670,11 +664,10 @@ static void refine_or_keep(struct pipe_job *j)
     const struct model_cfg *m = &j->cfg->refine;
     int rc = start_refine(j);
     if (rc == BD_ECIRCUIT_OPEN) {
-        set_refine_err(j,
-                       "circuit breaker open for model '%.100s'%s after repeated failures; "
-                       "draft kept",
-                       m->name, m->n_fallbacks ? " and each of its fallbacks" : "");
-        refine_failed(j);
+        refine_failed(j,
+                      "circuit breaker open for model '%.100s'%s after repeated failures; "
+                      "draft kept",
+                      m->name, m->n_fallbacks ? " and each of its fallbacks" : "");
     } else if (rc != 0) {
         start_failed(j, rc);
     }
@@ -908,10 +901,8 @@ static void start_draft(struct pipe_job *j)
 static void start_failed(struct pipe_job *j, int rc)
 {
     if (j->next_cb == on_refine) {
-        set_refine_err(j, "could not start refine call: %s",
-                       rc == BD_EDEADLINE ? "deadline reached waiting for a slot"
-                                          : bd_strerror(rc));
-        refine_failed(j);
+        refine_failed(j, "could not start refine call: %s",
+                      rc == BD_EDEADLINE ? "deadline reached waiting for a slot" : bd_strerror(rc));
     } else if (rc == BD_EDEADLINE) {
         finish(j, PIPE_RETRY); /* the model was busy for the whole deadline: try later */
     } else {
