@@ -333,7 +333,7 @@ static size_t number_end(const unsigned char *s, size_t len, size_t i, size_t *b
 
 static int scan_number(struct jv *v)
 {
-    size_t bad, end = number_end(v->s, v->len, v->pos, &bad);
+    size_t bad = 0, end = number_end(v->s, v->len, v->pos, &bad);
 
     if (end == 0)
         return fail(v, JSONV_SYNTAX, bad, 0);

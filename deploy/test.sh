@@ -22,5 +22,13 @@ cmake --build build-asan -j"$JOBS"
 (cd build-asan && ctest --output-on-failure -j"$JOBS")
 grep -h '^chaos ' build-asan/Testing/Temporary/LastTest.log || true
 
+# GCC's warnings depend on the optimizer (-O3 and -Os see truncations and uninitialized
+# values -O2 does not): every build type must compile under -Werror, not only the two above
+for bt in Release MinSizeRel; do
+    echo "== build ($bt): compile only"
+    cmake -S . -B "build-$bt" -DCMAKE_BUILD_TYPE="$bt" >/dev/null
+    cmake --build "build-$bt" -j"$JOBS"
+done
+
 # ---- fuzz (bounded): libFuzzer harnesses, clang build in build-fuzz (tests/fuzz/run.sh) ----
 echo "== fuzz (bounded)"; tests/fuzz/run.sh "${BRIEFD_FUZZ_SECONDS:-60}"

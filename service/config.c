@@ -1406,7 +1406,8 @@ static int auth_header_clash(const struct model_cfg *m, const char *role, struct
     for (size_t i = 0; i < m->n_headers; i++) {
         if (strcasecmp(m->headers[i].name, auth) != 0)
             continue;
-        snprintf(path, sizeof path, "models.%s.headers.%s", role, m->headers[i].name);
+        snprintf(path, sizeof path, "models.%.40s.headers.%.*s", role, CONFIG_HEADER_NAME_MAX,
+                 m->headers[i].name);
         return cfg_fail(err, path, "conflicts with api_key_env, whose key is sent as %s "
                         "(auth_header)", auth);
     }

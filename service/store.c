@@ -23,7 +23,7 @@
 #include "tenant.h"
 
 #define GROUP "briefd-workers"
-#define KEY_MAX 256
+#define KEY_MAX 320 /* a tenant key: tag (79) + "tenant:spend:" + day + part (165) */
 #define MINUTE_KEEP_S (7L * 3600L)    /* minute buckets serve windows up to 6 h */
 #define BATCH_MAX 64                  /* jobs per finish / transition script */
 #define RUN_TTL_S 3600                /* a running status outlives no job */
@@ -3724,7 +3724,7 @@ static int take_webhook(const char *id, const char *state, size_t len, struct st
         sscanf(head, "%d %lld %63s %n", &attempt, &created, w->msg_id, &used) != 3 ||
         used <= 0 || (size_t)used >= len || attempt < 1)
         return -1;
-    snprintf(w->id, sizeof(w->id), "%s", id);
+    memcpy(w->id, id, JOB_ID_LEN + 1); /* checked just above */
     w->attempt = attempt;
     w->created_ms = created;
     w->url = state + used;
