@@ -265,7 +265,9 @@ static void schedule_reconnect(struct rds *r)
 
 static void set_error(struct rds *r, const char *why)
 {
-    if (strcmp(r->last_error, why) != 0)
+    if (strcmp(r->last_error, why) != 0 && r->host[0] == '/')
+        log_warn("redis %s (%s): %s", r->host, r->name, why);
+    else if (strcmp(r->last_error, why) != 0)
         log_warn("redis %s:%d (%s): %s", r->host, r->port, r->name, why);
     snprintf(r->last_error, sizeof(r->last_error), "%s", why);
 }
@@ -459,10 +461,11 @@ static int tls_attach(struct rds *r, redisAsyncContext *ac)
     return 0;
 }
 
-/* Connect (non-blocking) to ip, a numeric address; the connect timer is running. */
+/* Connect (non-blocking) to ip, a numeric address, or to the Unix socket at r->host when ip
+ * is NULL; the connect timer is running. */
 static void connect_ip(struct rds *r, const char *ip)
 {
-    redisAsyncContext *ac = redisAsyncConnect(ip, r->port);
+    redisAsyncContext *ac = ip ? redisAsyncConnect(ip, r->port) : redisAsyncConnectUnix(r->host);
     if (!ac) {
         fail_attempt(r, "out of memory");
         return;
@@ -551,7 +554,9 @@ static void rds_connect(struct rds *r)
     r->started = 1;
     set_state(r, RDS_CONNECTING);
     uv_timer_start(&r->timer, on_timer, (uint64_t)r->connect_timeout_ms, 0);
-    if (is_ip_literal(r->host))
+    if (r->host[0] == '/')
+        connect_ip(r, NULL);
+    else if (is_ip_literal(r->host))
         connect_ip(r, r->host);
     else
         resolve(r);
@@ -628,7 +633,7 @@ int rds_open(uv_loop_t *loop, const struct rds_opts *o, rds_state_cb cb, void *d
         free(r);
         return BD_EINVAL;
     }
-    r->port = o->port ? o->port : 6379;
+    r->port = o->port ? o->port : r->host[0] == '/' ? 0 : 6379;
     r->db = o->db;
     r->want_primary = o->want_primary;
     r->connect_timeout_ms = o->connect_timeout_ms > 0 ? o->connect_timeout_ms : 2000;

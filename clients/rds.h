@@ -18,6 +18,9 @@
  * called: a function that returns an error never calls its callback). Commands in flight when
  * the connection drops get their callback with reply NULL.
  *
+ * A host that is an absolute path is a Unix socket (redis.url unix://...): no resolving,
+ * no TLS, port 0.
+ *
  * Nothing blocks the loop: a host that is not an IP literal is resolved with uv_getaddrinfo
  * (within connect_timeout_ms) before every connect attempt, and hiredis only ever connects
  * (non-blocking) to the numeric address.
@@ -59,8 +62,8 @@ struct rds_script {
 void rds_script_init(struct rds_script *s, const char *text);
 
 struct rds_opts {
-    const char *host;           /* copied */
-    int port;
+    const char *host;           /* copied; an absolute path ("/run/redis.sock"): a Unix socket */
+    int port;                   /* 0: 6379 (a Unix socket: unused, rds_port says 0) */
     int db;                     /* SELECT when != 0 */
     const char *user;           /* ACL user for AUTH (NULL: password only), copied */
     const char *password;       /* AUTH when non-NULL (copied, wiped on close) */

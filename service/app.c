@@ -75,11 +75,16 @@ static void on_store_state(void *data, int connected)
     int port = 0;
     const char *via = "url";
     const char *host = a->svc.store ? store_primary(a->svc.store, &port, &via) : "";
+    char addr[300];
+    if (host[0] == '/') /* a Unix socket */
+        snprintf(addr, sizeof(addr), "%.290s", host);
+    else
+        snprintf(addr, sizeof(addr), "%.256s:%d", host, port);
     if (connected) {
-        log_info("redis %s:%d connected (primary from %s)", host, port, via);
+        log_info("redis %s connected (primary from %s)", addr, via);
         a->redis_seen = 1;
     } else if (!a->svc.stopping && a->redis_seen) {
-        log_warn("redis %s:%d unreachable; retrying", host, port);
+        log_warn("redis %s unreachable; retrying", addr);
         a->redis_seen = 0;
     }
 }

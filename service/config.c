@@ -547,11 +547,45 @@ static const char *redis_db(const char *s, struct redis_parts *p)
     return NULL;
 }
 
+/* unix://[[user]:password@]/path/to/redis.sock[?db=N] (redis-py's form): a Redis on the same
+ * host over its Unix socket. The path is absolute, at most CONFIG_REDIS_SOCKET_MAX bytes (a
+ * socket address's limit) and becomes the host, with port 0 (clients/rds.h). */
+static const char *redis_split_unix(const char *url, struct redis_parts *p)
+{
+    const char *rest = url + 7, *path = strstr(rest, "@/"), *q, *why;
+    size_t n;
+
+    if (rest[0] == '/')
+        path = rest;
+    else if (!path)
+        return "expected unix:///path/to/redis.sock or unix://[user]:password@/path";
+    else if ((why = redis_userinfo(rest, (size_t)(path - rest), p)) != NULL)
+        return why;
+    else
+        path++;
+    q = strchr(path, '?');
+    n = q ? (size_t)(q - path) : strlen(path);
+    if (n < 2 || n > CONFIG_REDIS_SOCKET_MAX)
+        return "the socket's path must be absolute and at most 107 bytes";
+    for (size_t i = 0; i < n; i++)
+        if (!isgraph((unsigned char)path[i]) || path[i] == '#')
+            return "the socket's path must not contain spaces, control characters or '#'";
+    if (q && strncmp(q, "?db=", 4) != 0)
+        return "the only query a unix:// URL takes is ?db=N";
+    if (q && (why = redis_db(q + 4, p)) != NULL)
+        return why;
+    p->host = strndup(path, n);
+    p->port = 0;
+    return p->host ? NULL : "out of memory";
+}
+
 static const char *redis_split(const char *url, struct redis_parts *p)
 {
     const char *rest, *at, *slash;
     const char *why = NULL;
 
+    if (strncasecmp(url, "unix://", 7) == 0)
+        return redis_split_unix(url, p);
 #ifdef BRIEFD_REDIS_TLS
     p->tls = strncasecmp(url, "rediss://", 9) == 0;
 #else
@@ -560,7 +594,8 @@ static const char *redis_split(const char *url, struct redis_parts *p)
                "docs/REDIS.md";
 #endif
     if (!p->tls && strncasecmp(url, "redis://", 8) != 0)
-        return "unsupported scheme; expected redis://[[user]:password@]host[:port][/db]";
+        return "unsupported scheme; expected redis://[[user]:password@]host[:port][/db] or "
+               "unix://[[user]:password@]/path/to/redis.sock[?db=N]";
     rest = url + (p->tls ? 9 : 8);
     if (strpbrk(rest, "?#"))
         return "query and fragment parts are not supported (percent-encode '?' and '#' "
@@ -653,7 +688,10 @@ static char *show_redis_url(const char *base)
     if (hp && user) {
         n = strlen(user) + strlen(hp) + 64;
         out = malloc(n);
-        if (out)
+        if (out && c->redis_host[0] == '/')
+            snprintf(out, n, "unix://%s%s%s?db=%d", user, c->redis_password ? ":***@" : "",
+                     c->redis_host, c->redis_db);
+        else if (out)
             snprintf(out, n, "%s://%s%s%s/%d", c->redis_tls ? "rediss" : "redis", user,
                      c->redis_password ? ":***@" : "", hp, c->redis_db);
     }
@@ -1340,6 +1378,10 @@ static void wipe_tree(cJSON *item)
 
 static int derive_redis(struct bd_config *c, struct cfg_err *err)
 {
+    if (c->redis_sentinels.n > 0 && c->redis_host[0] == '/')
+        return cfg_fail(err, "redis.url", "Sentinel names its primary by address: with "
+                        "redis.sentinels the URL is redis:// (its user, password and database "
+                        "are used), not unix://");
     if (c->redis_sentinels.n > 0 && !c->redis_master_name)
         return cfg_fail(err, "redis.master_name", "needed with redis.sentinels");
     if (c->redis_sentinels.n == 0 && c->redis_master_name)

@@ -36,6 +36,7 @@ struct tenant_table;
 #define CONFIG_MAX_KEYS 1024             /* keys per environment variable */
 #define CONFIG_MAX_HEADERS 16            /* models.*.headers entries */
 #define CONFIG_HEADER_NAME_MAX 64        /* bytes of a header name */
+#define CONFIG_REDIS_SOCKET_MAX 107      /* bytes of a unix:// URL's path (sun_path - 1) */
 #define CONFIG_HEADER_VALUE_MAX 4096     /* bytes of a header value (literal or from the env) */
 #define CONFIG_FINGERPRINT_LEN 21        /* "key_" + 16 hex digits, plus the NUL */
 #define CONFIG_MAX_FALLBACKS 4           /* models.*.fallbacks entries */
@@ -105,7 +106,7 @@ struct bd_config {
     int listen_port;         /* 8080 */
 
     char *redis_url;         /* "redis://127.0.0.1:6379/0" */
-    char *redis_host;        /* parsed from redis_url */
+    char *redis_host;        /* parsed from redis_url; an absolute path: unix://, port 0 */
     int redis_port;
     int redis_db;
     char *redis_user;        /* ACL user from the URL ("user:password@"), or NULL */

@@ -185,8 +185,11 @@ static void on_store_state(void *data, int connected)
 static void on_timeout(uv_timer_t *t)
 {
     struct replay *rp = t->data;
-    fprintf(stderr, "briefd: redis %s:%d did not answer in time\n", rp->cfg->redis_host,
-            rp->cfg->redis_port);
+    if (rp->cfg->redis_host[0] == '/') /* a Unix socket */
+        fprintf(stderr, "briefd: redis %s did not answer in time\n", rp->cfg->redis_host);
+    else
+        fprintf(stderr, "briefd: redis %s:%d did not answer in time\n", rp->cfg->redis_host,
+                rp->cfg->redis_port);
     rp->failed = 1;
     finish(rp);
 }

@@ -587,7 +587,35 @@ static void test_errors_listen_redis(void)
         expect_err(big, "redis.url", "host name longer than 253 characters");
     }
     expect_err("{\"redis\": {\"url\": \"http://h:6379\"}}", "redis.url",
-               "unsupported scheme; expected redis://[[user]:password@]host[:port][/db]");
+               "unsupported scheme; expected redis://[[user]:password@]host[:port][/db] or "
+               "unix://[[user]:password@]/path/to/redis.sock[?db=N]");
+    expect_err("{\"redis\": {\"url\": \"unix://run/redis.sock\"}}", "redis.url",
+               "expected unix:///path/to/redis.sock or unix://[user]:password@/path");
+    expect_err("{\"redis\": {\"url\": \"unix:///\"}}", "redis.url",
+               "the socket's path must be absolute and at most 107 bytes");
+    {
+        char big[300];
+        snprintf(big, sizeof(big), "{\"redis\": {\"url\": \"unix:///%0107d\"}}", 0);
+        expect_err(big, "redis.url", "the socket's path must be absolute and at most 107 bytes");
+        snprintf(big, sizeof(big), "{\"redis\": {\"url\": \"unix:///%0106d\"}}", 0);
+        struct cfg_err e2;
+        struct bd_config *c2 = load_str(big, &e2);
+        CHECK(c2 != NULL && strlen(c2->redis_host) == 107);
+        if (c2)
+            config_unref(c2);
+    }
+    expect_err("{\"redis\": {\"url\": \"unix:///run/redis.sock?database=2\"}}", "redis.url",
+               "the only query a unix:// URL takes is ?db=N");
+    expect_err("{\"redis\": {\"url\": \"unix:///run/redis.sock?db=x\"}}", "redis.url",
+               "database must be an integer between 0 and 999999999");
+    expect_err("{\"redis\": {\"url\": \"unix://bob@/run/redis.sock\"}}", "redis.url",
+               "expected \":password@\" or \"user:password@\" before the host");
+    expect_err("{\"redis\": {\"url\": \"unix:///run/my redis.sock\"}}", "redis.url",
+               "the socket's path must not contain spaces, control characters or '#'");
+    expect_err("{\"redis\": {\"url\": \"unix:///run/redis.sock\", "
+               "\"sentinels\": [\"10.0.0.1:26379\"], \"master_name\": \"m\"}}", "redis.url",
+               "Sentinel names its primary by address: with redis.sentinels the URL is redis:// "
+               "(its user, password and database are used), not unix://");
 #ifndef BRIEFD_REDIS_TLS
     expect_err("{\"redis\": {\"url\": \"rediss://h:6379\"}}", "redis.url",
                "this build of hiredis has no TLS; run a TLS sidecar such as stunnel: see "
@@ -740,6 +768,7 @@ static void test_errors_file_content(void)
 static void test_listen_redis_ok(void)
 {
     struct cfg_err err;
+    cJSON *d;
     struct bd_config *c = load_str("{\"listen\": \"[::1]:8081\", \"redis\": {\"url\": "
                                    "\"redis://alice:p%40ss%3Aw@[::1]\"}}", &err);
 
@@ -761,6 +790,31 @@ static void test_listen_redis_ok(void)
     CHECK_STR(c->redis_host, "localhost");
     CHECK(c->redis_port == 7000 && c->redis_db == 0 && c->redis_password == NULL);
     CHECK_STR(c->draft.base_url, "http://h:1");
+    config_unref(c);
+
+    c = load_str("{\"redis\": {\"url\": \"unix:///run/redis/redis.sock\"}}", &err);
+    CHECK(c != NULL);
+    if (!c)
+        return;
+    CHECK_STR(c->redis_host, "/run/redis/redis.sock");
+    CHECK(c->redis_port == 0 && c->redis_db == 0 && c->redis_password == NULL);
+    d = config_describe(c);
+    CHECK_STR(cJSON_GetStringValue(jget(d, "redis", "url", NULL)), "unix:///run/redis/redis.sock?db=0");
+    cJSON_Delete(d);
+    config_unref(c);
+
+    c = load_str("{\"redis\": {\"url\": \"unix://app:p%40ss@/var/run/r@dis.sock?db=4\"}}",
+                 &err);
+    CHECK(c != NULL);
+    if (!c)
+        return;
+    CHECK_STR(c->redis_host, "/var/run/r@dis.sock");
+    CHECK(c->redis_port == 0 && c->redis_db == 4);
+    CHECK_STR(c->redis_user, "app");
+    CHECK_STR(c->redis_password, "p@ss");
+    d = config_describe(c);
+    CHECK_STR(cJSON_GetStringValue(jget(d, "redis", "url", NULL)), "unix://app:***@/var/run/r@dis.sock?db=4");
+    cJSON_Delete(d);
     config_unref(c);
 
     c = load_str("{\"workers\": {\"job_timeout_ms\": 60000}, "

@@ -605,5 +605,66 @@ class RedisRefusals(unittest.TestCase):
         self.assertEqual(b.stop(), 0)
 
 
+class UnixSocket(unittest.TestCase):
+    """redis.url unix://:password@/path?db=N: every connection of the process goes over the
+    socket (none over TCP), with the password and the database of the URL; /readyz names the
+    socket; a Redis restarted on the same socket is reconnected to."""
+
+    def setUp(self):
+        self.tmpdir = tempfile.TemporaryDirectory(prefix="briefd-it-")
+        self.tmp = self.tmpdir.name
+        self.stack = []
+
+    def tearDown(self):
+        for p in reversed(self.stack):
+            p.stop()
+        self.tmpdir.cleanup()
+
+    def cli(self, sock, *args):
+        return subprocess.run(["redis-cli", "-s", sock, "-a", "pw-unix", "--no-auth-warning"] +
+                              list(args), capture_output=True, text=True, check=True).stdout
+
+    def test_jobs_over_the_socket(self):
+        redis = ArgsRedis(self.tmp, ["--requirepass", "pw-unix", "--unixsocketperm", "700"])
+        sock = os.path.join(redis.dir, "redis.sock")
+        redis.extra += ["--unixsocket", sock]
+        redis.start()
+        self.stack.append(redis)
+        sim = Sim(self.tmp).start()
+        self.stack.append(sim)
+        cfg = base_config(redis, sim)
+        cfg["redis"]["url"] = "unix://:pw-unix@%s?db=3" % sock
+        b = Briefd(self.tmp, cfg).start()
+        self.stack.append(b)
+        st, body, _ = b.get("/readyz")
+        self.assertEqual(st, 200, body)
+        self.assertEqual(body["redis_primary"], {"host": sock, "port": 0, "via": "url"})
+        st, job, _ = b.post_job({"text": TEXT}, wait=20)
+        self.assertEqual(st, 200, job)
+        self.assertEqual(job["status"], "succeeded")
+        prefix = cfg["redis"]["prefix"]
+        self.assertEqual(self.cli(sock, "-n", "3", "EXISTS", rkey(prefix, "job:" + job["id"])),
+                         "1\n")
+        self.assertEqual(self.cli(sock, "-n", "0", "DBSIZE"), "0\n")
+        clients = [dict(kv.split("=", 1) for kv in ln.split() if "=" in kv)
+                   for ln in self.cli(sock, "CLIENT", "LIST").splitlines()]
+        ours = [c for c in clients if c.get("name", "").startswith("briefd-")]
+        names = {c["name"] for c in ours}
+        self.assertTrue({"briefd-cmd", "briefd-worker", "briefd-sub"} <= names, clients)
+        for c in ours:
+            self.assertTrue(c["addr"].startswith(sock), c)
+        # Redis restarted on the same socket: not ready while it is down, then ready again
+        redis.stop()
+        wait_for(lambda: b.get("/readyz")[0] == 503, 10, "/readyz 503 with Redis stopped")
+        redis.start()
+        wait_for(lambda: b.get("/readyz")[0] == 200, 15, "/readyz 200 after the restart")
+        st, job, _ = b.post_job({"text": TEXT + " again"}, wait=20)
+        self.assertEqual(st, 200, job)
+        self.assertEqual(job["status"], "succeeded")
+        self.assertTrue(any("redis %s connected" % sock in ln
+                            for ln in log_lines(b.log, "connected")), tail(b.log, 3000))
+        self.assertEqual(b.stop(), 0)
+
+
 if __name__ == "__main__":
     unittest.main()
