@@ -497,14 +497,14 @@ class IdempotencyTtl(unittest.TestCase):
                 redis.stop()
 
 
-class RedisRefusals(unittest.TestCase):
+class OwnRedis(unittest.TestCase):
+    """A test that starts its own processes (a Redis of its kind, the simulator, briefd) in
+    self.stack; they are killed or stopped in reverse order afterwards."""
+
     @classmethod
     def tearDownClass(cls):
         from harness import check_openapi
         check_openapi()  # every briefd response of the class against docs/openapi.yaml
-
-    """A wrong password or database: not ready, with what Redis said; a Redis out of memory:
-    503 with what Redis said."""
 
     def setUp(self):
         self.tmpdir = tempfile.TemporaryDirectory(prefix="briefd-it-")
@@ -518,6 +518,11 @@ class RedisRefusals(unittest.TestCase):
             else:
                 p.stop()
         self.tmpdir.cleanup()
+
+
+class RedisRefusals(OwnRedis):
+    """A wrong password or database: not ready, with what Redis said; a Redis out of memory:
+    503 with what Redis said."""
 
     def start_unready(self, redis, url):
         """briefd against a Redis that refuses its handshake: it never becomes ready, so it is
@@ -605,20 +610,10 @@ class RedisRefusals(unittest.TestCase):
         self.assertEqual(b.stop(), 0)
 
 
-class UnixSocket(unittest.TestCase):
+class UnixSocket(OwnRedis):
     """redis.url unix://:password@/path?db=N: every connection of the process goes over the
     socket (none over TCP), with the password and the database of the URL; /readyz names the
     socket; a Redis restarted on the same socket is reconnected to."""
-
-    def setUp(self):
-        self.tmpdir = tempfile.TemporaryDirectory(prefix="briefd-it-")
-        self.tmp = self.tmpdir.name
-        self.stack = []
-
-    def tearDown(self):
-        for p in reversed(self.stack):
-            p.stop()
-        self.tmpdir.cleanup()
 
     def cli(self, sock, *args):
         return subprocess.run(["redis-cli", "-s", sock, "-a", "pw-unix", "--no-auth-warning"] +
