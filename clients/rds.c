@@ -265,10 +265,11 @@ static void schedule_reconnect(struct rds *r)
 
 static void set_error(struct rds *r, const char *why)
 {
-    if (strcmp(r->last_error, why) != 0 && r->host[0] == '/')
-        log_warn("redis %s (%s): %s", r->host, r->name, why);
-    else if (strcmp(r->last_error, why) != 0)
-        log_warn("redis %s:%d (%s): %s", r->host, r->port, r->name, why);
+    if (strcmp(r->last_error, why) != 0) {
+        char addr[300];
+        rds_addr_text(r->host, r->port, addr, sizeof(addr));
+        log_warn("redis %s (%s): %s", addr, r->name, why);
+    }
     snprintf(r->last_error, sizeof(r->last_error), "%s", why);
 }
 
@@ -670,6 +671,15 @@ const char *rds_last_error(const struct rds *r) { return r->last_error; }
 const char *rds_host(const struct rds *r) { return r->host; }
 int rds_port(const struct rds *r) { return r->port; }
 
+void rds_addr_text(const char *host, int port, char *out, size_t n)
+{
+    int v6 = strchr(host, ':') != NULL;
+    if (host[0] == '/')
+        snprintf(out, n, "%s", host);
+    else
+        snprintf(out, n, "%s%s%s:%d", v6 ? "[" : "", host, v6 ? "]" : "", port);
+}
+
 int rds_retarget(struct rds *r, const char *host, int port)
 {
     char *h;
@@ -681,7 +691,11 @@ int rds_retarget(struct rds *r, const char *host, int port)
     free(r->host);
     r->host = h;
     r->port = port;
-    log_info("redis (%s): now %s:%d", r->name, host, port);
+    {
+        char addr[300];
+        rds_addr_text(host, port, addr, sizeof(addr));
+        log_info("redis (%s): now %s", r->name, addr);
+    }
     r->backoff_ms = RDS_BACKOFF_MIN_MS;
     if (r->ac || r->state == RDS_CONNECTED)
         drop_quiet(r, "the primary moved");

@@ -116,6 +116,9 @@ void rds_on_event(struct rds *r, rds_event_cb cb, void *data);
 /* The address connected to, or being connected to. */
 const char *rds_host(const struct rds *r);
 int rds_port(const struct rds *r);
+/* host and port as log lines and messages show them: "10.0.0.7:6379", "[::1]:6380", or the
+ * path alone for a Unix socket; cut to n - 1 bytes. */
+void rds_addr_text(const char *host, int port, char *out, size_t n);
 
 /* The earliest time (uv_now() ms) at which a command sent now may be given up unanswered:
  * the deadline of the oldest timed command in flight (a timeout drops every command in

@@ -21,6 +21,7 @@
 #include "log.h"
 #include "mclient.h"
 #include "pipeline.h"
+#include "rds.h"
 #include "oplog.h"
 #include "shadow.h"
 #include "store.h"
@@ -76,10 +77,7 @@ static void on_store_state(void *data, int connected)
     const char *via = "url";
     const char *host = a->svc.store ? store_primary(a->svc.store, &port, &via) : "";
     char addr[300];
-    if (host[0] == '/') /* a Unix socket */
-        snprintf(addr, sizeof(addr), "%.290s", host);
-    else
-        snprintf(addr, sizeof(addr), "%.256s:%d", host, port);
+    rds_addr_text(host, port, addr, sizeof(addr));
     if (connected) {
         log_info("redis %s connected (primary from %s)", addr, via);
         a->redis_seen = 1;

@@ -11,6 +11,7 @@
 #include "clock.h"
 #include "config.h"
 #include "job.h"
+#include "rds.h"
 #include "router.h"
 #include "store.h"
 
@@ -185,11 +186,9 @@ static void on_store_state(void *data, int connected)
 static void on_timeout(uv_timer_t *t)
 {
     struct replay *rp = t->data;
-    if (rp->cfg->redis_host[0] == '/') /* a Unix socket */
-        fprintf(stderr, "briefd: redis %s did not answer in time\n", rp->cfg->redis_host);
-    else
-        fprintf(stderr, "briefd: redis %s:%d did not answer in time\n", rp->cfg->redis_host,
-                rp->cfg->redis_port);
+    char addr[300];
+    rds_addr_text(rp->cfg->redis_host, rp->cfg->redis_port, addr, sizeof(addr));
+    fprintf(stderr, "briefd: redis %s did not answer in time\n", addr);
     rp->failed = 1;
     finish(rp);
 }

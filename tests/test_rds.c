@@ -1,6 +1,7 @@
 /* test_rds.c - rds_cmd's own command encoder, held byte for byte to hiredis's
  * redisFormatCommand (which it replaces on the hot path) over the format subset briefd uses.
- * (The client itself runs against a real redis-server in every integration test.) */
+ * (The client itself runs against a real redis-server in every integration test.) And how
+ * an address shows in messages (rds_addr_text). */
 #include <hiredis/hiredis.h>
 #include <limits.h>
 #include <stdint.h>
@@ -76,10 +77,27 @@ static void test_outside_the_subset(void)
     free(many);
 }
 
+/* How an address shows in logs and messages. */
+static void test_addr_text(void)
+{
+    char out[64];
+    rds_addr_text("10.0.0.7", 6379, out, sizeof(out));
+    CHECK(strcmp(out, "10.0.0.7:6379") == 0);
+    rds_addr_text("::1", 6380, out, sizeof(out));
+    CHECK(strcmp(out, "[::1]:6380") == 0);
+    rds_addr_text("redis.internal", 7000, out, sizeof(out));
+    CHECK(strcmp(out, "redis.internal:7000") == 0);
+    rds_addr_text("/run/redis/redis.sock", 0, out, sizeof(out));
+    CHECK(strcmp(out, "/run/redis/redis.sock") == 0);
+    rds_addr_text("/run/redis/redis.sock", 0, out, 8);
+    CHECK(strcmp(out, "/run/re") == 0);
+}
+
 int main(void)
 {
     test_words_and_strings();
     test_binary_and_numbers();
     test_outside_the_subset();
+    test_addr_text();
     return tcheck_summary("test_rds");
 }
