@@ -17,6 +17,7 @@
 #include "bderr.h"
 #include "hash.h"
 #include "mclient.h"
+#include "rds.h"
 #include "router.h"
 #include "sbuf.h"
 #include "tenant.h"
@@ -430,9 +431,8 @@ static const char *split_hostport(const char *s, size_t len, int port_req, char 
 static char *fmt_hostport(const char *host, int port)
 {
     char buf[CONFIG_MAX_HOST + 16];
-    int br = strchr(host, ':') != NULL;
 
-    snprintf(buf, sizeof buf, "%s%s%s:%d", br ? "[" : "", host, br ? "]" : "", port);
+    rds_addr_text(host, port, buf, sizeof buf); /* [v6]:port as the Redis client shows it */
     return strdup(buf);
 }
 
