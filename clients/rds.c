@@ -555,7 +555,7 @@ static void rds_connect(struct rds *r)
     r->started = 1;
     set_state(r, RDS_CONNECTING);
     uv_timer_start(&r->timer, on_timer, (uint64_t)r->connect_timeout_ms, 0);
-    if (r->host[0] == '/')
+    if (rds_is_socket(r->host))
         connect_ip(r, NULL);
     else if (is_ip_literal(r->host))
         connect_ip(r, r->host);
@@ -634,7 +634,7 @@ int rds_open(uv_loop_t *loop, const struct rds_opts *o, rds_state_cb cb, void *d
         free(r);
         return BD_EINVAL;
     }
-    r->port = o->port ? o->port : r->host[0] == '/' ? 0 : 6379;
+    r->port = o->port ? o->port : rds_is_socket(r->host) ? 0 : 6379;
     r->db = o->db;
     r->want_primary = o->want_primary;
     r->connect_timeout_ms = o->connect_timeout_ms > 0 ? o->connect_timeout_ms : 2000;
@@ -671,10 +671,12 @@ const char *rds_last_error(const struct rds *r) { return r->last_error; }
 const char *rds_host(const struct rds *r) { return r->host; }
 int rds_port(const struct rds *r) { return r->port; }
 
+int rds_is_socket(const char *host) { return host[0] == '/'; }
+
 void rds_addr_text(const char *host, int port, char *out, size_t n)
 {
     int v6 = strchr(host, ':') != NULL;
-    if (host[0] == '/')
+    if (rds_is_socket(host))
         snprintf(out, n, "%s", host);
     else
         snprintf(out, n, "%s%s%s:%d", v6 ? "[" : "", host, v6 ? "]" : "", port);

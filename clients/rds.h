@@ -120,6 +120,10 @@ int rds_port(const struct rds *r);
  * path alone for a Unix socket; cut to n - 1 bytes. */
 void rds_addr_text(const char *host, int port, char *out, size_t n);
 
+/* Whether host names Redis's Unix socket (a path, "/..."; its port is 0) rather than a TCP
+ * host. */
+int rds_is_socket(const char *host);
+
 /* The earliest time (uv_now() ms) at which a command sent now may be given up unanswered:
  * the deadline of the oldest timed command in flight (a timeout drops every command in
  * flight), or now + the command timeout; 0 when commands are not timed. A command that

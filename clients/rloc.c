@@ -549,7 +549,7 @@ static int set_nodes(struct rloc *l, const struct rloc_opts *o)
         if (!o->host || strlen(o->host) >= RLOC_HOST_MAX)
             return BD_EINVAL;
         snprintf(l->nodes[0].host, RLOC_HOST_MAX, "%s", o->host);
-        l->nodes[0].port = o->port ? o->port : o->host[0] == '/' ? 0 : 6379;
+        l->nodes[0].port = o->port ? o->port : rds_is_socket(o->host) ? 0 : 6379;
         l->n_nodes = 1;
         snprintf(l->host, sizeof(l->host), "%s", l->nodes[0].host);
         l->port = l->nodes[0].port;

@@ -688,7 +688,7 @@ static char *show_redis_url(const char *base)
     if (hp && user) {
         n = strlen(user) + strlen(hp) + 64;
         out = malloc(n);
-        if (out && c->redis_host[0] == '/')
+        if (out && rds_is_socket(c->redis_host))
             snprintf(out, n, "unix://%s%s%s?db=%d", user, c->redis_password ? ":***@" : "",
                      c->redis_host, c->redis_db);
         else if (out)
@@ -1378,7 +1378,7 @@ static void wipe_tree(cJSON *item)
 
 static int derive_redis(struct bd_config *c, struct cfg_err *err)
 {
-    if (c->redis_sentinels.n > 0 && c->redis_host[0] == '/')
+    if (c->redis_sentinels.n > 0 && rds_is_socket(c->redis_host))
         return cfg_fail(err, "redis.url", "Sentinel names its primary by address: with "
                         "redis.sentinels the URL is redis:// (its user, password and database "
                         "are used), not unix://");

@@ -1,7 +1,7 @@
 /* test_rds.c - rds_cmd's own command encoder, held byte for byte to hiredis's
  * redisFormatCommand (which it replaces on the hot path) over the format subset briefd uses.
  * (The client itself runs against a real redis-server in every integration test.) And how
- * an address shows in messages (rds_addr_text). */
+ * an address shows in messages (rds_addr_text) and which hosts are Unix sockets. */
 #include <hiredis/hiredis.h>
 #include <limits.h>
 #include <stdint.h>
@@ -91,6 +91,9 @@ static void test_addr_text(void)
     CHECK(strcmp(out, "/run/redis/redis.sock") == 0);
     rds_addr_text("/run/redis/redis.sock", 0, out, 8);
     CHECK(strcmp(out, "/run/re") == 0);
+    CHECK(rds_is_socket("/run/redis/redis.sock"));
+    CHECK(!rds_is_socket("10.0.0.7") && !rds_is_socket("::1") && !rds_is_socket("redis"));
+    CHECK(!rds_is_socket(""));
 }
 
 int main(void)
