@@ -78,6 +78,9 @@ struct store {
     struct list_node held_gets; /* store_get of a job whose finish waits behind that batch */
     struct list_node transitions;
     size_t transiting;          /* the same for transitions */
+    char (*batch_keys)[KEY_MAX]; /* a batch's keys, kept from one batch to the next (NULL until
+                                   the first): 125 KB for 64 finishes, which a fresh
+                                   allocation per batch page-faulted in again each time */
     /* queue depth estimate for the bound check (store_submit) */
     long depth_est;
     uint64_t depth_at;
@@ -99,8 +102,8 @@ struct store {
 
 /* --- keys -------------------------------------------------------------------------------- */
 
-/* buf (KEY_MAX bytes) = the hash tag + name + suffix (suffix may be NULL). */
-/* buf = tag + name + suffix, cut to KEY_MAX - 1 bytes (no printf: many per job). */
+/* buf (KEY_MAX bytes) = the hash tag + name + suffix (suffix may be NULL), cut to KEY_MAX - 1
+ * bytes (no printf: many per job). */
 static void key(const struct store *s, char *buf, const char *name, const char *suffix)
 {
     const char *parts[3] = {s->tag, name, suffix ? suffix : ""};
@@ -997,6 +1000,7 @@ static void free_store(struct store *s)
     void *data = s->close_data;
     free(s->host);
     free(s->tls_ca);
+    free(s->batch_keys);
     wipe_free(s->user);
     wipe_free(s->password);
     free(s);
@@ -2388,6 +2392,17 @@ static void add_finish_args(struct batch_item *it, const char **keys, const char
     args[9] = it->remote_waiter ? it->event : "";
 }
 
+/* The keys of a batch (BATCH_KEYS of them, enough for the largest), filled while the batch
+ * is formatted into the connection's buffer: one batch at a time, so one array serves every
+ * batch. NULL on OOM. */
+#define BATCH_KEYS (4 + 6 * BATCH_MAX + 2)
+static char (*batch_keys(struct store *s))[KEY_MAX]
+{
+    if (!s->batch_keys)
+        s->batch_keys = malloc((size_t)BATCH_KEYS * KEY_MAX);
+    return s->batch_keys;
+}
+
 /* A batch of finishes: each record written to its own key first (plain SETs, pipelined on
  * the same connection, so they run before the script), then the script. */
 static int send_finishes(struct store *s, struct batch_op *b)
@@ -2395,7 +2410,7 @@ static int send_finishes(struct store *s, struct batch_op *b)
     size_t n = b->n;
     size_t nkeys = 4 + 6 * n + 2, nargs = nkeys + 4 + 10 * n;
     const char **argv = calloc(nargs, sizeof(*argv));
-    char (*kbuf)[KEY_MAX] = calloc(nkeys, KEY_MAX);
+    char (*kbuf)[KEY_MAX] = batch_keys(s);
     char (*prio)[4] = calloc(n ? n : 1, 4);
     char chan[KEY_MAX], num[16], day[16], origin[sizeof(s->instance) + 16];
     int rc = BD_ENOMEM;
@@ -2431,7 +2446,6 @@ static int send_finishes(struct store *s, struct batch_op *b)
     rc = evalsha(s, NULL, on_batch, b, &sc_finish, (int)nkeys, (int)nargs, argv, NULL);
 out:
     free(argv);
-    free(kbuf);
     free(prio);
     return rc;
 }
@@ -2440,7 +2454,7 @@ static int send_transitions(struct store *s, struct batch_op *b)
 {
     size_t n = b->n, nargs = n + 2 + 2 * n;
     const char **argv = calloc(nargs, sizeof(*argv));
-    char (*kbuf)[KEY_MAX] = calloc(n ? n : 1, KEY_MAX);
+    char (*kbuf)[KEY_MAX] = batch_keys(s);
     char chan[KEY_MAX], ttl[16];
     int rc = BD_ENOMEM;
     if (!argv || !kbuf)
@@ -2458,7 +2472,6 @@ static int send_transitions(struct store *s, struct batch_op *b)
     rc = evalsha(s, NULL, on_batch, b, &sc_transition, (int)n, (int)nargs, argv, NULL);
 out:
     free(argv);
-    free(kbuf);
     return rc;
 }
 
