@@ -211,7 +211,9 @@ static const char GET_LUA[] =
  * batch's message).
  * -> per job 1 stored, 2 stored earlier by this very delivery (a resent batch), 0 refused
  * (the delivery is no longer current); an error, and nothing written, when a record is
- * missing. A stored job's record is renamed into place (its bytes never pass through Lua:
+ * missing. A queued job's delivery is current while its entry is pending (XACK); a job that
+ * never was queued (the facade's, entry "direct") has no entry, and its record in place
+ * tells a resent batch (RENAMENX). A stored job's record is renamed into place (its bytes never pass through Lua:
  * Redis's Lua hashes every byte of every string it is given or makes), its terminal event
  * carries no job object unless another process waits for it (other listeners read the
  * record; the origin delivers its own in process)
@@ -235,10 +237,14 @@ static const char FINISH_LUA[] =
     "  local a, k = 5 + i * 10, 5 + i * 6\n"
     "  local p, entry = tonumber(ARGV[a]), ARGV[a + 1]\n"
     "  local jk, xk, tk = KEYS[k], KEYS[k + 1], KEYS[k + 2]\n"
-    "  local ok = 1\n"
-    "  if p >= 0 then ok = redis.call('XACK', KEYS[p + 1], group, entry) end\n"
+    "  local ok\n"
+    "  if p >= 0 then\n"
+    "    ok = redis.call('XACK', KEYS[p + 1], group, entry)\n"
+    "    if ok == 1 then redis.call('RENAME', tk, jk) end\n"
+    "  else\n" /* never queued: fenced by its record, in place once stored */
+    "    ok = redis.call('RENAMENX', tk, jk)\n"
+    "  end\n"
     "  if ok == 1 then\n"
-    "    redis.call('RENAME', tk, jk)\n"
     "    if ARGV[a + 2] == '1' then redis.call('DEL', xk) end\n"
     "    if p >= 0 then table.insert(dels[p + 1], entry) end\n"
     "    deltas[#deltas + 1] = ARGV[a + 4]\n"

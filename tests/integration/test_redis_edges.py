@@ -369,22 +369,32 @@ class FinishScript(unittest.TestCase):
         cls.redis.stop()
         cls.tmpdir.cleanup()
 
-    def batch(self, n, prefix):
-        """KEYS and ARGV of a batch of n jobs, each delivered from q:normal (group g)."""
+    def batch(self, n, prefix, direct=0):
+        """KEYS and ARGV of a batch of n jobs, each delivered from q:normal (group g), then
+        direct more that never were queued (the facade's: prio -1, entry "direct")."""
         r = self.redis
         q = prefix + "q:normal"
         r.cmd("XGROUP", "CREATE", q, "g", "$", "MKSTREAM")
         entries = [r.cmd("XADD", q, "*", "r", "{}") for _ in range(n)]
-        r.cmd("XREADGROUP", "GROUP", "g", "c", "COUNT", str(n), "STREAMS", q, ">")
+        if n:
+            r.cmd("XREADGROUP", "GROUP", "g", "c", "COUNT", str(n), "STREAMS", q, ">")
         keys = [prefix + "q:low", q, prefix + "q:high", prefix + "pend"]
-        args = ["g", prefix + "events", str(n), "origin"]
-        for i, e in enumerate(entries):
+        args = ["g", prefix + "events", str(n + direct), "origin"]
+        for i, e in enumerate(entries + ["direct"] * direct):
             e = e.decode() if isinstance(e, bytes) else e
             keys += [prefix + "job:%d" % i, prefix + "jobx:%d" % i, prefix + "fin:%d" % i,
                      prefix + "spend", prefix + "resv", prefix + "exp"]
-            args += ["1", e, "0", "succeeded", "delta%d" % i, "job_%d" % i, "0", "0", "", ""]
+            args += ["1" if e != "direct" else "-1", e, "0", "succeeded", "delta%d" % i,
+                     "job_%d" % i, "0", "0", "", ""]
         keys += [prefix + "wh:q", prefix + "wh:due"]
         return keys, args
+
+    def write_records(self, prefix, args):
+        """What the finishing process writes before the script: each job's record at its fin:
+        key, starting with its delivery (by which the script knows its own record)."""
+        for i in range(int(args[2])):
+            self.redis.cmd("SET", prefix + "fin:%d" % i,
+                           '{"delivery":"%s","job":{}}\nrecord %d' % (args[5 + 10 * i], i))
 
     def run_script(self, keys, args):
         try:
@@ -404,6 +414,20 @@ class FinishScript(unittest.TestCase):
                          ["delta0", "delta1", "delta2"])
         self.assertEqual(self.redis.cmd("XPENDING", "a:q:normal", "g")[0], 0)
         self.assertEqual(self.redis.cmd("XLEN", "a:q:normal"), 0)
+
+    def test_a_resent_batch_counts_once(self):
+        """A batch whose answer was lost (the connection dropped) is sent again, records and
+        all: every job - the queued ones and the facade's, which no queue entry fences - is
+        reported stored earlier (2), and counted and published once."""
+        keys, args = self.batch(2, "r:", direct=2)
+        for attempt in range(2):
+            self.write_records("r:", args)
+            self.assertEqual(self.run_script(keys, args), [1 + attempt] * 4)
+            for i in range(4):
+                self.assertTrue(self.redis.cmd("GET", "r:job:%d" % i).endswith("record %d" % i))
+                self.assertEqual(self.redis.cmd("EXISTS", "r:fin:%d" % i), 0)
+            self.assertEqual(self.redis.cmd("LRANGE", "r:pend", "0", "-1"),
+                             ["delta0", "delta1", "delta2", "delta3"])
 
     def test_a_missing_record_stores_nothing(self):
         keys, args = self.batch(3, "b:")
