@@ -1341,6 +1341,7 @@ static void facade_record(struct svc *svc, struct facade_run *r, const char *sta
     res.stats = &delta;
     res.tenant = job_req_meta(&r->jr, "tenant");
     res.cost_usd = r->pj.acct.cost_draft + r->pj.acct.cost_refine;
+    res.hold_ms = r->cfg->facade_record_hold_ms;
     if (store_finish(svc->store, NULL, r->id, &res, t ? shadow_stored : NULL, t) != 0) {
         log_warn("facade: the result of %s could not be recorded", r->id);
         shadow_drop(t);

@@ -169,6 +169,8 @@ struct bd_config {
     int webhook_backoff_base_ms;    /* webhooks.backoff_base_ms: the first retry's delay (5000) */
 
     char *facade_model;      /* facade.model: alias for /v1/chat/completions ("briefd-hybrid") */
+    int facade_record_hold_ms; /* facade.record_hold_ms: how long an answered run's record
+                                  may wait to share a batch (2) */
 
     struct router *router;   /* built from "routing" */
 

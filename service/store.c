@@ -75,6 +75,12 @@ struct store {
     size_t n_finishes;
     size_t finishing;           /* the finish batch in flight: its items (the first on the
                                    queue), 0 when none is */
+    size_t n_urgent;            /* queued finishes not held (store_result.hold_ms 0: a job's,
+                                   which a client may wait for); the others wait for a batch to
+                                   gather */
+    uv_timer_t hold;            /* from the first held finish queued, its hold_ms */
+    int hold_ms;                /* the hold of the last held finish queued */
+    int hold_over;              /* it ran out: the held finishes go with the next batch */
     struct list_node held_gets; /* store_get of a job whose finish waits behind that batch */
     struct list_node transitions;
     size_t transiting;          /* the same for transitions */
@@ -1038,6 +1044,8 @@ int store_open(uv_loop_t *loop, const struct store_opts *o, store_state_cb cb, v
     uv_timer_init(loop, &s->tick);
     s->tick.data = s;
     uv_timer_start(&s->tick, on_tick, 250, 250);
+    uv_timer_init(loop, &s->hold);
+    s->hold.data = s;
     *out = s;
     return 0;
 }
@@ -1812,6 +1820,7 @@ static int send_get(struct get_op *g)
     return rc;
 }
 
+static int finish_queued(const struct store *s, const char *id);
 static int finish_waiting(const struct store *s, const char *id);
 
 int store_get(struct store *s, const char *id, store_job_cb cb, void *data)
@@ -1825,6 +1834,10 @@ int store_get(struct store *s, const char *id, store_job_cb cb, void *data)
     g->data = data;
     list_init(&g->node);
     snprintf(g->id, sizeof(g->id), "%s", id);
+    if (finish_queued(s, id)) { /* held (store_result.hold_ms): someone waits for it now */
+        s->hold_over = 1;
+        kick_finishes(s); /* sent now, unless a batch is in flight: then after it */
+    }
     if (finish_waiting(s, id)) {
         /* read your writes: a job this process finished (the facade's, answered before its
          * record is stored) is read after its record, not before */
@@ -2115,6 +2128,7 @@ struct batch_item {
     char cost[24];              /* its cost in picodollars */
     char *webhook;              /* "" or the delivery to keep (FINISH_LUA) */
     int remote_waiter;          /* another process waits for the job: publish its object */
+    int hold_ms;                /* store_result.hold_ms (finishes) */
 };
 
 struct batch_op {
@@ -2124,20 +2138,25 @@ struct batch_op {
     struct batch_item *items[BATCH_MAX];
 };
 
-/* Whether id's finish is queued but not yet sent: behind the batch in flight (the items of
- * which are the first s->finishing on the queue). A read sent now would overtake it. */
-static int finish_waiting(const struct store *s, const char *id)
+/* Whether id's finish is queued and not yet sent (the batch in flight is the first
+ * s->finishing items of the queue). */
+static int finish_queued(const struct store *s, const char *id)
 {
     const struct list_node *it;
     size_t i = 0;
-    if (!s->finishing)
-        return 0; /* nothing in flight: a queued finish goes out before anything else */
     for (it = s->finishes.next; it != &s->finishes; it = it->next, i++) {
         if (i >= s->finishing &&
             strcmp(LIST_ENTRY(it, const struct batch_item, node)->id, id) == 0)
             return 1;
     }
     return 0;
+}
+
+/* Whether id's finish waits behind the batch in flight: a read sent now would overtake it.
+ * (With nothing in flight, a queued finish would go out before anything else.) */
+static int finish_waiting(const struct store *s, const char *id)
+{
+    return s->finishing && finish_queued(s, id);
 }
 
 /* After a finish batch was answered (and the next one sent): the held reads whose finish
@@ -2339,6 +2358,7 @@ static void on_batch(struct rds *r, struct rds_reply *x, void *data)
         if (kind == ITEM_FINISH) {
             int stored = st == 0 && rds_reply_int(rds_reply_elem(x, i)) > 0;
             s->n_finishes--;
+            s->n_urgent -= it->hold_ms == 0;
             if (stored && s->event_cb) /* the published event skips this process */
                 parse_events(s, it->event, strlen(it->event));
             item_done(it, st, stored);
@@ -2481,13 +2501,31 @@ out:
     return rc;
 }
 
+static void on_hold(uv_timer_t *t)
+{
+    struct store *s = t->data;
+    s->hold_over = 1;
+    kick_finishes(s);
+}
+
+/* Whether the queued finishes go now: one a client waits for, a full batch, the hold over,
+ * or the store closing. Otherwise the hold starts (if it has not). */
+static int finishes_due(struct store *s)
+{
+    if (s->n_urgent > 0 || s->n_finishes >= BATCH_MAX || s->hold_over || s->closing)
+        return 1;
+    if (!uv_is_active((uv_handle_t *)&s->hold))
+        uv_timer_start(&s->hold, on_hold, (uint64_t)s->hold_ms, 0);
+    return 0;
+}
+
 static void send_batch(struct store *s, enum item_kind kind)
 {
     struct list_node *q = queue_of(s, kind), *it;
     size_t *busy = kind == ITEM_FINISH ? &s->finishing : &s->transiting;
     struct batch_op *b;
     int rc;
-    if (*busy || list_empty(q) || !store_ready(s))
+    if (*busy || list_empty(q) || !store_ready(s) || (kind == ITEM_FINISH && !finishes_due(s)))
         return;
     b = calloc(1, sizeof(*b));
     if (!b)
@@ -2502,6 +2540,10 @@ static void send_batch(struct store *s, enum item_kind kind)
         return; /* retried on the next tick or reconnect */
     }
     *busy = b->n;
+    if (kind == ITEM_FINISH) { /* what is queued from now on waits for the next hold */
+        s->hold_over = 0;
+        uv_timer_stop(&s->hold);
+    }
 }
 
 static void kick_finishes(struct store *s) { send_batch(s, ITEM_FINISH); }
@@ -2512,9 +2554,12 @@ static void fail_queue(struct store *s, enum item_kind kind)
 {
     struct list_node *q = queue_of(s, kind), *first;
     while ((first = list_first(q)) != NULL) {
-        if (kind == ITEM_FINISH)
+        struct batch_item *it = LIST_ENTRY(first, struct batch_item, node);
+        if (kind == ITEM_FINISH) {
             s->n_finishes--;
-        item_done(LIST_ENTRY(first, struct batch_item, node), BD_EREDIS_DOWN, 0);
+            s->n_urgent -= it->hold_ms == 0;
+        }
+        item_done(it, BD_EREDIS_DOWN, 0);
     }
 }
 
@@ -2580,6 +2625,10 @@ int store_finish(struct store *s, const struct store_entry *e, const char *id,
     }
     list_push_back(&s->finishes, &it->node);
     s->n_finishes++;
+    it->hold_ms = e ? 0 : r->hold_ms;
+    if (it->hold_ms > 0)
+        s->hold_ms = it->hold_ms;
+    s->n_urgent += it->hold_ms == 0;
     kick_finishes(s);
     return 0;
 }
@@ -4171,7 +4220,7 @@ static void close_connections(struct store *s)
     fail_queue(s, ITEM_FINISH);
     fail_queue(s, ITEM_TRANSITION);
     release_gets(s, 1);
-    s->pending_closes = 2; /* this function's own + the tick handle */
+    s->pending_closes = 3; /* this function's own + the tick and hold handles */
     for (int i = 0; i < 4; i++) {
         if (conns[i]) {
             s->pending_closes++;
@@ -4187,6 +4236,7 @@ static void close_connections(struct store *s)
         s->loc = NULL;
     }
     uv_close((uv_handle_t *)&s->tick, on_tick_closed);
+    uv_close((uv_handle_t *)&s->hold, on_tick_closed);
     on_conn_closed(s);
 }
 
@@ -4240,6 +4290,7 @@ void store_close(struct store *s, void (*cb)(void *data), void *data)
     s->close_cb = cb;
     s->close_data = data;
     uv_timer_stop(&s->tick);
+    uv_timer_stop(&s->hold);
     close_step(s);
 }
 

@@ -296,10 +296,15 @@ struct store_result {
     const char *tenant;         /* the job's tenant (NULL or "": none): the job's cost is added
                                    to its spend today and its budget reservation released */
     double cost_usd;            /* the job's cost (settles the tenant's budget) */
+    int hold_ms;                /* a finish nobody waits for (the facade's, answered already):
+                                   it may wait this long for others to share its batch (0:
+                                   sent at once; a queued job's always is) */
 };
 /* End a job with r: store the record, ack and delete its entry, add its statistics and
  * publish - unless the delivery is no longer current (applied = 0). e NULL: a job that never
- * was queued (the facade's): id names it. Batched; cb runs when its batch is answered. */
+ * was queued (the facade's): id names it. Batched; cb runs when its batch is answered. A
+ * held finish (r->hold_ms) is sent once the first held one's hold is over, or at once with
+ * a finish a client waits for, a full batch, a store_get of it, or store_close. */
 int store_finish(struct store *s, const struct store_entry *e, const char *id,
                  const struct store_result *r, store_flag_cb cb, void *data);
 

@@ -473,6 +473,52 @@ class FacadeReadAfterAnswer(Stack):
             self.assertEqual(job["id"], jid)
 
 
+class FacadeRecordHold(Stack):
+    """An answered facade run's record is held up to facade.record_hold_ms (here 1000) for
+    others to share its finish script: sequential runs inside the hold are stored by one
+    script (their events in one message). The hold never delays a reader - a GET of a held
+    run sends it at once - and SIGTERM stores what is held before the process leaves."""
+    config_over = {"routing": {"policies": [], "guards": {"max_refine_rate": None}},
+                   "facade": {"record_hold_ms": 1000}}
+
+    def chat(self, b, text):
+        st, r, _ = b.request("POST", "/v1/chat/completions", {
+            "model": "briefd-hybrid", "messages": [{"role": "user", "content": text}]})
+        self.assertEqual(st, 200, r)
+        return r["briefd"]["job_id"]
+
+    def prefix(self):
+        return base_config(self.redis, self.sim)["redis"]["prefix"]
+
+    def test_answered_runs_share_one_finish(self):
+        log = EventLog(self.redis, self.prefix())
+        try:
+            ids = [self.chat(self.briefd, "%s Run %d." % (TEXT, i)) for i in range(5)]
+            for jid in ids:
+                wait_for(lambda: log.find(jid)[0] is not None, 10, "the event of " + jid)
+            msgs = [log.find(jid)[0] for jid in ids]
+            self.assertTrue(all(m is msgs[0] for m in msgs), msgs)  # one finish script
+            for jid in ids:
+                self.assertEqual(self.redis.cmd("EXISTS", rkey(self.prefix(), "job:" + jid)), 1)
+        finally:
+            log.close()
+
+    def test_a_get_sends_the_held_record(self):
+        jid = self.chat(self.briefd, TEXT + " Read at once.")
+        t0 = time.time()
+        st, job, _ = self.briefd.get("/v1/jobs/" + jid)
+        self.assertEqual((st, job.get("status")), (200, "succeeded"), job)
+        self.assertLess(time.time() - t0, 0.9, "the GET waited for the hold")
+
+    def test_sigterm_stores_the_held_records(self):
+        cfg = base_config(self.redis, self.sim, **self.config_over)
+        cfg["facade"]["record_hold_ms"] = 1000
+        b = Briefd(self.tmp, cfg, name="held").start()
+        jid = self.chat(b, TEXT + " Then a stop.")
+        self.assertEqual(b.stop(), 0)
+        self.assertEqual(self.redis.cmd("EXISTS", rkey(self.prefix(), "job:" + jid)), 1)
+
+
 class IdempotencyTtl(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
