@@ -9,7 +9,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Stack, request, rkey  # noqa: E402
+from harness import Stack, request, rkey, wait_for  # noqa: E402
 
 TEXT = ("Revenue grew 12 percent in the third quarter. Costs were flat. "
         "The board approved a new data center in Ohio.")
@@ -76,6 +76,19 @@ class Protocol(Stack):
         keys = self.redis.cmd("KEYS", rkey(p, "job:*"))
         return total, len(keys)
 
+    def settled(self):
+        """queued() once earlier tests' work has landed: no entry left in the queues, and the
+        same count of records at two polls in a row (a facade run's record is stored after its
+        answer, up to facade.record_hold_ms later)."""
+        last = [None]
+
+        def still():
+            cur, prev = self.queued(), last[0]
+            last[0] = cur
+            return cur[0] == 0 and cur == prev
+        wait_for(still, 30, "earlier tests' jobs and records to land")
+        return last[0]
+
     def expect_error(self, path, body, status, code, param):
         st, r, h = post_raw(self.briefd.port, path, body)
         self.assertEqual(st, status, r)
@@ -87,7 +100,7 @@ class Protocol(Stack):
     # --- strict JSON -------------------------------------------------------------------
 
     def test_nul_in_any_string_is_refused_not_cut(self):
-        before = self.queued()
+        before = self.settled()
         cases = [
             (b'{"text":"Revenue rose 10%.\\u0000 SECRET TAIL"}', "text"),
             (b'{"text":"x","instructions":"a\\u0000b"}', "instructions"),
@@ -106,7 +119,7 @@ class Protocol(Stack):
         self.assertEqual(self.queued(), before, "a refused body queued something")
 
     def test_trailing_data_and_control_characters_are_invalid_json(self):
-        before = self.queued()
+        before = self.settled()
         for body in (b'{"text":"x"} garbage', b'{"text":"x"}{"text":"y"}',
                      b'{"text":"tab\there"}', b'{"text":"a\x01b"}', b'{"text":"a\x00b"}',
                      b'{"text":"x","max_words":012}'):
@@ -157,7 +170,7 @@ class Protocol(Stack):
         body = json.dumps({"text": TEXT}).encode()
         req = (b"POST /v1/jobs?wait=10 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                b"Content-Length: %d\r\n\r\n" % len(body)) + body
-        before = self.queued()
+        before = self.settled()
         data = raw_request(self.briefd.port, req, half_close=True)
         self.assertTrue(data, "no response to a half-closed POST")
         st, h, b = parse_response(data)
@@ -234,7 +247,7 @@ class Protocol(Stack):
                 self.assertEqual(json.loads(b)["error"]["code"], "http_version_not_supported")
 
     def test_transfer_coding_other_than_chunked_is_501(self):
-        before = self.queued()
+        before = self.settled()
         body = json.dumps({"text": TEXT}).encode()
         req = (b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                b"Transfer-Encoding: gzip, chunked\r\n\r\n")
