@@ -219,8 +219,8 @@ static const char GET_LUA[] =
  * (the delivery is no longer current); an error, and nothing written, when a record is
  * missing. A queued job's delivery is current while its entry is pending (XACK); a job that
  * never was queued (the facade's, entry "direct") has no entry, and its record in place
- * tells a resent batch (RENAMENX). A stored job's record is renamed into place (its bytes never pass through Lua:
- * Redis's Lua hashes every byte of every string it is given or makes), its terminal event
+ * tells a resent batch (RENAMENX). A stored job's record is renamed into place (its bytes
+ * never pass through Lua: Redis's Lua hashes every byte of every string it is given or makes), its terminal event
  * carries no job object unless another process waits for it (other listeners read the
  * record; the origin delivers its own in process)
  * and a stored job of a tenant settles its budget: its reservation goes and its cost is
@@ -2159,6 +2159,13 @@ static int finish_waiting(const struct store *s, const char *id)
     return s->finishing && finish_queued(s, id);
 }
 
+/* A finish leaves the queue (answered, or failed): the counts store_finish added to. */
+static void finish_dequeued(struct store *s, const struct batch_item *it)
+{
+    s->n_finishes--;
+    s->n_urgent -= it->hold_ms == 0;
+}
+
 /* After a finish batch was answered (and the next one sent): the held reads whose finish
  * went out follow it on the same connection, so they see its record (fail: the store is
  * closing, they fail). */
@@ -2357,8 +2364,7 @@ static void on_batch(struct rds *r, struct rds_reply *x, void *data)
         struct batch_item *it = b->items[i];
         if (kind == ITEM_FINISH) {
             int stored = st == 0 && rds_reply_int(rds_reply_elem(x, i)) > 0;
-            s->n_finishes--;
-            s->n_urgent -= it->hold_ms == 0;
+            finish_dequeued(s, it);
             if (stored && s->event_cb) /* the published event skips this process */
                 parse_events(s, it->event, strlen(it->event));
             item_done(it, st, stored);
@@ -2555,10 +2561,8 @@ static void fail_queue(struct store *s, enum item_kind kind)
     struct list_node *q = queue_of(s, kind), *first;
     while ((first = list_first(q)) != NULL) {
         struct batch_item *it = LIST_ENTRY(first, struct batch_item, node);
-        if (kind == ITEM_FINISH) {
-            s->n_finishes--;
-            s->n_urgent -= it->hold_ms == 0;
-        }
+        if (kind == ITEM_FINISH)
+            finish_dequeued(s, it);
         item_done(it, BD_EREDIS_DOWN, 0);
     }
 }
