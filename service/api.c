@@ -1079,10 +1079,21 @@ static void post_chat(struct api *api, struct http_req *req)
     struct facade_req fr;
     size_t len;
     const char *body = http_req_body(req, &len);
+    size_t unrecorded = store_finishes_pending(api->svc->store) + api->nlater;
 
     if (!content_type_json(req)) {
         http_respond_error(req, 415, "unsupported_media_type", NULL,
                            "Content-Type must be application/json");
+        return;
+    }
+    /* An answered run is recorded after its answer; while Redis is slow or unreachable the
+     * records wait in memory. Past the bound, no new run: every answered one is recorded. */
+    if (unrecorded >= (size_t)cfg->facade_max_unrecorded) {
+        http_resp_header(req, "Retry-After", "1");
+        http_respond_error(req, 503, "records_backlog", NULL,
+                           "%zu answered requests of this briefd wait for Redis to store their "
+                           "records (facade.max_unrecorded: %d); Redis is slow or unreachable, "
+                           "try again", unrecorded, cfg->facade_max_unrecorded);
         return;
     }
     if (facade_parse(body, len, cfg->facade_model, cfg->max_text_bytes, &jr, &fr, &ve) != 0) {

@@ -285,6 +285,7 @@ static const struct key webhooks_keys[] = {
 static const struct key facade_keys[] = {
     STR("model", K_STR, O(facade_model), 1, 128, "briefd-hybrid", NULL, NULL),
     NUM("record_hold_ms", K_INT, O(facade_record_hold_ms), 0, 1000, 2),
+    NUM("max_unrecorded", K_INT, O(facade_max_unrecorded), 1, 1000000, 4096),
 };
 
 /* The exact cache (docs/CONFIG.md#cache): 0 is off; at most 30 days. */

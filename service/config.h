@@ -171,6 +171,8 @@ struct bd_config {
     char *facade_model;      /* facade.model: alias for /v1/chat/completions ("briefd-hybrid") */
     int facade_record_hold_ms; /* facade.record_hold_ms: how long an answered run's record
                                   may wait to share a batch (2) */
+    int facade_max_unrecorded; /* facade.max_unrecorded: past this many records of this
+                                  process not yet stored, a facade request gets 503 (4096) */
 
     struct router *router;   /* built from "routing" */
 

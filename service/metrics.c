@@ -14,6 +14,7 @@
 #include "pipeline.h"
 #include "sbuf.h"
 #include "stats.h"
+#include "store.h"
 #include "svc.h"
 #include "upstream.h"
 #include "url.h"
@@ -175,6 +176,10 @@ static void own_series(struct sbuf *b, const struct svc *svc, int redis_up)
     gauge(b, "briefd_redis_up", "gauge",
           "1 if this process reaches Redis (the cluster-wide series come from it), else 0.",
           redis_up);
+    gauge(b, "briefd_records_pending", "gauge",
+          "Finished jobs and answered facade requests of this process whose records Redis has "
+          "not stored yet.",
+          svc->store ? (double)store_finishes_pending(svc->store) : 0);
     sbuf_adds(b, "# HELP briefd_breaker_open 1 while this process's circuit breaker of a model "
                  "endpoint is not closed.\n# TYPE briefd_breaker_open gauge\n");
     breaker_series(b, svc, &svc->cfg->draft, "draft");

@@ -2637,6 +2637,8 @@ int store_finish(struct store *s, const struct store_entry *e, const char *id,
     return 0;
 }
 
+size_t store_finishes_pending(const struct store *s) { return s->n_finishes; }
+
 void store_transition(struct store *s, const char *id, const char *status)
 {
     struct batch_item *it;

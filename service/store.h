@@ -307,6 +307,10 @@ struct store_result {
  * a finish a client waits for, a full batch, a store_get of it, or store_close. */
 int store_finish(struct store *s, const struct store_entry *e, const char *id,
                  const struct store_result *r, store_flag_cb cb, void *data);
+/* The finishes of this process not yet stored: queued, held, or in the batch in flight. With
+ * Redis slow or unreachable they wait (and are sent again) rather than fail, so a producer
+ * that does not wait for its finish (the facade) bounds itself by this count. */
+size_t store_finishes_pending(const struct store *s);
 
 /* Put a delivered job back in the queue with a fresh entry: attempt is the new entry's
  * attempt number (the same to hand it back uncounted; +1 after a reclaim), handbacks the

@@ -131,6 +131,7 @@ static void test_defaults(void)
     CHECK(c->refine.prompt_system && strlen(c->refine.prompt_system) > 20);
     CHECK_STR(c->facade_model, "briefd-hybrid");
     CHECK(c->facade_record_hold_ms == 2);
+    CHECK(c->facade_max_unrecorded == 4096);
     CHECK(c->stats_retention_s == 604800);
     CHECK(c->router != NULL);
     config_unref(c);
@@ -164,7 +165,8 @@ static const char full_json[] =
     "               \"price\": {\"input_per_mtok\": 0.15, \"output_per_mtok\": 0.6},\n"
     "               \"prompt\": {\"user\": \"Improve clarity but keep facts:\\n{draft}\"}}\n"
     "  },\n"
-    "  \"facade\": {\"model\": \"briefd-x\", \"record_hold_ms\": 250},\n"
+    "  \"facade\": {\"model\": \"briefd-x\", \"record_hold_ms\": 250,\n"
+    "             \"max_unrecorded\": 512},\n"
     "  \"stats\": {\"retention_s\": 3600},\n"
     "  \"routing\": {\n"
     "    \"mode\": \"any\",\n"
@@ -236,6 +238,7 @@ static void test_full_file(void)
     check_full_models(c);
     CHECK_STR(c->facade_model, "briefd-x");
     CHECK(c->facade_record_hold_ms == 250);
+    CHECK(c->facade_max_unrecorded == 512);
     CHECK(c->stats_retention_s == 3600);
     CHECK(c->router != NULL);
     if (c->router) {
@@ -401,6 +404,7 @@ static const struct bound bounds[] = {
     MODEL_BOUNDS("judge"),
     {"stats.retention_s", NULL, B_INT, 60, 31536000, 0, NULL},
     {"facade.record_hold_ms", NULL, B_INT, 0, 1000, 0, NULL},
+    {"facade.max_unrecorded", NULL, B_INT, 1, 1000000, 0, NULL},
     {"evaluation.shadow_rate", NULL, B_NUM, 0, 1, 0, NULL},
     {"evaluation.daily_budget_usd", NULL, B_NUM, 0, 0, B_NO_HI, NULL},
     {"evaluation.max_in_flight", NULL, B_INT, 1, 1024, 0, NULL},

@@ -4,7 +4,9 @@ refuses the password or the database keeps briefd not ready, with Redis's words 
 a bounded number of log lines; a Redis out of memory is reported as what Redis said, not as
 "unreachable"; limits.idempotency_ttl_s may not outlive workers.result_ttl_s; the finish script
 on its own: a batch with a record missing writes nothing; a facade job read right after its
-answer, while its record waits behind another finish batch, is read after the record."""
+answer, while its record waits behind another finish batch, is read after the record; while
+Redis stores nothing, the facade's records waiting in memory are bounded (503 records_backlog)
+and every answered run is recorded once Redis is back."""
 import json
 import os
 import socket
@@ -16,7 +18,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (BRIEFD, REDIS, Briefd, Redis, Sim, Stack, _resp_take,  # noqa: E402
-                     base_config, job_id_of_entry, log_lines, queue_state, rkey, tail, wait_for,
+                     base_config, eventually, job_id_of_entry, log_lines, queue_state, rkey, tail, wait_for,
                      wait_port)
 
 TEXT = "Revenue grew 12 percent. Costs were flat. The board approved a new data center."
@@ -517,6 +519,59 @@ class FacadeRecordHold(Stack):
         jid = self.chat(b, TEXT + " Then a stop.")
         self.assertEqual(b.stop(), 0)
         self.assertEqual(self.redis.cmd("EXISTS", rkey(self.prefix(), "job:" + jid)), 1)
+
+
+class FacadeRecordBacklog(Stack):
+    """While Redis does not store records, answered facade runs' records wait in the process;
+    at facade.max_unrecorded (here 8) a new request is refused (503 records_backlog) before it
+    runs, so memory stays bounded - and every answered run is recorded and counted once Redis
+    is back."""
+    config_over = {"routing": {"policies": [], "guards": {"max_refine_rate": None}},
+                   "facade": {"max_unrecorded": 8, "record_hold_ms": 0}}
+
+    def chat(self, i):
+        return self.briefd.request("POST", "/v1/chat/completions", {
+            "model": "briefd-hybrid",
+            "messages": [{"role": "user", "content": "%s Backlog run %d." % (TEXT, i)}]})
+
+    def pending(self):
+        st, text, _ = self.briefd.request("GET", "/metrics")
+        self.assertEqual(st, 200)
+        for line in (text if isinstance(text, str) else text.decode()).splitlines():
+            if line.startswith("briefd_records_pending "):
+                return float(line.split()[1])
+        raise AssertionError("no briefd_records_pending in /metrics")
+
+    def jobs_counted(self):
+        return self.briefd.get("/v1/stats?window=3600")[1].get("jobs")
+
+    def test_refused_at_the_bound_and_every_answer_recorded(self):
+        before = self.jobs_counted()
+        self.assertEqual(self.pending(), 0)
+        self.redis.cmd("CLIENT", "PAUSE", "30000", "WRITE")  # Redis stores nothing
+        try:
+            ids = []
+            for i in range(8):
+                st, r, _ = self.chat(i)
+                self.assertEqual(st, 200, r)
+                ids.append(r["briefd"]["job_id"])
+            st, r, h = self.chat(8)
+            self.assertEqual(st, 503, r)
+            self.assertEqual((r["error"]["type"], r["error"]["code"]),
+                             ("server_error", "records_backlog"), r)
+            self.assertIn("8 answered requests", r["error"]["message"])
+            self.assertEqual(h.get("retry-after"), "1", h)
+            self.assertEqual(self.pending(), 8)  # (the scrape waits for Redis's counters)
+        finally:
+            self.redis.cmd("CLIENT", "UNPAUSE")
+        wait_for(lambda: self.pending() == 0, 15, "the held records stored")
+        for jid in ids:
+            st, job, _ = self.briefd.get("/v1/jobs/" + jid)
+            self.assertEqual((st, job.get("status")), (200, "succeeded"), (jid, job))
+        eventually(self.jobs_counted, lambda n: n == before + 8, 10,
+                   "the 8 answered runs counted once")
+        st, r, _ = self.chat(9)  # the backlog gone, requests run again
+        self.assertEqual(st, 200, r)
 
 
 class IdempotencyTtl(unittest.TestCase):
