@@ -1079,7 +1079,7 @@ static void post_chat(struct api *api, struct http_req *req)
     struct facade_req fr;
     size_t len;
     const char *body = http_req_body(req, &len);
-    size_t unrecorded = store_finishes_pending(api->svc->store) + api->nlater;
+    size_t unrecorded;
 
     if (!content_type_json(req)) {
         http_respond_error(req, 415, "unsupported_media_type", NULL,
@@ -1088,6 +1088,7 @@ static void post_chat(struct api *api, struct http_req *req)
     }
     /* An answered run is recorded after its answer; while Redis is slow or unreachable the
      * records wait in memory. Past the bound, no new run: every answered one is recorded. */
+    unrecorded = store_finishes_pending(api->svc->store) + api->nlater;
     if (unrecorded >= (size_t)cfg->facade_max_unrecorded) {
         http_resp_header(req, "Retry-After", "1");
         http_respond_error(req, 503, "records_backlog", NULL,

@@ -18,8 +18,9 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (BRIEFD, REDIS, Briefd, Redis, Sim, Stack, _resp_take,  # noqa: E402
-                     base_config, eventually, job_id_of_entry, log_lines, queue_state, rkey, tail, wait_for,
-                     wait_port)
+                     base_config, eventually, job_id_of_entry, log_lines, queue_state, rkey,
+                     tail, wait_for, wait_port)
+from test_prometheus import sample  # noqa: E402
 
 TEXT = "Revenue grew 12 percent. Costs were flat. The board approved a new data center."
 
@@ -535,12 +536,9 @@ class FacadeRecordBacklog(Stack):
             "messages": [{"role": "user", "content": "%s Backlog run %d." % (TEXT, i)}]})
 
     def pending(self):
-        st, text, _ = self.briefd.request("GET", "/metrics")
+        st, text, _ = self.briefd.get("/metrics")
         self.assertEqual(st, 200)
-        for line in (text if isinstance(text, str) else text.decode()).splitlines():
-            if line.startswith("briefd_records_pending "):
-                return float(line.split()[1])
-        raise AssertionError("no briefd_records_pending in /metrics")
+        return sample(text.decode(), "briefd_records_pending")
 
     def jobs_counted(self):
         return self.briefd.get("/v1/stats?window=3600")[1].get("jobs")
